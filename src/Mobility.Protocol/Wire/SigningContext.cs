@@ -1,0 +1,32 @@
+using System.Text;
+
+namespace Mobility.Protocol.Wire;
+
+/// <summary>
+/// Domain-separation contexts. Every signature covers <c>u8 length || ASCII context || body</c>, so
+/// a signature made for one kind of message can never be replayed as another kind.
+/// </summary>
+public static class SigningContext
+{
+    public static ReadOnlySpan<byte> GnsRecord => "mobility/gns-record/v1"u8;
+
+    public static ReadOnlySpan<byte> GnsRemove => "mobility/gns-remove/v1"u8;
+
+    public static ReadOnlySpan<byte> Challenge => "mobility/challenge-response/v1"u8;
+
+    public static ReadOnlySpan<byte> HandshakeClient => "mobility/handshake-client/v1"u8;
+
+    public static ReadOnlySpan<byte> HandshakeServer => "mobility/handshake-server/v1"u8;
+
+    /// <summary>Bytes that are signed: length-prefixed context followed by the body.</summary>
+    public static byte[] Compose(ReadOnlySpan<byte> context, ReadOnlySpan<byte> body)
+    {
+        var bytes = new byte[1 + context.Length + body.Length];
+        bytes[0] = checked((byte)context.Length);
+        context.CopyTo(bytes.AsSpan(1));
+        body.CopyTo(bytes.AsSpan(1 + context.Length));
+        return bytes;
+    }
+
+    public static string Describe(ReadOnlySpan<byte> context) => Encoding.ASCII.GetString(context);
+}
