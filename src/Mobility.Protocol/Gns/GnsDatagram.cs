@@ -95,7 +95,7 @@ public static class GnsDatagram
     /// <summary>Clients pad lookups to this size so that any record (at most 530 bytes with header) fits in 3x.</summary>
     public const int LookupPaddedSize = ((GnsRecord.MaxEncodedSize + HeaderSize) / AmplificationFactor) + 1;
 
-    /// <summary>Clients pad reverse lookups to this size, leaving room for about 59 GUIDs in the reply.</summary>
+    /// <summary>Clients pad reverse lookups to this size, leaving room for 61 GUIDs in the reply.</summary>
     public const int ReversePaddedSize = MaxDatagramSize / AmplificationFactor;
 
     /// <summary>Longest error text carried in a reply.</summary>
@@ -239,11 +239,12 @@ public static class GnsDatagram
     public static int WriteGuidList(Span<byte> destination, uint requestId, IReadOnlyList<HostGuid> guids, bool moreExist = false)
     {
         ArgumentNullException.ThrowIfNull(guids);
-        var fit = Math.Min(Math.Min(guids.Count, byte.MaxValue), (destination.Length - HeaderSize - 2) / HostGuid.Size);
-        if (fit < 0)
+        if (destination.Length < HeaderSize + 2)
         {
             throw new ArgumentException("Destination too small for a GUID list.", nameof(destination));
         }
+
+        var fit = Math.Min(Math.Min(guids.Count, byte.MaxValue), (destination.Length - HeaderSize - 2) / HostGuid.Size);
 
         var writer = Header(destination, GnsMessageType.GuidListReply, requestId);
         writer.WriteByte(fit < guids.Count || moreExist ? (byte)1 : (byte)0);

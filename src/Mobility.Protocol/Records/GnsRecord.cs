@@ -90,6 +90,12 @@ public sealed class GnsRecord
         }
 
         var issued = DateTimeOffset.FromUnixTimeMilliseconds((issuedAt ?? DateTimeOffset.UtcNow).ToUnixTimeMilliseconds());
+        if (issued < DateTimeOffset.UnixEpoch)
+        {
+            // Read refuses negative times, so such a record could never be decoded.
+            throw new ArgumentOutOfRangeException(nameof(issuedAt), issuedAt, "A record cannot be issued before 1970.");
+        }
+
         var publicKey = key.PublicKeyBytes();
         var bodySize = BodySize(canonicalName, list);
         var encoded = new byte[bodySize + HostKey.SignatureSize];

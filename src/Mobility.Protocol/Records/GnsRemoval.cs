@@ -36,6 +36,12 @@ public sealed class GnsRemoval
     {
         ArgumentNullException.ThrowIfNull(key);
         var issued = DateTimeOffset.FromUnixTimeMilliseconds((issuedAt ?? DateTimeOffset.UtcNow).ToUnixTimeMilliseconds());
+        if (issued < DateTimeOffset.UnixEpoch)
+        {
+            // Read refuses negative times, so such a removal could never be decoded.
+            throw new ArgumentOutOfRangeException(nameof(issuedAt), issuedAt, "A removal cannot be issued before 1970.");
+        }
+
         var encoded = new byte[EncodedSize];
         var writer = new WireWriter(encoded);
         writer.WriteByte(FormatVersion);

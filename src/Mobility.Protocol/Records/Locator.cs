@@ -71,6 +71,14 @@ public readonly record struct Locator(IPAddress Address, ushort Port, LocatorKin
             return false;
         }
 
+        // IPAddress also reads the inet_aton shorthands ("10.1" is 10.0.0.1, "010.0.0.1" is octal
+        // 8.0.0.1): accept IPv4 only in its plain dotted-decimal form, so no typo changes the address.
+        if (endPoint.AddressFamily == AddressFamily.InterNetwork &&
+            !text.AsSpan(0, text.LastIndexOf(':')).SequenceEqual(endPoint.Address.ToString()))
+        {
+            return false;
+        }
+
         locator = new Locator(Normalize(endPoint.Address), (ushort)endPoint.Port, kind);
         return true;
     }

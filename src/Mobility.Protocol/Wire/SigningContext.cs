@@ -18,6 +18,15 @@ public static class SigningContext
 
     public static ReadOnlySpan<byte> HandshakeServer => "mobility/handshake-server/v1"u8;
 
+    /// <summary>HKDF info prefix for the mobile transport's session keys (not a signature context).</summary>
+    public static ReadOnlySpan<byte> TransportKeys => "mobility/transport-keys/v1"u8;
+
+    /// <summary>HMAC context of a transport Resume message (keyed with the session's resume key).</summary>
+    public static ReadOnlySpan<byte> TransportResume => "mobility/transport-resume/v1"u8;
+
+    /// <summary>HMAC context of a transport ResumeAck message (keyed with the session's resume key).</summary>
+    public static ReadOnlySpan<byte> TransportResumeAck => "mobility/transport-resume-ack/v1"u8;
+
     /// <summary>Bytes that are signed: length-prefixed context followed by the body.</summary>
     public static byte[] Compose(ReadOnlySpan<byte> context, ReadOnlySpan<byte> body)
     {
