@@ -1,0 +1,39 @@
+using Mobility.Gns;
+
+namespace Mobility.Gns.Host;
+
+/// <summary>
+/// The TCP endpoints of the <c>gns</c> executable, bound from section <c>Gns</c> like
+/// <see cref="GnsServerOptions"/> (a host that embeds the GNS brings its own endpoints instead).
+/// </summary>
+public sealed class GnsHostOptions
+{
+    public const string DefaultUdp = GnsServerOptions.DefaultUdp;
+    public const string DefaultHttp = "127.0.0.1:7380";
+    public const string DefaultGrpc = "127.0.0.1:7381";
+
+    /// <summary>HTTP/1.1 endpoint (HTTP/JSON), <c>IP:PORT</c>; port 0 picks a free port.</summary>
+    public string Http { get; set; } = DefaultHttp;
+
+    /// <summary>
+    /// HTTP/2 cleartext (h2c, prior knowledge) endpoint for gRPC clients, <c>IP:PORT</c>; empty turns it
+    /// off. Kestrel cannot offer HTTP/2 without TLS on an endpoint that also speaks HTTP/1.1, hence two ports.
+    /// </summary>
+    public string Grpc { get; set; } = DefaultGrpc;
+
+    /// <summary>Describes what is wrong, or null when the endpoints parse.</summary>
+    public string? Validate()
+    {
+        if (!GnsServerOptions.TryParseEndPoint(Http, out _))
+        {
+            return $"Gns:Http '{Http}' is not IP:PORT or [IPv6]:PORT.";
+        }
+
+        if (!string.IsNullOrWhiteSpace(Grpc) && !GnsServerOptions.TryParseEndPoint(Grpc, out _))
+        {
+            return $"Gns:Grpc '{Grpc}' is not IP:PORT or [IPv6]:PORT.";
+        }
+
+        return null;
+    }
+}

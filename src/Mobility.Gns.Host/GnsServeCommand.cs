@@ -1,0 +1,99 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Configuration.Memory;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Mobility.Gns.Udp;
+
+namespace Mobility.Gns.Host;
+
+/// <summary><c>gns serve</c>: a generic host with Kestrel (HTTP/JSON, gRPC) and the UDP endpoint.</summary>
+internal static class GnsServeCommand
+{
+    /// <summary>Prefix of the environment variables read besides the standard ones: GNS_Gns__Udp=127.0.0.1:7353.</summary>
+    public const string EnvironmentPrefix = "GNS_";
+
+    private static readonly Dictionary<string, string?> Defaults = new()
+    {
+        ["Logging:LogLevel:Default"] = "Information",
+        // Kestrel and routing log every request at Information: a peer must not be able to fill the log.
+        ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
+        // gRPC logs every refused call (RpcException) at Information: same reason.
+        ["Logging:LogLevel:Grpc"] = "Warning",
+    };
+
+    public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> overrides, CancellationToken cancellationToken)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
+        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = Defaults });
+        builder.Configuration.AddEnvironmentVariables(EnvironmentPrefix);
+        builder.Configuration.AddInMemoryCollection(overrides);
+
+        builder.Logging.ClearProviders();
+        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Host.UseSystemd();
+
+        var endpoints = builder.Configuration.GetSection(GnsServerOptions.SectionName).Get<GnsHostOptions>() ?? new GnsHostOptions();
+        if (endpoints.Validate() is { } problem)
+        {
+            await Console.Error.WriteLineAsync($"gns: {problem}");
+            return 2;
+        }
+
+        ListenOptions? httpListen = null;
+        ListenOptions? grpcListen = null;
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(GnsServerOptions.ParseEndPoint(endpoints.Http), o =>
+            {
+                o.Protocols = HttpProtocols.Http1;
+                httpListen = o;
+            });
+            if (!string.IsNullOrWhiteSpace(endpoints.Grpc))
+            {
+                kestrel.Listen(GnsServerOptions.ParseEndPoint(endpoints.Grpc), o =>
+                {
+                    o.Protocols = HttpProtocols.Http2;
+                    grpcListen = o;
+                });
+            }
+        });
+
+        builder.Services.AddGnsServer(builder.Configuration);
+        await using var app = builder.Build();
+        app.MapGnsService();
+
+        try
+        {
+            await app.StartAsync(cancellationToken);
+        }
+        catch (Exception ex) when (ex is OptionsValidationException or IOException or InvalidDataException or ArgumentException
+                                       or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        {
+            await Console.Error.WriteLineAsync($"gns: cannot start: {ex.Message}");
+            return 1;
+        }
+
+        var options = app.Services.GetRequiredService<IOptions<GnsServerOptions>>().Value;
+        var udp = app.Services.GetRequiredService<GnsUdpServer>().LocalEndPoint;
+        var store = options.Store == GnsServerOptions.MemoryStore
+            ? "memory"
+            : $"sqlite:{Path.GetFullPath(options.DataDirectory)}";
+        // The one line on stdout: scripts and tests wait for it and read the real ports from it.
+        Console.Out.WriteLine(
+            $"gns listening udp={Describe(udp)} http={Url(httpListen)} grpc={Url(grpcListen)} store={store}");
+        Console.Out.Flush();
+
+        await app.WaitForShutdownAsync(CancellationToken.None);
+        return 0;
+    }
+
+    private static string Describe(IPEndPoint? endPoint) => endPoint?.ToString() ?? "off";
+
+    private static string Url(ListenOptions? listen) => listen?.IPEndPoint is { } endPoint ? $"http://{endPoint}" : "off";
+}

@@ -1,0 +1,171 @@
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Options;
+
+namespace Mobility.Gns;
+
+/// <summary>
+/// Settings of the GNS server, bound from configuration section <c>Gns</c> (appsettings.json,
+/// environment variables <c>GNS_Gns__Udp=...</c>, command-line flags of <c>gns serve</c>) and
+/// validated when the host starts. Every limit says why it has the default it has.
+/// </summary>
+public sealed class GnsServerOptions
+{
+    public const string SectionName = "Gns";
+
+    /// <summary>Store kind: records in SQLite under <see cref="DataDirectory"/>.</summary>
+    public const string SqliteStore = "sqlite";
+
+    /// <summary>Store kind: records in memory only, lost at exit (tests, throw-away servers).</summary>
+    public const string MemoryStore = "memory";
+
+    /// <summary>Default UDP endpoint: loopback only, so a fresh install serves nobody else until configured.</summary>
+    public const string DefaultUdp = "127.0.0.1:7353";
+
+    /// <summary>
+    /// UDP endpoint of the datagram protocol, <c>IP:PORT</c> or <c>[IPv6]:PORT</c>; port 0 picks a free
+    /// port. Empty turns the datagram endpoint off. 7353 is "7" + DNS's 53, next to nothing registered.
+    /// </summary>
+    public string Udp { get; set; } = DefaultUdp;
+
+    /// <summary>"sqlite" (durable, the default) or "memory".</summary>
+    public string Store { get; set; } = SqliteStore;
+
+    /// <summary>Folder of the SQLite database; relative paths are taken from the current directory.</summary>
+    public string DataDirectory { get; set; } = "./gns-data";
+
+    /// <summary>
+    /// Longest TTL a record may ask resolvers to cache it for. A day: a host that moves must be able to
+    /// count on caches forgetting its old address within a bounded time, and a day still lets a host
+    /// that never moves stay cached.
+    /// </summary>
+    public TimeSpan MaxTtl { get; set; } = TimeSpan.FromDays(1);
+
+    /// <summary>
+    /// How far in the future a record's or removal's issue time may be. Five minutes tolerates badly
+    /// synchronised clocks (Kerberos uses the same) while refusing records dated far ahead.
+    /// </summary>
+    public TimeSpan MaxClockSkew { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>GUIDs returned by a reverse lookup that does not ask for a number. 64 fills most of a padded datagram reply.</summary>
+    public int ReverseDefaultLimit { get; set; } = 64;
+
+    /// <summary>Most GUIDs one reverse lookup returns (HTTP/gRPC; datagrams are limited further by their size). Bounds the work of one request.</summary>
+    public int ReverseMaxLimit { get; set; } = 1000;
+
+    /// <summary>
+    /// Sustained datagram requests per second from one source IP (IPv6: one /64). One host needs a
+    /// few per new connection and one per address change; 200/s leaves room for the many hosts that
+    /// share one address behind a NAT, and still caps what one spoofed or misbehaving source costs.
+    /// Load tests from one address raise it.
+    /// </summary>
+    public double RequestsPerSecond { get; set; } = 200;
+
+    /// <summary>Datagram requests one source IP may send at once before the rate applies: a host resolving a page of peers.</summary>
+    public int Burst { get; set; } = 400;
+
+    /// <summary>
+    /// A rate-limited source receives at most one RateLimited reply per this interval; other excess
+    /// datagrams are dropped silently, so the limiter cannot be used to reflect traffic.
+    /// </summary>
+    public TimeSpan RateLimitedReplyInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Source IPs tracked by the rate limiter. 65,536 buckets cost a few megabytes; beyond that, idle
+    /// buckets are evicted and, when none is idle, new sources share one overflow bucket, so a flood from
+    /// spoofed addresses can neither grow memory nor evict the buckets of busy sources.
+    /// </summary>
+    public int MaxRateLimitedSources { get; set; } = 65_536;
+
+    /// <summary>
+    /// Datagram updates and removals being verified and stored at once. 256 keeps the store's queue
+    /// full for group commits while bounding the memory held by waiting requests (256 x 1.2 KB);
+    /// beyond it, updates are answered Unavailable and the client retries.
+    /// </summary>
+    public int MaxInFlightUpdates { get; set; } = 256;
+
+    /// <summary>Concurrent receive loops on the UDP socket; 0 means one per processor.</summary>
+    public int UdpReceiveLoops { get; set; }
+
+    /// <summary>GUIDs one watch may name. 256 covers the peers of a busy host; memory per watch is bounded by it.</summary>
+    public int MaxWatchGuids { get; set; } = 256;
+
+    /// <summary>Watches open at once on this server. Each holds at most <see cref="MaxWatchGuids"/> pending events.</summary>
+    public int MaxWatches { get; set; } = 10_000;
+
+    /// <summary>The UDP endpoint parsed, or null when the datagram endpoint is off.</summary>
+    public IPEndPoint? UdpEndPoint => string.IsNullOrWhiteSpace(Udp) ? null : ParseEndPoint(Udp);
+
+    /// <summary>Parses <c>IP:PORT</c> or <c>[IPv6]:PORT</c> (port required, 0 allowed).</summary>
+    public static IPEndPoint ParseEndPoint(string text)
+        => TryParseEndPoint(text, out var endPoint)
+            ? endPoint
+            : throw new FormatException($"'{text}' is not IP:PORT or [IPv6]:PORT.");
+
+    public static bool TryParseEndPoint(string? text, out IPEndPoint endPoint)
+    {
+        endPoint = null!;
+        if (string.IsNullOrWhiteSpace(text) || !IPEndPoint.TryParse(text, out var parsed))
+        {
+            return false;
+        }
+
+        var portText = text[(text.LastIndexOf(':') + 1)..];
+        var hasPort = parsed.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+            ? text.Contains("]:", StringComparison.Ordinal)
+            : text.Contains(':', StringComparison.Ordinal);
+        if (!hasPort || !int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+        {
+            return false;
+        }
+
+        endPoint = parsed;
+        return true;
+    }
+}
+
+/// <summary>Checks <see cref="GnsServerOptions"/> when the host starts (ValidateOnStart).</summary>
+public sealed class GnsServerOptionsValidator : IValidateOptions<GnsServerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, GnsServerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var failures = new List<string>();
+        if (!string.IsNullOrWhiteSpace(options.Udp) && !GnsServerOptions.TryParseEndPoint(options.Udp, out _))
+        {
+            failures.Add($"Gns:Udp '{options.Udp}' is not IP:PORT or [IPv6]:PORT.");
+        }
+
+        if (options.Store is not (GnsServerOptions.SqliteStore or GnsServerOptions.MemoryStore))
+        {
+            failures.Add($"Gns:Store must be '{GnsServerOptions.SqliteStore}' or '{GnsServerOptions.MemoryStore}', not '{options.Store}'.");
+        }
+
+        if (options.Store == GnsServerOptions.SqliteStore && string.IsNullOrWhiteSpace(options.DataDirectory))
+        {
+            failures.Add("Gns:DataDirectory is required for the sqlite store.");
+        }
+
+        Check(failures, options.MaxTtl > TimeSpan.Zero && options.MaxTtl.TotalSeconds <= uint.MaxValue, "Gns:MaxTtl must be positive and at most 2^32-1 seconds.");
+        Check(failures, options.MaxClockSkew >= TimeSpan.Zero && options.MaxClockSkew <= TimeSpan.FromDays(1), "Gns:MaxClockSkew must be between 0 and 1 day.");
+        Check(failures, options.ReverseMaxLimit is >= 1 and <= 100_000, "Gns:ReverseMaxLimit must be between 1 and 100000.");
+        Check(failures, options.ReverseDefaultLimit >= 1 && options.ReverseDefaultLimit <= options.ReverseMaxLimit, "Gns:ReverseDefaultLimit must be between 1 and Gns:ReverseMaxLimit.");
+        Check(failures, options.RequestsPerSecond > 0 && double.IsFinite(options.RequestsPerSecond), "Gns:RequestsPerSecond must be positive.");
+        Check(failures, options.Burst is >= 1 and <= 1_000_000, "Gns:Burst must be between 1 and 1000000.");
+        Check(failures, options.RateLimitedReplyInterval > TimeSpan.Zero, "Gns:RateLimitedReplyInterval must be positive.");
+        Check(failures, options.MaxRateLimitedSources is >= 1 and <= 16_777_216, "Gns:MaxRateLimitedSources must be between 1 and 16777216.");
+        Check(failures, options.MaxInFlightUpdates is >= 1 and <= 65_536, "Gns:MaxInFlightUpdates must be between 1 and 65536.");
+        Check(failures, options.UdpReceiveLoops is >= 0 and <= 256, "Gns:UdpReceiveLoops must be between 0 and 256.");
+        Check(failures, options.MaxWatchGuids is >= 1 and <= 65_536, "Gns:MaxWatchGuids must be between 1 and 65536.");
+        Check(failures, options.MaxWatches is >= 1 and <= 1_000_000, "Gns:MaxWatches must be between 1 and 1000000.");
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void Check(List<string> failures, bool ok, string message)
+    {
+        if (!ok)
+        {
+            failures.Add(message);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+using System.Net;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Mobility.Gns.Udp;
+
+namespace Mobility.Gns.Tests.Udp;
+
+public sealed class SourceRateLimiterTests
+{
+    private readonly FakeTimeProvider _time = new();
+
+    private SourceRateLimiter Create(double rate = 10, int burst = 5, int capacity = 1000)
+        => new(Options.Create(new GnsServerOptions
+        {
+            RequestsPerSecond = rate,
+            Burst = burst,
+            MaxRateLimitedSources = capacity,
+            RateLimitedReplyInterval = TimeSpan.FromSeconds(1),
+        }), _time);
+
+    private static IPAddress Ip(string text) => IPAddress.Parse(text);
+
+    [Fact]
+    public void Burst_is_allowed_then_one_rate_limited_reply_then_silence_until_the_interval_passes()
+    {
+        var limiter = Create();
+        var source = Ip("198.51.100.1");
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal(RateLimitDecision.Allow, limiter.Check(source));
+        }
+
+        Assert.Equal(RateLimitDecision.ReplyRateLimited, limiter.Check(source));
+        Assert.Equal(RateLimitDecision.Drop, limiter.Check(source));
+        Assert.Equal(RateLimitDecision.Drop, limiter.Check(source));
+
+        _time.Advance(TimeSpan.FromMilliseconds(50));   // half a token
+        Assert.Equal(RateLimitDecision.Drop, limiter.Check(source));
+        _time.Advance(TimeSpan.FromSeconds(1));
+        // Refilled (capped at the burst) and the reply interval has passed.
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal(RateLimitDecision.Allow, limiter.Check(source));
+        }
+
+        Assert.Equal(RateLimitDecision.ReplyRateLimited, limiter.Check(source));
+    }
+
+    [Fact]
+    public void Sustained_rate_is_allowed_indefinitely()
+    {
+        var limiter = Create(rate: 10, burst: 1);
+        var source = Ip("198.51.100.2");
+        for (var i = 0; i < 100; i++)
+        {
+            Assert.Equal(RateLimitDecision.Allow, limiter.Check(source));
+            _time.Advance(TimeSpan.FromMilliseconds(100));
+        }
+    }
+
+    [Fact]
+    public void Sources_have_separate_buckets()
+    {
+        var limiter = Create(burst: 1);
+        Assert.Equal(RateLimitDecision.Allow, limiter.Check(Ip("198.51.100.3")));
+        Assert.NotEqual(RateLimitDecision.Allow, limiter.Check(Ip("198.51.100.3")));
+        Assert.Equal(RateLimitDecision.Allow, limiter.Check(Ip("198.51.100.4")));
+    }
+
+    [Fact]
+    public void Ipv6_addresses_of_one_slash64_share_a_bucket_and_ipv4_mapped_counts_as_ipv4()
+    {
+        var limiter = Create(burst: 1);
+        Assert.Equal(RateLimitDecision.Allow, limiter.Check(Ip("2001:db8:1:2::1")));
+        Assert.NotEqual(RateLimitDecision.Allow, limiter.Check(Ip("2001:db8:1:2:ffff::9")));
+        Assert.Equal(RateLimitDecision.Allow, limiter.Check(Ip("2001:db8:1:3::1")));
+
+        Assert.Equal(RateLimitDecision.Allow, limiter.Check(Ip("192.0.2.1")));
+        Assert.NotEqual(RateLimitDecision.Allow, limiter.Check(Ip("::ffff:192.0.2.1")));
+    }
+
+    [Fact]
+    public void Flood_of_new_sources_never_grows_the_table_past_its_capacity_nor_resets_busy_sources()
+    {
+        var limiter = Create(rate: 1, burst: 2, capacity: 100);
+        var busy = Ip("10.0.0.1");
+        Assert.Equal(RateLimitDecision.Allow, limiter.Check(busy));
+        Assert.Equal(RateLimitDecision.Allow, limiter.Check(busy));
+        Assert.NotEqual(RateLimitDecision.Allow, limiter.Check(busy));
+
+        var allowed = 0;
+        for (var i = 0; i < 10_000; i++)
+        {
+            var spoofed = new IPAddress(BitConverter.GetBytes(0x0A000000 + 2 + i).Reverse().ToArray());
+            if (limiter.Check(spoofed) == RateLimitDecision.Allow)
+            {
+                allowed++;
+            }
+
+            Assert.InRange(limiter.TrackedSources, 0, 100);
+        }
+
+        // 99 new sources got buckets of their own (one datagram each, allowed); the rest shared the overflow bucket (burst 2).
+        Assert.Equal((99 * 1) + 2, allowed);
+        Assert.NotEqual(RateLimitDecision.Allow, limiter.Check(busy));
+    }
+
+    [Fact]
+    public void Idle_sources_are_evicted_when_the_table_is_full()
+    {
+        var limiter = Create(rate: 10, burst: 2, capacity: 10);
+        for (var i = 0; i < 10; i++)
+        {
+            limiter.Check(Ip($"10.1.0.{i}"));
+        }
+
+        Assert.Equal(10, limiter.TrackedSources);
+        _time.Advance(TimeSpan.FromSeconds(1));   // every bucket refills: all are idle
+        Assert.Equal(RateLimitDecision.Allow, limiter.Check(Ip("10.2.0.1")));
+        Assert.Equal(1, limiter.TrackedSources);
+    }
+}
