@@ -1,0 +1,16 @@
+using System.CommandLine;
+
+namespace Mobility.Cli.Commands;
+
+/// <summary>
+/// The top-level command groups of <c>mob</c>. A new group is a new file in this folder with a
+/// <c>static Command Create()</c>, plus one line here; existing groups stay untouched.
+/// </summary>
+public static class CommandGroups
+{
+    public static IReadOnlyList<Func<Command>> All { get; } =
+    [
+        IdCommands.Create,
+        GnsCommands.Create,
+    ];
+}

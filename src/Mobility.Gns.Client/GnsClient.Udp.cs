@@ -1,0 +1,312 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Mobility.Protocol;
+using Mobility.Protocol.Gns;
+using Mobility.Protocol.Identity;
+using Mobility.Protocol.Records;
+
+namespace Mobility.Gns.Client;
+
+/// <summary>The datagram side: one socket, one receive loop, requests matched to replies by id.</summary>
+public sealed partial class GnsClient
+{
+    private readonly IPEndPoint _serverNormalized;
+    private readonly Socket _socket;
+    private readonly Task _receiveLoop;
+    private readonly CancellationTokenSource _closed = new();
+    private readonly ConcurrentDictionary<uint, PendingRequest> _pending = new();
+    private uint _nextRequestId = BinaryPrimitives.ReadUInt32BigEndian(RandomNumberGenerator.GetBytes(4));
+    private Exception? _abortReason;
+    private int _disposed;
+
+    private (Socket Socket, Task Loop) StartUdp()
+    {
+        var socket = new Socket(_serverNormalized.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            socket.Bind(new IPEndPoint(
+                _serverNormalized.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0));
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        return (socket, ReceiveLoopAsync(socket));
+    }
+
+    private async Task StopUdpAsync()
+    {
+        await _closed.CancelAsync().ConfigureAwait(false);
+        _socket.Dispose();
+        await _receiveLoop.ConfigureAwait(false);
+        FailPending(new ObjectDisposedException(nameof(GnsClient)));
+        _closed.Dispose();
+    }
+
+    private async Task ReceiveLoopAsync(Socket socket)
+    {
+        // One byte more than the largest datagram, so an oversized one is seen as such and dropped.
+        var buffer = new byte[GnsDatagram.MaxDatagramSize + 1];
+        EndPoint any = new IPEndPoint(
+            socket.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
+        var token = _closed.Token;
+        await Task.Yield();
+        while (!token.IsCancellationRequested)
+        {
+            SocketReceiveFromResult received;
+            try
+            {
+                received = await socket.ReceiveFromAsync(buffer, SocketFlags.None, any, token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException e) when (IsTransient(e.SocketErrorCode))
+            {
+                // ICMP errors reported by some systems (port unreachable, oversized datagram): keep going.
+                GnsClientLog.TransientReceiveError(_logger, e.SocketErrorCode.ToString());
+                continue;
+            }
+            catch (SocketException e)
+            {
+                GnsClientLog.ReceiveLoopFailed(_logger, e);
+                Abort(e);
+                return;
+            }
+
+            OnDatagram(buffer.AsSpan(0, received.ReceivedBytes), received.RemoteEndPoint);
+        }
+    }
+
+    private static bool IsTransient(SocketError error) => error is SocketError.ConnectionReset or SocketError.ConnectionRefused
+        or SocketError.HostUnreachable or SocketError.NetworkUnreachable or SocketError.MessageSize
+        or SocketError.HostDown or SocketError.NetworkDown or SocketError.TimedOut;
+
+    /// <summary>Handles one datagram. Never throws: anything hostile is dropped and logged at Debug.</summary>
+    private void OnDatagram(ReadOnlySpan<byte> datagram, EndPoint source)
+    {
+        if (source is not IPEndPoint from || from.Port != _serverNormalized.Port
+            || !Locator.Normalize(from.Address).Equals(_serverNormalized.Address))
+        {
+            GnsClientLog.StrayDatagram(_logger, source, Server);
+            return;
+        }
+
+        GnsResponse response;
+        try
+        {
+            response = GnsDatagram.ParseResponse(datagram);
+        }
+        catch (MalformedMessageException e)
+        {
+            GnsClientLog.MalformedReply(_logger, e.Message);
+            return;
+        }
+        catch (ArgumentException e)
+        {
+            GnsClientLog.MalformedReply(_logger, e.Message);
+            return;
+        }
+
+        if (!_pending.TryGetValue(response.RequestId, out var pending))
+        {
+            GnsClientLog.UnmatchedReply(_logger, response.RequestId);
+            return;
+        }
+
+        if (response.Type == GnsMessageType.Error && response.ErrorCode == GnsErrorCode.Unavailable)
+        {
+            // "Busy; retry shortly": the attempt's timeout paces the retransmission.
+            pending.LastBusy = Printable(response.ErrorMessage);
+            GnsClientLog.RejectedReply(_logger, response.RequestId, $"GNS busy: {pending.LastBusy}");
+            return;
+        }
+
+        string? rejection = null;
+        if (response.Type != GnsMessageType.Error && response.Type != pending.Expected)
+        {
+            rejection = $"expected a {pending.Expected} reply, got {response.Type}";
+        }
+        else if (response.Type != GnsMessageType.Error)
+        {
+            rejection = pending.Check(response);
+        }
+
+        if (rejection is not null)
+        {
+            // Keep waiting: the genuine reply may still come. If none does, the request reports this reason.
+            pending.LastRejection = rejection;
+            GnsClientLog.RejectedReply(_logger, response.RequestId, rejection);
+            return;
+        }
+
+        pending.Completion.TrySetResult(response);
+    }
+
+    private void Abort(Exception reason)
+    {
+        if (Interlocked.CompareExchange(ref _abortReason, reason, null) is null)
+        {
+            FailPending(new GnsException(GnsErrorCode.Unavailable, $"GNS client socket failed: {reason.Message}", reason));
+        }
+    }
+
+    private void FailPending(Exception exception)
+    {
+        foreach (var (_, pending) in _pending)
+        {
+            pending.Completion.TrySetException(exception);
+        }
+    }
+
+    /// <summary>
+    /// Sends a request and waits for a matching, acceptable reply (or an error reply), retransmitting
+    /// with doubling timeouts. Error replies are returned, not thrown.
+    /// </summary>
+    /// <exception cref="GnsException">Unavailable after all attempts, or InvalidRecord when only unacceptable replies came.</exception>
+    private async Task<GnsResponse> ExchangeAsync(Func<uint, byte[]> build, GnsMessageType expected,
+        Func<GnsResponse, string?> check, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (_abortReason is { } aborted)
+        {
+            throw new GnsException(GnsErrorCode.Unavailable, $"GNS client socket failed: {aborted.Message}", aborted);
+        }
+
+        var pending = new PendingRequest(expected, check);
+        uint id;
+        do
+        {
+            id = Interlocked.Increment(ref _nextRequestId);
+        }
+        while (!_pending.TryAdd(id, pending));
+
+        try
+        {
+            var datagram = build(id);
+            var attempts = _options.Attempts;
+            for (var attempt = 0; attempt < attempts; attempt++)
+            {
+                var timeout = _options.AttemptTimeout(attempt) * (1 + (Random.Shared.NextDouble() * GnsClientOptions.RetransmitJitter));
+                // The timer starts before the datagram leaves, so the wait never outlives the documented bound.
+                var reply = pending.Completion.Task.WaitAsync(timeout, _time, cancellationToken);
+                try
+                {
+                    await _socket.SendToAsync(datagram, SocketFlags.None, Server, cancellationToken).ConfigureAwait(false);
+                }
+                catch (SocketException e)
+                {
+                    // No route or similar: the attempt's timeout still paces the next try.
+                    GnsClientLog.SendFailed(_logger, Server, e.SocketErrorCode.ToString());
+                }
+
+                try
+                {
+                    return await reply.ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    GnsClientLog.AttemptTimedOut(_logger, Server, id, timeout, attempt + 1, attempts);
+                }
+            }
+
+            if (pending.LastRejection is { } rejection)
+            {
+                throw new GnsException(GnsErrorCode.InvalidRecord,
+                    $"GNS at {Server} sent no acceptable reply after {attempts} attempts: {rejection}");
+            }
+
+            if (pending.LastBusy is { } busy)
+            {
+                throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} busy after {attempts} attempts ({busy})");
+            }
+
+            throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} unreachable after {attempts} attempts");
+        }
+        finally
+        {
+            _pending.TryRemove(id, out _);
+        }
+    }
+
+    private GnsException ErrorReply(GnsResponse response)
+    {
+        var detail = Printable(response.ErrorMessage);
+        return new GnsException(response.ErrorCode,
+            $"GNS at {Server}: {GnsDatagram.Describe(response.ErrorCode)}{(detail.Length > 0 ? $" ({detail})" : "")}");
+    }
+
+    private async Task<GnsRecord?> UdpLookupAsync(HostGuid guid, CancellationToken cancellationToken)
+    {
+        var response = await ExchangeAsync(id => GnsDatagram.LookupGuid(id, guid), GnsMessageType.RecordReply,
+            r => Check(r.Record, guid, null), cancellationToken).ConfigureAwait(false);
+        return RecordOrNull(response);
+    }
+
+    private async Task<GnsRecord?> UdpLookupNameAsync(string name, CancellationToken cancellationToken)
+    {
+        var response = await ExchangeAsync(id => GnsDatagram.LookupName(id, name), GnsMessageType.RecordReply,
+            r => Check(r.Record, null, name), cancellationToken).ConfigureAwait(false);
+        return RecordOrNull(response);
+    }
+
+    private GnsRecord? RecordOrNull(GnsResponse response) => response.Type switch
+    {
+        GnsMessageType.RecordReply => response.Record,
+        _ when response.ErrorCode == GnsErrorCode.NotFound => null,
+        _ => throw ErrorReply(response),
+    };
+
+    private async Task<(IReadOnlyList<HostGuid> Guids, bool Truncated)> UdpReverseAsync(IPAddress address, CancellationToken cancellationToken)
+    {
+        var response = await ExchangeAsync(id => GnsDatagram.Reverse(id, address), GnsMessageType.GuidListReply,
+            static _ => null, cancellationToken).ConfigureAwait(false);
+        return response.Type switch
+        {
+            GnsMessageType.GuidListReply => (response.Guids, response.Truncated),
+            _ when response.ErrorCode == GnsErrorCode.NotFound => ([], false),
+            _ => throw ErrorReply(response),
+        };
+    }
+
+    private async Task<GnsUpdateResult> UdpUpdateAsync(GnsRecord record, CancellationToken cancellationToken)
+    {
+        var response = await ExchangeAsync(id => GnsDatagram.Update(id, record), GnsMessageType.UpdateAck,
+            static _ => null, cancellationToken).ConfigureAwait(false);
+        return response.Type == GnsMessageType.UpdateAck
+            ? new GnsUpdateResult(response.Version, response.Observed)
+            : throw ErrorReply(response);
+    }
+
+    private async Task<ulong> UdpRemoveAsync(GnsRemoval removal, CancellationToken cancellationToken)
+    {
+        var response = await ExchangeAsync(id => GnsDatagram.Remove(id, removal), GnsMessageType.RemoveAck,
+            static _ => null, cancellationToken).ConfigureAwait(false);
+        return response.Type == GnsMessageType.RemoveAck ? response.Version : throw ErrorReply(response);
+    }
+
+    private sealed class PendingRequest(GnsMessageType expected, Func<GnsResponse, string?> check)
+    {
+        public TaskCompletionSource<GnsResponse> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public GnsMessageType Expected => expected;
+
+        public Func<GnsResponse, string?> Check => check;
+
+        /// <summary>Why the last unacceptable reply was dropped; reported if no acceptable one comes.</summary>
+        public volatile string? LastRejection;
+
+        /// <summary>The text of the last "busy" (Unavailable) error reply, if any.</summary>
+        public volatile string? LastBusy;
+    }
+}

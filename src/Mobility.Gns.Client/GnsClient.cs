@@ -1,0 +1,324 @@
+using System.Net;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+using Mobility.Protocol.Gns;
+using Mobility.Protocol.Identity;
+using Mobility.Protocol.Records;
+using GrpcGns = Mobility.Gns.Api.Gns;
+
+namespace Mobility.Gns.Client;
+
+/// <summary>
+/// The GNS client: lookups, reverse lookups, updates and removals over UDP datagrams (one socket,
+/// one receive loop, retransmission with doubling timeouts), gRPC for watches, for "update only if
+/// it exists", and as a fallback when a reply does not fit a datagram or UDP gets no answer. Every
+/// record returned has been verified and matches the GUID or name asked for. Verified records are
+/// cached for their TTL. Partial files: <c>.Udp</c> (socket and request matching), <c>.Grpc</c>,
+/// <c>.Watch</c>.
+/// </summary>
+public sealed partial class GnsClient : IGnsClient
+{
+    private readonly GnsClientOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly RecordCache? _cache;
+    private readonly GrpcChannel? _channel;
+    private readonly GrpcGns.GnsClient? _grpc;
+
+    public GnsClient(GnsClientOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+        _time = options.TimeProvider;
+        _logger = options.LoggerFactory.CreateLogger<GnsClient>();
+        if (options.CacheEnabled)
+        {
+            _cache = new RecordCache(_time, options.CacheMaxEntries, options.MaxCacheTtl);
+        }
+
+        if (options.GrpcAddress is { } grpcAddress)
+        {
+            _channel = GrpcChannel.ForAddress(grpcAddress, new GrpcChannelOptions
+            {
+                LoggerFactory = options.LoggerFactory,
+                HttpHandler = new SocketsHttpHandler
+                {
+                    ConnectTimeout = options.GrpcTimeout,
+                    // Pings keep a quiet watch stream alive through NATs and notice a dead GNS.
+                    KeepAlivePingDelay = TimeSpan.FromSeconds(30),
+                    KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+                    KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests,
+                    EnableMultipleHttp2Connections = true,
+                },
+                DisposeHttpClient = true,
+            });
+            _grpc = new GrpcGns.GnsClient(_channel);
+        }
+
+        Server = options.Server;
+        GrpcAddress = options.GrpcAddress;
+        _serverNormalized = new IPEndPoint(Locator.Normalize(Server.Address), Server.Port);
+        (_socket, _receiveLoop) = StartUdp();
+    }
+
+    /// <summary>The GNS datagram endpoint this client talks to.</summary>
+    public IPEndPoint Server { get; }
+
+    /// <summary>The GNS gRPC address, or null.</summary>
+    public Uri? GrpcAddress { get; }
+
+    /// <summary>The local endpoint of the client's datagram socket.</summary>
+    public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
+
+    public async Task<GnsUpdateResult> RegisterAsync(GnsRecord record, CancellationToken cancellationToken = default)
+    {
+        RequireVerified(record);
+        var result = await AcceptingOwnRetransmissionAsync(record, () => WithGrpcFallbackAsync(
+            () => UdpUpdateAsync(record, cancellationToken),
+            () => GrpcUpdateAsync(record, requireExisting: false, cancellationToken)), cancellationToken).ConfigureAwait(false);
+
+        Remember(record, result.Version);
+        return result;
+    }
+
+    /// <summary>
+    /// Runs an update; when it is refused as stale but the GNS holds exactly <paramref name="record"/>,
+    /// our own earlier attempt (a retransmitted datagram, or UDP before the gRPC fallback) was stored
+    /// and its ack lost or overtaken: that is success, not a conflict.
+    /// </summary>
+    private async Task<GnsUpdateResult> AcceptingOwnRetransmissionAsync(GnsRecord record, Func<Task<GnsUpdateResult>> update,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await update().ConfigureAwait(false);
+        }
+        catch (GnsException e) when (e.Code == GnsErrorCode.StaleVersion)
+        {
+            if (await IsAlreadyStoredAsync(record, cancellationToken).ConfigureAwait(false))
+            {
+                return new GnsUpdateResult(record.Version, null);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>True when the GNS now holds exactly <paramref name="record"/> (asked past the cache).</summary>
+    private async Task<bool> IsAlreadyStoredAsync(GnsRecord record, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var stored = await WithGrpcFallbackAsync(
+                () => UdpLookupAsync(record.Guid, cancellationToken),
+                () => GrpcLookupAsync(record.Guid, cancellationToken)).ConfigureAwait(false);
+            return stored is not null && stored.Encoded.Span.SequenceEqual(record.Encoded.Span);
+        }
+        catch (GnsException)
+        {
+            return false;
+        }
+    }
+
+    /// <remarks>
+    /// The datagram protocol has a single upsert message, so "must already exist" is asked over gRPC
+    /// when it is configured. Without gRPC, or when gRPC is unreachable, the client looks the GUID up
+    /// over UDP first and then upserts: a removal between the two is undone (a documented race).
+    /// </remarks>
+    public async Task<GnsUpdateResult> UpdateAsync(GnsRecord record, CancellationToken cancellationToken = default)
+    {
+        RequireVerified(record);
+        GnsUpdateResult? result = null;
+        if (_grpc is not null)
+        {
+            try
+            {
+                result = await GrpcUpdateAsync(record, requireExisting: true, cancellationToken).ConfigureAwait(false);
+            }
+            catch (GnsException e) when (e.Code == GnsErrorCode.Unavailable)
+            {
+                GnsClientLog.GrpcUnavailableForUpdate(_logger, GrpcAddress!, Server);
+            }
+        }
+
+        if (result is null)
+        {
+            _ = await UdpLookupAsync(record.Guid, cancellationToken).ConfigureAwait(false)
+                ?? throw new GnsException(GnsErrorCode.NotFound, $"GNS at {Server}: {record.Guid} has no record to update");
+            result = await AcceptingOwnRetransmissionAsync(record, () => UdpUpdateAsync(record, cancellationToken), cancellationToken)
+                .ConfigureAwait(false);
+        }
+
+        Remember(record, result.Version);
+        return result;
+    }
+
+    public async Task<GnsRecord?> LookupAsync(HostGuid guid, CancellationToken cancellationToken = default)
+    {
+        if (_cache is not null && _cache.TryGet(guid, out var cached))
+        {
+            GnsClientLog.CacheHit(_logger, guid.ToString());
+            return cached;
+        }
+
+        var record = await WithGrpcFallbackAsync(
+            () => UdpLookupAsync(guid, cancellationToken),
+            () => GrpcLookupAsync(guid, cancellationToken)).ConfigureAwait(false);
+        if (record is not null)
+        {
+            _cache?.Set(record);
+        }
+
+        return record;
+    }
+
+    public async Task<GnsRecord?> LookupNameAsync(string name, CancellationToken cancellationToken = default)
+    {
+        var canonical = HostName.Normalize(name, out var error) ?? throw new ArgumentException(error, nameof(name));
+        if (_cache is not null && _cache.TryGetByName(canonical, out var cached))
+        {
+            GnsClientLog.CacheHit(_logger, canonical);
+            return cached;
+        }
+
+        var record = await WithGrpcFallbackAsync(
+            () => UdpLookupNameAsync(canonical, cancellationToken),
+            () => GrpcLookupNameAsync(canonical, cancellationToken)).ConfigureAwait(false);
+        if (record is not null)
+        {
+            _cache?.Set(record);
+        }
+
+        return record;
+    }
+
+    public async Task<IReadOnlyList<HostGuid>> ReverseAsync(IPAddress address, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        var (guids, truncated) = await WithGrpcFallbackAsync(
+            () => UdpReverseAsync(address, cancellationToken),
+            () => GrpcReverseAsync(address, cancellationToken)).ConfigureAwait(false);
+        if (truncated && _grpc is not null)
+        {
+            GnsClientLog.ReverseTruncated(_logger, address);
+            (guids, _) = await GrpcReverseAsync(address, cancellationToken).ConfigureAwait(false);
+        }
+
+        return guids;
+    }
+
+    public async Task<ulong> RemoveAsync(GnsRemoval removal, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(removal);
+        var version = await WithGrpcFallbackAsync(
+            () => UdpRemoveAsync(removal, cancellationToken),
+            () => GrpcRemoveAsync(removal, cancellationToken)).ConfigureAwait(false);
+        _cache?.RemoveUpTo(removal.Guid, Math.Max(version, removal.Version));
+        return version;
+    }
+
+    public void Invalidate(HostGuid guid) => _cache?.Remove(guid);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await StopUdpAsync().ConfigureAwait(false);
+        _channel?.Dispose();
+    }
+
+    /// <summary>Number of records in the cache (for tests and diagnostics).</summary>
+    internal int CachedCount => _cache?.Count ?? 0;
+
+    /// <summary>
+    /// Runs the datagram form of a request; when the GNS is unreachable over UDP or the reply does not
+    /// fit a datagram, and gRPC is configured, runs the gRPC form instead.
+    /// </summary>
+    private async Task<T> WithGrpcFallbackAsync<T>(Func<Task<T>> udp, Func<Task<T>> grpc)
+    {
+        try
+        {
+            return await udp().ConfigureAwait(false);
+        }
+        catch (GnsException e) when (e.Code is GnsErrorCode.Unavailable or GnsErrorCode.TooLarge && GrpcAddress is not null && _disposed == 0)
+        {
+            GnsClientLog.FallingBackToGrpc(_logger, Server, GrpcAddress);
+            try
+            {
+                return await grpc().ConfigureAwait(false);
+            }
+            catch (GnsException g) when (g.Code == GnsErrorCode.Unavailable && e.Code == GnsErrorCode.Unavailable)
+            {
+                throw new GnsException(GnsErrorCode.Unavailable, $"{e.Message}; {g.Message}", g);
+            }
+        }
+    }
+
+    private void Remember(GnsRecord record, ulong storedVersion)
+    {
+        if (storedVersion == record.Version)
+        {
+            _cache?.Set(record);
+        }
+        else
+        {
+            _cache?.Remove(record.Guid);
+        }
+    }
+
+    private static void RequireVerified(GnsRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        if (!record.Verify())
+        {
+            throw new ArgumentException("The record does not verify (GUID, key or signature); the GNS would refuse it.", nameof(record));
+        }
+    }
+
+    /// <summary>Null when <paramref name="record"/> is verified and is the one asked for; otherwise why not.</summary>
+    private static string? Check(GnsRecord? record, HostGuid? guid, string? name)
+    {
+        if (record is null)
+        {
+            return "no record in the reply";
+        }
+
+        if (!record.Verify())
+        {
+            return $"the record claiming {record.Guid} fails verification (key hash or signature)";
+        }
+
+        if (guid is { } expected && record.Guid != expected)
+        {
+            return $"the record is for {record.Guid}, not {expected}";
+        }
+
+        if (name is not null && record.Name != name)
+        {
+            return $"the record of {record.Guid} is named '{record.Name}', not '{name}'";
+        }
+
+        return null;
+    }
+
+    /// <summary>Text from a peer, made safe for one log or terminal line.</summary>
+    internal static string Printable(string? text)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return "";
+        }
+
+        return string.Create(text.Length, text, static (span, source) =>
+        {
+            for (var i = 0; i < source.Length; i++)
+            {
+                span[i] = char.IsControl(source[i]) ? '?' : source[i];
+            }
+        });
+    }
+}

@@ -1,0 +1,163 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Mobility.Gns.Client;
+
+/// <summary>
+/// Settings of a <see cref="GnsClient"/>. Every limit has a default whose reason is written beside it;
+/// <see cref="Validate"/> runs in the client's constructor.
+/// </summary>
+public sealed class GnsClientOptions
+{
+    /// <summary>The GNS datagram port (the server's default).</summary>
+    public const int DefaultUdpPort = 7353;
+
+    /// <summary>The GNS gRPC (HTTP/2 cleartext) port (the server's default).</summary>
+    public const int DefaultGrpcPort = 7381;
+
+    /// <summary>Fraction by which a retransmission timeout is stretched at random, so clients that lost the GNS at the same moment do not retry in step.</summary>
+    public const double RetransmitJitter = 0.25;
+
+    /// <summary>The GNS datagram endpoint. Replies from any other address or port are dropped.</summary>
+    public IPEndPoint Server { get; set; } = new(IPAddress.Loopback, DefaultUdpPort);
+
+    /// <summary>
+    /// The GNS gRPC base address (for example <c>http://127.0.0.1:7381</c>), or null. Needed for
+    /// <see cref="GnsClient.WatchAsync"/>, for <see cref="GnsClient.UpdateAsync"/> with "must exist"
+    /// semantics, and used as a fallback when a reply does not fit a datagram or UDP gets no answer.
+    /// </summary>
+    public Uri? GrpcAddress { get; set; }
+
+    /// <summary>
+    /// How long the first datagram attempt waits for its reply. Each retransmission doubles it (up to
+    /// <see cref="MaxAttemptTimeout"/>), as DNS and CoAP resolvers do: a loaded GNS is not hammered.
+    /// 500 ms is several loopback/LAN round trips and about two intercontinental ones.
+    /// </summary>
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Cap of one attempt's timeout after doubling.</summary>
+    public TimeSpan MaxAttemptTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Datagram attempts per request (first send plus retransmissions) before the GNS is declared unreachable.</summary>
+    public int Attempts { get; set; } = 4;
+
+    /// <summary>Deadline of one gRPC call (not of a watch stream, which lives until cancelled).</summary>
+    public TimeSpan GrpcTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Whether verified records are kept for their TTL.</summary>
+    public bool CacheEnabled { get; set; } = true;
+
+    /// <summary>Most records cached at once; a full cache drops expired entries first, then those closest to expiry. Bounds memory whatever a caller looks up.</summary>
+    public int CacheMaxEntries { get; set; } = 4096;
+
+    /// <summary>
+    /// Longest time a record is served from the cache whatever TTL its owner chose, so a missed
+    /// change cannot hide for days behind a huge TTL.
+    /// </summary>
+    public TimeSpan MaxCacheTtl { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>First delay before a watch stream is re-opened after it failed; doubles per failure.</summary>
+    public TimeSpan WatchReconnectDelay { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Cap of the watch re-open delay (NATS uses a few seconds; a GNS restart takes about that long).</summary>
+    public TimeSpan WatchMaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Most GUIDs one watch may follow; the request must stay small and the server bounds it too.</summary>
+    public int MaxWatchGuids { get; set; } = 1024;
+
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    public ILoggerFactory LoggerFactory { get; set; } = NullLoggerFactory.Instance;
+
+    /// <summary>The timeout of datagram attempt <paramref name="attempt"/> (0-based) before jitter.</summary>
+    public TimeSpan AttemptTimeout(int attempt)
+    {
+        var timeout = RequestTimeout;
+        for (var i = 0; i < attempt && timeout < MaxAttemptTimeout; i++)
+        {
+            timeout *= 2;
+        }
+
+        return timeout < MaxAttemptTimeout ? timeout : MaxAttemptTimeout;
+    }
+
+    /// <summary>The longest a datagram request waits in total (all attempts, jitter included) before it is declared unreachable.</summary>
+    public TimeSpan MaxUdpWait
+    {
+        get
+        {
+            var total = TimeSpan.Zero;
+            for (var i = 0; i < Attempts; i++)
+            {
+                total += AttemptTimeout(i) * (1 + RetransmitJitter);
+            }
+
+            return total;
+        }
+    }
+
+    /// <exception cref="ArgumentException">A setting is out of range.</exception>
+    public void Validate()
+    {
+        if (Server is null)
+        {
+            throw new ArgumentException("Server must be set.", nameof(Server));
+        }
+
+        if (Server.Port is <= 0 or > ushort.MaxValue)
+        {
+            throw new ArgumentException($"Server port {Server.Port} is not a valid UDP port.", nameof(Server));
+        }
+
+        if (GrpcAddress is { } grpc && (!grpc.IsAbsoluteUri || (grpc.Scheme != Uri.UriSchemeHttp && grpc.Scheme != Uri.UriSchemeHttps)))
+        {
+            throw new ArgumentException($"GrpcAddress '{grpc}' must be an absolute http:// or https:// address.", nameof(GrpcAddress));
+        }
+
+        Positive(RequestTimeout, nameof(RequestTimeout));
+        Positive(MaxAttemptTimeout, nameof(MaxAttemptTimeout));
+        Positive(GrpcTimeout, nameof(GrpcTimeout));
+        Positive(WatchReconnectDelay, nameof(WatchReconnectDelay));
+        Positive(MaxCacheTtl, nameof(MaxCacheTtl));
+        if (WatchMaxReconnectDelay < WatchReconnectDelay)
+        {
+            throw new ArgumentException("WatchMaxReconnectDelay must not be below WatchReconnectDelay.", nameof(WatchMaxReconnectDelay));
+        }
+
+        if (Attempts is < 1 or > 16)
+        {
+            throw new ArgumentException($"Attempts must be 1 to 16, not {Attempts}.", nameof(Attempts));
+        }
+
+        if (CacheMaxEntries < 1)
+        {
+            throw new ArgumentException("CacheMaxEntries must be positive.", nameof(CacheMaxEntries));
+        }
+
+        if (MaxWatchGuids < 1)
+        {
+            throw new ArgumentException("MaxWatchGuids must be positive.", nameof(MaxWatchGuids));
+        }
+
+        if (TimeProvider is null || LoggerFactory is null)
+        {
+            throw new ArgumentException("TimeProvider and LoggerFactory must be set.");
+        }
+    }
+
+    /// <summary>The conventional gRPC address of a GNS whose datagram endpoint is <paramref name="udp"/>: same host, port <see cref="DefaultGrpcPort"/>.</summary>
+    public static Uri DefaultGrpcAddressFor(IPEndPoint udp)
+    {
+        ArgumentNullException.ThrowIfNull(udp);
+        return new Uri($"http://{new IPEndPoint(udp.Address, DefaultGrpcPort)}/");
+    }
+
+    private static void Positive(TimeSpan value, string name)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            throw new ArgumentException($"{name} must be positive, not {value}.", name);
+        }
+    }
+}
