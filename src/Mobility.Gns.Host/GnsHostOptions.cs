@@ -21,9 +21,25 @@ public sealed class GnsHostOptions
     /// </summary>
     public string Grpc { get; set; } = DefaultGrpc;
 
+    /// <summary>DNS front end endpoint (UDP and TCP), <c>IP:PORT</c>; empty (the default) turns it off. Needs <see cref="Zone"/>.</summary>
+    public string Dns { get; set; } = "";
+
+    /// <summary>The DNS zone served, e.g. <c>gns.example</c>: <c>&lt;guid&gt;.zone</c> and <c>&lt;name&gt;.zone</c>.</summary>
+    public string Zone { get; set; } = "";
+
     /// <summary>Describes what is wrong, or null when the endpoints parse.</summary>
     public string? Validate()
     {
+        if (!string.IsNullOrWhiteSpace(Dns) && !GnsServerOptions.TryParseEndPoint(Dns, out _))
+        {
+            return $"Gns:Dns '{Dns}' is not IP:PORT or [IPv6]:PORT.";
+        }
+
+        if (string.IsNullOrWhiteSpace(Dns) != string.IsNullOrWhiteSpace(Zone))
+        {
+            return "The DNS front end needs both Gns:Dns (--dns IP:PORT) and Gns:Zone (--zone ZONE).";
+        }
+
         if (!GnsServerOptions.TryParseEndPoint(Http, out _))
         {
             return $"Gns:Http '{Http}' is not IP:PORT or [IPv6]:PORT.";

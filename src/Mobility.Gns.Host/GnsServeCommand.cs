@@ -8,6 +8,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Mobility.Gns.Dns.Server;
+using Mobility.Gns.Redis;
+using Mobility.Gns.Dns;
 using Mobility.Gns.Udp;
 
 namespace Mobility.Gns.Host;
@@ -65,6 +68,23 @@ internal static class GnsServeCommand
         });
 
         builder.Services.AddGnsServer(builder.Configuration);
+        var storeKind = builder.Configuration[$"{GnsServerOptions.SectionName}:Store"];
+        if (string.Equals(storeKind, GnsServerOptions.RedisStore, StringComparison.OrdinalIgnoreCase))
+        {
+            var connection = builder.Configuration[$"{GnsServerOptions.SectionName}:Redis:Configuration"];
+            if (string.IsNullOrWhiteSpace(connection))
+            {
+                await Console.Error.WriteLineAsync("gns: the redis store needs a connection string (--redis HOST:PORT or Gns:Redis:Configuration).");
+                return 2;
+            }
+
+            builder.Services.AddRedisGnsStore(connection);
+        }
+
+        if (!string.IsNullOrWhiteSpace(endpoints.Dns))
+        {
+            builder.Services.AddGnsDns(GnsServerOptions.ParseEndPoint(endpoints.Dns), endpoints.Zone);
+        }
         await using var app = builder.Build();
         app.MapGnsService();
 
@@ -81,12 +101,17 @@ internal static class GnsServeCommand
 
         var options = app.Services.GetRequiredService<IOptions<GnsServerOptions>>().Value;
         var udp = app.Services.GetRequiredService<GnsUdpServer>().LocalEndPoint;
-        var store = options.Store == GnsServerOptions.MemoryStore
-            ? "memory"
-            : $"sqlite:{Path.GetFullPath(options.DataDirectory)}";
+        var store = options.Store switch
+        {
+            GnsServerOptions.MemoryStore => "memory",
+            GnsServerOptions.RedisStore => $"redis:{builder.Configuration[$"{GnsServerOptions.SectionName}:Redis:Configuration"]}",
+            _ => $"sqlite:{Path.GetFullPath(options.DataDirectory)}",
+        };
+        var dns = app.Services.GetService<GnsDnsServer>()?.UdpEndPoint;
         // The one line on stdout: scripts and tests wait for it and read the real ports from it.
         Console.Out.WriteLine(
-            $"gns listening udp={Describe(udp)} http={Url(httpListen)} grpc={Url(grpcListen)} store={store}");
+            $"gns listening udp={Describe(udp)} http={Url(httpListen)} grpc={Url(grpcListen)} store={store}" +
+            (dns is null ? "" : $" dns={dns}"));
         Console.Out.Flush();
 
         await app.WaitForShutdownAsync(CancellationToken.None);

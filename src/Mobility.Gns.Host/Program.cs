@@ -22,6 +22,20 @@ var memory = new Option<bool>("--memory")
     Description = "Keep records in memory only, lost at exit (Gns:Store=memory). Default: sqlite",
 };
 
+var redis = new Option<string>("--redis")
+{
+    Description = "Keep records in Redis instead (StackExchange.Redis connection string, e.g. 127.0.0.1:6379 or a cluster's seed nodes); " +
+                  "several gns processes may share it (Gns:Store=redis, Gns:Redis:Configuration). See docs/redis.md for durability settings.",
+};
+var dns = new Option<string>("--dns")
+{
+    Description = "Also answer DNS (UDP and TCP) at IP:PORT for <guid>.ZONE and <name>.ZONE: A, AAAA, TXT (Gns:Dns). Needs --zone.",
+};
+var zone = new Option<string>("--zone")
+{
+    Description = "The DNS zone served by --dns, e.g. gns.example (Gns:Zone).",
+};
+
 var serve = new Command("serve",
     "Run the GNS server. Settings come from ./appsettings.json, environment variables (GNS_Gns__Udp=...) and these flags, " +
     "in rising priority. Prints one line to stdout once listening: " +
@@ -31,6 +45,9 @@ serve.Options.Add(udp);
 serve.Options.Add(http);
 serve.Options.Add(grpc);
 serve.Options.Add(memory);
+serve.Options.Add(redis);
+serve.Options.Add(dns);
+serve.Options.Add(zone);
 serve.SetAction((parseResult, cancellationToken) =>
 {
     var overrides = new Dictionary<string, string?>();
@@ -46,9 +63,23 @@ serve.SetAction((parseResult, cancellationToken) =>
     Set(udp, "Gns:Udp");
     Set(http, "Gns:Http");
     Set(grpc, "Gns:Grpc");
+    Set(dns, "Gns:Dns");
+    Set(zone, "Gns:Zone");
+    if (parseResult.GetValue(memory) && parseResult.GetValue(redis) is not null)
+    {
+        Console.Error.WriteLine("gns: --memory and --redis exclude each other.");
+        return Task.FromResult(2);
+    }
+
     if (parseResult.GetValue(memory))
     {
         overrides["Gns:Store"] = "memory";
+    }
+
+    if (parseResult.GetValue(redis) is { } connection)
+    {
+        overrides["Gns:Store"] = "redis";
+        overrides["Gns:Redis:Configuration"] = connection;
     }
 
     return GnsServeCommand.RunAsync(overrides, cancellationToken);

@@ -19,6 +19,9 @@ public sealed class GnsServerOptions
     /// <summary>Store kind: records in memory only, lost at exit (tests, throw-away servers).</summary>
     public const string MemoryStore = "memory";
 
+    /// <summary>Store kind: records in Redis (section <c>Gns:Redis</c>), shared by several GNS processes.</summary>
+    public const string RedisStore = "redis";
+
     /// <summary>Default UDP endpoint: loopback only, so a fresh install serves nobody else until configured.</summary>
     public const string DefaultUdp = "127.0.0.1:7353";
 
@@ -28,7 +31,7 @@ public sealed class GnsServerOptions
     /// </summary>
     public string Udp { get; set; } = DefaultUdp;
 
-    /// <summary>"sqlite" (durable, the default) or "memory".</summary>
+    /// <summary>"sqlite" (durable, the default), "memory", or "redis" (registered by the host through AddRedisGnsStore).</summary>
     public string Store { get; set; } = SqliteStore;
 
     /// <summary>Folder of the SQLite database; relative paths are taken from the current directory.</summary>
@@ -136,9 +139,9 @@ public sealed class GnsServerOptionsValidator : IValidateOptions<GnsServerOption
             failures.Add($"Gns:Udp '{options.Udp}' is not IP:PORT or [IPv6]:PORT.");
         }
 
-        if (options.Store is not (GnsServerOptions.SqliteStore or GnsServerOptions.MemoryStore))
+        if (options.Store is not (GnsServerOptions.SqliteStore or GnsServerOptions.MemoryStore or GnsServerOptions.RedisStore))
         {
-            failures.Add($"Gns:Store must be '{GnsServerOptions.SqliteStore}' or '{GnsServerOptions.MemoryStore}', not '{options.Store}'.");
+            failures.Add($"Gns:Store must be '{GnsServerOptions.SqliteStore}', '{GnsServerOptions.MemoryStore}' or '{GnsServerOptions.RedisStore}', not '{options.Store}'.");
         }
 
         if (options.Store == GnsServerOptions.SqliteStore && string.IsNullOrWhiteSpace(options.DataDirectory))

@@ -1,0 +1,87 @@
+using System.Globalization;
+using System.Net;
+using Mobility.Protocol.Identity;
+using Mobility.Protocol.Records;
+using StackExchange.Redis;
+
+namespace Mobility.Gns.Redis.Storage;
+
+/// <summary>
+/// The key layout (docs/redis.md). Every key carries a hash tag, so that what one Lua script touches
+/// is one key in one slot of a cluster:
+/// <list type="bullet">
+/// <item><c>{prefix}{&lt;guid&gt;}</c>: hash of the GUID's record: <c>v</c> (version), <c>r</c> ("1" tombstone),
+/// <c>n</c> (name or ""), <c>e</c> (the signed encoded record; absent in a tombstone).</item>
+/// <item><c>{prefix}name:{&lt;name&gt;}</c>: string claim of a name: <c>&lt;guid&gt;|&lt;version&gt;|&lt;lease expiry ms&gt;</c>.</item>
+/// <item><c>{prefix}addr:{&lt;address&gt;}</c>: sorted set (all scores 0, ordered by member) of
+/// <c>&lt;guid&gt;:&lt;version&gt;</c> entries of the records that carry the address.</item>
+/// </list>
+/// Versions are written as 16 lowercase hexadecimal digits, so they compare exactly as unsigned 64-bit
+/// numbers in Lua (whose numbers are doubles) and in lexicographic order.
+/// </summary>
+internal sealed class RedisKeys(string prefix)
+{
+    public const int VersionLength = 16;
+
+    /// <summary>Length of a reverse-index entry: GUID, ':', version.</summary>
+    public const int EntryLength = HostGuid.TextLength + 1 + VersionLength;
+
+    public string Prefix { get; } = prefix;
+
+    public RedisKey Record(HostGuid guid) => $"{Prefix}{{{guid}}}";
+
+    public RedisKey Name(string canonicalName) => $"{Prefix}name:{{{canonicalName}}}";
+
+    public RedisKey Address(IPAddress address) => $"{Prefix}addr:{{{Locator.Normalize(address)}}}";
+
+    public static string Version(ulong version) => version.ToString("x16", CultureInfo.InvariantCulture);
+
+    public static bool TryParseVersion(ReadOnlySpan<char> text, out ulong version)
+    {
+        version = 0;
+        return text.Length == VersionLength
+            && !text.ContainsAnyExcept("0123456789abcdef")
+            && ulong.TryParse(text, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out version);
+    }
+
+    public static string Entry(HostGuid guid, ulong version) => $"{guid}:{Version(version)}";
+
+    public static bool TryParseEntry(ReadOnlySpan<char> text, out HostGuid guid, out ulong version)
+    {
+        version = 0;
+        guid = default;
+        return text.Length == EntryLength
+            && text[HostGuid.TextLength] == ':'
+            && HostGuid.TryParse(text[..HostGuid.TextLength], out guid)
+            && TryParseVersion(text[(HostGuid.TextLength + 1)..], out version);
+    }
+
+    /// <summary>The distinct, normalized addresses of a record's locators (as GnsStoreRules.IndexedAddresses).</summary>
+    public static IEnumerable<IPAddress> IndexedAddresses(GnsRecord record)
+        => record.Locators.Select(l => Locator.Normalize(l.Address)).Distinct();
+}
+
+/// <summary>A parsed name claim: who claimed, for which record version, and until when (ms since the epoch, Redis clock).</summary>
+internal readonly record struct NameClaim(HostGuid Owner, ulong Version, long ExpiresAtMs)
+{
+    public static bool TryParse(string? text, out NameClaim claim)
+    {
+        claim = default;
+        if (text is null)
+        {
+            return false;
+        }
+
+        var parts = text.Split('|');
+        if (parts.Length != 3
+            || !HostGuid.TryParse(parts[0], out var owner)
+            || !RedisKeys.TryParseVersion(parts[1], out var version)
+            || !long.TryParse(parts[2], NumberStyles.None, CultureInfo.InvariantCulture, out var expires))
+        {
+            return false;
+        }
+
+        claim = new NameClaim(owner, version, expires);
+        return true;
+    }
+}

@@ -1,0 +1,115 @@
+namespace Mobility.Gns.Redis.Storage;
+
+/// <summary>
+/// The Lua scripts of <see cref="RedisGnsStore"/>. Each touches exactly one key (KEYS[1]), so it runs
+/// atomically in that key's slot on a cluster as on a single server. StackExchange.Redis sends them
+/// by SHA (EVALSHA) once loaded.
+/// </summary>
+internal static class RedisScripts
+{
+    /// <summary>a &gt; b for two 16-digit hexadecimal versions, compared as two exact 32-bit halves.</summary>
+    private const string Greater = """
+        local function gt(a, b)
+          local ah, bh = tonumber(string.sub(a, 1, 8), 16), tonumber(string.sub(b, 1, 8), 16)
+          if ah ~= bh then return ah > bh end
+          return tonumber(string.sub(a, 9, 16), 16) > tonumber(string.sub(b, 9, 16), 16)
+        end
+
+        """;
+
+    /// <summary>Current time in ms on the key's node.</summary>
+    private const string Now = """
+        local function now()
+          local t = redis.call('TIME')
+          return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        end
+
+        """;
+
+    /// <summary>
+    /// Put. KEYS[1] record hash; ARGV: version, requireExisting ("1"/"0"), encoded, name ("" for none).
+    /// The version and existence rules of IGnsStore (NotFound before Stale; tombstones count) are
+    /// checked and the record written in one step, so two GNS processes can never both store one version.
+    /// Returns {status, stored version, name, removed, encoded}: on "stored" the previous state (for
+    /// index and name clean-up), otherwise the current state ("" when absent).
+    /// </summary>
+    public const string Put = Greater + """
+        local cur = redis.call('HMGET', KEYS[1], 'v', 'r', 'n', 'e')
+        local v, r, n, e = cur[1], cur[2], cur[3] or '', cur[4] or ''
+        local live = v and r == '0'
+        if ARGV[2] == '1' and not live then return {'notfound', v or '', n, r or '', ''} end
+        if v and not gt(ARGV[1], v) then return {'stale', v, n, r, e} end
+        redis.call('HSET', KEYS[1], 'v', ARGV[1], 'r', '0', 'n', ARGV[4], 'e', ARGV[3])
+        return {'stored', v or '', n, r or '', e}
+        """;
+
+    /// <summary>
+    /// Remove. KEYS[1] record hash; ARGV: version. Unknown GUID: NotFound; version not higher: Stale;
+    /// already a tombstone: NotFound. Otherwise leaves a tombstone (version only) and returns the removed
+    /// record's name and encoding for clean-up.
+    /// </summary>
+    public const string Remove = Greater + """
+        local cur = redis.call('HMGET', KEYS[1], 'v', 'r', 'n', 'e')
+        local v, r = cur[1], cur[2]
+        if not v then return {'notfound', '', '', '', ''} end
+        if not gt(ARGV[1], v) then return {'stale', v, '', r, ''} end
+        if r ~= '0' then return {'notfound', v, '', r, ''} end
+        redis.call('HSET', KEYS[1], 'v', ARGV[1], 'r', '1')
+        redis.call('HDEL', KEYS[1], 'n', 'e')
+        return {'stored', v, cur[3] or '', r, cur[4] or ''}
+        """;
+
+    /// <summary>
+    /// Claim a name (first come, first served). KEYS[1] name key; ARGV: guid, version, lease ms. Free:
+    /// taken. Already the GUID's: its version is raised to ARGV version if higher (never lowered, so a
+    /// slower claim of an older version cannot shrink a newer one). Another GUID's: returns
+    /// {"held", value, expired} and changes nothing; the caller decides whether that claim is dead.
+    /// </summary>
+    public const string Claim = Greater + Now + """
+        local t = now()
+        local value = ARGV[1] .. '|' .. ARGV[2] .. '|' .. string.format('%d', t + tonumber(ARGV[3]))
+        local cur = redis.call('GET', KEYS[1])
+        if not cur then
+          redis.call('SET', KEYS[1], value)
+          return {'ok', value, '0'}
+        end
+        local owner, ver, exp = string.match(cur, '^(%x+)|(%x+)|(%d+)$')
+        if owner == ARGV[1] and string.len(ver) == 16 then
+          if gt(ARGV[2], ver) then redis.call('SET', KEYS[1], value) end
+          return {'ok', cur, '0'}
+        end
+        local expired = '0'
+        if exp and tonumber(exp) <= t then expired = '1' end
+        return {'held', cur, expired}
+        """;
+
+    /// <summary>
+    /// Take over a dead claim. KEYS[1] name key; ARGV: the exact claim value judged dead, guid, version,
+    /// lease ms. Succeeds (1) only if the claim is still exactly that value: any change in between (the
+    /// owner re-claimed, someone else took it) makes it fail (0) and the caller looks again.
+    /// </summary>
+    public const string Steal = Now + """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        redis.call('SET', KEYS[1], ARGV[2] .. '|' .. ARGV[3] .. '|' .. string.format('%d', now() + tonumber(ARGV[4])))
+        return 1
+        """;
+
+    /// <summary>
+    /// Release a name. KEYS[1] name key; ARGV: guid, version, mode. Deletes the claim only if the GUID
+    /// still holds it, with a claim version equal to ("eq") or not above ("le") ARGV version: a claim
+    /// raised by a newer update of the same GUID is never released by an older one.
+    /// </summary>
+    public const string Release = Greater + """
+        local cur = redis.call('GET', KEYS[1])
+        if not cur then return 0 end
+        local owner, ver = string.match(cur, '^(%x+)|(%x+)|')
+        if owner ~= ARGV[1] or not ver or string.len(ver) ~= 16 then return 0 end
+        if ARGV[3] == 'eq' then
+          if ver ~= ARGV[2] then return 0 end
+        elseif gt(ver, ARGV[2]) then
+          return 0
+        end
+        redis.call('DEL', KEYS[1])
+        return 1
+        """;
+}

@@ -1,0 +1,90 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging.Abstractions;
+using Mobility.Gns.Redis.Tests.Infrastructure;
+using Mobility.Gns.Redis.Watch;
+using Mobility.Gns.Watch;
+using Mobility.Protocol.Identity;
+using StackExchange.Redis;
+using static Mobility.Gns.Tests.Storage.StoreTestSupport;
+
+namespace Mobility.Gns.Redis.Tests.Watch;
+
+public abstract class RedisRecordChangeFeedTestsBase(string configuration, bool expectSharded) : IAsyncLifetime
+{
+    private readonly List<IAsyncDisposable> _disposables = [];
+    private readonly HostKey _key = HostKey.Generate();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        foreach (var disposable in Enumerable.Reverse(_disposables))
+        {
+            await disposable.DisposeAsync().AsTask().WaitAsync(TestTimeout);
+        }
+
+        _key.Dispose();
+    }
+
+    private async Task<RedisRecordChangeFeed> StartFeedAsync(RedisGnsOptions options)
+    {
+        var redis = await Infrastructure.Redis.ConnectAsync(configuration);
+        _disposables.Add(redis);
+        var feed = new RedisRecordChangeFeed(redis, options, NullLogger<RedisRecordChangeFeed>.Instance);
+        _disposables.Add(feed);
+        await feed.StartAsync().WaitAsync(TestTimeout);
+        Assert.Equal(expectSharded, feed.Sharded);
+        return feed;
+    }
+
+    [Fact]
+    public async Task A_change_published_by_one_process_reaches_subscribers_of_another_and_the_publisher_once()
+    {
+        var options = Infrastructure.Redis.Options(configuration);
+        var a = await StartFeedAsync(options);
+        var b = await StartFeedAsync(options);
+        var atA = Channel.CreateUnbounded<RecordChange>();
+        var atB = Channel.CreateUnbounded<RecordChange>();
+        using var subA = a.Subscribe(c => atA.Writer.TryWrite(c));
+        using var subB = b.Subscribe(c => atB.Writer.TryWrite(c));
+        var record = Record(_key, 3, "pushed", "192.0.2.3");
+
+        await a.PublishAsync(new RecordChange(_key.Guid, record, 3)).AsTask().WaitAsync(TestTimeout);
+        var received = await atB.Reader.ReadAsync().AsTask().WaitAsync(TestTimeout);
+        Assert.Equal(_key.Guid, received.Guid);
+        Assert.Equal(3UL, received.Version);
+        Assert.Equal(record.Encoded.ToArray(), received.Record!.Encoded.ToArray());
+
+        // B answers on the same GUID (same channel, so ordered after any echo of A's own message).
+        await b.PublishAsync(new RecordChange(_key.Guid, null, 4)).AsTask().WaitAsync(TestTimeout);
+        Assert.Equal(3UL, (await atA.Reader.ReadAsync().AsTask().WaitAsync(TestTimeout)).Version);
+        var removal = await atA.Reader.ReadAsync().AsTask().WaitAsync(TestTimeout);
+        Assert.Equal(4UL, removal.Version);
+        Assert.True(removal.Removed);
+        Assert.False(atA.Reader.TryRead(out _));
+    }
+
+    [Fact]
+    public async Task Feeds_with_different_key_prefixes_do_not_hear_each_other()
+    {
+        var a = await StartFeedAsync(Infrastructure.Redis.Options(configuration));
+        var b = await StartFeedAsync(Infrastructure.Redis.Options(configuration));
+        var atB = Channel.CreateUnbounded<RecordChange>();
+        using var subB = b.Subscribe(c => atB.Writer.TryWrite(c));
+
+        await a.PublishAsync(new RecordChange(_key.Guid, null, 1)).AsTask().WaitAsync(TestTimeout);
+        await b.PublishAsync(new RecordChange(_key.Guid, null, 2)).AsTask().WaitAsync(TestTimeout);
+
+        // B's own change is delivered to B locally; A's, under another prefix, never.
+        Assert.Equal(2UL, (await atB.Reader.ReadAsync().AsTask().WaitAsync(TestTimeout)).Version);
+        // No ordering ties two channels together: give a stray message time to arrive.
+        await Task.Delay(200);
+        Assert.False(atB.Reader.TryRead(out _));
+    }
+}
+
+[Collection(RedisServerCollection.Name)]
+public sealed class RedisRecordChangeFeedTests(RedisServerFixture redis) : RedisRecordChangeFeedTestsBase(redis.Configuration, expectSharded: false);
+
+[Collection(RedisClusterCollection.Name)]
+public sealed class RedisClusterRecordChangeFeedTests(RedisClusterFixture cluster) : RedisRecordChangeFeedTestsBase(cluster.Configuration, expectSharded: true);
