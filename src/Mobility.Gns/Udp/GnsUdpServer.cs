@@ -20,6 +20,9 @@ public sealed partial class GnsUdpServer : BackgroundService
     /// <summary>One byte more than the largest valid datagram, so an oversized one is seen as oversized rather than cut to a valid size.</summary>
     private const int ReceiveBufferSize = GnsDatagram.MaxDatagramSize + 1;
 
+    /// <summary>Kernel receive buffer of the UDP socket: about 3,000 full-size datagrams.</summary>
+    private const int SocketReceiveBufferBytes = 4 * 1024 * 1024;
+
     private readonly GnsRequestProcessor _processor;
     private readonly SourceRateLimiter _limiter;
     private readonly GnsServerOptions _options;
@@ -58,6 +61,9 @@ public sealed partial class GnsUdpServer : BackgroundService
                 socket.DualMode = true;
             }
 
+            // Bursts of updates wait here while signatures are checked; the kernel's default (about
+            // 208 KB) drops them. The kernel clamps this to net.core.rmem_max.
+            socket.ReceiveBufferSize = SocketReceiveBufferBytes;
             socket.Bind(endPoint);
         }
         catch
