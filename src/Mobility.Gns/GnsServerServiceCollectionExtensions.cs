@@ -86,6 +86,12 @@ public static class GnsServerServiceCollectionExtensions
             return new InMemoryGnsStore();
         }
 
+        if (options.Store == GnsServerOptions.RedisStore)
+        {
+            // AddRedisGnsStore replaces this factory; reaching it means the host never registered Redis.
+            throw new InvalidOperationException("Gns:Store is 'redis' but no Redis store is registered (call AddRedisGnsStore).");
+        }
+
         var sqlite = services.GetRequiredService<IOptions<SqliteGnsStoreOptions>>().Value;
         return new SqliteGnsStore(sqlite, services.GetRequiredService<ILogger<SqliteGnsStore>>());
     }

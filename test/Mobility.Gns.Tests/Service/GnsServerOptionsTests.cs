@@ -26,7 +26,7 @@ public sealed class GnsServerOptionsTests
     [Theory]
     [InlineData("Udp", "localhost:7353")]
     [InlineData("Udp", "127.0.0.1")]
-    [InlineData("Store", "redis")]
+    [InlineData("Store", "mongodb")]
     [InlineData("MaxTtl", "00:00:00")]
     [InlineData("Burst", "0")]
     [InlineData("RequestsPerSecond", "0")]
