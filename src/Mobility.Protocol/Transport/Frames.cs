@@ -1,0 +1,262 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using Mobility.Protocol.Wire;
+using NSec.Cryptography;
+
+namespace Mobility.Protocol.Transport;
+
+/// <summary>Type byte of a data-phase frame.</summary>
+public enum FrameType : byte
+{
+    /// <summary>body: offset u64 | payload (1 .. MaxFramePayload bytes).</summary>
+    Data = 1,
+
+    /// <summary>body: received u64 | consumed u64.</summary>
+    Ack = 2,
+
+    /// <summary>body: final offset u64 (the stream length in this direction).</summary>
+    Fin = 3,
+
+    /// <summary>body: id u64; the peer answers with Pong carrying the same id.</summary>
+    Ping = 4,
+
+    /// <summary>body: id u64.</summary>
+    Pong = 5,
+
+    /// <summary>body: code u32; the connection is aborted.</summary>
+    Reset = 6,
+}
+
+/// <summary>
+/// A frame as read from the wire, not yet authenticated:
+/// <c>length u32 | type u8 | counter u64 | body (sealed) | tag[16]</c>. <see cref="Sealed"/> is
+/// body + tag and refers to the reader's buffer (valid until the reader advances).
+/// </summary>
+public readonly struct RawFrame
+{
+    public RawFrame(FrameType type, ulong counter, ReadOnlySequence<byte> sealedPart)
+    {
+        Type = type;
+        Counter = counter;
+        Sealed = sealedPart;
+    }
+
+    public FrameType Type { get; }
+
+    public ulong Counter { get; }
+
+    public ReadOnlySequence<byte> Sealed { get; }
+
+    /// <summary>Length of the body once opened.</summary>
+    public int BodyLength => (int)Sealed.Length - TransportConstants.AeadTagSize;
+}
+
+public static class TransportFrame
+{
+    /// <summary>Encoded size of a frame with a body of <paramref name="bodyLength"/> bytes.</summary>
+    public static int WireSize(int bodyLength) => 4 + TransportConstants.FrameFixedOverhead + bodyLength;
+
+    /// <summary>
+    /// Reads one frame envelope. False: need more bytes (nothing consumed). Throws
+    /// <see cref="MalformedMessageException"/> for a length outside [minimum, <paramref name="maxFrameLength"/>]
+    /// (checked before waiting for or buffering the body), an unknown type, or a body size the
+    /// type does not allow.
+    /// </summary>
+    public static bool TryRead(ref SequenceReader<byte> reader, int maxFrameLength, out RawFrame frame)
+    {
+        frame = default;
+        Span<byte> header = stackalloc byte[TransportConstants.FrameHeaderSize];
+        if (reader.Remaining < 4)
+        {
+            return false;
+        }
+
+        reader.TryCopyTo(header[..4]);
+        var length = BinaryPrimitives.ReadUInt32BigEndian(header);
+        if (length < TransportConstants.FrameFixedOverhead || length > (uint)maxFrameLength)
+        {
+            throw new MalformedMessageException($"Frame length {length} outside [{TransportConstants.FrameFixedOverhead}, {maxFrameLength}].");
+        }
+
+        if (reader.Remaining < TransportConstants.FrameHeaderSize)
+        {
+            return false;
+        }
+
+        reader.TryCopyTo(header);
+        var type = (FrameType)header[4];
+        var bodyLength = (int)length - TransportConstants.FrameFixedOverhead;
+        CheckBodyLength(type, bodyLength);
+        if (reader.Remaining < 4 + length)
+        {
+            return false;
+        }
+
+        var counter = BinaryPrimitives.ReadUInt64BigEndian(header[5..]);
+        var sealedPart = reader.UnreadSequence.Slice(TransportConstants.FrameHeaderSize, bodyLength + TransportConstants.AeadTagSize);
+        reader.Advance(4 + length);
+        frame = new RawFrame(type, counter, sealedPart);
+        return true;
+    }
+
+    /// <summary>Throws when <paramref name="bodyLength"/> is not allowed for <paramref name="type"/>.</summary>
+    public static void CheckBodyLength(FrameType type, int bodyLength)
+    {
+        var ok = type switch
+        {
+            FrameType.Data => bodyLength is > 8 and <= TransportConstants.MaxFrameBody,
+            FrameType.Ack => bodyLength == 16,
+            FrameType.Fin or FrameType.Ping or FrameType.Pong => bodyLength == 8,
+            FrameType.Reset => bodyLength == 4,
+            _ => throw new MalformedMessageException($"Unknown frame type {(byte)type}."),
+        };
+        if (!ok)
+        {
+            throw new MalformedMessageException($"A {type} frame cannot have a {bodyLength}-byte body.");
+        }
+    }
+
+    /// <summary>Writes the 13-byte header (the associated data) for a frame.</summary>
+    public static void WriteHeader(Span<byte> destination, FrameType type, ulong counter, int bodyLength)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(destination, (uint)(TransportConstants.FrameFixedOverhead + bodyLength));
+        destination[4] = (byte)type;
+        BinaryPrimitives.WriteUInt64BigEndian(destination[5..], counter);
+    }
+
+    public static (ulong Offset, ReadOnlyMemory<byte> Payload) ReadData(ReadOnlyMemory<byte> body)
+    {
+        CheckBodyLength(FrameType.Data, body.Length);
+        return (BinaryPrimitives.ReadUInt64BigEndian(body.Span), body[8..]);
+    }
+
+    public static (ulong Received, ulong Consumed) ReadAck(ReadOnlySpan<byte> body)
+    {
+        CheckBodyLength(FrameType.Ack, body.Length);
+        var received = BinaryPrimitives.ReadUInt64BigEndian(body);
+        var consumed = BinaryPrimitives.ReadUInt64BigEndian(body[8..]);
+        if (consumed > received)
+        {
+            throw new MalformedMessageException("ACK consumed offset beyond its received offset.");
+        }
+
+        return (received, consumed);
+    }
+
+    public static ulong ReadU64(FrameType type, ReadOnlySpan<byte> body)
+    {
+        CheckBodyLength(type, body.Length);
+        return BinaryPrimitives.ReadUInt64BigEndian(body);
+    }
+
+    public static uint ReadReset(ReadOnlySpan<byte> body)
+    {
+        CheckBodyLength(FrameType.Reset, body.Length);
+        return BinaryPrimitives.ReadUInt32BigEndian(body);
+    }
+}
+
+/// <summary>
+/// Seals or opens frames of one direction with ChaCha20-Poly1305 under one key. Nonce =
+/// 4 zero bytes || counter u64 big-endian; the caller guarantees a counter is never used twice
+/// under the key (counters start at 1 and only grow, across flows). In authenticate-only mode the
+/// body travels in clear and the tag is the AEAD of an empty plaintext with header || body as
+/// associated data.
+/// </summary>
+public sealed class FrameProtector : IDisposable
+{
+    private static readonly AeadAlgorithm Aead = AeadAlgorithm.ChaCha20Poly1305;
+    private readonly Key _key;
+
+    public FrameProtector(ReadOnlySpan<byte> key, bool encrypt)
+    {
+        _key = Key.Import(Aead, key, KeyBlobFormat.RawSymmetricKey);
+        Encrypt = encrypt;
+    }
+
+    public bool Encrypt { get; }
+
+    /// <summary>Writes a whole frame (length field included) and returns its size.</summary>
+    public int Seal(FrameType type, ulong counter, ReadOnlySpan<byte> body, Span<byte> destination)
+    {
+        var size = TransportFrame.WireSize(body.Length);
+        if (destination.Length < size)
+        {
+            throw new ArgumentException("Destination too small for the frame.", nameof(destination));
+        }
+
+        var header = destination[..TransportConstants.FrameHeaderSize];
+        TransportFrame.WriteHeader(header, type, counter, body.Length);
+        Span<byte> nonce = stackalloc byte[12];
+        WriteNonce(nonce, counter);
+        var output = destination[TransportConstants.FrameHeaderSize..size];
+        if (Encrypt)
+        {
+            Aead.Encrypt(_key, nonce, header, body, output);
+        }
+        else
+        {
+            body.CopyTo(output);
+            var ad = destination[..(TransportConstants.FrameHeaderSize + body.Length)];
+            Aead.Encrypt(_key, nonce, ad, ReadOnlySpan<byte>.Empty, output[body.Length..]);
+        }
+
+        return size;
+    }
+
+    /// <summary>
+    /// Authenticates (and decrypts) <paramref name="frame"/> into <paramref name="body"/>, which must
+    /// be <see cref="RawFrame.BodyLength"/> bytes. False when the tag does not verify.
+    /// </summary>
+    public bool TryOpen(in RawFrame frame, Span<byte> body, Span<byte> scratch)
+    {
+        var bodyLength = frame.BodyLength;
+        if (body.Length != bodyLength || scratch.Length < TransportConstants.FrameHeaderSize + bodyLength + TransportConstants.AeadTagSize)
+        {
+            throw new ArgumentException("Buffer sizes do not match the frame.");
+        }
+
+        Span<byte> nonce = stackalloc byte[12];
+        WriteNonce(nonce, frame.Counter);
+        var whole = scratch[..(TransportConstants.FrameHeaderSize + bodyLength + TransportConstants.AeadTagSize)];
+        TransportFrame.WriteHeader(whole, frame.Type, frame.Counter, bodyLength);
+        frame.Sealed.CopyTo(whole[TransportConstants.FrameHeaderSize..]);
+        var header = whole[..TransportConstants.FrameHeaderSize];
+        var sealedPart = whole[TransportConstants.FrameHeaderSize..];
+        if (Encrypt)
+        {
+            return Aead.Decrypt(_key, nonce, header, sealedPart, body);
+        }
+
+        var ad = whole[..(TransportConstants.FrameHeaderSize + bodyLength)];
+        if (!Aead.Decrypt(_key, nonce, ad, sealedPart[bodyLength..], Span<byte>.Empty))
+        {
+            return false;
+        }
+
+        sealedPart[..bodyLength].CopyTo(body);
+        return true;
+    }
+
+    private static void WriteNonce(Span<byte> nonce, ulong counter)
+    {
+        nonce[..4].Clear();
+        BinaryPrimitives.WriteUInt64BigEndian(nonce[4..], counter);
+    }
+
+    public void Dispose() => _key.Dispose();
+}
+
+/// <summary>Helpers shared by the handshake code.</summary>
+public static class TransportRandom
+{
+    public static byte[] Nonce() => RandomNumberGenerator.GetBytes(TransportConstants.NonceSize);
+
+    public static UInt128 Token()
+    {
+        Span<byte> bytes = stackalloc byte[TransportConstants.TokenSize];
+        RandomNumberGenerator.Fill(bytes);
+        return new UInt128(BinaryPrimitives.ReadUInt64BigEndian(bytes), BinaryPrimitives.ReadUInt64BigEndian(bytes[8..]));
+    }
+}

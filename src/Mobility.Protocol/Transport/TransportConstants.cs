@@ -1,0 +1,95 @@
+namespace Mobility.Protocol.Transport;
+
+/// <summary>
+/// Fixed numbers of the mobile transport wire format (docs/transport.md). Limits that a peer could
+/// use to make us allocate are here with the reason for their value.
+/// </summary>
+public static class TransportConstants
+{
+    /// <summary>"MOBT": first four bytes of every handshake message, so a plain TCP peer is told apart at once.</summary>
+    public static ReadOnlySpan<byte> Magic => "MOBT"u8;
+
+    public const int MagicSize = 4;
+
+    /// <summary>The only version this code speaks.</summary>
+    public const byte Version = 1;
+
+    /// <summary>magic (4) + version (1) + type (1).</summary>
+    public const int PreambleSize = MagicSize + 2;
+
+    public const int TokenSize = 16;
+
+    public const int NonceSize = 32;
+
+    public const int EphemeralKeySize = 32;
+
+    public const int MacSize = 32;
+
+    public const int AeadTagSize = 16;
+
+    /// <summary>Symmetric key length (ChaCha20-Poly1305 and the HMAC-SHA256 resume key).</summary>
+    public const int SymmetricKeySize = 32;
+
+    /// <summary>
+    /// Largest DATA payload in one frame. 32 KiB keeps per-frame overhead (29 bytes) under 0.1%
+    /// while a frame still fits comfortably in a pooled buffer; a receiver never buffers more than
+    /// one frame of this size before authenticating it.
+    /// </summary>
+    public const int MaxFramePayload = 32 * 1024;
+
+    /// <summary>length (4) + type (1) + counter (8): authenticated as associated data.</summary>
+    public const int FrameHeaderSize = 13;
+
+    /// <summary>Bytes of the frame after the length field that are not body: type + counter + tag.</summary>
+    public const int FrameFixedOverhead = 1 + 8 + AeadTagSize;
+
+    /// <summary>Largest body: DATA's 8-byte offset plus the largest payload.</summary>
+    public const int MaxFrameBody = 8 + MaxFramePayload;
+
+    /// <summary>Largest value of the length field (covers type, counter, body and tag).</summary>
+    public const int MaxFrameLength = FrameFixedOverhead + MaxFrameBody;
+
+    /// <summary>Largest whole frame on the wire, length field included.</summary>
+    public const int MaxFrameWireSize = 4 + MaxFrameLength;
+
+    /// <summary>
+    /// Receive windows a peer may announce: at least one full frame (or the sender could never
+    /// send), at most 64 MiB (what one connection may make its peer buffer).
+    /// </summary>
+    public const uint MinReceiveWindow = MaxFramePayload;
+
+    public const uint MaxReceiveWindow = 64 * 1024 * 1024;
+}
+
+/// <summary>Type byte of a handshake message (after magic and version).</summary>
+public enum HandshakeMessageType : byte
+{
+    ClientHello = 1,
+    ServerHello = 2,
+    ClientFinish = 3,
+    Reject = 4,
+    Resume = 5,
+    ResumeAck = 6,
+}
+
+/// <summary>Why a server refused a flow (sent in a plaintext, unauthenticated Reject).</summary>
+public enum RejectReason : byte
+{
+    UnsupportedVersion = 1,
+    Unauthorized = 2,
+    Busy = 3,
+    UnknownConnection = 4,
+    ResumeRefused = 5,
+    DuplicateToken = 6,
+    BadHandshake = 7,
+}
+
+/// <summary>Flag bits of ClientHello and ServerHello.</summary>
+[Flags]
+public enum HandshakeFlags : byte
+{
+    None = 0,
+
+    /// <summary>Frames are authenticated but not encrypted (body in clear, tag over header and body).</summary>
+    AuthenticateOnly = 1,
+}

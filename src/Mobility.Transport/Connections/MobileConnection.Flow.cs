@@ -1,0 +1,672 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using Mobility.Protocol;
+using Mobility.Protocol.Transport;
+using Mobility.Transport.Flows;
+using Mobility.Transport.Internal;
+
+namespace Mobility.Transport;
+
+public sealed partial class MobileConnection
+{
+    /// <summary>One flow carrying the connection, with its two loops.</summary>
+    internal sealed class FlowContext
+    {
+        private readonly CancellationTokenSource _cts = new();
+
+        public FlowContext(int id, IFlow flow, PipeReader reader, byte[]? preamble, bool established)
+        {
+            Id = id;
+            Flow = flow;
+            Reader = reader;
+            Preamble = preamble;
+            Established = established;
+        }
+
+        public int Id { get; set; }
+
+        public IFlow Flow { get; }
+
+        public PipeReader Reader { get; }
+
+        /// <summary>Handshake bytes the send loop writes before any frame (ClientFinish, Resume or ResumeAck).</summary>
+        public byte[]? Preamble { get; set; }
+
+        public bool Established { get; set; }
+
+        /// <summary>Client flow opened by a Resume: the first thing to read is ResumeAck or Reject.</summary>
+        public ulong? AwaitingResumeAck { get; set; }
+
+        public TaskCompletionSource<RejectReason?> ResumeResult { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public AsyncAutoResetSignal Wake { get; } = new();
+
+        public CancellationToken Cancellation => _cts.Token;
+
+        public long LastReceived { get; set; }
+
+        public long LastSent { get; set; }
+
+        public bool FinSent { get; set; }
+
+        /// <summary>A new flow starts with an ACK: Resume/ResumeAck carry the receive position but not the consumed one.</summary>
+        public bool AckForced { get; set; } = true;
+
+        public bool PingRequested { get; set; }
+
+        public ulong PingId { get; set; }
+
+        public long PingSentAt { get; set; }
+
+        public ulong? PongToSend { get; set; }
+
+        public Task Loops { get; set; } = Task.CompletedTask;
+
+        private int _stopped;
+
+        /// <summary>Stops both loops and closes the flow at once; the loops' task joins <paramref name="retired"/>.</summary>
+        public void Stop(List<Task> retired)
+        {
+            if (Interlocked.Exchange(ref _stopped, 1) != 0)
+            {
+                return;
+            }
+
+            // Cancelling ends the loops' pending reads and writes; the socket is closed once they
+            // have let go of it, on a pool thread: closing a socket still in use by another thread
+            // spins, and this may run under the connection's lock or in an event handler that
+            // moves a hundred connections.
+            _cts.Cancel();
+            ResumeResult.TrySetResult(RejectReason.ResumeRefused);
+            retired.RemoveAll(static t => t.IsCompleted);
+            retired.Add(Loops.ContinueWith(static (_, flow) => ((IFlow)flow!).Abort(), Flow,
+                CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default));
+        }
+    }
+
+    private sealed class ProtocolViolationException(string message) : Exception(message);
+
+    /// <summary>Makes <paramref name="flow"/> current (under the lock) and returns the previous flow, already stopped.</summary>
+    private void AttachFlowLocked(FlowContext flow)
+    {
+        var old = _flow;
+        _flow = flow;
+        old?.Stop(_retiredLoops);
+        var now = _time.GetTimestamp();
+        flow.LastReceived = now;
+        flow.LastSent = now;
+        if (flow.Established)
+        {
+            _state = MobileConnectionState.Connected;
+        }
+    }
+
+    private void StartLoops(FlowContext flow)
+    {
+        flow.Loops = Task.WhenAll(
+            Task.Run(() => SendLoopAsync(flow)),
+            Task.Run(() => ReceiveLoopAsync(flow)));
+    }
+
+    /// <summary>Detaches a dead flow; the client starts reconnecting, the server waits for a Resume.</summary>
+    private void FlowFailed(FlowContext flow, string reason)
+    {
+        lock (_lock)
+        {
+            if (_flow != flow)
+            {
+                flow.Stop(_retiredLoops);
+                return;
+            }
+
+            _flow = null;
+            flow.Stop(_retiredLoops);
+            if (_completed || _failure is not null)
+            {
+                return;
+            }
+
+            _pathLostAt ??= _time.GetTimestamp();
+            _state = MobileConnectionState.Pathless;
+            _stateChanged.Pulse();
+        }
+
+        TransportLog.PathLost(_logger, Token, flow.Flow.RemoteEndPoint, reason);
+        Raise(MobileConnectionEventKind.PathLost, flow.Flow.LocalEndPoint, flow.Flow.RemoteEndPoint, reason, TimeSpan.Zero);
+        _kick.Set();
+    }
+
+    private async Task SendLoopAsync(FlowContext flow)
+    {
+        var ct = flow.Cancellation;
+        // Small until there is data to send: a hundred idle connections that resume at once
+        // should not each take (and zero) a large-object-heap buffer.
+        var output = ArrayPool<byte>.Shared.Rent(SmallOutputSize);
+        var body = ArrayPool<byte>.Shared.Rent(TransportConstants.MaxFrameBody);
+        try
+        {
+            while (true)
+            {
+                int length;
+                bool more;
+                bool closeAfter;
+                lock (_lock)
+                {
+                    if (_flow != flow)
+                    {
+                        return;
+                    }
+
+                    length = BuildBatchLocked(flow, ref output, body, out more, out closeAfter);
+                }
+
+                if (length > 0)
+                {
+                    await flow.Flow.Stream.WriteAsync(output.AsMemory(0, length), ct).ConfigureAwait(false);
+                    lock (_lock)
+                    {
+                        flow.LastSent = _time.GetTimestamp();
+                    }
+                }
+
+                if (closeAfter)
+                {
+                    // Server, both FINs acknowledged and our ACK of the client's FIN written: closing
+                    // the flow tells the client that we know the connection is done.
+                    await flow.Flow.Stream.FlushAsync(ct).ConfigureAwait(false);
+                    await flow.Flow.DisposeAsync().ConfigureAwait(false);
+                    Complete();
+                    return;
+                }
+
+                if (!more)
+                {
+                    if (output.Length > SmallOutputSize * 2)
+                    {
+                        ArrayPool<byte>.Shared.Return(output);
+                        output = ArrayPool<byte>.Shared.Rent(SmallOutputSize);
+                    }
+
+                    await flow.Wake.WaitAsync(ct).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // Flow stopped.
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException)
+        {
+            FlowFailed(flow, "send failed: " + e.Message);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(output);
+            ArrayPool<byte>.Shared.Return(body);
+        }
+    }
+
+    /// <summary>Fills <paramref name="output"/> with what the flow should carry next; returns the byte count.</summary>
+    private int BuildBatchLocked(FlowContext flow, ref byte[] output, byte[] body, out bool more, out bool closeAfter)
+    {
+        var position = 0;
+        closeAfter = false;
+        if (flow.Preamble is { } preamble)
+        {
+            preamble.CopyTo(output, 0);
+            position = preamble.Length;
+            flow.Preamble = null;
+        }
+
+        if (_resetToSend is { } code)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(body, code);
+            position += Seal(FrameType.Reset, body.AsSpan(0, 4), output.AsSpan(position));
+            _resetToSend = null;
+            more = false;
+            return position;
+        }
+
+        if (flow.PongToSend is { } pong)
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(body, pong);
+            position += Seal(FrameType.Pong, body.AsSpan(0, 8), output.AsSpan(position));
+            flow.PongToSend = null;
+        }
+
+        if (flow.PingRequested)
+        {
+            flow.PingRequested = false;
+            flow.PingId++;
+            flow.PingSentAt = _time.GetTimestamp();
+            BinaryPrimitives.WriteUInt64BigEndian(body, flow.PingId);
+            position += Seal(FrameType.Ping, body.AsSpan(0, 8), output.AsSpan(position));
+        }
+
+        var receivedValue = ReceivedValueLocked();
+        if (flow.AckForced || receivedValue != _ackedReceived || (_consumed != _ackedConsumed && (_consumed - _ackedConsumed >= _receiveWindow / 4 || _receiveBuffer.Length == 0)))
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(body, (ulong)receivedValue);
+            BinaryPrimitives.WriteUInt64BigEndian(body.AsSpan(8), (ulong)_consumed);
+            position += Seal(FrameType.Ack, body.AsSpan(0, 16), output.AsSpan(position));
+            _ackedReceived = receivedValue;
+            _ackedConsumed = _consumed;
+            flow.AckForced = false;
+        }
+
+        if (_sendNext < _written && output.Length < OutputBatchSize + TransportConstants.MaxFrameWireSize * 2)
+        {
+            var large = ArrayPool<byte>.Shared.Rent(OutputBatchSize + TransportConstants.MaxFrameWireSize * 2);
+            output.AsSpan(0, position).CopyTo(large);
+            ArrayPool<byte>.Shared.Return(output);
+            output = large;
+        }
+
+        while (_sendNext < _written && position < OutputBatchSize)
+        {
+            var n = (int)Math.Min(TransportConstants.MaxFramePayload, _written - _sendNext);
+            BinaryPrimitives.WriteUInt64BigEndian(body, (ulong)_sendNext);
+            _sendBuffer.CopyTo(_sendNext, body.AsSpan(8, n));
+            position += Seal(FrameType.Data, body.AsSpan(0, 8 + n), output.AsSpan(position));
+            if (_sendNext < _highestSent)
+            {
+                _bytesResent += Math.Min(n, _highestSent - _sendNext);
+            }
+
+            _sendNext += n;
+            if (_sendNext > _highestSent)
+            {
+                _bytesSent += _sendNext - _highestSent;
+                _highestSent = _sendNext;
+            }
+        }
+
+        if (_finOffset >= 0 && _sendNext == _finOffset && !flow.FinSent && !_finAcked)
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(body, (ulong)_finOffset);
+            position += Seal(FrameType.Fin, body.AsSpan(0, 8), output.AsSpan(position));
+            flow.FinSent = true;
+        }
+
+        more = _sendNext < _written;
+        closeAfter = !_isClient && IsFinishedLocked() && _ackedReceived == ReceivedValueLocked();
+        return position;
+    }
+
+    private int Seal(FrameType type, ReadOnlySpan<byte> body, Span<byte> destination)
+        => _sealer.Seal(type, ++_sendCounter, body, destination);
+
+    /// <summary>Our cumulative receive position: data bytes, plus one once the peer's FIN is in.</summary>
+    private long ReceivedValueLocked() => _received + (_peerFin >= 0 ? 1 : 0);
+
+    private bool IsFinishedLocked() => _finAcked && _peerFin >= 0;
+
+    private async Task ReceiveLoopAsync(FlowContext flow)
+    {
+        var ct = flow.Cancellation;
+        var scratch = ArrayPool<byte>.Shared.Rent(TransportConstants.MaxFrameWireSize + 64);
+        try
+        {
+            while (true)
+            {
+                var result = await flow.Reader.ReadAsync(ct).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                var position = ProcessReceived(flow, buffer, scratch, out var stop);
+                flow.Reader.AdvanceTo(position, buffer.End);
+                if (stop)
+                {
+                    return;
+                }
+
+                if (result.IsCompleted)
+                {
+                    OnFlowEnded(flow);
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // Flow stopped.
+        }
+        catch (MalformedMessageException e)
+        {
+            // Unauthenticated garbage or a forged frame on this flow: drop the flow, keep the connection.
+            TransportLog.BadFrame(_logger, Token, e.Message);
+            FlowFailed(flow, "bad frame: " + e.Message);
+        }
+        catch (ProtocolViolationException e)
+        {
+            Fail(new MobileConnectionException(MobileConnectionError.ProtocolViolation, "The peer violated the protocol: " + e.Message));
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException)
+        {
+            FlowFailed(flow, "receive failed: " + e.Message);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+            await flow.Reader.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    private void OnFlowEnded(FlowContext flow)
+    {
+        bool done;
+        lock (_lock)
+        {
+            done = _flow == flow && _isClient && IsFinishedLocked();
+        }
+
+        if (done)
+        {
+            // The server closes the flow only once it knows both FINs were acknowledged.
+            Complete();
+        }
+        else
+        {
+            FlowFailed(flow, "the peer closed the flow");
+        }
+    }
+
+    private SequencePosition ProcessReceived(FlowContext flow, ReadOnlySequence<byte> buffer, byte[] scratch, out bool stop)
+    {
+        stop = false;
+        var reader = new SequenceReader<byte>(buffer);
+        lock (_lock)
+        {
+            if (_flow != flow)
+            {
+                stop = true;
+                return buffer.End;
+            }
+
+            flow.LastReceived = _time.GetTimestamp();
+        }
+
+        if (flow.AwaitingResumeAck is { } counter)
+        {
+            if (!HandshakeMessage.TryRead(ref reader, out var message))
+            {
+                return reader.Position;
+            }
+
+            if (!HandleResumeAnswer(flow, counter, message!))
+            {
+                stop = true;
+                return reader.Position;
+            }
+        }
+
+        Span<byte> control = stackalloc byte[16];
+        var wake = false;
+        while (TransportFrame.TryRead(ref reader, TransportConstants.MaxFrameLength, out var frame))
+        {
+            var bodyLength = frame.BodyLength;
+            if (frame.Type == FrameType.Data)
+            {
+                var array = ArrayPool<byte>.Shared.Rent(bodyLength);
+                var owned = false;
+                try
+                {
+                    if (!_opener.TryOpen(frame, array.AsSpan(0, bodyLength), scratch))
+                    {
+                        throw new MalformedMessageException("Frame authentication failed.");
+                    }
+
+                    var result = HandleFrame(flow, frame, array.AsSpan(0, bodyLength), array, ref owned);
+                    wake |= result != FrameResult.Nothing;
+                    if (result == FrameResult.Stop)
+                    {
+                        stop = true;
+                        return reader.Position;
+                    }
+                }
+                finally
+                {
+                    if (!owned)
+                    {
+                        ArrayPool<byte>.Shared.Return(array);
+                    }
+                }
+            }
+            else
+            {
+                var span = control[..bodyLength];
+                if (!_opener.TryOpen(frame, span, scratch))
+                {
+                    throw new MalformedMessageException("Frame authentication failed.");
+                }
+
+                var owned = false;
+                var result = HandleFrame(flow, frame, span, null, ref owned);
+                wake |= result != FrameResult.Nothing;
+                if (result == FrameResult.Stop)
+                {
+                    stop = true;
+                    return reader.Position;
+                }
+            }
+        }
+
+        if (wake)
+        {
+            flow.Wake.Set();
+        }
+
+        return reader.Position;
+    }
+
+    private enum FrameResult
+    {
+        Nothing,
+        WakeSender,
+        Stop,
+    }
+
+    private FrameResult HandleFrame(FlowContext flow, in RawFrame frame, ReadOnlySpan<byte> body, byte[]? array, ref bool owned)
+    {
+        lock (_lock)
+        {
+            if (_flow != flow || _failure is not null)
+            {
+                return FrameResult.Stop;
+            }
+
+            if (frame.Counter <= _receiveCounter)
+            {
+                throw new MalformedMessageException($"Frame counter {frame.Counter} not above {_receiveCounter} (replayed frame).");
+            }
+
+            _receiveCounter = frame.Counter;
+            switch (frame.Type)
+            {
+                case FrameType.Data:
+                    {
+                        var offset = (long)BinaryPrimitives.ReadUInt64BigEndian(body);
+                        var payload = body.Length - 8;
+                        var end = offset + payload;
+                        if (offset < 0 || end < offset)
+                        {
+                            throw new ProtocolViolationException("DATA offset overflow.");
+                        }
+
+                        if (end <= _received)
+                        {
+                            _duplicateBytes += payload;
+                            return FrameResult.Nothing;
+                        }
+
+                        if (offset > _received)
+                        {
+                            throw new ProtocolViolationException($"DATA at {offset} leaves a gap after {_received}.");
+                        }
+
+                        if (_peerFin >= 0)
+                        {
+                            throw new ProtocolViolationException("DATA after FIN.");
+                        }
+
+                        if (end > _consumed + _receiveWindow)
+                        {
+                            throw new ProtocolViolationException($"DATA up to {end} exceeds the receive window ending at {_consumed + _receiveWindow}.");
+                        }
+
+                        var skip = (int)(_received - offset);
+                        _duplicateBytes += skip;
+                        _receiveBuffer.Append(array!, 8 + skip, payload - skip);
+                        owned = true;
+                        _bytesReceived += payload - skip;
+                        _received = end;
+                        _readable.Pulse();
+                        return FrameResult.WakeSender;
+                    }
+
+                case FrameType.Ack:
+                    {
+                        var (received, consumed) = TransportFrame.ReadAck(body);
+                        ApplyPeerReceivedLocked((long)received);
+                        var c = Math.Min((long)consumed, _written);
+                        if (c > _peerConsumed)
+                        {
+                            _peerConsumed = c;
+                            _writable.Pulse();
+                        }
+
+                        return CheckFinishedLocked() ? FrameResult.WakeSender : FrameResult.Nothing;
+                    }
+
+                case FrameType.Fin:
+                    {
+                        var fin = (long)TransportFrame.ReadU64(FrameType.Fin, body);
+                        if (_peerFin >= 0)
+                        {
+                            if (fin != _peerFin)
+                            {
+                                throw new ProtocolViolationException("A second FIN at another offset.");
+                            }
+
+                            return FrameResult.Nothing;
+                        }
+
+                        if (fin != _received)
+                        {
+                            throw new ProtocolViolationException($"FIN at {fin} while {_received} bytes were received.");
+                        }
+
+                        _peerFin = fin;
+                        _readable.Pulse();
+                        CheckFinishedLocked();
+                        return FrameResult.WakeSender;
+                    }
+
+                case FrameType.Ping:
+                    flow.PongToSend = TransportFrame.ReadU64(FrameType.Ping, body);
+                    return FrameResult.WakeSender;
+
+                case FrameType.Pong:
+                    if (TransportFrame.ReadU64(FrameType.Pong, body) == flow.PingId)
+                    {
+                        _lastRtt = _time.GetElapsedTime(flow.PingSentAt);
+                    }
+
+                    return FrameResult.Nothing;
+
+                case FrameType.Reset:
+                    {
+                        var code = TransportFrame.ReadReset(body);
+                        var error = new MobileConnectionException(MobileConnectionError.ResetByPeer, $"The connection was reset by the peer (code {code}).");
+                        ThreadPool.UnsafeQueueUserWorkItem(static s => s.Item1.Fail(s.Item2), (this, error), preferLocal: false);
+                        return FrameResult.Stop;
+                    }
+
+                default:
+                    throw new MalformedMessageException($"Unknown frame type {(byte)frame.Type}.");
+            }
+        }
+    }
+
+    /// <summary>Applies the peer's cumulative receive position (from ACK, Resume or ResumeAck).</summary>
+    private void ApplyPeerReceivedLocked(long received)
+    {
+        var max = _written + (_finOffset >= 0 ? 1 : 0);
+        if (received > max)
+        {
+            throw new ProtocolViolationException($"The peer acknowledged {received} bytes of {max} sent.");
+        }
+
+        var data = Math.Min(received, _written);
+        if (data > _peerReceived)
+        {
+            _peerReceived = data;
+            _sendBuffer.ReleaseTo(data);
+        }
+
+        if (_sendNext < _peerReceived)
+        {
+            _sendNext = _peerReceived;
+        }
+
+        if (_finOffset >= 0 && received == _finOffset + 1 && !_finAcked)
+        {
+            _finAcked = true;
+            _stateChanged.Pulse();
+        }
+    }
+
+    private bool CheckFinishedLocked()
+    {
+        if (IsFinishedLocked())
+        {
+            _stateChanged.Pulse();
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>Keepalive and dead-path timer (every KeepAliveInterval / 2).</summary>
+    private void OnTick()
+    {
+        FlowContext? dead = null;
+        var pathless = false;
+        lock (_lock)
+        {
+            if (_failure is not null || _completed)
+            {
+                return;
+            }
+
+            var flow = _flow;
+            if (flow is not null && flow.Established)
+            {
+                if (_time.GetElapsedTime(flow.LastReceived) > _options.DeadPathTimeout)
+                {
+                    dead = flow;
+                    _relocateFirst = true;
+                }
+                else if (_time.GetElapsedTime(flow.LastSent) >= _options.KeepAliveInterval)
+                {
+                    flow.PingRequested = true;
+                    flow.Wake.Set();
+                }
+            }
+            else if (_pathLostAt is { } lost && _time.GetElapsedTime(lost) > _options.PathlessTimeout)
+            {
+                pathless = true;
+            }
+        }
+
+        if (dead is not null)
+        {
+            FlowFailed(dead, $"nothing received for {_options.DeadPathTimeout.TotalMilliseconds:0} ms");
+        }
+
+        if (pathless)
+        {
+            Fail(new MobileConnectionException(MobileConnectionError.NoPath,
+                $"No path to peer {RemoteGuid.ToShortString()} for {_options.PathlessTimeout.TotalSeconds:0.###} s."));
+        }
+    }
+}

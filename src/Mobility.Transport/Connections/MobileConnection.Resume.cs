@@ -1,0 +1,556 @@
+using System.IO.Pipelines;
+using System.Net;
+using Mobility.Protocol;
+using Mobility.Protocol.Transport;
+using Mobility.Transport.Flows;
+using Mobility.Transport.Internal;
+
+namespace Mobility.Transport;
+
+public sealed partial class MobileConnection
+{
+    // Client side (unused on the server).
+    private readonly AsyncAutoResetSignal _kick = new();
+    private Task _supervisor = Task.CompletedTask;
+    private MobileConnectionOptions? _clientOptions;
+    private IPeerLocator? _locator;
+    private IPAddress? _localAddress;
+    private IReadOnlyList<IPEndPoint> _endpoints = [];
+    private int _planVersion;
+
+    // The path died silently (no RST, no event): the cached endpoint is suspect, ask the locator first.
+    private bool _relocateFirst;
+
+    /// <summary>Server side: resumes refused since the last accepted one (for tests and diagnostics).</summary>
+    internal int ResumesRejected
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _resumesRejected;
+            }
+        }
+    }
+
+    /// <summary>Client: attaches the handshake flow and starts supervising the path.</summary>
+    internal void StartClient(FlowContext flow, MobileConnectionOptions options, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, IPAddress? localAddress)
+    {
+        _clientOptions = options;
+        _locator = locator;
+        _localAddress = localAddress;
+        _endpoints = endpoints;
+        if (locator is not null)
+        {
+            locator.EndpointsChanged += OnEndpointsChanged;
+        }
+
+        lock (_lock)
+        {
+            flow.Id = ++_flowIds;
+            AttachFlowLocked(flow);
+        }
+
+        StartLoops(flow);
+        _supervisor = Task.Run(SuperviseAsync);
+    }
+
+    /// <summary>Server: attaches the flow the handshake ran on.</summary>
+    internal void StartServer(FlowContext flow)
+    {
+        lock (_lock)
+        {
+            flow.Id = ++_flowIds;
+            AttachFlowLocked(flow);
+        }
+
+        StartLoops(flow);
+    }
+
+    private void UnsubscribeLocator()
+    {
+        if (_locator is { } locator)
+        {
+            locator.EndpointsChanged -= OnEndpointsChanged;
+        }
+    }
+
+    /// <summary>
+    /// Client: the local address changed (the daemon calls this on OS events). The current flow is
+    /// abandoned and a new one is opened at once from <paramref name="newLocalAddress"/> (null: let
+    /// the OS choose). On the server side this only drops the current flow.
+    /// </summary>
+    public void NotifyLocalAddressChanged(IPAddress? newLocalAddress = null)
+    {
+        FlowContext? old;
+        lock (_lock)
+        {
+            if (_failure is not null || _completed)
+            {
+                return;
+            }
+
+            _localAddress = newLocalAddress ?? _localAddress;
+            _planVersion++;
+            old = _flow;
+        }
+
+        if (old is not null)
+        {
+            FlowFailed(old, "local address changed");
+        }
+
+        _kick.Set();
+    }
+
+    /// <summary>Drops the current flow if it runs over <paramref name="localAddress"/> (the listener moved away from it).</summary>
+    internal void DropFlowOnLocalAddress(IPAddress localAddress)
+    {
+        FlowContext? flow;
+        lock (_lock)
+        {
+            flow = _flow;
+        }
+
+        if (flow?.Flow.LocalEndPoint is { } local && local.Address.Equals(localAddress))
+        {
+            FlowFailed(flow, "local address removed");
+        }
+    }
+
+    private void OnEndpointsChanged(object? sender, PeerEndpointsChangedEventArgs e)
+    {
+        if (e.Guid != RemoteGuid || e.Endpoints.Count == 0)
+        {
+            return;
+        }
+
+        FlowContext? stale = null;
+        lock (_lock)
+        {
+            if (_failure is not null || _completed)
+            {
+                return;
+            }
+
+            _endpoints = [.. e.Endpoints];
+            _planVersion++;
+            var remote = _flow?.Flow.RemoteEndPoint;
+            if (_flow is not null && (remote is null || !e.Endpoints.Contains(remote)))
+            {
+                stale = _flow;
+            }
+        }
+
+        if (stale is not null)
+        {
+            FlowFailed(stale, "the peer's endpoints changed");
+        }
+
+        _kick.Set();
+    }
+
+    private bool NeedsPathLocked() => _failure is null && !_completed && (_flow is null || (!_flow.Established && _flow.AwaitingResumeAck is null));
+
+    /// <summary>
+    /// Client reconnect state machine: Connected -> (flow lost) -> Pathless: attempt, back off
+    /// (capped exponential with jitter), retry; an address change or a pushed endpoint change
+    /// cancels the back-off and the attempt in progress and tries again at once.
+    /// </summary>
+    private async Task SuperviseAsync()
+    {
+        var options = _clientOptions!;
+        var ct = _closed.Token;
+        Task<bool>? pendingKick = null;
+        Task<bool> Kick() => pendingKick ??= _kick.WaitAsync(ct).AsTask();
+        bool KickArrived()
+        {
+            if (pendingKick is { IsCompleted: true })
+            {
+                pendingKick = null;
+                return true;
+            }
+
+            return false;
+        }
+
+        try
+        {
+            while (true)
+            {
+                await Kick().ConfigureAwait(false);
+                pendingKick = null;
+                TransportLog.SupervisorWoke(_logger, Token, State.ToString());
+                var attempt = 0;
+                while (true)
+                {
+                    int version;
+                    lock (_lock)
+                    {
+                        if (!NeedsPathLocked())
+                        {
+                            break;
+                        }
+
+                        version = _planVersion;
+                        _pathLostAt ??= _time.GetTimestamp();
+                        if (_time.GetElapsedTime(_pathLostAt.Value) > _options.PathlessTimeout)
+                        {
+                            break; // The timer fails the connection.
+                        }
+                    }
+
+                    TransportLog.Reconnecting(_logger, Token, attempt);
+                    using var attemptCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                    var attemptTask = AttemptResumeAsync(attempt, attemptCts.Token);
+                    while (!attemptTask.IsCompleted)
+                    {
+                        await Task.WhenAny(attemptTask, Kick()).ConfigureAwait(false);
+                        if (KickArrived() && PlanChanged(version))
+                        {
+                            await attemptCts.CancelAsync().ConfigureAwait(false);
+                        }
+                    }
+
+                    var ok = await attemptTask.ConfigureAwait(false);
+                    if (ok)
+                    {
+                        // Re-check at the top: the new flow may already have died, and the kick
+                        // announcing it was consumed while the attempt ran.
+                        attempt = 0;
+                        continue;
+                    }
+
+                    if (PlanChanged(version))
+                    {
+                        attempt = 0;
+                        continue;
+                    }
+
+                    attempt++;
+                    var delay = Backoff(attempt, options);
+                    using var delayCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                    var delayTask = Task.Delay(delay, _time, delayCts.Token);
+                    while (!delayTask.IsCompleted)
+                    {
+                        await Task.WhenAny(delayTask, Kick()).ConfigureAwait(false);
+                        if (KickArrived() && PlanChanged(version))
+                        {
+                            attempt = 0;
+                            await delayCts.CancelAsync().ConfigureAwait(false);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // Connection ended.
+        }
+#pragma warning disable CA1031 // The supervisor must not die silently: anything unexpected fails the connection.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            TransportLog.SupervisorFailed(_logger, Token, e);
+            Fail(new MobileConnectionException(MobileConnectionError.Aborted, "The reconnect loop failed: " + e.Message, e));
+        }
+    }
+
+    private bool PlanChanged(int version)
+    {
+        lock (_lock)
+        {
+            return _planVersion != version;
+        }
+    }
+
+    private static TimeSpan Backoff(int attempt, MobileConnectionOptions options)
+    {
+        var min = options.ReconnectBackoffMin.TotalMilliseconds;
+        var max = options.ReconnectBackoffMax.TotalMilliseconds;
+        var exp = Math.Min(max, min * Math.Pow(2, Math.Min(attempt - 1, 20)));
+#pragma warning disable CA5394 // Jitter, not security.
+        var jitter = 0.5 + Random.Shared.NextDouble();
+#pragma warning restore CA5394
+        return TimeSpan.FromMilliseconds(Math.Clamp(exp * jitter, min / 2, max));
+    }
+
+    /// <summary>One attempt: locate (after the first failure), connect, Resume, wait for ResumeAck.</summary>
+    private async Task<bool> AttemptResumeAsync(int attempt, CancellationToken ct)
+    {
+        try
+        {
+            return await AttemptResumeCoreAsync(attempt, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
+    private async Task<bool> AttemptResumeCoreAsync(int attempt, CancellationToken ct)
+    {
+        var options = _clientOptions!;
+        IReadOnlyList<IPEndPoint> endpoints;
+        IPAddress? local;
+        bool relocate;
+        lock (_lock)
+        {
+            endpoints = _endpoints;
+            local = _localAddress;
+            relocate = _relocateFirst;
+            _relocateFirst = false;
+        }
+
+        if ((attempt > 0 || endpoints.Count == 0 || relocate) && _locator is not null)
+        {
+            try
+            {
+                using var locateCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                locateCts.CancelAfter(options.LocateTimeout);
+                var located = await _locator.LocateAsync(RemoteGuid, locateCts.Token).ConfigureAwait(false);
+                if (located.Count > 0)
+                {
+                    endpoints = located;
+                    lock (_lock)
+                    {
+                        _endpoints = located;
+                    }
+                }
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                TransportLog.LocateFailed(_logger, RemoteGuid.ToShortString(), "timeout");
+            }
+#pragma warning disable CA1031 // A failing locator must not stop reconnection; the last known endpoints are tried.
+            catch (Exception e) when (e is not OperationCanceledException)
+#pragma warning restore CA1031
+            {
+                TransportLog.LocateFailed(_logger, RemoteGuid.ToShortString(), e.Message);
+            }
+        }
+
+        foreach (var endpoint in endpoints)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (await TryResumeOnAsync(endpoint, local, ct).ConfigureAwait(false))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private async Task<bool> TryResumeOnAsync(IPEndPoint endpoint, IPAddress? local, CancellationToken ct)
+    {
+        var options = _clientOptions!;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(options.ResumeAttemptTimeout);
+        IFlow? flow = null;
+        FlowContext? context = null;
+        try
+        {
+            lock (_lock)
+            {
+                _resumeAttempts++;
+            }
+
+            flow = await options.FlowFactory.ConnectAsync(endpoint, local, timeout.Token).ConfigureAwait(false);
+            TransportLog.FlowConnected(_logger, Token, flow.LocalEndPoint, endpoint);
+            Raise(MobileConnectionEventKind.FlowConnected, flow.LocalEndPoint, flow.RemoteEndPoint, null, TimeSpan.Zero);
+            var reader = PipeReader.Create(flow.Stream, FlowPipeOptions);
+            lock (_lock)
+            {
+                if (_failure is not null || _completed)
+                {
+                    flow.Abort();
+                    return true;
+                }
+
+                var counter = ++_resumeCounter;
+                var receivedValue = ReceivedValueLocked();
+                var request = ResumeRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter, (ulong)receivedValue);
+                context = new FlowContext(0, flow, reader, request.ToArray(), established: false)
+                {
+                    AwaitingResumeAck = counter,
+                    Id = ++_flowIds,
+                };
+                _ackedReceived = receivedValue;
+                AttachFlowLocked(context);
+
+                // Optimistic: resend from what the server is known to hold, right behind the Resume.
+                _sendNext = _peerReceived;
+            }
+
+            StartLoops(context);
+            var result = await context.ResumeResult.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            if (result is null)
+            {
+                return true;
+            }
+
+            if (result == RejectReason.UnknownConnection)
+            {
+                bool finished;
+                lock (_lock)
+                {
+                    finished = IsFinishedLocked();
+                }
+
+                if (finished)
+                {
+                    // The server completed and forgot the connection: our close is done.
+                    Complete();
+                }
+                else
+                {
+                    Fail(new MobileConnectionException(MobileConnectionError.UnknownToPeer,
+                        $"The server at {endpoint} does not know this connection any more."));
+                }
+
+                return true;
+            }
+
+            TransportLog.ResumeRefused(_logger, Token, endpoint, result.Value.ToString());
+            FlowFailed(context, "resume refused: " + result.Value);
+            return false;
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            TransportLog.ResumeAttemptFailed(_logger, Token, endpoint, "timeout");
+        }
+        catch (OperationCanceledException)
+        {
+            // Attempt cancelled by a plan change or the end of the connection.
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            TransportLog.ResumeAttemptFailed(_logger, Token, endpoint, e.Message);
+        }
+
+        if (context is not null)
+        {
+            FlowFailed(context, "resume attempt failed");
+        }
+        else
+        {
+            flow?.Abort();
+        }
+
+        return false;
+    }
+
+    internal static readonly StreamPipeReaderOptions FlowPipeOptions = new(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true);
+
+    /// <summary>Client: handles the first message on a resumed flow. False: stop reading this flow.</summary>
+    private bool HandleResumeAnswer(FlowContext flow, ulong counter, HandshakeMessage message)
+    {
+        if (message is HandshakeReject reject)
+        {
+            lock (_lock)
+            {
+                _resumesRejected++;
+            }
+
+            flow.ResumeResult.TrySetResult(reject.Reason);
+            return false;
+        }
+
+        if (message is not ResumeAck ack || ack.Token != Token || ack.Counter != counter || !ack.VerifyMac(_resumeKey))
+        {
+            throw new MalformedMessageException("Invalid answer to Resume.");
+        }
+
+        TimeSpan stall;
+        lock (_lock)
+        {
+            if (_flow != flow)
+            {
+                return false;
+            }
+
+            ApplyPeerReceivedLocked((long)ack.ReceivedOffset);
+            flow.AwaitingResumeAck = null;
+            flow.Established = true;
+            _state = MobileConnectionState.Connected;
+            stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
+            _pathLostAt = null;
+            _lastStall = stall;
+            _moves++;
+            CheckFinishedLocked();
+            _stateChanged.Pulse();
+        }
+
+        flow.Wake.Set();
+        flow.ResumeResult.TrySetResult(null);
+        TransportLog.Resumed(_logger, Token, flow.Flow.RemoteEndPoint, stall.TotalMilliseconds);
+        Raise(MobileConnectionEventKind.Resumed, flow.Flow.LocalEndPoint, flow.Flow.RemoteEndPoint, null, stall);
+        return true;
+    }
+
+    /// <summary>
+    /// Server: a Resume for this connection arrived on <paramref name="flow"/>. Accepted only with a
+    /// valid MAC and a counter above every counter seen; otherwise the connection is untouched.
+    /// </summary>
+    internal RejectReason? TryAcceptResume(IFlow flow, PipeReader reader, ResumeRequest request)
+    {
+        if (!request.VerifyMac(_resumeKey))
+        {
+            lock (_lock)
+            {
+                _resumesRejected++;
+            }
+
+            Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "bad MAC", TimeSpan.Zero);
+            return RejectReason.ResumeRefused;
+        }
+
+        FlowContext context;
+        TimeSpan stall;
+        lock (_lock)
+        {
+            if (_failure is not null || _completed)
+            {
+                return RejectReason.UnknownConnection;
+            }
+
+            if (request.Counter <= _resumeCounter)
+            {
+                _resumesRejected++;
+                Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "replayed counter", TimeSpan.Zero);
+                return RejectReason.ResumeRefused;
+            }
+
+            var received = (long)request.ReceivedOffset;
+            if (received < _peerReceived || received > _written + (_finOffset >= 0 ? 1 : 0))
+            {
+                // MAC is valid, so this is the authenticated peer contradicting itself.
+                var error = new MobileConnectionException(MobileConnectionError.ProtocolViolation, $"Resume claims {received} bytes received (known: {_peerReceived}, sent: {_written}).");
+                ThreadPool.UnsafeQueueUserWorkItem(static s => s.Item1.Fail(s.Item2), (this, error), preferLocal: false);
+                return RejectReason.ResumeRefused;
+            }
+
+            _resumeCounter = request.Counter;
+            ApplyPeerReceivedLocked(received);
+            _sendNext = _peerReceived;
+            var receivedValue = ReceivedValueLocked();
+            var ack = ResumeAck.Create(_resumeKey, Token, request.Counter, (ulong)receivedValue);
+            _ackedReceived = receivedValue;
+            context = new FlowContext(++_flowIds, flow, reader, ack.ToArray(), established: true);
+            AttachFlowLocked(context);
+            stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
+            _pathLostAt = null;
+            _lastStall = stall;
+            _moves++;
+            CheckFinishedLocked();
+            _stateChanged.Pulse();
+        }
+
+        StartLoops(context);
+        TransportLog.Resumed(_logger, Token, flow.RemoteEndPoint, stall.TotalMilliseconds);
+        Raise(MobileConnectionEventKind.Resumed, flow.LocalEndPoint, flow.RemoteEndPoint, null, stall);
+        return null;
+    }
+}

@@ -1,0 +1,149 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Mobility.Transport.Flows;
+
+/// <summary>A flow over a connected TCP socket.</summary>
+public sealed class TcpFlow : IFlow
+{
+    private readonly Socket _socket;
+    private readonly NetworkStream _stream;
+    private int _closed;
+
+    public TcpFlow(Socket socket)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        _socket = socket;
+        _socket.NoDelay = true;
+        _stream = new NetworkStream(socket, ownsSocket: false);
+        LocalEndPoint = socket.LocalEndPoint as IPEndPoint;
+        RemoteEndPoint = socket.RemoteEndPoint as IPEndPoint;
+    }
+
+    public Stream Stream => _stream;
+
+    public IPEndPoint? LocalEndPoint { get; }
+
+    public IPEndPoint? RemoteEndPoint { get; }
+
+    public void Abort()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            // Linger 0: the peer gets a RST instead of waiting on a half-dead connection.
+            _socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (SocketException)
+        {
+            // Already closed by the OS; Dispose below is enough.
+        }
+        catch (ObjectDisposedException)
+        {
+            return;
+        }
+
+        _stream.Dispose();
+        _socket.Dispose();
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException)
+        {
+            // The peer or the OS closed it first.
+        }
+        catch (ObjectDisposedException)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        _stream.Dispose();
+        _socket.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>Opens TCP flows, optionally bound to a local address.</summary>
+public sealed class TcpFlowFactory : IFlowFactory
+{
+    public static TcpFlowFactory Instance { get; } = new();
+
+    public async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        var socket = new Socket(remote.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            if (localAddress is not null)
+            {
+                socket.Bind(new IPEndPoint(localAddress, 0));
+            }
+
+            await socket.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
+            return new TcpFlow(socket);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+}
+
+/// <summary>Listens for TCP flows.</summary>
+public sealed class TcpFlowListener : IFlowListener
+{
+    private readonly Socket _socket;
+
+    public TcpFlowListener(IPEndPoint endpoint, int backlog = 512)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        _socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            _socket.Bind(endpoint);
+            _socket.Listen(backlog);
+            LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
+        }
+        catch
+        {
+            _socket.Dispose();
+            throw;
+        }
+    }
+
+    public IPEndPoint LocalEndPoint { get; }
+
+    public async ValueTask<IFlow> AcceptAsync(CancellationToken cancellationToken)
+    {
+        var socket = await _socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+        return new TcpFlow(socket);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _socket.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
+
+public sealed class TcpFlowListenerFactory : IFlowListenerFactory
+{
+    public static TcpFlowListenerFactory Instance { get; } = new();
+
+    public IFlowListener Listen(IPEndPoint endpoint) => new TcpFlowListener(endpoint);
+}

@@ -1,0 +1,237 @@
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Mobility.Protocol;
+using Mobility.Protocol.Identity;
+using Mobility.Protocol.Transport;
+using Mobility.Transport.Flows;
+using Mobility.Transport.Internal;
+
+namespace Mobility.Transport;
+
+/// <summary>
+/// Opens mobile connections from one local identity. Keeps the set of its live connections so
+/// that one <see cref="NotifyLocalAddressChanged"/> moves them all (each reconnects on its own, concurrently).
+/// </summary>
+public sealed class MobileConnector
+{
+    private readonly HostKey _key;
+    private readonly MobileConnectionOptions _options;
+    private readonly ConcurrentDictionary<MobileConnection, byte> _connections = new();
+    private readonly ILogger _logger;
+    private IPAddress? _localAddress;
+
+    public MobileConnector(HostKey localKey, MobileConnectionOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(localKey);
+        _key = localKey;
+        _options = options ?? new MobileConnectionOptions();
+        _options.Validate();
+        _localAddress = _options.LocalAddress;
+        _logger = _options.LoggerFactory.CreateLogger<MobileConnector>();
+    }
+
+    public HostGuid LocalGuid => _key.Guid;
+
+    /// <summary>Connections opened by this connector that have not ended.</summary>
+    public IReadOnlyCollection<MobileConnection> Connections => [.. _connections.Keys];
+
+    /// <summary>One-shot form: connect to <paramref name="server"/>, found through <paramref name="locator"/>.</summary>
+    public static Task<MobileConnection> ConnectAsync(HostKey local, HostGuid server, IPeerLocator locator, MobileConnectionOptions? options, CancellationToken cancellationToken)
+        => new MobileConnector(local, options).ConnectAsync(server, locator, cancellationToken);
+
+    /// <summary>
+    /// Connects to the host <paramref name="server"/>: its endpoints come from <paramref name="locator"/>,
+    /// which is asked again (and listened to for pushes) whenever the path is lost.
+    /// </summary>
+    public async Task<MobileConnection> ConnectAsync(HostGuid server, IPeerLocator locator, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(locator);
+        if (server.IsEmpty)
+        {
+            throw new ArgumentException("The server GUID is required.", nameof(server));
+        }
+
+        IReadOnlyList<IPEndPoint> endpoints;
+        using (var locate = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            locate.CancelAfter(_options.LocateTimeout);
+            try
+            {
+                endpoints = await locator.LocateAsync(server, locate.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new MobileHandshakeException($"Locating {server} timed out after {_options.LocateTimeout.TotalSeconds:0.###} s.");
+            }
+        }
+
+        if (endpoints.Count == 0)
+        {
+            throw new MobileHandshakeException($"No endpoints known for {server}.");
+        }
+
+        return await ConnectCoreAsync(endpoints, server, locator, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Connects to an address. <paramref name="expectedServer"/> (when not empty) must be the GUID the
+    /// server proves. Fails with <see cref="MobileHandshakeException"/> when the peer does not speak the
+    /// protocol (wrong bytes, silence past the handshake timeout, or an immediate close), so the
+    /// caller can fall back to plain TCP.
+    /// </summary>
+    public Task<MobileConnection> ConnectAsync(IPEndPoint endpoint, HostGuid expectedServer = default, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        return ConnectCoreAsync([endpoint], expectedServer, null, cancellationToken);
+    }
+
+    /// <summary>
+    /// The local address changed: every live connection abandons its flow and resumes at once from
+    /// <paramref name="newLocalAddress"/> (null: the OS chooses); new connections use it too.
+    /// </summary>
+    public void NotifyLocalAddressChanged(IPAddress? newLocalAddress = null)
+    {
+        _localAddress = newLocalAddress ?? _localAddress;
+        foreach (var connection in _connections.Keys)
+        {
+            connection.NotifyLocalAddressChanged(newLocalAddress);
+        }
+    }
+
+    private async Task<MobileConnection> ConnectCoreAsync(IReadOnlyList<IPEndPoint> endpoints, HostGuid expected, IPeerLocator? locator, CancellationToken cancellationToken)
+    {
+        MobileHandshakeException? last = null;
+        foreach (var endpoint in endpoints)
+        {
+            try
+            {
+                var connection = await HandshakeAsync(endpoint, expected, locator, endpoints, cancellationToken).ConfigureAwait(false);
+                return connection;
+            }
+            catch (MobileHandshakeException e)
+            {
+                last = e;
+            }
+        }
+
+        throw last ?? new MobileHandshakeException("No endpoint to connect to.");
+    }
+
+    private async Task<MobileConnection> HandshakeAsync(IPEndPoint endpoint, HostGuid expected, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(_options.HandshakeTimeout, _options.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        var ct = linked.Token;
+        var local = _localAddress;
+        IFlow flow;
+        try
+        {
+            flow = await _options.FlowFactory.ConnectAsync(endpoint, local, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new MobileHandshakeException($"Could not open a flow to {endpoint} within {_options.HandshakeTimeout.TotalSeconds:0.###} s.");
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            throw new MobileHandshakeException($"Could not open a flow to {endpoint}: {e.Message}", e);
+        }
+
+        var reader = PipeReader.Create(flow.Stream, MobileConnection.FlowPipeOptions);
+        var handedOver = false;
+        try
+        {
+            using var ephemeral = new EphemeralKey();
+            var token = TransportRandom.Token();
+            var requested = _options.Encrypt ? HandshakeFlags.None : HandshakeFlags.AuthenticateOnly;
+            var hello = new ClientHello(requested, _key.Guid, _key.PublicKeyBytes(), ephemeral.PublicKey, TransportRandom.Nonce(),
+                token, expected, (uint)_options.ReceiveWindow);
+            var helloBytes = hello.ToArray();
+            HandshakeMessage answer;
+            try
+            {
+                await flow.Stream.WriteAsync(helloBytes, ct).ConfigureAwait(false);
+                answer = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
+            }
+            catch (MalformedMessageException e)
+            {
+                throw new MobileHandshakeException($"The peer at {endpoint} does not speak the mobile transport protocol: {e.Message}", e);
+            }
+            catch (EndOfStreamException e)
+            {
+                throw new MobileHandshakeException($"The peer at {endpoint} closed the flow during the handshake (not a mobile transport endpoint?): {e.Message}", e);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new MobileHandshakeException($"No handshake answer from {endpoint} within {_options.HandshakeTimeout.TotalSeconds:0.###} s (not a mobile transport endpoint?).");
+            }
+            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+            {
+                throw new MobileHandshakeException($"The flow to {endpoint} failed during the handshake: {e.Message}", e);
+            }
+
+            var serverHello = answer switch
+            {
+                ServerHello sh => sh,
+                HandshakeReject reject => throw new MobileHandshakeException($"The server at {endpoint} refused the connection: {reject.Reason}."),
+                UnsupportedVersion v => throw new MobileHandshakeException($"The server at {endpoint} speaks protocol version {v.Version}, not {TransportConstants.Version}."),
+                _ => throw new MobileHandshakeException($"The server at {endpoint} answered with {answer.Type}."),
+            };
+
+            if (HostGuid.FromPublicKey(serverHello.ServerPublicKey) != serverHello.ServerGuid)
+            {
+                throw new MobileHandshakeException($"The server at {endpoint} claims a GUID that is not the hash of its key.");
+            }
+
+            if (!expected.IsEmpty && serverHello.ServerGuid != expected)
+            {
+                throw new MobileHandshakeException($"The server at {endpoint} is {serverHello.ServerGuid}, not the expected {expected}.");
+            }
+
+            if (serverHello.Flags.HasFlag(HandshakeFlags.AuthenticateOnly) && !requested.HasFlag(HandshakeFlags.AuthenticateOnly))
+            {
+                throw new MobileHandshakeException($"The server at {endpoint} tried to turn encryption off.");
+            }
+
+            var serverHelloBytes = serverHello.ToArray();
+            var transcript = HandshakeTranscript.Hash(helloBytes, serverHelloBytes.AsSpan(0, ServerHello.UnsignedSize));
+            if (!Signatures.Verify(serverHello.ServerPublicKey, HandshakeTranscript.ServerSigned(transcript), serverHello.Signature))
+            {
+                throw new MobileHandshakeException($"The server at {endpoint} did not prove its identity (bad signature).");
+            }
+
+            SessionSecrets secrets;
+            try
+            {
+                secrets = ephemeral.DeriveSecrets(serverHello.EphemeralPublicKey, transcript);
+            }
+            catch (MalformedMessageException e)
+            {
+                throw new MobileHandshakeException($"The server at {endpoint} sent an invalid key share.", e);
+            }
+
+            using (secrets)
+            {
+                var finish = new ClientFinish(_key.Sign(HandshakeTranscript.ClientSigned(transcript)));
+                var encrypt = !serverHello.Flags.HasFlag(HandshakeFlags.AuthenticateOnly);
+                var connection = new MobileConnection(true, _key.Guid, serverHello.ServerGuid, token, secrets, encrypt,
+                    serverHello.ReceiveWindow, _options, c => _connections.TryRemove(c, out _));
+                _connections.TryAdd(connection, 0);
+                var context = new MobileConnection.FlowContext(0, flow, reader, finish.ToArray(), established: true);
+                connection.StartClient(context, _options, locator, endpoints.Contains(endpoint) ? [endpoint, .. endpoints.Where(e => !e.Equals(endpoint))] : [endpoint], local);
+                handedOver = true;
+                return connection;
+            }
+        }
+        finally
+        {
+            if (!handedOver)
+            {
+                await reader.CompleteAsync().ConfigureAwait(false);
+                flow.Abort();
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Mobility.Protocol;
+using Mobility.Protocol.Identity;
+using Mobility.Protocol.Transport;
+using Mobility.Transport.Flows;
+using Mobility.Transport.Internal;
+
+namespace Mobility.Transport;
+
+/// <summary>
+/// Accepts mobile connections for one host identity, and the Resume flows of the connections it
+/// already has. Can move to another local endpoint (<see cref="RebindAsync"/>) without losing them.
+/// </summary>
+public sealed class MobileListener : IAsyncDisposable
+{
+    private readonly HostKey _key;
+    private readonly MobileListenerOptions _options;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<(HostGuid Client, UInt128 Token), MobileConnection> _connections = new();
+    private readonly ConcurrentDictionary<int, Task> _handshakes = new();
+    private readonly Channel<MobileConnection> _accepted;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly object _gate = new();
+    private Bound? _bound;
+    private int _handshakeIds;
+    private int _pending;
+
+    public MobileListener(HostKey key, MobileListenerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        _key = key;
+        _options = options ?? new MobileListenerOptions();
+        _options.Validate();
+        _logger = _options.LoggerFactory.CreateLogger<MobileListener>();
+        _accepted = Channel.CreateBounded<MobileConnection>(new BoundedChannelOptions(_options.AcceptBacklog)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+            SingleReader = false,
+        });
+    }
+
+    public HostGuid Guid => _key.Guid;
+
+    /// <summary>The endpoint currently listened on.</summary>
+    public IPEndPoint LocalEndPoint => _bound?.Listener.LocalEndPoint ?? throw new InvalidOperationException("The listener is not started.");
+
+    /// <summary>Live connections (accepted or waiting in the backlog).</summary>
+    public IReadOnlyCollection<MobileConnection> Connections => [.. _connections.Values];
+
+    /// <summary>Flows currently in the handshake.</summary>
+    internal int PendingHandshakes => Volatile.Read(ref _pending);
+
+    public void Start(IPEndPoint endpoint)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        lock (_gate)
+        {
+            if (_bound is not null)
+            {
+                throw new InvalidOperationException("Already started; use RebindAsync to move.");
+            }
+
+            _bound = Bind(endpoint);
+        }
+    }
+
+    /// <summary>
+    /// Moves to <paramref name="endpoint"/>: listens there, stops listening on the old endpoint and,
+    /// when the address changed and <paramref name="dropFlowsOnOldAddress"/>, drops the flows that ran
+    /// over the old address (it is gone), so clients resume to the new one. Returns the new endpoint.
+    /// </summary>
+    public async Task<IPEndPoint> RebindAsync(IPEndPoint endpoint, bool dropFlowsOnOldAddress = true)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        var fresh = Bind(endpoint);
+        Bound? old;
+        lock (_gate)
+        {
+            old = _bound;
+            _bound = fresh;
+        }
+
+        if (old is not null)
+        {
+            await old.StopAsync().ConfigureAwait(false);
+            var oldAddress = old.Listener.LocalEndPoint.Address;
+            if (dropFlowsOnOldAddress && !oldAddress.Equals(fresh.Listener.LocalEndPoint.Address))
+            {
+                foreach (var connection in _connections.Values)
+                {
+                    connection.DropFlowOnLocalAddress(oldAddress);
+                }
+            }
+        }
+
+        return fresh.Listener.LocalEndPoint;
+    }
+
+    public async ValueTask<MobileConnection> AcceptAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await _accepted.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException e)
+        {
+            throw new ObjectDisposedException(nameof(MobileListener), e);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        Bound? bound;
+        lock (_gate)
+        {
+            bound = _bound;
+            _bound = null;
+        }
+
+        if (bound is not null)
+        {
+            await bound.StopAsync().ConfigureAwait(false);
+        }
+
+        await Task.WhenAll(_handshakes.Values).ConfigureAwait(false);
+        _accepted.Writer.TryComplete();
+        while (_accepted.Reader.TryRead(out var unclaimed))
+        {
+            await unclaimed.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private Bound Bind(IPEndPoint endpoint)
+    {
+        var listener = _options.ListenerFactory.Listen(endpoint);
+        var bound = new Bound(listener, CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token));
+        bound.Loop = Task.Run(() => AcceptLoopAsync(bound));
+        TransportLog.Listening(_logger, listener.LocalEndPoint);
+        return bound;
+    }
+
+    private async Task AcceptLoopAsync(Bound bound)
+    {
+        var ct = bound.Cts.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            IFlow flow;
+            try
+            {
+                flow = await bound.Listener.AcceptAsync(ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+            {
+                TransportLog.AcceptFailed(_logger, bound.Listener.LocalEndPoint, e.Message);
+                continue;
+            }
+
+            if (Interlocked.Increment(ref _pending) > _options.MaxPendingHandshakes)
+            {
+                Interlocked.Decrement(ref _pending);
+                TransportLog.FlowRefused(_logger, flow.RemoteEndPoint, "too many pending handshakes");
+                flow.Abort();
+                continue;
+            }
+
+            var id = Interlocked.Increment(ref _handshakeIds);
+            var task = Task.Run(async () =>
+            {
+                try
+                {
+                    await HandleFlowAsync(flow).ConfigureAwait(false);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _pending);
+                    _handshakes.TryRemove(id, out _);
+                }
+            });
+            _handshakes.TryAdd(id, task);
+            if (task.IsCompleted)
+            {
+                _handshakes.TryRemove(id, out _);
+            }
+        }
+    }
+
+    private async Task HandleFlowAsync(IFlow flow)
+    {
+        var reader = PipeReader.Create(flow.Stream, MobileConnection.FlowPipeOptions);
+        var handedOver = false;
+        using var timeout = new CancellationTokenSource(_options.HandshakeTimeout, _options.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stopping.Token);
+        var ct = linked.Token;
+        try
+        {
+            var message = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
+            switch (message)
+            {
+                case ClientHello hello:
+                    handedOver = await AcceptHelloAsync(flow, reader, hello, ct).ConfigureAwait(false);
+                    break;
+                case ResumeRequest resume:
+                    handedOver = await AcceptResumeAsync(flow, reader, resume).ConfigureAwait(false);
+                    break;
+                case UnsupportedVersion:
+                    await RefuseAsync(flow, reader, RejectReason.UnsupportedVersion, "unsupported version").ConfigureAwait(false);
+                    break;
+                default:
+                    TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, $"unexpected {message.Type} as first message");
+                    break;
+            }
+        }
+        catch (MalformedMessageException e)
+        {
+            TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, e.Message);
+        }
+        catch (OperationCanceledException)
+        {
+            TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, "timeout");
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException)
+        {
+            TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, e.Message);
+        }
+        finally
+        {
+            if (!handedOver)
+            {
+                await reader.CompleteAsync().ConfigureAwait(false);
+                flow.Abort();
+            }
+        }
+    }
+
+    private async Task RefuseAsync(IFlow flow, PipeReader reader, RejectReason reason, string why)
+    {
+        TransportLog.FlowRefused(_logger, flow.RemoteEndPoint, why);
+        await HandshakeIo.RejectAsync(flow, reader, reason, _options.TimeProvider).ConfigureAwait(false);
+    }
+
+    private async Task<bool> AcceptHelloAsync(IFlow flow, PipeReader reader, ClientHello hello, CancellationToken ct)
+    {
+        if (HostGuid.FromPublicKey(hello.ClientPublicKey) != hello.ClientGuid)
+        {
+            await RefuseAsync(flow, reader, RejectReason.BadHandshake, "client GUID is not the hash of its key").ConfigureAwait(false);
+            return false;
+        }
+
+        if (_options.AuthorizeClient is { } authorize && !authorize(hello.ClientGuid))
+        {
+            await RefuseAsync(flow, reader, RejectReason.Unauthorized, $"client {hello.ClientGuid} not authorized").ConfigureAwait(false);
+            return false;
+        }
+
+        var id = (hello.ClientGuid, hello.Token);
+        if (_connections.ContainsKey(id))
+        {
+            await RefuseAsync(flow, reader, RejectReason.DuplicateToken, "token already in use").ConfigureAwait(false);
+            return false;
+        }
+
+        var authenticateOnly = hello.Flags.HasFlag(HandshakeFlags.AuthenticateOnly) && _options.AllowAuthenticateOnly;
+        var flags = authenticateOnly ? HandshakeFlags.AuthenticateOnly : HandshakeFlags.None;
+        using var ephemeral = new EphemeralKey();
+        var unsigned = new ServerHello(flags, _key.Guid, _key.PublicKeyBytes(), ephemeral.PublicKey, TransportRandom.Nonce(),
+            (uint)_options.ReceiveWindow, new byte[HostKey.SignatureSize]);
+        var transcript = HandshakeTranscript.Hash(hello.ToArray(), unsigned.ToArray().AsSpan(0, ServerHello.UnsignedSize));
+        var serverHello = unsigned.WithSignature(_key.Sign(HandshakeTranscript.ServerSigned(transcript)));
+        using var secrets = ephemeral.DeriveSecrets(hello.EphemeralPublicKey, transcript);
+        await flow.Stream.WriteAsync(serverHello.ToArray(), ct).ConfigureAwait(false);
+
+        var finish = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
+        if (finish is not ClientFinish clientFinish
+            || !Signatures.Verify(hello.ClientPublicKey, HandshakeTranscript.ClientSigned(transcript), clientFinish.Signature))
+        {
+            TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, "client did not prove its identity");
+            return false;
+        }
+
+        var connection = new MobileConnection(false, _key.Guid, hello.ClientGuid, hello.Token, secrets, !authenticateOnly,
+            hello.ReceiveWindow, _options, c => _connections.TryRemove(new KeyValuePair<(HostGuid, UInt128), MobileConnection>((c.ClientGuid, c.Token), c)));
+        if (!_connections.TryAdd(id, connection))
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            await RefuseAsync(flow, reader, RejectReason.DuplicateToken, "token already in use").ConfigureAwait(false);
+            return false;
+        }
+
+        connection.StartServer(new MobileConnection.FlowContext(0, flow, reader, null, established: true));
+        if (!_accepted.Writer.TryWrite(connection))
+        {
+            TransportLog.FlowRefused(_logger, flow.RemoteEndPoint, "accept backlog full");
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+
+        return true;
+    }
+
+    private async Task<bool> AcceptResumeAsync(IFlow flow, PipeReader reader, ResumeRequest resume)
+    {
+        if (resume.ServerGuid != _key.Guid || !_connections.TryGetValue((resume.ClientGuid, resume.Token), out var connection))
+        {
+            await RefuseAsync(flow, reader, RejectReason.UnknownConnection, "resume for an unknown connection").ConfigureAwait(false);
+            return false;
+        }
+
+        var refused = connection.TryAcceptResume(flow, reader, resume);
+        if (refused is { } reason)
+        {
+            await RefuseAsync(flow, reader, reason, "resume refused").ConfigureAwait(false);
+            return false;
+        }
+
+        return true;
+    }
+
+    private sealed class Bound(IFlowListener listener, CancellationTokenSource cts)
+    {
+        public IFlowListener Listener { get; } = listener;
+
+        public CancellationTokenSource Cts { get; } = cts;
+
+        public Task Loop { get; set; } = Task.CompletedTask;
+
+        public async Task StopAsync()
+        {
+            await Cts.CancelAsync().ConfigureAwait(false);
+            await Listener.DisposeAsync().ConfigureAwait(false);
+            await Loop.ConfigureAwait(false);
+            Cts.Dispose();
+        }
+    }
+}

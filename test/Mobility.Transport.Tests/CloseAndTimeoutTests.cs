@@ -1,0 +1,132 @@
+using System.Net;
+using System.Security.Cryptography;
+
+namespace Mobility.Transport.Tests;
+
+public class CloseAndTimeoutTests
+{
+    private static async Task<(MobileListener Listener, MobileConnector Connector, TestLocator Locator, MobileConnection Client, MobileConnection Server, Func<int, IPAddress> ClientAddress, Func<int, IPAddress> ServerAddress)> LoopbackPairAsync()
+    {
+        var net = LoopbackScenario.NextSubnet();
+        IPAddress C(int i) => IPAddress.Parse($"127.{net}.1.{i + 1}");
+        IPAddress S(int i) => IPAddress.Parse($"127.{net}.2.{i + 1}");
+        var listener = new MobileListener(Keys.Server);
+        listener.Start(new IPEndPoint(S(0), 0));
+        var locator = new TestLocator();
+        locator.Set(Keys.Server.Guid, listener.LocalEndPoint);
+        var connector = new MobileConnector(Keys.Client, new MobileConnectionOptions { LocalAddress = C(0) });
+        var accept = listener.AcceptAsync().AsTask();
+        var client = await connector.ConnectAsync(Keys.Server.Guid, locator).WithTimeout();
+        var server = await accept.WithTimeout();
+        return (listener, connector, locator, client, server, C, S);
+    }
+
+    [Fact]
+    public async Task Half_close_during_a_client_move_delivers_everything_then_end_of_stream()
+    {
+        var (listener, connector, _, client, server, c, _) = await LoopbackPairAsync();
+        await using var _l = listener;
+        await using var _c = client;
+        await using var _s = server;
+        var request = RandomNumberGenerator.GetBytes(1 << 20);
+        await client.Stream.WriteAsync(request).WithTimeout();
+        client.ShutdownWrite();
+        connector.NotifyLocalAddressChanged(c(1));
+
+        var (length, hash) = await PatternSource.ReceiveAsync(server.Stream).WithTimeout();
+        Assert.Equal(request.Length, length);
+        Assert.Equal(SHA256.HashData(request), hash);
+
+        // The other direction still works after the client's FIN, and across another move.
+        var reply = RandomNumberGenerator.GetBytes(1 << 20);
+        var write = server.Stream.WriteAsync(reply).AsTask();
+        connector.NotifyLocalAddressChanged(c(2));
+        await write.WithTimeout();
+        var closeServer = server.CloseAsync();
+        var (replyLength, replyHash) = await PatternSource.ReceiveAsync(client.Stream).WithTimeout();
+        Assert.Equal(reply.Length, replyLength);
+        Assert.Equal(SHA256.HashData(reply), replyHash);
+        await client.CloseAsync().WithTimeout();
+        await closeServer.WithTimeout();
+        Assert.Equal(MobileConnectionState.Completed, client.State);
+        Assert.Equal(MobileConnectionState.Completed, server.State);
+        Assert.True(client.Statistics.Moves >= 2);
+    }
+
+    [Fact]
+    public async Task Close_with_moves_of_both_ends_in_the_middle_completes_on_both_sides()
+    {
+        var (listener, connector, locator, client, server, c, s) = await LoopbackPairAsync();
+        await using var _l = listener;
+        await using var _c = client;
+        await using var _s = server;
+        var data = RandomNumberGenerator.GetBytes(256 * 1024);
+        await client.Stream.WriteAsync(data).WithTimeout();
+        await server.Stream.WriteAsync(data).WithTimeout();
+        var closeClient = client.CloseAsync();
+        var closeServer = server.CloseAsync();
+
+        // Both FINs are (maybe) in flight: move both ends now.
+        var endpoint = await listener.RebindAsync(new IPEndPoint(s(1), 0)).WithTimeout();
+        locator.Push(Keys.Server.Guid, endpoint);
+        connector.NotifyLocalAddressChanged(c(1));
+
+        var (a, ha) = await PatternSource.ReceiveAsync(server.Stream).WithTimeout();
+        var (b, hb) = await PatternSource.ReceiveAsync(client.Stream).WithTimeout();
+        Assert.Equal(data.Length, a);
+        Assert.Equal(data.Length, b);
+        Assert.Equal(SHA256.HashData(data), ha);
+        Assert.Equal(SHA256.HashData(data), hb);
+        await closeClient.WithTimeout();
+        await closeServer.WithTimeout();
+        Assert.Equal(MobileConnectionState.Completed, client.State);
+        Assert.Equal(MobileConnectionState.Completed, server.State);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => client.Stream.WriteAsync(new byte[1]).AsTask());
+    }
+
+    [Fact]
+    public async Task Without_any_path_reads_and_writes_fail_clearly_after_the_pathless_timeout()
+    {
+        var network = new SimulatedNetwork(TimeSpan.FromMilliseconds(5));
+        var clientAddress = IPAddress.Parse("198.51.100.9");
+        var serverAddress = IPAddress.Parse("203.0.113.9");
+        network.AddAddress(clientAddress);
+        network.AddAddress(serverAddress);
+        await using var listener = new MobileListener(Keys.Server, new MobileListenerOptions { ListenerFactory = network });
+        listener.Start(new IPEndPoint(serverAddress, 443));
+        var options = new MobileConnectionOptions
+        {
+            FlowFactory = network,
+            LocalAddress = clientAddress,
+            KeepAliveInterval = TimeSpan.FromMilliseconds(100),
+            DeadPathTimeout = TimeSpan.FromMilliseconds(400),
+            PathlessTimeout = TimeSpan.FromSeconds(1.5),
+            ResumeAttemptTimeout = TimeSpan.FromMilliseconds(300),
+        };
+        await using var client = await new MobileConnector(Keys.Client, options).ConnectAsync(listener.LocalEndPoint).WithTimeout();
+        await using var server = await listener.AcceptAsync().WithTimeout();
+
+        network.RemoveAddress(serverAddress); // The server vanishes without a word.
+        var read = client.Stream.ReadAsync(new byte[10]).AsTask();
+        var e = await Assert.ThrowsAsync<MobileConnectionException>(() => read.WithTimeout());
+        Assert.Equal(MobileConnectionError.NoPath, e.Error);
+        Assert.Contains("No path to peer", e.Message, StringComparison.Ordinal);
+        Assert.Contains("1.5 s", e.Message, StringComparison.Ordinal);
+        var w = await Assert.ThrowsAsync<MobileConnectionException>(() => client.Stream.WriteAsync(new byte[10]).AsTask().WithTimeout());
+        Assert.Same(e, w);
+        Assert.True(client.Statistics.ResumeAttempts >= 2, "the client should have kept retrying");
+        Assert.Equal(MobileConnectionState.Failed, client.State);
+    }
+
+    [Fact]
+    public async Task Dispose_without_close_resets_the_peer()
+    {
+        await using var listener = new MobileListener(Keys.Server);
+        listener.Start(new IPEndPoint(IPAddress.Loopback, 0));
+        var client = await new MobileConnector(Keys.Client).ConnectAsync(listener.LocalEndPoint).WithTimeout();
+        await using var server = await listener.AcceptAsync().WithTimeout();
+        await client.DisposeAsync();
+        var e = await Assert.ThrowsAsync<MobileConnectionException>(() => server.Stream.ReadAsync(new byte[1]).AsTask().WithTimeout());
+        Assert.Equal(MobileConnectionError.ResetByPeer, e.Error);
+    }
+}

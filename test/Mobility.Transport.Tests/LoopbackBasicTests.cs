@@ -1,0 +1,38 @@
+using System.Net;
+using System.Text;
+
+namespace Mobility.Transport.Tests;
+
+public class LoopbackBasicTests
+{
+    [Fact]
+    public async Task Connect_by_endpoint_exchanges_data_and_closes()
+    {
+        await using var listener = new MobileListener(Keys.Server);
+        listener.Start(new IPEndPoint(IPAddress.Loopback, 0));
+        var connector = new MobileConnector(Keys.Client);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        await using var client = await connector.ConnectAsync(listener.LocalEndPoint, Keys.Server.Guid).WithTimeout();
+        await using var server = await acceptTask.WithTimeout();
+        Assert.Equal(Keys.Client.Guid, server.RemoteGuid);
+        Assert.Equal(Keys.Server.Guid, client.RemoteGuid);
+        Assert.Equal(client.Token, server.Token);
+
+        await client.Stream.WriteAsync(Encoding.ASCII.GetBytes("hello")).WithTimeout();
+        var buffer = new byte[5];
+        await server.Stream.ReadExactlyAsync(buffer).WithTimeout();
+        Assert.Equal("hello", Encoding.ASCII.GetString(buffer));
+
+        await server.Stream.WriteAsync(Encoding.ASCII.GetBytes("world")).WithTimeout();
+        await client.Stream.ReadExactlyAsync(buffer).WithTimeout();
+        Assert.Equal("world", Encoding.ASCII.GetString(buffer));
+
+        var clientClose = client.CloseAsync();
+        Assert.Equal(0, await server.Stream.ReadAsync(buffer).WithTimeout());
+        await server.CloseAsync().WithTimeout();
+        await clientClose.WithTimeout();
+        Assert.Equal(MobileConnectionState.Completed, client.State);
+        Assert.Equal(MobileConnectionState.Completed, server.State);
+        Assert.Equal(0, await client.Stream.ReadAsync(buffer).WithTimeout());
+    }
+}

@@ -1,0 +1,283 @@
+using System.Diagnostics;
+using System.Net;
+using Xunit.Abstractions;
+
+namespace Mobility.Transport.Tests;
+
+/// <summary>
+/// Round trips per move, counted on the simulated network (one-way latency 100 ms, so scheduling
+/// noise on a loaded 2-core machine stays small against one RTT). Assertions are in RTT units.
+/// </summary>
+[CollectionDefinition("Timing", DisableParallelization = true)]
+public sealed class TimingCollection;
+
+[Collection("Timing")]
+public class SimulatedMoveTests(ITestOutputHelper output)
+{
+    private static readonly SemaphoreSlim WarmUpGate = new(1, 1);
+    private static bool s_warm;
+
+    /// <summary>Runs every move path once so JIT compilation is not counted as round trips.</summary>
+    private static async Task WarmUpAsync()
+    {
+        await WarmUpGate.WaitAsync();
+        try
+        {
+            if (s_warm)
+            {
+                return;
+            }
+
+            s_warm = true;
+            await using var pair = await CreateCoreAsync(1, TimeSpan.FromMilliseconds(1), null);
+            var (client, server) = pair.Connections[0];
+            pair.Network.RemoveAddress(ClientA);
+            pair.Network.AddAddress(ClientB);
+            pair.Connector.NotifyLocalAddressChanged(ClientB);
+            await ExchangeAfterMoveAsync(client, server);
+            pair.Network.RemoveAddress(ServerA);
+            pair.Network.AddAddress(ServerB);
+            var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+            pair.Locator.Push(Keys.Server.Guid, endpoint);
+            await ExchangeAfterMoveAsync(client, server);
+        }
+        finally
+        {
+            WarmUpGate.Release();
+        }
+    }
+
+    private static readonly IPAddress ClientA = IPAddress.Parse("198.51.100.1");
+    private static readonly IPAddress ClientB = IPAddress.Parse("198.51.100.2");
+    private static readonly IPAddress ServerA = IPAddress.Parse("203.0.113.1");
+    private static readonly IPAddress ServerB = IPAddress.Parse("203.0.113.2");
+
+    internal sealed class Pair : IAsyncDisposable
+    {
+        public required SimulatedNetwork Network { get; init; }
+
+        public required TestLocator Locator { get; init; }
+
+        public required MobileListener Listener { get; init; }
+
+        public required MobileConnector Connector { get; init; }
+
+        public required List<(MobileConnection Client, MobileConnection Server)> Connections { get; init; }
+
+        public required ListLoggerFactory Logs { get; init; }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var (client, server) in Connections)
+            {
+                await client.DisposeAsync();
+                await server.DisposeAsync();
+            }
+
+            await Listener.DisposeAsync();
+        }
+    }
+
+    internal static async Task<Pair> CreateAsync(int connections = 1, TimeSpan? latency = null, Action<MobileConnectionOptions>? configure = null)
+    {
+        await WarmUpAsync();
+        return await CreateCoreAsync(connections, latency, configure);
+    }
+
+    private static async Task<Pair> CreateCoreAsync(int connections, TimeSpan? latency, Action<MobileConnectionOptions>? configure)
+    {
+        var network = new SimulatedNetwork(latency ?? TimeSpan.FromMilliseconds(100));
+        network.AddAddress(ClientA);
+        network.AddAddress(ServerA);
+        var logs = new ListLoggerFactory();
+        var listener = new MobileListener(Keys.Server, new MobileListenerOptions { ListenerFactory = network, LoggerFactory = logs });
+        listener.Start(new IPEndPoint(ServerA, 443));
+        var locator = new TestLocator();
+        locator.Set(Keys.Server.Guid, listener.LocalEndPoint);
+        var options = new MobileConnectionOptions { FlowFactory = network, LocalAddress = ClientA, LoggerFactory = logs };
+        configure?.Invoke(options);
+        var connector = new MobileConnector(Keys.Client, options);
+        var pairs = new List<(MobileConnection, MobileConnection)>();
+        var clients = await Task.WhenAll(Enumerable.Range(0, connections).Select(_ => connector.ConnectAsync(Keys.Server.Guid, locator))).WithTimeout();
+        var accepted = new List<MobileConnection>();
+        for (var i = 0; i < connections; i++)
+        {
+            accepted.Add(await listener.AcceptAsync().WithTimeout());
+        }
+
+        foreach (var client in clients)
+        {
+            pairs.Add((client, accepted.Single(s => s.Token == client.Token)));
+        }
+
+        // One exchange so every connection is fully up on both sides.
+        await Task.WhenAll(pairs.Select(async p =>
+        {
+            await p.Item1.Stream.WriteAsync(new byte[] { 1 });
+            var one = new byte[1];
+            await p.Item2.Stream.ReadExactlyAsync(one);
+        })).WithTimeout();
+
+        return new Pair { Network = network, Locator = locator, Listener = listener, Connector = connector, Connections = pairs, Logs = logs };
+    }
+
+    private static double Rtts(long from, long to, SimulatedNetwork network)
+        => Stopwatch.GetElapsedTime(from, to) / network.Rtt;
+
+    /// <summary>Times, after a move at t0, until each side reads the byte the other wrote at t0.</summary>
+    private static async Task<(long ClientGot, long ServerGot)> ExchangeAfterMoveAsync(MobileConnection client, MobileConnection server)
+    {
+        await server.Stream.WriteAsync(new byte[] { 2 }).WithTimeout();
+        await client.Stream.WriteAsync(new byte[] { 3 }).WithTimeout();
+        var clientRead = Task.Run(async () =>
+        {
+            var b = new byte[1];
+            await client.Stream.ReadExactlyAsync(b);
+            Assert.Equal(2, b[0]);
+            return Stopwatch.GetTimestamp();
+        });
+        var serverRead = Task.Run(async () =>
+        {
+            var b = new byte[1];
+            await server.Stream.ReadExactlyAsync(b);
+            Assert.Equal(3, b[0]);
+            return Stopwatch.GetTimestamp();
+        });
+        return (await clientRead.WithTimeout(), await serverRead.WithTimeout());
+    }
+
+    [Fact]
+    public async Task Client_move_costs_one_rtt_after_the_new_flow_is_up()
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+        long flowUp = 0;
+        client.Diagnostic += (_, e) =>
+        {
+            if (e.Kind == MobileConnectionEventKind.FlowConnected)
+            {
+                Interlocked.CompareExchange(ref flowUp, e.Timestamp, 0);
+            }
+        };
+
+        var t0 = Stopwatch.GetTimestamp();
+        pair.Network.RemoveAddress(ClientA);
+        pair.Network.AddAddress(ClientB);
+        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        var (clientGot, serverGot) = await ExchangeAfterMoveAsync(client, server);
+
+        var connect = Rtts(t0, flowUp, pair.Network);
+        var toClient = Rtts(flowUp, clientGot, pair.Network);
+        var toServer = Rtts(flowUp, serverGot, pair.Network);
+        output.WriteLine($"client move: new flow up after {connect:0.00} RTT; then server->client data after {toClient:0.00} RTT, client->server after {toServer:0.00} RTT; total {Rtts(t0, clientGot, pair.Network):0.00} RTT");
+        Assert.InRange(connect, 0.9, 1.5);
+        Assert.InRange(toClient, 0.9, 1.5);  // Resume -> server, ResumeAck + resent data -> client.
+        Assert.InRange(toServer, 0.4, 1.0);  // Optimistic: the client resends right behind Resume.
+        Assert.Equal(1, client.Statistics.Moves);
+        Assert.Equal(1, server.Statistics.Moves);
+    }
+
+    [Fact]
+    public async Task Simultaneous_move_with_locator_push_costs_two_rtt()
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+        var t0 = Stopwatch.GetTimestamp();
+        pair.Network.RemoveAddress(ClientA);
+        pair.Network.AddAddress(ClientB);
+        pair.Network.RemoveAddress(ServerA);
+        pair.Network.AddAddress(ServerB);
+        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        pair.Locator.Push(Keys.Server.Guid, endpoint);
+        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        var (clientGot, serverGot) = await ExchangeAfterMoveAsync(client, server);
+
+        var total = Rtts(t0, clientGot, pair.Network);
+        output.WriteLine($"simultaneous move + push: server->client data after {total:0.00} RTT, client->server after {Rtts(t0, serverGot, pair.Network):0.00} RTT");
+        Assert.InRange(total, 1.9, 2.6);   // Connect (1) + Resume/ResumeAck (1).
+        Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+    }
+
+    [Fact]
+    public async Task Server_move_learned_from_a_locator_push_costs_two_rtt()
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+        var t0 = Stopwatch.GetTimestamp();
+        pair.Network.RemoveAddress(ServerA);
+        pair.Network.AddAddress(ServerB);
+        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        pair.Locator.Push(Keys.Server.Guid, endpoint);
+        var (clientGot, _) = await ExchangeAfterMoveAsync(client, server);
+        var total = Rtts(t0, clientGot, pair.Network);
+        output.WriteLine($"server move + push: data after {total:0.00} RTT");
+        Assert.InRange(total, 1.9, 2.6);
+    }
+
+    [Fact]
+    public async Task Server_move_without_push_is_found_through_the_locator_after_the_dead_path_timeout()
+    {
+        await using var pair = await CreateAsync(configure: o => { o.KeepAliveInterval = TimeSpan.FromMilliseconds(200); o.DeadPathTimeout = TimeSpan.FromMilliseconds(800); });
+        var (client, server) = pair.Connections[0];
+        pair.Locator.Latency = pair.Network.Rtt; // A GNS query costs one RTT.
+        pair.Network.RemoveAddress(ServerA);
+        pair.Network.AddAddress(ServerB);
+        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        pair.Locator.Set(Keys.Server.Guid, endpoint); // Record updated, no push.
+        var t0 = Stopwatch.GetTimestamp();
+        var (clientGot, _) = await ExchangeAfterMoveAsync(client, server);
+        var stall = Stopwatch.GetElapsedTime(t0, clientGot);
+        output.WriteLine($"silent server move: data after {stall.TotalMilliseconds:0} ms ({stall / pair.Network.Rtt:0.0} RTT), locator lookups {pair.Locator.Lookups}");
+        Assert.True(stall >= TimeSpan.FromMilliseconds(800), "detected before the dead-path timeout?");
+        Assert.True(pair.Locator.Lookups >= 2, "the locator was not asked again");
+        Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(10)]
+    [InlineData(100)]
+    public async Task Many_connections_resume_concurrently_after_a_simultaneous_move(int count)
+    {
+        await using var pair = await CreateAsync(connections: count);
+        var times = new System.Collections.Concurrent.ConcurrentBag<long>();
+        var allResumed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        foreach (var (client, _) in pair.Connections)
+        {
+            client.Diagnostic += (_, e) =>
+            {
+                if (e.Kind == MobileConnectionEventKind.Resumed)
+                {
+                    times.Add(e.Timestamp);
+                    if (times.Count == count)
+                    {
+                        allResumed.TrySetResult();
+                    }
+                }
+            };
+        }
+
+        var t0 = Stopwatch.GetTimestamp();
+        pair.Network.RemoveAddress(ClientA);
+        pair.Network.AddAddress(ClientB);
+        pair.Network.RemoveAddress(ServerA);
+        pair.Network.AddAddress(ServerB);
+        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        pair.Locator.Push(Keys.Server.Guid, endpoint);
+        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        await allResumed.Task.WithTimeout();
+        var sorted = times.Select(t => Rtts(t0, t, pair.Network)).Order().ToArray();
+        output.WriteLine($"{count} connections, simultaneous move + push: first resumed after {sorted[0]:0.00} RTT, median {sorted[count / 2]:0.00}, last {sorted[^1]:0.00} RTT");
+        Assert.True(sorted[0] >= 1.9, "a resume cannot take less than connect + Resume/ResumeAck");
+
+        // Concurrency, not a speed bound: done serially, N resumes would take at least 2N RTT.
+        Assert.True(sorted[^1] < Math.Max(4, count / 4.0), $"last resume after {sorted[^1]:0.00} RTT looks serialized");
+        await Task.WhenAll(pair.Connections.Select(async p =>
+        {
+            await p.Client.Stream.WriteAsync(new byte[] { 9 });
+            var b = new byte[1];
+            await p.Server.Stream.ReadExactlyAsync(b);
+            Assert.Equal(9, b[0]);
+        })).WithTimeout();
+    }
+}

@@ -1,0 +1,322 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Mobility.Transport.Flows;
+
+namespace Mobility.Transport.Tests;
+
+/// <summary>
+/// An in-memory network with a fixed one-way latency. A connect costs one RTT (SYN, SYN-ACK), a
+/// refused connect one RTT (SYN, RST), and bytes arrive one latency after they were written, in
+/// order. Removing an address turns every flow that uses it into a black hole (writes vanish,
+/// nothing arrives, nobody is told), as when a host loses its address for real.
+/// </summary>
+internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
+{
+    private readonly object _gate = new();
+    private readonly HashSet<IPAddress> _live = [];
+    private readonly Dictionary<IPEndPoint, SimListener> _listeners = [];
+    private int _nextPort = 20000;
+
+    public SimulatedNetwork(TimeSpan oneWayLatency) => Latency = oneWayLatency;
+
+    public TimeSpan Latency { get; }
+
+    public TimeSpan Rtt => Latency * 2;
+
+    public int Connects;
+
+    public void AddAddress(IPAddress address)
+    {
+        lock (_gate)
+        {
+            _live.Add(address);
+        }
+    }
+
+    public void RemoveAddress(IPAddress address)
+    {
+        lock (_gate)
+        {
+            _live.Remove(address);
+        }
+    }
+
+    public bool IsLive(IPAddress address)
+    {
+        lock (_gate)
+        {
+            return _live.Contains(address);
+        }
+    }
+
+    public async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref Connects);
+        if (localAddress is null || !IsLive(localAddress))
+        {
+            throw new SocketException((int)SocketError.AddressNotAvailable);
+        }
+
+        IPEndPoint local;
+        lock (_gate)
+        {
+            local = new IPEndPoint(localAddress, _nextPort++);
+        }
+
+        await Task.Delay(Latency, cancellationToken); // SYN
+        if (!IsLive(remote.Address) || !IsLive(localAddress))
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken); // Black hole: only a timeout ends this.
+        }
+
+        SimListener? listener;
+        lock (_gate)
+        {
+            _listeners.TryGetValue(remote, out listener);
+        }
+
+        if (listener is null)
+        {
+            await Task.Delay(Latency, cancellationToken); // RST
+            throw new SocketException((int)SocketError.ConnectionRefused);
+        }
+
+        var toServer = new SimPipe(this, local.Address, remote.Address);
+        var toClient = new SimPipe(this, remote.Address, local.Address);
+        var clientFlow = new SimFlow(local, remote, toClient, toServer);
+        var serverFlow = new SimFlow(remote, local, toServer, toClient);
+        listener.Enqueue(serverFlow);
+        await Task.Delay(Latency, cancellationToken); // SYN-ACK
+        return clientFlow;
+    }
+
+    public IFlowListener Listen(IPEndPoint endpoint)
+    {
+        lock (_gate)
+        {
+            var bound = endpoint.Port == 0 ? new IPEndPoint(endpoint.Address, _nextPort++) : endpoint;
+            if (_listeners.ContainsKey(bound))
+            {
+                throw new SocketException((int)SocketError.AddressAlreadyInUse);
+            }
+
+            var listener = new SimListener(this, bound);
+            _listeners[bound] = listener;
+            return listener;
+        }
+    }
+
+    private void Unlisten(IPEndPoint endpoint)
+    {
+        lock (_gate)
+        {
+            _listeners.Remove(endpoint);
+        }
+    }
+
+    private sealed class SimListener(SimulatedNetwork network, IPEndPoint endpoint) : IFlowListener
+    {
+        private readonly Channel<IFlow> _accepted = Channel.CreateUnbounded<IFlow>();
+
+        public IPEndPoint LocalEndPoint => endpoint;
+
+        public void Enqueue(IFlow flow) => _accepted.Writer.TryWrite(flow);
+
+        public async ValueTask<IFlow> AcceptAsync(CancellationToken cancellationToken)
+        {
+            try
+            {
+                return await _accepted.Reader.ReadAsync(cancellationToken);
+            }
+            catch (ChannelClosedException e)
+            {
+                throw new ObjectDisposedException("listener", e);
+            }
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            network.Unlisten(endpoint);
+            _accepted.Writer.TryComplete();
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    /// <summary>One direction of a flow: segments stamped with their delivery time.</summary>
+    internal sealed class SimPipe(SimulatedNetwork network, IPAddress from, IPAddress to)
+    {
+        private readonly Channel<(long DueTicks, byte[]? Data, bool Reset)> _segments = Channel.CreateUnbounded<(long, byte[]?, bool)>();
+
+        public void Send(ReadOnlySpan<byte> data)
+        {
+            if (network.IsLive(from) && network.IsLive(to))
+            {
+                _segments.Writer.TryWrite((Due(), data.ToArray(), false));
+            }
+        }
+
+        public void Close(bool reset)
+        {
+            if (network.IsLive(from) && network.IsLive(to))
+            {
+                _segments.Writer.TryWrite((Due(), null, reset));
+            }
+        }
+
+        private long Due() => Stopwatch.GetTimestamp() + (long)(network.Latency.TotalSeconds * Stopwatch.Frequency);
+
+        /// <summary>Next segment once due; null data means end of stream.</summary>
+        public async ValueTask<(byte[]? Data, bool Reset)> ReceiveAsync(CancellationToken cancellationToken)
+        {
+            while (true)
+            {
+                var (due, data, reset) = await _segments.Reader.ReadAsync(cancellationToken);
+                var wait = due - Stopwatch.GetTimestamp();
+                if (wait > 0)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency), cancellationToken);
+                }
+
+                if (!network.IsLive(to) || !network.IsLive(from))
+                {
+                    continue; // Lost in flight: an end moved away.
+                }
+
+                return (data, reset);
+            }
+        }
+    }
+
+    private sealed class SimFlow : IFlow
+    {
+        private readonly CancellationTokenSource _closed = new();
+        private readonly SimStream _stream;
+        private int _state;
+
+        public SimFlow(IPEndPoint local, IPEndPoint remote, SimPipe incoming, SimPipe outgoing)
+        {
+            LocalEndPoint = local;
+            RemoteEndPoint = remote;
+            _stream = new SimStream(this, incoming, outgoing);
+        }
+
+        public Stream Stream => _stream;
+
+        public IPEndPoint? LocalEndPoint { get; }
+
+        public IPEndPoint? RemoteEndPoint { get; }
+
+        public CancellationToken Closed => _closed.Token;
+
+        public void Abort() => Close(reset: true);
+
+        public ValueTask DisposeAsync()
+        {
+            Close(reset: false);
+            return ValueTask.CompletedTask;
+        }
+
+        private void Close(bool reset)
+        {
+            if (Interlocked.Exchange(ref _state, 1) == 0)
+            {
+                _stream.Outgoing.Close(reset);
+                _closed.Cancel();
+            }
+        }
+    }
+
+    private sealed class SimStream(SimFlow flow, SimPipe incoming, SimPipe outgoing) : Stream
+    {
+        private byte[]? _pending;
+        private int _pendingOffset;
+        private bool _eof;
+
+        public SimPipe Outgoing => outgoing;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Flush()
+        {
+        }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_eof)
+            {
+                return 0;
+            }
+
+            if (_pending is null)
+            {
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, flow.Closed);
+                (byte[]? Data, bool Reset) segment;
+                try
+                {
+                    segment = await incoming.ReceiveAsync(linked.Token);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new IOException("The flow was closed locally.");
+                }
+
+                if (segment.Data is null)
+                {
+                    if (segment.Reset)
+                    {
+                        throw new IOException("Connection reset by peer (simulated).");
+                    }
+
+                    _eof = true;
+                    return 0;
+                }
+
+                _pending = segment.Data;
+                _pendingOffset = 0;
+            }
+
+            var n = Math.Min(buffer.Length, _pending.Length - _pendingOffset);
+            _pending.AsSpan(_pendingOffset, n).CopyTo(buffer.Span);
+            _pendingOffset += n;
+            if (_pendingOffset == _pending.Length)
+            {
+                _pending = null;
+            }
+
+            return n;
+        }
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (flow.Closed.IsCancellationRequested)
+            {
+                throw new IOException("The flow is closed.");
+            }
+
+            outgoing.Send(buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}

@@ -1,0 +1,121 @@
+using System.Net;
+using System.Security.Cryptography;
+using Mobility.Protocol.Identity;
+
+namespace Mobility.Transport.Tests;
+
+internal static class TaskTimeoutExtensions
+{
+    public static readonly TimeSpan Default = TimeSpan.FromSeconds(30);
+
+    public static Task<T> WithTimeout<T>(this Task<T> task, TimeSpan? timeout = null) => task.WaitAsync(timeout ?? Default);
+
+    public static Task WithTimeout(this Task task, TimeSpan? timeout = null) => task.WaitAsync(timeout ?? Default);
+
+    public static Task<T> WithTimeout<T>(this ValueTask<T> task, TimeSpan? timeout = null) => task.AsTask().WaitAsync(timeout ?? Default);
+
+    public static Task WithTimeout(this ValueTask task, TimeSpan? timeout = null) => task.AsTask().WaitAsync(timeout ?? Default);
+}
+
+/// <summary>An <see cref="IPeerLocator"/> whose answers and pushes the test controls.</summary>
+internal sealed class TestLocator : IPeerLocator
+{
+    private readonly Dictionary<HostGuid, IReadOnlyList<IPEndPoint>> _records = [];
+    private readonly object _gate = new();
+
+    public TimeSpan Latency { get; set; }
+
+    public int Lookups;
+
+    public event EventHandler<PeerEndpointsChangedEventArgs>? EndpointsChanged;
+
+    public void Set(HostGuid guid, params IPEndPoint[] endpoints)
+    {
+        lock (_gate)
+        {
+            _records[guid] = endpoints;
+        }
+    }
+
+    /// <summary>Updates the record and pushes the change to subscribers (a GNS watch).</summary>
+    public void Push(HostGuid guid, params IPEndPoint[] endpoints)
+    {
+        Set(guid, endpoints);
+        EndpointsChanged?.Invoke(this, new PeerEndpointsChangedEventArgs(guid, endpoints));
+    }
+
+    public async ValueTask<IReadOnlyList<IPEndPoint>> LocateAsync(HostGuid guid, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref Lookups);
+        if (Latency > TimeSpan.Zero)
+        {
+            await Task.Delay(Latency, cancellationToken);
+        }
+
+        lock (_gate)
+        {
+            return _records.TryGetValue(guid, out var endpoints) ? endpoints : [];
+        }
+    }
+}
+
+/// <summary>Deterministic pseudo-random content, generated in blocks, hashed as it goes.</summary>
+internal sealed class PatternSource(int seed)
+{
+    private readonly Random _random = new(seed);
+
+    public void Fill(Span<byte> buffer) => _random.NextBytes(buffer);
+
+    public static async Task<byte[]> SendAsync(Stream stream, long length, int seed, Func<long, Task>? onProgress = null, CancellationToken ct = default)
+    {
+        var source = new PatternSource(seed);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[64 * 1024];
+        long sent = 0;
+        while (sent < length)
+        {
+            var n = (int)Math.Min(buffer.Length, length - sent);
+            source.Fill(buffer.AsSpan(0, n));
+            hash.AppendData(buffer, 0, n);
+            await stream.WriteAsync(buffer.AsMemory(0, n), ct);
+            sent += n;
+            if (onProgress is not null)
+            {
+                await onProgress(sent);
+            }
+        }
+
+        return hash.GetHashAndReset();
+    }
+
+    /// <summary>Reads until end of stream; returns (bytes, SHA-256).</summary>
+    public static async Task<(long Length, byte[] Hash)> ReceiveAsync(Stream stream, CancellationToken ct = default)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[64 * 1024];
+        long total = 0;
+        while (true)
+        {
+            var n = await stream.ReadAsync(buffer, ct);
+            if (n == 0)
+            {
+                return (total, hash.GetHashAndReset());
+            }
+
+            hash.AppendData(buffer, 0, n);
+            total += n;
+        }
+    }
+
+    public static async Task ReadExactlyAsync(Stream stream, byte[] buffer, CancellationToken ct = default)
+    {
+        await stream.ReadExactlyAsync(buffer, ct);
+    }
+}
+
+internal static class Keys
+{
+    public static readonly HostKey Server = HostKey.Generate();
+    public static readonly HostKey Client = HostKey.Generate();
+    public static readonly HostKey Other = HostKey.Generate();
+}
