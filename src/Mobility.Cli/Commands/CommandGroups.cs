@@ -12,5 +12,7 @@ public static class CommandGroups
     [
         IdCommands.Create,
         GnsCommands.Create,
+        // mobilityd's API (over its Unix socket): guid, ip, guids, challenge, status, addresses.
+        .. DaemonCommands.All,
     ];
 }

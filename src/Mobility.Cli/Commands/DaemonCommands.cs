@@ -1,0 +1,302 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text.Json;
+
+namespace Mobility.Cli.Commands;
+
+/// <summary>
+/// <c>mob guid | ip | guids | challenge | status | addresses</c>: ask the local mobilityd, over its
+/// Unix socket (HTTP/1.1 + JSON; <c>--socket PATH</c>, else $MOBILITYD_SOCKET, else
+/// /run/mobility/mobilityd.sock, else $XDG_RUNTIME_DIR/mobilityd.sock). <c>--json</c> prints the
+/// daemon's JSON answer as one line. These are top-level commands: register each factory of
+/// <see cref="All"/> (e.g. <c>[IdCommands.Create, GnsCommands.Create, .. DaemonCommands.All]</c> in
+/// <c>CommandGroups.All</c>), or every command of <see cref="Create"/>.
+/// </summary>
+public static class DaemonCommands
+{
+    public const string SocketEnvironmentVariable = "MOBILITYD_SOCKET";
+    public const string DefaultSocket = "/run/mobility/mobilityd.sock";
+
+    /// <summary>Longest wait for the daemon; a challenge that times out takes about a second.</summary>
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>One factory per top-level command, in the shape of <c>CommandGroups.All</c>.</summary>
+    public static IReadOnlyList<Func<Command>> All { get; } = [Guid, Ip, Guids, Challenge, Status, Addresses];
+
+    /// <summary>A new instance of every daemon command.</summary>
+    public static IEnumerable<Command> Create() => All.Select(create => create());
+
+    private static Option<string?> SocketOption() => new("--socket")
+    {
+        Description = $"mobilityd's Unix socket (default: ${SocketEnvironmentVariable}, else {DefaultSocket}, else $XDG_RUNTIME_DIR/mobilityd.sock)",
+        HelpName = "PATH",
+    };
+
+    private static Command Guid()
+    {
+        var socket = SocketOption();
+        var command = new Command("guid", "Print this host's GUID (get_self_guid)") { socket };
+        command.SetHandler(async context =>
+        {
+            var reply = await SendAsync(context, socket, HttpMethod.Get, "v1/self");
+            return Print(context, reply, () => context.Output.Line(reply.GetProperty("guid").GetString()!));
+        });
+        return command;
+    }
+
+    private static Command Ip()
+    {
+        var socket = SocketOption();
+        var target = new Argument<string>("guid|name") { Description = "A GUID (40 hex characters) or a name" };
+        var command = new Command("ip", "Print every address of a GUID's or name's record (get_ip)") { socket, target };
+        command.SetHandler(async context =>
+        {
+            var reply = await SendAsync(context, socket, HttpMethod.Get, $"v1/ip/{Uri.EscapeDataString(context.Get(target)!)}");
+            return Print(context, reply, () =>
+            {
+                foreach (var address in reply.GetProperty("addresses").EnumerateArray())
+                {
+                    context.Output.Line(address.GetString()!);
+                }
+            });
+        });
+        return command;
+    }
+
+    private static Command Guids()
+    {
+        var socket = SocketOption();
+        var address = new Argument<string>("address") { Description = "An IP address" };
+        var command = new Command("guids", "Print the GUIDs verified at an address: GNS reverse lookup, each claim challenged (get_guid_from_ip)") { socket, address };
+        command.SetHandler(async context =>
+        {
+            var text = context.Get(address)!;
+            if (!IPAddress.TryParse(text, out _))
+            {
+                throw new CliException(ExitCodes.Usage, $"'{text}' is not an IP address");
+            }
+
+            var reply = await SendAsync(context, socket, HttpMethod.Get, $"v1/guids/{Uri.EscapeDataString(text)}");
+            var guids = reply.GetProperty("guids").EnumerateArray().Select(g => g.GetString()!).ToArray();
+            if (context.Output.Json)
+            {
+                context.Output.Line(reply.GetRawText());
+            }
+            else
+            {
+                foreach (var guid in guids)
+                {
+                    context.Output.Line(guid);
+                }
+            }
+
+            return guids.Length > 0 ? ExitCodes.Success : context.Output.Fail(ExitCodes.NotFound, $"no GUID verified at {text}");
+        });
+        return command;
+    }
+
+    private static Command Challenge()
+    {
+        var socket = SocketOption();
+        var address = new Argument<string>("address") { Description = "IP, or IP:PORT for a control port other than 7390" };
+        var guid = new Argument<string>("guid") { Description = "The GUID that should answer there" };
+        var command = new Command("challenge", "Check that the holder of a GUID's key answers at an address; exits 1 with the reason when not") { socket, address, guid };
+        command.SetHandler(async context =>
+        {
+            var reply = await SendAsync(context, socket, HttpMethod.Post, "v1/challenge",
+                new Dictionary<string, string> { ["address"] = context.Get(address)!, ["guid"] = context.Get(guid)! });
+            var verified = reply.TryGetProperty("verified", out var v) && v.GetBoolean();
+            var reason = reply.TryGetProperty("reason", out var r) ? r.GetString() : "unknown";
+            var detail = reply.TryGetProperty("detail", out var d) ? d.GetString() : "";
+            var rtt = reply.TryGetProperty("rttMs", out var t) ? t.GetDouble() : 0;
+            if (context.Output.Json)
+            {
+                context.Output.Line(reply.GetRawText());
+            }
+            else if (verified)
+            {
+                context.Output.Line(string.Create(CultureInfo.InvariantCulture,
+                    $"verified {context.Get(guid)} at {context.Get(address)} ({rtt:0.###} ms{(reply.TryGetProperty("cached", out var c) && c.GetBoolean() ? ", cached" : "")})"));
+            }
+
+            return verified ? ExitCodes.Success : context.Output.Fail(ExitCodes.Failure, $"challenge failed: {reason} ({detail})");
+        });
+        return command;
+    }
+
+    private static Command Status()
+    {
+        var socket = SocketOption();
+        var command = new Command("status", "Show the daemon's GUID, addresses, GNS state and verified peers") { socket };
+        command.SetHandler(async context =>
+        {
+            var reply = await SendAsync(context, socket, HttpMethod.Get, "v1/status");
+            return Print(context, reply, () => context.Output.Rows(
+            [
+                ("guid", Text(reply, "guid")),
+                ("addresses", List(reply, "addresses") + (Bool(reply, "addressesFixed") ? " (fixed)" : "")),
+                ("gns", Bool(reply, "gnsReachable") ? "reachable" : $"unreachable {Text(reply, "gnsError")}".TrimEnd()),
+                ("record version", Text(reply, "recordVersion")),
+                ("published", Text(reply, "publishedAt")),
+                ("observed", Text(reply, "observedAddress")),
+                ("peers verified", Text(reply, "peersVerified")),
+                ("control", List(reply, "control")),
+                ("transport port", Text(reply, "transportPort")),
+            ]));
+        });
+        return command;
+    }
+
+    private static Command Addresses()
+    {
+        var socket = SocketOption();
+        var command = new Command("addresses", "Show the host's published addresses") { socket };
+        command.SetHandler(async context => PrintAddresses(context, await SendAsync(context, socket, HttpMethod.Get, "v1/addresses")));
+
+        var setSocket = SocketOption();
+        var list = new Argument<string[]>("ip") { Description = "The new addresses (none: follow the interfaces again)", Arity = ArgumentArity.ZeroOrMore };
+        var set = new Command("set", "Fix the host's addresses and publish them at once (socket owner or root only)") { setSocket, list };
+        set.SetHandler(async context =>
+        {
+            var addresses = context.Get(list) ?? [];
+            foreach (var a in addresses)
+            {
+                if (!IPAddress.TryParse(a, out _))
+                {
+                    throw new CliException(ExitCodes.Usage, $"'{a}' is not an IP address");
+                }
+            }
+
+            var reply = await SendAsync(context, setSocket, HttpMethod.Put, "v1/addresses", new Dictionary<string, string[]> { ["addresses"] = addresses });
+            return PrintAddresses(context, reply);
+        });
+        command.Subcommands.Add(set);
+        return command;
+    }
+
+    private static int PrintAddresses(CommandContext context, JsonElement reply)
+        => Print(context, reply, () =>
+        {
+            foreach (var address in reply.GetProperty("addresses").EnumerateArray())
+            {
+                context.Output.Line(address.GetString()!);
+            }
+        });
+
+    private static int Print(CommandContext context, JsonElement reply, Action text)
+    {
+        if (context.Output.Json)
+        {
+            context.Output.Line(reply.GetRawText());
+        }
+        else
+        {
+            text();
+        }
+
+        return ExitCodes.Success;
+    }
+
+    private static string Text(JsonElement reply, string name)
+        => reply.TryGetProperty(name, out var value) ? value.ValueKind == JsonValueKind.String ? value.GetString() ?? "-" : value.GetRawText() : "-";
+
+    private static bool Bool(JsonElement reply, string name) => reply.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.True;
+
+    private static string List(JsonElement reply, string name)
+        => reply.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Array && value.GetArrayLength() > 0
+            ? string.Join(' ', value.EnumerateArray().Select(e => e.GetString()))
+            : "-";
+
+    /// <summary>The socket: --socket, $MOBILITYD_SOCKET, the system socket, or the user's.</summary>
+    public static string ResolveSocket(string? given)
+    {
+        if (!string.IsNullOrWhiteSpace(given))
+        {
+            return given;
+        }
+
+        var env = Environment.GetEnvironmentVariable(SocketEnvironmentVariable);
+        if (!string.IsNullOrWhiteSpace(env))
+        {
+            return env;
+        }
+
+        var runtime = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
+        var user = string.IsNullOrEmpty(runtime) ? null : Path.Combine(runtime, "mobilityd.sock");
+        return File.Exists(DefaultSocket) || user is null || !File.Exists(user) ? DefaultSocket : user;
+    }
+
+    /// <summary>Sends one request over the Unix socket; maps HTTP errors to exit codes with the daemon's message.</summary>
+    private static async Task<JsonElement> SendAsync(CommandContext context, Option<string?> socketOption, HttpMethod method, string path, object? body = null)
+    {
+        var socket = ResolveSocket(context.Get(socketOption));
+        using var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, cancellationToken) =>
+            {
+                var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), cancellationToken);
+                    return new NetworkStream(s, ownsSocket: true);
+                }
+                catch
+                {
+                    s.Dispose();
+                    throw;
+                }
+            },
+        };
+        using var http = new HttpClient(handler) { BaseAddress = new Uri("http://mobilityd/"), Timeout = RequestTimeout };
+        using var request = new HttpRequestMessage(method, path);
+        if (body is not null)
+        {
+            request.Content = JsonContent.Create(body);
+        }
+
+        HttpResponseMessage response;
+        try
+        {
+            response = await http.SendAsync(request, context.CancellationToken);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new CliException(ExitCodes.Unreachable, $"mobilityd is not reachable at {socket}: {e.InnerException?.Message ?? e.Message}", e);
+        }
+        catch (TaskCanceledException e) when (!context.CancellationToken.IsCancellationRequested)
+        {
+            throw new CliException(ExitCodes.Unreachable, $"mobilityd at {socket} did not answer within {RequestTimeout.TotalSeconds:0} s", e);
+        }
+
+        using (response)
+        {
+            var text = await response.Content.ReadAsStringAsync(context.CancellationToken);
+            JsonElement json;
+            try
+            {
+                json = JsonDocument.Parse(string.IsNullOrWhiteSpace(text) ? "{}" : text).RootElement.Clone();
+            }
+            catch (JsonException e)
+            {
+                throw new CliException(ExitCodes.Failure, $"mobilityd answered {(int)response.StatusCode} with something that is not JSON", e);
+            }
+
+            if (response.IsSuccessStatusCode)
+            {
+                return json;
+            }
+
+            var message = json.ValueKind == JsonValueKind.Object && json.TryGetProperty("message", out var m) ? m.GetString() : response.ReasonPhrase;
+            throw new CliException(response.StatusCode switch
+            {
+                HttpStatusCode.NotFound => ExitCodes.NotFound,
+                HttpStatusCode.BadRequest => ExitCodes.Usage,
+                HttpStatusCode.ServiceUnavailable => ExitCodes.Unreachable,
+                _ => ExitCodes.Failure,
+            }, message ?? $"mobilityd answered {(int)response.StatusCode}");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
+using Mobility.Daemon.Service;
+using Mobility.Daemon.Control;
+using Mobility.Daemon.Identity;
+using Mobility.Daemon.Internal;
+using Mobility.Gns;
+using Mobility.Gns.Client;
+
+namespace Mobility.Daemon.Hosting;
+
+/// <summary>Where the daemon's Kestrel endpoints ended up (real ports once started).</summary>
+public sealed class DaemonEndpoints
+{
+    internal ListenOptions? HttpListen { get; set; }
+
+    internal ListenOptions? GrpcListen { get; set; }
+
+    public string? SocketPath { get; internal set; }
+
+    public string? GrpcSocketPath { get; internal set; }
+
+    /// <summary>The loopback HTTP endpoint with its bound port, or null when off.</summary>
+    public IPEndPoint? Http => (HttpListen?.EndPoint as IPEndPoint) ?? HttpListen?.IPEndPoint;
+
+    /// <summary>The h2c-only gRPC endpoint, or null.</summary>
+    public IPEndPoint? Grpc => (GrpcListen?.EndPoint as IPEndPoint) ?? GrpcListen?.IPEndPoint;
+}
+
+/// <summary>
+/// Builds and runs mobilityd as a generic host (WebApplication: Kestrel serves the HTTP/JSON and gRPC
+/// API on loopback TCP and on the Unix socket; the UDP control endpoint and the record upkeep are
+/// hosted services). Configuration: appsettings.json beside the binary, --config files, MOBILITYD_
+/// environment variables, then flags (<see cref="CommandLine"/>), later ones winning.
+/// </summary>
+public static partial class MobilitydHost
+{
+    public const string EnvironmentPrefix = "MOBILITYD_";
+
+    /// <summary>Builds the daemon. <paramref name="configure"/> runs last (tests replace services there, e.g. the GNS client).</summary>
+    public static WebApplication Build(IReadOnlyList<string> args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var translated = CommandLine.Translate(args, out var configFiles);
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        var configuration = builder.Configuration;
+        configuration.Sources.Clear();
+        configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true, reloadOnChange: false);
+        foreach (var file in configFiles)
+        {
+            configuration.AddJsonFile(Path.GetFullPath(file), optional: false, reloadOnChange: false);
+        }
+
+        configuration.AddEnvironmentVariables(EnvironmentPrefix);
+        configuration.AddCommandLine(translated);
+
+        builder.Logging.ClearProviders();
+        builder.Logging.AddConfiguration(configuration.GetSection("Logging"));
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+        });
+        builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Host.UseSystemd();
+
+        var options = new MobilitydOptions();
+        configuration.Bind(options);
+        var validation = new MobilitydOptionsValidator().Validate(null, options);
+        if (validation.Failed)
+        {
+            throw new OptionsValidationException(nameof(MobilitydOptions), typeof(MobilitydOptions), validation.Failures);
+        }
+
+        var endpoints = new DaemonEndpoints { SocketPath = options.ResolveSocketPath(), GrpcSocketPath = options.ResolveGrpcSocketPath() };
+        builder.Services.AddSingleton(endpoints);
+        if (options.EmbeddedGns)
+        {
+            // Registered first, so that its UDP endpoint is bound before the daemon publishes to it.
+            builder.Services.AddGnsServer(gns =>
+            {
+                gns.Udp = options.EmbeddedGnsUdp;
+                gns.Store = GnsServerOptions.SqliteStore;
+                gns.DataDirectory = Path.Combine(Path.GetFullPath(options.StateDir), "gns");
+            });
+            builder.Services.TryAddSingleton<IGnsClient, EmbeddedGnsClient>();
+        }
+
+        builder.Services.AddMobilityDaemon();
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            if (!IsOff(options.Http))
+            {
+                kestrel.Listen(EndPoints.Parse(options.Http), listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    endpoints.HttpListen = listen;
+                });
+            }
+
+            if (!string.IsNullOrWhiteSpace(options.Grpc) && !IsOff(options.Grpc))
+            {
+                kestrel.Listen(EndPoints.Parse(options.Grpc), listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    endpoints.GrpcListen = listen;
+                });
+            }
+
+            if (endpoints.SocketPath is { } socketPath)
+            {
+                PrepareSocketPath(socketPath);
+                kestrel.ListenUnixSocket(socketPath, listen => listen.Protocols = HttpProtocols.Http1);
+            }
+
+            if (endpoints.GrpcSocketPath is { } grpcSocketPath)
+            {
+                PrepareSocketPath(grpcSocketPath);
+                kestrel.ListenUnixSocket(grpcSocketPath, listen => listen.Protocols = HttpProtocols.Http2);
+            }
+        });
+
+        configure?.Invoke(builder);
+
+        // The real GNS client, unless the caller registered another one.
+        builder.Services.TryAddSingleton<IGnsClient>(sp => CreateGnsClient(sp.GetRequiredService<IOptions<MobilitydOptions>>().Value,
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
+
+        var app = builder.Build();
+        app.MapGrpcService<MobilitydGrpcService>();
+        if (options.EmbeddedGns)
+        {
+            app.MapGnsService();
+        }
+
+        return app;
+    }
+
+    /// <summary>Starts <paramref name="app"/>, fixes the socket's mode and group, and returns the ready line.</summary>
+    public static async Task<string> StartAsync(WebApplication app, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        var services = app.Services;
+        var options = services.GetRequiredService<IOptions<MobilitydOptions>>().Value;
+        var endpoints = services.GetRequiredService<DaemonEndpoints>();
+        if (OperatingSystem.IsLinux())
+        {
+            foreach (var socket in new[] { endpoints.SocketPath, endpoints.GrpcSocketPath }.OfType<string>())
+            {
+                SecureSocket(socket, options.SocketGroup);
+            }
+        }
+
+        return ReadyLine(services);
+    }
+
+    /// <summary>
+    /// <c>mobilityd ready guid=&lt;guid&gt; control=IP:PORT[,IP:PORT] http=http://IP:PORT socket=PATH grpc=http://IP:PORT grpc-socket=PATH [gns=IP:PORT]</c>;
+    /// "-" stands for an endpoint that is off; gns= appears with the embedded GNS (its UDP endpoint).
+    /// </summary>
+    public static string ReadyLine(IServiceProvider services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        var identity = services.GetRequiredService<DaemonIdentity>();
+        var control = services.GetRequiredService<ControlEndpoint>().LocalEndPoints;
+        var endpoints = services.GetRequiredService<DaemonEndpoints>();
+        var line = $"mobilityd ready guid={identity.Guid} control={(control.IsEmpty ? "-" : string.Join(',', control))} " +
+                   $"http={(endpoints.Http is { } http ? $"http://{http}" : "-")} socket={endpoints.SocketPath ?? "-"} " +
+                   $"grpc={(endpoints.Grpc is { } grpc ? $"http://{grpc}" : "-")} grpc-socket={endpoints.GrpcSocketPath ?? "-"}";
+        return services.GetService<Gns.Udp.GnsUdpServer>()?.LocalEndPoint is { } gns ? $"{line} gns={gns}" : line;
+    }
+
+    /// <summary>Runs the daemon until SIGTERM/SIGINT: prints the ready line on stdout once listening. Returns the exit code.</summary>
+    public static async Task<int> RunAsync(IReadOnlyList<string> args, Action<WebApplicationBuilder>? configure = null)
+    {
+        if (args.Any(a => a is "--help" or "-h"))
+        {
+            await Console.Out.WriteLineAsync(CommandLine.Usage).ConfigureAwait(false);
+            return 0;
+        }
+
+        WebApplication app;
+        try
+        {
+            app = Build(args, configure);
+        }
+        catch (Exception e) when (e is ArgumentException or OptionsValidationException or FormatException)
+        {
+            await Console.Error.WriteLineAsync($"mobilityd: {e.Message}").ConfigureAwait(false);
+            return 2;
+        }
+
+        await using (app.ConfigureAwait(false))
+        {
+            try
+            {
+                var ready = await StartAsync(app).ConfigureAwait(false);
+                await Console.Out.WriteLineAsync(ready).ConfigureAwait(false);
+                await Console.Out.FlushAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OptionsValidationException or IOException or UnauthorizedAccessException
+                                          or System.Net.Sockets.SocketException or InvalidDataException)
+            {
+                await Console.Error.WriteLineAsync($"mobilityd: could not start: {e.Message}").ConfigureAwait(false);
+                return 1;
+            }
+
+            await app.WaitForShutdownAsync().ConfigureAwait(false);
+            var done = app.Services.GetRequiredService<DaemonEndpoints>();
+            foreach (var socket in new[] { done.SocketPath, done.GrpcSocketPath }.OfType<string>().Where(File.Exists))
+            {
+                File.Delete(socket);
+            }
+        }
+
+        return 0;
+    }
+
+    private static IGnsClient CreateGnsClient(MobilitydOptions options, TimeProvider time, ILoggerFactory loggers)
+    {
+        var server = options.GnsEndPoint
+            ?? throw new OptionsValidationException(nameof(MobilitydOptions), typeof(MobilitydOptions),
+                ["Gns (--gns IP:PORT) is required unless --embedded-gns is given."]);
+        return new GnsClient(new GnsClientOptions
+        {
+            Server = server,
+            GrpcAddress = string.IsNullOrWhiteSpace(options.GnsGrpc) ? null : new Uri(options.GnsGrpc),
+            TimeProvider = time,
+            LoggerFactory = loggers,
+        });
+    }
+
+    private static bool IsOff(string? value) => string.Equals(value, MobilitydOptions.Off, StringComparison.OrdinalIgnoreCase);
+
+    private static void PrepareSocketPath(string path)
+    {
+        var directory = Path.GetDirectoryName(path)!;
+        if (!Directory.Exists(directory))
+        {
+            Directory.CreateDirectory(directory);
+        }
+
+        // A socket left by a daemon that died: Kestrel cannot bind over it.
+        if (File.Exists(path))
+        {
+            File.Delete(path);
+        }
+    }
+
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    private static void SecureSocket(string path, string? group)
+    {
+        // 0660: owner and group may connect; the group decides who may read the API, SO_PEERCRED who may change state.
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
+        if (!string.IsNullOrWhiteSpace(group))
+        {
+            var gid = Native.LookupGroup(group) ?? throw new IOException($"Unknown group '{group}' for the socket.");
+            Native.ChangeGroup(path, gid);
+        }
+    }
+}

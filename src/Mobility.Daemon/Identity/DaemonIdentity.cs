@@ -1,0 +1,33 @@
+using Microsoft.Extensions.Options;
+using Mobility.Protocol.Identity;
+
+namespace Mobility.Daemon.Identity;
+
+/// <summary>
+/// The host's key pair, loaded from (or created on first start in) <c>&lt;StateDir&gt;/host.key</c>,
+/// mode 0600. A key file that group or others can read stops the daemon.
+/// </summary>
+public sealed class DaemonIdentity : IDisposable
+{
+    public const string KeyFileName = "host.key";
+
+    public DaemonIdentity(IOptions<MobilitydOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Directory.CreateDirectory(options.Value.StateDir);
+        KeyPath = Path.Combine(Path.GetFullPath(options.Value.StateDir), KeyFileName);
+        Key = HostKeyFile.LoadOrCreate(KeyPath, out var created);
+        Created = created;
+    }
+
+    public HostKey Key { get; }
+
+    public HostGuid Guid => Key.Guid;
+
+    public string KeyPath { get; }
+
+    /// <summary>True when this start created the key.</summary>
+    public bool Created { get; }
+
+    public void Dispose() => Key.Dispose();
+}

@@ -1,0 +1,300 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Mobility.Daemon;
+
+/// <summary>
+/// Settings of mobilityd, bound from the root of the configuration (appsettings.json, environment
+/// variables <c>MOBILITYD_StateDir=...</c>, flags such as <c>--state-dir</c>) and validated at start
+/// by <see cref="MobilitydOptionsValidator"/>. Every limit says why it has its default.
+/// </summary>
+public sealed class MobilitydOptions
+{
+    /// <summary>UDP port of the control endpoint (verify_self), on every host. Next to the GNS's 73xx ports.</summary>
+    public const int DefaultControlPort = 7390;
+
+    /// <summary>Port of the mobile transport, published in every Host locator.</summary>
+    public const int DefaultTransportPort = 7391;
+
+    /// <summary>Loopback HTTP/JSON endpoint (HTTP/1.1).</summary>
+    public const string DefaultHttp = "127.0.0.1:7392";
+
+    /// <summary>Loopback gRPC endpoint (HTTP/2 cleartext, prior knowledge): Kestrel speaks only one of HTTP/1.1 and h2c on a plaintext endpoint.</summary>
+    public const string DefaultGrpc = "127.0.0.1:7393";
+
+    /// <summary>The system-wide socket (systemd RuntimeDirectory=mobility).</summary>
+    public const string DefaultSocket = "/run/mobility/mobilityd.sock";
+
+    /// <summary>Value that turns an endpoint off (Http, Grpc, Socket).</summary>
+    public const string Off = "off";
+
+    /// <summary>Folder of the host key, the state files and the embedded GNS.</summary>
+    public string StateDir { get; set; } = "/var/lib/mobility";
+
+    /// <summary>The GNS datagram endpoint, IP:PORT. Required unless <see cref="EmbeddedGns"/> (then it is ignored).</summary>
+    public string? Gns { get; set; }
+
+    /// <summary>The GNS gRPC base address (http://IP:PORT/), for watches and large replies; optional.</summary>
+    public string? GnsGrpc { get; set; }
+
+    /// <summary>Runs a GNS inside the daemon on a SQLite store in &lt;StateDir&gt;/gns and uses it.</summary>
+    public bool EmbeddedGns { get; set; }
+
+    /// <summary>
+    /// UDP endpoint of the embedded GNS (with <see cref="EmbeddedGns"/>). Public by default, so that
+    /// other hosts can use this daemon's GNS; the daemon itself talks to it over loopback.
+    /// </summary>
+    public string EmbeddedGnsUdp { get; set; } = "0.0.0.0:7353";
+
+    /// <summary>Unix socket path; empty picks the default (see <see cref="DefaultSocket"/>); "off" disables it.</summary>
+    public string? Socket { get; set; }
+
+    /// <summary>Group (name or number) given to the socket, which is mode 0660; empty keeps the daemon's group.</summary>
+    public string? SocketGroup { get; set; }
+
+    /// <summary>Loopback TCP endpoint of the HTTP/JSON API (HTTP/1.1); "off" disables it.</summary>
+    public string Http { get; set; } = DefaultHttp;
+
+    /// <summary>Loopback TCP endpoint of the gRPC API (h2c; it serves the HTTP/JSON routes too, over HTTP/2); "off" disables it.</summary>
+    public string Grpc { get; set; } = DefaultGrpc;
+
+    /// <summary>
+    /// Unix socket of the gRPC API (h2c). Empty: beside <see cref="Socket"/>, named mobilityd-grpc.sock
+    /// (&lt;name&gt;-grpc&lt;ext&gt;); "off" disables it. Same mode, group and caller checks as the main socket.
+    /// </summary>
+    public string? GrpcSocket { get; set; }
+
+    /// <summary>
+    /// Control endpoints (IP:PORT). Empty: <see cref="ControlPort"/> on each of the host's addresses
+    /// when they are fixed (following changes), otherwise on 0.0.0.0 and [::].
+    /// </summary>
+    public string[] Control { get; set; } = [];
+
+    /// <summary>Port of the control endpoint when <see cref="Control"/> is empty.</summary>
+    public int ControlPort { get; set; } = DefaultControlPort;
+
+    /// <summary>Fixed host addresses (like --address); empty follows the interfaces.</summary>
+    public string[] Addresses { get; set; } = [];
+
+    /// <summary>Publish loopback addresses found on interfaces (they are never reachable from other hosts).</summary>
+    public bool AllowLoopback { get; set; }
+
+    /// <summary>Publish link-local addresses found on interfaces (169.254/16, fe80::/10).</summary>
+    public bool AllowLinkLocal { get; set; }
+
+    /// <summary>Port of the mobile transport carried by every Host locator.</summary>
+    public int TransportPort { get; set; } = DefaultTransportPort;
+
+    /// <summary>Name bound to the GUID in the GNS (one DNS label), or none.</summary>
+    public string? Name { get; set; }
+
+    /// <summary>
+    /// Allow SetAddresses over the loopback TCP endpoint. Off: on TCP the caller's user is unknown, so
+    /// state changes go through the Unix socket, where SO_PEERCRED names the caller.
+    /// </summary>
+    public bool AllowStateChangesOverTcp { get; set; }
+
+    public AddressWatchOptions AddressWatch { get; set; } = new();
+
+    public RecordOptions Record { get; set; } = new();
+
+    public ChallengeOptions Challenge { get; set; } = new();
+
+    public ControlLimits ControlLimits { get; set; } = new();
+
+    /// <summary>Known peers kept for the hosts file and status. Bounded: lookups are caused by local callers, but still unbounded otherwise.</summary>
+    public int MaxKnownPeers { get; set; } = 1024;
+
+    /// <summary>The GNS endpoint parsed, or null.</summary>
+    public IPEndPoint? GnsEndPoint => string.IsNullOrWhiteSpace(Gns) ? null : EndPoints.Parse(Gns);
+
+    /// <summary>The fixed addresses parsed (also "a,b" in one element, as environment variables give).</summary>
+    public IReadOnlyList<IPAddress> ParsedAddresses()
+        => Addresses.SelectMany(a => a.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .Select(a => Protocol.Records.Locator.Normalize(IPAddress.Parse(a)))
+            .Distinct()
+            .ToArray();
+
+    public IReadOnlyList<IPEndPoint> ParsedControl()
+        => Control.SelectMany(a => a.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .Select(EndPoints.Parse)
+            .ToArray();
+
+    /// <summary>
+    /// The Unix socket path: the configured one, or the system default when its folder is writable
+    /// (root, or under systemd), else $XDG_RUNTIME_DIR/mobilityd.sock. Null when turned off.
+    /// </summary>
+    public string? ResolveSocketPath()
+    {
+        if (string.Equals(Socket, Off, StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        if (!string.IsNullOrWhiteSpace(Socket))
+        {
+            return Path.GetFullPath(Socket);
+        }
+
+        var folder = Path.GetDirectoryName(DefaultSocket)!;
+        if (Environment.UserName == "root" || IsWritable(folder))
+        {
+            return DefaultSocket;
+        }
+
+        var runtime = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
+        return string.IsNullOrEmpty(runtime) ? Path.Combine(Path.GetTempPath(), $"mobilityd-{Environment.UserName}.sock") : Path.Combine(runtime, "mobilityd.sock");
+    }
+
+    /// <summary>The gRPC socket path, or null when off (or when the main socket is off and none is configured).</summary>
+    public string? ResolveGrpcSocketPath()
+    {
+        if (string.Equals(GrpcSocket, Off, StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        if (!string.IsNullOrWhiteSpace(GrpcSocket))
+        {
+            return Path.GetFullPath(GrpcSocket);
+        }
+
+        return ResolveSocketPath() is { } main
+            ? Path.Combine(Path.GetDirectoryName(main)!, Path.GetFileNameWithoutExtension(main) + "-grpc" + Path.GetExtension(main))
+            : null;
+    }
+
+    private static bool IsWritable(string folder)
+    {
+        if (!Directory.Exists(folder))
+        {
+            return false;
+        }
+
+        try
+        {
+            var probe = Path.Combine(folder, $".probe-{Environment.ProcessId}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>How the daemon learns that the host's addresses changed.</summary>
+public sealed class AddressWatchOptions
+{
+    /// <summary>
+    /// Re-reads the interfaces this often even without an OS event, as a safety net for changes that
+    /// raise none (Tailscale users' complaint). 10 s bounds the stall of a missed event.
+    /// </summary>
+    public TimeSpan RecheckInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Wait after a change before publishing, so a burst of events (an interface going down and up,
+    /// DHCP adding several addresses) yields one update. 5 ms keeps the update well inside 100 ms.
+    /// </summary>
+    public TimeSpan Debounce { get; set; } = TimeSpan.FromMilliseconds(5);
+}
+
+/// <summary>The host's own GNS record.</summary>
+public sealed class RecordOptions
+{
+    /// <summary>TTL resolvers may cache the record for. 60 s: a moved host is found again within a minute even when a watch is missed.</summary>
+    public uint TtlSeconds { get; set; } = 60;
+
+    /// <summary>The record is re-published when this fraction of its TTL has passed, so it never runs out.</summary>
+    public double RefreshFraction { get; set; } = 0.5;
+
+    /// <summary>First retry delay after the GNS refused or did not answer; doubles up to <see cref="MaxRetryDelay"/>.</summary>
+    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Cap of the retry delay (with jitter), so an unreachable GNS is retried every few seconds and no faster.</summary>
+    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Publish the reflexive address the GNS reports as an Observed locator when it is not one of ours (NAT).</summary>
+    public bool PublishObserved { get; set; } = true;
+
+    /// <summary>How long SetAddresses waits for the new record to be stored before answering (the change still goes on after).</summary>
+    public TimeSpan SetAddressesWait { get; set; } = TimeSpan.FromSeconds(2);
+}
+
+/// <summary>The challenger (peer certification).</summary>
+public sealed class ChallengeOptions
+{
+    /// <summary>Control port challenged when the caller gives none (every mobilityd's default).</summary>
+    public int Port { get; set; } = MobilitydOptions.DefaultControlPort;
+
+    /// <summary>Wait for a response before re-sending. 250 ms is many LAN round trips and one long intercontinental one.</summary>
+    public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Requests sent per challenge (first plus retransmissions) before the verdict is "timeout".</summary>
+    public int Attempts { get; set; } = 3;
+
+    /// <summary>A positive verdict is reused this long: a host that just proved itself need not again for every connection.</summary>
+    public TimeSpan PositiveCacheTime { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>A negative verdict is reused this long only, so a host that just arrived is verified soon.</summary>
+    public TimeSpan NegativeCacheTime { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Challenges outstanding at once; more are refused ("busy"). Bounds the nonce table.</summary>
+    public int MaxOutstanding { get; set; } = 1024;
+
+    /// <summary>Verdicts cached at once; the oldest are dropped beyond it.</summary>
+    public int MaxCachedVerdicts { get; set; } = 4096;
+
+    /// <summary>Claims one get_guid_from_ip checks at most (the GNS index may list many GUIDs for a shared address).</summary>
+    public int MaxReverseCandidates { get; set; } = 32;
+
+    /// <summary>Require the responder's signed reached-at address to be the challenged address (refuses relayed answers; off only behind NAT).</summary>
+    public bool RequireReachedAtMatch { get; set; } = true;
+}
+
+/// <summary>Limits of the control endpoint, against floods and reflection.</summary>
+public sealed class ControlLimits
+{
+    /// <summary>Challenges answered per second per source IP. 20/s is far above what a peer needs (one per new path).</summary>
+    public double RequestsPerSecond { get; set; } = 20;
+
+    /// <summary>Challenges a source may send at once before the rate applies.</summary>
+    public int Burst { get; set; } = 40;
+
+    /// <summary>Source IPs tracked; beyond it idle ones are evicted and new ones share one overflow bucket.</summary>
+    public int MaxTrackedSources { get; set; } = 4096;
+}
+
+internal static class EndPoints
+{
+    /// <summary>Parses IP:PORT or [IPv6]:PORT (port required, 0 allowed).</summary>
+    public static IPEndPoint Parse(string text)
+        => TryParse(text, out var endPoint) ? endPoint : throw new FormatException($"'{text}' is not IP:PORT or [IPv6]:PORT.");
+
+    public static bool TryParse(string? text, out IPEndPoint endPoint)
+    {
+        endPoint = null!;
+        if (string.IsNullOrWhiteSpace(text) || !IPEndPoint.TryParse(text, out var parsed))
+        {
+            return false;
+        }
+
+        var hasPort = parsed.AddressFamily == AddressFamily.InterNetworkV6
+            ? text.Contains("]:", StringComparison.Ordinal)
+            : text.Contains(':', StringComparison.Ordinal);
+        var portText = text[(text.LastIndexOf(':') + 1)..];
+        if (!hasPort || !int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+        {
+            return false;
+        }
+
+        endPoint = parsed;
+        return true;
+    }
+
+    /// <summary>"IP:PORT" as a URL authority (IPv6 in brackets).</summary>
+    public static string Format(IPEndPoint endPoint) => endPoint.ToString();
+}

@@ -1,0 +1,107 @@
+using System.Net;
+using Microsoft.Extensions.Options;
+using Mobility.Protocol.Records;
+
+namespace Mobility.Daemon;
+
+/// <summary>Checks <see cref="MobilitydOptions"/> when the host starts (ValidateOnStart).</summary>
+public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOptions>
+{
+    public ValidateOptionsResult Validate(string? name, MobilitydOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var failures = new List<string>();
+        Check(failures, !string.IsNullOrWhiteSpace(options.StateDir), "StateDir (--state-dir) is required.");
+        if (!string.IsNullOrWhiteSpace(options.Gns) && !EndPoints.TryParse(options.Gns, out _))
+        {
+            failures.Add($"Gns (--gns) '{options.Gns}' is not IP:PORT or [IPv6]:PORT.");
+        }
+
+        if (!string.IsNullOrWhiteSpace(options.GnsGrpc) &&
+            (!Uri.TryCreate(options.GnsGrpc, UriKind.Absolute, out var grpc) || (grpc.Scheme != Uri.UriSchemeHttp && grpc.Scheme != Uri.UriSchemeHttps)))
+        {
+            failures.Add($"GnsGrpc (--gns-grpc) '{options.GnsGrpc}' must be an absolute http:// or https:// address.");
+        }
+
+        if (options.EmbeddedGns && !EndPoints.TryParse(options.EmbeddedGnsUdp, out _))
+        {
+            failures.Add($"EmbeddedGnsUdp '{options.EmbeddedGnsUdp}' is not IP:PORT or [IPv6]:PORT.");
+        }
+
+        CheckEndPoint(failures, options.Http, "Http (--http)");
+        CheckEndPoint(failures, options.Grpc, "Grpc (--grpc)");
+        foreach (var control in options.Control.SelectMany(c => c.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+        {
+            CheckEndPoint(failures, control, "Control (--control)");
+        }
+
+        foreach (var address in options.Addresses.SelectMany(c => c.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+        {
+            if (!IPAddress.TryParse(address, out _))
+            {
+                failures.Add($"Addresses (--address) '{address}' is not an IP address.");
+            }
+        }
+
+        if (options.Addresses.Length > GnsRecord.MaxLocators - 1)
+        {
+            failures.Add($"At most {GnsRecord.MaxLocators - 1} addresses fit a record (one locator is kept for the observed address).");
+        }
+
+        if (options.Name is { Length: > 0 } recordName && !HostName.IsValid(recordName))
+        {
+            failures.Add($"Name '{recordName}' is not a valid name: {HostName.Normalize(recordName, out var error) ?? error}");
+        }
+
+        Check(failures, options.ControlPort is >= 0 and <= ushort.MaxValue, "ControlPort must be 0 to 65535.");
+        Check(failures, options.TransportPort is >= 1 and <= ushort.MaxValue, "TransportPort must be 1 to 65535.");
+        Check(failures, options.MaxKnownPeers is >= 1 and <= 1_000_000, "MaxKnownPeers must be 1 to 1000000.");
+
+        var watch = options.AddressWatch;
+        Check(failures, watch.RecheckInterval >= TimeSpan.FromMilliseconds(100), "AddressWatch:RecheckInterval must be at least 100 ms.");
+        Check(failures, watch.Debounce >= TimeSpan.Zero && watch.Debounce <= TimeSpan.FromMilliseconds(50),
+            "AddressWatch:Debounce must be 0 to 50 ms (an update must reach the GNS within 100 ms).");
+
+        var record = options.Record;
+        Check(failures, record.TtlSeconds is >= 1 and <= 86_400, "Record:TtlSeconds must be 1 to 86400.");
+        Check(failures, record.RefreshFraction is > 0.05 and < 1, "Record:RefreshFraction must be between 0.05 and 1.");
+        Check(failures, record.RetryDelay > TimeSpan.Zero && record.MaxRetryDelay >= record.RetryDelay, "Record:RetryDelay must be positive and at most Record:MaxRetryDelay.");
+        Check(failures, record.SetAddressesWait >= TimeSpan.Zero, "Record:SetAddressesWait must not be negative.");
+
+        var challenge = options.Challenge;
+        Check(failures, challenge.Port is >= 1 and <= ushort.MaxValue, "Challenge:Port must be 1 to 65535.");
+        Check(failures, challenge.AttemptTimeout > TimeSpan.Zero, "Challenge:AttemptTimeout must be positive.");
+        Check(failures, challenge.Attempts is >= 1 and <= 10, "Challenge:Attempts must be 1 to 10.");
+        Check(failures, challenge.PositiveCacheTime >= TimeSpan.Zero && challenge.NegativeCacheTime >= TimeSpan.Zero, "Challenge cache times must not be negative.");
+        Check(failures, challenge.MaxOutstanding is >= 1 and <= 1_000_000, "Challenge:MaxOutstanding must be 1 to 1000000.");
+        Check(failures, challenge.MaxCachedVerdicts is >= 1 and <= 1_000_000, "Challenge:MaxCachedVerdicts must be 1 to 1000000.");
+        Check(failures, challenge.MaxReverseCandidates is >= 1 and <= 1000, "Challenge:MaxReverseCandidates must be 1 to 1000.");
+
+        var limits = options.ControlLimits;
+        Check(failures, limits.RequestsPerSecond > 0 && double.IsFinite(limits.RequestsPerSecond), "ControlLimits:RequestsPerSecond must be positive.");
+        Check(failures, limits.Burst is >= 1 and <= 1_000_000, "ControlLimits:Burst must be 1 to 1000000.");
+        Check(failures, limits.MaxTrackedSources is >= 1 and <= 16_777_216, "ControlLimits:MaxTrackedSources must be 1 to 16777216.");
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void CheckEndPoint(List<string> failures, string? value, string what)
+    {
+        if (string.IsNullOrWhiteSpace(value) || string.Equals(value, MobilitydOptions.Off, StringComparison.OrdinalIgnoreCase))
+        {
+            return;
+        }
+
+        if (!EndPoints.TryParse(value, out _))
+        {
+            failures.Add($"{what} '{value}' is not IP:PORT or [IPv6]:PORT.");
+        }
+    }
+
+    private static void Check(List<string> failures, bool ok, string message)
+    {
+        if (!ok)
+        {
+            failures.Add(message);
+        }
+    }
+}

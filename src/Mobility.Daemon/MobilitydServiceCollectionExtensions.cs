@@ -1,0 +1,51 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Mobility.Daemon.Addresses;
+using Mobility.Daemon.Service;
+using Mobility.Daemon.Challenges;
+using Mobility.Daemon.Control;
+using Mobility.Daemon.Identity;
+using Mobility.Daemon.Peers;
+using Mobility.Daemon.Records;
+using Mobility.Daemon.State;
+
+namespace Mobility.Daemon;
+
+public static class MobilitydServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers the daemon's components: options (bound from the configuration root, validated on
+    /// start), identity, address monitor, control endpoint, challenger, record publisher, state files,
+    /// the API and its gRPC service (with JSON transcoding). An <see cref="Gns.Client.IGnsClient"/>
+    /// must be registered too (the host registers the real client; tests may register another first).
+    /// </summary>
+    public static IServiceCollection AddMobilityDaemon(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddOptions<MobilitydOptions>()
+            .Configure<IConfiguration>((options, configuration) => configuration.Bind(options))
+            .ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MobilitydOptions>, MobilitydOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<DaemonIdentity>();
+        services.TryAddSingleton<AddressMonitor>();
+        services.TryAddSingleton<PendingChallenges>();
+        services.TryAddSingleton<ControlEndpoint>();
+        services.TryAddSingleton<PeerBook>();
+        services.TryAddSingleton<Challenger>();
+        services.TryAddSingleton<RecordPublisher>();
+        services.TryAddSingleton<DaemonApi>();
+        services.TryAddSingleton<StateFiles>();
+        // Hosted in this order: addresses, then the control endpoint (bound before ready), then the rest.
+        services.AddHostedService(sp => sp.GetRequiredService<AddressMonitor>());
+        services.AddHostedService(sp => sp.GetRequiredService<ControlEndpoint>());
+        services.AddHostedService(sp => sp.GetRequiredService<RecordPublisher>());
+        services.AddHostedService(sp => sp.GetRequiredService<StateFiles>());
+        services.AddGrpc();
+        services.AddGrpc().AddJsonTranscoding();
+        return services;
+    }
+}

@@ -1,0 +1,90 @@
+using Google.Protobuf.WellKnownTypes;
+using Mobility.Daemon.Challenges;
+using Mobility.Protocol.Records;
+using Mobility.Daemon.Api;
+using Proto = Mobility.Daemon.Api;
+
+namespace Mobility.Daemon.Service;
+
+/// <summary>Conversions from the API's types to the generated messages, shared by the gRPC service and the state files.</summary>
+public static class ApiMapping
+{
+    public static Proto.Status ToProto(DaemonStatus status)
+    {
+        ArgumentNullException.ThrowIfNull(status);
+        var reply = new Proto.Status
+        {
+            Guid = status.Guid.ToString(),
+            AddressesFixed = status.AddressesFixed,
+            GnsReachable = status.GnsReachable,
+            RecordVersion = status.RecordVersion,
+            ObservedAddress = status.Observed?.ToString() ?? "",
+            GnsError = status.GnsError ?? "",
+            PeersVerified = (uint)status.PeersVerified,
+            TransportPort = (uint)status.TransportPort,
+            StartedAt = Timestamp.FromDateTimeOffset(status.StartedAt),
+        };
+        if (status.PublishedAt is { } published)
+        {
+            reply.PublishedAt = Timestamp.FromDateTimeOffset(published);
+        }
+
+        reply.Addresses.AddRange(status.Addresses.Select(a => a.ToString()));
+        reply.Control.AddRange(status.Control.Select(c => c.ToString()));
+        return reply;
+    }
+
+    public static Proto.Addresses ToProto(AddressesView view)
+    {
+        ArgumentNullException.ThrowIfNull(view);
+        var reply = new Proto.Addresses { Fixed = view.Fixed, RecordVersion = view.RecordVersion };
+        reply.Addresses_.AddRange(view.Addresses.Select(a => a.ToString()));
+        return reply;
+    }
+
+    public static Proto.GetIpReply ToProto(GnsRecord record)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        var reply = new Proto.GetIpReply
+        {
+            Guid = record.Guid.ToString(),
+            Name = record.Name ?? "",
+            Version = record.Version,
+            TtlSeconds = record.TtlSeconds,
+        };
+        reply.Addresses.AddRange(record.Locators.Select(l => l.Address.ToString()).Distinct());
+        reply.Locators.AddRange(record.Locators.Select(l => new Proto.Locator
+        {
+            Address = l.Address.ToString(),
+            Port = l.Port,
+            Kind = l.Kind.ToString().ToLowerInvariant(),
+        }));
+        return reply;
+    }
+
+    public static Proto.GetGuidFromIpReply ToProto(GuidsAtAddress result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var reply = new Proto.GetGuidFromIpReply { Address = result.Address.ToString(), Truncated = result.Truncated };
+        reply.Guids.AddRange(result.Verified.Select(g => g.ToString()));
+        reply.Refused.AddRange(result.Refused.Select(r => new Proto.RefusedClaim { Guid = r.Guid.ToString(), Reason = r.Reason }));
+        return reply;
+    }
+
+    public static Proto.ChallengeReply ToProto(ChallengeVerdict verdict)
+    {
+        ArgumentNullException.ThrowIfNull(verdict);
+        return new Proto.ChallengeReply
+        {
+            Verified = verdict.Verified,
+            Reason = verdict.Reason,
+            Detail = verdict.Detail,
+            Address = verdict.Target.Address.ToString(),
+            Port = (uint)verdict.Target.Port,
+            Guid = verdict.Guid.ToString(),
+            RttMs = verdict.RoundTrip.TotalMilliseconds,
+            Cached = verdict.Cached,
+            CheckedAt = Timestamp.FromDateTimeOffset(verdict.CheckedAt),
+        };
+    }
+}

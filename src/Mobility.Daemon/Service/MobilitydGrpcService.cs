@@ -1,0 +1,156 @@
+using System.Net;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Mobility.Daemon.Api;
+using Mobility.Daemon.Internal;
+using Mobility.Gns.Client;
+using Mobility.Protocol.Gns;
+using Mobility.Protocol.Identity;
+
+namespace Mobility.Daemon.Service;
+
+/// <summary>
+/// The gRPC face of <see cref="DaemonApi"/>; JSON transcoding serves the same methods as HTTP/JSON,
+/// on loopback TCP and on the Unix socket. SetAddresses is allowed only to the socket's owner or
+/// root (SO_PEERCRED), and over TCP only when <see cref="MobilitydOptions.AllowStateChangesOverTcp"/>.
+/// </summary>
+public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
+{
+    private readonly DaemonApi _api;
+    private readonly MobilitydOptions _options;
+    private readonly ILogger<MobilitydGrpcService> _logger;
+    private readonly uint _ownerUid = Native.EffectiveUserId();
+
+    public MobilitydGrpcService(DaemonApi api, IOptions<MobilitydOptions> options, ILogger<MobilitydGrpcService> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _api = api;
+        _options = options.Value;
+        _logger = logger;
+    }
+
+    public override Task<GetSelfGuidReply> GetSelfGuid(GetSelfGuidRequest request, ServerCallContext context)
+        => Task.FromResult(new GetSelfGuidReply { Guid = _api.GetSelfGuid().ToString() });
+
+    public override async Task<GetIpReply> GetIp(GetIpRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        var record = await Guard(() => _api.GetIpAsync(request.Target, context.CancellationToken)).ConfigureAwait(false);
+        return record is null
+            ? throw new RpcException(new Grpc.Core.Status(StatusCode.NotFound, $"The GNS has no record for '{request.Target}'."))
+            : ApiMapping.ToProto(record);
+    }
+
+    public override async Task<GetGuidFromIpReply> GetGuidFromIp(GetGuidFromIpRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        if (!IPAddress.TryParse(request.Address, out var address))
+        {
+            throw Invalid($"'{request.Address}' is not an IP address.");
+        }
+
+        var result = await Guard(() => _api.GetGuidFromIpAsync(address, context.CancellationToken)).ConfigureAwait(false);
+        return ApiMapping.ToProto(result);
+    }
+
+    public override async Task<ChallengeReply> Challenge(Api.ChallengeRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        if (!HostGuid.TryParse(request.Guid, out var guid))
+        {
+            throw Invalid($"'{request.Guid}' is not a GUID (40 hexadecimal characters).");
+        }
+
+        var target = Guard(() => _api.ParseChallengeTarget(request.Address));
+        var verdict = await _api.ChallengeAsync(target, guid, context.CancellationToken).ConfigureAwait(false);
+        return ApiMapping.ToProto(verdict);
+    }
+
+    public override Task<Api.Status> GetStatus(GetStatusRequest request, ServerCallContext context)
+        => Task.FromResult(ApiMapping.ToProto(_api.GetStatus()));
+
+    public override Task<Api.Addresses> GetAddresses(GetAddressesRequest request, ServerCallContext context)
+        => Task.FromResult(ApiMapping.ToProto(_api.GetAddresses()));
+
+    public override async Task<Api.Addresses> SetAddresses(SetAddressesRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        Authorize(context);
+        var addresses = Guard(() => DaemonApi.ParseAddresses(request.Addresses));
+        var view = await Guard(() => _api.SetAddressesAsync(addresses, context.CancellationToken)).ConfigureAwait(false);
+        return ApiMapping.ToProto(view);
+    }
+
+    /// <summary>Refuses a state change unless the caller is the socket's owner or root, or TCP changes are allowed.</summary>
+    private void Authorize(ServerCallContext context)
+    {
+        var http = context.GetHttpContext();
+        if (PeerCredentials.TryGet(http, out var peer))
+        {
+            if (peer.UserId == 0 || peer.UserId == _ownerUid)
+            {
+                return;
+            }
+
+            Log.Refused(_logger, peer.UserId, peer.ProcessId);
+            throw new RpcException(new Grpc.Core.Status(StatusCode.PermissionDenied,
+                $"Only the daemon's user ({_ownerUid}) or root may change the addresses; the caller is uid {peer.UserId}."));
+        }
+
+        if (_options.AllowStateChangesOverTcp)
+        {
+            return;
+        }
+
+        throw new RpcException(new Grpc.Core.Status(StatusCode.PermissionDenied,
+            "State changes are accepted only on the Unix socket (where the caller's user is known); AllowStateChangesOverTcp is off."));
+    }
+
+    private static RpcException Invalid(string message) => new(new Grpc.Core.Status(StatusCode.InvalidArgument, message));
+
+    private static T Guard<T>(Func<T> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (ArgumentException e)
+        {
+            throw Invalid(e.Message);
+        }
+    }
+
+    private static async Task<T> Guard<T>(Func<Task<T>> action)
+    {
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        catch (ArgumentException e)
+        {
+            throw Invalid(e.Message);
+        }
+        catch (GnsException e)
+        {
+            var code = e.Code switch
+            {
+                GnsErrorCode.NotFound => StatusCode.NotFound,
+                GnsErrorCode.Unavailable => StatusCode.Unavailable,
+                GnsErrorCode.RateLimited => StatusCode.ResourceExhausted,
+                _ => StatusCode.FailedPrecondition,
+            };
+            throw new RpcException(new Grpc.Core.Status(code, $"GNS: {e.Message}"));
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(5001, LogLevel.Debug, "Refused a state change from uid {Uid} (pid {Pid}).")]
+        public static partial void Refused(ILogger logger, uint uid, int pid);
+    }
+}

@@ -1,0 +1,163 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Mobility.Netlab.Emulation;
+using Mobility.Netlab.Interop;
+using Mobility.Netlab.Scenarios;
+using Mobility.Netlab.Systems;
+using Mobility.Netlab.Tool;
+using Mobility.Netlab.Topology;
+
+const string Usage = """
+    netlab link --tun-a NAME --tun-b NAME [--ns NAME] [--delay 25ms] [--jitter 0ms] [--loss 0%] [--queue-limit 4096] [--seed N] [--max-runtime 12h]
+        Forward IP packets between two TUN devices, delaying each direction (run inside a router namespace).
+    netlab up [--rtt 50] [--multihomed] [--hold 600s]
+        Build the evaluation topology with the emulator, print its namespaces, keep it until the hold time ends or Ctrl-C.
+    netlab cleanup [--all]
+        Remove mlab-* namespaces (and the processes inside) and mlab* links left by runs that are gone (--all: also live runs).
+    netlab calibrate [--rtt 50,10] [--out FILE]
+        Measure ping and TCP connect/echo RTT across the emulated link.
+    netlab evaluate [--rtt 50,10] [--scenario NAME,...] [--system NAME,...] [--out results.json]
+        Run the baseline scenarios and write results.json plus a table.
+    """;
+
+using var stop = new CancellationTokenSource();
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+
+if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+{
+    Console.WriteLine(Usage);
+    return args.Length == 0 ? 2 : 0;
+}
+
+try
+{
+    var options = new Arguments(args.Skip(1));
+    switch (args[0])
+    {
+        case "link":
+            return RunLink(options, stop.Token);
+        case "up":
+        {
+            var rtt = ParseRtts(options.Get("--rtt") ?? "50")[0];
+            var multihomed = options.Flag("--multihomed");
+            var hold = Durations.Parse(options.Get("--hold") ?? "600s");
+            options.RejectUnknown();
+            var topology = await EvaluationTopology.CreateAsync(new TopologyOptions { Link = LinkEmulatorOptions.ForRtt(TimeSpan.FromMilliseconds(rtt)), MultihomedClient = multihomed }).ConfigureAwait(false);
+            await using (topology.ConfigureAwait(false))
+            {
+                Console.WriteLine($"ready {topology.Lab.Prefix} {string.Join(' ', topology.Lab.Namespaces)}");
+                Console.Out.Flush();
+                try
+                {
+                    await Task.Delay(hold, stop.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Ctrl-C or SIGTERM: tear down below.
+                }
+            }
+
+            return 0;
+        }
+
+        case "cleanup":
+        {
+            var all = options.Flag("--all");
+            options.RejectUnknown();
+            var removed = await LabCleanup.RunAsync(includeLiveOwners: all, log: Console.Out).ConfigureAwait(false);
+            Console.WriteLine($"cleanup: removed {removed.Count} item(s)");
+            return 0;
+        }
+
+        case "calibrate":
+        {
+            var rtts = ParseRtts(options.Get("--rtt"));
+            var output = options.Get("--out");
+            options.RejectUnknown();
+            var results = await Calibration.RunAsync(rtts, Console.Out, stop.Token).ConfigureAwait(false);
+            Console.WriteLine(Calibration.FormatTable(results));
+            if (output is not null)
+            {
+                await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
+            }
+
+            return 0;
+        }
+
+        case "evaluate":
+        {
+            var rtts = ParseRtts(options.Get("--rtt"));
+            var scenarios = options.Get("--scenario")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
+            var systems = options.Get("--system")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
+            var output = options.Get("--out") ?? "artifacts/evaluation/results.json";
+            options.RejectUnknown();
+            var runner = new ScenarioRunner(Console.Out);
+            var results = await runner.RunAllAsync(BaselineSystems.All(), Scenario.All, rtts, scenarios, systems, stop.Token).ConfigureAwait(false);
+            await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
+            Console.WriteLine();
+            Console.WriteLine(ScenarioResult.FormatTable(results));
+            Console.WriteLine($"results: {output}");
+            return 0;
+        }
+
+        default:
+            Console.Error.WriteLine($"unknown command '{args[0]}'");
+            Console.Error.WriteLine(Usage);
+            return 2;
+    }
+}
+catch (Exception e) when (e is ArgumentException or FormatException)
+{
+    Console.Error.WriteLine($"netlab: {e.Message}");
+    return 2;
+}
+catch (OperationCanceledException) when (stop.IsCancellationRequested)
+{
+    Console.Error.WriteLine("netlab: interrupted");
+    return 130;
+}
+
+static int RunLink(Arguments options, CancellationToken stop)
+{
+    var tunA = options.Require("--tun-a");
+    var tunB = options.Require("--tun-b");
+    var ns = options.Get("--ns");
+    var link = new LinkEmulatorOptions
+    {
+        Delay = Durations.Parse(options.Get("--delay") ?? "0ms"),
+        Jitter = Durations.Parse(options.Get("--jitter") ?? "0ms"),
+        Loss = Durations.ParseLoss(options.Get("--loss") ?? "0%"),
+        MaxQueuedPackets = int.Parse(options.Get("--queue-limit") ?? LinkEmulatorOptions.DefaultMaxQueuedPackets.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture),
+        Seed = options.Get("--seed") is { } seed ? int.Parse(seed, CultureInfo.InvariantCulture) : null,
+    };
+    var maxRuntime = Durations.Parse(options.Get("--max-runtime") ?? "43200s");
+    options.RejectUnknown();
+    link.Validate();
+
+    if (ns is not null)
+    {
+        // TUN devices belong to the namespace of the thread that opens them.
+        NetworkNamespace.EnterOnCurrentThread(ns);
+    }
+
+    using var a = TunDevice.Open(tunA);
+    using var b = TunDevice.Open(tunB);
+    using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
+    deadline.CancelAfter(maxRuntime);
+    var emulator = new LinkEmulator(a, b, link);
+    Console.WriteLine($"ready {tunA}<->{tunB} delay={Durations.Format(link.Delay)} jitter={Durations.Format(link.Jitter)} loss={link.Loss:0.####} queue-limit={link.MaxQueuedPackets}");
+    Console.Out.Flush();
+    var stats = emulator.Run(deadline.Token);
+    foreach (var s in stats)
+    {
+        Console.Error.WriteLine($"{s.From}->{s.To}: received={s.Received} forwarded={s.Forwarded} lost={s.DroppedByLoss} queue-drops={s.DroppedByQueueLimit} write-failures={s.WriteFailures}");
+    }
+
+    return 0;
+}
+
+static IReadOnlyList<int> ParseRtts(string? text) =>
+    (text ?? "50,10").Split(',', StringSplitOptions.RemoveEmptyEntries)
+        .Select(t => int.Parse(t.Trim().Replace("ms", "", StringComparison.Ordinal), CultureInfo.InvariantCulture))
+        .ToList();

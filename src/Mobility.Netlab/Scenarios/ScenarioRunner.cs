@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using System.Net;
+using Mobility.Netlab.Emulation;
+using Mobility.Netlab.Topology;
+using Mobility.Netlab.Traffic;
+
+namespace Mobility.Netlab.Scenarios;
+
+/// <summary>Timing of one run. Defaults keep a full evaluation (4 scenarios x 2 systems x 2 RTTs) at a few minutes.</summary>
+public sealed record ScenarioTiming
+{
+    /// <summary>Steady transfer before the move (also the warm-up for the noise floor).</summary>
+    public TimeSpan BeforeMove { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>The sender keeps writing this long after the move.</summary>
+    public TimeSpan AfterMove { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// A connection that has not delivered everything this long after the move (plus any offline time) counts as
+    /// broken ("hang"). Far below TCP's own give-up time (tcp_retries2, about 15 minutes) by design.
+    /// </summary>
+    public TimeSpan Deadline { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>One chunk per interval: 1 KiB every 5 ms is 200 KiB/s, enough resolution for a 10 ms RTT.</summary>
+    public TimeSpan ChunkInterval { get; init; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>Connection setup (listen, connect, accept) must finish within this.</summary>
+    public TimeSpan SetupTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>Builds a fresh topology per run, streams chunks client→server, moves, and measures.</summary>
+public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timing = null)
+{
+    public const int Port = 5001;
+
+    private readonly ScenarioTiming _timing = timing ?? new ScenarioTiming();
+
+    public async Task<IReadOnlyList<ScenarioResult>> RunAllAsync(
+        IReadOnlyList<IScenarioSystem> systems,
+        IReadOnlyList<Scenario> scenarios,
+        IReadOnlyList<int> rttsMs,
+        IReadOnlyCollection<string>? onlyScenarios,
+        IReadOnlyCollection<string>? onlySystems,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(systems);
+        ArgumentNullException.ThrowIfNull(scenarios);
+        ArgumentNullException.ThrowIfNull(rttsMs);
+        var results = new List<ScenarioResult>();
+        foreach (var rtt in rttsMs)
+        {
+            foreach (var scenario in scenarios.Where(s => onlyScenarios is null || onlyScenarios.Contains(s.Name)))
+            {
+                foreach (var system in systems.Where(s => onlySystems is null || onlySystems.Contains(s.Name)))
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var result = await RunAsync(system, scenario, rtt, cancellationToken).ConfigureAwait(false);
+                    log?.WriteLine($"  => {result.Scenario} {result.System} rtt={result.RttMs}ms: {result.Outcome}, stall={result.StallMs?.ToString("0", System.Globalization.CultureInfo.InvariantCulture) ?? "-"} ms");
+                    results.Add(result);
+                }
+            }
+        }
+
+        return results;
+    }
+
+    /// <summary>One run; failures of the system under test become results, failures of the harness throw.</summary>
+    public async Task<ScenarioResult> RunAsync(IScenarioSystem system, Scenario scenario, int rttMs, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(system);
+        ArgumentNullException.ThrowIfNull(scenario);
+        if (system.Unsupported(scenario) is { } why)
+        {
+            return new ScenarioResult { Scenario = scenario.Name, System = system.Name, RttMs = rttMs, Outcome = "skipped: " + why };
+        }
+
+        log?.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {scenario.Name} / {system.Name} / {rttMs} ms RTT");
+        var options = new TopologyOptions
+        {
+            Link = LinkEmulatorOptions.ForRtt(TimeSpan.FromMilliseconds(rttMs)),
+            MultihomedClient = scenario.MultihomedClient,
+        };
+        var topology = await EvaluationTopology.CreateAsync(options, log).ConfigureAwait(false);
+        await using (topology.ConfigureAwait(false))
+        {
+            return await RunInTopologyAsync(topology, system, scenario, rttMs, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<ScenarioResult> RunInTopologyAsync(EvaluationTopology topology, IScenarioSystem system, Scenario scenario, int rttMs, CancellationToken cancellationToken)
+    {
+        using var setup = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        setup.CancelAfter(_timing.SetupTimeout);
+        await system.PrepareAsync(topology, scenario, setup.Token).ConfigureAwait(false);
+
+        var listener = await system.ListenAsync(topology, Port, setup.Token).ConfigureAwait(false);
+        await using var listenerScope = listener.ConfigureAwait(false);
+        var accept = listener.AcceptAsync(setup.Token);
+        var client = await system.ConnectAsync(topology, new IPEndPoint(topology.Server.PrimaryAddress, Port), setup.Token).ConfigureAwait(false);
+        await using var clientScope = client.ConfigureAwait(false);
+        var server = await accept.ConfigureAwait(false);
+        await using var serverScope = server.ConfigureAwait(false);
+
+        var offline = scenario == Scenario.ClientSleepResume ? Scenario.SleepDuration : TimeSpan.Zero;
+        using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        run.CancelAfter(_timing.BeforeMove + offline + _timing.Deadline + TimeSpan.FromSeconds(5));
+
+        var sender = new ChunkSender(client.Stream, _timing.ChunkInterval);
+        var receiver = new ChunkReceiver(server.Stream);
+        var sending = Task.Run(() => sender.RunAsync(_timing.BeforeMove + offline + _timing.AfterMove, run.Token), CancellationToken.None);
+        var receiving = Task.Run(() => receiver.RunAsync(run.Token), CancellationToken.None);
+
+        await Task.Delay(_timing.BeforeMove, cancellationToken).ConfigureAwait(false);
+        var moveAt = Stopwatch.GetTimestamp();
+        var moves = await scenario.Move(topology, cancellationToken).ConfigureAwait(false);
+        var moved = moves.Max(m => m.AttachedAt);
+        foreach (var move in moves)
+        {
+            await system.OnMovedAsync(topology, move, cancellationToken).ConfigureAwait(false);
+        }
+
+        var reacted = Stopwatch.GetTimestamp();
+
+        // Wait (bounded) until the sender finished and the receiver has everything, or the deadline passes.
+        var deadline = moveAt + (long)((offline + _timing.Deadline).TotalSeconds * Stopwatch.Frequency);
+        while (Stopwatch.GetTimestamp() < deadline && !(sending.IsCompleted && receiver.UniqueCount >= sender.ChunksWritten) && !receiving.IsCompleted)
+        {
+            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+        }
+
+        // A receiver that ended (reset/eof) gets a moment for the sender to notice too.
+        await run.CancelAsync().ConfigureAwait(false);
+        var senderReport = await sending.WaitAsync(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+        var end = await receiving.WaitAsync(TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+        var report = receiver.Report(end);
+
+        var written = senderReport.ChunksWritten;
+        var missing = StallAnalysis.MissingChunks(report.Arrivals, written);
+        var movedAfter = report.Arrivals.Any(a => a.At >= moveAt);
+        var survived = missing == 0 && report.Corrupt == 0 && senderReport.Error is null && movedAfter && end == "open at deadline";
+        var stall = survived ? StallAnalysis.StallMs(report.Arrivals, moveAt) : null;
+        var detected = client.MoveDetectedAt ?? server.MoveDetectedAt;
+        var notes = await system.DescribeRunAsync(topology, cancellationToken).ConfigureAwait(false);
+
+        return new ScenarioResult
+        {
+            Scenario = scenario.Name,
+            System = system.Name,
+            RttMs = rttMs,
+            MoveMs = Math.Round(StallAnalysis.Ms(moved - moveAt), 1),
+            ReactedMs = Math.Round(StallAnalysis.Ms(reacted - moveAt), 1),
+            DetectMs = detected is { } d ? Math.Round(StallAnalysis.Ms(d - moveAt), 1) : null,
+            StallMs = stall is { } s ? Math.Round(s, 1) : null,
+            StallRtt = stall is { } s2 ? Math.Round(s2 / rttMs, 2) : null,
+            BytesLost = missing * Chunks.Size,
+            BytesDuplicated = report.Duplicates * Chunks.Size,
+            Survived = survived,
+            Outcome = survived ? "survived" : DescribeFailure(end, senderReport, _timing.Deadline + offline),
+            BaselineGapP99Ms = StallAnalysis.BaselineGapP99Ms(report.Arrivals, moveAt) is { } b ? Math.Round(b, 1) : null,
+            ChunksSent = written,
+            ChunksReceived = report.Arrivals.Count,
+            Notes = notes,
+        };
+    }
+
+    private static string DescribeFailure(string receiverEnd, SenderReport sender, TimeSpan deadline)
+    {
+        var receiver = receiverEnd switch
+        {
+            "open at deadline" => $"hang: not all data after {deadline.TotalSeconds:0} s, connection still open",
+            "ConnectionReset" => "reset (RST)",
+            "eof" => "closed (FIN)",
+            _ => receiverEnd,
+        };
+        return sender.Error is { } e && receiverEnd == "open at deadline" && !e.StartsWith("cancelled", StringComparison.Ordinal) ? $"{receiver}; sender: {e}" : receiver;
+    }
+}

@@ -1,0 +1,122 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Mobility.Netlab.Interop;
+using Mobility.Netlab.Scenarios;
+using Mobility.Netlab.Topology;
+
+namespace Mobility.Netlab.Systems;
+
+/// <summary>Creates sockets inside a namespace; the socket stays in that namespace whichever thread uses it later.</summary>
+public static class LabSockets
+{
+    /// <summary><c>IPPROTO_MPTCP</c> from linux/in.h.</summary>
+    public const ProtocolType Mptcp = (ProtocolType)262;
+
+    public static Socket Create(string ns, ProtocolType protocol) =>
+        NetworkNamespace.Run(ns, () => protocol == Mptcp ? CreateMptcp() : new Socket(AddressFamily.InterNetwork, SocketType.Stream, protocol));
+
+    /// <summary>
+    /// .NET's Socket constructor only passes protocols it knows to socket(2) (262 fails with "Protocol not
+    /// supported"), so the MPTCP socket is made with libc and wrapped.
+    /// </summary>
+    private static Socket CreateMptcp()
+    {
+        var fd = Libc.Socket(Libc.AfInet, Libc.SockStream | Libc.SockCloExec, (int)Mptcp);
+        if (fd < 0)
+        {
+            throw new SocketException(Marshal.GetLastPInvokeError());
+        }
+
+        return new Socket(new SafeSocketHandle(fd, ownsHandle: true));
+    }
+}
+
+/// <summary>A connection backed by a kernel socket; no move detection of its own.</summary>
+internal sealed class SocketConnection(Socket socket) : IScenarioConnection
+{
+    public Socket Socket { get; } = socket;
+
+    public Stream Stream { get; } = new NetworkStream(socket, ownsSocket: true);
+
+    public long? MoveDetectedAt => null;
+
+    public ValueTask DisposeAsync() => Stream.DisposeAsync();
+}
+
+internal sealed class SocketListener(Socket socket) : IScenarioListener
+{
+    public async Task<IScenarioConnection> AcceptAsync(CancellationToken cancellationToken)
+    {
+        var accepted = await socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+        accepted.NoDelay = true;
+        return new SocketConnection(accepted);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        socket.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>Shared plumbing of the kernel-socket baselines: listen and connect with a given IP protocol.</summary>
+public abstract class SocketSystem(ProtocolType protocol) : IScenarioSystem
+{
+    public abstract string Name { get; }
+
+    public virtual string? Unsupported(Scenario scenario) => null;
+
+    public virtual Task PrepareAsync(EvaluationTopology topology, Scenario scenario, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task<IScenarioListener> ListenAsync(EvaluationTopology topology, int port, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(topology);
+        var socket = LabSockets.Create(topology.Server.Namespace, protocol);
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(new IPEndPoint(IPAddress.Any, port));
+            socket.Listen(16);
+            return Task.FromResult<IScenarioListener>(new SocketListener(socket));
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    public async Task<IScenarioConnection> ConnectAsync(EvaluationTopology topology, IPEndPoint server, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(topology);
+        var socket = LabSockets.Create(topology.Client.Namespace, protocol);
+        try
+        {
+            socket.NoDelay = true;
+            await socket.ConnectAsync(server, cancellationToken).ConfigureAwait(false);
+            return new SocketConnection(socket);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    public virtual Task OnMovedAsync(EvaluationTopology topology, MoveRecord move, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public virtual Task<string?> DescribeRunAsync(EvaluationTopology topology, CancellationToken cancellationToken) => Task.FromResult<string?>(null);
+}
+
+/// <summary>Plain TCP: nothing reacts to a move; the connection stays bound to the old address.</summary>
+public sealed class PlainTcpSystem() : SocketSystem(ProtocolType.Tcp)
+{
+    public override string Name => "tcp";
+}
+
+/// <summary>The baselines available today; Mobility joins this list once mobilityd can run in a namespace.</summary>
+public static class BaselineSystems
+{
+    public static IReadOnlyList<IScenarioSystem> All() => [new PlainTcpSystem(), new MptcpSystem()];
+}

@@ -1,0 +1,178 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+
+namespace Mobility.Netlab.Topology;
+
+/// <summary>One interface of a host and the subnet it can attach to.</summary>
+public sealed class HostInterface(string name, IPAddress address, int prefixLength, IPAddress gateway, int table)
+{
+    /// <summary>Interface name inside the host namespace (e.g. <c>e1</c>).</summary>
+    public string Name { get; } = name;
+
+    /// <summary>The address the host gets when it attaches to this subnet.</summary>
+    public IPAddress Address { get; } = address;
+
+    public int PrefixLength { get; } = prefixLength;
+
+    public IPAddress Gateway { get; } = gateway;
+
+    /// <summary>Routing table for traffic sourced from <see cref="Address"/> (multihoming needs source routing).</summary>
+    public int Table { get; } = table;
+
+    public bool IsAttached { get; internal set; }
+
+    public override string ToString() => $"{Name} {Address}/{PrefixLength} via {Gateway}";
+}
+
+/// <summary>What a move did and when (Stopwatch timestamps), for the scenario's timeline.</summary>
+public sealed record MoveRecord(string Host, string? From, string? To, long StartedAt, long LostAt, long AttachedAt);
+
+/// <summary>
+/// A host namespace whose interfaces come and go like a laptop's: leaving a network takes the link down and deletes
+/// the address (routes through it vanish with it); joining one adds the address, brings the link up, installs the
+/// source route and, for the primary interface, the default route.
+/// </summary>
+public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface> interfaces)
+{
+    public string Role { get; } = role;
+
+    public string Namespace { get; } = ns;
+
+    public IReadOnlyList<HostInterface> Interfaces { get; } = interfaces;
+
+    public HostInterface Interface(string name) => Interfaces.FirstOrDefault(i => i.Name == name) ?? throw new ArgumentException($"{Role} has no interface {name}", nameof(name));
+
+    /// <summary>The address of the first attached interface (the one a new connection uses).</summary>
+    public IPAddress PrimaryAddress => Interfaces.FirstOrDefault(i => i.IsAttached)?.Address ?? throw new InvalidOperationException($"{Role} has no attached interface");
+
+    /// <summary>Joins the subnet of <paramref name="iface"/>: address, link up, source route, and the default route when <paramref name="makeDefault"/>.</summary>
+    public async Task AttachAsync(HostInterface iface, bool makeDefault = true)
+    {
+        await Ip.BatchAsync(Namespace, AttachCommands(iface, makeDefault)).ConfigureAwait(false);
+        iface.IsAttached = true;
+    }
+
+    /// <summary>Leaves the subnet of <paramref name="iface"/>: link down (carrier lost), address deleted, source rule removed.</summary>
+    public async Task DetachAsync(HostInterface iface)
+    {
+        await Ip.BatchAsync(Namespace, DetachCommands(iface)).ConfigureAwait(false);
+        iface.IsAttached = false;
+    }
+
+    /// <summary>
+    /// A laptop changing networks: <paramref name="from"/> is lost, <paramref name="to"/> appears (with the default
+    /// route) after <paramref name="offline"/>. Without offline time both halves run in one <c>ip -batch</c>.
+    /// </summary>
+    public async Task<MoveRecord> MoveAsync(HostInterface from, HostInterface to, TimeSpan offline = default, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(from);
+        ArgumentNullException.ThrowIfNull(to);
+        var started = Stopwatch.GetTimestamp();
+        if (offline <= TimeSpan.Zero)
+        {
+            await Ip.BatchAsync(Namespace, [.. DetachCommands(from), .. AttachCommands(to, makeDefault: true)]).ConfigureAwait(false);
+            from.IsAttached = false;
+            to.IsAttached = true;
+            var done = Stopwatch.GetTimestamp();
+            return new MoveRecord(Role, from.Name, to.Name, started, done, done);
+        }
+
+        await DetachAsync(from).ConfigureAwait(false);
+        var lost = Stopwatch.GetTimestamp();
+        await Task.Delay(offline, cancellationToken).ConfigureAwait(false);
+        await AttachAsync(to, makeDefault: true).ConfigureAwait(false);
+        return new MoveRecord(Role, from.Name, to.Name, started, lost, Stopwatch.GetTimestamp());
+    }
+
+    /// <summary>A multihomed host loses one of its interfaces; the default route moves to a remaining one.</summary>
+    public async Task<MoveRecord> LoseAsync(HostInterface lost, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(lost);
+        cancellationToken.ThrowIfCancellationRequested();
+        var started = Stopwatch.GetTimestamp();
+        var remaining = Interfaces.FirstOrDefault(i => i.IsAttached && i != lost);
+        IEnumerable<string> commands = DetachCommands(lost);
+        if (remaining is not null)
+        {
+            commands = commands.Append($"route replace default via {remaining.Gateway} dev {remaining.Name}");
+        }
+
+        await Ip.BatchAsync(Namespace, commands).ConfigureAwait(false);
+        lost.IsAttached = false;
+        var done = Stopwatch.GetTimestamp();
+        return new MoveRecord(Role, lost.Name, remaining?.Name, started, done, done);
+    }
+
+    private static List<string> AttachCommands(HostInterface iface, bool makeDefault)
+    {
+        ArgumentNullException.ThrowIfNull(iface);
+        var table = iface.Table.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var commands = new List<string>
+        {
+            $"addr add {iface.Address}/{iface.PrefixLength} dev {iface.Name}",
+            $"link set {iface.Name} up",
+            $"route replace default via {iface.Gateway} dev {iface.Name} table {table}",
+            $"rule add from {iface.Address} lookup {table} priority {table}",
+        };
+        if (makeDefault)
+        {
+            commands.Add($"route replace default via {iface.Gateway} dev {iface.Name}");
+        }
+
+        return commands;
+    }
+
+    private static List<string> DetachCommands(HostInterface iface)
+    {
+        ArgumentNullException.ThrowIfNull(iface);
+        return
+        [
+            $"link set {iface.Name} down",
+            $"addr del {iface.Address}/{iface.PrefixLength} dev {iface.Name}",
+            $"rule del from {iface.Address} lookup {iface.Table.ToString(System.Globalization.CultureInfo.InvariantCulture)}",
+        ];
+    }
+
+    /// <summary>The IPv4 addresses currently configured (from <c>ip -j addr</c>), without loopback.</summary>
+    public async Task<IReadOnlyList<(string Interface, IPAddress Address)>> GetAddressesAsync()
+    {
+        var json = await Ip.InAsync(Namespace, "-j", "-4", "addr", "show").ConfigureAwait(false);
+        using var doc = JsonDocument.Parse(json);
+        var list = new List<(string, IPAddress)>();
+        foreach (var link in doc.RootElement.EnumerateArray())
+        {
+            var name = link.GetProperty("ifname").GetString() ?? "";
+            if (name == "lo" || !link.TryGetProperty("addr_info", out var infos))
+            {
+                continue;
+            }
+
+            foreach (var info in infos.EnumerateArray())
+            {
+                if (info.TryGetProperty("local", out var local) && IPAddress.TryParse(local.GetString(), out var address))
+                {
+                    list.Add((name, address));
+                }
+            }
+        }
+
+        return list;
+    }
+
+    /// <summary>The gateway and device of the main table's default route, or null when there is none.</summary>
+    public async Task<(IPAddress Gateway, string Device)?> GetDefaultRouteAsync()
+    {
+        var json = await Ip.InAsync(Namespace, "-j", "-4", "route", "show", "default").ConfigureAwait(false);
+        using var doc = JsonDocument.Parse(string.IsNullOrWhiteSpace(json) ? "[]" : json);
+        foreach (var route in doc.RootElement.EnumerateArray())
+        {
+            if (route.TryGetProperty("gateway", out var gw) && IPAddress.TryParse(gw.GetString(), out var gateway))
+            {
+                return (gateway, route.GetProperty("dev").GetString() ?? "");
+            }
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,59 @@
+namespace Mobility.Netlab.Topology;
+
+/// <summary>What the harness needs from the machine: root, network namespaces, TUN, iproute2.</summary>
+public static class LabRequirements
+{
+    /// <summary>Null when everything is there, otherwise why the harness cannot run here.</summary>
+    public static string? MissingRequirement()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return "the network lab needs Linux";
+        }
+
+        if (System.Environment.UserName != "root" && !IsRootByUid())
+        {
+            return "the network lab needs root (network namespaces, TUN devices)";
+        }
+
+        if (!File.Exists("/dev/net/tun"))
+        {
+            return "/dev/net/tun is missing (no TUN support)";
+        }
+
+        if (!File.Exists("/usr/sbin/ip") && !File.Exists("/sbin/ip") && !File.Exists("/usr/bin/ip") && !File.Exists("/bin/ip"))
+        {
+            return "iproute2 ('ip') is not installed";
+        }
+
+        return null;
+    }
+
+    public static void CheckRequirements()
+    {
+        if (MissingRequirement() is { } why)
+        {
+            throw new PlatformNotSupportedException(why);
+        }
+    }
+
+    private static bool IsRootByUid()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+            {
+                if (line.StartsWith("Uid:", StringComparison.Ordinal))
+                {
+                    return line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1] == "0";
+                }
+            }
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+
+        return false;
+    }
+}

@@ -1,0 +1,71 @@
+using Microsoft.Extensions.Configuration;
+
+namespace Mobility.Daemon.Tests.Unit;
+
+public sealed class OptionsValidatorTests
+{
+    [Fact]
+    public void Defaults_are_valid()
+        => Assert.True(new MobilitydOptionsValidator().Validate(null, new MobilitydOptions()).Succeeded);
+
+    [Fact]
+    public void Each_bad_value_is_reported_with_its_flag()
+    {
+        var options = new MobilitydOptions
+        {
+            Gns = "nowhere",
+            Http = "127.0.0.1",
+            Addresses = ["not-an-ip"],
+            Name = "bad name",
+            TransportPort = 0,
+        };
+        options.AddressWatch.Debounce = TimeSpan.FromSeconds(1);
+        options.Challenge.Attempts = 0;
+
+        var result = new MobilitydOptionsValidator().Validate(null, options);
+
+        Assert.True(result.Failed);
+        var failures = string.Join('\n', result.Failures!);
+        Assert.Contains("--gns", failures, StringComparison.Ordinal);
+        Assert.Contains("--http", failures, StringComparison.Ordinal);
+        Assert.Contains("--address", failures, StringComparison.Ordinal);
+        Assert.Contains("Name", failures, StringComparison.Ordinal);
+        Assert.Contains("TransportPort", failures, StringComparison.Ordinal);
+        Assert.Contains("Debounce", failures, StringComparison.Ordinal);
+        Assert.Contains("Challenge:Attempts", failures, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_example_configuration_is_valid_and_matches_the_defaults()
+    {
+        var configuration = new Microsoft.Extensions.Configuration.ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "deploy", "mobilityd.json"))
+            .Build();
+        var options = new MobilitydOptions();
+        Microsoft.Extensions.Configuration.ConfigurationBinder.Bind(configuration, options);
+        var defaults = new MobilitydOptions();
+
+        Assert.True(new MobilitydOptionsValidator().Validate(null, options).Succeeded);
+        Assert.Equal("192.0.2.53:7353", options.Gns);
+        Assert.Equal(defaults.Http, options.Http);
+        Assert.Equal(defaults.Grpc, options.Grpc);
+        Assert.Equal(defaults.ControlPort, options.ControlPort);
+        Assert.Equivalent(defaults.Challenge, options.Challenge);
+        Assert.Equivalent(defaults.Record, options.Record);
+        Assert.Equivalent(defaults.AddressWatch, options.AddressWatch);
+        Assert.Equivalent(defaults.ControlLimits, options.ControlLimits);
+    }
+
+    [Fact]
+    public void Off_turns_an_endpoint_off()
+    {
+        var options = new MobilitydOptions { Http = "off", Grpc = "off", Socket = "off" };
+        Assert.True(new MobilitydOptionsValidator().Validate(null, options).Succeeded);
+        Assert.Null(options.ResolveSocketPath());
+        Assert.Null(options.ResolveGrpcSocketPath());
+    }
+
+    [Fact]
+    public void The_grpc_socket_sits_beside_the_main_socket()
+        => Assert.Equal("/tmp/x/mobilityd-grpc.sock", new MobilitydOptions { Socket = "/tmp/x/mobilityd.sock" }.ResolveGrpcSocketPath());
+}
