@@ -8,6 +8,7 @@ using Mobility.Bench.Gns;
 //   gns-bench run  --gns IP:PORT [--records N] [--duration S] [--concurrency C] [--sockets K] [--skip-preload] [--json FILE]
 //   gns-bench dns  --server IP:PORT --zone gns.test [--records N] [--duration S] [--concurrency C] [--sockets K] [--json FILE]
 //   gns-bench zone --zone gns.test --zone-file FILE --query-file FILE [--records N]
+//   gns-bench watch-latency --gns IP:PORT --watch-grpc http://IP:PORT [--updates N] [--hosts K] [--pause-ms P] [--json FILE]
 //
 // Socket completions run inline on the epoll thread instead of hopping to the thread pool: for a load
 // generator whose per-reply work is a few microseconds, the hop costs more than the work (measured
@@ -29,6 +30,9 @@ internal static class BenchCommand
           gns-bench dns  --server IP:PORT --zone Z   the same timed lookups as DNS A queries (same client)
           gns-bench zone --zone Z --zone-file F --query-file F [--records N]
                                                      write the same N hosts as a DNS zone and a dnsperf query file
+          gns-bench watch-latency --gns IP:PORT --watch-grpc http://IP:PORT [--updates N] [--hosts K] [--pause-ms P]
+                                                     send N signed updates (one at a time) to the gns at --gns over UDP and
+                                                     time each until the Watch stream of the gns at --watch-grpc pushes it
 
         Options:
           --records N              hosts (default 100000); host i is derived from i, so every tool names the same hosts
@@ -76,6 +80,11 @@ internal static class BenchCommand
                 "run" => await RunGnsAsync(options),
                 "dns" => await RunDnsAsync(options),
                 "zone" => WriteZone(options),
+                "watch-latency" => await WatchLatency.RunAsync(EndPoint(options, "gns"),
+                    Uri.TryCreate(Text(options, "watch-grpc"), UriKind.Absolute, out var watchGrpc) ? watchGrpc
+                        : throw new ArgumentException("--watch-grpc http://IP:PORT is required"),
+                    Int(options, "updates", 200), Int(options, "hosts", 16),
+                    TimeSpan.FromMilliseconds(Double(options, "pause-ms", 0)), Text(options, "json")),
                 _ => throw new ArgumentException($"unknown command '{verb}'"),
             };
         }
