@@ -86,6 +86,21 @@ public sealed class MobilitydOptions
     /// <summary>Port of the mobile transport carried by every Host locator.</summary>
     public int TransportPort { get; set; } = DefaultTransportPort;
 
+    /// <summary>
+    /// Endpoint of the mobile transport listener (IP:PORT; port 0 picks one, and that one is published).
+    /// Empty: <see cref="TransportPort"/> on the host's first address when the addresses are fixed
+    /// (moving with them), otherwise on 0.0.0.0.
+    /// </summary>
+    public string? Transport { get; set; }
+
+    /// <summary>The SOCKS5 endpoint for unmodified applications (loopback: whoever reaches it uses this host's identity); empty or "off" disables it.</summary>
+    public string? Socks { get; set; } = DefaultSocks;
+
+    /// <summary>Default <see cref="Socks"/>: the usual SOCKS port, on loopback.</summary>
+    public const string DefaultSocks = "127.0.0.1:1080";
+
+    public Forwarding.ForwardingOptions Forwarding { get; set; } = new();
+
     /// <summary>Name bound to the GUID in the GNS (one DNS label), or none.</summary>
     public string? Name { get; set; }
 

@@ -56,6 +56,16 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, options.ControlPort is >= 0 and <= ushort.MaxValue, "ControlPort must be 0 to 65535.");
         Check(failures, options.TransportPort is >= 1 and <= ushort.MaxValue, "TransportPort must be 1 to 65535.");
         Check(failures, options.MaxKnownPeers is >= 1 and <= 1_000_000, "MaxKnownPeers must be 1 to 1000000.");
+        Check(failures, string.IsNullOrWhiteSpace(options.Transport) || EndPoints.TryParse(options.Transport, out _),
+            $"Transport (--transport) '{options.Transport}' is not IP:PORT.");
+        Check(failures, string.IsNullOrWhiteSpace(options.Socks) || string.Equals(options.Socks, MobilitydOptions.Off, StringComparison.OrdinalIgnoreCase)
+            || EndPoints.TryParse(options.Socks, out _), $"Socks (--socks) '{options.Socks}' is not IP:PORT or \"off\".");
+        var forwarding = options.Forwarding;
+        Check(failures, forwarding.IdleTimeout > TimeSpan.Zero && forwarding.HandshakeTimeout > TimeSpan.Zero && forwarding.ConnectTimeout > TimeSpan.Zero,
+            "Forwarding timeouts must be positive.");
+        Check(failures, forwarding.MaxRelays is >= 1 and <= 1_000_000, "Forwarding:MaxRelays must be 1 to 1000000.");
+        Check(failures, forwarding.MaxWatchedPeers is >= 1 and <= 100_000, "Forwarding:MaxWatchedPeers must be 1 to 100000.");
+        Check(failures, forwarding.Exposed.All(p => p is >= 1 and <= ushort.MaxValue), "Forwarding:Exposed ports must be 1 to 65535.");
 
         var watch = options.AddressWatch;
         Check(failures, watch.RecheckInterval >= TimeSpan.FromMilliseconds(100), "AddressWatch:RecheckInterval must be at least 100 ms.");

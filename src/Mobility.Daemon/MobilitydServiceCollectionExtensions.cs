@@ -7,6 +7,7 @@ using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Service;
 using Mobility.Daemon.Challenges;
 using Mobility.Daemon.Control;
+using Mobility.Daemon.Forwarding;
 using Mobility.Daemon.Identity;
 using Mobility.Daemon.Peers;
 using Mobility.Daemon.Records;
@@ -39,9 +40,16 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<RecordPublisher>();
         services.TryAddSingleton<DaemonApi>();
         services.TryAddSingleton<StateFiles>();
-        // Hosted in this order: addresses, then the control endpoint (bound before ready), then the rest.
+        services.TryAddSingleton<ExposedPorts>();
+        services.TryAddSingleton<GnsPeerLocator>();
+        services.TryAddSingleton<MobileForwarder>();
+        services.TryAddSingleton<Socks5Endpoint>();
+        // Hosted in this order: addresses, then the control endpoint (bound before ready), the transport and SOCKS5, then the rest.
         services.AddHostedService(sp => sp.GetRequiredService<AddressMonitor>());
         services.AddHostedService(sp => sp.GetRequiredService<ControlEndpoint>());
+        // The transport before the record publisher: it publishes the transport's real port.
+        services.AddHostedService(sp => sp.GetRequiredService<MobileForwarder>());
+        services.AddHostedService(sp => sp.GetRequiredService<Socks5Endpoint>());
         services.AddHostedService(sp => sp.GetRequiredService<RecordPublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<StateFiles>());
         services.AddGrpc();

@@ -20,7 +20,7 @@ public sealed class ProcessTests
             "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--socket", Path.Combine(firstDir, "d.sock"),
         ]);
         var ready = await first.WaitReadyAsync();
-        Assert.Matches(@"^mobilityd ready guid=[0-9a-f]{40} control=[0-9.]+:7390 http=http://127\.0\.0\.1:[1-9][0-9]* socket=\S+ grpc=http://127\.0\.0\.1:[1-9][0-9]* grpc-socket=\S+ gns=127\.0\.0\.1:[1-9][0-9]*$", ready);
+        Assert.Matches(@"^mobilityd ready guid=[0-9a-f]{40} control=[0-9.]+:7390 http=http://127\.0\.0\.1:[1-9][0-9]* socket=\S+ grpc=http://127\.0\.0\.1:[1-9][0-9]* grpc-socket=\S+ transport=[0-9.]+:[1-9][0-9]* socks=\S+ gns=127\.0\.0\.1:[1-9][0-9]*$", ready);
         await using var second = DaemonProcess.Start(
             ["--state-dir", secondDir, "--http", "127.0.0.1:0", "--grpc", "off", "--socket", Path.Combine(secondDir, "d.sock"), "--gns", first.Field("gns")],
             new Dictionary<string, string> { ["MOBILITYD_Addresses__0"] = secondAddress.ToString(), ["MOBILITYD_TransportPort"] = "9100" });

@@ -14,5 +14,7 @@ public static class CommandGroups
         GnsCommands.Create,
         // mobilityd's API (over its Unix socket): guid, ip, guids, challenge, status, addresses.
         .. DaemonCommands.All,
+        // Unmodified applications through mobilityd: expose, unexpose, exposed, connect, forward.
+        .. ForwardCommands.All,
     ];
 }

@@ -230,7 +230,7 @@ public static class DaemonCommands
     }
 
     /// <summary>Sends one request over the Unix socket; maps HTTP errors to exit codes with the daemon's message.</summary>
-    private static async Task<JsonElement> SendAsync(CommandContext context, Option<string?> socketOption, HttpMethod method, string path, object? body = null)
+    internal static async Task<JsonElement> SendAsync(CommandContext context, Option<string?> socketOption, HttpMethod method, string path, object? body = null)
     {
         var socket = ResolveSocket(context.Get(socketOption));
         using var handler = new SocketsHttpHandler

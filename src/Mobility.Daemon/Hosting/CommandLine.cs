@@ -33,6 +33,8 @@ public static class CommandLine
           --control IP:PORT      control (challenge) endpoint; repeatable (default port 7390 on each address)
           --address IP           fixed host address; repeatable (default: the interfaces' addresses)
           --transport-port PORT  port published in Host locators (default 7391)
+          --transport IP:PORT    mobile transport listener (default: the port on the fixed address, else 0.0.0.0; port 0 picks one)
+          --socks IP:PORT        SOCKS5 endpoint for unmodified applications (default 127.0.0.1:1080); "off"
           --name NAME            name bound to the GUID in the GNS
           --allow-loopback, --allow-link-local   publish such interface addresses
           --config FILE          extra JSON configuration file

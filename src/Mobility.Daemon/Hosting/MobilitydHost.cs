@@ -164,7 +164,7 @@ public static partial class MobilitydHost
     }
 
     /// <summary>
-    /// <c>mobilityd ready guid=&lt;guid&gt; control=IP:PORT[,IP:PORT] http=http://IP:PORT socket=PATH grpc=http://IP:PORT grpc-socket=PATH [gns=IP:PORT]</c>;
+    /// <c>mobilityd ready guid=&lt;guid&gt; control=IP:PORT[,IP:PORT] http=http://IP:PORT socket=PATH grpc=http://IP:PORT grpc-socket=PATH transport=IP:PORT socks=IP:PORT [gns=IP:PORT]</c>;
     /// "-" stands for an endpoint that is off; gns= appears with the embedded GNS (its UDP endpoint).
     /// </summary>
     public static string ReadyLine(IServiceProvider services)
@@ -176,6 +176,9 @@ public static partial class MobilitydHost
         var line = $"mobilityd ready guid={identity.Guid} control={(control.IsEmpty ? "-" : string.Join(',', control))} " +
                    $"http={(endpoints.Http is { } http ? $"http://{http}" : "-")} socket={endpoints.SocketPath ?? "-"} " +
                    $"grpc={(endpoints.Grpc is { } grpc ? $"http://{grpc}" : "-")} grpc-socket={endpoints.GrpcSocketPath ?? "-"}";
+        var transport = services.GetRequiredService<Forwarding.MobileForwarder>().LocalEndPoint;
+        var socks = services.GetRequiredService<Forwarding.Socks5Endpoint>().LocalEndPoint;
+        line = $"{line} transport={transport} socks={(socks is null ? "-" : socks.ToString())}";
         return services.GetService<Gns.Udp.GnsUdpServer>()?.LocalEndPoint is { } gns ? $"{line} gns={gns}" : line;
     }
 

@@ -42,6 +42,14 @@ public static class ApiMapping
         return reply;
     }
 
+    public static Proto.ExposedPorts ToProto(ExposedView view)
+    {
+        ArgumentNullException.ThrowIfNull(view);
+        var reply = new Proto.ExposedPorts { Transport = view.Transport.ToString() };
+        reply.Ports.AddRange(view.Ports.Select(p => (uint)p));
+        return reply;
+    }
+
     public static Proto.GetIpReply ToProto(GnsRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Challenges;
 using Mobility.Daemon.Control;
+using Mobility.Daemon.Forwarding;
 using Mobility.Daemon.Identity;
 using Mobility.Daemon.Peers;
 using Mobility.Daemon.Records;
@@ -34,6 +35,9 @@ public sealed record RefusedClaim(HostGuid Guid, string Reason);
 /// <summary>The answer of get_guid_from_ip: only <see cref="Verified"/> GUIDs are to be trusted.</summary>
 public sealed record GuidsAtAddress(IPAddress Address, ImmutableArray<HostGuid> Verified, ImmutableArray<RefusedClaim> Refused, bool Truncated);
 
+/// <summary>The ports forwarded to 127.0.0.1 for peers, and the transport endpoint.</summary>
+public sealed record ExposedView(ImmutableArray<int> Ports, IPEndPoint Transport);
+
 /// <summary>The host's addresses and the last published record version.</summary>
 public sealed record AddressesView(ImmutableArray<IPAddress> Addresses, bool Fixed, ulong RecordVersion);
 
@@ -55,9 +59,11 @@ public sealed class DaemonApi
     private readonly IGnsClient _gns;
     private readonly TimeProvider _time;
     private readonly DateTimeOffset _startedAt;
+    private readonly ExposedPorts _exposed;
+    private readonly MobileForwarder _forwarder;
 
     public DaemonApi(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, RecordPublisher publisher,
-        Challenger challenger, ControlEndpoint control, PeerBook peers, IGnsClient gns, TimeProvider time)
+        Challenger challenger, ControlEndpoint control, PeerBook peers, IGnsClient gns, TimeProvider time, ExposedPorts exposed, MobileForwarder forwarder)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(time);
@@ -71,6 +77,25 @@ public sealed class DaemonApi
         _gns = gns;
         _time = time;
         _startedAt = time.GetUtcNow();
+        _exposed = exposed;
+        _forwarder = forwarder;
+    }
+
+    /// <summary>The exposed ports (ascending) and where the transport listens.</summary>
+    public ExposedView ListExposed() => new([.. _exposed.Current], _forwarder.LocalEndPoint);
+
+    /// <summary>Exposes a local port to peers. Callers check the caller's right to do this first.</summary>
+    public ExposedView Expose(int port)
+    {
+        _exposed.Expose(port);
+        return ListExposed();
+    }
+
+    /// <summary>Stops exposing a port. Callers check the caller's right to do this first.</summary>
+    public ExposedView Unexpose(int port)
+    {
+        _exposed.Unexpose(port);
+        return ListExposed();
     }
 
     /// <summary>get_self_guid.</summary>

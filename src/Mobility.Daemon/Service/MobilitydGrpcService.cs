@@ -86,6 +86,25 @@ public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
         return ApiMapping.ToProto(view);
     }
 
+    public override Task<Api.ExposedPorts> Expose(ExposeRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        Authorize(context);
+        return Task.FromResult(ApiMapping.ToProto(Guard(() => _api.Expose(checked((int)Math.Min(request.Port, int.MaxValue))))));
+    }
+
+    public override Task<Api.ExposedPorts> Unexpose(UnexposeRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        Authorize(context);
+        return Task.FromResult(ApiMapping.ToProto(Guard(() => _api.Unexpose(checked((int)Math.Min(request.Port, int.MaxValue))))));
+    }
+
+    public override Task<Api.ExposedPorts> ListExposed(ListExposedRequest request, ServerCallContext context)
+        => Task.FromResult(ApiMapping.ToProto(_api.ListExposed()));
+
     /// <summary>Refuses a state change unless the caller is the socket's owner or root, or TCP changes are allowed.</summary>
     private void Authorize(ServerCallContext context)
     {
@@ -99,7 +118,7 @@ public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
 
             Log.Refused(_logger, peer.UserId, peer.ProcessId);
             throw new RpcException(new Grpc.Core.Status(StatusCode.PermissionDenied,
-                $"Only the daemon's user ({_ownerUid}) or root may change the addresses; the caller is uid {peer.UserId}."));
+                $"Only the daemon's user ({_ownerUid}) or root may change the daemon's state; the caller is uid {peer.UserId}."));
         }
 
         if (_options.AllowStateChangesOverTcp)

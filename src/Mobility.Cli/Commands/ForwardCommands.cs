@@ -1,0 +1,330 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+
+namespace Mobility.Cli.Commands;
+
+/// <summary>
+/// Serving and reaching unmodified applications through mobilityd: <c>mob expose | unexpose |
+/// exposed</c> (the daemon's API over its Unix socket; exposing is for the socket's owner or root),
+/// <c>mob connect</c> (stdin/stdout through the daemon's SOCKS5 endpoint, for
+/// <c>ssh -o ProxyCommand='mob connect %h %p'</c>) and <c>mob forward</c> (a local TCP port whose
+/// connections go through it). The SOCKS5 endpoint: <c>--socks IP:PORT</c>, else $MOBILITYD_SOCKS,
+/// else 127.0.0.1:1080.
+/// </summary>
+public static class ForwardCommands
+{
+    public const string SocksEnvironmentVariable = "MOBILITYD_SOCKS";
+    public const string DefaultSocks = "127.0.0.1:1080";
+
+    /// <summary>Longest wait for the daemon (API call or SOCKS5 handshake, which includes reaching the peer).</summary>
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>One factory per top-level command, in the shape of <c>CommandGroups.All</c>.</summary>
+    public static IReadOnlyList<Func<Command>> All { get; } = [Expose, Unexpose, Exposed, Connect, Forward];
+
+    public static IEnumerable<Command> Create() => All.Select(create => create());
+
+    private static Option<string?> SocketOption() => new("--socket")
+    {
+        Description = $"mobilityd's Unix socket (default: ${DaemonCommands.SocketEnvironmentVariable}, else {DaemonCommands.DefaultSocket})",
+        HelpName = "PATH",
+    };
+
+    private static Option<string?> SocksOption() => new("--socks")
+    {
+        Description = $"mobilityd's SOCKS5 endpoint (default: ${SocksEnvironmentVariable}, else {DefaultSocks})",
+        HelpName = "IP:PORT",
+    };
+
+    private static Argument<int> PortArgument(string name, string description) => new(name) { Description = description };
+
+    private static Command Expose()
+    {
+        var socket = SocketOption();
+        var port = PortArgument("port", "Local port (on 127.0.0.1) that peers may reach through the mobile transport");
+        var command = new Command("expose", "Let peers reach a local port through mobilityd (socket owner or root only)") { socket, port };
+        command.SetHandler(async context =>
+            PrintPorts(context, await DaemonCommands.SendAsync(context, socket, HttpMethod.Post, "v1/exposed", new Dictionary<string, int> { ["port"] = CheckPort(context.Get(port)) })));
+        return command;
+    }
+
+    private static Command Unexpose()
+    {
+        var socket = SocketOption();
+        var port = PortArgument("port", "An exposed port");
+        var command = new Command("unexpose", "Stop exposing a local port (socket owner or root only)") { socket, port };
+        command.SetHandler(async context =>
+            PrintPorts(context, await DaemonCommands.SendAsync(context, socket, HttpMethod.Delete, $"v1/exposed/{CheckPort(context.Get(port)).ToString(CultureInfo.InvariantCulture)}")));
+        return command;
+    }
+
+    private static Command Exposed()
+    {
+        var socket = SocketOption();
+        var command = new Command("exposed", "List the local ports peers may reach") { socket };
+        command.SetHandler(async context => PrintPorts(context, await DaemonCommands.SendAsync(context, socket, HttpMethod.Get, "v1/exposed")));
+        return command;
+    }
+
+    private static Command Connect()
+    {
+        var socks = SocksOption();
+        var target = new Argument<string>("guid|name") { Description = "The host: a GUID, <guid>.guid or a GNS name" };
+        var port = PortArgument("port", "The port the host exposes");
+        var command = new Command("connect", "Relay stdin/stdout to a host's port through mobilityd (ssh -o ProxyCommand='mob connect %h %p')") { socks, target, port };
+        command.SetHandler(async context =>
+        {
+            using var socket = await SocksConnectAsync(ResolveSocks(context.Get(socks)), context.Get(target)!, CheckPort(context.Get(port)), context.CancellationToken);
+            using var stdin = Console.OpenStandardInput();
+            using var stdout = Console.OpenStandardOutput();
+            await RelayAsync(socket, stdin, stdout, context.CancellationToken);
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    private static Command Forward()
+    {
+        var socks = SocksOption();
+        var local = PortArgument("local-port", "Port to listen on, on 127.0.0.1 (0 picks one, printed)");
+        var remote = new Argument<string>("guid|name:port") { Description = "The host and the port it exposes" };
+        var command = new Command("forward", "Listen on 127.0.0.1:<local-port> and send each connection through mobilityd to a host's port") { socks, local, remote };
+        command.SetHandler(async context =>
+        {
+            var spec = context.Get(remote)!;
+            var colon = spec.LastIndexOf(':');
+            if (colon <= 0 || !int.TryParse(spec[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var remotePort))
+            {
+                throw new CliException(ExitCodes.Usage, $"'{spec}' is not <guid|name>:<port>");
+            }
+
+            var host = spec[..colon];
+            var port = CheckPort(remotePort);
+            var endpoint = ResolveSocks(context.Get(socks));
+            var localPort = context.Get(local);
+            if (localPort is < 0 or > ushort.MaxValue)
+            {
+                throw new CliException(ExitCodes.Usage, $"{localPort} is not a port");
+            }
+
+            using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            listener.Bind(new IPEndPoint(IPAddress.Loopback, localPort));
+            listener.Listen(128);
+            context.Output.Line($"forwarding {listener.LocalEndPoint} to {host}:{port}");
+            var relays = new List<Task>();
+            try
+            {
+                while (true)
+                {
+                    var client = await listener.AcceptAsync(context.CancellationToken);
+                    relays.RemoveAll(t => t.IsCompleted);
+                    relays.Add(ForwardOneAsync(context, client, endpoint, host, port));
+                }
+            }
+            finally
+            {
+                await Task.WhenAll(relays);
+            }
+        });
+        return command;
+    }
+
+    private static async Task ForwardOneAsync(CommandContext context, Socket client, IPEndPoint socks, string host, ushort port)
+    {
+        using (client)
+        {
+            try
+            {
+                using var upstream = await SocksConnectAsync(socks, host, port, context.CancellationToken);
+                using var stream = new NetworkStream(client, ownsSocket: false);
+                await RelayAsync(upstream, stream, stream, context.CancellationToken, () => client.Shutdown(SocketShutdown.Send));
+            }
+            catch (Exception e) when (e is CliException or IOException or SocketException or OperationCanceledException)
+            {
+                await context.Output.Error.WriteLineAsync($"mob: {client.RemoteEndPoint}: {e.Message}");
+            }
+        }
+    }
+
+    /// <summary>The SOCKS5 endpoint: --socks, $MOBILITYD_SOCKS, or 127.0.0.1:1080.</summary>
+    public static IPEndPoint ResolveSocks(string? given)
+    {
+        var text = !string.IsNullOrWhiteSpace(given) ? given
+            : Environment.GetEnvironmentVariable(SocksEnvironmentVariable) is { Length: > 0 } env ? env
+            : DefaultSocks;
+        return IPEndPoint.TryParse(text, out var endpoint) && endpoint.Port != 0
+            ? endpoint
+            : throw new CliException(ExitCodes.Usage, $"'{text}' is not IP:PORT");
+    }
+
+    /// <summary>The SOCKS5 domain for a target: a bare GUID becomes <c>&lt;guid&gt;.guid</c>; names pass as they are.</summary>
+    public static string SocksHost(string target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        return Protocol.Identity.HostGuid.TryParse(target, out var guid) ? $"{guid}.guid" : target;
+    }
+
+    /// <summary>Opens a stream to <paramref name="target"/>:<paramref name="port"/> through the SOCKS5 endpoint (no-auth, CONNECT).</summary>
+    public static async Task<Socket> SocksConnectAsync(IPEndPoint socks, string target, ushort port, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(socks);
+        var host = Encoding.ASCII.GetBytes(SocksHost(target));
+        if (host.Length is 0 or > 255)
+        {
+            throw new CliException(ExitCodes.Usage, $"'{target}' is not a host name");
+        }
+
+        var socket = new Socket(socks.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(RequestTimeout);
+        try
+        {
+            try
+            {
+                await socket.ConnectAsync(socks, timeout.Token);
+            }
+            catch (SocketException e)
+            {
+                throw new CliException(ExitCodes.Unreachable, $"mobilityd's SOCKS5 endpoint is not reachable at {socks}: {e.Message}", e);
+            }
+
+            var request = new byte[3 + 5 + host.Length + 2];
+            request[0] = 5;
+            request[1] = 1;
+            request[2] = 0;
+            request[3] = 5;
+            request[4] = 1;
+            request[5] = 0;
+            request[6] = 3;
+            request[7] = (byte)host.Length;
+            host.CopyTo(request, 8);
+            BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(8 + host.Length), port);
+            await socket.SendAsync(request, timeout.Token);
+            var method = await ReceiveExactlyAsync(socket, 2, timeout.Token);
+            if (method[0] != 5 || method[1] != 0)
+            {
+                throw new CliException(ExitCodes.Failure, $"{socks} is not mobilityd's SOCKS5 endpoint (method {method[1]})");
+            }
+
+            var reply = await ReceiveExactlyAsync(socket, 4, timeout.Token);
+            var rest = reply[3] switch
+            {
+                1 => 4 + 2,
+                4 => 16 + 2,
+                3 => (await ReceiveExactlyAsync(socket, 1, timeout.Token))[0] + 2,
+                _ => throw new CliException(ExitCodes.Failure, $"{socks} answered with address type {reply[3]}"),
+            };
+            await ReceiveExactlyAsync(socket, rest, timeout.Token);
+            return reply[1] switch
+            {
+                0 => socket,
+                2 => throw new CliException(ExitCodes.Rejected, $"{target} does not expose port {port}"),
+                4 => throw new CliException(ExitCodes.NotFound, $"{target} is unknown or unreachable"),
+                5 => throw new CliException(ExitCodes.Rejected, $"{target} refused the connection to port {port}"),
+                var code => throw new CliException(ExitCodes.Failure, $"mobilityd could not connect to {target}:{port} (SOCKS5 reply {code})"),
+            };
+        }
+        catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
+        {
+            socket.Dispose();
+            throw new CliException(ExitCodes.Unreachable, $"no answer from mobilityd's SOCKS5 endpoint {socks} within {RequestTimeout.TotalSeconds:0} s", e);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task<byte[]> ReceiveExactlyAsync(Socket socket, int count, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[count];
+        var filled = 0;
+        while (filled < count)
+        {
+            var read = await socket.ReceiveAsync(buffer.AsMemory(filled), cancellationToken);
+            if (read == 0)
+            {
+                throw new CliException(ExitCodes.Failure, "mobilityd closed the SOCKS5 connection");
+            }
+
+            filled += read;
+        }
+
+        return buffer;
+    }
+
+    /// <summary>Copies <paramref name="input"/> to the socket (then half-closes it) and the socket to <paramref name="output"/>, until the socket ends.</summary>
+    private static async Task RelayAsync(Socket socket, Stream input, Stream output, CancellationToken cancellationToken, Action? outputEnded = null)
+    {
+        using var network = new NetworkStream(socket, ownsSocket: false);
+        var up = Task.Run(async () =>
+        {
+            var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+            try
+            {
+                int read;
+                while ((read = await input.ReadAsync(buffer, cancellationToken)) > 0)
+                {
+                    await network.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+                }
+
+                socket.Shutdown(SocketShutdown.Send);
+            }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+            {
+                // The other direction decides the end: a peer that closed is seen there.
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }, cancellationToken);
+        var downBuffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
+        {
+            int read;
+            while ((read = await network.ReadAsync(downBuffer, cancellationToken)) > 0)
+            {
+                await output.WriteAsync(downBuffer.AsMemory(0, read), cancellationToken);
+                await output.FlushAsync(cancellationToken);
+            }
+
+            outputEnded?.Invoke();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(downBuffer);
+        }
+
+        // The peer finished: wait a moment for our side (a stdin that never ends must not keep us alive).
+        await Task.WhenAny(up, Task.Delay(TimeSpan.FromSeconds(1), CancellationToken.None));
+    }
+
+    private static ushort CheckPort(int port)
+        => port is >= 1 and <= ushort.MaxValue ? (ushort)port : throw new CliException(ExitCodes.Usage, $"{port} is not a port (1 to 65535)");
+
+    private static int PrintPorts(CommandContext context, JsonElement reply)
+    {
+        if (context.Output.Json)
+        {
+            context.Output.Line(reply.GetRawText());
+        }
+        else if (reply.TryGetProperty("ports", out var ports))
+        {
+            foreach (var port in ports.EnumerateArray())
+            {
+                context.Output.Line(port.GetRawText());
+            }
+        }
+
+        return ExitCodes.Success;
+    }
+}

@@ -1,0 +1,453 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Mobility.Daemon.Addresses;
+using Mobility.Daemon.Identity;
+using Mobility.Daemon.Internal;
+using Mobility.Protocol.Identity;
+using Mobility.Transport;
+
+namespace Mobility.Daemon.Forwarding;
+
+/// <summary>The peer answered an open header with something other than <see cref="OpenStatus.Ok"/>.</summary>
+public sealed class OpenRefusedException : IOException
+{
+    public OpenRefusedException(OpenStatus status) : base($"The peer refused the stream: {status}.") => Status = status;
+
+    public OpenRefusedException() : this(OpenStatus.NotExposed)
+    {
+    }
+
+    public OpenRefusedException(string message) : base(message)
+    {
+    }
+
+    public OpenRefusedException(string message, Exception innerException) : base(message, innerException)
+    {
+    }
+
+    public OpenStatus Status { get; }
+}
+
+/// <summary>
+/// mobilityd's mobile transport: a <see cref="MobileListener"/> with the host key on
+/// <see cref="MobilitydOptions.Transport"/> whose connections are forwarded, after an
+/// <see cref="OpenHeader"/>, to exposed ports on 127.0.0.1; and a <see cref="MobileConnector"/> for
+/// outgoing streams (<see cref="OpenAsync"/>, used by the SOCKS5 endpoint). Follows the host's
+/// addresses: a listener bound to a specific address moves with them (RebindAsync), and outgoing
+/// connections are told (NotifyLocalAddressChanged). Started before the record publisher, which
+/// publishes <see cref="LocalEndPoint"/>'s real port.
+/// </summary>
+public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
+{
+    private readonly MobilitydOptions _options;
+    private readonly DaemonIdentity _identity;
+    private readonly AddressMonitor _addresses;
+    private readonly ExposedPorts _exposed;
+    private readonly GnsPeerLocator _locator;
+    private readonly TimeProvider _time;
+    private readonly ILogger<MobileForwarder> _logger;
+    private readonly ILoggerFactory _loggers;
+    private readonly ConcurrentDictionary<Task, byte> _relays = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Signal _moved = new();
+    private MobileListener? _listener;
+    private MobileConnector? _connector;
+    private IDisposable? _subscription;
+    private Task _acceptLoop = Task.CompletedTask;
+    private Task _moveLoop = Task.CompletedTask;
+    private int _active;
+    private int _listenerDisposed;
+
+    public MobileForwarder(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, ExposedPorts exposed,
+        GnsPeerLocator locator, TimeProvider time, ILoggerFactory loggers)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(loggers);
+        _options = options.Value;
+        _identity = identity;
+        _addresses = addresses;
+        _exposed = exposed;
+        _locator = locator;
+        _time = time;
+        _loggers = loggers;
+        _logger = loggers.CreateLogger<MobileForwarder>();
+    }
+
+    /// <summary>Where the transport listens (the real port once started).</summary>
+    public IPEndPoint LocalEndPoint => _listener?.LocalEndPoint ?? throw new InvalidOperationException("The transport is not started.");
+
+    /// <summary>Live outgoing mobile connections (opened for SOCKS5 clients).</summary>
+    public IReadOnlyCollection<MobileConnection> OutgoingConnections => _connector?.Connections ?? [];
+
+    /// <summary>Live incoming mobile connections.</summary>
+    public IReadOnlyCollection<MobileConnection> IncomingConnections => _listener?.Connections ?? [];
+
+    /// <summary>Relays running now (incoming and outgoing).</summary>
+    public int ActiveRelays => Volatile.Read(ref _active);
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        var endpoint = InitialEndPoint();
+        var specific = !endpoint.Address.Equals(IPAddress.Any) && !endpoint.Address.Equals(IPAddress.IPv6Any);
+        _listener = new MobileListener(_identity.Key, new MobileListenerOptions { LoggerFactory = _loggers, TimeProvider = _time });
+        try
+        {
+            _listener.Start(endpoint);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse && string.IsNullOrWhiteSpace(_options.Transport)
+                                         && _options.TransportPort == MobilitydOptions.DefaultTransportPort)
+        {
+            // The default port is taken (another daemon on the host): any port will do, since peers
+            // find the port in the record. A configured endpoint or port is required, so it fails.
+            Log.DefaultPortTaken(_logger, endpoint, e.Message);
+            endpoint = new IPEndPoint(endpoint.Address, 0);
+            _listener.Start(endpoint);
+        }
+
+        _connector = new MobileConnector(_identity.Key, new MobileConnectionOptions
+        {
+            LoggerFactory = _loggers,
+            TimeProvider = _time,
+            LocalAddress = specific ? endpoint.Address : null,
+        });
+
+        // The record publisher publishes TransportPort: make it the port really bound (port 0 works).
+        _options.TransportPort = _listener.LocalEndPoint.Port;
+        Log.Listening(_logger, _listener.LocalEndPoint);
+        _subscription = _addresses.Subscribe(_moved.Set);
+        _acceptLoop = AcceptLoopAsync(_stopping.Token);
+        _moveLoop = MoveLoopAsync(specific, _stopping.Token);
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _subscription?.Dispose();
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await DisposeListenerAsync().ConfigureAwait(false);
+        await Task.WhenAll([_acceptLoop, _moveLoop, .. _relays.Keys]).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await DisposeListenerAsync().ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+
+    private async Task DisposeListenerAsync()
+    {
+        if (_listener is { } listener && Interlocked.Exchange(ref _listenerDisposed, 1) == 0)
+        {
+            await listener.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Opens a mobile connection to <paramref name="peer"/> (found through the GNS) and asks for its
+    /// local <paramref name="port"/>. Throws <see cref="OpenRefusedException"/> when the peer refuses,
+    /// <see cref="MobileConnectionException"/> when it cannot be reached.
+    /// </summary>
+    public async Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, CancellationToken cancellationToken)
+    {
+        var connector = _connector ?? throw new InvalidOperationException("The transport is not started.");
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        timeout.CancelAfter(_options.Forwarding.ConnectTimeout);
+        var connection = await connector.ConnectAsync(peer, _locator, timeout.Token).ConfigureAwait(false);
+        try
+        {
+            await connection.WriteAsync(OpenHeader.Create(port), timeout.Token).ConfigureAwait(false);
+            var status = new byte[1];
+            if (await connection.ReadAsync(status, timeout.Token).ConfigureAwait(false) != 1)
+            {
+                throw new MobileConnectionException(MobileConnectionError.Aborted, "The peer closed the stream before answering the open header.");
+            }
+
+            if ((OpenStatus)status[0] != OpenStatus.Ok)
+            {
+                throw new OpenRefusedException((OpenStatus)status[0]);
+            }
+
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Relays <paramref name="connection"/> and <paramref name="socket"/> until both ends closed; disposes both. Tracked so that stop waits for it.</summary>
+    public void StartRelay(MobileConnection connection, Socket socket, ReadOnlyMemory<byte> initialToConnection = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(socket);
+        Track(RelayAsync(connection, socket, initialToConnection));
+    }
+
+    /// <summary>Counts a relay slot; false when <see cref="ForwardingOptions.MaxRelays"/> are running.</summary>
+    public bool TryReserveRelay()
+    {
+        if (Interlocked.Increment(ref _active) > _options.Forwarding.MaxRelays)
+        {
+            Interlocked.Decrement(ref _active);
+            return false;
+        }
+
+        return true;
+    }
+
+    public void ReleaseRelay() => Interlocked.Decrement(ref _active);
+
+    internal void Track(Task task)
+    {
+        _relays.TryAdd(task, 0);
+        _ = task.ContinueWith(static (t, s) => ((ConcurrentDictionary<Task, byte>)s!).TryRemove(t, out _), _relays, CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private IPEndPoint InitialEndPoint()
+    {
+        if (!string.IsNullOrWhiteSpace(_options.Transport))
+        {
+            return EndPoints.Parse(_options.Transport);
+        }
+
+        // Default: the transport port on the host's (first) address when they are fixed, else every address.
+        var current = _addresses.Current;
+        return current.Fixed && current.Addresses.Length > 0
+            ? new IPEndPoint(current.Addresses[0], _options.TransportPort)
+            : new IPEndPoint(IPAddress.Any, _options.TransportPort);
+    }
+
+    private async Task MoveLoopAsync(bool specific, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (await _moved.WaitAsync(Timeout.InfiniteTimeSpan, _time, cancellationToken).ConfigureAwait(false))
+            {
+                var addresses = _addresses.Current.Addresses;
+                var bound = _listener!.LocalEndPoint;
+                var next = addresses.FirstOrDefault(a => a.AddressFamily == bound.Address.AddressFamily) ?? addresses.FirstOrDefault();
+                if (specific && next is not null && !next.Equals(bound.Address))
+                {
+                    try
+                    {
+                        var now = await _listener.RebindAsync(new IPEndPoint(next, bound.Port)).ConfigureAwait(false);
+                        Log.Moved(_logger, bound, now);
+                    }
+                    catch (SocketException e)
+                    {
+                        Log.RebindFailed(_logger, next, e.Message);
+                    }
+                }
+
+                _connector!.NotifyLocalAddressChanged(specific ? next : null);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task AcceptLoopAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            MobileConnection connection;
+            try
+            {
+                connection = await _listener!.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+
+            if (!TryReserveRelay())
+            {
+                Log.TooManyRelays(_logger, connection.RemoteGuid.ToString());
+                await connection.DisposeAsync().ConfigureAwait(false);
+                continue;
+            }
+
+            Track(ServeAsync(connection, cancellationToken));
+        }
+    }
+
+    /// <summary>One incoming stream: the open header, the exposure check, the local connect, the status byte, the relay.</summary>
+    private async Task ServeAsync(MobileConnection connection, CancellationToken cancellationToken)
+    {
+        var reserved = true;
+        try
+        {
+            ushort port;
+            using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                handshake.CancelAfter(_options.Forwarding.HandshakeTimeout);
+                port = await ReadOpenHeaderAsync(connection, handshake.Token).ConfigureAwait(false);
+            }
+
+            if (!_exposed.Contains(port))
+            {
+                Log.NotExposed(_logger, connection.RemoteGuid.ToString(), port);
+                await RefuseAsync(connection, OpenStatus.NotExposed, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                connect.CancelAfter(_options.Forwarding.ConnectTimeout);
+                await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), connect.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            {
+                socket.Dispose();
+                Log.LocalConnectFailed(_logger, port, e.Message);
+                await RefuseAsync(connection, OpenStatus.ConnectionRefused, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            try
+            {
+                await connection.WriteAsync(new[] { (byte)OpenStatus.Ok }, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+
+            Log.Forwarding(_logger, connection.RemoteGuid.ToString(), port);
+            reserved = false;
+            await RelayAsync(connection, socket, default).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or OperationCanceledException or ObjectDisposedException)
+        {
+            Log.StreamFailed(_logger, connection.RemoteGuid.ToString(), e.Message);
+        }
+        finally
+        {
+            if (reserved)
+            {
+                ReleaseRelay();
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async Task<ushort> ReadOpenHeaderAsync(MobileConnection connection, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[OpenHeader.Size];
+        var filled = 0;
+        while (true)
+        {
+            var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(buffer, 0, filled));
+            if (OpenHeader.TryRead(ref reader, out var port))
+            {
+                return port;
+            }
+
+            var read = await connection.ReadAsync(buffer.AsMemory(filled), cancellationToken).ConfigureAwait(false);
+            if (read == 0)
+            {
+                throw new InvalidDataException("The stream ended inside the open header.");
+            }
+
+            filled += read;
+        }
+    }
+
+    private async Task RefuseAsync(MobileConnection connection, OpenStatus status, CancellationToken cancellationToken)
+    {
+        await connection.WriteAsync(new[] { (byte)status }, cancellationToken).ConfigureAwait(false);
+        using var close = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        close.CancelAfter(_options.Forwarding.HandshakeTimeout);
+        try
+        {
+            await connection.CloseAsync(close.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException)
+        {
+            Log.StreamFailed(_logger, connection.RemoteGuid.ToString(), e.Message);
+        }
+    }
+
+    private async Task RelayAsync(MobileConnection connection, Socket socket, ReadOnlyMemory<byte> initialToConnection)
+    {
+        try
+        {
+            var network = new NetworkStream(socket, ownsSocket: true);
+            await using (network.ConfigureAwait(false))
+            {
+                if (!initialToConnection.IsEmpty)
+                {
+                    await connection.WriteAsync(initialToConnection, _stopping.Token).ConfigureAwait(false);
+                }
+
+                var (toLocal, toPeer) = await StreamCopier.RelayAsync(
+                    new RelaySide(connection.Stream, connection.ShutdownWrite),
+                    new RelaySide(network, () => socket.Shutdown(SocketShutdown.Send)),
+                    _options.Forwarding.IdleTimeout, _time, _stopping.Token).ConfigureAwait(false);
+                Log.RelayEnded(_logger, connection.RemoteGuid.ToString(), toLocal, toPeer);
+                if (toLocal == CopyResult.Success && toPeer == CopyResult.Success)
+                {
+                    using var close = new CancellationTokenSource(_options.Forwarding.HandshakeTimeout);
+                    await connection.CloseAsync(close.Token).ConfigureAwait(false);
+                }
+                else
+                {
+                    connection.Abort($"relay ended: {toLocal}/{toPeer}");
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
+        {
+            Log.StreamFailed(_logger, connection.RemoteGuid.ToString(), e.Message);
+        }
+        finally
+        {
+            ReleaseRelay();
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(8001, LogLevel.Information, "Mobile transport listening on {EndPoint}.")]
+        public static partial void Listening(ILogger logger, IPEndPoint endPoint);
+
+        [LoggerMessage(8002, LogLevel.Information, "Mobile transport moved from {Old} to {New}.")]
+        public static partial void Moved(ILogger logger, IPEndPoint old, IPEndPoint @new);
+
+        [LoggerMessage(8003, LogLevel.Warning, "Could not move the mobile transport to {Address}: {Error}.")]
+        public static partial void RebindFailed(ILogger logger, IPAddress address, string error);
+
+        [LoggerMessage(8004, LogLevel.Debug, "Refused a stream from {Guid}: too many relays.")]
+        public static partial void TooManyRelays(ILogger logger, string guid);
+
+        [LoggerMessage(8005, LogLevel.Debug, "Refused a stream from {Guid} to port {Port}: not exposed.")]
+        public static partial void NotExposed(ILogger logger, string guid, int port);
+
+        [LoggerMessage(8006, LogLevel.Debug, "Could not connect to exposed port {Port}: {Error}.")]
+        public static partial void LocalConnectFailed(ILogger logger, int port, string error);
+
+        [LoggerMessage(8007, LogLevel.Debug, "Forwarding a stream from {Guid} to port {Port}.")]
+        public static partial void Forwarding(ILogger logger, string guid, int port);
+
+        [LoggerMessage(8008, LogLevel.Debug, "Stream with {Guid} failed: {Error}.")]
+        public static partial void StreamFailed(ILogger logger, string guid, string error);
+
+        [LoggerMessage(8010, LogLevel.Information, "Default transport endpoint {EndPoint} is taken ({Error}); listening on a free port instead.")]
+        public static partial void DefaultPortTaken(ILogger logger, IPEndPoint endPoint, string error);
+
+        [LoggerMessage(8009, LogLevel.Debug, "Relay with {Guid} ended: to local {ToLocal}, to peer {ToPeer}.")]
+        public static partial void RelayEnded(ILogger logger, string guid, CopyResult toLocal, CopyResult toPeer);
+    }
+}

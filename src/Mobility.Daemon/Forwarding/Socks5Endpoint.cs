@@ -1,0 +1,349 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Mobility.Gns.Client;
+using Mobility.Protocol.Identity;
+using Mobility.Protocol.Records;
+using Mobility.Transport;
+
+namespace Mobility.Daemon.Forwarding;
+
+/// <summary>
+/// A SOCKS5 endpoint (RFC 1928; no-auth, CONNECT only) for unmodified applications:
+/// <c>&lt;guid&gt;.guid</c> or a GNS name as the domain opens a mobile stream to that host's port
+/// (through <see cref="MobileForwarder.OpenAsync"/>); an IPv4/IPv6 address is reached over plain
+/// TCP (no mobility: the address names no identity). Listens on <see cref="MobilitydOptions.Socks"/>
+/// (loopback by default: anyone who reaches it can use this host's identity); off when empty.
+/// </summary>
+public sealed partial class Socks5Endpoint : IHostedService
+{
+    /// <summary>The suffix that marks a GUID in the SOCKS domain: <c>&lt;40 hex&gt;.guid</c>.</summary>
+    public const string GuidSuffix = ".guid";
+
+    private readonly MobilitydOptions _options;
+    private readonly MobileForwarder _forwarder;
+    private readonly IGnsClient _gns;
+    private readonly TimeProvider _time;
+    private readonly ILogger<Socks5Endpoint> _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private Socket? _listener;
+    private Task _acceptLoop = Task.CompletedTask;
+
+    public Socks5Endpoint(IOptions<MobilitydOptions> options, MobileForwarder forwarder, IGnsClient gns, TimeProvider time, ILogger<Socks5Endpoint> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _options = options.Value;
+        _forwarder = forwarder;
+        _gns = gns;
+        _time = time;
+        _logger = logger;
+    }
+
+    /// <summary>The bound endpoint, or null when off (or when the address was taken).</summary>
+    public IPEndPoint? LocalEndPoint => _listener?.LocalEndPoint as IPEndPoint;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrWhiteSpace(_options.Socks) || string.Equals(_options.Socks, MobilitydOptions.Off, StringComparison.OrdinalIgnoreCase))
+        {
+            return Task.CompletedTask;
+        }
+
+        var endpoint = EndPoints.Parse(_options.Socks);
+        var listener = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            listener.Bind(endpoint);
+            listener.Listen(512);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse
+                                         && string.Equals(_options.Socks, MobilitydOptions.DefaultSocks, StringComparison.Ordinal))
+        {
+            // The default endpoint is taken (another SOCKS server, or a second daemon on the host): the
+            // daemon's other services do not need it, so it runs without. A configured one is required.
+            listener.Dispose();
+            Log.Unavailable(_logger, endpoint, e.Message);
+            return Task.CompletedTask;
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+
+        _listener = listener;
+        Log.Listening(_logger, (IPEndPoint)listener.LocalEndPoint!);
+        _acceptLoop = AcceptLoopAsync(listener, _stopping.Token);
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _listener?.Dispose();
+        await _acceptLoop.ConfigureAwait(false);
+    }
+
+    private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            if (!_forwarder.TryReserveRelay())
+            {
+                Log.Refused(_logger, client.RemoteEndPoint, "too many relays");
+                client.Dispose();
+                continue;
+            }
+
+            client.NoDelay = true;
+            _forwarder.Track(ServeAsync(client, cancellationToken));
+        }
+    }
+
+    private async Task ServeAsync(Socket client, CancellationToken cancellationToken)
+    {
+        var relaying = false;
+        var buffer = ArrayPool<byte>.Shared.Rent(Socks5Parser.MaxGreetingSize + Socks5Parser.MaxRequestSize);
+        try
+        {
+            using var handshake = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            handshake.CancelAfter(_options.Forwarding.HandshakeTimeout);
+            var ct = handshake.Token;
+            var filled = 0;
+            var consumed = 0;
+
+            Socks5Greeting greeting = default;
+            int used;
+            while (!TryParse(buffer, consumed, filled, (ref SequenceReader<byte> r) => Socks5Parser.TryReadGreeting(ref r, out greeting), out used))
+            {
+                filled += await ReadMoreAsync(client, buffer, filled, ct).ConfigureAwait(false);
+            }
+
+            consumed += used;
+            if (!greeting.OffersNoAuthentication)
+            {
+                await client.SendAsync(new byte[] { Socks5Parser.Version, Socks5Parser.NoAcceptableMethods }, ct).ConfigureAwait(false);
+                return;
+            }
+
+            await client.SendAsync(new byte[] { Socks5Parser.Version, Socks5Parser.NoAuthentication }, ct).ConfigureAwait(false);
+            Socks5Request request = default;
+            while (!TryParse(buffer, consumed, filled, (ref SequenceReader<byte> r) => Socks5Parser.TryReadRequest(ref r, out request), out used))
+            {
+                filled += await ReadMoreAsync(client, buffer, filled, ct).ConfigureAwait(false);
+            }
+
+            consumed += used;
+            if (request.Command != Socks5Command.Connect)
+            {
+                await client.SendAsync(Socks5Parser.Reply(Socks5Reply.CommandNotSupported), ct).ConfigureAwait(false);
+                return;
+            }
+
+            var early = buffer.AsMemory(consumed, filled - consumed).ToArray();
+            if (request.Host is { } host)
+            {
+                relaying = await ConnectMobileAsync(client, host, request.Port, early, ct).ConfigureAwait(false);
+            }
+            else
+            {
+                relaying = await ConnectPlainAsync(client, new IPEndPoint(request.Address!, request.Port), early, ct, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Socks5FormatException e)
+        {
+            Log.Malformed(_logger, client.RemoteEndPoint, e.Message);
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            Log.Refused(_logger, client.RemoteEndPoint, e.Message);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            if (!relaying)
+            {
+                _forwarder.ReleaseRelay();
+                client.Dispose();
+            }
+        }
+    }
+
+    private delegate bool Parse(ref SequenceReader<byte> reader);
+
+    private static bool TryParse(byte[] buffer, int start, int end, Parse parse, out int used)
+    {
+        var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(buffer, start, end - start));
+        var done = parse(ref reader);
+        used = (int)reader.Consumed;
+        return done;
+    }
+
+    private static async Task<int> ReadMoreAsync(Socket client, byte[] buffer, int filled, CancellationToken cancellationToken)
+    {
+        if (filled == buffer.Length)
+        {
+            throw new Socks5FormatException("The SOCKS5 handshake is longer than any valid one.");
+        }
+
+        var read = await client.ReceiveAsync(buffer.AsMemory(filled), cancellationToken).ConfigureAwait(false);
+        return read == 0 ? throw new Socks5FormatException("The client closed inside the SOCKS5 handshake.") : read;
+    }
+
+    /// <summary>Resolves <paramref name="host"/> (<c>&lt;guid&gt;.guid</c> or a GNS name) and opens a mobile stream to it.</summary>
+    private async Task<bool> ConnectMobileAsync(Socket client, string host, ushort port, byte[] early, CancellationToken cancellationToken)
+    {
+        HostGuid guid;
+        if (host.EndsWith(GuidSuffix, StringComparison.OrdinalIgnoreCase) && HostGuid.TryParse(host[..^GuidSuffix.Length], out var parsed))
+        {
+            guid = parsed;
+        }
+        else if (HostName.Normalize(host, out _) is { } name && await LookupNameAsync(name, cancellationToken).ConfigureAwait(false) is { } found)
+        {
+            guid = found;
+        }
+        else
+        {
+            Log.Refused(_logger, client.RemoteEndPoint, $"'{host}' is neither <guid>.guid nor a registered name");
+            await client.SendAsync(Socks5Parser.Reply(Socks5Reply.HostUnreachable), cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
+        MobileConnection connection;
+        try
+        {
+            connection = await _forwarder.OpenAsync(guid, port, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OpenRefusedException e)
+        {
+            Log.Refused(_logger, client.RemoteEndPoint, e.Message);
+            var reply = e.Status == OpenStatus.NotExposed ? Socks5Reply.NotAllowed : Socks5Reply.ConnectionRefused;
+            await client.SendAsync(Socks5Parser.Reply(reply), cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+        catch (Exception e) when (e is MobileConnectionException or GnsException or OperationCanceledException && !_stopping.IsCancellationRequested)
+        {
+            Log.Refused(_logger, client.RemoteEndPoint, e.Message);
+            await client.SendAsync(Socks5Parser.Reply(Socks5Reply.HostUnreachable), CancellationToken.None).ConfigureAwait(false);
+            return false;
+        }
+
+        try
+        {
+            await client.SendAsync(Socks5Parser.Reply(Socks5Reply.Succeeded), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        _forwarder.StartRelay(connection, client, early);
+        return true;
+    }
+
+    private async Task<HostGuid?> LookupNameAsync(string name, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return (await _gns.LookupNameAsync(name, cancellationToken).ConfigureAwait(false))?.Guid;
+        }
+        catch (GnsException e)
+        {
+            Log.Refused(_logger, null, $"GNS lookup of '{name}' failed: {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>IP address targets: plain TCP, relayed with the same copier (no identity, no mobility).</summary>
+    private async Task<bool> ConnectPlainAsync(Socket client, IPEndPoint target, byte[] early, CancellationToken handshake, CancellationToken stopping)
+    {
+        var socket = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(target, handshake).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            var reply = e.SocketErrorCode switch
+            {
+                SocketError.ConnectionRefused => Socks5Reply.ConnectionRefused,
+                SocketError.NetworkUnreachable => Socks5Reply.NetworkUnreachable,
+                _ => Socks5Reply.HostUnreachable,
+            };
+            await client.SendAsync(Socks5Parser.Reply(reply), handshake).ConfigureAwait(false);
+            return false;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        await client.SendAsync(Socks5Parser.Reply(Socks5Reply.Succeeded), handshake).ConfigureAwait(false);
+        _forwarder.Track(PlainRelayAsync(client, socket, early, stopping));
+        return true;
+    }
+
+    private async Task PlainRelayAsync(Socket client, Socket target, byte[] early, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var a = new NetworkStream(client, ownsSocket: true);
+            var b = new NetworkStream(target, ownsSocket: true);
+            await using (a.ConfigureAwait(false))
+            await using (b.ConfigureAwait(false))
+            {
+                if (early.Length > 0)
+                {
+                    await b.WriteAsync(early, cancellationToken).ConfigureAwait(false);
+                }
+
+                await StreamCopier.RelayAsync(new RelaySide(a, () => client.Shutdown(SocketShutdown.Send)),
+                    new RelaySide(b, () => target.Shutdown(SocketShutdown.Send)), _options.Forwarding.IdleTimeout, _time, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
+        {
+            Log.Refused(_logger, null, e.Message);
+        }
+        finally
+        {
+            _forwarder.ReleaseRelay();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(8201, LogLevel.Information, "SOCKS5 endpoint listening on {EndPoint}.")]
+        public static partial void Listening(ILogger logger, IPEndPoint endPoint);
+
+        [LoggerMessage(8202, LogLevel.Information, "Default SOCKS5 endpoint {EndPoint} not available, running without it: {Error}.")]
+        public static partial void Unavailable(ILogger logger, IPEndPoint endPoint, string error);
+
+        [LoggerMessage(8203, LogLevel.Debug, "SOCKS5 client {Client}: malformed handshake: {Error}.")]
+        public static partial void Malformed(ILogger logger, EndPoint? client, string error);
+
+        [LoggerMessage(8204, LogLevel.Debug, "SOCKS5 client {Client}: {Reason}.")]
+        public static partial void Refused(ILogger logger, EndPoint? client, string reason);
+    }
+}
