@@ -37,7 +37,14 @@ public class CloseAndTimeoutTests
         Assert.Equal(request.Length, length);
         Assert.Equal(SHA256.HashData(request), hash);
 
-        // The other direction still works after the client's FIN, and across another move.
+        // The other direction still works after the client's FIN, and across another move. Wait until
+        // the first move has resumed, so the second is a move of its own and not folded into the first.
+        for (var waited = 0; client.Statistics.Moves < 1; waited += 10)
+        {
+            Assert.True(waited < 30_000, "the first move never resumed");
+            await Task.Delay(10);
+        }
+
         var reply = RandomNumberGenerator.GetBytes(1 << 20);
         var write = server.Stream.WriteAsync(reply).AsTask();
         connector.NotifyLocalAddressChanged(c(2));
