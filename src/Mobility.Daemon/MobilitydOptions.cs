@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using Mobility.Gns.Udp;
 
 namespace Mobility.Daemon;
 
@@ -279,8 +280,20 @@ public sealed class ControlLimits
     /// <summary>Challenges a source may send at once before the rate applies.</summary>
     public int Burst { get; set; } = 40;
 
-    /// <summary>Source IPs tracked; beyond it idle ones are evicted and new ones share one overflow bucket.</summary>
+    /// <summary>
+    /// Sources tracked (an IPv4 address, or an IPv6 /64); beyond it idle ones are evicted and new ones
+    /// share one overflow bucket.
+    /// </summary>
     public int MaxTrackedSources { get; set; } = 4096;
+
+    /// <summary>The shared limiter's settings: no "rate limited" answer (the challenge protocol has none; excess is dropped).</summary>
+    public SourceRateLimits ToRateLimits() => new()
+    {
+        RequestsPerSecond = RequestsPerSecond,
+        Burst = Burst,
+        MaxSources = MaxTrackedSources,
+        ReplyInterval = null,
+    };
 }
 
 internal static class EndPoints

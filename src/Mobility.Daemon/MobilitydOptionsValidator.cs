@@ -1,5 +1,7 @@
+using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Options;
+using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 
 namespace Mobility.Daemon;
@@ -66,6 +68,16 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, forwarding.MaxRelays is >= 1 and <= 1_000_000, "Forwarding:MaxRelays must be 1 to 1000000.");
         Check(failures, forwarding.MaxWatchedPeers is >= 1 and <= 100_000, "Forwarding:MaxWatchedPeers must be 1 to 100000.");
         Check(failures, forwarding.Exposed.All(p => p is >= 1 and <= ushort.MaxValue), "Forwarding:Exposed ports must be 1 to 65535.");
+        Check(failures, forwarding.OwnerCacheTime >= TimeSpan.Zero && forwarding.NoOwnerCacheTime >= TimeSpan.Zero,
+            "Forwarding:OwnerCacheTime and Forwarding:NoOwnerCacheTime must not be negative.");
+        Check(failures, forwarding.MaxCachedOwners is >= 1 and <= 1_000_000, "Forwarding:MaxCachedOwners must be 1 to 1000000.");
+        foreach (var (port, guids) in forwarding.Allow)
+        {
+            Check(failures, int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var p) && forwarding.Exposed.Contains(p),
+                $"Forwarding:Allow:{port}: the key must be a port listed in Forwarding:Exposed.");
+            Check(failures, guids is { Length: > 0 } && guids.All(g => HostGuid.TryParse(g, out _)),
+                $"Forwarding:Allow:{port} must list GUIDs (40 hexadecimal characters).");
+        }
 
         var watch = options.AddressWatch;
         Check(failures, watch.RecheckInterval >= TimeSpan.FromMilliseconds(100), "AddressWatch:RecheckInterval must be at least 100 ms.");

@@ -42,6 +42,8 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<StateFiles>();
         services.TryAddSingleton<ExposedPorts>();
         services.TryAddSingleton<GnsPeerLocator>();
+        services.TryAddSingleton<AddressClaims>();
+        services.TryAddSingleton<VerifiedAddressOwners>();
         services.TryAddSingleton<MobileForwarder>();
         services.TryAddSingleton<Socks5Endpoint>();
         // Hosted in this order: addresses, then the control endpoint (bound before ready), the transport and SOCKS5, then the rest.

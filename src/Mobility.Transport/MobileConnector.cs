@@ -13,8 +13,9 @@ namespace Mobility.Transport;
 /// <summary>
 /// Opens mobile connections from one local identity. Keeps the set of its live connections so
 /// that one <see cref="NotifyLocalAddressChanged"/> moves them all (each reconnects on its own, concurrently).
+/// Connecting to a plain address (mobile or plain TCP, decided by a verified GUID) is in <c>MobileConnector.Address.cs</c>.
 /// </summary>
-public sealed class MobileConnector
+public sealed partial class MobileConnector
 {
     private readonly HostKey _key;
     private readonly MobileConnectionOptions _options;
@@ -69,7 +70,7 @@ public sealed class MobileConnector
 
         if (endpoints.Count == 0)
         {
-            throw new MobileHandshakeException($"No endpoints known for {server}.");
+            throw new MobileHandshakeException($"No mobile peer: {server} has no known transport endpoint (no record, or a record without one).");
         }
 
         return await ConnectCoreAsync(endpoints, server, locator, cancellationToken).ConfigureAwait(false);

@@ -13,7 +13,8 @@ namespace Mobility.Cli.Commands;
 /// <summary>
 /// Serving and reaching unmodified applications through mobilityd: <c>mob expose | unexpose |
 /// exposed</c> (the daemon's API over its Unix socket; exposing is for the socket's owner or root),
-/// <c>mob connect</c> (stdin/stdout through the daemon's SOCKS5 endpoint, for
+/// <c>mob connect</c> (stdin/stdout through the daemon's SOCKS5 endpoint, to a GUID, a name or an
+/// address — the daemon decides mobile or plain TCP for an address — for
 /// <c>ssh -o ProxyCommand='mob connect %h %p'</c>) and <c>mob forward</c> (a local TCP port whose
 /// connections go through it). The SOCKS5 endpoint: <c>--socks IP:PORT</c>, else $MOBILITYD_SOCKS,
 /// else 127.0.0.1:1080.
@@ -49,9 +50,19 @@ public static class ForwardCommands
     {
         var socket = SocketOption();
         var port = PortArgument("port", "Local port (on 127.0.0.1) that peers may reach through the mobile transport");
-        var command = new Command("expose", "Let peers reach a local port through mobilityd (socket owner or root only)") { socket, port };
+        var allow = new Option<string[]>("--allow")
+        {
+            Description = "Only this peer may open the port (a GUID, or a name resolved now and kept as its GUID); repeat for more. Default: every authenticated peer. Exposing a port again replaces its list",
+            HelpName = "guid|name",
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var command = new Command("expose", "Let peers reach a local port through mobilityd (socket owner or root only)") { socket, port, allow };
         command.SetHandler(async context =>
-            PrintPorts(context, await DaemonCommands.SendAsync(context, socket, HttpMethod.Post, "v1/exposed", new Dictionary<string, int> { ["port"] = CheckPort(context.Get(port)) })));
+        {
+            var body = new Dictionary<string, object> { ["port"] = CheckPort(context.Get(port)), ["allow"] = context.Get(allow) ?? [] };
+            return PrintPorts(context, await DaemonCommands.SendAsync(context, socket, HttpMethod.Post, "v1/exposed", body));
+        });
         return command;
     }
 
@@ -76,7 +87,7 @@ public static class ForwardCommands
     private static Command Connect()
     {
         var socks = SocksOption();
-        var target = new Argument<string>("guid|name") { Description = "The host: a GUID, <guid>.guid or a GNS name" };
+        var target = new Argument<string>("host") { Description = "The host: a GUID, <guid>.guid, a GNS name, or an IP address (mobile when its owner proves a GUID, plain TCP otherwise)" };
         var port = PortArgument("port", "The port the host exposes");
         var command = new Command("connect", "Relay stdin/stdout to a host's port through mobilityd (ssh -o ProxyCommand='mob connect %h %p')") { socks, target, port };
         command.SetHandler(async context =>
@@ -94,7 +105,7 @@ public static class ForwardCommands
     {
         var socks = SocksOption();
         var local = PortArgument("local-port", "Port to listen on, on 127.0.0.1 (0 picks one, printed)");
-        var remote = new Argument<string>("guid|name:port") { Description = "The host and the port it exposes" };
+        var remote = new Argument<string>("host:port") { Description = "The host (GUID, name, IPv4 or [IPv6]) and the port" };
         var command = new Command("forward", "Listen on 127.0.0.1:<local-port> and send each connection through mobilityd to a host's port") { socks, local, remote };
         command.SetHandler(async context =>
         {
@@ -102,10 +113,14 @@ public static class ForwardCommands
             var colon = spec.LastIndexOf(':');
             if (colon <= 0 || !int.TryParse(spec[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var remotePort))
             {
-                throw new CliException(ExitCodes.Usage, $"'{spec}' is not <guid|name>:<port>");
+                throw new CliException(ExitCodes.Usage, $"'{spec}' is not <host>:<port>");
             }
 
             var host = spec[..colon];
+            if (host.StartsWith('[') && host.EndsWith(']'))
+            {
+                host = host[1..^1];
+            }
             var port = CheckPort(remotePort);
             var endpoint = ResolveSocks(context.Get(socks));
             var localPort = context.Get(local);
@@ -171,15 +186,41 @@ public static class ForwardCommands
         return Protocol.Identity.HostGuid.TryParse(target, out var guid) ? $"{guid}.guid" : target;
     }
 
-    /// <summary>Opens a stream to <paramref name="target"/>:<paramref name="port"/> through the SOCKS5 endpoint (no-auth, CONNECT).</summary>
-    public static async Task<Socket> SocksConnectAsync(IPEndPoint socks, string target, ushort port, CancellationToken cancellationToken)
+    /// <summary>
+    /// The SOCKS5 address field (ATYP and address) for a target: an IP address as ATYP 1 or 4 (the
+    /// daemon decides mobile or plain TCP by the address's verified owner), anything else as a domain.
+    /// </summary>
+    public static byte[] SocksAddress(string target)
     {
-        ArgumentNullException.ThrowIfNull(socks);
+        ArgumentNullException.ThrowIfNull(target);
+        var literal = target.StartsWith('[') && target.EndsWith(']') ? target[1..^1] : target;
+        if (literal.Contains(':', StringComparison.Ordinal) || literal.Count(c => c == '.') == 3)
+        {
+            if (IPAddress.TryParse(literal, out var address))
+            {
+                if (address.IsIPv4MappedToIPv6)
+                {
+                    address = address.MapToIPv4();
+                }
+
+                return [address.AddressFamily == AddressFamily.InterNetwork ? (byte)1 : (byte)4, .. address.GetAddressBytes()];
+            }
+        }
+
         var host = Encoding.ASCII.GetBytes(SocksHost(target));
         if (host.Length is 0 or > 255)
         {
             throw new CliException(ExitCodes.Usage, $"'{target}' is not a host name");
         }
+
+        return [3, (byte)host.Length, .. host];
+    }
+
+    /// <summary>Opens a stream to <paramref name="target"/>:<paramref name="port"/> through the SOCKS5 endpoint (no-auth, CONNECT).</summary>
+    public static async Task<Socket> SocksConnectAsync(IPEndPoint socks, string target, ushort port, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(socks);
+        var address = SocksAddress(target);
 
         var socket = new Socket(socks.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -195,17 +236,16 @@ public static class ForwardCommands
                 throw new CliException(ExitCodes.Unreachable, $"mobilityd's SOCKS5 endpoint is not reachable at {socks}: {e.Message}", e);
             }
 
-            var request = new byte[3 + 5 + host.Length + 2];
+            // Greeting (version 5, one method: no authentication), then CONNECT with the address and port.
+            var request = new byte[3 + 3 + address.Length + 2];
             request[0] = 5;
             request[1] = 1;
             request[2] = 0;
             request[3] = 5;
             request[4] = 1;
             request[5] = 0;
-            request[6] = 3;
-            request[7] = (byte)host.Length;
-            host.CopyTo(request, 8);
-            BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(8 + host.Length), port);
+            address.CopyTo(request, 6);
+            BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6 + address.Length), port);
             await socket.SendAsync(request, timeout.Token);
             var method = await ReceiveExactlyAsync(socket, 2, timeout.Token);
             if (method[0] != 5 || method[1] != 0)
@@ -225,8 +265,10 @@ public static class ForwardCommands
             return reply[1] switch
             {
                 0 => socket,
-                2 => throw new CliException(ExitCodes.Rejected, $"{target} does not expose port {port}"),
-                4 => throw new CliException(ExitCodes.NotFound, $"{target} is unknown or unreachable"),
+                2 => throw new CliException(ExitCodes.Rejected, $"{target} does not expose port {port} (or not to this host)"),
+                4 => throw new CliException(ExitCodes.NotFound, address[0] == 3
+                    ? $"no mobile peer {target}: it has no GNS record, publishes no transport endpoint, or cannot be reached (mobilityd's log says which)"
+                    : $"{target} is unreachable"),
                 5 => throw new CliException(ExitCodes.Rejected, $"{target} refused the connection to port {port}"),
                 var code => throw new CliException(ExitCodes.Failure, $"mobilityd could not connect to {target}:{port} (SOCKS5 reply {code})"),
             };
@@ -316,6 +358,18 @@ public static class ForwardCommands
         if (context.Output.Json)
         {
             context.Output.Line(reply.GetRawText());
+        }
+        else if (reply.TryGetProperty("exposed", out var entries) && entries.ValueKind == JsonValueKind.Array)
+        {
+            // One line per port: the port, then "allow" and the GUIDs when only those peers may open it.
+            foreach (var entry in entries.EnumerateArray())
+            {
+                var port = entry.GetProperty("port").GetRawText();
+                var allowed = entry.TryGetProperty("allow", out var allow) && allow.ValueKind == JsonValueKind.Array
+                    ? allow.EnumerateArray().Select(g => g.GetString()).ToArray()
+                    : [];
+                context.Output.Line(allowed.Length == 0 ? port : $"{port} allow {string.Join(' ', allowed)}");
+            }
         }
         else if (reply.TryGetProperty("ports", out var ports))
         {

@@ -1,21 +1,55 @@
 using System.Collections.Immutable;
+using System.Globalization;
 using Microsoft.Extensions.Options;
+using Mobility.Protocol.Identity;
 
 namespace Mobility.Daemon.Forwarding;
 
-/// <summary>The local ports the transport listener forwards to (on 127.0.0.1). Nothing unless exposed.</summary>
+/// <summary>An exposed port and who may open it: <see cref="Allowed"/> GUIDs only, or every authenticated peer when empty.</summary>
+public sealed record ExposedPort(int Port, ImmutableSortedSet<HostGuid> Allowed)
+{
+    public bool OpenToAll => Allowed.IsEmpty;
+
+    public bool Allows(HostGuid peer) => Allowed.IsEmpty || Allowed.Contains(peer);
+}
+
+/// <summary>
+/// The local ports the transport listener forwards to (on 127.0.0.1), each with an optional
+/// allow-list of GUIDs. Nothing unless exposed. The forwarder asks <see cref="Allows"/> after the
+/// handshake proved the peer's GUID; a port that is not exposed and a port the peer is not allowed
+/// to open get the same answer.
+/// </summary>
 public sealed class ExposedPorts
 {
+    /// <summary>Most GUIDs on one port's allow-list: an API request cannot grow the table without bound.</summary>
+    public const int MaxAllowed = 1024;
+
     private readonly Lock _gate = new();
-    private ImmutableSortedSet<int> _ports;
+    private ImmutableSortedDictionary<int, ExposedPort> _ports;
 
     public ExposedPorts(IOptions<MobilitydOptions> options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        _ports = [.. options.Value.Forwarding.Exposed];
+        var forwarding = options.Value.Forwarding;
+        var builder = ImmutableSortedDictionary.CreateBuilder<int, ExposedPort>();
+        foreach (var port in forwarding.Exposed)
+        {
+            var allowed = forwarding.Allow.TryGetValue(port.ToString(CultureInfo.InvariantCulture), out var guids)
+                ? guids.Select(g => HostGuid.Parse(g, CultureInfo.InvariantCulture))
+                : [];
+            builder[port] = Entry(port, allowed);
+        }
+
+        _ports = builder.ToImmutable();
     }
 
-    public ImmutableSortedSet<int> Current
+    /// <summary>The exposed port numbers, ascending.</summary>
+    public ImmutableSortedSet<int> Current => [.. Snapshot.Keys];
+
+    /// <summary>Every exposed port with its allow-list, ascending.</summary>
+    public ImmutableArray<ExposedPort> Entries => [.. Snapshot.Values];
+
+    private ImmutableSortedDictionary<int, ExposedPort> Snapshot
     {
         get
         {
@@ -26,15 +60,25 @@ public sealed class ExposedPorts
         }
     }
 
-    public bool Contains(int port) => Current.Contains(port);
+    public bool Contains(int port) => Snapshot.ContainsKey(port);
 
-    public ImmutableSortedSet<int> Expose(int port)
+    /// <summary>May <paramref name="peer"/> (a GUID the handshake proved) open <paramref name="port"/>?</summary>
+    public bool Allows(int port, HostGuid peer) => Snapshot.TryGetValue(port, out var entry) && entry.Allows(peer);
+
+    /// <summary>
+    /// Exposes <paramref name="port"/> to <paramref name="allowed"/> GUIDs only, or to every
+    /// authenticated peer when none is given. Exposing a port again replaces its allow-list.
+    /// </summary>
+    public ExposedPort Expose(int port, IEnumerable<HostGuid>? allowed = null)
     {
         Check(port);
+        var entry = Entry(port, allowed ?? []);
         lock (_gate)
         {
-            return _ports = _ports.Add(port);
+            _ports = _ports.SetItem(port, entry);
         }
+
+        return entry;
     }
 
     public ImmutableSortedSet<int> Unexpose(int port)
@@ -42,8 +86,25 @@ public sealed class ExposedPorts
         Check(port);
         lock (_gate)
         {
-            return _ports = _ports.Remove(port);
+            _ports = _ports.Remove(port);
+            return [.. _ports.Keys];
         }
+    }
+
+    private static ExposedPort Entry(int port, IEnumerable<HostGuid> allowed)
+    {
+        var set = allowed.ToImmutableSortedSet();
+        if (set.Contains(HostGuid.Empty))
+        {
+            throw new ArgumentException("The empty GUID cannot be allowed.", nameof(allowed));
+        }
+
+        if (set.Count > MaxAllowed)
+        {
+            throw new ArgumentException($"At most {MaxAllowed} GUIDs may be allowed on one port.", nameof(allowed));
+        }
+
+        return new ExposedPort(port, set);
     }
 
     private static void Check(int port)

@@ -49,6 +49,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private readonly AddressMonitor _addresses;
     private readonly ExposedPorts _exposed;
     private readonly GnsPeerLocator _locator;
+    private readonly VerifiedAddressOwners _owners;
     private readonly TimeProvider _time;
     private readonly ILogger<MobileForwarder> _logger;
     private readonly ILoggerFactory _loggers;
@@ -64,7 +65,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private int _listenerDisposed;
 
     public MobileForwarder(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, ExposedPorts exposed,
-        GnsPeerLocator locator, TimeProvider time, ILoggerFactory loggers)
+        GnsPeerLocator locator, VerifiedAddressOwners owners, TimeProvider time, ILoggerFactory loggers)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggers);
@@ -73,6 +74,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         _addresses = addresses;
         _exposed = exposed;
         _locator = locator;
+        _owners = owners;
         _time = time;
         _loggers = loggers;
         _logger = loggers.CreateLogger<MobileForwarder>();
@@ -160,24 +162,50 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         var connection = await connector.ConnectAsync(peer, _locator, timeout.Token).ConfigureAwait(false);
         try
         {
-            await connection.WriteAsync(OpenHeader.Create(port), timeout.Token).ConfigureAwait(false);
-            var status = new byte[1];
-            if (await connection.ReadAsync(status, timeout.Token).ConfigureAwait(false) != 1)
-            {
-                throw new MobileConnectionException(MobileConnectionError.Aborted, "The peer closed the stream before answering the open header.");
-            }
-
-            if ((OpenStatus)status[0] != OpenStatus.Ok)
-            {
-                throw new OpenRefusedException((OpenStatus)status[0]);
-            }
-
+            await OpenPortAsync(connection, port, timeout.Token).ConfigureAwait(false);
             return connection;
         }
         catch
         {
             await connection.DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Connects to <paramref name="target"/>, an address and port an application named: when the
+    /// address's owner proves a GUID (<see cref="VerifiedAddressOwners"/>) and publishes a transport
+    /// endpoint, a mobile connection to that GUID opened on the target's port (like
+    /// <see cref="OpenAsync"/>); otherwise, or when that attempt fails before any byte, plain TCP to
+    /// the address. Throws <see cref="SocketException"/> when plain TCP cannot connect.
+    /// </summary>
+    public async Task<AddressConnection> ConnectAddressAsync(IPEndPoint target, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        var connector = _connector ?? throw new InvalidOperationException("The transport is not started.");
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        timeout.CancelAfter(_options.Forwarding.ConnectTimeout);
+        return await connector.ConnectToAddressAsync(target, new AddressConnectOptions
+        {
+            Owners = _owners,
+            Locator = _locator,
+            OpenStream = (connection, t, ct) => OpenPortAsync(connection, (ushort)t.Port, ct),
+        }, timeout.Token).ConfigureAwait(false);
+    }
+
+    /// <summary>Writes the open header for <paramref name="port"/> and reads the answer; <see cref="OpenRefusedException"/> unless ok.</summary>
+    private static async ValueTask OpenPortAsync(MobileConnection connection, ushort port, CancellationToken cancellationToken)
+    {
+        await connection.WriteAsync(OpenHeader.Create(port), cancellationToken).ConfigureAwait(false);
+        var status = new byte[1];
+        if (await connection.ReadAsync(status, cancellationToken).ConfigureAwait(false) != 1)
+        {
+            throw new MobileConnectionException(MobileConnectionError.Aborted, "The peer closed the stream before answering the open header.");
+        }
+
+        if ((OpenStatus)status[0] != OpenStatus.Ok)
+        {
+            throw new OpenRefusedException((OpenStatus)status[0]);
         }
     }
 
@@ -292,7 +320,9 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
                 port = await ReadOpenHeaderAsync(connection, handshake.Token).ConfigureAwait(false);
             }
 
-            if (!_exposed.Contains(port))
+            // A port that is not exposed and a port this peer may not open get the same answer, before
+            // any local connect, so a peer off the allow-list cannot tell whether the port exists.
+            if (!_exposed.Allows(port, connection.RemoteGuid))
             {
                 Log.NotExposed(_logger, connection.RemoteGuid.ToString(), port);
                 await RefuseAsync(connection, OpenStatus.NotExposed, cancellationToken).ConfigureAwait(false);
@@ -432,7 +462,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         [LoggerMessage(8004, LogLevel.Debug, "Refused a stream from {Guid}: too many relays.")]
         public static partial void TooManyRelays(ILogger logger, string guid);
 
-        [LoggerMessage(8005, LogLevel.Debug, "Refused a stream from {Guid} to port {Port}: not exposed.")]
+        [LoggerMessage(8005, LogLevel.Debug, "Refused a stream from {Guid} to port {Port}: not exposed, or not to this peer.")]
         public static partial void NotExposed(ILogger logger, string guid, int port);
 
         [LoggerMessage(8006, LogLevel.Debug, "Could not connect to exposed port {Port}: {Error}.")]

@@ -14,8 +14,9 @@ namespace Mobility.Daemon.Forwarding;
 /// <summary>
 /// A SOCKS5 endpoint (RFC 1928; no-auth, CONNECT only) for unmodified applications:
 /// <c>&lt;guid&gt;.guid</c> or a GNS name as the domain opens a mobile stream to that host's port
-/// (through <see cref="MobileForwarder.OpenAsync"/>); an IPv4/IPv6 address is reached over plain
-/// TCP (no mobility: the address names no identity). Listens on <see cref="MobilitydOptions.Socks"/>
+/// (through <see cref="MobileForwarder.OpenAsync"/>); an IPv4/IPv6 address (or an address literal
+/// as the domain) is reached through <see cref="MobileForwarder.ConnectAddressAsync"/>: mobile when its
+/// owner proves a GUID and publishes a transport endpoint, plain TCP otherwise. Listens on <see cref="MobilitydOptions.Socks"/>
 /// (loopback by default: anyone who reaches it can use this host's identity); off when empty.
 /// </summary>
 public sealed partial class Socks5Endpoint : IHostedService
@@ -159,13 +160,14 @@ public sealed partial class Socks5Endpoint : IHostedService
             }
 
             var early = buffer.AsMemory(consumed, filled - consumed).ToArray();
-            if (request.Host is { } host)
+            var address = request.Address ?? AddressLiteral(request.Host!);
+            if (address is null)
             {
-                relaying = await ConnectMobileAsync(client, host, request.Port, early, ct).ConfigureAwait(false);
+                relaying = await ConnectMobileAsync(client, request.Host!, request.Port, early, ct).ConfigureAwait(false);
             }
             else
             {
-                relaying = await ConnectPlainAsync(client, new IPEndPoint(request.Address!, request.Port), early, ct, cancellationToken).ConfigureAwait(false);
+                relaying = await ConnectAddressAsync(client, new IPEndPoint(address, request.Port), early, ct, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (Socks5FormatException e)
@@ -186,6 +188,10 @@ public sealed partial class Socks5Endpoint : IHostedService
             }
         }
     }
+
+    /// <summary>A dotted-quad IPv4 literal sent as a domain (some clients do); not the shorthand "1234" or "10.1", which are names.</summary>
+    private static IPAddress? AddressLiteral(string host)
+        => host.Count(c => c == '.') == 3 && IPAddress.TryParse(host, out var address) && address.AddressFamily == AddressFamily.InterNetwork ? address : null;
 
     private delegate bool Parse(ref SequenceReader<byte> reader);
 
@@ -273,17 +279,20 @@ public sealed partial class Socks5Endpoint : IHostedService
         }
     }
 
-    /// <summary>IP address targets: plain TCP, relayed with the same copier (no identity, no mobility).</summary>
-    private async Task<bool> ConnectPlainAsync(Socket client, IPEndPoint target, byte[] early, CancellationToken handshake, CancellationToken stopping)
+    /// <summary>
+    /// IP address targets: a mobile stream when the address's owner proves a GUID and publishes a
+    /// transport endpoint, else plain TCP (no identity, no mobility), relayed with the same copier.
+    /// </summary>
+    private async Task<bool> ConnectAddressAsync(Socket client, IPEndPoint target, byte[] early, CancellationToken handshake, CancellationToken stopping)
     {
-        var socket = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        AddressConnection connection;
         try
         {
-            await socket.ConnectAsync(target, handshake).ConfigureAwait(false);
+            connection = await _forwarder.ConnectAddressAsync(target, handshake).ConfigureAwait(false);
         }
         catch (SocketException e)
         {
-            socket.Dispose();
+            Log.Refused(_logger, client.RemoteEndPoint, $"{target}: {e.Message}");
             var reply = e.SocketErrorCode switch
             {
                 SocketError.ConnectionRefused => Socks5Reply.ConnectionRefused,
@@ -293,14 +302,34 @@ public sealed partial class Socks5Endpoint : IHostedService
             await client.SendAsync(Socks5Parser.Reply(reply), handshake).ConfigureAwait(false);
             return false;
         }
+        catch (OperationCanceledException e) when (!stopping.IsCancellationRequested)
+        {
+            Log.Refused(_logger, client.RemoteEndPoint, $"{target}: {e.Message}");
+            await client.SendAsync(Socks5Parser.Reply(Socks5Reply.HostUnreachable), CancellationToken.None).ConfigureAwait(false);
+            return false;
+        }
+
+        try
+        {
+            await client.SendAsync(Socks5Parser.Reply(Socks5Reply.Succeeded), handshake).ConfigureAwait(false);
+        }
         catch
         {
-            socket.Dispose();
+            await connection.DisposeAsync().ConfigureAwait(false);
             throw;
         }
 
-        await client.SendAsync(Socks5Parser.Reply(Socks5Reply.Succeeded), handshake).ConfigureAwait(false);
-        _forwarder.Track(PlainRelayAsync(client, socket, early, stopping));
+        if (connection.Mobile is { } mobile)
+        {
+            Log.AddressMobile(_logger, client.RemoteEndPoint, target, mobile.RemoteGuid.ToString());
+            _forwarder.StartRelay(mobile, client, early);
+        }
+        else
+        {
+            Log.AddressPlain(_logger, client.RemoteEndPoint, target, connection.PlainReason ?? "");
+            _forwarder.Track(PlainRelayAsync(client, connection.PlainSocket!, early, stopping));
+        }
+
         return true;
     }
 
@@ -345,5 +374,11 @@ public sealed partial class Socks5Endpoint : IHostedService
 
         [LoggerMessage(8204, LogLevel.Debug, "SOCKS5 client {Client}: {Reason}.")]
         public static partial void Refused(ILogger logger, EndPoint? client, string reason);
+
+        [LoggerMessage(8205, LogLevel.Debug, "SOCKS5 client {Client}: {Target} over the mobile transport to its verified owner {Guid}.")]
+        public static partial void AddressMobile(ILogger logger, EndPoint? client, IPEndPoint target, string guid);
+
+        [LoggerMessage(8206, LogLevel.Debug, "SOCKS5 client {Client}: {Target} over plain TCP: {Reason}.")]
+        public static partial void AddressPlain(ILogger logger, EndPoint? client, IPEndPoint target, string reason);
     }
 }

@@ -1,5 +1,6 @@
 using Google.Protobuf.WellKnownTypes;
 using Mobility.Daemon.Challenges;
+using Mobility.Daemon.Forwarding;
 using Mobility.Protocol.Records;
 using Mobility.Daemon.Api;
 using Proto = Mobility.Daemon.Api;
@@ -47,6 +48,13 @@ public static class ApiMapping
         ArgumentNullException.ThrowIfNull(view);
         var reply = new Proto.ExposedPorts { Transport = view.Transport.ToString() };
         reply.Ports.AddRange(view.Ports.Select(p => (uint)p));
+        foreach (var entry in view.Entries)
+        {
+            var item = new Proto.ExposedPortEntry { Port = (uint)entry.Port };
+            item.Allow.AddRange(entry.Allowed.Select(g => g.ToString()));
+            reply.Exposed.Add(item);
+        }
+
         return reply;
     }
 

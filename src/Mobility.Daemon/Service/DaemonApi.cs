@@ -29,14 +29,11 @@ public sealed record DaemonStatus(
     int TransportPort,
     DateTimeOffset StartedAt);
 
-/// <summary>A GNS claim that was not verified at the address, and why.</summary>
-public sealed record RefusedClaim(HostGuid Guid, string Reason);
-
-/// <summary>The answer of get_guid_from_ip: only <see cref="Verified"/> GUIDs are to be trusted.</summary>
-public sealed record GuidsAtAddress(IPAddress Address, ImmutableArray<HostGuid> Verified, ImmutableArray<RefusedClaim> Refused, bool Truncated);
-
-/// <summary>The ports forwarded to 127.0.0.1 for peers, and the transport endpoint.</summary>
-public sealed record ExposedView(ImmutableArray<int> Ports, IPEndPoint Transport);
+/// <summary>The ports forwarded to 127.0.0.1 for peers (with their allow-lists), and the transport endpoint.</summary>
+public sealed record ExposedView(ImmutableArray<ExposedPort> Entries, IPEndPoint Transport)
+{
+    public ImmutableArray<int> Ports => [.. Entries.Select(e => e.Port)];
+}
 
 /// <summary>The host's addresses and the last published record version.</summary>
 public sealed record AddressesView(ImmutableArray<IPAddress> Addresses, bool Fixed, ulong RecordVersion);
@@ -61,9 +58,10 @@ public sealed class DaemonApi
     private readonly DateTimeOffset _startedAt;
     private readonly ExposedPorts _exposed;
     private readonly MobileForwarder _forwarder;
+    private readonly AddressClaims _claims;
 
     public DaemonApi(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, RecordPublisher publisher,
-        Challenger challenger, ControlEndpoint control, PeerBook peers, IGnsClient gns, TimeProvider time, ExposedPorts exposed, MobileForwarder forwarder)
+        Challenger challenger, ControlEndpoint control, PeerBook peers, IGnsClient gns, TimeProvider time, ExposedPorts exposed, MobileForwarder forwarder, AddressClaims claims)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(time);
@@ -79,15 +77,51 @@ public sealed class DaemonApi
         _startedAt = time.GetUtcNow();
         _exposed = exposed;
         _forwarder = forwarder;
+        _claims = claims;
     }
 
     /// <summary>The exposed ports (ascending) and where the transport listens.</summary>
-    public ExposedView ListExposed() => new([.. _exposed.Current], _forwarder.LocalEndPoint);
+    public ExposedView ListExposed() => new(_exposed.Entries, _forwarder.LocalEndPoint);
 
-    /// <summary>Exposes a local port to peers. Callers check the caller's right to do this first.</summary>
+    /// <summary>Exposes a local port to every authenticated peer. Callers check the caller's right to do this first.</summary>
     public ExposedView Expose(int port)
     {
         _exposed.Expose(port);
+        return ListExposed();
+    }
+
+    /// <summary>
+    /// Exposes a local port to the peers in <paramref name="allow"/> (GUIDs, or names resolved through
+    /// the GNS now and kept as GUIDs), or to every authenticated peer when it is empty; replaces the
+    /// port's allow-list. <see cref="ArgumentException"/>: a bad port, GUID or name, or a name the GNS
+    /// does not know; <see cref="GnsException"/>: the GNS cannot be asked. Callers check the caller's
+    /// right to do this first.
+    /// </summary>
+    public async Task<ExposedView> ExposeAsync(int port, IReadOnlyList<string> allow, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(allow);
+        if (allow.Count > ExposedPorts.MaxAllowed)
+        {
+            throw new ArgumentException($"At most {ExposedPorts.MaxAllowed} peers may be allowed on one port.", nameof(allow));
+        }
+
+        var guids = new List<HostGuid>(allow.Count);
+        foreach (var item in allow)
+        {
+            if (HostGuid.TryParse(item, out var guid))
+            {
+                guids.Add(guid);
+                continue;
+            }
+
+            var name = HostName.Normalize(item ?? "", out var error)
+                       ?? throw new ArgumentException($"'{item}' is neither a GUID nor a name: {error}", nameof(allow));
+            var record = await _gns.LookupNameAsync(name, cancellationToken).ConfigureAwait(false)
+                         ?? throw new ArgumentException($"The GNS knows no host named '{name}'.", nameof(allow));
+            guids.Add(record.Guid);
+        }
+
+        _exposed.Expose(port, guids);
         return ListExposed();
     }
 
@@ -121,20 +155,8 @@ public sealed class DaemonApi
     /// get_guid_from_ip: the GUIDs the GNS index lists for <paramref name="address"/>, each
     /// challenged there; only those that prove themselves are returned as verified.
     /// </summary>
-    public async Task<GuidsAtAddress> GetGuidFromIpAsync(IPAddress address, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(address);
-        var normalized = Locator.Normalize(address);
-        var claims = await _gns.ReverseAsync(normalized, cancellationToken).ConfigureAwait(false);
-        var max = _options.Challenge.MaxReverseCandidates;
-        var candidates = claims.Distinct().Take(max).ToArray();
-        var verdicts = await Task.WhenAll(candidates.Select(g => _challenger.ChallengeAsync(normalized, g, cancellationToken))).ConfigureAwait(false);
-        return new GuidsAtAddress(
-            normalized,
-            [.. verdicts.Where(v => v.Verified).Select(v => v.Guid)],
-            [.. verdicts.Where(v => !v.Verified).Select(v => new RefusedClaim(v.Guid, v.Reason))],
-            claims.Count > max);
-    }
+    public Task<GuidsAtAddress> GetGuidFromIpAsync(IPAddress address, CancellationToken cancellationToken = default)
+        => _claims.VerifyAsync(address, cancellationToken);
 
     /// <summary>challenge: does the holder of <paramref name="guid"/>'s key answer at <paramref name="target"/>?</summary>
     public Task<ChallengeVerdict> ChallengeAsync(IPEndPoint target, HostGuid guid, CancellationToken cancellationToken = default)

@@ -86,12 +86,14 @@ public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
         return ApiMapping.ToProto(view);
     }
 
-    public override Task<Api.ExposedPorts> Expose(ExposeRequest request, ServerCallContext context)
+    public override async Task<Api.ExposedPorts> Expose(ExposeRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
         Authorize(context);
-        return Task.FromResult(ApiMapping.ToProto(Guard(() => _api.Expose(checked((int)Math.Min(request.Port, int.MaxValue))))));
+        var port = checked((int)Math.Min(request.Port, int.MaxValue));
+        var view = await Guard(() => _api.ExposeAsync(port, [.. request.Allow], context.CancellationToken)).ConfigureAwait(false);
+        return ApiMapping.ToProto(view);
     }
 
     public override Task<Api.ExposedPorts> Unexpose(UnexposeRequest request, ServerCallContext context)
