@@ -8,6 +8,7 @@ using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Challenges;
 using Mobility.Daemon.Identity;
 using Mobility.Daemon.Internal;
+using Mobility.Gns.Udp;
 using Mobility.Protocol;
 using Mobility.Protocol.Challenge;
 using Mobility.Protocol.Records;
@@ -52,7 +53,7 @@ public sealed partial class ControlEndpoint : BackgroundService
         _pending = pending;
         _time = time;
         _logger = logger;
-        _limiter = new SourceRateLimiter(_options.ControlLimits, time);
+        _limiter = new SourceRateLimiter(_options.ControlLimits.ToRateLimits(), time);
         _followAddresses = _options.Control.Length == 0;
     }
 

@@ -14,16 +14,41 @@ public enum RateLimitDecision
     /// <summary>Over the rate: drop it without a reply.</summary>
     Drop,
 
-    /// <summary>Over the rate, and the source has not been told for a while: answer RateLimited once.</summary>
+    /// <summary>
+    /// Over the rate, and the source has not been told for <see cref="SourceRateLimits.ReplyInterval"/>:
+    /// answer "rate limited" once. Never returned when the interval is null (endpoints that never answer a refusal).
+    /// </summary>
     ReplyRateLimited,
+}
+
+/// <summary>The settings of one <see cref="SourceRateLimiter"/>; each endpoint maps its own options onto these.</summary>
+public sealed record SourceRateLimits
+{
+    /// <summary>Sustained requests per second per source.</summary>
+    public required double RequestsPerSecond { get; init; }
+
+    /// <summary>Requests a source may send at once before the rate applies.</summary>
+    public required int Burst { get; init; }
+
+    /// <summary>Sources with a bucket of their own; beyond it idle buckets are evicted, then new sources share one overflow bucket.</summary>
+    public required int MaxSources { get; init; }
+
+    /// <summary>
+    /// A limited source is told at most once per this interval (<see cref="RateLimitDecision.ReplyRateLimited"/>);
+    /// null: never told, every excess request is dropped silently.
+    /// </summary>
+    public TimeSpan? ReplyInterval { get; init; }
 }
 
 /// <summary>
 /// A token bucket per source (an IPv4 address, or an IPv6 /64 — the smallest prefix a site is
-/// given, so one site cannot multiply its rate by its addresses) in a bounded table. When the table
-/// is full, buckets that have refilled completely (idle sources) are evicted; when none is idle, new
-/// sources share one overflow bucket, so a flood from spoofed addresses neither grows memory nor
-/// resets the buckets of the sources it floods alongside.
+/// given, so one site cannot multiply its rate by its addresses; an IPv4-mapped IPv6 address counts
+/// as the IPv4 address) in a bounded table. When the table is full, buckets that have refilled
+/// completely (idle sources) are evicted — looked for at most once per refill time, so a flood of new
+/// sources does not cost a table scan per datagram; when none is idle, new sources share one overflow
+/// bucket, so a flood from spoofed addresses neither grows memory nor resets the buckets of the sources
+/// it floods alongside. Thread-safe (one lock; the work under it is a dictionary lookup).
+/// Used by the GNS datagram endpoint and by mobilityd's control endpoint.
 /// </summary>
 public sealed class SourceRateLimiter
 {
@@ -34,25 +59,34 @@ public sealed class SourceRateLimiter
     private readonly double _ratePerSecond;
     private readonly double _burst;
     private readonly long _replyIntervalTicks;
+    private readonly bool _replies;
     private readonly long _refillTicks;
     private readonly int _capacity;
     private long _nextSweep;
 
+    /// <summary>The GNS datagram endpoint's limiter (<see cref="GnsServerOptions"/>; answers RateLimited once per interval).</summary>
     public SourceRateLimiter(IOptions<GnsServerOptions> options, TimeProvider time)
+        : this(FromGnsOptions(options), time)
     {
-        ArgumentNullException.ThrowIfNull(options);
+    }
+
+    public SourceRateLimiter(SourceRateLimits limits, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
         ArgumentNullException.ThrowIfNull(time);
-        var o = options.Value;
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(limits.RequestsPerSecond);
+        ArgumentOutOfRangeException.ThrowIfLessThan(limits.Burst, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(limits.MaxSources, 1);
         _time = time;
-        _ratePerSecond = o.RequestsPerSecond;
-        _burst = o.Burst;
-        _capacity = o.MaxRateLimitedSources;
-        _replyIntervalTicks = (long)(o.RateLimitedReplyInterval.TotalSeconds * time.TimestampFrequency);
+        _ratePerSecond = limits.RequestsPerSecond;
+        _burst = limits.Burst;
+        _capacity = limits.MaxSources;
+        _replies = limits.ReplyInterval is not null;
+        _replyIntervalTicks = (long)((limits.ReplyInterval ?? TimeSpan.Zero).TotalSeconds * time.TimestampFrequency);
         // The time an empty bucket takes to refill: no bucket becomes idle faster, so sweeping more
         // often than this finds nothing new.
         _refillTicks = Math.Max(1, (long)(_burst / _ratePerSecond * time.TimestampFrequency));
-        var now = time.GetTimestamp();
-        _overflow = new Bucket(_burst, now);
+        _overflow = new Bucket(_burst, time.GetTimestamp());
     }
 
     /// <summary>Sources with a bucket of their own.</summary>
@@ -67,6 +101,7 @@ public sealed class SourceRateLimiter
         }
     }
 
+    /// <summary>Takes one token for <paramref name="source"/>: allowed, dropped, or dropped with a "rate limited" answer.</summary>
     public RateLimitDecision Check(IPAddress source)
     {
         ArgumentNullException.ThrowIfNull(source);
@@ -99,7 +134,7 @@ public sealed class SourceRateLimiter
                 return RateLimitDecision.Allow;
             }
 
-            if (bucket.LastReply == long.MinValue || now - bucket.LastReply >= _replyIntervalTicks)
+            if (_replies && (bucket.LastReply == long.MinValue || now - bucket.LastReply >= _replyIntervalTicks))
             {
                 bucket.LastReply = now;
                 return RateLimitDecision.ReplyRateLimited;
@@ -107,6 +142,22 @@ public sealed class SourceRateLimiter
 
             return RateLimitDecision.Drop;
         }
+    }
+
+    /// <summary>True when <paramref name="source"/> had a token (and took it); for endpoints that never answer a refusal.</summary>
+    public bool TryAcquire(IPAddress source) => Check(source) == RateLimitDecision.Allow;
+
+    private static SourceRateLimits FromGnsOptions(IOptions<GnsServerOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var o = options.Value;
+        return new SourceRateLimits
+        {
+            RequestsPerSecond = o.RequestsPerSecond,
+            Burst = o.Burst,
+            MaxSources = o.MaxRateLimitedSources,
+            ReplyInterval = o.RateLimitedReplyInterval,
+        };
     }
 
     private void Refill(Bucket bucket, long now)

@@ -18,6 +18,9 @@ public sealed class SourceRateLimiterTests
             RateLimitedReplyInterval = TimeSpan.FromSeconds(1),
         }), _time);
 
+    private SourceRateLimiter CreateSilent(double rate, int burst, int capacity = 1000)
+        => new(new SourceRateLimits { RequestsPerSecond = rate, Burst = burst, MaxSources = capacity, ReplyInterval = null }, _time);
+
     private static IPAddress Ip(string text) => IPAddress.Parse(text);
 
     [Fact]
@@ -118,5 +121,71 @@ public sealed class SourceRateLimiterTests
         _time.Advance(TimeSpan.FromSeconds(1));   // every bucket refills: all are idle
         Assert.Equal(RateLimitDecision.Allow, limiter.Check(Ip("10.2.0.1")));
         Assert.Equal(1, limiter.TrackedSources);
+    }
+
+    // Ported from mobilityd's control endpoint limiter (now this class, without replies).
+
+    [Fact]
+    public void Without_a_reply_interval_a_source_gets_its_burst_then_the_rate_and_is_never_answered()
+    {
+        var limiter = CreateSilent(rate: 2, burst: 3);
+        var a = Ip("192.0.2.1");
+        var decisions = Enumerable.Range(0, 10).Select(_ => limiter.Check(a)).ToArray();
+        Assert.Equal(3, decisions.Count(d => d == RateLimitDecision.Allow));
+        Assert.DoesNotContain(RateLimitDecision.ReplyRateLimited, decisions);
+        Assert.True(limiter.TryAcquire(Ip("192.0.2.2")), "another source has its own bucket");
+
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(2, Enumerable.Range(0, 10).Count(_ => limiter.TryAcquire(a)));
+    }
+
+    [Fact]
+    public void Without_a_reply_interval_memory_is_bounded_and_a_spoofed_flood_shares_one_overflow_bucket()
+    {
+        var limiter = CreateSilent(rate: 1, burst: 2, capacity: 4);
+        var allowed = 0;
+        for (var i = 0; i < 1000; i++)
+        {
+            // Each source spends a token, so no bucket is idle and none can be evicted.
+            allowed += limiter.TryAcquire(new IPAddress([10, 0, (byte)(i / 256), (byte)i])) ? 1 : 0;
+        }
+
+        Assert.Equal(4, limiter.TrackedSources);
+        Assert.Equal((4 * 1) + 2, allowed);
+    }
+
+    [Fact]
+    public void A_single_slot_table_evicts_an_idle_source_to_make_room()
+    {
+        var limiter = CreateSilent(rate: 10, burst: 1, capacity: 1);
+        Assert.True(limiter.TryAcquire(Ip("192.0.2.1")));
+        _time.Advance(TimeSpan.FromSeconds(1));
+
+        Assert.True(limiter.TryAcquire(Ip("192.0.2.2")));
+        Assert.Equal(1, limiter.TrackedSources);
+    }
+
+    [Fact]
+    public void A_full_table_is_scanned_for_idle_sources_at_most_once_per_refill_time()
+    {
+        // Burst 2 at 1/s: a bucket needs 2 s to become idle, so a sweep finds nothing new sooner.
+        var limiter = CreateSilent(rate: 1, burst: 2, capacity: 2);
+        Assert.True(limiter.TryAcquire(Ip("10.3.0.1")));
+        Assert.True(limiter.TryAcquire(Ip("10.3.0.2")));
+        Assert.True(limiter.TryAcquire(Ip("10.3.0.3")));   // overflow bucket (the sweep found none idle)
+        _time.Advance(TimeSpan.FromSeconds(1));            // both refilled (idle), but no sweep is due yet
+        Assert.True(limiter.TryAcquire(Ip("10.3.0.4")));   // overflow, without a scan
+        Assert.Equal(2, limiter.TrackedSources);
+        _time.Advance(TimeSpan.FromSeconds(2));            // a sweep is due: both idle buckets go
+        Assert.True(limiter.TryAcquire(Ip("10.3.0.5")));
+        Assert.Equal(1, limiter.TrackedSources);
+    }
+
+    [Fact]
+    public void Bad_settings_are_refused()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => CreateSilent(rate: 0, burst: 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => CreateSilent(rate: 1, burst: 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => CreateSilent(rate: 1, burst: 1, capacity: 0));
     }
 }
