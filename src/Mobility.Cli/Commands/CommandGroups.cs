@@ -10,6 +10,8 @@ public static class CommandGroups
 {
     public static IReadOnlyList<Func<Command>> All { get; } =
     [
+        // The README's first command: embedded GNS, two hosts, a stream that survives their moves.
+        DemoCommand.Create,
         IdCommands.Create,
         GnsCommands.Create,
         // mobilityd's API (over its Unix socket): guid, ip, guids, challenge, status, addresses.
