@@ -94,6 +94,34 @@ public sealed class RedisGnsOptions
     /// single server one classic channel is used.
     /// </summary>
     public int ChangeChannels { get; set; } = 16;
+
+    /// <summary>
+    /// GUIDs whose state the in-process read cache holds (0 turns the cache off: every lookup is a Redis
+    /// round trip). 65,536 as in the SQLite store: about 50 MB of records at the largest record size, far
+    /// less for typical ones. The cache serves only while the change feed is live (see docs/redis.md).
+    /// </summary>
+    public int CacheCapacity { get; set; } = 65_536;
+
+    /// <summary>
+    /// Longest time a cached state is served without being read from Redis again. The change feed keeps
+    /// entries current; this bounds how long a change that was committed but never published (its process
+    /// died in between) can go unseen. 60 s: one extra round trip per hot GUID per minute.
+    /// </summary>
+    public TimeSpan CacheMaxAge { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// How often the change feed publishes a probe on each of its channels and checks that it comes back,
+    /// i.e. that its subscriptions still receive what other processes publish. 1 s: one small message per
+    /// channel per second per process.
+    /// </summary>
+    public TimeSpan FeedProbeInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// A probe not back within this time means the feed may have missed changes: the read cache is dropped
+    /// and stays off until a probe comes back on every channel. 5 s: far above a pub/sub round trip even on
+    /// a loaded machine, and the longest a silently broken subscription can leave the cache stale.
+    /// </summary>
+    public TimeSpan FeedProbeTimeout { get; set; } = TimeSpan.FromSeconds(5);
 }
 
 /// <summary>Checks <see cref="RedisGnsOptions"/> when the host starts (ValidateOnStart).</summary>
@@ -169,6 +197,22 @@ public sealed class RedisGnsOptionsValidator : IValidateOptions<RedisGnsOptions>
         if (options.ChangeChannels is < 1 or > 1024)
         {
             failures.Add("Gns:Redis:ChangeChannels must be between 1 and 1024.");
+        }
+
+        if (options.CacheCapacity is < 0 or > 100_000_000)
+        {
+            failures.Add("Gns:Redis:CacheCapacity must be between 0 (off) and 100000000.");
+        }
+
+        if (options.CacheMaxAge <= TimeSpan.Zero || options.CacheMaxAge > TimeSpan.FromDays(1))
+        {
+            failures.Add("Gns:Redis:CacheMaxAge must be positive and at most 1 day.");
+        }
+
+        if (options.FeedProbeInterval <= TimeSpan.Zero || options.FeedProbeInterval > TimeSpan.FromMinutes(10)
+            || options.FeedProbeTimeout <= TimeSpan.Zero || options.FeedProbeTimeout > TimeSpan.FromMinutes(10))
+        {
+            failures.Add("Gns:Redis:FeedProbeInterval and Gns:Redis:FeedProbeTimeout must be positive and at most 10 minutes.");
         }
 
         return failures;

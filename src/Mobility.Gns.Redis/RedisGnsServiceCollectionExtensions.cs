@@ -50,15 +50,21 @@ public static class RedisGnsServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisGnsOptions>, RedisGnsOptionsValidator>());
 
         services.TryAddSingleton<RedisGnsConnection>();
+        // The store reads through the cache; the feed keeps it current and turns it on only while it is live.
+        services.TryAddSingleton(sp => new RedisGnsCache(sp.GetRequiredService<IOptions<RedisGnsOptions>>().Value,
+            sp.GetService<TimeProvider>() ?? TimeProvider.System));
         services.TryAddSingleton(sp => RedisGnsStore.OpenAsync(
                 sp.GetRequiredService<RedisGnsConnection>().Multiplexer,
                 sp.GetRequiredService<IOptions<RedisGnsOptions>>().Value,
-                sp.GetRequiredService<ILogger<RedisGnsStore>>())
+                sp.GetRequiredService<ILogger<RedisGnsStore>>(),
+                sp.GetRequiredService<RedisGnsCache>().Cache)
             .GetAwaiter().GetResult());
         services.TryAddSingleton(sp => new RedisRecordChangeFeed(
             sp.GetRequiredService<RedisGnsConnection>().Multiplexer,
             sp.GetRequiredService<IOptions<RedisGnsOptions>>().Value,
-            sp.GetRequiredService<ILogger<RedisRecordChangeFeed>>()));
+            sp.GetRequiredService<ILogger<RedisRecordChangeFeed>>(),
+            sp.GetRequiredService<RedisGnsCache>().Cache,
+            sp.GetService<TimeProvider>() ?? TimeProvider.System));
 
         services.RemoveAll<IGnsStore>();
         services.AddSingleton<IGnsStore>(sp => sp.GetRequiredService<RedisGnsStore>());
@@ -67,6 +73,12 @@ public static class RedisGnsServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisChangeFeedService>());
         return services;
     }
+}
+
+/// <summary>The process's Redis read cache, shared by the store and the change feed; null when <see cref="RedisGnsOptions.CacheCapacity"/> is 0.</summary>
+internal sealed class RedisGnsCache(RedisGnsOptions options, TimeProvider time)
+{
+    public RedisRecordCache? Cache { get; } = options.CacheCapacity > 0 ? new RedisRecordCache(options.CacheCapacity, options.CacheMaxAge, time) : null;
 }
 
 /// <summary>The one Redis connection (multiplexer) of the process, shared by the store and the feed; connects when first resolved.</summary>

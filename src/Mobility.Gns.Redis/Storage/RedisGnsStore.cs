@@ -17,7 +17,8 @@ namespace Mobility.Gns.Redis.Storage;
 /// around it by ordering and by readers that check against the record:
 /// <list type="number">
 /// <item>Pre-check the GUID's version and existence (a read), so that NotFound and Stale take
-/// precedence over NameTaken as in the other stores.</item>
+/// precedence over NameTaken as in the other stores (only for a record with a name: without one, the
+/// record write below checks both atomically).</item>
 /// <item>Claim the record's name in the name's slot (<see cref="RedisScripts.Claim"/>: first come,
 /// first served, owner = GUID). A claim held by another GUID is dead, and taken over with a
 /// compare-and-set (<see cref="RedisScripts.Steal"/>), when that GUID's record is at or past the claim's
@@ -40,6 +41,11 @@ namespace Mobility.Gns.Redis.Storage;
 /// record holds the name. So readers never see a GUID (or name) that its live record does not carry; a
 /// crash after the commit point can leave a name claim or index entry missing or stale, and a retry of
 /// the same update (answered Stale with the same version) repairs both.
+/// <para>
+/// Lookups (by GUID, by name, the version of a GUID) are answered from a <see cref="RedisRecordCache"/> when
+/// the store was opened with one and the change feed keeps it live; the write path, name claims and the
+/// reverse index always read Redis itself.
+/// </para>
 /// </summary>
 public sealed partial class RedisGnsStore : IGnsStore
 {
@@ -53,10 +59,12 @@ public sealed partial class RedisGnsStore : IGnsStore
     private readonly ILogger<RedisGnsStore> _logger;
     private readonly RedisServerFacts _facts;
     private readonly bool _waitAof;
+    private readonly RedisRecordCache? _cache;
     private int _disposed;
 
-    private RedisGnsStore(IConnectionMultiplexer redis, RedisGnsOptions options, RedisServerFacts facts, ILogger<RedisGnsStore> logger)
+    private RedisGnsStore(IConnectionMultiplexer redis, RedisGnsOptions options, RedisServerFacts facts, RedisRecordCache? cache, ILogger<RedisGnsStore> logger)
     {
+        _cache = cache;
         _redis = redis;
         _db = redis.GetDatabase();
         _options = options;
@@ -77,14 +85,25 @@ public sealed partial class RedisGnsStore : IGnsStore
     /// <summary>True when every commit is confirmed with WAITAOF.</summary>
     public bool UsesWaitAof => _waitAof;
 
+    /// <summary>The in-process read cache, or null when the store was opened without one.</summary>
+    internal RedisRecordCache? Cache => _cache;
+
     /// <summary>
     /// Opens the store over a connected multiplexer (which the caller keeps and disposes). Probes the
     /// masters (version, cluster mode, AOF settings), logs what durability they give, and refuses to open
     /// when <see cref="RedisGnsOptions.FsyncWait"/> is Always on a server without WAITAOF, or when
     /// <see cref="RedisGnsOptions.RequireDurableConfiguration"/> is set and a master is not durable.
     /// </summary>
-    public static async Task<RedisGnsStore> OpenAsync(IConnectionMultiplexer redis, RedisGnsOptions options, ILogger<RedisGnsStore> logger,
+    public static Task<RedisGnsStore> OpenAsync(IConnectionMultiplexer redis, RedisGnsOptions options, ILogger<RedisGnsStore> logger,
         CancellationToken cancellationToken = default)
+        => OpenAsync(redis, options, logger, cache: null, cancellationToken);
+
+    /// <summary>
+    /// Opens the store with an in-process read <paramref name="cache"/>, which serves only while a
+    /// <see cref="Watch.RedisRecordChangeFeed"/> given the same cache keeps it live.
+    /// </summary>
+    internal static async Task<RedisGnsStore> OpenAsync(IConnectionMultiplexer redis, RedisGnsOptions options, ILogger<RedisGnsStore> logger,
+        RedisRecordCache? cache, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(redis);
         ArgumentNullException.ThrowIfNull(options);
@@ -108,7 +127,7 @@ public sealed partial class RedisGnsStore : IGnsStore
                 "Gns:Redis:RequireDurableConfiguration is set but not every master has 'appendonly yes' and 'appendfsync always': " + facts.Describe());
         }
 
-        var store = new RedisGnsStore(redis, options, facts, logger);
+        var store = new RedisGnsStore(redis, options, facts, cache, logger);
         Log.Opened(logger, facts.Describe(), store._waitAof);
         if (!facts.AllDurable && !store._waitAof)
         {
@@ -127,9 +146,11 @@ public sealed partial class RedisGnsStore : IGnsStore
         var recordKey = _keys.Record(guid);
         var version = RedisKeys.Version(record.Version);
 
-        // 1. Pre-check, so that a stale or unknown GUID is refused as such and never claims a name.
-        var existing = await ReadStateAsync(recordKey).ConfigureAwait(false);
-        if (CheckPut(existing, record.Version, requireExisting) is { } refused)
+        // 1. Pre-check, so that a stale or unknown GUID is refused as such and never claims a name. A record
+        //    without a name claims nothing: the Put script alone checks version and existence, atomically,
+        //    and its refusals are handled below exactly as here (one Redis round trip less per update).
+        var existing = record.Name is null ? null : await ReadStateAsync(recordKey).ConfigureAwait(false);
+        if (record.Name is not null && CheckPut(existing, record.Version, requireExisting) is { } refused)
         {
             if (refused.Status == StoreStatus.Stale && existing is { Live: true } current && current.Version == record.Version)
             {
@@ -164,6 +185,7 @@ public sealed partial class RedisGnsStore : IGnsStore
         }
 
         await WaitDurableAsync(recordKey).ConfigureAwait(false);
+        _cache?.Apply(guid, record.Version, record);
 
         // 4. Re-assert the claim (undoes a release by a process that lost the race for this version).
         if (record.Name is { } held && !await AcquireNameAsync(held, guid, record.Version, cancellationToken).ConfigureAwait(false))
@@ -199,6 +221,7 @@ public sealed partial class RedisGnsStore : IGnsStore
         }
 
         await WaitDurableAsync(recordKey).ConfigureAwait(false);
+        _cache?.Apply(guid, version, null);
         if (reply.Name.Length > 0)
         {
             await ReleaseNameAsync(reply.Name, guid, version, exact: false).ConfigureAwait(false);
@@ -216,7 +239,7 @@ public sealed partial class RedisGnsStore : IGnsStore
     {
         cancellationToken.ThrowIfCancellationRequested();
         ThrowIfDisposed();
-        return (await ReadLiveAsync(guid).ConfigureAwait(false)).Record;
+        return (await ReadCachedAsync(guid).ConfigureAwait(false)).Record;
     }
 
     public async ValueTask<GnsRecord?> GetByNameAsync(string name, CancellationToken cancellationToken = default)
@@ -229,6 +252,14 @@ public sealed partial class RedisGnsStore : IGnsStore
             return null;
         }
 
+        // A cached hint is checked against the (cached) record of its GUID: a GUID whose live record
+        // holds the name owns it (its claim is alive), so the hint is exactly as fresh as that record.
+        if (_cache is not null && _cache.TryGetName(canonical, out var hinted)
+            && (await ReadCachedAsync(hinted).ConfigureAwait(false)).Record is { } cached && cached.Name == canonical)
+        {
+            return cached;
+        }
+
         var value = await _db.StringGetAsync(_keys.Name(canonical)).ConfigureAwait(false);
         if (!NameClaim.TryParse(value, out var claim))
         {
@@ -236,7 +267,7 @@ public sealed partial class RedisGnsStore : IGnsStore
         }
 
         // The claim names the owner; only the owner's live record that holds the name is an answer.
-        var (record, _) = await ReadLiveAsync(claim.Owner).ConfigureAwait(false);
+        var (record, _) = await ReadCachedAsync(claim.Owner, canonical).ConfigureAwait(false);
         return record is not null && record.Name == canonical ? record : null;
     }
 
@@ -244,6 +275,11 @@ public sealed partial class RedisGnsStore : IGnsStore
     {
         cancellationToken.ThrowIfCancellationRequested();
         ThrowIfDisposed();
+        if (_cache is not null)
+        {
+            return (await ReadCachedAsync(guid).ConfigureAwait(false)).Version;
+        }
+
         var value = await _db.HashGetAsync(_keys.Record(guid), "v").ConfigureAwait(false);
         if (value.IsNull)
         {
@@ -334,6 +370,34 @@ public sealed partial class RedisGnsStore : IGnsStore
         }
 
         return new StoredState(version, (string?)fields[1] == "0");
+    }
+
+    /// <summary>
+    /// <see cref="ReadLiveAsync"/> through the cache: a hit costs no round trip; a miss reads Redis and fills
+    /// the cache unless a change of the GUID (or a feed outage) came in between. <paramref name="name"/>, when
+    /// given, is remembered as a hint if the record read holds it.
+    /// </summary>
+    private ValueTask<(GnsRecord? Record, ulong? Version)> ReadCachedAsync(HostGuid guid, string? name = null)
+    {
+        if (_cache is null)
+        {
+            return new ValueTask<(GnsRecord?, ulong?)>(ReadLiveAsync(guid));
+        }
+
+        if (_cache.TryGet(guid, out var state))
+        {
+            return new ValueTask<(GnsRecord?, ulong?)>((state.Record, state.Exists ? state.Version : null));
+        }
+
+        return FillAsync(guid, name);
+
+        async ValueTask<(GnsRecord? Record, ulong? Version)> FillAsync(HostGuid guid, string? name)
+        {
+            var token = _cache.Stamp(guid);
+            var read = await ReadLiveAsync(guid).ConfigureAwait(false);
+            _cache.TryFill(guid, read.Version is not null, read.Version ?? 0, read.Record, token, name);
+            return read;
+        }
     }
 
     /// <summary>The GUID's live record (null for absent, tombstone or corrupt) and its stored version (null when absent).</summary>

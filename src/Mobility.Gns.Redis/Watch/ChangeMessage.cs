@@ -8,12 +8,16 @@ namespace Mobility.Gns.Redis.Watch;
 
 /// <summary>
 /// The pub/sub payload of a <see cref="RecordChange"/>: format (1), origin process id (16), GUID (20),
-/// version (8, big-endian), kind (1: 0 removed, 1 record), then for a record its length (2, big-endian)
-/// and its signed encoding. The origin lets a process skip its own changes, which it delivered locally.
+/// version (8, big-endian), kind (1: 0 removed, 1 record, 2 probe), then for a record its length (2,
+/// big-endian) and its signed encoding. The origin lets a process skip its own changes, which it delivered
+/// locally. A probe (GUID all zero, version = the probe's number) carries no change: a process publishes
+/// probes to learn that its subscriptions are live (its own probes come back), every other process ignores them.
 /// </summary>
 internal static class ChangeMessage
 {
     public const byte Format = 1;
+
+    private const byte ProbeKind = 2;
 
     private const int HeaderSize = 1 + 16 + HostGuid.Size + 8 + 1;
 
@@ -39,8 +43,20 @@ internal static class ChangeMessage
         return bytes;
     }
 
+    /// <summary>A probe of <paramref name="origin"/> numbered <paramref name="number"/>.</summary>
+    public static byte[] EncodeProbe(Guid origin, ulong number)
+    {
+        var bytes = new byte[HeaderSize];
+        bytes[0] = Format;
+        origin.TryWriteBytes(bytes.AsSpan(1, 16));
+        BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(17 + HostGuid.Size), number);
+        bytes[HeaderSize - 1] = ProbeKind;
+        return bytes;
+    }
+
     /// <exception cref="MalformedMessageException">The bytes are not a change message.</exception>
-    public static (Guid Origin, RecordChange Change) Decode(ReadOnlySpan<byte> bytes)
+    /// <returns>The origin, and the change, or null for a probe (numbered <c>Probe</c>).</returns>
+    public static (Guid Origin, RecordChange? Change, ulong Probe) Decode(ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length < HeaderSize || bytes.Length > MaxSize)
         {
@@ -63,7 +79,7 @@ internal static class ChangeMessage
                     throw new MalformedMessageException("A removal carries no record.");
                 }
 
-                return (origin, new RecordChange(guid, null, version));
+                return (origin, new RecordChange(guid, null, version), 0);
             case 1:
                 if (bytes.Length < HeaderSize + 2)
                 {
@@ -82,7 +98,14 @@ internal static class ChangeMessage
                     throw new MalformedMessageException("The record's GUID or version does not match the message.");
                 }
 
-                return (origin, new RecordChange(guid, record, version));
+                return (origin, new RecordChange(guid, record, version), 0);
+            case ProbeKind:
+                if (bytes.Length != HeaderSize)
+                {
+                    throw new MalformedMessageException("A probe carries no record.");
+                }
+
+                return (origin, null, version);
             default:
                 throw new MalformedMessageException($"Unknown change kind {bytes[HeaderSize - 1]}.");
         }

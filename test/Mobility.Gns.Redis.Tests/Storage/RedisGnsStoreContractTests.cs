@@ -1,5 +1,7 @@
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Mobility.Gns.Redis.Storage;
+using Mobility.Gns.Redis.Watch;
 using Mobility.Gns.Redis.Tests.Infrastructure;
 using Mobility.Gns.Storage;
 using Mobility.Gns.Tests.Storage;
@@ -15,20 +17,45 @@ public sealed class RedisGnsStoreContractTests(RedisServerFixture redis) : Redis
 [Collection(RedisClusterCollection.Name)]
 public sealed class RedisClusterGnsStoreContractTests(RedisClusterFixture cluster) : RedisContractTestsBase(cluster.Configuration);
 
-public abstract class RedisContractTestsBase(string configuration) : GnsStoreContractTests
+/// <summary>The same behaviour with the in-process read cache on (kept live by a started change feed).</summary>
+[Collection(RedisServerCollection.Name)]
+public sealed class CachedRedisGnsStoreContractTests(RedisServerFixture redis) : RedisContractTestsBase(redis.Configuration, cached: true);
+
+/// <summary>The cached store against the cluster.</summary>
+[Collection(RedisClusterCollection.Name)]
+public sealed class CachedRedisClusterGnsStoreContractTests(RedisClusterFixture cluster) : RedisContractTestsBase(cluster.Configuration, cached: true);
+
+public abstract class RedisContractTestsBase(string configuration, bool cached = false) : GnsStoreContractTests
 {
     private readonly CapturingLogger<RedisGnsStore> _log = new();
     private ConnectionMultiplexer? _redis;
+    private RedisRecordChangeFeed? _feed;
 
     protected override IGnsStore CreateStore()
     {
         _redis = Infrastructure.Redis.ConnectAsync(configuration).GetAwaiter().GetResult();
-        return Infrastructure.Redis.OpenAsync(_redis, Infrastructure.Redis.Options(configuration), _log).GetAwaiter().GetResult();
+        var options = Infrastructure.Redis.Options(configuration);
+        if (!cached)
+        {
+            return Infrastructure.Redis.OpenAsync(_redis, options, _log).GetAwaiter().GetResult();
+        }
+
+        var cache = new RedisRecordCache(options.CacheCapacity, options.CacheMaxAge, TimeProvider.System);
+        var store = RedisGnsStore.OpenAsync(_redis, options, _log, cache).WaitAsync(Infrastructure.Redis.Timeout).GetAwaiter().GetResult();
+        _feed = new RedisRecordChangeFeed(_redis, options, NullLogger<RedisRecordChangeFeed>.Instance, cache, TimeProvider.System);
+        _feed.StartAsync().WaitAsync(Infrastructure.Redis.Timeout).GetAwaiter().GetResult();
+        Assert.True(cache.IsLive);
+        return store;
     }
 
     public override async Task DisposeAsync()
     {
         await base.DisposeAsync();
+        if (_feed is not null)
+        {
+            await _feed.DisposeAsync().AsTask().WaitAsync(Infrastructure.Redis.Timeout);
+        }
+
         if (_redis is not null)
         {
             await _redis.DisposeAsync().AsTask().WaitAsync(Infrastructure.Redis.Timeout);

@@ -19,14 +19,28 @@ public sealed class ChangeMessageTests : IDisposable
         var origin = Guid.NewGuid();
         var record = Record(_key, 9, "round", "2001:db8::1");
 
-        var (o1, c1) = ChangeMessage.Decode(ChangeMessage.Encode(origin, new RecordChange(_key.Guid, record, 9)));
-        var (o2, c2) = ChangeMessage.Decode(ChangeMessage.Encode(origin, new RecordChange(_key.Guid, null, 10)));
+        var (o1, c1, _) = ChangeMessage.Decode(ChangeMessage.Encode(origin, new RecordChange(_key.Guid, record, 9)));
+        var (o2, c2, _) = ChangeMessage.Decode(ChangeMessage.Encode(origin, new RecordChange(_key.Guid, null, 10)));
 
         Assert.Equal(origin, o1);
-        Assert.Equal(record.Encoded.ToArray(), c1.Record!.Encoded.ToArray());
+        Assert.Equal(record.Encoded.ToArray(), c1!.Record!.Encoded.ToArray());
         Assert.Equal(origin, o2);
-        Assert.True(c2.Removed);
+        Assert.True(c2!.Removed);
         Assert.Equal(10UL, c2.Version);
+    }
+
+    [Fact]
+    public void A_probe_round_trips_without_a_change_and_a_probe_with_bytes_after_it_is_malformed()
+    {
+        var origin = Guid.NewGuid();
+        var probe = ChangeMessage.EncodeProbe(origin, 77);
+
+        var (o, change, number) = ChangeMessage.Decode(probe);
+
+        Assert.Equal(origin, o);
+        Assert.Null(change);
+        Assert.Equal(77UL, number);
+        Assert.Throws<MalformedMessageException>(() => ChangeMessage.Decode([.. probe, 0]));
     }
 
     [Fact]
