@@ -35,47 +35,23 @@ while [[ $# -gt 0 ]]; do
 done
 (( CLIENTS >= 2 )) || { echo "gns-scale: --clients must be at least 2 (split across two gns)" >&2; exit 2; }
 
+SCRIPT=gns-scale
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ART=${ARTIFACTS_PATH:-/tmp/art-scale}
 OUT_DIR=$ROOT/artifacts/bench
 WORK=$(mktemp -d /tmp/gns-scale.XXXXXX)
 ZONE=gns.test
-PIDS=()
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_init
 
 TOOLS=(dotnet redis-server redis-cli python3 jq)
 [[ $DNS == 1 ]] && TOOLS+=(knotd knotc dnsperf)
-for tool in "${TOOLS[@]}"; do
-  command -v "$tool" >/dev/null || { echo "gns-scale: $tool not found (apt-get install -y redis-server knot dnsperf)" >&2; exit 1; }
-done
-
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-# utime + stime of a process, in clock ticks.
-cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+require_tools "apt-get install -y redis-server knot dnsperf" "${TOOLS[@]}"
 # CPU ticks of gns sqlite, gns redis-a, gns redis-b and redis-server, space separated.
 cpus() { echo "$(cputicks "${GNS_PID[sqlite]}") $(cputicks "${GNS_PID[redis-a]}") $(cputicks "${GNS_PID[redis-b]}") $(cputicks "$REDIS_PID")"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-free_udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-log "building (Release, artifacts in $ART)"
-dotnet build "$ROOT/src/Mobility.Gns.Host/Mobility.Gns.Host.csproj" -c Release --artifacts-path "$ART" -v q -nologo >"$WORK/build-gns.log" 2>&1 \
-  || { cat "$WORK/build-gns.log" >&2; exit 1; }
-dotnet build "$ROOT/bench/Mobility.Bench.Gns/Mobility.Bench.Gns.csproj" -c Release --artifacts-path "$ART" -v q -nologo >"$WORK/build-bench.log" 2>&1 \
-  || { cat "$WORK/build-bench.log" >&2; exit 1; }
-GNS=$ART/bin/Mobility.Gns.Host/release/gns
-BENCH=$ART/bin/Mobility.Bench.Gns/release/gns-bench
+build_gns_and_bench
 HOSTS=$WORK/hosts.bin
 
 log "deriving $RECORDS hosts, signing their records, writing the zone"
@@ -84,80 +60,13 @@ mkdir -p "$WORK/knot/zones" "$WORK/knot/db" "$WORK/knot/run"
   --zone-file "$WORK/knot/zones/$ZONE.zone" --query-file "$WORK/queries.txt"
 
 # ---- Redis ----------------------------------------------------------------------------------------
-RPORT=$(free_port)
-mkdir -p "$WORK/redis"
-redis-server --bind 127.0.0.1 --port "$RPORT" --dir "$WORK/redis" --appendonly yes --appendfsync always \
-  --save "" --protected-mode yes --daemonize no --logfile "$WORK/redis/redis.log" &
-REDIS_PID=$!
-PIDS+=("$REDIS_PID")
-for i in $(seq 1 100); do
-  redis-cli -p "$RPORT" ping 2>/dev/null | grep -q PONG && break
-  kill -0 "$REDIS_PID" 2>/dev/null || { cat "$WORK/redis/redis.log" >&2; exit 1; }
-  [[ $i == 100 ]] && { echo "gns-scale: redis-server did not start" >&2; exit 1; }
-  sleep 0.1
-done
+start_redis
 REDIS_MEM0=$(redis-cli -p "$RPORT" info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r')
-log "redis-server $(redis-server --version | awk '{print $3}') on 127.0.0.1:$RPORT (appendonly yes, appendfsync always)"
 
 # ---- Knot -----------------------------------------------------------------------------------------
-if [[ $DNS == 1 ]]; then
-  KPORT=$(free_udp_port)
-  cat >"$WORK/knot/knot.conf" <<CONF
-server:
-    rundir: "$WORK/knot/run"
-    listen: 127.0.0.1@$KPORT
-    udp-workers: 2
-    tcp-workers: 1
-    background-workers: 1
-control:
-    listen: "$WORK/knot/run/knot.sock"
-database:
-    storage: "$WORK/knot/db"
-log:
-  - target: stderr
-    any: warning
-template:
-  - id: default
-    storage: "$WORK/knot/zones"
-    journal-content: none
-    zonefile-sync: -1
-zone:
-  - domain: $ZONE
-CONF
-  knotd -c "$WORK/knot/knot.conf" >"$WORK/knot/knotd.log" 2>&1 &
-  KNOT_PID=$!
-  PIDS+=("$KNOT_PID")
-  for i in $(seq 1 120); do
-    if knotc -c "$WORK/knot/knot.conf" zone-status "$ZONE" 2>/dev/null | grep -q 'serial: 1'; then break; fi
-    kill -0 "$KNOT_PID" 2>/dev/null || { cat "$WORK/knot/knotd.log" >&2; exit 1; }
-    [[ $i == 120 ]] && { echo "gns-scale: knotd did not load the zone" >&2; exit 1; }
-    sleep 0.5
-  done
-  log "knotd $(knotd --version | awk '{print $NF}') on 127.0.0.1:$KPORT serving $RECORDS A records"
-fi
+[[ $DNS == 1 ]] && start_knot "$RECORDS"
 
 # ---- GNS ------------------------------------------------------------------------------------------
-declare -A GNS_PID GNS_UDP GNS_GRPC GNS_DNS
-start_gns() { # name, then gns flags
-  local name=$1; shift
-  mkdir -p "$WORK/$name"
-  env GNS_Gns__RequestsPerSecond=1000000000 GNS_Gns__Burst=1000000 Logging__LogLevel__Default=Warning \
-    "$GNS" serve --udp 127.0.0.1:0 --http 127.0.0.1:0 --grpc 127.0.0.1:0 "$@" \
-    >"$WORK/$name/stdout" 2>"$WORK/$name/stderr" &
-  local pid=$!
-  PIDS+=("$pid")
-  for i in $(seq 1 240); do
-    if grep -q '^gns listening' "$WORK/$name/stdout"; then break; fi
-    kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name/stderr" >&2; exit 1; }
-    [[ $i == 240 ]] && { echo "gns-scale: gns ($name) did not start" >&2; exit 1; }
-    sleep 0.25
-  done
-  GNS_PID[$name]=$pid
-  GNS_UDP[$name]=$(grep -o 'udp=[^ ]*' "$WORK/$name/stdout" | cut -d= -f2)
-  GNS_GRPC[$name]=$(grep -o 'grpc=[^ ]*' "$WORK/$name/stdout" | cut -d= -f2)
-  GNS_DNS[$name]=$(grep -o 'dns=[^ ]*' "$WORK/$name/stdout" | cut -d= -f2 || true)
-  log "$(head -1 "$WORK/$name/stdout")"
-}
 DNS_FLAGS=()
 [[ $DNS == 1 ]] && DNS_FLAGS=(--dns 127.0.0.1:0 --zone "$ZONE")
 start_gns sqlite --data "$WORK/sqlite/data" "${DNS_FLAGS[@]}"
@@ -231,6 +140,8 @@ if [[ $DNS == 1 ]]; then
     done
   done
 fi
+
+for name in sqlite redis-a redis-b; do gns_log_summary "$name"; done
 
 # ---- Tables and JSON ------------------------------------------------------------------------------
 mkdir -p "$OUT_DIR"

@@ -30,45 +30,18 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+SCRIPT=gns-vs-knot
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ART=${ARTIFACTS_PATH:-/tmp/art-bench}
 OUT_DIR=$ROOT/artifacts/bench
 WORK=$(mktemp -d /tmp/gns-vs-knot.XXXXXX)
 ZONE=gns.test
-PIDS=()
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_init
 
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    # Bounded wait, then force.
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for tool in dotnet knotd knotc dnsperf python3; do
-  command -v "$tool" >/dev/null || { echo "gns-vs-knot: $tool not found (apt-get install -y knot dnsperf)" >&2; exit 1; }
-done
-
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-# utime + stime of a process, in clock ticks.
-cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-free_udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-log "building (Release, artifacts in $ART)"
-dotnet build "$ROOT/src/Mobility.Gns.Host/Mobility.Gns.Host.csproj" -c Release --artifacts-path "$ART" -v q -nologo >"$WORK/build-gns.log" 2>&1 \
-  || { cat "$WORK/build-gns.log" >&2; exit 1; }
-dotnet build "$ROOT/bench/Mobility.Bench.Gns/Mobility.Bench.Gns.csproj" -c Release --artifacts-path "$ART" -v q -nologo >"$WORK/build-bench.log" 2>&1 \
-  || { cat "$WORK/build-bench.log" >&2; exit 1; }
-GNS=$ART/bin/Mobility.Gns.Host/release/gns
-BENCH=$ART/bin/Mobility.Bench.Gns/release/gns-bench
+require_tools "apt-get install -y knot dnsperf" dotnet knotd knotc dnsperf python3
+build_gns_and_bench
 HOSTS=$WORK/hosts.bin
 
 log "deriving $RECORDS hosts, signing their records, writing the zone"
@@ -77,75 +50,22 @@ mkdir -p "$WORK/knot/zones" "$WORK/knot/db" "$WORK/knot/run"
   --zone-file "$WORK/knot/zones/$ZONE.zone" --query-file "$WORK/queries.txt"
 
 # ---- Knot ---------------------------------------------------------------------------------------
-KPORT=$(free_udp_port)
-cat >"$WORK/knot/knot.conf" <<CONF
-server:
-    rundir: "$WORK/knot/run"
-    listen: 127.0.0.1@$KPORT
-    udp-workers: 2
-    tcp-workers: 1
-    background-workers: 1
-control:
-    listen: "$WORK/knot/run/knot.sock"
-database:
-    storage: "$WORK/knot/db"
-log:
-  - target: stderr
-    any: warning
-template:
-  - id: default
-    storage: "$WORK/knot/zones"
-    journal-content: none
-    zonefile-sync: -1
-zone:
-  - domain: $ZONE
-CONF
-knotd -c "$WORK/knot/knot.conf" >"$WORK/knot/knotd.log" 2>&1 &
-KNOT_PID=$!
-PIDS+=("$KNOT_PID")
-for i in $(seq 1 120); do
-  if knotc -c "$WORK/knot/knot.conf" zone-status "$ZONE" 2>/dev/null | grep -q 'serial: 1'; then break; fi
-  kill -0 "$KNOT_PID" 2>/dev/null || { cat "$WORK/knot/knotd.log" >&2; exit 1; }
-  [[ $i == 120 ]] && { echo "gns-vs-knot: knotd did not load the zone" >&2; cat "$WORK/knot/knotd.log" >&2; exit 1; }
-  sleep 0.5
-done
-log "knotd $(knotd --version | awk '{print $NF}') on 127.0.0.1:$KPORT serving $RECORDS A records"
+start_knot "$RECORDS"
 
 # ---- GNS ------------------------------------------------------------------------------------------
-# The per-source rate limit (20/s by default) would refuse a load generator: raise it. Everything else is default.
-start_gns() { # name, then `env` assignments and gns flags
-  local name=$1; shift
-  local settings=() flags=()
-  for a in "$@"; do if [[ $a == *=* ]]; then settings+=("$a"); else flags+=("$a"); fi; done
-  mkdir -p "$WORK/$name"
-  env GNS_Gns__RequestsPerSecond=1000000000 GNS_Gns__Burst=1000000 Logging__LogLevel__Default=Warning "${settings[@]}" \
-    "$GNS" serve --data "$WORK/$name/data" --udp 127.0.0.1:0 --http 127.0.0.1:0 --grpc 127.0.0.1:0 "${flags[@]}" \
-    >"$WORK/$name/stdout" 2>"$WORK/$name/stderr" &
-  local pid=$!
-  PIDS+=("$pid")
-  START_PID=$pid
-  for i in $(seq 1 240); do
-    if grep -q '^gns listening' "$WORK/$name/stdout"; then break; fi
-    kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name/stderr" >&2; exit 1; }
-    [[ $i == 240 ]] && { echo "gns-vs-knot: gns ($name) did not start" >&2; exit 1; }
-    sleep 0.25
-  done
-  START_UDP=$(grep -o 'udp=[^ ]*' "$WORK/$name/stdout" | cut -d= -f2)
-}
-
 STORES=(sqlite)
 [[ $MEMORY == 1 ]] && STORES+=(memory)
 [[ $TUNED == 1 ]] && STORES+=(sqlite-cache sqlite-tuned)
 CACHE=$(( RECORDS * 2 > 65536 ? RECORDS * 2 : 65536 ))
-declare -A GNS_PID GNS_UDP
 for store in "${STORES[@]}"; do
+  data=(--data "$WORK/gns-$store/data")
   case $store in
-    memory) start_gns "gns-$store" --memory ;;
-    sqlite-cache) start_gns "gns-$store" "GNS_Gns__Sqlite__CacheCapacity=$CACHE" ;;
-    sqlite-tuned) start_gns "gns-$store" "GNS_Gns__Sqlite__CacheCapacity=$CACHE" DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 ;;
-    *) start_gns "gns-$store" ;;
+    memory) start_gns "gns-$store" "${data[@]}" --memory ;;
+    sqlite-cache) start_gns "gns-$store" "GNS_Gns__Sqlite__CacheCapacity=$CACHE" "${data[@]}" ;;
+    sqlite-tuned) start_gns "gns-$store" "GNS_Gns__Sqlite__CacheCapacity=$CACHE" DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1 "${data[@]}" ;;
+    *) start_gns "gns-$store" "${data[@]}" ;;
   esac
-  p=$START_PID u=$START_UDP
+  p=${GNS_PID[gns-$store]} u=${GNS_UDP[gns-$store]}
   GNS_PID[$store]=$p GNS_UDP[$store]=$u
   log "gns ($store) on $u: preloading $RECORDS signed updates, 256 in flight (load $(loadavg))"
   c0=$(cputicks "$p")

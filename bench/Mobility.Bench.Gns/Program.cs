@@ -9,6 +9,7 @@ using Mobility.Bench.Gns;
 //   gns-bench dns  --server IP:PORT --zone gns.test [--records N] [--duration S] [--concurrency C] [--sockets K] [--json FILE]
 //   gns-bench zone --zone gns.test --zone-file FILE --query-file FILE [--records N]
 //   gns-bench watch-latency --gns IP:PORT --watch-grpc http://IP:PORT [--updates N] [--hosts K] [--pause-ms P] [--json FILE]
+//   gns-bench soak --gns IP:PORT [--pid PID] [--duration S] [--lookup-rate L] [--update-rate U] [--hosts K] [--sample S] [--csv F] [--svg F] [--json F]
 //
 // Socket completions run inline on the epoll thread instead of hopping to the thread pool: for a load
 // generator whose per-reply work is a few microseconds, the hop costs more than the work (measured
@@ -33,6 +34,12 @@ internal static class BenchCommand
           gns-bench watch-latency --gns IP:PORT --watch-grpc http://IP:PORT [--updates N] [--hosts K] [--pause-ms P]
                                                      send N signed updates (one at a time) to the gns at --gns over UDP and
                                                      time each until the Watch stream of the gns at --watch-grpc pushes it
+          gns-bench soak --gns IP:PORT [--pid PID] [--duration S] [--lookup-rate L] [--update-rate U] [--hosts K] [--sample S]
+                         [--csv F] [--svg F] [--json F]
+                                                     steady lookups + signed updates (default 2000/s + 200/s, 1000 hosts, 600 s),
+                                                     sampling the gns process PID (VmRSS, CPU) and latencies every S s (default 5);
+                                                     at the end checks that every acknowledged update is what a lookup returns
+          gns-bench soak-chart --csv F --svg F [--title T]  draw a soak's SVG chart again from its CSV
 
         Options:
           --records N              hosts (default 100000); host i is derived from i, so every tool names the same hosts
@@ -85,6 +92,13 @@ internal static class BenchCommand
                         : throw new ArgumentException("--watch-grpc http://IP:PORT is required"),
                     Int(options, "updates", 200), Int(options, "hosts", 16),
                     TimeSpan.FromMilliseconds(Double(options, "pause-ms", 0)), Text(options, "json")),
+                "soak" => await Soak.RunAsync(new Soak.Settings(EndPoint(options, "gns"),
+                    options.ContainsKey("pid") ? Int(options, "pid", 0) : null,
+                    TimeSpan.FromSeconds(Double(options, "duration", 600)), Int(options, "lookup-rate", 2000), Int(options, "update-rate", 200),
+                    Int(options, "hosts", 1000), TimeSpan.FromSeconds(Math.Max(1, Double(options, "sample", 5))),
+                    Text(options, "csv"), Text(options, "svg"), Text(options, "json"), Text(options, "label", "gns"))),
+                "soak-chart" => Soak.RenderCsv(Text(options, "csv") ?? throw new ArgumentException("--csv FILE is required"),
+                    Text(options, "svg") ?? throw new ArgumentException("--svg FILE is required"), Text(options, "title", "gns soak")),
                 _ => throw new ArgumentException($"unknown command '{verb}'"),
             };
         }
