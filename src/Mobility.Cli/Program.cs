@@ -72,10 +72,10 @@ public static class Program
             Error = stderr,
             EnableDefaultExceptionHandler = true,
         };
-        if (!handleTermination)
-        {
-            configuration.ProcessTerminationTimeout = null;
-        }
+        // System.CommandLine 2.0.0 ships with ProcessTerminationTimeout null (dotnet/command-line-api#2739), which
+        // leaves the handlers' token uncancelled on Ctrl-C/SIGTERM: long-running commands (gns watch, forward,
+        // connect) would be killed without closing their connections. Set the documented 2 s default explicitly.
+        configuration.ProcessTerminationTimeout = handleTermination ? TimeSpan.FromSeconds(2) : null;
 
         return await parseResult.InvokeAsync(configuration, cancellationToken);
     }

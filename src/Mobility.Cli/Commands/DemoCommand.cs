@@ -77,7 +77,8 @@ public static class DemoCommand
                 Verbose = context.Get(verbose),
             };
             // Ctrl-C and SIGTERM stop the demo cleanly (sockets closed, GNS stopped, folder removed; exit 130);
-            // a second one ends the process at once. System.CommandLine 2.0.0 does not hand them to handlers.
+            // a second one ends the process at once. Program sets System.CommandLine's termination timeout, so
+            // its token may be cancelled first; this handler may then run after the run has finished.
             using var interrupted = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
             var signals = 0;
             void OnSignal(PosixSignalContext signal)
@@ -85,7 +86,14 @@ public static class DemoCommand
                 if (Interlocked.Increment(ref signals) == 1)
                 {
                     signal.Cancel = true;
-                    interrupted.Cancel();
+                    try
+                    {
+                        interrupted.Cancel();
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        // System.CommandLine's own handler cancelled the run first and it has already finished.
+                    }
                 }
             }
 
