@@ -140,10 +140,11 @@ public sealed partial class MobileConnection
     private async Task SendLoopAsync(FlowContext flow)
     {
         var ct = flow.Cancellation;
-        // Small until there is data to send: a hundred idle connections that resume at once
-        // should not each take (and zero) a large-object-heap buffer.
-        var output = ArrayPool<byte>.Shared.Rent(SmallOutputSize);
-        var body = ArrayPool<byte>.Shared.Rent(TransportConstants.MaxFrameBody);
+        // Buffers are rented per batch and returned before the loop waits: an idle connection
+        // holds none (otherwise each idle flow pins a 64 KiB pool array for the frame body and a
+        // 4 KiB one for the output), and renting from the shared pool's per-thread cache costs
+        // little next to a batch.
+        byte[]? output = null;
         try
         {
             while (true)
@@ -151,14 +152,23 @@ public sealed partial class MobileConnection
                 int length;
                 bool more;
                 bool closeAfter;
-                lock (_lock)
+                output = ArrayPool<byte>.Shared.Rent(SmallOutputSize);
+                var body = ArrayPool<byte>.Shared.Rent(TransportConstants.MaxFrameBody);
+                try
                 {
-                    if (_flow != flow)
+                    lock (_lock)
                     {
-                        return;
-                    }
+                        if (_flow != flow)
+                        {
+                            return;
+                        }
 
-                    length = BuildBatchLocked(flow, ref output, body, out more, out closeAfter);
+                        length = BuildBatchLocked(flow, ref output, body, out more, out closeAfter);
+                    }
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(body);
                 }
 
                 if (length > 0)
@@ -180,14 +190,10 @@ public sealed partial class MobileConnection
                     return;
                 }
 
+                ArrayPool<byte>.Shared.Return(output);
+                output = null;
                 if (!more)
                 {
-                    if (output.Length > SmallOutputSize * 2)
-                    {
-                        ArrayPool<byte>.Shared.Return(output);
-                        output = ArrayPool<byte>.Shared.Rent(SmallOutputSize);
-                    }
-
                     await flow.Wake.WaitAsync(ct).ConfigureAwait(false);
                 }
             }
@@ -202,8 +208,10 @@ public sealed partial class MobileConnection
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(output);
-            ArrayPool<byte>.Shared.Return(body);
+            if (output is not null)
+            {
+                ArrayPool<byte>.Shared.Return(output);
+            }
         }
     }
 
@@ -305,14 +313,25 @@ public sealed partial class MobileConnection
     private async Task ReceiveLoopAsync(FlowContext flow)
     {
         var ct = flow.Cancellation;
-        var scratch = ArrayPool<byte>.Shared.Rent(TransportConstants.MaxFrameWireSize + 64);
         try
         {
             while (true)
             {
                 var result = await flow.Reader.ReadAsync(ct).ConfigureAwait(false);
                 var buffer = result.Buffer;
-                var position = ProcessReceived(flow, buffer, scratch, out var stop);
+                // Rented while frames are processed only, not while the loop waits (idle connections).
+                var scratch = ArrayPool<byte>.Shared.Rent(TransportConstants.MaxFrameWireSize + 64);
+                SequencePosition position;
+                bool stop;
+                try
+                {
+                    position = ProcessReceived(flow, buffer, scratch, out stop);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(scratch);
+                }
+
                 flow.Reader.AdvanceTo(position, buffer.End);
                 if (stop)
                 {
@@ -346,7 +365,6 @@ public sealed partial class MobileConnection
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(scratch);
             await flow.Reader.CompleteAsync().ConfigureAwait(false);
         }
     }

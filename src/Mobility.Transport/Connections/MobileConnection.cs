@@ -312,19 +312,23 @@ public sealed partial class MobileConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Reads in-order bytes; returns 0 once the peer shut down its side and everything was read.</summary>
+    /// <summary>
+    /// Reads in-order bytes; returns 0 once the peer shut down its side and everything was read.
+    /// An empty <paramref name="buffer"/> waits until bytes (or the end) are there without taking any
+    /// (a zero-byte read, as on a socket), so that an idle relay need not hold a buffer while it waits.
+    /// </summary>
     public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        if (buffer.IsEmpty)
-        {
-            return 0;
-        }
-
         while (true)
         {
             Task wait;
             lock (_lock)
             {
+                if (_receiveBuffer.Length > 0 && buffer.IsEmpty)
+                {
+                    return 0;
+                }
+
                 if (_receiveBuffer.Length > 0)
                 {
                     var n = _receiveBuffer.Read(buffer.Span);
