@@ -1,7 +1,9 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
+using Mobility.Netlab.Applications;
 using Mobility.Netlab.Emulation;
 using Mobility.Netlab.Interop;
+using Mobility.Netlab.Reporting;
 using Mobility.Netlab.Scenarios;
 using Mobility.Netlab.Systems;
 using Mobility.Netlab.Tool;
@@ -16,8 +18,12 @@ const string Usage = """
         Remove mlab-* namespaces (and the processes inside) and mlab* links left by runs that are gone (--all: also live runs).
     netlab calibrate [--rtt 50,10] [--out FILE]
         Measure ping and TCP connect/echo RTT across the emulated link.
-    netlab evaluate [--rtt 50,10] [--scenario NAME,...] [--system NAME,...] [--out results.json]
-        Run the baseline scenarios and write results.json plus a table.
+    netlab evaluate [--rtt 50,10] [--scenario NAME,...] [--system NAME,...] [--out results.json] [--plots DIR]
+        Run the scenarios for tcp, mptcp and mobility; write results.json, a table, and (with --plots) throughput SVGs
+        of client-move and both-move at 50 ms (and 10 ms) RTT.
+    netlab applications [--rtt 50] [--app iperf3,curl,ssh] [--move client-move,server-move,both-move] [--out FILE]
+        Run unmodified applications over Mobility (iperf3 via mob forward, curl via SOCKS5, ssh via mob connect)
+        across each move; write the results as JSON plus a table.
     """;
 
 using var stop = new CancellationTokenSource();
@@ -91,12 +97,35 @@ try
             var scenarios = options.Get("--scenario")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
             var systems = options.Get("--system")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
             var output = options.Get("--out") ?? "artifacts/evaluation/results.json";
+            var plots = options.Get("--plots");
             options.RejectUnknown();
             var runner = new ScenarioRunner(Console.Out);
-            var results = await runner.RunAllAsync(BaselineSystems.All(), Scenario.All, rtts, scenarios, systems, stop.Token).ConfigureAwait(false);
+            var results = await runner.RunAllAsync(EvaluationSystems.All(), Scenario.All, rtts, scenarios, systems, stop.Token).ConfigureAwait(false);
             await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
             Console.WriteLine();
             Console.WriteLine(ScenarioResult.FormatTable(results));
+            Console.WriteLine($"results: {output}");
+            if (plots is not null)
+            {
+                foreach (var svg in ThroughputPlot.WriteAll(plots, results, [("client-move", 50), ("both-move", 50), ("client-move", 10), ("both-move", 10)]))
+                {
+                    Console.WriteLine($"plot: {svg}");
+                }
+            }
+            return 0;
+        }
+
+        case "applications":
+        {
+            var rtts = ParseRtts(options.Get("--rtt") ?? "50");
+            var apps = options.Get("--app")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
+            var moves = options.Get("--move")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
+            var output = options.Get("--out") ?? "artifacts/evaluation/applications.json";
+            options.RejectUnknown();
+            var results = await new ApplicationRunner(Console.Out).RunAllAsync(rtts, apps, moves, stop.Token).ConfigureAwait(false);
+            await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
+            Console.WriteLine();
+            Console.WriteLine(ApplicationRunner.FormatTable(results));
             Console.WriteLine($"results: {output}");
             return 0;
         }

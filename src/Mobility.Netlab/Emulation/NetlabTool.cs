@@ -23,7 +23,7 @@ public static class NetlabTool
         return (DotnetHost(), [path]);
     }
 
-    private static string DotnetHost()
+    internal static string DotnetHost()
     {
         var hostPath = System.Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
         if (!string.IsNullOrEmpty(hostPath) && File.Exists(hostPath))

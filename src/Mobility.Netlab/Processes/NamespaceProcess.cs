@@ -2,6 +2,9 @@ using System.Diagnostics;
 
 namespace Mobility.Netlab.Processes;
 
+/// <summary>One line a <see cref="NamespaceProcess"/> printed and when the harness read it (Stopwatch timestamp).</summary>
+public sealed record OutputLine(string Text, bool IsError, long At);
+
 /// <summary>
 /// A long-running process inside a network namespace (started as <c>ip netns exec NS cmd ...</c>, which execs, so
 /// the process id is the command's). Disposing kills it and its children.
@@ -31,6 +34,13 @@ public sealed class NamespaceProcess : IAsyncDisposable
 
     public string Namespace { get; }
 
+    /// <summary>
+    /// Raised for every line of stdout and stderr, with the <see cref="Stopwatch"/> timestamp at which the harness read
+    /// it (so a daemon's log line can date an event it reports; the timestamp is at most a pipe read later than the write).
+    /// Handlers run on the process's output thread and must be quick.
+    /// </summary>
+    public event EventHandler<OutputLine>? LineReceived;
+
     public string Description { get; }
 
     public int ProcessId => _process.Id;
@@ -45,13 +55,14 @@ public sealed class NamespaceProcess : IAsyncDisposable
     /// Starts <paramref name="fileName"/> inside <paramref name="ns"/>. When <paramref name="readyLine"/> is given,
     /// <see cref="WaitReadyAsync"/> completes once a stdout line starts with it.
     /// </summary>
-    public static NamespaceProcess Start(string ns, string fileName, IEnumerable<string> arguments, string? readyLine = null, IReadOnlyDictionary<string, string>? environment = null)
+    public static NamespaceProcess Start(string ns, string fileName, IEnumerable<string> arguments, string? readyLine = null, IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null)
     {
         var startInfo = new ProcessStartInfo("ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? "",
         };
         startInfo.ArgumentList.Add("netns");
         startInfo.ArgumentList.Add("exec");
@@ -73,7 +84,7 @@ public sealed class NamespaceProcess : IAsyncDisposable
         var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
         var handle = new NamespaceProcess(ns, CommandRunner.Describe(fileName, startInfo.ArgumentList.Skip(4)), process, readyLine);
         process.OutputDataReceived += (_, e) => handle.OnOutput(e.Data);
-        process.ErrorDataReceived += (_, e) => handle._stderr.AppendLine(e.Data);
+        process.ErrorDataReceived += (_, e) => handle.OnError(e.Data);
         process.Exited += (_, _) => handle._ready.TrySetException(new CommandFailedException($"'{handle.Description}' in {ns} exited before it was ready"));
         process.Start();
         process.BeginOutputReadLine();
@@ -81,9 +92,23 @@ public sealed class NamespaceProcess : IAsyncDisposable
         return handle;
     }
 
+    private void OnError(string? line)
+    {
+        _stderr.AppendLine(line);
+        if (line is not null)
+        {
+            LineReceived?.Invoke(this, new OutputLine(line, IsError: true, Stopwatch.GetTimestamp()));
+        }
+    }
+
     private void OnOutput(string? line)
     {
         _stdout.AppendLine(line);
+        if (line is not null)
+        {
+            LineReceived?.Invoke(this, new OutputLine(line, IsError: false, Stopwatch.GetTimestamp()));
+        }
+
         if (line is not null && _readyLine is not null && line.StartsWith(_readyLine, StringComparison.Ordinal))
         {
             _ready.TrySetResult();

@@ -4,7 +4,7 @@ using Mobility.Netlab.Topology;
 namespace Mobility.Netlab.Scenarios;
 
 /// <summary>
-/// A system under evaluation (plain TCP, MPTCP, later Mobility with mobilityd). The runner builds a fresh
+/// A system under evaluation (plain TCP, MPTCP, Mobility with gns and mobilityd). The runner builds a fresh
 /// <see cref="EvaluationTopology"/> per run, then calls, in order: <see cref="Unsupported"/>, <see cref="PrepareAsync"/>,
 /// <see cref="ListenAsync"/> (server namespace), <see cref="ConnectAsync"/> (client namespace), streams chunks from
 /// client to server, performs the scenario's move, calls <see cref="OnMovedAsync"/>, and measures what the server's
@@ -51,7 +51,7 @@ public interface IScenarioConnection : IAsyncDisposable
     Stream Stream { get; }
 
     /// <summary>
-    /// When this end noticed the most recent move (a <see cref="System.Diagnostics.Stopwatch"/> timestamp), or null
+    /// When this end noticed the (first) move of the run (a <see cref="System.Diagnostics.Stopwatch"/> timestamp), or null
     /// when the system cannot tell. Reported as detect_ms relative to the move's start.
     /// </summary>
     long? MoveDetectedAt { get; }

@@ -46,17 +46,28 @@ public sealed record ScenarioResult
 
     public long ChunksReceived { get; init; }
 
+    /// <summary>Connection-time mobility: how long the connect took (or until it failed).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? ConnectMs { get; init; }
+
+    /// <summary>How many address changes the scenario made.</summary>
+    public int Moves { get; init; }
+
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? Notes { get; init; }
+
+    /// <summary>Arrival times of the run, for plots; not written to results.json.</summary>
+    [JsonIgnore]
+    public RunTimeline? Timeline { get; init; }
 
     public static string FormatTable(IEnumerable<ScenarioResult> results)
     {
         var rows = results.ToList();
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"{"scenario",-24} {"system",-8} {"rtt",4} {"detect_ms",9} {"stall_ms",9} {"stall_rtt",9} {"lost_B",8} {"dup_B",6} {"survived",8}  outcome");
+        text.AppendLine(CultureInfo.InvariantCulture, $"{"scenario",-24} {"system",-8} {"rtt",4} {"detect_ms",9} {"connect",7} {"stall_ms",9} {"stall_rtt",9} {"lost_B",8} {"dup_B",6} {"survived",8}  outcome");
         foreach (var r in rows)
         {
-            text.AppendLine(CultureInfo.InvariantCulture, $"{r.Scenario,-24} {r.System,-8} {r.RttMs,4} {F(r.DetectMs),9} {F(r.StallMs),9} {F(r.StallRtt, "0.0"),9} {r.BytesLost,8} {r.BytesDuplicated,6} {(r.Survived ? "yes" : "no"),8}  {r.Outcome}");
+            text.AppendLine(CultureInfo.InvariantCulture, $"{r.Scenario,-24} {r.System,-8} {r.RttMs,4} {F(r.DetectMs),9} {F(r.ConnectMs),7} {F(r.StallMs),9} {F(r.StallRtt, "0.0"),9} {r.BytesLost,8} {r.BytesDuplicated,6} {(r.Survived ? "yes" : "no"),8}  {r.Outcome}");
         }
 
         return text.ToString();
@@ -64,3 +75,6 @@ public sealed record ScenarioResult
 
     private static string F(double? value, string format = "0") => value is { } v ? v.ToString(format, CultureInfo.InvariantCulture) : "-";
 }
+
+/// <summary>When the moves started and ended and when each chunk arrived (Stopwatch timestamps).</summary>
+public sealed record RunTimeline(long MoveAt, long MovedAt, IReadOnlyList<Traffic.Arrival> Arrivals);

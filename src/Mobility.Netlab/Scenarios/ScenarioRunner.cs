@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Sockets;
 using Mobility.Netlab.Emulation;
 using Mobility.Netlab.Topology;
 using Mobility.Netlab.Traffic;
@@ -24,8 +25,20 @@ public sealed record ScenarioTiming
     /// <summary>One chunk per interval: 1 KiB every 5 ms is 200 KiB/s, enough resolution for a 10 ms RTT.</summary>
     public TimeSpan ChunkInterval { get; init; } = TimeSpan.FromMilliseconds(5);
 
-    /// <summary>Connection setup (listen, connect, accept) must finish within this.</summary>
-    public TimeSpan SetupTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Connection setup (daemons, listen, connect, accept) must finish within this.</summary>
+    public TimeSpan SetupTimeout { get; init; } = TimeSpan.FromSeconds(90);
+
+    /// <summary>Idle scenario: the sender stops this long before the move ...</summary>
+    public TimeSpan IdleBeforeMove { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>... and starts again this long after it.</summary>
+    public TimeSpan IdleAfterMove { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Connection-time mobility: the client connects this long after the server moved.</summary>
+    public TimeSpan ConnectAfterMove { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Connection-time mobility: a connect that has not succeeded after this long failed.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }
 
 /// <summary>Builds a fresh topology per run, streams chunks client→server, moves, and measures.</summary>
@@ -95,34 +108,119 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
 
         var listener = await system.ListenAsync(topology, Port, setup.Token).ConfigureAwait(false);
         await using var listenerScope = listener.ConfigureAwait(false);
+        // The address a peer knows the server by: its address before any move (a cached lookup, a configuration file).
+        var serverEndPoint = new IPEndPoint(topology.Server.PrimaryAddress, Port);
+        // One OnMovedAsync at a time, even when both hosts move at once (systems keep per-run state).
+        using var hook = new SemaphoreSlim(1, 1);
+        var moveContext = new MoveContext(topology, async m =>
+        {
+            await hook.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await system.OnMovedAsync(topology, m, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                hook.Release();
+            }
+        }, cancellationToken);
+
+        long moveAt = 0;
+        IReadOnlyList<MoveRecord>? earlyMoves = null;
+        double? connectMs = null;
+        if (scenario.Kind == ScenarioKind.BeforeConnect)
+        {
+            moveAt = Stopwatch.GetTimestamp();
+            earlyMoves = await scenario.Move(moveContext).ConfigureAwait(false);
+            await Task.Delay(_timing.ConnectAfterMove, cancellationToken).ConfigureAwait(false);
+        }
+
         var accept = listener.AcceptAsync(setup.Token);
-        var client = await system.ConnectAsync(topology, new IPEndPoint(topology.Server.PrimaryAddress, Port), setup.Token).ConfigureAwait(false);
+        IScenarioConnection client;
+        var connectStart = Stopwatch.GetTimestamp();
+        try
+        {
+            using var connect = CancellationTokenSource.CreateLinkedTokenSource(setup.Token);
+            if (scenario.Kind == ScenarioKind.BeforeConnect)
+            {
+                connect.CancelAfter(_timing.ConnectTimeout);
+            }
+
+            client = await system.ConnectAsync(topology, serverEndPoint, connect.Token).ConfigureAwait(false);
+            if (scenario.Kind == ScenarioKind.BeforeConnect)
+            {
+                connectMs = Math.Round(StallAnalysis.Ms(Stopwatch.GetTimestamp() - connectStart), 1);
+            }
+        }
+        catch (Exception e) when (scenario.Kind == ScenarioKind.BeforeConnect && e is IOException or SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            var how = e switch
+            {
+                OperationCanceledException => $"no answer within {_timing.ConnectTimeout.TotalSeconds:0} s",
+                SocketException socketError => socketError.SocketErrorCode.ToString(),
+                _ => e.InnerException is SocketException inner ? inner.SocketErrorCode.ToString() : e.Message,
+            };
+            return new ScenarioResult
+            {
+                Scenario = scenario.Name,
+                System = system.Name,
+                RttMs = rttMs,
+                MoveMs = Math.Round(StallAnalysis.Ms(earlyMoves!.Max(m => m.AttachedAt) - moveAt), 1),
+                ConnectMs = Math.Round(StallAnalysis.Ms(Stopwatch.GetTimestamp() - connectStart), 1),
+                Outcome = $"connect failed after {StallAnalysis.Ms(Stopwatch.GetTimestamp() - connectStart):0} ms: {how}",
+                Notes = await system.DescribeRunAsync(topology, cancellationToken).ConfigureAwait(false),
+            };
+        }
+
         await using var clientScope = client.ConfigureAwait(false);
         var server = await accept.ConfigureAwait(false);
         await using var serverScope = server.ConfigureAwait(false);
 
-        var offline = scenario == Scenario.ClientSleepResume ? Scenario.SleepDuration : TimeSpan.Zero;
+        var offline = scenario.Offline;
+        var during = scenario.Kind == ScenarioKind.BeforeConnect ? TimeSpan.Zero : offline + scenario.MovingTime;
         using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        run.CancelAfter(_timing.BeforeMove + offline + _timing.Deadline + TimeSpan.FromSeconds(5));
+        run.CancelAfter(_timing.BeforeMove + _timing.IdleBeforeMove + during + _timing.IdleAfterMove + _timing.Deadline + TimeSpan.FromSeconds(5));
 
         var sender = new ChunkSender(client.Stream, _timing.ChunkInterval);
         var receiver = new ChunkReceiver(server.Stream);
-        var sending = Task.Run(() => sender.RunAsync(_timing.BeforeMove + offline + _timing.AfterMove, run.Token), CancellationToken.None);
         var receiving = Task.Run(() => receiver.RunAsync(run.Token), CancellationToken.None);
-
-        await Task.Delay(_timing.BeforeMove, cancellationToken).ConfigureAwait(false);
-        var moveAt = Stopwatch.GetTimestamp();
-        var moves = await scenario.Move(topology, cancellationToken).ConfigureAwait(false);
-        var moved = moves.Max(m => m.AttachedAt);
-        foreach (var move in moves)
+        Task<SenderReport> sending;
+        IReadOnlyList<MoveRecord> moves;
+        long sendingResumedAt = 0;
+        var reacted = 0L;
+        if (scenario.Kind == ScenarioKind.BeforeConnect)
         {
-            await system.OnMovedAsync(topology, move, cancellationToken).ConfigureAwait(false);
+            // The move already happened; the transfer checks that the connection works and loses nothing.
+            sending = Task.Run(() => sender.RunAsync(_timing.AfterMove, run.Token), CancellationToken.None);
+            moves = earlyMoves!;
+            reacted = moves.Max(m => m.AttachedAt);
+        }
+        else if (scenario.Kind == ScenarioKind.Idle)
+        {
+            var first = await sender.RunAsync(_timing.BeforeMove, run.Token).ConfigureAwait(false);
+            await Task.Delay(_timing.IdleBeforeMove, cancellationToken).ConfigureAwait(false);
+            moveAt = Stopwatch.GetTimestamp();
+            moves = await scenario.Move(moveContext).ConfigureAwait(false);
+            reacted = Stopwatch.GetTimestamp();
+            await Task.Delay(_timing.IdleAfterMove, cancellationToken).ConfigureAwait(false);
+            sendingResumedAt = Stopwatch.GetTimestamp();
+            sending = first.Error is null
+                ? Task.Run(() => sender.RunAsync(_timing.AfterMove, run.Token), CancellationToken.None)
+                : Task.FromResult(first);
+        }
+        else
+        {
+            sending = Task.Run(() => sender.RunAsync(_timing.BeforeMove + during + _timing.AfterMove, run.Token), CancellationToken.None);
+            await Task.Delay(_timing.BeforeMove, cancellationToken).ConfigureAwait(false);
+            moveAt = Stopwatch.GetTimestamp();
+            moves = await scenario.Move(moveContext).ConfigureAwait(false);
+            reacted = Stopwatch.GetTimestamp();
         }
 
-        var reacted = Stopwatch.GetTimestamp();
+        var moved = moves.Max(m => m.AttachedAt);
 
         // Wait (bounded) until the sender finished and the receiver has everything, or the deadline passes.
-        var deadline = moveAt + (long)((offline + _timing.Deadline).TotalSeconds * Stopwatch.Frequency);
+        var deadline = Math.Max(moved, Stopwatch.GetTimestamp()) + (long)(_timing.Deadline.TotalSeconds * Stopwatch.Frequency);
         while (Stopwatch.GetTimestamp() < deadline && !(sending.IsCompleted && receiver.UniqueCount >= sender.ChunksWritten) && !receiving.IsCompleted)
         {
             await Task.Delay(50, cancellationToken).ConfigureAwait(false);
@@ -138,7 +236,13 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
         var missing = StallAnalysis.MissingChunks(report.Arrivals, written);
         var movedAfter = report.Arrivals.Any(a => a.At >= moveAt);
         var survived = missing == 0 && report.Corrupt == 0 && senderReport.Error is null && movedAfter && end == "open at deadline";
-        var stall = survived ? StallAnalysis.StallMs(report.Arrivals, moveAt) : null;
+        var stall = !survived ? null
+            : scenario.Kind switch
+            {
+                ScenarioKind.Idle => StallAnalysis.ExtraDelayMs(report.Arrivals, moveAt, sendingResumedAt),
+                ScenarioKind.BeforeConnect => null,
+                _ => StallAnalysis.StallMs(report.Arrivals, moveAt),
+            };
         var detected = client.MoveDetectedAt ?? server.MoveDetectedAt;
         var notes = await system.DescribeRunAsync(topology, cancellationToken).ConfigureAwait(false);
 
@@ -149,17 +253,20 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
             RttMs = rttMs,
             MoveMs = Math.Round(StallAnalysis.Ms(moved - moveAt), 1),
             ReactedMs = Math.Round(StallAnalysis.Ms(reacted - moveAt), 1),
-            DetectMs = detected is { } d ? Math.Round(StallAnalysis.Ms(d - moveAt), 1) : null,
+            DetectMs = detected is { } d && d >= moveAt ? Math.Round(StallAnalysis.Ms(d - moveAt), 1) : null,
+            ConnectMs = connectMs,
             StallMs = stall is { } s ? Math.Round(s, 1) : null,
             StallRtt = stall is { } s2 ? Math.Round(s2 / rttMs, 2) : null,
             BytesLost = missing * Chunks.Size,
             BytesDuplicated = report.Duplicates * Chunks.Size,
             Survived = survived,
-            Outcome = survived ? "survived" : DescribeFailure(end, senderReport, _timing.Deadline + offline),
+            Outcome = survived ? "survived" : DescribeFailure(end, senderReport, _timing.Deadline),
             BaselineGapP99Ms = StallAnalysis.BaselineGapP99Ms(report.Arrivals, moveAt) is { } b ? Math.Round(b, 1) : null,
             ChunksSent = written,
             ChunksReceived = report.Arrivals.Count,
+            Moves = moves.Count,
             Notes = notes,
+            Timeline = new RunTimeline(moveAt, moved, report.Arrivals),
         };
     }
 

@@ -59,6 +59,43 @@ public static class StallAnalysis
         return gaps[(int)Math.Min(gaps.Count - 1, Math.Ceiling(gaps.Count * 0.99) - 1)];
     }
 
+    /// <summary>
+    /// For a connection that was idle across the move: how much longer than usual the chunks sent at or after
+    /// <paramref name="sendingResumedAt"/> took to arrive (largest one-way delay among them minus the median one-way delay
+    /// of the chunks that arrived before <paramref name="moveAt"/>); null when none of them arrived.
+    /// </summary>
+    public static double? ExtraDelayMs(IReadOnlyList<Arrival> arrivals, long moveAt, long sendingResumedAt)
+    {
+        ArgumentNullException.ThrowIfNull(arrivals);
+        var before = arrivals.Where(a => a.At < moveAt).Select(a => Ms(a.At - a.SentAt)).Order().ToList();
+        var after = arrivals.Where(a => a.SentAt >= sendingResumedAt).Select(a => Ms(a.At - a.SentAt)).ToList();
+        if (after.Count == 0)
+        {
+            return null;
+        }
+
+        var baseline = before.Count == 0 ? 0 : before[before.Count / 2];
+        return Math.Max(0, after.Max() - baseline);
+    }
+
+    /// <summary>Received bytes per bin of <paramref name="bin"/>, from <paramref name="from"/> to <paramref name="to"/> (Stopwatch timestamps), as KiB/s.</summary>
+    public static IReadOnlyList<double> ThroughputKiBps(IReadOnlyList<Arrival> arrivals, long from, long to, TimeSpan bin, int chunkSize)
+    {
+        ArgumentNullException.ThrowIfNull(arrivals);
+        var binTicks = (long)(bin.TotalSeconds * Stopwatch.Frequency);
+        var bins = new double[Math.Max(0, (int)((to - from) / binTicks))];
+        foreach (var a in arrivals)
+        {
+            var i = (a.At - from) / binTicks;
+            if (a.At >= from && i < bins.Length)
+            {
+                bins[i] += chunkSize;
+            }
+        }
+
+        return [.. bins.Select(b => b / 1024.0 / bin.TotalSeconds)];
+    }
+
     /// <summary>Chunks in 0..<paramref name="written"/>-1 that were not received.</summary>
     public static long MissingChunks(IReadOnlyList<Arrival> arrivals, long written)
     {

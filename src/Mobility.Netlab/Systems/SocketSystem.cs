@@ -115,8 +115,14 @@ public sealed class PlainTcpSystem() : SocketSystem(ProtocolType.Tcp)
     public override string Name => "tcp";
 }
 
-/// <summary>The baselines available today; Mobility joins this list once mobilityd can run in a namespace.</summary>
+/// <summary>The baselines (plain TCP, MPTCP).</summary>
 public static class BaselineSystems
 {
     public static IReadOnlyList<IScenarioSystem> All() => [new PlainTcpSystem(), new MptcpSystem()];
+}
+
+/// <summary>Every system the evaluation compares: the baselines and Mobility (gns + mobilityd processes).</summary>
+public static class EvaluationSystems
+{
+    public static IReadOnlyList<IScenarioSystem> All() => [.. BaselineSystems.All(), new Mobility.MobilitySystem()];
 }

@@ -15,6 +15,7 @@ public sealed class Lab : IAsyncDisposable
 
     private readonly List<string> _namespaces = [];
     private readonly List<NamespaceProcess> _processes = [];
+    private readonly List<string> _directories = [];
     private readonly Lock _lock = new();
     private int _disposed;
 
@@ -90,15 +91,28 @@ public sealed class Lab : IAsyncDisposable
         Ip.InAsync(nsA, "link", "add", ifA, "type", "veth", "peer", "name", ifB, "netns", nsB);
 
     /// <summary>Starts a process inside <paramref name="ns"/>; it is killed when the lab is disposed (or earlier by disposing the handle).</summary>
-    public NamespaceProcess StartProcess(string ns, string fileName, IEnumerable<string> arguments, string? readyLine = null)
+    public NamespaceProcess StartProcess(string ns, string fileName, IEnumerable<string> arguments, string? readyLine = null,
+        IReadOnlyDictionary<string, string>? environment = null, string? workingDirectory = null)
     {
-        var process = NamespaceProcess.Start(ns, fileName, arguments, readyLine);
+        var process = NamespaceProcess.Start(ns, fileName, arguments, readyLine, environment, workingDirectory);
         lock (_lock)
         {
             _processes.Add(process);
         }
 
         return process;
+    }
+
+    /// <summary>A fresh folder under the temp directory (state of daemons, sockets), deleted after the processes are gone.</summary>
+    public string CreateTemporaryDirectory(string role)
+    {
+        var path = Directory.CreateTempSubdirectory($"{Prefix}{role}-").FullName;
+        lock (_lock)
+        {
+            _directories.Add(path);
+        }
+
+        return path;
     }
 
     public async ValueTask DisposeAsync()
@@ -111,10 +125,12 @@ public sealed class Lab : IAsyncDisposable
         Live.TryRemove(this, out _);
         NamespaceProcess[] processes;
         string[] namespaces;
+        string[] directories;
         lock (_lock)
         {
             processes = [.. _processes];
             namespaces = [.. _namespaces];
+            directories = [.. _directories];
         }
 
         // Keep going whatever fails: a half-removed lab is worse than a late exception.
@@ -138,6 +154,18 @@ public sealed class Lab : IAsyncDisposable
                 await LabCleanup.DeleteNamespaceAsync(ns).ConfigureAwait(false);
             }
             catch (Exception e) when (e is InvalidOperationException or IOException or TimeoutException or System.ComponentModel.Win32Exception)
+            {
+                errors.Add(e);
+            }
+        }
+
+        foreach (var directory in directories)
+        {
+            try
+            {
+                Directory.Delete(directory, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 errors.Add(e);
             }

@@ -5,8 +5,8 @@ using Mobility.Netlab.Processes;
 namespace Mobility.Netlab.Topology;
 
 /// <summary>
-/// Removes what killed runs left behind: <c>mlab-*</c> namespaces (after killing every process still inside them)
-/// and <c>mlab*</c> links in the root namespace. By default only leftovers whose owning process is gone are removed,
+/// Removes what killed runs left behind: <c>mlab-*</c> namespaces (after killing every process still inside them),
+/// <c>$TMPDIR/mlab-*</c> folders and <c>mlab*</c> links in the root namespace. By default only leftovers whose owning process is gone are removed,
 /// so a cleanup never breaks a run that is still going.
 /// </summary>
 public static class LabCleanup
@@ -33,6 +33,27 @@ public static class LabCleanup
             await DeleteNamespaceAsync(ns).ConfigureAwait(false);
             removed.Add(ns);
             log?.WriteLine($"removed namespace {ns}");
+        }
+
+        // Temporary folders of the lab (daemon state, sockets: Lab.CreateTemporaryDirectory), named like the namespaces.
+        foreach (var directory in Directory.EnumerateDirectories(Path.GetTempPath(), LabNames.Prefix + "*").Take(MaxNamespaces))
+        {
+            var name = Path.GetFileName(directory);
+            if (LabNames.OwnerOf(name) is not { } pid || (!includeLiveOwners && IsAlive(pid)))
+            {
+                continue;
+            }
+
+            try
+            {
+                Directory.Delete(directory, recursive: true);
+                removed.Add(directory);
+                log?.WriteLine($"removed folder {directory}");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                log?.WriteLine($"could not remove {directory}: {e.Message}");
+            }
         }
 
         foreach (var link in await ListRootLinksAsync().ConfigureAwait(false))

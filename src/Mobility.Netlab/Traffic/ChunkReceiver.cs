@@ -2,8 +2,8 @@ using System.Diagnostics;
 
 namespace Mobility.Netlab.Traffic;
 
-/// <summary>Arrival of one complete chunk (Stopwatch timestamp).</summary>
-public readonly record struct Arrival(long Sequence, long At);
+/// <summary>Arrival of one complete chunk (Stopwatch timestamps; sender and receiver share the machine's clock).</summary>
+public readonly record struct Arrival(long Sequence, long At, long SentAt = 0);
 
 /// <summary>How the receiver's stream ended: <c>eof</c>, a socket error name, <c>corrupt</c>, or null while still open.</summary>
 public sealed record ReceiverReport(IReadOnlyList<Arrival> Arrivals, long Duplicates, long Corrupt, string? End);
@@ -56,7 +56,7 @@ public sealed class ChunkReceiver(Stream stream)
                 }
 
                 var at = Stopwatch.GetTimestamp();
-                var sequence = Chunks.Read(buffer, out _);
+                var sequence = Chunks.Read(buffer, out var sentAt);
                 lock (_lock)
                 {
                     if (sequence < 0)
@@ -71,7 +71,7 @@ public sealed class ChunkReceiver(Stream stream)
                     }
                     else if (_arrivals.Count < MaxArrivals)
                     {
-                        _arrivals.Add(new Arrival(sequence, at));
+                        _arrivals.Add(new Arrival(sequence, at, sentAt));
                     }
 
                     if (sequence > _highest)

@@ -5,7 +5,10 @@ namespace Mobility.Netlab.Traffic;
 /// <summary>How the sender's stream ended.</summary>
 public sealed record SenderReport(long ChunksWritten, string? Error);
 
-/// <summary>Writes one chunk every <see cref="Interval"/> (a steady rate) until a deadline or cancellation.</summary>
+/// <summary>
+/// Writes one chunk every <see cref="Interval"/> (a steady rate) until a deadline or cancellation. Several calls of
+/// <see cref="RunAsync"/> continue the sequence (a pause between them is an idle connection).
+/// </summary>
 public sealed class ChunkSender(Stream stream, TimeSpan interval)
 {
     private long _written;
@@ -20,11 +23,12 @@ public sealed class ChunkSender(Stream stream, TimeSpan interval)
         var buffer = new byte[Chunks.Size];
         var start = Stopwatch.GetTimestamp();
         var maxChunks = (long)(duration / Interval) + 1;
+        var first = ChunksWritten;
         try
         {
-            for (long sequence = 0; sequence < maxChunks; sequence++)
+            for (var sequence = first; sequence < first + maxChunks; sequence++)
             {
-                var due = TimeSpan.FromTicks(Interval.Ticks * sequence) - Stopwatch.GetElapsedTime(start);
+                var due = TimeSpan.FromTicks(Interval.Ticks * (sequence - first)) - Stopwatch.GetElapsedTime(start);
                 if (due > TimeSpan.FromMilliseconds(1))
                 {
                     await Task.Delay(due, cancellationToken).ConfigureAwait(false);

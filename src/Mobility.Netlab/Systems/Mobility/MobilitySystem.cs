@@ -1,0 +1,218 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Mobility.Netlab.Scenarios;
+using Mobility.Netlab.Topology;
+
+namespace Mobility.Netlab.Systems.Mobility;
+
+/// <summary>
+/// Mobility as users run it: a real <c>gns</c> in the GNS namespace and a real <c>mobilityd</c> in the client and the
+/// server namespaces. The server application is a plain TCP listener that the server's mobilityd exposes; the client
+/// application is a plain TCP socket through the client mobilityd's SOCKS5 endpoint to <c>&lt;server guid&gt;.guid</c>
+/// (what an unmodified application configured with a SOCKS5 proxy, <c>mob connect</c> or <c>mob forward</c> does).
+/// The daemons find their addresses on the interfaces and follow them by OS events; the harness never tells them about
+/// a move. Detection is read from the daemons' own log line ("Host addresses are now ..."), dated as the harness reads it.
+/// </summary>
+public sealed class MobilitySystem : IScenarioSystem
+{
+    /// <summary>How long the server's record may take to reach the GNS after the daemons are ready.</summary>
+    public static readonly TimeSpan RegistrationTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long <see cref="ConnectAsync"/> waits for the client daemon's GNS watch of the server to connect. A daemon
+    /// started seconds ago is JIT-cold: on the loaded 2-core machine its first watch took over 3 s, longer than the
+    /// transfer before the move, so the push of the server's new address was missed. A long-running daemon has its watch
+    /// up; the wait makes the run measure that, and the result notes when it timed out.
+    /// </summary>
+    public static readonly TimeSpan WatchTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>When set, the stderr of gns and both daemons is written there after every run (<c>RUN-{gns,client,server}.log</c>).</summary>
+    public const string LogDirectoryVariable = "NETLAB_LOGS";
+
+    private Deployment? _deployment;
+    private string _scenario = "";
+    private bool _movesAfterConnect = true;
+    private int _runs;
+
+    public string Name => "mobility";
+
+    /// <summary>The processes of the current run (null before <see cref="PrepareAsync"/>).</summary>
+    public Deployment? Current => _deployment;
+
+    public string? Unsupported(Scenario scenario) => null;
+
+    public async Task PrepareAsync(EvaluationTopology topology, Scenario scenario, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(topology);
+        ArgumentNullException.ThrowIfNull(scenario);
+        _scenario = scenario.Name;
+        _movesAfterConnect = scenario.Kind != ScenarioKind.BeforeConnect;
+        _runs++;
+        _deployment = await Deployment.StartAsync(topology, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<IScenarioListener> ListenAsync(EvaluationTopology topology, int port, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(topology);
+        var deployment = _deployment ?? throw new InvalidOperationException("PrepareAsync first");
+        var socket = LabSockets.Create(topology.Server.Namespace, ProtocolType.Tcp);
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(new IPEndPoint(IPAddress.Loopback, port));
+            socket.Listen(16);
+            await ExposeAsync(deployment.Server, port, cancellationToken).ConfigureAwait(false);
+            return new DaemonListener(socket, deployment.Server, deployment.StartedAt);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Connects through the client daemon's SOCKS5 endpoint to <c>&lt;server guid&gt;.guid:port</c>; the address in <paramref name="server"/> is not used.</summary>
+    public async Task<IScenarioConnection> ConnectAsync(EvaluationTopology topology, IPEndPoint server, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(topology);
+        ArgumentNullException.ThrowIfNull(server);
+        var deployment = _deployment ?? throw new InvalidOperationException("PrepareAsync first");
+        var socks = deployment.Client.Socks ?? throw new InvalidOperationException("the client daemon has no SOCKS5 endpoint");
+        var socket = await Socks5Client.ConnectAsync(socks, topology.Client.Namespace, deployment.Server.Guid + ".guid", server.Port, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // Only when a move is still to come (connect_ms of connection-time mobility must not include the wait).
+            if (_movesAfterConnect)
+            {
+                deployment.WatchReady = await deployment.Client.WaitForWatchAsync(WatchTimeout, cancellationToken).ConfigureAwait(false);
+            }
+
+            return new DaemonConnection(socket, deployment.Client, deployment.StartedAt);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// What <c>mob expose PORT</c> does: <c>POST /v1/exposed</c> over the daemon's Unix socket. Tried three times: on the
+    /// loaded machine one call once ended without a response and then hit the 10 s client timeout.
+    /// </summary>
+    public static async Task ExposeAsync(DaemonProcess daemon, int port, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(daemon);
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                using var api = new DaemonApiClient(daemon.ApiSocket);
+                await api.ExposeAsync(port, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (Exception e) when (attempt < 3 && (e is HttpRequestException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested)))
+            {
+                await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Nothing: mobilityd must notice the address change itself.</summary>
+    public Task OnMovedAsync(EvaluationTopology topology, MoveRecord move, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task<string?> DescribeRunAsync(EvaluationTopology topology, CancellationToken cancellationToken)
+    {
+        if (_deployment is not { } d)
+        {
+            return null;
+        }
+
+        if (System.Environment.GetEnvironmentVariable(LogDirectoryVariable) is { Length: > 0 } logs)
+        {
+            Directory.CreateDirectory(logs);
+            var run = $"{_runs:00}-{_scenario}-{topology?.LinkOptions?.Delay.TotalMilliseconds * 2:0}ms";
+            await File.WriteAllTextAsync(Path.Combine(logs, run + "-gns.log"), d.Gns.Process.StandardError, cancellationToken).ConfigureAwait(false);
+            await File.WriteAllTextAsync(Path.Combine(logs, run + "-client.log"), d.Client.Process.StandardError, cancellationToken).ConfigureAwait(false);
+            await File.WriteAllTextAsync(Path.Combine(logs, run + "-server.log"), d.Server.Process.StandardError, cancellationToken).ConfigureAwait(false);
+        }
+
+        var watch = d.WatchReady ? "" : $"; client's GNS watch not connected {WatchTimeout.TotalSeconds:0} s after connect";
+        return $"{d.Client.Describe(d.StartedAt)}; {d.Server.Describe(d.StartedAt)}{watch}";
+    }
+
+    /// <summary>gns and the two daemons of one run; all of them belong to the topology's lab.</summary>
+    public sealed class Deployment
+    {
+        private Deployment(GnsProcess gns, DaemonProcess client, DaemonProcess server, long startedAt)
+        {
+            Gns = gns;
+            Client = client;
+            Server = server;
+            StartedAt = startedAt;
+        }
+
+        public GnsProcess Gns { get; }
+
+        public DaemonProcess Client { get; }
+
+        public DaemonProcess Server { get; }
+
+        /// <summary>When both daemons were ready and the server registered (Stopwatch timestamp).</summary>
+        public long StartedAt { get; }
+
+        /// <summary>Whether the client daemon's GNS watch was connected when the connection was handed to the application.</summary>
+        public bool WatchReady { get; set; } = true;
+
+        public static async Task<Deployment> StartAsync(EvaluationTopology topology, CancellationToken cancellationToken)
+        {
+            ArgumentNullException.ThrowIfNull(topology);
+            var lab = topology.Lab;
+            var root = lab.CreateTemporaryDirectory("mobility");
+            var gns = await GnsProcess.StartAsync(lab, topology.Gns, Path.Combine(root, "gns"), cancellationToken).ConfigureAwait(false);
+            var serverStart = DaemonProcess.StartAsync(lab, topology.Server, Path.Combine(root, "server"), gns, socks: false, cancellationToken);
+            var clientStart = DaemonProcess.StartAsync(lab, topology.Client, Path.Combine(root, "client"), gns, socks: true, cancellationToken);
+            var server = await serverStart.ConfigureAwait(false);
+            var client = await clientStart.ConfigureAwait(false);
+
+            // The server's record must be in the GNS before anyone connects by GUID: ask through the client's daemon.
+            using var api = new DaemonApiClient(client.ApiSocket);
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            deadline.CancelAfter(RegistrationTimeout);
+            var expected = topology.Server.PrimaryAddress.ToString();
+            while (!(await api.GetIpAsync(server.Guid, deadline.Token).ConfigureAwait(false)).Contains(expected))
+            {
+                await Task.Delay(100, deadline.Token).ConfigureAwait(false);
+            }
+
+            return new Deployment(gns, client, server, Stopwatch.GetTimestamp());
+        }
+    }
+
+    private sealed class DaemonConnection(Socket socket, DaemonProcess daemon, long since) : IScenarioConnection
+    {
+        public Stream Stream { get; } = new NetworkStream(socket, ownsSocket: true);
+
+        /// <summary>When this end's daemon reported its first address change after the deployment was ready (its start-up addresses do not count).</summary>
+        public long? MoveDetectedAt => daemon.AddressChangeAfter(since);
+
+        public ValueTask DisposeAsync() => Stream.DisposeAsync();
+    }
+
+    private sealed class DaemonListener(Socket socket, DaemonProcess daemon, long since) : IScenarioListener
+    {
+        public async Task<IScenarioConnection> AcceptAsync(CancellationToken cancellationToken)
+        {
+            var accepted = await socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            accepted.NoDelay = true;
+            return new DaemonConnection(accepted, daemon, since);
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            socket.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
+}
