@@ -4,7 +4,8 @@
 # over plain TCP, side by side, all on loopback. Rounds alternate plain / ssh -L / mob so that the
 # load of a shared machine hits all three alike; the summary gives the ratios mob/plain, mob/ssh.
 #
-#   bench/transport-vs-ssh.sh [--rounds N] [--duration S] [--parallel P] [--reverse] [--quick]
+#   bench/transport-vs-ssh.sh [--rounds N] [--duration S] [--parallel P] [--reverse] [--warmup S] [--quick]
+#   (--warmup S: an unmeasured iperf3 run of S seconds through each system first; default 0)
 #
 # Besides Gbit/s, each round reports the CPU the relaying processes used (utime + stime from
 # /proc/PID/stat over the round: ssh + the sshd session for ssh -L; mob forward + both mobilityd for
@@ -19,14 +20,16 @@ ROUNDS=3
 DURATION=5
 PARALLEL=1
 REVERSE=""
+WARMUP=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
         --parallel) PARALLEL="$2"; shift 2 ;;
         --reverse) REVERSE="-R"; shift ;;
+        --warmup) WARMUP="$2"; shift 2 ;;   # untimed iperf3 run of this many seconds per system first (JIT, pools)
         --quick) ROUNDS=1; DURATION=2; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -179,6 +182,12 @@ declare -A SUM
 declare -A N
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
+if [[ "$WARMUP" -gt 0 ]]; then
+    echo "== warm-up: iperf3 -t $WARMUP through each system, not measured"
+    for port in "$IPERF_PORT" "$SSHL_PORT" "$MOB_PORT"; do
+        iperf3 -c 127.0.0.1 -p "$port" -t "$WARMUP" -P "$PARALLEL" $REVERSE >/dev/null 2>&1 || true
+    done
+fi
 echo "== $ROUNDS rounds x (plain, ssh -L, mob), iperf3 -t $DURATION -P $PARALLEL $REVERSE; ssh cipher: $SSH_CIPHER"
 printf '%-6s %-7s %10s %12s %s\n' round system Gbit/s 'CPU-s/GB' 'load average'
 for ((r = 1; r <= ROUNDS; r++)); do

@@ -81,11 +81,14 @@ internal static class IdleConnections
             var after = Snapshot(pid);
             Console.WriteLine($"after:  {after}");
 
-            // The idle cost: keepalives (PING every 500 ms of silence, each way) over a window of `settle` seconds.
+            // The idle cost over a window of `settle` seconds: the clients' idle keepalives (one PING per
+            // IdleKeepAliveInterval, 20 s ± 25%, answered by the daemon); use --settle 30 or more to span one.
+            var pings0 = open.Sum(c => c.Statistics.PingsSent);
             var cpu0 = Measure.CpuSeconds(pid);
             var window = Stopwatch.StartNew();
             await Task.Delay(TimeSpan.FromSeconds(settle));
             var idleCpu = (Measure.CpuSeconds(pid) - cpu0) / window.Elapsed.TotalSeconds;
+            var pingsPerSecond = (open.Sum(c => c.Statistics.PingsSent) - pings0) / window.Elapsed.TotalSeconds;
             var alive = open.Count(c => c.State == MobileConnectionState.Connected);
             var moved = open.Count(c => c.Statistics.Moves > 0);
             var selfAfter = Environment.WorkingSet;
@@ -95,7 +98,7 @@ internal static class IdleConnections
             Console.WriteLine();
             Console.WriteLine($"{"connections",11} {"RSS before MiB",15} {"RSS after MiB",14} {"per conn KiB",13} {"anon per conn KiB",18} {"fds",7} {"threads",8} {"idle CPU %",11} {"connected",10} {"resumed",8}");
             Console.WriteLine($"{open.Count,11} {Measure.F(before.RssKb / 1024.0, "0.0"),15} {Measure.F(after.RssKb / 1024.0, "0.0"),14} {Measure.F(perConnection / 1024, "0.0"),13} {Measure.F(anonPerConnection / 1024, "0.0"),18} {after.Fds,7} {after.Threads,8} {Measure.F(idleCpu * 100, "0.0"),11} {alive,10} {moved,8}");
-            Console.WriteLine($"this process (client ends + sink): {Measure.F((selfAfter - selfBefore) / 1024.0 / open.Count, "0.0")} KiB per connection; load average {Measure.LoadAverage()}");
+            Console.WriteLine($"this process (client ends + sink): {Measure.F((selfAfter - selfBefore) / 1024.0 / open.Count, "0.0")} KiB per connection; client PINGs {Measure.F(pingsPerSecond, "0.0")}/s while idle; load average {Measure.LoadAverage()}");
             Measure.WriteJson(json, new
             {
                 connections = open.Count,
@@ -106,6 +109,7 @@ internal static class IdleConnections
                 rssPerConnectionBytes = perConnection,
                 anonPerConnectionBytes = anonPerConnection,
                 idleCpuCores = idleCpu,
+                clientPingsPerSecond = pingsPerSecond,
                 connected = alive,
                 resumed = moved,
                 load = Measure.LoadAverage(),

@@ -71,6 +71,15 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, forwarding.OwnerCacheTime >= TimeSpan.Zero && forwarding.NoOwnerCacheTime >= TimeSpan.Zero,
             "Forwarding:OwnerCacheTime and Forwarding:NoOwnerCacheTime must not be negative.");
         Check(failures, forwarding.MaxCachedOwners is >= 1 and <= 1_000_000, "Forwarding:MaxCachedOwners must be 1 to 1000000.");
+        var transport = forwarding.Transport;
+        Check(failures, transport.KeepAliveInterval > TimeSpan.Zero && transport.DeadPathTimeout > transport.KeepAliveInterval,
+            "Forwarding:Transport:KeepAliveInterval must be positive and below Forwarding:Transport:DeadPathTimeout.");
+        Check(failures, transport.IdleKeepAliveInterval >= transport.KeepAliveInterval,
+            "Forwarding:Transport:IdleKeepAliveInterval must be at least Forwarding:Transport:KeepAliveInterval.");
+        Check(failures, transport.PathlessTimeout > TimeSpan.Zero, "Forwarding:Transport:PathlessTimeout must be positive.");
+        Check(failures, transport.MaxPendingHandshakes is >= 1 and <= 100_000, "Forwarding:Transport:MaxPendingHandshakes must be 1 to 100000.");
+        Check(failures, transport.MaxQueuedHandshakes is >= 0 and <= 1_000_000, "Forwarding:Transport:MaxQueuedHandshakes must be 0 to 1000000.");
+        Check(failures, transport.ListenBacklog is >= 1 and <= 1_000_000, "Forwarding:Transport:ListenBacklog must be 1 to 1000000.");
         foreach (var (port, guids) in forwarding.Allow)
         {
             Check(failures, int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var p) && forwarding.Exposed.Contains(p),

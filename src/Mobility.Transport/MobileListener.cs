@@ -26,8 +26,10 @@ public sealed class MobileListener : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly object _gate = new();
     private Bound? _bound;
+    private readonly SemaphoreSlim _handshakeSlots;
     private int _handshakeIds;
     private int _pending;
+    private int _admitted;
 
     public MobileListener(HostKey key, MobileListenerOptions? options = null)
     {
@@ -36,6 +38,7 @@ public sealed class MobileListener : IAsyncDisposable
         _options = options ?? new MobileListenerOptions();
         _options.Validate();
         _logger = _options.LoggerFactory.CreateLogger<MobileListener>();
+        _handshakeSlots = new SemaphoreSlim(_options.MaxPendingHandshakes, _options.MaxPendingHandshakes);
         _accepted = Channel.CreateBounded<MobileConnection>(new BoundedChannelOptions(_options.AcceptBacklog)
         {
             FullMode = BoundedChannelFullMode.Wait,
@@ -53,6 +56,9 @@ public sealed class MobileListener : IAsyncDisposable
 
     /// <summary>Flows currently in the handshake.</summary>
     internal int PendingHandshakes => Volatile.Read(ref _pending);
+
+    /// <summary>Flows accepted and not yet handed over or closed: in the handshake or waiting for a slot.</summary>
+    internal int AdmittedFlows => Volatile.Read(ref _admitted);
 
     public void Start(IPEndPoint endpoint)
     {
@@ -128,6 +134,7 @@ public sealed class MobileListener : IAsyncDisposable
         }
 
         await Task.WhenAll(_handshakes.Values).ConfigureAwait(false);
+        _handshakeSlots.Dispose();
         _accepted.Writer.TryComplete();
         while (_accepted.Reader.TryRead(out var unclaimed))
         {
@@ -137,7 +144,7 @@ public sealed class MobileListener : IAsyncDisposable
 
     private Bound Bind(IPEndPoint endpoint)
     {
-        var listener = _options.ListenerFactory.Listen(endpoint);
+        var listener = _options.ListenerFactory.Listen(endpoint, _options.ListenBacklog);
         var bound = new Bound(listener, CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token));
         bound.Loop = Task.Run(() => AcceptLoopAsync(bound));
         TransportLog.Listening(_logger, listener.LocalEndPoint);
@@ -168,9 +175,9 @@ public sealed class MobileListener : IAsyncDisposable
                 continue;
             }
 
-            if (Interlocked.Increment(ref _pending) > _options.MaxPendingHandshakes)
+            if (Interlocked.Increment(ref _admitted) > _options.MaxPendingHandshakes + _options.MaxQueuedHandshakes)
             {
-                Interlocked.Decrement(ref _pending);
+                Interlocked.Decrement(ref _admitted);
                 TransportLog.FlowRefused(_logger, flow.RemoteEndPoint, "too many pending handshakes");
                 flow.Abort();
                 continue;
@@ -185,7 +192,7 @@ public sealed class MobileListener : IAsyncDisposable
                 }
                 finally
                 {
-                    Interlocked.Decrement(ref _pending);
+                    Interlocked.Decrement(ref _admitted);
                     _handshakes.TryRemove(id, out _);
                 }
             });
@@ -204,8 +211,13 @@ public sealed class MobileListener : IAsyncDisposable
         using var timeout = new CancellationTokenSource(_options.HandshakeTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stopping.Token);
         var ct = linked.Token;
+        var holdsSlot = false;
         try
         {
+            // Wait for a handshake slot; the handshake timeout already runs (from the accept).
+            await _handshakeSlots.WaitAsync(ct).ConfigureAwait(false);
+            holdsSlot = true;
+            Interlocked.Increment(ref _pending);
             var message = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
             switch (message)
             {
@@ -229,7 +241,7 @@ public sealed class MobileListener : IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
-            TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, "timeout");
+            TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, holdsSlot ? "timeout" : "timeout waiting for a handshake slot");
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException)
         {
@@ -241,6 +253,12 @@ public sealed class MobileListener : IAsyncDisposable
             {
                 await reader.CompleteAsync().ConfigureAwait(false);
                 flow.Abort();
+            }
+
+            if (holdsSlot)
+            {
+                Interlocked.Decrement(ref _pending);
+                _handshakeSlots.Release();
             }
         }
     }

@@ -25,10 +25,30 @@ public class MobileTransportOptions
     /// <summary>Bytes received but not yet read by the application that the peer may send (announced in the handshake).</summary>
     public int ReceiveWindow { get; set; } = 4 * 1024 * 1024;
 
-    /// <summary>A side that has sent nothing for this long sends a PING, so an idle path keeps proving itself.</summary>
+    /// <summary>
+    /// While the connection is active (unacknowledged data, data moved within the last two
+    /// <see cref="DeadPathTimeout"/>s, an idle keepalive awaiting its answer, a resume pending), a
+    /// side that has sent nothing for this long sends a PING, so the path proves itself well within
+    /// <see cref="DeadPathTimeout"/>.
+    /// </summary>
     public TimeSpan KeepAliveInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
-    /// <summary>A flow on which nothing arrived for this long is declared dead (4 missed keepalives).</summary>
+    /// <summary>
+    /// An idle connection costs nothing between keepalives: the client sends one PING after this
+    /// long without receiving anything (×0.75–1.25 jitter, so thousands of connections opened together
+    /// do not wake together) and probes at <see cref="KeepAliveInterval"/> until it is answered; the
+    /// server only answers, and declares an idle flow dead after 2 × this + <see cref="DeadPathTimeout"/>
+    /// without a frame. 20 s stays below common NAT and firewall idle timeouts (30 s and up) and
+    /// makes 10,000 idle connections cost a daemon 500 PING/PONG pairs a second instead of 40,000
+    /// timer ticks and 20,000 frames.
+    /// </summary>
+    public TimeSpan IdleKeepAliveInterval { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>
+    /// On an active connection (and after an idle keepalive), a flow on which nothing arrived for
+    /// this long is declared dead (4 missed keepalives); the time starts when the connection turns
+    /// active, so a write on a long-idle connection over a dead path is noticed this long after it.
+    /// </summary>
     public TimeSpan DeadPathTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
     /// <summary>A connection without a working flow for this long fails (Linux keeps a pathless MPTCP connection about 60 s).</summary>
@@ -55,6 +75,11 @@ public class MobileTransportOptions
         if (KeepAliveInterval <= TimeSpan.Zero || DeadPathTimeout <= KeepAliveInterval)
         {
             throw new ArgumentOutOfRangeException(nameof(DeadPathTimeout), "KeepAliveInterval must be positive and below DeadPathTimeout.");
+        }
+
+        if (IdleKeepAliveInterval < KeepAliveInterval)
+        {
+            throw new ArgumentOutOfRangeException(nameof(IdleKeepAliveInterval), "IdleKeepAliveInterval must be at least KeepAliveInterval.");
         }
 
         if (PathlessTimeout <= TimeSpan.Zero || HandshakeTimeout <= TimeSpan.Zero)
@@ -108,8 +133,27 @@ public sealed class MobileListenerOptions : MobileTransportOptions
     /// <summary>Whether a client may ask for authenticated-but-unencrypted frames.</summary>
     public bool AllowAuthenticateOnly { get; set; }
 
-    /// <summary>Flows in the handshake at once; more are closed at once (a flood of idle sockets cannot exhaust memory).</summary>
+    /// <summary>
+    /// Flows in the handshake (or resume) at once; more wait in <see cref="MaxQueuedHandshakes"/>.
+    /// Bounds the memory and the signatures a flood of unauthenticated sockets can cost.
+    /// </summary>
     public int MaxPendingHandshakes { get; set; } = 256;
+
+    /// <summary>
+    /// Accepted flows waiting for a handshake slot. A legitimate burst (thousands of connections
+    /// or resumes from one daemon after a move) queues here instead of being reset; a queued flow
+    /// still has to finish its handshake within <see cref="MobileTransportOptions.HandshakeTimeout"/>
+    /// of being accepted, so idle sockets cannot hold the queue. Beyond this, flows are reset at once.
+    /// Each costs one descriptor while it waits.
+    /// </summary>
+    public int MaxQueuedHandshakes { get; set; } = 4096;
+
+    /// <summary>
+    /// Listen backlog: connections the kernel completes before they are accepted (Linux caps it at
+    /// <c>net.core.somaxconn</c>, 4096 by default since 5.4). A full backlog drops SYNs, so clients
+    /// retry (with <c>tcp_abort_on_overflow = 0</c>) rather than being reset.
+    /// </summary>
+    public int ListenBacklog { get; set; } = 4096;
 
     /// <summary>Established connections waiting for AcceptAsync; more are refused with Busy.</summary>
     public int AcceptBacklog { get; set; } = 512;
@@ -119,6 +163,8 @@ public sealed class MobileListenerOptions : MobileTransportOptions
         base.Validate();
         ArgumentNullException.ThrowIfNull(ListenerFactory);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxPendingHandshakes, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxQueuedHandshakes, 0);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ListenBacklog, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(AcceptBacklog, 1);
     }
 }

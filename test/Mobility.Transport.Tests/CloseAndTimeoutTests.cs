@@ -106,6 +106,7 @@ public class CloseAndTimeoutTests
             FlowFactory = network,
             LocalAddress = clientAddress,
             KeepAliveInterval = TimeSpan.FromMilliseconds(100),
+            IdleKeepAliveInterval = TimeSpan.FromMilliseconds(200), // idle: only keepalives find the dead path
             DeadPathTimeout = TimeSpan.FromMilliseconds(400),
             PathlessTimeout = TimeSpan.FromSeconds(1.5),
             ResumeAttemptTimeout = TimeSpan.FromMilliseconds(300),

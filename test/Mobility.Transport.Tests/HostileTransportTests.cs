@@ -105,6 +105,7 @@ public sealed class HostileTransportTests
         {
             LoggerFactory = logs,
             MaxPendingHandshakes = 8,
+            MaxQueuedHandshakes = 16,
             HandshakeTimeout = TimeSpan.FromSeconds(1),
         });
         listener.Start(new IPEndPoint(IPAddress.Loopback, 0));
@@ -125,10 +126,11 @@ public sealed class HostileTransportTests
                 }
                 catch (SocketException)
                 {
-                    // Reset at once (over the bound): what the listener should do.
+                    // Reset at once (over the queue's bound): what the listener should do.
                 }
 
                 Assert.InRange(listener.PendingHandshakes, 0, 8);
+                Assert.InRange(listener.AdmittedFlows, 0, 8 + 16);
             }
 
             // The established connection does not notice.
@@ -142,7 +144,8 @@ public sealed class HostileTransportTests
             await client.Stream.WriteAsync(data).WithTimeout();
             Assert.Equal(data, await reading.WithTimeout());
 
-            // Every idle flow is closed: those over the bound at once, the others at the handshake timeout.
+            // Every idle flow is closed: those over the queue's bound at once, the others at the handshake
+            // timeout counted from the accept, whether they held a slot or queued for one.
             await Task.WhenAll(flood.Select(ClosedByPeerAsync)).WithTimeout();
         }
         finally

@@ -131,6 +131,7 @@ public sealed class MoveEdgeTests
         {
             ListenerFactory = network,
             KeepAliveInterval = TimeSpan.FromMilliseconds(100),
+            IdleKeepAliveInterval = TimeSpan.FromMilliseconds(200), // idle: only keepalives find the dead path
             DeadPathTimeout = TimeSpan.FromMilliseconds(400),
             PathlessTimeout = TimeSpan.FromSeconds(1.5),
         });
@@ -140,6 +141,7 @@ public sealed class MoveEdgeTests
             FlowFactory = network,
             LocalAddress = clientAddress,
             KeepAliveInterval = TimeSpan.FromMilliseconds(100),
+            IdleKeepAliveInterval = TimeSpan.FromMilliseconds(200), // idle: only keepalives find the dead path
             DeadPathTimeout = TimeSpan.FromMilliseconds(400),
             PathlessTimeout = TimeSpan.FromSeconds(60),   // the client would wait much longer
             ResumeAttemptTimeout = TimeSpan.FromMilliseconds(300),

@@ -47,4 +47,47 @@ public sealed class ForwardingOptions
 
     /// <summary>Addresses whose owner (or lack of one) is remembered; the entry expiring first goes beyond it.</summary>
     public int MaxCachedOwners { get; set; } = 4096;
+
+    /// <summary>Keepalive policy and listener limits of the mobile transport (<c>Forwarding:Transport:*</c>).</summary>
+    public TransportSettings Transport { get; set; } = new();
+}
+
+/// <summary>
+/// The mobile transport's tunables as mobilityd exposes them (defaults and reasons: see
+/// <see cref="Mobility.Transport.MobileTransportOptions"/> and <see cref="Mobility.Transport.MobileListenerOptions"/>).
+/// </summary>
+public sealed class TransportSettings
+{
+    /// <summary>Probe interval of an active connection (data in flight or moved in the last 2 × DeadPathTimeout).</summary>
+    public TimeSpan KeepAliveInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>An idle connection's client sends one keepalive after this long without receiving (×0.75–1.25 jitter).</summary>
+    public TimeSpan IdleKeepAliveInterval { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>An active flow with nothing received for this long is dead.</summary>
+    public TimeSpan DeadPathTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>A connection without a working flow for this long fails.</summary>
+    public TimeSpan PathlessTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Flows in the handshake at once.</summary>
+    public int MaxPendingHandshakes { get; set; } = 256;
+
+    /// <summary>Accepted flows waiting for a handshake slot (each within its handshake timeout); more are reset.</summary>
+    public int MaxQueuedHandshakes { get; set; } = 4096;
+
+    /// <summary>Listen backlog of the transport socket (capped by net.core.somaxconn).</summary>
+    public int ListenBacklog { get; set; } = 4096;
+
+    /// <summary>Copies the keepalive policy into <paramref name="options"/>.</summary>
+    public T Apply<T>(T options)
+        where T : Mobility.Transport.MobileTransportOptions
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.KeepAliveInterval = KeepAliveInterval;
+        options.IdleKeepAliveInterval = IdleKeepAliveInterval;
+        options.DeadPathTimeout = DeadPathTimeout;
+        options.PathlessTimeout = PathlessTimeout;
+        return options;
+    }
 }

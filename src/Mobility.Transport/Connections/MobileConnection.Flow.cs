@@ -48,12 +48,21 @@ public sealed partial class MobileConnection
 
         public long LastSent { get; set; }
 
+        /// <summary>When the connection last turned active on this flow: the dead-path timeout counts from here or the last frame received, whichever is later.</summary>
+        public long ProbeSince { get; set; }
+
+        /// <summary>Client, idle: send a keepalive after this long without receiving (jittered per keepalive).</summary>
+        public TimeSpan IdleInterval { get; set; }
+
         public bool FinSent { get; set; }
 
         /// <summary>A new flow starts with an ACK: Resume/ResumeAck carry the receive position but not the consumed one.</summary>
         public bool AckForced { get; set; } = true;
 
         public bool PingRequested { get; set; }
+
+        /// <summary>The timer asks for an ACK of whatever was received or consumed since the last one.</summary>
+        public bool AckRequested { get; set; }
 
         public ulong PingId { get; set; }
 
@@ -96,10 +105,14 @@ public sealed partial class MobileConnection
         var now = _time.GetTimestamp();
         flow.LastReceived = now;
         flow.LastSent = now;
+        flow.ProbeSince = now;
+        flow.IdleInterval = JitteredIdleInterval();
         if (flow.Established)
         {
             _state = MobileConnectionState.Connected;
         }
+
+        TickSoonLocked();
     }
 
     private void StartLoops(FlowContext flow)
@@ -248,12 +261,18 @@ public sealed partial class MobileConnection
             flow.PingRequested = false;
             flow.PingId++;
             flow.PingSentAt = _time.GetTimestamp();
+            _pingsSent++;
             BinaryPrimitives.WriteUInt64BigEndian(body, flow.PingId);
             position += Seal(FrameType.Ping, body.AsSpan(0, 8), output.AsSpan(position));
         }
 
+        // ACKs are not sent per read: only when due (a threshold, the peer's FIN), forced (new flow,
+        // timer), or riding along with anything else this batch carries. Bulk data then costs one ACK
+        // frame per AckEvery bytes instead of one per pipe read (each a send and two wake-ups).
         var receivedValue = ReceivedValueLocked();
-        if (flow.AckForced || receivedValue != _ackedReceived || (_consumed != _ackedConsumed && (_consumed - _ackedConsumed >= _receiveWindow / 4 || _receiveBuffer.Length == 0)))
+        var ackChanged = receivedValue != _ackedReceived || _consumed != _ackedConsumed;
+        var piggyback = position > 0 || _sendNext < _written || (_finOffset >= 0 && _sendNext == _finOffset && !flow.FinSent && !_finAcked);
+        if (flow.AckForced || (ackChanged && (piggyback || flow.AckRequested || AckDueLocked())))
         {
             BinaryPrimitives.WriteUInt64BigEndian(body, (ulong)receivedValue);
             BinaryPrimitives.WriteUInt64BigEndian(body.AsSpan(8), (ulong)_consumed);
@@ -262,6 +281,8 @@ public sealed partial class MobileConnection
             _ackedConsumed = _consumed;
             flow.AckForced = false;
         }
+
+        flow.AckRequested = false;
 
         if (_sendNext < _written && output.Length < OutputBatchSize + TransportConstants.MaxFrameWireSize * 2)
         {
@@ -273,10 +294,12 @@ public sealed partial class MobileConnection
 
         while (_sendNext < _written && position < OutputBatchSize)
         {
+            // The body is assembled where it will be sent and sealed in place.
             var n = (int)Math.Min(TransportConstants.MaxFramePayload, _written - _sendNext);
-            BinaryPrimitives.WriteUInt64BigEndian(body, (ulong)_sendNext);
-            _sendBuffer.CopyTo(_sendNext, body.AsSpan(8, n));
-            position += Seal(FrameType.Data, body.AsSpan(0, 8 + n), output.AsSpan(position));
+            var frame = output.AsSpan(position);
+            BinaryPrimitives.WriteUInt64BigEndian(frame[TransportConstants.FrameHeaderSize..], (ulong)_sendNext);
+            _sendBuffer.CopyTo(_sendNext, frame.Slice(TransportConstants.FrameHeaderSize + 8, n));
+            position += _sealer.SealInPlace(FrameType.Data, ++_sendCounter, 8 + n, frame);
             if (_sendNext < _highestSent)
             {
                 _bytesResent += Math.Min(n, _highestSent - _sendNext);
@@ -305,6 +328,18 @@ public sealed partial class MobileConnection
     private int Seal(FrameType type, ReadOnlySpan<byte> body, Span<byte> destination)
         => _sealer.Seal(type, ++_sendCounter, body, destination);
 
+    /// <summary>Bytes received or consumed after which an ACK is sent without waiting for anything else to carry it.</summary>
+    private long AckEvery => Math.Min(_receiveWindow / 8, 256 * 1024);
+
+    /// <summary>An ACK must go now: the peer's FIN is unacknowledged, or enough was received or consumed since the last ACK.</summary>
+    private bool AckDueLocked()
+    {
+        var receivedValue = ReceivedValueLocked();
+        return (_peerFin >= 0 && receivedValue != _ackedReceived)
+            || receivedValue - _ackedReceived >= AckEvery
+            || _consumed - _ackedConsumed >= AckEvery;
+    }
+
     /// <summary>Our cumulative receive position: data bytes, plus one once the peer's FIN is in.</summary>
     private long ReceivedValueLocked() => _received + (_peerFin >= 0 ? 1 : 0);
 
@@ -313,6 +348,7 @@ public sealed partial class MobileConnection
     private async Task ReceiveLoopAsync(FlowContext flow)
     {
         var ct = flow.Cancellation;
+        using var opener = new FrameProtector(_openKey, IsEncrypted);
         try
         {
             while (true)
@@ -325,7 +361,7 @@ public sealed partial class MobileConnection
                 bool stop;
                 try
                 {
-                    position = ProcessReceived(flow, buffer, scratch, out stop);
+                    position = ProcessReceived(flow, opener, buffer, scratch, out stop);
                 }
                 finally
                 {
@@ -388,7 +424,7 @@ public sealed partial class MobileConnection
         }
     }
 
-    private SequencePosition ProcessReceived(FlowContext flow, ReadOnlySequence<byte> buffer, byte[] scratch, out bool stop)
+    private SequencePosition ProcessReceived(FlowContext flow, FrameProtector opener, ReadOnlySequence<byte> buffer, byte[] scratch, out bool stop)
     {
         stop = false;
         var reader = new SequenceReader<byte>(buffer);
@@ -428,7 +464,7 @@ public sealed partial class MobileConnection
                 var owned = false;
                 try
                 {
-                    if (!_opener.TryOpen(frame, array.AsSpan(0, bodyLength), scratch))
+                    if (!opener.TryOpen(frame, array.AsSpan(0, bodyLength), scratch))
                     {
                         throw new MalformedMessageException("Frame authentication failed.");
                     }
@@ -452,7 +488,7 @@ public sealed partial class MobileConnection
             else
             {
                 var span = control[..bodyLength];
-                if (!_opener.TryOpen(frame, span, scratch))
+                if (!opener.TryOpen(frame, span, scratch))
                 {
                     throw new MalformedMessageException("Frame authentication failed.");
                 }
@@ -537,8 +573,9 @@ public sealed partial class MobileConnection
                         owned = true;
                         _bytesReceived += payload - skip;
                         _received = end;
+                        MarkActiveLocked();
                         _readable.Pulse();
-                        return FrameResult.WakeSender;
+                        return AckDueLocked() ? FrameResult.WakeSender : FrameResult.Nothing;
                     }
 
                 case FrameType.Ack:
@@ -574,6 +611,7 @@ public sealed partial class MobileConnection
                         }
 
                         _peerFin = fin;
+                        MarkActiveLocked();
                         _readable.Pulse();
                         CheckFinishedLocked();
                         return FrameResult.WakeSender;
@@ -644,10 +682,100 @@ public sealed partial class MobileConnection
         return false;
     }
 
-    /// <summary>Keepalive and dead-path timer (every KeepAliveInterval / 2).</summary>
+    /// <summary>A keepalive (or a write after idling) is waiting for the first frame back on the current flow.</summary>
+    internal bool AwaitingAnswer
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _flow is { } flow && flow.ProbeSince > flow.LastReceived;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Data moved (written by the application, received, FIN): the connection is active. Turning
+    /// active from idle restarts the dead-path clock and switches the timer to fast ticks at once,
+    /// so a write on a long-idle connection over a dead path is noticed within DeadPathTimeout.
+    /// </summary>
+    private void MarkActiveLocked()
+    {
+        var now = _time.GetTimestamp();
+        _lastDataAt = now;
+        if (!_fastTicks)
+        {
+            _fastTicks = true;
+            if (_flow is { } flow)
+            {
+                flow.ProbeSince = now;
+            }
+
+            TickSoonLocked();
+        }
+    }
+
+    /// <summary>Arms the timer for a fast tick unless one is already due sooner.</summary>
+    private void TickSoonLocked()
+    {
+        if (_failure is not null || _completed)
+        {
+            return;
+        }
+
+        var due = _options.KeepAliveInterval / 2;
+        var dueAt = _time.GetTimestamp() + ToTicks(due);
+        if (dueAt < _tickDueAt)
+        {
+            ArmTimerLocked(due);
+        }
+    }
+
+    private void ArmTimerLocked(TimeSpan due)
+    {
+        if (due < TimeSpan.FromMilliseconds(1))
+        {
+            due = TimeSpan.FromMilliseconds(1);
+        }
+
+        _tickDueAt = _time.GetTimestamp() + ToTicks(due);
+        _timer.Change(due, Timeout.InfiniteTimeSpan);
+    }
+
+    private long ToTicks(TimeSpan span) => (long)(span.TotalSeconds * _time.TimestampFrequency);
+
+    private TimeSpan JitteredIdleInterval()
+    {
+#pragma warning disable CA5394 // Jitter, not security.
+        return _options.IdleKeepAliveInterval * (0.75 + (Random.Shared.NextDouble() * 0.5));
+#pragma warning restore CA5394
+    }
+
+    /// <summary>
+    /// Whether the established <paramref name="flow"/> should be probed fast: unacknowledged data
+    /// (or an unacknowledged FIN), data moved within the last two DeadPathTimeouts, or a keepalive
+    /// sent since the last frame received.
+    /// </summary>
+    private bool IsActiveLocked(FlowContext flow)
+    {
+        return _written > _peerReceived
+            || (_finOffset >= 0 && !_finAcked)
+            || _time.GetElapsedTime(_lastDataAt) < _options.DeadPathTimeout * 2
+            || flow.ProbeSince > flow.LastReceived;
+    }
+
+    /// <summary>
+    /// Keepalive and dead-path timer, re-armed by every tick. Active connection: a tick every
+    /// KeepAliveInterval / 2, PING after KeepAliveInterval without sending, dead after
+    /// DeadPathTimeout without receiving. Idle connection: the client sends one PING after its
+    /// jittered IdleKeepAliveInterval without receiving (and is active until something comes back);
+    /// the server only answers and declares the flow dead after 2 × IdleKeepAliveInterval +
+    /// DeadPathTimeout of silence. Without an established flow: the pathless deadline.
+    /// </summary>
     private void OnTick()
     {
         FlowContext? dead = null;
+        var deadFor = _options.DeadPathTimeout;
         var pathless = false;
         lock (_lock)
         {
@@ -656,29 +784,96 @@ public sealed partial class MobileConnection
                 return;
             }
 
+            var fast = _options.KeepAliveInterval / 2;
+            var next = fast;
             var flow = _flow;
             if (flow is not null && flow.Established)
             {
-                if (_time.GetElapsedTime(flow.LastReceived) > _options.DeadPathTimeout)
+                if (IsActiveLocked(flow))
                 {
-                    dead = flow;
-                    _relocateFirst = true;
+                    if (!_fastTicks)
+                    {
+                        _fastTicks = true;
+                        flow.ProbeSince = _time.GetTimestamp();
+                    }
+
+                    if (ReceivedValueLocked() != _ackedReceived || _consumed != _ackedConsumed)
+                    {
+                        // ACKs below AckEvery wait for a ride or for this tick (at most KeepAliveInterval / 2).
+                        flow.AckRequested = true;
+                        flow.Wake.Set();
+                    }
+
+                    var since = Math.Max(flow.LastReceived, flow.ProbeSince);
+                    if (_time.GetElapsedTime(since) > _options.DeadPathTimeout)
+                    {
+                        dead = flow;
+                        _relocateFirst = true;
+                    }
+                    else if (_time.GetElapsedTime(flow.LastSent) >= _options.KeepAliveInterval)
+                    {
+                        flow.PingRequested = true;
+                        flow.Wake.Set();
+                    }
                 }
-                else if (_time.GetElapsedTime(flow.LastSent) >= _options.KeepAliveInterval)
+                else
                 {
-                    flow.PingRequested = true;
-                    flow.Wake.Set();
+                    _fastTicks = false;
+                    var quiet = _time.GetElapsedTime(flow.LastReceived);
+                    if (_isClient)
+                    {
+                        if (quiet >= flow.IdleInterval)
+                        {
+                            // One keepalive; until it is answered the connection counts as active.
+                            _fastTicks = true;
+                            flow.ProbeSince = _time.GetTimestamp();
+                            flow.IdleInterval = JitteredIdleInterval();
+                            flow.PingRequested = true;
+                            flow.Wake.Set();
+                        }
+                        else
+                        {
+                            next = flow.IdleInterval - quiet;
+                        }
+                    }
+                    else
+                    {
+                        var limit = (_options.IdleKeepAliveInterval * 2) + _options.DeadPathTimeout;
+                        if (quiet > limit)
+                        {
+                            dead = flow;
+                            deadFor = limit;
+                        }
+                        else
+                        {
+                            next = limit - quiet + fast;
+                        }
+                    }
                 }
             }
-            else if (_pathLostAt is { } lost && _time.GetElapsedTime(lost) > _options.PathlessTimeout)
+            else if (_pathLostAt is { } lost)
             {
-                pathless = true;
+                var elapsed = _time.GetElapsedTime(lost);
+                if (elapsed > _options.PathlessTimeout)
+                {
+                    pathless = true;
+                }
+                else if (flow is null && !_isClient)
+                {
+                    // A server without a flow only waits for a Resume (which re-arms the timer).
+                    next = _options.PathlessTimeout - elapsed + fast;
+                }
+            }
+
+            if (!pathless)
+            {
+                ArmTimerLocked(dead is not null ? fast : next);
             }
         }
 
         if (dead is not null)
         {
-            FlowFailed(dead, $"nothing received for {_options.DeadPathTimeout.TotalMilliseconds:0} ms");
+            FlowFailed(dead, $"nothing received for {deadFor.TotalMilliseconds:0} ms");
         }
 
         if (pathless)

@@ -33,7 +33,8 @@ public readonly record struct MobileConnectionStatistics(
     int ResumeAttempts,
     int ResumesRejected,
     TimeSpan LastStall,
-    TimeSpan? LastRtt);
+    TimeSpan? LastRtt,
+    long PingsSent);
 
 /// <summary>What happened to a connection's path.</summary>
 public enum MobileConnectionEventKind
@@ -101,8 +102,11 @@ public sealed partial class MobileConnection : IAsyncDisposable
     private readonly MobileTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    // Sealing happens under _lock (one owner); each flow's receive loop opens frames with its own
+    // FrameProtector made from _openKey (the AEAD context is not thread-safe, and a retired flow's
+    // loop may still be opening a frame while the new flow's loop starts).
     private readonly FrameProtector _sealer;
-    private readonly FrameProtector _opener;
+    private readonly byte[] _openKey;
     private readonly byte[] _resumeKey;
     private readonly SendBuffer _sendBuffer = new();
     private readonly ReceiveBuffer _receiveBuffer = new();
@@ -136,6 +140,12 @@ public sealed partial class MobileConnection : IAsyncDisposable
     private ulong _receiveCounter;
     private long _ackedReceived;
     private long _ackedConsumed;
+
+    // Keepalive policy (see OnTick).
+    private long _lastDataAt;
+    private bool _fastTicks = true;
+    private long _tickDueAt;
+    private long _pingsSent;
 
     // Path.
     private FlowContext? _flow;
@@ -178,15 +188,18 @@ public sealed partial class MobileConnection : IAsyncDisposable
         _time = options.TimeProvider;
         _logger = options.LoggerFactory.CreateLogger<MobileConnection>();
         _sealer = new FrameProtector(isClient ? secrets.ClientToServerKey : secrets.ServerToClientKey, encrypt);
-        _opener = new FrameProtector(isClient ? secrets.ServerToClientKey : secrets.ClientToServerKey, encrypt);
+        _openKey = (byte[])(isClient ? secrets.ServerToClientKey : secrets.ClientToServerKey).Clone();
         _resumeKey = (byte[])secrets.ResumeKey.Clone();
         IsEncrypted = encrypt;
         _sendLimit = Math.Min(options.MaxUnackedBytes, peerReceiveWindow);
         _receiveWindow = options.ReceiveWindow;
         _onEnded = onEnded;
         _stream = new MobileStream(this);
-        var period = options.KeepAliveInterval / 2;
-        _timer = _time.CreateTimer(static s => ((MobileConnection)s!).OnTick(), this, period, period);
+        // One-shot, re-armed by every tick: every KeepAliveInterval / 2 while active, at the next
+        // idle keepalive or deadline while idle (see OnTick).
+        _lastDataAt = _time.GetTimestamp() - ToTicks(options.DeadPathTimeout * 2); // no data yet: not active
+        _tickDueAt = _time.GetTimestamp() + ToTicks(options.KeepAliveInterval / 2);
+        _timer = _time.CreateTimer(static s => ((MobileConnection)s!).OnTick(), this, options.KeepAliveInterval / 2, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>Raised on path changes, resumes and the end of the connection (on a transport thread; keep handlers short).</summary>
@@ -267,7 +280,7 @@ public sealed partial class MobileConnection : IAsyncDisposable
             lock (_lock)
             {
                 return new MobileConnectionStatistics(_bytesSent, _bytesReceived, _bytesResent, _duplicateBytes,
-                    _moves, _resumeAttempts, _resumesRejected, _lastStall, _lastRtt);
+                    _moves, _resumeAttempts, _resumesRejected, _lastStall, _lastRtt, _pingsSent);
             }
         }
     }
@@ -296,6 +309,7 @@ public sealed partial class MobileConnection : IAsyncDisposable
                         _sendBuffer.Append(data.Span[..n]);
                         _written += n;
                         data = data[n..];
+                        MarkActiveLocked();
                         _flow?.Wake.Set();
                         continue;
                     }
@@ -333,7 +347,9 @@ public sealed partial class MobileConnection : IAsyncDisposable
                 {
                     var n = _receiveBuffer.Read(buffer.Span);
                     _consumed += n;
-                    if (_consumed - _ackedConsumed >= _receiveWindow / 4 || _receiveBuffer.Length == 0)
+                    // Idle (no timer tick will flush it): a read that drains the buffer ACKs at once,
+                    // in case the peer waits for window.
+                    if (_consumed - _ackedConsumed >= AckEvery || (!_fastTicks && _receiveBuffer.Length == 0))
                     {
                         _flow?.Wake.Set();
                     }
@@ -363,6 +379,7 @@ public sealed partial class MobileConnection : IAsyncDisposable
             if (_finOffset < 0)
             {
                 _finOffset = _written;
+                MarkActiveLocked();
                 _flow?.Wake.Set();
             }
         }
@@ -481,7 +498,7 @@ public sealed partial class MobileConnection : IAsyncDisposable
         }
 
         _sealer.Dispose();
-        _opener.Dispose();
+        System.Security.Cryptography.CryptographicOperations.ZeroMemory(_openKey);
     }
 
     private void ThrowIfFailed()

@@ -39,4 +39,7 @@ public interface IFlowListener : IAsyncDisposable
 public interface IFlowListenerFactory
 {
     IFlowListener Listen(IPEndPoint endpoint);
+
+    /// <summary>Listens with room for <paramref name="backlog"/> connections not yet accepted (where the flow type has such a queue).</summary>
+    IFlowListener Listen(IPEndPoint endpoint, int backlog) => Listen(endpoint);
 }

@@ -146,4 +146,6 @@ public sealed class TcpFlowListenerFactory : IFlowListenerFactory
     public static TcpFlowListenerFactory Instance { get; } = new();
 
     public IFlowListener Listen(IPEndPoint endpoint) => new TcpFlowListener(endpoint);
+
+    public IFlowListener Listen(IPEndPoint endpoint, int backlog) => new TcpFlowListener(endpoint, backlog);
 }

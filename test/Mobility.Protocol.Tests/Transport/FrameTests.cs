@@ -74,6 +74,18 @@ public class FrameTests
 
     [Theory]
     [MemberData(nameof(Samples))]
+    public void Sealing_in_place_gives_the_same_bytes_as_sealing_a_separate_body(bool encrypt, FrameType type, byte[] body)
+    {
+        using var protector = new FrameProtector(Key, encrypt);
+        var expected = Frame(protector, type, 91, body);
+        var inPlace = new byte[expected.Length + 5];
+        body.CopyTo(inPlace, TransportConstants.FrameHeaderSize);
+        Assert.Equal(expected.Length, protector.SealInPlace(type, 91, body.Length, inPlace));
+        Assert.Equal(expected, inPlace.AsSpan(0, expected.Length).ToArray());
+    }
+
+    [Theory]
+    [MemberData(nameof(Samples))]
     public void Truncation_at_every_offset_asks_for_more(bool encrypt, FrameType type, byte[] body)
     {
         using var protector = new FrameProtector(Key, encrypt);
