@@ -17,8 +17,7 @@ public sealed partial class GnsClient
     /// <summary>Trailer in which the GNS names its <see cref="GnsErrorCode"/>.</summary>
     public const string ErrorTrailer = "gns-error";
 
-    private GrpcGns.GnsClient RequireGrpc()
-        => _grpc ?? throw new InvalidOperationException("This operation needs GnsClientOptions.GrpcAddress.");
+    private GrpcGns.GnsClient RequireGrpc() => CurrentGrpc().Grpc;
 
     private async Task<T> GrpcCallAsync<T>(Func<GrpcGns.GnsClient, CancellationToken, Task<T>> call, CancellationToken cancellationToken)
     {

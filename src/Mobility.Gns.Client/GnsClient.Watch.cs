@@ -27,7 +27,7 @@ public sealed partial class GnsClient
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(guids);
-        var grpc = RequireGrpc();
+        _ = RequireGrpc();
         var watched = guids.ToHashSet();
         if (watched.Count == 0 || watched.Count > _options.MaxWatchGuids)
         {
@@ -42,20 +42,30 @@ public sealed partial class GnsClient
         {
             cancellationToken.ThrowIfCancellationRequested();
             string reason;
-            using (var call = grpc.Watch(request, cancellationToken: cancellationToken))
+
+            // The stream also ends when the local addresses change (NotifyLocalAddressChanged): its
+            // connection may run from an address that is gone, so it re-opens at once on a new one.
+            var (grpc, reset) = CurrentGrpc();
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, reset);
+            using (var call = grpc.Watch(request, cancellationToken: linked.Token))
             {
                 while (true)
                 {
                     WatchEvent message;
                     try
                     {
-                        if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+                        if (!await call.ResponseStream.MoveNext(linked.Token).ConfigureAwait(false))
                         {
                             reason = "the GNS ended the stream";
                             break;
                         }
 
                         message = call.ResponseStream.Current;
+                    }
+                    catch (Exception e) when (e is RpcException or OperationCanceledException && reset.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                    {
+                        reason = "";
+                        break;
                     }
                     catch (RpcException e) when (!cancellationToken.IsCancellationRequested)
                     {
@@ -79,6 +89,15 @@ public sealed partial class GnsClient
                         yield return watchEvent;
                     }
                 }
+            }
+
+            if (reset.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                // Not a failure of the GNS: no back-off, and the current state comes again on open.
+                state = GnsWatchState.Connecting;
+                failures = 0;
+                GnsClientLog.WatchReopening(_logger, watched.Count, GrpcAddress!);
+                continue;
             }
 
             state = GnsWatchState.Reconnecting;

@@ -22,8 +22,14 @@ public sealed partial class GnsClient : IGnsClient
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly RecordCache? _cache;
-    private readonly GrpcChannel? _channel;
-    private readonly GrpcGns.GnsClient? _grpc;
+    private readonly Lock _grpcGate = new();
+    private GrpcChannel? _channel;
+    private GrpcGns.GnsClient? _grpc;
+
+    // Cancelled (and replaced) when the local addresses change: wakes every watch to re-open at once.
+    private CancellationTokenSource _pathReset = new();
+    private readonly List<Task> _retiredChannels = [];
+    private readonly CancellationTokenSource _disposing = new();
 
     public GnsClient(GnsClientOptions options)
     {
@@ -39,20 +45,7 @@ public sealed partial class GnsClient : IGnsClient
 
         if (options.GrpcAddress is { } grpcAddress)
         {
-            _channel = GrpcChannel.ForAddress(grpcAddress, new GrpcChannelOptions
-            {
-                LoggerFactory = options.LoggerFactory,
-                HttpHandler = new SocketsHttpHandler
-                {
-                    ConnectTimeout = options.GrpcTimeout,
-                    // Pings keep a quiet watch stream alive through NATs and notice a dead GNS.
-                    KeepAlivePingDelay = TimeSpan.FromSeconds(30),
-                    KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
-                    KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests,
-                    EnableMultipleHttp2Connections = true,
-                },
-                DisposeHttpClient = true,
-            });
+            _channel = CreateChannel(grpcAddress, options);
             _grpc = new GrpcGns.GnsClient(_channel);
         }
 
@@ -228,8 +221,94 @@ public sealed partial class GnsClient : IGnsClient
         }
 
         await StopUdpAsync().ConfigureAwait(false);
-        _channel?.Dispose();
+        Task[] retired;
+        lock (_grpcGate)
+        {
+            _channel?.Dispose();
+            retired = [.. _retiredChannels];
+        }
+
+        await _disposing.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(retired).ConfigureAwait(false);
+        _disposing.Dispose();
     }
+
+    /// <summary>
+    /// The host's addresses changed. A gRPC connection opened from an address that is gone is dead,
+    /// and nothing tells TCP so (its keepalive pings notice after tens of seconds): new calls get a
+    /// new channel, hence a new connection from a current address, and every watch re-opens on it at
+    /// once (no back-off), which re-delivers the current state of its GUIDs. The old channel is
+    /// disposed after <see cref="GnsClientOptions.GrpcTimeout"/>, when any call still on it has
+    /// timed out anyway. Datagram requests need nothing: their socket is not bound to an address.
+    /// </summary>
+    public void NotifyLocalAddressChanged()
+    {
+        if (_options.GrpcAddress is not { } grpcAddress || _disposed != 0)
+        {
+            return;
+        }
+
+        CancellationTokenSource reset;
+        lock (_grpcGate)
+        {
+            if (_disposed != 0)
+            {
+                return;
+            }
+
+            var old = _channel!;
+            _channel = CreateChannel(grpcAddress, _options);
+            _grpc = new GrpcGns.GnsClient(_channel);
+            reset = _pathReset;
+            _pathReset = new CancellationTokenSource();
+            _retiredChannels.RemoveAll(t => t.IsCompleted);
+            _retiredChannels.Add(RetireAsync(old));
+        }
+
+        GnsClientLog.GrpcReset(_logger, grpcAddress);
+
+        // Not disposed: a watch may be linking to its token right now (it holds no timer, the GC takes it).
+        reset.Cancel();
+    }
+
+    private async Task RetireAsync(GrpcChannel channel)
+    {
+        try
+        {
+            await Task.Delay(_options.GrpcTimeout, _time, _disposing.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Disposed: the channel goes now.
+        }
+
+        channel.Dispose();
+    }
+
+    /// <summary>The current gRPC stub and the token that fires when it is replaced by <see cref="NotifyLocalAddressChanged"/>.</summary>
+    private (GrpcGns.GnsClient Grpc, CancellationToken Reset) CurrentGrpc()
+    {
+        lock (_grpcGate)
+        {
+            var grpc = _grpc ?? throw new InvalidOperationException("This operation needs GnsClientOptions.GrpcAddress.");
+            return (grpc, _pathReset.Token);
+        }
+    }
+
+    private static GrpcChannel CreateChannel(Uri grpcAddress, GnsClientOptions options) => GrpcChannel.ForAddress(grpcAddress, new GrpcChannelOptions
+    {
+        LoggerFactory = options.LoggerFactory,
+        HttpHandler = new SocketsHttpHandler
+        {
+            ConnectTimeout = options.GrpcTimeout,
+            // Pings keep a quiet watch stream alive through NATs and notice a dead GNS.
+            KeepAlivePingDelay = TimeSpan.FromSeconds(30),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests,
+            EnableMultipleHttp2Connections = true,
+        },
+        DisposeHttpClient = true,
+    });
 
     /// <summary>Number of records in the cache (for tests and diagnostics).</summary>
     internal int CachedCount => _cache?.Count ?? 0;

@@ -53,4 +53,10 @@ internal static partial class GnsClientLog
 
     [LoggerMessage(EventId = 22, Level = LogLevel.Debug, Message = "Dropped a watch event: {Reason}")]
     public static partial void WatchEventRejected(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 24, Level = LogLevel.Debug, Message = "Local addresses changed: new gRPC connection to {Grpc}; watches re-open now.")]
+    public static partial void GrpcReset(ILogger logger, Uri grpc);
+
+    [LoggerMessage(EventId = 25, Level = LogLevel.Debug, Message = "Watch of {Count} GUIDs re-opening on a new connection to {Grpc} (local addresses changed).")]
+    public static partial void WatchReopening(ILogger logger, int count, Uri grpc);
 }

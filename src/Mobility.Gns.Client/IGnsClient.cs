@@ -37,6 +37,16 @@ public interface IGnsClient : IAsyncDisposable
 
     /// <summary>Drops a cached record (for example after a connection to its addresses failed).</summary>
     void Invalidate(HostGuid guid);
+
+    /// <summary>
+    /// The host's own addresses changed: connections to the GNS opened from an address that is gone
+    /// are re-opened now, and watches re-open at once (re-delivering the current state) instead of
+    /// waiting for the dead stream to time out. The default does nothing (a client with no
+    /// long-lived connection, or one over loopback).
+    /// </summary>
+    void NotifyLocalAddressChanged()
+    {
+    }
 }
 
 /// <summary>Result of a register or update: the stored version and the sender's address as the GNS saw it.</summary>

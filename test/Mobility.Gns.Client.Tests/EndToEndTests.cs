@@ -90,6 +90,56 @@ public sealed class EndToEndTests(GnsProcessFixture fixture) : IClassFixture<Gns
     }
 
     [Fact]
+    public async Task Watch_reopens_on_a_new_connection_at_once_when_told_the_local_address_changed()
+    {
+        // The watch's connection goes silent (its local address vanished): without being told, the
+        // client would notice only by its keepalive pings (30 s + 10 s) and then back off (up to a
+        // minute here), far beyond this test's 15 s timeout.
+        using var key = HostKey.Generate();
+        await using var proxy = new FreezingProxy(new IPEndPoint(IPAddress.Loopback, fixture.Gns.Grpc.Port));
+        await using var watcher = Client(o =>
+        {
+            o.GrpcAddress = new Uri($"http://{proxy.EndPoint}/");
+            o.WatchReconnectDelay = TimeSpan.FromSeconds(30);
+            o.WatchMaxReconnectDelay = TimeSpan.FromSeconds(60);
+        });
+        await using var publisher = Client();
+        await publisher.RegisterAsync(GnsRecord.Create(key, 1, [new Locator(IPAddress.Loopback, 6000)])).WithTimeout();
+        using var cts = new CancellationTokenSource(TestTimeouts.Default * 2);
+        await using var events = watcher.WatchAsync([key.Guid], cts.Token).GetAsyncEnumerator();
+        Assert.True(await events.MoveNextAsync().AsTask().WithTimeout());
+        Assert.Equal(1UL, events.Current.Version);
+        Assert.Equal(1, proxy.Accepted);
+
+        proxy.FreezeExisting();
+        await publisher.RegisterAsync(GnsRecord.Create(key, 2, [new Locator(IPAddress.Loopback, 6001)])).WithTimeout(); // Missed by the frozen stream.
+        watcher.NotifyLocalAddressChanged();
+
+        // Re-opened on a new connection, the watch re-delivers the current state: the change made in the gap.
+        Assert.True(await events.MoveNextAsync().AsTask().WithTimeout());
+        Assert.Equal(2UL, events.Current.Version);
+        Assert.Equal(6001, events.Current.Record!.Locators[0].Port);
+        Assert.Equal(2, proxy.Accepted);
+
+        // And it keeps following changes on the new connection.
+        await publisher.RegisterAsync(GnsRecord.Create(key, 3, [new Locator(IPAddress.Loopback, 6002)])).WithTimeout();
+        Assert.True(await events.MoveNextAsync().AsTask().WithTimeout());
+        Assert.Equal(3UL, events.Current.Version);
+    }
+
+    [Fact]
+    public async Task Lookups_and_updates_work_right_after_the_local_address_changed()
+    {
+        using var key = HostKey.Generate();
+        await using var client = Client();
+        await client.RegisterAsync(GnsRecord.Create(key, 1, [new Locator(IPAddress.Loopback, 6100)])).WithTimeout();
+        client.NotifyLocalAddressChanged();
+        await client.UpdateAsync(GnsRecord.Create(key, 2, [new Locator(IPAddress.Loopback, 6101)])).WithTimeout(); // gRPC ("must exist") on the new channel.
+        client.Invalidate(key.Guid);
+        Assert.Equal(2UL, (await client.LookupAsync(key.Guid).WithTimeout())!.Version);
+    }
+
+    [Fact]
     public async Task Cli_registers_looks_up_and_reports_exit_codes_against_the_real_gns()
     {
         var dir = Directory.CreateTempSubdirectory("mob-e2e-").FullName;

@@ -40,6 +40,16 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
             pair.Locator.Push(Keys.Server.Guid, endpoint);
             await ExchangeAfterMoveAsync(client, server);
+
+            // Both move, no push: the racing lookup finds the server (its old endpoint still listed, ranked lower).
+            pair.Network.RemoveAddress(ClientB);
+            pair.Network.AddAddress(ClientA);
+            pair.Network.RemoveAddress(ServerB);
+            pair.Network.AddAddress(ServerA);
+            endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerA, 443)).WithTimeout();
+            pair.Locator.Set(Keys.Server.Guid, endpoint, new IPEndPoint(ServerB, 443));
+            pair.Connector.NotifyLocalAddressChanged(ClientA);
+            await ExchangeAfterMoveAsync(client, server);
         }
         finally
         {
@@ -196,6 +206,68 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         output.WriteLine($"simultaneous move + push: server->client data after {total:0.00} RTT, client->server after {Rtts(t0, serverGot, pair.Network):0.00} RTT");
         Assert.InRange(total, 1.9, 2.6);   // Connect (1) + Resume/ResumeAck (1).
         Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // The record still lists the old endpoint, ranked below the new one (an observed locator).
+    public async Task Simultaneous_move_without_push_races_a_lookup_instead_of_waiting_for_the_attempt_timeout(bool oldStillListed)
+    {
+        // The attempt timeout is 20 RTT here: waiting it out on the server's old (black-holed)
+        // endpoint would show as >= 20 RTT.
+        await using var pair = await CreateAsync(configure: o => o.ResumeAttemptTimeout = TimeSpan.FromSeconds(4));
+        var (client, server) = pair.Connections[0];
+        pair.Locator.Latency = pair.Network.Rtt; // A GNS query costs one RTT.
+        var lookupsBefore = pair.Locator.Lookups;
+        var t0 = Stopwatch.GetTimestamp();
+        pair.Network.RemoveAddress(ClientA);
+        pair.Network.AddAddress(ClientB);
+        pair.Network.RemoveAddress(ServerA);
+        pair.Network.AddAddress(ServerB);
+        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        // Record updated, but the push is lost (our watch moved too).
+        pair.Locator.Set(Keys.Server.Guid, oldStillListed ? [endpoint, new IPEndPoint(ServerA, 443)] : [endpoint]);
+        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        var (clientGot, serverGot) = await ExchangeAfterMoveAsync(client, server);
+
+        var total = Rtts(t0, clientGot, pair.Network);
+        var timeoutRtts = TimeSpan.FromSeconds(4) / pair.Network.Rtt;
+        output.WriteLine($"simultaneous move, no push: server->client data after {total:0.00} RTT, client->server after {Rtts(t0, serverGot, pair.Network):0.00} RTT " +
+            $"(attempt timeout = {timeoutRtts:0} RTT); lookups {pair.Locator.Lookups - lookupsBefore}, resume attempts {client.Statistics.ResumeAttempts}");
+        // Lookup (1) + connect (1) + Resume/ResumeAck (1), typically 3.0-3.1 RTT; the upper bound is
+        // loose (half the attempt timeout) because the first test of a loaded process has seen
+        // +2-4 RTT of scheduling delay. What is asserted exactly: the attempt on the old endpoint
+        // was abandoned for the looked-up one, and none timed out.
+        Assert.InRange(total, 2.9, timeoutRtts / 2);
+        var log = pair.Logs.Dump();
+        Assert.Contains("abandoning the attempt via 203.0.113.1:443", log, StringComparison.Ordinal);
+        Assert.DoesNotContain("failed: timeout", log, StringComparison.Ordinal);
+        Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+        Assert.Equal(1, pair.Locator.Lookups - lookupsBefore);
+        Assert.Equal(1, client.Statistics.Moves);
+    }
+
+    [Fact]
+    public async Task A_push_of_the_endpoints_already_in_use_does_not_restart_a_pending_attempt()
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+        var attemptsBefore = client.Statistics.ResumeAttempts;
+        var t0 = Stopwatch.GetTimestamp();
+        pair.Network.RemoveAddress(ServerA);
+        pair.Network.AddAddress(ServerB);
+        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        pair.Locator.Push(Keys.Server.Guid, endpoint);
+
+        // A watch that re-opens re-delivers the current record: same endpoints, half an RTT into the connect.
+        await Task.Delay(pair.Network.Latency / 2);
+        pair.Locator.Push(Keys.Server.Guid, endpoint);
+        var (clientGot, _) = await ExchangeAfterMoveAsync(client, server);
+        var total = Rtts(t0, clientGot, pair.Network);
+        output.WriteLine($"server move + push + repeated push: data after {total:0.00} RTT, resume attempts {client.Statistics.ResumeAttempts - attemptsBefore}");
+        Assert.InRange(total, 1.9, 2.6);
+        Assert.Equal(1, client.Statistics.ResumeAttempts - attemptsBefore);
+        Assert.Equal(1, client.Statistics.Moves);
     }
 
     [Fact]

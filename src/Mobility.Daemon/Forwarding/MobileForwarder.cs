@@ -96,7 +96,15 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     {
         var endpoint = InitialEndPoint();
         var specific = !endpoint.Address.Equals(IPAddress.Any) && !endpoint.Address.Equals(IPAddress.IPv6Any);
-        _listener = new MobileListener(_identity.Key, new MobileListenerOptions { LoggerFactory = _loggers, TimeProvider = _time });
+        var transport = _options.Forwarding.Transport;
+        _listener = new MobileListener(_identity.Key, transport.Apply(new MobileListenerOptions
+        {
+            LoggerFactory = _loggers,
+            TimeProvider = _time,
+            MaxPendingHandshakes = transport.MaxPendingHandshakes,
+            MaxQueuedHandshakes = transport.MaxQueuedHandshakes,
+            ListenBacklog = transport.ListenBacklog,
+        }));
         try
         {
             _listener.Start(endpoint);
@@ -111,12 +119,12 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             _listener.Start(endpoint);
         }
 
-        _connector = new MobileConnector(_identity.Key, new MobileConnectionOptions
+        _connector = new MobileConnector(_identity.Key, transport.Apply(new MobileConnectionOptions
         {
             LoggerFactory = _loggers,
             TimeProvider = _time,
             LocalAddress = specific ? endpoint.Address : null,
-        });
+        }));
 
         // The record publisher publishes TransportPort: make it the port really bound (port 0 works).
         _options.TransportPort = _listener.LocalEndPoint.Port;
@@ -275,6 +283,9 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
                 }
 
                 _connector!.NotifyLocalAddressChanged(specific ? next : null);
+
+                // The GNS watch ran from the old address too: re-open it now, and catch up on pushes it missed.
+                _locator.NotifyLocalAddressChanged();
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

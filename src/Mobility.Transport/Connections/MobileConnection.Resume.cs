@@ -21,6 +21,10 @@ public sealed partial class MobileConnection
     // The path died silently (no RST, no event): the cached endpoint is suspect, ask the locator first.
     private bool _relocateFirst;
 
+    // The local address changed: the peer may have moved at the same moment (and its push may not
+    // reach us, since our own watch moved too), so the next attempt races a fresh lookup.
+    private bool _raceLocate;
+
     /// <summary>Server side: resumes refused since the last accepted one (for tests and diagnostics).</summary>
     internal int ResumesRejected
     {
@@ -92,6 +96,7 @@ public sealed partial class MobileConnection
 
             _localAddress = newLocalAddress ?? _localAddress;
             _planVersion++;
+            _raceLocate = true;
             old = _flow;
         }
 
@@ -133,13 +138,20 @@ public sealed partial class MobileConnection
                 return;
             }
 
-            _endpoints = [.. e.Endpoints];
-            _planVersion++;
             var remote = _flow?.Flow.RemoteEndPoint;
             if (_flow is not null && (remote is null || !e.Endpoints.Contains(remote)))
             {
                 stale = _flow;
             }
+            else if (SameEndpoints(_endpoints, e.Endpoints))
+            {
+                // A re-delivery of what we already use (a watch re-opened, a record refreshed):
+                // restarting the attempt in progress would only throw away its TCP connect.
+                return;
+            }
+
+            _endpoints = [.. e.Endpoints];
+            _planVersion++;
         }
 
         if (stale is not null)
@@ -289,58 +301,35 @@ public sealed partial class MobileConnection
         }
     }
 
+    /// <summary>
+    /// One attempt. After a local address change or a silent death, the last known endpoints are
+    /// tried while a fresh lookup races them (<see cref="RaceLocateAsync"/>); after a failed attempt,
+    /// or with nothing known, the lookup comes first; otherwise (a push) the known endpoints are tried.
+    /// </summary>
     private async Task<bool> AttemptResumeCoreAsync(int attempt, CancellationToken ct)
     {
-        var options = _clientOptions!;
         IReadOnlyList<IPEndPoint> endpoints;
         IPAddress? local;
-        bool relocate;
+        bool race;
         lock (_lock)
         {
             endpoints = _endpoints;
             local = _localAddress;
-            relocate = _relocateFirst;
+            race = _relocateFirst || _raceLocate;
             _relocateFirst = false;
+            _raceLocate = false;
         }
 
-        if ((attempt > 0 || endpoints.Count == 0 || relocate) && _locator is not null)
+        if (_locator is not null && (attempt > 0 || endpoints.Count == 0))
         {
-            try
-            {
-                using var locateCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                locateCts.CancelAfter(options.LocateTimeout);
-                var located = await _locator.LocateAsync(RemoteGuid, locateCts.Token).ConfigureAwait(false);
-                if (located.Count > 0)
-                {
-                    endpoints = located;
-                    lock (_lock)
-                    {
-                        _endpoints = located;
-                    }
-                }
-            }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-            {
-                TransportLog.LocateFailed(_logger, RemoteGuid.ToShortString(), "timeout");
-            }
-#pragma warning disable CA1031 // A failing locator must not stop reconnection; the last known endpoints are tried.
-            catch (Exception e) when (e is not OperationCanceledException)
-#pragma warning restore CA1031
-            {
-                TransportLog.LocateFailed(_logger, RemoteGuid.ToShortString(), e.Message);
-            }
+            endpoints = await LocateOnceAsync(ct).ConfigureAwait(false) ?? endpoints;
         }
-
-        foreach (var endpoint in endpoints)
+        else if (_locator is not null && race)
         {
-            ct.ThrowIfCancellationRequested();
-            if (await TryResumeOnAsync(endpoint, local, ct).ConfigureAwait(false))
-            {
-                return true;
-            }
+            return await RaceLocateAsync(endpoints, local, ct).ConfigureAwait(false);
         }
 
-        return false;
+        return await TryEachAsync(endpoints, local, null, ct).ConfigureAwait(false);
     }
 
     private async Task<bool> TryResumeOnAsync(IPEndPoint endpoint, IPAddress? local, CancellationToken ct)
