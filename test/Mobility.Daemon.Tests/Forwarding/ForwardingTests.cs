@@ -41,7 +41,7 @@ public sealed class ForwardingTests
     public async Task Socks_connect_to_an_exposed_port_by_guid_echoes_and_passes_the_half_close()
     {
         var gns = new FakeGns();
-        await using var echo = new EchoServer();
+        await using var echo = new PlainEchoServer();
         await using var b = await StartAsync(gns);
         await using var a = await StartAsync(gns);
         await TaskTimeouts.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
@@ -61,7 +61,7 @@ public sealed class ForwardingTests
     public async Task Unexposed_port_is_refused_and_an_exposed_closed_port_is_connection_refused()
     {
         var gns = new FakeGns();
-        await using var echo = new EchoServer();
+        await using var echo = new PlainEchoServer();
         await using var b = await StartAsync(gns);
         await using var a = await StartAsync(gns);
         await TaskTimeouts.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
@@ -133,7 +133,7 @@ public sealed class ForwardingTests
     public async Task The_stream_survives_when_the_server_host_moves_mid_stream()
     {
         var gns = new FakeGns();
-        await using var echo = new EchoServer();
+        await using var echo = new PlainEchoServer();
         await using var b = await StartAsync(gns);
         await using var a = await StartAsync(gns);
         await TaskTimeouts.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
@@ -236,77 +236,6 @@ public sealed class ForwardingTests
             }
 
             all.Write(buffer, 0, read);
-        }
-    }
-
-    /// <summary>A plain TCP echo server on 127.0.0.1: echoes until EOF, then half-closes its side.</summary>
-    private sealed class EchoServer : IAsyncDisposable
-    {
-        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-        private readonly CancellationTokenSource _cts = new();
-        private readonly Task _loop;
-        private int _accepted;
-
-        public EchoServer()
-        {
-            _listener.Start();
-            _loop = AcceptAsync();
-        }
-
-        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
-
-        public int Accepted => Volatile.Read(ref _accepted);
-
-        public async ValueTask DisposeAsync()
-        {
-            await _cts.CancelAsync();
-            _listener.Stop();
-            await _loop.Timed();
-            _cts.Dispose();
-        }
-
-        private async Task AcceptAsync()
-        {
-            var sessions = new List<Task>();
-            try
-            {
-                while (true)
-                {
-                    var socket = await _listener.AcceptSocketAsync(_cts.Token);
-                    Interlocked.Increment(ref _accepted);
-                    sessions.Add(EchoAsync(socket));
-                }
-            }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-            {
-            }
-
-            await Task.WhenAll(sessions);
-        }
-
-        private async Task EchoAsync(Socket socket)
-        {
-            using (socket)
-            {
-                var buffer = new byte[32 * 1024];
-                try
-                {
-                    while (true)
-                    {
-                        var read = await socket.ReceiveAsync(buffer, _cts.Token);
-                        if (read == 0)
-                        {
-                            socket.Shutdown(SocketShutdown.Send);
-                            return;
-                        }
-
-                        await socket.SendAsync(buffer.AsMemory(0, read), _cts.Token);
-                    }
-                }
-                catch (Exception e) when (e is OperationCanceledException or SocketException)
-                {
-                }
-            }
         }
     }
 }
