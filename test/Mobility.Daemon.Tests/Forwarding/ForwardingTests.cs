@@ -47,9 +47,9 @@ public sealed class ForwardingTests
         await TaskTimeouts.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
         b.Api.Expose(echo.Port);
 
-        using var client = await SocksConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
+        using var client = await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
         var data = RandomNumberGenerator.GetBytes(300_000);
-        var reading = ReadToEndAsync(client);
+        var reading = SocksTestClient.ReadToEndAsync(client);
         await client.SendAsync(data).Timed();
         client.Shutdown(SocketShutdown.Send);
 
@@ -66,7 +66,7 @@ public sealed class ForwardingTests
         await using var a = await StartAsync(gns);
         await TaskTimeouts.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
 
-        using (await SocksConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.NotAllowed))
+        using (await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.NotAllowed))
         {
         }
 
@@ -74,13 +74,13 @@ public sealed class ForwardingTests
 
         var closedPort = FreePort();
         b.Api.Expose(closedPort);
-        using (await SocksConnectAsync(Socks(a), $"{b.Guid}.guid", closedPort, expect: Socks5Reply.ConnectionRefused))
+        using (await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", closedPort, expect: Socks5Reply.ConnectionRefused))
         {
         }
 
         b.Api.Expose(echo.Port);
         b.Api.Unexpose(echo.Port);
-        using (await SocksConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.NotAllowed))
+        using (await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.NotAllowed))
         {
         }
     }
@@ -90,16 +90,16 @@ public sealed class ForwardingTests
     {
         var gns = new FakeGns();
         await using var a = await StartAsync(gns);
-        using (await SocksConnectAsync(Socks(a), "nobody-here", 22, expect: Socks5Reply.HostUnreachable))
+        using (await SocksTestClient.ConnectAsync(Socks(a), "nobody-here", 22, expect: Socks5Reply.HostUnreachable))
         {
         }
 
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(Socks(a)).Timed();
         await client.SendAsync(new byte[] { 5, 1, 0 }).Timed();
-        Assert.Equal(new byte[] { 5, 0 }, await ReadExactlyAsync(client, 2));
+        Assert.Equal(new byte[] { 5, 0 }, await SocksTestClient.ReadExactlyAsync(client, 2));
         await client.SendAsync(new byte[] { 5, 2, 0, 1, 127, 0, 0, 1, 0, 22 }).Timed();
-        Assert.Equal((byte)Socks5Reply.CommandNotSupported, (await ReadExactlyAsync(client, 10))[1]);
+        Assert.Equal((byte)Socks5Reply.CommandNotSupported, (await SocksTestClient.ReadExactlyAsync(client, 10))[1]);
     }
 
     [Fact]
@@ -138,8 +138,8 @@ public sealed class ForwardingTests
         await using var a = await StartAsync(gns);
         await TaskTimeouts.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
         b.Api.Expose(echo.Port);
-        using var client = await SocksConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
-        var reading = ReadToEndAsync(client);
+        using var client = await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
+        var reading = SocksTestClient.ReadToEndAsync(client);
         var sent = new List<byte>();
         var forwarder = b.Services.GetRequiredService<MobileForwarder>();
         var before = forwarder.LocalEndPoint;
@@ -177,65 +177,5 @@ public sealed class ForwardingTests
         using var probe = new TcpListener(IPAddress.Loopback, 0);
         probe.Start();
         return ((IPEndPoint)probe.LocalEndpoint).Port;
-    }
-
-    /// <summary>Connects to a SOCKS5 endpoint and asks for a CONNECT to <paramref name="host"/>; asserts the reply code.</summary>
-    private static async Task<Socket> SocksConnectAsync(IPEndPoint socks, string host, int port, Socks5Reply expect)
-    {
-        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            await client.ConnectAsync(socks).Timed();
-            await client.SendAsync(new byte[] { 5, 1, 0 }).Timed();
-            Assert.Equal(new byte[] { 5, 0 }, await ReadExactlyAsync(client, 2));
-            var name = Encoding.ASCII.GetBytes(host);
-            var request = new byte[7 + name.Length];
-            request[0] = 5;
-            request[1] = 1;
-            request[3] = 3;
-            request[4] = (byte)name.Length;
-            name.CopyTo(request, 5);
-            BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(5 + name.Length), (ushort)port);
-            await client.SendAsync(request).Timed();
-            var reply = await ReadExactlyAsync(client, 10);
-            Assert.Equal(5, reply[0]);
-            Assert.Equal(expect, (Socks5Reply)reply[1]);
-            return client;
-        }
-        catch
-        {
-            client.Dispose();
-            throw;
-        }
-    }
-
-    private static async Task<byte[]> ReadExactlyAsync(Socket socket, int count)
-    {
-        var buffer = new byte[count];
-        var filled = 0;
-        while (filled < count)
-        {
-            var read = await socket.ReceiveAsync(buffer.AsMemory(filled)).Timed();
-            Assert.NotEqual(0, read);
-            filled += read;
-        }
-
-        return buffer;
-    }
-
-    private static async Task<byte[]> ReadToEndAsync(Socket socket)
-    {
-        using var all = new MemoryStream();
-        var buffer = new byte[64 * 1024];
-        while (true)
-        {
-            var read = await socket.ReceiveAsync(buffer).Timed(TimeSpan.FromSeconds(30));
-            if (read == 0)
-            {
-                return all.ToArray();
-            }
-
-            all.Write(buffer, 0, read);
-        }
     }
 }
