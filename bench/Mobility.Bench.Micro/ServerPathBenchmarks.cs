@@ -8,6 +8,7 @@ using Mobility.Gns.Service;
 using Mobility.Gns.Storage;
 using Mobility.Gns.Udp;
 using Mobility.Gns.Watch;
+using Mobility.Net.RateLimiting;
 using Mobility.Protocol.Gns;
 using Mobility.Protocol.Identity;
 
@@ -48,7 +49,7 @@ public class ServerPathBenchmarks
             _lookupUnknown = Fixtures.LookupDatagram(other.Guid);
         }
         _socketAddress = _source.Serialize();
-        _limiter = new SourceRateLimiter(options, TimeProvider.System);
+        _limiter = new SourceRateLimiter(options.Value.ToRateLimits(), TimeProvider.System);
 
         GnsRequestProcessor Processor(IGnsStore store)
         {

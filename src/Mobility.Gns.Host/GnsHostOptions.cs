@@ -1,4 +1,5 @@
 using Mobility.Gns;
+using Mobility.Net.EndPoints;
 
 namespace Mobility.Gns.Host;
 
@@ -30,7 +31,7 @@ public sealed class GnsHostOptions
     /// <summary>Describes what is wrong, or null when the endpoints parse.</summary>
     public string? Validate()
     {
-        if (!string.IsNullOrWhiteSpace(Dns) && !GnsServerOptions.TryParseEndPoint(Dns, out _))
+        if (!string.IsNullOrWhiteSpace(Dns) && !EndPointParser.TryParse(Dns, out _, allowPortZero: true))
         {
             return $"Gns:Dns '{Dns}' is not IP:PORT or [IPv6]:PORT.";
         }
@@ -40,12 +41,12 @@ public sealed class GnsHostOptions
             return "The DNS front end needs both Gns:Dns (--dns IP:PORT) and Gns:Zone (--zone ZONE).";
         }
 
-        if (!GnsServerOptions.TryParseEndPoint(Http, out _))
+        if (!EndPointParser.TryParse(Http, out _, allowPortZero: true))
         {
             return $"Gns:Http '{Http}' is not IP:PORT or [IPv6]:PORT.";
         }
 
-        if (!string.IsNullOrWhiteSpace(Grpc) && !GnsServerOptions.TryParseEndPoint(Grpc, out _))
+        if (!string.IsNullOrWhiteSpace(Grpc) && !EndPointParser.TryParse(Grpc, out _, allowPortZero: true))
         {
             return $"Gns:Grpc '{Grpc}' is not IP:PORT or [IPv6]:PORT.";
         }

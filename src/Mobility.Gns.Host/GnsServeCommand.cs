@@ -12,6 +12,7 @@ using Mobility.Gns.Dns.Server;
 using Mobility.Gns.Redis;
 using Mobility.Gns.Dns;
 using Mobility.Gns.Udp;
+using Mobility.Net.EndPoints;
 
 namespace Mobility.Gns.Host;
 
@@ -52,14 +53,14 @@ internal static class GnsServeCommand
         ListenOptions? grpcListen = null;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            kestrel.Listen(GnsServerOptions.ParseEndPoint(endpoints.Http), o =>
+            kestrel.Listen(EndPointParser.Parse(endpoints.Http, allowPortZero: true), o =>
             {
                 o.Protocols = HttpProtocols.Http1;
                 httpListen = o;
             });
             if (!string.IsNullOrWhiteSpace(endpoints.Grpc))
             {
-                kestrel.Listen(GnsServerOptions.ParseEndPoint(endpoints.Grpc), o =>
+                kestrel.Listen(EndPointParser.Parse(endpoints.Grpc, allowPortZero: true), o =>
                 {
                     o.Protocols = HttpProtocols.Http2;
                     grpcListen = o;
@@ -83,7 +84,7 @@ internal static class GnsServeCommand
 
         if (!string.IsNullOrWhiteSpace(endpoints.Dns))
         {
-            builder.Services.AddGnsDns(GnsServerOptions.ParseEndPoint(endpoints.Dns), endpoints.Zone);
+            builder.Services.AddGnsDns(EndPointParser.Parse(endpoints.Dns, allowPortZero: true), endpoints.Zone);
         }
         await using var app = builder.Build();
         app.MapGnsService();

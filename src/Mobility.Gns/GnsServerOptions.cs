@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Options;
+using Mobility.Net.EndPoints;
+using Mobility.Net.RateLimiting;
 
 namespace Mobility.Gns;
 
@@ -96,35 +98,17 @@ public sealed class GnsServerOptions
     /// <summary>Watches open at once on this server. Each holds at most <see cref="MaxWatchGuids"/> pending events.</summary>
     public int MaxWatches { get; set; } = 10_000;
 
-    /// <summary>The UDP endpoint parsed, or null when the datagram endpoint is off.</summary>
-    public IPEndPoint? UdpEndPoint => string.IsNullOrWhiteSpace(Udp) ? null : ParseEndPoint(Udp);
-
-    /// <summary>Parses <c>IP:PORT</c> or <c>[IPv6]:PORT</c> (port required, 0 allowed).</summary>
-    public static IPEndPoint ParseEndPoint(string text)
-        => TryParseEndPoint(text, out var endPoint)
-            ? endPoint
-            : throw new FormatException($"'{text}' is not IP:PORT or [IPv6]:PORT.");
-
-    public static bool TryParseEndPoint(string? text, out IPEndPoint endPoint)
+    /// <summary>The datagram endpoint's per-source limits (answers RateLimited once per <see cref="RateLimitedReplyInterval"/>).</summary>
+    public SourceRateLimits ToRateLimits() => new()
     {
-        endPoint = null!;
-        if (string.IsNullOrWhiteSpace(text) || !IPEndPoint.TryParse(text, out var parsed))
-        {
-            return false;
-        }
+        RequestsPerSecond = RequestsPerSecond,
+        Burst = Burst,
+        MaxSources = MaxRateLimitedSources,
+        ReplyInterval = RateLimitedReplyInterval,
+    };
 
-        var portText = text[(text.LastIndexOf(':') + 1)..];
-        var hasPort = parsed.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
-            ? text.Contains("]:", StringComparison.Ordinal)
-            : text.Contains(':', StringComparison.Ordinal);
-        if (!hasPort || !int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out _))
-        {
-            return false;
-        }
-
-        endPoint = parsed;
-        return true;
-    }
+    /// <summary>The UDP endpoint parsed, or null when the datagram endpoint is off.</summary>
+    public IPEndPoint? UdpEndPoint => string.IsNullOrWhiteSpace(Udp) ? null : EndPointParser.Parse(Udp, allowPortZero: true);
 }
 
 /// <summary>Checks <see cref="GnsServerOptions"/> when the host starts (ValidateOnStart).</summary>
@@ -134,7 +118,7 @@ public sealed class GnsServerOptionsValidator : IValidateOptions<GnsServerOption
     {
         ArgumentNullException.ThrowIfNull(options);
         var failures = new List<string>();
-        if (!string.IsNullOrWhiteSpace(options.Udp) && !GnsServerOptions.TryParseEndPoint(options.Udp, out _))
+        if (!string.IsNullOrWhiteSpace(options.Udp) && !EndPointParser.TryParse(options.Udp, out _, allowPortZero: true))
         {
             failures.Add($"Gns:Udp '{options.Udp}' is not IP:PORT or [IPv6]:PORT.");
         }

@@ -10,6 +10,7 @@ using Mobility.Gns.Service;
 using Mobility.Gns.Storage;
 using Mobility.Gns.Udp;
 using Mobility.Gns.Watch;
+using Mobility.Net.RateLimiting;
 
 namespace Mobility.Gns;
 
@@ -69,7 +70,8 @@ public static class GnsServerServiceCollectionExtensions
         services.TryAddSingleton<IRecordChangeFeed, LocalRecordChangeFeed>();
         services.TryAddSingleton<GnsService>();
         services.TryAddSingleton<WatchHub>();
-        services.TryAddSingleton<SourceRateLimiter>();
+        services.TryAddSingleton(sp => new SourceRateLimiter(
+            sp.GetRequiredService<IOptions<GnsServerOptions>>().Value.ToRateLimits(), sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<GnsRequestProcessor>();
         services.TryAddSingleton<GnsUdpServer>();
         services.AddHostedService(sp => sp.GetRequiredService<GnsUdpServer>());

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Grpc.Net.Client;
 using Mobility.Daemon.Api;
+using Mobility.Daemon.Client;
 using Mobility.Daemon.Tests.Infrastructure;
 
 namespace Mobility.Daemon.Tests;
@@ -140,13 +141,5 @@ public sealed class SurfaceTests
 
     private static string[] Sorted(IEnumerable<string> values) => [.. values.Order(StringComparer.Ordinal)];
 
-    internal static SocketsHttpHandler UnixHandler(string path) => new()
-    {
-        ConnectCallback = async (_, cancellationToken) =>
-        {
-            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken);
-            return new NetworkStream(socket, ownsSocket: true);
-        },
-    };
+    internal static SocketsHttpHandler UnixHandler(string path) => UnixSocketHttp.CreateHandler(path);
 }

@@ -1,9 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Net;
-using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Text.Json;
+using Mobility.Daemon.Client;
 
 namespace Mobility.Cli.Commands;
 
@@ -41,7 +40,7 @@ public static class DaemonCommands
         var command = new Command("guid", "Print this host's GUID (get_self_guid)") { socket };
         command.SetHandler(async context =>
         {
-            var reply = await SendAsync(context, socket, HttpMethod.Get, "v1/self");
+            var reply = await CallAsync(context, socket, (d, ct) => d.GetSelfAsync(ct));
             return Print(context, reply, () => context.Output.Line(reply.GetProperty("guid").GetString()!));
         });
         return command;
@@ -54,7 +53,7 @@ public static class DaemonCommands
         var command = new Command("ip", "Print every address of a GUID's or name's record (get_ip)") { socket, target };
         command.SetHandler(async context =>
         {
-            var reply = await SendAsync(context, socket, HttpMethod.Get, $"v1/ip/{Uri.EscapeDataString(context.Get(target)!)}");
+            var reply = await CallAsync(context, socket, (d, ct) => d.GetIpAsync(context.Get(target)!, ct));
             return Print(context, reply, () =>
             {
                 foreach (var address in reply.GetProperty("addresses").EnumerateArray())
@@ -79,7 +78,7 @@ public static class DaemonCommands
                 throw new CliException(ExitCodes.Usage, $"'{text}' is not an IP address");
             }
 
-            var reply = await SendAsync(context, socket, HttpMethod.Get, $"v1/guids/{Uri.EscapeDataString(text)}");
+            var reply = await CallAsync(context, socket, (d, ct) => d.GetGuidsAsync(text, ct));
             var guids = reply.GetProperty("guids").EnumerateArray().Select(g => g.GetString()!).ToArray();
             if (context.Output.Json)
             {
@@ -106,8 +105,7 @@ public static class DaemonCommands
         var command = new Command("challenge", "Check that the holder of a GUID's key answers at an address; exits 1 with the reason when not") { socket, address, guid };
         command.SetHandler(async context =>
         {
-            var reply = await SendAsync(context, socket, HttpMethod.Post, "v1/challenge",
-                new Dictionary<string, string> { ["address"] = context.Get(address)!, ["guid"] = context.Get(guid)! });
+            var reply = await CallAsync(context, socket, (d, ct) => d.ChallengeAsync(context.Get(address)!, context.Get(guid)!, ct));
             var verified = reply.TryGetProperty("verified", out var v) && v.GetBoolean();
             var reason = reply.TryGetProperty("reason", out var r) ? r.GetString() : "unknown";
             var detail = reply.TryGetProperty("detail", out var d) ? d.GetString() : "";
@@ -133,7 +131,7 @@ public static class DaemonCommands
         var command = new Command("status", "Show the daemon's GUID, addresses, GNS state and verified peers") { socket };
         command.SetHandler(async context =>
         {
-            var reply = await SendAsync(context, socket, HttpMethod.Get, "v1/status");
+            var reply = await CallAsync(context, socket, (d, ct) => d.GetStatusAsync(ct));
             return Print(context, reply, () => context.Output.Rows(
             [
                 ("guid", Text(reply, "guid")),
@@ -154,7 +152,7 @@ public static class DaemonCommands
     {
         var socket = SocketOption();
         var command = new Command("addresses", "Show the host's published addresses") { socket };
-        command.SetHandler(async context => PrintAddresses(context, await SendAsync(context, socket, HttpMethod.Get, "v1/addresses")));
+        command.SetHandler(async context => PrintAddresses(context, await CallAsync(context, socket, (d, ct) => d.GetAddressesAsync(ct))));
 
         var setSocket = SocketOption();
         var list = new Argument<string[]>("ip") { Description = "The new addresses (none: follow the interfaces again)", Arity = ArgumentArity.ZeroOrMore };
@@ -170,7 +168,7 @@ public static class DaemonCommands
                 }
             }
 
-            var reply = await SendAsync(context, setSocket, HttpMethod.Put, "v1/addresses", new Dictionary<string, string[]> { ["addresses"] = addresses });
+            var reply = await CallAsync(context, setSocket, (d, ct) => d.SetAddressesAsync(addresses, ct));
             return PrintAddresses(context, reply);
         });
         command.Subcommands.Add(set);
@@ -229,74 +227,28 @@ public static class DaemonCommands
         return File.Exists(DefaultSocket) || user is null || !File.Exists(user) ? DefaultSocket : user;
     }
 
-    /// <summary>Sends one request over the Unix socket; maps HTTP errors to exit codes with the daemon's message.</summary>
-    internal static async Task<JsonElement> SendAsync(CommandContext context, Option<string?> socketOption, HttpMethod method, string path, object? body = null)
+    /// <summary>Calls mobilityd's API over the Unix socket; maps its failures to exit codes with the daemon's message.</summary>
+    internal static async Task<JsonElement> CallAsync(CommandContext context, Option<string?> socketOption, Func<DaemonClient, CancellationToken, Task<JsonElement>> call)
     {
-        var socket = ResolveSocket(context.Get(socketOption));
-        using var handler = new SocketsHttpHandler
-        {
-            ConnectCallback = async (_, cancellationToken) =>
-            {
-                var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                try
-                {
-                    await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), cancellationToken);
-                    return new NetworkStream(s, ownsSocket: true);
-                }
-                catch
-                {
-                    s.Dispose();
-                    throw;
-                }
-            },
-        };
-        using var http = new HttpClient(handler) { BaseAddress = new Uri("http://mobilityd/"), Timeout = RequestTimeout };
-        using var request = new HttpRequestMessage(method, path);
-        if (body is not null)
-        {
-            request.Content = JsonContent.Create(body);
-        }
-
-        HttpResponseMessage response;
+        using var daemon = new DaemonClient(ResolveSocket(context.Get(socketOption)), RequestTimeout);
         try
         {
-            response = await http.SendAsync(request, context.CancellationToken);
+            return await call(daemon, context.CancellationToken);
         }
-        catch (HttpRequestException e)
+        catch (DaemonApiException e)
         {
-            throw new CliException(ExitCodes.Unreachable, $"mobilityd is not reachable at {socket}: {e.InnerException?.Message ?? e.Message}", e);
-        }
-        catch (TaskCanceledException e) when (!context.CancellationToken.IsCancellationRequested)
-        {
-            throw new CliException(ExitCodes.Unreachable, $"mobilityd at {socket} did not answer within {RequestTimeout.TotalSeconds:0} s", e);
-        }
-
-        using (response)
-        {
-            var text = await response.Content.ReadAsStringAsync(context.CancellationToken);
-            JsonElement json;
-            try
+            throw new CliException(e.Failure switch
             {
-                json = JsonDocument.Parse(string.IsNullOrWhiteSpace(text) ? "{}" : text).RootElement.Clone();
-            }
-            catch (JsonException e)
-            {
-                throw new CliException(ExitCodes.Failure, $"mobilityd answered {(int)response.StatusCode} with something that is not JSON", e);
-            }
-
-            if (response.IsSuccessStatusCode)
-            {
-                return json;
-            }
-
-            var message = json.ValueKind == JsonValueKind.Object && json.TryGetProperty("message", out var m) ? m.GetString() : response.ReasonPhrase;
-            throw new CliException(response.StatusCode switch
-            {
-                HttpStatusCode.NotFound => ExitCodes.NotFound,
-                HttpStatusCode.BadRequest => ExitCodes.Usage,
-                HttpStatusCode.ServiceUnavailable => ExitCodes.Unreachable,
+                DaemonApiFailure.Unreachable or DaemonApiFailure.Timeout => ExitCodes.Unreachable,
+                DaemonApiFailure.Refused => e.StatusCode switch
+                {
+                    HttpStatusCode.NotFound => ExitCodes.NotFound,
+                    HttpStatusCode.BadRequest => ExitCodes.Usage,
+                    HttpStatusCode.ServiceUnavailable => ExitCodes.Unreachable,
+                    _ => ExitCodes.Failure,
+                },
                 _ => ExitCodes.Failure,
-            }, message ?? $"mobilityd answered {(int)response.StatusCode}");
+            }, e.Message, e);
         }
     }
 }

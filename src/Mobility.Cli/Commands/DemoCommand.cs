@@ -11,7 +11,7 @@ namespace Mobility.Cli.Commands;
 /// <summary>
 /// <c>mob demo</c>: an embedded GNS and two hosts on loopback addresses, data streamed between them
 /// over one mobile TCP connection while one host moves, then the other, then both; the stall of each
-/// move and the SHA-256 of both ends. No root, no setup. The work is in <c>Demo/</c>.
+/// move and the SHA-256 of both ends. No root, no setup. The work is in the Mobility.Cli.Demo project.
 /// </summary>
 public static class DemoCommand
 {
@@ -113,6 +113,23 @@ public static class DemoCommand
 
     private static async Task<int> RunAsync(CommandContext context, DemoSettings settings, CancellationToken cancellationToken)
     {
+        try
+        {
+            return await RunDemoAsync(context, settings, cancellationToken);
+        }
+        catch (DemoException e)
+        {
+            throw new CliException(e.Failure switch
+            {
+                DemoFailure.Unreachable => ExitCodes.Unreachable,
+                DemoFailure.NotFound => ExitCodes.NotFound,
+                _ => ExitCodes.Failure,
+            }, e.Message, e);
+        }
+    }
+
+    private static async Task<int> RunDemoAsync(CommandContext context, DemoSettings settings, CancellationToken cancellationToken)
+    {
         var output = context.Output;
         var live = !settings.Plain && !settings.Json && CommonOptions.IsTerminal(output.Out);
         var run = new DemoRun(settings, output.Error);
@@ -163,7 +180,7 @@ public static class DemoCommand
         else
         {
             result = await run.RunAsync(cancellationToken);
-            DemoReport.WriteJson(output, result);
+            output.WriteJson(w => DemoReport.WriteJson(w, result));
         }
 
         if (!result.Ok)

@@ -1,12 +1,13 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.CommandLine;
 using System.Globalization;
 using System.Net;
-using System.Net.Http.Json;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
+using Mobility.Daemon.Client;
+using Mobility.Net.EndPoints;
+using Mobility.Net.Socks5;
+using Mobility.Protocol.Forwarding;
 
 namespace Mobility.Cli.Commands;
 
@@ -60,8 +61,7 @@ public static class ForwardCommands
         var command = new Command("expose", "Let peers reach a local port through mobilityd (socket owner or root only)") { socket, port, allow };
         command.SetHandler(async context =>
         {
-            var body = new Dictionary<string, object> { ["port"] = CheckPort(context.Get(port)), ["allow"] = context.Get(allow) ?? [] };
-            return PrintPorts(context, await DaemonCommands.SendAsync(context, socket, HttpMethod.Post, "v1/exposed", body));
+            return PrintPorts(context, await DaemonCommands.CallAsync(context, socket, (d, ct) => d.ExposeAsync(CheckPort(context.Get(port)), context.Get(allow) ?? [], ct)));
         });
         return command;
     }
@@ -72,7 +72,7 @@ public static class ForwardCommands
         var port = PortArgument("port", "An exposed port");
         var command = new Command("unexpose", "Stop exposing a local port (socket owner or root only)") { socket, port };
         command.SetHandler(async context =>
-            PrintPorts(context, await DaemonCommands.SendAsync(context, socket, HttpMethod.Delete, $"v1/exposed/{CheckPort(context.Get(port)).ToString(CultureInfo.InvariantCulture)}")));
+            PrintPorts(context, await DaemonCommands.CallAsync(context, socket, (d, ct) => d.UnexposeAsync(CheckPort(context.Get(port)), ct))));
         return command;
     }
 
@@ -80,7 +80,7 @@ public static class ForwardCommands
     {
         var socket = SocketOption();
         var command = new Command("exposed", "List the local ports peers may reach") { socket };
-        command.SetHandler(async context => PrintPorts(context, await DaemonCommands.SendAsync(context, socket, HttpMethod.Get, "v1/exposed")));
+        command.SetHandler(async context => PrintPorts(context, await DaemonCommands.CallAsync(context, socket, (d, ct) => d.ListExposedAsync(ct))));
         return command;
     }
 
@@ -174,9 +174,9 @@ public static class ForwardCommands
         var text = !string.IsNullOrWhiteSpace(given) ? given
             : Environment.GetEnvironmentVariable(SocksEnvironmentVariable) is { Length: > 0 } env ? env
             : DefaultSocks;
-        return IPEndPoint.TryParse(text, out var endpoint) && endpoint.Port != 0
+        return EndPointParser.TryParse(text, out var endpoint)
             ? endpoint
-            : throw new CliException(ExitCodes.Usage, $"'{text}' is not IP:PORT");
+            : throw new CliException(ExitCodes.Usage, EndPointParser.Explain(text));
     }
 
     /// <summary>The SOCKS5 domain for a target: a bare GUID becomes <c>&lt;guid&gt;.guid</c>; names pass as they are.</summary>
@@ -187,33 +187,16 @@ public static class ForwardCommands
     }
 
     /// <summary>
-    /// The SOCKS5 address field (ATYP and address) for a target: an IP address as ATYP 1 or 4 (the
-    /// daemon decides mobile or plain TCP by the address's verified owner), anything else as a domain.
+    /// An IP address target (IPv6 with or without brackets) is asked for as an address (ATYP 1 or 4: the
+    /// daemon decides mobile or plain TCP by the address's verified owner); anything else is a domain.
     /// </summary>
-    public static byte[] SocksAddress(string target)
+    public static IPAddress? SocksAddress(string target)
     {
         ArgumentNullException.ThrowIfNull(target);
         var literal = target.StartsWith('[') && target.EndsWith(']') ? target[1..^1] : target;
-        if (literal.Contains(':', StringComparison.Ordinal) || literal.Count(c => c == '.') == 3)
-        {
-            if (IPAddress.TryParse(literal, out var address))
-            {
-                if (address.IsIPv4MappedToIPv6)
-                {
-                    address = address.MapToIPv4();
-                }
-
-                return [address.AddressFamily == AddressFamily.InterNetwork ? (byte)1 : (byte)4, .. address.GetAddressBytes()];
-            }
-        }
-
-        var host = Encoding.ASCII.GetBytes(SocksHost(target));
-        if (host.Length is 0 or > 255)
-        {
-            throw new CliException(ExitCodes.Usage, $"'{target}' is not a host name");
-        }
-
-        return [3, (byte)host.Length, .. host];
+        return (literal.Contains(':', StringComparison.Ordinal) || literal.Count(c => c == '.') == 3) && IPAddress.TryParse(literal, out var address)
+            ? address
+            : null;
     }
 
     /// <summary>Opens a stream to <paramref name="target"/>:<paramref name="port"/> through the SOCKS5 endpoint (no-auth, CONNECT).</summary>
@@ -221,6 +204,11 @@ public static class ForwardCommands
     {
         ArgumentNullException.ThrowIfNull(socks);
         var address = SocksAddress(target);
+        var host = address is null ? SocksHost(target) : null;
+        if (host is not null && (host.Length is 0 or > 255 || !host.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_')))
+        {
+            throw new CliException(ExitCodes.Usage, $"'{target}' is not a host name");
+        }
 
         var socket = new Socket(socks.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -236,41 +224,31 @@ public static class ForwardCommands
                 throw new CliException(ExitCodes.Unreachable, $"mobilityd's SOCKS5 endpoint is not reachable at {socks}: {e.Message}", e);
             }
 
-            // Greeting (version 5, one method: no authentication), then CONNECT with the address and port.
-            var request = new byte[3 + 3 + address.Length + 2];
-            request[0] = 5;
-            request[1] = 1;
-            request[2] = 0;
-            request[3] = 5;
-            request[4] = 1;
-            request[5] = 0;
-            address.CopyTo(request, 6);
-            BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(6 + address.Length), port);
-            await socket.SendAsync(request, timeout.Token);
-            var method = await ReceiveExactlyAsync(socket, 2, timeout.Token);
-            if (method[0] != 5 || method[1] != 0)
+            Socks5Reply reply;
+            try
             {
-                throw new CliException(ExitCodes.Failure, $"{socks} is not mobilityd's SOCKS5 endpoint (method {method[1]})");
+                reply = address is null
+                    ? await Socks5Client.ConnectAsync(socket, host!, port, timeout.Token)
+                    : await Socks5Client.ConnectAsync(socket, address, port, timeout.Token);
+            }
+            catch (Socks5FormatException e)
+            {
+                throw new CliException(ExitCodes.Failure, $"{socks} is not mobilityd's SOCKS5 endpoint: {e.Message}", e);
+            }
+            catch (IOException e)
+            {
+                throw new CliException(ExitCodes.Failure, $"mobilityd closed the SOCKS5 connection: {e.Message}", e);
             }
 
-            var reply = await ReceiveExactlyAsync(socket, 4, timeout.Token);
-            var rest = reply[3] switch
+            return reply switch
             {
-                1 => 4 + 2,
-                4 => 16 + 2,
-                3 => (await ReceiveExactlyAsync(socket, 1, timeout.Token))[0] + 2,
-                _ => throw new CliException(ExitCodes.Failure, $"{socks} answered with address type {reply[3]}"),
-            };
-            await ReceiveExactlyAsync(socket, rest, timeout.Token);
-            return reply[1] switch
-            {
-                0 => socket,
-                2 => throw new CliException(ExitCodes.Rejected, $"{target} does not expose port {port} (or not to this host)"),
-                4 => throw new CliException(ExitCodes.NotFound, address[0] == 3
+                Socks5Reply.Succeeded => socket,
+                Socks5Reply.NotAllowed => throw new CliException(ExitCodes.Rejected, $"{target} does not expose port {port} (or not to this host)"),
+                Socks5Reply.HostUnreachable => throw new CliException(ExitCodes.NotFound, address is null
                     ? $"no mobile peer {target}: it has no GNS record, publishes no transport endpoint, or cannot be reached (mobilityd's log says which)"
                     : $"{target} is unreachable"),
-                5 => throw new CliException(ExitCodes.Rejected, $"{target} refused the connection to port {port}"),
-                var code => throw new CliException(ExitCodes.Failure, $"mobilityd could not connect to {target}:{port} (SOCKS5 reply {code})"),
+                Socks5Reply.ConnectionRefused => throw new CliException(ExitCodes.Rejected, $"{target} refused the connection to port {port}"),
+                var code => throw new CliException(ExitCodes.Failure, $"mobilityd could not connect to {target}:{port} (SOCKS5 reply {(byte)code})"),
             };
         }
         catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
@@ -283,24 +261,6 @@ public static class ForwardCommands
             socket.Dispose();
             throw;
         }
-    }
-
-    private static async Task<byte[]> ReceiveExactlyAsync(Socket socket, int count, CancellationToken cancellationToken)
-    {
-        var buffer = new byte[count];
-        var filled = 0;
-        while (filled < count)
-        {
-            var read = await socket.ReceiveAsync(buffer.AsMemory(filled), cancellationToken);
-            if (read == 0)
-            {
-                throw new CliException(ExitCodes.Failure, "mobilityd closed the SOCKS5 connection");
-            }
-
-            filled += read;
-        }
-
-        return buffer;
     }
 
     /// <summary>Copies <paramref name="input"/> to the socket (then half-closes it) and the socket to <paramref name="output"/>, until the socket ends.</summary>

@@ -5,7 +5,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Mobility.Daemon.Internal;
+using Mobility.Net.Threading;
 using Mobility.Protocol.Records;
 
 namespace Mobility.Daemon.Addresses;
@@ -27,7 +27,7 @@ public sealed partial class AddressMonitor : BackgroundService
     private readonly TimeProvider _time;
     private readonly ILogger<AddressMonitor> _logger;
     private readonly Lock _gate = new();
-    private readonly Signal _osEvent = new();
+    private readonly AsyncAutoResetSignal _osEvent = new();
     private readonly List<Action> _subscribers = [];
     private AddressSnapshot _current;
 

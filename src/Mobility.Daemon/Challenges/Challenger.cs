@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using Mobility.Daemon.Control;
 using Mobility.Daemon.Identity;
 using Mobility.Daemon.Peers;
+using Mobility.Net.Caching;
 using Mobility.Protocol.Challenge;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
@@ -28,8 +29,7 @@ public sealed partial class Challenger
     private readonly TimeProvider _time;
     private readonly ILogger<Challenger> _logger;
     private readonly ConcurrentDictionary<(IPEndPoint Target, HostGuid Guid), Task<ChallengeVerdict>> _inFlight = new();
-    private readonly Dictionary<(IPEndPoint Target, HostGuid Guid), (ChallengeVerdict Verdict, long Expires)> _cache = [];
-    private readonly Lock _cacheGate = new();
+    private readonly ExpiringCache<(IPEndPoint Target, HostGuid Guid), ChallengeVerdict> _cache;
 
     public Challenger(IOptions<MobilitydOptions> options, DaemonIdentity identity, ControlEndpoint control, PendingChallenges pending,
         PeerBook peers, TimeProvider time, ILogger<Challenger> logger)
@@ -42,6 +42,7 @@ public sealed partial class Challenger
         _peers = peers;
         _time = time;
         _logger = logger;
+        _cache = new(_options.MaxCachedVerdicts, time);
     }
 
     /// <summary>The control port challenged when the caller names none.</summary>
@@ -56,7 +57,7 @@ public sealed partial class Challenger
     {
         ArgumentNullException.ThrowIfNull(target);
         var key = (new IPEndPoint(Locator.Normalize(target.Address), target.Port), guid);
-        if (TryGetCached(key, out var cached))
+        if (_cache.TryGet(key, out var cached))
         {
             return cached with { Cached = true };
         }
@@ -76,16 +77,7 @@ public sealed partial class Challenger
     }
 
     /// <summary>Forgets cached verdicts about <paramref name="guid"/> (for example when it moved).</summary>
-    public void Forget(HostGuid guid)
-    {
-        lock (_cacheGate)
-        {
-            foreach (var key in _cache.Keys.Where(k => k.Guid == guid).ToArray())
-            {
-                _cache.Remove(key);
-            }
-        }
-    }
+    public void Forget(HostGuid guid) => _cache.RemoveWhere(k => k.Guid == guid);
 
     private Task<ChallengeVerdict> StartRun((IPEndPoint Target, HostGuid Guid) key)
     {
@@ -164,52 +156,11 @@ public sealed partial class Challenger
             => new(pending.Expected, pending.Target, outcome, detail, _time.GetElapsedTime(started), _time.GetUtcNow());
     }
 
-    private bool TryGetCached((IPEndPoint, HostGuid) key, out ChallengeVerdict verdict)
-    {
-        lock (_cacheGate)
-        {
-            if (_cache.TryGetValue(key, out var entry))
-            {
-                if (_time.GetTimestamp() < entry.Expires)
-                {
-                    verdict = entry.Verdict;
-                    return true;
-                }
-
-                _cache.Remove(key);
-            }
-        }
-
-        verdict = null!;
-        return false;
-    }
-
     private void Store((IPEndPoint, HostGuid) key, ChallengeVerdict verdict)
     {
-        var lifetime = verdict.Verified ? _options.PositiveCacheTime : _options.NegativeCacheTime;
-        if (lifetime <= TimeSpan.Zero || verdict.Outcome == ChallengeOutcome.Busy)
+        if (verdict.Outcome != ChallengeOutcome.Busy)
         {
-            return;
-        }
-
-        var expires = _time.GetTimestamp() + (long)(lifetime.TotalSeconds * _time.TimestampFrequency);
-        lock (_cacheGate)
-        {
-            if (_cache.Count >= _options.MaxCachedVerdicts)
-            {
-                var now = _time.GetTimestamp();
-                foreach (var stale in _cache.Where(e => e.Value.Expires <= now).Select(e => e.Key).ToArray())
-                {
-                    _cache.Remove(stale);
-                }
-
-                if (_cache.Count >= _options.MaxCachedVerdicts)
-                {
-                    _cache.Remove(_cache.MinBy(e => e.Value.Expires).Key);
-                }
-            }
-
-            _cache[key] = (verdict, expires);
+            _cache.Set(key, verdict, verdict.Verified ? _options.PositiveCacheTime : _options.NegativeCacheTime);
         }
     }
 

@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Identity;
-using Mobility.Daemon.Internal;
+using Mobility.Net.Threading;
 using Mobility.Protocol.Identity;
 using Mobility.Transport;
 
@@ -55,7 +55,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private readonly ILoggerFactory _loggers;
     private readonly ConcurrentDictionary<Task, byte> _relays = new();
     private readonly CancellationTokenSource _stopping = new();
-    private readonly Signal _moved = new();
+    private readonly AsyncAutoResetSignal _moved = new();
     private MobileListener? _listener;
     private MobileConnector? _connector;
     private IDisposable? _subscription;

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using Mobility.Daemon.Challenges;
 using Mobility.Daemon.Identity;
 using Mobility.Gns.Client;
+using Mobility.Net.Caching;
 using Mobility.Protocol.Records;
 using Mobility.Transport;
 
@@ -29,8 +30,7 @@ public sealed partial class VerifiedAddressOwners : IAddressOwnerResolver
     private readonly TimeProvider _time;
     private readonly ILogger<VerifiedAddressOwners> _logger;
     private readonly ConcurrentDictionary<IPAddress, Task<AddressOwner?>> _inFlight = new();
-    private readonly Dictionary<IPAddress, (AddressOwner? Owner, long Expires)> _cache = [];
-    private readonly Lock _gate = new();
+    private readonly ExpiringCache<IPAddress, AddressOwner?> _cache;
 
     public VerifiedAddressOwners(AddressClaims claims, IGnsClient gns, DaemonIdentity identity, IOptions<MobilitydOptions> options,
         TimeProvider time, ILogger<VerifiedAddressOwners> logger)
@@ -42,13 +42,14 @@ public sealed partial class VerifiedAddressOwners : IAddressOwnerResolver
         _options = options.Value.Forwarding;
         _time = time;
         _logger = logger;
+        _cache = new(_options.MaxCachedOwners, time);
     }
 
     public async ValueTask<AddressOwner?> ResolveAsync(IPAddress address, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(address);
         var key = Locator.Normalize(address);
-        if (TryGetCached(key, out var cached))
+        if (_cache.TryGet(key, out var cached))
         {
             return cached;
         }
@@ -60,10 +61,7 @@ public sealed partial class VerifiedAddressOwners : IAddressOwnerResolver
     public void Forget(IPAddress address)
     {
         ArgumentNullException.ThrowIfNull(address);
-        lock (_gate)
-        {
-            _cache.Remove(Locator.Normalize(address));
-        }
+        _cache.Remove(Locator.Normalize(address));
     }
 
     private Task<AddressOwner?> StartResolve(IPAddress key)
@@ -114,54 +112,8 @@ public sealed partial class VerifiedAddressOwners : IAddressOwnerResolver
         }
     }
 
-    private bool TryGetCached(IPAddress key, out AddressOwner? owner)
-    {
-        lock (_gate)
-        {
-            if (_cache.TryGetValue(key, out var entry))
-            {
-                if (_time.GetTimestamp() < entry.Expires)
-                {
-                    owner = entry.Owner;
-                    return true;
-                }
-
-                _cache.Remove(key);
-            }
-        }
-
-        owner = null;
-        return false;
-    }
-
     private void Store(IPAddress key, AddressOwner? owner)
-    {
-        var lifetime = owner is null ? _options.NoOwnerCacheTime : _options.OwnerCacheTime;
-        if (lifetime <= TimeSpan.Zero)
-        {
-            return;
-        }
-
-        var now = _time.GetTimestamp();
-        var expires = now + (long)(lifetime.TotalSeconds * _time.TimestampFrequency);
-        lock (_gate)
-        {
-            if (_cache.Count >= _options.MaxCachedOwners && !_cache.ContainsKey(key))
-            {
-                foreach (var stale in _cache.Where(e => e.Value.Expires <= now).Select(e => e.Key).ToArray())
-                {
-                    _cache.Remove(stale);
-                }
-
-                if (_cache.Count >= _options.MaxCachedOwners)
-                {
-                    _cache.Remove(_cache.MinBy(e => e.Value.Expires).Key);
-                }
-            }
-
-            _cache[key] = (owner, expires);
-        }
-    }
+        => _cache.Set(key, owner, owner is null ? _options.NoOwnerCacheTime : _options.OwnerCacheTime);
 
     private static partial class Log
     {

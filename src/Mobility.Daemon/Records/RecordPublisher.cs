@@ -8,6 +8,7 @@ using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Identity;
 using Mobility.Daemon.Internal;
 using Mobility.Gns.Client;
+using Mobility.Net.Threading;
 using Mobility.Protocol.Gns;
 using Mobility.Protocol.Records;
 
@@ -45,7 +46,7 @@ public sealed partial class RecordPublisher : BackgroundService
     private readonly IGnsClient _gns;
     private readonly TimeProvider _time;
     private readonly ILogger<RecordPublisher> _logger;
-    private readonly Signal _dirty = new();
+    private readonly AsyncAutoResetSignal _dirty = new();
     private readonly Lock _gate = new();
     private readonly List<(long Generation, TaskCompletionSource Done)> _waiters = [];
     private readonly string _versionPath;

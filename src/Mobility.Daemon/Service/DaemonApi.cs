@@ -9,6 +9,7 @@ using Mobility.Daemon.Identity;
 using Mobility.Daemon.Peers;
 using Mobility.Daemon.Records;
 using Mobility.Gns.Client;
+using Mobility.Net.EndPoints;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 
@@ -175,7 +176,7 @@ public sealed class DaemonApi
             return new IPEndPoint(Locator.Normalize(address), _challenger.DefaultPort);
         }
 
-        if (EndPoints.TryParse(text, out var endPoint) && endPoint.Port > 0)
+        if (EndPointParser.TryParse(text, out var endPoint))
         {
             return new IPEndPoint(Locator.Normalize(endPoint.Address), endPoint.Port);
         }

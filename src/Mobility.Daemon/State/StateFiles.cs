@@ -4,10 +4,11 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Mobility.Daemon.Addresses;
-using Mobility.Daemon.Service;
 using Mobility.Daemon.Internal;
 using Mobility.Daemon.Peers;
 using Mobility.Daemon.Records;
+using Mobility.Daemon.Service;
+using Mobility.Net.Threading;
 
 namespace Mobility.Daemon.State;
 
@@ -31,7 +32,7 @@ public sealed partial class StateFiles : BackgroundService
     private readonly MobilitydOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<StateFiles> _logger;
-    private readonly Signal _dirty = new();
+    private readonly AsyncAutoResetSignal _dirty = new();
     private readonly Dictionary<string, string> _written = new(StringComparer.Ordinal);
 
     public StateFiles(DaemonApi api, AddressMonitor addresses, RecordPublisher publisher, PeerBook peers, IOptions<MobilitydOptions> options,

@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.Extensions.Options;
 using Mobility.Gns.Dns.Protocol;
+using Mobility.Net.EndPoints;
 
 namespace Mobility.Gns.Dns.Server;
 
@@ -62,7 +63,7 @@ public sealed class GnsDnsOptions
     public TimeSpan TcpIdleTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>The endpoint parsed.</summary>
-    public IPEndPoint ParsedEndpoint => GnsServerOptions.ParseEndPoint(Endpoint);
+    public IPEndPoint ParsedEndpoint => EndPointParser.Parse(Endpoint, allowPortZero: true);
 
     internal DnsName ZoneName => DnsName.Parse(Zone);
 }
@@ -74,7 +75,7 @@ public sealed class GnsDnsOptionsValidator : IValidateOptions<GnsDnsOptions>
     {
         ArgumentNullException.ThrowIfNull(options);
         var failures = new List<string>();
-        if (!GnsServerOptions.TryParseEndPoint(options.Endpoint, out _))
+        if (!EndPointParser.TryParse(options.Endpoint, out _, allowPortZero: true))
         {
             failures.Add($"Gns:Dns:Endpoint '{options.Endpoint}' is not IP:PORT or [IPv6]:PORT.");
         }

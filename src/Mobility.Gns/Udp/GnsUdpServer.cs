@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Mobility.Net.RateLimiting;
 using Mobility.Protocol.Gns;
 
 namespace Mobility.Gns.Udp;

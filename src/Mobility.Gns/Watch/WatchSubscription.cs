@@ -1,5 +1,5 @@
 using System.Runtime.CompilerServices;
-using System.Threading.Channels;
+using Mobility.Net.Threading;
 using Mobility.Protocol.Identity;
 
 namespace Mobility.Gns.Watch;
@@ -16,11 +16,7 @@ public sealed class WatchSubscription : IDisposable
     private readonly Dictionary<HostGuid, RecordChange> _pending = [];
     private readonly Queue<HostGuid> _order = new();
     private readonly Dictionary<HostGuid, ulong> _delivered = [];
-    private readonly Channel<bool> _signal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
-    {
-        FullMode = BoundedChannelFullMode.DropWrite,
-        SingleReader = true,
-    });
+    private readonly AsyncAutoResetSignal _signal = new();
 
     private readonly Action<WatchSubscription>? _onDispose;
     private int _disposed;
@@ -71,7 +67,7 @@ public sealed class WatchSubscription : IDisposable
             }
         }
 
-        _signal.Writer.TryWrite(true);
+        _signal.Set();
     }
 
     /// <summary>The buffered states in arrival order of their GUIDs, then each later change, until cancelled or disposed.</summary>
@@ -84,12 +80,10 @@ public sealed class WatchSubscription : IDisposable
                 yield return next;
             }
 
-            if (!await _signal.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            if (!await _signal.WaitAsync(cancellationToken).ConfigureAwait(false))
             {
                 yield break;
             }
-
-            _signal.Reader.TryRead(out _);
         }
     }
 
@@ -115,7 +109,7 @@ public sealed class WatchSubscription : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            _signal.Writer.TryComplete();
+            _signal.Complete();
             _onDispose?.Invoke(this);
         }
     }

@@ -6,6 +6,7 @@ using Mobility.Cli;
 using Mobility.Cli.Commands;
 using Mobility.Daemon.Forwarding;
 using Mobility.Daemon.Tests.Infrastructure;
+using Mobility.Protocol.Forwarding;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 using Mobility.Transport;

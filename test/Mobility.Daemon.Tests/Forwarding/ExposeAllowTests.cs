@@ -7,6 +7,7 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.DependencyInjection;
 using Mobility.Daemon.Forwarding;
 using Mobility.Daemon.Tests.Infrastructure;
+using Mobility.Protocol.Forwarding;
 
 namespace Mobility.Daemon.Tests.Forwarding;
 

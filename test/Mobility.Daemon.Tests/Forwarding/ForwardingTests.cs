@@ -4,9 +4,10 @@ using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
 using Mobility.Daemon.Forwarding;
 using Mobility.Daemon.Tests.Infrastructure;
-using Microsoft.Extensions.DependencyInjection;
+using Mobility.Protocol.Forwarding;
 
 namespace Mobility.Daemon.Tests.Forwarding;
 
@@ -96,9 +97,11 @@ public sealed class ForwardingTests
 
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(Socks(a)).Timed();
-        await client.SendAsync(new byte[] { 5, 1, 0 }).Timed();
+        await client.SendAsync(Socks5Parser.Greeting()).Timed();
         Assert.Equal(new byte[] { 5, 0 }, await SocksTestClient.ReadExactlyAsync(client, 2));
-        await client.SendAsync(new byte[] { 5, 2, 0, 1, 127, 0, 0, 1, 0, 22 }).Timed();
+        var bind = Socks5Parser.ConnectRequest(IPAddress.Loopback, 22);
+        bind[1] = (byte)Socks5Command.Bind;
+        await client.SendAsync(bind).Timed();
         Assert.Equal((byte)Socks5Reply.CommandNotSupported, (await SocksTestClient.ReadExactlyAsync(client, 10))[1]);
     }
 

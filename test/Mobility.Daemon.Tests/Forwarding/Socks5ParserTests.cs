@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using Mobility.Daemon.Forwarding;
+using Mobility.Protocol.Forwarding;
 
 namespace Mobility.Daemon.Tests.Forwarding;
 

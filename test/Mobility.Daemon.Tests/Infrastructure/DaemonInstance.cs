@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Mobility.Daemon.Client;
 using Mobility.Daemon.Control;
 using Mobility.Daemon.Hosting;
 using Mobility.Daemon.Service;
@@ -116,34 +117,7 @@ public sealed class DaemonInstance : IAsyncDisposable
     }
 
     /// <summary>An HttpClient that talks to <paramref name="socketPath"/> (HTTP/1.1, or h2c when <paramref name="http2"/>).</summary>
-    public static HttpClient UnixClient(string socketPath, bool http2 = false)
-    {
-        var handler = new SocketsHttpHandler
-        {
-            ConnectCallback = async (_, cancellationToken) =>
-            {
-                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                try
-                {
-                    await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken);
-                    return new NetworkStream(socket, ownsSocket: true);
-                }
-                catch
-                {
-                    socket.Dispose();
-                    throw;
-                }
-            },
-        };
-        var client = new HttpClient(handler) { BaseAddress = new Uri("http://mobilityd/"), Timeout = TaskTimeouts.Default };
-        if (http2)
-        {
-            client.DefaultRequestVersion = HttpVersion.Version20;
-            client.DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact;
-        }
-
-        return client;
-    }
+    public static HttpClient UnixClient(string socketPath, bool http2 = false) => UnixSocketHttp.CreateClient(socketPath, TaskTimeouts.Default, http2);
 
     /// <summary>Stops the daemon; fails the test when it logged an error (an unexpected error is a bug even if the test passed).</summary>
     public async ValueTask DisposeAsync()

@@ -1,40 +1,26 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
-using Mobility.Daemon.Forwarding;
+using Mobility.Net.Socks5;
+using Mobility.Protocol.Forwarding;
 
 namespace Mobility.Daemon.Tests.Infrastructure;
 
-/// <summary>A raw SOCKS5 client for tests: CONNECT to a domain or an address, asserting the reply code.</summary>
+/// <summary>The shared SOCKS5 client for tests: CONNECT to a domain or an address, asserting the reply code.</summary>
 public static class SocksTestClient
 {
     public static Task<Socket> ConnectAsync(IPEndPoint socks, string host, int port, Socks5Reply expect)
-    {
-        var name = Encoding.ASCII.GetBytes(host);
-        return ConnectAsync(socks, [3, (byte)name.Length, .. name], port, expect);
-    }
+        => ConnectAsync(socks, (socket, ct) => Socks5Client.ConnectAsync(socket, host, checked((ushort)port), ct), expect);
 
     public static Task<Socket> ConnectAsync(IPEndPoint socks, IPAddress address, int port, Socks5Reply expect)
-        => ConnectAsync(socks, [address.AddressFamily == AddressFamily.InterNetwork ? (byte)1 : (byte)4, .. address.GetAddressBytes()], port, expect);
+        => ConnectAsync(socks, (socket, ct) => Socks5Client.ConnectAsync(socket, address, checked((ushort)port), ct), expect);
 
-    private static async Task<Socket> ConnectAsync(IPEndPoint socks, byte[] address, int port, Socks5Reply expect)
+    private static async Task<Socket> ConnectAsync(IPEndPoint socks, Func<Socket, CancellationToken, Task<Socks5Reply>> connect, Socks5Reply expect)
     {
         var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         try
         {
             await client.ConnectAsync(socks).Timed();
-            await client.SendAsync(new byte[] { 5, 1, 0 }).Timed();
-            Assert.Equal(new byte[] { 5, 0 }, await ReadExactlyAsync(client, 2));
-            var request = new byte[3 + address.Length + 2];
-            request[0] = 5;
-            request[1] = 1;
-            address.CopyTo(request, 3);
-            BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(3 + address.Length), (ushort)port);
-            await client.SendAsync(request).Timed();
-            var reply = await ReadExactlyAsync(client, 10);
-            Assert.Equal(5, reply[0]);
-            Assert.Equal(expect, (Socks5Reply)reply[1]);
+            Assert.Equal(expect, await connect(client, CancellationToken.None).Timed());
             return client;
         }
         catch

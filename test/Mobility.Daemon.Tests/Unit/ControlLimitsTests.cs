@@ -1,6 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Time.Testing;
-using Mobility.Gns.Udp;
+using Mobility.Net.RateLimiting;
 
 namespace Mobility.Daemon.Tests.Unit;
 

@@ -1,7 +1,6 @@
 using System.Net;
-using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
-using Mobility.Gns.Udp;
+using Mobility.Net.RateLimiting;
 
 namespace Mobility.Gns.Tests.Udp;
 
@@ -10,13 +9,13 @@ public sealed class SourceRateLimiterTests
     private readonly FakeTimeProvider _time = new();
 
     private SourceRateLimiter Create(double rate = 10, int burst = 5, int capacity = 1000)
-        => new(Options.Create(new GnsServerOptions
+        => new(new GnsServerOptions
         {
             RequestsPerSecond = rate,
             Burst = burst,
             MaxRateLimitedSources = capacity,
             RateLimitedReplyInterval = TimeSpan.FromSeconds(1),
-        }), _time);
+        }.ToRateLimits(), _time);
 
     private SourceRateLimiter CreateSilent(double rate, int burst, int capacity = 1000)
         => new(new SourceRateLimits { RequestsPerSecond = rate, Burst = burst, MaxSources = capacity, ReplyInterval = null }, _time);

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Mobility.Daemon.Client;
+using Mobility.Net.Socks5;
 using Mobility.Netlab.Scenarios;
 using Mobility.Netlab.Topology;
 
@@ -79,7 +81,13 @@ public sealed class MobilitySystem : IScenarioSystem
         ArgumentNullException.ThrowIfNull(server);
         var deployment = _deployment ?? throw new InvalidOperationException("PrepareAsync first");
         var socks = deployment.Client.Socks ?? throw new InvalidOperationException("the client daemon has no SOCKS5 endpoint");
-        var socket = await Socks5Client.ConnectAsync(socks, topology.Client.Namespace, deployment.Server.Guid + ".guid", server.Port, cancellationToken).ConfigureAwait(false);
+        var socket = await Socks5Client.OpenAsync(socks, deployment.Server.Guid + ".guid", checked((ushort)server.Port), cancellationToken,
+            _ =>
+            {
+                var client = LabSockets.Create(topology.Client.Namespace, ProtocolType.Tcp);
+                client.NoDelay = true;
+                return client;
+            }).ConfigureAwait(false);
         try
         {
             // Only when a move is still to come (connect_ms of connection-time mobility must not include the wait).
@@ -108,8 +116,8 @@ public sealed class MobilitySystem : IScenarioSystem
         {
             try
             {
-                using var api = new DaemonApiClient(daemon.ApiSocket);
-                await api.ExposeAsync(port, cancellationToken).ConfigureAwait(false);
+                using var api = new DaemonClient(daemon.ApiSocket, TimeSpan.FromSeconds(10));
+                await api.ExposeAsync(port, allow: null, cancellationToken).ConfigureAwait(false);
                 return;
             }
             catch (Exception e) when (attempt < 3 && (e is HttpRequestException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested)))
@@ -177,11 +185,11 @@ public sealed class MobilitySystem : IScenarioSystem
             var client = await clientStart.ConfigureAwait(false);
 
             // The server's record must be in the GNS before anyone connects by GUID: ask through the client's daemon.
-            using var api = new DaemonApiClient(client.ApiSocket);
+            using var api = new DaemonClient(client.ApiSocket, TimeSpan.FromSeconds(10));
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             deadline.CancelAfter(RegistrationTimeout);
             var expected = topology.Server.PrimaryAddress.ToString();
-            while (!(await api.GetIpAsync(server.Guid, deadline.Token).ConfigureAwait(false)).Contains(expected))
+            while (!(await api.GetIpAddressesAsync(server.Guid, deadline.Token).ConfigureAwait(false)).Contains(expected))
             {
                 await Task.Delay(100, deadline.Token).ConfigureAwait(false);
             }

@@ -176,7 +176,7 @@ public sealed class DemoHost : IAsyncDisposable
         _publisherStarted = true;
         if (!await _publisher.WaitPublishedAsync(_addresses.Current.Generation, RegisterTimeout, cancellationToken))
         {
-            throw new CliException(ExitCodes.Unreachable,
+            throw new DemoException(DemoFailure.Unreachable,
                 $"{Name} could not register in the embedded GNS within {RegisterTimeout.TotalSeconds:0} s: {_publisher.State.Error ?? "no answer"}");
         }
     }

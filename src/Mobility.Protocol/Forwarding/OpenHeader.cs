@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 
-namespace Mobility.Daemon.Forwarding;
+namespace Mobility.Protocol.Forwarding;
 
 /// <summary>Status byte the server answers an <see cref="OpenHeader"/> with.</summary>
 public enum OpenStatus : byte

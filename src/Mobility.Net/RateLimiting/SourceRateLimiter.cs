@@ -1,9 +1,8 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Options;
 
-namespace Mobility.Gns.Udp;
+namespace Mobility.Net.RateLimiting;
 
 /// <summary>What to do with a datagram after the rate limiter saw its source.</summary>
 public enum RateLimitDecision
@@ -63,12 +62,6 @@ public sealed class SourceRateLimiter
     private readonly long _refillTicks;
     private readonly int _capacity;
     private long _nextSweep;
-
-    /// <summary>The GNS datagram endpoint's limiter (<see cref="GnsServerOptions"/>; answers RateLimited once per interval).</summary>
-    public SourceRateLimiter(IOptions<GnsServerOptions> options, TimeProvider time)
-        : this(FromGnsOptions(options), time)
-    {
-    }
 
     public SourceRateLimiter(SourceRateLimits limits, TimeProvider time)
     {
@@ -146,19 +139,6 @@ public sealed class SourceRateLimiter
 
     /// <summary>True when <paramref name="source"/> had a token (and took it); for endpoints that never answer a refusal.</summary>
     public bool TryAcquire(IPAddress source) => Check(source) == RateLimitDecision.Allow;
-
-    private static SourceRateLimits FromGnsOptions(IOptions<GnsServerOptions> options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var o = options.Value;
-        return new SourceRateLimits
-        {
-            RequestsPerSecond = o.RequestsPerSecond,
-            Burst = o.Burst,
-            MaxSources = o.MaxRateLimitedSources,
-            ReplyInterval = o.RateLimitedReplyInterval,
-        };
-    }
 
     private void Refill(Bucket bucket, long now)
     {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Options;
+using Mobility.Net.Text;
 using Mobility.Protocol.Identity;
 using Mobility.Transport;
 
@@ -142,14 +143,14 @@ public sealed class DemoRun
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressNotAvailable)
         {
-            throw new CliException(ExitCodes.Failure,
+            throw new DemoException(DemoFailure.Failure,
                 $"demo: a 127.0.0.x address is not local here ({e.Message}); Linux routes all of 127.0.0.0/8 to lo, other systems need loopback aliases", e);
         }
         catch (Exception e) when (e is SocketException or IOException or InvalidOperationException or UnauthorizedAccessException
                                       or OptionsValidationException)
         {
             // Setting up failed (the stream's own failures are in the result): one line, not a stack trace.
-            throw new CliException(ExitCodes.Failure, $"demo: {e.Message}", e);
+            throw new DemoException(DemoFailure.Failure, $"demo: {e.Message}", e);
         }
         finally
         {
@@ -204,7 +205,7 @@ public sealed class DemoRun
             // alice knows bob by name only: the GNS gives the GUID, and the connection is opened by GUID
             // (its endpoints resolved, and watched, through alice's GNS peer locator).
             var record = await alice.Gns.LookupNameAsync(ServerName, timeout.Token)
-                         ?? throw new CliException(ExitCodes.NotFound, $"the embedded GNS has no record named '{ServerName}'");
+                         ?? throw new DemoException(DemoFailure.NotFound, $"the embedded GNS has no record named '{ServerName}'");
             OnEvent($"alice: looked up '{ServerName}': GUID {record.Guid}, locators {string.Join(' ', record.Locators)}");
             var accept = bob.AcceptAsync(timeout.Token).AsTask();
             var client = await alice.ConnectAsync(record.Guid, timeout.Token);
@@ -215,7 +216,7 @@ public sealed class DemoRun
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            throw new CliException(ExitCodes.Failure, $"alice could not connect to bob within {ConnectTimeout.TotalSeconds:0} s");
+            throw new DemoException(DemoFailure.Failure, $"alice could not connect to bob within {ConnectTimeout.TotalSeconds:0} s");
         }
     }
 
@@ -272,7 +273,7 @@ public sealed class DemoRun
             catch (Exception e) when (e is IOException or InvalidOperationException or TimeoutException
                                           || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
-                failure ??= $"the stream failed: {Output.OneLine(e.Message)}";
+                failure ??= $"the stream failed: {SafeText.OneLine(e.Message)}";
             }
         }
         finally
@@ -331,7 +332,7 @@ public sealed class DemoRun
     }
 
     private static string StreamError(Task stream)
-        => stream.Exception?.InnerException is { } e ? $": {Output.OneLine(e.Message)}" : "";
+        => stream.Exception?.InnerException is { } e ? $": {SafeText.OneLine(e.Message)}" : "";
 
     private async Task<bool> WaitForQuarterAsync(int k, Task stream, CancellationToken cancellationToken)
     {

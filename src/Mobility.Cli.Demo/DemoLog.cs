@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Mobility.Net.Text;
 
 namespace Mobility.Cli.Demo;
 
@@ -45,7 +46,7 @@ public sealed class DemoLog : ILoggerProvider
 
     private void Write(LogLevel level, string category, string message, Exception? exception)
     {
-        var line = $"{level.ToString().ToLowerInvariant()}: {category}: {Output.OneLine(message)}{(exception is null ? "" : $" ({Output.OneLine(exception.Message)})")}";
+        var line = $"{level.ToString().ToLowerInvariant()}: {category}: {SafeText.OneLine(message)}{(exception is null ? "" : $" ({SafeText.OneLine(exception.Message)})")}";
         if (level >= LogLevel.Warning)
         {
             Interlocked.Increment(ref _problemCount);

@@ -14,99 +14,97 @@ public static class DemoReport
 
     private static readonly string[] Columns = ["move", "who", "from -> to", "GNS stored", "push", "stall", "gap"];
 
-    public static void WriteJson(Output output, DemoResult result)
+    /// <summary>The report's properties, written into the JSON object <paramref name="w"/> is in.</summary>
+    public static void WriteJson(Utf8JsonWriter w, DemoResult result)
     {
-        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(w);
         ArgumentNullException.ThrowIfNull(result);
-        output.WriteJson(w =>
+        w.WriteBoolean("ok", result.Ok);
+        w.WriteString("verdict", result.Verdict);
+        w.WriteNumber("bytes_sent", result.BytesSent);
+        w.WriteNumber("bytes_received", result.BytesReceived);
+        w.WriteString("sha256_sent", Units.Hex(result.SentHash));
+        w.WriteString("sha256_received", Units.Hex(result.ReceivedHash));
+        w.WriteNumber("seconds", Math.Round(result.StreamSeconds, 3));
+        w.WriteNumber("throughput_bytes_per_second", Math.Round(Throughput(result)));
+        if (result.ClientStatistics is { } stats)
         {
-            w.WriteBoolean("ok", result.Ok);
-            w.WriteString("verdict", result.Verdict);
-            w.WriteNumber("bytes_sent", result.BytesSent);
-            w.WriteNumber("bytes_received", result.BytesReceived);
-            w.WriteString("sha256_sent", Units.Hex(result.SentHash));
-            w.WriteString("sha256_received", Units.Hex(result.ReceivedHash));
-            w.WriteNumber("seconds", Math.Round(result.StreamSeconds, 3));
-            w.WriteNumber("throughput_bytes_per_second", Math.Round(Throughput(result)));
-            if (result.ClientStatistics is { } stats)
-            {
-                w.WriteNumber("bytes_resent", stats.BytesResent);
-                w.WriteNumber("resumes", stats.Moves);
-            }
+            w.WriteNumber("bytes_resent", stats.BytesResent);
+            w.WriteNumber("resumes", stats.Moves);
+        }
 
-            w.WriteString("seed", result.Seed.ToString("x16", CultureInfo.InvariantCulture));
-            w.WriteStartObject("gns");
-            w.WriteString("udp", result.GnsUdp.ToString());
-            w.WriteString("grpc", result.GnsGrpc.ToString());
-            w.WriteString("store", "sqlite");
+        w.WriteString("seed", result.Seed.ToString("x16", CultureInfo.InvariantCulture));
+        w.WriteStartObject("gns");
+        w.WriteString("udp", result.GnsUdp.ToString());
+        w.WriteString("grpc", result.GnsGrpc.ToString());
+        w.WriteString("store", "sqlite");
+        w.WriteEndObject();
+        w.WriteStartArray("hosts");
+        foreach (var host in result.Hosts)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", host.Name);
+            w.WriteString("guid", host.Guid.ToString());
+            w.WriteString("address", host.Address.ToString());
+            w.WriteString("transport", host.Listening.ToString());
+            w.WriteNumber("record_version", host.RecordVersion);
             w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+        w.WriteStartArray("moves");
+        foreach (var move in result.Moves)
+        {
+            w.WriteStartObject();
+            w.WriteNumber("move", move.Number);
+            w.WriteStartArray("who");
+            foreach (var name in move.Who)
+            {
+                w.WriteStringValue(name);
+            }
+
+            w.WriteEndArray();
             w.WriteStartArray("hosts");
-            foreach (var host in result.Hosts)
+            foreach (var host in move.Hosts)
             {
                 w.WriteStartObject();
-                w.WriteString("name", host.Name);
-                w.WriteString("guid", host.Guid.ToString());
-                w.WriteString("address", host.Address.ToString());
-                w.WriteString("transport", host.Listening.ToString());
-                w.WriteNumber("record_version", host.RecordVersion);
+                w.WriteString("host", host.Host);
+                w.WriteString("from", host.From.ToString());
+                w.WriteString("to", host.To.ToString());
                 w.WriteEndObject();
             }
 
             w.WriteEndArray();
-            w.WriteStartArray("moves");
-            foreach (var move in result.Moves)
+            w.WriteBoolean("resumed", move.Resumed);
+            Number(w, "stall_ms", move.StallMs);
+            Number(w, "gap_ms", move.GapMs);
+            Number(w, "resume_accepted_ms", move.ResumedMs);
+            Number(w, "published_ms", move.PublishedMs);
+            Number(w, "push_ms", move.PushedMs);
+            if (move.ResumedPath is { } path)
             {
-                w.WriteStartObject();
-                w.WriteNumber("move", move.Number);
-                w.WriteStartArray("who");
-                foreach (var name in move.Who)
-                {
-                    w.WriteStringValue(name);
-                }
-
-                w.WriteEndArray();
-                w.WriteStartArray("hosts");
-                foreach (var host in move.Hosts)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("host", host.Host);
-                    w.WriteString("from", host.From.ToString());
-                    w.WriteString("to", host.To.ToString());
-                    w.WriteEndObject();
-                }
-
-                w.WriteEndArray();
-                w.WriteBoolean("resumed", move.Resumed);
-                Number(w, "stall_ms", move.StallMs);
-                Number(w, "gap_ms", move.GapMs);
-                Number(w, "resume_accepted_ms", move.ResumedMs);
-                Number(w, "published_ms", move.PublishedMs);
-                Number(w, "push_ms", move.PushedMs);
-                if (move.ResumedPath is { } path)
-                {
-                    w.WriteStartObject("path");
-                    w.WriteString("client", path.Client.ToString());
-                    w.WriteString("server", path.Server.ToString());
-                    w.WriteEndObject();
-                }
-                else
-                {
-                    w.WriteNull("path");
-                }
-
+                w.WriteStartObject("path");
+                w.WriteString("client", path.Client.ToString());
+                w.WriteString("server", path.Server.ToString());
                 w.WriteEndObject();
             }
-
-            w.WriteEndArray();
-            w.WriteNumber("log_warnings", result.LogProblemCount);
-            w.WriteStartArray("log");
-            foreach (var line in result.LogProblems)
+            else
             {
-                w.WriteStringValue(line);
+                w.WriteNull("path");
             }
 
-            w.WriteEndArray();
-        });
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+        w.WriteNumber("log_warnings", result.LogProblemCount);
+        w.WriteStartArray("log");
+        foreach (var line in result.LogProblems)
+        {
+            w.WriteStringValue(line);
+        }
+
+        w.WriteEndArray();
     }
 
     /// <summary>Plain lines: for pipes, logs and terminals that asked for --plain.</summary>
