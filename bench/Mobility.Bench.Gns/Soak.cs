@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Mobility.Gns.Client;
+using Mobility.Netlab.Reporting;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 
@@ -276,17 +277,17 @@ internal static class Soak
                 title,
                 "seconds since start",
                 [
-                    new ChartPanel("gns RSS (MB)", [new ChartSeries("VmRSS", "#1f77b4", Points(x => x.RssMb))]),
-                    new ChartPanel("lookup latency (ms, log)", [new ChartSeries("p50", "#2ca02c", Points(x => x.LookupP50Ms)), new ChartSeries("p99", "#d62728", Points(x => x.LookupP99Ms))], Logarithmic: true),
-                    new ChartPanel("update latency (ms, log)", [new ChartSeries("p50", "#2ca02c", Points(x => x.UpdateP50Ms)), new ChartSeries("p99", "#d62728", Points(x => x.UpdateP99Ms))], Logarithmic: true),
+                    new ChartPanel("gns RSS (MB)", [new ChartSeries("VmRSS", Points(x => x.RssMb), "#1f77b4")]),
+                    new ChartPanel("lookup latency (ms, log)", [new ChartSeries("p50", Points(x => x.LookupP50Ms), "#2ca02c"), new ChartSeries("p99", Points(x => x.LookupP99Ms), "#d62728")], Logarithmic: true),
+                    new ChartPanel("update latency (ms, log)", [new ChartSeries("p50", Points(x => x.UpdateP50Ms), "#2ca02c"), new ChartSeries("p99", Points(x => x.UpdateP99Ms), "#d62728")], Logarithmic: true),
                     new ChartPanel("per second", [
-                        new ChartSeries("lookups/s", "#1f77b4", Points(x => x.Lookups / x.IntervalSeconds)),
-                        new ChartSeries("updates/s x10", "#ff7f0e", Points(x => x.Updates * 10 / x.IntervalSeconds)),
-                        new ChartSeries("errors/s", "#d62728", Points(x => (x.LookupErrors + x.UpdateErrors) / x.IntervalSeconds)),
+                        new ChartSeries("lookups/s", Points(x => x.Lookups / x.IntervalSeconds), "#1f77b4"),
+                        new ChartSeries("updates/s x10", Points(x => x.Updates * 10 / x.IntervalSeconds), "#ff7f0e"),
+                        new ChartSeries("errors/s", Points(x => (x.LookupErrors + x.UpdateErrors) / x.IntervalSeconds), "#d62728"),
                     ]),
                     new ChartPanel("gns CPU (cores) / load avg", [
-                        new ChartSeries("gns CPU", "#9467bd", Points(x => x.CpuCores)),
-                        new ChartSeries("load avg 1 min", "#7f7f7f", Points(x => x.Load1)),
+                        new ChartSeries("gns CPU", Points(x => x.CpuCores), "#9467bd"),
+                        new ChartSeries("load avg 1 min", Points(x => x.Load1), "#7f7f7f"),
                     ]),
                 ]);
     }

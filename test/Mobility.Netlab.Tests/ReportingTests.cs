@@ -16,7 +16,7 @@ public sealed class ReportingTests
     [Fact]
     public void Svg_chart_is_well_formed_xml_with_one_polyline_per_series_and_the_marker()
     {
-        var chart = new SvgLineChart { Title = "a < b & c", XLabel = "s", YLabel = "KiB/s" };
+        var chart = new SvgChart { Title = "a < b & c", XLabel = "s", YLabel = "KiB/s" };
         chart.Series.Add(new ChartSeries("mobility", [(-1, 0), (0, 200), (1, 150)]));
         chart.Series.Add(new ChartSeries("tcp", [(-1, 200), (0, 0), (1, 0)]));
         chart.Markers.Add(new ChartMarker(0, "move"));
@@ -34,7 +34,7 @@ public sealed class ReportingTests
     [InlineData(180, 200)]
     [InlineData(201, 250)]
     [InlineData(4100, 5000)]
-    public void Chart_axis_rounds_up_to_a_nice_value(double value, double nice) => Assert.Equal(nice, SvgLineChart.NiceCeiling(value), 9);
+    public void Chart_axis_rounds_up_to_a_nice_value(double value, double nice) => Assert.Equal(nice, SvgChart.NiceCeiling(value), 9);
 
     [Fact]
     public void Throughput_bins_count_received_bytes_per_second()

@@ -26,7 +26,7 @@ public static class ThroughputPlot
     public static string Render(string scenario, int rttMs, IEnumerable<ScenarioResult> runs)
     {
         ArgumentNullException.ThrowIfNull(runs);
-        var chart = new SvgLineChart
+        var chart = new SvgChart
         {
             Title = $"{scenario}, {rttMs.ToString(CultureInfo.InvariantCulture)} ms RTT: KiB/s received per {Bin.TotalMilliseconds:0} ms (sender paced at 200 KiB/s; catch-up bursts clipped at {ClipKiBps:0})",
             YMax = ClipKiBps,
