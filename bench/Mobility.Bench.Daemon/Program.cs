@@ -11,6 +11,8 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
+using Mobility.Daemon.Client;
+using Mobility.Net.Processes;
 using Mobility.Protocol.Challenge;
 using Mobility.Protocol.Identity;
 
@@ -37,7 +39,7 @@ await using var b = await Daemon.StartAsync(mobilityd, Path.Combine(root, "b"),
     ["--gns", a.Field("gns"), "--address", "127.0.0.3", "--control", "127.0.0.3:0",
      "--ControlLimits:RequestsPerSecond", "1000000", "--ControlLimits:Burst", "1000000"]);
 var bGuid = b.Field("guid");
-var bControl = IPEndPoint.Parse(b.Field("control").Split(',')[0]);
+var bControl = b.EndPoint("control");
 
 using var http = UnixHttp(a.Socket);
 // B publishes to A's embedded GNS shortly after start: wait until A resolves it (this also fills A's cache).
@@ -156,19 +158,7 @@ static async Task<Result> MeasureAsync(string name, int count, Func<Task> operat
     return new Result(name, samples[count / 2], samples[(int)(count * 0.99)], samples.Average());
 }
 
-static HttpClient UnixHttp(string socketPath)
-{
-    var handler = new SocketsHttpHandler
-    {
-        ConnectCallback = async (_, ct) =>
-        {
-            var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            await s.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), ct);
-            return new NetworkStream(s, ownsSocket: true);
-        },
-    };
-    return new HttpClient(handler);
-}
+static HttpClient UnixHttp(string socketPath) => UnixSocketHttp.CreateClient(socketPath, TimeSpan.FromSeconds(100));
 
 static string Locate()
 {
@@ -193,18 +183,20 @@ internal sealed record Result(string Name, double P50, double P99, double Mean);
 internal sealed class Daemon : IAsyncDisposable
 {
     private readonly Process _process;
-    private readonly Dictionary<string, string> _fields;
+    private readonly ReadyLine _ready;
 
-    private Daemon(Process process, Dictionary<string, string> fields, string socket)
+    private Daemon(Process process, ReadyLine ready, string socket)
     {
         _process = process;
-        _fields = fields;
+        _ready = ready;
         Socket = socket;
     }
 
     public string Socket { get; }
 
-    public string Field(string name) => _fields[name];
+    public string Field(string name) => _ready.Require(name);
+
+    public IPEndPoint EndPoint(string name) => _ready.EndPoint(name) ?? throw new FormatException($"mobilityd's ready line has {name}=-");
 
     public static async Task<Daemon> StartAsync(string dll, string dir, string[] extra)
     {
@@ -225,8 +217,7 @@ internal sealed class Daemon : IAsyncDisposable
             var line = await process.StandardOutput.ReadLineAsync(timeout.Token) ?? throw new InvalidOperationException("mobilityd exited before it was ready");
             if (line.StartsWith("mobilityd ready ", StringComparison.Ordinal))
             {
-                var fields = line["mobilityd ready ".Length..].Split(' ').Select(f => f.Split('=', 2)).ToDictionary(f => f[0], f => f[1]);
-                return new Daemon(process, fields, socket);
+                return new Daemon(process, ReadyLine.Find(line, "mobilityd ready"), socket);
             }
         }
     }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Mobility.Net.Processes;
 using Mobility.Protocol.Identity;
 using Mobility.Transport;
 
@@ -58,9 +59,9 @@ internal static class IdleConnections
         try
         {
             var ready = await ReadyLineAsync(daemon);
-            var fields = ready["mobilityd ready ".Length..].Split(' ').Select(f => f.Split('=', 2)).ToDictionary(f => f[0], f => f[1]);
-            var transport = IPEndPoint.Parse(fields["transport"]);
-            var guid = HostGuid.Parse(fields["guid"]);
+            var fields = ReadyLine.Find(ready, "mobilityd ready");
+            var transport = fields.EndPoint("transport") ?? throw new FormatException("mobilityd has no transport listener: " + ready);
+            var guid = HostGuid.Parse(fields.Require("guid"));
             var pid = daemon.Id;
             using var key = HostKey.Generate();
             var connector = new MobileConnector(key, new MobileConnectionOptions { LocalAddress = IPAddress.Parse("127.0.0.2") });

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text.RegularExpressions;
+using Mobility.Net.Processes;
 using Mobility.Netlab.Processes;
 using Mobility.Netlab.Topology;
 
@@ -79,10 +80,10 @@ public sealed partial class DaemonProcess
         var process = lab.StartProcess(host.Namespace, file, arguments, readyLine: "mobilityd ready ", workingDirectory: stateDirectory);
         var daemon = new DaemonProcess(host, process, stateDirectory);
         await process.WaitReadyAsync(StartTimeout, cancellationToken).ConfigureAwait(false);
-        var ready = process.StandardOutput.Split('\n').First(l => l.StartsWith("mobilityd ready ", StringComparison.Ordinal));
-        daemon.Guid = Field(ready, "guid") ?? throw new CommandFailedException("mobilityd's ready line has no guid: " + ready);
-        daemon.Transport = Field(ready, "transport") ?? "";
-        daemon.Socks = Field(ready, "socks") is { } s && s != "-" ? IPEndPoint.Parse(s) : null;
+        var ready = ReadyLine.Find(process.StandardOutput, "mobilityd ready");
+        daemon.Guid = ready["guid"] ?? throw new CommandFailedException("mobilityd's ready line has no guid: " + ready.Text);
+        daemon.Transport = ready["transport"] ?? "";
+        daemon.Socks = ready.EndPoint("socks");
         return daemon;
     }
 
@@ -156,18 +157,9 @@ public sealed partial class DaemonProcess
         }
     }
 
+    /// <summary>A field of mobilityd's ready line (<see cref="ReadyLine"/>), or null.</summary>
     internal static string? Field(string line, string name)
-    {
-        foreach (var part in line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-        {
-            if (part.StartsWith(name + "=", StringComparison.Ordinal))
-            {
-                return part[(name.Length + 1)..];
-            }
-        }
-
-        return null;
-    }
+        => ReadyLine.TryFind(line, "mobilityd ready", out var ready) ? ready[name] : null;
 
     [GeneratedRegex(@"resumed via \S+ after ([0-9.]+) ms")]
     private static partial Regex ResumedPattern();
