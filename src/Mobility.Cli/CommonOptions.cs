@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Net;
 using Mobility.Gns.Client;
+using Mobility.Net.EndPoints;
 using Mobility.Protocol.Identity;
 
 namespace Mobility.Cli;
@@ -49,12 +50,19 @@ public static class CommonOptions
     /// <summary>--grpc URL; resolved with <see cref="ResolveGrpc"/> because its default depends on --gns.</summary>
     public static Option<Uri?> GrpcAddress() => new("--grpc")
     {
-        Description = $"GNS gRPC address (default: ${GrpcEnvironmentVariable}, else http://<gns-ip>:{GnsClientOptions.DefaultGrpcPort})",
+        Description = $"GNS gRPC address, for records too large for a datagram and when UDP gets no answer (default: ${GrpcEnvironmentVariable}, else none; watch: else http://<gns-ip>:{GnsClientOptions.DefaultGrpcPort})",
         HelpName = "URL",
         CustomParser = result => ParseUri(result, result.Tokens.Count > 0 ? result.Tokens[^1].Value : "", "--grpc"),
     };
 
-    public static Uri ResolveGrpc(Uri? given, IPEndPoint gns)
+    /// <summary>The gRPC address for a command that needs gRPC (watch): the one given, else the conventional port on the GNS's host.</summary>
+    public static Uri ResolveGrpc(Uri? given, IPEndPoint gns) => GivenGrpc(given) ?? GnsClientOptions.DefaultGrpcAddressFor(gns);
+
+    /// <summary>
+    /// The gRPC address the user gave (--grpc, else $MOB_GNS_GRPC), or null. Lookups and updates fall back to
+    /// gRPC only then: a port guessed from --gns may be another GNS, whose answer would be reported as this one's.
+    /// </summary>
+    public static Uri? GivenGrpc(Uri? given)
     {
         if (given is not null)
         {
@@ -69,8 +77,11 @@ public static class CommonOptions
                 : throw new CliException(ExitCodes.Usage, $"${GrpcEnvironmentVariable} '{text}' is not an http:// or https:// address");
         }
 
-        return GnsClientOptions.DefaultGrpcAddressFor(gns);
+        return null;
     }
+
+    /// <summary>"GNS 127.0.0.1:7353", with the gRPC address when there is one: the endpoints an answer can have come from.</summary>
+    public static string Describe(IPEndPoint gns, Uri? grpc) => grpc is null ? $"GNS {gns}" : $"GNS {gns} (gRPC {grpc})";
 
     public static IPEndPoint? ParseEndPoint(ArgumentResult result, string text, string what)
     {
@@ -87,15 +98,9 @@ public static class CommonOptions
     public static bool TryParseEndPoint(string? text, out IPEndPoint endPoint)
     {
         endPoint = null!;
-        if (string.IsNullOrWhiteSpace(text) || !IPEndPoint.TryParse(text, out var parsed) || parsed.Port == 0
-            || !text.Contains(':', StringComparison.Ordinal)
-            || (parsed.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && !text.Contains("]:", StringComparison.Ordinal)))
-        {
-            return false;
-        }
-
-        endPoint = parsed;
-        return true;
+        var ok = EndPointParser.TryParse(text, out var parsed);
+        endPoint = parsed!;
+        return ok;
     }
 
     public static Uri? ParseUri(ArgumentResult result, string text, string what)
@@ -133,29 +138,11 @@ public static class CommonOptions
         return (ulong)((time.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks / TimeSpan.TicksPerMicrosecond);
     }
 
-    /// <summary>A client for one command: no cache (one-shot), gRPC configured for fallback and watch.</summary>
-    public static GnsClient CreateClient(IPEndPoint gns, Uri grpc) => new(new GnsClientOptions
+    /// <summary>A client for one command: no cache (one-shot); gRPC (null: none) for fallback and watch.</summary>
+    public static GnsClient CreateClient(IPEndPoint gns, Uri? grpc) => new(new GnsClientOptions
     {
         Server = gns,
         GrpcAddress = grpc,
         CacheEnabled = false,
     });
-
-    internal static IEnumerable<HostGuid> ParseGuids(ArgumentResult result)
-    {
-        var guids = new List<HostGuid>(result.Tokens.Count);
-        foreach (var token in result.Tokens)
-        {
-            if (HostGuid.TryParse(token.Value, out var guid))
-            {
-                guids.Add(guid);
-            }
-            else
-            {
-                result.AddError($"'{token.Value}' is not a GUID ({HostGuid.TextLength} hexadecimal characters)");
-            }
-        }
-
-        return guids;
-    }
 }

@@ -38,11 +38,17 @@ public static class ExitCodes
           5    key file problem (missing, not a key, readable by group/others, exists without --force)
           64   bad usage (unknown command or option, missing or malformed value)
           130  interrupted
-        Errors are reported as one line on stderr, starting with "mob: ".
+        Errors are reported as one line on stderr, starting with "mob: "; with --json, as one
+        JSON object on stderr: {"error":"<reason>","exit_code":<status>}.
 
         Environment:
-          MOB_GNS        default for --gns (IP:PORT of the GNS datagram endpoint; else 127.0.0.1:7353)
-          MOB_GNS_GRPC   default for --grpc (else http://<gns-ip>:7381)
+          MOB_GNS           default for --gns (IP:PORT of the GNS datagram endpoint; else 127.0.0.1:7353)
+          MOB_GNS_GRPC      default for --grpc (else none; gns watch: http://<gns-ip>:7381)
+          MOBILITYD_SOCKET  default for --socket (else /run/mobility/mobilityd.sock, else
+                            $XDG_RUNTIME_DIR/mobilityd.sock when only that one exists)
+          XDG_RUNTIME_DIR   where a user's own mobilityd socket is looked for
+          MOBILITYD_SOCKS   default for --socks (IP:PORT of mobilityd's SOCKS5 endpoint; else 127.0.0.1:1080)
+          TMPDIR            where mob demo keeps its GNS database and the hosts' state while it runs
         """;
 }
 

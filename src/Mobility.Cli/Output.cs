@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using Mobility.Net.Text;
 using Mobility.Protocol.Records;
 using Spectre.Console;
 
@@ -84,26 +85,27 @@ public sealed class Output
     /// <summary>Reports a failure as one line on stderr and returns its exit code.</summary>
     public int Fail(int exitCode, string message)
     {
-        Error.WriteLine($"mob: {OneLine(message)}");
+        Error.WriteLine(Json ? JsonError(exitCode, message) : $"mob: {OneLine(message)}");
         Error.Flush();
         return exitCode;
     }
 
-    public static string OneLine(string? text)
+    /// <summary>An error as one JSON object (what <c>--json</c> prints on stderr): <c>{"error":"...","exit_code":N}</c>.</summary>
+    public static string JsonError(int exitCode, string message)
     {
-        if (string.IsNullOrEmpty(text))
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer))
         {
-            return "failed";
+            writer.WriteStartObject();
+            writer.WriteString("error", OneLine(message));
+            writer.WriteNumber("exit_code", exitCode);
+            writer.WriteEndObject();
         }
 
-        var sb = new StringBuilder(text.Length);
-        foreach (var c in text.Trim())
-        {
-            sb.Append(c is '\r' or '\n' ? ' ' : char.IsControl(c) ? '?' : c);
-        }
-
-        return sb.ToString();
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
+
+    public static string OneLine(string? text) => SafeText.OneLine(text);
 
     public static string Format(IPEndPoint? endPoint) => endPoint?.ToString() ?? "-";
 

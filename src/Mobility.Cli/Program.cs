@@ -54,7 +54,8 @@ public static class Program
             var message = parseResult.UnmatchedTokens.Count > 0
                 ? $"unrecognized command or argument '{parseResult.UnmatchedTokens[0]}'"
                 : parseResult.Errors[0].Message;
-            await stderr.WriteLineAsync($"mob: {Output.OneLine(message)} (see '{path} --help')");
+            var line = $"{message} (see '{path} --help')";
+            await stderr.WriteLineAsync(WantsJson(parseResult) ? Output.JsonError(ExitCodes.Usage, line) : $"mob: {Output.OneLine(line)}");
             await stderr.FlushAsync(cancellationToken);
             return ExitCodes.Usage;
         }
@@ -62,7 +63,8 @@ public static class Program
         if (parseResult.Action is null)
         {
             // A command group without a subcommand ("mob gns"): show its help, as a usage error.
-            await stderr.WriteLineAsync($"mob: a subcommand is required (see 'mob {string.Join(' ', Ancestry(parseResult))} --help')");
+            var line = $"a subcommand is required (see 'mob {string.Join(' ', Ancestry(parseResult))} --help')";
+            await stderr.WriteLineAsync(WantsJson(parseResult) ? Output.JsonError(ExitCodes.Usage, line) : $"mob: {line}");
             return ExitCodes.Usage;
         }
 
@@ -79,6 +81,10 @@ public static class Program
 
         return await parseResult.InvokeAsync(configuration, cancellationToken);
     }
+
+    /// <summary>--json was on the command line, even when the rest of it does not parse.</summary>
+    private static bool WantsJson(ParseResult parseResult)
+        => parseResult.Tokens.Any(t => t.Value == CommonOptions.Json.Name) || parseResult.UnmatchedTokens.Contains(CommonOptions.Json.Name);
 
     private static IEnumerable<string> Ancestry(ParseResult parseResult)
     {

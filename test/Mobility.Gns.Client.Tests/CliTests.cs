@@ -140,7 +140,7 @@ public sealed class CliTests : IAsyncLifetime
     [InlineData("gns|register|--key|k|--addr|1.2.3.4:80|--name|-bad-")]
     [InlineData("gns|register|--key|k|--addr|1.2.3.4:80|--ttl|-1")]
     [InlineData("gns|reverse|1.2.3")]
-    [InlineData("gns|watch|abc")]
+    [InlineData("gns|watch|not a name!")]
     [InlineData("gns|watch|--count|0|0123456789abcdef0123456789abcdef01234567")]
     public async Task Bad_usage_exits_64_with_one_line_on_stderr(string commandLine)
     {
@@ -269,6 +269,68 @@ public sealed class CliTests : IAsyncLifetime
         Assert.False(present.GetProperty("removed").GetBoolean());
         Assert.Equal(4UL, present.GetProperty("record").GetProperty("version").GetUInt64());
         Assert.True(lines.Single(l => l.GetProperty("guid").GetString() == absent.Guid.ToString()).GetProperty("removed").GetBoolean());
+    }
+
+    [Fact]
+    public async Task Watch_takes_a_name_as_lookup_does_and_watches_its_guid()
+    {
+        await using var grpc = await FakeGnsGrpcServer.StartAsync();
+        using var key = HostKey.Generate();
+        var record = TestRecords.Create(key, version: 9, name: "foxtrot");
+        _udp.Records[key.Guid] = record;
+        grpc.State.Records[key.Guid] = record;
+
+        var run = await Mob("gns", "watch", "--gns", Gns, "--grpc", grpc.Address.ToString(), "--count", "1", "--json", "Foxtrot");
+
+        Assert.Equal(0, run.ExitCode);
+        var line = JsonDocument.Parse(run.Out.Trim()).RootElement;
+        Assert.Equal(key.Guid.ToString(), line.GetProperty("guid").GetString());
+        Assert.Equal(9UL, line.GetProperty("version").GetUInt64());
+
+        var unknown = await Mob("gns", "watch", "--gns", Gns, "--grpc", grpc.Address.ToString(), "nobody");
+        AssertOneLineError(unknown, ExitCodes.NotFound);
+        Assert.Contains("'nobody'", unknown.Err, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Lookup_without_grpc_does_not_fall_back_to_a_guessed_port_and_names_the_gns_that_failed()
+    {
+        // A GNS answers gRPC on the conventional port of the host; the datagram endpoint given is silent.
+        using var silent = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        silent.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        using var key = HostKey.Generate();
+
+        var run = await Mob("gns", "lookup", "--gns", silent.LocalEndPoint!.ToString()!, key.Guid.ToString());
+
+        AssertOneLineError(run, ExitCodes.Unreachable);
+        Assert.Contains(silent.LocalEndPoint!.ToString()!, run.Err, StringComparison.Ordinal);
+        Assert.DoesNotContain(":7381", run.Err, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task With_json_an_error_is_one_json_object_on_stderr()
+    {
+        using var key = HostKey.Generate();
+        var run = await Mob("gns", "lookup", "--gns", Gns, key.Guid.ToString(), "--json");
+        Assert.Equal(ExitCodes.NotFound, run.ExitCode);
+        Assert.Equal("", run.Out);
+        var error = JsonDocument.Parse(run.Err.Trim()).RootElement;
+        Assert.Equal(ExitCodes.NotFound, error.GetProperty("exit_code").GetInt32());
+        Assert.Contains($"GNS {Gns}", error.GetProperty("error").GetString(), StringComparison.Ordinal);
+
+        var usage = await Mob("gns", "lookup", "--json", "not a name!");
+        Assert.Equal(ExitCodes.Usage, usage.ExitCode);
+        Assert.Equal(ExitCodes.Usage, JsonDocument.Parse(usage.Err.Trim()).RootElement.GetProperty("exit_code").GetInt32());
+    }
+
+    [Fact]
+    public async Task Help_names_every_environment_variable_mob_reads()
+    {
+        var help = await Mob("--help");
+        foreach (var variable in new[] { "MOB_GNS", "MOB_GNS_GRPC", "MOBILITYD_SOCKET", "MOBILITYD_SOCKS", "XDG_RUNTIME_DIR", "TMPDIR" })
+        {
+            Assert.Contains(variable, help.Out, StringComparison.Ordinal);
+        }
     }
 
     [Fact]

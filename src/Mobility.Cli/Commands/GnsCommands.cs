@@ -55,7 +55,8 @@ public static class GnsCommands
             using var key = CommonOptions.LoadKey(context.Get(keyOption)!);
             var version = context.Get(versionOption) ?? CommonOptions.DefaultVersion(TimeProvider.System);
             var record = GnsRecord.Create(key, version, context.Get(addrOption)!, context.Get(ttlOption), context.Get(nameOption));
-            await using var client = CommonOptions.CreateClient(gns, CommonOptions.ResolveGrpc(context.Get(grpcOption), gns));
+            var grpc = CommonOptions.GivenGrpc(context.Get(grpcOption));
+            await using var client = CommonOptions.CreateClient(gns, grpc);
             var result = requireExisting
                 ? await client.UpdateAsync(record, context.CancellationToken)
                 : await client.RegisterAsync(record, context.CancellationToken);
@@ -107,13 +108,14 @@ public static class GnsCommands
                     ?? throw new CliException(ExitCodes.Usage, $"'{text}' is neither a GUID ({HostGuid.TextLength} hex characters) nor a valid name: {error}");
             }
 
-            await using var client = CommonOptions.CreateClient(gns, CommonOptions.ResolveGrpc(context.Get(grpcOption), gns));
+            var grpc = CommonOptions.GivenGrpc(context.Get(grpcOption));
+            await using var client = CommonOptions.CreateClient(gns, grpc);
             var record = name is null
                 ? await client.LookupAsync(guid, context.CancellationToken)
                 : await client.LookupNameAsync(name, context.CancellationToken);
             if (record is null)
             {
-                throw new CliException(ExitCodes.NotFound, $"no record for {(name is null ? guid.ToString() : $"name '{name}'")} at GNS {gns}");
+                throw new CliException(ExitCodes.NotFound, $"no record for {(name is null ? guid.ToString() : $"name '{name}'")} at {CommonOptions.Describe(gns, grpc)}");
             }
 
             if (context.Output.Json)
@@ -155,7 +157,8 @@ public static class GnsCommands
         {
             var gns = context.Get(gnsOption)!;
             var ip = context.Get(address)!;
-            await using var client = CommonOptions.CreateClient(gns, CommonOptions.ResolveGrpc(context.Get(grpcOption), gns));
+            var grpc = CommonOptions.GivenGrpc(context.Get(grpcOption));
+            await using var client = CommonOptions.CreateClient(gns, grpc);
             var guids = await client.ReverseAsync(ip, context.CancellationToken);
             if (context.Output.Json)
             {
@@ -179,7 +182,7 @@ public static class GnsCommands
                 }
             }
 
-            return guids.Count > 0 ? ExitCodes.Success : context.Output.Fail(ExitCodes.NotFound, $"no GUID carries {ip} at GNS {gns}");
+            return guids.Count > 0 ? ExitCodes.Success : context.Output.Fail(ExitCodes.NotFound, $"no GUID carries {ip} at {CommonOptions.Describe(gns, grpc)}");
         });
         return command;
     }
@@ -196,7 +199,8 @@ public static class GnsCommands
             var gns = context.Get(gnsOption)!;
             using var key = CommonOptions.LoadKey(context.Get(keyOption)!);
             var removal = GnsRemoval.Create(key, context.Get(versionOption) ?? CommonOptions.DefaultVersion(TimeProvider.System));
-            await using var client = CommonOptions.CreateClient(gns, CommonOptions.ResolveGrpc(context.Get(grpcOption), gns));
+            var grpc = CommonOptions.GivenGrpc(context.Get(grpcOption));
+            await using var client = CommonOptions.CreateClient(gns, grpc);
             var version = await client.RemoveAsync(removal, context.CancellationToken);
             if (context.Output.Json)
             {
@@ -228,25 +232,50 @@ public static class GnsCommands
                 result.AddError("--count must be at least 1");
             }
         });
-        var guidsArgument = new Argument<HostGuid[]>("guid")
+        var targetsArgument = new Argument<string[]>("guid|name")
         {
-            Description = "GUIDs to watch",
+            Description = "GUIDs or names to watch (a name is looked up once, then its GUID is watched)",
             Arity = ArgumentArity.OneOrMore,
-            CustomParser = result => [.. CommonOptions.ParseGuids(result)],
         };
-        var command = new Command("watch", "Print the current record of each GUID, then every change, until Ctrl-C (or --count events)")
+        targetsArgument.Validators.Add(result =>
         {
-            gnsOption, grpcOption, countOption, guidsArgument,
+            foreach (var token in result.Tokens)
+            {
+                if (!HostGuid.TryParse(token.Value, out _) && HostName.Normalize(token.Value, out var error) is null)
+                {
+                    result.AddError($"'{token.Value}' is neither a GUID ({HostGuid.TextLength} hex characters) nor a valid name: {error}");
+                }
+            }
+        });
+        var command = new Command("watch", "Print the current record of each GUID or name, then every change, until Ctrl-C (or --count events)")
+        {
+            gnsOption, grpcOption, countOption, targetsArgument,
         };
         command.SetHandler(async context =>
         {
             var gns = context.Get(gnsOption)!;
             var count = context.Get(countOption);
-            await using var client = CommonOptions.CreateClient(gns, CommonOptions.ResolveGrpc(context.Get(grpcOption), gns));
+            var grpc = CommonOptions.ResolveGrpc(context.Get(grpcOption), gns);
+            await using var client = CommonOptions.CreateClient(gns, grpc);
+            var guids = new List<HostGuid>();
+            foreach (var text in context.Get(targetsArgument)!)
+            {
+                if (HostGuid.TryParse(text, out var guid))
+                {
+                    guids.Add(guid);
+                    continue;
+                }
+
+                var name = HostName.Normalize(text, out _)!;
+                var record = await client.LookupNameAsync(name, context.CancellationToken)
+                    ?? throw new CliException(ExitCodes.NotFound, $"no record for name '{name}' at {CommonOptions.Describe(gns, grpc)}");
+                guids.Add(record.Guid);
+            }
+
             var seen = 0;
             try
             {
-                await foreach (var watchEvent in client.WatchAsync(context.Get(guidsArgument)!, context.CancellationToken))
+                await foreach (var watchEvent in client.WatchAsync(guids.Distinct().ToArray(), context.CancellationToken))
                 {
                     PrintEvent(context.Output, watchEvent);
                     if (count is { } limit && ++seen >= limit)
