@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Options;
 using Mobility.Net.EndPoints;
@@ -99,13 +98,7 @@ public sealed class GnsServerOptions
     public int MaxWatches { get; set; } = 10_000;
 
     /// <summary>The datagram endpoint's per-source limits (answers RateLimited once per <see cref="RateLimitedReplyInterval"/>).</summary>
-    public SourceRateLimits ToRateLimits() => new()
-    {
-        RequestsPerSecond = RequestsPerSecond,
-        Burst = Burst,
-        MaxSources = MaxRateLimitedSources,
-        ReplyInterval = RateLimitedReplyInterval,
-    };
+    public SourceRateLimits ToRateLimits() => new(RequestsPerSecond, Burst, MaxRateLimitedSources, RateLimitedReplyInterval);
 
     /// <summary>The UDP endpoint parsed, or null when the datagram endpoint is off.</summary>
     public IPEndPoint? UdpEndPoint => string.IsNullOrWhiteSpace(Udp) ? null : EndPointParser.Parse(Udp, allowPortZero: true);

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
 using System.Net;
 using System.Net.Sockets;
 
@@ -23,6 +24,19 @@ public enum RateLimitDecision
 /// <summary>The settings of one <see cref="SourceRateLimiter"/>; each endpoint maps its own options onto these.</summary>
 public sealed record SourceRateLimits
 {
+    public SourceRateLimits()
+    {
+    }
+
+    [SetsRequiredMembers]
+    public SourceRateLimits(double requestsPerSecond, int burst, int maxSources, TimeSpan? replyInterval)
+    {
+        RequestsPerSecond = requestsPerSecond;
+        Burst = burst;
+        MaxSources = maxSources;
+        ReplyInterval = replyInterval;
+    }
+
     /// <summary>Sustained requests per second per source.</summary>
     public required double RequestsPerSecond { get; init; }
 

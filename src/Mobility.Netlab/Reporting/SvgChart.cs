@@ -24,12 +24,10 @@ public sealed record ChartPanel(string YLabel, IReadOnlyList<ChartSeries> Series
 /// </summary>
 public sealed class SvgChart
 {
-    private const double Left = 70;
-    private const double Right = 20;
-    private const double Top = 40;
-    private const double Gap = 30;
-    private const double Bottom = 50;
     private const int YTicks = 5;
+
+    /// <summary>Room around the plot areas: tick labels left and below, the title above, and between two panels.</summary>
+    private static readonly (double Left, double Right, double Top, double Bottom, double Gap) Inset = (70, 20, 40, 50, 30);
     private static readonly string[] Palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
 
     public string Title { get; init; } = "";
@@ -75,10 +73,10 @@ public sealed class SvgChart
             xMax = xMin + 1;
         }
 
-        var plotW = Width - Left - Right;
-        var plotBottom = Top + (panels.Count * PanelHeight) + ((panels.Count - 1) * Gap);
-        var height = plotBottom + Bottom;
-        double X(double x) => Left + ((x - xMin) / (xMax - xMin) * plotW);
+        var plotW = Width - Inset.Left - Inset.Right;
+        var plotBottom = Inset.Top + (panels.Count * PanelHeight) + ((panels.Count - 1) * Inset.Gap);
+        var height = plotBottom + Inset.Bottom;
+        double X(double x) => Inset.Left + ((x - xMin) / (xMax - xMin) * plotW);
 
         var svg = new StringBuilder();
         svg.Append(Inv($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{F(height)}\" viewBox=\"0 0 {Width} {F(height)}\" font-family=\"sans-serif\" font-size=\"12\">\n"));
@@ -87,7 +85,7 @@ public sealed class SvgChart
 
         for (var index = 0; index < panels.Count; index++)
         {
-            RenderPanel(svg, panels[index], Top + (index * (PanelHeight + Gap)), plotW, X);
+            RenderPanel(svg, panels[index], Inset.Top + (index * (PanelHeight + Inset.Gap)), plotW, X);
         }
 
         var step = NiceCeiling((xMax - xMin) / 8);
@@ -98,12 +96,12 @@ public sealed class SvgChart
             svg.Append(Inv($"<text x=\"{F(x)}\" y=\"{F(plotBottom + 18)}\" text-anchor=\"middle\">{Format(Math.Round(v, 6))}</text>\n"));
         }
 
-        svg.Append(Inv($"<text x=\"{F(Left + (plotW / 2))}\" y=\"{F(height - 10)}\" text-anchor=\"middle\">{Escape(XLabel)}</text>\n"));
+        svg.Append(Inv($"<text x=\"{F(Inset.Left + (plotW / 2))}\" y=\"{F(height - 10)}\" text-anchor=\"middle\">{Escape(XLabel)}</text>\n"));
         foreach (var marker in Markers)
         {
             var x = X(marker.X);
-            svg.Append(Inv($"<line x1=\"{F(x)}\" y1=\"{F(Top)}\" x2=\"{F(x)}\" y2=\"{F(plotBottom)}\" stroke=\"black\" stroke-dasharray=\"4 3\"/>\n"));
-            svg.Append(Inv($"<text x=\"{F(x + 4)}\" y=\"{F(Top + 12)}\">{Escape(marker.Label)}</text>\n"));
+            svg.Append(Inv($"<line x1=\"{F(x)}\" y1=\"{F(Inset.Top)}\" x2=\"{F(x)}\" y2=\"{F(plotBottom)}\" stroke=\"black\" stroke-dasharray=\"4 3\"/>\n"));
+            svg.Append(Inv($"<text x=\"{F(x + 4)}\" y=\"{F(Inset.Top + 12)}\">{Escape(marker.Label)}</text>\n"));
         }
 
         svg.Append("</svg>\n");
@@ -147,11 +145,11 @@ public sealed class SvgChart
         foreach (var value in ticks)
         {
             var y = Y(value);
-            svg.Append(Inv($"<line x1=\"{F(Left)}\" y1=\"{F(y)}\" x2=\"{F(Left + plotW)}\" y2=\"{F(y)}\" stroke=\"#ddd\"/>\n"));
-            svg.Append(Inv($"<text x=\"{F(Left - 6)}\" y=\"{F(y + 4)}\" text-anchor=\"end\">{Format(value)}</text>\n"));
+            svg.Append(Inv($"<line x1=\"{F(Inset.Left)}\" y1=\"{F(y)}\" x2=\"{F(Inset.Left + plotW)}\" y2=\"{F(y)}\" stroke=\"#ddd\"/>\n"));
+            svg.Append(Inv($"<text x=\"{F(Inset.Left - 6)}\" y=\"{F(y + 4)}\" text-anchor=\"end\">{Format(value)}</text>\n"));
         }
 
-        svg.Append(Inv($"<rect x=\"{F(Left)}\" y=\"{F(top)}\" width=\"{F(plotW)}\" height=\"{PanelHeight}\" fill=\"none\" stroke=\"black\"/>\n"));
+        svg.Append(Inv($"<rect x=\"{F(Inset.Left)}\" y=\"{F(top)}\" width=\"{F(plotW)}\" height=\"{PanelHeight}\" fill=\"none\" stroke=\"black\"/>\n"));
         svg.Append(Inv($"<text transform=\"translate(16 {F(top + (PanelHeight / 2.0))}) rotate(-90)\" text-anchor=\"middle\">{Escape(panel.YLabel)}</text>\n"));
         for (var i = 0; i < panel.Series.Count; i++)
         {
@@ -160,7 +158,7 @@ public sealed class SvgChart
             var points = string.Join(' ', series.Points.Where(p => double.IsFinite(p.Y)).Select(p => $"{F(x(p.X))},{F(Y(p.Y))}"));
             svg.Append(Inv($"<polyline fill=\"none\" stroke=\"{Escape(colour)}\" stroke-width=\"1.5\" points=\"{points}\"/>\n"));
             var ly = top + 14 + (i * 16);
-            var lx = Left + plotW - 150;
+            var lx = Inset.Left + plotW - 150;
             svg.Append(Inv($"<line x1=\"{F(lx)}\" y1=\"{F(ly - 4)}\" x2=\"{F(lx + 20)}\" y2=\"{F(ly - 4)}\" stroke=\"{Escape(colour)}\" stroke-width=\"2\"/>\n"));
             svg.Append(Inv($"<text x=\"{F(lx + 26)}\" y=\"{F(ly)}\">{Escape(series.Label)}</text>\n"));
         }
