@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
@@ -18,18 +17,15 @@ namespace Mobility.Daemon;
 public static class MobilitydServiceCollectionExtensions
 {
     /// <summary>
-    /// Registers the daemon's components: options (bound from the configuration root, validated on
-    /// start), identity, address monitor, control endpoint, challenger, record publisher, state files,
-    /// the API and its gRPC service (with JSON transcoding). An <see cref="Gns.Client.IGnsClient"/>
-    /// must be registered too (the host registers the real client; tests may register another first).
+    /// Registers the daemon's components: identity, address monitor, control endpoint, challenger,
+    /// record publisher, state files, the API and its gRPC service (with JSON transcoding). The caller
+    /// registers the bound and validated <see cref="IOptions{MobilitydOptions}"/> (the host binds and
+    /// validates them once, before anything starts) and an <see cref="Gns.Client.IGnsClient"/> (the host
+    /// registers the real client; tests may register another first).
     /// </summary>
     public static IServiceCollection AddMobilityDaemon(this IServiceCollection services)
     {
         ArgumentNullException.ThrowIfNull(services);
-        services.AddOptions<MobilitydOptions>()
-            .Configure<IConfiguration>((options, configuration) => configuration.Bind(options))
-            .ValidateOnStart();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MobilitydOptions>, MobilitydOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<DaemonIdentity>();
         services.TryAddSingleton<AddressMonitor>();
@@ -54,7 +50,6 @@ public static class MobilitydServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<Socks5Endpoint>());
         services.AddHostedService(sp => sp.GetRequiredService<RecordPublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<StateFiles>());
-        services.AddGrpc();
         services.AddGrpc().AddJsonTranscoding();
         return services;
     }

@@ -12,6 +12,7 @@ using Mobility.Gns.Dns.Server;
 using Mobility.Gns.Redis;
 using Mobility.Gns.Dns;
 using Mobility.Gns.Udp;
+using Mobility.Hosting;
 using Mobility.Net.EndPoints;
 
 namespace Mobility.Gns.Host;
@@ -21,6 +22,12 @@ internal static class GnsServeCommand
 {
     /// <summary>Prefix of the environment variables read besides the standard ones: GNS_Gns__Udp=127.0.0.1:7353.</summary>
     public const string EnvironmentPrefix = "GNS_";
+
+    /// <summary>Exit code of a bad setting (sysexits EX_USAGE, as mob and mobilityd).</summary>
+    public const int UsageExitCode = 64;
+
+    /// <summary>Exit code when the server could not start (a port taken, the store folder in use).</summary>
+    public const int StartFailureExitCode = 1;
 
     private static readonly Dictionary<string, string?> Defaults = new()
     {
@@ -40,13 +47,14 @@ internal static class GnsServeCommand
 
         builder.Logging.ClearProviders();
         builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        StartupErrors.ReportOnce(builder.Logging, StartupErrors.StackTracesEnabled(builder.Configuration));
         builder.Host.UseSystemd();
 
         var endpoints = builder.Configuration.GetSection(GnsServerOptions.SectionName).Get<GnsHostOptions>() ?? new GnsHostOptions();
         if (endpoints.Validate() is { } problem)
         {
             await Console.Error.WriteLineAsync($"gns: {problem}");
-            return 2;
+            return UsageExitCode;
         }
 
         ListenOptions? httpListen = null;
@@ -76,7 +84,7 @@ internal static class GnsServeCommand
             if (string.IsNullOrWhiteSpace(connection))
             {
                 await Console.Error.WriteLineAsync("gns: the redis store needs a connection string (--redis HOST:PORT or Gns:Redis:Configuration).");
-                return 2;
+                return UsageExitCode;
             }
 
             builder.Services.AddRedisGnsStore(connection);
@@ -93,11 +101,16 @@ internal static class GnsServeCommand
         {
             await app.StartAsync(cancellationToken);
         }
-        catch (Exception ex) when (ex is OptionsValidationException or IOException or InvalidDataException or ArgumentException
-                                       or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        catch (Exception ex) when (StartupErrors.IsStartFailure(ex) || ex is ArgumentException)
         {
-            await Console.Error.WriteLineAsync($"gns: cannot start: {ex.Message}");
-            return 1;
+            // One line naming what failed (e.g. "cannot bind UDP 127.0.0.1:7353 (GNS datagram endpoint): Address already in use"); the stack trace only at Debug.
+            await Console.Error.WriteLineAsync($"gns: {StartupErrors.Describe(ex)}");
+            if (app.Services.GetRequiredService<StartupErrors>().StackTraces)
+            {
+                await Console.Error.WriteLineAsync(ex.ToString());
+            }
+
+            return ex is OptionsValidationException or ArgumentException ? UsageExitCode : StartFailureExitCode;
         }
 
         var options = app.Services.GetRequiredService<IOptions<GnsServerOptions>>().Value;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using Mobility.Gns.Host;
 
 var data = new Option<string>("--data")
@@ -68,7 +69,7 @@ serve.SetAction((parseResult, cancellationToken) =>
     if (parseResult.GetValue(memory) && parseResult.GetValue(redis) is not null)
     {
         Console.Error.WriteLine("gns: --memory and --redis exclude each other.");
-        return Task.FromResult(2);
+        return Task.FromResult(GnsServeCommand.UsageExitCode);
     }
 
     if (parseResult.GetValue(memory))
@@ -89,4 +90,12 @@ var root = new RootCommand("gns: the Global Name Service of Mobility (GUID -> ad
 root.Subcommands.Add(serve);
 
 // The generic host handles SIGINT/SIGTERM (and systemd's stop); System.CommandLine must not race it.
-return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+var parseResult = root.Parse(args);
+if (parseResult.Action is ParseErrorAction && parseResult.Errors.Count > 0)
+{
+    // One line and EX_USAGE, as mob and mobilityd.
+    Console.Error.WriteLine($"gns: {parseResult.Errors[0].Message} (see 'gns --help')");
+    return GnsServeCommand.UsageExitCode;
+}
+
+return await parseResult.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });

@@ -76,7 +76,8 @@ public static class GnsServerServiceCollectionExtensions
         services.TryAddSingleton<GnsUdpServer>();
         services.AddHostedService(sp => sp.GetRequiredService<GnsUdpServer>());
 
-        services.AddGrpc(o => o.MaxReceiveMessageSize = MaxRequestMessageSize).AddJsonTranscoding();
+        // The cap applies to the GNS service only: a host that embeds the GNS keeps its own services' limits.
+        services.AddGrpc().AddJsonTranscoding().AddServiceOptions<GnsGrpcService>(o => o.MaxReceiveMessageSize = MaxRequestMessageSize);
         return services;
     }
 

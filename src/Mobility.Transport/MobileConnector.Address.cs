@@ -92,7 +92,7 @@ public sealed partial class MobileConnector
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 7030, Level = LogLevel.Debug, Message = "Connecting to {Target} over plain TCP: {Reason}")]
+        [LoggerMessage(9030, LogLevel.Debug, "Connecting to {Target} over plain TCP: {Reason}")]
         public static partial void PlainTcp(ILogger logger, IPEndPoint target, string reason);
     }
 }

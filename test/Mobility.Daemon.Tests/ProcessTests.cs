@@ -48,11 +48,11 @@ public sealed class ProcessTests
     }
 
     [Fact]
-    public async Task A_bad_flag_is_refused_with_a_message_and_exit_code_2()
+    public async Task A_bad_flag_is_refused_with_a_message_and_exit_code_64()
     {
         await using var daemon = DaemonProcess.Start(["--state-dir", DaemonInstance.NewFolder(), "--gns", "not-an-endpoint"]);
 
-        Assert.Equal(2, await daemon.WaitForExitAsync());
+        Assert.Equal(64, await daemon.WaitForExitAsync());
         Assert.Contains("--gns", daemon.StandardError, StringComparison.Ordinal);
     }
 

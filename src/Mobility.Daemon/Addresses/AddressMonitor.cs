@@ -220,16 +220,16 @@ public sealed partial class AddressMonitor : BackgroundService
 
     private static partial class Log
     {
-        [LoggerMessage(1001, LogLevel.Information, "Host addresses are now [{Addresses}] (change {Generation}).")]
+        [LoggerMessage(7001, LogLevel.Information, "Host addresses are now [{Addresses}] (change {Generation}).")]
         public static partial void AddressesChanged(ILogger logger, string addresses, long generation);
 
-        [LoggerMessage(1002, LogLevel.Information, "Addresses set through the API: [{Addresses}] (fixed: {Fixed}).")]
+        [LoggerMessage(7002, LogLevel.Information, "Addresses set through the API: [{Addresses}] (fixed: {Fixed}).")]
         public static partial void AddressesSet(ILogger logger, string addresses, bool @fixed);
 
-        [LoggerMessage(1003, LogLevel.Debug, "The OS reported an address change.")]
+        [LoggerMessage(7003, LogLevel.Debug, "The OS reported an address change.")]
         public static partial void AddressEvent(ILogger logger);
 
-        [LoggerMessage(1004, LogLevel.Warning, "Could not read the network interfaces.")]
+        [LoggerMessage(7004, LogLevel.Warning, "Could not read the network interfaces.")]
         public static partial void InterfaceReadFailed(ILogger logger, Exception exception);
     }
 }

@@ -201,6 +201,11 @@ public sealed partial class ControlEndpoint : BackgroundService
                     Log.BindFailed(_logger, requested, e.SocketErrorCode.ToString());
                     continue;
                 }
+                catch (SocketException e)
+                {
+                    // A configured endpoint at start: the host reports this as its one start-up line.
+                    throw new IOException($"cannot bind UDP {requested} (control endpoint): {e.Message}", e);
+                }
 
                 var binding = new Binding(socket, (IPEndPoint)socket.LocalEndPoint!);
                 _bindings[requested] = binding;

@@ -118,6 +118,10 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             endpoint = new IPEndPoint(endpoint.Address, 0);
             _listener.Start(endpoint);
         }
+        catch (SocketException e)
+        {
+            throw new IOException($"cannot bind TCP {endpoint} (mobile transport): {e.Message}", e);
+        }
 
         _connector = new MobileConnector(_identity.Key, transport.Apply(new MobileConnectionOptions
         {

@@ -69,6 +69,11 @@ public sealed partial class Socks5Endpoint : IHostedService
             Log.Unavailable(_logger, endpoint, e.Message);
             return Task.CompletedTask;
         }
+        catch (SocketException e)
+        {
+            listener.Dispose();
+            throw new IOException($"cannot bind TCP {endpoint} (SOCKS5 endpoint): {e.Message}", e);
+        }
         catch
         {
             listener.Dispose();

@@ -193,7 +193,7 @@ public sealed partial class GnsGrpcService : Api.Gns.GnsBase
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1401, Level = LogLevel.Debug, Message = "GNS call refused: {Code} {Reason}")]
+        [LoggerMessage(1401, LogLevel.Debug, "GNS call refused: {Code} {Reason}")]
         public static partial void Refused(ILogger logger, GnsErrorCode code, string? reason);
     }
 }

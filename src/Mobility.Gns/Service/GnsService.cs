@@ -164,19 +164,19 @@ public sealed partial class GnsService
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1001, Level = LogLevel.Debug, Message = "Refused signed request for {Guid}: {Reason}")]
+        [LoggerMessage(1001, LogLevel.Debug, "Refused signed request for {Guid}: {Reason}")]
         public static partial void RecordRejected(ILogger logger, HostGuid guid, string reason);
 
-        [LoggerMessage(EventId = 1002, Level = LogLevel.Debug, Message = "Store refused {Guid} v{Version}: {Status}")]
+        [LoggerMessage(1002, LogLevel.Debug, "Store refused {Guid} v{Version}: {Status}")]
         public static partial void RecordRefused(ILogger logger, HostGuid guid, ulong version, StoreStatus status);
 
-        [LoggerMessage(EventId = 1003, Level = LogLevel.Debug, Message = "Stored {Guid} v{Version}")]
+        [LoggerMessage(1003, LogLevel.Debug, "Stored {Guid} v{Version}")]
         public static partial void RecordStored(ILogger logger, HostGuid guid, ulong version);
 
-        [LoggerMessage(EventId = 1004, Level = LogLevel.Debug, Message = "Removed {Guid}, tombstone v{Version}")]
+        [LoggerMessage(1004, LogLevel.Debug, "Removed {Guid}, tombstone v{Version}")]
         public static partial void RecordRemoved(ILogger logger, HostGuid guid, ulong version);
 
-        [LoggerMessage(EventId = 1005, Level = LogLevel.Warning, Message = "Could not announce the change of {Guid} to watchers")]
+        [LoggerMessage(1005, LogLevel.Warning, "Could not announce the change of {Guid} to watchers")]
         public static partial void PublishFailed(ILogger logger, HostGuid guid, Exception exception);
     }
 }

@@ -58,7 +58,17 @@ public sealed partial class SqliteGnsStore : IGnsStore
         var directory = Path.GetFullPath(options.DataDirectory);
         Directory.CreateDirectory(directory);
         _databasePath = Path.Combine(directory, SqliteGnsStoreOptions.DatabaseFileName);
-        _lockFile = new FileStream(Path.Combine(directory, SqliteGnsStoreOptions.LockFileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        var lockPath = Path.Combine(directory, SqliteGnsStoreOptions.LockFileName);
+        try
+        {
+            _lockFile = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
+        {
+            // The host reports this as its one start-up line.
+            throw new IOException($"GNS data folder {directory} is in use by another GNS ({lockPath} is locked).", e);
+        }
+
         try
         {
             var common = new SqliteConnectionStringBuilder

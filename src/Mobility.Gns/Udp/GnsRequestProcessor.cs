@@ -191,19 +191,19 @@ public sealed partial class GnsRequestProcessor
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1201, Level = LogLevel.Debug, Message = "Dropped {Length}-byte datagram from {Source}: not a GNS request")]
+        [LoggerMessage(1201, LogLevel.Debug, "Dropped {Length}-byte datagram from {Source}: not a GNS request")]
         public static partial void NotGns(ILogger logger, IPEndPoint source, int length);
 
-        [LoggerMessage(EventId = 1202, Level = LogLevel.Debug, Message = "Dropped reply-type datagram 0x{Type:x2} from {Source}")]
+        [LoggerMessage(1202, LogLevel.Debug, "Dropped reply-type datagram 0x{Type:x2} from {Source}")]
         public static partial void ReplyDropped(ILogger logger, IPEndPoint source, byte type);
 
-        [LoggerMessage(EventId = 1203, Level = LogLevel.Debug, Message = "Datagram from {Source} has unsupported protocol version {Version}")]
+        [LoggerMessage(1203, LogLevel.Debug, "Datagram from {Source} has unsupported protocol version {Version}")]
         public static partial void UnsupportedVersion(ILogger logger, IPEndPoint source, byte version);
 
-        [LoggerMessage(EventId = 1204, Level = LogLevel.Debug, Message = "Malformed datagram from {Source}: {Reason}")]
+        [LoggerMessage(1204, LogLevel.Debug, "Malformed datagram from {Source}: {Reason}")]
         public static partial void Malformed(ILogger logger, IPEndPoint source, string reason);
 
-        [LoggerMessage(EventId = 1205, Level = LogLevel.Warning, Message = "Processing a {Type} datagram failed")]
+        [LoggerMessage(1205, LogLevel.Warning, "Processing a {Type} datagram failed")]
         public static partial void Failed(ILogger logger, GnsMessageType type, Exception exception);
     }
 }

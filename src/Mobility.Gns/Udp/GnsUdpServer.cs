@@ -67,6 +67,12 @@ public sealed partial class GnsUdpServer : BackgroundService
             socket.ReceiveBufferSize = SocketReceiveBufferBytes;
             socket.Bind(endPoint);
         }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            // The host reports this as its one start-up line: name what could not be bound.
+            throw new IOException($"cannot bind UDP {endPoint} (GNS datagram endpoint): {e.Message}", e);
+        }
         catch
         {
             socket.Dispose();
@@ -246,28 +252,28 @@ public sealed partial class GnsUdpServer : BackgroundService
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1301, Level = LogLevel.Information, Message = "GNS datagrams on udp {EndPoint}")]
+        [LoggerMessage(1301, LogLevel.Information, "GNS datagrams on udp {EndPoint}")]
         public static partial void Listening(ILogger logger, IPEndPoint endPoint);
 
-        [LoggerMessage(EventId = 1302, Level = LogLevel.Information, Message = "GNS datagram endpoint is off (Gns:Udp is empty)")]
+        [LoggerMessage(1302, LogLevel.Information, "GNS datagram endpoint is off (Gns:Udp is empty)")]
         public static partial void Disabled(ILogger logger);
 
-        [LoggerMessage(EventId = 1303, Level = LogLevel.Debug, Message = "Dropped {Length}-byte datagram from {Source}")]
+        [LoggerMessage(1303, LogLevel.Debug, "Dropped {Length}-byte datagram from {Source}")]
         public static partial void Dropped(ILogger logger, IPEndPoint source, int length);
 
-        [LoggerMessage(EventId = 1304, Level = LogLevel.Debug, Message = "Rate limited {Source}")]
+        [LoggerMessage(1304, LogLevel.Debug, "Rate limited {Source}")]
         public static partial void RateLimited(ILogger logger, IPEndPoint source);
 
-        [LoggerMessage(EventId = 1305, Level = LogLevel.Debug, Message = "Update from {Source} refused: too many updates in flight")]
+        [LoggerMessage(1305, LogLevel.Debug, "Update from {Source} refused: too many updates in flight")]
         public static partial void Busy(ILogger logger, IPEndPoint source);
 
-        [LoggerMessage(EventId = 1306, Level = LogLevel.Debug, Message = "UDP receive error {Error}")]
+        [LoggerMessage(1306, LogLevel.Debug, "UDP receive error {Error}")]
         public static partial void ReceiveError(ILogger logger, SocketError error);
 
-        [LoggerMessage(EventId = 1307, Level = LogLevel.Debug, Message = "UDP send error {Error}")]
+        [LoggerMessage(1307, LogLevel.Debug, "UDP send error {Error}")]
         public static partial void SendError(ILogger logger, SocketError error);
 
-        [LoggerMessage(EventId = 1308, Level = LogLevel.Warning, Message = "Processing an update datagram failed")]
+        [LoggerMessage(1308, LogLevel.Warning, "Processing an update datagram failed")]
         public static partial void MutationFailed(ILogger logger, Exception exception);
     }
 }

@@ -137,13 +137,13 @@ public sealed partial class WatchHub : IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1101, Level = LogLevel.Debug, Message = "Watch of {Count} GUIDs started")]
+        [LoggerMessage(1101, LogLevel.Debug, "Watch of {Count} GUIDs started")]
         public static partial void WatchStarted(ILogger logger, int count);
 
-        [LoggerMessage(EventId = 1102, Level = LogLevel.Debug, Message = "Watch ended")]
+        [LoggerMessage(1102, LogLevel.Debug, "Watch ended")]
         public static partial void WatchEnded(ILogger logger);
 
-        [LoggerMessage(EventId = 1103, Level = LogLevel.Debug, Message = "Watch refused: {Reason}")]
+        [LoggerMessage(1103, LogLevel.Debug, "Watch refused: {Reason}")]
         public static partial void WatchRefused(ILogger logger, string reason);
     }
 }

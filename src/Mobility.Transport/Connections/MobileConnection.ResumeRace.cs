@@ -225,10 +225,10 @@ public sealed partial class MobileConnection
 
     private static partial class ResumeRaceLog
     {
-        [LoggerMessage(EventId = 7040, Level = LogLevel.Debug, Message = "Connection {Token:x32}: the peer is now at [{Endpoints}]; abandoning the attempt via {Remote}")]
+        [LoggerMessage(9040, LogLevel.Debug, "Connection {Token:x32}: the peer is now at [{Endpoints}]; abandoning the attempt via {Remote}")]
         public static partial void Switching(ILogger logger, UInt128 token, IPEndPoint? remote, string endpoints);
 
-        [LoggerMessage(EventId = 7041, Level = LogLevel.Debug, Message = "Connection {Token:x32}: racing lookup {Lookup} found the known endpoints")]
+        [LoggerMessage(9041, LogLevel.Debug, "Connection {Token:x32}: racing lookup {Lookup} found the known endpoints")]
         public static partial void NothingNew(ILogger logger, UInt128 token, int lookup);
     }
 }

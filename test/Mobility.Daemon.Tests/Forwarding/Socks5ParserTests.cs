@@ -193,12 +193,10 @@ public sealed class ForwardingOptionsTests
     [InlineData("--Forwarding:Exposed:0", "70000")]
     public void Bad_forwarding_options_are_refused_at_start(string flag, string value)
     {
-        var options = new MobilitydOptions();
-        var configuration = Microsoft.Extensions.Configuration.CommandLineConfigurationExtensions.AddCommandLine(
-            new Microsoft.Extensions.Configuration.ConfigurationBuilder(),
-            Hosting.CommandLine.Translate(["--state-dir", "/tmp/x", "--gns", "127.0.0.1:1", flag, value], out _)).Build();
-        Microsoft.Extensions.Configuration.ConfigurationBinder.Bind(configuration, options);
-        Assert.True(new MobilitydOptionsValidator().Validate(null, options).Failed);
+        var parsed = Hosting.CommandLine.Parse(["--state-dir", "/tmp/x", "--gns", "127.0.0.1:1", flag, value]);
+        var configuration = Microsoft.Extensions.Configuration.MemoryConfigurationBuilderExtensions.AddInMemoryCollection(
+            new Microsoft.Extensions.Configuration.ConfigurationBuilder(), parsed.Settings).Build();
+        Assert.Throws<Hosting.CommandLineException>(() => Hosting.MobilitydHost.BindAndValidate(configuration));
     }
 
     [Fact]

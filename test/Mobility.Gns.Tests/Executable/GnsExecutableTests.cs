@@ -146,4 +146,35 @@ public sealed partial class GnsExecutableTests : IDisposable
         Assert.Contains("Gns:Udp", await stderr.Within(), StringComparison.Ordinal);
         Assert.Equal("", (await process.StandardOutput.ReadToEndAsync().Within()).Trim());
     }
+
+    [Fact]
+    public async Task An_endpoint_out_of_range_is_refused_in_one_line_with_exit_64()
+    {
+        using var process = Start(["serve", "--memory", "--udp", "127.0.0.1:99999", "--http", "127.0.0.1:0", "--grpc", ""]);
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().Within();
+
+        Assert.Equal(64, process.ExitCode);
+        var lines = (await stderr.Within()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var line = Assert.Single(lines);
+        Assert.StartsWith("gns: ", line, StringComparison.Ordinal);
+        Assert.Contains("127.0.0.1:99999", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_taken_udp_port_fails_start_in_one_line_naming_the_address()
+    {
+        using var taken = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var endPoint = (IPEndPoint)taken.Client.LocalEndPoint!;
+        using var process = Start(["serve", "--memory", "--udp", endPoint.ToString(), "--http", "127.0.0.1:0", "--grpc", ""]);
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().Within();
+
+        Assert.Equal(1, process.ExitCode);
+        var log = await stderr.Within();
+        var line = Assert.Single(log.Split('\n'), l => l.StartsWith("gns: ", StringComparison.Ordinal));
+        Assert.Contains($"cannot bind UDP {endPoint}", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", log, StringComparison.Ordinal);
+        Assert.Equal("", (await process.StandardOutput.ReadToEndAsync().Within()).Trim());
+    }
 }

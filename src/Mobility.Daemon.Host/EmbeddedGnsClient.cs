@@ -1,11 +1,31 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
+using Mobility.Gns;
 using Mobility.Gns.Client;
 using Mobility.Gns.Udp;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 
 namespace Mobility.Daemon.Hosting;
+
+/// <summary>The GNS inside mobilityd (--embedded-gns): the GNS server library on SQLite in &lt;state-dir&gt;/gns, and its client.</summary>
+internal static class EmbeddedGns
+{
+    /// <summary>Adds the GNS server (UDP on <see cref="MobilitydOptions.EmbeddedGnsUdp"/>; gRPC and HTTP/JSON on the daemon's endpoints) and the client the daemon uses.</summary>
+    public static IServiceCollection AddEmbeddedGns(this IServiceCollection services, MobilitydOptions options)
+    {
+        services.AddGnsServer(gns =>
+        {
+            gns.Udp = options.EmbeddedGnsUdp;
+            gns.Store = GnsServerOptions.SqliteStore;
+            gns.DataDirectory = Path.Combine(Path.GetFullPath(options.StateDir), "gns");
+        });
+        services.TryAddSingleton<IGnsClient, EmbeddedGnsClient>();
+        return services;
+    }
+}
 
 /// <summary>
 /// The daemon's GNS client when the GNS runs inside it (--embedded-gns): a real <see cref="GnsClient"/>,

@@ -15,6 +15,7 @@ using Mobility.Daemon.Identity;
 using Mobility.Daemon.Internal;
 using Mobility.Gns;
 using Mobility.Gns.Client;
+using Mobility.Hosting;
 
 namespace Mobility.Daemon.Hosting;
 
@@ -46,22 +47,33 @@ public static partial class MobilitydHost
 {
     public const string EnvironmentPrefix = "MOBILITYD_";
 
-    /// <summary>Builds the daemon. <paramref name="configure"/> runs last (tests replace services there, e.g. the GNS client).</summary>
+    /// <summary>
+    /// Builds the daemon: parses <paramref name="args"/>, binds and validates <see cref="MobilitydOptions"/>
+    /// once (a bad command line or bad value throws <see cref="CommandLineException"/>, one line).
+    /// <paramref name="configure"/> runs last (tests replace services there, e.g. the GNS client).
+    /// </summary>
     public static WebApplication Build(IReadOnlyList<string> args, Action<WebApplicationBuilder>? configure = null)
     {
-        var translated = CommandLine.Translate(args, out var configFiles);
+        var commandLine = CommandLine.Parse(args);
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         var configuration = builder.Configuration;
         configuration.Sources.Clear();
         configuration.AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true, reloadOnChange: false);
-        foreach (var file in configFiles)
+        foreach (var file in commandLine.ConfigFiles)
         {
-            configuration.AddJsonFile(Path.GetFullPath(file), optional: false, reloadOnChange: false);
+            var path = Path.GetFullPath(file);
+            if (!File.Exists(path))
+            {
+                throw new CommandLineException($"--config {file}: no such file.");
+            }
+
+            configuration.AddJsonFile(path, optional: false, reloadOnChange: false);
         }
 
         configuration.AddEnvironmentVariables(EnvironmentPrefix);
-        configuration.AddCommandLine(translated);
+        configuration.AddInMemoryCollection(commandLine.Settings);
 
+        var stackTraces = StartupErrors.StackTracesEnabled(configuration);
         builder.Logging.ClearProviders();
         builder.Logging.AddConfiguration(configuration.GetSection("Logging"));
         builder.Logging.AddSimpleConsole(o =>
@@ -70,28 +82,19 @@ public static partial class MobilitydHost
             o.TimestampFormat = "HH:mm:ss.fff ";
         });
         builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        StartupErrors.ReportOnce(builder.Logging, stackTraces);
         builder.Host.UseSystemd();
 
-        var options = new MobilitydOptions();
-        configuration.Bind(options);
-        var validation = new MobilitydOptionsValidator().Validate(null, options);
-        if (validation.Failed)
-        {
-            throw new OptionsValidationException(nameof(MobilitydOptions), typeof(MobilitydOptions), validation.Failures);
-        }
-
+        var options = BindAndValidate(configuration);
+        builder.Services.AddSingleton(Options.Create(options));
         var endpoints = new DaemonEndpoints { SocketPath = options.ResolveSocketPath(), GrpcSocketPath = options.ResolveGrpcSocketPath() };
         builder.Services.AddSingleton(endpoints);
+        // A factory, not an instance: the container disposes what it created (removing the sockets, releasing the locks).
+        builder.Services.AddSingleton(_ => new DaemonOwnership(options.StateDir, new[] { endpoints.SocketPath, endpoints.GrpcSocketPath }.OfType<string>()));
         if (options.EmbeddedGns)
         {
             // Registered first, so that its UDP endpoint is bound before the daemon publishes to it.
-            builder.Services.AddGnsServer(gns =>
-            {
-                gns.Udp = options.EmbeddedGnsUdp;
-                gns.Store = GnsServerOptions.SqliteStore;
-                gns.DataDirectory = Path.Combine(Path.GetFullPath(options.StateDir), "gns");
-            });
-            builder.Services.TryAddSingleton<IGnsClient, EmbeddedGnsClient>();
+            builder.Services.AddEmbeddedGns(options);
         }
 
         builder.Services.AddMobilityDaemon();
@@ -115,24 +118,27 @@ public static partial class MobilitydHost
                 });
             }
 
+            // DaemonOwnership has made both paths ours (locked, nothing else listening) before Kestrel starts.
             if (endpoints.SocketPath is { } socketPath)
             {
-                PrepareSocketPath(socketPath);
                 kestrel.ListenUnixSocket(socketPath, listen => listen.Protocols = HttpProtocols.Http1);
             }
 
             if (endpoints.GrpcSocketPath is { } grpcSocketPath)
             {
-                PrepareSocketPath(grpcSocketPath);
                 kestrel.ListenUnixSocket(grpcSocketPath, listen => listen.Protocols = HttpProtocols.Http2);
             }
         });
 
         configure?.Invoke(builder);
 
-        // The real GNS client, unless the caller registered another one.
-        builder.Services.TryAddSingleton<IGnsClient>(sp => CreateGnsClient(sp.GetRequiredService<IOptions<MobilitydOptions>>().Value,
-            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
+        // The real GNS client, unless the caller registered another one (or the embedded GNS did).
+        if (options.GnsEndPoint is null && !builder.Services.Any(d => d.ServiceType == typeof(IGnsClient)))
+        {
+            throw new CommandLineException("Gns (--gns IP:PORT) is required unless --embedded-gns is given.");
+        }
+
+        builder.Services.TryAddSingleton<IGnsClient>(sp => CreateGnsClient(options, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
 
         var app = builder.Build();
         app.MapGrpcService<MobilitydGrpcService>();
@@ -144,11 +150,36 @@ public static partial class MobilitydHost
         return app;
     }
 
+    /// <summary>Binds the options from <paramref name="configuration"/> and validates them: the one place both happen.</summary>
+    internal static MobilitydOptions BindAndValidate(IConfiguration configuration)
+    {
+        var options = new MobilitydOptions();
+        try
+        {
+            configuration.Bind(options);
+        }
+        catch (InvalidOperationException e)
+        {
+            // "Failed to convert configuration value 'x' at 'Challenge:Attempts' to type 'System.Int32'."
+            throw new CommandLineException(e.Message, e);
+        }
+
+        var validation = new MobilitydOptionsValidator().Validate(null, options);
+        if (validation.Failed)
+        {
+            throw new CommandLineException(string.Join(" ", validation.Failures));
+        }
+
+        return options;
+    }
+
     /// <summary>Starts <paramref name="app"/>, fixes the socket's mode and group, and returns the ready line.</summary>
     public static async Task<string> StartAsync(WebApplication app, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(app);
-        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        // Before anything binds or deletes a path: a second daemon on the same state folder or socket stops here.
+        app.Services.GetRequiredService<DaemonOwnership>().Acquire();
+        await app.StartAsync(cancellationToken);
         var services = app.Services;
         var options = services.GetRequiredService<IOptions<MobilitydOptions>>().Value;
         var endpoints = services.GetRequiredService<DaemonEndpoints>();
@@ -182,47 +213,50 @@ public static partial class MobilitydHost
         return services.GetService<Gns.Udp.GnsUdpServer>()?.LocalEndPoint is { } gns ? $"{line} gns={gns}" : line;
     }
 
-    /// <summary>Runs the daemon until SIGTERM/SIGINT: prints the ready line on stdout once listening. Returns the exit code.</summary>
+    /// <summary>
+    /// Runs the daemon until SIGTERM/SIGINT: prints the ready line on stdout once listening. Returns the
+    /// exit code: 0 after a clean stop, 64 for a bad command line or option value, 1 when it could not
+    /// start; either failure is one line on stderr (with the stack trace when logging at Debug).
+    /// </summary>
     public static async Task<int> RunAsync(IReadOnlyList<string> args, Action<WebApplicationBuilder>? configure = null)
     {
-        if (args.Any(a => a is "--help" or "-h"))
-        {
-            await Console.Out.WriteLineAsync(CommandLine.Usage).ConfigureAwait(false);
-            return 0;
-        }
-
         WebApplication app;
         try
         {
+            var commandLine = CommandLine.Parse(args);
+            if (commandLine.Immediate is { } immediate)
+            {
+                return await immediate.InvokeAsync();
+            }
+
             app = Build(args, configure);
         }
-        catch (Exception e) when (e is ArgumentException or OptionsValidationException or FormatException)
+        catch (CommandLineException e)
         {
-            await Console.Error.WriteLineAsync($"mobilityd: {e.Message}").ConfigureAwait(false);
-            return 2;
+            await Console.Error.WriteLineAsync($"mobilityd: {StartupErrors.OneLine(e.Message)} (see 'mobilityd --help')");
+            return CommandLine.UsageExitCode;
         }
 
-        await using (app.ConfigureAwait(false))
+        await using (app)
         {
             try
             {
-                var ready = await StartAsync(app).ConfigureAwait(false);
-                await Console.Out.WriteLineAsync(ready).ConfigureAwait(false);
-                await Console.Out.FlushAsync().ConfigureAwait(false);
+                var ready = await StartAsync(app);
+                await Console.Out.WriteLineAsync(ready);
+                await Console.Out.FlushAsync();
             }
-            catch (Exception e) when (e is OptionsValidationException or IOException or UnauthorizedAccessException
-                                          or System.Net.Sockets.SocketException or InvalidDataException)
+            catch (Exception e) when (StartupErrors.IsStartFailure(e))
             {
-                await Console.Error.WriteLineAsync($"mobilityd: could not start: {e.Message}").ConfigureAwait(false);
-                return 1;
+                await Console.Error.WriteLineAsync($"mobilityd: {StartupErrors.Describe(e)}");
+                if (app.Services.GetRequiredService<StartupErrors>().StackTraces)
+                {
+                    await Console.Error.WriteLineAsync(e.ToString());
+                }
+
+                return CommandLine.StartFailureExitCode;
             }
 
-            await app.WaitForShutdownAsync().ConfigureAwait(false);
-            var done = app.Services.GetRequiredService<DaemonEndpoints>();
-            foreach (var socket in new[] { done.SocketPath, done.GrpcSocketPath }.OfType<string>().Where(File.Exists))
-            {
-                File.Delete(socket);
-            }
+            await app.WaitForShutdownAsync();
         }
 
         return 0;
@@ -230,9 +264,8 @@ public static partial class MobilitydHost
 
     private static IGnsClient CreateGnsClient(MobilitydOptions options, TimeProvider time, ILoggerFactory loggers)
     {
-        var server = options.GnsEndPoint
-            ?? throw new OptionsValidationException(nameof(MobilitydOptions), typeof(MobilitydOptions),
-                ["Gns (--gns IP:PORT) is required unless --embedded-gns is given."]);
+        // The validator requires --gns unless --embedded-gns (which registers its own client).
+        var server = options.GnsEndPoint ?? throw new InvalidOperationException("Gns is not set.");
         return new GnsClient(new GnsClientOptions
         {
             Server = server,
@@ -243,21 +276,6 @@ public static partial class MobilitydHost
     }
 
     private static bool IsOff(string? value) => string.Equals(value, MobilitydOptions.Off, StringComparison.OrdinalIgnoreCase);
-
-    private static void PrepareSocketPath(string path)
-    {
-        var directory = Path.GetDirectoryName(path)!;
-        if (!Directory.Exists(directory))
-        {
-            Directory.CreateDirectory(directory);
-        }
-
-        // A socket left by a daemon that died: Kestrel cannot bind over it.
-        if (File.Exists(path))
-        {
-            File.Delete(path);
-        }
-    }
 
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     private static void SecureSocket(string path, string? group)
