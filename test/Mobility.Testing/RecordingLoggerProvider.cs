@@ -93,6 +93,8 @@ public sealed class RecordingLogger<T> : ILogger<T>
 
     public void AssertNoWarningsOrErrors() => Provider.AssertNoWarningsOrErrors();
 
+    public void AssertNoErrors() => Provider.AssertNoErrors();
+
     public IDisposable? BeginScope<TState>(TState state) where TState : notnull => _inner.BeginScope(state);
 
     public bool IsEnabled(LogLevel logLevel) => _inner.IsEnabled(logLevel);

@@ -1,0 +1,69 @@
+using System.Net;
+using System.Net.Sockets;
+using Mobility.Protocol.Gns;
+using Mobility.Protocol.Identity;
+
+namespace Mobility.Gns.FunctionalTests.Executable;
+
+/// <summary>The `gns serve` process: ready line, real ports, HTTP/JSON, UDP, and a clean stop on SIGTERM.</summary>
+public sealed class GnsExecutableTests
+{
+    [Fact]
+    public async Task Serve_on_port_zero_prints_real_ports_answers_json_and_udp_and_stops_on_sigterm()
+    {
+        await using var gns = await GnsProcess.StartInMemoryAsync();
+        Assert.Equal("memory", gns.Store);
+        Assert.NotEqual(0, gns.Udp.Port);
+        Assert.NotEqual(0, gns.Http.Port);
+        Assert.NotEqual(0, gns.Grpc.Port);
+
+        using var key = HostKey.Generate();
+        using (var client = new HttpClient { Timeout = TestTimeout.Default })
+        using (var response = await client.GetAsync($"http://{gns.Http}/v1/records/{key.Guid}").WithTimeout())
+        {
+            Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+            Assert.Contains("\"code\"", await response.Content.ReadAsStringAsync().WithTimeout(), StringComparison.Ordinal);
+        }
+
+        using (var socket = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0)))
+        {
+            await socket.SendAsync(GnsDatagram.LookupGuid(3, key.Guid), gns.Udp).WithTimeout();
+            var reply = GnsDatagram.ParseResponse((await socket.ReceiveAsync().WithTimeout()).Buffer);
+            Assert.Equal(GnsErrorCode.NotFound, reply.ErrorCode);
+        }
+
+        Assert.Equal(0, await gns.StopAsync());
+        Assert.Contains("Application is shutting down", gns.Log, StringComparison.Ordinal);
+        // The ready line is the only line on stdout.
+        Assert.Equal(gns.Ready.Line, gns.Process.StandardOutput.Trim());
+    }
+
+    [Fact]
+    public async Task Settings_come_from_environment_and_sqlite_store_reports_its_absolute_folder()
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["GNS_Gns__Udp"] = "127.0.0.1:0",
+            ["GNS_Gns__Http"] = "127.0.0.1:0",
+            ["GNS_Gns__Grpc"] = "",
+            ["GNS_Gns__DataDirectory"] = "db",
+        };
+        await using var gns = await GnsProcess.StartAsync(["serve"], environment);
+
+        Assert.Equal("sqlite:" + Path.Combine(gns.WorkingDirectory, "db"), gns.Store);
+        Assert.Equal("off", gns.Ready["grpc"]);
+        Assert.True(File.Exists(Path.Combine(gns.WorkingDirectory, "db", "gns.db")));
+        Assert.Equal(0, await gns.StopAsync());
+    }
+
+    [Fact]
+    public async Task Invalid_setting_fails_start_with_a_message_and_non_zero_exit()
+    {
+        await using var process = TestProcess.Start(Executables.Locate("gns", "Mobility.Gns.Host"),
+            ["serve", "--memory", "--udp", "not-an-endpoint", "--http", "127.0.0.1:0", "--grpc", ""]);
+
+        Assert.NotEqual(0, await process.WaitForExitAsync());
+        Assert.Contains("Gns:Udp", process.StandardError, StringComparison.Ordinal);
+        Assert.Equal("", process.StandardOutput.Trim());
+    }
+}
