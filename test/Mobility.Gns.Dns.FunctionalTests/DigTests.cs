@@ -8,7 +8,7 @@ namespace Mobility.Gns.Dns.FunctionalTests;
 /// <summary>Real `dig @127.0.0.1 -p PORT` queries against the DNS front end in a generic host.</summary>
 public sealed class DigTests(DnsServerFixture server) : IClassFixture<DnsServerFixture>
 {
-    [DigFact]
+    [ToolFact("dig", "dnsutils")]
     public async Task Dig_A_by_name_gets_the_authoritative_IPv4_locators_with_the_record_TTL()
     {
         var result = await Dig.RunAsync(server.UdpEndPoint, "alice.gns.test", "A");
@@ -20,7 +20,7 @@ public sealed class DigTests(DnsServerFixture server) : IClassFixture<DnsServerF
         Assert.All(answers, a => Assert.Equal(["alice.gns.test.", "30", "IN", "A"], a[..4]));
     }
 
-    [DigFact]
+    [ToolFact("dig", "dnsutils")]
     public async Task Dig_AAAA_by_guid_in_upper_case_gets_the_IPv6_locator()
     {
         var result = await Dig.RunAsync(server.UdpEndPoint, $"{server.Alice.Guid.ToString().ToUpperInvariant()}.GNS.TEST", "AAAA");
@@ -29,7 +29,7 @@ public sealed class DigTests(DnsServerFixture server) : IClassFixture<DnsServerF
         Assert.Equal("2001:db8::a", Assert.Single(result.Section("ANSWER"))[4]);
     }
 
-    [DigFact]
+    [ToolFact("dig", "dnsutils")]
     public async Task Dig_TXT_gets_the_guid_and_public_key_and_a_TTL_of_0_is_served_as_0()
     {
         var txt = await Dig.RunAsync(server.UdpEndPoint, "alice.gns.test", "TXT");
@@ -41,7 +41,7 @@ public sealed class DigTests(DnsServerFixture server) : IClassFixture<DnsServerF
         Assert.Equal("0", Assert.Single(fleeting.Section("ANSWER"))[1]);
     }
 
-    [DigFact]
+    [ToolFact("dig", "dnsutils")]
     public async Task Dig_of_an_unknown_name_is_NXDOMAIN_with_the_SOA_in_authority()
     {
         var result = await Dig.RunAsync(server.UdpEndPoint, "nobody.gns.test", "A");
@@ -51,7 +51,7 @@ public sealed class DigTests(DnsServerFixture server) : IClassFixture<DnsServerF
         Assert.Equal(["gns.test.", "5", "IN", "SOA", "ns1.gns.test.", "hostmaster.gns.test."], soa[..6]);
     }
 
-    [DigFact]
+    [ToolFact("dig", "dnsutils")]
     public async Task Dig_of_a_name_outside_the_zone_is_REFUSED()
     {
         var result = await Dig.RunAsync(server.UdpEndPoint, "www.example.org", "A");
@@ -60,7 +60,7 @@ public sealed class DigTests(DnsServerFixture server) : IClassFixture<DnsServerF
         Assert.Equal(0, result.AnswerCount);
     }
 
-    [DigFact]
+    [ToolFact("dig", "dnsutils")]
     public async Task Dig_with_dnssec_sends_EDNS_and_gets_an_OPT_with_the_DO_bit_and_our_UDP_size()
     {
         var result = await Dig.RunAsync(server.UdpEndPoint, "+dnssec", "alice.gns.test", "AAAA");
@@ -69,7 +69,7 @@ public sealed class DigTests(DnsServerFixture server) : IClassFixture<DnsServerF
         Assert.Matches(@"EDNS: version: 0, flags: do; udp: 1232", result.Output);
     }
 
-    [DigFact]
+    [ToolFact("dig", "dnsutils")]
     public async Task A_big_answer_is_truncated_over_UDP_and_complete_over_TCP()
     {
         var name = $"{DnsServerFixture.BigName}.gns.test";
@@ -91,7 +91,7 @@ public sealed class DigTests(DnsServerFixture server) : IClassFixture<DnsServerF
         Assert.Equal(16, retried.AnswerCount);
     }
 
-    [DigFact]
+    [ToolFact("dig", "dnsutils")]
     public async Task Dig_at_the_apex_gets_SOA_and_NS()
     {
         Assert.Equal("SOA", Assert.Single((await Dig.RunAsync(server.UdpEndPoint, "gns.test", "SOA")).Section("ANSWER"))[3]);

@@ -62,18 +62,6 @@ public sealed class DnsServerFixture : IAsyncLifetime
     }
 }
 
-/// <summary>A fact that needs dig (dnsutils); skipped with the reason when it is not installed.</summary>
-public sealed class DigFactAttribute : FactAttribute
-{
-    public DigFactAttribute()
-    {
-        if (Dig.Path is null)
-        {
-            Skip = "dig is not on PATH: install dnsutils (apt-get install dnsutils) to run the dig-based DNS tests.";
-        }
-    }
-}
-
 /// <summary>Runs dig and reads its answer.</summary>
 internal sealed record DigResult(string Output)
 {
@@ -107,8 +95,6 @@ internal sealed record DigResult(string Output)
 
 internal static class Dig
 {
-    public static string? Path { get; } = Tool.Exists("dig") ? "dig" : null;
-
     public static async Task<DigResult> RunAsync(IPEndPoint server, params string[] arguments)
     {
         string[] common = [$"@{server.Address}", "-p", server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "+norec", "+time=5", "+tries=1"];
