@@ -7,18 +7,6 @@ using Mobility.Protocol.Records;
 
 namespace Mobility.Gns.Dns.Tests;
 
-internal static class Timeouts
-{
-    /// <summary>Every await in these tests is bounded, so a hang fails the test instead of stalling the run.</summary>
-    public static readonly TimeSpan Test = TimeSpan.FromSeconds(30);
-
-    public static Task<T> Within<T>(this ValueTask<T> task) => task.AsTask().WaitAsync(Test);
-
-    public static Task<T> Within<T>(this Task<T> task) => task.WaitAsync(Test);
-
-    public static Task Within(this Task task) => task.WaitAsync(Test);
-}
-
 internal static class Records
 {
     public static Locator At(string address, ushort port = 4000, LocatorKind kind = LocatorKind.Host) => new(IPAddress.Parse(address), port, kind);

@@ -2,7 +2,6 @@ using System.IO.Pipelines;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Time.Testing;
 using Mobility.Daemon.Forwarding;
-using Mobility.Daemon.Tests.Infrastructure;
 
 namespace Mobility.Daemon.Tests.Forwarding;
 
@@ -19,17 +18,17 @@ public sealed class StreamCopierTests
         var down = RandomNumberGenerator.GetBytes(50_000);
 
         var atB = b.Peer.ReadAllAsync();
-        await a.Peer.Output.WriteAsync(up).AsTask().Timed();
-        await a.Peer.Output.CompleteAsync().AsTask().Timed();
-        Assert.Equal(up, await atB.Timed());
+        await a.Peer.Output.WriteAsync(up).AsTask().WithTimeout();
+        await a.Peer.Output.CompleteAsync().AsTask().WithTimeout();
+        Assert.Equal(up, await atB.WithTimeout());
         Assert.True(b.ShutDown);
         Assert.False(a.ShutDown);
 
         var atA = a.Peer.ReadAllAsync();
-        await b.Peer.Output.WriteAsync(down).AsTask().Timed();
-        await b.Peer.Output.CompleteAsync().AsTask().Timed();
-        Assert.Equal(down, await atA.Timed());
-        Assert.Equal((CopyResult.Success, CopyResult.Success), await relay.Timed());
+        await b.Peer.Output.WriteAsync(down).AsTask().WithTimeout();
+        await b.Peer.Output.CompleteAsync().AsTask().WithTimeout();
+        Assert.Equal(down, await atA.WithTimeout());
+        Assert.Equal((CopyResult.Success, CopyResult.Success), await relay.WithTimeout());
         Assert.True(a.ShutDown);
     }
 
@@ -42,15 +41,15 @@ public sealed class StreamCopierTests
         var relay = StreamCopier.RelayAsync(a.Side, b.Side, TimeSpan.FromMinutes(1), time, CancellationToken.None);
 
         time.Advance(TimeSpan.FromSeconds(50));
-        await a.Peer.Output.WriteAsync(new byte[] { 1, 2, 3 }).AsTask().Timed();
-        var read = await b.Peer.Input.ReadAsync().AsTask().Timed();
+        await a.Peer.Output.WriteAsync(new byte[] { 1, 2, 3 }).AsTask().WithTimeout();
+        var read = await b.Peer.Input.ReadAsync().AsTask().WithTimeout();
         Assert.Equal(3, read.Buffer.Length);
         b.Peer.Input.AdvanceTo(read.Buffer.End);
         time.Advance(TimeSpan.FromSeconds(50));
         Assert.False(relay.IsCompleted);
 
         time.Advance(TimeSpan.FromSeconds(11));
-        Assert.Equal((CopyResult.Idle, CopyResult.Idle), await relay.Timed());
+        Assert.Equal((CopyResult.Idle, CopyResult.Idle), await relay.WithTimeout());
     }
 
     [Fact]
@@ -59,8 +58,8 @@ public sealed class StreamCopierTests
         var a = new End();
         var b = new End();
         var relay = StreamCopier.RelayAsync(a.Side, b.Side, TimeSpan.FromHours(1), TimeProvider.System, CancellationToken.None);
-        await a.Peer.Output.CompleteAsync(new IOException("reset")).AsTask().Timed();
-        var (aToB, bToA) = await relay.Timed();
+        await a.Peer.Output.CompleteAsync(new IOException("reset")).AsTask().WithTimeout();
+        var (aToB, bToA) = await relay.WithTimeout();
         Assert.Equal(CopyResult.SourceFailed, aToB);
         Assert.Equal(CopyResult.Canceled, bToA);
     }

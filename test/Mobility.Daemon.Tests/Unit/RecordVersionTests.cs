@@ -3,7 +3,7 @@ using Microsoft.Extensions.Options;
 using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Identity;
 using Mobility.Daemon.Records;
-using Mobility.Daemon.Tests.Infrastructure;
+using Mobility.Daemon.Tests.Fakes;
 
 namespace Mobility.Daemon.Tests.Unit;
 
@@ -13,7 +13,7 @@ public sealed class RecordVersionTests
     public void Versions_are_unix_microseconds_and_strictly_increase_even_when_the_clock_steps_back()
     {
         var time = new SteppingClock { Now = DateTimeOffset.FromUnixTimeSeconds(1_800_000_000) };
-        var options = Options.Create(new MobilitydOptions { StateDir = DaemonInstance.NewFolder(), Addresses = ["192.0.2.1"] });
+        var options = Options.Create(new MobilitydOptions { StateDir = Directory.CreateTempSubdirectory("mobilityd-tests-").FullName, Addresses = ["192.0.2.1"] });
         using var identity = new DaemonIdentity(options);
         using var monitor = new AddressMonitor(options, time, NullLogger<AddressMonitor>.Instance);
         using var publisher = new RecordPublisher(options, identity, monitor, new FakeGns().CreateClient(), time, NullLogger<RecordPublisher>.Instance);

@@ -18,7 +18,7 @@ public sealed class DnsResponderTests : IAsyncLifetime
 {
     private readonly InMemoryGnsStore _store = new();
     private readonly HostKey _key = HostKey.Generate();
-    private readonly RecordingLogger _log = new();
+    private readonly RecordingLogger<DnsResponder> _log = new();
     private DnsResponder _responder = null!;
     private GnsRecord _record = null!;
 
@@ -27,20 +27,20 @@ public sealed class DnsResponderTests : IAsyncLifetime
         _responder = new DnsResponder(_store, Options.Create(new GnsDnsOptions { Zone = "gns.test" }), _log);
         _record = Make(_key, 1, "alice", 0,
             At("192.0.2.1"), At("192.0.2.1", 5000), At("203.0.113.7", 1, LocatorKind.Observed), At("2001:db8::1"), At("198.51.100.9", 9, LocatorKind.Relay));
-        await _store.PutAsync(_record, false).Within();
+        await _store.PutAsync(_record, false).WithTimeout();
     }
 
     public async Task DisposeAsync()
     {
         await _store.DisposeAsync();
         _key.Dispose();
-        Assert.DoesNotContain(_log.Levels, l => l > LogLevel.Debug);
+        Assert.DoesNotContain(_log.Entries, e => e.Level > LogLevel.Debug);
     }
 
     private async Task<ParsedResponse> Ask(byte[] query, DnsTransport transport = DnsTransport.Udp)
     {
         var buffer = new byte[DnsLimits.MaxMessageSize];
-        var length = await _responder.RespondAsync(query, buffer, transport, CancellationToken.None).Within();
+        var length = await _responder.RespondAsync(query, buffer, transport, CancellationToken.None).WithTimeout();
         Assert.True(length > 0);
         return ParsedResponse.Parse(buffer.AsSpan(0, length));
     }
@@ -98,7 +98,7 @@ public sealed class DnsResponderTests : IAsyncLifetime
     public async Task A_known_name_without_the_type_is_NODATA_with_the_SOA()
     {
         var key = HostKey.Generate();
-        await _store.PutAsync(Make(key, 1, "v4only", 30, At("192.0.2.9")), false).Within();
+        await _store.PutAsync(Make(key, 1, "v4only", 30, At("192.0.2.9")), false).WithTimeout();
 
         foreach (var type in new[] { DnsType.AAAA, DnsType.NS, (DnsType)15 })
         {
@@ -148,8 +148,8 @@ public sealed class DnsResponderTests : IAsyncLifetime
     {
         var buffer = new byte[512];
 
-        Assert.Equal(0, await _responder.RespondAsync(Query.Build("alice.gns.test", DnsType.A, flags: 0x8000), buffer, DnsTransport.Udp, default).Within());
-        Assert.Equal(0, await _responder.RespondAsync(new byte[5], buffer, DnsTransport.Udp, default).Within());
+        Assert.Equal(0, await _responder.RespondAsync(Query.Build("alice.gns.test", DnsType.A, flags: 0x8000), buffer, DnsTransport.Udp, default).WithTimeout());
+        Assert.Equal(0, await _responder.RespondAsync(new byte[5], buffer, DnsTransport.Udp, default).WithTimeout());
     }
 
     [Fact]
@@ -158,7 +158,7 @@ public sealed class DnsResponderTests : IAsyncLifetime
         // The longest name and the most IPv6 locators: 538 octets without EDNS (16 x 28 for the answers).
         var key = HostKey.Generate();
         var big = new string('b', HostName.MaxLength);
-        await _store.PutAsync(Make(key, 1, big, 60, Enumerable.Range(1, GnsRecord.MaxLocators).Select(i => At($"2001:db8::{i:x}")).ToArray()), false).Within();
+        await _store.PutAsync(Make(key, 1, big, 60, Enumerable.Range(1, GnsRecord.MaxLocators).Select(i => At($"2001:db8::{i:x}")).ToArray()), false).WithTimeout();
 
         var classic = await Ask(Query.Build($"{big}.gns.test", DnsType.AAAA));
         Assert.True(classic.Truncated);
@@ -184,7 +184,7 @@ public sealed class DnsResponderTests : IAsyncLifetime
         var responder = new DnsResponder(new FailingStore(), Options.Create(new GnsDnsOptions { Zone = "gns.test" }), NullLogger<DnsResponder>.Instance);
         var buffer = new byte[512];
 
-        var length = await responder.RespondAsync(Query.Build("alice.gns.test", DnsType.A), buffer, DnsTransport.Udp, default).Within();
+        var length = await responder.RespondAsync(Query.Build("alice.gns.test", DnsType.A), buffer, DnsTransport.Udp, default).WithTimeout();
 
         Assert.Equal(2, BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(2)) & 0xF);
         Assert.True(length >= DnsLimits.HeaderSize);
@@ -200,20 +200,8 @@ public sealed class DnsResponderTests : IAsyncLifetime
         {
             var bytes = (byte[])valid.Clone();
             bytes[random.Next(bytes.Length)] = (byte)random.Next(256);
-            await _responder.RespondAsync(bytes, buffer, DnsTransport.Udp, default).Within();
+            await _responder.RespondAsync(bytes, buffer, DnsTransport.Udp, default).WithTimeout();
         }
-    }
-
-    private sealed class RecordingLogger : ILogger<DnsResponder>
-    {
-        public System.Collections.Concurrent.ConcurrentQueue<LogLevel> Levels { get; } = new();
-
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            => Levels.Enqueue(logLevel);
     }
 
     private sealed class FailingStore : IGnsStore

@@ -36,7 +36,7 @@ public sealed class GnsDnsOptionsTests
         builder.Services.AddGnsDns(o => o.Endpoint = "127.0.0.1:0");
         using var host = builder.Build();
 
-        var e = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync().Within());
+        var e = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync().WithTimeout());
         Assert.Contains("Gns:Dns:Zone", e.Message, StringComparison.Ordinal);
     }
 

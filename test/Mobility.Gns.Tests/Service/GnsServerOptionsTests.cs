@@ -36,7 +36,7 @@ public sealed class GnsServerOptionsTests
     public async Task Host_start_fails_on_an_invalid_setting_and_names_it(string key, string value)
     {
         using var host = Build(new() { ["Gns:Store"] = "memory", ["Gns:Udp"] = "127.0.0.1:0", [$"Gns:{key}"] = value });
-        var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync()).Within();
+        var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync()).WithTimeout();
         Assert.Contains($"Gns:{key}", ex.Message, StringComparison.Ordinal);
     }
 
@@ -68,7 +68,7 @@ public sealed class GnsServerOptionsTests
                 var store = host.Services.GetRequiredService<IGnsStore>();
                 Assert.IsType<SqliteGnsStore>(store);
                 Assert.True(File.Exists(Path.Combine(directory, SqliteGnsStoreOptions.DatabaseFileName)));
-                await store.DisposeAsync().Within();
+                await store.DisposeAsync().WithTimeout();
             }
         }
         finally

@@ -356,7 +356,7 @@ public abstract class GnsStoreContractTests : IAsyncLifetime
     public async Task Reverse_lookup_with_a_negative_limit_is_rejected()
     {
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(
-            () => Store.ReverseAsync(IPAddress.Loopback, -1).AsTask()).WaitAsync(TestTimeout);
+            () => Store.ReverseAsync(IPAddress.Loopback, -1).AsTask()).WithTimeout();
     }
 
     [Fact]
@@ -391,7 +391,7 @@ public abstract class GnsStoreContractTests : IAsyncLifetime
 
         await Parallel.ForEachAsync(records, new ParallelOptions { MaxDegreeOfParallelism = 64 }, async (record, ct) =>
             results.Add((record, await Store.PutAsync(record, requireExisting: false, ct))))
-            .WaitAsync(TestTimeout);
+            .WithTimeout();
 
         Assert.Equal(Keys * VersionsPerKey, results.Count);
         Assert.All(results, r =>
@@ -417,7 +417,7 @@ public abstract class GnsStoreContractTests : IAsyncLifetime
         var keys = Enumerable.Range(0, 20).Select(_ => NewKey()).ToArray();
 
         var results = await Task.WhenAll(keys.Select(k => Task.Run(() => Store.PutAsync(Record(k, 1, "contested"), false).AsTask())))
-            .WaitAsync(TestTimeout);
+            .WithTimeout();
 
         Assert.Single(results, r => r.Status == StoreStatus.Stored);
         Assert.Equal(keys.Length - 1, results.Count(r => r.Status == StoreStatus.NameTaken));
@@ -431,9 +431,9 @@ public abstract class GnsStoreContractTests : IAsyncLifetime
         var key = NewKey();
         await Store.DisposeAsync().WithTimeout();
 
-        await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.PutAsync(Record(key, 1), false).AsTask()).WaitAsync(TestTimeout);
-        await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.GetAsync(key.Guid).AsTask()).WaitAsync(TestTimeout);
-        await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.RemoveAsync(key.Guid, 1).AsTask()).WaitAsync(TestTimeout);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.PutAsync(Record(key, 1), false).AsTask()).WithTimeout();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.GetAsync(key.Guid).AsTask()).WithTimeout();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => Store.RemoveAsync(key.Guid, 1).AsTask()).WithTimeout();
     }
 }
 

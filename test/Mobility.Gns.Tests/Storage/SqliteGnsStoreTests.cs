@@ -10,7 +10,7 @@ namespace Mobility.Gns.Tests.Storage;
 public class SqliteGnsStoreContractTests : GnsStoreContractTests
 {
     private readonly TempDirectory _folder = new();
-    private readonly CapturingLogger<SqliteGnsStore> _log = new();
+    private readonly RecordingLogger<SqliteGnsStore> _log = new();
 
     protected virtual int CacheCapacity => new SqliteGnsStoreOptions().CacheCapacity;
 
@@ -21,7 +21,7 @@ public class SqliteGnsStoreContractTests : GnsStoreContractTests
     {
         await base.DisposeAsync();
         _folder.Dispose();
-        Assert.DoesNotContain(_log.Entries, e => e.Level >= LogLevel.Warning);
+        _log.AssertNoWarningsOrErrors();
     }
 }
 
@@ -178,7 +178,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
         var records = keys.Select(k => Record(k, 1, null, "192.0.2.1")).ToArray();
         await using var store = Open();
 
-        var results = await Task.WhenAll(records.Select(r => store.PutAsync(r, false).AsTask())).WaitAsync(TestTimeout);
+        var results = await Task.WhenAll(records.Select(r => store.PutAsync(r, false).AsTask())).WithTimeout();
 
         Assert.All(results, r => Assert.Equal(StoreStatus.Stored, r.Status));
         Assert.InRange(store.CommitCount, 1, Writes - 1);
@@ -192,7 +192,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
         var records = Enumerable.Range(0, Writes).Select(_ => Record(NewKey(), 1)).ToArray();
         await using var store = Open(maxBatchSize: BatchSize);
 
-        await Task.WhenAll(records.Select(r => store.PutAsync(r, false).AsTask())).WaitAsync(TestTimeout);
+        await Task.WhenAll(records.Select(r => store.PutAsync(r, false).AsTask())).WithTimeout();
 
         Assert.InRange(store.CommitCount, Writes / BatchSize, Writes);
     }
@@ -204,7 +204,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
         var records = Enumerable.Range(0, Writes).Select(_ => Record(NewKey(), 1)).ToArray();
         await using var store = Open(maxBatchSize: 1, queueCapacity: 1);
 
-        var results = await Task.WhenAll(records.Select(r => Task.Run(() => store.PutAsync(r, false).AsTask()))).WaitAsync(TestTimeout);
+        var results = await Task.WhenAll(records.Select(r => Task.Run(() => store.PutAsync(r, false).AsTask()))).WithTimeout();
 
         Assert.All(results, r => Assert.Equal(StoreStatus.Stored, r.Status));
         Assert.Equal(Writes, store.CommitCount);
@@ -231,7 +231,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
             store.RemoveAsync(a.Guid, 5),
             store.PutAsync(Record(a, 5, "again"), false),
         };
-        var results = await Task.WhenAll(pending.Select(p => p.AsTask())).WaitAsync(TestTimeout);
+        var results = await Task.WhenAll(pending.Select(p => p.AsTask())).WithTimeout();
 
         Assert.Equal(
             [
@@ -271,7 +271,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
             await store.DisposeAsync().WithTimeout();
         }
 
-        var results = await Task.WhenAll(pending).WaitAsync(TestTimeout);
+        var results = await Task.WhenAll(pending).WithTimeout();
         Assert.All(results, r => Assert.Equal(StoreStatus.Stored, r.Status));
         await using var reopened = Open();
         foreach (var key in keys)
@@ -289,7 +289,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
         await cancelled.CancelAsync();
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(
-            () => store.PutAsync(Record(key, 1), false, cancelled.Token).AsTask()).WaitAsync(TestTimeout);
+            () => store.PutAsync(Record(key, 1), false, cancelled.Token).AsTask()).WithTimeout();
 
         Assert.Null(await store.GetVersionAsync(key.Guid).WithTimeout());
     }
@@ -310,7 +310,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
             Execute(raw, "UPDATE records SET encoded = x'01020304' WHERE guid = $guid;", ("$guid", damaged.Guid.ToByteArray()));
         }
 
-        var log = new CapturingLogger<SqliteGnsStore>();
+        var log = new RecordingLogger<SqliteGnsStore>();
         await using (var store = Open(log))
         {
             Assert.Null(await store.GetAsync(damaged.Guid).WithTimeout());
@@ -343,7 +343,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
                 ("$encoded", otherRecord.Encoded.ToArray()), ("$guid", victim.Guid.ToByteArray()));
         }
 
-        var log = new CapturingLogger<SqliteGnsStore>();
+        var log = new RecordingLogger<SqliteGnsStore>();
         await using (var store = Open(log, cacheCapacity: 0))
         {
             Assert.Null(await store.GetAsync(victim.Guid).WithTimeout());
@@ -427,7 +427,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
             Execute(raw, "CREATE TRIGGER refuse_explode BEFORE INSERT ON records WHEN NEW.name = 'explode' BEGIN SELECT RAISE(ABORT, 'refused by test'); END;");
         }
 
-        var log = new CapturingLogger<SqliteGnsStore>();
+        var log = new RecordingLogger<SqliteGnsStore>();
         await using (var store = Open(log))
         {
             var first = store.PutAsync(Record(before, 1, "before", "192.0.2.1"), false).AsTask();
@@ -435,7 +435,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
             var last = store.PutAsync(Record(after, 1, "after", "192.0.2.1"), false).AsTask();
 
             Assert.Equal(StoreStatus.Stored, (await first.WithTimeout()).Status);
-            await Assert.ThrowsAsync<SqliteException>(() => bad).WaitAsync(TestTimeout);
+            await Assert.ThrowsAsync<SqliteException>(() => bad).WithTimeout();
             Assert.Equal(StoreStatus.Stored, (await last.WithTimeout()).Status);
             Assert.Contains(log.Entries, e => e.Level == LogLevel.Error && e.Id.Id == SqliteGnsStoreLog.OperationFailedId);
         }
@@ -463,7 +463,7 @@ public sealed class SqliteGnsStoreTests : IDisposable
             Execute(raw, "CREATE TRIGGER lose_batch BEFORE INSERT ON records WHEN NEW.name = 'poison' BEGIN SELECT RAISE(ROLLBACK, 'lost by test'); END;");
         }
 
-        var log = new CapturingLogger<SqliteGnsStore>();
+        var log = new RecordingLogger<SqliteGnsStore>();
         var outcomes = new List<(HostGuid Guid, bool Stored)>();
         await using (var store = Open(log))
         {

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -12,20 +11,6 @@ using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 
 namespace Mobility.Gns.Tests.Support;
-
-internal static class Timeouts
-{
-    /// <summary>Every await in these tests is bounded, so a hang fails the test instead of stalling the run.</summary>
-    public static readonly TimeSpan Test = TimeSpan.FromSeconds(30);
-
-    public static Task<T> Within<T>(this ValueTask<T> task) => task.AsTask().WaitAsync(Test);
-
-    public static Task<T> Within<T>(this Task<T> task) => task.WaitAsync(Test);
-
-    public static Task Within(this Task task) => task.WaitAsync(Test);
-
-    public static Task Within(this ValueTask task) => task.AsTask().WaitAsync(Test);
-}
 
 internal static class Records
 {
@@ -83,7 +68,7 @@ internal sealed class GnsFixture : IAsyncDisposable
     public async Task<byte[]> SendAsync(byte[] datagram, IPEndPoint? source = null)
     {
         var reply = new byte[Protocol.Gns.GnsDatagram.MaxDatagramSize];
-        var length = await Processor.ProcessAsync(datagram, reply, source ?? Client).Within();
+        var length = await Processor.ProcessAsync(datagram, reply, source ?? Client).WithTimeout();
         return reply[..length];
     }
 
@@ -92,19 +77,6 @@ internal sealed class GnsFixture : IAsyncDisposable
         Hub.Dispose();
         await Store.DisposeAsync();
     }
-}
-
-/// <summary>Keeps every log entry so a test can check what was logged and at which level.</summary>
-internal sealed class RecordingLogger<T> : ILogger<T>
-{
-    public ConcurrentQueue<(LogLevel Level, EventId Id, string Message)> Entries { get; } = new();
-
-    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-    public bool IsEnabled(LogLevel logLevel) => true;
-
-    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        => Entries.Enqueue((logLevel, eventId, formatter(state, exception)));
 }
 
 /// <summary>A store whose puts wait until the test releases them; everything else goes to an in-memory store.</summary>
@@ -138,26 +110,4 @@ internal sealed class GatedStore : IGnsStore
         => _inner.GetVersionAsync(guid, cancellationToken);
 
     public ValueTask DisposeAsync() => _inner.DisposeAsync();
-}
-
-/// <summary>A logger provider that keeps every entry of every category.</summary>
-internal sealed class RecordingLoggerProvider : ILoggerProvider
-{
-    public ConcurrentQueue<(string Category, LogLevel Level, string Message)> Entries { get; } = new();
-
-    public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
-
-    public void Dispose()
-    {
-    }
-
-    private sealed class Logger(RecordingLoggerProvider provider, string category) : ILogger
-    {
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            => provider.Entries.Enqueue((category, logLevel, formatter(state, exception) + (exception is null ? "" : " " + exception)));
-    }
 }

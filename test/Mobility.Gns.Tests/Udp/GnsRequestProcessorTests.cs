@@ -136,7 +136,7 @@ public sealed class GnsRequestProcessorTests : IAsyncLifetime
         _key.Guid.WriteTo(forged.AsSpan(1));   // claims the victim's GUID, signed by another key
         var request = GnsDatagram.Remove(2, GnsRemoval.Decode(forged));
         AssertError(await Send(request), GnsErrorCode.BadSignature);
-        Assert.NotNull(await _gns.Store.GetAsync(_key.Guid).Within());
+        Assert.NotNull(await _gns.Store.GetAsync(_key.Guid).WithTimeout());
     }
 
     [Fact]
@@ -150,7 +150,7 @@ public sealed class GnsRequestProcessorTests : IAsyncLifetime
         await Send(GnsDatagram.Update(1, v5));
         AssertError(await Send(GnsDatagram.Update(2, v5)), GnsErrorCode.StaleVersion);
         AssertError(await Send(GnsDatagram.Update(3, Records.Make(_key, 4))), GnsErrorCode.StaleVersion);
-        Assert.Equal(5ul, (await _gns.Store.GetAsync(_key.Guid).Within())!.Version);
+        Assert.Equal(5ul, (await _gns.Store.GetAsync(_key.Guid).WithTimeout())!.Version);
     }
 
     [Fact]
@@ -175,7 +175,7 @@ public sealed class GnsRequestProcessorTests : IAsyncLifetime
         var bytes = Records.Make(_key, 1).Encoded.ToArray();
         _other.Guid.WriteTo(bytes.AsSpan(1));
         AssertError(await Send(UpdateOf(bytes)), GnsErrorCode.BadSignature);
-        Assert.Null(await _gns.Store.GetVersionAsync(_other.Guid).Within());
+        Assert.Null(await _gns.Store.GetVersionAsync(_other.Guid).WithTimeout());
     }
 
     [Fact]
@@ -186,7 +186,7 @@ public sealed class GnsRequestProcessorTests : IAsyncLifetime
         _key.Guid.WriteTo(bytes.AsSpan(1));
         _key.PublicKey.CopyTo(bytes.AsSpan(1 + HostGuid.Size));
         AssertError(await Send(UpdateOf(bytes)), GnsErrorCode.BadSignature);
-        Assert.Null(await _gns.Store.GetVersionAsync(_key.Guid).Within());
+        Assert.Null(await _gns.Store.GetVersionAsync(_key.Guid).WithTimeout());
     }
 
     [Fact]
@@ -202,7 +202,7 @@ public sealed class GnsRequestProcessorTests : IAsyncLifetime
             Assert.Contains(reply.ErrorCode, new[] { GnsErrorCode.BadSignature, GnsErrorCode.Malformed });
         }
 
-        Assert.Null(await _gns.Store.GetVersionAsync(_key.Guid).Within());
+        Assert.Null(await _gns.Store.GetVersionAsync(_key.Guid).WithTimeout());
     }
 
     [Fact]
@@ -285,7 +285,7 @@ public sealed class GnsRequestProcessorTests : IAsyncLifetime
             AssertError(GnsDatagram.ParseResponse(reply), GnsErrorCode.Malformed);
         }
 
-        Assert.Null(await _gns.Store.GetVersionAsync(_key.Guid).Within());
+        Assert.Null(await _gns.Store.GetVersionAsync(_key.Guid).WithTimeout());
     }
 
     [Fact]

@@ -28,31 +28,31 @@ public sealed class WatchHubTests : IAsyncLifetime
 
     private async Task<WatchSubscription> Subscribe(params HostGuid[] guids)
     {
-        var result = await _gns.Hub.SubscribeAsync(guids).Within();
+        var result = await _gns.Hub.SubscribeAsync(guids).WithTimeout();
         Assert.True(result.IsSuccess, result.ToString());
         return result.Value;
     }
 
     private static async Task<RecordChange> Next(IAsyncEnumerator<RecordChange> events)
     {
-        Assert.True(await events.MoveNextAsync().Within());
+        Assert.True(await events.MoveNextAsync().WithTimeout());
         return events.Current;
     }
 
     [Fact]
     public async Task Subscriber_gets_the_current_record_then_every_later_change()
     {
-        await _gns.Service.PutAsync(Records.Make(_key, 1), false).Within();
+        await _gns.Service.PutAsync(Records.Make(_key, 1), false).WithTimeout();
         using var watch = await Subscribe(_key.Guid);
         await using var events = watch.ReadAllAsync().GetAsyncEnumerator();
 
         var first = await Next(events);
         Assert.Equal(1ul, first.Record!.Version);
 
-        await _gns.Service.PutAsync(Records.Make(_key, 2), false).Within();
+        await _gns.Service.PutAsync(Records.Make(_key, 2), false).WithTimeout();
         Assert.Equal(2ul, (await Next(events)).Record!.Version);
 
-        await _gns.Service.RemoveAsync(GnsRemoval.Create(_key, 3)).Within();
+        await _gns.Service.RemoveAsync(GnsRemoval.Create(_key, 3)).WithTimeout();
         var removed = await Next(events);
         Assert.True(removed.Removed);
         Assert.Equal(3ul, removed.Version);
@@ -74,8 +74,8 @@ public sealed class WatchHubTests : IAsyncLifetime
         using var watch = await Subscribe(_key.Guid, _other.Guid);
         for (ulong v = 1; v <= 500; v++)
         {
-            Assert.True((await _gns.Service.PutAsync(Records.Make(_key, v), false).Within()).IsSuccess);
-            Assert.True((await _gns.Service.PutAsync(Records.Make(_other, v), false).Within()).IsSuccess);
+            Assert.True((await _gns.Service.PutAsync(Records.Make(_key, v), false).WithTimeout()).IsSuccess);
+            Assert.True((await _gns.Service.PutAsync(Records.Make(_other, v), false).WithTimeout()).IsSuccess);
             Assert.InRange(watch.PendingCount, 0, 2);
         }
 
@@ -94,13 +94,13 @@ public sealed class WatchHubTests : IAsyncLifetime
     {
         using var watch = await Subscribe(_key.Guid);
         Assert.True(watch.TryTake(out _));
-        await _gns.Feed.PublishAsync(new RecordChange(_key.Guid, Records.Make(_key, 5), 5)).Within();
+        await _gns.Feed.PublishAsync(new RecordChange(_key.Guid, Records.Make(_key, 5), 5)).WithTimeout();
         Assert.True(watch.TryTake(out var five));
         Assert.Equal(5ul, five.Version);
 
         // For example a delayed message of a shared feed.
-        await _gns.Feed.PublishAsync(new RecordChange(_key.Guid, Records.Make(_key, 4), 4)).Within();
-        await _gns.Feed.PublishAsync(new RecordChange(_key.Guid, Records.Make(_key, 5), 5)).Within();
+        await _gns.Feed.PublishAsync(new RecordChange(_key.Guid, Records.Make(_key, 4), 4)).WithTimeout();
+        await _gns.Feed.PublishAsync(new RecordChange(_key.Guid, Records.Make(_key, 5), 5)).WithTimeout();
         Assert.False(watch.TryTake(out _));
     }
 
@@ -109,7 +109,7 @@ public sealed class WatchHubTests : IAsyncLifetime
     {
         using var watch = await Subscribe(_key.Guid);
         Assert.True(watch.TryTake(out _));
-        await _gns.Service.PutAsync(Records.Make(_other, 1), false).Within();
+        await _gns.Service.PutAsync(Records.Make(_other, 1), false).WithTimeout();
         Assert.False(watch.TryTake(out _));
     }
 
@@ -117,7 +117,7 @@ public sealed class WatchHubTests : IAsyncLifetime
     public async Task Watch_naming_more_guids_than_allowed_is_refused()
     {
         var guids = Enumerable.Range(0, 5).Select(i => HostGuid.FromPublicKey(Enumerable.Repeat((byte)i, 32).ToArray()));
-        var result = await _gns.Hub.SubscribeAsync(guids).Within();
+        var result = await _gns.Hub.SubscribeAsync(guids).WithTimeout();
         Assert.Equal(GnsErrorCode.TooLarge, result.Error);
     }
 
@@ -130,7 +130,7 @@ public sealed class WatchHubTests : IAsyncLifetime
             open.Add(await Subscribe(_key.Guid));
         }
 
-        Assert.Equal(GnsErrorCode.RateLimited, (await _gns.Hub.SubscribeAsync([_key.Guid]).Within()).Error);
+        Assert.Equal(GnsErrorCode.RateLimited, (await _gns.Hub.SubscribeAsync([_key.Guid]).WithTimeout()).Error);
         open[0].Dispose();
         Assert.Equal(2, _gns.Hub.Count);
         using var again = await Subscribe(_key.Guid);
@@ -152,8 +152,8 @@ public sealed class WatchHubTests : IAsyncLifetime
             return count;
         });
         watch.Dispose();
-        Assert.InRange(await reader.Within(), 0, 1);
-        await _gns.Service.PutAsync(Records.Make(_key, 1), false).Within();
+        Assert.InRange(await reader.WithTimeout(), 0, 1);
+        await _gns.Service.PutAsync(Records.Make(_key, 1), false).WithTimeout();
         Assert.Equal(0, _gns.Hub.Count);
     }
 
@@ -186,11 +186,11 @@ public sealed class WatchHubTests : IAsyncLifetime
             {
                 await _gns.Service.PutAsync(records[i], false);
             }
-        }))).Within();
-        await _gns.Service.PutAsync(Records.Make(_key, last + 1), false).Within();
+        }))).WithTimeout();
+        await _gns.Service.PutAsync(Records.Make(_key, last + 1), false).WithTimeout();
 
         // Whatever the interleaving, the watcher never goes back in time and ends with the final state.
-        var seen = await reader.Within();
+        var seen = await reader.WithTimeout();
         Assert.Equal(seen.Order(), seen);
         Assert.Equal(seen.Distinct().Count(), seen.Count);
         Assert.Equal(last + 1, seen[^1]);
@@ -204,8 +204,8 @@ public sealed class WatchHubTests : IAsyncLifetime
         Assert.True((await Next(events)).Removed);
         var pending = events.MoveNextAsync().AsTask();
         Assert.False(pending.IsCompleted);
-        await _gns.Service.PutAsync(Records.Make(_key, 1), false).Within();
-        Assert.True(await pending.Within());
+        await _gns.Service.PutAsync(Records.Make(_key, 1), false).WithTimeout();
+        Assert.True(await pending.WithTimeout());
         Assert.Equal(1ul, events.Current.Version);
     }
 }

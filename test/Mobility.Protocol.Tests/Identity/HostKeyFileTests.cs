@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.Versioning;
 using System.Security.Cryptography;
 using System.Text;
@@ -234,84 +233,5 @@ public sealed class HostKeyFileTests : IDisposable
         Assert.False(wasCreatedAgain);
         Assert.Equal(created.Guid, loaded.Guid);
         Assert.Equal(OwnerReadWrite, File.GetUnixFileMode(KeyPath));
-    }
-
-    [Fact]
-    public async Task Key_file_is_readable_by_openssl_which_derives_the_same_public_key()
-    {
-        if (!OpenSsl.IsInstalled)
-        {
-            return; // openssl is optional on developer machines; CI installs it.
-        }
-
-        using var key = HostKey.Generate();
-        HostKeyFile.Save(key, KeyPath);
-
-        var check = await OpenSsl.RunAsync("pkey", "-in", KeyPath, "-noout");
-        Assert.True(check.ExitCode == 0, check.Error);
-
-        var der = await OpenSsl.RunAsync("pkey", "-in", KeyPath, "-pubout", "-outform", "DER");
-        Assert.True(der.ExitCode == 0, der.Error);
-        Assert.Equal(key.PublicKeyBytes(), der.Output[^32..]);
-    }
-
-    [Fact]
-    public async Task Key_generated_by_openssl_loads_and_its_openssl_signature_verifies()
-    {
-        if (!OpenSsl.IsInstalled)
-        {
-            return; // openssl is optional on developer machines; CI installs it.
-        }
-
-        var generated = await OpenSsl.RunAsync("genpkey", "-algorithm", "ed25519", "-out", KeyPath);
-        Assert.True(generated.ExitCode == 0, generated.Error);
-        File.SetUnixFileMode(KeyPath, OwnerReadWrite);
-        var message = Path.Combine(_directory, "message");
-        File.WriteAllBytes(message, "signed by openssl"u8.ToArray());
-
-        var signature = await OpenSsl.RunAsync("pkeyutl", "-sign", "-rawin", "-inkey", KeyPath, "-in", message);
-        Assert.True(signature.ExitCode == 0, signature.Error);
-
-        using var key = HostKeyFile.Load(KeyPath);
-        Assert.True(Signatures.Verify(key.PublicKey, "signed by openssl"u8, signature.Output));
-        Assert.Equal(signature.Output, key.Sign("signed by openssl"u8));
-    }
-
-    private static class OpenSsl
-    {
-        public static bool IsInstalled { get; } =
-            (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
-            .Any(d => d.Length > 0 && File.Exists(Path.Combine(d, "openssl")));
-
-        public static async Task<(int ExitCode, byte[] Output, string Error)> RunAsync(params string[] arguments)
-        {
-            var info = new ProcessStartInfo("openssl")
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (var argument in arguments)
-            {
-                info.ArgumentList.Add(argument);
-            }
-
-            using var process = Process.Start(info)!;
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            using var output = new MemoryStream();
-            var copy = process.StandardOutput.BaseStream.CopyToAsync(output, timeout.Token);
-            var error = process.StandardError.ReadToEndAsync(timeout.Token);
-            try
-            {
-                await process.WaitForExitAsync(timeout.Token);
-                await copy;
-                return (process.ExitCode, output.ToArray(), await error);
-            }
-            catch (OperationCanceledException)
-            {
-                process.Kill(entireProcessTree: true);
-                throw new TimeoutException($"openssl {string.Join(' ', arguments)} did not finish in 30 s.");
-            }
-        }
     }
 }

@@ -1,0 +1,177 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Mobility.Daemon.Forwarding;
+using Mobility.Daemon.FunctionalTests.Infrastructure;
+using Mobility.Protocol.Forwarding;
+
+namespace Mobility.Daemon.FunctionalTests.Forwarding;
+
+/// <summary>
+/// Unmodified applications through mobilityd: a plain TCP echo server on 127.0.0.1 exposed by daemon
+/// B, reached through daemon A's SOCKS5 endpoint by B's GUID, over the mobile transport.
+/// </summary>
+public sealed class ForwardingTests
+{
+    private static Task<DaemonInstance> StartAsync(FakeGns gns)
+    {
+        var address = DaemonInstance.NewAddress();
+        return DaemonInstance.StartAsync(gns.CreateClient(), address, extraArgs: ["--transport", $"{address}:0", "--socks", "127.0.0.1:0"]);
+    }
+
+    private static IPEndPoint Socks(DaemonInstance daemon) => daemon.Services.GetRequiredService<Socks5Endpoint>().LocalEndPoint!;
+
+    [Fact]
+    public async Task Ready_line_and_record_carry_the_real_transport_port()
+    {
+        var gns = new FakeGns();
+        await using var b = await StartAsync(gns);
+        var transport = b.Services.GetRequiredService<MobileForwarder>().LocalEndPoint;
+        Assert.NotEqual(0, transport.Port);
+        Assert.Contains($"transport={transport}", b.ReadyLine, StringComparison.Ordinal);
+        Assert.Contains($"socks={Socks(b)}", b.ReadyLine, StringComparison.Ordinal);
+        await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
+        Assert.Contains(gns.Get(b.Guid)!.Locators, l => l.Address.Equals(b.Address) && l.Port == transport.Port);
+    }
+
+    [Fact]
+    public async Task Socks_connect_to_an_exposed_port_by_guid_echoes_and_passes_the_half_close()
+    {
+        var gns = new FakeGns();
+        await using var echo = new EchoServer();
+        await using var b = await StartAsync(gns);
+        await using var a = await StartAsync(gns);
+        await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
+        b.Api.Expose(echo.Port);
+
+        using var client = await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
+        var data = RandomNumberGenerator.GetBytes(300_000);
+        var reading = SocksTestClient.ReadToEndAsync(client);
+        await client.SendAsync(data).WithTimeout();
+        client.Shutdown(SocketShutdown.Send);
+
+        var echoed = await reading.WithTimeout();
+        Assert.Equal(SHA256.HashData(data), SHA256.HashData(echoed));
+    }
+
+    [Fact]
+    public async Task Unexposed_port_is_refused_and_an_exposed_closed_port_is_connection_refused()
+    {
+        var gns = new FakeGns();
+        await using var echo = new EchoServer();
+        await using var b = await StartAsync(gns);
+        await using var a = await StartAsync(gns);
+        await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
+
+        using (await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.NotAllowed))
+        {
+        }
+
+        Assert.Equal(0, echo.Accepted);
+
+        var closedPort = Ports.FreeTcp();
+        b.Api.Expose(closedPort);
+        using (await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", closedPort, expect: Socks5Reply.ConnectionRefused))
+        {
+        }
+
+        b.Api.Expose(echo.Port);
+        b.Api.Unexpose(echo.Port);
+        using (await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.NotAllowed))
+        {
+        }
+    }
+
+    [Fact]
+    public async Task Unknown_host_and_unsupported_command_get_their_socks_replies()
+    {
+        var gns = new FakeGns();
+        await using var a = await StartAsync(gns);
+        using (await SocksTestClient.ConnectAsync(Socks(a), "nobody-here", 22, expect: Socks5Reply.HostUnreachable))
+        {
+        }
+
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(Socks(a)).WithTimeout();
+        await client.SendAsync(Socks5Parser.Greeting()).WithTimeout();
+        Assert.Equal(new byte[] { 5, 0 }, await SocksTestClient.ReadExactlyAsync(client, 2));
+        var bind = Socks5Parser.ConnectRequest(IPAddress.Loopback, 22);
+        bind[1] = (byte)Socks5Command.Bind;
+        await client.SendAsync(bind).WithTimeout();
+        Assert.Equal((byte)Socks5Reply.CommandNotSupported, (await SocksTestClient.ReadExactlyAsync(client, 10))[1]);
+    }
+
+    [Fact]
+    public async Task Expose_is_refused_over_tcp_and_allowed_to_the_owner_on_the_unix_socket()
+    {
+        var gns = new FakeGns();
+        await using var b = await StartAsync(gns);
+        using var tcp = new HttpClient { BaseAddress = b.HttpBase, Timeout = TestTimeout.Default };
+        using (var refused = await tcp.PostAsJsonAsync("v1/exposed", new { port = 2222 }).WithTimeout())
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        }
+
+        using var owner = DaemonInstance.UnixClient(b.SocketPath);
+        using (var ok = await owner.PostAsJsonAsync("v1/exposed", new { port = 2222 }).WithTimeout())
+        {
+            Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        }
+
+        var listed = await tcp.GetStringAsync("v1/exposed").WithTimeout();
+        Assert.Contains("2222", listed, StringComparison.Ordinal);
+        using (var removed = await owner.DeleteAsync("v1/exposed/2222").WithTimeout())
+        {
+            Assert.Equal(HttpStatusCode.OK, removed.StatusCode);
+        }
+
+        Assert.Empty(b.Api.ListExposed().Ports);
+    }
+
+    [Fact]
+    public async Task The_stream_survives_when_the_server_host_moves_mid_stream()
+    {
+        var gns = new FakeGns();
+        await using var echo = new EchoServer();
+        await using var b = await StartAsync(gns);
+        await using var a = await StartAsync(gns);
+        await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
+        b.Api.Expose(echo.Port);
+        using var client = await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
+        var reading = SocksTestClient.ReadToEndAsync(client);
+        var sent = new List<byte>();
+        var forwarder = b.Services.GetRequiredService<MobileForwarder>();
+        var before = forwarder.LocalEndPoint;
+
+        for (var i = 0; i < 40; i++)
+        {
+            var chunk = RandomNumberGenerator.GetBytes(16 * 1024);
+            sent.AddRange(chunk);
+            await client.SendAsync(chunk).WithTimeout();
+            if (i == 10)
+            {
+                var moved = DaemonInstance.NewAddress();
+                await b.Api.SetAddressesAsync([moved]).WithTimeout();
+                await TestTimeout.Eventually(() => forwarder.LocalEndPoint.Address.Equals(moved), "B's transport moved");
+            }
+
+            await Task.Delay(10);
+        }
+
+        // One mobile connection carried it all, and it moved (resumed at B's new address) rather than reopened.
+        var outgoing = Assert.Single(a.Services.GetRequiredService<MobileForwarder>().OutgoingConnections);
+        Assert.True(outgoing.Statistics.Moves >= 1, $"moves: {outgoing.Statistics.Moves}");
+        Assert.Equal(forwarder.LocalEndPoint, outgoing.RemoteEndPoint);
+
+        client.Shutdown(SocketShutdown.Send);
+        var echoed = await reading.WithTimeout(TimeSpan.FromSeconds(30));
+        Assert.NotEqual(before.Address, forwarder.LocalEndPoint.Address);
+        Assert.Equal(sent.Count, echoed.Length);
+        Assert.Equal(SHA256.HashData([.. sent]), SHA256.HashData(echoed));
+        Assert.Equal(1, echo.Accepted);
+    }
+}

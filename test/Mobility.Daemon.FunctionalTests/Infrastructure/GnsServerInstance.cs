@@ -1,0 +1,75 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Mobility.Gns;
+using Mobility.Gns.Client;
+using Mobility.Gns.Udp;
+
+namespace Mobility.Daemon.FunctionalTests.Infrastructure;
+
+/// <summary>The real GNS server (Mobility.Gns) in the test process: in-memory store, UDP and h2c gRPC on free loopback ports.</summary>
+public sealed class GnsServerInstance : IAsyncDisposable
+{
+    private GnsServerInstance(WebApplication app, IPEndPoint udp, Uri grpc)
+    {
+        App = app;
+        Udp = udp;
+        Grpc = grpc;
+    }
+
+    public WebApplication App { get; }
+
+    public IPEndPoint Udp { get; }
+
+    public Uri Grpc { get; }
+
+    public static async Task<GnsServerInstance> StartAsync()
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddGnsServer(o =>
+        {
+            o.Udp = "127.0.0.1:0";
+            o.Store = GnsServerOptions.MemoryStore;
+            // Tests hammer it from one address.
+            o.RequestsPerSecond = 10_000;
+            o.Burst = 10_000;
+        });
+        ListenOptions? grpcListen = null;
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l =>
+        {
+            l.Protocols = HttpProtocols.Http2;
+            grpcListen = l;
+        }));
+        var app = builder.Build();
+        app.MapGnsService();
+        await app.StartAsync().WithTimeout();
+        var udp = app.Services.GetRequiredService<GnsUdpServer>().LocalEndPoint!;
+        var grpcEndPoint = (IPEndPoint)grpcListen!.EndPoint;
+        return new GnsServerInstance(app, udp, new Uri($"http://{grpcEndPoint}/"));
+    }
+
+    /// <summary>A real GNS client of this server.</summary>
+    public GnsClient CreateClient(bool cache = true) => new(new GnsClientOptions
+    {
+        Server = Udp,
+        GrpcAddress = Grpc,
+        CacheEnabled = cache,
+        RequestTimeout = TimeSpan.FromMilliseconds(200),
+    });
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await App.StopAsync().WithTimeout();
+        }
+        finally
+        {
+            await App.DisposeAsync();
+        }
+    }
+}

@@ -1,0 +1,146 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text.Json;
+using Mobility.Daemon.Tests.Infrastructure;
+
+namespace Mobility.Daemon.FunctionalTests;
+
+/// <summary>
+/// mobilityd's start-up and usage errors as a newcomer meets them: one line on stderr (no stack
+/// trace), exit 64 for a bad command line or value, exit 1 when it cannot start; and one owner per
+/// state folder and socket, so a second daemon leaves the running one untouched.
+/// </summary>
+public sealed class StartupTests
+{
+    private static string[] ErrorLines(DaemonProcess daemon)
+        => daemon.StandardError.Split('\n').Where(l => l.StartsWith("mobilityd: ", StringComparison.Ordinal)).ToArray();
+
+    private static async Task<string> FailsInOneLineAsync(DaemonProcess daemon, int exitCode)
+    {
+        Assert.Equal(exitCode, await daemon.WaitForExitAsync());
+        var line = Assert.Single(ErrorLines(daemon));
+        Assert.DoesNotContain("   at ", daemon.StandardError, StringComparison.Ordinal);
+        Assert.Equal("", daemon.ReadyLine);
+        return line;
+    }
+
+    private static string[] FirstArgs(string dir) =>
+    [
+        "--state-dir", dir, "--embedded-gns", "--embedded-gns-udp", "127.0.0.1:0", "--address", DaemonInstance.NewAddress().ToString(),
+        "--http", "127.0.0.1:0", "--grpc", "off", "--socks", "off", "--transport", "127.0.0.1:0", "--socket", Path.Combine(dir, "d.sock"),
+    ];
+
+    private static async Task AssertReachableAsync(string socket)
+    {
+        using var client = DaemonInstance.UnixClient(socket);
+        var self = await client.GetFromJsonAsync<JsonElement>("v1/self").Timed();
+        Assert.Matches("^[0-9a-f]{40}$", self.GetProperty("guid").GetString());
+    }
+
+    [Theory]
+    [InlineData("--embeded-gns", "'--embeded-gns'")]
+    [InlineData("--adress 127.0.0.2", "'--adress'")]
+    [InlineData("--bogus x", "'--bogus'")]
+    public async Task A_typo_flag_is_refused_with_exit_64_in_one_line(string typo, string named)
+    {
+        await using var daemon = DaemonProcess.Start([.. typo.Split(' '), "--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9"]);
+
+        var line = await FailsInOneLineAsync(daemon, 64);
+        Assert.Contains(named, line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_bad_value_is_refused_with_exit_64_in_one_line()
+    {
+        await using var daemon = DaemonProcess.Start(["--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9", "--Challenge:Attempts", "x"]);
+
+        var line = await FailsInOneLineAsync(daemon, 64);
+        Assert.Contains("Challenge:Attempts", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_second_daemon_on_the_same_state_folder_is_refused_and_the_first_stays_reachable()
+    {
+        var dir = DaemonInstance.NewFolder();
+        await using var first = DaemonProcess.Start(FirstArgs(dir));
+        await first.WaitReadyAsync();
+
+        await using var second = DaemonProcess.Start(FirstArgs(dir));
+        var line = await FailsInOneLineAsync(second, 1);
+
+        Assert.Contains($"state folder {dir} is in use", line, StringComparison.Ordinal);
+        await AssertReachableAsync(first.Field("socket"));
+        Assert.True(File.Exists(first.Field("grpc-socket")));
+    }
+
+    [Fact]
+    public async Task A_second_daemon_on_the_same_socket_is_refused_and_leaves_the_socket_alone()
+    {
+        var firstDir = DaemonInstance.NewFolder();
+        await using var first = DaemonProcess.Start(FirstArgs(firstDir));
+        await first.WaitReadyAsync();
+        var socket = first.Field("socket");
+
+        var secondDir = DaemonInstance.NewFolder();
+        await using var second = DaemonProcess.Start(
+            ["--state-dir", secondDir, "--gns", first.Field("gns"), "--address", DaemonInstance.NewAddress().ToString(), "--http", "127.0.0.1:0",
+             "--grpc", "off", "--socks", "off", "--transport", "127.0.0.1:0", "--socket", socket]);
+        var line = await FailsInOneLineAsync(second, 1);
+
+        Assert.Contains($"socket {socket} is in use", line, StringComparison.Ordinal);
+        Assert.True(File.Exists(socket));
+        await AssertReachableAsync(socket);
+        Assert.Equal(0, await first.StopAsync());
+        Assert.False(File.Exists(socket));
+    }
+
+    [Fact]
+    public async Task A_socket_path_where_another_process_listens_is_refused()
+    {
+        var dir = DaemonInstance.NewFolder();
+        var path = Path.Combine(dir, "other.sock");
+        using var other = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        other.Bind(new UnixDomainSocketEndPoint(path));
+        other.Listen();
+
+        await using var daemon = DaemonProcess.Start(
+            ["--state-dir", dir, "--gns", "127.0.0.1:9", "--http", "127.0.0.1:0", "--grpc", "off", "--socks", "off", "--control", "127.0.0.1:0",
+             "--transport", "127.0.0.1:0", "--socket", path]);
+        var line = await FailsInOneLineAsync(daemon, 1);
+
+        Assert.Contains($"socket {path} is in use", line, StringComparison.Ordinal);
+        Assert.True(File.Exists(path));
+    }
+
+    [Fact]
+    public async Task A_taken_http_port_fails_start_in_one_line_naming_the_address()
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var endPoint = (IPEndPoint)taken.LocalEndpoint;
+        var dir = DaemonInstance.NewFolder();
+
+        await using var daemon = DaemonProcess.Start(
+            ["--state-dir", dir, "--gns", "127.0.0.1:9", "--http", endPoint.ToString(), "--grpc", "off", "--socks", "off", "--control", "127.0.0.1:0",
+             "--transport", "127.0.0.1:0", "--socket", Path.Combine(dir, "d.sock")]);
+        var line = await FailsInOneLineAsync(daemon, 1);
+
+        Assert.Contains(endPoint.ToString(), line, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(dir, "d.sock")));
+    }
+
+    [Fact]
+    public async Task A_taken_control_port_fails_start_in_one_line_naming_the_address()
+    {
+        using var taken = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var endPoint = (IPEndPoint)taken.Client.LocalEndPoint!;
+
+        await using var daemon = DaemonProcess.Start(
+            ["--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9", "--http", "127.0.0.1:0", "--grpc", "off", "--socks", "off",
+             "--socket", "off", "--transport", "127.0.0.1:0", "--control", endPoint.ToString()]);
+        var line = await FailsInOneLineAsync(daemon, 1);
+
+        Assert.Contains($"cannot bind UDP {endPoint}", line, StringComparison.Ordinal);
+    }
+}

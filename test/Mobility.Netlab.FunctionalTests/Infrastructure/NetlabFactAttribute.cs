@@ -1,0 +1,41 @@
+using Mobility.Netlab.Topology;
+
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
+namespace Mobility.Netlab.FunctionalTests.Infrastructure;
+
+/// <summary>A test that needs root, network namespaces and /dev/net/tun; skipped with the reason elsewhere.</summary>
+public sealed class NetlabFactAttribute : FactAttribute
+{
+    public NetlabFactAttribute()
+    {
+        if (LabRequirements.MissingRequirement() is { } why)
+        {
+            Skip = "network lab unavailable: " + why;
+        }
+    }
+}
+
+/// <summary>Removes leftovers of killed runs once, before the first namespace test.</summary>
+public sealed class LeftoverCleanup
+{
+    public LeftoverCleanup()
+    {
+        if (LabRequirements.MissingRequirement() is null)
+        {
+            LabCleanup.RunAsync().WithTimeout(NetlabTimeouts.Step).GetAwaiter().GetResult();
+        }
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class NetlabCollection : ICollectionFixture<LeftoverCleanup>
+{
+    public const string Name = "netlab";
+}
+
+internal static class NetlabTimeouts
+{
+    /// <summary>Three times the default: two loaded cores, and each step builds namespaces and spawns processes.</summary>
+    public static readonly TimeSpan Step = TestTimeout.Default * 3;
+}

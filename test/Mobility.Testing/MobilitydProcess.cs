@@ -1,0 +1,63 @@
+using System.Net;
+
+namespace Mobility.Testing;
+
+/// <summary>
+/// The real <c>mobilityd</c> executable as a child process (<c>dotnet mobilityd.dll ...</c>), found by
+/// <see cref="Executables.Locate"/>. <see cref="WaitReadyAsync"/> waits for the ready line
+/// (docs/mobilityd.md) and parses it; dispose stops it with SIGTERM (then SIGKILL).
+/// </summary>
+public sealed class MobilitydProcess : IAsyncDisposable
+{
+    private MobilitydProcess(TestProcess process) => Process = process;
+
+    public TestProcess Process { get; }
+
+    /// <summary>The parsed ready line, once <see cref="WaitReadyAsync"/> returned.</summary>
+    public ReadyLine? Ready { get; private set; }
+
+    public string StandardError => Process.StandardError;
+
+    /// <summary>A field of the ready line, e.g. "http" or "socket".</summary>
+    public string Field(string name) => (Ready ?? throw new InvalidOperationException("mobilityd is not ready yet."))[name];
+
+    public IPEndPoint EndPoint(string name) => (Ready ?? throw new InvalidOperationException("mobilityd is not ready yet.")).EndPoint(name);
+
+    /// <summary>Starts mobilityd (as <paramref name="user"/> through setpriv when given); does not wait.</summary>
+    public static MobilitydProcess Start(IEnumerable<string> arguments, IDictionary<string, string>? environment = null, string? user = null)
+        => new(TestProcess.Start(Executables.Locate("mobilityd", "Mobility.Daemon.Host"), arguments, environment, user));
+
+    /// <summary>Starts mobilityd and waits for its ready line.</summary>
+    public static async Task<MobilitydProcess> StartReadyAsync(IEnumerable<string> arguments, IDictionary<string, string>? environment = null)
+    {
+        var daemon = Start(arguments, environment);
+        try
+        {
+            await daemon.WaitReadyAsync().ConfigureAwait(false);
+            return daemon;
+        }
+        catch
+        {
+            await daemon.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Waits for the ready line and returns it whole; fails with stderr when mobilityd exits first.</summary>
+    public async Task<string> WaitReadyAsync()
+    {
+        Ready = await Process.WaitForReadyLineAsync(ReadyLine.MobilitydPrefix).ConfigureAwait(false);
+        return Ready.Line;
+    }
+
+    /// <summary>Sends SIGTERM and returns the exit code.</summary>
+    public Task<int> StopAsync()
+    {
+        Process.Signal(15);
+        return Process.WaitForExitAsync();
+    }
+
+    public Task<int> WaitForExitAsync() => Process.WaitForExitAsync();
+
+    public ValueTask DisposeAsync() => Process.DisposeAsync();
+}
