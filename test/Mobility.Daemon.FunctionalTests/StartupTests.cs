@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text.Json;
-using Mobility.Daemon.Tests.Infrastructure;
+using Mobility.Daemon.FunctionalTests.Infrastructure;
 
 namespace Mobility.Daemon.FunctionalTests;
 
