@@ -2,6 +2,7 @@ using System.IO.Pipelines;
 using System.Net;
 using Mobility.Protocol;
 using Mobility.Protocol.Transport;
+using Mobility.Transport.Connections;
 using Mobility.Transport.Flows;
 using Mobility.Transport.Internal;
 
@@ -17,6 +18,10 @@ public sealed partial class MobileConnection
     private IPAddress? _localAddress;
     private IReadOnlyList<IPEndPoint> _endpoints = [];
     private int _planVersion;
+    private ulong _resumeCounter; // the client's last Resume
+
+    // Server side.
+    private readonly ResumeResponder _responder;
 
     // The path died silently (no RST, no event): the cached endpoint is suspect, ask the locator first.
     private bool _relocateFirst;
@@ -32,13 +37,13 @@ public sealed partial class MobileConnection
         {
             lock (_lock)
             {
-                return _resumesRejected;
+                return _stats.ResumesRejected;
             }
         }
     }
 
     /// <summary>Client: attaches the handshake flow and starts supervising the path.</summary>
-    internal void StartClient(FlowContext flow, MobileConnectionOptions options, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, IPAddress? localAddress)
+    internal void StartClient(IFlow flow, PipeReader reader, byte[] clientFinish, MobileConnectionOptions options, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, IPAddress? localAddress)
     {
         _clientOptions = options;
         _locator = locator;
@@ -49,26 +54,26 @@ public sealed partial class MobileConnection
             locator.EndpointsChanged += OnEndpointsChanged;
         }
 
+        var path = new ConnectionPath(flow, reader, clientFinish, established: true);
         lock (_lock)
         {
-            flow.Id = ++_flowIds;
-            AttachFlowLocked(flow);
+            ActivatePathLocked(path);
         }
 
-        StartLoops(flow);
+        StartLoops(path);
         _supervisor = Task.Run(SuperviseAsync);
     }
 
     /// <summary>Server: attaches the flow the handshake ran on.</summary>
-    internal void StartServer(FlowContext flow)
+    internal void StartServer(IFlow flow, PipeReader reader)
     {
+        var path = new ConnectionPath(flow, reader, null, established: true);
         lock (_lock)
         {
-            flow.Id = ++_flowIds;
-            AttachFlowLocked(flow);
+            ActivatePathLocked(path);
         }
 
-        StartLoops(flow);
+        StartLoops(path);
     }
 
     private void UnsubscribeLocator()
@@ -86,7 +91,7 @@ public sealed partial class MobileConnection
     /// </summary>
     public void NotifyLocalAddressChanged(IPAddress? newLocalAddress = null)
     {
-        FlowContext? old;
+        ConnectionPath? old;
         lock (_lock)
         {
             if (_failure is not null || _completed)
@@ -97,7 +102,7 @@ public sealed partial class MobileConnection
             _localAddress = newLocalAddress ?? _localAddress;
             _planVersion++;
             _raceLocate = true;
-            old = _flow;
+            old = _paths.Active;
         }
 
         if (old is not null)
@@ -111,15 +116,15 @@ public sealed partial class MobileConnection
     /// <summary>Drops the current flow if it runs over <paramref name="localAddress"/> (the listener moved away from it).</summary>
     internal void DropFlowOnLocalAddress(IPAddress localAddress)
     {
-        FlowContext? flow;
+        ConnectionPath? path;
         lock (_lock)
         {
-            flow = _flow;
+            path = _paths.Active;
         }
 
-        if (flow?.Flow.LocalEndPoint is { } local && local.Address.Equals(localAddress))
+        if (path?.Flow.LocalEndPoint is { } local && local.Address.Equals(localAddress))
         {
-            FlowFailed(flow, "local address removed");
+            FlowFailed(path, "local address removed");
         }
     }
 
@@ -130,7 +135,7 @@ public sealed partial class MobileConnection
             return;
         }
 
-        FlowContext? stale = null;
+        ConnectionPath? stale = null;
         lock (_lock)
         {
             if (_failure is not null || _completed)
@@ -138,10 +143,11 @@ public sealed partial class MobileConnection
                 return;
             }
 
-            var remote = _flow?.Flow.RemoteEndPoint;
-            if (_flow is not null && (remote is null || !e.Endpoints.Contains(remote)))
+            var active = _paths.Active;
+            var remote = active?.Flow.RemoteEndPoint;
+            if (active is not null && (remote is null || !e.Endpoints.Contains(remote)))
             {
-                stale = _flow;
+                stale = active;
             }
             else if (SameEndpoints(_endpoints, e.Endpoints))
             {
@@ -162,7 +168,7 @@ public sealed partial class MobileConnection
         _kick.Set();
     }
 
-    private bool NeedsPathLocked() => _failure is null && !_completed && (_flow is null || (!_flow.Established && _flow.AwaitingResumeAck is null));
+    private bool NeedsPathLocked() => _failure is null && !_completed && _paths.Active is not { Established: true } and not { AwaitingResumeAck: not null };
 
     /// <summary>
     /// Client reconnect state machine: Connected -> (flow lost) -> Pathless: attempt, back off
@@ -240,7 +246,9 @@ public sealed partial class MobileConnection
                     }
 
                     attempt++;
-                    var delay = Backoff(attempt, options);
+#pragma warning disable CA5394 // Jitter, not security.
+                    var delay = ReconnectBackoff.Delay(attempt, options.ReconnectBackoffMin, options.ReconnectBackoffMax, Random.Shared.NextDouble());
+#pragma warning restore CA5394
                     using var delayCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
                     var delayTask = Task.Delay(delay, _time, delayCts.Token);
                     while (!delayTask.IsCompleted)
@@ -275,17 +283,6 @@ public sealed partial class MobileConnection
         {
             return _planVersion != version;
         }
-    }
-
-    private static TimeSpan Backoff(int attempt, MobileConnectionOptions options)
-    {
-        var min = options.ReconnectBackoffMin.TotalMilliseconds;
-        var max = options.ReconnectBackoffMax.TotalMilliseconds;
-        var exp = Math.Min(max, min * Math.Pow(2, Math.Min(attempt - 1, 20)));
-#pragma warning disable CA5394 // Jitter, not security.
-        var jitter = 0.5 + Random.Shared.NextDouble();
-#pragma warning restore CA5394
-        return TimeSpan.FromMilliseconds(Math.Clamp(exp * jitter, min / 2, max));
     }
 
     /// <summary>One attempt: locate (after the first failure), connect, Resume, wait for ResumeAck.</summary>
@@ -338,12 +335,12 @@ public sealed partial class MobileConnection
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(options.ResumeAttemptTimeout);
         IFlow? flow = null;
-        FlowContext? context = null;
+        ConnectionPath? context = null;
         try
         {
             lock (_lock)
             {
-                _resumeAttempts++;
+                _stats.ResumeAttempts++;
             }
 
             flow = await options.FlowFactory.ConnectAsync(endpoint, local, timeout.Token).ConfigureAwait(false);
@@ -359,18 +356,16 @@ public sealed partial class MobileConnection
                 }
 
                 var counter = ++_resumeCounter;
-                var receivedValue = ReceivedValueLocked();
-                var request = ResumeRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter, (ulong)receivedValue);
-                context = new FlowContext(0, flow, reader, request.ToArray(), established: false)
+                var request = ResumeRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter, (ulong)_receive.ReceivedValue);
+                context = new ConnectionPath(flow, reader, request.ToArray(), established: false)
                 {
                     AwaitingResumeAck = counter,
-                    Id = ++_flowIds,
                 };
-                _ackedReceived = receivedValue;
-                AttachFlowLocked(context);
+                _receive.MarkAcked(withConsumed: false);
+                ActivatePathLocked(context);
 
                 // Optimistic: resend from what the server is known to hold, right behind the Resume.
-                _sendNext = _peerReceived;
+                _send.RewindToPeerReceived();
             }
 
             StartLoops(context);
@@ -439,13 +434,13 @@ public sealed partial class MobileConnection
     internal static readonly StreamPipeReaderOptions FlowPipeOptions = new(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true, useZeroByteReads: true);
 
     /// <summary>Client: handles the first message on a resumed flow. False: stop reading this flow.</summary>
-    private bool HandleResumeAnswer(FlowContext flow, ulong counter, HandshakeMessage message)
+    private bool HandleResumeAnswer(ConnectionPath flow, ulong counter, HandshakeMessage message)
     {
         if (message is HandshakeReject reject)
         {
             lock (_lock)
             {
-                _resumesRejected++;
+                _stats.ResumesRejected++;
             }
 
             flow.ResumeResult.TrySetResult(reject.Reason);
@@ -460,7 +455,7 @@ public sealed partial class MobileConnection
         TimeSpan stall;
         lock (_lock)
         {
-            if (_flow != flow)
+            if (_paths.Active != flow)
             {
                 return false;
             }
@@ -471,8 +466,8 @@ public sealed partial class MobileConnection
             _state = MobileConnectionState.Connected;
             stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
             _pathLostAt = null;
-            _lastStall = stall;
-            _moves++;
+            _stats.LastStall = stall;
+            _stats.Moves++;
             CheckFinishedLocked();
             _stateChanged.Pulse();
         }
@@ -490,59 +485,68 @@ public sealed partial class MobileConnection
     /// </summary>
     internal RejectReason? TryAcceptResume(IFlow flow, PipeReader reader, ResumeRequest request)
     {
-        if (!request.VerifyMac(_resumeKey))
-        {
-            lock (_lock)
-            {
-                _resumesRejected++;
-            }
-
-            Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "bad MAC", TimeSpan.Zero);
-            return RejectReason.ResumeRefused;
-        }
-
-        FlowContext context;
-        TimeSpan stall;
+        // The MAC (HMAC-SHA256) is checked before the lock is taken.
+        var macValid = _responder.VerifyMac(request);
+        ConnectionPath? path = null;
+        MobileConnectionException? violation = null;
+        string? refusal = null;
+        var stall = TimeSpan.Zero;
+        RejectReason? answer = null;
         lock (_lock)
         {
-            if (_failure is not null || _completed)
+            if (macValid && (_failure is not null || _completed))
             {
                 return RejectReason.UnknownConnection;
             }
 
-            if (request.Counter <= _resumeCounter)
+            switch (_responder.Check(request, macValid, _send))
             {
-                _resumesRejected++;
-                Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "replayed counter", TimeSpan.Zero);
-                return RejectReason.ResumeRefused;
+                case ResumeVerdict.BadMac:
+                    _stats.ResumesRejected++;
+                    refusal = "bad MAC";
+                    answer = RejectReason.ResumeRefused;
+                    break;
+                case ResumeVerdict.Replayed:
+                    _stats.ResumesRejected++;
+                    refusal = "replayed counter";
+                    answer = RejectReason.ResumeRefused;
+                    break;
+                case ResumeVerdict.Contradiction:
+                    // MAC is valid, so this is the authenticated peer contradicting itself.
+                    violation = new MobileConnectionException(MobileConnectionError.ProtocolViolation,
+                        $"Resume claims {(long)request.ReceivedOffset} bytes received (known: {_send.PeerReceived}, sent: {_send.Written}).");
+                    answer = RejectReason.ResumeRefused;
+                    break;
+                default:
+                    var ack = _responder.Accept(request, _send, _receive);
+                    CheckFinishedLocked();
+                    path = new ConnectionPath(flow, reader, ack, established: true);
+                    ActivatePathLocked(path);
+                    stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
+                    _pathLostAt = null;
+                    _stats.LastStall = stall;
+                    _stats.Moves++;
+                    _stateChanged.Pulse();
+                    break;
             }
-
-            var received = (long)request.ReceivedOffset;
-            if (received < _peerReceived || received > _written + (_finOffset >= 0 ? 1 : 0))
-            {
-                // MAC is valid, so this is the authenticated peer contradicting itself.
-                var error = new MobileConnectionException(MobileConnectionError.ProtocolViolation, $"Resume claims {received} bytes received (known: {_peerReceived}, sent: {_written}).");
-                ThreadPool.UnsafeQueueUserWorkItem(static s => s.Item1.Fail(s.Item2), (this, error), preferLocal: false);
-                return RejectReason.ResumeRefused;
-            }
-
-            _resumeCounter = request.Counter;
-            ApplyPeerReceivedLocked(received);
-            _sendNext = _peerReceived;
-            var receivedValue = ReceivedValueLocked();
-            var ack = ResumeAck.Create(_resumeKey, Token, request.Counter, (ulong)receivedValue);
-            _ackedReceived = receivedValue;
-            context = new FlowContext(++_flowIds, flow, reader, ack.ToArray(), established: true);
-            AttachFlowLocked(context);
-            stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
-            _pathLostAt = null;
-            _lastStall = stall;
-            _moves++;
-            CheckFinishedLocked();
-            _stateChanged.Pulse();
         }
 
-        StartLoops(context);
+        if (refusal is not null)
+        {
+            Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, refusal, TimeSpan.Zero);
+        }
+
+        if (violation is not null)
+        {
+            Fail(violation);
+        }
+
+        if (path is null)
+        {
+            return answer;
+        }
+
+        StartLoops(path);
         TransportLog.Resumed(_logger, Token, flow.RemoteEndPoint, stall.TotalMilliseconds);
         Raise(MobileConnectionEventKind.Resumed, flow.LocalEndPoint, flow.RemoteEndPoint, null, stall);
         return null;
