@@ -49,7 +49,7 @@ public sealed partial class MobileConnection
 
         TransportLog.PathLost(_logger, Token, path.Flow.RemoteEndPoint, reason);
         Raise(MobileConnectionEventKind.PathLost, path.Flow.LocalEndPoint, path.Flow.RemoteEndPoint, reason, TimeSpan.Zero);
-        _kick.Set();
+        _supervisor?.Kick();
     }
 
     /// <summary>
@@ -617,7 +617,10 @@ public sealed partial class MobileConnection
             if (verdict.PathDead)
             {
                 dead = path;
-                _relocateFirst |= verdict.SilentDeath;
+                if (verdict.SilentDeath)
+                {
+                    _supervisor?.RelocateFirst();
+                }
             }
 
             if (!verdict.NoPath)

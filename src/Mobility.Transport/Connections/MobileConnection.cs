@@ -89,7 +89,7 @@ public sealed class MobileConnectionEventArgs : EventArgs
 /// through <see cref="Stream"/>; close with <see cref="CloseAsync"/> (graceful) or
 /// <see cref="DisposeAsync"/> (graceful if already complete, otherwise a reset).
 /// </summary>
-public sealed partial class MobileConnection : IAsyncDisposable
+public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConnection
 {
     /// <summary>Frames are gathered into one write of up to this many bytes (fewer syscalls in bulk).</summary>
     private const int OutputBatchSize = 192 * 1024;
@@ -418,7 +418,7 @@ public sealed partial class MobileConnection : IAsyncDisposable
         Task[] loops;
         lock (_lock)
         {
-            loops = [.. _paths.Retiring(), _supervisor];
+            loops = [.. _paths.Retiring(), _supervisor?.Completion ?? Task.CompletedTask];
         }
 
         await Task.WhenAll(loops).ConfigureAwait(false);
