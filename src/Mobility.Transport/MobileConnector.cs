@@ -220,8 +220,7 @@ public sealed partial class MobileConnector
                 var connection = new MobileConnection(true, _key.Guid, serverHello.ServerGuid, token, secrets, encrypt,
                     serverHello.ReceiveWindow, _options, c => _connections.TryRemove(c, out _));
                 _connections.TryAdd(connection, 0);
-                var context = new MobileConnection.FlowContext(0, flow, reader, finish.ToArray(), established: true);
-                connection.StartClient(context, _options, locator, endpoints.Contains(endpoint) ? [endpoint, .. endpoints.Where(e => !e.Equals(endpoint))] : [endpoint], local);
+                connection.StartClient(flow, reader, finish.ToArray(), _options, locator, endpoints.Contains(endpoint) ? [endpoint, .. endpoints.Where(e => !e.Equals(endpoint))] : [endpoint], local);
                 handedOver = true;
                 return connection;
             }

@@ -317,7 +317,7 @@ public sealed class MobileListener : IAsyncDisposable
             return false;
         }
 
-        connection.StartServer(new MobileConnection.FlowContext(0, flow, reader, null, established: true));
+        connection.StartServer(flow, reader);
         if (!_accepted.Writer.TryWrite(connection))
         {
             TransportLog.FlowRefused(_logger, flow.RemoteEndPoint, "accept backlog full");

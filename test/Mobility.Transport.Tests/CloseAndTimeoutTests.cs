@@ -137,4 +137,25 @@ public class CloseAndTimeoutTests
         var e = await Assert.ThrowsAsync<MobileConnectionException>(() => server.Stream.ReadAsync(new byte[1]).AsTask().WithTimeout());
         Assert.Equal(MobileConnectionError.ResetByPeer, e.Error);
     }
+
+    [Fact]
+    public async Task Abort_fails_at_once_keeps_the_first_reason_and_resets_the_peer()
+    {
+        await using var listener = new MobileListener(Keys.Server);
+        listener.Start(new IPEndPoint(IPAddress.Loopback, 0));
+        var client = await new MobileConnector(Keys.Client).ConnectAsync(listener.LocalEndPoint).WithTimeout();
+        await using var server = await listener.AcceptAsync().WithTimeout();
+        var pendingRead = client.Stream.ReadAsync(new byte[1]).AsTask();
+        client.Abort("first reason");
+        client.Abort("second reason");
+        Assert.Equal(MobileConnectionState.Failed, client.State);
+        Assert.True(client.Closed.IsCancellationRequested);
+        var own = await Assert.ThrowsAsync<MobileConnectionException>(() => pendingRead.WithTimeout());
+        Assert.Equal((MobileConnectionError.Aborted, "first reason"), (own.Error, own.Message));
+        await Assert.ThrowsAsync<MobileConnectionException>(() => client.Stream.WriteAsync(new byte[1]).AsTask().WithTimeout());
+        var peer = await Assert.ThrowsAsync<MobileConnectionException>(() => server.Stream.ReadAsync(new byte[1]).AsTask().WithTimeout());
+        Assert.Equal(MobileConnectionError.ResetByPeer, peer.Error);
+        await client.DisposeAsync().AsTask().WithTimeout();
+        Assert.Equal("first reason", client.Failure!.Message);
+    }
 }

@@ -1,12 +1,12 @@
-using System.Diagnostics;
 using System.Net;
 using Xunit.Abstractions;
 
 namespace Mobility.Transport.Tests;
 
 /// <summary>
-/// Round trips per move, counted on the simulated network (one-way latency 100 ms, so scheduling
-/// noise on a loaded 2-core machine stays small against one RTT). Assertions are in RTT units.
+/// Round trips per move, counted on the simulated network (one-way latency 100 ms) in virtual
+/// time: the network, the locator and both ends run on a <see cref="VirtualClock"/> that moves only
+/// while the process is idle, so a loaded machine cannot add round trips. Assertions are in RTT units.
 /// </summary>
 [CollectionDefinition("Timing", DisableParallelization = true)]
 public sealed class TimingCollection;
@@ -34,12 +34,12 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             pair.Network.RemoveAddress(ClientA);
             pair.Network.AddAddress(ClientB);
             pair.Connector.NotifyLocalAddressChanged(ClientB);
-            await ExchangeAfterMoveAsync(client, server);
+            await ExchangeAfterMoveAsync(pair.Time, client, server);
             pair.Network.RemoveAddress(ServerA);
             pair.Network.AddAddress(ServerB);
             var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
             pair.Locator.Push(Keys.Server.Guid, endpoint);
-            await ExchangeAfterMoveAsync(client, server);
+            await ExchangeAfterMoveAsync(pair.Time, client, server);
 
             // Both move, no push: the racing lookup finds the server (its old endpoint still listed, ranked lower).
             pair.Network.RemoveAddress(ClientB);
@@ -49,7 +49,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerA, 443)).WithTimeout();
             pair.Locator.Set(Keys.Server.Guid, endpoint, new IPEndPoint(ServerB, 443));
             pair.Connector.NotifyLocalAddressChanged(ClientA);
-            await ExchangeAfterMoveAsync(client, server);
+            await ExchangeAfterMoveAsync(pair.Time, client, server);
         }
         finally
         {
@@ -76,15 +76,20 @@ public class SimulatedMoveTests(ITestOutputHelper output)
 
         public required ListLoggerFactory Logs { get; init; }
 
+        public required VirtualClock Clock { get; init; }
+
+        public TimeProvider Time => Clock.Time;
+
         public async ValueTask DisposeAsync()
         {
             foreach (var (client, server) in Connections)
             {
-                await client.DisposeAsync();
-                await server.DisposeAsync();
+                await client.DisposeAsync().AsTask().WithTimeout();
+                await server.DisposeAsync().AsTask().WithTimeout();
             }
 
-            await Listener.DisposeAsync();
+            await Listener.DisposeAsync().AsTask().WithTimeout();
+            await Clock.DisposeAsync().AsTask().WithTimeout();
         }
     }
 
@@ -96,15 +101,16 @@ public class SimulatedMoveTests(ITestOutputHelper output)
 
     private static async Task<Pair> CreateCoreAsync(int connections, TimeSpan? latency, Action<MobileConnectionOptions>? configure)
     {
-        var network = new SimulatedNetwork(latency ?? TimeSpan.FromMilliseconds(100));
+        var clock = new VirtualClock(TimeSpan.FromMilliseconds(1));
+        var network = new SimulatedNetwork(latency ?? TimeSpan.FromMilliseconds(100), clock.Time);
         network.AddAddress(ClientA);
         network.AddAddress(ServerA);
         var logs = new ListLoggerFactory();
-        var listener = new MobileListener(Keys.Server, new MobileListenerOptions { ListenerFactory = network, LoggerFactory = logs });
+        var listener = new MobileListener(Keys.Server, new MobileListenerOptions { ListenerFactory = network, LoggerFactory = logs, TimeProvider = clock.Time });
         listener.Start(new IPEndPoint(ServerA, 443));
-        var locator = new TestLocator();
+        var locator = new TestLocator { Time = clock.Time };
         locator.Set(Keys.Server.Guid, listener.LocalEndPoint);
-        var options = new MobileConnectionOptions { FlowFactory = network, LocalAddress = ClientA, LoggerFactory = logs };
+        var options = new MobileConnectionOptions { FlowFactory = network, LocalAddress = ClientA, LoggerFactory = logs, TimeProvider = clock.Time };
         configure?.Invoke(options);
         var connector = new MobileConnector(Keys.Client, options);
         var pairs = new List<(MobileConnection, MobileConnection)>();
@@ -128,14 +134,14 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             await p.Item2.Stream.ReadExactlyAsync(one);
         })).WithTimeout();
 
-        return new Pair { Network = network, Locator = locator, Listener = listener, Connector = connector, Connections = pairs, Logs = logs };
+        return new Pair { Network = network, Locator = locator, Listener = listener, Connector = connector, Connections = pairs, Logs = logs, Clock = clock };
     }
 
     private static double Rtts(long from, long to, SimulatedNetwork network)
-        => Stopwatch.GetElapsedTime(from, to) / network.Rtt;
+        => network.Time.GetElapsedTime(from, to) / network.Rtt;
 
     /// <summary>Times, after a move at t0, until each side reads the byte the other wrote at t0.</summary>
-    private static async Task<(long ClientGot, long ServerGot)> ExchangeAfterMoveAsync(MobileConnection client, MobileConnection server)
+    private static async Task<(long ClientGot, long ServerGot)> ExchangeAfterMoveAsync(TimeProvider time, MobileConnection client, MobileConnection server)
     {
         await server.Stream.WriteAsync(new byte[] { 2 }).WithTimeout();
         await client.Stream.WriteAsync(new byte[] { 3 }).WithTimeout();
@@ -144,14 +150,14 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             var b = new byte[1];
             await client.Stream.ReadExactlyAsync(b);
             Assert.Equal(2, b[0]);
-            return Stopwatch.GetTimestamp();
+            return time.GetTimestamp();
         });
         var serverRead = Task.Run(async () =>
         {
             var b = new byte[1];
             await server.Stream.ReadExactlyAsync(b);
             Assert.Equal(3, b[0]);
-            return Stopwatch.GetTimestamp();
+            return time.GetTimestamp();
         });
         return (await clientRead.WithTimeout(), await serverRead.WithTimeout());
     }
@@ -170,11 +176,11 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             }
         };
 
-        var t0 = Stopwatch.GetTimestamp();
+        var t0 = pair.Time.GetTimestamp();
         pair.Network.RemoveAddress(ClientA);
         pair.Network.AddAddress(ClientB);
         pair.Connector.NotifyLocalAddressChanged(ClientB);
-        var (clientGot, serverGot) = await ExchangeAfterMoveAsync(client, server);
+        var (clientGot, serverGot) = await ExchangeAfterMoveAsync(pair.Time, client, server);
 
         var connect = Rtts(t0, flowUp, pair.Network);
         var toClient = Rtts(flowUp, clientGot, pair.Network);
@@ -192,7 +198,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
     {
         await using var pair = await CreateAsync();
         var (client, server) = pair.Connections[0];
-        var t0 = Stopwatch.GetTimestamp();
+        var t0 = pair.Time.GetTimestamp();
         pair.Network.RemoveAddress(ClientA);
         pair.Network.AddAddress(ClientB);
         pair.Network.RemoveAddress(ServerA);
@@ -200,7 +206,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
         pair.Locator.Push(Keys.Server.Guid, endpoint);
         pair.Connector.NotifyLocalAddressChanged(ClientB);
-        var (clientGot, serverGot) = await ExchangeAfterMoveAsync(client, server);
+        var (clientGot, serverGot) = await ExchangeAfterMoveAsync(pair.Time, client, server);
 
         var total = Rtts(t0, clientGot, pair.Network);
         output.WriteLine($"simultaneous move + push: server->client data after {total:0.00} RTT, client->server after {Rtts(t0, serverGot, pair.Network):0.00} RTT");
@@ -219,7 +225,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         var (client, server) = pair.Connections[0];
         pair.Locator.Latency = pair.Network.Rtt; // A GNS query costs one RTT.
         var lookupsBefore = pair.Locator.Lookups;
-        var t0 = Stopwatch.GetTimestamp();
+        var t0 = pair.Time.GetTimestamp();
         pair.Network.RemoveAddress(ClientA);
         pair.Network.AddAddress(ClientB);
         pair.Network.RemoveAddress(ServerA);
@@ -228,7 +234,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         // Record updated, but the push is lost (our watch moved too).
         pair.Locator.Set(Keys.Server.Guid, oldStillListed ? [endpoint, new IPEndPoint(ServerA, 443)] : [endpoint]);
         pair.Connector.NotifyLocalAddressChanged(ClientB);
-        var (clientGot, serverGot) = await ExchangeAfterMoveAsync(client, server);
+        var (clientGot, serverGot) = await ExchangeAfterMoveAsync(pair.Time, client, server);
 
         var total = Rtts(t0, clientGot, pair.Network);
         var timeoutRtts = TimeSpan.FromSeconds(4) / pair.Network.Rtt;
@@ -253,16 +259,16 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         await using var pair = await CreateAsync();
         var (client, server) = pair.Connections[0];
         var attemptsBefore = client.Statistics.ResumeAttempts;
-        var t0 = Stopwatch.GetTimestamp();
+        var t0 = pair.Time.GetTimestamp();
         pair.Network.RemoveAddress(ServerA);
         pair.Network.AddAddress(ServerB);
         var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
         pair.Locator.Push(Keys.Server.Guid, endpoint);
 
         // A watch that re-opens re-delivers the current record: same endpoints, half an RTT into the connect.
-        await Task.Delay(pair.Network.Latency / 2);
+        await Task.Delay(pair.Network.Latency / 2, pair.Time).WithTimeout();
         pair.Locator.Push(Keys.Server.Guid, endpoint);
-        var (clientGot, _) = await ExchangeAfterMoveAsync(client, server);
+        var (clientGot, _) = await ExchangeAfterMoveAsync(pair.Time, client, server);
         var total = Rtts(t0, clientGot, pair.Network);
         output.WriteLine($"server move + push + repeated push: data after {total:0.00} RTT, resume attempts {client.Statistics.ResumeAttempts - attemptsBefore}");
         Assert.InRange(total, 1.9, 2.6);
@@ -275,12 +281,12 @@ public class SimulatedMoveTests(ITestOutputHelper output)
     {
         await using var pair = await CreateAsync();
         var (client, server) = pair.Connections[0];
-        var t0 = Stopwatch.GetTimestamp();
+        var t0 = pair.Time.GetTimestamp();
         pair.Network.RemoveAddress(ServerA);
         pair.Network.AddAddress(ServerB);
         var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
         pair.Locator.Push(Keys.Server.Guid, endpoint);
-        var (clientGot, _) = await ExchangeAfterMoveAsync(client, server);
+        var (clientGot, _) = await ExchangeAfterMoveAsync(pair.Time, client, server);
         var total = Rtts(t0, clientGot, pair.Network);
         output.WriteLine($"server move + push: data after {total:0.00} RTT");
         Assert.InRange(total, 1.9, 2.6);
@@ -296,9 +302,9 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         pair.Network.AddAddress(ServerB);
         var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
         pair.Locator.Set(Keys.Server.Guid, endpoint); // Record updated, no push.
-        var t0 = Stopwatch.GetTimestamp();
-        var (clientGot, _) = await ExchangeAfterMoveAsync(client, server);
-        var stall = Stopwatch.GetElapsedTime(t0, clientGot);
+        var t0 = pair.Time.GetTimestamp();
+        var (clientGot, _) = await ExchangeAfterMoveAsync(pair.Time, client, server);
+        var stall = pair.Time.GetElapsedTime(t0, clientGot);
         output.WriteLine($"silent server move: data after {stall.TotalMilliseconds:0} ms ({stall / pair.Network.Rtt:0.0} RTT), locator lookups {pair.Locator.Lookups}");
         Assert.True(stall >= TimeSpan.FromMilliseconds(800), "detected before the dead-path timeout?");
         Assert.True(pair.Locator.Lookups >= 2, "the locator was not asked again");
@@ -329,7 +335,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             };
         }
 
-        var t0 = Stopwatch.GetTimestamp();
+        var t0 = pair.Time.GetTimestamp();
         pair.Network.RemoveAddress(ClientA);
         pair.Network.AddAddress(ClientB);
         pair.Network.RemoveAddress(ServerA);

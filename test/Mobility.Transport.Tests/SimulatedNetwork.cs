@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
@@ -10,7 +9,8 @@ namespace Mobility.Transport.Tests;
 /// An in-memory network with a fixed one-way latency. A connect costs one RTT (SYN, SYN-ACK), a
 /// refused connect one RTT (SYN, RST), and bytes arrive one latency after they were written, in
 /// order. Removing an address turns every flow that uses it into a black hole (writes vanish,
-/// nothing arrives, nobody is told), as when a host loses its address for real.
+/// nothing arrives, nobody is told), as when a host loses its address for real. Latency runs on
+/// the given clock (a <see cref="VirtualClock"/> in the timing tests, the system clock otherwise).
 /// </summary>
 internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
 {
@@ -19,9 +19,15 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
     private readonly Dictionary<IPEndPoint, SimListener> _listeners = [];
     private int _nextPort = 20000;
 
-    public SimulatedNetwork(TimeSpan oneWayLatency) => Latency = oneWayLatency;
+    public SimulatedNetwork(TimeSpan oneWayLatency, TimeProvider? time = null)
+    {
+        Latency = oneWayLatency;
+        Time = time ?? TimeProvider.System;
+    }
 
     public TimeSpan Latency { get; }
+
+    public TimeProvider Time { get; }
 
     public TimeSpan Rtt => Latency * 2;
 
@@ -65,7 +71,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
             local = new IPEndPoint(localAddress, _nextPort++);
         }
 
-        await Task.Delay(Latency, cancellationToken); // SYN
+        await Task.Delay(Latency, Time, cancellationToken); // SYN
         if (!IsLive(remote.Address) || !IsLive(localAddress))
         {
             await Task.Delay(Timeout.Infinite, cancellationToken); // Black hole: only a timeout ends this.
@@ -79,7 +85,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
 
         if (listener is null)
         {
-            await Task.Delay(Latency, cancellationToken); // RST
+            await Task.Delay(Latency, Time, cancellationToken); // RST
             throw new SocketException((int)SocketError.ConnectionRefused);
         }
 
@@ -88,7 +94,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         var clientFlow = new SimFlow(local, remote, toClient, toServer);
         var serverFlow = new SimFlow(remote, local, toServer, toClient);
         listener.Enqueue(serverFlow);
-        await Task.Delay(Latency, cancellationToken); // SYN-ACK
+        await Task.Delay(Latency, Time, cancellationToken); // SYN-ACK
         return clientFlow;
     }
 
@@ -165,7 +171,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
             }
         }
 
-        private long Due() => Stopwatch.GetTimestamp() + (long)(network.Latency.TotalSeconds * Stopwatch.Frequency);
+        private long Due() => network.Time.GetTimestamp() + (long)(network.Latency.TotalSeconds * network.Time.TimestampFrequency);
 
         /// <summary>Next segment once due; null data means end of stream.</summary>
         public async ValueTask<(byte[]? Data, bool Reset)> ReceiveAsync(CancellationToken cancellationToken)
@@ -173,10 +179,10 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
             while (true)
             {
                 var (due, data, reset) = await _segments.Reader.ReadAsync(cancellationToken);
-                var wait = due - Stopwatch.GetTimestamp();
+                var wait = due - network.Time.GetTimestamp();
                 if (wait > 0)
                 {
-                    await Task.Delay(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency), cancellationToken);
+                    await Task.Delay(TimeSpan.FromSeconds((double)wait / network.Time.TimestampFrequency), network.Time, cancellationToken);
                 }
 
                 if (!network.IsLive(to) || !network.IsLive(from))

@@ -25,6 +25,9 @@ internal sealed class TestLocator : IPeerLocator
 
     public TimeSpan Latency { get; set; }
 
+    /// <summary>The clock <see cref="Latency"/> runs on.</summary>
+    public TimeProvider Time { get; set; } = TimeProvider.System;
+
     public int Lookups;
 
     public event EventHandler<PeerEndpointsChangedEventArgs>? EndpointsChanged;
@@ -49,7 +52,7 @@ internal sealed class TestLocator : IPeerLocator
         Interlocked.Increment(ref Lookups);
         if (Latency > TimeSpan.Zero)
         {
-            await Task.Delay(Latency, cancellationToken);
+            await Task.Delay(Latency, Time, cancellationToken);
         }
 
         lock (_gate)

@@ -2,6 +2,7 @@ using System.IO.Pipelines;
 using System.Net;
 using Mobility.Protocol;
 using Mobility.Protocol.Transport;
+using Mobility.Transport.Connections;
 using Mobility.Transport.Flows;
 using Mobility.Transport.Internal;
 
@@ -9,21 +10,12 @@ namespace Mobility.Transport;
 
 public sealed partial class MobileConnection
 {
-    // Client side (unused on the server).
-    private readonly AsyncAutoResetSignal _kick = new();
-    private Task _supervisor = Task.CompletedTask;
-    private MobileConnectionOptions? _clientOptions;
-    private IPeerLocator? _locator;
-    private IPAddress? _localAddress;
-    private IReadOnlyList<IPEndPoint> _endpoints = [];
-    private int _planVersion;
+    // Client side (null on the server).
+    private PathSupervisor? _supervisor;
+    private ulong _resumeCounter; // the client's last Resume
 
-    // The path died silently (no RST, no event): the cached endpoint is suspect, ask the locator first.
-    private bool _relocateFirst;
-
-    // The local address changed: the peer may have moved at the same moment (and its push may not
-    // reach us, since our own watch moved too), so the next attempt races a fresh lookup.
-    private bool _raceLocate;
+    // Server side.
+    private readonly ResumeResponder _responder;
 
     /// <summary>Server side: resumes refused since the last accepted one (for tests and diagnostics).</summary>
     internal int ResumesRejected
@@ -32,52 +24,38 @@ public sealed partial class MobileConnection
         {
             lock (_lock)
             {
-                return _resumesRejected;
+                return _stats.ResumesRejected;
             }
         }
     }
 
     /// <summary>Client: attaches the handshake flow and starts supervising the path.</summary>
-    internal void StartClient(FlowContext flow, MobileConnectionOptions options, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, IPAddress? localAddress)
+    internal void StartClient(IFlow flow, PipeReader reader, byte[] clientFinish, MobileConnectionOptions options, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, IPAddress? localAddress)
     {
-        _clientOptions = options;
-        _locator = locator;
-        _localAddress = localAddress;
-        _endpoints = endpoints;
-        if (locator is not null)
-        {
-            locator.EndpointsChanged += OnEndpointsChanged;
-        }
-
+        _supervisor = new PathSupervisor(this, options, locator, endpoints, localAddress, _logger);
+        var path = new ConnectionPath(flow, reader, clientFinish, established: true);
         lock (_lock)
         {
-            flow.Id = ++_flowIds;
-            AttachFlowLocked(flow);
+            ActivatePathLocked(path);
         }
 
-        StartLoops(flow);
-        _supervisor = Task.Run(SuperviseAsync);
+        StartLoops(path);
+        _supervisor.Start();
     }
 
     /// <summary>Server: attaches the flow the handshake ran on.</summary>
-    internal void StartServer(FlowContext flow)
+    internal void StartServer(IFlow flow, PipeReader reader)
     {
+        var path = new ConnectionPath(flow, reader, null, established: true);
         lock (_lock)
         {
-            flow.Id = ++_flowIds;
-            AttachFlowLocked(flow);
+            ActivatePathLocked(path);
         }
 
-        StartLoops(flow);
+        StartLoops(path);
     }
 
-    private void UnsubscribeLocator()
-    {
-        if (_locator is { } locator)
-        {
-            locator.EndpointsChanged -= OnEndpointsChanged;
-        }
-    }
+    private void UnsubscribeLocator() => _supervisor?.Detach();
 
     /// <summary>
     /// Client: the local address changed (the daemon calls this on OS events). The current flow is
@@ -86,7 +64,7 @@ public sealed partial class MobileConnection
     /// </summary>
     public void NotifyLocalAddressChanged(IPAddress? newLocalAddress = null)
     {
-        FlowContext? old;
+        ConnectionPath? old;
         lock (_lock)
         {
             if (_failure is not null || _completed)
@@ -94,341 +72,122 @@ public sealed partial class MobileConnection
                 return;
             }
 
-            _localAddress = newLocalAddress ?? _localAddress;
-            _planVersion++;
-            _raceLocate = true;
-            old = _flow;
+            old = _paths.Active;
         }
 
+        _supervisor?.OnLocalAddressChanged(newLocalAddress);
         if (old is not null)
         {
             FlowFailed(old, "local address changed");
         }
 
-        _kick.Set();
+        _supervisor?.Kick();
     }
 
     /// <summary>Drops the current flow if it runs over <paramref name="localAddress"/> (the listener moved away from it).</summary>
     internal void DropFlowOnLocalAddress(IPAddress localAddress)
     {
-        FlowContext? flow;
+        ConnectionPath? path;
         lock (_lock)
         {
-            flow = _flow;
+            path = _paths.Active;
         }
 
-        if (flow?.Flow.LocalEndPoint is { } local && local.Address.Equals(localAddress))
+        if (path?.Flow.LocalEndPoint is { } local && local.Address.Equals(localAddress))
         {
-            FlowFailed(flow, "local address removed");
+            FlowFailed(path, "local address removed");
         }
     }
 
-    private void OnEndpointsChanged(object? sender, PeerEndpointsChangedEventArgs e)
+    /// <summary>The path frames go on now (null: pathless).</summary>
+    internal ConnectionPath? ActivePath
     {
-        if (e.Guid != RemoteGuid || e.Endpoints.Count == 0)
+        get
         {
-            return;
+            lock (_lock)
+            {
+                return _paths.Active;
+            }
         }
+    }
 
-        FlowContext? stale = null;
+    ConnectionPath? ISupervisedConnection.ActivePath => ActivePath;
+
+    bool ISupervisedConnection.NeedsPath()
+    {
+        lock (_lock)
+        {
+            if (_failure is not null || _completed || _paths.Active is { Established: true } or { AwaitingResumeAck: not null })
+            {
+                return false;
+            }
+
+            _pathLostAt ??= _time.GetTimestamp();
+            return _time.GetElapsedTime(_pathLostAt.Value) <= _options.PathlessTimeout;
+        }
+    }
+
+    void ISupervisedConnection.CountResumeAttempt()
+    {
+        lock (_lock)
+        {
+            _stats.ResumeAttempts++;
+        }
+    }
+
+    void ISupervisedConnection.OnFlowConnected(IFlow flow)
+        => Raise(MobileConnectionEventKind.FlowConnected, flow.LocalEndPoint, flow.RemoteEndPoint, null, TimeSpan.Zero);
+
+    ConnectionPath? ISupervisedConnection.BeginResume(IFlow flow)
+    {
+        var reader = PipeReader.Create(flow.Stream, FlowPipeOptions);
+        ConnectionPath path;
         lock (_lock)
         {
             if (_failure is not null || _completed)
             {
-                return;
+                return null;
             }
 
-            var remote = _flow?.Flow.RemoteEndPoint;
-            if (_flow is not null && (remote is null || !e.Endpoints.Contains(remote)))
+            var counter = ++_resumeCounter;
+            var request = ResumeRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter, (ulong)_receive.ReceivedValue);
+            path = new ConnectionPath(flow, reader, request.ToArray(), established: false)
             {
-                stale = _flow;
-            }
-            else if (SameEndpoints(_endpoints, e.Endpoints))
-            {
-                // A re-delivery of what we already use (a watch re-opened, a record refreshed):
-                // restarting the attempt in progress would only throw away its TCP connect.
-                return;
-            }
+                AwaitingResumeAck = counter,
+            };
+            _receive.MarkAcked(withConsumed: false);
+            ActivatePathLocked(path);
 
-            _endpoints = [.. e.Endpoints];
-            _planVersion++;
+            // Optimistic: resend from what the server is known to hold, right behind the Resume.
+            _send.RewindToPeerReceived();
         }
 
-        if (stale is not null)
-        {
-            FlowFailed(stale, "the peer's endpoints changed");
-        }
-
-        _kick.Set();
+        StartLoops(path);
+        return path;
     }
 
-    private bool NeedsPathLocked() => _failure is null && !_completed && (_flow is null || (!_flow.Established && _flow.AwaitingResumeAck is null));
+    void ISupervisedConnection.Fail(Exception reason, uint? resetCode) => Fail(reason, resetCode);
 
-    /// <summary>
-    /// Client reconnect state machine: Connected -> (flow lost) -> Pathless: attempt, back off
-    /// (capped exponential with jitter), retry; an address change or a pushed endpoint change
-    /// cancels the back-off and the attempt in progress and tries again at once.
-    /// </summary>
-    private async Task SuperviseAsync()
+    void ISupervisedConnection.PathFailed(ConnectionPath path, string reason) => FlowFailed(path, reason);
+
+    void ISupervisedConnection.OnUnknownToPeer(IPEndPoint endpoint)
     {
-        var options = _clientOptions!;
-        var ct = _closed.Token;
-        Task<bool>? pendingKick = null;
-        Task<bool> Kick() => pendingKick ??= _kick.WaitAsync(ct).AsTask();
-        bool KickArrived()
-        {
-            if (pendingKick is { IsCompleted: true })
-            {
-                pendingKick = null;
-                return true;
-            }
-
-            return false;
-        }
-
-        try
-        {
-            while (true)
-            {
-                await Kick().ConfigureAwait(false);
-                pendingKick = null;
-                TransportLog.SupervisorWoke(_logger, Token, State.ToString());
-                var attempt = 0;
-                while (true)
-                {
-                    int version;
-                    lock (_lock)
-                    {
-                        if (!NeedsPathLocked())
-                        {
-                            break;
-                        }
-
-                        version = _planVersion;
-                        _pathLostAt ??= _time.GetTimestamp();
-                        if (_time.GetElapsedTime(_pathLostAt.Value) > _options.PathlessTimeout)
-                        {
-                            break; // The timer fails the connection.
-                        }
-                    }
-
-                    TransportLog.Reconnecting(_logger, Token, attempt);
-                    using var attemptCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                    var attemptTask = AttemptResumeAsync(attempt, attemptCts.Token);
-                    while (!attemptTask.IsCompleted)
-                    {
-                        await Task.WhenAny(attemptTask, Kick()).ConfigureAwait(false);
-                        if (KickArrived() && PlanChanged(version))
-                        {
-                            await attemptCts.CancelAsync().ConfigureAwait(false);
-                        }
-                    }
-
-                    var ok = await attemptTask.ConfigureAwait(false);
-                    if (ok)
-                    {
-                        // Re-check at the top: the new flow may already have died, and the kick
-                        // announcing it was consumed while the attempt ran.
-                        attempt = 0;
-                        continue;
-                    }
-
-                    if (PlanChanged(version))
-                    {
-                        attempt = 0;
-                        continue;
-                    }
-
-                    attempt++;
-                    var delay = Backoff(attempt, options);
-                    using var delayCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                    var delayTask = Task.Delay(delay, _time, delayCts.Token);
-                    while (!delayTask.IsCompleted)
-                    {
-                        await Task.WhenAny(delayTask, Kick()).ConfigureAwait(false);
-                        if (KickArrived() && PlanChanged(version))
-                        {
-                            attempt = 0;
-                            await delayCts.CancelAsync().ConfigureAwait(false);
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-        {
-            // Connection ended.
-        }
-#pragma warning disable CA1031 // The supervisor must not die silently: anything unexpected fails the connection.
-        catch (Exception e)
-#pragma warning restore CA1031
-        {
-            TransportLog.SupervisorFailed(_logger, Token, e);
-            Fail(new MobileConnectionException(MobileConnectionError.Aborted, "The reconnect loop failed: " + e.Message, e));
-        }
-    }
-
-    private bool PlanChanged(int version)
-    {
+        bool finished;
         lock (_lock)
         {
-            return _planVersion != version;
-        }
-    }
-
-    private static TimeSpan Backoff(int attempt, MobileConnectionOptions options)
-    {
-        var min = options.ReconnectBackoffMin.TotalMilliseconds;
-        var max = options.ReconnectBackoffMax.TotalMilliseconds;
-        var exp = Math.Min(max, min * Math.Pow(2, Math.Min(attempt - 1, 20)));
-#pragma warning disable CA5394 // Jitter, not security.
-        var jitter = 0.5 + Random.Shared.NextDouble();
-#pragma warning restore CA5394
-        return TimeSpan.FromMilliseconds(Math.Clamp(exp * jitter, min / 2, max));
-    }
-
-    /// <summary>One attempt: locate (after the first failure), connect, Resume, wait for ResumeAck.</summary>
-    private async Task<bool> AttemptResumeAsync(int attempt, CancellationToken ct)
-    {
-        try
-        {
-            return await AttemptResumeCoreAsync(attempt, ct).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-        {
-            return false;
-        }
-    }
-
-    /// <summary>
-    /// One attempt. After a local address change or a silent death, the last known endpoints are
-    /// tried while a fresh lookup races them (<see cref="RaceLocateAsync"/>); after a failed attempt,
-    /// or with nothing known, the lookup comes first; otherwise (a push) the known endpoints are tried.
-    /// </summary>
-    private async Task<bool> AttemptResumeCoreAsync(int attempt, CancellationToken ct)
-    {
-        IReadOnlyList<IPEndPoint> endpoints;
-        IPAddress? local;
-        bool race;
-        lock (_lock)
-        {
-            endpoints = _endpoints;
-            local = _localAddress;
-            race = _relocateFirst || _raceLocate;
-            _relocateFirst = false;
-            _raceLocate = false;
+            finished = IsFinishedLocked();
         }
 
-        if (_locator is not null && (attempt > 0 || endpoints.Count == 0))
+        if (finished)
         {
-            endpoints = await LocateOnceAsync(ct).ConfigureAwait(false) ?? endpoints;
-        }
-        else if (_locator is not null && race)
-        {
-            return await RaceLocateAsync(endpoints, local, ct).ConfigureAwait(false);
-        }
-
-        return await TryEachAsync(endpoints, local, null, ct).ConfigureAwait(false);
-    }
-
-    private async Task<bool> TryResumeOnAsync(IPEndPoint endpoint, IPAddress? local, CancellationToken ct)
-    {
-        var options = _clientOptions!;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(options.ResumeAttemptTimeout);
-        IFlow? flow = null;
-        FlowContext? context = null;
-        try
-        {
-            lock (_lock)
-            {
-                _resumeAttempts++;
-            }
-
-            flow = await options.FlowFactory.ConnectAsync(endpoint, local, timeout.Token).ConfigureAwait(false);
-            TransportLog.FlowConnected(_logger, Token, flow.LocalEndPoint, endpoint);
-            Raise(MobileConnectionEventKind.FlowConnected, flow.LocalEndPoint, flow.RemoteEndPoint, null, TimeSpan.Zero);
-            var reader = PipeReader.Create(flow.Stream, FlowPipeOptions);
-            lock (_lock)
-            {
-                if (_failure is not null || _completed)
-                {
-                    flow.Abort();
-                    return true;
-                }
-
-                var counter = ++_resumeCounter;
-                var receivedValue = ReceivedValueLocked();
-                var request = ResumeRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter, (ulong)receivedValue);
-                context = new FlowContext(0, flow, reader, request.ToArray(), established: false)
-                {
-                    AwaitingResumeAck = counter,
-                    Id = ++_flowIds,
-                };
-                _ackedReceived = receivedValue;
-                AttachFlowLocked(context);
-
-                // Optimistic: resend from what the server is known to hold, right behind the Resume.
-                _sendNext = _peerReceived;
-            }
-
-            StartLoops(context);
-            var result = await context.ResumeResult.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
-            if (result is null)
-            {
-                return true;
-            }
-
-            if (result == RejectReason.UnknownConnection)
-            {
-                bool finished;
-                lock (_lock)
-                {
-                    finished = IsFinishedLocked();
-                }
-
-                if (finished)
-                {
-                    // The server completed and forgot the connection: our close is done.
-                    Complete();
-                }
-                else
-                {
-                    Fail(new MobileConnectionException(MobileConnectionError.UnknownToPeer,
-                        $"The server at {endpoint} does not know this connection any more."));
-                }
-
-                return true;
-            }
-
-            TransportLog.ResumeRefused(_logger, Token, endpoint, result.Value.ToString());
-            FlowFailed(context, "resume refused: " + result.Value);
-            return false;
-        }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-        {
-            TransportLog.ResumeAttemptFailed(_logger, Token, endpoint, "timeout");
-        }
-        catch (OperationCanceledException)
-        {
-            // Attempt cancelled by a plan change or the end of the connection.
-        }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
-        {
-            TransportLog.ResumeAttemptFailed(_logger, Token, endpoint, e.Message);
-        }
-
-        if (context is not null)
-        {
-            FlowFailed(context, "resume attempt failed");
+            // The server completed and forgot the connection: our close is done.
+            Complete();
         }
         else
         {
-            flow?.Abort();
+            Fail(new MobileConnectionException(MobileConnectionError.UnknownToPeer,
+                $"The server at {endpoint} does not know this connection any more."));
         }
-
-        return false;
     }
 
     /// <summary>
@@ -439,13 +198,13 @@ public sealed partial class MobileConnection
     internal static readonly StreamPipeReaderOptions FlowPipeOptions = new(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true, useZeroByteReads: true);
 
     /// <summary>Client: handles the first message on a resumed flow. False: stop reading this flow.</summary>
-    private bool HandleResumeAnswer(FlowContext flow, ulong counter, HandshakeMessage message)
+    private bool HandleResumeAnswer(ConnectionPath flow, ulong counter, HandshakeMessage message)
     {
         if (message is HandshakeReject reject)
         {
             lock (_lock)
             {
-                _resumesRejected++;
+                _stats.ResumesRejected++;
             }
 
             flow.ResumeResult.TrySetResult(reject.Reason);
@@ -460,7 +219,7 @@ public sealed partial class MobileConnection
         TimeSpan stall;
         lock (_lock)
         {
-            if (_flow != flow)
+            if (_paths.Active != flow)
             {
                 return false;
             }
@@ -471,8 +230,8 @@ public sealed partial class MobileConnection
             _state = MobileConnectionState.Connected;
             stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
             _pathLostAt = null;
-            _lastStall = stall;
-            _moves++;
+            _stats.LastStall = stall;
+            _stats.Moves++;
             CheckFinishedLocked();
             _stateChanged.Pulse();
         }
@@ -490,59 +249,68 @@ public sealed partial class MobileConnection
     /// </summary>
     internal RejectReason? TryAcceptResume(IFlow flow, PipeReader reader, ResumeRequest request)
     {
-        if (!request.VerifyMac(_resumeKey))
-        {
-            lock (_lock)
-            {
-                _resumesRejected++;
-            }
-
-            Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "bad MAC", TimeSpan.Zero);
-            return RejectReason.ResumeRefused;
-        }
-
-        FlowContext context;
-        TimeSpan stall;
+        // The MAC (HMAC-SHA256) is checked before the lock is taken.
+        var macValid = _responder.VerifyMac(request);
+        ConnectionPath? path = null;
+        MobileConnectionException? violation = null;
+        string? refusal = null;
+        var stall = TimeSpan.Zero;
+        RejectReason? answer = null;
         lock (_lock)
         {
-            if (_failure is not null || _completed)
+            if (macValid && (_failure is not null || _completed))
             {
                 return RejectReason.UnknownConnection;
             }
 
-            if (request.Counter <= _resumeCounter)
+            switch (_responder.Check(request, macValid, _send))
             {
-                _resumesRejected++;
-                Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "replayed counter", TimeSpan.Zero);
-                return RejectReason.ResumeRefused;
+                case ResumeVerdict.BadMac:
+                    _stats.ResumesRejected++;
+                    refusal = "bad MAC";
+                    answer = RejectReason.ResumeRefused;
+                    break;
+                case ResumeVerdict.Replayed:
+                    _stats.ResumesRejected++;
+                    refusal = "replayed counter";
+                    answer = RejectReason.ResumeRefused;
+                    break;
+                case ResumeVerdict.Contradiction:
+                    // MAC is valid, so this is the authenticated peer contradicting itself.
+                    violation = new MobileConnectionException(MobileConnectionError.ProtocolViolation,
+                        $"Resume claims {(long)request.ReceivedOffset} bytes received (known: {_send.PeerReceived}, sent: {_send.Written}).");
+                    answer = RejectReason.ResumeRefused;
+                    break;
+                default:
+                    var ack = _responder.Accept(request, _send, _receive);
+                    CheckFinishedLocked();
+                    path = new ConnectionPath(flow, reader, ack, established: true);
+                    ActivatePathLocked(path);
+                    stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
+                    _pathLostAt = null;
+                    _stats.LastStall = stall;
+                    _stats.Moves++;
+                    _stateChanged.Pulse();
+                    break;
             }
-
-            var received = (long)request.ReceivedOffset;
-            if (received < _peerReceived || received > _written + (_finOffset >= 0 ? 1 : 0))
-            {
-                // MAC is valid, so this is the authenticated peer contradicting itself.
-                var error = new MobileConnectionException(MobileConnectionError.ProtocolViolation, $"Resume claims {received} bytes received (known: {_peerReceived}, sent: {_written}).");
-                ThreadPool.UnsafeQueueUserWorkItem(static s => s.Item1.Fail(s.Item2), (this, error), preferLocal: false);
-                return RejectReason.ResumeRefused;
-            }
-
-            _resumeCounter = request.Counter;
-            ApplyPeerReceivedLocked(received);
-            _sendNext = _peerReceived;
-            var receivedValue = ReceivedValueLocked();
-            var ack = ResumeAck.Create(_resumeKey, Token, request.Counter, (ulong)receivedValue);
-            _ackedReceived = receivedValue;
-            context = new FlowContext(++_flowIds, flow, reader, ack.ToArray(), established: true);
-            AttachFlowLocked(context);
-            stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
-            _pathLostAt = null;
-            _lastStall = stall;
-            _moves++;
-            CheckFinishedLocked();
-            _stateChanged.Pulse();
         }
 
-        StartLoops(context);
+        if (refusal is not null)
+        {
+            Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, refusal, TimeSpan.Zero);
+        }
+
+        if (violation is not null)
+        {
+            Fail(violation);
+        }
+
+        if (path is null)
+        {
+            return answer;
+        }
+
+        StartLoops(path);
         TransportLog.Resumed(_logger, Token, flow.RemoteEndPoint, stall.TotalMilliseconds);
         Raise(MobileConnectionEventKind.Resumed, flow.LocalEndPoint, flow.RemoteEndPoint, null, stall);
         return null;

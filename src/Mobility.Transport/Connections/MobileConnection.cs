@@ -2,7 +2,7 @@ using System.Net;
 using Microsoft.Extensions.Logging;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Transport;
-using Mobility.Transport.Flows;
+using Mobility.Transport.Connections;
 using Mobility.Transport.Internal;
 
 namespace Mobility.Transport;
@@ -89,29 +89,33 @@ public sealed class MobileConnectionEventArgs : EventArgs
 /// through <see cref="Stream"/>; close with <see cref="CloseAsync"/> (graceful) or
 /// <see cref="DisposeAsync"/> (graceful if already complete, otherwise a reset).
 /// </summary>
-public sealed partial class MobileConnection : IAsyncDisposable
+public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConnection
 {
     /// <summary>Frames are gathered into one write of up to this many bytes (fewer syscalls in bulk).</summary>
     private const int OutputBatchSize = 192 * 1024;
 
-    /// <summary>Output buffer of a flow with nothing but handshake and control frames to send.</summary>
+    /// <summary>Output buffer of a path with nothing but handshake and control frames to send.</summary>
     private const int SmallOutputSize = 4096;
 
+    /// <summary>
+    /// How long an abort or dispose waits (on the injected clock) for the RESET to be written before
+    /// it closes the flow anyway: a RESET stuck behind a full socket buffer is not worth more.
+    /// </summary>
+    internal static readonly TimeSpan ResetFlushTimeout = TimeSpan.FromMilliseconds(100);
+
     private readonly bool _isClient;
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private readonly MobileTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    // Sealing happens under _lock (one owner); each flow's receive loop opens frames with its own
-    // FrameProtector made from _openKey (the AEAD context is not thread-safe, and a retired flow's
-    // loop may still be opening a frame while the new flow's loop starts).
-    private readonly FrameProtector _sealer;
+
+    // Each path's send loop seals with its own FrameProtector made from _sealKey (the frame counters
+    // are assigned under _lock, so a nonce is never used twice; the AEAD runs outside the lock), and
+    // each path's receive loop opens with its own made from _openKey (the AEAD context is not
+    // thread-safe, and a retired path's loop may still be busy while the next path's loop starts).
+    private readonly byte[] _sealKey;
     private readonly byte[] _openKey;
     private readonly byte[] _resumeKey;
-    private readonly SendBuffer _sendBuffer = new();
-    private readonly ReceiveBuffer _receiveBuffer = new();
-    private readonly long _sendLimit;
-    private readonly long _receiveWindow;
     private readonly CancellationTokenSource _closed = new();
     private readonly AsyncPulse _readable = new();
     private readonly AsyncPulse _writable = new();
@@ -119,53 +123,20 @@ public sealed partial class MobileConnection : IAsyncDisposable
     private readonly SemaphoreSlim _writeGate = new(1, 1);
     private readonly ITimer _timer;
     private readonly MobileStream _stream;
-    private readonly List<Task> _retiredLoops = [];
     private readonly Action<MobileConnection>? _onEnded;
 
-    // Send direction (guarded by _lock).
-    private long _written;
-    private long _sendNext;
-    private long _highestSent;
-    private long _peerReceived;
-    private long _peerConsumed;
-    private long _finOffset = -1;
-    private bool _finAcked;
+    // The connection's state, guarded by _lock; each piece is a type with one job.
+    private readonly SendState _send;
+    private readonly ReceiveState _receive;
+    private readonly KeepAlivePolicy _keepAlive;
+    private readonly PathSet _paths = new();
+    private readonly ConnectionStatistics _stats = new();
     private ulong _sendCounter;
-    private uint? _resetToSend;
-
-    // Receive direction.
-    private long _received;
-    private long _consumed;
-    private long _peerFin = -1;
-    private ulong _receiveCounter;
-    private long _ackedReceived;
-    private long _ackedConsumed;
-
-    // Keepalive policy (see OnTick).
-    private long _lastDataAt;
-    private bool _fastTicks = true;
     private long _tickDueAt;
-    private long _pingsSent;
-
-    // Path.
-    private FlowContext? _flow;
     private long? _pathLostAt;
-    private ulong _resumeCounter;
     private MobileConnectionState _state = MobileConnectionState.Connected;
     private Exception? _failure;
     private bool _completed;
-    private int _flowIds;
-
-    // Statistics.
-    private long _bytesSent;
-    private long _bytesReceived;
-    private long _bytesResent;
-    private long _duplicateBytes;
-    private int _moves;
-    private int _resumeAttempts;
-    private int _resumesRejected;
-    private TimeSpan _lastStall;
-    private TimeSpan? _lastRtt;
 
     internal MobileConnection(
         bool isClient,
@@ -187,19 +158,21 @@ public sealed partial class MobileConnection : IAsyncDisposable
         _options = options;
         _time = options.TimeProvider;
         _logger = options.LoggerFactory.CreateLogger<MobileConnection>();
-        _sealer = new FrameProtector(isClient ? secrets.ClientToServerKey : secrets.ServerToClientKey, encrypt);
+        _sealKey = (byte[])(isClient ? secrets.ClientToServerKey : secrets.ServerToClientKey).Clone();
         _openKey = (byte[])(isClient ? secrets.ServerToClientKey : secrets.ClientToServerKey).Clone();
         _resumeKey = (byte[])secrets.ResumeKey.Clone();
+        _responder = new ResumeResponder(_resumeKey, token);
         IsEncrypted = encrypt;
-        _sendLimit = Math.Min(options.MaxUnackedBytes, peerReceiveWindow);
-        _receiveWindow = options.ReceiveWindow;
+        _send = new SendState(Math.Min(options.MaxUnackedBytes, peerReceiveWindow));
+        _receive = new ReceiveState(options.ReceiveWindow);
         _onEnded = onEnded;
         _stream = new MobileStream(this);
+        var now = _time.GetTimestamp();
+        _keepAlive = new KeepAlivePolicy(isClient, options, _time, now);
         // One-shot, re-armed by every tick: every KeepAliveInterval / 2 while active, at the next
         // idle keepalive or deadline while idle (see OnTick).
-        _lastDataAt = _time.GetTimestamp() - ToTicks(options.DeadPathTimeout * 2); // no data yet: not active
-        _tickDueAt = _time.GetTimestamp() + ToTicks(options.KeepAliveInterval / 2);
-        _timer = _time.CreateTimer(static s => ((MobileConnection)s!).OnTick(), this, options.KeepAliveInterval / 2, Timeout.InfiniteTimeSpan);
+        _tickDueAt = now + ToTicks(_keepAlive.FastTick);
+        _timer = _time.CreateTimer(static s => ((MobileConnection)s!).OnTick(), this, _keepAlive.FastTick, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>Raised on path changes, resumes and the end of the connection (on a transport thread; keep handlers short).</summary>
@@ -234,26 +207,26 @@ public sealed partial class MobileConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Local endpoint of the current flow (null while pathless).</summary>
+    /// <summary>Local endpoint of the active path (null while pathless).</summary>
     public IPEndPoint? LocalEndPoint
     {
         get
         {
             lock (_lock)
             {
-                return _flow?.Flow.LocalEndPoint;
+                return _paths.Active?.Flow.LocalEndPoint;
             }
         }
     }
 
-    /// <summary>Remote endpoint of the current flow (null while pathless).</summary>
+    /// <summary>Remote endpoint of the active path (null while pathless).</summary>
     public IPEndPoint? RemoteEndPoint
     {
         get
         {
             lock (_lock)
             {
-                return _flow?.Flow.RemoteEndPoint;
+                return _paths.Active?.Flow.RemoteEndPoint;
             }
         }
     }
@@ -279,8 +252,7 @@ public sealed partial class MobileConnection : IAsyncDisposable
         {
             lock (_lock)
             {
-                return new MobileConnectionStatistics(_bytesSent, _bytesReceived, _bytesResent, _duplicateBytes,
-                    _moves, _resumeAttempts, _resumesRejected, _lastStall, _lastRtt, _pingsSent);
+                return _stats.Snapshot();
             }
         }
     }
@@ -297,20 +269,16 @@ public sealed partial class MobileConnection : IAsyncDisposable
                 lock (_lock)
                 {
                     ThrowIfFailed();
-                    if (_finOffset >= 0)
+                    if (_send.IsShutDown)
                     {
                         throw new InvalidOperationException("Writes were shut down on this connection.");
                     }
 
-                    var space = _sendLimit - (_written - _peerConsumed);
-                    if (space > 0)
+                    if (_send.Space > 0)
                     {
-                        var n = (int)Math.Min(space, data.Length);
-                        _sendBuffer.Append(data.Span[..n]);
-                        _written += n;
-                        data = data[n..];
+                        data = data[_send.Append(data.Span)..];
                         MarkActiveLocked();
-                        _flow?.Wake.Set();
+                        _paths.Active?.Wake.Set();
                         continue;
                     }
 
@@ -338,26 +306,25 @@ public sealed partial class MobileConnection : IAsyncDisposable
             Task wait;
             lock (_lock)
             {
-                if (_receiveBuffer.Length > 0 && buffer.IsEmpty)
+                if (_receive.Buffered > 0 && buffer.IsEmpty)
                 {
                     return 0;
                 }
 
-                if (_receiveBuffer.Length > 0)
+                if (_receive.Buffered > 0)
                 {
-                    var n = _receiveBuffer.Read(buffer.Span);
-                    _consumed += n;
+                    var n = _receive.Read(buffer.Span);
                     // Idle (no timer tick will flush it): a read that drains the buffer ACKs at once,
                     // in case the peer waits for window.
-                    if (_consumed - _ackedConsumed >= AckEvery || (!_fastTicks && _receiveBuffer.Length == 0))
+                    if (_receive.Consumed - _receive.AckedConsumed >= _receive.AckEvery || (!_keepAlive.IsFast && _receive.Buffered == 0))
                     {
-                        _flow?.Wake.Set();
+                        _paths.Active?.Wake.Set();
                     }
 
                     return n;
                 }
 
-                if (_peerFin >= 0 && _received == _peerFin)
+                if (_receive.AtEnd)
                 {
                     return 0;
                 }
@@ -376,11 +343,10 @@ public sealed partial class MobileConnection : IAsyncDisposable
         lock (_lock)
         {
             ThrowIfFailed();
-            if (_finOffset < 0)
+            if (_send.ShutDown())
             {
-                _finOffset = _written;
                 MarkActiveLocked();
-                _flow?.Wake.Set();
+                _paths.Active?.Wake.Set();
             }
         }
     }
@@ -388,7 +354,7 @@ public sealed partial class MobileConnection : IAsyncDisposable
     /// <summary>
     /// Graceful close: shuts down writes, then waits until the peer acknowledged our FIN, its own
     /// FIN arrived, and (client) the server confirmed by closing the flow. Moves during the close
-    /// are handled like any other (FIN is retransmitted on the resumed flow). Unread received data
+    /// are handled like any other (FIN is retransmitted on the resumed path). Unread received data
     /// is kept for reading.
     /// </summary>
     public async Task CloseAsync(CancellationToken cancellationToken = default)
@@ -432,72 +398,38 @@ public sealed partial class MobileConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Aborts the connection: sends a RESET if a flow is up, fails pending and future reads and writes.</summary>
+    /// <summary>
+    /// Aborts the connection at once: pending and future reads and writes fail with
+    /// <paramref name="reason"/> (unless the connection had already failed: the first reason is
+    /// kept), and a RESET goes to the peer on the active path, flushed in the background within
+    /// <see cref="ResetFlushTimeout"/> (<see cref="DisposeAsync"/> awaits it).
+    /// </summary>
     public void Abort(string reason = "aborted by the application")
-    {
-        lock (_lock)
-        {
-            if (_failure is null && !_completed && _flow is not null)
-            {
-                _resetToSend = 1;
-                _flow.Wake.Set();
-            }
-        }
+        => Fail(new MobileConnectionException(MobileConnectionError.Aborted, reason), resetCode: 1);
 
-        // Give the send loop a moment to put the RESET on the wire; the abort itself is immediate.
-        _ = Task.Delay(TimeSpan.FromMilliseconds(100), _time).ContinueWith(
-            static (_, state) =>
-            {
-                var (connection, why) = ((MobileConnection, string))state!;
-                connection.Fail(new MobileConnectionException(MobileConnectionError.Aborted, why));
-            },
-            (this, reason),
-            CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously,
-            TaskScheduler.Default);
-    }
-
+    /// <summary>
+    /// Releases the connection. After <see cref="CloseAsync"/> (or a failure) this only frees
+    /// memory; otherwise it resets the peer first. Returns once every path's loops have ended, the
+    /// RESET has been written (or <see cref="ResetFlushTimeout"/> passed) and the sockets are closed.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
-        bool needReset;
-        lock (_lock)
-        {
-            needReset = !_completed && _failure is null && _flow is not null;
-            if (needReset)
-            {
-                _resetToSend = 1;
-                _flow!.Wake.Set();
-            }
-        }
-
-        if (needReset)
-        {
-            try
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(50), _time).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                // Not cancellable; kept for the analyzer's sake.
-            }
-        }
-
-        Fail(new MobileConnectionException(MobileConnectionError.Aborted, "The connection was disposed."));
+        Fail(new MobileConnectionException(MobileConnectionError.Aborted, "The connection was disposed."), resetCode: 1);
         Task[] loops;
         lock (_lock)
         {
-            loops = [.. _retiredLoops, _supervisor];
+            loops = [.. _paths.Retiring(), _supervisor?.Completion ?? Task.CompletedTask];
         }
 
         await Task.WhenAll(loops).ConfigureAwait(false);
         await _timer.DisposeAsync().ConfigureAwait(false);
         lock (_lock)
         {
-            _sendBuffer.Clear();
-            _receiveBuffer.Clear();
+            _send.Clear();
+            _receive.Clear();
         }
 
-        _sealer.Dispose();
+        System.Security.Cryptography.CryptographicOperations.ZeroMemory(_sealKey);
         System.Security.Cryptography.CryptographicOperations.ZeroMemory(_openKey);
     }
 
@@ -510,10 +442,12 @@ public sealed partial class MobileConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Fails the connection with the first reason; later reasons are ignored.</summary>
-    internal void Fail(Exception reason)
+    /// <summary>
+    /// Fails the connection with the first reason; later reasons are ignored. With
+    /// <paramref name="resetCode"/>, the active path first carries a RESET to the peer.
+    /// </summary>
+    internal void Fail(Exception reason, uint? resetCode = null)
     {
-        FlowContext? flow;
         lock (_lock)
         {
             if (_failure is not null)
@@ -523,18 +457,26 @@ public sealed partial class MobileConnection : IAsyncDisposable
 
             if (_completed)
             {
-                // A completed connection keeps its data readable; only release the flow.
-                flow = _flow;
-                _flow = null;
-                flow?.Stop(_retiredLoops);
+                // A completed connection keeps its data readable; only release the path.
+                if (_paths.Active is { } active)
+                {
+                    _paths.Deactivate(active);
+                }
+
                 return;
             }
 
             _failure = reason;
             _state = MobileConnectionState.Failed;
-            flow = _flow;
-            _flow = null;
-            flow?.Stop(_retiredLoops);
+            if (resetCode is { } code)
+            {
+                _paths.DeactivateWithReset(code, ResetFlushTimeout, _time);
+            }
+            else if (_paths.Active is { } active)
+            {
+                _paths.Deactivate(active);
+            }
+
             _readable.Pulse();
             _writable.Pulse();
             _stateChanged.Pulse();
@@ -549,7 +491,6 @@ public sealed partial class MobileConnection : IAsyncDisposable
 
     private void Complete()
     {
-        FlowContext? flow;
         lock (_lock)
         {
             if (_completed || _failure is not null)
@@ -559,9 +500,11 @@ public sealed partial class MobileConnection : IAsyncDisposable
 
             _completed = true;
             _state = MobileConnectionState.Completed;
-            flow = _flow;
-            _flow = null;
-            flow?.Stop(_retiredLoops);
+            if (_paths.Active is { } active)
+            {
+                _paths.Deactivate(active);
+            }
+
             _readable.Pulse();
             _writable.Pulse();
             _stateChanged.Pulse();

@@ -1,0 +1,138 @@
+using System.IO.Pipelines;
+using Mobility.Protocol.Transport;
+using Mobility.Transport.Flows;
+using Mobility.Transport.Internal;
+
+namespace Mobility.Transport.Connections;
+
+/// <summary>
+/// One path of a mobile connection: a flow (TCP connection) with everything that belongs to it and
+/// not to the connection — its two loops, when it last heard from the peer and last sent, its
+/// keepalive probe, its own RTT estimate, and the control frames it owes the peer (PONG, ACK, PING,
+/// RESET). A connection holds its paths in a <see cref="PathSet"/> (one active); fields are changed
+/// under the connection's lock or by this path's own loops.
+/// </summary>
+internal sealed class ConnectionPath
+{
+    private readonly CancellationTokenSource _cts = new();
+    private int _stopped;
+
+    public ConnectionPath(IFlow flow, PipeReader reader, byte[]? preamble, bool established)
+    {
+        Flow = flow;
+        Reader = reader;
+        Preamble = preamble;
+        Established = established;
+    }
+
+    /// <summary>Sequence number within the connection (1, 2, …), for logs.</summary>
+    public int Id { get; set; }
+
+    public IFlow Flow { get; }
+
+    public PipeReader Reader { get; }
+
+    /// <summary>Handshake bytes the send loop writes before any frame (ClientFinish, Resume or ResumeAck).</summary>
+    public byte[]? Preamble { get; set; }
+
+    /// <summary>False on a client path whose Resume is not answered yet.</summary>
+    public bool Established { get; set; }
+
+    /// <summary>Client path opened by a Resume: the first thing to read is ResumeAck or Reject (the Resume's counter).</summary>
+    public ulong? AwaitingResumeAck { get; set; }
+
+    /// <summary>The answer to this path's Resume: null = accepted.</summary>
+    public TaskCompletionSource<RejectReason?> ResumeResult { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Wakes the send loop (data, an ACK or a control frame to send).</summary>
+    public AsyncAutoResetSignal Wake { get; } = new();
+
+    public CancellationToken Cancellation => _cts.Token;
+
+    public bool IsStopped => Volatile.Read(ref _stopped) != 0;
+
+    // Per-path liveness (see KeepAlivePolicy).
+
+    /// <summary>Timestamp of the last bytes read from this path.</summary>
+    public long LastReceived { get; set; }
+
+    /// <summary>Timestamp of the last bytes written to this path.</summary>
+    public long LastSent { get; set; }
+
+    /// <summary>When the connection last turned active on this path: the dead-path timeout counts from here or <see cref="LastReceived"/>, whichever is later.</summary>
+    public long ProbeSince { get; set; }
+
+    /// <summary>Client, idle: send a keepalive after this long without receiving (jittered per keepalive).</summary>
+    public TimeSpan IdleInterval { get; set; }
+
+    /// <summary>A keepalive (or a write after idling) is waiting for the first frame back.</summary>
+    public bool AwaitingAnswer => ProbeSince > LastReceived;
+
+    // Per-path RTT, from PING/PONG on this path.
+
+    public ulong PingId { get; set; }
+
+    public long PingSentAt { get; set; }
+
+    /// <summary>The last round trip measured on this path (null before the first PONG).</summary>
+    public TimeSpan? Rtt { get; private set; }
+
+    /// <summary>Records a PONG: true when it answers this path's latest PING (the RTT is updated).</summary>
+    public bool OnPong(ulong id, long now, TimeProvider time)
+    {
+        if (id != PingId || PingSentAt == 0)
+        {
+            return false;
+        }
+
+        Rtt = time.GetElapsedTime(PingSentAt, now);
+        return true;
+    }
+
+    // Control frames owed on this path (consumed by its send loop).
+
+    public bool FinSent { get; set; }
+
+    /// <summary>A new path starts with an ACK: Resume/ResumeAck carry the receive position but not the consumed one.</summary>
+    public bool AckForced { get; set; } = true;
+
+    /// <summary>The keepalive policy asks for an ACK of whatever was received or consumed since the last one.</summary>
+    public bool AckRequested { get; set; }
+
+    public bool PingRequested { get; set; }
+
+    public ulong? PongToSend { get; set; }
+
+    /// <summary>A RESET the send loop writes before anything else, even after the path was detached (abort, dispose).</summary>
+    public uint? ResetToSend { get; set; }
+
+    /// <summary>Completed once the RESET is written (true) or cannot be (false).</summary>
+    public TaskCompletionSource<bool> ResetFlushed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Both loops of this path.</summary>
+    public Task Loops { get; set; } = Task.CompletedTask;
+
+    /// <summary>
+    /// Stops both loops and closes the flow; the returned task ends once the loops have let go of
+    /// the socket and it is closed. Idempotent (later calls return a completed task).
+    /// </summary>
+    public Task Stop()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0)
+        {
+            return Task.CompletedTask;
+        }
+
+        // Cancelling ends the loops' pending reads and writes; the socket is closed once they
+        // have let go of it, on a pool thread: closing a socket still in use by another thread
+        // spins, and this may run under the connection's lock or in an event handler that
+        // moves a hundred connections.
+        _cts.Cancel();
+        ResumeResult.TrySetResult(RejectReason.ResumeRefused);
+        ResetFlushed.TrySetResult(false);
+        return Loops.ContinueWith(static (_, flow) => ((IFlow)flow!).Abort(), Flow,
+            CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+    }
+
+    public override string ToString() => $"path {Id} {Flow.LocalEndPoint} -> {Flow.RemoteEndPoint}";
+}

@@ -1,0 +1,617 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Mobility.Protocol.Identity;
+using Mobility.Protocol.Transport;
+using Mobility.Transport.Flows;
+using Mobility.Transport.Internal;
+
+namespace Mobility.Transport.Connections;
+
+/// <summary>What the client's <see cref="PathSupervisor"/> needs from its connection.</summary>
+internal interface ISupervisedConnection
+{
+    HostGuid RemoteGuid { get; }
+
+    UInt128 Token { get; }
+
+    MobileConnectionState State { get; }
+
+    /// <summary>Cancelled when the connection ends: the supervisor stops.</summary>
+    CancellationToken Closed { get; }
+
+    /// <summary>The path frames go on now (null: pathless).</summary>
+    ConnectionPath? ActivePath { get; }
+
+    /// <summary>
+    /// True while the connection has no working path (none, or a dead attempt) and is within its
+    /// pathless deadline; starts the pathless clock if it was not running.
+    /// </summary>
+    bool NeedsPath();
+
+    void CountResumeAttempt();
+
+    void OnFlowConnected(IFlow flow);
+
+    /// <summary>Makes a new path on <paramref name="flow"/> that starts with a Resume and carries data optimistically; null once the connection ended.</summary>
+    ConnectionPath? BeginResume(IFlow flow);
+
+    /// <summary>The path failed or its attempt was given up.</summary>
+    void PathFailed(ConnectionPath path, string reason);
+
+    /// <summary>The server at <paramref name="endpoint"/> does not know the connection: it completes if our close was done, else it fails.</summary>
+    void OnUnknownToPeer(IPEndPoint endpoint);
+
+    void Fail(Exception reason, uint? resetCode = null);
+}
+
+/// <summary>
+/// The client's path supervisor: keeps the connection on a working path. Connected -> (path lost)
+/// -> Pathless: attempt a resume, back off (<see cref="ReconnectBackoff"/>), retry; a local address
+/// change or a pushed endpoint change cancels the back-off and the attempt in progress and tries
+/// again at once. Chooses endpoints: the last known ones, a lookup first after a failed attempt,
+/// and after a local move or a silent death a lookup racing the attempt on the known ones (happy-
+/// eyeballs style: when the lookup names other endpoints, the attempt switches to them at once
+/// instead of waiting out <see cref="MobileConnectionOptions.ResumeAttemptTimeout"/>). Bounded: one
+/// flow attempt and one lookup at a time. Every deadline and pause runs on the injected clock.
+/// </summary>
+internal sealed partial class PathSupervisor
+{
+    private readonly ISupervisedConnection _connection;
+    private readonly MobileConnectionOptions _options;
+    private readonly IPeerLocator? _locator;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Func<double> _random;
+    private readonly AsyncAutoResetSignal _kick = new();
+    private readonly Lock _gate = new();
+
+    // Guarded by _gate.
+    private IPAddress? _localAddress;
+    private IReadOnlyList<IPEndPoint> _endpoints;
+    private int _planVersion;
+
+    // The path died silently (no RST, no event): the cached endpoint is suspect, ask the locator first.
+    private bool _relocateFirst;
+
+    // The local address changed: the peer may have moved at the same moment (and its push may not
+    // reach us, since our own watch moved too), so the next attempt races a fresh lookup.
+    private bool _raceLocate;
+
+    /// <param name="random">Uniform in [0, 1) for the back-off jitter (tests pass a fixed value).</param>
+    public PathSupervisor(ISupervisedConnection connection, MobileConnectionOptions options, IPeerLocator? locator,
+        IReadOnlyList<IPEndPoint> endpoints, IPAddress? localAddress, ILogger logger, Func<double>? random = null)
+    {
+        _connection = connection;
+        _options = options;
+        _locator = locator;
+        _time = options.TimeProvider;
+        _logger = logger;
+#pragma warning disable CA5394 // Jitter, not security.
+        _random = random ?? (static () => Random.Shared.NextDouble());
+#pragma warning restore CA5394
+        _endpoints = endpoints;
+        _localAddress = localAddress;
+        if (locator is not null)
+        {
+            locator.EndpointsChanged += OnEndpointsChanged;
+        }
+    }
+
+    /// <summary>The supervising loop (ends when the connection does).</summary>
+    public Task Completion { get; private set; } = Task.CompletedTask;
+
+    /// <summary>The endpoints the next attempt starts from.</summary>
+    public IReadOnlyList<IPEndPoint> Endpoints
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _endpoints;
+            }
+        }
+    }
+
+    public void Start() => Completion = Task.Run(SuperviseAsync);
+
+    /// <summary>Something changed (a path was lost): look at the connection again.</summary>
+    public void Kick() => _kick.Set();
+
+    /// <summary>The active path died silently: the next attempt races a lookup.</summary>
+    public void RelocateFirst()
+    {
+        lock (_gate)
+        {
+            _relocateFirst = true;
+        }
+    }
+
+    /// <summary>The local address changed: new flows start from <paramref name="newLocalAddress"/> (null: unchanged) and the next attempt races a lookup.</summary>
+    public void OnLocalAddressChanged(IPAddress? newLocalAddress)
+    {
+        lock (_gate)
+        {
+            _localAddress = newLocalAddress ?? _localAddress;
+            _planVersion++;
+            _raceLocate = true;
+        }
+    }
+
+    /// <summary>Stops listening to the locator (the connection ended).</summary>
+    public void Detach()
+    {
+        if (_locator is { } locator)
+        {
+            locator.EndpointsChanged -= OnEndpointsChanged;
+        }
+    }
+
+    /// <summary>
+    /// The peer's endpoints were pushed: a path to an endpoint no longer listed is dropped, and the
+    /// attempt in progress restarts with the new list (unless it is the list already in use).
+    /// </summary>
+    private void OnEndpointsChanged(object? sender, PeerEndpointsChangedEventArgs e)
+    {
+        if (e.Guid != _connection.RemoteGuid || e.Endpoints.Count == 0 || _connection.Closed.IsCancellationRequested)
+        {
+            return;
+        }
+
+        var active = _connection.ActivePath;
+        var remote = active?.Flow.RemoteEndPoint;
+        var stale = active is not null && (remote is null || !e.Endpoints.Contains(remote));
+        lock (_gate)
+        {
+            if (!stale && SameEndpoints(_endpoints, e.Endpoints))
+            {
+                // A re-delivery of what we already use (a watch re-opened, a record refreshed):
+                // restarting the attempt in progress would only throw away its TCP connect.
+                return;
+            }
+
+            _endpoints = [.. e.Endpoints];
+            _planVersion++;
+        }
+
+        if (stale)
+        {
+            _connection.PathFailed(active!, "the peer's endpoints changed");
+        }
+
+        _kick.Set();
+    }
+
+    /// <summary>
+    /// Client reconnect state machine: Connected -> (flow lost) -> Pathless: attempt, back off
+    /// (capped exponential with jitter), retry; an address change or a pushed endpoint change
+    /// cancels the back-off and the attempt in progress and tries again at once.
+    /// </summary>
+    private async Task SuperviseAsync()
+    {
+        var options = _options;
+        var ct = _connection.Closed;
+        Task<bool>? pendingKick = null;
+        Task<bool> Kick() => pendingKick ??= _kick.WaitAsync(ct).AsTask();
+        bool KickArrived()
+        {
+            if (pendingKick is { IsCompleted: true })
+            {
+                pendingKick = null;
+                return true;
+            }
+
+            return false;
+        }
+
+        try
+        {
+            while (true)
+            {
+                await Kick().ConfigureAwait(false);
+                pendingKick = null;
+                TransportLog.SupervisorWoke(_logger, _connection.Token, _connection.State.ToString());
+                var attempt = 0;
+                while (true)
+                {
+                    // Past the pathless deadline the connection's timer fails it.
+                    var version = PlanVersion;
+                    if (!_connection.NeedsPath())
+                    {
+                        break;
+                    }
+
+                    TransportLog.Reconnecting(_logger, _connection.Token, attempt);
+                    using var attemptCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                    var attemptTask = AttemptResumeAsync(attempt, attemptCts.Token);
+                    while (!attemptTask.IsCompleted)
+                    {
+                        await Task.WhenAny(attemptTask, Kick()).ConfigureAwait(false);
+                        if (KickArrived() && PlanChanged(version))
+                        {
+                            await attemptCts.CancelAsync().ConfigureAwait(false);
+                        }
+                    }
+
+                    var ok = await attemptTask.ConfigureAwait(false);
+                    if (ok)
+                    {
+                        // Re-check at the top: the new flow may already have died, and the kick
+                        // announcing it was consumed while the attempt ran.
+                        attempt = 0;
+                        continue;
+                    }
+
+                    if (PlanChanged(version))
+                    {
+                        attempt = 0;
+                        continue;
+                    }
+
+                    attempt++;
+                    var delay = ReconnectBackoff.Delay(attempt, options.ReconnectBackoffMin, options.ReconnectBackoffMax, _random());
+                    using var delayCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                    var delayTask = Task.Delay(delay, _time, delayCts.Token);
+                    while (!delayTask.IsCompleted)
+                    {
+                        await Task.WhenAny(delayTask, Kick()).ConfigureAwait(false);
+                        if (KickArrived() && PlanChanged(version))
+                        {
+                            attempt = 0;
+                            await delayCts.CancelAsync().ConfigureAwait(false);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // Connection ended.
+        }
+#pragma warning disable CA1031 // The supervisor must not die silently: anything unexpected fails the connection.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            TransportLog.SupervisorFailed(_logger, _connection.Token, e);
+            _connection.Fail(new MobileConnectionException(MobileConnectionError.Aborted, "The reconnect loop failed: " + e.Message, e));
+        }
+    }
+
+    private int PlanVersion
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _planVersion;
+            }
+        }
+    }
+
+    private bool PlanChanged(int version) => PlanVersion != version;
+
+    /// <summary>One attempt: locate (after the first failure), connect, Resume, wait for ResumeAck.</summary>
+    private async Task<bool> AttemptResumeAsync(int attempt, CancellationToken ct)
+    {
+        try
+        {
+            return await AttemptResumeCoreAsync(attempt, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// One attempt. After a local address change or a silent death, the last known endpoints are
+    /// tried while a fresh lookup races them (<see cref="RaceLocateAsync"/>); after a failed attempt,
+    /// or with nothing known, the lookup comes first; otherwise (a push) the known endpoints are tried.
+    /// </summary>
+    private async Task<bool> AttemptResumeCoreAsync(int attempt, CancellationToken ct)
+    {
+        IReadOnlyList<IPEndPoint> endpoints;
+        IPAddress? local;
+        bool race;
+        lock (_gate)
+        {
+            endpoints = _endpoints;
+            local = _localAddress;
+            race = _relocateFirst || _raceLocate;
+            _relocateFirst = false;
+            _raceLocate = false;
+        }
+
+        if (_locator is not null && (attempt > 0 || endpoints.Count == 0))
+        {
+            endpoints = await LocateOnceAsync(ct).ConfigureAwait(false) ?? endpoints;
+        }
+        else if (_locator is not null && race)
+        {
+            return await RaceLocateAsync(endpoints, local, ct).ConfigureAwait(false);
+        }
+
+        return await TryEachAsync(endpoints, local, null, ct).ConfigureAwait(false);
+    }
+
+    private async Task<bool> TryResumeOnAsync(IPEndPoint endpoint, IPAddress? local, CancellationToken ct)
+    {
+        // The attempt's deadline runs on the injected clock.
+        using var deadline = new CancellationTokenSource(_options.ResumeAttemptTimeout, _time);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
+        IFlow? flow = null;
+        ConnectionPath? context = null;
+        try
+        {
+            _connection.CountResumeAttempt();
+            flow = await _options.FlowFactory.ConnectAsync(endpoint, local, timeout.Token).ConfigureAwait(false);
+            TransportLog.FlowConnected(_logger, _connection.Token, flow.LocalEndPoint, endpoint);
+            _connection.OnFlowConnected(flow);
+            context = _connection.BeginResume(flow);
+            if (context is null)
+            {
+                // The connection ended meanwhile.
+                flow.Abort();
+                return true;
+            }
+
+            var result = await context.ResumeResult.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            if (result is null)
+            {
+                return true;
+            }
+
+            if (result == RejectReason.UnknownConnection)
+            {
+                _connection.OnUnknownToPeer(endpoint);
+                return true;
+            }
+
+            TransportLog.ResumeRefused(_logger, _connection.Token, endpoint, result.Value.ToString());
+            _connection.PathFailed(context, "resume refused: " + result.Value);
+            return false;
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            TransportLog.ResumeAttemptFailed(_logger, _connection.Token, endpoint, "timeout");
+        }
+        catch (OperationCanceledException)
+        {
+            // Attempt cancelled by a plan change or the end of the connection.
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            TransportLog.ResumeAttemptFailed(_logger, _connection.Token, endpoint, e.Message);
+        }
+
+        if (context is not null)
+        {
+            _connection.PathFailed(context, "resume attempt failed");
+        }
+        else
+        {
+            flow?.Abort();
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Lookups per racing attempt: one at once, then up to three more after pauses doubling from
+    /// <see cref="MobileConnectionOptions.ReconnectBackoffMin"/> while they return the known
+    /// endpoints, so that a record the peer republishes a moment after our own move is still seen
+    /// within the attempt. Each costs one GNS query.
+    /// </summary>
+    public const int MaxRacingLookups = 4;
+
+    /// <summary>Which endpoints an attempt has started on (read by the racing lookup).</summary>
+    private sealed class AttemptProgress
+    {
+        private readonly Lock _gate = new();
+        private readonly List<IPEndPoint> _started = [];
+
+        public IPEndPoint? Current
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _started.Count == 0 ? null : _started[^1];
+                }
+            }
+        }
+
+        public void Start(IPEndPoint endpoint)
+        {
+            lock (_gate)
+            {
+                _started.Add(endpoint);
+            }
+        }
+
+        public bool Started(IPEndPoint endpoint)
+        {
+            lock (_gate)
+            {
+                return _started.Contains(endpoint);
+            }
+        }
+    }
+
+    /// <summary>Tries <paramref name="known"/> while looking the peer up; switches to new endpoints as soon as the lookup names them.</summary>
+    private async Task<bool> RaceLocateAsync(IReadOnlyList<IPEndPoint> known, IPAddress? local, CancellationToken ct)
+    {
+        using var lookupCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var knownCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var progress = new AttemptProgress();
+        var lookup = LocateChangedAsync(known, lookupCts.Token);
+        var onKnown = TryEachAsync(known, local, progress, knownCts.Token);
+        try
+        {
+            if (await Task.WhenAny(onKnown, lookup).ConfigureAwait(false) == onKnown && await onKnown.ConfigureAwait(false))
+            {
+                return true;
+            }
+
+            // Either the known endpoints failed first (then only a lookup already answered is
+            // used; otherwise the next attempt looks up after its back-off), or the lookup answered.
+            IReadOnlyList<IPEndPoint>? fresh = null;
+            if (!onKnown.IsCompleted || lookup.IsCompleted)
+            {
+                fresh = await lookup.ConfigureAwait(false);
+            }
+
+            if (fresh is null)
+            {
+                return await onKnown.ConfigureAwait(false);
+            }
+
+            lock (_gate)
+            {
+                _endpoints = fresh;
+            }
+
+            if (!onKnown.IsCompleted)
+            {
+                // Switch when the lookup ranks an endpoint not tried yet above the one being tried
+                // (or drops that one): a record can list the peer's new address first and keep the
+                // old one as a lower-ranked (observed) locator for a moment.
+                var current = progress.Current;
+                var rank = current is null ? -1 : IndexOf(fresh, current);
+                if ((rank < 0 ? fresh : fresh.Take(rank)).Any(e => !progress.Started(e)))
+                {
+                    ResumeRaceLog.Switching(_logger, _connection.Token, current, string.Join(' ', fresh));
+                    await knownCts.CancelAsync().ConfigureAwait(false);
+                }
+
+                if (await onKnown.ConfigureAwait(false))
+                {
+                    return true;
+                }
+            }
+
+            return await TryEachAsync([.. fresh.Where(e => !progress.Started(e))], local, progress, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            await lookupCts.CancelAsync().ConfigureAwait(false);
+            await knownCts.CancelAsync().ConfigureAwait(false);
+
+            // Both end promptly once cancelled and never throw; awaited so nothing outlives the attempt.
+            await Task.WhenAll(onKnown, lookup).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Looks the peer up until it names endpoints other than <paramref name="known"/> (returned), or gives up (null).</summary>
+    private async Task<IReadOnlyList<IPEndPoint>?> LocateChangedAsync(IReadOnlyList<IPEndPoint> known, CancellationToken ct)
+    {
+        var pause = _options.ReconnectBackoffMin;
+        try
+        {
+            for (var lookup = 1; ; lookup++)
+            {
+                var located = await LocateOnceAsync(ct, remember: false).ConfigureAwait(false);
+                if (located is not null && !SameEndpoints(located, known))
+                {
+                    return located;
+                }
+
+                ResumeRaceLog.NothingNew(_logger, _connection.Token, lookup);
+                if (lookup == MaxRacingLookups)
+                {
+                    return null;
+                }
+
+                await Task.Delay(pause, _time, ct).ConfigureAwait(false);
+                pause *= 2;
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>One lookup within <see cref="MobileConnectionOptions.LocateTimeout"/>: the endpoints found, or null (none, failed, timed out).</summary>
+    private async Task<IReadOnlyList<IPEndPoint>?> LocateOnceAsync(CancellationToken ct, bool remember = true)
+    {
+        try
+        {
+            using var deadline = new CancellationTokenSource(_options.LocateTimeout, _time);
+            using var locateCts = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
+            var located = await _locator!.LocateAsync(_connection.RemoteGuid, locateCts.Token).ConfigureAwait(false);
+            if (located.Count == 0)
+            {
+                return null;
+            }
+
+            if (remember)
+            {
+                lock (_gate)
+                {
+                    _endpoints = located;
+                }
+            }
+
+            return located;
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            TransportLog.LocateFailed(_logger, _connection.RemoteGuid.ToShortString(), "timeout");
+        }
+#pragma warning disable CA1031 // A failing locator must not stop reconnection; the last known endpoints are tried.
+        catch (Exception e) when (e is not OperationCanceledException)
+#pragma warning restore CA1031
+        {
+            TransportLog.LocateFailed(_logger, _connection.RemoteGuid.ToShortString(), e.Message);
+        }
+
+        return null;
+    }
+
+    /// <summary>Tries the endpoints in order until one resumes; false when all failed or <paramref name="ct"/> was cancelled.</summary>
+    private async Task<bool> TryEachAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, CancellationToken ct)
+    {
+        foreach (var endpoint in endpoints)
+        {
+            if (ct.IsCancellationRequested)
+            {
+                return false;
+            }
+
+            progress?.Start(endpoint);
+            if (await TryResumeOnAsync(endpoint, local, ct).ConfigureAwait(false))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static int IndexOf(IReadOnlyList<IPEndPoint> endpoints, IPEndPoint endpoint)
+    {
+        for (var i = 0; i < endpoints.Count; i++)
+        {
+            if (endpoints[i].Equals(endpoint))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>The same endpoints, in any order.</summary>
+    private static bool SameEndpoints(IReadOnlyList<IPEndPoint> a, IReadOnlyList<IPEndPoint> b)
+        => a.Count == b.Count && a.All(b.Contains) && b.All(a.Contains);
+
+    private static partial class ResumeRaceLog
+    {
+        [LoggerMessage(9040, LogLevel.Debug, "Connection {Token:x32}: the peer is now at [{Endpoints}]; abandoning the attempt via {Remote}")]
+        public static partial void Switching(ILogger logger, UInt128 token, IPEndPoint? remote, string endpoints);
+
+        [LoggerMessage(9041, LogLevel.Debug, "Connection {Token:x32}: racing lookup {Lookup} found the known endpoints")]
+        public static partial void NothingNew(ILogger logger, UInt128 token, int lookup);
+    }
+}
