@@ -155,7 +155,9 @@ public sealed class MobileListener : IAsyncDisposable
     {
         var listener = _options.ListenerFactory.Listen(endpoint, _options.ListenBacklog);
         var bound = new Bound(listener, CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token));
-        bound.Loop = Task.Run(() => AcceptLoopAsync(bound));
+        // Two accept loops: under a flood the kernel's accept queue must drain faster than it fills, or it
+        // drops SYNs (a genuine client then waits for its 1 s SYN retransmission).
+        bound.Loop = Task.WhenAll(Task.Run(() => AcceptLoopAsync(bound)), Task.Run(() => AcceptLoopAsync(bound)));
         TransportLog.Listening(_logger, listener.LocalEndPoint);
         return bound;
     }

@@ -320,6 +320,7 @@ internal sealed class HandshakeAdmission(int capacity, int maxSlots, int maxSlot
 
         internal bool Released { get; set; }
 
-        internal void Cut() => _cut.Cancel();
+        /// <summary>Cancels on the thread pool: the caller (the accept loop) must not run the flow's cancellation itself.</summary>
+        internal void Cut() => ThreadPool.UnsafeQueueUserWorkItem(static cut => cut.Cancel(), _cut, preferLocal: false);
     }
 }
