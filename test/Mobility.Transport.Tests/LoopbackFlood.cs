@@ -69,7 +69,11 @@ internal sealed class LoopbackFlood : IAsyncDisposable
         {
             try
             {
-                await Task.Delay(next > clock.Elapsed ? next - clock.Elapsed : TimeSpan.Zero, ct);
+                var wait = next - clock.Elapsed;   // read the clock once: it moves between two reads
+                if (wait > TimeSpan.Zero)
+                {
+                    await Task.Delay(wait, ct);
+                }
             }
             catch (OperationCanceledException)
             {
