@@ -124,8 +124,8 @@ internal static class Flood
         return 0;
 
         static void Row(string name, List<double> quiet, List<double> flood)
-            => Console.WriteLine($"| {name} | {Measure.F(Measure.Percentile(quiet, 0.5), "0.0")} | {Measure.F(Measure.Percentile(quiet, 0.9), "0.0")} | {Measure.F(quiet[^1], "0.0")} | "
-                + $"{Measure.F(Measure.Percentile(flood, 0.5), "0.0")} | {Measure.F(Measure.Percentile(flood, 0.9), "0.0")} | {Measure.F(flood[^1], "0.0")} | {flood.Count(ms => ms <= 1000)}/{flood.Count} |");
+            => Console.WriteLine($"| {name} | {Measure.F(Measure.Percentile(quiet, 50), "0.0")} | {Measure.F(Measure.Percentile(quiet, 90), "0.0")} | {Measure.F(quiet[^1], "0.0")} | "
+                + $"{Measure.F(Measure.Percentile(flood, 50), "0.0")} | {Measure.F(Measure.Percentile(flood, 90), "0.0")} | {Measure.F(flood[^1], "0.0")} | {flood.Count(ms => ms <= 1000)}/{flood.Count} |");
     }
 
     private static async Task AcceptAllAsync(MobileListener listener, CancellationToken ct)
