@@ -226,7 +226,12 @@ public sealed class MobileListener : IAsyncDisposable
         {
             // The handshake timeout runs from the accept, whatever the flow waits for.
             var message = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
-            _admission.Identified(ticket);
+            if (message is not ResumeRequest)
+            {
+                // A Resume stays evictable until it is accepted: a forged one only costs its refusal.
+                _admission.Identified(ticket);
+            }
+
             stage = "timeout";
             byte[]? cookie = null;
             if (message is CookieEcho echo)
@@ -252,9 +257,8 @@ public sealed class MobileListener : IAsyncDisposable
                     handedOver = await AcceptHelloAsync(flow, reader, hello, ticket, ct).ConfigureAwait(false);
                     break;
                 case ResumeRequest resume:
-                    // Served ahead of new handshakes: the resume takes no slot and leaves the admission now.
-                    _admission.Release(ticket);
-                    handedOver = await AcceptResumeAsync(flow, reader, resume).ConfigureAwait(false);
+                    // Served ahead of new handshakes: a resume takes no slot and waits for nothing.
+                    handedOver = await AcceptResumeAsync(flow, reader, resume, ticket).ConfigureAwait(false);
                     break;
                 case UnsupportedVersion:
                     await RefuseAsync(flow, reader, RejectReason.UnsupportedVersion, "unsupported version").ConfigureAwait(false);
@@ -381,7 +385,7 @@ public sealed class MobileListener : IAsyncDisposable
         return true;
     }
 
-    private async Task<bool> AcceptResumeAsync(IFlow flow, PipeReader reader, ResumeRequest resume)
+    private async Task<bool> AcceptResumeAsync(IFlow flow, PipeReader reader, ResumeRequest resume, HandshakeAdmission.Ticket ticket)
     {
         if (resume.ServerGuid != _key.Guid || !_connections.TryGetValue((resume.ClientGuid, resume.Token), out var connection))
         {
@@ -396,6 +400,7 @@ public sealed class MobileListener : IAsyncDisposable
             return false;
         }
 
+        _admission.Release(ticket);
         return true;
     }
 

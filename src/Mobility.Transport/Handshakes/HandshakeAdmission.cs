@@ -320,7 +320,16 @@ internal sealed class HandshakeAdmission(int capacity, int maxSlots, int maxSlot
 
         internal bool Released { get; set; }
 
+        private volatile bool _isCut;
+
+        /// <summary>The admission decided to cut this flow (its <see cref="CutToken"/> fires shortly after, on the thread pool).</summary>
+        public bool IsCut => _isCut;
+
         /// <summary>Cancels on the thread pool: the caller (the accept loop) must not run the flow's cancellation itself.</summary>
-        internal void Cut() => ThreadPool.UnsafeQueueUserWorkItem(static cut => cut.Cancel(), _cut, preferLocal: false);
+        internal void Cut()
+        {
+            _isCut = true;
+            ThreadPool.UnsafeQueueUserWorkItem(static cut => cut.Cancel(), _cut, preferLocal: false);
+        }
     }
 }
