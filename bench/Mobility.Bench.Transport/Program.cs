@@ -14,6 +14,10 @@
 //   transport-bench idle --in-process [--connections 2000]
 //       the same without the daemon: listener and connector in this process, managed heap and RSS
 //       per connection (both ends).
+//   transport-bench flood [--attackers 10000] [--half-done 30] [--renew 5] [--samples 20]
+//       handshakes under flood: new connections and resumes timed with no flood, then while that
+//       many loopback attackers from as many sources (that percent half-done, the rest idle) renew
+//       their connections every --renew seconds.
 //
 // Every subcommand takes --json FILE to write its results.
 using System.Globalization;
@@ -21,7 +25,7 @@ using Mobility.Bench.Transport;
 
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
-    Console.WriteLine("usage: transport-bench throughput|handshake|idle [options] (see the top of Program.cs or docs/benchmarks.md)");
+    Console.WriteLine("usage: transport-bench throughput|handshake|idle|flood [options] (see the top of Program.cs or docs/benchmarks.md)");
     return args.Length == 0 ? 64 : 0;
 }
 
@@ -56,6 +60,7 @@ return args[0] switch
     "idle" when flags.Contains("--in-process") => await IdleConnections.RunInProcessAsync(Int("--connections", 2000), Int("--concurrency", 32), Int("--settle", 5), json),
     "idle" => await IdleConnections.RunAgainstDaemonAsync(Int("--connections", 10_000), Int("--concurrency", 32), Int("--settle", 10),
         !flags.Contains("--no-relay"), options.GetValueOrDefault("--mobilityd"), json),
+    "flood" => await Flood.RunAsync(Int("--attackers", 10_000), Int("--half-done", 30), Int("--renew", 5), Int("--samples", 20), json),
     _ => Usage(args[0]),
 };
 

@@ -126,112 +126,139 @@ public sealed partial class MobileConnector
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         var ct = linked.Token;
         var local = _localAddress;
-        IFlow flow;
-        try
-        {
-            flow = await _options.FlowFactory.ConnectAsync(endpoint, local, ct).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            throw new MobileHandshakeException($"Could not open a flow to {endpoint} within {_options.HandshakeTimeout.TotalSeconds:0.###} s.");
-        }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
-        {
-            throw new MobileHandshakeException($"Could not open a flow to {endpoint}: {e.Message}", e);
-        }
+        using var ephemeral = new EphemeralKey();
+        var token = TransportRandom.Token();
+        var requested = _options.Encrypt ? HandshakeFlags.None : HandshakeFlags.AuthenticateOnly;
+        var hello = new ClientHello(requested, _key.Guid, _key.PublicKeyBytes(), ephemeral.PublicKey, TransportRandom.Nonce(),
+            token, expected, (uint)_options.ReceiveWindow);
+        var helloBytes = hello.ToArray();
+        byte[]? cookie = null;
 
-        var reader = PipeReader.Create(flow.Stream, MobileConnection.FlowPipeOptions);
-        var handedOver = false;
-        try
+        // At most two flows: a server under load answers the first hello with a cookie, and the same
+        // hello goes again on a new flow behind a CookieEcho (all within the handshake timeout).
+        while (true)
         {
-            using var ephemeral = new EphemeralKey();
-            var token = TransportRandom.Token();
-            var requested = _options.Encrypt ? HandshakeFlags.None : HandshakeFlags.AuthenticateOnly;
-            var hello = new ClientHello(requested, _key.Guid, _key.PublicKeyBytes(), ephemeral.PublicKey, TransportRandom.Nonce(),
-                token, expected, (uint)_options.ReceiveWindow);
-            var helloBytes = hello.ToArray();
-            HandshakeMessage answer;
+            IFlow flow;
             try
             {
-                await flow.Stream.WriteAsync(helloBytes, ct).ConfigureAwait(false);
-                answer = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
-            }
-            catch (MalformedMessageException e)
-            {
-                throw new MobileHandshakeException($"The peer at {endpoint} does not speak the mobile transport protocol: {e.Message}", e);
-            }
-            catch (EndOfStreamException e)
-            {
-                throw new MobileHandshakeException($"The peer at {endpoint} closed the flow during the handshake (not a mobile transport endpoint?): {e.Message}", e);
+                flow = await _options.FlowFactory.ConnectAsync(endpoint, local, ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw new MobileHandshakeException($"No handshake answer from {endpoint} within {_options.HandshakeTimeout.TotalSeconds:0.###} s (not a mobile transport endpoint?).");
+                throw new MobileHandshakeException($"Could not open a flow to {endpoint} within {_options.HandshakeTimeout.TotalSeconds:0.###} s.");
             }
             catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
             {
-                throw new MobileHandshakeException($"The flow to {endpoint} failed during the handshake: {e.Message}", e);
+                throw new MobileHandshakeException($"Could not open a flow to {endpoint}: {e.Message}", e);
             }
 
-            var serverHello = answer switch
-            {
-                ServerHello sh => sh,
-                HandshakeReject reject => throw new MobileHandshakeException($"The server at {endpoint} refused the connection: {reject.Reason}."),
-                UnsupportedVersion v => throw new MobileHandshakeException($"The server at {endpoint} speaks protocol version {v.Version}, not {TransportConstants.Version}."),
-                _ => throw new MobileHandshakeException($"The server at {endpoint} answered with {answer.Type}."),
-            };
-
-            if (HostGuid.FromPublicKey(serverHello.ServerPublicKey) != serverHello.ServerGuid)
-            {
-                throw new MobileHandshakeException($"The server at {endpoint} claims a GUID that is not the hash of its key.");
-            }
-
-            if (!expected.IsEmpty && serverHello.ServerGuid != expected)
-            {
-                throw new MobileHandshakeException($"The server at {endpoint} is {serverHello.ServerGuid}, not the expected {expected}.");
-            }
-
-            if (serverHello.Flags.HasFlag(HandshakeFlags.AuthenticateOnly) && !requested.HasFlag(HandshakeFlags.AuthenticateOnly))
-            {
-                throw new MobileHandshakeException($"The server at {endpoint} tried to turn encryption off.");
-            }
-
-            var serverHelloBytes = serverHello.ToArray();
-            var transcript = HandshakeTranscript.Hash(helloBytes, serverHelloBytes.AsSpan(0, ServerHello.UnsignedSize));
-            if (!Signatures.Verify(serverHello.ServerPublicKey, HandshakeTranscript.ServerSigned(transcript), serverHello.Signature))
-            {
-                throw new MobileHandshakeException($"The server at {endpoint} did not prove its identity (bad signature).");
-            }
-
-            SessionSecrets secrets;
+            var reader = PipeReader.Create(flow.Stream, MobileConnection.FlowPipeOptions);
+            var handedOver = false;
             try
             {
-                secrets = ephemeral.DeriveSecrets(serverHello.EphemeralPublicKey, transcript);
-            }
-            catch (MalformedMessageException e)
-            {
-                throw new MobileHandshakeException($"The server at {endpoint} sent an invalid key share.", e);
-            }
+                var first = cookie is null ? helloBytes : [.. new CookieEcho(cookie).ToArray(), .. helloBytes];
+                HandshakeMessage answer;
+                try
+                {
+                    await flow.Stream.WriteAsync(first, ct).ConfigureAwait(false);
+                    answer = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
+                }
+                catch (MalformedMessageException e)
+                {
+                    throw new MobileHandshakeException($"The peer at {endpoint} does not speak the mobile transport protocol: {e.Message}", e);
+                }
+                catch (EndOfStreamException e)
+                {
+                    throw new MobileHandshakeException($"The peer at {endpoint} closed the flow during the handshake (not a mobile transport endpoint?): {e.Message}", e);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new MobileHandshakeException($"No handshake answer from {endpoint} within {_options.HandshakeTimeout.TotalSeconds:0.###} s (not a mobile transport endpoint?).");
+                }
+                catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+                {
+                    throw new MobileHandshakeException($"The flow to {endpoint} failed during the handshake: {e.Message}", e);
+                }
 
-            using (secrets)
-            {
-                var finish = new ClientFinish(_key.Sign(HandshakeTranscript.ClientSigned(transcript)));
-                var encrypt = !serverHello.Flags.HasFlag(HandshakeFlags.AuthenticateOnly);
-                var connection = new MobileConnection(true, _key.Guid, serverHello.ServerGuid, token, secrets, encrypt,
-                    serverHello.ReceiveWindow, _options, c => _connections.TryRemove(c, out _));
-                _connections.TryAdd(connection, 0);
-                connection.StartClient(flow, reader, finish.ToArray(), _options, locator, endpoints.Contains(endpoint) ? [endpoint, .. endpoints.Where(e => !e.Equals(endpoint))] : [endpoint], local);
+                if (answer is CookieReply reply)
+                {
+                    if (cookie is not null)
+                    {
+                        throw new MobileHandshakeException($"The server at {endpoint} is under load and sent a cookie again after the retry with one.");
+                    }
+
+                    cookie = reply.Cookie;
+                    continue;
+                }
+
+                var connection = Finish(endpoint, expected, locator, endpoints, local, ephemeral, token, requested, helloBytes, answer, flow, reader);
                 handedOver = true;
                 return connection;
             }
-        }
-        finally
-        {
-            if (!handedOver)
+            finally
             {
-                await reader.CompleteAsync().ConfigureAwait(false);
-                flow.Abort();
+                if (!handedOver)
+                {
+                    await reader.CompleteAsync().ConfigureAwait(false);
+                    flow.Abort();
+                }
             }
+        }
+    }
+
+    /// <summary>Checks the server's answer to our hello and, when it proves the server, starts the connection on <paramref name="flow"/>.</summary>
+    private MobileConnection Finish(IPEndPoint endpoint, HostGuid expected, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, IPAddress? local,
+        EphemeralKey ephemeral, UInt128 token, HandshakeFlags requested, byte[] helloBytes, HandshakeMessage answer, IFlow flow, PipeReader reader)
+    {
+        var serverHello = answer switch
+        {
+            ServerHello sh => sh,
+            HandshakeReject reject => throw new MobileHandshakeException($"The server at {endpoint} refused the connection: {reject.Reason}."),
+            UnsupportedVersion v => throw new MobileHandshakeException($"The server at {endpoint} speaks protocol version {v.Version}, not {TransportConstants.Version}."),
+            _ => throw new MobileHandshakeException($"The server at {endpoint} answered with {answer.Type}."),
+        };
+
+        if (HostGuid.FromPublicKey(serverHello.ServerPublicKey) != serverHello.ServerGuid)
+        {
+            throw new MobileHandshakeException($"The server at {endpoint} claims a GUID that is not the hash of its key.");
+        }
+
+        if (!expected.IsEmpty && serverHello.ServerGuid != expected)
+        {
+            throw new MobileHandshakeException($"The server at {endpoint} is {serverHello.ServerGuid}, not the expected {expected}.");
+        }
+
+        if (serverHello.Flags.HasFlag(HandshakeFlags.AuthenticateOnly) && !requested.HasFlag(HandshakeFlags.AuthenticateOnly))
+        {
+            throw new MobileHandshakeException($"The server at {endpoint} tried to turn encryption off.");
+        }
+
+        var serverHelloBytes = serverHello.ToArray();
+        var transcript = HandshakeTranscript.Hash(helloBytes, serverHelloBytes.AsSpan(0, ServerHello.UnsignedSize));
+        if (!Signatures.Verify(serverHello.ServerPublicKey, HandshakeTranscript.ServerSigned(transcript), serverHello.Signature))
+        {
+            throw new MobileHandshakeException($"The server at {endpoint} did not prove its identity (bad signature).");
+        }
+
+        SessionSecrets secrets;
+        try
+        {
+            secrets = ephemeral.DeriveSecrets(serverHello.EphemeralPublicKey, transcript);
+        }
+        catch (MalformedMessageException e)
+        {
+            throw new MobileHandshakeException($"The server at {endpoint} sent an invalid key share.", e);
+        }
+
+        using (secrets)
+        {
+            var finish = new ClientFinish(_key.Sign(HandshakeTranscript.ClientSigned(transcript)));
+            var encrypt = !serverHello.Flags.HasFlag(HandshakeFlags.AuthenticateOnly);
+            var connection = new MobileConnection(true, _key.Guid, serverHello.ServerGuid, token, secrets, encrypt,
+                serverHello.ReceiveWindow, _options, c => _connections.TryRemove(c, out _));
+            _connections.TryAdd(connection, 0);
+            connection.StartClient(flow, reader, finish.ToArray(), _options, locator, endpoints.Contains(endpoint) ? [endpoint, .. endpoints.Where(e => !e.Equals(endpoint))] : [endpoint], local);
+            return connection;
         }
     }
 }

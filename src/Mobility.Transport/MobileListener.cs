@@ -7,6 +7,7 @@ using Mobility.Protocol;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Flows;
+using Mobility.Transport.Handshakes;
 using Mobility.Transport.Internal;
 
 namespace Mobility.Transport;
@@ -26,10 +27,9 @@ public sealed class MobileListener : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly object _gate = new();
     private Bound? _bound;
-    private readonly SemaphoreSlim _handshakeSlots;
+    private readonly HandshakeAdmission _admission;
+    private readonly CookieSecrets _cookies;
     private int _handshakeIds;
-    private int _pending;
-    private int _admitted;
 
     public MobileListener(HostKey key, MobileListenerOptions? options = null)
     {
@@ -38,7 +38,9 @@ public sealed class MobileListener : IAsyncDisposable
         _options = options ?? new MobileListenerOptions();
         _options.Validate();
         _logger = _options.LoggerFactory.CreateLogger<MobileListener>();
-        _handshakeSlots = new SemaphoreSlim(_options.MaxPendingHandshakes, _options.MaxPendingHandshakes);
+        _admission = new HandshakeAdmission(_options.MaxPendingHandshakes + _options.MaxQueuedHandshakes, _options.MaxPendingHandshakes,
+            _options.MaxPendingHandshakesPerSource, _options.CookieLoadThreshold, _options.HandshakeFinishGrace, _options.TimeProvider);
+        _cookies = new CookieSecrets(_options.TimeProvider, _options.CookieSecretLifetime);
         _accepted = Channel.CreateBounded<MobileConnection>(new BoundedChannelOptions(_options.AcceptBacklog)
         {
             FullMode = BoundedChannelFullMode.Wait,
@@ -54,11 +56,19 @@ public sealed class MobileListener : IAsyncDisposable
     /// <summary>Live connections (accepted or waiting in the backlog).</summary>
     public IReadOnlyCollection<MobileConnection> Connections => [.. _connections.Values];
 
-    /// <summary>Flows currently in the handshake.</summary>
-    internal int PendingHandshakes => Volatile.Read(ref _pending);
+    /// <summary>ClientHellos holding a handshake slot.</summary>
+    internal int PendingHandshakes => _admission.Slots;
 
-    /// <summary>Flows accepted and not yet handed over or closed: in the handshake or waiting for a slot.</summary>
-    internal int AdmittedFlows => Volatile.Read(ref _admitted);
+    /// <summary>Flows accepted and not yet handed over or closed: before their first message, waiting for a slot, or holding one.</summary>
+    internal int AdmittedFlows => _admission.Admitted;
+
+    /// <summary>Flows accepted whose first message has not arrived.</summary>
+    internal int UnidentifiedFlows => _admission.Unidentified;
+
+    /// <summary>CookieReplies sent (hellos turned away statelessly under load).</summary>
+    internal long CookiesSent => Interlocked.Read(ref _cookiesSent);
+
+    private long _cookiesSent;
 
     public void Start(IPEndPoint endpoint)
     {
@@ -134,7 +144,6 @@ public sealed class MobileListener : IAsyncDisposable
         }
 
         await Task.WhenAll(_handshakes.Values).ConfigureAwait(false);
-        _handshakeSlots.Dispose();
         _accepted.Writer.TryComplete();
         while (_accepted.Reader.TryRead(out var unclaimed))
         {
@@ -146,7 +155,9 @@ public sealed class MobileListener : IAsyncDisposable
     {
         var listener = _options.ListenerFactory.Listen(endpoint, _options.ListenBacklog);
         var bound = new Bound(listener, CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token));
-        bound.Loop = Task.Run(() => AcceptLoopAsync(bound));
+        // Two accept loops: under a flood the kernel's accept queue must drain faster than it fills, or it
+        // drops SYNs (a genuine client then waits for its 1 s SYN retransmission).
+        bound.Loop = Task.WhenAll(Task.Run(() => AcceptLoopAsync(bound)), Task.Run(() => AcceptLoopAsync(bound)));
         TransportLog.Listening(_logger, listener.LocalEndPoint);
         return bound;
     }
@@ -175,10 +186,9 @@ public sealed class MobileListener : IAsyncDisposable
                 continue;
             }
 
-            if (Interlocked.Increment(ref _admitted) > _options.MaxPendingHandshakes + _options.MaxQueuedHandshakes)
+            if (_admission.TryAdmit(SourcePrefix.Of(flow.RemoteEndPoint?.Address)) is not { } ticket)
             {
-                Interlocked.Decrement(ref _admitted);
-                TransportLog.FlowRefused(_logger, flow.RemoteEndPoint, "too many pending handshakes");
+                TransportLog.FlowRefused(_logger, flow.RemoteEndPoint, "too many handshakes, all past their first message");
                 flow.Abort();
                 continue;
             }
@@ -188,11 +198,11 @@ public sealed class MobileListener : IAsyncDisposable
             {
                 try
                 {
-                    await HandleFlowAsync(flow).ConfigureAwait(false);
+                    await HandleFlowAsync(flow, ticket).ConfigureAwait(false);
                 }
                 finally
                 {
-                    Interlocked.Decrement(ref _admitted);
+                    _admission.Release(ticket);
                     _handshakes.TryRemove(id, out _);
                 }
             });
@@ -204,28 +214,51 @@ public sealed class MobileListener : IAsyncDisposable
         }
     }
 
-    private async Task HandleFlowAsync(IFlow flow)
+    private async Task HandleFlowAsync(IFlow flow, HandshakeAdmission.Ticket ticket)
     {
         var reader = PipeReader.Create(flow.Stream, MobileConnection.FlowPipeOptions);
         var handedOver = false;
         using var timeout = new CancellationTokenSource(_options.HandshakeTimeout, _options.TimeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stopping.Token);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stopping.Token, ticket.CutToken);
         var ct = linked.Token;
-        var holdsSlot = false;
+        var stage = "timeout before the first message";
         try
         {
-            // Wait for a handshake slot; the handshake timeout already runs (from the accept).
-            await _handshakeSlots.WaitAsync(ct).ConfigureAwait(false);
-            holdsSlot = true;
-            Interlocked.Increment(ref _pending);
+            // The handshake timeout runs from the accept, whatever the flow waits for.
             var message = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
+            if (message is not ResumeRequest)
+            {
+                // A Resume stays evictable until it is accepted: a forged one only costs its refusal.
+                _admission.Identified(ticket);
+            }
+
+            stage = "timeout";
+            byte[]? cookie = null;
+            if (message is CookieEcho echo)
+            {
+                cookie = echo.Cookie;
+                message = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
+                if (message is not ClientHello)
+                {
+                    TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, $"{message.Type} after a cookie echo");
+                    return;
+                }
+            }
+
             switch (message)
             {
                 case ClientHello hello:
-                    handedOver = await AcceptHelloAsync(flow, reader, hello, ct).ConfigureAwait(false);
+                    if (!await AdmitHelloAsync(flow, ticket, hello, cookie, ct).ConfigureAwait(false))
+                    {
+                        break;
+                    }
+
+                    stage = "timeout in the handshake";
+                    handedOver = await AcceptHelloAsync(flow, reader, hello, ticket, ct).ConfigureAwait(false);
                     break;
                 case ResumeRequest resume:
-                    handedOver = await AcceptResumeAsync(flow, reader, resume).ConfigureAwait(false);
+                    // Served ahead of new handshakes: a resume takes no slot and waits for nothing.
+                    handedOver = await AcceptResumeAsync(flow, reader, resume, ticket).ConfigureAwait(false);
                     break;
                 case UnsupportedVersion:
                     await RefuseAsync(flow, reader, RejectReason.UnsupportedVersion, "unsupported version").ConfigureAwait(false);
@@ -241,7 +274,9 @@ public sealed class MobileListener : IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
-            TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, holdsSlot ? "timeout" : "timeout waiting for a handshake slot");
+            TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, ticket.CutToken.IsCancellationRequested
+                ? "cut to make room (idle at capacity, or slow to finish while others waited)"
+                : stage);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException)
         {
@@ -255,12 +290,34 @@ public sealed class MobileListener : IAsyncDisposable
                 flow.Abort();
             }
 
-            if (holdsSlot)
+            _admission.Release(ticket);
+        }
+    }
+
+    /// <summary>
+    /// Under load, a hello without a valid cookie gets a CookieReply and its flow is closed (false);
+    /// otherwise the hello waits for a slot (true once it holds one).
+    /// </summary>
+    private async Task<bool> AdmitHelloAsync(IFlow flow, HandshakeAdmission.Ticket ticket, ClientHello hello, byte[]? cookie, CancellationToken ct)
+    {
+        if (_admission.UnderLoad)
+        {
+            var source = SourcePrefix.Of(flow.RemoteEndPoint?.Address);
+            var helloBytes = hello.ToArray();
+            if (cookie is null || !_cookies.Verify(source, helloBytes, cookie))
             {
-                Interlocked.Decrement(ref _pending);
-                _handshakeSlots.Release();
+                _admission.Release(ticket);
+                Interlocked.Increment(ref _cookiesSent);
+                TransportLog.FlowRefused(_logger, flow.RemoteEndPoint, cookie is null ? "under load: cookie sent" : "under load: stale or wrong cookie, a new one sent");
+                await flow.Stream.WriteAsync(new CookieReply(_cookies.Issue(source, helloBytes)).ToArray(), ct).ConfigureAwait(false);
+                // A graceful close, so the reply is read rather than lost to a reset; nothing of the flow is kept.
+                await flow.DisposeAsync().ConfigureAwait(false);
+                return false;
             }
         }
+
+        await _admission.AcquireSlotAsync(ticket, ct).ConfigureAwait(false);
+        return true;
     }
 
     private async Task RefuseAsync(IFlow flow, PipeReader reader, RejectReason reason, string why)
@@ -269,7 +326,7 @@ public sealed class MobileListener : IAsyncDisposable
         await HandshakeIo.RejectAsync(flow, reader, reason, _options.TimeProvider).ConfigureAwait(false);
     }
 
-    private async Task<bool> AcceptHelloAsync(IFlow flow, PipeReader reader, ClientHello hello, CancellationToken ct)
+    private async Task<bool> AcceptHelloAsync(IFlow flow, PipeReader reader, ClientHello hello, HandshakeAdmission.Ticket ticket, CancellationToken ct)
     {
         if (HostGuid.FromPublicKey(hello.ClientPublicKey) != hello.ClientGuid)
         {
@@ -299,6 +356,7 @@ public sealed class MobileListener : IAsyncDisposable
         var serverHello = unsigned.WithSignature(_key.Sign(HandshakeTranscript.ServerSigned(transcript)));
         using var secrets = ephemeral.DeriveSecrets(hello.EphemeralPublicKey, transcript);
         await flow.Stream.WriteAsync(serverHello.ToArray(), ct).ConfigureAwait(false);
+        _admission.AwaitingFinish(ticket);
 
         var finish = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
         if (finish is not ClientFinish clientFinish
@@ -327,7 +385,7 @@ public sealed class MobileListener : IAsyncDisposable
         return true;
     }
 
-    private async Task<bool> AcceptResumeAsync(IFlow flow, PipeReader reader, ResumeRequest resume)
+    private async Task<bool> AcceptResumeAsync(IFlow flow, PipeReader reader, ResumeRequest resume, HandshakeAdmission.Ticket ticket)
     {
         if (resume.ServerGuid != _key.Guid || !_connections.TryGetValue((resume.ClientGuid, resume.Token), out var connection))
         {
@@ -342,6 +400,7 @@ public sealed class MobileListener : IAsyncDisposable
             return false;
         }
 
+        _admission.Release(ticket);
         return true;
     }
 

@@ -133,20 +133,56 @@ public sealed class MobileListenerOptions : MobileTransportOptions
     /// <summary>Whether a client may ask for authenticated-but-unencrypted frames.</summary>
     public bool AllowAuthenticateOnly { get; set; }
 
+    // Handshakes under flood (docs/transport.md, "Admission"). A flow is admitted at accept; until
+    // its first message it is "unidentified"; a Resume then leaves at once (served ahead of every new
+    // handshake), a ClientHello takes a slot (or waits for one) until its ClientFinish.
+
     /// <summary>
-    /// Flows in the handshake (or resume) at once; more wait in <see cref="MaxQueuedHandshakes"/>.
-    /// Bounds the memory and the signatures a flood of unauthenticated sockets can cost.
+    /// ClientHellos in the handshake at once (the server has signed, holds an ephemeral key and waits
+    /// for ClientFinish); more wait for a slot. Bounds the signatures and key state a flood can cost.
     /// </summary>
     public int MaxPendingHandshakes { get; set; } = 256;
 
     /// <summary>
-    /// Accepted flows waiting for a handshake slot. A legitimate burst (thousands of connections
-    /// or resumes from one daemon after a move) queues here instead of being reset; a queued flow
-    /// still has to finish its handshake within <see cref="MobileTransportOptions.HandshakeTimeout"/>
-    /// of being accepted, so idle sockets cannot hold the queue. Beyond this, flows are reset at once.
-    /// Each costs one descriptor while it waits.
+    /// Accepted flows beyond the slots: unidentified flows and hellos waiting for a slot. A legitimate
+    /// burst (thousands of connections or resumes from one daemon after a move) queues here instead of
+    /// being reset. At this bound (plus the slots) a new flow evicts the oldest unidentified flow
+    /// rather than being reset, so idle sockets from any number of sources only push each other out: a
+    /// genuine client sends its first message within one round trip of the accept. Each admitted flow
+    /// costs one descriptor; each must still finish within <see cref="MobileTransportOptions.HandshakeTimeout"/>
+    /// of its accept. Only when every admitted flow has spoken are new ones reset.
     /// </summary>
     public int MaxQueuedHandshakes { get; set; } = 4096;
+
+    /// <summary>
+    /// Slots one source may hold (an IPv4 address, or an IPv6 /64: one subscriber holds a whole /64);
+    /// its further hellos wait, and freed slots go to the waiting sources in turn. 32 lets one daemon
+    /// open about 600 connections a second at a 50 ms round trip, while eight sources are needed to
+    /// hold all 256 slots.
+    /// </summary>
+    public int MaxPendingHandshakesPerSource { get; set; } = 32;
+
+    /// <summary>
+    /// From this many hellos holding or waiting for a slot on, a ClientHello without a valid cookie is
+    /// answered with a CookieReply and its flow closed: no signature, no key, no slot, no descriptor.
+    /// The client retries once on a new flow with the cookie (one more round trip and TCP connect).
+    /// Half the slots: below, handshakes cost one round trip as before.
+    /// </summary>
+    public int CookieLoadThreshold { get; set; } = 128;
+
+    /// <summary>
+    /// The cookie secret is replaced this often (the previous one still verifies), so a cookie is good
+    /// for two to four minutes; the same as WireGuard's cookie secret.
+    /// </summary>
+    public TimeSpan CookieSecretLifetime { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>
+    /// When a hello has to wait for a slot, the slot holder that has waited longest for its
+    /// ClientFinish is cut if it has waited at least this long: a genuine client answers a ServerHello
+    /// within one round trip and one signature. 250 ms is four 60 ms intercontinental round trips; a
+    /// slower client is only cut while all slots are held and others wait.
+    /// </summary>
+    public TimeSpan HandshakeFinishGrace { get; set; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>
     /// Listen backlog: connections the kernel completes before they are accepted (Linux caps it at
@@ -164,6 +200,10 @@ public sealed class MobileListenerOptions : MobileTransportOptions
         ArgumentNullException.ThrowIfNull(ListenerFactory);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxPendingHandshakes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxQueuedHandshakes, 0);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxPendingHandshakesPerSource, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(CookieLoadThreshold, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(CookieSecretLifetime, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(HandshakeFinishGrace, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(ListenBacklog, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(AcceptBacklog, 1);
     }

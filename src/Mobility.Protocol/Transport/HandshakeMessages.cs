@@ -49,6 +49,8 @@ public abstract record HandshakeMessage
         HandshakeMessageType.Reject => HandshakeReject.EncodedSize,
         HandshakeMessageType.Resume => ResumeRequest.EncodedSize,
         HandshakeMessageType.ResumeAck => ResumeAck.EncodedSize,
+        HandshakeMessageType.CookieReply => CookieReply.EncodedSize,
+        HandshakeMessageType.CookieEcho => CookieEcho.EncodedSize,
         _ => throw new MalformedMessageException($"Unknown handshake message type {(byte)type}."),
     };
 
@@ -107,6 +109,8 @@ public abstract record HandshakeMessage
             HandshakeMessageType.Reject => HandshakeReject.ReadBody(ref wire),
             HandshakeMessageType.Resume => ResumeRequest.ReadBody(ref wire),
             HandshakeMessageType.ResumeAck => ResumeAck.ReadBody(ref wire),
+            HandshakeMessageType.CookieReply => new CookieReply(ReadArray(ref wire, TransportConstants.CookieSize)),
+            HandshakeMessageType.CookieEcho => new CookieEcho(ReadArray(ref wire, TransportConstants.CookieSize)),
             _ => throw new MalformedMessageException($"Unknown handshake message type {(byte)type}."),
         };
         wire.EnsureEnd(allowZeroPadding: false);

@@ -25,6 +25,12 @@ public static class TransportConstants
 
     public const int MacSize = 32;
 
+    /// <summary>
+    /// A handshake cookie (CookieReply, CookieEcho): a truncated HMAC-SHA256. 128 bits cannot be
+    /// guessed within the two minutes a cookie secret lives, and keeps both messages at 22 bytes.
+    /// </summary>
+    public const int CookieSize = 16;
+
     public const int AeadTagSize = 16;
 
     /// <summary>Symmetric key length (ChaCha20-Poly1305 and the HMAC-SHA256 resume key).</summary>
@@ -70,6 +76,14 @@ public enum HandshakeMessageType : byte
     Reject = 4,
     Resume = 5,
     ResumeAck = 6,
+
+    // 7 is left unassigned: peers of the first release treat it as unknown (their tests pin that).
+
+    /// <summary>Server to client under load, instead of a ServerHello: retry on a new flow with this cookie.</summary>
+    CookieReply = 8,
+
+    /// <summary>Client to server: the cookie of a CookieReply, followed on the same flow by the same ClientHello.</summary>
+    CookieEcho = 9,
 }
 
 /// <summary>Why a server refused a flow (sent in a plaintext, unauthenticated Reject).</summary>
