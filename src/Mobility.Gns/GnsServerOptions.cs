@@ -96,6 +96,9 @@ public sealed class GnsServerOptions
     /// <summary>Watches open at once on this server. Each holds at most <see cref="MaxWatchGuids"/> pending events.</summary>
     public int MaxWatches { get; set; } = 10_000;
 
+    /// <summary>Bounds of the reverse index (section <c>Gns:Claims</c>); docs/protocol.md, "Address claims".</summary>
+    public Claims.ClaimLimits Claims { get; set; } = new();
+
     /// <summary>The UDP endpoint parsed, or null when the datagram endpoint is off.</summary>
     public IPEndPoint? UdpEndPoint => string.IsNullOrWhiteSpace(Udp) ? null : ParseEndPoint(Udp);
 
@@ -161,6 +164,14 @@ public sealed class GnsServerOptionsValidator : IValidateOptions<GnsServerOption
         Check(failures, options.UdpReceiveLoops is >= 0 and <= 256, "Gns:UdpReceiveLoops must be between 0 and 256.");
         Check(failures, options.MaxWatchGuids is >= 1 and <= 65_536, "Gns:MaxWatchGuids must be between 1 and 65536.");
         Check(failures, options.MaxWatches is >= 1 and <= 1_000_000, "Gns:MaxWatches must be between 1 and 1000000.");
+        try
+        {
+            options.Claims.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            failures.Add("Gns:Claims: " + e.Message);
+        }
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 
