@@ -12,7 +12,9 @@ public sealed partial class RedisGnsStore
     /// <summary>
     /// Up to <paramref name="limit"/> GUIDs whose live records carry the address, attested claims first,
     /// each kind in GUID order (<see cref="AddressClaim.CompareRank"/>). The address's claims set is
-    /// bounded by <see cref="ClaimLimits"/>; expired unattested claims are skipped. Each candidate is
+    /// bounded by <see cref="ClaimLimits"/>; expired unattested claims are skipped. At most
+    /// <see cref="RedisGnsOptions.ReverseScanFactor"/> x (limit + 1) + <see cref="RedisGnsOptions.ReverseScanSlack"/>
+    /// entries of each kind are read; a lookup that hits that bound says Truncated. Each candidate is
     /// checked against its record (live, address present) and invalid entries are deleted as they are
     /// met (the index is written after the record, so a crash between the two leaves such entries).
     /// </summary>
@@ -25,13 +27,21 @@ public sealed partial class RedisGnsStore
         var normalized = Locator.Normalize(address);
         var key = _keys.Claims(normalized);
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        // Bounded by the limits; the slack covers entries of records that moved on and are not yet cleaned.
-        var take = (long)_claimLimits.MaxAttestedPerAddress + _claimLimits.MaxUnattestedPerAddress + _options.ReverseScanSlack;
-        var attested = _db.SortedSetRangeByScoreAsync(key, 0, 0, Exclude.None, Order.Ascending, 0, take);
+        // The set is bounded by the claim limits plus entries of records that moved on and are not yet
+        // cleaned; the scan bound keeps one lookup's work finite whatever the set holds.
+        var take = ((long)_options.ReverseScanFactor * ((long)limit + 1)) + _options.ReverseScanSlack;
+        var attested = _db.SortedSetRangeByScoreAsync(key, double.NegativeInfinity, -now, Exclude.Stop, Order.Ascending, 0, take);
         var unattested = _db.SortedSetRangeByScoreAsync(key, now, double.PositiveInfinity, Exclude.Start, Order.Ascending, 0, take);
         var ranked = new List<(HostGuid Guid, bool Attested)>();
+        var scanBounded = false;
         foreach (var (members, isAttested) in new[] { (await attested.ConfigureAwait(false), true), (await unattested.ConfigureAwait(false), false) })
         {
+            if (members.Length == take)
+            {
+                scanBounded = true;
+                Log.ReverseScanBounded(_logger, normalized.ToString(), take);
+            }
+
             var parsed = new List<HostGuid>(members.Length);
             foreach (var member in members)
             {
@@ -65,7 +75,7 @@ public sealed partial class RedisGnsStore
             }
         }
 
-        return found.Count > limit ? new ReverseResult(found[..limit], true) : new ReverseResult(found, false);
+        return found.Count > limit ? new ReverseResult(found[..limit], true) : new ReverseResult(found, scanBounded);
     }
 
     /// <summary>
@@ -81,7 +91,7 @@ public sealed partial class RedisGnsStore
         var tasks = new List<Task>();
         if (current is not null)
         {
-            var expires = ClaimRules.UnattestedExpiry(current.TtlSeconds, now, _claimLimits);
+            var expires = ClaimRules.Expiry(current.TtlSeconds, now, _claimLimits);
             tasks.AddRange(kept.Select(a => IndexClaimAsync(a, current.Guid, ClaimRules.IsAttested(a, source), now, expires, sourceKey)));
         }
 

@@ -14,8 +14,8 @@ namespace Mobility.Gns.Redis.Storage;
 /// <c>n</c> (name or ""), <c>e</c> (the signed encoded record; absent in a tombstone).</item>
 /// <item><c>{prefix}name:{&lt;name&gt;}</c>: string claim of a name: <c>&lt;guid&gt;|&lt;version&gt;|&lt;lease expiry ms&gt;</c>.</item>
 /// <item><c>{prefix}claims:{&lt;address&gt;}</c>: sorted set, the address's claims (docs/protocol.md,
-/// "Address claims"): member the claimant's GUID, score 0 for an attested claim, else the Unix ms at
-/// which the unattested claim expires.</item>
+/// "Address claims"): member the claimant's GUID, score the Unix ms at which the claim expires,
+/// negated for an attested claim.</item>
 /// <item><c>{prefix}src:{&lt;source key&gt;}</c>: sorted set, the unattested claims counted against one
 /// source: member <c>&lt;address&gt;|&lt;guid&gt;</c>, score the claim's expiry (Unix ms).</item>
 /// </list>
@@ -25,9 +25,6 @@ namespace Mobility.Gns.Redis.Storage;
 internal sealed class RedisKeys(string prefix)
 {
     public const int VersionLength = 16;
-
-    /// <summary>Length of a reverse-index entry: GUID, ':', version.</summary>
-    public const int EntryLength = HostGuid.TextLength + 1 + VersionLength;
 
     public string Prefix { get; } = prefix;
 
@@ -50,18 +47,6 @@ internal sealed class RedisKeys(string prefix)
         return text.Length == VersionLength
             && !text.ContainsAnyExcept("0123456789abcdef")
             && ulong.TryParse(text, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out version);
-    }
-
-    public static string Entry(HostGuid guid, ulong version) => $"{guid}:{Version(version)}";
-
-    public static bool TryParseEntry(ReadOnlySpan<char> text, out HostGuid guid, out ulong version)
-    {
-        version = 0;
-        guid = default;
-        return text.Length == EntryLength
-            && text[HostGuid.TextLength] == ':'
-            && HostGuid.TryParse(text[..HostGuid.TextLength], out guid)
-            && TryParseVersion(text[(HostGuid.TextLength + 1)..], out version);
     }
 
     /// <summary>The distinct, normalized addresses of a record's locators (as GnsStoreRules.IndexedAddresses).</summary>

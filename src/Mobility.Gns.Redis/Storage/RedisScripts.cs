@@ -114,30 +114,35 @@ internal static class RedisScripts
         """;
 
     /// <summary>
-    /// Index one address claim (ClaimRules.Index for one address). KEYS[1] the address's claims set;
-    /// ARGV: guid, attested now ("1"/"0"), now (ms), expiry (ms), max attested, max unattested.
-    /// Returns "attested", "kept" (unattested incumbent refreshed), "added" (new unattested claim) or
-    /// "full" (not indexed).
+    /// Index one address claim (ClaimRules.Index for one address). KEYS[1] the address's claims set,
+    /// scored -expiry for an attested claim and +expiry for an unattested one (so both kinds expire and
+    /// the expired ones are exactly the scores in [-now, now]); ARGV: guid, attested now ("1"/"0"),
+    /// now (ms), expiry (ms), max attested, max unattested. Returns "attested", "kept" (unattested
+    /// incumbent refreshed), "added" (new unattested claim) or "full" (not indexed).
     /// </summary>
     public const string IndexClaim = """
         local g, now, exp = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
         local s = redis.call('ZSCORE', KEYS[1], g)
-        local was_att = s and tonumber(s) == 0
-        local incumbent = s and (was_att or tonumber(s) > now)
+        local sc = s and tonumber(s)
+        local was_att = sc and sc < 0 and -sc > now
+        local incumbent = sc and (was_att or sc > now)
         if ARGV[2] == '1' or was_att then
-          if not was_att and redis.call('ZCOUNT', KEYS[1], 0, 0) >= tonumber(ARGV[5]) then
-            if s then redis.call('ZREM', KEYS[1], g) end
-            return 'full'
+          if not was_att then
+            redis.call('ZREMRANGEBYSCORE', KEYS[1], -now, now)
+            if redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. string.format('%.0f', -now)) >= tonumber(ARGV[5]) then
+              redis.call('ZREM', KEYS[1], g)
+              return 'full'
+            end
           end
-          redis.call('ZADD', KEYS[1], 0, g)
+          redis.call('ZADD', KEYS[1], -exp, g)
           return 'attested'
         end
         if incumbent then
           redis.call('ZADD', KEYS[1], exp, g)
           return 'kept'
         end
-        redis.call('ZREMRANGEBYSCORE', KEYS[1], '(0', now)
-        if redis.call('ZCOUNT', KEYS[1], '(0', '+inf') >= tonumber(ARGV[6]) then return 'full' end
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], -now, now)
+        if redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.0f', now), '+inf') >= tonumber(ARGV[6]) then return 'full' end
         redis.call('ZADD', KEYS[1], exp, g)
         return 'added'
         """;

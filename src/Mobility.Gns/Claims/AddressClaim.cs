@@ -9,7 +9,7 @@ namespace Mobility.Gns.Claims;
 /// <param name="Address">The claimed address, normalized.</param>
 /// <param name="Guid">The claimant.</param>
 /// <param name="Attested">A record carrying the address arrived from the address itself.</param>
-/// <param name="Expires">Unix milliseconds after which the claim is no longer listed; <see cref="long.MaxValue"/> for attested claims.</param>
+/// <param name="Expires">Unix milliseconds after which the claim is no longer listed (<see cref="ClaimRules.Expiry"/>).</param>
 /// <param name="Source">The source key (<see cref="ClaimRules.SourceKey"/>) an unattested claim is counted against; null for attested claims and in-process callers.</param>
 public readonly record struct AddressClaim(IPAddress Address, HostGuid Guid, bool Attested, long Expires, IPAddress? Source)
 {

@@ -37,12 +37,13 @@ public sealed class ClaimLimits
     public int MaxUnattestedPerSource { get; set; } = 256;
 
     /// <summary>
-    /// An unattested claim expires this long after the last record that carried it, or after the
-    /// record's TTL if that is longer. mobilityd republishes every half TTL (30 s by default), so a
-    /// live host keeps its claims; a claimant that stops refreshing frees its slot after 10 minutes.
+    /// A claim (attested or not) expires this long after the last record that carried it, or after
+    /// the record's TTL if that is longer. mobilityd republishes every half TTL (30 s by default), so a
+    /// live host keeps its claims; a claimant that stops refreshing (a forger of source addresses
+    /// among them) frees its slot after 10 minutes.
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:01", "7.00:00:00")]
-    public TimeSpan UnattestedLifetime { get; set; } = TimeSpan.FromMinutes(10);
+    public TimeSpan ClaimLifetime { get; set; } = TimeSpan.FromMinutes(10);
 
     /// <summary>Throws <see cref="ArgumentException"/> when a limit is out of range.</summary>
     public void Validate()

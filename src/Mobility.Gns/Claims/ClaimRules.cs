@@ -35,8 +35,9 @@ internal interface IClaimIndex
 /// <summary>
 /// The rules of the reverse index, shared by every store so that they cannot drift apart
 /// (docs/protocol.md, "Address claims"): a claim sent from the claimed address is attested and ranks
-/// first; any other claim is unattested, bounded per address and per source, and expires; a claimant
-/// keeps its slot while its records keep the address, and a newcomer never displaces it.
+/// first; any other claim is unattested and bounded per address and per source; every claim expires
+/// unless refreshed; a claimant keeps its slot while its records keep the address, and a newcomer
+/// never displaces it.
 /// </summary>
 public static class ClaimRules
 {
@@ -63,11 +64,11 @@ public static class ClaimRules
         return new IPAddress(bytes);
     }
 
-    /// <summary>When an unattested claim made at <paramref name="now"/> by a record of TTL <paramref name="ttlSeconds"/> expires (Unix ms).</summary>
-    public static long UnattestedExpiry(uint ttlSeconds, long now, ClaimLimits limits)
+    /// <summary>When a claim made (or refreshed) at <paramref name="now"/> by a record of TTL <paramref name="ttlSeconds"/> expires (Unix ms).</summary>
+    public static long Expiry(uint ttlSeconds, long now, ClaimLimits limits)
     {
         ArgumentNullException.ThrowIfNull(limits);
-        var lifetime = Math.Max((long)limits.UnattestedLifetime.TotalMilliseconds, ttlSeconds * 1000L);
+        var lifetime = Math.Max((long)limits.ClaimLifetime.TotalMilliseconds, ttlSeconds * 1000L);
         return now > long.MaxValue - lifetime ? long.MaxValue - 1 : now + lifetime;
     }
 
@@ -82,6 +83,7 @@ public static class ClaimRules
         index.RemoveClaimsOf(record.Guid);
         var sourceKey = source is null ? null : SourceKey(source);
         var indexed = 0;
+        var expires = Expiry(record.TtlSeconds, now, limits);
         foreach (var address in record.Locators.Select(l => Locator.Normalize(l.Address)).Distinct())
         {
             previous.TryGetValue(address, out var prior);
@@ -89,17 +91,21 @@ public static class ClaimRules
             if (IsAttested(address, source) || (incumbent && prior.Attested))
             {
                 // Attested once, attested while the GUID's records keep the address (a multihomed host
-                // sends from one address at a time). Attested claims do not expire: the record is live.
+                // sends from one address at a time) and refresh it before it expires.
+                if (!(incumbent && prior.Attested))
+                {
+                    index.PurgeExpiredAt(address, now);
+                }
+
                 if ((incumbent && prior.Attested) || index.CountAt(address, attested: true) < limits.MaxAttestedPerAddress)
                 {
-                    index.Add(new AddressClaim(address, record.Guid, true, long.MaxValue, null));
+                    index.Add(new AddressClaim(address, record.Guid, true, expires, null));
                     indexed++;
                 }
 
                 continue;
             }
 
-            var expires = UnattestedExpiry(record.TtlSeconds, now, limits);
             if (incumbent)
             {
                 // Refreshed in place: same slot, same source it was counted against.

@@ -84,7 +84,7 @@ public sealed partial class SqliteGnsStore : IGnsStore
             _writeConnection = new SqliteConnection(common.ToString());
             _writeConnection.Open();
             ConfigureWriter(_writeConnection, options.BusyTimeout);
-            var created = EnsureSchema(_writeConnection, ClaimRules.UnattestedExpiry(0, _time.GetUtcNow().ToUnixTimeMilliseconds(), _limits));
+            var created = EnsureSchema(_writeConnection, ClaimRules.Expiry(0, _time.GetUtcNow().ToUnixTimeMilliseconds(), _limits));
             _writer = new WriterStatements(_writeConnection);
             common.Mode = SqliteOpenMode.ReadOnly;
             _readConnectionString = common.ToString();

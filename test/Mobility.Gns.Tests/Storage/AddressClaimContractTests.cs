@@ -183,7 +183,7 @@ public abstract class AddressClaimContractTests : IAsyncLifetime
         await Put(Record(fresh, 1, null, "10.0.0.9"), IPAddress.Parse("203.0.113.2"));
         Assert.Equal([stale.Guid], (await Store.ReverseAsync(IPAddress.Parse("10.0.0.9"), 10).WithTimeout()).Guids);
 
-        Time.Advance(Limits.UnattestedLifetime - TimeSpan.FromSeconds(1));
+        Time.Advance(Limits.ClaimLifetime - TimeSpan.FromSeconds(1));
         await Put(Record(refreshed, 2, null, "10.0.0.10"), Attacker);
         Time.Advance(TimeSpan.FromSeconds(1));
         Assert.Empty((await Store.ReverseAsync(IPAddress.Parse("10.0.0.9"), 10).WithTimeout()).Guids);
@@ -195,12 +195,33 @@ public abstract class AddressClaimContractTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Attested_claims_do_not_expire_while_the_record_is_live()
+    public async Task Attested_claims_live_while_refreshed_and_forged_ones_that_are_not_refreshed_free_their_slots()
     {
+        Limits.MaxAttestedPerAddress = 2;
+        await ReopenAsync();
         var owner = NewKey();
+        var forgers = new[] { NewKey(), NewKey() };
+        // A forger of source addresses fills the attested slots before the owner's first update.
+        foreach (var forger in forgers)
+        {
+            await Put(Record(forger, 1, null, Owner.ToString()), Owner);
+        }
+
         await Put(Record(owner, 1, null, Owner.ToString()), Owner);
-        Time.Advance(TimeSpan.FromDays(30));
+        Assert.DoesNotContain(owner.Guid, (await Store.ReverseAsync(Owner, 10).WithTimeout()).Guids);
+
+        // The owner refreshes (mobilityd: every half TTL); the forger stopped.
+        for (var version = 2UL; version < 12; version++)
+        {
+            Time.Advance(Limits.ClaimLifetime / 10);
+            await Put(Record(owner, version, null, Owner.ToString()), Owner);
+        }
+
         Assert.Equal([owner.Guid], (await Store.ReverseAsync(Owner, 10).WithTimeout()).Guids);
+        Time.Advance(Limits.ClaimLifetime - TimeSpan.FromSeconds(1));
+        Assert.Equal([owner.Guid], (await Store.ReverseAsync(Owner, 10).WithTimeout()).Guids);
+        Time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Empty((await Store.ReverseAsync(Owner, 10).WithTimeout()).Guids);
     }
 
     [Fact]
