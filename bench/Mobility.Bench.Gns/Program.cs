@@ -9,6 +9,7 @@ using Mobility.Bench.Gns;
 //   gns-bench dns  --server IP:PORT --zone gns.test [--records N] [--duration S] [--concurrency C] [--sockets K] [--json FILE]
 //   gns-bench zone --zone gns.test --zone-file FILE --query-file FILE [--records N]
 //   gns-bench watch-latency --gns IP:PORT --watch-grpc http://IP:PORT [--updates N] [--hosts K] [--pause-ms P] [--json FILE]
+//   gns-bench claims --gns IP:PORT [--owner IP] [--attacker IP] [--flood N] [--spread K] [--lookups L]
 //   gns-bench soak --gns IP:PORT [--pid PID] [--duration S] [--lookup-rate L] [--update-rate U] [--hosts K] [--sample S] [--csv F] [--svg F] [--json F]
 //
 // Socket completions run inline on the epoll thread instead of hopping to the thread pool: for a load
@@ -34,6 +35,12 @@ internal static class BenchCommand
           gns-bench watch-latency --gns IP:PORT --watch-grpc http://IP:PORT [--updates N] [--hosts K] [--pause-ms P]
                                                      send N signed updates (one at a time) to the gns at --gns over UDP and
                                                      time each until the Watch stream of the gns at --watch-grpc pushes it
+          gns-bench claims --gns IP:PORT [--owner IP] [--attacker IP] [--flood N] [--spread K] [--lookups L]
+                                                     reverse lookups of the owner's address (the owner's update sent from
+                                                     --owner, default 127.0.0.10) timed before and after a flood from
+                                                     --attacker (default 127.0.0.66): N keys claiming the owner's address
+                                                     (default 10000) and K keys of 8 other addresses each (default 1000);
+                                                     L lookups each time (default 2000); exit 1 unless the owner is always first
           gns-bench soak --gns IP:PORT [--pid PID] [--duration S] [--lookup-rate L] [--update-rate U] [--hosts K] [--sample S]
                          [--csv F] [--svg F] [--json F]
                                                      steady lookups + signed updates (default 2000/s + 200/s, 1000 hosts, 600 s),
@@ -92,6 +99,9 @@ internal static class BenchCommand
                         : throw new ArgumentException("--watch-grpc http://IP:PORT is required"),
                     Int(options, "updates", 200), Int(options, "hosts", 16),
                     TimeSpan.FromMilliseconds(Double(options, "pause-ms", 0)), Text(options, "json")),
+                "claims" => await ClaimFlood.RunAsync(new ClaimFlood.Settings(EndPoint(options, "gns"),
+                    IPAddress.Parse(Text(options, "owner", "127.0.0.10")), IPAddress.Parse(Text(options, "attacker", "127.0.0.66")),
+                    Int(options, "flood", 10_000), Int(options, "spread", 1_000), Int(options, "lookups", 2_000))),
                 "soak" => await Soak.RunAsync(new Soak.Settings(EndPoint(options, "gns"),
                     options.ContainsKey("pid") ? Int(options, "pid", 0) : null,
                     TimeSpan.FromSeconds(Double(options, "duration", 600)), Int(options, "lookup-rate", 2000), Int(options, "update-rate", 200),

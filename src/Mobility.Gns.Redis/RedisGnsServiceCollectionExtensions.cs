@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Mobility.Gns;
 using Mobility.Gns.Redis.Storage;
 using Mobility.Gns.Redis.Watch;
 using Mobility.Gns.Storage;
@@ -57,7 +58,10 @@ public static class RedisGnsServiceCollectionExtensions
                 sp.GetRequiredService<RedisGnsConnection>().Multiplexer,
                 sp.GetRequiredService<IOptions<RedisGnsOptions>>().Value,
                 sp.GetRequiredService<ILogger<RedisGnsStore>>(),
-                sp.GetRequiredService<RedisGnsCache>().Cache)
+                sp.GetRequiredService<RedisGnsCache>().Cache,
+                CancellationToken.None,
+                sp.GetRequiredService<IOptions<GnsServerOptions>>().Value.Claims,
+                sp.GetService<TimeProvider>() ?? TimeProvider.System)
             .GetAwaiter().GetResult());
         services.TryAddSingleton(sp => new RedisRecordChangeFeed(
             sp.GetRequiredService<RedisGnsConnection>().Multiplexer,

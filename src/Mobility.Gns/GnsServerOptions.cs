@@ -99,6 +99,8 @@ public sealed class GnsServerOptions
 
     /// <summary>The datagram endpoint's per-source limits (answers RateLimited once per <see cref="RateLimitedReplyInterval"/>).</summary>
     public SourceRateLimits ToRateLimits() => new(RequestsPerSecond, Burst, MaxRateLimitedSources, RateLimitedReplyInterval);
+    /// <summary>Bounds of the reverse index (section <c>Gns:Claims</c>); docs/protocol.md, "Address claims".</summary>
+    public Claims.ClaimLimits Claims { get; set; } = new();
 
     /// <summary>The UDP endpoint parsed, or null when the datagram endpoint is off.</summary>
     public IPEndPoint? UdpEndPoint => string.IsNullOrWhiteSpace(Udp) ? null : EndPointParser.Parse(Udp, allowPortZero: true);
@@ -138,6 +140,14 @@ public sealed class GnsServerOptionsValidator : IValidateOptions<GnsServerOption
         Check(failures, options.UdpReceiveLoops is >= 0 and <= 256, "Gns:UdpReceiveLoops must be between 0 and 256.");
         Check(failures, options.MaxWatchGuids is >= 1 and <= 65_536, "Gns:MaxWatchGuids must be between 1 and 65536.");
         Check(failures, options.MaxWatches is >= 1 and <= 1_000_000, "Gns:MaxWatches must be between 1 and 1000000.");
+        try
+        {
+            options.Claims.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            failures.Add("Gns:Claims: " + e.Message);
+        }
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

@@ -86,7 +86,7 @@ public static class GnsServerServiceCollectionExtensions
         var options = services.GetRequiredService<IOptions<GnsServerOptions>>().Value;
         if (options.Store == GnsServerOptions.MemoryStore)
         {
-            return new InMemoryGnsStore();
+            return new InMemoryGnsStore(options.Claims, services.GetRequiredService<TimeProvider>());
         }
 
         if (options.Store == GnsServerOptions.RedisStore)
@@ -96,6 +96,6 @@ public static class GnsServerServiceCollectionExtensions
         }
 
         var sqlite = services.GetRequiredService<IOptions<SqliteGnsStoreOptions>>().Value;
-        return new SqliteGnsStore(sqlite, services.GetRequiredService<ILogger<SqliteGnsStore>>());
+        return new SqliteGnsStore(sqlite, services.GetRequiredService<ILogger<SqliteGnsStore>>(), options.Claims, services.GetRequiredService<TimeProvider>());
     }
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using Mobility.Gns.Claims;
 using Mobility.Gns.Storage;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
@@ -8,15 +9,14 @@ namespace Mobility.Gns.Redis.Storage;
 
 public sealed partial class RedisGnsStore
 {
-    /// <summary>Most index entries read in one ZRANGEBYLEX: bounds one reply's size.</summary>
-    private const int MaxReverseChunk = 512;
-
     /// <summary>
-    /// Up to <paramref name="limit"/> GUIDs, in ascending order, whose live records carry the address.
-    /// Candidates come from the index in GUID order; each is checked against its record (entry version ==
-    /// record version, record live, address present) and invalid entries are deleted as they are met.
-    /// At most <see cref="RedisGnsOptions.ReverseScanFactor"/> x (limit + 1) + <see cref="RedisGnsOptions.ReverseScanSlack"/>
-    /// entries are examined; a lookup that hits that bound says Truncated.
+    /// Up to <paramref name="limit"/> GUIDs whose live records carry the address, attested claims first,
+    /// each kind in GUID order (<see cref="AddressClaim.CompareRank"/>). The address's claims set is
+    /// bounded by <see cref="ClaimLimits"/>; expired unattested claims are skipped. At most
+    /// <see cref="RedisGnsOptions.ReverseScanFactor"/> x (limit + 1) + <see cref="RedisGnsOptions.ReverseScanSlack"/>
+    /// entries of each kind are read; a lookup that hits that bound says Truncated. Each candidate is
+    /// checked against its record (live, address present) and invalid entries are deleted as they are
+    /// met (the index is written after the record, so a crash between the two leaves such entries).
     /// </summary>
     public async ValueTask<ReverseResult> ReverseAsync(IPAddress address, int limit, CancellationToken cancellationToken = default)
     {
@@ -25,109 +25,116 @@ public sealed partial class RedisGnsStore
         cancellationToken.ThrowIfCancellationRequested();
         ThrowIfDisposed();
         var normalized = Locator.Normalize(address);
-        var key = _keys.Address(normalized);
-        var budget = ((long)_options.ReverseScanFactor * ((long)limit + 1)) + _options.ReverseScanSlack;
-        var found = new List<HostGuid>();
-        var scanned = 0L;
-        // default(RedisValue) is "-" (the lowest member) for min and "+" for max.
-        RedisValue start = default;
-        var startExclusive = false;
-        while (true)
+        var key = _keys.Claims(normalized);
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        // The set is bounded by the claim limits plus entries of records that moved on and are not yet
+        // cleaned; the scan bound keeps one lookup's work finite whatever the set holds.
+        var take = ((long)_options.ReverseScanFactor * ((long)limit + 1)) + _options.ReverseScanSlack;
+        var attested = _db.SortedSetRangeByScoreAsync(key, double.NegativeInfinity, -now, Exclude.Stop, Order.Ascending, 0, take);
+        var unattested = _db.SortedSetRangeByScoreAsync(key, now, double.PositiveInfinity, Exclude.Start, Order.Ascending, 0, take);
+        var ranked = new List<(HostGuid Guid, bool Attested)>();
+        var scanBounded = false;
+        foreach (var (members, isAttested) in new[] { (await attested.ConfigureAwait(false), true), (await unattested.ConfigureAwait(false), false) })
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var take = (int)Math.Min(Math.Clamp((long)limit + 1 - found.Count + 8, 16, MaxReverseChunk), Math.Max(1, budget - scanned));
-            var entries = await _db.SortedSetRangeByValueAsync(key, start, default, startExclusive ? Exclude.Start : Exclude.None, Order.Ascending, 0, take)
-                .ConfigureAwait(false);
-            if (entries.Length == 0)
+            if (members.Length == take)
             {
-                return new ReverseResult(found, false);
+                scanBounded = true;
+                Log.ReverseScanBounded(_logger, normalized.ToString(), take);
             }
 
-            scanned += entries.Length;
-            var candidates = new List<(RedisValue Entry, HostGuid Guid, ulong Version)>(entries.Length);
-            foreach (var entry in entries)
+            var parsed = new List<HostGuid>(members.Length);
+            foreach (var member in members)
             {
-                if (RedisKeys.TryParseEntry((string?)entry, out var guid, out var version))
+                if (HostGuid.TryParse((string?)member, out var guid))
                 {
-                    candidates.Add(((RedisValue)entry, guid, version));
+                    parsed.Add(guid);
                 }
                 else
                 {
-                    Log.CorruptIndexEntry(_logger, normalized.ToString(), (string?)entry ?? "");
-                    _ = _db.SortedSetRemoveAsync(key, entry, CommandFlags.FireAndForget);
+                    Log.CorruptIndexEntry(_logger, normalized.ToString(), (string?)member ?? "");
+                    _ = _db.SortedSetRemoveAsync(key, member, CommandFlags.FireAndForget);
                 }
             }
 
-            var guids = candidates.Select(c => c.Guid).Distinct().ToArray();
-            var records = await Task.WhenAll(guids.Select(g => ReadLiveAsync(g))).ConfigureAwait(false);
-            var byGuid = new Dictionary<HostGuid, GnsRecord?>(guids.Length);
-            for (var i = 0; i < guids.Length; i++)
-            {
-                byGuid[guids[i]] = records[i].Record;
-            }
-
-            foreach (var (entry, guid, version) in candidates)
-            {
-                var record = byGuid[guid];
-                if (record is not null && record.Version == version && record.HasAddress(normalized))
-                {
-                    if (found.Count > 0 && found[^1] == guid)
-                    {
-                        continue;
-                    }
-
-                    found.Add(guid);
-                    if (found.Count > limit)
-                    {
-                        found.RemoveAt(found.Count - 1);
-                        return new ReverseResult(found, true);
-                    }
-                }
-                else
-                {
-                    // Invalid for good: the record moved past this version (or never held the address at it).
-                    _ = _db.SortedSetRemoveAsync(key, entry, CommandFlags.FireAndForget);
-                }
-            }
-
-            if (entries.Length < take)
-            {
-                return new ReverseResult(found, false);
-            }
-
-            if (scanned >= budget)
-            {
-                Log.ReverseScanBounded(_logger, normalized.ToString(), scanned);
-                return new ReverseResult(found, true);
-            }
-
-            start = entries[^1];
-            startExclusive = true;
+            parsed.Sort();
+            ranked.AddRange(parsed.Select(g => (g, isAttested)));
         }
+
+        var records = await Task.WhenAll(ranked.Select(c => ReadLiveAsync(c.Guid))).ConfigureAwait(false);
+        var found = new List<HostGuid>();
+        for (var i = 0; i < ranked.Count; i++)
+        {
+            if (records[i].Record is { } record && record.HasAddress(normalized))
+            {
+                found.Add(ranked[i].Guid);
+            }
+            else
+            {
+                // Invalid for good: the record was removed or moved off the address.
+                _ = _db.SortedSetRemoveAsync(key, ranked[i].Guid.ToString(), CommandFlags.FireAndForget);
+            }
+        }
+
+        return found.Count > limit ? new ReverseResult(found[..limit], true) : new ReverseResult(found, scanBounded);
     }
 
-    /// <summary>Adds the entries of <paramref name="current"/> and deletes the exact entries of <paramref name="previous"/>.</summary>
-    private async Task IndexAsync(GnsRecord? current, GnsRecord? previous)
+    /// <summary>
+    /// Indexes the claims of <paramref name="current"/> (arrived from <paramref name="source"/>) by the
+    /// rules of <see cref="ClaimRules"/> and deletes the claims of <paramref name="previous"/> that
+    /// <paramref name="current"/> no longer makes.
+    /// </summary>
+    private async Task IndexAsync(GnsRecord? current, GnsRecord? previous, IPAddress? source)
     {
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        var sourceKey = source is null ? null : ClaimRules.SourceKey(source);
+        var kept = current is null ? [] : RedisKeys.IndexedAddresses(current).ToHashSet();
         var tasks = new List<Task>();
         if (current is not null)
         {
-            var entry = RedisKeys.Entry(current.Guid, current.Version);
-            foreach (var address in RedisKeys.IndexedAddresses(current))
-            {
-                tasks.Add(_db.SortedSetAddAsync(_keys.Address(address), entry, 0));
-            }
+            var expires = ClaimRules.Expiry(current.TtlSeconds, now, _claimLimits);
+            tasks.AddRange(kept.Select(a => IndexClaimAsync(a, current.Guid, ClaimRules.IsAttested(a, source), now, expires, sourceKey)));
         }
 
-        if (previous is not null && previous.Version != current?.Version)
+        if (previous is not null)
         {
-            var entry = RedisKeys.Entry(previous.Guid, previous.Version);
-            foreach (var address in RedisKeys.IndexedAddresses(previous))
+            foreach (var address in RedisKeys.IndexedAddresses(previous).Where(a => !kept.Contains(a)))
             {
-                tasks.Add(_db.SortedSetRemoveAsync(_keys.Address(address), entry));
+                tasks.Add(_db.SortedSetRemoveAsync(_keys.Claims(address), previous.Guid.ToString()));
+                if (sourceKey is not null)
+                {
+                    // The common case: the claim was counted against the source the host still sends from.
+                    tasks.Add(_db.SortedSetRemoveAsync(_keys.Source(sourceKey), RedisKeys.SourceEntry(address, previous.Guid)));
+                }
             }
         }
 
         await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    private async Task IndexClaimAsync(IPAddress address, HostGuid guid, bool attested, long now, long expires, IPAddress? sourceKey)
+    {
+        var key = _keys.Claims(address);
+        var outcome = (string?)await _db.ScriptEvaluateAsync(RedisScripts.IndexClaim, [key],
+            [guid.ToString(), attested ? "1" : "0", now, expires, _claimLimits.MaxAttestedPerAddress, _claimLimits.MaxUnattestedPerAddress])
+            .ConfigureAwait(false);
+        if (sourceKey is null || outcome is not ("added" or "kept"))
+        {
+            return;
+        }
+
+        if (outcome == "kept")
+        {
+            // An incumbent stays counted where it was; refresh its expiry there if that is this source.
+            await _db.SortedSetAddAsync(_keys.Source(sourceKey), RedisKeys.SourceEntry(address, guid), expires, SortedSetWhen.Exists).ConfigureAwait(false);
+            return;
+        }
+
+        var counted = (long)await _db.ScriptEvaluateAsync(RedisScripts.CountSourceClaim, [_keys.Source(sourceKey)],
+            [RedisKeys.SourceEntry(address, guid), now, expires, _claimLimits.MaxUnattestedPerSource]).ConfigureAwait(false);
+        if (counted == 0)
+        {
+            // The source is full: take the new claim back out (only if it is still the one added here).
+            await _db.ScriptEvaluateAsync(RedisScripts.RemoveClaimIfScore, [key], [guid.ToString(), expires]).ConfigureAwait(false);
+        }
     }
 }

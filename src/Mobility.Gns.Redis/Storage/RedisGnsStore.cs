@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using Microsoft.Extensions.Logging;
+using Mobility.Gns.Claims;
 using Mobility.Gns.Storage;
 using Mobility.Protocol;
 using Mobility.Protocol.Identity;
@@ -60,10 +61,15 @@ public sealed partial class RedisGnsStore : IGnsStore
     private readonly RedisServerFacts _facts;
     private readonly bool _waitAof;
     private readonly RedisRecordCache? _cache;
+    private readonly ClaimLimits _claimLimits;
+    private readonly TimeProvider _time;
     private int _disposed;
 
-    private RedisGnsStore(IConnectionMultiplexer redis, RedisGnsOptions options, RedisServerFacts facts, RedisRecordCache? cache, ILogger<RedisGnsStore> logger)
+    private RedisGnsStore(IConnectionMultiplexer redis, RedisGnsOptions options, RedisServerFacts facts, RedisRecordCache? cache, ILogger<RedisGnsStore> logger,
+        ClaimLimits claims, TimeProvider time)
     {
+        _claimLimits = claims;
+        _time = time;
         _cache = cache;
         _redis = redis;
         _db = redis.GetDatabase();
@@ -103,7 +109,7 @@ public sealed partial class RedisGnsStore : IGnsStore
     /// <see cref="Watch.RedisRecordChangeFeed"/> given the same cache keeps it live.
     /// </summary>
     internal static async Task<RedisGnsStore> OpenAsync(IConnectionMultiplexer redis, RedisGnsOptions options, ILogger<RedisGnsStore> logger,
-        RedisRecordCache? cache, CancellationToken cancellationToken = default)
+        RedisRecordCache? cache, CancellationToken cancellationToken = default, ClaimLimits? claims = null, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(redis);
         ArgumentNullException.ThrowIfNull(options);
@@ -127,7 +133,9 @@ public sealed partial class RedisGnsStore : IGnsStore
                 "Gns:Redis:RequireDurableConfiguration is set but not every master has 'appendonly yes' and 'appendfsync always': " + facts.Describe());
         }
 
-        var store = new RedisGnsStore(redis, options, facts, cache, logger);
+        claims ??= new ClaimLimits();
+        claims.Validate();
+        var store = new RedisGnsStore(redis, options, facts, cache, logger, claims, time ?? TimeProvider.System);
         Log.Opened(logger, facts.Describe(), store._waitAof);
         if (!facts.AllDurable && !store._waitAof)
         {
@@ -137,7 +145,10 @@ public sealed partial class RedisGnsStore : IGnsStore
         return store;
     }
 
-    public async ValueTask<StoreResult> PutAsync(GnsRecord record, bool requireExisting, CancellationToken cancellationToken = default)
+    public ValueTask<StoreResult> PutAsync(GnsRecord record, bool requireExisting, CancellationToken cancellationToken = default)
+        => PutAsync(record, requireExisting, null, cancellationToken);
+
+    public async ValueTask<StoreResult> PutAsync(GnsRecord record, bool requireExisting, IPAddress? source, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(record);
         cancellationToken.ThrowIfCancellationRequested();
@@ -202,7 +213,7 @@ public sealed partial class RedisGnsStore : IGnsStore
             await ReleaseNameAsync(reply.Name, guid, record.Version, exact: false).ConfigureAwait(false);
         }
 
-        await IndexAsync(record, previous).ConfigureAwait(false);
+        await IndexAsync(record, previous, source).ConfigureAwait(false);
         return new StoreResult(StoreStatus.Stored, record.Version);
     }
 
@@ -229,7 +240,7 @@ public sealed partial class RedisGnsStore : IGnsStore
 
         if (DecodeStored(guid, reply) is { } removed)
         {
-            await IndexAsync(null, removed).ConfigureAwait(false);
+            await IndexAsync(null, removed, null).ConfigureAwait(false);
         }
 
         return new StoreResult(StoreStatus.Stored, version);
@@ -358,7 +369,7 @@ public sealed partial class RedisGnsStore : IGnsStore
             Log.ClaimLost(_logger, guid, stored.Version, name);
         }
 
-        await IndexAsync(stored, null).ConfigureAwait(false);
+        await IndexAsync(stored, null, null).ConfigureAwait(false);
     }
 
     private async Task<StoredState?> ReadStateAsync(RedisKey recordKey)

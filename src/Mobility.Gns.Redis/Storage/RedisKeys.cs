@@ -13,8 +13,11 @@ namespace Mobility.Gns.Redis.Storage;
 /// <item><c>{prefix}{&lt;guid&gt;}</c>: hash of the GUID's record: <c>v</c> (version), <c>r</c> ("1" tombstone),
 /// <c>n</c> (name or ""), <c>e</c> (the signed encoded record; absent in a tombstone).</item>
 /// <item><c>{prefix}name:{&lt;name&gt;}</c>: string claim of a name: <c>&lt;guid&gt;|&lt;version&gt;|&lt;lease expiry ms&gt;</c>.</item>
-/// <item><c>{prefix}addr:{&lt;address&gt;}</c>: sorted set (all scores 0, ordered by member) of
-/// <c>&lt;guid&gt;:&lt;version&gt;</c> entries of the records that carry the address.</item>
+/// <item><c>{prefix}claims:{&lt;address&gt;}</c>: sorted set, the address's claims (docs/protocol.md,
+/// "Address claims"): member the claimant's GUID, score the Unix ms at which the claim expires,
+/// negated for an attested claim.</item>
+/// <item><c>{prefix}src:{&lt;source key&gt;}</c>: sorted set, the unattested claims counted against one
+/// source: member <c>&lt;address&gt;|&lt;guid&gt;</c>, score the claim's expiry (Unix ms).</item>
 /// </list>
 /// Versions are written as 16 lowercase hexadecimal digits, so they compare exactly as unsigned 64-bit
 /// numbers in Lua (whose numbers are doubles) and in lexicographic order.
@@ -23,16 +26,18 @@ internal sealed class RedisKeys(string prefix)
 {
     public const int VersionLength = 16;
 
-    /// <summary>Length of a reverse-index entry: GUID, ':', version.</summary>
-    public const int EntryLength = HostGuid.TextLength + 1 + VersionLength;
-
     public string Prefix { get; } = prefix;
 
     public RedisKey Record(HostGuid guid) => $"{Prefix}{{{guid}}}";
 
     public RedisKey Name(string canonicalName) => $"{Prefix}name:{{{canonicalName}}}";
 
-    public RedisKey Address(IPAddress address) => $"{Prefix}addr:{{{Locator.Normalize(address)}}}";
+    public RedisKey Claims(IPAddress address) => $"{Prefix}claims:{{{Locator.Normalize(address)}}}";
+
+    public RedisKey Source(IPAddress sourceKey) => $"{Prefix}src:{{{sourceKey}}}";
+
+    /// <summary>A member of a <see cref="Source"/> set.</summary>
+    public static string SourceEntry(IPAddress address, HostGuid guid) => $"{Locator.Normalize(address)}|{guid}";
 
     public static string Version(ulong version) => version.ToString("x16", CultureInfo.InvariantCulture);
 
@@ -42,18 +47,6 @@ internal sealed class RedisKeys(string prefix)
         return text.Length == VersionLength
             && !text.ContainsAnyExcept("0123456789abcdef")
             && ulong.TryParse(text, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out version);
-    }
-
-    public static string Entry(HostGuid guid, ulong version) => $"{guid}:{Version(version)}";
-
-    public static bool TryParseEntry(ReadOnlySpan<char> text, out HostGuid guid, out ulong version)
-    {
-        version = 0;
-        guid = default;
-        return text.Length == EntryLength
-            && text[HostGuid.TextLength] == ':'
-            && HostGuid.TryParse(text[..HostGuid.TextLength], out guid)
-            && TryParseVersion(text[(HostGuid.TextLength + 1)..], out version);
     }
 
     /// <summary>The distinct, normalized addresses of a record's locators (as GnsStoreRules.IndexedAddresses).</summary>

@@ -112,4 +112,61 @@ internal static class RedisScripts
         redis.call('DEL', KEYS[1])
         return 1
         """;
+
+    /// <summary>
+    /// Index one address claim (ClaimRules.Index for one address). KEYS[1] the address's claims set,
+    /// scored -expiry for an attested claim and +expiry for an unattested one (so both kinds expire and
+    /// the expired ones are exactly the scores in [-now, now]); ARGV: guid, attested now ("1"/"0"),
+    /// now (ms), expiry (ms), max attested, max unattested. Returns "attested", "kept" (unattested
+    /// incumbent refreshed), "added" (new unattested claim) or "full" (not indexed).
+    /// </summary>
+    public const string IndexClaim = """
+        local g, now, exp = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+        local s = redis.call('ZSCORE', KEYS[1], g)
+        local sc = s and tonumber(s)
+        local was_att = sc and sc < 0 and -sc > now
+        local incumbent = sc and (was_att or sc > now)
+        if ARGV[2] == '1' or was_att then
+          if not was_att then
+            redis.call('ZREMRANGEBYSCORE', KEYS[1], -now, now)
+            if redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. string.format('%.0f', -now)) >= tonumber(ARGV[5]) then
+              redis.call('ZREM', KEYS[1], g)
+              return 'full'
+            end
+          end
+          redis.call('ZADD', KEYS[1], -exp, g)
+          return 'attested'
+        end
+        if incumbent then
+          redis.call('ZADD', KEYS[1], exp, g)
+          return 'kept'
+        end
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], -now, now)
+        if redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.0f', now), '+inf') >= tonumber(ARGV[6]) then return 'full' end
+        redis.call('ZADD', KEYS[1], exp, g)
+        return 'added'
+        """;
+
+    /// <summary>
+    /// Count a new unattested claim against its source. KEYS[1] the source's set; ARGV: member, now (ms),
+    /// expiry (ms), max per source. Purges expired members first. Returns 1 when counted, 0 when the
+    /// source is full.
+    /// </summary>
+    public const string CountSourceClaim = """
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+        if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+          redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+          return 1
+        end
+        if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+        redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+        return 1
+        """;
+
+    /// <summary>KEYS[1] an address's claims set; ARGV: guid, score. Removes the claim only if its score is still that one.</summary>
+    public const string RemoveClaimIfScore = """
+        local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+        if s and tonumber(s) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) return 1 end
+        return 0
+        """;
 }

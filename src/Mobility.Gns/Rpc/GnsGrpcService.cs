@@ -169,14 +169,14 @@ public sealed partial class GnsGrpcService : Api.Gns.GnsBase
             throw Refuse(GnsErrorCode.Malformed, ex.Message);
         }
 
-        var result = await _service.PutAsync(record, requireExisting, context.CancellationToken).ConfigureAwait(false);
+        var connection = context.GetHttpContext().Connection;
+        var observed = connection.RemoteIpAddress is { } remote ? Protocol.Records.Locator.Normalize(remote) : null;
+        var result = await _service.PutAsync(record, requireExisting, observed, context.CancellationToken).ConfigureAwait(false);
         if (!result.IsSuccess)
         {
             throw Refuse(result.Error!.Value, result.Message);
         }
 
-        var connection = context.GetHttpContext().Connection;
-        var observed = connection.RemoteIpAddress is { } remote ? Protocol.Records.Locator.Normalize(remote) : null;
         return new UpdateReply
         {
             Version = result.Value,

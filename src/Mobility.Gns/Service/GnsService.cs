@@ -37,7 +37,15 @@ public sealed partial class GnsService
     /// record durable; the value is the version now stored.
     /// </summary>
     /// <param name="requireExisting">Update semantics: refuse with NotFound unless a live record exists.</param>
-    public async ValueTask<GnsResult<ulong>> PutAsync(GnsRecord record, bool requireExisting, CancellationToken cancellationToken = default)
+    public ValueTask<GnsResult<ulong>> PutAsync(GnsRecord record, bool requireExisting, CancellationToken cancellationToken = default)
+        => PutAsync(record, requireExisting, null, cancellationToken);
+
+    /// <summary>
+    /// <see cref="PutAsync(GnsRecord, bool, CancellationToken)"/> for a record that arrived from
+    /// <paramref name="source"/> (the datagram's source, the gRPC peer; null for an in-process caller):
+    /// a claimed address equal to it is attested and ranks first in reverse lookups (docs/protocol.md, "Address claims").
+    /// </summary>
+    public async ValueTask<GnsResult<ulong>> PutAsync(GnsRecord record, bool requireExisting, IPAddress? source, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(record);
         if (!record.Verify())
@@ -58,7 +66,7 @@ public sealed partial class GnsService
             return GnsResult<ulong>.Failure(GnsErrorCode.InvalidRecord, "The record is issued in the future; check the clock.");
         }
 
-        var result = await _store.PutAsync(record, requireExisting, cancellationToken).ConfigureAwait(false);
+        var result = await _store.PutAsync(record, requireExisting, source, cancellationToken).ConfigureAwait(false);
         if (result.Status != StoreStatus.Stored)
         {
             Log.RecordRefused(_logger, record.Guid, record.Version, result.Status);
@@ -114,7 +122,7 @@ public sealed partial class GnsService
         return canonical is null ? ValueTask.FromResult<GnsRecord?>(null) : _store.GetByNameAsync(canonical, cancellationToken);
     }
 
-    /// <summary>GUIDs whose records carry <paramref name="address"/>.</summary>
+    /// <summary>GUIDs whose records carry <paramref name="address"/>, attested claims first (<see cref="IGnsStore.ReverseAsync"/>).</summary>
     /// <param name="limit">Requested count; 0 means the server's default; never more than the server's maximum.</param>
     public ValueTask<ReverseResult> ReverseAsync(IPAddress address, int limit, CancellationToken cancellationToken = default)
     {

@@ -5,17 +5,19 @@ namespace Mobility.Gns.Storage;
 public sealed partial class SqliteGnsStore
 {
     /// <summary>The schema this code writes, kept in <c>PRAGMA user_version</c>. 0 means a new, empty database.</summary>
-    internal const long SchemaVersion = 1;
+    internal const long SchemaVersion = 2;
 
     /// <summary>
-    /// Version 1. <c>version</c> holds the unsigned 64-bit record version as the signed 64-bit integer
-    /// with the same bits; versions are only ever compared in C#, as <see cref="ulong"/>, never in SQL.
-    /// A tombstone (<c>removed = 1</c>) keeps the GUID's key and highest version and drops the name,
-    /// the encoded record and the address rows. NULL names are distinct, so the unique index holds
-    /// only live names. <c>addresses</c> is keyed by (address, guid), so a reverse lookup is a range
-    /// of the primary key in GUID order; the second index lets an update drop a GUID's old rows.
+    /// <c>version</c> holds the unsigned 64-bit record version as the signed 64-bit integer with the
+    /// same bits; versions are only ever compared in C#, as <see cref="ulong"/>, never in SQL. A
+    /// tombstone (<c>removed = 1</c>) keeps the GUID's key and highest version and drops the name, the
+    /// encoded record and the address rows. NULL names are distinct, so the unique index holds only
+    /// live names. <c>addresses</c> is the reverse index (one row per address claim, see
+    /// <see cref="Claims.AddressClaim"/>): keyed by (address, guid), so a reverse lookup reads one range
+    /// of the primary key (bounded by the claim limits) and sorts it by kind, then GUID; the second index lets an
+    /// update drop a GUID's rows, the third counts and purges the unattested claims of one source.
     /// </summary>
-    private const string CreateSchemaV1 = """
+    private const string CreateSchemaV2 = """
         CREATE TABLE records (
             guid       BLOB    NOT NULL PRIMARY KEY,
             public_key BLOB    NOT NULL,
@@ -26,16 +28,34 @@ public sealed partial class SqliteGnsStore
         );
         CREATE UNIQUE INDEX records_by_name ON records (name);
         CREATE TABLE addresses (
-            address BLOB NOT NULL,
-            guid    BLOB NOT NULL,
+            address  BLOB    NOT NULL,
+            guid     BLOB    NOT NULL,
+            attested INTEGER NOT NULL DEFAULT 0,
+            expires  INTEGER NOT NULL DEFAULT 0,
+            source   BLOB,
             PRIMARY KEY (address, guid)
         ) WITHOUT ROWID;
         CREATE INDEX addresses_by_guid ON addresses (guid);
+        CREATE INDEX addresses_by_source ON addresses (source, expires) WHERE source IS NOT NULL;
         """;
 
-    /// <summary>Creates the schema in a new database, or checks that an existing one is one this code reads.</summary>
+    /// <summary>
+    /// Version 1 to 2: the claim columns. Rows of version 1 carry no evidence, so they become
+    /// unattested claims of no counted source that expire <c>$expires</c> (one unattested lifetime after
+    /// the upgrade) unless their records are updated before.
+    /// </summary>
+    private const string UpgradeV1ToV2 = """
+        ALTER TABLE addresses ADD COLUMN attested INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE addresses ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE addresses ADD COLUMN source BLOB;
+        CREATE INDEX addresses_by_source ON addresses (source, expires) WHERE source IS NOT NULL;
+        UPDATE addresses SET expires = $expires;
+        """;
+
+    /// <summary>Creates the schema in a new database, upgrades a version 1 one, or checks that an existing one is one this code reads.</summary>
+    /// <param name="legacyClaimExpiry">Unix ms at which claims carried over from version 1 expire.</param>
     /// <returns>True when the schema was created.</returns>
-    private static bool EnsureSchema(SqliteConnection connection)
+    private static bool EnsureSchema(SqliteConnection connection, long legacyClaimExpiry)
     {
         using var transaction = connection.BeginTransaction(deferred: false);
         var version = Scalar<long>(connection, transaction, "PRAGMA user_version;");
@@ -45,7 +65,7 @@ public sealed partial class SqliteGnsStore
             return false;
         }
 
-        if (version != 0)
+        if (version is not 0 and not 1)
         {
             throw new InvalidDataException(
                 $"The GNS database has schema version {version}; this build reads version {SchemaVersion}. Use a matching build or a new data folder.");
@@ -54,12 +74,17 @@ public sealed partial class SqliteGnsStore
         using (var create = connection.CreateCommand())
         {
             create.Transaction = transaction;
-            create.CommandText = CreateSchemaV1 + $"PRAGMA user_version = {SchemaVersion};";
+            create.CommandText = (version == 0 ? CreateSchemaV2 : UpgradeV1ToV2) + $"PRAGMA user_version = {SchemaVersion};";
+            if (version == 1)
+            {
+                create.Parameters.AddWithValue("$expires", legacyClaimExpiry);
+            }
+
             create.ExecuteNonQuery();
         }
 
         transaction.Commit();
-        return true;
+        return version == 0;
     }
 
     private static void ConfigureWriter(SqliteConnection connection, TimeSpan busyTimeout)

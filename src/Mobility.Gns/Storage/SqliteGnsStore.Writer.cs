@@ -1,4 +1,6 @@
+using System.Net;
 using Microsoft.Data.Sqlite;
+using Mobility.Gns.Claims;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 
@@ -64,6 +66,7 @@ public sealed partial class SqliteGnsStore
     {
         var w = _writer;
         var committed = new Dictionary<HostGuid, CachedEntry>(batch.Count);
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         try
         {
             w.Begin.ExecuteNonQuery();
@@ -73,7 +76,7 @@ public sealed partial class SqliteGnsStore
                 try
                 {
                     var (result, entry) = operation.Record is { } record
-                        ? ApplyPut(w, record, operation.RequireExisting)
+                        ? ApplyPut(w, record, operation.RequireExisting, operation.Source, now, _limits)
                         : ApplyRemove(w, operation.Guid, operation.Version);
                     w.Release.ExecuteNonQuery();
                     operation.Result = result;
@@ -121,7 +124,8 @@ public sealed partial class SqliteGnsStore
         }
     }
 
-    private static (StoreResult Result, CachedEntry? Entry) ApplyPut(WriterStatements w, GnsRecord record, bool requireExisting)
+    private static (StoreResult Result, CachedEntry? Entry) ApplyPut(
+        WriterStatements w, GnsRecord record, bool requireExisting, IPAddress? source, long now, ClaimLimits limits)
     {
         var guid = record.Guid.ToByteArray();
         var existing = ReadVersion(w, guid);
@@ -139,19 +143,7 @@ public sealed partial class SqliteGnsStore
         upsert.Parameters[3].Value = (object?)record.Name ?? DBNull.Value;
         upsert.Parameters[4].Value = record.Encoded.ToArray();
         upsert.ExecuteNonQuery();
-        if (existing is not null)
-        {
-            DeleteAddresses(w, guid);
-        }
-
-        var insert = w.InsertAddress;
-        foreach (var address in GnsStoreRules.IndexedAddresses(record))
-        {
-            insert.Parameters[0].Value = address.GetAddressBytes();
-            insert.Parameters[1].Value = guid;
-            insert.ExecuteNonQuery();
-        }
-
+        ClaimRules.Index(new SqlClaimIndex(w), record, source, now, limits);
         return (new StoreResult(StoreStatus.Stored, record.Version), new CachedEntry(record.Version, record));
     }
 
@@ -203,6 +195,72 @@ public sealed partial class SqliteGnsStore
         delete.ExecuteNonQuery();
     }
 
+    /// <summary>The reverse index as the writer's transaction sees it, for <see cref="ClaimRules.Index"/>.</summary>
+    private sealed class SqlClaimIndex(WriterStatements w) : IClaimIndex
+    {
+        public IReadOnlyList<AddressClaim> ClaimsOf(HostGuid guid)
+        {
+            var select = w.SelectClaims;
+            select.Parameters[0].Value = guid.ToByteArray();
+            var claims = new List<AddressClaim>();
+            using var reader = select.ExecuteReader();
+            while (reader.Read())
+            {
+                var address = reader.GetFieldValue<byte[]>(0);
+                if (address.Length is not 4 and not 16)
+                {
+                    // A row no address can have; RemoveClaimsOf drops it with the rest.
+                    continue;
+                }
+
+                claims.Add(new AddressClaim(
+                    new IPAddress(address), guid, reader.GetInt64(1) != 0, reader.GetInt64(2),
+                    reader.IsDBNull(3) ? null : new IPAddress(reader.GetFieldValue<byte[]>(3))));
+            }
+
+            return claims;
+        }
+
+        public void RemoveClaimsOf(HostGuid guid) => DeleteAddresses(w, guid.ToByteArray());
+
+        public void PurgeExpiredAt(IPAddress address, long now) => Execute(w.PurgeAt, address.GetAddressBytes(), now);
+
+        public void PurgeExpiredFrom(IPAddress source, long now) => Execute(w.PurgeFrom, source.GetAddressBytes(), now);
+
+        public int CountAt(IPAddress address, bool attested) => Count(w.CountAt, address.GetAddressBytes(), attested ? 1L : 0L);
+
+        public int CountFrom(IPAddress source) => Count(w.CountFrom, source.GetAddressBytes(), null);
+
+        public void Add(AddressClaim claim)
+        {
+            var insert = w.InsertAddress;
+            insert.Parameters[0].Value = claim.Address.GetAddressBytes();
+            insert.Parameters[1].Value = claim.Guid.ToByteArray();
+            insert.Parameters[2].Value = claim.Attested ? 1L : 0L;
+            insert.Parameters[3].Value = claim.Expires;
+            insert.Parameters[4].Value = (object?)claim.Source?.GetAddressBytes() ?? DBNull.Value;
+            insert.ExecuteNonQuery();
+        }
+
+        private static void Execute(SqliteCommand command, byte[] key, long now)
+        {
+            command.Parameters[0].Value = key;
+            command.Parameters[1].Value = now;
+            command.ExecuteNonQuery();
+        }
+
+        private static int Count(SqliteCommand command, byte[] key, long? kind)
+        {
+            command.Parameters[0].Value = key;
+            if (kind is { } value)
+            {
+                command.Parameters[1].Value = value;
+            }
+
+            return (int)(long)command.ExecuteScalar()!;
+        }
+    }
+
     private void RollbackQuietly(WriterStatements w)
     {
         try
@@ -227,6 +285,9 @@ public sealed partial class SqliteGnsStore
         public ulong Version { get; } = version;
 
         public bool RequireExisting { get; } = requireExisting;
+
+        /// <summary>Where a put came from (<see cref="ClaimRules.Index"/>); null for removals and in-process callers.</summary>
+        public IPAddress? Source { get; init; }
 
         public CancellationToken CancellationToken { get; } = cancellationToken;
 
@@ -260,7 +321,15 @@ public sealed partial class SqliteGnsStore
                 "UPDATE records SET version = $version, name = NULL, encoded = NULL, removed = 1 WHERE guid = $guid;",
                 "$guid", "$version");
             DeleteAddresses = Prepare(connection, "DELETE FROM addresses WHERE guid = $guid;", "$guid");
-            InsertAddress = Prepare(connection, "INSERT OR IGNORE INTO addresses (address, guid) VALUES ($address, $guid);", "$address", "$guid");
+            InsertAddress = Prepare(connection, """
+                INSERT OR REPLACE INTO addresses (address, guid, attested, expires, source)
+                VALUES ($address, $guid, $attested, $expires, $source);
+                """, "$address", "$guid", "$attested", "$expires", "$source");
+            SelectClaims = Prepare(connection, "SELECT address, attested, expires, source FROM addresses WHERE guid = $guid;", "$guid");
+            PurgeAt = Prepare(connection, "DELETE FROM addresses WHERE address = $address AND expires <= $now;", "$address", "$now");
+            PurgeFrom = Prepare(connection, "DELETE FROM addresses WHERE source = $source AND expires <= $now;", "$source", "$now");
+            CountAt = Prepare(connection, "SELECT count(*) FROM addresses WHERE address = $address AND attested = $attested;", "$address", "$attested");
+            CountFrom = Prepare(connection, "SELECT count(*) FROM addresses WHERE source = $source;", "$source");
         }
 
         public SqliteCommand Begin { get; }
@@ -287,12 +356,22 @@ public sealed partial class SqliteGnsStore
 
         public SqliteCommand InsertAddress { get; }
 
+        public SqliteCommand SelectClaims { get; }
+
+        public SqliteCommand PurgeAt { get; }
+
+        public SqliteCommand PurgeFrom { get; }
+
+        public SqliteCommand CountAt { get; }
+
+        public SqliteCommand CountFrom { get; }
+
         public void Dispose()
         {
             foreach (var command in new[]
                      {
                          Begin, Commit, Rollback, Savepoint, Release, RollbackToSavepoint, SelectVersion, SelectNameOwner, Upsert,
-                         Tombstone, DeleteAddresses, InsertAddress,
+                         Tombstone, DeleteAddresses, InsertAddress, SelectClaims, PurgeAt, PurgeFrom, CountAt, CountFrom,
                      })
             {
                 command.Dispose();

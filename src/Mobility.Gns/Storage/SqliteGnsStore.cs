@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Mobility.Gns.Claims;
 using Mobility.Protocol;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
@@ -38,6 +39,8 @@ public sealed partial class SqliteGnsStore : IGnsStore
     private readonly RecordCache _cache;
     private readonly ConcurrentQueue<ReadSession> _idleReaders = new();
     private readonly Task _writerLoop;
+    private readonly ClaimLimits _limits;
+    private readonly TimeProvider _time;
     private long _commitCount;
     private int _idleReaderCount;
     private int _disposed;
@@ -46,10 +49,17 @@ public sealed partial class SqliteGnsStore : IGnsStore
     /// <exception cref="ArgumentException">An option is out of range.</exception>
     /// <exception cref="IOException">Another store holds the data folder.</exception>
     /// <exception cref="InvalidDataException">The database has a schema this build does not read.</exception>
-    public SqliteGnsStore(SqliteGnsStoreOptions options, ILogger<SqliteGnsStore>? logger = null)
+    /// <param name="options">Where and how the data is kept.</param>
+    /// <param name="logger">Diagnostics; none when null.</param>
+    /// <param name="claims">Bounds of the reverse index; the defaults when null.</param>
+    /// <param name="time">The clock that dates and expires claims; the system clock when null.</param>
+    public SqliteGnsStore(SqliteGnsStoreOptions options, ILogger<SqliteGnsStore>? logger = null, ClaimLimits? claims = null, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+        _limits = claims ?? new ClaimLimits();
+        _limits.Validate();
+        _time = time ?? TimeProvider.System;
         // Copied, so that changing the options object later cannot change a running store.
         _maxBatchSize = options.MaxBatchSize;
         _maxIdleReaders = options.MaxIdleReadConnections;
@@ -84,7 +94,7 @@ public sealed partial class SqliteGnsStore : IGnsStore
             _writeConnection = new SqliteConnection(common.ToString());
             _writeConnection.Open();
             ConfigureWriter(_writeConnection, options.BusyTimeout);
-            var created = EnsureSchema(_writeConnection);
+            var created = EnsureSchema(_writeConnection, ClaimRules.Expiry(0, _time.GetUtcNow().ToUnixTimeMilliseconds(), _limits));
             _writer = new WriterStatements(_writeConnection);
             common.Mode = SqliteOpenMode.ReadOnly;
             _readConnectionString = common.ToString();
@@ -120,9 +130,13 @@ public sealed partial class SqliteGnsStore : IGnsStore
     /// is honoured while waiting for queue space and until the writer takes the write into a batch.
     /// </remarks>
     public ValueTask<StoreResult> PutAsync(GnsRecord record, bool requireExisting, CancellationToken cancellationToken = default)
+        => PutAsync(record, requireExisting, null, cancellationToken);
+
+    /// <inheritdoc />
+    public ValueTask<StoreResult> PutAsync(GnsRecord record, bool requireExisting, IPAddress? source, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(record);
-        return EnqueueAsync(new WriteOperation(record, record.Guid, record.Version, requireExisting, cancellationToken));
+        return EnqueueAsync(new WriteOperation(record, record.Guid, record.Version, requireExisting, cancellationToken) { Source = source });
     }
 
     /// <inheritdoc />
@@ -191,6 +205,7 @@ public sealed partial class SqliteGnsStore : IGnsStore
             var command = session.Reverse;
             command.Parameters[0].Value = Locator.Normalize(address).GetAddressBytes();
             command.Parameters[1].Value = (long)limit + 1;
+            command.Parameters[2].Value = _time.GetUtcNow().ToUnixTimeMilliseconds();
             var guids = new List<HostGuid>();
             var truncated = false;
             using var reader = command.ExecuteReader();
@@ -395,7 +410,10 @@ public sealed partial class SqliteGnsStore : IGnsStore
                 ConfigureBusyTimeout(_connection, busyTimeout);
                 ByGuid = Prepare(_connection, "SELECT version, removed, encoded FROM records WHERE guid = $guid;", "$guid");
                 ByName = Prepare(_connection, "SELECT guid, version, encoded FROM records WHERE name = $name AND removed = 0;", "$name");
-                Reverse = Prepare(_connection, "SELECT guid FROM addresses WHERE address = $address ORDER BY guid LIMIT $limit;", "$address", "$limit");
+                Reverse = Prepare(_connection, """
+                    SELECT guid FROM addresses WHERE address = $address AND expires > $now
+                    ORDER BY attested DESC, guid LIMIT $limit;
+                    """, "$address", "$limit", "$now");
             }
             catch
             {

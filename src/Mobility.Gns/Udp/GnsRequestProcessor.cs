@@ -156,7 +156,8 @@ public sealed partial class GnsRequestProcessor
             case GnsMessageType.Update:
             {
                 // Datagram updates are upserts: the datagram protocol has no separate register.
-                var result = await _service.PutAsync(request.Record!, requireExisting: false, cancellationToken).ConfigureAwait(false);
+                // The source is where the ack goes: a locator equal to it is attested (docs/protocol.md, "Address claims").
+                var result = await _service.PutAsync(request.Record!, requireExisting: false, source.Address, cancellationToken).ConfigureAwait(false);
                 return result.IsSuccess
                     ? GnsDatagram.WriteUpdateAck(output.Span, id, result.Value, source)
                     : GnsDatagram.WriteError(output.Span, id, result.Error!.Value, result.Message);

@@ -193,13 +193,13 @@ public abstract class RedisSharedStoreTestsBase(string configuration) : IAsyncLi
         var stays = NewKey();
         await a.PutAsync(Record(moved, 5, null, "203.0.113.9"), false).WithTimeout();
         await a.PutAsync(Record(stays, 1, null, "203.0.113.9"), false).WithTimeout();
-        var addressKey = $"{options.KeyPrefix}addr:{{203.0.113.9}}";
+        var addressKey = $"{options.KeyPrefix}claims:{{203.0.113.9}}";
 
-        // Entries a crashed writer could leave: an old version, a version never stored, garbage.
-        var planted = new[] { RedisKeys.Entry(moved.Guid, 4), RedisKeys.Entry(moved.Guid, 9), RedisKeys.Entry(NewKey().Guid, 1), "not-an-entry" };
+        // Entries a crashed writer could leave: a GUID with no record (as attested), garbage.
+        var planted = new[] { NewKey().Guid.ToString(), "not-an-entry" };
         foreach (var entry in planted)
         {
-            await db.SortedSetAddAsync(addressKey, entry, 0).WithTimeout();
+            await db.SortedSetAddAsync(addressKey, entry, -(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 3_600_000)).WithTimeout();
         }
 
         var result = await a.ReverseAsync(IPAddress.Parse("203.0.113.9"), 10).WithTimeout();
@@ -218,7 +218,7 @@ public abstract class RedisSharedStoreTestsBase(string configuration) : IAsyncLi
         await a.PutAsync(record, false).WithTimeout();
 
         // As if the process died right after the commit point.
-        await db.KeyDeleteAsync($"{options.KeyPrefix}addr:{{192.0.2.77}}").WithTimeout();
+        await db.KeyDeleteAsync($"{options.KeyPrefix}claims:{{192.0.2.77}}").WithTimeout();
         await db.KeyDeleteAsync($"{options.KeyPrefix}name:{{repaired}}").WithTimeout();
         Assert.Empty((await b.ReverseAsync(IPAddress.Parse("192.0.2.77"), 10).WithTimeout()).Guids);
         Assert.Null(await b.GetByNameAsync("repaired").WithTimeout());

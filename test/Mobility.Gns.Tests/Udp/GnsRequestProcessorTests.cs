@@ -99,7 +99,8 @@ public sealed class GnsRequestProcessorTests : IAsyncLifetime
     [Fact]
     public async Task Reverse_with_more_guids_than_fit_is_truncated_with_the_flag()
     {
-        var keys = Enumerable.Range(0, 20).Select(_ => HostKey.Generate()).ToList();
+        // As many unattested claims as one address holds (Gns:Claims:MaxUnattestedPerAddress).
+        var keys = Enumerable.Range(0, new Claims.ClaimLimits().MaxUnattestedPerAddress).Select(_ => HostKey.Generate()).ToList();
         foreach (var k in keys)
         {
             await Send(GnsDatagram.Update(1, Records.Make(k, 1, addresses: "192.0.2.77")));
@@ -112,7 +113,7 @@ public sealed class GnsRequestProcessorTests : IAsyncLifetime
         Assert.Equal(((3 * request.Length) - GnsDatagram.HeaderSize - 2) / HostGuid.Size, reply.Guids.Length);
 
         var padded = await Send(GnsDatagram.Reverse(6, IPAddress.Parse("192.0.2.77")));
-        Assert.Equal(20, padded.Guids.Length);
+        Assert.Equal(keys.Count, padded.Guids.Length);
         Assert.False(padded.Truncated);
         keys.ForEach(k => k.Dispose());
     }
