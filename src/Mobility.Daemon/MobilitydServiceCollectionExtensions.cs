@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using Mobility.Daemon.Access;
 using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Service;
 using Mobility.Daemon.Challenges;
@@ -19,7 +20,7 @@ public static class MobilitydServiceCollectionExtensions
 {
     /// <summary>
     /// Registers the daemon's components: options (bound from the configuration root, validated on
-    /// start), identity, address monitor, control endpoint, challenger, record publisher, state files,
+    /// start), identity, local access policy, address monitor, control endpoint, challenger, record publisher, state files,
     /// the API and its gRPC service (with JSON transcoding). An <see cref="Gns.Client.IGnsClient"/>
     /// must be registered too (the host registers the real client; tests may register another first).
     /// </summary>
@@ -32,6 +33,7 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MobilitydOptions>, MobilitydOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<DaemonIdentity>();
+        services.TryAddSingleton<LocalAccessPolicy>();
         services.TryAddSingleton<AddressMonitor>();
         services.TryAddSingleton<PendingChallenges>();
         services.TryAddSingleton<ControlEndpoint>();
@@ -56,6 +58,8 @@ public static class MobilitydServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<StateFiles>());
         services.AddGrpc();
         services.AddGrpc().AddJsonTranscoding();
+        // Every API call, on every endpoint and over gRPC and HTTP/JSON alike, passes the local access rule.
+        services.AddGrpc().AddServiceOptions<MobilitydGrpcService>(o => o.Interceptors.Add<LocalAccessInterceptor>());
         return services;
     }
 }

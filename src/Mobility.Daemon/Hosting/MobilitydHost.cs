@@ -148,6 +148,10 @@ public static partial class MobilitydHost
     public static async Task<string> StartAsync(WebApplication app, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(app);
+        // The state folder, the key and the local access names are checked before the host starts, so
+        // that a refusal is the one line RunAsync prints (not also the host's "failed to start" log entry).
+        _ = app.Services.GetRequiredService<DaemonIdentity>();
+        _ = app.Services.GetRequiredService<Access.LocalAccessPolicy>();
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         var services = app.Services;
         var options = services.GetRequiredService<IOptions<MobilitydOptions>>().Value;

@@ -108,7 +108,8 @@ public sealed class DaemonInstance : IAsyncDisposable
         Directory.CreateDirectory(folder);
         if (!OperatingSystem.IsWindows())
         {
-            File.SetUnixFileMode(Path.GetDirectoryName(folder)!, (UnixFileMode)0x1FF);
+            // 01777 like /tmp: anyone may make a folder here, no one may replace another's (the daemon checks this).
+            File.SetUnixFileMode(Path.GetDirectoryName(folder)!, (UnixFileMode)0x3FF);
             File.SetUnixFileMode(folder, (UnixFileMode)0x1ED);
         }
 

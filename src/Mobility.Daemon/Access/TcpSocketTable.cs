@@ -1,0 +1,88 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Mobility.Daemon.Access;
+
+/// <summary>
+/// Who opened the other end of a loopback TCP connection: the kernel's socket table
+/// (/proc/net/tcp and /proc/net/tcp6, the daemon's network namespace) lists every TCP socket with
+/// its local and remote endpoint and the uid that created it. The client's socket is the row whose
+/// local endpoint is our connection's remote one and whose remote endpoint is our local one; its uid
+/// is the caller's (the same answer identd gives). A connection from another host or another network
+/// namespace has no such row: its user is unknown.
+/// </summary>
+internal static class TcpSocketTable
+{
+    private const string Tcp4Table = "/proc/net/tcp";
+    private const string Tcp6Table = "/proc/net/tcp6";
+
+    /// <summary>The uid that owns the socket at <paramref name="client"/> connected to <paramref name="server"/>, or null when no local socket is.</summary>
+    public static uint? FindOwner(IPEndPoint client, IPEndPoint server)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(server);
+        if (!OperatingSystem.IsLinux())
+        {
+            return null;
+        }
+
+        // A dual-stack listener sees an IPv4 client as ::ffff:a.b.c.d; the client's own socket is IPv4.
+        if (client.Address.IsIPv4MappedToIPv6 && server.Address.IsIPv4MappedToIPv6)
+        {
+            var owner = Find(Tcp4Table, Unmap(client), Unmap(server));
+            if (owner is not null)
+            {
+                return owner;
+            }
+        }
+
+        return Find(client.AddressFamily == AddressFamily.InterNetwork ? Tcp4Table : Tcp6Table, client, server);
+    }
+
+    private static IPEndPoint Unmap(IPEndPoint endPoint) => new(endPoint.Address.MapToIPv4(), endPoint.Port);
+
+    private static uint? Find(string table, IPEndPoint client, IPEndPoint server)
+    {
+        var local = Format(client);
+        var remote = Format(server);
+        IEnumerable<string> lines;
+        try
+        {
+            lines = File.ReadLines(table);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+
+        // "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid  timeout inode ..."
+        foreach (var line in lines.Skip(1))
+        {
+            var fields = line.Split(' ', 9, StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length >= 8 && string.Equals(fields[1], local, StringComparison.OrdinalIgnoreCase)
+                                   && string.Equals(fields[2], remote, StringComparison.OrdinalIgnoreCase))
+            {
+                return uint.TryParse(fields[7], NumberStyles.None, CultureInfo.InvariantCulture, out var uid) ? uid : null;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// An endpoint as the kernel prints it: each 32-bit word of the address in network order, printed
+    /// as a host-order number (%08X), then ':' and the port (%04X).
+    /// </summary>
+    internal static string Format(IPEndPoint endPoint)
+    {
+        var bytes = endPoint.Address.GetAddressBytes();
+        var text = new System.Text.StringBuilder(bytes.Length * 2 + 5);
+        for (var i = 0; i < bytes.Length; i += 4)
+        {
+            text.Append(BitConverter.ToUInt32(bytes, i).ToString("X8", CultureInfo.InvariantCulture));
+        }
+
+        return text.Append(':').Append(endPoint.Port.ToString("X4", CultureInfo.InvariantCulture)).ToString();
+    }
+}
