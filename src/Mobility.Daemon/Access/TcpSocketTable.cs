@@ -27,18 +27,23 @@ internal static class TcpSocketTable
             return null;
         }
 
-        // A dual-stack listener sees an IPv4 client as ::ffff:a.b.c.d; the client's own socket is IPv4.
-        if (client.Address.IsIPv4MappedToIPv6 && server.Address.IsIPv4MappedToIPv6)
+        // The client's socket may be of the other family: a dual-stack listener sees an IPv4 client as
+        // ::ffff:a.b.c.d, and a dual-mode IPv6 client (.NET's default socket) reaches an IPv4 listener
+        // from ::ffff:127.0.0.1, listed in the IPv6 table.
+        if (client.AddressFamily == AddressFamily.InterNetwork && server.AddressFamily == AddressFamily.InterNetwork)
         {
-            var owner = Find(Tcp4Table, Unmap(client), Unmap(server));
-            if (owner is not null)
-            {
-                return owner;
-            }
+            return Find(Tcp4Table, client, server) ?? Find(Tcp6Table, Map(client), Map(server));
         }
 
-        return Find(client.AddressFamily == AddressFamily.InterNetwork ? Tcp4Table : Tcp6Table, client, server);
+        if (client.Address.IsIPv4MappedToIPv6 && server.Address.IsIPv4MappedToIPv6)
+        {
+            return Find(Tcp4Table, Unmap(client), Unmap(server)) ?? Find(Tcp6Table, client, server);
+        }
+
+        return Find(Tcp6Table, client, server);
     }
+
+    private static IPEndPoint Map(IPEndPoint endPoint) => new(endPoint.Address.MapToIPv6(), endPoint.Port);
 
     private static IPEndPoint Unmap(IPEndPoint endPoint) => new(endPoint.Address.MapToIPv4(), endPoint.Port);
 

@@ -72,9 +72,11 @@ public sealed class LocalAccessPolicyTests
     }
 
     [Theory]
-    [InlineData("127.0.0.1")]
-    [InlineData("::1")]
-    public async Task The_owner_of_a_real_loopback_connection_is_this_process_user(string address)
+    [InlineData("127.0.0.1", false, false)]
+    [InlineData("::1", false, false)]
+    [InlineData("127.0.0.1", true, false)] // a dual-mode client (.NET's default) to an IPv4 listener: its row is in tcp6
+    [InlineData("127.0.0.1", false, true)] // an IPv4 client to a dual-stack listener: seen as ::ffff:127.0.0.1
+    public async Task The_owner_of_a_real_loopback_connection_is_this_process_user(string address, bool dualModeClient, bool dualStackListener)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -82,15 +84,19 @@ public sealed class LocalAccessPolicyTests
         }
 
         var ip = IPAddress.Parse(address);
-        using var listener = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(ip, 0));
+        using var listener = dualStackListener
+            ? new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true }
+            : new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(dualStackListener ? IPAddress.IPv6Any : ip, 0));
         listener.Listen(1);
-        using var client = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        await client.ConnectAsync(listener.LocalEndPoint!).WaitAsync(TimeSpan.FromSeconds(15));
+        using var client = dualModeClient
+            ? new Socket(SocketType.Stream, ProtocolType.Tcp)
+            : new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(new IPEndPoint(ip, ((IPEndPoint)listener.LocalEndPoint!).Port)).WaitAsync(TimeSpan.FromSeconds(15));
         using var accepted = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(15));
 
         Assert.Equal(UnixFiles.EffectiveUserId(), LocalCaller.UserOf(accepted));
-        // The row is the client's: the accepted socket's own endpoints, swapped, are not a client.
+        // The row is the client's: the accepted socket's own endpoint twice is no connection.
         Assert.Null(TcpSocketTable.FindOwner((IPEndPoint)accepted.LocalEndPoint!, (IPEndPoint)accepted.LocalEndPoint!));
     }
 }
