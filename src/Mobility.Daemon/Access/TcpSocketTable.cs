@@ -9,8 +9,9 @@ namespace Mobility.Daemon.Access;
 /// (/proc/net/tcp and /proc/net/tcp6, the daemon's network namespace) lists every TCP socket with
 /// its local and remote endpoint and the uid that created it. The client's socket is the row whose
 /// local endpoint is our connection's remote one and whose remote endpoint is our local one; its uid
-/// is the caller's (the same answer identd gives). A connection from another host or another network
-/// namespace has no such row: its user is unknown.
+/// is the caller's (the same answer identd gives), as long as a process still holds that socket. A
+/// connection from another host or another network namespace has no such row, and a client that
+/// already closed its socket has no owner: their user is unknown.
 /// </summary>
 internal static class TcpSocketTable
 {
@@ -64,11 +65,14 @@ internal static class TcpSocketTable
         // "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid  timeout inode ..."
         foreach (var line in lines.Skip(1))
         {
-            var fields = line.Split(' ', 9, StringSplitOptions.RemoveEmptyEntries);
-            if (fields.Length >= 8 && string.Equals(fields[1], local, StringComparison.OrdinalIgnoreCase)
-                                   && string.Equals(fields[2], remote, StringComparison.OrdinalIgnoreCase))
+            var fields = line.Split(' ', 11, StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length >= 10 && string.Equals(fields[1], local, StringComparison.OrdinalIgnoreCase)
+                                    && string.Equals(fields[2], remote, StringComparison.OrdinalIgnoreCase))
             {
-                return uint.TryParse(fields[7], NumberStyles.None, CultureInfo.InvariantCulture, out var uid) ? uid : null;
+                // Inode 0: no process holds the socket any more (closed: an orphan, or a FIN_WAIT2/TIME_WAIT
+                // mini-socket, which the kernel lists as uid 0). Its creator is unknown, so the caller is;
+                // otherwise anyone could send a request, close at once and pass as root.
+                return fields[9] != "0" && uint.TryParse(fields[7], NumberStyles.None, CultureInfo.InvariantCulture, out var uid) ? uid : null;
             }
         }
 

@@ -101,15 +101,15 @@ public sealed class DaemonInstance : IAsyncDisposable
         }
     }
 
-    /// <summary>A temporary folder others can traverse (the socket tests connect as nobody).</summary>
+    /// <summary>
+    /// A temporary folder others can traverse (the socket tests connect as nobody), directly in the
+    /// sticky temporary folder: mobilityd refuses a state folder whose parent others could write.
+    /// </summary>
     public static string NewFolder()
     {
-        var folder = Path.Combine(Path.GetTempPath(), "mobilityd-tests", Path.GetRandomFileName());
-        Directory.CreateDirectory(folder);
+        var folder = Directory.CreateTempSubdirectory("mobilityd-tests-").FullName;
         if (!OperatingSystem.IsWindows())
         {
-            // 01777 like /tmp: anyone may make a folder here, no one may replace another's (the daemon checks this).
-            File.SetUnixFileMode(Path.GetDirectoryName(folder)!, (UnixFileMode)0x3FF);
             File.SetUnixFileMode(folder, (UnixFileMode)0x1ED);
         }
 

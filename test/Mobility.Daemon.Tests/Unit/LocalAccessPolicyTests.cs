@@ -99,4 +99,26 @@ public sealed class LocalAccessPolicyTests
         // The row is the client's: the accepted socket's own endpoint twice is no connection.
         Assert.Null(TcpSocketTable.FindOwner((IPEndPoint)accepted.LocalEndPoint!, (IPEndPoint)accepted.LocalEndPoint!));
     }
+
+    [Fact]
+    public async Task A_client_that_already_closed_its_socket_has_no_known_user()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(listener.LocalEndPoint!).WaitAsync(TimeSpan.FromSeconds(15));
+        using var accepted = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(15));
+        Assert.Equal(UnixFiles.EffectiveUserId(), LocalCaller.UserOf(accepted));
+
+        // Closed: the kernel keeps an orphan (FIN_WAIT) socket, listed with uid 0 and inode 0. Not root.
+        client.Dispose();
+
+        Assert.Null(LocalCaller.UserOf(accepted));
+    }
 }
