@@ -81,12 +81,6 @@ public sealed class LocalAccessPolicy
         _groups = groups.ToFrozenSet();
     }
 
-    /// <summary>The admitted uids (root, the daemon's user and <see cref="LocalAccessOptions.Users"/>).</summary>
-    public IReadOnlySet<uint> Users => _users;
-
-    /// <summary>The groups whose members are admitted.</summary>
-    public IReadOnlySet<uint> Groups => _groups;
-
     /// <summary>Decides for the caller at the other end of <paramref name="socket"/>.</summary>
     public LocalAccessVerdict Check(Socket socket) => Check(LocalCaller.UserOf(socket));
 
