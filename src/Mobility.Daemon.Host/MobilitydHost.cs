@@ -179,6 +179,10 @@ public static partial class MobilitydHost
         ArgumentNullException.ThrowIfNull(app);
         // Before anything binds or deletes a path: a second daemon on the same state folder or socket stops here.
         app.Services.GetRequiredService<DaemonOwnership>().Acquire();
+        // The state folder, the key and the local access names are checked before the host starts, so
+        // that a refusal is the one line RunAsync prints (not also the host's "failed to start" log entry).
+        _ = app.Services.GetRequiredService<DaemonIdentity>();
+        _ = app.Services.GetRequiredService<Access.LocalAccessPolicy>();
         await app.StartAsync(cancellationToken);
         var services = app.Services;
         var options = services.GetRequiredService<IOptions<MobilitydOptions>>().Value;

@@ -111,6 +111,15 @@ public sealed class MobilitydOptions
     /// </summary>
     public bool AllowStateChangesOverTcp { get; set; }
 
+    // --- Local access (localtrust) ---
+    /// <summary>
+    /// Who may use the local surfaces (SOCKS5, HTTP/JSON, gRPC, the Unix sockets) and so act as this
+    /// host: root, the daemon's user and the members of its group and of <see cref="SocketGroup"/>
+    /// always; these lists (LocalAccess:Users, LocalAccess:Groups) add users and groups.
+    /// </summary>
+    public Access.LocalAccessOptions LocalAccess { get; set; } = new();
+    // --- end of local access ---
+
     public AddressWatchOptions AddressWatch { get; set; } = new();
 
     public RecordOptions Record { get; set; } = new();

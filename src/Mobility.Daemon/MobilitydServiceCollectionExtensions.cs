@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using Mobility.Daemon.Access;
 using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Service;
 using Mobility.Daemon.Challenges;
@@ -17,7 +18,7 @@ namespace Mobility.Daemon;
 public static class MobilitydServiceCollectionExtensions
 {
     /// <summary>
-    /// Registers the daemon's components: identity, address monitor, control endpoint, challenger,
+    /// Registers the daemon's components: identity, local access policy, address monitor, control endpoint, challenger,
     /// record publisher, state files, the API and its gRPC service (with JSON transcoding). The caller
     /// registers the bound and validated <see cref="IOptions{MobilitydOptions}"/> (the host binds and
     /// validates them once, before anything starts) and an <see cref="Gns.Client.IGnsClient"/> (the host
@@ -28,6 +29,7 @@ public static class MobilitydServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<DaemonIdentity>();
+        services.TryAddSingleton<LocalAccessPolicy>();
         services.TryAddSingleton<AddressMonitor>();
         services.TryAddSingleton<PendingChallenges>();
         services.TryAddSingleton<ControlEndpoint>();
@@ -51,6 +53,8 @@ public static class MobilitydServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<RecordPublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<StateFiles>());
         services.AddGrpc().AddJsonTranscoding();
+        // Every API call, on every endpoint and over gRPC and HTTP/JSON alike, passes the local access rule.
+        services.AddGrpc().AddServiceOptions<MobilitydGrpcService>(o => o.Interceptors.Add<LocalAccessInterceptor>());
         return services;
     }
 }

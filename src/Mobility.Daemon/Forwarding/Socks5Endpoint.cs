@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Mobility.Daemon.Access;
 using Mobility.Gns.Client;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
@@ -17,7 +18,9 @@ namespace Mobility.Daemon.Forwarding;
 /// (through <see cref="MobileForwarder.OpenAsync"/>); an IPv4/IPv6 address (or an address literal
 /// as the domain) is reached through <see cref="MobileForwarder.ConnectAddressAsync"/>: mobile when its
 /// owner proves a GUID and publishes a transport endpoint, plain TCP otherwise. Listens on <see cref="MobilitydOptions.Socks"/>
-/// (loopback by default: anyone who reaches it can use this host's identity); off when empty.
+/// (loopback by default); off when empty. Only callers the <see cref="LocalAccessPolicy"/> admits
+/// (their uid read from the kernel's TCP table) may use it: anyone else gets reply 0x02, "connection
+/// not allowed by ruleset", to their request, and a Debug log line.
 /// </summary>
 public sealed partial class Socks5Endpoint : IHostedService
 {
@@ -27,18 +30,21 @@ public sealed partial class Socks5Endpoint : IHostedService
     private readonly MobilitydOptions _options;
     private readonly MobileForwarder _forwarder;
     private readonly IGnsClient _gns;
+    private readonly LocalAccessPolicy _access;
     private readonly TimeProvider _time;
     private readonly ILogger<Socks5Endpoint> _logger;
     private readonly CancellationTokenSource _stopping = new();
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
 
-    public Socks5Endpoint(IOptions<MobilitydOptions> options, MobileForwarder forwarder, IGnsClient gns, TimeProvider time, ILogger<Socks5Endpoint> logger)
+    public Socks5Endpoint(IOptions<MobilitydOptions> options, MobileForwarder forwarder, IGnsClient gns, LocalAccessPolicy access, TimeProvider time,
+        ILogger<Socks5Endpoint> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
         _forwarder = forwarder;
         _gns = gns;
+        _access = access;
         _time = time;
         _logger = logger;
     }
@@ -133,6 +139,8 @@ public sealed partial class Socks5Endpoint : IHostedService
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             handshake.CancelAfter(_options.Forwarding.HandshakeTimeout);
             var ct = handshake.Token;
+            // Who is calling is settled before anything is read: the client's socket is in the kernel's table now.
+            var verdict = _access.Check(client);
             var filled = 0;
             var consumed = 0;
 
@@ -158,6 +166,13 @@ public sealed partial class Socks5Endpoint : IHostedService
             }
 
             consumed += used;
+            if (!verdict.Admitted)
+            {
+                Log.NotAdmitted(_logger, client.RemoteEndPoint, verdict.Reason);
+                await client.SendAsync(Socks5Parser.Reply(Socks5Reply.NotAllowed), ct).ConfigureAwait(false);
+                return;
+            }
+
             if (request.Command != Socks5Command.Connect)
             {
                 await client.SendAsync(Socks5Parser.Reply(Socks5Reply.CommandNotSupported), ct).ConfigureAwait(false);
@@ -385,5 +400,8 @@ public sealed partial class Socks5Endpoint : IHostedService
 
         [LoggerMessage(8206, LogLevel.Debug, "SOCKS5 client {Client}: {Target} over plain TCP: {Reason}.")]
         public static partial void AddressPlain(ILogger logger, EndPoint? client, IPEndPoint target, string reason);
+
+        [LoggerMessage(8207, LogLevel.Debug, "SOCKS5 client {Client}: not admitted: {Reason}.")]
+        public static partial void NotAdmitted(ILogger logger, EndPoint? client, string reason);
     }
 }

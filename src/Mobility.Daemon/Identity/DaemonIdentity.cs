@@ -1,11 +1,14 @@
 using Microsoft.Extensions.Options;
+using Mobility.Daemon.State;
 using Mobility.Protocol.Identity;
 
 namespace Mobility.Daemon.Identity;
 
 /// <summary>
 /// The host's key pair, loaded from (or created on first start in) <c>&lt;StateDir&gt;/host.key</c>,
-/// mode 0600. A key file that group or others can read stops the daemon.
+/// mode 0600. The state folder is checked first (<see cref="StateDirectory.Secure"/>); a key file
+/// that is a symbolic link, is owned by another user, or that group or others can read stops the
+/// daemon with one line (<see cref="HostKeyFile.Load"/>).
 /// </summary>
 public sealed class DaemonIdentity : IDisposable
 {
@@ -14,8 +17,7 @@ public sealed class DaemonIdentity : IDisposable
     public DaemonIdentity(IOptions<MobilitydOptions> options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        Directory.CreateDirectory(options.Value.StateDir);
-        KeyPath = Path.Combine(Path.GetFullPath(options.Value.StateDir), KeyFileName);
+        KeyPath = Path.Combine(StateDirectory.Secure(options.Value.StateDir), KeyFileName);
         Key = HostKeyFile.LoadOrCreate(KeyPath, out var created);
         Created = created;
     }

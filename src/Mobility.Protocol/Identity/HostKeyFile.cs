@@ -2,7 +2,8 @@ namespace Mobility.Protocol.Identity;
 
 /// <summary>
 /// Key files: PEM-encoded PKCS#8 Ed25519 private keys (readable by OpenSSL), written atomically
-/// with mode 0600 and refused on load when group or others may read or write them.
+/// with mode 0600; on load a key file must be a regular file (no symbolic link), owned by the
+/// effective user and not accessible to group or others.
 /// </summary>
 public static class HostKeyFile
 {
@@ -22,7 +23,7 @@ public static class HostKeyFile
     {
         ArgumentNullException.ThrowIfNull(key);
         var full = Path.GetFullPath(path);
-        if (!overwrite && File.Exists(full))
+        if (!overwrite && Present(full))
         {
             throw new IOException($"Key file '{full}' already exists; refusing to overwrite it.");
         }
@@ -68,32 +69,58 @@ public static class HostKeyFile
         }
     }
 
-    /// <summary>Loads a key file, refusing one that group or others can access.</summary>
+    /// <summary>
+    /// Loads a key file. Refused, each with a one-line message that names the file and the fix: a
+    /// symbolic link (opened with O_NOFOLLOW, so a dangling one too), anything but a regular file, a
+    /// file owned by another user than the caller's effective user (someone else may have planted it),
+    /// and a file group or others can access.
+    /// </summary>
     public static HostKey Load(string path)
     {
         var full = Path.GetFullPath(path);
-        if (!File.Exists(full))
+        byte[] pem;
+        if (OperatingSystem.IsWindows())
         {
-            throw new FileNotFoundException($"Key file '{full}' does not exist.", full);
-        }
-
-        if (!OperatingSystem.IsWindows())
-        {
-            var mode = File.GetUnixFileMode(full);
-            if ((mode & TooOpen) != 0)
+            if (!File.Exists(full))
             {
-                throw new UnauthorizedAccessException(
-                    $"Key file '{full}' has mode {ToOctal(mode)}: it must not be accessible to group or others. Run 'chmod 600 {full}'.");
+                throw new FileNotFoundException($"Key file '{full}' does not exist.", full);
             }
-        }
 
-        var info = new FileInfo(full);
-        if (info.Length > MaxFileSize)
+            pem = ReadBounded(File.OpenHandle(full), full);
+        }
+        else
         {
-            throw new InvalidDataException($"Key file '{full}' is {info.Length} bytes; a key file is at most {MaxFileSize}.");
+            var handle = UnixFiles.OpenNoFollow(full, "Key file");
+            try
+            {
+                var status = UnixFiles.Status(handle);
+                if (status.Type != UnixFileType.Regular)
+                {
+                    throw new UnauthorizedAccessException($"Key file '{full}' is not a regular file.");
+                }
+
+                var euid = UnixFiles.EffectiveUserId();
+                if (status.Owner != euid)
+                {
+                    throw new UnauthorizedAccessException(
+                        $"Key file '{full}' is owned by uid {status.Owner}, not by this user (uid {euid}): another user may have planted it. Check it, then 'chown {euid} {full}'.");
+                }
+
+                if ((status.Mode & TooOpen) != 0)
+                {
+                    throw new UnauthorizedAccessException(
+                        $"Key file '{full}' has mode {status.Octal}: it must not be accessible to group or others. Run 'chmod 600 {full}'.");
+                }
+            }
+            catch
+            {
+                handle.Dispose();
+                throw;
+            }
+
+            pem = ReadBounded(handle, full);
         }
 
-        var pem = File.ReadAllBytes(full);
         try
         {
             return HostKey.ImportPkcs8Pem(pem);
@@ -108,10 +135,14 @@ public static class HostKeyFile
         }
     }
 
-    /// <summary>Loads the key at <paramref name="path"/>, or creates and saves a new one.</summary>
+    /// <summary>
+    /// Loads the key at <paramref name="path"/>, or creates and saves a new one when nothing is there.
+    /// Anything at the path (a symbolic link too, even a dangling one) is loaded, and so refused or used:
+    /// a key is never written through a link.
+    /// </summary>
     public static HostKey LoadOrCreate(string path, out bool created)
     {
-        if (File.Exists(path))
+        if (Present(Path.GetFullPath(path)))
         {
             created = false;
             return Load(path);
@@ -123,5 +154,33 @@ public static class HostKeyFile
         return key;
     }
 
-    private static string ToOctal(UnixFileMode mode) => Convert.ToString((int)mode & 0xFFF, 8).PadLeft(4, '0');
+    /// <summary>Something (a file, a folder, a link, dangling or not) is at <paramref name="full"/>.</summary>
+    private static bool Present(string full)
+        => OperatingSystem.IsWindows() ? File.Exists(full) || Directory.Exists(full) : UnixFiles.LinkStatus(full) is not null;
+
+    /// <summary>Reads at most <see cref="MaxFileSize"/> bytes from <paramref name="handle"/> (which it disposes); a longer file is refused.</summary>
+    private static byte[] ReadBounded(Microsoft.Win32.SafeHandles.SafeFileHandle handle, string full)
+    {
+        using (handle)
+        {
+            var buffer = new byte[MaxFileSize + 1];
+            var filled = 0;
+            int read;
+            while (filled < buffer.Length && (read = RandomAccess.Read(handle, buffer.AsSpan(filled), filled)) > 0)
+            {
+                filled += read;
+            }
+
+            if (filled > MaxFileSize)
+            {
+                Array.Clear(buffer);
+                throw new InvalidDataException($"Key file '{full}' is larger than {MaxFileSize} bytes; a key file is at most {MaxFileSize}.");
+            }
+
+            var pem = buffer.AsSpan(0, filled).ToArray();
+            Array.Clear(buffer);
+            return pem;
+        }
+    }
+
 }

@@ -102,14 +102,15 @@ public sealed class DaemonInstance : IAsyncDisposable
         }
     }
 
-    /// <summary>A temporary folder others can traverse (the socket tests connect as nobody).</summary>
+    /// <summary>
+    /// A temporary folder others can traverse (the socket tests connect as nobody), directly in the
+    /// sticky temporary folder: mobilityd refuses a state folder whose parent others could write.
+    /// </summary>
     public static string NewFolder()
     {
-        var folder = Path.Combine(Path.GetTempPath(), "mobilityd-tests", Path.GetRandomFileName());
-        Directory.CreateDirectory(folder);
+        var folder = Directory.CreateTempSubdirectory("mobilityd-tests-").FullName;
         if (!OperatingSystem.IsWindows())
         {
-            File.SetUnixFileMode(Path.GetDirectoryName(folder)!, (UnixFileMode)0x1FF);
             File.SetUnixFileMode(folder, (UnixFileMode)0x1ED);
         }
 
