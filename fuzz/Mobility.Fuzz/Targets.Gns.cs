@@ -2,6 +2,7 @@ using System.Net;
 using Mobility.Protocol;
 using Mobility.Protocol.Challenge;
 using Mobility.Protocol.Gns;
+using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 
 namespace Mobility.Fuzz;
@@ -69,7 +70,7 @@ public static partial class Targets
 
             if (response.Type == GnsMessageType.GuidListReply)
             {
-                Require(input.Length == GnsDatagram.HeaderSize + 2 + (response.Guids.Length * 20), "A GUID list's count does not match its length.");
+                Require(input.Length == GnsDatagram.HeaderSize + 2 + (response.Guids.Length * HostGuid.Size), "A GUID list's count does not match its length.");
             }
 
             return FuzzOutcome.Accepted;
