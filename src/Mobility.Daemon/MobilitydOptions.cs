@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using Mobility.Gns.Udp;
 
 namespace Mobility.Daemon;
 

@@ -17,7 +17,7 @@ public sealed class AddressClaimFloodTests
         await using var holder = await DaemonInstance.StartAsync(gns.CreateClient());
         await using var asker = await DaemonInstance.StartAsync(gns.CreateClient());
         await using var attacker = gns.CreateClient(cache: false);
-        await TaskTimeouts.Eventually(async () => (await attacker.ReverseAsync(holder.Address)).Contains(holder.Guid), "the holder registered");
+        await TestTimeout.Eventually(async () => (await attacker.ReverseAsync(holder.Address)).Contains(holder.Guid), "the holder registered");
 
         // Forty datagrams: forty fresh keys whose GUIDs sort below the owner's, each claiming its address.
         var liars = new List<HostKey>();
@@ -29,7 +29,7 @@ public sealed class AddressClaimFloodTests
                 if (key.Guid.CompareTo(holder.Guid) < 0)
                 {
                     liars.Add(key);
-                    await attacker.RegisterAsync(GnsRecord.Create(key, 1, [new Locator(holder.Address, 7391)], 60, null)).Timed();
+                    await attacker.RegisterAsync(GnsRecord.Create(key, 1, [new Locator(holder.Address, 7391)], 60, null)).WithTimeout();
                 }
                 else
                 {
@@ -37,7 +37,7 @@ public sealed class AddressClaimFloodTests
                 }
             }
 
-            var result = await asker.Api.GetGuidFromIpAsync(holder.Address).Timed();
+            var result = await asker.Api.GetGuidFromIpAsync(holder.Address).WithTimeout();
 
             Assert.Equal([holder.Guid], result.Verified.ToArray());
             Assert.DoesNotContain(result.Refused, r => r.Guid == holder.Guid);

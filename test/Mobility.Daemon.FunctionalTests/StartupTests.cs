@@ -13,15 +13,15 @@ namespace Mobility.Daemon.FunctionalTests;
 /// </summary>
 public sealed class StartupTests
 {
-    private static string[] ErrorLines(DaemonProcess daemon)
+    private static string[] ErrorLines(MobilitydProcess daemon)
         => daemon.StandardError.Split('\n').Where(l => l.StartsWith("mobilityd: ", StringComparison.Ordinal)).ToArray();
 
-    private static async Task<string> FailsInOneLineAsync(DaemonProcess daemon, int exitCode)
+    private static async Task<string> FailsInOneLineAsync(MobilitydProcess daemon, int exitCode)
     {
         Assert.Equal(exitCode, await daemon.WaitForExitAsync());
         var line = Assert.Single(ErrorLines(daemon));
         Assert.DoesNotContain("   at ", daemon.StandardError, StringComparison.Ordinal);
-        Assert.Equal("", daemon.ReadyLine);
+        Assert.Null(daemon.Ready);
         return line;
     }
 
@@ -34,7 +34,7 @@ public sealed class StartupTests
     private static async Task AssertReachableAsync(string socket)
     {
         using var client = DaemonInstance.UnixClient(socket);
-        var self = await client.GetFromJsonAsync<JsonElement>("v1/self").Timed();
+        var self = await client.GetFromJsonAsync<JsonElement>("v1/self").WithTimeout();
         Assert.Matches("^[0-9a-f]{40}$", self.GetProperty("guid").GetString());
     }
 
@@ -44,7 +44,7 @@ public sealed class StartupTests
     [InlineData("--bogus x", "'--bogus'")]
     public async Task A_typo_flag_is_refused_with_exit_64_in_one_line(string typo, string named)
     {
-        await using var daemon = DaemonProcess.Start([.. typo.Split(' '), "--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9"]);
+        await using var daemon = MobilitydProcess.Start([.. typo.Split(' '), "--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9"]);
 
         var line = await FailsInOneLineAsync(daemon, 64);
         Assert.Contains(named, line, StringComparison.Ordinal);
@@ -53,7 +53,7 @@ public sealed class StartupTests
     [Fact]
     public async Task A_bad_value_is_refused_with_exit_64_in_one_line()
     {
-        await using var daemon = DaemonProcess.Start(["--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9", "--Challenge:Attempts", "x"]);
+        await using var daemon = MobilitydProcess.Start(["--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9", "--Challenge:Attempts", "x"]);
 
         var line = await FailsInOneLineAsync(daemon, 64);
         Assert.Contains("Challenge:Attempts", line, StringComparison.Ordinal);
@@ -63,10 +63,10 @@ public sealed class StartupTests
     public async Task A_second_daemon_on_the_same_state_folder_is_refused_and_the_first_stays_reachable()
     {
         var dir = DaemonInstance.NewFolder();
-        await using var first = DaemonProcess.Start(FirstArgs(dir));
+        await using var first = MobilitydProcess.Start(FirstArgs(dir));
         await first.WaitReadyAsync();
 
-        await using var second = DaemonProcess.Start(FirstArgs(dir));
+        await using var second = MobilitydProcess.Start(FirstArgs(dir));
         var line = await FailsInOneLineAsync(second, 1);
 
         Assert.Contains($"state folder {dir} is in use", line, StringComparison.Ordinal);
@@ -78,12 +78,12 @@ public sealed class StartupTests
     public async Task A_second_daemon_on_the_same_socket_is_refused_and_leaves_the_socket_alone()
     {
         var firstDir = DaemonInstance.NewFolder();
-        await using var first = DaemonProcess.Start(FirstArgs(firstDir));
+        await using var first = MobilitydProcess.Start(FirstArgs(firstDir));
         await first.WaitReadyAsync();
         var socket = first.Field("socket");
 
         var secondDir = DaemonInstance.NewFolder();
-        await using var second = DaemonProcess.Start(
+        await using var second = MobilitydProcess.Start(
             ["--state-dir", secondDir, "--gns", first.Field("gns"), "--address", DaemonInstance.NewAddress().ToString(), "--http", "127.0.0.1:0",
              "--grpc", "off", "--socks", "off", "--transport", "127.0.0.1:0", "--socket", socket]);
         var line = await FailsInOneLineAsync(second, 1);
@@ -104,7 +104,7 @@ public sealed class StartupTests
         other.Bind(new UnixDomainSocketEndPoint(path));
         other.Listen();
 
-        await using var daemon = DaemonProcess.Start(
+        await using var daemon = MobilitydProcess.Start(
             ["--state-dir", dir, "--gns", "127.0.0.1:9", "--http", "127.0.0.1:0", "--grpc", "off", "--socks", "off", "--control", "127.0.0.1:0",
              "--transport", "127.0.0.1:0", "--socket", path]);
         var line = await FailsInOneLineAsync(daemon, 1);
@@ -121,7 +121,7 @@ public sealed class StartupTests
         var endPoint = (IPEndPoint)taken.LocalEndpoint;
         var dir = DaemonInstance.NewFolder();
 
-        await using var daemon = DaemonProcess.Start(
+        await using var daemon = MobilitydProcess.Start(
             ["--state-dir", dir, "--gns", "127.0.0.1:9", "--http", endPoint.ToString(), "--grpc", "off", "--socks", "off", "--control", "127.0.0.1:0",
              "--transport", "127.0.0.1:0", "--socket", Path.Combine(dir, "d.sock")]);
         var line = await FailsInOneLineAsync(daemon, 1);
@@ -136,7 +136,7 @@ public sealed class StartupTests
         using var taken = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
         var endPoint = (IPEndPoint)taken.Client.LocalEndPoint!;
 
-        await using var daemon = DaemonProcess.Start(
+        await using var daemon = MobilitydProcess.Start(
             ["--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9", "--http", "127.0.0.1:0", "--grpc", "off", "--socks", "off",
              "--socket", "off", "--transport", "127.0.0.1:0", "--control", endPoint.ToString()]);
         var line = await FailsInOneLineAsync(daemon, 1);

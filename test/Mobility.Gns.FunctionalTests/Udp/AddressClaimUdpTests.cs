@@ -38,14 +38,14 @@ public sealed class AddressClaimUdpTests : IAsyncLifetime
             })
             .BuildServiceProvider();
         _server = _services.GetRequiredService<GnsUdpServer>();
-        await _server.StartAsync(CancellationToken.None).Within();
+        await _server.StartAsync(CancellationToken.None).WithTimeout();
     }
 
     public async Task DisposeAsync()
     {
         if (_server is not null)
         {
-            await _server.StopAsync(CancellationToken.None).Within();
+            await _server.StopAsync(CancellationToken.None).WithTimeout();
         }
 
         if (_services is not null)
@@ -84,8 +84,8 @@ public sealed class AddressClaimUdpTests : IAsyncLifetime
 
     private async Task<GnsResponse> ExchangeAsync(UdpClient client, byte[] datagram)
     {
-        await client.SendAsync(datagram, _server!.LocalEndPoint!).AsTask().Within();
-        var result = await client.ReceiveAsync().Within();
+        await client.SendAsync(datagram, _server!.LocalEndPoint!).AsTask().WithTimeout();
+        var result = await client.ReceiveAsync().WithTimeout();
         return GnsDatagram.ParseResponse(result.Buffer);
     }
 }

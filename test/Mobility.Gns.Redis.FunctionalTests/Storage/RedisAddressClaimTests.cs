@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Mobility.Gns.Claims;
 using Mobility.Gns.Redis.Storage;
-using Mobility.Gns.Redis.Tests.Infrastructure;
+using Mobility.Gns.Redis.FunctionalTests.Infrastructure;
 using Mobility.Gns.Storage;
 using Mobility.Gns.Tests.Storage;
 using StackExchange.Redis;
@@ -28,7 +28,7 @@ public abstract class RedisAddressClaimTestsBase(string configuration) : Address
         _connections.Add(connection);
         return RedisGnsStore.OpenAsync(connection, Infrastructure.Redis.Options(configuration), NullLogger<RedisGnsStore>.Instance, null,
                 CancellationToken.None, limits, time)
-            .WaitAsync(Infrastructure.Redis.Timeout).GetAwaiter().GetResult();
+            .WaitAsync(TestTimeout.Default).GetAwaiter().GetResult();
     }
 
     public override async Task DisposeAsync()

@@ -2,9 +2,10 @@ using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Mobility.Daemon.Forwarding;
-using Mobility.Daemon.Tests.Infrastructure;
+using Mobility.Daemon.FunctionalTests.Infrastructure;
+using Mobility.Protocol.Forwarding;
 
-namespace Mobility.Daemon.Tests;
+namespace Mobility.Daemon.FunctionalTests;
 
 /// <summary>
 /// Local trust (docs/mobilityd.md, "Local access"): only root, the daemon's user and the members of
@@ -80,7 +81,7 @@ public sealed class LocalAccessTests
         var socks = daemon.Services.GetRequiredService<Socks5Endpoint>().LocalEndPoint!;
 
         using var client = await SocksTestClient.ConnectAsync(socks, IPAddress.Loopback, daemon.Endpoints.Http!.Port, Socks5Reply.Succeeded);
-        await client.SendAsync("GET /v1/self HTTP/1.0\r\nHost: x\r\n\r\n"u8.ToArray()).Timed();
+        await client.SendAsync("GET /v1/self HTTP/1.0\r\nHost: x\r\n\r\n"u8.ToArray()).WithTimeout();
         var answer = System.Text.Encoding.UTF8.GetString(await SocksTestClient.ReadToEndAsync(client));
 
         Assert.Contains(daemon.Guid.ToString(), answer, StringComparison.Ordinal);
@@ -117,7 +118,7 @@ public sealed class LocalAccessTests
     }
 
     private static Task<(int ExitCode, string Stdout, string Stderr)> RunAsAsync(string user, string group, bool initGroups, IEnumerable<string> command)
-        => Processes.RunAsync("setpriv", [$"--reuid={user}", $"--regid={group}", initGroups ? "--init-groups" : "--clear-groups", .. command]);
+        => Tool.RunAsync("setpriv", [$"--reuid={user}", $"--regid={group}", initGroups ? "--init-groups" : "--clear-groups", .. command]);
 
     /// <summary>A system user (primary group nogroup) and a group it is not yet in, removed again on dispose.</summary>
     private sealed class ThrowawayAccount : IAsyncDisposable
@@ -144,13 +145,13 @@ public sealed class LocalAccessTests
 
         public async ValueTask DisposeAsync()
         {
-            await Processes.RunAsync("userdel", [User]);
-            await Processes.RunAsync("groupdel", [Group]);
+            await Tool.RunAsync("userdel", [User]);
+            await Tool.RunAsync("groupdel", [Group]);
         }
 
         private static async Task MustAsync(string tool, string[] args)
         {
-            var (code, _, stderr) = await Processes.RunAsync(tool, args);
+            var (code, _, stderr) = await Tool.RunAsync(tool, args);
             Assert.True(code == 0, $"{tool} {string.Join(' ', args)}: exit {code}: {stderr}");
         }
     }

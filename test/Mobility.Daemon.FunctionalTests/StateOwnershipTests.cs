@@ -1,6 +1,6 @@
-using Mobility.Daemon.Tests.Infrastructure;
+using Mobility.Daemon.FunctionalTests.Infrastructure;
 
-namespace Mobility.Daemon.Tests;
+namespace Mobility.Daemon.FunctionalTests;
 
 /// <summary>
 /// The state folder and the key are the daemon user's alone: a key planted by another user, a state
@@ -91,7 +91,7 @@ public sealed class StateOwnershipTests
     /// <summary>Starts mobilityd on <paramref name="stateDir"/>, expects a non-zero exit and exactly one line saying why; returns that line.</summary>
     private static async Task<string> StartAndFailAsync(string stateDir)
     {
-        await using var daemon = DaemonProcess.Start(["--state-dir", stateDir, "--gns", "127.0.0.1:9", "--http", "127.0.0.1:0", "--grpc", "off",
+        await using var daemon = MobilitydProcess.Start(["--state-dir", stateDir, "--gns", "127.0.0.1:9", "--http", "127.0.0.1:0", "--grpc", "off",
             "--socket", "off", "--socks", "off", "--control", "127.0.0.1:0"]);
 
         Assert.NotEqual(0, await daemon.WaitForExitAsync());
@@ -103,7 +103,7 @@ public sealed class StateOwnershipTests
 
     private static async Task ChownAsync(string path, string user)
     {
-        var (code, _, stderr) = await Processes.RunAsync("chown", [user, path]);
+        var (code, _, stderr) = await Tool.RunAsync("chown", [user, path]);
         Assert.True(code == 0, stderr);
     }
 }
