@@ -97,7 +97,10 @@ public sealed class MobDemoTests(ITestOutputHelper output) : IDisposable
         var exit = await demo.WaitForExitAsync(RunLimit);
 
         Assert.Equal(64, exit);
-        Assert.Contains($"mob: {message}", demo.StandardError, StringComparison.Ordinal);
+        // With --json the error is one JSON object on stderr (mob --help).
+        var error = JsonDocument.Parse(demo.StandardError.Trim()).RootElement;
+        Assert.Contains(message, error.GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.Equal(64, error.GetProperty("exit_code").GetInt32());
         Assert.Equal("", demo.StandardOutput.Trim());
         AssertDemoFolderRemoved(createdAtAll: false);
     }
