@@ -15,10 +15,10 @@ public sealed record ProjectNode(string Name, string Folder, IReadOnlyList<Proje
     public IEnumerable<string> CodeReferences => References.Where(r => !r.BuildOnly).Select(r => r.Target);
 }
 
-/// <summary>The project files of the repository as they are on disk: every *.csproj under src/, bench/ and test/.</summary>
+/// <summary>The project files of the repository as they are on disk: every *.csproj under src/, bench/, test/ and fuzz/.</summary>
 public sealed class ProjectGraph
 {
-    public static readonly string[] Folders = ["src", "bench", "test"];
+    public static readonly string[] Folders = ["src", "bench", "test", "fuzz"];
 
     public ProjectGraph(IEnumerable<ProjectNode> projects) => Projects = projects.ToDictionary(p => p.Name, StringComparer.Ordinal);
 

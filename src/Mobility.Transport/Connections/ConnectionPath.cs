@@ -2,6 +2,7 @@ using System.IO.Pipelines;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Flows;
 using Mobility.Transport.Internal;
+using Mobility.Net.Threading;
 
 namespace Mobility.Transport.Connections;
 

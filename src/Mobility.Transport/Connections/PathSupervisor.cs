@@ -4,6 +4,7 @@ using Mobility.Protocol.Identity;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Flows;
 using Mobility.Transport.Internal;
+using Mobility.Net.Threading;
 
 namespace Mobility.Transport.Connections;
 
