@@ -39,6 +39,13 @@ public sealed class DaemonApiClient : IDisposable
         response.EnsureSuccessStatusCode();
     }
 
+    /// <summary><c>PUT /v1/addresses</c>, as <c>mob addresses set IP...</c> does: answers once the GNS stored the new record (or after the daemon's wait).</summary>
+    public async Task SetAddressesAsync(IReadOnlyList<string> addresses, CancellationToken cancellationToken)
+    {
+        using var response = await _http.PutAsJsonAsync("v1/addresses", new Dictionary<string, IReadOnlyList<string>> { ["addresses"] = addresses }, cancellationToken).ConfigureAwait(false);
+        response.EnsureSuccessStatusCode();
+    }
+
     /// <summary><c>GET /v1/ip/{guid}</c>: the addresses the GNS holds for a GUID (empty when it has no record).</summary>
     public async Task<IReadOnlyList<string>> GetIpAsync(string guid, CancellationToken cancellationToken)
     {
