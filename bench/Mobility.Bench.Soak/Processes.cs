@@ -17,10 +17,13 @@ public sealed class ChildProcess : IAsyncDisposable
     private readonly TaskCompletionSource<string> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly string _readyPrefix;
 
-    private ChildProcess(Process process, string readyPrefix)
+    private readonly string? _logPath;
+
+    private ChildProcess(Process process, string readyPrefix, string? logPath)
     {
         _process = process;
         _readyPrefix = readyPrefix;
+        _logPath = logPath;
     }
 
     public int Pid => _process.Id;
@@ -38,7 +41,8 @@ public sealed class ChildProcess : IAsyncDisposable
         }
     }
 
-    public static ChildProcess Start(string file, IEnumerable<string> arguments, string readyPrefix)
+    /// <summary>Starts <paramref name="file"/>; with <paramref name="logPath"/>, its kept output is appended there when it is killed or disposed.</summary>
+    public static ChildProcess Start(string file, IEnumerable<string> arguments, string readyPrefix, string? logPath = null)
     {
         var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in arguments)
@@ -47,7 +51,7 @@ public sealed class ChildProcess : IAsyncDisposable
         }
 
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        var child = new ChildProcess(process, readyPrefix);
+        var child = new ChildProcess(process, readyPrefix, logPath);
         process.OutputDataReceived += (_, e) => child.Line(e.Data, stdout: true);
         process.ErrorDataReceived += (_, e) => child.Line(e.Data, stdout: false);
         process.Exited += (_, _) => child._ready.TrySetException(new InvalidOperationException($"{file} exited before it was ready:\n{child.Output}"));
@@ -69,6 +73,17 @@ public sealed class ChildProcess : IAsyncDisposable
         }
 
         await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        if (_logPath is not null)
+        {
+            string output;
+            lock (_output)
+            {
+                output = _output.ToString();
+                _output.Clear();
+            }
+
+            await File.AppendAllTextAsync(_logPath, output);
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -4,10 +4,13 @@
 //
 //   dotnet soak-bench.dll [--store sqlite|redis] [--moves 50] [--size-mib 256] [--interval-ms 1000]
 //                         [--no-gns-kill] [--no-failover] [--gns-down-ms 2000]
-//                         [--minutes N [--rate-kib 1024]] [--csv FILE] [--svg FILE] [--json FILE]
+//                         [--minutes N [--rate-kib 1024]] [--csv FILE] [--svg FILE] [--json FILE] [--logs DIR]
+//                         [--redis-options configCheckSeconds=2]
 //
 // --minutes is the long mode: a move every --interval-ms for N minutes with a stream of --rate-kib KiB/s
-// each way, sampling each daemon's VmRSS, fds and threads every 10 s (--csv, --svg). Exit status 0 when
+// each way, sampling each daemon's VmRSS, fds and threads every 10 s (--csv, --svg). --logs keeps the
+// output of gns, redis-server and both daemons, one file each. --redis-options is appended to gns's
+// Redis connection string (StackExchange.Redis syntax). Exit status 0 when
 // no byte was lost, duplicated or corrupted and every move resumed; 1 otherwise; 64 for bad arguments.
 using System.Globalization;
 using System.Text.Json;
@@ -34,6 +37,8 @@ for (var i = 0; i < args.Length; i++)
             "--rate-kib" => options with { RateBytesPerSecond = checked(Math.Max(1, Number()) << 10) },
             "--csv" => options with { CsvPath = Value() },
             "--svg" => options with { SvgPath = Value() },
+            "--redis-options" => options with { RedisConnectionOptions = "," + Value() },
+            "--logs" => options with { LogDirectory = Value() },
             "--json" => SetJson(Value()),
             _ => throw new ArgumentException($"unknown argument {args[i]}"),
         };

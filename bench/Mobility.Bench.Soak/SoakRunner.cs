@@ -40,9 +40,15 @@ public sealed record SoakOptions
     /// <summary>A move whose streams do not both progress within this long counts as not resumed.</summary>
     public TimeSpan StallLimit { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Appended to gns's Redis connection string (StackExchange.Redis options, e.g. <c>,configCheckSeconds=2</c>).</summary>
+    public string RedisConnectionOptions { get; init; } = "";
+
     public string? CsvPath { get; init; }
 
     public string? SvgPath { get; init; }
+
+    /// <summary>A folder for the output of gns, redis-server and both mobilityd (one file each, appended across restarts).</summary>
+    public string? LogDirectory { get; init; }
 
     public TextWriter Log { get; init; } = Console.Error;
 }
@@ -365,7 +371,7 @@ public sealed class SoakRunner
             args.AddRange(["--replicaof", "127.0.0.1", p.ToString(CultureInfo.InvariantCulture)]);
         }
 
-        var server = ChildProcess.Start("redis-server", args, "");
+        var server = ChildProcess.Start("redis-server", args, "", LogFile("redis-" + port.ToString(CultureInfo.InvariantCulture)));
         var deadline = _clock.Elapsed + StartTimeout;
         while ((await RedisCliAsync(port, "PING")).Trim() != "PONG")
         {
@@ -412,16 +418,27 @@ public sealed class SoakRunner
         if (_o.Store == "redis")
         {
             // Both endpoints: the client follows whichever is the primary, as after a failover.
-            args.AddRange(["--redis", $"127.0.0.1:{_redisPrimary},127.0.0.1:{_redisReplica}"]);
+            args.AddRange(["--redis", $"127.0.0.1:{_redisPrimary},127.0.0.1:{_redisReplica}{_o.RedisConnectionOptions}"]);
         }
         else
         {
             args.AddRange(["--data", Path.Combine(_work, "gns-data")]);
         }
 
-        var gns = ChildProcess.Start("dotnet", args, "gns listening ");
+        var gns = ChildProcess.Start("dotnet", args, "gns listening ", LogFile("gns"));
         await gns.WaitReadyAsync(StartTimeout);
         _gns = gns;
+    }
+
+    private string? LogFile(string name)
+    {
+        if (_o.LogDirectory is null)
+        {
+            return null;
+        }
+
+        Directory.CreateDirectory(_o.LogDirectory);
+        return Path.Combine(_o.LogDirectory, name + ".log");
     }
 
     private void Say(string line) => _o.Log.WriteLine($"[{_clock.Elapsed.TotalSeconds,7:0.0}s] {line}");
@@ -454,7 +471,7 @@ public sealed class SoakRunner
                 [soak._daemonDll, "--state-dir", dir, "--socket", socket, "--grpc-socket", "off", "--http", "off", "--grpc", "off",
                  "--socks", "127.0.0.1:0", "--address", address, "--allow-loopback", "true",
                  "--gns", $"127.0.0.1:{soak._gnsUdp}", "--gns-grpc", $"http://127.0.0.1:{soak._gnsGrpc}"],
-                "mobilityd ready ");
+                "mobilityd ready ", soak.LogFile("mobilityd-" + name));
             try
             {
                 var ready = await process.WaitReadyAsync(StartTimeout);
