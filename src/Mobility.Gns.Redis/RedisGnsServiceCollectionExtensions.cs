@@ -88,6 +88,9 @@ internal sealed class RedisGnsCache(RedisGnsOptions options, TimeProvider time)
 /// <summary>The one Redis connection (multiplexer) of the process, shared by the store and the feed; connects when first resolved.</summary>
 public sealed class RedisGnsConnection : IAsyncDisposable
 {
+    /// <summary>How often the multiplexer re-reads the topology when the configuration does not say (a failover is followed within it).</summary>
+    public const int DefaultConfigCheckSeconds = 5;
+
     private readonly Lazy<ConnectionMultiplexer> _multiplexer;
 
     public RedisGnsConnection(IOptions<RedisGnsOptions> options)
@@ -100,6 +103,15 @@ public sealed class RedisGnsConnection : IAsyncDisposable
 
             // Fail at start when Redis is not there, instead of serving with a store that cannot write.
             parsed.AbortOnConnectFail = true;
+
+            // After a failover (a replica promoted, the old primary gone) the multiplexer keeps sending to
+            // the dead primary until it re-reads the topology: every ConfigCheckSeconds, 60 s by default,
+            // during which every update fails. Re-check every 5 s unless the configuration says otherwise
+            // (docs/redis.md, "Failover"; measured with bench/fault-soak.sh --store redis).
+            if (!configuration.Contains("configCheckSeconds", StringComparison.OrdinalIgnoreCase))
+            {
+                parsed.ConfigCheckSeconds = DefaultConfigCheckSeconds;
+            }
 
             // The store reads (never writes) CONFIG appendonly/appendfsync when it opens, to report and
             // optionally enforce durability; StackExchange.Redis sends CONFIG only with allowAdmin.
