@@ -16,18 +16,3 @@ internal sealed class AsyncAutoResetSignal
 
     public ValueTask<bool> WaitAsync(CancellationToken cancellationToken) => _channel.Reader.ReadAsync(cancellationToken);
 }
-
-/// <summary>Manual broadcast: waiters take <see cref="Task"/> under the owner's lock, <see cref="Pulse"/> wakes them all.</summary>
-internal sealed class AsyncPulse
-{
-    private TaskCompletionSource _tcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    public Task Task => _tcs.Task;
-
-    public void Pulse()
-    {
-        var old = _tcs;
-        _tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        old.TrySetResult();
-    }
-}
