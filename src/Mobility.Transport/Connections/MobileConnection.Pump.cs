@@ -482,14 +482,14 @@ public sealed partial class MobileConnection
             keep = true;
             while (next < frames.Count)
             {
-                var frame = frames[next++];
-                if (!HandleFrame(path, frame))
+                var frame = frames[next];
+                var taken = HandleFrame(path, frame);
+                // Counted only once handled: a frame that throws gets its array back in the finally.
+                next++;
+                if (!taken && frame.Array is { } unused)
                 {
                     // The array of a DATA frame the receive state did not take goes back to the pool.
-                    if (frame.Array is { } unused)
-                    {
-                        ArrayPool<byte>.Shared.Return(unused);
-                    }
+                    ArrayPool<byte>.Shared.Return(unused);
                 }
 
                 if (_paths.Active != path || _failure is not null)
