@@ -393,7 +393,7 @@ public sealed class MobileListener : IAsyncDisposable
             return false;
         }
 
-        var refused = connection.TryAcceptResume(flow, reader, resume);
+        var refused = await connection.TryAcceptResumeAsync(flow, reader, resume).ConfigureAwait(false);
         if (refused is { } reason)
         {
             await RefuseAsync(flow, reader, reason, "resume refused").ConfigureAwait(false);

@@ -1,17 +1,16 @@
 using System.IO.Pipelines;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Flows;
-using Mobility.Transport.Internal;
-using Mobility.Net.Threading;
 
 namespace Mobility.Transport.Connections;
 
 /// <summary>
 /// One path of a mobile connection: a flow (TCP connection) with everything that belongs to it and
 /// not to the connection — its two loops, when it last heard from the peer and last sent, its
-/// keepalive probe, its own RTT estimate, and the control frames it owes the peer (PONG, ACK, PING,
-/// RESET). A connection holds its paths in a <see cref="PathSet"/> (one active); fields are changed
-/// under the connection's lock or by this path's own loops.
+/// keepalive probe, its own RTT estimate, and the control frames queued for it (<see cref="ControlOutbox"/>).
+/// A connection holds its paths in a <see cref="PathSet"/> (one active); fields are changed by the
+/// connection's loop only, except <see cref="AwaitingResumeAck"/> (set by the loop before the
+/// path's receive loop starts, then read by that receive loop alone).
 /// </summary>
 internal sealed class ConnectionPath
 {
@@ -44,9 +43,6 @@ internal sealed class ConnectionPath
 
     /// <summary>The answer to this path's Resume: null = accepted.</summary>
     public TaskCompletionSource<RejectReason?> ResumeResult { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    /// <summary>Wakes the send loop (data, an ACK or a control frame to send).</summary>
-    public AsyncAutoResetSignal Wake { get; } = new();
 
     public CancellationToken Cancellation => _cts.Token;
 
@@ -90,28 +86,27 @@ internal sealed class ConnectionPath
         return true;
     }
 
-    // Control frames owed on this path (consumed by its send loop).
+    // What the connection's loop sends on this path.
 
     public bool FinSent { get; set; }
 
-    /// <summary>A new path starts with an ACK: Resume/ResumeAck carry the receive position but not the consumed one.</summary>
-    public bool AckForced { get; set; } = true;
+    /// <summary>Control frames queued for this path by the connection's loop.</summary>
+    public ControlOutbox Outbox { get; } = new();
 
-    /// <summary>The keepalive policy asks for an ACK of whatever was received or consumed since the last one.</summary>
-    public bool AckRequested { get; set; }
+    /// <summary>A write laid out by the connection's loop is in flight on the flow (the loop lays out the next once it is done).</summary>
+    public bool Writing { get; set; }
 
-    public bool PingRequested { get; set; }
-
-    public ulong? PongToSend { get; set; }
-
-    /// <summary>A RESET the send loop writes before anything else, even after the path was detached (abort, dispose).</summary>
-    public uint? ResetToSend { get; set; }
+    /// <summary>The server's last write: the flow is closed after it and the connection completes.</summary>
+    public bool Closing { get; set; }
 
     /// <summary>Completed once the RESET is written (true) or cannot be (false).</summary>
     public TaskCompletionSource<bool> ResetFlushed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    /// <summary>Both loops of this path.</summary>
-    public Task Loops { get; set; } = Task.CompletedTask;
+    /// <summary>The path's receive loop.</summary>
+    public Task Receiving { get; set; } = Task.CompletedTask;
+
+    /// <summary>The write in flight (or the last one).</summary>
+    public Task Sending { get; set; } = Task.CompletedTask;
 
     /// <summary>
     /// Stops both loops and closes the flow; the returned task ends once the loops have let go of
@@ -131,7 +126,7 @@ internal sealed class ConnectionPath
         _cts.Cancel();
         ResumeResult.TrySetResult(RejectReason.ResumeRefused);
         ResetFlushed.TrySetResult(false);
-        return Loops.ContinueWith(static (_, flow) => ((IFlow)flow!).Abort(), Flow,
+        return Task.WhenAll(Receiving, Sending).ContinueWith(static (_, flow) => ((IFlow)flow!).Abort(), Flow,
             CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
     }
 

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.IO.Pipelines;
 using Mobility.Protocol;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
@@ -9,11 +8,13 @@ namespace Mobility.Transport;
 
 public sealed partial class MobileConnection
 {
-    /// <summary>A frame whose body is in place in the output buffer, to be sealed outside the lock.</summary>
+    /// <summary>A frame whose body is in place in the output buffer, to be sealed once the batch is laid out.</summary>
     private readonly record struct PendingSeal(FrameType Type, ulong Counter, int BodyLength, int Position);
 
-    /// <summary>Makes <paramref name="path"/> active (under the lock); the previous one is retired.</summary>
-    private void ActivatePathLocked(ConnectionPath path)
+    private readonly List<PendingSeal> _seals = new(16);
+
+    /// <summary>Makes <paramref name="path"/> active; the previous one is retired.</summary>
+    private void ActivatePath(ConnectionPath path)
     {
         _paths.Activate(path);
         _keepAlive.OnPathActivated(path, _time.GetTimestamp());
@@ -22,143 +23,176 @@ public sealed partial class MobileConnection
             _state = MobileConnectionState.Connected;
         }
 
-        TickSoonLocked();
+        TickSoon();
     }
 
-    private void StartLoops(ConnectionPath path)
-    {
-        path.Loops = Task.WhenAll(
-            Task.Run(() => SendLoopAsync(path)),
-            Task.Run(() => ReceiveLoopAsync(path)));
-    }
+    private void StartReceiving(ConnectionPath path)
+        => path.Receiving = Task.Run(() => ReceiveLoopAsync(path));
 
     /// <summary>Detaches a dead path; the client starts reconnecting, the server waits for a Resume.</summary>
     private void FlowFailed(ConnectionPath path, string reason)
     {
-        lock (_lock)
+        if (!_paths.Deactivate(path) || _completed || _failure is not null)
         {
-            if (!_paths.Deactivate(path) || _completed || _failure is not null)
-            {
-                return;
-            }
-
-            _pathLostAt ??= _time.GetTimestamp();
-            _state = MobileConnectionState.Pathless;
-            _stateChanged.Pulse();
+            return;
         }
 
+        _pathLostAt ??= _time.GetTimestamp();
+        _state = MobileConnectionState.Pathless;
+        // Published before the supervisor is kicked: it asks NeedsPath at once.
+        Publish();
         TransportLog.PathLost(_logger, Token, path.Flow.RemoteEndPoint, reason);
         Raise(MobileConnectionEventKind.PathLost, path.Flow.LocalEndPoint, path.Flow.RemoteEndPoint, reason, TimeSpan.Zero);
         _supervisor?.Kick();
     }
 
     /// <summary>
-    /// The socket pump's send half: takes what the connection has to send under the lock (frame
-    /// counters and stream offsets are assigned there, bodies copied into place), seals it outside
-    /// the lock with this path's own AEAD context, and writes it. Only this loop seals for its path,
-    /// so the lock is held for copies, never for cryptography.
+    /// The loop's send step for <paramref name="path"/>: unless a write is in flight on it, lays out
+    /// what it should carry next (frame counters and stream offsets assigned, bodies copied into
+    /// place), seals it (the loop is the only sealer) and starts the write. The next batch is laid
+    /// out when this write is done (<see cref="WriteDone"/>), so a path has one write in flight and
+    /// a slow socket holds back the loop's copies, not its events.
     /// </summary>
-    private async Task SendLoopAsync(ConnectionPath path)
+    private void SendOn(ConnectionPath path)
+    {
+        if (path.Writing || path.Closing || path.IsStopped)
+        {
+            return;
+        }
+
+        if (path.Outbox.Reset is not null)
+        {
+            // Abort or dispose: the path was detached with a RESET to deliver first.
+            var resetOutput = ArrayPool<byte>.Shared.Rent(SmallOutputSize);
+            var resetLength = BuildReset(path, resetOutput);
+            SealAll(resetOutput);
+            StartWrite(path, resetOutput, resetLength, reset: true, close: false);
+            return;
+        }
+
+        if (_paths.Active != path || !HasSomethingToSend(path))
+        {
+            return;
+        }
+
+        var output = ArrayPool<byte>.Shared.Rent(SmallOutputSize);
+        var length = BuildBatch(path, ref output, out var closeAfter);
+        SealAll(output);
+        if (length == 0 && !closeAfter)
+        {
+            ArrayPool<byte>.Shared.Return(output);
+            return;
+        }
+
+        path.Closing = closeAfter;
+        StartWrite(path, output, length, reset: false, close: closeAfter);
+    }
+
+    private bool HasSomethingToSend(ConnectionPath path)
+        => path.Preamble is not null
+            || path.Outbox.HasFrames
+            || _send.HasUnsent
+            || _send.FinDue(path.FinSent)
+            || (_receive.AckChanged && _receive.AckDue)
+            || (!_isClient && IsFinished() && _receive.AckedReceived == _receive.ReceivedValue);
+
+    private void SealAll(byte[] output)
+    {
+        foreach (var seal in _seals)
+        {
+            _sealer.SealInPlace(seal.Type, seal.Counter, seal.BodyLength, output.AsSpan(seal.Position));
+        }
+
+        _seals.Clear();
+    }
+
+    private void StartWrite(ConnectionPath path, byte[] output, int length, bool reset, bool close)
+    {
+        path.Writing = true;
+        path.Sending = WriteAsync(path, output, length, reset, close);
+    }
+
+    /// <summary>
+    /// The socket pump: writes one sealed batch (and flushes it after a RESET; closes the flow after
+    /// the server's last batch), then tells the loop. Returns the buffer to the pool.
+    /// </summary>
+    private async Task WriteAsync(ConnectionPath path, byte[] output, int length, bool reset, bool close)
     {
         var ct = path.Cancellation;
-        using var sealer = new FrameProtector(_sealKey, IsEncrypted);
-        var seals = new List<PendingSeal>(16);
-        // Buffers are rented per batch and returned before the loop waits: an idle connection
-        // holds none (otherwise each idle path pins a pool array), and renting from the shared
-        // pool's per-thread cache costs little next to a batch.
-        byte[]? output = null;
+        Exception? error = null;
         try
         {
-            while (true)
+            if (length > 0)
             {
-                int length;
-                bool more;
-                bool closeAfter;
-                bool reset;
-                output = ArrayPool<byte>.Shared.Rent(SmallOutputSize);
-                lock (_lock)
-                {
-                    if (path.ResetToSend is { } code)
-                    {
-                        // Abort or dispose: the path was detached with a RESET to deliver first.
-                        length = BuildResetLocked(path, code, output, seals);
-                        more = false;
-                        closeAfter = false;
-                        reset = true;
-                    }
-                    else if (_paths.Active != path)
-                    {
-                        return;
-                    }
-                    else
-                    {
-                        length = BuildBatchLocked(path, ref output, seals, out more, out closeAfter);
-                        reset = false;
-                    }
-                }
+                await path.Flow.Stream.WriteAsync(output.AsMemory(0, length), ct).ConfigureAwait(false);
+            }
 
-                foreach (var seal in seals)
-                {
-                    sealer.SealInPlace(seal.Type, seal.Counter, seal.BodyLength, output.AsSpan(seal.Position));
-                }
+            if (reset || close)
+            {
+                await path.Flow.Stream.FlushAsync(ct).ConfigureAwait(false);
+            }
 
-                seals.Clear();
-                if (length > 0)
-                {
-                    await path.Flow.Stream.WriteAsync(output.AsMemory(0, length), ct).ConfigureAwait(false);
-                    lock (_lock)
-                    {
-                        path.LastSent = _time.GetTimestamp();
-                    }
-                }
-
-                if (reset)
-                {
-                    await path.Flow.Stream.FlushAsync(ct).ConfigureAwait(false);
-                    path.ResetFlushed.TrySetResult(true);
-                    return;
-                }
-
-                if (closeAfter)
-                {
-                    // Server, both FINs acknowledged and our ACK of the client's FIN written: closing
-                    // the flow tells the client that we know the connection is done.
-                    await path.Flow.Stream.FlushAsync(ct).ConfigureAwait(false);
-                    await path.Flow.DisposeAsync().ConfigureAwait(false);
-                    Complete();
-                    return;
-                }
-
-                ArrayPool<byte>.Shared.Return(output);
-                output = null;
-                if (!more)
-                {
-                    await path.Wake.WaitAsync(ct).ConfigureAwait(false);
-                }
+            if (close)
+            {
+                // Server, both FINs acknowledged and our ACK of the client's FIN written: closing
+                // the flow tells the client that we know the connection is done.
+                await path.Flow.DisposeAsync().ConfigureAwait(false);
             }
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException)
         {
-            // Path stopped.
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException)
-        {
-            path.ResetFlushed.TrySetResult(false);
-            FlowFailed(path, "send failed: " + e.Message);
+            error = e;
         }
         finally
         {
-            if (output is not null)
+            ArrayPool<byte>.Shared.Return(output);
+        }
+
+        if (!Post(new WriteDone(path, reset, error)))
+        {
+            path.ResetFlushed.TrySetResult(false);
+        }
+    }
+
+    private void OnWriteDone(WriteDone done)
+    {
+        var path = done.Path;
+        path.Writing = false;
+        if (done.Error is { } error)
+        {
+            path.ResetFlushed.TrySetResult(false);
+            if (!(error is OperationCanceledException && path.IsStopped))
             {
-                ArrayPool<byte>.Shared.Return(output);
+                FlowFailed(path, "send failed: " + error.Message);
             }
+
+            return;
+        }
+
+        path.LastSent = _time.GetTimestamp();
+        if (done.Reset)
+        {
+            path.ResetFlushed.TrySetResult(true);
+            return;
+        }
+
+        if (path.Closing)
+        {
+            Complete();
+            return;
+        }
+
+        if (path.Outbox.Reset is not null)
+        {
+            // A RESET was queued while this write was in flight.
+            SendOn(path);
         }
     }
 
     /// <summary>Places a control frame's body at <paramref name="position"/> + header and queues it for sealing; returns the position after it.</summary>
-    private int PlaceControl(List<PendingSeal> seals, byte[] output, int position, FrameType type, int bodyLength)
+    private int PlaceControl(int position, FrameType type, int bodyLength)
     {
-        seals.Add(new PendingSeal(type, ++_sendCounter, bodyLength, position));
+        _seals.Add(new PendingSeal(type, ++_sendCounter, bodyLength, position));
         return position + TransportFrame.WireSize(bodyLength);
     }
 
@@ -166,7 +200,7 @@ public sealed partial class MobileConnection
         => output.AsSpan(position + TransportConstants.FrameHeaderSize, length);
 
     /// <summary>The path's pending preamble, then a RESET.</summary>
-    private int BuildResetLocked(ConnectionPath path, uint code, byte[] output, List<PendingSeal> seals)
+    private int BuildReset(ConnectionPath path, byte[] output)
     {
         var position = 0;
         if (path.Preamble is { } preamble)
@@ -176,16 +210,16 @@ public sealed partial class MobileConnection
             path.Preamble = null;
         }
 
-        path.ResetToSend = null;
+        var code = path.Outbox.TakeReset()!.Value;
         BinaryPrimitives.WriteUInt32BigEndian(BodyAt(output, position, 4), code);
-        return PlaceControl(seals, output, position, FrameType.Reset, 4);
+        return PlaceControl(position, FrameType.Reset, 4);
     }
 
     /// <summary>
     /// Lays out in <paramref name="output"/> what the path should carry next (bodies in place,
-    /// headers and tags written when <paramref name="seals"/> are sealed); returns the byte count.
+    /// headers and tags written when the pending seals are sealed); returns the byte count.
     /// </summary>
-    private int BuildBatchLocked(ConnectionPath path, ref byte[] output, List<PendingSeal> seals, out bool more, out bool closeAfter)
+    private int BuildBatch(ConnectionPath path, ref byte[] output, out bool closeAfter)
     {
         var position = 0;
         if (path.Preamble is { } preamble)
@@ -195,38 +229,34 @@ public sealed partial class MobileConnection
             path.Preamble = null;
         }
 
-        if (path.PongToSend is { } pong)
+        if (path.Outbox.TryTakePong(out var pong))
         {
             BinaryPrimitives.WriteUInt64BigEndian(BodyAt(output, position, 8), pong);
-            position = PlaceControl(seals, output, position, FrameType.Pong, 8);
-            path.PongToSend = null;
+            position = PlaceControl(position, FrameType.Pong, 8);
         }
 
-        if (path.PingRequested)
+        if (path.Outbox.TakePing())
         {
-            path.PingRequested = false;
             path.PingId++;
             path.PingSentAt = _time.GetTimestamp();
             _stats.PingsSent++;
             BinaryPrimitives.WriteUInt64BigEndian(BodyAt(output, position, 8), path.PingId);
-            position = PlaceControl(seals, output, position, FrameType.Ping, 8);
+            position = PlaceControl(position, FrameType.Ping, 8);
         }
 
         // ACKs are not sent per read: only when due (a threshold, the peer's FIN), forced (new path,
         // timer), or riding along with anything else this batch carries. Bulk data then costs one ACK
         // frame per AckEvery bytes instead of one per pipe read (each a send and two wake-ups).
         var piggyback = position > 0 || _send.HasUnsent || _send.FinDue(path.FinSent);
-        if (path.AckForced || (_receive.AckChanged && (piggyback || path.AckRequested || _receive.AckDue)))
+        var (forced, requested) = path.Outbox.TakeAckRequests();
+        if (forced || (_receive.AckChanged && (piggyback || requested || _receive.AckDue)))
         {
             var body = BodyAt(output, position, 16);
             BinaryPrimitives.WriteUInt64BigEndian(body, (ulong)_receive.ReceivedValue);
             BinaryPrimitives.WriteUInt64BigEndian(body[8..], (ulong)_receive.Consumed);
-            position = PlaceControl(seals, output, position, FrameType.Ack, 16);
+            position = PlaceControl(position, FrameType.Ack, 16);
             _receive.MarkAcked(withConsumed: true);
-            path.AckForced = false;
         }
-
-        path.AckRequested = false;
 
         if (_send.HasUnsent && output.Length < OutputBatchSize + (TransportConstants.MaxFrameWireSize * 2))
         {
@@ -244,62 +274,95 @@ public sealed partial class MobileConnection
             BinaryPrimitives.WriteUInt64BigEndian(body, (ulong)offset);
             _stats.BytesResent += resent;
             _stats.BytesSent += fresh;
-            position = PlaceControl(seals, output, position, FrameType.Data, 8 + n);
+            position = PlaceControl(position, FrameType.Data, 8 + n);
         }
 
         if (_send.FinDue(path.FinSent))
         {
             BinaryPrimitives.WriteUInt64BigEndian(BodyAt(output, position, 8), (ulong)_send.FinOffset);
-            position = PlaceControl(seals, output, position, FrameType.Fin, 8);
+            position = PlaceControl(position, FrameType.Fin, 8);
             path.FinSent = true;
         }
 
-        more = _send.HasUnsent;
-        closeAfter = !_isClient && IsFinishedLocked() && _receive.AckedReceived == _receive.ReceivedValue;
+        closeAfter = !_isClient && IsFinished() && _receive.AckedReceived == _receive.ReceivedValue;
         return position;
     }
 
-    private bool IsFinishedLocked() => _send.FinAcked && _receive.PeerFin >= 0;
+    private bool IsFinished() => _send.FinAcked && _receive.PeerFin >= 0;
 
+    /// <summary>
+    /// A path's receive loop: reads the flow, answers nothing itself. On a resumed client path it
+    /// first checks the Resume's answer; then it opens frames with its own AEAD context and hands
+    /// each read's frames to the connection's loop, waiting until the loop has taken them (so a
+    /// path never has more than one read's frames queued).
+    /// </summary>
     private async Task ReceiveLoopAsync(ConnectionPath path)
     {
         var ct = path.Cancellation;
         using var opener = new FrameProtector(_openKey, IsEncrypted);
+        var awaitingResume = path.AwaitingResumeAck;
         try
         {
             while (true)
             {
                 var result = await path.Reader.ReadAsync(ct).ConfigureAwait(false);
                 var buffer = result.Buffer;
-                // Rented while frames are processed only, not while the loop waits (idle connections).
-                var scratch = ArrayPool<byte>.Shared.Rent(TransportConstants.MaxFrameWireSize + 64);
-                SequencePosition position;
-                bool stop;
-                MobileConnectionException? reset = null;
-                try
+                List<ReceivedFrame>? frames = null;
+                var position = buffer.Start;
+                if (awaitingResume is { } counter)
                 {
-                    position = ProcessReceived(path, opener, buffer, scratch, ref reset, out stop);
+                    var (answered, rejected, at) = ReadResumeAnswer(path, buffer, counter);
+                    position = at;
+                    if (rejected)
+                    {
+                        return;
+                    }
+
+                    if (answered)
+                    {
+                        awaitingResume = null;
+                    }
                 }
-                finally
+
+                if (awaitingResume is null)
                 {
-                    ArrayPool<byte>.Shared.Return(scratch);
+                    // Rented while frames are opened only, not while the loop waits (idle connections).
+                    var scratch = ArrayPool<byte>.Shared.Rent(TransportConstants.MaxFrameWireSize + 64);
+                    frames = [];
+                    try
+                    {
+                        position = OpenFrames(opener, buffer.Slice(position), scratch, frames);
+                    }
+                    catch
+                    {
+                        ReturnArrays(frames, 0);
+                        throw;
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(scratch);
+                    }
                 }
 
                 path.Reader.AdvanceTo(position, buffer.End);
-                if (reset is not null)
+                if (frames is not null && (frames.Count > 0 || !buffer.IsEmpty))
                 {
-                    Fail(reset);
-                    return;
-                }
+                    var received = new FramesReceived(path, frames);
+                    if (!Post(received))
+                    {
+                        ReturnArrays(frames, 0);
+                        return;
+                    }
 
-                if (stop)
-                {
-                    return;
+                    if (!await received.Processed.Task.WaitAsync(ct).ConfigureAwait(false))
+                    {
+                        return;
+                    }
                 }
 
                 if (result.IsCompleted)
                 {
-                    OnFlowEnded(path);
+                    Post(new FlowEnded(path));
                     return;
                 }
             }
@@ -312,15 +375,11 @@ public sealed partial class MobileConnection
         {
             // Unauthenticated garbage or a forged frame on this flow: drop the flow, keep the connection.
             TransportLog.BadFrame(_logger, Token, e.Message);
-            FlowFailed(path, "bad frame: " + e.Message);
-        }
-        catch (ProtocolViolationException e)
-        {
-            Fail(new MobileConnectionException(MobileConnectionError.ProtocolViolation, "The peer violated the protocol: " + e.Message));
+            Post(new PathLost(path, "bad frame: " + e.Message));
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException or InvalidOperationException)
         {
-            FlowFailed(path, "receive failed: " + e.Message);
+            Post(new PathLost(path, "receive failed: " + e.Message));
         }
         finally
         {
@@ -328,15 +387,201 @@ public sealed partial class MobileConnection
         }
     }
 
-    private void OnFlowEnded(ConnectionPath path)
+    /// <summary>Client: the first message on a resumed flow (ResumeAck or Reject), checked here and handed to the loop.</summary>
+    private (bool Answered, bool Rejected, SequencePosition Position) ReadResumeAnswer(ConnectionPath path, ReadOnlySequence<byte> buffer, ulong counter)
     {
-        bool done;
-        lock (_lock)
+        var reader = new SequenceReader<byte>(buffer);
+        if (!HandshakeMessage.TryRead(ref reader, out var message))
         {
-            done = _paths.Active == path && _isClient && IsFinishedLocked();
+            return (false, false, buffer.Start);
         }
 
-        if (done)
+        if (message is HandshakeReject reject)
+        {
+            Post(new ResumeAnswered(path, null, reject.Reason));
+            return (true, true, reader.Position);
+        }
+
+        if (message is not ResumeAck ack || ack.Token != Token || ack.Counter != counter || !ack.VerifyMac(_resumeKey))
+        {
+            throw new MalformedMessageException("Invalid answer to Resume.");
+        }
+
+        Post(new ResumeAnswered(path, ack, null));
+        return (true, false, reader.Position);
+    }
+
+    /// <summary>Opens every complete frame in <paramref name="buffer"/> (a DATA body into a rented array); returns the position after the last.</summary>
+    private static SequencePosition OpenFrames(FrameProtector opener, ReadOnlySequence<byte> buffer, byte[] scratch, List<ReceivedFrame> frames)
+    {
+        var reader = new SequenceReader<byte>(buffer);
+        Span<byte> control = stackalloc byte[16];
+        while (TransportFrame.TryRead(ref reader, TransportConstants.MaxFrameLength, out var frame))
+        {
+            var bodyLength = frame.BodyLength;
+            if (frame.Type == FrameType.Data)
+            {
+                var array = ArrayPool<byte>.Shared.Rent(bodyLength);
+                if (!opener.TryOpen(frame, array.AsSpan(0, bodyLength), scratch))
+                {
+                    ArrayPool<byte>.Shared.Return(array);
+                    throw new MalformedMessageException("Frame authentication failed.");
+                }
+
+                frames.Add(new ReceivedFrame(FrameType.Data, frame.Counter, array, bodyLength, 0, 0));
+                continue;
+            }
+
+            var span = control[..bodyLength];
+            if (!opener.TryOpen(frame, span, scratch))
+            {
+                throw new MalformedMessageException("Frame authentication failed.");
+            }
+
+            frames.Add(frame.Type switch
+            {
+                FrameType.Ack => FromAck(frame.Counter, TransportFrame.ReadAck(span)),
+                FrameType.Fin or FrameType.Ping or FrameType.Pong => new ReceivedFrame(frame.Type, frame.Counter, null, bodyLength, TransportFrame.ReadU64(frame.Type, span), 0),
+                FrameType.Reset => new ReceivedFrame(FrameType.Reset, frame.Counter, null, bodyLength, TransportFrame.ReadReset(span), 0),
+                _ => throw new MalformedMessageException($"Unknown frame type {(byte)frame.Type}."),
+            });
+        }
+
+        return reader.Position;
+    }
+
+    private static ReceivedFrame FromAck(ulong counter, (ulong Received, ulong Consumed) ack)
+        => new(FrameType.Ack, counter, null, 16, ack.Received, ack.Consumed);
+
+    private static void ReturnArrays(List<ReceivedFrame> frames, int from)
+    {
+        for (var i = from; i < frames.Count; i++)
+        {
+            if (frames[i].Array is { } array)
+            {
+                ArrayPool<byte>.Shared.Return(array);
+            }
+        }
+    }
+
+    /// <summary>Applies a read's frames if they came on the active path; tells the receive loop whether to go on.</summary>
+    private void OnFramesReceived(FramesReceived received)
+    {
+        var path = received.Path;
+        var frames = received.Frames;
+        var next = 0;
+        var keep = false;
+        try
+        {
+            if (_paths.Active != path || _failure is not null)
+            {
+                return;
+            }
+
+            path.LastReceived = _time.GetTimestamp();
+            keep = true;
+            while (next < frames.Count)
+            {
+                var frame = frames[next];
+                var taken = HandleFrame(path, frame);
+                // Counted only once handled: a frame that throws gets its array back in the finally.
+                next++;
+                if (!taken && frame.Array is { } unused)
+                {
+                    // The array of a DATA frame the receive state did not take goes back to the pool.
+                    ArrayPool<byte>.Shared.Return(unused);
+                }
+
+                if (_paths.Active != path || _failure is not null)
+                {
+                    keep = false;
+                    return;
+                }
+            }
+        }
+        catch (MalformedMessageException e)
+        {
+            keep = false;
+            TransportLog.BadFrame(_logger, Token, e.Message);
+            FlowFailed(path, "bad frame: " + e.Message);
+        }
+        catch (ProtocolViolationException e)
+        {
+            keep = false;
+            FailNow(new MobileConnectionException(MobileConnectionError.ProtocolViolation, "The peer violated the protocol: " + e.Message), null);
+        }
+        finally
+        {
+            ReturnArrays(frames, next);
+            received.Processed.TrySetResult(keep);
+        }
+    }
+
+    /// <summary>Applies one authenticated frame of the active path; true when the receive state took the frame's array.</summary>
+    private bool HandleFrame(ConnectionPath path, in ReceivedFrame frame)
+    {
+        _receive.AcceptCounter(frame.Counter);
+        switch (frame.Type)
+        {
+            case FrameType.Data:
+                {
+                    var array = frame.Array!;
+                    var offset = (long)BinaryPrimitives.ReadUInt64BigEndian(array);
+                    var (delivered, duplicate, taken) = _receive.AcceptData(offset, array, 8, frame.Length - 8);
+                    _stats.DuplicateBytesReceived += duplicate;
+                    if (!taken)
+                    {
+                        return false;
+                    }
+
+                    _stats.BytesReceived += delivered;
+                    MarkActive();
+                    ServeReads();
+                    return true;
+                }
+
+            case FrameType.Ack:
+                _send.ApplyPeerReceived((long)frame.Value1);
+                if (_send.ApplyPeerConsumed((long)frame.Value2))
+                {
+                    ContinueWrite();
+                }
+
+                return false;
+
+            case FrameType.Fin:
+                if (_receive.AcceptFin((long)frame.Value1))
+                {
+                    MarkActive();
+                    ServeReads();
+                }
+
+                return false;
+
+            case FrameType.Ping:
+                path.Outbox.QueuePong(frame.Value1);
+                return false;
+
+            case FrameType.Pong:
+                if (path.OnPong(frame.Value1, _time.GetTimestamp(), _time))
+                {
+                    _stats.LastRtt = path.Rtt;
+                }
+
+                return false;
+
+            case FrameType.Reset:
+                FailNow(new MobileConnectionException(MobileConnectionError.ResetByPeer, $"The connection was reset by the peer (code {frame.Value1})."), null);
+                return false;
+
+            default:
+                throw new MalformedMessageException($"Unknown frame type {(byte)frame.Type}.");
+        }
+    }
+
+    private void OnFlowEnded(ConnectionPath path)
+    {
+        if (_paths.Active == path && _isClient && IsFinished())
         {
             // The server closes the flow only once it knows both FINs were acknowledged.
             Complete();
@@ -347,225 +592,20 @@ public sealed partial class MobileConnection
         }
     }
 
-    private SequencePosition ProcessReceived(ConnectionPath path, FrameProtector opener, ReadOnlySequence<byte> buffer, byte[] scratch, ref MobileConnectionException? reset, out bool stop)
-    {
-        stop = false;
-        var reader = new SequenceReader<byte>(buffer);
-        lock (_lock)
-        {
-            if (_paths.Active != path)
-            {
-                stop = true;
-                return buffer.End;
-            }
-
-            path.LastReceived = _time.GetTimestamp();
-        }
-
-        if (path.AwaitingResumeAck is { } counter)
-        {
-            if (!HandshakeMessage.TryRead(ref reader, out var message))
-            {
-                return reader.Position;
-            }
-
-            if (!HandleResumeAnswer(path, counter, message!))
-            {
-                stop = true;
-                return reader.Position;
-            }
-        }
-
-        Span<byte> control = stackalloc byte[16];
-        var wake = false;
-        while (TransportFrame.TryRead(ref reader, TransportConstants.MaxFrameLength, out var frame))
-        {
-            var bodyLength = frame.BodyLength;
-            if (frame.Type == FrameType.Data)
-            {
-                var array = ArrayPool<byte>.Shared.Rent(bodyLength);
-                var owned = false;
-                try
-                {
-                    if (!opener.TryOpen(frame, array.AsSpan(0, bodyLength), scratch))
-                    {
-                        throw new MalformedMessageException("Frame authentication failed.");
-                    }
-
-                    var result = HandleFrame(path, frame, array.AsSpan(0, bodyLength), array, ref owned, ref reset);
-                    wake |= result != FrameResult.Nothing;
-                    if (result == FrameResult.Stop)
-                    {
-                        stop = true;
-                        return reader.Position;
-                    }
-                }
-                finally
-                {
-                    if (!owned)
-                    {
-                        ArrayPool<byte>.Shared.Return(array);
-                    }
-                }
-            }
-            else
-            {
-                var span = control[..bodyLength];
-                if (!opener.TryOpen(frame, span, scratch))
-                {
-                    throw new MalformedMessageException("Frame authentication failed.");
-                }
-
-                var owned = false;
-                var result = HandleFrame(path, frame, span, null, ref owned, ref reset);
-                wake |= result != FrameResult.Nothing;
-                if (result == FrameResult.Stop)
-                {
-                    stop = true;
-                    return reader.Position;
-                }
-            }
-        }
-
-        if (wake)
-        {
-            path.Wake.Set();
-        }
-
-        return reader.Position;
-    }
-
-    private enum FrameResult
-    {
-        Nothing,
-        WakeSender,
-        Stop,
-    }
-
-    /// <summary>Applies one authenticated frame of the active path (under the lock).</summary>
-    private FrameResult HandleFrame(ConnectionPath path, in RawFrame frame, ReadOnlySpan<byte> body, byte[]? array, ref bool owned, ref MobileConnectionException? reset)
-    {
-        lock (_lock)
-        {
-            if (_paths.Active != path || _failure is not null)
-            {
-                return FrameResult.Stop;
-            }
-
-            _receive.AcceptCounter(frame.Counter);
-            switch (frame.Type)
-            {
-                case FrameType.Data:
-                    {
-                        var offset = (long)BinaryPrimitives.ReadUInt64BigEndian(body);
-                        var (delivered, duplicate, taken) = _receive.AcceptData(offset, array!, 8, body.Length - 8);
-                        _stats.DuplicateBytesReceived += duplicate;
-                        if (!taken)
-                        {
-                            return FrameResult.Nothing;
-                        }
-
-                        owned = true;
-                        _stats.BytesReceived += delivered;
-                        MarkActiveLocked();
-                        _readable.Pulse();
-                        return _receive.AckDue ? FrameResult.WakeSender : FrameResult.Nothing;
-                    }
-
-                case FrameType.Ack:
-                    {
-                        var (received, consumed) = TransportFrame.ReadAck(body);
-                        ApplyPeerReceivedLocked((long)received);
-                        if (_send.ApplyPeerConsumed((long)consumed))
-                        {
-                            _writable.Pulse();
-                        }
-
-                        return CheckFinishedLocked() ? FrameResult.WakeSender : FrameResult.Nothing;
-                    }
-
-                case FrameType.Fin:
-                    {
-                        if (!_receive.AcceptFin((long)TransportFrame.ReadU64(FrameType.Fin, body)))
-                        {
-                            return FrameResult.Nothing;
-                        }
-
-                        MarkActiveLocked();
-                        _readable.Pulse();
-                        CheckFinishedLocked();
-                        return FrameResult.WakeSender;
-                    }
-
-                case FrameType.Ping:
-                    path.PongToSend = TransportFrame.ReadU64(FrameType.Ping, body);
-                    return FrameResult.WakeSender;
-
-                case FrameType.Pong:
-                    if (path.OnPong(TransportFrame.ReadU64(FrameType.Pong, body), _time.GetTimestamp(), _time))
-                    {
-                        _stats.LastRtt = path.Rtt;
-                    }
-
-                    return FrameResult.Nothing;
-
-                case FrameType.Reset:
-                    {
-                        // Failed by the receive loop once the lock is released.
-                        var code = TransportFrame.ReadReset(body);
-                        reset = new MobileConnectionException(MobileConnectionError.ResetByPeer, $"The connection was reset by the peer (code {code}).");
-                        return FrameResult.Stop;
-                    }
-
-                default:
-                    throw new MalformedMessageException($"Unknown frame type {(byte)frame.Type}.");
-            }
-        }
-    }
-
-    /// <summary>Applies the peer's cumulative receive position (from ACK, Resume or ResumeAck).</summary>
-    private void ApplyPeerReceivedLocked(long received)
-    {
-        if (_send.ApplyPeerReceived(received))
-        {
-            _stateChanged.Pulse();
-        }
-    }
-
-    private bool CheckFinishedLocked()
-    {
-        if (IsFinishedLocked())
-        {
-            _stateChanged.Pulse();
-            return true;
-        }
-
-        return false;
-    }
-
     /// <summary>A keepalive (or a write after idling) is waiting for the first frame back on the active path.</summary>
-    internal bool AwaitingAnswer
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _paths.Active is { AwaitingAnswer: true };
-            }
-        }
-    }
+    internal bool AwaitingAnswer => _publishedPath is { AwaitingAnswer: true };
 
     /// <summary>Data moved (written by the application, received, FIN): the connection is active (see <see cref="KeepAlivePolicy.OnDataMoved"/>).</summary>
-    private void MarkActiveLocked()
+    private void MarkActive()
     {
         if (_keepAlive.OnDataMoved(_paths.Active, _time.GetTimestamp()))
         {
-            TickSoonLocked();
+            TickSoon();
         }
     }
 
     /// <summary>Arms the timer for a fast tick unless one is already due sooner.</summary>
-    private void TickSoonLocked()
+    private void TickSoon()
     {
         if (_failure is not null || _completed)
         {
@@ -576,11 +616,11 @@ public sealed partial class MobileConnection
         var dueAt = _time.GetTimestamp() + ToTicks(due);
         if (dueAt < _tickDueAt)
         {
-            ArmTimerLocked(due);
+            ArmTimer(due);
         }
     }
 
-    private void ArmTimerLocked(TimeSpan due)
+    private void ArmTimer(TimeSpan due)
     {
         if (due < TimeSpan.FromMilliseconds(1))
         {
@@ -593,51 +633,48 @@ public sealed partial class MobileConnection
 
     private long ToTicks(TimeSpan span) => (long)(span.TotalSeconds * _time.TimestampFrequency);
 
-    /// <summary>The timer: asks the keepalive policy what to do now and does it.</summary>
+    /// <summary>The timer's tick, on the loop: asks the keepalive policy what to do now and does it.</summary>
     private void OnTick()
     {
-        ConnectionPath? dead = null;
-        var verdict = default(KeepAliveVerdict);
-        lock (_lock)
+        if (_failure is not null || _completed)
         {
-            if (_failure is not null || _completed)
+            return;
+        }
+
+        var path = _paths.Active;
+        var verdict = _keepAlive.OnTick(path, _send.HasUnacknowledged, _receive.AckChanged, _pathLostAt, _time.GetTimestamp());
+        if (path is not null)
+        {
+            if (verdict.RequestAck)
             {
-                return;
+                path.Outbox.RequestAck();
             }
 
-            var path = _paths.Active;
-            verdict = _keepAlive.OnTick(path, _send.HasUnacknowledged, _receive.AckChanged, _pathLostAt, _time.GetTimestamp());
-            if (path is not null && (verdict.RequestAck || verdict.Ping))
+            if (verdict.Ping)
             {
-                path.AckRequested |= verdict.RequestAck;
-                path.PingRequested |= verdict.Ping;
-                path.Wake.Set();
-            }
-
-            if (verdict.PathDead)
-            {
-                dead = path;
-                if (verdict.SilentDeath)
-                {
-                    _supervisor?.RelocateFirst();
-                }
-            }
-
-            if (!verdict.NoPath)
-            {
-                ArmTimerLocked(verdict.NextTick);
+                path.Outbox.QueuePing();
             }
         }
 
-        if (dead is not null)
+        if (verdict.PathDead && verdict.SilentDeath)
         {
-            FlowFailed(dead, $"nothing received for {verdict.DeadFor.TotalMilliseconds:0} ms");
+            _supervisor?.RelocateFirst();
+        }
+
+        if (!verdict.NoPath)
+        {
+            ArmTimer(verdict.NextTick);
+        }
+
+        if (verdict.PathDead && path is not null)
+        {
+            FlowFailed(path, $"nothing received for {verdict.DeadFor.TotalMilliseconds:0} ms");
         }
 
         if (verdict.NoPath)
         {
-            Fail(new MobileConnectionException(MobileConnectionError.NoPath,
-                $"No path to peer {RemoteGuid.ToShortString()} for {_options.PathlessTimeout.TotalSeconds:0.###} s."));
+            FailNow(new MobileConnectionException(MobileConnectionError.NoPath,
+                $"No path to peer {RemoteGuid.ToShortString()} for {_options.PathlessTimeout.TotalSeconds:0.###} s."), null);
         }
     }
 }

@@ -4,7 +4,6 @@ using Mobility.Protocol;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
 using Mobility.Transport.Flows;
-using Mobility.Transport.Internal;
 
 namespace Mobility.Transport;
 
@@ -17,42 +16,25 @@ public sealed partial class MobileConnection
     // Server side.
     private readonly ResumeResponder _responder;
 
-    /// <summary>Server side: resumes refused since the last accepted one (for tests and diagnostics).</summary>
-    internal int ResumesRejected
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _stats.ResumesRejected;
-            }
-        }
-    }
+    /// <summary>Server side: resumes refused since the last accepted one (for tests and diagnostics), as last published.</summary>
+    internal int ResumesRejected => Statistics.ResumesRejected;
 
-    /// <summary>Client: attaches the handshake flow and starts supervising the path.</summary>
+    /// <summary>Client: attaches the handshake flow; the loop makes it the active path, then starts supervising the path.</summary>
     internal void StartClient(IFlow flow, PipeReader reader, byte[] clientFinish, MobileConnectionOptions options, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, IPAddress? localAddress)
     {
         _supervisor = new PathSupervisor(this, options, locator, endpoints, localAddress, _logger);
         var path = new ConnectionPath(flow, reader, clientFinish, established: true);
-        lock (_lock)
-        {
-            ActivatePathLocked(path);
-        }
-
-        StartLoops(path);
-        _supervisor.Start();
+        // Visible at once (the caller may ask for the endpoints); the loop publishes from then on.
+        _publishedPath = path;
+        Post(new PathStarted(path, resume: false));
     }
 
     /// <summary>Server: attaches the flow the handshake ran on.</summary>
     internal void StartServer(IFlow flow, PipeReader reader)
     {
         var path = new ConnectionPath(flow, reader, null, established: true);
-        lock (_lock)
-        {
-            ActivatePathLocked(path);
-        }
-
-        StartLoops(path);
+        _publishedPath = path;
+        Post(new PathStarted(path, resume: false));
     }
 
     private void UnsubscribeLocator() => _supervisor?.Detach();
@@ -64,131 +46,73 @@ public sealed partial class MobileConnection
     /// </summary>
     public void NotifyLocalAddressChanged(IPAddress? newLocalAddress = null)
     {
-        ConnectionPath? old;
-        lock (_lock)
+        if (_failure is not null || _publishedState == MobileConnectionState.Completed)
         {
-            if (_failure is not null || _completed)
-            {
-                return;
-            }
-
-            old = _paths.Active;
+            return;
         }
 
         _supervisor?.OnLocalAddressChanged(newLocalAddress);
-        if (old is not null)
-        {
-            FlowFailed(old, "local address changed");
-        }
-
-        _supervisor?.Kick();
+        Post(new PathLost(null, "local address changed"));
     }
 
     /// <summary>Drops the current flow if it runs over <paramref name="localAddress"/> (the listener moved away from it).</summary>
     internal void DropFlowOnLocalAddress(IPAddress localAddress)
-    {
-        ConnectionPath? path;
-        lock (_lock)
-        {
-            path = _paths.Active;
-        }
+        => Post(new PathLost(null, "local address removed", localAddress));
 
-        if (path?.Flow.LocalEndPoint is { } local && local.Address.Equals(localAddress))
-        {
-            FlowFailed(path, "local address removed");
-        }
-    }
-
-    /// <summary>The path frames go on now (null: pathless).</summary>
-    internal ConnectionPath? ActivePath
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _paths.Active;
-            }
-        }
-    }
+    /// <summary>The path frames go on now (null: pathless), as last published by the loop.</summary>
+    internal ConnectionPath? ActivePath => _publishedPath;
 
     ConnectionPath? ISupervisedConnection.ActivePath => ActivePath;
 
     bool ISupervisedConnection.NeedsPath()
     {
-        lock (_lock)
+        if (_failure is not null || _publishedState == MobileConnectionState.Completed
+            || _publishedPath is { Established: true } or { AwaitingResumeAck: not null })
         {
-            if (_failure is not null || _completed || _paths.Active is { Established: true } or { AwaitingResumeAck: not null })
-            {
-                return false;
-            }
-
-            _pathLostAt ??= _time.GetTimestamp();
-            return _time.GetElapsedTime(_pathLostAt.Value) <= _options.PathlessTimeout;
+            return false;
         }
+
+        var lostAt = Volatile.Read(ref _publishedPathLostAt);
+        return lostAt == 0 || _time.GetElapsedTime(lostAt) <= _options.PathlessTimeout;
     }
 
-    void ISupervisedConnection.CountResumeAttempt()
-    {
-        lock (_lock)
-        {
-            _stats.ResumeAttempts++;
-        }
-    }
+    void ISupervisedConnection.CountResumeAttempt() => Post(ResumeAttemptCounted.Instance);
 
     void ISupervisedConnection.OnFlowConnected(IFlow flow)
         => Raise(MobileConnectionEventKind.FlowConnected, flow.LocalEndPoint, flow.RemoteEndPoint, null, TimeSpan.Zero);
 
     ConnectionPath? ISupervisedConnection.BeginResume(IFlow flow)
     {
-        var reader = PipeReader.Create(flow.Stream, FlowPipeOptions);
-        ConnectionPath path;
-        lock (_lock)
+        if (_failure is not null || _publishedState == MobileConnectionState.Completed)
         {
-            if (_failure is not null || _completed)
-            {
-                return null;
-            }
-
-            var counter = ++_resumeCounter;
-            var request = ResumeRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter, (ulong)_receive.ReceivedValue);
-            path = new ConnectionPath(flow, reader, request.ToArray(), established: false)
-            {
-                AwaitingResumeAck = counter,
-            };
-            _receive.MarkAcked(withConsumed: false);
-            ActivatePathLocked(path);
-
-            // Optimistic: resend from what the server is known to hold, right behind the Resume.
-            _send.RewindToPeerReceived();
+            return null;
         }
 
-        StartLoops(path);
-        return path;
+        var reader = PipeReader.Create(flow.Stream, FlowPipeOptions);
+        var path = new ConnectionPath(flow, reader, null, established: false);
+        return Post(new PathStarted(path, resume: true)) ? path : null;
+    }
+
+    /// <summary>On the loop: the path starts with a Resume and carries data optimistically right behind it.</summary>
+    private void BeginResumeOnLoop(ConnectionPath path)
+    {
+        var counter = ++_resumeCounter;
+        var request = ResumeRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter, (ulong)_receive.ReceivedValue);
+        path.Preamble = request.ToArray();
+        path.AwaitingResumeAck = counter;
+        _receive.MarkAcked(withConsumed: false);
+        ActivatePath(path);
+
+        // Optimistic: resend from what the server is known to hold, right behind the Resume.
+        _send.RewindToPeerReceived();
+        StartReceiving(path);
     }
 
     void ISupervisedConnection.Fail(Exception reason, uint? resetCode) => Fail(reason, resetCode);
 
-    void ISupervisedConnection.PathFailed(ConnectionPath path, string reason) => FlowFailed(path, reason);
+    void ISupervisedConnection.PathFailed(ConnectionPath path, string reason) => Post(new PathLost(path, reason));
 
-    void ISupervisedConnection.OnUnknownToPeer(IPEndPoint endpoint)
-    {
-        bool finished;
-        lock (_lock)
-        {
-            finished = IsFinishedLocked();
-        }
-
-        if (finished)
-        {
-            // The server completed and forgot the connection: our close is done.
-            Complete();
-        }
-        else
-        {
-            Fail(new MobileConnectionException(MobileConnectionError.UnknownToPeer,
-                $"The server at {endpoint} does not know this connection any more."));
-        }
-    }
+    void ISupervisedConnection.OnUnknownToPeer(IPEndPoint endpoint) => Post(new UnknownToPeer(endpoint));
 
     /// <summary>
     /// Reads of a flow: 64 KiB at a time in bulk; zero-byte reads first whenever the reader has
@@ -197,122 +121,95 @@ public sealed partial class MobileConnection
     /// </summary>
     internal static readonly StreamPipeReaderOptions FlowPipeOptions = new(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true, useZeroByteReads: true);
 
-    /// <summary>Client: handles the first message on a resumed flow. False: stop reading this flow.</summary>
-    private bool HandleResumeAnswer(ConnectionPath flow, ulong counter, HandshakeMessage message)
+    /// <summary>Client, on the loop: the answer to a resumed path's Resume (checked by its receive loop).</summary>
+    private void OnResumeAnswered(ResumeAnswered answer)
     {
-        if (message is HandshakeReject reject)
+        var path = answer.Path;
+        if (answer.Reject is { } reason)
         {
-            lock (_lock)
-            {
-                _stats.ResumesRejected++;
-            }
-
-            flow.ResumeResult.TrySetResult(reject.Reason);
-            return false;
+            _stats.ResumesRejected++;
+            path.ResumeResult.TrySetResult(reason);
+            return;
         }
 
-        if (message is not ResumeAck ack || ack.Token != Token || ack.Counter != counter || !ack.VerifyMac(_resumeKey))
+        if (_paths.Active != path)
         {
-            throw new MalformedMessageException("Invalid answer to Resume.");
+            return;
         }
 
-        TimeSpan stall;
-        lock (_lock)
-        {
-            if (_paths.Active != flow)
-            {
-                return false;
-            }
-
-            ApplyPeerReceivedLocked((long)ack.ReceivedOffset);
-            flow.AwaitingResumeAck = null;
-            flow.Established = true;
-            _state = MobileConnectionState.Connected;
-            stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
-            _pathLostAt = null;
-            _stats.LastStall = stall;
-            _stats.Moves++;
-            CheckFinishedLocked();
-            _stateChanged.Pulse();
-        }
-
-        flow.Wake.Set();
-        flow.ResumeResult.TrySetResult(null);
-        TransportLog.Resumed(_logger, Token, flow.Flow.RemoteEndPoint, stall.TotalMilliseconds);
-        Raise(MobileConnectionEventKind.Resumed, flow.Flow.LocalEndPoint, flow.Flow.RemoteEndPoint, null, stall);
-        return true;
+        path.LastReceived = _time.GetTimestamp();
+        _send.ApplyPeerReceived((long)answer.Ack!.ReceivedOffset);
+        path.Established = true;
+        _state = MobileConnectionState.Connected;
+        var stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
+        _pathLostAt = null;
+        _stats.LastStall = stall;
+        _stats.Moves++;
+        Publish();
+        path.ResumeResult.TrySetResult(null);
+        TransportLog.Resumed(_logger, Token, path.Flow.RemoteEndPoint, stall.TotalMilliseconds);
+        Raise(MobileConnectionEventKind.Resumed, path.Flow.LocalEndPoint, path.Flow.RemoteEndPoint, null, stall);
     }
 
     /// <summary>
     /// Server: a Resume for this connection arrived on <paramref name="flow"/>. Accepted only with a
     /// valid MAC and a counter above every counter seen; otherwise the connection is untouched.
+    /// The MAC (HMAC-SHA256) is checked here, the rest on the connection's loop.
     /// </summary>
-    internal RejectReason? TryAcceptResume(IFlow flow, PipeReader reader, ResumeRequest request)
+    internal async Task<RejectReason?> TryAcceptResumeAsync(IFlow flow, PipeReader reader, ResumeRequest request)
     {
-        // The MAC (HMAC-SHA256) is checked before the lock is taken.
-        var macValid = _responder.VerifyMac(request);
-        ConnectionPath? path = null;
-        MobileConnectionException? violation = null;
-        string? refusal = null;
-        var stall = TimeSpan.Zero;
-        RejectReason? answer = null;
-        lock (_lock)
+        var offer = new ResumeOffered(flow, reader, request, _responder.VerifyMac(request));
+        if (!Post(offer))
         {
-            if (macValid && (_failure is not null || _completed))
-            {
-                return RejectReason.UnknownConnection;
-            }
-
-            switch (_responder.Check(request, macValid, _send))
-            {
-                case ResumeVerdict.BadMac:
-                    _stats.ResumesRejected++;
-                    refusal = "bad MAC";
-                    answer = RejectReason.ResumeRefused;
-                    break;
-                case ResumeVerdict.Replayed:
-                    _stats.ResumesRejected++;
-                    refusal = "replayed counter";
-                    answer = RejectReason.ResumeRefused;
-                    break;
-                case ResumeVerdict.Contradiction:
-                    // MAC is valid, so this is the authenticated peer contradicting itself.
-                    violation = new MobileConnectionException(MobileConnectionError.ProtocolViolation,
-                        $"Resume claims {(long)request.ReceivedOffset} bytes received (known: {_send.PeerReceived}, sent: {_send.Written}).");
-                    answer = RejectReason.ResumeRefused;
-                    break;
-                default:
-                    var ack = _responder.Accept(request, _send, _receive);
-                    CheckFinishedLocked();
-                    path = new ConnectionPath(flow, reader, ack, established: true);
-                    ActivatePathLocked(path);
-                    stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
-                    _pathLostAt = null;
-                    _stats.LastStall = stall;
-                    _stats.Moves++;
-                    _stateChanged.Pulse();
-                    break;
-            }
+            return RejectReason.UnknownConnection;
         }
 
-        if (refusal is not null)
+        return await offer.Answer.Task.ConfigureAwait(false);
+    }
+
+    private void OnResumeOffered(ResumeOffered offer)
+    {
+        var flow = offer.Flow;
+        var request = offer.Request;
+        if (offer.MacValid && (_failure is not null || _completed))
         {
-            Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, refusal, TimeSpan.Zero);
+            offer.Answer.TrySetResult(RejectReason.UnknownConnection);
+            return;
         }
 
-        if (violation is not null)
+        switch (_responder.Check(request, offer.MacValid, _send))
         {
-            Fail(violation);
+            case ResumeVerdict.BadMac:
+                _stats.ResumesRejected++;
+                offer.Answer.TrySetResult(RejectReason.ResumeRefused);
+                Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "bad MAC", TimeSpan.Zero);
+                return;
+            case ResumeVerdict.Replayed:
+                _stats.ResumesRejected++;
+                offer.Answer.TrySetResult(RejectReason.ResumeRefused);
+                Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "replayed counter", TimeSpan.Zero);
+                return;
+            case ResumeVerdict.Contradiction:
+                // MAC is valid, so this is the authenticated peer contradicting itself.
+                FailNow(new MobileConnectionException(MobileConnectionError.ProtocolViolation,
+                    $"Resume claims {(long)request.ReceivedOffset} bytes received (known: {_send.PeerReceived}, sent: {_send.Written})."), null);
+                offer.Answer.TrySetResult(RejectReason.ResumeRefused);
+                return;
+            default:
+                break;
         }
 
-        if (path is null)
-        {
-            return answer;
-        }
-
-        StartLoops(path);
+        var ack = _responder.Accept(request, _send, _receive);
+        var path = new ConnectionPath(flow, offer.Reader, ack, established: true);
+        ActivatePath(path);
+        var stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
+        _pathLostAt = null;
+        _stats.LastStall = stall;
+        _stats.Moves++;
+        Publish();
+        StartReceiving(path);
+        offer.Answer.TrySetResult(null);
         TransportLog.Resumed(_logger, Token, flow.RemoteEndPoint, stall.TotalMilliseconds);
         Raise(MobileConnectionEventKind.Resumed, flow.LocalEndPoint, flow.RemoteEndPoint, null, stall);
-        return null;
     }
 }

@@ -89,6 +89,12 @@ public sealed class MobileConnectionEventArgs : EventArgs
 /// through <see cref="Stream"/>; close with <see cref="CloseAsync"/> (graceful) or
 /// <see cref="DisposeAsync"/> (graceful if already complete, otherwise a reset).
 /// </summary>
+/// <remarks>
+/// The connection's state belongs to one loop (see MobileConnection.Loop.cs): application reads
+/// and writes, frames from each path's receive loop, finished writes, timer ticks, path events and
+/// shutdown are posted to it as <see cref="ConnectionEvent"/>s, and it alone changes the send and
+/// receive state and the paths, and alone seals frames. There is no lock.
+/// </remarks>
 public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConnection
 {
     /// <summary>Frames are gathered into one write of up to this many bytes (fewer syscalls in bulk).</summary>
@@ -104,28 +110,25 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     internal static readonly TimeSpan ResetFlushTimeout = TimeSpan.FromMilliseconds(100);
 
     private readonly bool _isClient;
-    private readonly Lock _lock = new();
     private readonly MobileTransportOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
 
-    // Each path's send loop seals with its own FrameProtector made from _sealKey (the frame counters
-    // are assigned under _lock, so a nonce is never used twice; the AEAD runs outside the lock), and
-    // each path's receive loop opens with its own made from _openKey (the AEAD context is not
-    // thread-safe, and a retired path's loop may still be busy while the next path's loop starts).
+    // The loop seals with _sealer (it is the only sealer); each path's receive loop opens with its
+    // own FrameProtector made from _openKey (the AEAD context is not thread-safe, and a retired
+    // path's receive loop may still be busy while the next path's starts).
     private readonly byte[] _sealKey;
     private readonly byte[] _openKey;
     private readonly byte[] _resumeKey;
+    private readonly FrameProtector _sealer;
     private readonly CancellationTokenSource _closed = new();
-    private readonly AsyncPulse _readable = new();
-    private readonly AsyncPulse _writable = new();
-    private readonly AsyncPulse _stateChanged = new();
+    private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _writeGate = new(1, 1);
     private readonly ITimer _timer;
     private readonly MobileStream _stream;
     private readonly Action<MobileConnection>? _onEnded;
 
-    // The connection's state, guarded by _lock; each piece is a type with one job.
+    // The connection's state, owned by the loop; each piece is a type with one job.
     private readonly SendState _send;
     private readonly ReceiveState _receive;
     private readonly KeepAlivePolicy _keepAlive;
@@ -134,9 +137,14 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     private ulong _sendCounter;
     private long _tickDueAt;
     private long? _pathLostAt;
-    private MobileConnectionState _state = MobileConnectionState.Connected;
-    private Exception? _failure;
     private bool _completed;
+
+    // Published by the loop for readers on other threads (State, Failure, endpoints, statistics).
+    private volatile MobileConnectionState _publishedState = MobileConnectionState.Connected;
+    private Exception? _failure; // set once (Interlocked), by Fail or the loop
+    private volatile ConnectionPath? _publishedPath;
+    private long _publishedPathLostAt; // 0: not pathless
+    private volatile object? _publishedStats; // a boxed MobileConnectionStatistics, replaced whole
 
     internal MobileConnection(
         bool isClient,
@@ -163,6 +171,7 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
         _resumeKey = (byte[])secrets.ResumeKey.Clone();
         _responder = new ResumeResponder(_resumeKey, token);
         IsEncrypted = encrypt;
+        _sealer = new FrameProtector(_sealKey, encrypt);
         _send = new SendState(Math.Min(options.MaxUnackedBytes, peerReceiveWindow));
         _receive = new ReceiveState(options.ReceiveWindow);
         _onEnded = onEnded;
@@ -172,10 +181,11 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
         // One-shot, re-armed by every tick: every KeepAliveInterval / 2 while active, at the next
         // idle keepalive or deadline while idle (see OnTick).
         _tickDueAt = now + ToTicks(_keepAlive.FastTick);
-        _timer = _time.CreateTimer(static s => ((MobileConnection)s!).OnTick(), this, _keepAlive.FastTick, Timeout.InfiniteTimeSpan);
+        _timer = _time.CreateTimer(static s => ((MobileConnection)s!).Post(TimerTick.Instance), this, _keepAlive.FastTick, Timeout.InfiniteTimeSpan);
+        _loop = Task.Run(RunLoopAsync);
     }
 
-    /// <summary>Raised on path changes, resumes and the end of the connection (on a transport thread; keep handlers short).</summary>
+    /// <summary>Raised on path changes, resumes and the end of the connection (on the connection's loop; keep handlers short and never wait on the connection in them).</summary>
     public event EventHandler<MobileConnectionEventArgs>? Diagnostic;
 
     public HostGuid LocalGuid { get; }
@@ -196,97 +206,38 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     /// <summary>The byte stream of the connection.</summary>
     public Stream Stream => _stream;
 
-    public MobileConnectionState State
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _state;
-            }
-        }
-    }
+    /// <summary>The state as the connection's loop last published it.</summary>
+    public MobileConnectionState State => _publishedState;
 
     /// <summary>Local endpoint of the active path (null while pathless).</summary>
-    public IPEndPoint? LocalEndPoint
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _paths.Active?.Flow.LocalEndPoint;
-            }
-        }
-    }
+    public IPEndPoint? LocalEndPoint => _publishedPath?.Flow.LocalEndPoint;
 
     /// <summary>Remote endpoint of the active path (null while pathless).</summary>
-    public IPEndPoint? RemoteEndPoint
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _paths.Active?.Flow.RemoteEndPoint;
-            }
-        }
-    }
+    public IPEndPoint? RemoteEndPoint => _publishedPath?.Flow.RemoteEndPoint;
 
     /// <summary>The first reason the connection failed, or null.</summary>
-    public Exception? Failure
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _failure;
-            }
-        }
-    }
+    public Exception? Failure => Volatile.Read(ref _failure);
 
     /// <summary>A token cancelled when the connection fails or is disposed.</summary>
     public CancellationToken Closed => _closed.Token;
 
-    public MobileConnectionStatistics Statistics
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _stats.Snapshot();
-            }
-        }
-    }
+    /// <summary>The counters as the connection's loop last published them (after each batch of events).</summary>
+    public MobileConnectionStatistics Statistics => _publishedStats is MobileConnectionStatistics published ? published : default;
 
-    /// <summary>Copies data into the send buffer; waits while the unacknowledged window is full.</summary>
+    /// <summary>Hands data to the connection's loop, which copies it into the send buffer; waits while the unacknowledged window is full.</summary>
     public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            while (!data.IsEmpty)
+            ThrowIfFailed();
+            if (data.IsEmpty)
             {
-                Task wait;
-                lock (_lock)
-                {
-                    ThrowIfFailed();
-                    if (_send.IsShutDown)
-                    {
-                        throw new InvalidOperationException("Writes were shut down on this connection.");
-                    }
-
-                    if (_send.Space > 0)
-                    {
-                        data = data[_send.Append(data.Span)..];
-                        MarkActiveLocked();
-                        _paths.Active?.Wake.Set();
-                        continue;
-                    }
-
-                    wait = _writable.Task;
-                }
-
-                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+                return;
             }
+
+            var write = new AppWrite(data);
+            await RunOperationAsync(write, write.Done.Task, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -301,54 +252,35 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     /// </summary>
     public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        while (true)
+        var read = new AppRead(buffer);
+        await RunOperationAsync(read, read.Done.Task, cancellationToken).ConfigureAwait(false);
+        return read.Done.Task.Result;
+    }
+
+    /// <summary>
+    /// Posts <paramref name="operation"/> and waits for the loop to finish it. Cancellation is
+    /// handed to the loop too, so the loop never touches the caller's buffer after this returns.
+    /// </summary>
+    private async Task RunOperationAsync(ConnectionEvent operation, Task done, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        using var registration = cancellationToken.CanBeCanceled
+            ? cancellationToken.UnsafeRegister(static (s, ct) => { var (c, op) = ((MobileConnection, ConnectionEvent))s!; c.Post(new AppCancel(op, ct)); }, (this, operation))
+            : default;
+        if (!Post(operation))
         {
-            Task wait;
-            lock (_lock)
-            {
-                if (_receive.Buffered > 0 && buffer.IsEmpty)
-                {
-                    return 0;
-                }
-
-                if (_receive.Buffered > 0)
-                {
-                    var n = _receive.Read(buffer.Span);
-                    // Idle (no timer tick will flush it): a read that drains the buffer ACKs at once,
-                    // in case the peer waits for window.
-                    if (_receive.Consumed - _receive.AckedConsumed >= _receive.AckEvery || (!_keepAlive.IsFast && _receive.Buffered == 0))
-                    {
-                        _paths.Active?.Wake.Set();
-                    }
-
-                    return n;
-                }
-
-                if (_receive.AtEnd)
-                {
-                    return 0;
-                }
-
-                ThrowIfFailed();
-                wait = _readable.Task;
-            }
-
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            ThrowIfFailed();
+            throw new ObjectDisposedException(nameof(MobileConnection));
         }
+
+        await done.ConfigureAwait(false);
     }
 
     /// <summary>Half-close: sends FIN after all written data. Reads continue until the peer closes its side.</summary>
     public void ShutdownWrite()
     {
-        lock (_lock)
-        {
-            ThrowIfFailed();
-            if (_send.ShutDown())
-            {
-                MarkActiveLocked();
-                _paths.Active?.Wake.Set();
-            }
-        }
+        ThrowIfFailed();
+        Post(new AppShutdownWrite());
     }
 
     /// <summary>
@@ -360,49 +292,18 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     public async Task CloseAsync(CancellationToken cancellationToken = default)
     {
         ShutdownWrite();
-        while (true)
-        {
-            Task wait;
-            lock (_lock)
-            {
-                if (_completed)
-                {
-                    return;
-                }
-
-                ThrowIfFailed();
-                wait = _stateChanged.Task;
-            }
-
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
+        await _ended.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        ThrowIfFailed();
     }
 
     /// <summary>Waits until the connection completes or fails (for servers that let the client drive the close).</summary>
-    public async Task WaitForEndAsync(CancellationToken cancellationToken = default)
-    {
-        while (true)
-        {
-            Task wait;
-            lock (_lock)
-            {
-                if (_completed || _failure is not null)
-                {
-                    return;
-                }
-
-                wait = _stateChanged.Task;
-            }
-
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
+    public Task WaitForEndAsync(CancellationToken cancellationToken = default) => _ended.Task.WaitAsync(cancellationToken);
 
     /// <summary>
-    /// Aborts the connection at once: pending and future reads and writes fail with
-    /// <paramref name="reason"/> (unless the connection had already failed: the first reason is
-    /// kept), and a RESET goes to the peer on the active path, flushed in the background within
-    /// <see cref="ResetFlushTimeout"/> (<see cref="DisposeAsync"/> awaits it).
+    /// Aborts the connection: pending and future reads and writes fail with <paramref name="reason"/>
+    /// (unless the connection had already failed: the first reason is kept), and a RESET goes to the
+    /// peer on the active path, flushed by the loop within <see cref="ResetFlushTimeout"/>
+    /// (<see cref="DisposeAsync"/> awaits it).
     /// </summary>
     public void Abort(string reason = "aborted by the application")
         => Fail(new MobileConnectionException(MobileConnectionError.Aborted, reason), resetCode: 1);
@@ -410,111 +311,58 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     /// <summary>
     /// Releases the connection. After <see cref="CloseAsync"/> (or a failure) this only frees
     /// memory; otherwise it resets the peer first. Returns once every path's loops have ended, the
-    /// RESET has been written (or <see cref="ResetFlushTimeout"/> passed) and the sockets are closed.
+    /// RESET has been written (or <see cref="ResetFlushTimeout"/> passed), the sockets are closed and
+    /// the connection's loop has ended.
     /// </summary>
     public async ValueTask DisposeAsync()
     {
         Fail(new MobileConnectionException(MobileConnectionError.Aborted, "The connection was disposed."), resetCode: 1);
-        Task[] loops;
-        lock (_lock)
+        var drain = new DrainRequested();
+        if (Post(drain))
         {
-            loops = [.. _paths.Retiring(), _supervisor?.Completion ?? Task.CompletedTask];
+            var loops = await drain.Answer.Task.ConfigureAwait(false);
+            await Task.WhenAll(loops).ConfigureAwait(false);
+            Post(new LoopShutdown());
         }
 
-        await Task.WhenAll(loops).ConfigureAwait(false);
+        await _loop.ConfigureAwait(false);
         await _timer.DisposeAsync().ConfigureAwait(false);
-        lock (_lock)
-        {
-            _send.Clear();
-            _receive.Clear();
-        }
-
+        _sealer.Dispose();
         System.Security.Cryptography.CryptographicOperations.ZeroMemory(_sealKey);
         System.Security.Cryptography.CryptographicOperations.ZeroMemory(_openKey);
     }
 
     private void ThrowIfFailed()
     {
-        if (_failure is not null)
+        if (Volatile.Read(ref _failure) is { } failure)
         {
-            throw _failure as MobileConnectionException
-                ?? new MobileConnectionException(MobileConnectionError.Aborted, _failure.Message, _failure);
+            throw AsConnectionException(failure);
         }
     }
+
+    private static MobileConnectionException AsConnectionException(Exception failure)
+        => failure as MobileConnectionException
+            ?? new MobileConnectionException(MobileConnectionError.Aborted, failure.Message, failure);
 
     /// <summary>
     /// Fails the connection with the first reason; later reasons are ignored. With
-    /// <paramref name="resetCode"/>, the active path first carries a RESET to the peer.
+    /// <paramref name="resetCode"/>, the active path first carries a RESET to the peer. Handed to the loop.
     /// </summary>
+    /// <remarks>
+    /// The first reason is recorded here at once (so <see cref="State"/>, <see cref="Failure"/>,
+    /// <see cref="Closed"/> and new reads and writes see it when <see cref="Abort"/> returns); the
+    /// loop then fails parked operations, drops the path and writes the RESET.
+    /// </remarks>
     internal void Fail(Exception reason, uint? resetCode = null)
     {
-        lock (_lock)
+        if (_publishedState != MobileConnectionState.Completed
+            && Interlocked.CompareExchange(ref _failure, reason, null) is null)
         {
-            if (_failure is not null)
-            {
-                return;
-            }
-
-            if (_completed)
-            {
-                // A completed connection keeps its data readable; only release the path.
-                if (_paths.Active is { } active)
-                {
-                    _paths.Deactivate(active);
-                }
-
-                return;
-            }
-
-            _failure = reason;
-            _state = MobileConnectionState.Failed;
-            if (resetCode is { } code)
-            {
-                _paths.DeactivateWithReset(code, ResetFlushTimeout, _time);
-            }
-            else if (_paths.Active is { } active)
-            {
-                _paths.Deactivate(active);
-            }
-
-            _readable.Pulse();
-            _writable.Pulse();
-            _stateChanged.Pulse();
+            _publishedState = MobileConnectionState.Failed;
+            _closed.Cancel();
         }
 
-        TransportLog.ConnectionFailed(_logger, Token, reason.Message);
-        _closed.Cancel();
-        _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-        OnEndedCore();
-        Raise(MobileConnectionEventKind.Failed, null, null, reason.Message, TimeSpan.Zero);
-    }
-
-    private void Complete()
-    {
-        lock (_lock)
-        {
-            if (_completed || _failure is not null)
-            {
-                return;
-            }
-
-            _completed = true;
-            _state = MobileConnectionState.Completed;
-            if (_paths.Active is { } active)
-            {
-                _paths.Deactivate(active);
-            }
-
-            _readable.Pulse();
-            _writable.Pulse();
-            _stateChanged.Pulse();
-        }
-
-        TransportLog.ConnectionCompleted(_logger, Token);
-        _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-        _closed.Cancel();
-        OnEndedCore();
-        Raise(MobileConnectionEventKind.Completed, null, null, null, TimeSpan.Zero);
+        Post(new FailRequested(reason, resetCode));
     }
 
     private void OnEndedCore()

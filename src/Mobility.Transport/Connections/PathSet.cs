@@ -4,7 +4,7 @@ namespace Mobility.Transport.Connections;
 /// The paths of one connection: at most one active (the one that carries frames), and the retired
 /// ones whose loops are still winding down (awaited by <see cref="MobileConnection.DisposeAsync"/>).
 /// A path that is neither is unknown to the connection, so a frame arriving late on it is dropped.
-/// Not thread-safe: the connection calls it under its lock.
+/// Not thread-safe: owned by the connection's loop.
 /// </summary>
 internal sealed class PathSet
 {
@@ -43,26 +43,28 @@ internal sealed class PathSet
     }
 
     /// <summary>
-    /// Retires the active path after its send loop has written a RESET, or after <paramref name="bound"/>
-    /// on <paramref name="time"/> if it cannot (a full socket buffer, a dead peer).
+    /// Detaches the active path with a RESET queued in its outbox; it is retired once the caller
+    /// (the connection's loop) has written the RESET, or after <paramref name="bound"/> on
+    /// <paramref name="time"/> if it cannot be (a full socket buffer, a dead peer). Returns the path
+    /// that should carry the RESET, or null (none active, or not established: retired at once).
     /// </summary>
-    public void DeactivateWithReset(uint code, TimeSpan bound, TimeProvider time)
+    public ConnectionPath? DeactivateWithReset(uint code, TimeSpan bound, TimeProvider time)
     {
         if (Active is not { } path)
         {
-            return;
+            return null;
         }
 
         Active = null;
         if (!path.Established || path.IsStopped)
         {
             Retire(path);
-            return;
+            return null;
         }
 
-        path.ResetToSend = code;
-        path.Wake.Set();
+        path.Outbox.QueueReset(code);
         Track(FlushThenStopAsync(path, bound, time));
+        return path;
     }
 
     /// <summary>Tasks of retired paths still winding down (each ends when its flow is closed).</summary>

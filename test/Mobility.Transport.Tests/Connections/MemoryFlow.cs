@@ -44,6 +44,9 @@ internal sealed class MemoryFlow : IFlow
 
     public PipeReader IncomingReader() => _incoming.Reader;
 
+    /// <summary>Where a test plays the peer: bytes written here are what the path reads.</summary>
+    public PipeWriter Incoming => _incoming.Writer;
+
     private sealed class DuplexPipeStream(PipeReader reader, PipeWriter writer) : Stream
     {
         private readonly Stream _read = reader.AsStream();

@@ -58,7 +58,7 @@ public sealed class PathTests
         paths.Activate(path);
         paths.DeactivateWithReset(7, TimeSpan.FromMilliseconds(100), _time);
         Assert.Null(paths.Active);
-        Assert.Equal(7U, path.ResetToSend);
+        Assert.Equal(7U, path.Outbox.Reset);
         var retiring = Task.WhenAll(paths.Retiring());
 
         // No send loop writes it: nothing happens until the clock passes the bound.
@@ -91,7 +91,7 @@ public sealed class PathTests
         var (path, flow) = NewPath(established: false);
         paths.Activate(path);
         paths.DeactivateWithReset(1, TimeSpan.FromMilliseconds(100), _time);
-        Assert.Null(path.ResetToSend);
+        Assert.Null(path.Outbox.Reset);
         await Task.WhenAll(paths.Retiring()).WithTimeout();
         Assert.Equal(1, flow.Aborts);
     }
