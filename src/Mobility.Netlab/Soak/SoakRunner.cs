@@ -3,6 +3,9 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Mobility.Daemon.Client;
+using Mobility.Net.Socks5;
+using Mobility.Protocol.Forwarding;
 using Mobility.Netlab.Reporting;
 using Mobility.Netlab.Systems.Mobility;
 
@@ -327,17 +330,18 @@ public sealed class SoakRunner
     /// <summary>Two charts: RSS (MiB) in <paramref name="path"/>, fds and threads beside it (<c>-fds.svg</c>).</summary>
     private static void WriteCharts(string path, List<SampleRow> samples)
     {
-        var memory = new SvgLineChart { Title = "mobilityd RSS during the soak", XLabel = "elapsed (s)", YLabel = "RSS (MiB)" };
-        var handles = new SvgLineChart { Title = "mobilityd file descriptors and threads during the soak", XLabel = "elapsed (s)", YLabel = "count" };
+        var memory = new List<ChartSeries>();
+        var handles = new List<ChartSeries>();
         foreach (var group in samples.GroupBy(s => s.Process))
         {
-            memory.Series.Add(new ChartSeries(group.Key, [.. group.Select(s => (s.ElapsedS, s.RssKiB / 1024.0))]));
-            handles.Series.Add(new ChartSeries(group.Key + " fds", [.. group.Select(s => (s.ElapsedS, (double)s.Fds))]));
-            handles.Series.Add(new ChartSeries(group.Key + " threads", [.. group.Select(s => (s.ElapsedS, (double)s.Threads))]));
+            memory.Add(new ChartSeries(group.Key, [.. group.Select(s => (s.ElapsedS, s.RssKiB / 1024.0))]));
+            handles.Add(new ChartSeries(group.Key + " fds", [.. group.Select(s => (s.ElapsedS, (double)s.Fds))]));
+            handles.Add(new ChartSeries(group.Key + " threads", [.. group.Select(s => (s.ElapsedS, (double)s.Threads))]));
         }
 
-        File.WriteAllText(path, memory.Render());
-        File.WriteAllText(Path.ChangeExtension(path, null) + "-fds.svg", handles.Render());
+        File.WriteAllText(path, SvgChart.Render("mobilityd RSS during the soak", "elapsed (s)", [new ChartPanel("RSS (MiB)", memory)]));
+        File.WriteAllText(Path.ChangeExtension(path, null) + "-fds.svg",
+            SvgChart.Render("mobilityd file descriptors and threads during the soak", "elapsed (s)", [new ChartPanel("count", handles)]));
     }
 
     private async Task StartRedisAsync()
@@ -532,7 +536,7 @@ public sealed class SoakRunner
             listener.Listen(4);
             var port = ((IPEndPoint)listener.LocalEndPoint!).Port;
             var flow = new Flow(name, seed, bytes, rate, listener);
-            await to.Api.ExposeAsync(port, cancellationToken);
+            await to.Api.ExposeAsync(port, null, cancellationToken);
             flow._receiver = flow.ReceiveAsync(cancellationToken);
             // The sender's daemon may not see the receiver's record at once after start: retry the open for a while.
             var deadline = Stopwatch.StartNew();
@@ -544,7 +548,12 @@ public sealed class SoakRunner
                     using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                     timeout.CancelAfter(TimeSpan.FromSeconds(30));
                     await socket.ConnectAsync(from.Socks, timeout.Token);
-                    await Socks5Client.ConnectAsync(socket, to.Guid + ".guid", port, timeout.Token);
+                    var reply = await Socks5Client.ConnectAsync(socket, to.Guid + ".guid", checked((ushort)port), timeout.Token);
+                    if (reply != Socks5Reply.Succeeded)
+                    {
+                        throw new IOException($"SOCKS5 CONNECT to {to.Guid}.guid:{port} answered {reply}");
+                    }
+
                     flow._client = socket;
                     break;
                 }
