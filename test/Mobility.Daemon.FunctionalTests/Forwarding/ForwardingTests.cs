@@ -41,13 +41,7 @@ public sealed class ForwardingTests
         b.Api.Expose(echo.Port);
 
         using var client = await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
-        var data = RandomNumberGenerator.GetBytes(300_000);
-        var reading = SocksTestClient.ReadToEndAsync(client);
-        await client.SendAsync(data).WithTimeout();
-        client.Shutdown(SocketShutdown.Send);
-
-        var echoed = await reading.WithTimeout();
-        Assert.Equal(SHA256.HashData(data), SHA256.HashData(echoed));
+        await SocksTestClient.AssertEchoesAsync(client, 300_000);
     }
 
     [Fact]
