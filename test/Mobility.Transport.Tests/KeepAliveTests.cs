@@ -43,7 +43,7 @@ public sealed class KeepAliveTests(ITestOutputHelper output)
         for (var t = TimeSpan.Zero; t < duration; t += Step)
         {
             pair.Time.Advance(Step);
-            await Eventually.TrueAsync(() => !pair.Client.AwaitingAnswer, "the keepalive is answered");
+            await TestTimeout.Eventually(() => !pair.Client.AwaitingAnswer, "the keepalive is answered");
         }
     }
 

@@ -31,14 +31,14 @@ public sealed class MoveEdgeTests
         var forged = await Task.WhenAll(new ulong[] { 1, 2, 1_000_000 }.Select(counter =>
             RawHandshake.ExchangeAsync(listener.LocalEndPoint, ResumeRequest.Create(RandomNumberGenerator.GetBytes(32), client.ClientGuid, client.ServerGuid, client.Token, counter, 0).ToArray()))).WithTimeout();
         Assert.All(forged, answer => Assert.Equal(new HandshakeReject(RejectReason.ResumeRefused).ToArray(), answer));
-        await Eventually.TrueAsync(() => server.Statistics.Moves == 1, "the genuine resume of move 1 is accepted");
+        await TestTimeout.Eventually(() => server.Statistics.Moves == 1, "the genuine resume of move 1 is accepted");
         await ConnectionAssert.CarriesOnAsync(client, server, 64 * 1024);
 
         // Move 2, with the genuine Resume of move 1 replayed at once.
         var genuine = recorder.FirstWrites[1][..ResumeRequest.EncodedSize];
         connector.NotifyLocalAddressChanged(IPAddress.Parse($"127.{net}.1.3"));
         Assert.Equal(new HandshakeReject(RejectReason.ResumeRefused).ToArray(), await RawHandshake.ExchangeAsync(listener.LocalEndPoint, genuine));
-        await Eventually.TrueAsync(() => server.Statistics.Moves == 2, "the genuine resume of move 2 is accepted");
+        await TestTimeout.Eventually(() => server.Statistics.Moves == 2, "the genuine resume of move 2 is accepted");
         await ConnectionAssert.CarriesOnAsync(client, server, 64 * 1024);
         Assert.Equal(MobileConnectionState.Connected, server.State);
         Assert.True(server.ResumesRejected >= 4, $"rejected: {server.ResumesRejected}");
@@ -68,7 +68,7 @@ public sealed class MoveEdgeTests
         Assert.Equal(reply.Length, length);
         Assert.Equal(SHA256.HashData(reply), hash);
 
-        await Eventually.TrueAsync(() => moved.Equals(client.RemoteEndPoint), "the client resumed at the server's new address");
+        await TestTimeout.Eventually(() => moved.Equals(client.RemoteEndPoint), "the client resumed at the server's new address");
 
         // The client's direction is still open, over the server's new address.
         var request = RandomNumberGenerator.GetBytes(256 * 1024);
