@@ -57,13 +57,7 @@ public static class DemoReport
         {
             w.WriteStartObject();
             w.WriteNumber("move", move.Number);
-            w.WriteStartArray("who");
-            foreach (var name in move.Who)
-            {
-                w.WriteStringValue(name);
-            }
-
-            w.WriteEndArray();
+            Strings(w, "who", move.Who);
             w.WriteStartArray("hosts");
             foreach (var host in move.Hosts)
             {
@@ -98,13 +92,7 @@ public static class DemoReport
 
         w.WriteEndArray();
         w.WriteNumber("log_warnings", result.LogProblemCount);
-        w.WriteStartArray("log");
-        foreach (var line in result.LogProblems)
-        {
-            w.WriteStringValue(line);
-        }
-
-        w.WriteEndArray();
+        Strings(w, "log", result.LogProblems);
     }
 
     /// <summary>Plain lines: for pipes, logs and terminals that asked for --plain.</summary>
@@ -210,6 +198,17 @@ public static class DemoReport
             $"{Units.Rate(Throughput(result))} over {result.StreamSeconds:0.00} s{resent}"));
     }
 
+
+    private static void Strings(Utf8JsonWriter w, string name, IEnumerable<string> values)
+    {
+        w.WriteStartArray(name);
+        foreach (var value in values)
+        {
+            w.WriteStringValue(value);
+        }
+
+        w.WriteEndArray();
+    }
 
     private static void Number(Utf8JsonWriter w, string name, double? value)
     {

@@ -21,11 +21,10 @@ public sealed class ForwardCommandTests
         echo.Start();
         var echoPort = ((IPEndPoint)echo.LocalEndpoint).Port;
         var bAddress = DaemonInstance.NewAddress();
-        var aAddress = DaemonInstance.NewAddress();
         await using var b = await DaemonInstance.StartAsync(gns.CreateClient(), bAddress, extraArgs: ["--transport", $"{bAddress}:0", "--socks", "off"]);
-        await using var a = await DaemonInstance.StartAsync(gns.CreateClient(), aAddress, extraArgs: ["--transport", $"{aAddress}:0", "--socks", "127.0.0.1:0"]);
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
         await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
-        var socks = a.Services.GetRequiredService<Socks5Endpoint>().LocalEndPoint!.ToString();
+        var socks = a.Socks.ToString();
         Assert.Contains("socks=-", b.ReadyLine, StringComparison.Ordinal);
 
         var exposed = await Mob(default, "expose", echoPort.ToString(System.Globalization.CultureInfo.InvariantCulture), "--socket", b.SocketPath);

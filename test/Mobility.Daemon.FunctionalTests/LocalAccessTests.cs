@@ -78,7 +78,7 @@ public sealed class LocalAccessTests
     {
         var gns = new FakeGns();
         await using var daemon = await DaemonInstance.StartAsync(gns.CreateClient(), extraArgs: Endpoints);
-        var socks = daemon.Services.GetRequiredService<Socks5Endpoint>().LocalEndPoint!;
+        var socks = daemon.Socks;
 
         using var client = await SocksTestClient.ConnectAsync(socks, IPAddress.Loopback, daemon.Endpoints.Http!.Port, Socks5Reply.Succeeded);
         await client.SendAsync("GET /v1/self HTTP/1.0\r\nHost: x\r\n\r\n"u8.ToArray()).WithTimeout();
@@ -90,7 +90,7 @@ public sealed class LocalAccessTests
     /// <summary>A SOCKS5 CONNECT (no authentication) to the daemon's own HTTP endpoint as <paramref name="user"/>, then GET /v1/self through it.</summary>
     private static async Task<(string Reply, string After)> SocksAsync(DaemonInstance daemon, string user, string group, bool initGroups)
     {
-        var socks = daemon.Services.GetRequiredService<Socks5Endpoint>().LocalEndPoint!;
+        var socks = daemon.Socks;
         var target = daemon.Endpoints.Http!;
         var request = string.Concat(new byte[] { 5, 1, 0, 5, 1, 0, 1 }.Concat(target.Address.GetAddressBytes())
             .Concat([(byte)(target.Port >> 8), (byte)target.Port]).Select(b => $"\\x{b:x2}"));

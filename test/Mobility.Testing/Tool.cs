@@ -7,24 +7,10 @@ public static class Tool
 {
     public static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(string file, IEnumerable<string> args, TimeSpan? timeout = null)
     {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        using var process = Process.Start(info) ?? throw new InvalidOperationException($"{file} did not start.");
+        using var process = Start(file, args);
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        try
-        {
-            await process.WaitForExitAsync().WithTimeout(timeout).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
+        await WaitForExitAsync(process, timeout).ConfigureAwait(false);
 
         return (process.ExitCode, await stdout.WithTimeout().ConfigureAwait(false), await stderr.WithTimeout().ConfigureAwait(false));
     }
@@ -32,16 +18,31 @@ public static class Tool
     /// <summary>Like <see cref="RunAsync"/>, for a tool whose stdout is binary (a DER key, a signature).</summary>
     public static async Task<(int ExitCode, byte[] Stdout, string Stderr)> RunBinaryAsync(string file, IEnumerable<string> args, TimeSpan? timeout = null)
     {
+        using var process = Start(file, args);
+        using var stdout = new MemoryStream();
+        var copy = process.StandardOutput.BaseStream.CopyToAsync(stdout);
+        var stderr = process.StandardError.ReadToEndAsync();
+        await WaitForExitAsync(process, timeout).ConfigureAwait(false);
+
+        await copy.WithTimeout().ConfigureAwait(false);
+        return (process.ExitCode, stdout.ToArray(), await stderr.WithTimeout().ConfigureAwait(false));
+    }
+
+    /// <summary>Starts <paramref name="file"/> with its output and error redirected.</summary>
+    private static Process Start(string file, IEnumerable<string> args)
+    {
         var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in args)
         {
             info.ArgumentList.Add(a);
         }
 
-        using var process = Process.Start(info) ?? throw new InvalidOperationException($"{file} did not start.");
-        using var stdout = new MemoryStream();
-        var copy = process.StandardOutput.BaseStream.CopyToAsync(stdout);
-        var stderr = process.StandardError.ReadToEndAsync();
+        return Process.Start(info) ?? throw new InvalidOperationException($"{file} did not start.");
+    }
+
+    /// <summary>Waits for the tool to exit; past <paramref name="timeout"/> it is killed (with its children) and the timeout thrown.</summary>
+    private static async Task WaitForExitAsync(Process process, TimeSpan? timeout)
+    {
         try
         {
             await process.WaitForExitAsync().WithTimeout(timeout).ConfigureAwait(false);
@@ -51,9 +52,6 @@ public static class Tool
             process.Kill(entireProcessTree: true);
             throw;
         }
-
-        await copy.WithTimeout().ConfigureAwait(false);
-        return (process.ExitCode, stdout.ToArray(), await stderr.WithTimeout().ConfigureAwait(false));
     }
 
     /// <summary>True when <paramref name="tool"/> is on the PATH.</summary>

@@ -142,7 +142,7 @@ public sealed class AddressConnectTests
         var received = new byte[data.Length];
         await server.Stream.ReadExactlyAsync(received).WithTimeout();
         Assert.Equal(data, received);
-        await Eventually.TrueAsync(() => connection.Mobile!.Statistics.Moves >= 1, "the connection resumed from the new address");
+        await TestTimeout.Eventually(() => connection.Mobile!.Statistics.Moves >= 1, "the connection resumed from the new address");
     }
 
     [Fact]
@@ -194,7 +194,7 @@ public sealed class AddressConnectTests
         await AssertEchoAsync(connection, 10_000);
         await serving.WithTimeout();
         Assert.Equal([address, address], owners.Forgotten);
-        await Eventually.TrueAsync(() => connector.Connections.Count == 0, "the refused mobile connections are gone");
+        await TestTimeout.Eventually(() => connector.Connections.Count == 0, "the refused mobile connections are gone");
     }
 
     [Fact]

@@ -42,7 +42,7 @@ public sealed class HandshakeAdmissionTests
         Assert.NotNull(fresh);
         Assert.True(idle[0].IsCut);
         Assert.False(idle[1].IsCut);
-        await Eventually.TrueAsync(() => idle[0].CutToken.IsCancellationRequested, "the evicted flow's token fires");
+        await TestTimeout.Eventually(() => idle[0].CutToken.IsCancellationRequested, "the evicted flow's token fires");
         Assert.False(idle[1].CutToken.IsCancellationRequested);
         Assert.Equal(3, admission.Admitted);
         Assert.Equal(3, admission.Unidentified);

@@ -129,7 +129,7 @@ public sealed class HandshakeCookieFlowTests
         using var socket = await ConnectAsync(listener, NewSource());
         await socket.SendAsync(Concat(new CookieEcho(new byte[16]).ToArray(), new CookieEcho(new byte[16]).ToArray()));
         await AssertClosedAsync(socket);
-        await Eventually.TrueAsync(() => listener.AdmittedFlows == 0, "the flow leaves the admission");
+        await TestTimeout.Eventually(() => listener.AdmittedFlows == 0, "the flow leaves the admission");
     }
 
     [Fact]
@@ -207,7 +207,7 @@ public sealed class HandshakeCookieFlowTests
                 await socket.SendAsync(Hello());
             }
 
-            await Eventually.TrueAsync(() => listener.PendingHandshakes == 2 && listener.AdmittedFlows == 6, "the greedy source holds its two slots, its other hellos wait");
+            await TestTimeout.Eventually(() => listener.PendingHandshakes == 2 && listener.AdmittedFlows == 6, "the greedy source holds its two slots, its other hellos wait");
 
             // Two slots are still free for everybody else.
             var other = await HalfDoneAsync(listener);

@@ -34,7 +34,7 @@ public sealed class HandshakeFloodTests(ITestOutputHelper output)
 
         var attacker = IPAddress.Parse($"127.{net}.0.1");
         await using var flood = new LoopbackFlood(listener.LocalEndPoint, idle: 4_400, halfDone: 0, _ => attacker, TimeSpan.FromSeconds(5));
-        await Eventually.TrueAsync(() => listener.AdmittedFlows >= 256 + 4_096, "the idle flows fill the listener's handshake queue", Generous);
+        await TestTimeout.Eventually(() => listener.AdmittedFlows >= 256 + 4_096, "the idle flows fill the listener's handshake queue", Generous);
 
         var (handshake, resume) = await NewHandshakeAndResumeAsync(net, listener, client, server, locator);
         output.WriteLine($"idle flood from one host ({flood.Open} open, {flood.Connects} connects): new handshake {handshake.TotalMilliseconds:0.0} ms, resume {resume.TotalMilliseconds:0.0} ms");
@@ -61,7 +61,7 @@ public sealed class HandshakeFloodTests(ITestOutputHelper output)
         var idle = size * 7 / 10;
         await using var flood = new LoopbackFlood(listener.LocalEndPoint, idle, size - idle,
             i => IPAddress.Parse($"127.{net}.{i / 250}.{1 + (i % 250)}"), TimeSpan.FromSeconds(5));
-        await Eventually.TrueAsync(() => flood.Connects >= size, $"the {size} attackers have all connected", Generous);
+        await TestTimeout.Eventually(() => flood.Connects >= size, $"the {size} attackers have all connected", Generous);
 
         var (handshake, resume) = await NewHandshakeAndResumeAsync(net, listener, client, server, locator);
         output.WriteLine($"flood of {size} ({idle} idle, {size - idle} half-done, {flood.Open} open, {flood.Connects} connects, {flood.Refused} refused): "

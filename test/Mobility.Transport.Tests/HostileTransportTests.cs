@@ -92,7 +92,7 @@ public sealed class HostileTransportTests
         var cut = await Task.WhenAll(loris).WithTimeout();
         await stop.CancelAsync();
         Assert.All(cut, Assert.True);
-        await Eventually.TrueAsync(() => listener.PendingHandshakes == 0, "every slow handshake slot is released");
+        await TestTimeout.Eventually(() => listener.PendingHandshakes == 0, "every slow handshake slot is released");
         await AssertServesAsync(listener);
         AssertNothingAboveDebug(logs);
     }
@@ -153,7 +153,7 @@ public sealed class HostileTransportTests
             flood.ForEach(s => s.Dispose());
         }
 
-        await Eventually.TrueAsync(() => listener.PendingHandshakes == 0, "the handshake slots are released");
+        await TestTimeout.Eventually(() => listener.PendingHandshakes == 0, "the handshake slots are released");
         await AssertServesAsync(listener);
         AssertNothingAboveDebug(logs);
     }
@@ -196,7 +196,7 @@ public sealed class HostileTransportTests
 
         await closed.WithTimeout();
         Assert.True(sent < total, $"the listener kept reading ({sent} bytes) instead of closing the flow");
-        await Eventually.TrueAsync(() => listener.PendingHandshakes == 0, "the handshake slot is released");
+        await TestTimeout.Eventually(() => listener.PendingHandshakes == 0, "the handshake slot is released");
         Assert.Empty(listener.Connections);
         await AssertServesAsync(listener);
         AssertNothingAboveDebug(logs);
@@ -222,7 +222,7 @@ public sealed class HostileTransportTests
             await ClosedByPeerAsync(socket);
         })).WithTimeout();
 
-        await Eventually.TrueAsync(() => listener.PendingHandshakes == 0, "the truncated handshakes are dropped");
+        await TestTimeout.Eventually(() => listener.PendingHandshakes == 0, "the truncated handshakes are dropped");
         await AssertServesAsync(listener);
         AssertNothingAboveDebug(logs);
     }

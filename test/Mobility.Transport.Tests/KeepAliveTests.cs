@@ -45,7 +45,7 @@ public sealed class KeepAliveTests(ITestOutputHelper output)
             pair.Time.Advance(Step);
             // The timer only posts a tick to each connection's loop: let both loops handle it.
             await Task.WhenAll(pair.Client.SettleAsync(), pair.Server.SettleAsync()).WithTimeout();
-            await Eventually.TrueAsync(() => !pair.Client.AwaitingAnswer, "the keepalive is answered");
+            await TestTimeout.Eventually(() => !pair.Client.AwaitingAnswer, "the keepalive is answered");
         }
     }
 

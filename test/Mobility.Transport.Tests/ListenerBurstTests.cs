@@ -32,7 +32,7 @@ public sealed class ListenerBurstTests
         try
         {
             // The client is done once it sent ClientFinish; the server registers after verifying it.
-            await Eventually.TrueAsync(() => listener.Connections.Count == count, "the server holds every connection");
+            await TestTimeout.Eventually(() => listener.Connections.Count == count, "the server holds every connection");
             await stop.CancelAsync();
             await sampler;
             Assert.InRange(maxPending, 0, 4);

@@ -13,40 +13,6 @@ namespace Mobility.Transport.Tests;
 /// </summary>
 public sealed class MoveEdgeTests
 {
-    private static async Task<byte[]> RawExchangeAsync(IPEndPoint endpoint, byte[] bytes)
-    {
-        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(endpoint).WithTimeout();
-        await socket.SendAsync(bytes).WithTimeout();
-        var answer = new MemoryStream();
-        var buffer = new byte[256];
-        try
-        {
-            int n;
-            while (answer.Length < HandshakeReject.EncodedSize && (n = await socket.ReceiveAsync(buffer).WithTimeout()) > 0)
-            {
-                answer.Write(buffer, 0, n);
-            }
-        }
-        catch (SocketException)
-        {
-        }
-
-        return answer.ToArray();
-    }
-
-    private static async Task AssertCarriesOnAsync(MobileConnection client, MobileConnection server)
-    {
-        var payload = RandomNumberGenerator.GetBytes(64 * 1024);
-        await client.Stream.WriteAsync(payload).WithTimeout();
-        var received = new byte[payload.Length];
-        await server.Stream.ReadExactlyAsync(received).WithTimeout();
-        Assert.Equal(payload, received);
-        await server.Stream.WriteAsync(payload).WithTimeout();
-        await client.Stream.ReadExactlyAsync(received).WithTimeout();
-        Assert.Equal(payload, received);
-    }
-
     [Fact]
     public async Task Impostor_resumes_racing_a_move_and_a_replay_during_the_next_move_are_refused_while_the_connection_carries_on()
     {
@@ -63,17 +29,17 @@ public sealed class MoveEdgeTests
         // one with a counter far ahead so that a naive "highest counter wins" would let it in.
         connector.NotifyLocalAddressChanged(IPAddress.Parse($"127.{net}.1.2"));
         var forged = await Task.WhenAll(new ulong[] { 1, 2, 1_000_000 }.Select(counter =>
-            RawExchangeAsync(listener.LocalEndPoint, ResumeRequest.Create(RandomNumberGenerator.GetBytes(32), client.ClientGuid, client.ServerGuid, client.Token, counter, 0).ToArray()))).WithTimeout();
+            RawHandshake.ExchangeAsync(listener.LocalEndPoint, ResumeRequest.Create(RandomNumberGenerator.GetBytes(32), client.ClientGuid, client.ServerGuid, client.Token, counter, 0).ToArray()))).WithTimeout();
         Assert.All(forged, answer => Assert.Equal(new HandshakeReject(RejectReason.ResumeRefused).ToArray(), answer));
-        await Eventually.TrueAsync(() => server.Statistics.Moves == 1, "the genuine resume of move 1 is accepted");
-        await AssertCarriesOnAsync(client, server);
+        await TestTimeout.Eventually(() => server.Statistics.Moves == 1, "the genuine resume of move 1 is accepted");
+        await ConnectionAssert.CarriesOnAsync(client, server, 64 * 1024);
 
         // Move 2, with the genuine Resume of move 1 replayed at once.
         var genuine = recorder.FirstWrites[1][..ResumeRequest.EncodedSize];
         connector.NotifyLocalAddressChanged(IPAddress.Parse($"127.{net}.1.3"));
-        Assert.Equal(new HandshakeReject(RejectReason.ResumeRefused).ToArray(), await RawExchangeAsync(listener.LocalEndPoint, genuine));
-        await Eventually.TrueAsync(() => server.Statistics.Moves == 2, "the genuine resume of move 2 is accepted");
-        await AssertCarriesOnAsync(client, server);
+        Assert.Equal(new HandshakeReject(RejectReason.ResumeRefused).ToArray(), await RawHandshake.ExchangeAsync(listener.LocalEndPoint, genuine));
+        await TestTimeout.Eventually(() => server.Statistics.Moves == 2, "the genuine resume of move 2 is accepted");
+        await ConnectionAssert.CarriesOnAsync(client, server, 64 * 1024);
         Assert.Equal(MobileConnectionState.Connected, server.State);
         Assert.True(server.ResumesRejected >= 4, $"rejected: {server.ResumesRejected}");
     }
@@ -102,7 +68,7 @@ public sealed class MoveEdgeTests
         Assert.Equal(reply.Length, length);
         Assert.Equal(SHA256.HashData(reply), hash);
 
-        await Eventually.TrueAsync(() => moved.Equals(client.RemoteEndPoint), "the client resumed at the server's new address");
+        await TestTimeout.Eventually(() => moved.Equals(client.RemoteEndPoint), "the client resumed at the server's new address");
 
         // The client's direction is still open, over the server's new address.
         var request = RandomNumberGenerator.GetBytes(256 * 1024);

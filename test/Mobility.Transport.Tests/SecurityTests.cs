@@ -94,54 +94,6 @@ public class SecurityTests
         return (listener, connector, client, server, logs);
     }
 
-    private static async Task AssertCarriesOnAsync(MobileConnection client, MobileConnection server)
-    {
-        var payload = new byte[100_000];
-        Random.Shared.NextBytes(payload);
-        await client.Stream.WriteAsync(payload).WithTimeout();
-        var received = new byte[payload.Length];
-        await server.Stream.ReadExactlyAsync(received).WithTimeout();
-        Assert.Equal(payload, received);
-        await server.Stream.WriteAsync(payload).WithTimeout();
-        await client.Stream.ReadExactlyAsync(received).WithTimeout();
-        Assert.Equal(payload, received);
-    }
-
-    /// <summary>Sends raw bytes to the listener and returns what comes back until it closes.</summary>
-    private static async Task<byte[]> RawExchangeAsync(IPEndPoint endpoint, byte[] bytes)
-    {
-        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(endpoint).WithTimeout();
-        await socket.SendAsync(bytes).WithTimeout();
-        var answer = new MemoryStream();
-        var buffer = new byte[1024];
-        while (true)
-        {
-            int n;
-            try
-            {
-                n = await socket.ReceiveAsync(buffer).WithTimeout();
-            }
-            catch (SocketException)
-            {
-                break;
-            }
-
-            if (n == 0)
-            {
-                break;
-            }
-
-            answer.Write(buffer, 0, n);
-            if (answer.Length >= HandshakeReject.EncodedSize)
-            {
-                break;
-            }
-        }
-
-        return answer.ToArray();
-    }
-
     [Fact]
     public async Task Resume_with_wrong_key_is_rejected_and_connection_survives()
     {
@@ -150,12 +102,12 @@ public class SecurityTests
         await using var _c = client;
         await using var _s = server;
         var forged = ResumeRequest.Create(new byte[32], client.ClientGuid, client.ServerGuid, client.Token, counter: 1_000_000, receivedOffset: 0);
-        var answer = await RawExchangeAsync(listener.LocalEndPoint, forged.ToArray());
+        var answer = await RawHandshake.ExchangeAsync(listener.LocalEndPoint, forged.ToArray());
         Assert.Equal(new HandshakeReject(RejectReason.ResumeRefused).ToArray(), answer);
         Assert.Equal(1, server.ResumesRejected);
         Assert.Equal(0, server.Statistics.Moves);
         Assert.Equal(MobileConnectionState.Connected, server.State);
-        await AssertCarriesOnAsync(client, server);
+        await ConnectionAssert.CarriesOnAsync(client, server, 100_000);
         Assert.DoesNotContain(logs.Entries, e => e.Level > LogLevel.Debug && !e.Message.Contains("Mobile listener on", StringComparison.Ordinal));
     }
 
@@ -177,15 +129,15 @@ public class SecurityTests
         };
         connector.NotifyLocalAddressChanged(IPAddress.Loopback);
         await resumed.Task.WithTimeout();
-        await AssertCarriesOnAsync(client, server);
+        await ConnectionAssert.CarriesOnAsync(client, server, 100_000);
 
         // The second flow began with a genuine Resume: replaying it must not steal the connection.
         var genuine = recorder.FirstWrites[1][..ResumeRequest.EncodedSize];
         Assert.Equal((byte)HandshakeMessageType.Resume, genuine[5]);
-        var answer = await RawExchangeAsync(listener.LocalEndPoint, genuine);
+        var answer = await RawHandshake.ExchangeAsync(listener.LocalEndPoint, genuine);
         Assert.Equal(new HandshakeReject(RejectReason.ResumeRefused).ToArray(), answer);
         Assert.Equal(1, server.Statistics.Moves);
-        await AssertCarriesOnAsync(client, server);
+        await ConnectionAssert.CarriesOnAsync(client, server, 100_000);
     }
 
     [Fact]
@@ -196,7 +148,7 @@ public class SecurityTests
         await using var _c = client;
         await using var _s = server;
         var unknown = ResumeRequest.Create(new byte[32], client.ClientGuid, client.ServerGuid, client.Token + 1, 1, 0);
-        var answer = await RawExchangeAsync(listener.LocalEndPoint, unknown.ToArray());
+        var answer = await RawHandshake.ExchangeAsync(listener.LocalEndPoint, unknown.ToArray());
         Assert.Equal(new HandshakeReject(RejectReason.UnknownConnection).ToArray(), answer);
     }
 
@@ -219,7 +171,7 @@ public class SecurityTests
         using var ephemeral = new EphemeralKey();
         var hello = new ClientHello(HandshakeFlags.None, Keys.Other.Guid, Keys.Client.PublicKeyBytes(), ephemeral.PublicKey,
             TransportRandom.Nonce(), TransportRandom.Token(), HostGuid.Empty, 1 << 20);
-        var answer = await RawExchangeAsync(listener.LocalEndPoint, hello.ToArray());
+        var answer = await RawHandshake.ExchangeAsync(listener.LocalEndPoint, hello.ToArray());
         Assert.Equal(new HandshakeReject(RejectReason.BadHandshake).ToArray(), answer);
     }
 
@@ -250,7 +202,7 @@ public class SecurityTests
         var expectEncrypted = clientEncrypts || !serverAllows;
         Assert.Equal(expectEncrypted, client.IsEncrypted);
         Assert.Equal(expectEncrypted, server.IsEncrypted);
-        await AssertCarriesOnAsync(client, server);
+        await ConnectionAssert.CarriesOnAsync(client, server, 100_000);
     }
 
     private static async Task<MobileHandshakeException> ConnectToPlainServerAsync(Func<Socket, Task> serve)

@@ -31,22 +31,16 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             s_warm = true;
             await using var pair = await CreateCoreAsync(1, TimeSpan.FromMilliseconds(1), null);
             var (client, server) = pair.Connections[0];
-            pair.Network.RemoveAddress(ClientA);
-            pair.Network.AddAddress(ClientB);
+            pair.Network.MoveAddress(ClientA, ClientB);
             pair.Connector.NotifyLocalAddressChanged(ClientB);
             await ExchangeAfterMoveAsync(pair.Time, client, server);
-            pair.Network.RemoveAddress(ServerA);
-            pair.Network.AddAddress(ServerB);
-            var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+            var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
             pair.Locator.Push(Keys.Server.Guid, endpoint);
             await ExchangeAfterMoveAsync(pair.Time, client, server);
 
             // Both move, no push: the racing lookup finds the server (its old endpoint still listed, ranked lower).
-            pair.Network.RemoveAddress(ClientB);
-            pair.Network.AddAddress(ClientA);
-            pair.Network.RemoveAddress(ServerB);
-            pair.Network.AddAddress(ServerA);
-            endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerA, 443)).WithTimeout();
+            pair.Network.MoveAddress(ClientB, ClientA);
+            endpoint = await pair.MoveServerAsync(ServerB, ServerA);
             pair.Locator.Set(Keys.Server.Guid, endpoint, new IPEndPoint(ServerB, 443));
             pair.Connector.NotifyLocalAddressChanged(ClientA);
             await ExchangeAfterMoveAsync(pair.Time, client, server);
@@ -79,6 +73,13 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         public required VirtualClock Clock { get; init; }
 
         public TimeProvider Time => Clock.Time;
+
+        /// <summary>The server's address changes: the old one is gone, the listener rebinds on the new one.</summary>
+        public Task<IPEndPoint> MoveServerAsync(IPAddress from, IPAddress to)
+        {
+            Network.MoveAddress(from, to);
+            return Listener.RebindAsync(new IPEndPoint(to, 443)).WithTimeout();
+        }
 
         public async ValueTask DisposeAsync()
         {
@@ -177,8 +178,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         };
 
         var t0 = pair.Time.GetTimestamp();
-        pair.Network.RemoveAddress(ClientA);
-        pair.Network.AddAddress(ClientB);
+        pair.Network.MoveAddress(ClientA, ClientB);
         pair.Connector.NotifyLocalAddressChanged(ClientB);
         var (clientGot, serverGot) = await ExchangeAfterMoveAsync(pair.Time, client, server);
 
@@ -199,11 +199,8 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         await using var pair = await CreateAsync();
         var (client, server) = pair.Connections[0];
         var t0 = pair.Time.GetTimestamp();
-        pair.Network.RemoveAddress(ClientA);
-        pair.Network.AddAddress(ClientB);
-        pair.Network.RemoveAddress(ServerA);
-        pair.Network.AddAddress(ServerB);
-        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        pair.Network.MoveAddress(ClientA, ClientB);
+        var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
         pair.Locator.Push(Keys.Server.Guid, endpoint);
         pair.Connector.NotifyLocalAddressChanged(ClientB);
         var (clientGot, serverGot) = await ExchangeAfterMoveAsync(pair.Time, client, server);
@@ -226,11 +223,8 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         pair.Locator.Latency = pair.Network.Rtt; // A GNS query costs one RTT.
         var lookupsBefore = pair.Locator.Lookups;
         var t0 = pair.Time.GetTimestamp();
-        pair.Network.RemoveAddress(ClientA);
-        pair.Network.AddAddress(ClientB);
-        pair.Network.RemoveAddress(ServerA);
-        pair.Network.AddAddress(ServerB);
-        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        pair.Network.MoveAddress(ClientA, ClientB);
+        var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
         // Record updated, but the push is lost (our watch moved too).
         pair.Locator.Set(Keys.Server.Guid, oldStillListed ? [endpoint, new IPEndPoint(ServerA, 443)] : [endpoint]);
         pair.Connector.NotifyLocalAddressChanged(ClientB);
@@ -260,9 +254,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         var (client, server) = pair.Connections[0];
         var attemptsBefore = client.Statistics.ResumeAttempts;
         var t0 = pair.Time.GetTimestamp();
-        pair.Network.RemoveAddress(ServerA);
-        pair.Network.AddAddress(ServerB);
-        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
         pair.Locator.Push(Keys.Server.Guid, endpoint);
 
         // A watch that re-opens re-delivers the current record: same endpoints, half an RTT into the connect.
@@ -282,9 +274,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         await using var pair = await CreateAsync();
         var (client, server) = pair.Connections[0];
         var t0 = pair.Time.GetTimestamp();
-        pair.Network.RemoveAddress(ServerA);
-        pair.Network.AddAddress(ServerB);
-        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
         pair.Locator.Push(Keys.Server.Guid, endpoint);
         var (clientGot, _) = await ExchangeAfterMoveAsync(pair.Time, client, server);
         var total = Rtts(t0, clientGot, pair.Network);
@@ -298,9 +288,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         await using var pair = await CreateAsync(configure: o => { o.KeepAliveInterval = TimeSpan.FromMilliseconds(200); o.DeadPathTimeout = TimeSpan.FromMilliseconds(800); });
         var (client, server) = pair.Connections[0];
         pair.Locator.Latency = pair.Network.Rtt; // A GNS query costs one RTT.
-        pair.Network.RemoveAddress(ServerA);
-        pair.Network.AddAddress(ServerB);
-        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
         pair.Locator.Set(Keys.Server.Guid, endpoint); // Record updated, no push.
         var t0 = pair.Time.GetTimestamp();
         var (clientGot, _) = await ExchangeAfterMoveAsync(pair.Time, client, server);
@@ -336,11 +324,8 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         }
 
         var t0 = pair.Time.GetTimestamp();
-        pair.Network.RemoveAddress(ClientA);
-        pair.Network.AddAddress(ClientB);
-        pair.Network.RemoveAddress(ServerA);
-        pair.Network.AddAddress(ServerB);
-        var endpoint = await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        pair.Network.MoveAddress(ClientA, ClientB);
+        var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
         pair.Locator.Push(Keys.Server.Guid, endpoint);
         pair.Connector.NotifyLocalAddressChanged(ClientB);
         await allResumed.Task.WithTimeout();

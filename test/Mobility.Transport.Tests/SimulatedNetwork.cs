@@ -49,6 +49,16 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         }
     }
 
+    /// <summary>A host moves: <paramref name="from"/> is gone (a black hole, no RST), <paramref name="to"/> is live.</summary>
+    public void MoveAddress(IPAddress from, IPAddress to)
+    {
+        lock (_gate)
+        {
+            _live.Remove(from);
+            _live.Add(to);
+        }
+    }
+
     public bool IsLive(IPAddress address)
     {
         lock (_gate)

@@ -4,19 +4,6 @@ using Mobility.Protocol.Identity;
 
 namespace Mobility.Transport.Tests;
 
-internal static class TaskTimeoutExtensions
-{
-    public static readonly TimeSpan Default = TimeSpan.FromSeconds(30);
-
-    public static Task<T> WithTimeout<T>(this Task<T> task, TimeSpan? timeout = null) => task.WaitAsync(timeout ?? Default);
-
-    public static Task WithTimeout(this Task task, TimeSpan? timeout = null) => task.WaitAsync(timeout ?? Default);
-
-    public static Task<T> WithTimeout<T>(this ValueTask<T> task, TimeSpan? timeout = null) => task.AsTask().WaitAsync(timeout ?? Default);
-
-    public static Task WithTimeout(this ValueTask task, TimeSpan? timeout = null) => task.AsTask().WaitAsync(timeout ?? Default);
-}
-
 /// <summary>An <see cref="IPeerLocator"/> whose answers and pushes the test controls.</summary>
 internal sealed class TestLocator : IPeerLocator
 {

@@ -248,9 +248,7 @@ public sealed partial class Socks5Endpoint : IHostedService
         }
         else
         {
-            Log.Refused(_logger, client.RemoteEndPoint, $"'{host}' is neither <guid>.guid nor a registered name");
-            await client.SendAsync(Socks5Parser.Reply(Socks5Reply.HostUnreachable), cancellationToken).ConfigureAwait(false);
-            return false;
+            return await RefuseAsync(client, $"'{host}' is neither <guid>.guid nor a registered name", Socks5Reply.HostUnreachable, cancellationToken).ConfigureAwait(false);
         }
 
         MobileConnection connection;
@@ -260,18 +258,31 @@ public sealed partial class Socks5Endpoint : IHostedService
         }
         catch (OpenRefusedException e)
         {
-            Log.Refused(_logger, client.RemoteEndPoint, e.Message);
             var reply = e.Status == OpenStatus.NotExposed ? Socks5Reply.NotAllowed : Socks5Reply.ConnectionRefused;
-            await client.SendAsync(Socks5Parser.Reply(reply), cancellationToken).ConfigureAwait(false);
-            return false;
+            return await RefuseAsync(client, e.Message, reply, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is MobileConnectionException or GnsException or OperationCanceledException && !_stopping.IsCancellationRequested)
         {
-            Log.Refused(_logger, client.RemoteEndPoint, e.Message);
-            await client.SendAsync(Socks5Parser.Reply(Socks5Reply.HostUnreachable), CancellationToken.None).ConfigureAwait(false);
-            return false;
+            return await RefuseAsync(client, e.Message, Socks5Reply.HostUnreachable, CancellationToken.None).ConfigureAwait(false);
         }
 
+        await ReplySucceededAsync(client, connection, cancellationToken).ConfigureAwait(false);
+
+        _forwarder.StartRelay(connection, client, early);
+        return true;
+    }
+
+    /// <summary>Logs why (at Debug: a client can cause it) and answers the client with <paramref name="reply"/>; false, as nothing is relayed.</summary>
+    private async Task<bool> RefuseAsync(Socket client, string reason, Socks5Reply reply, CancellationToken cancellationToken)
+    {
+        Log.Refused(_logger, client.RemoteEndPoint, reason);
+        await client.SendAsync(Socks5Parser.Reply(reply), cancellationToken).ConfigureAwait(false);
+        return false;
+    }
+
+    /// <summary>Tells the client the target is connected; the connection is disposed when that cannot be said.</summary>
+    private static async Task ReplySucceededAsync(Socket client, IAsyncDisposable connection, CancellationToken cancellationToken)
+    {
         try
         {
             await client.SendAsync(Socks5Parser.Reply(Socks5Reply.Succeeded), cancellationToken).ConfigureAwait(false);
@@ -281,9 +292,6 @@ public sealed partial class Socks5Endpoint : IHostedService
             await connection.DisposeAsync().ConfigureAwait(false);
             throw;
         }
-
-        _forwarder.StartRelay(connection, client, early);
-        return true;
     }
 
     private async Task<HostGuid?> LookupNameAsync(string name, CancellationToken cancellationToken)
@@ -312,32 +320,20 @@ public sealed partial class Socks5Endpoint : IHostedService
         }
         catch (SocketException e)
         {
-            Log.Refused(_logger, client.RemoteEndPoint, $"{target}: {e.Message}");
             var reply = e.SocketErrorCode switch
             {
                 SocketError.ConnectionRefused => Socks5Reply.ConnectionRefused,
                 SocketError.NetworkUnreachable => Socks5Reply.NetworkUnreachable,
                 _ => Socks5Reply.HostUnreachable,
             };
-            await client.SendAsync(Socks5Parser.Reply(reply), handshake).ConfigureAwait(false);
-            return false;
+            return await RefuseAsync(client, $"{target}: {e.Message}", reply, handshake).ConfigureAwait(false);
         }
         catch (OperationCanceledException e) when (!stopping.IsCancellationRequested)
         {
-            Log.Refused(_logger, client.RemoteEndPoint, $"{target}: {e.Message}");
-            await client.SendAsync(Socks5Parser.Reply(Socks5Reply.HostUnreachable), CancellationToken.None).ConfigureAwait(false);
-            return false;
+            return await RefuseAsync(client, $"{target}: {e.Message}", Socks5Reply.HostUnreachable, CancellationToken.None).ConfigureAwait(false);
         }
 
-        try
-        {
-            await client.SendAsync(Socks5Parser.Reply(Socks5Reply.Succeeded), handshake).ConfigureAwait(false);
-        }
-        catch
-        {
-            await connection.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        await ReplySucceededAsync(client, connection, handshake).ConfigureAwait(false);
 
         if (connection.Mobile is { } mobile)
         {

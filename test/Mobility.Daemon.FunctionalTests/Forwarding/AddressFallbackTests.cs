@@ -21,43 +21,18 @@ namespace Mobility.Daemon.FunctionalTests.Forwarding;
 /// </summary>
 public sealed class AddressFallbackTests
 {
-    private static Task<DaemonInstance> StartAsync(GnsServerInstance gns, params string[] extra)
-    {
-        var address = DaemonInstance.NewAddress();
-        return DaemonInstance.StartAsync(gns.CreateClient(), address, extraArgs: ["--transport", $"{address}:0", "--socks", "127.0.0.1:0", .. extra]);
-    }
-
-    private static IPEndPoint Socks(DaemonInstance daemon) => daemon.Services.GetRequiredService<Socks5Endpoint>().LocalEndPoint!;
-
-    private static MobileForwarder Forwarder(DaemonInstance daemon) => daemon.Services.GetRequiredService<MobileForwarder>();
-
-    private static async Task RegisteredAsync(GnsServerInstance gns, DaemonInstance daemon)
-    {
-        await using var direct = gns.CreateClient(cache: false);
-        await TestTimeout.Eventually(async () => await direct.LookupAsync(daemon.Guid) is not null, $"{daemon.Guid} registered");
-    }
-
-    private static async Task AssertEchoesAsync(Socket client, int size)
-    {
-        var data = RandomNumberGenerator.GetBytes(size);
-        var reading = SocksTestClient.ReadToEndAsync(client);
-        await client.SendAsync(data).WithTimeout();
-        client.Shutdown(SocketShutdown.Send);
-        Assert.Equal(SHA256.HashData(data), SHA256.HashData(await reading.WithTimeout()));
-    }
-
     [Fact]
     public async Task An_address_without_mobilityd_gets_plain_tcp()
     {
         await using var gns = await GnsServerInstance.StartAsync();
         await using var plain = new EchoServer(DaemonInstance.NewAddress());
-        await using var a = await StartAsync(gns);
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
 
-        using var client = await SocksTestClient.ConnectAsync(Socks(a), plain.EndPoint.Address, plain.Port, Socks5Reply.Succeeded);
-        await AssertEchoesAsync(client, 200_000);
+        using var client = await SocksTestClient.ConnectAsync(a.Socks, plain.EndPoint.Address, plain.Port, Socks5Reply.Succeeded);
+        await SocksTestClient.AssertEchoesAsync(client, 200_000);
 
         Assert.Equal(1, plain.Accepted);
-        Assert.Empty(Forwarder(a).OutgoingConnections);
+        Assert.Empty(a.Forwarder.OutgoingConnections);
         Assert.Null(await a.Services.GetRequiredService<VerifiedAddressOwners>().ResolveAsync(plain.EndPoint.Address, CancellationToken.None).WithTimeout());
     }
 
@@ -66,10 +41,10 @@ public sealed class AddressFallbackTests
     {
         await using var gns = await GnsServerInstance.StartAsync();
         await using var plain = new EchoServer(DaemonInstance.NewAddress());
-        await using var a = await StartAsync(gns);
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
 
-        using var client = await SocksTestClient.ConnectAsync(Socks(a), plain.EndPoint.Address.ToString(), plain.Port, Socks5Reply.Succeeded);
-        await AssertEchoesAsync(client, 1000);
+        using var client = await SocksTestClient.ConnectAsync(a.Socks, plain.EndPoint.Address.ToString(), plain.Port, Socks5Reply.Succeeded);
+        await SocksTestClient.AssertEchoesAsync(client, 1000);
         Assert.Equal(1, plain.Accepted);
     }
 
@@ -79,38 +54,24 @@ public sealed class AddressFallbackTests
         await using var gns = await GnsServerInstance.StartAsync();
         // The application listens on 127.0.0.1 only: plain TCP to B's address could not reach it.
         await using var echo = new EchoServer();
-        await using var b = await StartAsync(gns);
-        await using var a = await StartAsync(gns);
-        await RegisteredAsync(gns, b);
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await gns.RegisteredAsync(b);
         b.Api.Expose(echo.Port);
 
-        using var client = await SocksTestClient.ConnectAsync(Socks(a), b.Address, echo.Port, Socks5Reply.Succeeded);
+        using var client = await SocksTestClient.ConnectAsync(a.Socks, b.Address, echo.Port, Socks5Reply.Succeeded);
         var reading = SocksTestClient.ReadToEndAsync(client);
-        var sent = new List<byte>();
-        var forwarderB = Forwarder(b);
-        for (var i = 0; i < 30; i++)
-        {
-            var chunk = RandomNumberGenerator.GetBytes(16 * 1024);
-            sent.AddRange(chunk);
-            await client.SendAsync(chunk).WithTimeout();
-            if (i == 10)
-            {
-                var moved = DaemonInstance.NewAddress();
-                await b.Api.SetAddressesAsync([moved]).WithTimeout();
-                await TestTimeout.Eventually(() => forwarderB.LocalEndPoint.Address.Equals(moved), "B's transport moved");
-            }
+        var sent = await MidStreamMove.SendWhileServerMovesAsync(client, b, chunks: 30);
+        var forwarderB = b.Forwarder;
 
-            await Task.Delay(10);
-        }
-
-        var outgoing = Assert.Single(Forwarder(a).OutgoingConnections);
+        var outgoing = Assert.Single(a.Forwarder.OutgoingConnections);
         Assert.Equal(b.Guid, outgoing.RemoteGuid);
         await TestTimeout.Eventually(() => outgoing.Statistics.Moves >= 1, "the connection resumed at B's new address");
         Assert.Equal(forwarderB.LocalEndPoint, outgoing.RemoteEndPoint);
 
         client.Shutdown(SocketShutdown.Send);
         var echoed = await reading.WithTimeout(TimeSpan.FromSeconds(30));
-        Assert.Equal(SHA256.HashData([.. sent]), SHA256.HashData(echoed));
+        Assert.Equal(SHA256.HashData(sent), SHA256.HashData(echoed));
         Assert.Equal(1, echo.Accepted);
     }
 
@@ -119,7 +80,7 @@ public sealed class AddressFallbackTests
     {
         await using var gns = await GnsServerInstance.StartAsync();
         await using var plain = new EchoServer(DaemonInstance.NewAddress());
-        await using var a = await StartAsync(gns);
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
 
         // The liar runs a real mobile transport listener elsewhere and claims the plain server's
         // address in its record: trusted on the claim, A would open a mobile connection to the liar
@@ -135,13 +96,13 @@ public sealed class AddressFallbackTests
         }
 
         var accepting = liarListener.AcceptAsync().AsTask();
-        using (var client = await SocksTestClient.ConnectAsync(Socks(a), plain.EndPoint.Address, plain.Port, Socks5Reply.Succeeded))
+        using (var client = await SocksTestClient.ConnectAsync(a.Socks, plain.EndPoint.Address, plain.Port, Socks5Reply.Succeeded))
         {
-            await AssertEchoesAsync(client, 50_000);
+            await SocksTestClient.AssertEchoesAsync(client, 50_000);
         }
 
         Assert.Equal(1, plain.Accepted);
-        Assert.Empty(Forwarder(a).OutgoingConnections);
+        Assert.Empty(a.Forwarder.OutgoingConnections);
         Assert.False(accepting.IsCompleted, "the liar's listener must never get a connection");
         Assert.Empty(liarListener.Connections);
         var claims = await a.Api.GetGuidFromIpAsync(plain.EndPoint.Address).WithTimeout();
@@ -154,45 +115,45 @@ public sealed class AddressFallbackTests
     {
         var gns = await GnsServerInstance.StartAsync();
         await using var plain = new EchoServer(DaemonInstance.NewAddress());
-        await using var a = await StartAsync(gns);
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
         await gns.DisposeAsync();   // the GNS is gone: no reverse lookup, so no verified owner
 
-        using (var client = await SocksTestClient.ConnectAsync(Socks(a), plain.EndPoint.Address, plain.Port, Socks5Reply.Succeeded))
+        using (var client = await SocksTestClient.ConnectAsync(a.Socks, plain.EndPoint.Address, plain.Port, Socks5Reply.Succeeded))
         {
-            await AssertEchoesAsync(client, 1000);
+            await SocksTestClient.AssertEchoesAsync(client, 1000);
         }
 
         Assert.Equal(1, plain.Accepted);
-        Assert.Empty(Forwarder(a).OutgoingConnections);
+        Assert.Empty(a.Forwarder.OutgoingConnections);
     }
 
     [Fact]
     public async Task A_guid_or_name_without_a_transport_endpoint_is_a_clear_error()
     {
         await using var gns = await GnsServerInstance.StartAsync();
-        await using var a = await StartAsync(gns);
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
         using var bare = HostKey.Generate();
         await using (var direct = gns.CreateClient(cache: false))
         {
             await direct.RegisterAsync(GnsRecord.Create(bare, 1, [], 60, "bare-host")).WithTimeout();
         }
 
-        using (await SocksTestClient.ConnectAsync(Socks(a), $"{bare.Guid}.guid", 22, Socks5Reply.HostUnreachable))
+        using (await SocksTestClient.ConnectAsync(a.Socks, $"{bare.Guid}.guid", 22, Socks5Reply.HostUnreachable))
         {
         }
 
-        using (await SocksTestClient.ConnectAsync(Socks(a), "bare-host", 22, Socks5Reply.HostUnreachable))
+        using (await SocksTestClient.ConnectAsync(a.Socks, "bare-host", 22, Socks5Reply.HostUnreachable))
         {
         }
 
         // The library says why; mob says there is no mobile peer.
-        var e = await Assert.ThrowsAsync<MobileHandshakeException>(() => Forwarder(a).OpenAsync(bare.Guid, 22, CancellationToken.None)).WithTimeout();
+        var e = await Assert.ThrowsAsync<MobileHandshakeException>(() => a.Forwarder.OpenAsync(bare.Guid, 22, CancellationToken.None)).WithTimeout();
         Assert.Contains("No mobile peer", e.Message, StringComparison.Ordinal);
         Assert.Contains("no known transport endpoint", e.Message, StringComparison.Ordinal);
-        var cli = await Assert.ThrowsAsync<CliException>(() => ForwardCommands.SocksConnectAsync(Socks(a), bare.Guid.ToString(), 22, CancellationToken.None)).WithTimeout();
+        var cli = await Assert.ThrowsAsync<CliException>(() => ForwardCommands.SocksConnectAsync(a.Socks, bare.Guid.ToString(), 22, CancellationToken.None)).WithTimeout();
         Assert.Equal(ExitCodes.NotFound, cli.ExitCode);
         Assert.Contains("no mobile peer", cli.Message, StringComparison.Ordinal);
-        Assert.Empty(Forwarder(a).OutgoingConnections);
+        Assert.Empty(a.Forwarder.OutgoingConnections);
     }
 
     [Fact]
@@ -201,20 +162,20 @@ public sealed class AddressFallbackTests
         await using var gns = await GnsServerInstance.StartAsync();
         await using var echo = new EchoServer();
         await using var plain = new EchoServer(DaemonInstance.NewAddress());
-        await using var b = await StartAsync(gns);
-        await using var a = await StartAsync(gns);
-        await RegisteredAsync(gns, b);
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await gns.RegisteredAsync(b);
         b.Api.Expose(echo.Port);
 
-        using (var mobile = await ForwardCommands.SocksConnectAsync(Socks(a), b.Address.ToString(), (ushort)echo.Port, CancellationToken.None).WithTimeout())
+        using (var mobile = await ForwardCommands.SocksConnectAsync(a.Socks, b.Address.ToString(), (ushort)echo.Port, CancellationToken.None).WithTimeout())
         {
-            await AssertEchoesAsync(mobile, 10_000);
+            await SocksTestClient.AssertEchoesAsync(mobile, 10_000);
         }
 
         Assert.Equal(1, echo.Accepted);
-        using (var direct = await ForwardCommands.SocksConnectAsync(Socks(a), plain.EndPoint.Address.ToString(), (ushort)plain.Port, CancellationToken.None).WithTimeout())
+        using (var direct = await ForwardCommands.SocksConnectAsync(a.Socks, plain.EndPoint.Address.ToString(), (ushort)plain.Port, CancellationToken.None).WithTimeout())
         {
-            await AssertEchoesAsync(direct, 10_000);
+            await SocksTestClient.AssertEchoesAsync(direct, 10_000);
         }
 
         Assert.Equal(1, plain.Accepted);

@@ -18,60 +18,34 @@ namespace Mobility.Daemon.FunctionalTests.Forwarding;
 /// </summary>
 public sealed class ExposeAllowTests
 {
-    private static Task<DaemonInstance> StartAsync(GnsServerInstance gns, params string[] extra)
-    {
-        var address = DaemonInstance.NewAddress();
-        return DaemonInstance.StartAsync(gns.CreateClient(), address, extraArgs: ["--transport", $"{address}:0", "--socks", "127.0.0.1:0", .. extra]);
-    }
-
-    private static IPEndPoint Socks(DaemonInstance daemon) => daemon.Services.GetRequiredService<Socks5Endpoint>().LocalEndPoint!;
-
-    private static async Task RegisteredAsync(GnsServerInstance gns, params DaemonInstance[] daemons)
-    {
-        await using var direct = gns.CreateClient(cache: false);
-        foreach (var daemon in daemons)
-        {
-            await TestTimeout.Eventually(async () => await direct.LookupAsync(daemon.Guid) is not null, $"{daemon.Guid} registered");
-        }
-    }
-
-    private static async Task AssertEchoesAsync(Socket client)
-    {
-        var data = RandomNumberGenerator.GetBytes(20_000);
-        var reading = SocksTestClient.ReadToEndAsync(client);
-        await client.SendAsync(data).WithTimeout();
-        client.Shutdown(SocketShutdown.Send);
-        Assert.Equal(SHA256.HashData(data), SHA256.HashData(await reading.WithTimeout()));
-    }
-
     [Fact]
     public async Task Only_allowed_guids_open_the_port_and_others_cannot_tell_it_from_an_unexposed_one()
     {
         await using var gns = await GnsServerInstance.StartAsync();
         await using var echo = new EchoServer();
-        await using var b = await StartAsync(gns);
-        await using var allowed = await StartAsync(gns, "--name", "allowed-peer");
-        await using var other = await StartAsync(gns);
-        await RegisteredAsync(gns, b, allowed, other);
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var allowed = await DaemonInstance.StartForwardingAsync(gns.CreateClient(), "--name", "allowed-peer");
+        await using var other = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await gns.RegisteredAsync(b, allowed, other);
 
         // By name, resolved now and kept as the GUID.
         var view = await b.Api.ExposeAsync(echo.Port, ["allowed-peer"]).WithTimeout();
         var entry = Assert.Single(view.Entries);
         Assert.Equal([allowed.Guid], entry.Allowed.ToArray());
 
-        using (var client = await SocksTestClient.ConnectAsync(Socks(allowed), $"{b.Guid}.guid", echo.Port, Socks5Reply.Succeeded))
+        using (var client = await SocksTestClient.ConnectAsync(allowed.Socks, $"{b.Guid}.guid", echo.Port, Socks5Reply.Succeeded))
         {
-            await AssertEchoesAsync(client);
+            await SocksTestClient.AssertEchoesAsync(client, 20_000);
         }
 
         Assert.Equal(1, echo.Accepted);
 
         // Another authenticated peer gets exactly what it gets for a port that is not exposed.
-        using (await SocksTestClient.ConnectAsync(Socks(other), $"{b.Guid}.guid", echo.Port, Socks5Reply.NotAllowed))
+        using (await SocksTestClient.ConnectAsync(other.Socks, $"{b.Guid}.guid", echo.Port, Socks5Reply.NotAllowed))
         {
         }
 
-        using (await SocksTestClient.ConnectAsync(Socks(other), $"{b.Guid}.guid", echo.Port + 1 == 65536 ? 1 : echo.Port + 1, Socks5Reply.NotAllowed))
+        using (await SocksTestClient.ConnectAsync(other.Socks, $"{b.Guid}.guid", echo.Port + 1 == 65536 ? 1 : echo.Port + 1, Socks5Reply.NotAllowed))
         {
         }
 
@@ -81,9 +55,9 @@ public sealed class ExposeAllowTests
 
         // Exposing again without --allow replaces the list: open to every authenticated peer, as before.
         b.Api.Expose(echo.Port);
-        using (var client = await SocksTestClient.ConnectAsync(Socks(other), $"{b.Guid}.guid", echo.Port, Socks5Reply.Succeeded))
+        using (var client = await SocksTestClient.ConnectAsync(other.Socks, $"{b.Guid}.guid", echo.Port, Socks5Reply.Succeeded))
         {
-            await AssertEchoesAsync(client);
+            await SocksTestClient.AssertEchoesAsync(client, 20_000);
         }
 
         Assert.Equal(2, echo.Accepted);
@@ -94,14 +68,14 @@ public sealed class ExposeAllowTests
     {
         await using var gns = await GnsServerInstance.StartAsync();
         await using var echo = new EchoServer();
-        await using var b = await StartAsync(gns);
-        await using var a = await StartAsync(gns);
-        await RegisteredAsync(gns, b);
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await gns.RegisteredAsync(b);
         b.Api.Expose(echo.Port);
         Assert.True(Assert.Single(b.Api.ListExposed().Entries).OpenToAll);
 
-        using var client = await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, Socks5Reply.Succeeded);
-        await AssertEchoesAsync(client);
+        using var client = await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", echo.Port, Socks5Reply.Succeeded);
+        await SocksTestClient.AssertEchoesAsync(client, 20_000);
     }
 
     [Fact]
@@ -109,18 +83,18 @@ public sealed class ExposeAllowTests
     {
         await using var gns = await GnsServerInstance.StartAsync();
         await using var echo = new EchoServer();
-        await using var a = await StartAsync(gns);
-        await using var other = await StartAsync(gns);
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var other = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
         var port = echo.Port.ToString(CultureInfo.InvariantCulture);
-        await using var b = await StartAsync(gns, "--Forwarding:Exposed:0", port, $"--Forwarding:Allow:{port}:0", a.Guid.ToString());
-        await RegisteredAsync(gns, b);
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient(), "--Forwarding:Exposed:0", port, $"--Forwarding:Allow:{port}:0", a.Guid.ToString());
+        await gns.RegisteredAsync(b);
 
-        using (var client = await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, Socks5Reply.Succeeded))
+        using (var client = await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", echo.Port, Socks5Reply.Succeeded))
         {
-            await AssertEchoesAsync(client);
+            await SocksTestClient.AssertEchoesAsync(client, 20_000);
         }
 
-        using (await SocksTestClient.ConnectAsync(Socks(other), $"{b.Guid}.guid", echo.Port, Socks5Reply.NotAllowed))
+        using (await SocksTestClient.ConnectAsync(other.Socks, $"{b.Guid}.guid", echo.Port, Socks5Reply.NotAllowed))
         {
         }
     }
@@ -129,9 +103,9 @@ public sealed class ExposeAllowTests
     public async Task Mob_expose_with_allow_stores_guids_and_mob_exposed_shows_them()
     {
         await using var gns = await GnsServerInstance.StartAsync();
-        await using var b = await StartAsync(gns);
-        await using var peer = await StartAsync(gns, "--name", "listed-peer");
-        await RegisteredAsync(gns, peer);
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var peer = await DaemonInstance.StartForwardingAsync(gns.CreateClient(), "--name", "listed-peer");
+        await gns.RegisteredAsync(peer);
         var other = Mobility.Protocol.Identity.HostKey.Generate().Guid;
 
         var exposed = await Mob("expose", "2222", "--allow", "listed-peer", "--allow", other.ToString(), "--socket", b.SocketPath);

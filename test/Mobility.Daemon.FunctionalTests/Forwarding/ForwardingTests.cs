@@ -17,23 +17,15 @@ namespace Mobility.Daemon.FunctionalTests.Forwarding;
 /// </summary>
 public sealed class ForwardingTests
 {
-    private static Task<DaemonInstance> StartAsync(FakeGns gns)
-    {
-        var address = DaemonInstance.NewAddress();
-        return DaemonInstance.StartAsync(gns.CreateClient(), address, extraArgs: ["--transport", $"{address}:0", "--socks", "127.0.0.1:0"]);
-    }
-
-    private static IPEndPoint Socks(DaemonInstance daemon) => daemon.Services.GetRequiredService<Socks5Endpoint>().LocalEndPoint!;
-
     [Fact]
     public async Task Ready_line_and_record_carry_the_real_transport_port()
     {
         var gns = new FakeGns();
-        await using var b = await StartAsync(gns);
-        var transport = b.Services.GetRequiredService<MobileForwarder>().LocalEndPoint;
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        var transport = b.Forwarder.LocalEndPoint;
         Assert.NotEqual(0, transport.Port);
         Assert.Contains($"transport={transport}", b.ReadyLine, StringComparison.Ordinal);
-        Assert.Contains($"socks={Socks(b)}", b.ReadyLine, StringComparison.Ordinal);
+        Assert.Contains($"socks={b.Socks}", b.ReadyLine, StringComparison.Ordinal);
         await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
         Assert.Contains(gns.Get(b.Guid)!.Locators, l => l.Address.Equals(b.Address) && l.Port == transport.Port);
     }
@@ -43,19 +35,13 @@ public sealed class ForwardingTests
     {
         var gns = new FakeGns();
         await using var echo = new EchoServer();
-        await using var b = await StartAsync(gns);
-        await using var a = await StartAsync(gns);
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
         await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
         b.Api.Expose(echo.Port);
 
-        using var client = await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
-        var data = RandomNumberGenerator.GetBytes(300_000);
-        var reading = SocksTestClient.ReadToEndAsync(client);
-        await client.SendAsync(data).WithTimeout();
-        client.Shutdown(SocketShutdown.Send);
-
-        var echoed = await reading.WithTimeout();
-        Assert.Equal(SHA256.HashData(data), SHA256.HashData(echoed));
+        using var client = await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
+        await SocksTestClient.AssertEchoesAsync(client, 300_000);
     }
 
     [Fact]
@@ -63,11 +49,11 @@ public sealed class ForwardingTests
     {
         var gns = new FakeGns();
         await using var echo = new EchoServer();
-        await using var b = await StartAsync(gns);
-        await using var a = await StartAsync(gns);
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
         await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
 
-        using (await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.NotAllowed))
+        using (await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.NotAllowed))
         {
         }
 
@@ -75,13 +61,13 @@ public sealed class ForwardingTests
 
         var closedPort = Ports.FreeTcp();
         b.Api.Expose(closedPort);
-        using (await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", closedPort, expect: Socks5Reply.ConnectionRefused))
+        using (await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", closedPort, expect: Socks5Reply.ConnectionRefused))
         {
         }
 
         b.Api.Expose(echo.Port);
         b.Api.Unexpose(echo.Port);
-        using (await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.NotAllowed))
+        using (await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.NotAllowed))
         {
         }
     }
@@ -90,13 +76,13 @@ public sealed class ForwardingTests
     public async Task Unknown_host_and_unsupported_command_get_their_socks_replies()
     {
         var gns = new FakeGns();
-        await using var a = await StartAsync(gns);
-        using (await SocksTestClient.ConnectAsync(Socks(a), "nobody-here", 22, expect: Socks5Reply.HostUnreachable))
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        using (await SocksTestClient.ConnectAsync(a.Socks, "nobody-here", 22, expect: Socks5Reply.HostUnreachable))
         {
         }
 
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await client.ConnectAsync(Socks(a)).WithTimeout();
+        await client.ConnectAsync(a.Socks).WithTimeout();
         await client.SendAsync(Socks5Parser.Greeting()).WithTimeout();
         Assert.Equal(new byte[] { 5, 0 }, await SocksTestClient.ReadExactlyAsync(client, 2));
         var bind = Socks5Parser.ConnectRequest(IPAddress.Loopback, 22);
@@ -109,7 +95,7 @@ public sealed class ForwardingTests
     public async Task Expose_is_refused_over_tcp_and_allowed_to_the_owner_on_the_unix_socket()
     {
         var gns = new FakeGns();
-        await using var b = await StartAsync(gns);
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
         using var tcp = new HttpClient { BaseAddress = b.HttpBase, Timeout = TestTimeout.Default };
         using (var refused = await tcp.PostAsJsonAsync("v1/exposed", new { port = 2222 }).WithTimeout())
         {
@@ -137,41 +123,26 @@ public sealed class ForwardingTests
     {
         var gns = new FakeGns();
         await using var echo = new EchoServer();
-        await using var b = await StartAsync(gns);
-        await using var a = await StartAsync(gns);
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
         await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
         b.Api.Expose(echo.Port);
-        using var client = await SocksTestClient.ConnectAsync(Socks(a), $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
+        using var client = await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
         var reading = SocksTestClient.ReadToEndAsync(client);
-        var sent = new List<byte>();
-        var forwarder = b.Services.GetRequiredService<MobileForwarder>();
+        var forwarder = b.Forwarder;
         var before = forwarder.LocalEndPoint;
-
-        for (var i = 0; i < 40; i++)
-        {
-            var chunk = RandomNumberGenerator.GetBytes(16 * 1024);
-            sent.AddRange(chunk);
-            await client.SendAsync(chunk).WithTimeout();
-            if (i == 10)
-            {
-                var moved = DaemonInstance.NewAddress();
-                await b.Api.SetAddressesAsync([moved]).WithTimeout();
-                await TestTimeout.Eventually(() => forwarder.LocalEndPoint.Address.Equals(moved), "B's transport moved");
-            }
-
-            await Task.Delay(10);
-        }
+        var sent = await MidStreamMove.SendWhileServerMovesAsync(client, b, chunks: 40);
 
         // One mobile connection carried it all, and it moved (resumed at B's new address) rather than reopened.
-        var outgoing = Assert.Single(a.Services.GetRequiredService<MobileForwarder>().OutgoingConnections);
+        var outgoing = Assert.Single(a.Forwarder.OutgoingConnections);
         Assert.True(outgoing.Statistics.Moves >= 1, $"moves: {outgoing.Statistics.Moves}");
         Assert.Equal(forwarder.LocalEndPoint, outgoing.RemoteEndPoint);
 
         client.Shutdown(SocketShutdown.Send);
         var echoed = await reading.WithTimeout(TimeSpan.FromSeconds(30));
         Assert.NotEqual(before.Address, forwarder.LocalEndPoint.Address);
-        Assert.Equal(sent.Count, echoed.Length);
-        Assert.Equal(SHA256.HashData([.. sent]), SHA256.HashData(echoed));
+        Assert.Equal(sent.Length, echoed.Length);
+        Assert.Equal(SHA256.HashData(sent), SHA256.HashData(echoed));
         Assert.Equal(1, echo.Accepted);
     }
 }

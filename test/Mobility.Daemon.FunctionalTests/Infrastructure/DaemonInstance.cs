@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Mobility.Daemon.Client;
 using Mobility.Daemon.Control;
+using Mobility.Daemon.Forwarding;
 using Mobility.Daemon.Hosting;
 using Mobility.Daemon.Service;
 using Mobility.Gns.Client;
@@ -57,6 +58,12 @@ public sealed class DaemonInstance : IAsyncDisposable
 
     public Uri GrpcBase => new($"http://{Endpoints.Grpc}/");
 
+    /// <summary>The SOCKS5 endpoint's bound address (the daemon was started with <c>--socks</c>).</summary>
+    public IPEndPoint Socks => Services.GetRequiredService<Socks5Endpoint>().LocalEndPoint!;
+
+    /// <summary>The mobile TCP side of forwarding: the transport listener and the outgoing connections.</summary>
+    public MobileForwarder Forwarder => Services.GetRequiredService<MobileForwarder>();
+
     /// <summary>A fresh loopback address no other test uses (127.91.x.y).</summary>
     public static IPAddress NewAddress()
     {
@@ -100,6 +107,16 @@ public sealed class DaemonInstance : IAsyncDisposable
             await app.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>
+    /// A daemon that forwards: on a fresh address, its mobile transport on that address and its
+    /// SOCKS5 endpoint on 127.0.0.1, both on free ports.
+    /// </summary>
+    public static Task<DaemonInstance> StartForwardingAsync(IGnsClient gns, params string[] extraArgs)
+    {
+        var address = NewAddress();
+        return StartAsync(gns, address, extraArgs: ["--transport", $"{address}:0", "--socks", "127.0.0.1:0", .. extraArgs]);
     }
 
     /// <summary>

@@ -53,6 +53,16 @@ public sealed class GnsServerInstance : IAsyncDisposable
     }
 
     /// <summary>A real GNS client of this server.</summary>
+    /// <summary>Waits until the GNS has a record of each of <paramref name="daemons"/>.</summary>
+    public async Task RegisteredAsync(params DaemonInstance[] daemons)
+    {
+        await using var direct = CreateClient(cache: false);
+        foreach (var daemon in daemons)
+        {
+            await TestTimeout.Eventually(async () => await direct.LookupAsync(daemon.Guid) is not null, $"{daemon.Guid} registered");
+        }
+    }
+
     public GnsClient CreateClient(bool cache = true) => new(new GnsClientOptions
     {
         Server = Udp,

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
 using Mobility.Net.Socks5;
 using Mobility.Protocol.Forwarding;
 
@@ -44,6 +45,16 @@ public static class SocksTestClient
         return buffer;
     }
 
+    /// <summary>Sends <paramref name="size"/> random bytes through an echo, half-closes, and checks that exactly those bytes come back.</summary>
+    public static async Task AssertEchoesAsync(Socket client, int size)
+    {
+        var data = RandomNumberGenerator.GetBytes(size);
+        var reading = ReadToEndAsync(client);
+        await client.SendAsync(data).WithTimeout();
+        client.Shutdown(SocketShutdown.Send);
+        Assert.Equal(SHA256.HashData(data), SHA256.HashData(await reading.WithTimeout()));
+    }
+
     public static async Task<byte[]> ReadToEndAsync(Socket socket)
     {
         using var all = new MemoryStream();
@@ -57,80 +68,6 @@ public static class SocksTestClient
             }
 
             all.Write(buffer, 0, read);
-        }
-    }
-}
-
-/// <summary>A plain TCP echo server (no mobilityd): echoes until EOF, then half-closes its side.</summary>
-public sealed class PlainEchoServer : IAsyncDisposable
-{
-    private readonly TcpListener _listener;
-    private readonly CancellationTokenSource _cts = new();
-    private readonly Task _loop;
-    private int _accepted;
-
-    public PlainEchoServer(IPAddress? address = null)
-    {
-        _listener = new TcpListener(address ?? IPAddress.Loopback, 0);
-        _listener.Start();
-        _loop = AcceptAsync();
-    }
-
-    public IPEndPoint EndPoint => (IPEndPoint)_listener.LocalEndpoint;
-
-    public int Port => EndPoint.Port;
-
-    public int Accepted => Volatile.Read(ref _accepted);
-
-    public async ValueTask DisposeAsync()
-    {
-        await _cts.CancelAsync();
-        _listener.Stop();
-        await _loop.WithTimeout();
-        _cts.Dispose();
-    }
-
-    private async Task AcceptAsync()
-    {
-        var sessions = new List<Task>();
-        try
-        {
-            while (true)
-            {
-                var socket = await _listener.AcceptSocketAsync(_cts.Token);
-                Interlocked.Increment(ref _accepted);
-                sessions.Add(EchoAsync(socket));
-            }
-        }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-        {
-        }
-
-        await Task.WhenAll(sessions);
-    }
-
-    private async Task EchoAsync(Socket socket)
-    {
-        using (socket)
-        {
-            var buffer = new byte[32 * 1024];
-            try
-            {
-                while (true)
-                {
-                    var read = await socket.ReceiveAsync(buffer, _cts.Token);
-                    if (read == 0)
-                    {
-                        socket.Shutdown(SocketShutdown.Send);
-                        return;
-                    }
-
-                    await socket.SendAsync(buffer.AsMemory(0, read), _cts.Token);
-                }
-            }
-            catch (Exception e) when (e is OperationCanceledException or SocketException)
-            {
-            }
         }
     }
 }

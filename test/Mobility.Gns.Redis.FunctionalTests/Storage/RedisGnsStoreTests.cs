@@ -13,50 +13,20 @@ using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 namespace Mobility.Gns.Redis.FunctionalTests.Storage;
 
 /// <summary>Two "GNS servers" (two multiplexers, two stores) sharing one Redis, and the store's repair rules.</summary>
-public abstract class RedisSharedStoreTestsBase(string configuration) : IAsyncLifetime
+public abstract class RedisSharedStoreTestsBase(string configuration) : RedisScenarioTestsBase(configuration)
 {
-    private readonly List<HostKey> _keys = [];
-    private readonly List<IAsyncDisposable> _disposables = [];
-
-    protected string Configuration => configuration;
-
     private protected RecordingLogger<RedisGnsStore> Log { get; } = new();
 
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
+    public override async Task DisposeAsync()
     {
-        foreach (var disposable in Enumerable.Reverse(_disposables))
-        {
-            await disposable.DisposeAsync().AsTask().WithTimeout();
-        }
-
-        foreach (var key in _keys)
-        {
-            key.Dispose();
-        }
-
+        await base.DisposeAsync();
         Log.AssertNoErrors();
-    }
-
-    protected HostKey NewKey()
-    {
-        var key = HostKey.Generate();
-        _keys.Add(key);
-        return key;
-    }
-
-    protected async Task<ConnectionMultiplexer> ConnectAsync()
-    {
-        var redis = await Infrastructure.Redis.ConnectAsync(configuration);
-        _disposables.Add(redis);
-        return redis;
     }
 
     /// <summary>Two stores over two connections with one key prefix: two GNS processes on one Redis.</summary>
     protected async Task<(RedisGnsStore A, RedisGnsStore B, IDatabase Db, RedisGnsOptions Options)> TwoServersAsync(Action<RedisGnsOptions>? configure = null)
     {
-        var options = Infrastructure.Redis.Options(configuration);
+        var options = Infrastructure.Redis.Options(Configuration);
         configure?.Invoke(options);
         var a = await Infrastructure.Redis.OpenAsync(await ConnectAsync(), options, Log);
         var redisB = await ConnectAsync();

@@ -18,38 +18,22 @@ namespace Mobility.Gns.Redis.FunctionalTests.Storage;
 /// Two GNS processes (each its own connection, store, cache and feed) on one Redis: what one accepts the
 /// other serves once the feed delivered it, and a feed that loses contact drops the cache.
 /// </summary>
-public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) : IAsyncLifetime
+public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) : RedisScenarioTestsBase(configuration)
 {
-    private readonly List<IAsyncDisposable> _disposables = [];
-    private readonly List<HostKey> _keys = [];
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
+    private sealed record Gns(ConnectionMultiplexer Redis, RedisGnsStore Store, RedisRecordChangeFeed Feed, RedisRecordCache Cache, GnsService Service)
     {
-        foreach (var disposable in Enumerable.Reverse(_disposables))
-        {
-            await disposable.DisposeAsync().AsTask().WithTimeout();
-        }
-
-        foreach (var key in _keys)
-        {
-            key.Dispose();
-        }
+        /// <summary>This process's service accepts version <paramref name="version"/> of <paramref name="key"/>'s record.</summary>
+        public async Task PutAsync(HostKey key, ulong version, string? name, string address)
+            => Assert.True((await Service.PutAsync(Record(key, version, name, address), false).WithTimeout()).IsSuccess);
     }
 
-    private HostKey NewKey()
-    {
-        var key = HostKey.Generate();
-        _keys.Add(key);
-        return key;
-    }
-
-    private sealed record Gns(ConnectionMultiplexer Redis, RedisGnsStore Store, RedisRecordChangeFeed Feed, RedisRecordCache Cache, GnsService Service);
+    /// <summary><paramref name="from"/> accepts the record; completes once <paramref name="to"/>'s feed has delivered it.</summary>
+    private static Task PutDeliveredAsync(Gns from, Gns to, HostKey key, ulong version, string? name, string address)
+        => DeliveredAsync(to.Feed, key.Guid, version, () => from.PutAsync(key, version, name, address));
 
     private RedisGnsOptions Options(int capacity = 1024)
     {
-        var options = Infrastructure.Redis.Options(configuration);
+        var options = Infrastructure.Redis.Options(Configuration);
         options.CacheCapacity = capacity;
         options.FeedProbeInterval = TimeSpan.FromMilliseconds(100);
         options.FeedProbeTimeout = TimeSpan.FromSeconds(1);
@@ -59,12 +43,10 @@ public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) 
     /// <summary>One GNS process; its cache ages entries on <paramref name="cacheTime"/> (virtual time where a test passes the maximum age).</summary>
     private async Task<Gns> StartAsync(RedisGnsOptions options, TimeProvider? cacheTime = null)
     {
-        var redis = await Infrastructure.Redis.ConnectAsync(configuration);
-        _disposables.Add(redis);
+        var redis = await ConnectAsync();
         var cache = new RedisRecordCache(options.CacheCapacity, options.CacheMaxAge, cacheTime ?? TimeProvider.System);
         var store = await RedisGnsStore.OpenAsync(redis, options, NullLogger<RedisGnsStore>.Instance, cache).WithTimeout();
-        var feed = new RedisRecordChangeFeed(redis, options, NullLogger<RedisRecordChangeFeed>.Instance, cache, TimeProvider.System);
-        _disposables.Add(feed);
+        var feed = Owned(new RedisRecordChangeFeed(redis, options, NullLogger<RedisRecordChangeFeed>.Instance, cache, TimeProvider.System));
         await feed.StartAsync().WithTimeout();
         Assert.True(cache.IsLive);
         var service = new GnsService(store, feed, Microsoft.Extensions.Options.Options.Create(new GnsServerOptions()), TimeProvider.System,
@@ -95,7 +77,7 @@ public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) 
         var a = await StartAsync(options);
         var b = await StartAsync(options);
         var key = NewKey();
-        Assert.True((await a.Service.PutAsync(Record(key, 1, "alpha", "192.0.2.1"), false).WithTimeout()).IsSuccess);
+        await a.PutAsync(key, 1, "alpha", "192.0.2.1");
 
         // B reads it once from Redis, then from its cache.
         Assert.Equal(1UL, (await b.Store.GetAsync(key.Guid).WithTimeout())!.Version);
@@ -104,8 +86,7 @@ public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) 
         Assert.Equal(1UL, cached.Version);
 
         // A moves the GUID to a new version and a new name: once B's feed delivered it, B serves it.
-        await DeliveredAsync(b.Feed, key.Guid, 2, async () =>
-            Assert.True((await a.Service.PutAsync(Record(key, 2, "beta", "198.51.100.2"), false).WithTimeout()).IsSuccess));
+        await PutDeliveredAsync(a, b, key, 2, "beta", "198.51.100.2");
         Assert.Equal(2UL, (await b.Store.GetAsync(key.Guid).WithTimeout())!.Version);
         Assert.Equal(2UL, await b.Store.GetVersionAsync(key.Guid).WithTimeout());
         Assert.Null(await b.Store.GetByNameAsync("alpha").WithTimeout());
@@ -128,7 +109,7 @@ public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) 
         var keys = Enumerable.Range(0, 40).Select(_ => NewKey()).ToArray();
         foreach (var key in keys)
         {
-            Assert.True((await a.Service.PutAsync(Record(key, 5, null, "192.0.2.9"), false).WithTimeout()).IsSuccess);
+            await a.PutAsync(key, 5, null, "192.0.2.9");
         }
 
         for (var round = 0; round < 3; round++)
@@ -151,8 +132,7 @@ public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) 
         var clock = new FakeTimeProvider();
         var b = await StartAsync(options, clock);
         var key = NewKey();
-        await DeliveredAsync(b.Feed, key.Guid, 1, async () =>
-            Assert.True((await a.Service.PutAsync(Record(key, 1, null, "192.0.2.1"), false).WithTimeout()).IsSuccess));
+        await PutDeliveredAsync(a, b, key, 1, null, "192.0.2.1");
         Assert.Equal(1UL, (await b.Store.GetAsync(key.Guid).WithTimeout())!.Version);
 
         // A's store commits version 2 and A dies before publishing it (the store alone never publishes):
@@ -173,12 +153,11 @@ public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) 
         var b = await StartAsync(options);
         var key = NewKey();
         // Delivered first, so that B's read below cannot race the change (a raced fill is refused: a harmless miss).
-        await DeliveredAsync(b.Feed, key.Guid, 1, async () =>
-            Assert.True((await a.Service.PutAsync(Record(key, 1, null, "192.0.2.1"), false).WithTimeout()).IsSuccess));
+        await PutDeliveredAsync(a, b, key, 1, null, "192.0.2.1");
         Assert.NotNull(await b.Store.GetAsync(key.Guid).WithTimeout());
         Assert.True(b.Cache.Count > 0);
 
-        await using var admin = await Infrastructure.Redis.ConnectAsync(configuration);
+        await using var admin = await Infrastructure.Redis.ConnectAsync(Configuration);
         foreach (var server in admin.GetServers().Where(s => !s.IsReplica))
         {
             await server.ExecuteAsync("CLIENT", "KILL", "TYPE", "pubsub").WithTimeout();
@@ -187,8 +166,7 @@ public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) 
         await TestTimeout.Eventually(() => b.Cache.Invalidations >= 1, "B's cache was dropped");
         await TestTimeout.Eventually(() => b.Cache.IsLive, "B's feed was verified again after the reconnect");
 
-        await DeliveredAsync(b.Feed, key.Guid, 2, async () =>
-            Assert.True((await a.Service.PutAsync(Record(key, 2, null, "192.0.2.2"), false).WithTimeout()).IsSuccess));
+        await PutDeliveredAsync(a, b, key, 2, null, "192.0.2.2");
         Assert.Equal(2UL, (await b.Store.GetAsync(key.Guid).WithTimeout())!.Version);
     }
 
@@ -200,8 +178,7 @@ public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) 
         var b = await StartAsync(options);
         var key = NewKey();
         // Delivered first, so that B's read below cannot race the change (a raced fill is refused: a harmless miss).
-        await DeliveredAsync(b.Feed, key.Guid, 1, async () =>
-            Assert.True((await a.Service.PutAsync(Record(key, 1, null, "192.0.2.1"), false).WithTimeout()).IsSuccess));
+        await PutDeliveredAsync(a, b, key, 1, null, "192.0.2.1");
         Assert.Equal(1UL, (await b.Store.GetAsync(key.Guid).WithTimeout())!.Version);
         Assert.True(b.Cache.TryGet(key.Guid, out _));
 
@@ -216,7 +193,7 @@ public abstract class RedisRecordCacheFunctionalTestsBase(string configuration) 
         }
 
         await TestTimeout.Eventually(() => !b.Cache.IsLive, "B's probe went unanswered");
-        Assert.True((await a.Service.PutAsync(Record(key, 2, null, "192.0.2.2"), false).WithTimeout()).IsSuccess);
+        await a.PutAsync(key, 2, null, "192.0.2.2");
 
         // B never heard of version 2, and still answers it: with the cache off, reads go to Redis.
         Assert.Equal(2UL, (await b.Store.GetAsync(key.Guid).WithTimeout())!.Version);

@@ -13,27 +13,13 @@ using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 namespace Mobility.Gns.Redis.FunctionalTests.Watch;
 
 /// <summary>Two GNS cores (service + watch hub) sharing a Redis store and feed: a watcher of one is pushed the updates accepted by the other.</summary>
-public abstract class CrossProcessWatchTestsBase(string configuration) : IAsyncLifetime
+public abstract class CrossProcessWatchTestsBase(string configuration) : RedisScenarioTestsBase(configuration)
 {
-    private readonly List<IAsyncDisposable> _disposables = [];
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        foreach (var disposable in Enumerable.Reverse(_disposables))
-        {
-            await disposable.DisposeAsync().AsTask().WithTimeout();
-        }
-    }
-
     private async Task<(GnsService Service, WatchHub Hub)> StartGnsAsync(RedisGnsOptions options)
     {
-        var redis = await Infrastructure.Redis.ConnectAsync(configuration);
-        _disposables.Add(redis);
+        var redis = await ConnectAsync();
         var store = await Infrastructure.Redis.OpenAsync(redis, options);
-        var feed = new RedisRecordChangeFeed(redis, options, NullLogger<RedisRecordChangeFeed>.Instance);
-        _disposables.Add(feed);
+        var feed = Owned(new RedisRecordChangeFeed(redis, options, NullLogger<RedisRecordChangeFeed>.Instance));
         await feed.StartAsync().WithTimeout();
         var gnsOptions = Options.Create(new GnsServerOptions());
         var service = new GnsService(store, feed, gnsOptions, TimeProvider.System, NullLogger<GnsService>.Instance);
@@ -43,7 +29,7 @@ public abstract class CrossProcessWatchTestsBase(string configuration) : IAsyncL
     [Fact]
     public async Task A_watcher_on_one_GNS_process_is_pushed_updates_and_removals_accepted_by_another()
     {
-        var options = Infrastructure.Redis.Options(configuration);
+        var options = Infrastructure.Redis.Options(Configuration);
         var (serviceA, hubA) = await StartGnsAsync(options);
         var (_, hubB) = await StartGnsAsync(options);
         using var key = HostKey.Generate();

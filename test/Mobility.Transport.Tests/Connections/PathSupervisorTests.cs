@@ -130,14 +130,14 @@ public sealed class PathSupervisorTests
         {
             var pause = TimeSpan.FromMilliseconds(pauses[i]);
             var expected = pauses.Take(i + 1).Count(p => p == pauses[i]);
-            await Eventually.TrueAsync(() => factory.Attempts.Count == i + 1, $"attempt {i + 1} was made");
-            await Eventually.TrueAsync(() => time.TimersDue(pause) >= expected, $"pause {i + 1} of {pause.TotalMilliseconds} ms began");
+            await TestTimeout.Eventually(() => factory.Attempts.Count == i + 1, $"attempt {i + 1} was made");
+            await TestTimeout.Eventually(() => time.TimersDue(pause) >= expected, $"pause {i + 1} of {pause.TotalMilliseconds} ms began");
             time.Advance(pause - TimeSpan.FromMilliseconds(1));
             Assert.Equal(i + 1, factory.Attempts.Count);   // not a moment early
             time.Advance(TimeSpan.FromMilliseconds(1));
         }
 
-        await Eventually.TrueAsync(() => factory.Attempts.Count == pauses.Length + 1, "the last attempt was made");
+        await TestTimeout.Eventually(() => factory.Attempts.Count == pauses.Length + 1, "the last attempt was made");
         var offsets = factory.Attempts.Select(a => (a.At - start).TotalMilliseconds).ToArray();
         Assert.Equal([0, 50, 150, 350, 750, 1550, 2550, 3550], offsets);
         Assert.Equal(pauses.Length + 1, connection.ResumeAttempts);
@@ -152,11 +152,11 @@ public sealed class PathSupervisorTests
         var (supervisor, connection, factory, time) = Create(locator);
         var start = time.GetUtcNow();
         supervisor.Kick();
-        await Eventually.TrueAsync(() => factory.Attempts.Count == 1, "the first attempt was made");
-        await Eventually.TrueAsync(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the back-off began");
+        await TestTimeout.Eventually(() => factory.Attempts.Count == 1, "the first attempt was made");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the back-off began");
 
         locator.Push(Keys.Server.Guid, Second);
-        await Eventually.TrueAsync(() => factory.Attempts.Count == 2, "the pushed endpoint was tried");
+        await TestTimeout.Eventually(() => factory.Attempts.Count == 2, "the pushed endpoint was tried");
         var second = factory.Attempts.Last();
         Assert.Equal(Second, second.Remote);
         Assert.Equal(start, second.At);   // no time passed: the back-off was abandoned
@@ -170,16 +170,16 @@ public sealed class PathSupervisorTests
         var (supervisor, connection, factory, time) = Create();
         factory.Hang = true;
         supervisor.Kick();
-        await Eventually.TrueAsync(() => factory.Tokens.Count == 1, "the first attempt began");
-        await Eventually.TrueAsync(() => time.TimersDue(TimeSpan.FromSeconds(30)) > 0, "the attempt's deadline was set");
+        await TestTimeout.Eventually(() => factory.Tokens.Count == 1, "the first attempt began");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromSeconds(30)) > 0, "the attempt's deadline was set");
         var token = factory.Tokens.Single();
         time.Advance(TimeSpan.FromSeconds(29));
         Assert.False(token.IsCancellationRequested);
         time.Advance(TimeSpan.FromSeconds(1));
         Assert.True(token.IsCancellationRequested);
-        await Eventually.TrueAsync(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the back-off began");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the back-off began");
         time.Advance(TimeSpan.FromMilliseconds(50));
-        await Eventually.TrueAsync(() => factory.Tokens.Count == 2, "the next attempt began");
+        await TestTimeout.Eventually(() => factory.Tokens.Count == 2, "the next attempt began");
         await StopAsync(supervisor, connection);
     }
 
@@ -188,7 +188,7 @@ public sealed class PathSupervisorTests
     {
         var (supervisor, connection, factory, time) = Create();
         supervisor.Kick();
-        await Eventually.TrueAsync(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the back-off began");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the back-off began");
         await StopAsync(supervisor, connection);
         Assert.True(supervisor.Completion.IsCompletedSuccessfully);
         Assert.Single(factory.Attempts);

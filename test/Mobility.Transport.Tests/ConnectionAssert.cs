@@ -1,0 +1,19 @@
+using System.Security.Cryptography;
+
+namespace Mobility.Transport.Tests;
+
+internal static class ConnectionAssert
+{
+    /// <summary>The connection still carries data both ways: <paramref name="size"/> random bytes client -> server, then back.</summary>
+    public static async Task CarriesOnAsync(MobileConnection client, MobileConnection server, int size)
+    {
+        var payload = RandomNumberGenerator.GetBytes(size);
+        await client.Stream.WriteAsync(payload).WithTimeout();
+        var received = new byte[payload.Length];
+        await server.Stream.ReadExactlyAsync(received).WithTimeout();
+        Assert.Equal(payload, received);
+        await server.Stream.WriteAsync(payload).WithTimeout();
+        await client.Stream.ReadExactlyAsync(received).WithTimeout();
+        Assert.Equal(payload, received);
+    }
+}
