@@ -53,11 +53,8 @@ public sealed class AddressFallbackTests
     {
         await using var gns = await GnsServerInstance.StartAsync();
         // The application listens on 127.0.0.1 only: plain TCP to B's address could not reach it.
-        await using var echo = new EchoServer();
-        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
-        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
-        await gns.RegisteredAsync(b);
-        b.Api.Expose(echo.Port);
+        await using var stage = await ExposedEcho.StartAsync(() => gns.CreateClient(), server => gns.RegisteredAsync(server));
+        var (echo, b, a) = (stage.Echo, stage.Server, stage.Client);
 
         using var client = await SocksTestClient.ConnectAsync(a.Socks, b.Address, echo.Port, Socks5Reply.Succeeded);
         var reading = SocksTestClient.ReadToEndAsync(client);

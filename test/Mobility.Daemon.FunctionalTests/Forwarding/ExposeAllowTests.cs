@@ -67,11 +67,8 @@ public sealed class ExposeAllowTests
     public async Task Without_allow_every_authenticated_peer_may_open_an_exposed_port()
     {
         await using var gns = await GnsServerInstance.StartAsync();
-        await using var echo = new EchoServer();
-        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
-        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
-        await gns.RegisteredAsync(b);
-        b.Api.Expose(echo.Port);
+        await using var stage = await ExposedEcho.StartAsync(() => gns.CreateClient(), server => gns.RegisteredAsync(server));
+        var (echo, b, a) = (stage.Echo, stage.Server, stage.Client);
         Assert.True(Assert.Single(b.Api.ListExposed().Entries).OpenToAll);
 
         using var client = await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", echo.Port, Socks5Reply.Succeeded);

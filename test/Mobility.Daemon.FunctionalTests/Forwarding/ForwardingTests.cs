@@ -34,11 +34,8 @@ public sealed class ForwardingTests
     public async Task Socks_connect_to_an_exposed_port_by_guid_echoes_and_passes_the_half_close()
     {
         var gns = new FakeGns();
-        await using var echo = new EchoServer();
-        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
-        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
-        await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
-        b.Api.Expose(echo.Port);
+        await using var stage = await ExposedEcho.StartAsync(() => gns.CreateClient(), server => TestTimeout.Eventually(() => gns.Get(server.Guid) is not null, "B registered"));
+        var (echo, b, a) = (stage.Echo, stage.Server, stage.Client);
 
         using var client = await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
         await SocksTestClient.AssertEchoesAsync(client, 300_000);
@@ -122,11 +119,8 @@ public sealed class ForwardingTests
     public async Task The_stream_survives_when_the_server_host_moves_mid_stream()
     {
         var gns = new FakeGns();
-        await using var echo = new EchoServer();
-        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
-        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
-        await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
-        b.Api.Expose(echo.Port);
+        await using var stage = await ExposedEcho.StartAsync(() => gns.CreateClient(), server => TestTimeout.Eventually(() => gns.Get(server.Guid) is not null, "B registered"));
+        var (echo, b, a) = (stage.Echo, stage.Server, stage.Client);
         using var client = await SocksTestClient.ConnectAsync(a.Socks, $"{b.Guid}.guid", echo.Port, expect: Socks5Reply.Succeeded);
         var reading = SocksTestClient.ReadToEndAsync(client);
         var forwarder = b.Forwarder;
