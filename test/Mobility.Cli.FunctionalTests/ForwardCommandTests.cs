@@ -1,12 +1,8 @@
 using System.CommandLine;
-using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using Microsoft.Extensions.DependencyInjection;
-using Mobility.Cli;
 using Mobility.Cli.Commands;
 using Mobility.Daemon.Forwarding;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
 
 namespace Mobility.Cli.FunctionalTests;
 

@@ -1,8 +1,5 @@
-using System.Net;
 using System.Text.Json;
-using Mobility.Cli;
 using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
 
 namespace Mobility.Cli.FunctionalTests;
 

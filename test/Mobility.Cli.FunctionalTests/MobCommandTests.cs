@@ -1,8 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
-using Mobility.Cli;
 using Mobility.Cli.Commands;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
 
 namespace Mobility.Cli.FunctionalTests;
 

@@ -1,7 +1,3 @@
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-
 namespace Mobility.Daemon.FunctionalTests;
 
 /// <summary>

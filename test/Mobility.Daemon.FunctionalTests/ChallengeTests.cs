@@ -1,9 +1,5 @@
-using System.Net;
-using System.Net.Sockets;
 using Mobility.Daemon.Challenges;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
 using Mobility.Protocol.Challenge;
-using Mobility.Protocol.Identity;
 
 namespace Mobility.Daemon.FunctionalTests;
 

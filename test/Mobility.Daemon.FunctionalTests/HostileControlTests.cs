@@ -1,9 +1,5 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
 using Mobility.Protocol.Challenge;
-using Mobility.Protocol.Identity;
 
 namespace Mobility.Daemon.FunctionalTests;
 

@@ -1,9 +1,4 @@
 using System.Globalization;
-using System.Net;
-using Microsoft.Extensions.DependencyInjection;
-using Mobility.Daemon.Forwarding;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-using Mobility.Protocol.Forwarding;
 
 namespace Mobility.Daemon.FunctionalTests;
 

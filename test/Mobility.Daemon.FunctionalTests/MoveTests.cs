@@ -1,7 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Http.Json;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
 using Xunit.Abstractions;
 
 namespace Mobility.Daemon.FunctionalTests;

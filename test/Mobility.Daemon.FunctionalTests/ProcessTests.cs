@@ -1,6 +1,4 @@
-using System.Net.Http.Json;
 using System.Text.Json;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
 
 namespace Mobility.Daemon.FunctionalTests;
 

@@ -1,10 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Http.Json;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-using Mobility.Gns.Client;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 using Xunit.Abstractions;
 
 namespace Mobility.Daemon.FunctionalTests;

@@ -1,8 +1,4 @@
 using System.Collections.Immutable;
-using System.Net;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 
 namespace Mobility.Daemon.FunctionalTests;
 

@@ -1,8 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Text.Json;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
 
 namespace Mobility.Daemon.FunctionalTests;
 

@@ -1,5 +1,3 @@
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-
 namespace Mobility.Daemon.FunctionalTests;
 
 /// <summary>

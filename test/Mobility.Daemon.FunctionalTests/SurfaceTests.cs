@@ -1,11 +1,7 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Text.Json;
 using Grpc.Net.Client;
 using Mobility.Daemon.Api;
 using Mobility.Daemon.Client;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
 
 namespace Mobility.Daemon.FunctionalTests;
 

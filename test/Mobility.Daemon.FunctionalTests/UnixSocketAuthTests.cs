@@ -1,7 +1,3 @@
-using System.Net;
-using System.Net.Http.Json;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-
 namespace Mobility.Daemon.FunctionalTests;
 
 /// <summary>

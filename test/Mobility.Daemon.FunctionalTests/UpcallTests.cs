@@ -1,6 +1,3 @@
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-using Mobility.Protocol.Identity;
-
 namespace Mobility.Daemon.FunctionalTests;
 
 /// <summary>

@@ -1,8 +1,5 @@
-using System.Net;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Time.Testing;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
 
 namespace Mobility.Daemon.FunctionalTests;
 

@@ -1,9 +1,7 @@
 using System.Collections.Concurrent;
-using System.Net;
 using Mobility.Gns.Client;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
-using Xunit.Abstractions;
 
 namespace Mobility.EndToEnd.FunctionalTests;
 

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Mobility.EndToEnd.FunctionalTests.Infrastructure;
-using Xunit.Abstractions;
 
 namespace Mobility.EndToEnd.FunctionalTests;
 

@@ -1,10 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Mobility.EndToEnd.FunctionalTests.Infrastructure;
-using Xunit.Abstractions;
 
 namespace Mobility.EndToEnd.FunctionalTests;
 

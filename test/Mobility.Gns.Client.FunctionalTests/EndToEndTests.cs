@@ -1,9 +1,5 @@
-using System.Net;
 using System.Text.Json;
 using Mobility.Cli;
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 
 namespace Mobility.Gns.Client.FunctionalTests;
 

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Grpc.Core;
@@ -11,8 +10,6 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Mobility.Gns.Api;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 using Record = Mobility.Gns.Api.Record;
 
 namespace Mobility.Gns.Client.FunctionalTests;

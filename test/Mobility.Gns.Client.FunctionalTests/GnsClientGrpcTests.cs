@@ -1,8 +1,3 @@
-using System.Net;
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-
 namespace Mobility.Gns.Client.FunctionalTests;
 
 public sealed class GnsClientGrpcTests : IAsyncLifetime

@@ -1,8 +1,4 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Time.Testing;
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
 
 namespace Mobility.Gns.Client.FunctionalTests;
 

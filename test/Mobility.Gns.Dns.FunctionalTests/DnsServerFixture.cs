@@ -1,11 +1,6 @@
-using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Mobility.Gns.Dns.Server;
-using Mobility.Gns.Storage;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 using static Mobility.Gns.Dns.Tests.Records;
 
 namespace Mobility.Gns.Dns.FunctionalTests;

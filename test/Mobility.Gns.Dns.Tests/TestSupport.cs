@@ -1,9 +1,6 @@
 using System.Buffers.Binary;
-using System.Net;
 using System.Text;
 using Mobility.Gns.Dns.Protocol;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 
 namespace Mobility.Gns.Dns.Tests;
 

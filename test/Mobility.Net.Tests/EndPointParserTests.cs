@@ -1,4 +1,3 @@
-using System.Net;
 using Mobility.Net.EndPoints;
 
 namespace Mobility.Net.Tests;

@@ -1,4 +1,3 @@
-using System.Net;
 using Mobility.Net.Processes;
 
 namespace Mobility.Net.Tests;

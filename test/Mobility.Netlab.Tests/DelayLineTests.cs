@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Mobility.Netlab.Emulation;
 
 namespace Mobility.Netlab.Tests;

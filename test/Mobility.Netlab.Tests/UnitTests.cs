@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Mobility.Netlab.Emulation;
 using Mobility.Netlab.Interop;
 using Mobility.Netlab.Scenarios;

@@ -1,7 +1,3 @@
-using System.Net;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-
 namespace Mobility.Protocol.Tests;
 
 /// <summary>

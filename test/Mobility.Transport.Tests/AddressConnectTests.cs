@@ -1,8 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Security.Cryptography;
-using Mobility.Protocol.Identity;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>An <see cref="IAddressOwnerResolver"/> whose answers the test sets (the daemon's answers come from challenges).</summary>

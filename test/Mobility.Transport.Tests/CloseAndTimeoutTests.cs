@@ -1,6 +1,3 @@
-using System.Net;
-using System.Security.Cryptography;
-
 namespace Mobility.Transport.Tests;
 
 public class CloseAndTimeoutTests

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-
 namespace Mobility.Transport.Tests;
 
 internal static class ConnectionAssert

@@ -1,5 +1,3 @@
-using System.Net;
-using Microsoft.Extensions.Time.Testing;
 using Mobility.Transport.Handshakes;
 
 namespace Mobility.Transport.Tests;

@@ -1,8 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Transport;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>Cookies, per-source slots and cut half-done handshakes, on real loopback sockets from several 127.x sources.</summary>

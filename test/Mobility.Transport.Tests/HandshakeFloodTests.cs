@@ -1,7 +1,3 @@
-using System.Diagnostics;
-using System.Net;
-using Xunit.Abstractions;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>The flood tests hold thousands of descriptors each: they run alone, not beside other tests.</summary>

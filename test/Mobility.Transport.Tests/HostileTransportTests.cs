@@ -1,10 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Security.Cryptography;
-using Microsoft.Extensions.Logging;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Transport;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>

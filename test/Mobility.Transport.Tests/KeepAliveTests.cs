@@ -1,8 +1,3 @@
-using System.Net;
-using System.Security.Cryptography;
-using Microsoft.Extensions.Time.Testing;
-using Xunit.Abstractions;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>

@@ -1,5 +1,3 @@
-using System.Net;
-
 namespace Mobility.Transport.Tests;
 
 public sealed class ListenerBurstTests

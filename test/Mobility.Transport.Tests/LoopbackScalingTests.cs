@@ -1,7 +1,3 @@
-using System.Diagnostics;
-using System.Net;
-using Xunit.Abstractions;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>How the time to resume every connection grows with their number (printed, not asserted).</summary>

@@ -1,8 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Security.Cryptography;
-using Mobility.Protocol.Transport;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>

@@ -1,7 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using Mobility.Protocol.Transport;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>Talks to a listener below the transport: raw handshake bytes in, the raw answer out.</summary>

@@ -1,10 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using Microsoft.Extensions.Logging;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Transport;
-using Mobility.Transport.Flows;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>Wraps TCP flows and keeps the first bytes each flow wrote (to replay them).</summary>

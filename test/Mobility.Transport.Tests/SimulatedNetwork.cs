@@ -1,7 +1,4 @@
-using System.Net;
-using System.Net.Sockets;
 using System.Threading.Channels;
-using Mobility.Transport.Flows;
 
 namespace Mobility.Transport.Tests;
 

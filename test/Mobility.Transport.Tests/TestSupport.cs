@@ -1,7 +1,3 @@
-using System.Net;
-using System.Security.Cryptography;
-using Mobility.Protocol.Identity;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>An <see cref="IPeerLocator"/> whose answers and pushes the test controls.</summary>

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Time.Testing;
-
 namespace Mobility.Transport.Tests;
 
 /// <summary>

@@ -1,14 +1,5 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Security.Cryptography;
-using Microsoft.Extensions.DependencyInjection;
 using Mobility.Cli;
 using Mobility.Cli.Commands;
-using Mobility.Daemon.Forwarding;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-using Mobility.Protocol.Forwarding;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 using Mobility.Transport;
 
 namespace Mobility.Daemon.FunctionalTests.Forwarding;

@@ -1,13 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Net;
-using System.Net.Http.Json;
-using System.Net.Sockets;
-using System.Security.Cryptography;
-using Microsoft.Extensions.DependencyInjection;
-using Mobility.Daemon.Forwarding;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-using Mobility.Protocol.Forwarding;
 
 namespace Mobility.Daemon.FunctionalTests.Forwarding;
 

@@ -1,13 +1,5 @@
 using System.Buffers.Binary;
-using System.Net;
-using System.Net.Http.Json;
-using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text;
-using Microsoft.Extensions.DependencyInjection;
-using Mobility.Daemon.Forwarding;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-using Mobility.Protocol.Forwarding;
 
 namespace Mobility.Daemon.FunctionalTests.Forwarding;
 

@@ -1,7 +1,3 @@
-using System.Net.Sockets;
-using System.Security.Cryptography;
-using Mobility.Daemon.FunctionalTests.Infrastructure;
-
 namespace Mobility.Daemon.FunctionalTests.Forwarding;
 
 /// <summary>A stream that keeps flowing while the daemon at its far end moves to a new address.</summary>

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -8,8 +6,6 @@ using Mobility.Daemon.Control;
 using Mobility.Daemon.Forwarding;
 using Mobility.Daemon.Hosting;
 using Mobility.Daemon.Service;
-using Mobility.Gns.Client;
-using Mobility.Protocol.Identity;
 
 namespace Mobility.Daemon.FunctionalTests.Infrastructure;
 

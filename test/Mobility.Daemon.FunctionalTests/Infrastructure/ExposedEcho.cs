@@ -1,5 +1,3 @@
-using Mobility.Gns.Client;
-
 namespace Mobility.Daemon.FunctionalTests.Infrastructure;
 
 /// <summary>

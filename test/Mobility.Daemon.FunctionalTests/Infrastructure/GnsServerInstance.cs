@@ -1,11 +1,8 @@
-using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Mobility.Gns;
-using Mobility.Gns.Client;
 using Mobility.Gns.Udp;
 
 namespace Mobility.Daemon.FunctionalTests.Infrastructure;

@@ -1,8 +1,4 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Security.Cryptography;
 using Mobility.Net.Socks5;
-using Mobility.Protocol.Forwarding;
 
 namespace Mobility.Daemon.FunctionalTests.Infrastructure;
 

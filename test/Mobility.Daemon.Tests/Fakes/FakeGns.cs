@@ -1,9 +1,7 @@
-using System.Net;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Mobility.Gns.Client;
 using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 
 namespace Mobility.Daemon.Tests.Fakes;

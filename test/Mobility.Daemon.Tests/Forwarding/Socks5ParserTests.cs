@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Net;
 using Mobility.Daemon.Forwarding;
 using Mobility.Protocol.Forwarding;
 

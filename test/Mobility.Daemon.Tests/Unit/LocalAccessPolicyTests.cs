@@ -1,8 +1,5 @@
-using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Options;
 using Mobility.Daemon.Access;
-using Mobility.Protocol.Identity;
 
 namespace Mobility.Daemon.Tests.Unit;
 

@@ -1,8 +1,5 @@
-using System.Net;
-using Microsoft.Extensions.Options;
 using Mobility.Daemon.Challenges;
 using Mobility.Protocol.Challenge;
-using Mobility.Protocol.Identity;
 
 namespace Mobility.Daemon.Tests.Unit;
 

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Identity;
 using Mobility.Daemon.Records;

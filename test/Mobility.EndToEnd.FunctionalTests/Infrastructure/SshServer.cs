@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Net;
 using System.Net.Sockets;
 
 namespace Mobility.EndToEnd.FunctionalTests.Infrastructure;

@@ -1,6 +1,3 @@
-using System.Buffers.Binary;
-using Mobility.Gns.Dns.Protocol;
-
 namespace Mobility.Gns.Dns.Tests.Protocol;
 
 /// <summary>The query parser against well-formed and hostile input: anything wrong is a DnsFormatException, never another error.</summary>

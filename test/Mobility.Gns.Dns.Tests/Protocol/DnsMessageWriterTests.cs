@@ -1,6 +1,3 @@
-using System.Net;
-using Mobility.Gns.Dns.Protocol;
-
 namespace Mobility.Gns.Dns.Tests.Protocol;
 
 public sealed class DnsMessageWriterTests

@@ -1,14 +1,7 @@
-using System.Buffers.Binary;
-using System.Net;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using Mobility.Gns.Dns.Protocol;
-using Mobility.Gns.Dns.Server;
-using Mobility.Gns.Storage;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 using static Mobility.Gns.Dns.Tests.Records;
 
 namespace Mobility.Gns.Dns.Tests.Server;

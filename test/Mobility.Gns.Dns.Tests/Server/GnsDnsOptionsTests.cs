@@ -1,10 +1,7 @@
-using System.Net;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Mobility.Gns.Dns.Server;
-using Mobility.Gns.Storage;
 
 namespace Mobility.Gns.Dns.Tests.Server;
 

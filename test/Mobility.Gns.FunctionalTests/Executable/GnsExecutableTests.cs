@@ -1,8 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
-
 namespace Mobility.Gns.FunctionalTests.Executable;
 
 /// <summary>The `gns serve` process: ready line, real ports, HTTP/JSON, UDP, and a clean stop on SIGTERM.</summary>

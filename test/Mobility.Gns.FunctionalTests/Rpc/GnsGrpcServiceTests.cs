@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Google.Protobuf;
@@ -7,12 +6,7 @@ using Grpc.Net.Client;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Mobility.Gns.Api;
-using Mobility.Gns.Tests.Support;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 using ApiGns = Mobility.Gns.Api.Gns;
 
 namespace Mobility.Gns.FunctionalTests.Rpc;

@@ -1,13 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Mobility.Gns.Tests.Support;
-using Mobility.Gns.Udp;
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-
 namespace Mobility.Gns.FunctionalTests.Udp;
 
 /// <summary>

@@ -1,13 +1,4 @@
-using System.Net;
-using System.Net.Sockets;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Mobility.Gns.Storage;
-using Mobility.Gns.Tests.Support;
-using Mobility.Gns.Udp;
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
 
 namespace Mobility.Gns.FunctionalTests.Udp;
 

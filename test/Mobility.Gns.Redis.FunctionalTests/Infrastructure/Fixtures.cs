@@ -1,8 +1,3 @@
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
-using Mobility.Gns.Redis.Storage;
-using StackExchange.Redis;
-
 namespace Mobility.Gns.Redis.FunctionalTests.Infrastructure;
 
 /// <summary>One redis-server for the tests of a collection; each test isolates itself with its own key prefix.</summary>

@@ -1,6 +1,3 @@
-using Mobility.Protocol.Identity;
-using StackExchange.Redis;
-
 namespace Mobility.Gns.Redis.FunctionalTests.Infrastructure;
 
 /// <summary>

@@ -1,10 +1,4 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using Mobility.Gns.Claims;
-using Mobility.Gns.Redis.Storage;
-using Mobility.Gns.Redis.FunctionalTests.Infrastructure;
-using Mobility.Gns.Storage;
-using Mobility.Gns.Tests.Storage;
-using StackExchange.Redis;
 
 namespace Mobility.Gns.Redis.FunctionalTests.Storage;
 

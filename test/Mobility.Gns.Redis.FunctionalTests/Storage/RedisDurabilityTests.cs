@@ -1,11 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
-using Mobility.Gns.Redis.FunctionalTests.Infrastructure;
-using Mobility.Gns.Storage;
-using Mobility.Protocol.Identity;
-using StackExchange.Redis;
 using Xunit.Abstractions;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Redis.FunctionalTests.Storage;
 

@@ -1,12 +1,3 @@
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
-using Mobility.Gns.Redis.Storage;
-using Mobility.Gns.Redis.Watch;
-using Mobility.Gns.Redis.FunctionalTests.Infrastructure;
-using Mobility.Gns.Storage;
-using Mobility.Gns.Tests.Storage;
-using StackExchange.Redis;
-
 namespace Mobility.Gns.Redis.FunctionalTests.Storage;
 
 /// <summary>The behaviour every IGnsStore must have, against one real redis-server.</summary>

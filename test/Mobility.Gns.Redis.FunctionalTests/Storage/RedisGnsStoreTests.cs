@@ -1,14 +1,5 @@
 using System.Collections.Concurrent;
 using System.Net;
-using Microsoft.Extensions.Logging;
-using Mobility.Gns.Redis.Storage;
-using Mobility.Gns.Redis.FunctionalTests.Infrastructure;
-using Mobility.Gns.Storage;
-using Mobility.Gns.Tests.Storage;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-using StackExchange.Redis;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Redis.FunctionalTests.Storage;
 

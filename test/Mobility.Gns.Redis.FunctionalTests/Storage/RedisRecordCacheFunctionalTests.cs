@@ -1,16 +1,8 @@
 using System.Globalization;
 using System.Threading.Channels;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
-using Mobility.Gns.Redis.Storage;
-using Mobility.Gns.Redis.FunctionalTests.Infrastructure;
-using Mobility.Gns.Redis.Watch;
 using Mobility.Gns.Service;
-using Mobility.Gns.Watch;
-using Mobility.Protocol.Identity;
-using StackExchange.Redis;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Redis.FunctionalTests.Storage;
 

@@ -1,14 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
-using Mobility.Gns.Redis.Storage;
-using Mobility.Gns.Redis.FunctionalTests.Infrastructure;
-using Mobility.Gns.Redis.Watch;
-using Mobility.Gns.Storage;
-using Mobility.Gns.Tests.Storage;
-using Mobility.Gns.Watch;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Redis.FunctionalTests.Storage;
 

@@ -1,14 +1,5 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using Mobility.Gns.Redis.Storage;
-using Mobility.Gns.Redis.FunctionalTests.Infrastructure;
-using Mobility.Gns.Redis.Watch;
 using Mobility.Gns.Service;
-using Mobility.Gns.Watch;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-using StackExchange.Redis;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Redis.FunctionalTests.Watch;
 

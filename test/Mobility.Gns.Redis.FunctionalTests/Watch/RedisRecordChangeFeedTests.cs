@@ -1,11 +1,4 @@
 using System.Threading.Channels;
-using Microsoft.Extensions.Logging.Abstractions;
-using Mobility.Gns.Redis.FunctionalTests.Infrastructure;
-using Mobility.Gns.Redis.Watch;
-using Mobility.Gns.Watch;
-using Mobility.Protocol.Identity;
-using StackExchange.Redis;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Redis.FunctionalTests.Watch;
 

@@ -2,7 +2,6 @@ using System.Globalization;
 using Microsoft.Extensions.Time.Testing;
 using Mobility.Gns.Redis.Storage;
 using Mobility.Protocol.Identity;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Redis.Tests.Storage;
 

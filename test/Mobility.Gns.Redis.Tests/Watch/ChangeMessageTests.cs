@@ -2,7 +2,6 @@ using Mobility.Gns.Redis.Watch;
 using Mobility.Gns.Watch;
 using Mobility.Protocol;
 using Mobility.Protocol.Identity;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Redis.Tests.Watch;
 

@@ -1,10 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Mobility.Gns.Storage;
-using Mobility.Gns.Tests.Support;
 
 namespace Mobility.Gns.Tests.Service;
 

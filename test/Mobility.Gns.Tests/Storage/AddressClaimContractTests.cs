@@ -1,10 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Time.Testing;
 using Mobility.Gns.Claims;
-using Mobility.Gns.Storage;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Tests.Storage;
 

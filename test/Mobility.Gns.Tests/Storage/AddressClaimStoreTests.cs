@@ -1,5 +1,4 @@
 using Mobility.Gns.Claims;
-using Mobility.Gns.Storage;
 
 namespace Mobility.Gns.Tests.Storage;
 

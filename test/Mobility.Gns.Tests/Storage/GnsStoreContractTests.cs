@@ -1,9 +1,5 @@
 using System.Collections.Concurrent;
 using System.Net;
-using Mobility.Gns.Storage;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Tests.Storage;
 

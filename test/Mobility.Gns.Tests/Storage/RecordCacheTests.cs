@@ -1,6 +1,3 @@
-using Mobility.Gns.Storage;
-using Mobility.Protocol.Identity;
-
 namespace Mobility.Gns.Tests.Storage;
 
 public sealed class RecordCacheTests

@@ -1,9 +1,4 @@
-using System.Net;
 using Microsoft.Data.Sqlite;
-using Microsoft.Extensions.Logging;
-using Mobility.Gns.Storage;
-using Mobility.Protocol.Identity;
-using static Mobility.Gns.Tests.Storage.StoreTestSupport;
 
 namespace Mobility.Gns.Tests.Storage;
 

@@ -1,14 +1,9 @@
-using System.Net;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Mobility.Gns.Service;
-using Mobility.Gns.Storage;
 using Mobility.Gns.Udp;
 using Mobility.Gns.Watch;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 
 namespace Mobility.Gns.Tests.Support;
 

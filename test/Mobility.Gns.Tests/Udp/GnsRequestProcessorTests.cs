@@ -1,10 +1,5 @@
-using System.Net;
-using Microsoft.Extensions.Logging;
-using Mobility.Gns.Tests.Support;
 using Mobility.Gns.Udp;
 using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 
 namespace Mobility.Gns.Tests.Udp;
 

@@ -1,8 +1,5 @@
-using Mobility.Gns.Tests.Support;
 using Mobility.Gns.Watch;
 using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 
 namespace Mobility.Gns.Tests.Watch;
 

@@ -1,7 +1,4 @@
-using System.Net;
 using Mobility.Protocol.Challenge;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Wire;
 
 namespace Mobility.Protocol.Tests.Challenge;
 

@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Net;
 using Mobility.Protocol.Forwarding;
 
 namespace Mobility.Protocol.Tests.Forwarding;

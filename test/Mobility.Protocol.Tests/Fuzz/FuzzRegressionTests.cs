@@ -1,4 +1,3 @@
-using System.Buffers;
 using Mobility.Fuzz;
 
 namespace Mobility.Protocol.Tests.Fuzz;

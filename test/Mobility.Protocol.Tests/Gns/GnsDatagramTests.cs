@@ -1,11 +1,4 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Text;
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 using Mobility.Protocol.Tests.Records;
-using static Mobility.Protocol.Tests.TestVectors;
 
 namespace Mobility.Protocol.Tests.Gns;
 

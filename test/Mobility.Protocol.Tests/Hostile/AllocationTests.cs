@@ -1,7 +1,4 @@
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Records;
 using Xunit.Abstractions;
-using static Mobility.Protocol.Tests.TestVectors;
 
 namespace Mobility.Protocol.Tests.Hostile;
 

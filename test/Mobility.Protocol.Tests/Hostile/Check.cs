@@ -1,6 +1,3 @@
-using System.Net.Sockets;
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Records;
 using Xunit.Sdk;
 
 namespace Mobility.Protocol.Tests.Hostile;

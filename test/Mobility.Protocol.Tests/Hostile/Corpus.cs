@@ -1,10 +1,5 @@
-using System.Net;
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
 using Mobility.Protocol.Tests.Gns;
 using Mobility.Protocol.Tests.Records;
-using static Mobility.Protocol.Tests.TestVectors;
 
 namespace Mobility.Protocol.Tests.Hostile;
 

@@ -1,8 +1,3 @@
-using Mobility.Protocol.Gns;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-using static Mobility.Protocol.Tests.TestVectors;
-
 namespace Mobility.Protocol.Tests.Hostile;
 
 /// <summary>

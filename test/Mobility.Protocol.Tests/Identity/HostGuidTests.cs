@@ -1,6 +1,3 @@
-using Mobility.Protocol.Identity;
-using static Mobility.Protocol.Tests.TestVectors;
-
 namespace Mobility.Protocol.Tests.Identity;
 
 public class HostGuidTests

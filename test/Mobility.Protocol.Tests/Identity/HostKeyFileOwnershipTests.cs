@@ -1,5 +1,4 @@
 using System.Runtime.Versioning;
-using Mobility.Protocol.Identity;
 
 namespace Mobility.Protocol.Tests.Identity;
 

@@ -1,8 +1,5 @@
 using System.Runtime.Versioning;
 using System.Security.Cryptography;
-using System.Text;
-using Mobility.Protocol.Identity;
-using static Mobility.Protocol.Tests.TestVectors;
 
 namespace Mobility.Protocol.Tests.Identity;
 

@@ -1,7 +1,3 @@
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Wire;
-using static Mobility.Protocol.Tests.TestVectors;
-
 namespace Mobility.Protocol.Tests.Identity;
 
 public class HostKeyTests

@@ -1,10 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-using Mobility.Protocol.Wire;
-using static Mobility.Protocol.Tests.TestVectors;
-
 namespace Mobility.Protocol.Tests.Records;
 
 public class GnsRecordTests

@@ -1,8 +1,3 @@
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-using Mobility.Protocol.Wire;
-using static Mobility.Protocol.Tests.TestVectors;
-
 namespace Mobility.Protocol.Tests.Records;
 
 public class GnsRemovalTests

@@ -1,5 +1,3 @@
-using Mobility.Protocol.Records;
-
 namespace Mobility.Protocol.Tests.Records;
 
 public class HostNameTests

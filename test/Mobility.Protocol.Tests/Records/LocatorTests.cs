@@ -1,7 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-using Mobility.Protocol.Records;
-
 namespace Mobility.Protocol.Tests.Records;
 
 public class LocatorTests

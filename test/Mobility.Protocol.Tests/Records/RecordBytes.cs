@@ -1,9 +1,4 @@
 using System.Buffers.Binary;
-using System.Net;
-using System.Text;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Records;
-using Mobility.Protocol.Wire;
 
 namespace Mobility.Protocol.Tests.Records;
 

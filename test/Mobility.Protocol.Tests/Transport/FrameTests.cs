@@ -1,6 +1,4 @@
-using System.Buffers;
 using System.Buffers.Binary;
-using Mobility.Protocol.Transport;
 
 namespace Mobility.Protocol.Tests.Transport;
 

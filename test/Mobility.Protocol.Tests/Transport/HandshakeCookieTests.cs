@@ -1,6 +1,3 @@
-using System.Buffers;
-using Mobility.Protocol.Transport;
-
 namespace Mobility.Protocol.Tests.Transport;
 
 /// <summary>CookieReply and CookieEcho (types 8 and 9) and the cookie MAC, byte by byte as in docs/transport.md.</summary>

@@ -1,7 +1,3 @@
-using System.Buffers;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Transport;
-
 namespace Mobility.Protocol.Tests.Transport;
 
 public class HandshakeMessageTests

@@ -1,8 +1,3 @@
-using System.Net;
-using Mobility.Protocol.Identity;
-using Mobility.Protocol.Wire;
-using static Mobility.Protocol.Tests.TestVectors;
-
 namespace Mobility.Protocol.Tests.Wire;
 
 public class WireReaderTests

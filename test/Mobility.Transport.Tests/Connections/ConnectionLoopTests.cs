@@ -1,8 +1,4 @@
-using System.Buffers;
 using System.Buffers.Binary;
-using System.Security.Cryptography;
-using Microsoft.Extensions.Time.Testing;
-using Mobility.Protocol.Transport;
 
 namespace Mobility.Transport.Tests.Connections;
 

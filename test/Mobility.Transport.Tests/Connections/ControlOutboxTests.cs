@@ -1,6 +1,3 @@
-using Mobility.Protocol.Transport;
-using Mobility.Transport.Connections;
-
 namespace Mobility.Transport.Tests.Connections;
 
 /// <summary><see cref="ControlOutbox"/>: the control frames the loop queues for a path (no clock involved).</summary>

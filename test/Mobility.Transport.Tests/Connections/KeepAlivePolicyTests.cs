@@ -1,6 +1,3 @@
-using Microsoft.Extensions.Time.Testing;
-using Mobility.Transport.Connections;
-
 namespace Mobility.Transport.Tests.Connections;
 
 /// <summary>The keepalive policy as a pure function of a <see cref="FakeTimeProvider"/>.</summary>

@@ -1,6 +1,4 @@
 using System.IO.Pipelines;
-using System.Net;
-using Mobility.Transport.Flows;
 
 namespace Mobility.Transport.Tests.Connections;
 

@@ -1,11 +1,5 @@
 using System.Collections.Concurrent;
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Time.Testing;
-using Mobility.Protocol.Identity;
-using Mobility.Transport.Connections;
-using Mobility.Transport.Flows;
 
 namespace Mobility.Transport.Tests.Connections;
 

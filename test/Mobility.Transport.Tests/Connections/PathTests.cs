@@ -1,8 +1,4 @@
-using System.Buffers;
 using System.Buffers.Binary;
-using Microsoft.Extensions.Time.Testing;
-using Mobility.Protocol.Transport;
-using Mobility.Transport.Connections;
 
 namespace Mobility.Transport.Tests.Connections;
 

@@ -1,6 +1,6 @@
-using System.Buffers;
 using Mobility.Protocol;
-using Mobility.Transport.Connections;
+// The transport's, not System.Net's (both namespaces are global usings of this project).
+using ProtocolViolationException = Mobility.Transport.Connections.ProtocolViolationException;
 
 namespace Mobility.Transport.Tests.Connections;
 

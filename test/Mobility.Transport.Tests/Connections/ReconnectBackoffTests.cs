@@ -1,5 +1,3 @@
-using Mobility.Transport.Connections;
-
 namespace Mobility.Transport.Tests.Connections;
 
 public sealed class ReconnectBackoffTests

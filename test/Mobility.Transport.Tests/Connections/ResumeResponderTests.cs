@@ -1,8 +1,3 @@
-using System.Buffers;
-using System.Security.Cryptography;
-using Mobility.Protocol.Transport;
-using Mobility.Transport.Connections;
-
 namespace Mobility.Transport.Tests.Connections;
 
 /// <summary>The server's Resume checks, without a listener or a socket.</summary>

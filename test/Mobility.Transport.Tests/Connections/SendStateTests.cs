@@ -1,4 +1,5 @@
-using Mobility.Transport.Connections;
+// The transport's, not System.Net's (both namespaces are global usings of this project).
+using ProtocolViolationException = Mobility.Transport.Connections.ProtocolViolationException;
 
 namespace Mobility.Transport.Tests.Connections;
 
