@@ -30,6 +30,14 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
         return new GnsClient(options);
     }
 
+    /// <summary>A new key whose record (<see cref="TestRecords.Create"/>) the fake GNS serves.</summary>
+    private HostKey Served(ulong version = 1, uint ttl = 30, string? name = null)
+    {
+        var key = HostKey.Generate();
+        _server.Records[key.Guid] = TestRecords.Create(key, version, ttl, name);
+        return key;
+    }
+
     /// <summary>Real time with short timeouts, for tests where every attempt must time out.</summary>
     private static void ShortRealTimeouts(GnsClientOptions options)
     {
@@ -69,8 +77,7 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     [Fact]
     public async Task Lookup_by_name_returns_the_record_bound_to_that_name()
     {
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key, name: "bravo");
+        using var key = Served(name: "bravo");
         await using var client = Client();
 
         var found = await client.LookupNameAsync("BRAVO").WithTimeout();
@@ -89,48 +96,46 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
         Assert.Null(await client.LookupNameAsync("nobody").WithTimeout());
     }
 
-    [Fact]
-    public async Task Reply_with_a_record_of_another_guid_is_rejected()
+    /// <summary>The ways a reply's record can be unacceptable to a lookup (one test case each).</summary>
+    public enum UnacceptableRecord
+    {
+        OfAnotherGuid,
+        WithAForgedSignature,
+        WhoseKeyDoesNotHashToTheGuid,
+        WithAnotherName,
+    }
+
+    /// <summary>
+    /// A GNS (or an attacker racing it) that answers every attempt with an unacceptable record: the
+    /// lookup fails with InvalidRecord saying why, within the configured attempts, and caches nothing.
+    /// </summary>
+    [Theory]
+    [InlineData(UnacceptableRecord.OfAnotherGuid)]
+    [InlineData(UnacceptableRecord.WithAForgedSignature)]
+    [InlineData(UnacceptableRecord.WhoseKeyDoesNotHashToTheGuid)]
+    [InlineData(UnacceptableRecord.WithAnotherName)]
+    public async Task Reply_with_an_unacceptable_record_is_rejected(UnacceptableRecord unacceptable)
     {
         using var asked = HostKey.Generate();
         using var other = HostKey.Generate();
-        var otherRecord = TestRecords.Create(other);
-        _server.Responder = (request, _) => FakeGnsUdpServer.RecordReply(request.RequestId, otherRecord);
+        Func<GnsClient, Task<GnsRecord?>> byGuid = c => c.LookupAsync(asked.Guid);
+        var (reply, lookup, why) = unacceptable switch
+        {
+            UnacceptableRecord.OfAnotherGuid => (TestRecords.Create(other), byGuid, $"the record is for {other.Guid}, not {asked.Guid}"),
+            UnacceptableRecord.WithAForgedSignature => (TestRecords.WithForgedSignature(TestRecords.Create(asked)), byGuid, $"the record claiming {asked.Guid} fails verification"),
+            UnacceptableRecord.WhoseKeyDoesNotHashToTheGuid => (TestRecords.ClaimingGuid(other, asked.Guid), byGuid, $"the record claiming {asked.Guid} fails verification"),
+            UnacceptableRecord.WithAnotherName => (TestRecords.Create(asked, name: "charlie"), c => c.LookupNameAsync("delta"), $"the record of {asked.Guid} is named 'charlie', not 'delta'"),
+            _ => throw new ArgumentOutOfRangeException(nameof(unacceptable)),
+        };
+        _server.Responder = (request, _) => FakeGnsUdpServer.RecordReply(request.RequestId, reply);
         await using var client = Client(ShortRealTimeouts);
 
-        var e = await Assert.ThrowsAsync<GnsException>(() => client.LookupAsync(asked.Guid).WithTimeout());
+        var e = await Assert.ThrowsAsync<GnsException>(() => lookup(client).WithTimeout());
 
         Assert.Equal(GnsErrorCode.InvalidRecord, e.Code);
-        Assert.Contains(other.Guid.ToString(), e.Message, StringComparison.Ordinal);
+        Assert.Contains(why, e.Message, StringComparison.Ordinal);
         Assert.InRange(_server.RequestCount, 1, 3);
-    }
-
-    [Fact]
-    public async Task Reply_with_a_forged_signature_is_rejected()
-    {
-        using var key = HostKey.Generate();
-        var forged = TestRecords.WithForgedSignature(TestRecords.Create(key));
-        _server.Responder = (request, _) => FakeGnsUdpServer.RecordReply(request.RequestId, forged);
-        await using var client = Client(ShortRealTimeouts);
-
-        var e = await Assert.ThrowsAsync<GnsException>(() => client.LookupAsync(key.Guid).WithTimeout());
-
-        Assert.Equal(GnsErrorCode.InvalidRecord, e.Code);
         Assert.Equal(0, client.CachedCount);
-    }
-
-    [Fact]
-    public async Task Reply_whose_key_does_not_hash_to_the_guid_is_rejected()
-    {
-        using var victim = HostKey.Generate();
-        using var attacker = HostKey.Generate();
-        var claim = TestRecords.ClaimingGuid(attacker, victim.Guid);
-        _server.Responder = (request, _) => FakeGnsUdpServer.RecordReply(request.RequestId, claim);
-        await using var client = Client(ShortRealTimeouts);
-
-        var e = await Assert.ThrowsAsync<GnsException>(() => client.LookupAsync(victim.Guid).WithTimeout());
-
-        Assert.Equal(GnsErrorCode.InvalidRecord, e.Code);
     }
 
     [Fact]
@@ -150,23 +155,9 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Lookup_by_name_rejects_a_record_with_another_name()
-    {
-        using var key = HostKey.Generate();
-        var record = TestRecords.Create(key, name: "charlie");
-        _server.Responder = (request, _) => FakeGnsUdpServer.RecordReply(request.RequestId, record);
-        await using var client = Client(ShortRealTimeouts);
-
-        var e = await Assert.ThrowsAsync<GnsException>(() => client.LookupNameAsync("delta").WithTimeout());
-
-        Assert.Equal(GnsErrorCode.InvalidRecord, e.Code);
-    }
-
-    [Fact]
     public async Task Lookup_retries_after_dropped_datagrams_with_the_same_request_id()
     {
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key);
+        using var key = Served();
         _server.DropFirst = 2;
         await using var client = Client();
 
@@ -215,8 +206,7 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     [Fact]
     public async Task Replies_from_a_different_source_port_are_ignored()
     {
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key);
+        using var key = Served();
         _server.ReplyFromOtherPort = true;
         await using var client = Client(ShortRealTimeouts);
 
@@ -287,8 +277,7 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     public async Task Cached_record_is_served_until_its_ttl_expires_then_asked_again()
     {
         var time = _time;
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key, ttl: 60);
+        using var key = Served(ttl: 60);
         await using var client = Client();
 
         Assert.NotNull(await client.LookupAsync(key.Guid).WithTimeout());
@@ -304,8 +293,7 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     [Fact]
     public async Task Record_with_ttl_zero_is_not_cached()
     {
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key, ttl: 0);
+        using var key = Served(ttl: 0);
         await using var client = Client();
 
         await client.LookupAsync(key.Guid).WithTimeout();
@@ -318,8 +306,7 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     [Fact]
     public async Task Cache_is_off_when_disabled()
     {
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key, ttl: 600);
+        using var key = Served(ttl: 600);
         await using var client = Client(o => o.CacheEnabled = false);
 
         await client.LookupAsync(key.Guid).WithTimeout();
@@ -331,8 +318,7 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     [Fact]
     public async Task Name_lookup_is_served_from_the_cache()
     {
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key, ttl: 600, name: "echo");
+        using var key = Served(ttl: 600, name: "echo");
         await using var client = Client();
 
         await client.LookupNameAsync("echo").WithTimeout();
@@ -347,8 +333,7 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     [Fact]
     public async Task Invalidate_drops_the_cached_record()
     {
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key, ttl: 600);
+        using var key = Served(ttl: 600);
         await using var client = Client();
 
         await client.LookupAsync(key.Guid).WithTimeout();
@@ -377,8 +362,7 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     [Fact]
     public async Task Refused_register_throws_with_the_gns_error_code()
     {
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key, version: 10);
+        using var key = Served(version: 10);
         await using var client = Client();
 
         var e = await Assert.ThrowsAsync<GnsException>(() => client.RegisterAsync(TestRecords.Create(key, version: 9)).WithTimeout());
@@ -412,8 +396,7 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     [Fact]
     public async Task Stale_register_is_still_refused_when_the_gns_holds_a_different_record_of_that_version()
     {
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key, version: 7);
+        using var key = Served(version: 7);
         await using var client = Client();
 
         var e = await Assert.ThrowsAsync<GnsException>(() => client.RegisterAsync(TestRecords.Create(key, version: 7, ttl: 99)).WithTimeout());
@@ -454,8 +437,7 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
     [Fact]
     public async Task Remove_returns_the_tombstone_version_and_drops_the_cached_record()
     {
-        using var key = HostKey.Generate();
-        _server.Records[key.Guid] = TestRecords.Create(key, version: 3, ttl: 600);
+        using var key = Served(version: 3, ttl: 600);
         await using var client = Client();
         await client.LookupAsync(key.Guid).WithTimeout();
 
