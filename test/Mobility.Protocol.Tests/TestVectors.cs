@@ -31,6 +31,9 @@ internal static class TestVectors
     /// <summary>2026-01-02T03:04:05.678Z = 1767323045678 ms = 0x0000019b7ca98f2e.</summary>
     public static readonly DateTimeOffset IssuedAt = new(2026, 1, 2, 3, 4, 5, 678, TimeSpan.Zero);
 
+    /// <summary><see cref="IssuedAt"/> in unix milliseconds, as record and removal bodies carry it.</summary>
+    public static readonly long IssuedAtMs = IssuedAt.ToUnixTimeMilliseconds();
+
     public const ulong RecordVersion = 7;
     public const uint RecordTtl = 30;
     public const string RecordName = "alpha-1";
@@ -73,6 +76,12 @@ internal static class TestVectors
 
     /// <summary>The removal body: format, guid, version 8, issued at.</summary>
     public static byte[] RemovalBody() => Hex("01", Test1Guid, "0000000000000008", "0000019b7ca98f2e");
+
+    /// <summary>The worked example's whole record: <see cref="RecordBody"/> || <see cref="RecordSignature"/>.</summary>
+    public static byte[] SignedRecord() => Concat(RecordBody(), Convert.FromHexString(RecordSignature));
+
+    /// <summary>The worked example's whole removal: <see cref="RemovalBody"/> || <see cref="RemovalSignature"/>.</summary>
+    public static byte[] SignedRemoval() => Concat(RemovalBody(), Convert.FromHexString(RemovalSignature));
 
     public static HostKey Test1Key() => HostKey.FromSeed(Convert.FromHexString(Rfc8032Test1Seed));
 

@@ -9,6 +9,30 @@ namespace Mobility.Protocol.Tests.Records;
 /// </summary>
 internal static class RecordBytes
 {
+    /// <summary>
+    /// Each copy of <paramref name="good"/> with one bit flipped that <paramref name="decode"/> still
+    /// accepts (a flip it refuses with <see cref="MalformedMessageException"/> is skipped), with that bit.
+    /// </summary>
+    public static IEnumerable<(int Bit, T Decoded)> DecodableBitFlips<T>(byte[] good, Func<byte[], T> decode)
+    {
+        for (var bit = 0; bit < good.Length * 8; bit++)
+        {
+            var bad = (byte[])good.Clone();
+            bad[bit / 8] ^= (byte)(1 << (bit % 8));
+            T decoded;
+            try
+            {
+                decoded = decode(bad);
+            }
+            catch (MalformedMessageException)
+            {
+                continue;
+            }
+
+            yield return (bit, decoded);
+        }
+    }
+
     public static byte[] Body(
         HostGuid guid, ReadOnlySpan<byte> publicKey, ulong version, long issuedMs, uint ttl, string name,
         params (byte Kind, IPAddress Address, ushort Port)[] locators)
