@@ -7,7 +7,7 @@ namespace Mobility.Gns.Redis.FunctionalTests.Infrastructure;
 public abstract class RedisScenarioTestsBase(string configuration) : IAsyncLifetime
 {
     private readonly List<IAsyncDisposable> _disposables = [];
-    private readonly List<HostKey> _keys = [];
+    private readonly TestKeys _keys = new();
 
     protected string Configuration => configuration;
 
@@ -20,10 +20,7 @@ public abstract class RedisScenarioTestsBase(string configuration) : IAsyncLifet
             await disposable.DisposeAsync().AsTask().WithTimeout();
         }
 
-        foreach (var key in _keys)
-        {
-            key.Dispose();
-        }
+        _keys.Dispose();
     }
 
     /// <summary>Disposes <paramref name="disposable"/> after the test.</summary>
@@ -34,12 +31,7 @@ public abstract class RedisScenarioTestsBase(string configuration) : IAsyncLifet
         return disposable;
     }
 
-    protected HostKey NewKey()
-    {
-        var key = HostKey.Generate();
-        _keys.Add(key);
-        return key;
-    }
+    protected HostKey NewKey() => _keys.New();
 
     /// <summary>A connection of its own, as a separate GNS process would have.</summary>
     protected async Task<ConnectionMultiplexer> ConnectAsync() => Owned(await Redis.ConnectAsync(configuration));

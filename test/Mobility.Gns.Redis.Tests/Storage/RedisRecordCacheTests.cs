@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Time.Testing;
 using Mobility.Gns.Redis.Storage;
+using Mobility.Gns.Tests.Storage;
 using Mobility.Protocol.Identity;
 
 namespace Mobility.Gns.Redis.Tests.Storage;
@@ -8,22 +9,14 @@ namespace Mobility.Gns.Redis.Tests.Storage;
 /// <summary>The read cache alone: bounds, races with changes, going offline (no sockets).</summary>
 public sealed class RedisRecordCacheTests : IDisposable
 {
-    private readonly List<HostKey> _keys = [];
+    private readonly TestKeys _keys = new();
 
     public void Dispose()
     {
-        foreach (var key in _keys)
-        {
-            key.Dispose();
-        }
+        _keys.Dispose();
     }
 
-    private HostKey NewKey()
-    {
-        var key = HostKey.Generate();
-        _keys.Add(key);
-        return key;
-    }
+    private HostKey NewKey() => _keys.New();
 
     private static RedisRecordCache LiveCache(int capacity)
     {

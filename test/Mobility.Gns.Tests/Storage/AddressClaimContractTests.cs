@@ -9,40 +9,19 @@ namespace Mobility.Gns.Tests.Storage;
 /// <see cref="IGnsStore"/> must follow: attested claims first, seniority, bounds per address and per
 /// source, expiry of unattested claims. Each store runs the set through a subclass.
 /// </summary>
-public abstract class AddressClaimContractTests : IAsyncLifetime
+public abstract class AddressClaimContractTests : StoreContractTestsBase
 {
     protected static readonly IPAddress Owner = IPAddress.Parse("192.0.2.10");
     protected static readonly IPAddress Attacker = IPAddress.Parse("198.51.100.66");
-
-    private readonly List<HostKey> _keys = [];
-    private IGnsStore? _store;
 
     protected FakeTimeProvider Time { get; } = new(new DateTimeOffset(2026, 12, 6, 3, 0, 0, TimeSpan.Zero));
 
     protected ClaimLimits Limits { get; } = new();
 
-    protected IGnsStore Store => _store ?? throw new InvalidOperationException("Not initialized.");
-
+    /// <summary>The store under test with the contract's <see cref="Limits"/> and clock.</summary>
     protected abstract IGnsStore CreateStore(ClaimLimits limits, TimeProvider time);
 
-    public Task InitializeAsync()
-    {
-        _store = CreateStore(Limits, Time);
-        return Task.CompletedTask;
-    }
-
-    public virtual async Task DisposeAsync()
-    {
-        if (_store is not null)
-        {
-            await _store.DisposeAsync().WithTimeout();
-        }
-
-        foreach (var key in _keys)
-        {
-            key.Dispose();
-        }
-    }
+    protected sealed override IGnsStore CreateStore() => CreateStore(Limits, Time);
 
     [Fact]
     public async Task Forty_keys_sorting_below_the_owner_do_not_push_the_owner_out_of_the_answer()
@@ -274,20 +253,7 @@ public abstract class AddressClaimContractTests : IAsyncLifetime
     /// <summary>Entries the store's reverse index holds, when it can say (null otherwise).</summary>
     protected abstract int? ClaimCount { get; }
 
-    protected async Task ReopenAsync()
-    {
-        await Store.DisposeAsync().WithTimeout();
-        _store = CreateStore(Limits, Time);
-    }
-
     protected Task<StoreResult> Put(GnsRecord record, IPAddress? source) => Store.PutAsync(record, false, source).WithTimeout();
-
-    protected HostKey NewKey()
-    {
-        var key = HostKey.Generate();
-        _keys.Add(key);
-        return key;
-    }
 
     /// <summary>Fresh keys whose GUIDs sort below <paramref name="guid"/>: the attack of issue 13.</summary>
     protected List<HostKey> LiarsBelow(HostGuid guid, int count)
@@ -298,8 +264,7 @@ public abstract class AddressClaimContractTests : IAsyncLifetime
             var key = HostKey.Generate();
             if (key.Guid.CompareTo(guid) < 0)
             {
-                liars.Add(key);
-                _keys.Add(key);
+                liars.Add(Adopt(key));
             }
             else
             {

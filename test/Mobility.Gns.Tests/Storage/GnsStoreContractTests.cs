@@ -7,41 +7,9 @@ namespace Mobility.Gns.Tests.Storage;
 /// The behaviour every <see cref="IGnsStore"/> must have. Each store runs the whole set through a
 /// subclass, so the in-memory and SQLite stores cannot drift apart.
 /// </summary>
-public abstract class GnsStoreContractTests : IAsyncLifetime
+public abstract class GnsStoreContractTests : StoreContractTestsBase
 {
     private const ulong HighBit = 1UL << 63;
-    private readonly List<HostKey> _keys = [];
-    private IGnsStore? _store;
-
-    protected IGnsStore Store => _store ?? throw new InvalidOperationException("Not initialized.");
-
-    protected abstract IGnsStore CreateStore();
-
-    public Task InitializeAsync()
-    {
-        _store = CreateStore();
-        return Task.CompletedTask;
-    }
-
-    public virtual async Task DisposeAsync()
-    {
-        if (_store is not null)
-        {
-            await _store.DisposeAsync().WithTimeout();
-        }
-
-        foreach (var key in _keys)
-        {
-            key.Dispose();
-        }
-    }
-
-    protected HostKey NewKey()
-    {
-        var key = HostKey.Generate();
-        _keys.Add(key);
-        return key;
-    }
 
     private async Task<StoreResult> Put(GnsRecord record, bool requireExisting = false)
         => await Store.PutAsync(record, requireExisting).WithTimeout();

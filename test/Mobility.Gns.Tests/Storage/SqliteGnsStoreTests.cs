@@ -29,24 +29,16 @@ public sealed class SqliteGnsStoreUncachedContractTests : SqliteGnsStoreContract
 public sealed class SqliteGnsStoreTests : IDisposable
 {
     private readonly TempDirectory _folder = new();
-    private readonly List<HostKey> _keys = [];
+    private readonly TestKeys _keys = new();
 
     public void Dispose()
     {
-        foreach (var key in _keys)
-        {
-            key.Dispose();
-        }
+        _keys.Dispose();
 
         _folder.Dispose();
     }
 
-    private HostKey NewKey()
-    {
-        var key = HostKey.Generate();
-        _keys.Add(key);
-        return key;
-    }
+    private HostKey NewKey() => _keys.New();
 
     private SqliteGnsStore Open(ILogger<SqliteGnsStore>? logger = null, int maxBatchSize = 512, int queueCapacity = 4096, int cacheCapacity = 65_536)
         => new(new SqliteGnsStoreOptions

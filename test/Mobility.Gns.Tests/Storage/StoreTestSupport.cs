@@ -13,6 +13,30 @@ internal static class StoreTestSupport
         => GnsRecord.Create(key, version, addresses.Select(a => At(a)), ttlSeconds: 30, name: name);
 }
 
+/// <summary>The host keys one test makes, disposed together when the test ends.</summary>
+internal sealed class TestKeys : IDisposable
+{
+    private readonly List<HostKey> _keys = [];
+
+    /// <summary>A fresh key, disposed with the others.</summary>
+    public HostKey New() => Add(HostKey.Generate());
+
+    /// <summary>Takes <paramref name="key"/> over: it is disposed with the others.</summary>
+    public HostKey Add(HostKey key)
+    {
+        _keys.Add(key);
+        return key;
+    }
+
+    public void Dispose()
+    {
+        foreach (var key in _keys)
+        {
+            key.Dispose();
+        }
+    }
+}
+
 /// <summary>A folder under the temp directory, deleted with everything in it on dispose.</summary>
 internal sealed class TempDirectory : IDisposable
 {
