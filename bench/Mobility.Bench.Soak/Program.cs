@@ -8,7 +8,7 @@
 //                         [--redis-options configCheckSeconds=2]
 //
 // --minutes is the long mode: a move every --interval-ms for N minutes with a stream of --rate-kib KiB/s
-// each way, sampling each daemon's VmRSS, fds and threads every 10 s (--csv, --svg). --logs keeps the
+// each way, sampling each daemon's VmRSS (and its anonymous, file and shmem parts), fds and threads every 10 s (--csv, --svg). --logs keeps the
 // output of gns, redis-server and both daemons, one file each. --redis-options is appended to gns's
 // Redis connection string (StackExchange.Redis syntax). Exit status 0 when
 // no byte was lost, duplicated or corrupted and every move resumed; 1 otherwise; 64 for bad arguments.
@@ -70,7 +70,7 @@ Console.WriteLine($"gns downtime (SIGKILL to ready again) {(result.GnsDowntimeMs
 foreach (var group in result.Samples.GroupBy(s => s.Process))
 {
     var s = group.ToList();
-    Console.WriteLine($"{group.Key}: RSS first {s[0].RssKiB / 1024.0:0.0} MiB, last {s[^1].RssKiB / 1024.0:0.0} MiB, max {s.Max(x => x.RssKiB) / 1024.0:0.0} MiB; fds first {s[0].Fds} last {s[^1].Fds} max {s.Max(x => x.Fds)}; threads first {s[0].Threads} last {s[^1].Threads} max {s.Max(x => x.Threads)}");
+    Console.WriteLine($"{group.Key}: RSS first {s[0].RssKiB / 1024.0:0.0} MiB, last {s[^1].RssKiB / 1024.0:0.0} MiB, max {s.Max(x => x.RssKiB) / 1024.0:0.0} MiB (anonymous first {s[0].AnonKiB / 1024.0:0.0}, last {s[^1].AnonKiB / 1024.0:0.0} MiB); fds first {s[0].Fds} last {s[^1].Fds} max {s.Max(x => x.Fds)}; threads first {s[0].Threads} last {s[^1].Threads} max {s.Max(x => x.Threads)}");
 }
 
 if (json is not null)

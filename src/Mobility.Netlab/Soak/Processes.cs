@@ -160,23 +160,37 @@ public static class Host
         return ((IPEndPoint)s.LocalEndPoint!).Port;
     }
 
-    /// <summary>VmRSS (KiB), open file descriptors and threads of a process, from /proc.</summary>
-    public static (long RssKiB, int Fds, int Threads) Sample(int pid)
+    /// <summary>
+    /// VmRSS and its three parts (KiB: RssAnon = heaps, stacks, GC regions; RssFile = mapped files
+    /// such as the runtime's and the app's assemblies; RssShmem = shared memory, here the runtime's
+    /// double-mapped JIT code), open file descriptors and threads of a process, from /proc.
+    /// </summary>
+    public static ProcessSample Sample(int pid)
     {
-        long rss = 0;
+        long rss = 0, anon = 0, file = 0, shmem = 0;
         var threads = 0;
         foreach (var line in File.ReadLines($"/proc/{pid}/status"))
         {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon < 0)
             {
-                rss = long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+                continue;
             }
-            else if (line.StartsWith("Threads:", StringComparison.Ordinal))
+
+            var value = line[(colon + 1)..].Trim().Split(' ')[0];
+            switch (line[..colon])
             {
-                threads = int.Parse(line["Threads:".Length..].Trim(), CultureInfo.InvariantCulture);
+                case "VmRSS": rss = long.Parse(value, CultureInfo.InvariantCulture); break;
+                case "RssAnon": anon = long.Parse(value, CultureInfo.InvariantCulture); break;
+                case "RssFile": file = long.Parse(value, CultureInfo.InvariantCulture); break;
+                case "RssShmem": shmem = long.Parse(value, CultureInfo.InvariantCulture); break;
+                case "Threads": threads = int.Parse(value, CultureInfo.InvariantCulture); break;
             }
         }
 
-        return (rss, Directory.GetFileSystemEntries($"/proc/{pid}/fd").Length, threads);
+        return new ProcessSample(rss, anon, file, shmem, Directory.GetFileSystemEntries($"/proc/{pid}/fd").Length, threads);
     }
 }
+
+/// <summary>One /proc sample of a process (memory in KiB).</summary>
+public readonly record struct ProcessSample(long RssKiB, long AnonKiB, long FileKiB, long ShmemKiB, int Fds, int Threads);

@@ -60,7 +60,8 @@ public sealed record DirectionResult(string Name, long Sent, long Received, long
 
 public sealed record MoveResult(int Move, string Who, bool Resumed, double StallMs, double PublishMs, string? Fault);
 
-public sealed record SampleRow(double ElapsedS, string Process, long RssKiB, int Fds, int Threads);
+/// <summary>One sample of a daemon: VmRSS and its parts in KiB (anonymous: heaps, stacks, GC regions; file: mapped assemblies; shmem: JIT code), fds, threads.</summary>
+public sealed record SampleRow(double ElapsedS, string Process, long RssKiB, long AnonKiB, long FileKiB, long ShmemKiB, int Fds, int Threads);
 
 public sealed record SoakResult(
     string Store,
@@ -296,8 +297,8 @@ public sealed class SoakRunner
             {
                 if (!process.HasExited)
                 {
-                    var (rss, fds, threads) = Host.Sample(process.Pid);
-                    samples.Add(new SampleRow(Math.Round(_clock.Elapsed.TotalSeconds, 1), name, rss, fds, threads));
+                    var s = Host.Sample(process.Pid);
+                    samples.Add(new SampleRow(Math.Round(_clock.Elapsed.TotalSeconds, 1), name, s.RssKiB, s.AnonKiB, s.FileKiB, s.ShmemKiB, s.Fds, s.Threads));
                 }
             }
         }
@@ -318,16 +319,16 @@ public sealed class SoakRunner
 
     private static void WriteCsv(string path, List<SampleRow> samples)
     {
-        var csv = new StringBuilder("elapsed_s,process,rss_kib,fds,threads\n");
+        var csv = new StringBuilder("elapsed_s,process,rss_kib,rss_anon_kib,rss_file_kib,rss_shmem_kib,fds,threads\n");
         foreach (var s in samples)
         {
-            csv.Append(CultureInfo.InvariantCulture, $"{s.ElapsedS},{s.Process},{s.RssKiB},{s.Fds},{s.Threads}\n");
+            csv.Append(CultureInfo.InvariantCulture, $"{s.ElapsedS},{s.Process},{s.RssKiB},{s.AnonKiB},{s.FileKiB},{s.ShmemKiB},{s.Fds},{s.Threads}\n");
         }
 
         File.WriteAllText(path, csv.ToString());
     }
 
-    /// <summary>Two charts: RSS (MiB) in <paramref name="path"/>, fds and threads beside it (<c>-fds.svg</c>).</summary>
+    /// <summary>Two charts: RSS and its anonymous part (MiB) in <paramref name="path"/>, fds and threads beside it (<c>-fds.svg</c>).</summary>
     private static void WriteCharts(string path, List<SampleRow> samples)
     {
         var memory = new List<ChartSeries>();
@@ -335,6 +336,7 @@ public sealed class SoakRunner
         foreach (var group in samples.GroupBy(s => s.Process))
         {
             memory.Add(new ChartSeries(group.Key, [.. group.Select(s => (s.ElapsedS, s.RssKiB / 1024.0))]));
+            memory.Add(new ChartSeries(group.Key + " anon", [.. group.Select(s => (s.ElapsedS, s.AnonKiB / 1024.0))]));
             handles.Add(new ChartSeries(group.Key + " fds", [.. group.Select(s => (s.ElapsedS, (double)s.Fds))]));
             handles.Add(new ChartSeries(group.Key + " threads", [.. group.Select(s => (s.ElapsedS, (double)s.Threads))]));
         }
