@@ -16,19 +16,13 @@ public sealed class GnsRemoval
 
     private readonly byte[] _encoded;
 
-    private GnsRemoval(HostGuid guid, ulong version, DateTimeOffset issuedAt, byte[] encoded)
-    {
-        Guid = guid;
-        Version = version;
-        IssuedAt = issuedAt;
-        _encoded = encoded;
-    }
+    private GnsRemoval(byte[] encoded) => _encoded = encoded;
 
-    public HostGuid Guid { get; }
+    public required HostGuid Guid { get; init; }
 
-    public ulong Version { get; }
+    public required ulong Version { get; init; }
 
-    public DateTimeOffset IssuedAt { get; }
+    public required DateTimeOffset IssuedAt { get; init; }
 
     public ReadOnlyMemory<byte> Encoded => _encoded;
 
@@ -49,7 +43,7 @@ public sealed class GnsRemoval
         writer.WriteUInt64(version);
         writer.WriteInt64(issued.ToUnixTimeMilliseconds());
         key.Sign(SigningContext.Compose(SigningContext.GnsRemove, encoded.AsSpan(0, BodySize)), encoded.AsSpan(BodySize));
-        return new GnsRemoval(key.Guid, version, issued, encoded);
+        return new GnsRemoval(encoded) { Guid = key.Guid, Version = version, IssuedAt = issued };
     }
 
     public static GnsRemoval Read(ref WireReader reader)
@@ -70,7 +64,7 @@ public sealed class GnsRemoval
         }
 
         reader.ReadBytes(HostKey.SignatureSize);
-        return new GnsRemoval(guid, version, DateTimeOffset.FromUnixTimeMilliseconds(issuedMs), reader.Consumed[start..].ToArray());
+        return new GnsRemoval(reader.Consumed[start..].ToArray()) { Guid = guid, Version = version, IssuedAt = DateTimeOffset.FromUnixTimeMilliseconds(issuedMs) };
     }
 
     public static GnsRemoval Decode(ReadOnlySpan<byte> bytes)
