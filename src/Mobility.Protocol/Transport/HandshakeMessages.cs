@@ -161,6 +161,27 @@ public abstract record HandshakeMessage
 
     internal static byte[] ReadArray(ref WireReader reader, int size) => reader.ReadBytes(size).ToArray();
 
+    /// <summary>What both hellos start with: flags, the sender's GUID and public key, its ephemeral key, its nonce.</summary>
+    internal static void WriteHelloStart(ref WireWriter writer, HandshakeFlags flags, HostGuid guid, byte[] publicKey, byte[] ephemeralPublicKey, byte[] nonce)
+    {
+        writer.WriteByte((byte)flags);
+        writer.WriteGuid(guid);
+        writer.WriteBytes(publicKey);
+        writer.WriteBytes(ephemeralPublicKey);
+        writer.WriteBytes(nonce);
+    }
+
+    /// <inheritdoc cref="WriteHelloStart"/>
+    internal static (HandshakeFlags Flags, HostGuid Guid, byte[] PublicKey, byte[] EphemeralPublicKey, byte[] Nonce) ReadHelloStart(ref WireReader reader)
+    {
+        var flags = ReadFlags(ref reader);
+        var guid = reader.ReadGuid();
+        var key = ReadArray(ref reader, HostKey.PublicKeySize);
+        var eph = ReadArray(ref reader, TransportConstants.EphemeralKeySize);
+        var nonce = ReadArray(ref reader, TransportConstants.NonceSize);
+        return (flags, guid, key, eph, nonce);
+    }
+
     /// <summary>Returns <paramref name="value"/> when it is <paramref name="size"/> bytes long (a fixed-size field of a message).</summary>
     internal static byte[] Require(byte[] value, int size, string name)
     {
@@ -204,11 +225,7 @@ public sealed record ClientHello(HandshakeFlags Flags, HostGuid ClientGuid, byte
 
     private protected override void WriteBody(ref WireWriter writer)
     {
-        writer.WriteByte((byte)Flags);
-        writer.WriteGuid(ClientGuid);
-        writer.WriteBytes(ClientPublicKey);
-        writer.WriteBytes(EphemeralPublicKey);
-        writer.WriteBytes(Nonce);
+        WriteHelloStart(ref writer, Flags, ClientGuid, ClientPublicKey, EphemeralPublicKey, Nonce);
         WriteToken(ref writer, Token);
         writer.WriteGuid(ExpectedServer);
         writer.WriteUInt32(ReceiveWindow);
@@ -216,11 +233,7 @@ public sealed record ClientHello(HandshakeFlags Flags, HostGuid ClientGuid, byte
 
     internal static ClientHello ReadBody(ref WireReader reader)
     {
-        var flags = ReadFlags(ref reader);
-        var guid = reader.ReadGuid();
-        var key = ReadArray(ref reader, HostKey.PublicKeySize);
-        var eph = ReadArray(ref reader, TransportConstants.EphemeralKeySize);
-        var nonce = ReadArray(ref reader, TransportConstants.NonceSize);
+        var (flags, guid, key, eph, nonce) = ReadHelloStart(ref reader);
         var token = ReadToken(ref reader);
         var expected = reader.ReadGuid();
         var window = ReadWindow(ref reader);
@@ -256,22 +269,14 @@ public sealed record ServerHello(HandshakeFlags Flags, HostGuid ServerGuid, byte
 
     private protected override void WriteBody(ref WireWriter writer)
     {
-        writer.WriteByte((byte)Flags);
-        writer.WriteGuid(ServerGuid);
-        writer.WriteBytes(ServerPublicKey);
-        writer.WriteBytes(EphemeralPublicKey);
-        writer.WriteBytes(Nonce);
+        WriteHelloStart(ref writer, Flags, ServerGuid, ServerPublicKey, EphemeralPublicKey, Nonce);
         writer.WriteUInt32(ReceiveWindow);
         writer.WriteBytes(Signature);
     }
 
     internal static ServerHello ReadBody(ref WireReader reader)
     {
-        var flags = ReadFlags(ref reader);
-        var guid = reader.ReadGuid();
-        var key = ReadArray(ref reader, HostKey.PublicKeySize);
-        var eph = ReadArray(ref reader, TransportConstants.EphemeralKeySize);
-        var nonce = ReadArray(ref reader, TransportConstants.NonceSize);
+        var (flags, guid, key, eph, nonce) = ReadHelloStart(ref reader);
         var window = ReadWindow(ref reader);
         var signature = ReadArray(ref reader, HostKey.SignatureSize);
         return new ServerHello(flags, guid, key, eph, nonce, window, signature);
