@@ -49,22 +49,12 @@ public sealed class GnsRemoval
     public static GnsRemoval Read(ref WireReader reader)
     {
         var start = reader.Position;
-        var format = reader.ReadByte();
-        if (format != FormatVersion)
-        {
-            throw new MalformedMessageException($"Unknown removal format {format}.");
-        }
-
+        reader.ReadFormat(FormatVersion, "removal");
         var guid = reader.ReadGuid();
         var version = reader.ReadUInt64();
-        var issuedMs = reader.ReadInt64();
-        if (issuedMs < 0 || issuedMs > 253402300799999)
-        {
-            throw new MalformedMessageException("Issue time out of range.");
-        }
-
+        var issuedAt = reader.ReadIssuedAt();
         reader.ReadBytes(HostKey.SignatureSize);
-        return new GnsRemoval(reader.Consumed[start..].ToArray()) { Guid = guid, Version = version, IssuedAt = DateTimeOffset.FromUnixTimeMilliseconds(issuedMs) };
+        return new GnsRemoval(reader.Consumed[start..].ToArray()) { Guid = guid, Version = version, IssuedAt = issuedAt };
     }
 
     public static GnsRemoval Decode(ReadOnlySpan<byte> bytes)
