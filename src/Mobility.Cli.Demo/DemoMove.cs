@@ -10,7 +10,7 @@ namespace Mobility.Cli.Demo;
 /// properties in milliseconds count from <see cref="StartedAt"/>, the instant before the first socket
 /// was touched.
 /// </summary>
-public sealed class DemoMove
+public sealed class DemoMove(int number, IReadOnlyList<string> who, long startedAt, IPAddress clientAfter, IPAddress serverAfter)
 {
     private readonly TaskCompletionSource _firstByte = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _publishedAt;
@@ -21,26 +21,17 @@ public sealed class DemoMove
     private long _resumeOffset = long.MaxValue;
     private (IPEndPoint Client, IPEndPoint Server)? _resumedPath;
 
-    public DemoMove(int number, IReadOnlyList<string> who, long startedAt, IPAddress clientAfter, IPAddress serverAfter)
-    {
-        Number = number;
-        Who = who;
-        StartedAt = startedAt;
-        ClientAfter = clientAfter;
-        ServerAfter = serverAfter;
-    }
-
-    public int Number { get; }
+    public int Number { get; } = number;
 
     /// <summary>The hosts that move ("alice", "bob", or both).</summary>
-    public IReadOnlyList<string> Who { get; }
+    public IReadOnlyList<string> Who { get; } = who;
 
-    public long StartedAt { get; }
+    public long StartedAt { get; } = startedAt;
 
     /// <summary>Where the client (alice) and the server (bob) are after the move: a resume counts only on this path.</summary>
-    public IPAddress ClientAfter { get; }
+    public IPAddress ClientAfter { get; } = clientAfter;
 
-    public IPAddress ServerAfter { get; }
+    public IPAddress ServerAfter { get; } = serverAfter;
 
     /// <summary>The hosts' moves, set once their sockets moved.</summary>
     public IReadOnlyList<HostMove> Hosts { get; set; } = [];

@@ -22,21 +22,15 @@ public sealed class EmbeddedGns : IAsyncDisposable
 
     private readonly WebApplication _app;
 
-    private EmbeddedGns(WebApplication app, IPEndPoint udp, Uri grpc, string dataDirectory)
-    {
-        _app = app;
-        Udp = udp;
-        Grpc = grpc;
-        DataDirectory = dataDirectory;
-    }
+    private EmbeddedGns(WebApplication app) => _app = app;
 
     /// <summary>The datagram endpoint (lookups, signed updates).</summary>
-    public IPEndPoint Udp { get; }
+    public required IPEndPoint Udp { get; init; }
 
     /// <summary>The gRPC base address (watches).</summary>
-    public Uri Grpc { get; }
+    public required Uri Grpc { get; init; }
 
-    public string DataDirectory { get; }
+    public required string DataDirectory { get; init; }
 
     public static async Task<EmbeddedGns> StartAsync(string dataDirectory, DemoLog log, CancellationToken cancellationToken)
     {
@@ -74,7 +68,7 @@ public sealed class EmbeddedGns : IAsyncDisposable
             var udp = app.Services.GetRequiredService<GnsUdpServer>().LocalEndPoint
                       ?? throw new InvalidOperationException("The embedded GNS did not bind its UDP endpoint.");
             var grpc = grpcListen?.IPEndPoint ?? throw new InvalidOperationException("The embedded GNS did not bind its gRPC endpoint.");
-            return new EmbeddedGns(app, udp, new Uri($"http://{grpc}/"), dataDirectory);
+            return new EmbeddedGns(app) { Udp = udp, Grpc = new Uri($"http://{grpc}/"), DataDirectory = dataDirectory };
         }
         catch
         {

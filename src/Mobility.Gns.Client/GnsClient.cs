@@ -155,15 +155,7 @@ public sealed partial class GnsClient : IGnsClient
             return cached;
         }
 
-        var record = await WithGrpcFallbackAsync(
-            () => UdpLookupAsync(guid, cancellationToken),
-            () => GrpcLookupAsync(guid, cancellationToken)).ConfigureAwait(false);
-        if (record is not null)
-        {
-            _cache?.Set(record);
-        }
-
-        return record;
+        return await FetchAsync(() => UdpLookupAsync(guid, cancellationToken), () => GrpcLookupAsync(guid, cancellationToken)).ConfigureAwait(false);
     }
 
     public async Task<GnsRecord?> LookupNameAsync(string name, CancellationToken cancellationToken = default)
@@ -175,9 +167,13 @@ public sealed partial class GnsClient : IGnsClient
             return cached;
         }
 
-        var record = await WithGrpcFallbackAsync(
-            () => UdpLookupNameAsync(canonical, cancellationToken),
-            () => GrpcLookupNameAsync(canonical, cancellationToken)).ConfigureAwait(false);
+        return await FetchAsync(() => UdpLookupNameAsync(canonical, cancellationToken), () => GrpcLookupNameAsync(canonical, cancellationToken)).ConfigureAwait(false);
+    }
+
+    /// <summary>A record the cache did not have: asked over UDP (gRPC as the fallback) and cached when found.</summary>
+    private async Task<GnsRecord?> FetchAsync(Func<Task<GnsRecord?>> udp, Func<Task<GnsRecord?>> grpc)
+    {
+        var record = await WithGrpcFallbackAsync(udp, grpc).ConfigureAwait(false);
         if (record is not null)
         {
             _cache?.Set(record);

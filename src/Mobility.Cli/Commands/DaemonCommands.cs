@@ -28,7 +28,8 @@ public static class DaemonCommands
     /// <summary>A new instance of every daemon command.</summary>
     public static IEnumerable<Command> Create() => All.Select(create => create());
 
-    private static Option<string?> SocketOption() => new("--socket")
+    /// <summary>The <c>--socket</c> option of every command that talks to mobilityd's API (resolved by <see cref="CallAsync"/>).</summary>
+    internal static Option<string?> SocketOption() => new("--socket")
     {
         Description = $"mobilityd's Unix socket (default: ${SocketEnvironmentVariable}, else {DefaultSocket}, else $XDG_RUNTIME_DIR/mobilityd.sock)",
         HelpName = "PATH",

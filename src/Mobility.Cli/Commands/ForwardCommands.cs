@@ -33,12 +33,6 @@ public static class ForwardCommands
 
     public static IEnumerable<Command> Create() => All.Select(create => create());
 
-    private static Option<string?> SocketOption() => new("--socket")
-    {
-        Description = $"mobilityd's Unix socket (default: ${DaemonCommands.SocketEnvironmentVariable}, else {DaemonCommands.DefaultSocket})",
-        HelpName = "PATH",
-    };
-
     private static Option<string?> SocksOption() => new("--socks")
     {
         Description = $"mobilityd's SOCKS5 endpoint (default: ${SocksEnvironmentVariable}, else {DefaultSocks})",
@@ -49,7 +43,7 @@ public static class ForwardCommands
 
     private static Command Expose()
     {
-        var socket = SocketOption();
+        var socket = DaemonCommands.SocketOption();
         var port = PortArgument("port", "Local port (on 127.0.0.1) that peers may reach through the mobile transport");
         var allow = new Option<string[]>("--allow")
         {
@@ -68,7 +62,7 @@ public static class ForwardCommands
 
     private static Command Unexpose()
     {
-        var socket = SocketOption();
+        var socket = DaemonCommands.SocketOption();
         var port = PortArgument("port", "An exposed port");
         var command = new Command("unexpose", "Stop exposing a local port (socket owner or root only)") { socket, port };
         command.SetHandler(async context =>
@@ -78,7 +72,7 @@ public static class ForwardCommands
 
     private static Command Exposed()
     {
-        var socket = SocketOption();
+        var socket = DaemonCommands.SocketOption();
         var command = new Command("exposed", "List the local ports peers may reach") { socket };
         command.SetHandler(async context => PrintPorts(context, await DaemonCommands.CallAsync(context, socket, (d, ct) => d.ListExposedAsync(ct))));
         return command;

@@ -218,26 +218,21 @@ public static class DnsMessageReader
     }
 
     private static ushort ReadUInt16(ReadOnlySpan<byte> message, ref int offset, ushort id)
-    {
-        if (message.Length - offset < 2)
-        {
-            throw new DnsFormatException("The message ends inside a record.", id);
-        }
-
-        var value = BinaryPrimitives.ReadUInt16BigEndian(message[offset..]);
-        offset += 2;
-        return value;
-    }
+        => BinaryPrimitives.ReadUInt16BigEndian(Take(message, ref offset, sizeof(ushort), id));
 
     private static uint ReadUInt32(ReadOnlySpan<byte> message, ref int offset, ushort id)
+        => BinaryPrimitives.ReadUInt32BigEndian(Take(message, ref offset, sizeof(uint), id));
+
+    /// <summary>The next <paramref name="count"/> octets of a record, checked against the end of the message.</summary>
+    private static ReadOnlySpan<byte> Take(ReadOnlySpan<byte> message, ref int offset, int count, ushort id)
     {
-        if (message.Length - offset < 4)
+        if (message.Length - offset < count)
         {
             throw new DnsFormatException("The message ends inside a record.", id);
         }
 
-        var value = BinaryPrimitives.ReadUInt32BigEndian(message[offset..]);
-        offset += 4;
-        return value;
+        var field = message.Slice(offset, count);
+        offset += count;
+        return field;
     }
 }

@@ -40,7 +40,7 @@ public sealed partial class RedisGnsStore
             var stolen = (long)await _db.ScriptEvaluateAsync(RedisScripts.Steal, [nameKey], [held, guidText, versionText, lease]).ConfigureAwait(false);
             if (stolen == 1)
             {
-                Log.ClaimTakenOver(_logger, name, held, guid);
+                RedisGnsLog.ClaimTakenOver(_logger, name, held, guid);
                 await WaitDurableAsync(nameKey).ConfigureAwait(false);
                 return true;
             }
@@ -60,7 +60,7 @@ public sealed partial class RedisGnsStore
     {
         if (!NameClaim.TryParse(held, out var claim))
         {
-            Log.CorruptClaim(_logger, name, held);
+            RedisGnsLog.CorruptClaim(_logger, name, held);
             return true;
         }
 

@@ -39,7 +39,7 @@ public sealed partial class RedisGnsStore
             if (members.Length == take)
             {
                 scanBounded = true;
-                Log.ReverseScanBounded(_logger, normalized.ToString(), take);
+                RedisGnsLog.ReverseScanBounded(_logger, normalized.ToString(), take);
             }
 
             var parsed = new List<HostGuid>(members.Length);
@@ -51,7 +51,7 @@ public sealed partial class RedisGnsStore
                 }
                 else
                 {
-                    Log.CorruptIndexEntry(_logger, normalized.ToString(), (string?)member ?? "");
+                    RedisGnsLog.CorruptIndexEntry(_logger, normalized.ToString(), (string?)member ?? "");
                     _ = _db.SortedSetRemoveAsync(key, member, CommandFlags.FireAndForget);
                 }
             }

@@ -136,10 +136,10 @@ public sealed partial class RedisGnsStore : IGnsStore
         claims ??= new ClaimLimits();
         claims.Validate();
         var store = new RedisGnsStore(redis, options, facts, cache, logger, claims, time ?? TimeProvider.System);
-        Log.Opened(logger, facts.Describe(), store._waitAof);
+        RedisGnsLog.Opened(logger, facts.Describe(), store._waitAof);
         if (!facts.AllDurable && !store._waitAof)
         {
-            Log.NotDurable(logger, facts.Describe());
+            RedisGnsLog.NotDurable(logger, facts.Describe());
         }
 
         return store;
@@ -201,7 +201,7 @@ public sealed partial class RedisGnsStore : IGnsStore
         // 4. Re-assert the claim (undoes a release by a process that lost the race for this version).
         if (record.Name is { } held && !await AcquireNameAsync(held, guid, record.Version, cancellationToken).ConfigureAwait(false))
         {
-            Log.ClaimLost(_logger, guid, record.Version, held);
+            RedisGnsLog.ClaimLost(_logger, guid, record.Version, held);
             throw new InvalidOperationException(
                 $"Record {guid} v{record.Version} was stored but its name '{held}' was taken over meanwhile (the update outlived its claim lease).");
         }
@@ -299,7 +299,7 @@ public sealed partial class RedisGnsStore : IGnsStore
 
         if (!RedisKeys.TryParseVersion((string?)value, out var version))
         {
-            Log.CorruptRecord(_logger, guid.ToString(), "the version field is not 16 hexadecimal digits");
+            RedisGnsLog.CorruptRecord(_logger, guid.ToString(), "the version field is not 16 hexadecimal digits");
             return null;
         }
 
@@ -366,7 +366,7 @@ public sealed partial class RedisGnsStore : IGnsStore
 
         if (stored.Name is { } name && !await AcquireNameAsync(name, guid, stored.Version, CancellationToken.None).ConfigureAwait(false))
         {
-            Log.ClaimLost(_logger, guid, stored.Version, name);
+            RedisGnsLog.ClaimLost(_logger, guid, stored.Version, name);
         }
 
         await IndexAsync(stored, null, null).ConfigureAwait(false);
@@ -422,7 +422,7 @@ public sealed partial class RedisGnsStore : IGnsStore
 
         if (!RedisKeys.TryParseVersion((string?)fields[0], out var version))
         {
-            Log.CorruptRecord(_logger, guid.ToString(), "the version field is not 16 hexadecimal digits");
+            RedisGnsLog.CorruptRecord(_logger, guid.ToString(), "the version field is not 16 hexadecimal digits");
             return (null, null);
         }
 
@@ -441,7 +441,7 @@ public sealed partial class RedisGnsStore : IGnsStore
     {
         if (encoded is not { Length: > 0 })
         {
-            Log.CorruptRecord(_logger, guid.ToString(), "a live record without its encoding");
+            RedisGnsLog.CorruptRecord(_logger, guid.ToString(), "a live record without its encoding");
             return null;
         }
 
@@ -452,13 +452,13 @@ public sealed partial class RedisGnsStore : IGnsStore
         }
         catch (MalformedMessageException e)
         {
-            Log.CorruptRecord(_logger, guid.ToString(), e.Message);
+            RedisGnsLog.CorruptRecord(_logger, guid.ToString(), e.Message);
             return null;
         }
 
         if (record.Guid != guid || record.Version != version)
         {
-            Log.CorruptRecord(_logger, guid.ToString(), "the encoded record's GUID or version does not match the hash");
+            RedisGnsLog.CorruptRecord(_logger, guid.ToString(), "the encoded record's GUID or version does not match the hash");
             return null;
         }
 

@@ -113,7 +113,7 @@ public sealed partial class RedisRecordChangeFeed : IRecordChangeFeed, IAsyncDis
 
             _channels = channels;
             _probeSeen = new bool[channels.Length];
-            Log.Started(_logger, channels.Length, Sharded);
+            RedisGnsLog.Started(_logger, channels.Length, Sharded);
             if (_cache is not null)
             {
                 _redis.ConnectionFailed += OnConnectionFailed;
@@ -175,7 +175,7 @@ public sealed partial class RedisRecordChangeFeed : IRecordChangeFeed, IAsyncDis
             }
             catch (RedisException e)
             {
-                Log.UnsubscribeFailed(_logger, e);
+                RedisGnsLog.UnsubscribeFailed(_logger, e);
             }
         }
 
@@ -216,7 +216,7 @@ public sealed partial class RedisRecordChangeFeed : IRecordChangeFeed, IAsyncDis
         }
         catch (MalformedMessageException e)
         {
-            Log.MalformedMessage(_logger, channel.ToString(), e.Message);
+            RedisGnsLog.MalformedMessage(_logger, channel.ToString(), e.Message);
             return;
         }
 
@@ -261,13 +261,13 @@ public sealed partial class RedisRecordChangeFeed : IRecordChangeFeed, IAsyncDis
             if (!_cache!.IsLive)
             {
                 _cache.GoLive();
-                Log.CacheLive(_logger);
+                RedisGnsLog.CacheLive(_logger);
             }
         }
         else if (_cache!.IsLive)
         {
             _cache.GoOffline();
-            Log.FeedUnverified(_logger, answered ? "a connection failed during the probe" : reason);
+            RedisGnsLog.FeedUnverified(_logger, answered ? "a connection failed during the probe" : reason);
         }
     }
 
@@ -330,7 +330,7 @@ public sealed partial class RedisRecordChangeFeed : IRecordChangeFeed, IAsyncDis
         if (_cache!.IsLive)
         {
             _cache.GoOffline();
-            Log.FeedUnverified(_logger, $"connection to {e.EndPoint} failed ({e.ConnectionType}, {e.FailureType})");
+            RedisGnsLog.FeedUnverified(_logger, $"connection to {e.EndPoint} failed ({e.ConnectionType}, {e.FailureType})");
         }
     }
 
@@ -353,24 +353,5 @@ public sealed partial class RedisRecordChangeFeed : IRecordChangeFeed, IAsyncDis
                 ImmutableInterlocked.Update(ref feed._handlers, static (list, h) => list.Remove(h), handler);
             }
         }
-    }
-
-    /// <summary>Log events of <see cref="RedisRecordChangeFeed"/> (ids 1650-1669).</summary>
-    private static partial class Log
-    {
-        [LoggerMessage(1650, LogLevel.Information, "Redis change feed subscribed to {Count} channel(s), sharded: {Sharded}")]
-        public static partial void Started(ILogger logger, int count, bool sharded);
-
-        [LoggerMessage(1651, LogLevel.Warning, "Dropped a malformed change message on {Channel}: {Reason}")]
-        public static partial void MalformedMessage(ILogger logger, string channel, string reason);
-
-        [LoggerMessage(1652, LogLevel.Debug, "Unsubscribing from a change channel failed")]
-        public static partial void UnsubscribeFailed(ILogger logger, Exception exception);
-
-        [LoggerMessage(1653, LogLevel.Warning, "Redis change feed may have missed changes ({Reason}): record cache dropped until the feed is verified again")]
-        public static partial void FeedUnverified(ILogger logger, string reason);
-
-        [LoggerMessage(1654, LogLevel.Information, "Redis change feed verified on every channel: record cache on")]
-        public static partial void CacheLive(ILogger logger);
     }
 }

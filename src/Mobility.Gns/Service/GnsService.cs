@@ -67,15 +67,7 @@ public sealed partial class GnsService
         }
 
         var result = await _store.PutAsync(record, requireExisting, source, cancellationToken).ConfigureAwait(false);
-        if (result.Status != StoreStatus.Stored)
-        {
-            Log.RecordRefused(_logger, record.Guid, record.Version, result.Status);
-            return Refused(result);
-        }
-
-        Log.RecordStored(_logger, record.Guid, result.StoredVersion);
-        await PublishAsync(new RecordChange(record.Guid, record, result.StoredVersion)).ConfigureAwait(false);
-        return GnsResult<ulong>.Success(result.StoredVersion);
+        return await AnswerAsync(result, record.Guid, record.Version, record).ConfigureAwait(false);
     }
 
     /// <summary>Verifies <paramref name="removal"/> against the stored record's key and stores the tombstone.</summary>
@@ -101,15 +93,7 @@ public sealed partial class GnsService
         }
 
         var result = await _store.RemoveAsync(removal.Guid, removal.Version, cancellationToken).ConfigureAwait(false);
-        if (result.Status != StoreStatus.Stored)
-        {
-            Log.RecordRefused(_logger, removal.Guid, removal.Version, result.Status);
-            return Refused(result);
-        }
-
-        Log.RecordRemoved(_logger, removal.Guid, result.StoredVersion);
-        await PublishAsync(new RecordChange(removal.Guid, null, result.StoredVersion)).ConfigureAwait(false);
-        return GnsResult<ulong>.Success(result.StoredVersion);
+        return await AnswerAsync(result, removal.Guid, removal.Version, record: null).ConfigureAwait(false);
     }
 
     public ValueTask<GnsRecord?> LookupAsync(HostGuid guid, CancellationToken cancellationToken = default)
@@ -145,6 +129,31 @@ public sealed partial class GnsService
 
         var version = await _store.GetVersionAsync(guid, cancellationToken).ConfigureAwait(false);
         return new RecordChange(guid, null, version ?? 0);
+    }
+
+    /// <summary>
+    /// The answer to a signed change once the store has decided: its refusal, or its stored version
+    /// after the change (<paramref name="record"/>, or null for a removal) is announced to watchers.
+    /// </summary>
+    private async ValueTask<GnsResult<ulong>> AnswerAsync(StoreResult result, HostGuid guid, ulong version, GnsRecord? record)
+    {
+        if (result.Status != StoreStatus.Stored)
+        {
+            Log.RecordRefused(_logger, guid, version, result.Status);
+            return Refused(result);
+        }
+
+        if (record is null)
+        {
+            Log.RecordRemoved(_logger, guid, result.StoredVersion);
+        }
+        else
+        {
+            Log.RecordStored(_logger, guid, result.StoredVersion);
+        }
+
+        await PublishAsync(new RecordChange(guid, record, result.StoredVersion)).ConfigureAwait(false);
+        return GnsResult<ulong>.Success(result.StoredVersion);
     }
 
     private async ValueTask PublishAsync(RecordChange change)

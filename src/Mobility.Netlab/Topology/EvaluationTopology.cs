@@ -36,31 +36,26 @@ public sealed class EvaluationTopology : IAsyncDisposable
 
     private readonly TopologyOptions _options;
 
-    private EvaluationTopology(Lab lab, TopologyOptions options, LabHost client, LabHost server, LabHost gns, string edgeRouter, string coreRouter)
+    private EvaluationTopology(Lab lab, TopologyOptions options)
     {
         Lab = lab;
         _options = options;
-        Client = client;
-        Server = server;
-        Gns = gns;
-        EdgeRouter = edgeRouter;
-        CoreRouter = coreRouter;
     }
 
     public Lab Lab { get; }
 
     /// <summary>The mobile host behind the emulated link (interfaces e1 on 10.231.1.0/24, e2 on 10.231.2.0/24).</summary>
-    public LabHost Client { get; }
+    public required LabHost Client { get; init; }
 
     /// <summary>The peer (interfaces e1 on 10.231.9.0/24, e2 on 10.231.10.0/24).</summary>
-    public LabHost Server { get; }
+    public required LabHost Server { get; init; }
 
     /// <summary>Where the Global Name Service runs (10.231.100.2).</summary>
-    public LabHost Gns { get; }
+    public required LabHost Gns { get; init; }
 
-    public string EdgeRouter { get; }
+    public required string EdgeRouter { get; init; }
 
-    public string CoreRouter { get; }
+    public required string CoreRouter { get; init; }
 
     /// <summary>The running emulator, or null when the topology was built without one.</summary>
     public NamespaceProcess? LinkProcess { get; private set; }
@@ -132,7 +127,7 @@ public sealed class EvaluationTopology : IAsyncDisposable
             await serverHost.AttachAsync(serverHost.Interfaces[0]).ConfigureAwait(false);
             await gnsHost.AttachAsync(gnsHost.Interfaces[0]).ConfigureAwait(false);
 
-            var topology = new EvaluationTopology(lab, options, clientHost, serverHost, gnsHost, edge, core);
+            var topology = new EvaluationTopology(lab, options) { Client = clientHost, Server = serverHost, Gns = gnsHost, EdgeRouter = edge, CoreRouter = core };
             if (options.Link is { } link)
             {
                 await topology.StartLinkAsync(link).ConfigureAwait(false);

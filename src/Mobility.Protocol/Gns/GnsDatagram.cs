@@ -202,18 +202,21 @@ public static class GnsDatagram
     public static byte[] Update(uint requestId, GnsRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
-        var buffer = new byte[HeaderSize + record.Encoded.Length];
-        var writer = Header(buffer, GnsMessageType.Update, requestId);
-        writer.WriteBytes(record.Encoded.Span);
-        return buffer;
+        return SignedRequest(GnsMessageType.Update, requestId, record.Encoded.Span);
     }
 
     public static byte[] Remove(uint requestId, GnsRemoval removal)
     {
         ArgumentNullException.ThrowIfNull(removal);
-        var buffer = new byte[HeaderSize + removal.Encoded.Length];
-        var writer = Header(buffer, GnsMessageType.Remove, requestId);
-        writer.WriteBytes(removal.Encoded.Span);
+        return SignedRequest(GnsMessageType.Remove, requestId, removal.Encoded.Span);
+    }
+
+    /// <summary>A request whose body is one signed object exactly as its owner encoded it.</summary>
+    private static byte[] SignedRequest(GnsMessageType type, uint requestId, ReadOnlySpan<byte> encoded)
+    {
+        var buffer = new byte[HeaderSize + encoded.Length];
+        var writer = Header(buffer, type, requestId);
+        writer.WriteBytes(encoded);
         return buffer;
     }
 

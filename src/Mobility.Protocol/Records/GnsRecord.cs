@@ -137,20 +137,11 @@ public sealed class GnsRecord
     public static GnsRecord Read(ref WireReader reader)
     {
         var start = reader.Position;
-        var format = reader.ReadByte();
-        if (format != FormatVersion)
-        {
-            throw new MalformedMessageException($"Unknown record format {format}.");
-        }
-
+        reader.ReadFormat(FormatVersion, "record");
         var guid = reader.ReadGuid();
         var publicKey = reader.ReadBytes(HostKey.PublicKeySize).ToArray();
         var version = reader.ReadUInt64();
-        var issuedMs = reader.ReadInt64();
-        if (issuedMs < 0 || issuedMs > 253402300799999)
-        {
-            throw new MalformedMessageException("Issue time out of range.");
-        }
+        var issuedAt = reader.ReadIssuedAt();
 
         var ttl = reader.ReadUInt32();
         var nameBytes = reader.ReadShortBytes(HostName.MaxLength);
@@ -192,8 +183,7 @@ public sealed class GnsRecord
 
         reader.ReadBytes(HostKey.SignatureSize);
         var encoded = reader.Consumed[start..].ToArray();
-        return new GnsRecord(guid, publicKey, version, DateTimeOffset.FromUnixTimeMilliseconds(issuedMs), ttl, name,
-            locators.MoveToImmutable(), encoded);
+        return new GnsRecord(guid, publicKey, version, issuedAt, ttl, name, locators.MoveToImmutable(), encoded);
     }
 
     /// <summary>

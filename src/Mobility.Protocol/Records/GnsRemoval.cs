@@ -16,19 +16,13 @@ public sealed class GnsRemoval
 
     private readonly byte[] _encoded;
 
-    private GnsRemoval(HostGuid guid, ulong version, DateTimeOffset issuedAt, byte[] encoded)
-    {
-        Guid = guid;
-        Version = version;
-        IssuedAt = issuedAt;
-        _encoded = encoded;
-    }
+    private GnsRemoval(byte[] encoded) => _encoded = encoded;
 
-    public HostGuid Guid { get; }
+    public required HostGuid Guid { get; init; }
 
-    public ulong Version { get; }
+    public required ulong Version { get; init; }
 
-    public DateTimeOffset IssuedAt { get; }
+    public required DateTimeOffset IssuedAt { get; init; }
 
     public ReadOnlyMemory<byte> Encoded => _encoded;
 
@@ -49,28 +43,18 @@ public sealed class GnsRemoval
         writer.WriteUInt64(version);
         writer.WriteInt64(issued.ToUnixTimeMilliseconds());
         key.Sign(SigningContext.Compose(SigningContext.GnsRemove, encoded.AsSpan(0, BodySize)), encoded.AsSpan(BodySize));
-        return new GnsRemoval(key.Guid, version, issued, encoded);
+        return new GnsRemoval(encoded) { Guid = key.Guid, Version = version, IssuedAt = issued };
     }
 
     public static GnsRemoval Read(ref WireReader reader)
     {
         var start = reader.Position;
-        var format = reader.ReadByte();
-        if (format != FormatVersion)
-        {
-            throw new MalformedMessageException($"Unknown removal format {format}.");
-        }
-
+        reader.ReadFormat(FormatVersion, "removal");
         var guid = reader.ReadGuid();
         var version = reader.ReadUInt64();
-        var issuedMs = reader.ReadInt64();
-        if (issuedMs < 0 || issuedMs > 253402300799999)
-        {
-            throw new MalformedMessageException("Issue time out of range.");
-        }
-
+        var issuedAt = reader.ReadIssuedAt();
         reader.ReadBytes(HostKey.SignatureSize);
-        return new GnsRemoval(guid, version, DateTimeOffset.FromUnixTimeMilliseconds(issuedMs), reader.Consumed[start..].ToArray());
+        return new GnsRemoval(reader.Consumed[start..].ToArray()) { Guid = guid, Version = version, IssuedAt = issuedAt };
     }
 
     public static GnsRemoval Decode(ReadOnlySpan<byte> bytes)

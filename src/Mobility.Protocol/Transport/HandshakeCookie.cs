@@ -3,49 +3,33 @@ using Mobility.Protocol.Wire;
 
 namespace Mobility.Protocol.Transport;
 
-/// <summary>
-/// A server under load answers a ClientHello with this instead of a ServerHello, and closes the flow:
-/// it has signed nothing, made no key and keeps nothing. The client opens a new flow and sends
-/// <see cref="CookieEcho"/> with the same cookie, then the same ClientHello. Unauthenticated, like a
-/// Reject: a client only ever spends one more flow on it.
-/// </summary>
-public sealed record CookieReply : HandshakeMessage
+/// <summary>The two cookie messages: the preamble and the cookie, nothing else.</summary>
+public abstract record CookieMessage(byte[] Cookie) : HandshakeMessage
 {
     public const int EncodedSize = TransportConstants.PreambleSize + TransportConstants.CookieSize;
 
-    public CookieReply(byte[] cookie)
-    {
-        Require(cookie, TransportConstants.CookieSize, nameof(cookie));
-        Cookie = cookie;
-    }
-
-    public byte[] Cookie { get; }
-
-    public override HandshakeMessageType Type => HandshakeMessageType.CookieReply;
+    public byte[] Cookie { get; } = Require(Cookie, TransportConstants.CookieSize, nameof(Cookie));
 
     public override int Size => EncodedSize;
 
     private protected override void WriteBody(ref WireWriter writer) => writer.WriteBytes(Cookie);
 }
 
-/// <summary>First message of a flow that retries a handshake after a <see cref="CookieReply"/>; the ClientHello follows it.</summary>
-public sealed record CookieEcho : HandshakeMessage
+/// <summary>
+/// A server under load answers a ClientHello with this instead of a ServerHello, and closes the flow:
+/// it has signed nothing, made no key and keeps nothing. The client opens a new flow and sends
+/// <see cref="CookieEcho"/> with the same cookie, then the same ClientHello. Unauthenticated, like a
+/// Reject: a client only ever spends one more flow on it.
+/// </summary>
+public sealed record CookieReply(byte[] Cookie) : CookieMessage(Cookie)
 {
-    public const int EncodedSize = TransportConstants.PreambleSize + TransportConstants.CookieSize;
+    public override HandshakeMessageType Type => HandshakeMessageType.CookieReply;
+}
 
-    public CookieEcho(byte[] cookie)
-    {
-        Require(cookie, TransportConstants.CookieSize, nameof(cookie));
-        Cookie = cookie;
-    }
-
-    public byte[] Cookie { get; }
-
+/// <summary>First message of a flow that retries a handshake after a <see cref="CookieReply"/>; the ClientHello follows it.</summary>
+public sealed record CookieEcho(byte[] Cookie) : CookieMessage(Cookie)
+{
     public override HandshakeMessageType Type => HandshakeMessageType.CookieEcho;
-
-    public override int Size => EncodedSize;
-
-    private protected override void WriteBody(ref WireWriter writer) => writer.WriteBytes(Cookie);
 }
 
 /// <summary>

@@ -161,12 +161,36 @@ public abstract record HandshakeMessage
 
     internal static byte[] ReadArray(ref WireReader reader, int size) => reader.ReadBytes(size).ToArray();
 
-    internal static void Require(ReadOnlySpan<byte> value, int size, string name)
+    /// <summary>What both hellos start with: flags, the sender's GUID and public key, its ephemeral key, its nonce.</summary>
+    internal static void WriteHelloStart(ref WireWriter writer, HandshakeFlags flags, HostGuid guid, byte[] publicKey, byte[] ephemeralPublicKey, byte[] nonce)
     {
-        if (value.Length != size)
+        writer.WriteByte((byte)flags);
+        writer.WriteGuid(guid);
+        writer.WriteBytes(publicKey);
+        writer.WriteBytes(ephemeralPublicKey);
+        writer.WriteBytes(nonce);
+    }
+
+    /// <inheritdoc cref="WriteHelloStart"/>
+    internal static (HandshakeFlags Flags, HostGuid Guid, byte[] PublicKey, byte[] EphemeralPublicKey, byte[] Nonce) ReadHelloStart(ref WireReader reader)
+    {
+        var flags = ReadFlags(ref reader);
+        var guid = reader.ReadGuid();
+        var key = ReadArray(ref reader, HostKey.PublicKeySize);
+        var eph = ReadArray(ref reader, TransportConstants.EphemeralKeySize);
+        var nonce = ReadArray(ref reader, TransportConstants.NonceSize);
+        return (flags, guid, key, eph, nonce);
+    }
+
+    /// <summary>Returns <paramref name="value"/> when it is <paramref name="size"/> bytes long (a fixed-size field of a message).</summary>
+    internal static byte[] Require(byte[] value, int size, string name)
+    {
+        if (value is null || value.Length != size)
         {
             throw new ArgumentException($"{name} must be {size} bytes.", name);
         }
+
+        return value;
     }
 }
 
@@ -182,43 +206,18 @@ public sealed record UnsupportedVersion(byte Version) : HandshakeMessage
 }
 
 /// <summary>First message of a new connection, client to server.</summary>
-public sealed record ClientHello : HandshakeMessage
+/// <param name="ExpectedServer">The server GUID the client expects, or <see cref="HostGuid.Empty"/> when connecting by address.</param>
+public sealed record ClientHello(HandshakeFlags Flags, HostGuid ClientGuid, byte[] ClientPublicKey, byte[] EphemeralPublicKey,
+    byte[] Nonce, UInt128 Token, HostGuid ExpectedServer, uint ReceiveWindow) : HandshakeMessage
 {
     public const int EncodedSize = TransportConstants.PreambleSize + 1 + HostGuid.Size + HostKey.PublicKeySize
         + TransportConstants.EphemeralKeySize + TransportConstants.NonceSize + TransportConstants.TokenSize + HostGuid.Size + 4;
 
-    public ClientHello(HandshakeFlags flags, HostGuid clientGuid, byte[] clientPublicKey, byte[] ephemeralPublicKey,
-        byte[] nonce, UInt128 token, HostGuid expectedServer, uint receiveWindow)
-    {
-        Require(clientPublicKey, HostKey.PublicKeySize, nameof(clientPublicKey));
-        Require(ephemeralPublicKey, TransportConstants.EphemeralKeySize, nameof(ephemeralPublicKey));
-        Require(nonce, TransportConstants.NonceSize, nameof(nonce));
-        Flags = flags;
-        ClientGuid = clientGuid;
-        ClientPublicKey = clientPublicKey;
-        EphemeralPublicKey = ephemeralPublicKey;
-        Nonce = nonce;
-        Token = token;
-        ExpectedServer = expectedServer;
-        ReceiveWindow = receiveWindow;
-    }
+    public byte[] ClientPublicKey { get; } = Require(ClientPublicKey, HostKey.PublicKeySize, nameof(ClientPublicKey));
 
-    public HandshakeFlags Flags { get; }
+    public byte[] EphemeralPublicKey { get; } = Require(EphemeralPublicKey, TransportConstants.EphemeralKeySize, nameof(EphemeralPublicKey));
 
-    public HostGuid ClientGuid { get; }
-
-    public byte[] ClientPublicKey { get; }
-
-    public byte[] EphemeralPublicKey { get; }
-
-    public byte[] Nonce { get; }
-
-    public UInt128 Token { get; }
-
-    /// <summary>The server GUID the client expects, or <see cref="HostGuid.Empty"/> when connecting by address.</summary>
-    public HostGuid ExpectedServer { get; }
-
-    public uint ReceiveWindow { get; }
+    public byte[] Nonce { get; } = Require(Nonce, TransportConstants.NonceSize, nameof(Nonce));
 
     public override HandshakeMessageType Type => HandshakeMessageType.ClientHello;
 
@@ -226,11 +225,7 @@ public sealed record ClientHello : HandshakeMessage
 
     private protected override void WriteBody(ref WireWriter writer)
     {
-        writer.WriteByte((byte)Flags);
-        writer.WriteGuid(ClientGuid);
-        writer.WriteBytes(ClientPublicKey);
-        writer.WriteBytes(EphemeralPublicKey);
-        writer.WriteBytes(Nonce);
+        WriteHelloStart(ref writer, Flags, ClientGuid, ClientPublicKey, EphemeralPublicKey, Nonce);
         WriteToken(ref writer, Token);
         writer.WriteGuid(ExpectedServer);
         writer.WriteUInt32(ReceiveWindow);
@@ -238,11 +233,7 @@ public sealed record ClientHello : HandshakeMessage
 
     internal static ClientHello ReadBody(ref WireReader reader)
     {
-        var flags = ReadFlags(ref reader);
-        var guid = reader.ReadGuid();
-        var key = ReadArray(ref reader, HostKey.PublicKeySize);
-        var eph = ReadArray(ref reader, TransportConstants.EphemeralKeySize);
-        var nonce = ReadArray(ref reader, TransportConstants.NonceSize);
+        var (flags, guid, key, eph, nonce) = ReadHelloStart(ref reader);
         var token = ReadToken(ref reader);
         var expected = reader.ReadGuid();
         var window = ReadWindow(ref reader);
@@ -251,7 +242,8 @@ public sealed record ClientHello : HandshakeMessage
 }
 
 /// <summary>Server's answer to <see cref="ClientHello"/>, signed over the transcript.</summary>
-public sealed record ServerHello : HandshakeMessage
+public sealed record ServerHello(HandshakeFlags Flags, HostGuid ServerGuid, byte[] ServerPublicKey, byte[] EphemeralPublicKey,
+    byte[] Nonce, uint ReceiveWindow, byte[] Signature) : HandshakeMessage
 {
     /// <summary>Size of the part covered by the transcript hash (everything but the signature).</summary>
     public const int UnsignedSize = TransportConstants.PreambleSize + 1 + HostGuid.Size + HostKey.PublicKeySize
@@ -259,35 +251,13 @@ public sealed record ServerHello : HandshakeMessage
 
     public const int EncodedSize = UnsignedSize + HostKey.SignatureSize;
 
-    public ServerHello(HandshakeFlags flags, HostGuid serverGuid, byte[] serverPublicKey, byte[] ephemeralPublicKey,
-        byte[] nonce, uint receiveWindow, byte[] signature)
-    {
-        Require(serverPublicKey, HostKey.PublicKeySize, nameof(serverPublicKey));
-        Require(ephemeralPublicKey, TransportConstants.EphemeralKeySize, nameof(ephemeralPublicKey));
-        Require(nonce, TransportConstants.NonceSize, nameof(nonce));
-        Require(signature, HostKey.SignatureSize, nameof(signature));
-        Flags = flags;
-        ServerGuid = serverGuid;
-        ServerPublicKey = serverPublicKey;
-        EphemeralPublicKey = ephemeralPublicKey;
-        Nonce = nonce;
-        ReceiveWindow = receiveWindow;
-        Signature = signature;
-    }
+    public byte[] ServerPublicKey { get; } = Require(ServerPublicKey, HostKey.PublicKeySize, nameof(ServerPublicKey));
 
-    public HandshakeFlags Flags { get; }
+    public byte[] EphemeralPublicKey { get; } = Require(EphemeralPublicKey, TransportConstants.EphemeralKeySize, nameof(EphemeralPublicKey));
 
-    public HostGuid ServerGuid { get; }
+    public byte[] Nonce { get; } = Require(Nonce, TransportConstants.NonceSize, nameof(Nonce));
 
-    public byte[] ServerPublicKey { get; }
-
-    public byte[] EphemeralPublicKey { get; }
-
-    public byte[] Nonce { get; }
-
-    public uint ReceiveWindow { get; }
-
-    public byte[] Signature { get; }
+    public byte[] Signature { get; } = Require(Signature, HostKey.SignatureSize, nameof(Signature));
 
     public override HandshakeMessageType Type => HandshakeMessageType.ServerHello;
 
@@ -299,22 +269,14 @@ public sealed record ServerHello : HandshakeMessage
 
     private protected override void WriteBody(ref WireWriter writer)
     {
-        writer.WriteByte((byte)Flags);
-        writer.WriteGuid(ServerGuid);
-        writer.WriteBytes(ServerPublicKey);
-        writer.WriteBytes(EphemeralPublicKey);
-        writer.WriteBytes(Nonce);
+        WriteHelloStart(ref writer, Flags, ServerGuid, ServerPublicKey, EphemeralPublicKey, Nonce);
         writer.WriteUInt32(ReceiveWindow);
         writer.WriteBytes(Signature);
     }
 
     internal static ServerHello ReadBody(ref WireReader reader)
     {
-        var flags = ReadFlags(ref reader);
-        var guid = reader.ReadGuid();
-        var key = ReadArray(ref reader, HostKey.PublicKeySize);
-        var eph = ReadArray(ref reader, TransportConstants.EphemeralKeySize);
-        var nonce = ReadArray(ref reader, TransportConstants.NonceSize);
+        var (flags, guid, key, eph, nonce) = ReadHelloStart(ref reader);
         var window = ReadWindow(ref reader);
         var signature = ReadArray(ref reader, HostKey.SignatureSize);
         return new ServerHello(flags, guid, key, eph, nonce, window, signature);
@@ -322,17 +284,11 @@ public sealed record ServerHello : HandshakeMessage
 }
 
 /// <summary>Client's proof of identity: its signature over the transcript.</summary>
-public sealed record ClientFinish : HandshakeMessage
+public sealed record ClientFinish(byte[] Signature) : HandshakeMessage
 {
     public const int EncodedSize = TransportConstants.PreambleSize + HostKey.SignatureSize;
 
-    public ClientFinish(byte[] signature)
-    {
-        Require(signature, HostKey.SignatureSize, nameof(signature));
-        Signature = signature;
-    }
-
-    public byte[] Signature { get; }
+    public byte[] Signature { get; } = Require(Signature, HostKey.SignatureSize, nameof(Signature));
 
     public override HandshakeMessageType Type => HandshakeMessageType.ClientFinish;
 
@@ -371,36 +327,16 @@ public sealed record HandshakeReject(RejectReason Reason) : HandshakeMessage
 /// session's resume key, context <see cref="SigningContext.TransportResume"/>) covers every byte
 /// before it, preamble included.
 /// </summary>
-public sealed record ResumeRequest : HandshakeMessage
+/// <param name="Counter">Strictly increasing per connection; the server refuses a counter it has seen.</param>
+/// <param name="ReceivedOffset">The client's cumulative receive position (stream bytes, plus one once FIN is received).</param>
+public sealed record ResumeRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, ulong ReceivedOffset, byte[] Mac)
+    : HandshakeMessage
 {
     public const int MacOffset = TransportConstants.PreambleSize + HostGuid.Size + HostGuid.Size + TransportConstants.TokenSize + 8 + 8;
 
     public const int EncodedSize = MacOffset + TransportConstants.MacSize;
 
-    public ResumeRequest(HostGuid clientGuid, HostGuid serverGuid, UInt128 token, ulong counter, ulong receivedOffset, byte[] mac)
-    {
-        Require(mac, TransportConstants.MacSize, nameof(mac));
-        ClientGuid = clientGuid;
-        ServerGuid = serverGuid;
-        Token = token;
-        Counter = counter;
-        ReceivedOffset = receivedOffset;
-        Mac = mac;
-    }
-
-    public HostGuid ClientGuid { get; }
-
-    public HostGuid ServerGuid { get; }
-
-    public UInt128 Token { get; }
-
-    /// <summary>Strictly increasing per connection; the server refuses a counter it has seen.</summary>
-    public ulong Counter { get; }
-
-    /// <summary>The client's cumulative receive position (stream bytes, plus one once FIN is received).</summary>
-    public ulong ReceivedOffset { get; }
-
-    public byte[] Mac { get; }
+    public byte[] Mac { get; } = Require(Mac, TransportConstants.MacSize, nameof(Mac));
 
     public override HandshakeMessageType Type => HandshakeMessageType.Resume;
 
@@ -448,28 +384,13 @@ public sealed record ResumeRequest : HandshakeMessage
 }
 
 /// <summary>Server's acceptance of a <see cref="ResumeRequest"/>; echoes its counter, MAC under the resume key.</summary>
-public sealed record ResumeAck : HandshakeMessage
+public sealed record ResumeAck(UInt128 Token, ulong Counter, ulong ReceivedOffset, byte[] Mac) : HandshakeMessage
 {
     public const int MacOffset = TransportConstants.PreambleSize + TransportConstants.TokenSize + 8 + 8;
 
     public const int EncodedSize = MacOffset + TransportConstants.MacSize;
 
-    public ResumeAck(UInt128 token, ulong counter, ulong receivedOffset, byte[] mac)
-    {
-        Require(mac, TransportConstants.MacSize, nameof(mac));
-        Token = token;
-        Counter = counter;
-        ReceivedOffset = receivedOffset;
-        Mac = mac;
-    }
-
-    public UInt128 Token { get; }
-
-    public ulong Counter { get; }
-
-    public ulong ReceivedOffset { get; }
-
-    public byte[] Mac { get; }
+    public byte[] Mac { get; } = Require(Mac, TransportConstants.MacSize, nameof(Mac));
 
     public override HandshakeMessageType Type => HandshakeMessageType.ResumeAck;
 

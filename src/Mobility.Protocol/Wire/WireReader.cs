@@ -60,6 +60,31 @@ public ref struct WireReader
 
     public long ReadInt64() => unchecked((long)ReadUInt64());
 
+    /// <summary>The leading format byte of a signed object (<paramref name="what"/>: "record", "removal"); any other than <paramref name="expected"/> is malformed.</summary>
+    public void ReadFormat(byte expected, string what)
+    {
+        var format = ReadByte();
+        if (format != expected)
+        {
+            throw new MalformedMessageException($"Unknown {what} format {format}.");
+        }
+    }
+
+    /// <summary>
+    /// The issue time of a signed record or removal: i64 Unix milliseconds, from 1970 to the end of
+    /// year 9999 (the range of <see cref="DateTimeOffset"/>).
+    /// </summary>
+    public DateTimeOffset ReadIssuedAt()
+    {
+        var milliseconds = ReadInt64();
+        if (milliseconds < 0 || milliseconds > DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())
+        {
+            throw new MalformedMessageException("Issue time out of range.");
+        }
+
+        return DateTimeOffset.FromUnixTimeMilliseconds(milliseconds);
+    }
+
     public ReadOnlySpan<byte> ReadBytes(int count)
     {
         if (count < 0)

@@ -171,18 +171,13 @@ public sealed class GnsProcess
     public const int UdpPort = 7353;
     public const int GrpcPort = 7381;
 
-    private GnsProcess(NamespaceProcess process, IPEndPoint udp, Uri grpc)
-    {
-        Process = process;
-        Udp = udp;
-        Grpc = grpc;
-    }
+    private GnsProcess(NamespaceProcess process) => Process = process;
 
     public NamespaceProcess Process { get; }
 
-    public IPEndPoint Udp { get; }
+    public required IPEndPoint Udp { get; init; }
 
-    public Uri Grpc { get; }
+    public required Uri Grpc { get; init; }
 
     public static async Task<GnsProcess> StartAsync(Lab lab, LabHost host, string workingDirectory, CancellationToken cancellationToken)
     {
@@ -196,6 +191,6 @@ public sealed class GnsProcess
         Directory.CreateDirectory(workingDirectory);
         var process = lab.StartProcess(host.Namespace, file, arguments, readyLine: "gns listening ", workingDirectory: workingDirectory);
         await process.WaitReadyAsync(DaemonProcess.StartTimeout, cancellationToken).ConfigureAwait(false);
-        return new GnsProcess(process, udp, grpc);
+        return new GnsProcess(process) { Udp = udp, Grpc = grpc };
     }
 }

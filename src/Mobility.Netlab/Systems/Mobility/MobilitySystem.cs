@@ -153,22 +153,16 @@ public sealed class MobilitySystem : IScenarioSystem
     /// <summary>gns and the two daemons of one run; all of them belong to the topology's lab.</summary>
     public sealed class Deployment
     {
-        private Deployment(GnsProcess gns, DaemonProcess client, DaemonProcess server, long startedAt)
-        {
-            Gns = gns;
-            Client = client;
-            Server = server;
-            StartedAt = startedAt;
-        }
+        private Deployment(GnsProcess gns) => Gns = gns;
 
         public GnsProcess Gns { get; }
 
-        public DaemonProcess Client { get; }
+        public required DaemonProcess Client { get; init; }
 
-        public DaemonProcess Server { get; }
+        public required DaemonProcess Server { get; init; }
 
         /// <summary>When both daemons were ready and the server registered (Stopwatch timestamp).</summary>
-        public long StartedAt { get; }
+        public required long StartedAt { get; init; }
 
         /// <summary>Whether the client daemon's GNS watch was connected when the connection was handed to the application.</summary>
         public bool WatchReady { get; set; } = true;
@@ -194,7 +188,7 @@ public sealed class MobilitySystem : IScenarioSystem
                 await Task.Delay(100, deadline.Token).ConfigureAwait(false);
             }
 
-            return new Deployment(gns, client, server, Stopwatch.GetTimestamp());
+            return new Deployment(gns) { Client = client, Server = server, StartedAt = Stopwatch.GetTimestamp() };
         }
     }
 
