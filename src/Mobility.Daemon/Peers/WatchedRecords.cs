@@ -206,7 +206,7 @@ public sealed partial class WatchedRecords : IAsyncDisposable
         {
             // Not watched any more, so not cached any more: a later lookup asks the GNS.
             _gns.Invalidate(evicted.Node.Value);
-            Log.Evicted(_logger, evicted.Node.Value.ToString(), _max);
+            Log.Evicted(_logger, evicted.Node.Value.ToString());
             evicted.Cts.Cancel();
             _ = evicted.Loop.ContinueWith(static (_, c) => ((CancellationTokenSource)c!).Dispose(), evicted.Cts, CancellationToken.None,
                 TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
@@ -386,13 +386,13 @@ public sealed partial class WatchedRecords : IAsyncDisposable
         [LoggerMessage(8101, LogLevel.Debug, "Watch of {Guid} failed: {Error}; retrying.")]
         public static partial void WatchFailed(ILogger logger, string guid, string error);
 
+        [LoggerMessage(8104, LogLevel.Debug, "Stopped watching {Guid}: the cap of watched GUIDs was reached and it was the least recently looked up.")]
+        public static partial void Evicted(ILogger logger, string guid);
+
         [LoggerMessage(8102, LogLevel.Debug, "Re-validated {Guid} by a lookup: version {Version} (0: no record).")]
         public static partial void Revalidated(ILogger logger, string guid, ulong version);
 
         [LoggerMessage(8103, LogLevel.Debug, "Re-validating {Guid} by a lookup failed: {Error}.")]
         public static partial void RevalidateFailed(ILogger logger, string guid, string error);
-
-        [LoggerMessage(8104, LogLevel.Debug, "Stopped watching {Guid}: {Max} GUIDs are watched, it was the least recently looked up.")]
-        public static partial void Evicted(ILogger logger, string guid, int max);
     }
 }
