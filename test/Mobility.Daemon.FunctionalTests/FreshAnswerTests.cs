@@ -17,6 +17,7 @@ public sealed class FreshAnswerTests
     [Fact]
     public async Task Get_ip_and_the_hosts_file_follow_a_peers_move_without_waiting_for_the_ttl()
     {
+        var moved = DaemonInstance.NewAddress();
         await using var gns = await GnsServerInstance.StartAsync();
         await using var a = await DaemonInstance.StartAsync(gns.CreateClient());
         await using var b = await DaemonInstance.StartAsync(gns.CreateClient());
@@ -26,7 +27,6 @@ public sealed class FreshAnswerTests
         Assert.True(b.Services.GetRequiredService<WatchedRecords>().IsWatched(a.Guid));
         await WatchesOpenAsync(gns, 1);
 
-        var moved = DaemonInstance.NewAddress();
         await a.Api.SetAddressesAsync([moved]).WithTimeout();
 
         await TestTimeout.Eventually(async () => (await b.Api.GetIpAsync(a.Guid.ToString()))?.HasAddress(moved) == true,

@@ -206,7 +206,6 @@ public sealed partial class WatchedRecords : IAsyncDisposable
         {
             // Not watched any more, so not cached any more: a later lookup asks the GNS.
             _gns.Invalidate(evicted.Node.Value);
-            Log.Evicted(_logger, evicted.Node.Value.ToString());
             evicted.Cts.Cancel();
             _ = evicted.Loop.ContinueWith(static (_, c) => ((CancellationTokenSource)c!).Dispose(), evicted.Cts, CancellationToken.None,
                 TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
@@ -276,13 +275,13 @@ public sealed partial class WatchedRecords : IAsyncDisposable
         {
             _gns.Invalidate(guid);
             var record = await _gns.LookupAsync(guid, cancellationToken).ConfigureAwait(false);
-            Log.Revalidated(_logger, guid.ToString(), record?.Version ?? 0);
+            Log.Revalidated(_logger, guid.ToString(), record is null ? "no record" : $"version {record.Version}");
             Apply(guid, record, authoritative: true);
         }
         catch (GnsException e)
         {
             // Nothing is cached now: the next lookup asks the GNS.
-            Log.RevalidateFailed(_logger, guid.ToString(), e.Message);
+            Log.Revalidated(_logger, guid.ToString(), $"failed ({e.Message})");
         }
     }
 
@@ -386,13 +385,7 @@ public sealed partial class WatchedRecords : IAsyncDisposable
         [LoggerMessage(8101, LogLevel.Debug, "Watch of {Guid} failed: {Error}; retrying.")]
         public static partial void WatchFailed(ILogger logger, string guid, string error);
 
-        [LoggerMessage(8104, LogLevel.Debug, "Stopped watching {Guid}: the cap of watched GUIDs was reached and it was the least recently looked up.")]
-        public static partial void Evicted(ILogger logger, string guid);
-
-        [LoggerMessage(8102, LogLevel.Debug, "Re-validated {Guid} by a lookup: version {Version} (0: no record).")]
-        public static partial void Revalidated(ILogger logger, string guid, ulong version);
-
-        [LoggerMessage(8103, LogLevel.Debug, "Re-validating {Guid} by a lookup failed: {Error}.")]
-        public static partial void RevalidateFailed(ILogger logger, string guid, string error);
+        [LoggerMessage(8102, LogLevel.Debug, "Re-validated {Guid} by a lookup past the cache: {Outcome}.")]
+        public static partial void Revalidated(ILogger logger, string guid, string outcome);
     }
 }
