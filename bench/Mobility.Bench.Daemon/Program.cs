@@ -2,6 +2,7 @@
 // verify_self challenge round trip on loopback, measured against two real mobilityd processes.
 //
 //   dotnet daemon-bench.dll [--mobilityd PATH/mobilityd.dll] [--count 5000] [--json FILE]
+//   dotnet daemon-bench.dll moves [--mobilityd PATH/mobilityd.dll] [--moves 30] [--json FILE]   (MoveLatency.cs)
 //
 // Side by side in the same run, as anchors: an HTTP GET over the same Unix socket of a route that
 // does no work (/v1/self) and a UDP echo round trip on loopback, so the cost our code adds to the
@@ -15,6 +16,11 @@ using Mobility.Daemon.Client;
 using Mobility.Net.Processes;
 using Mobility.Protocol.Challenge;
 using Mobility.Protocol.Identity;
+
+if (args is ["moves", ..])
+{
+    return await MoveLatency.RunAsync(args[1..], Locate);
+}
 
 var count = 5000;
 string? mobilityd = null;
@@ -203,7 +209,9 @@ internal sealed class Daemon : IAsyncDisposable
         Directory.CreateDirectory(dir);
         var socket = Path.Combine(dir, "d.sock");
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { dll, "--state-dir", dir, "--socket", socket, "--http", "127.0.0.1:0", "--grpc", "off", "--allow-loopback", "true" }.Concat(extra))
+        // gRPC is off unless the caller turns it on (the embedded GNS's watches need it).
+        string[] grpc = extra.Contains("--grpc") ? [] : ["--grpc", "off"];
+        foreach (var a in new[] { dll, "--state-dir", dir, "--socket", socket, "--http", "127.0.0.1:0", "--allow-loopback", "true" }.Concat(grpc).Concat(extra))
         {
             info.ArgumentList.Add(a);
         }

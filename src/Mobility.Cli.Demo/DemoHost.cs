@@ -6,6 +6,7 @@ using Mobility.Daemon;
 using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Forwarding;
 using Mobility.Daemon.Identity;
+using Mobility.Daemon.Peers;
 using Mobility.Daemon.Records;
 using Mobility.Gns.Client;
 using Mobility.Protocol.Identity;
@@ -37,6 +38,7 @@ public sealed class DemoHost : IAsyncDisposable
     private readonly AddressMonitor _addresses;
     private readonly GnsClient _gns;
     private readonly RecordPublisher _publisher;
+    private readonly WatchedRecords _records;
     private readonly GnsPeerLocator _locator;
     private readonly MobileListener _listener;
     private readonly MobileConnector _connector;
@@ -62,7 +64,8 @@ public sealed class DemoHost : IAsyncDisposable
         _addresses = new AddressMonitor(options, time, loggers.CreateLogger<AddressMonitor>());
         _gns = new GnsClient(new GnsClientOptions { Server = gns.Udp, GrpcAddress = gns.Grpc, LoggerFactory = loggers });
         _publisher = new RecordPublisher(options, _identity, _addresses, _gns, time, loggers.CreateLogger<RecordPublisher>());
-        _locator = new GnsPeerLocator(_gns, options, time, loggers.CreateLogger<GnsPeerLocator>());
+        _records = new WatchedRecords(_gns, new PeerBook(options), options, time, loggers.CreateLogger<WatchedRecords>());
+        _locator = new GnsPeerLocator(_records);
         _listener = new MobileListener(_identity.Key, new MobileListenerOptions { LoggerFactory = loggers });
         _connector = new MobileConnector(_identity.Key, new MobileConnectionOptions { LocalAddress = address, LoggerFactory = loggers });
     }
@@ -148,6 +151,7 @@ public sealed class DemoHost : IAsyncDisposable
     {
         // Watches first, so the GNS is not left waiting on open streams when it stops.
         await _locator.DisposeAsync();
+        await _records.DisposeAsync();
         if (_publisherStarted)
         {
             using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2));

@@ -34,6 +34,7 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<PendingChallenges>();
         services.TryAddSingleton<ControlEndpoint>();
         services.TryAddSingleton<PeerBook>();
+        services.TryAddSingleton<WatchedRecords>();
         services.TryAddSingleton<Challenger>();
         services.TryAddSingleton<RecordPublisher>();
         services.TryAddSingleton<DaemonApi>();

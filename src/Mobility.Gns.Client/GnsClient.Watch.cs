@@ -38,6 +38,7 @@ public sealed partial class GnsClient
         request.Guids.AddRange(watched.Select(g => g.ToString()));
         var state = GnsWatchState.Connecting;
         var failures = 0;
+        var reconnected = false;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -86,7 +87,8 @@ public sealed partial class GnsClient
 
                     if (ToWatchEvent(message, watched) is { } watchEvent)
                     {
-                        yield return watchEvent;
+                        yield return reconnected ? watchEvent with { Reconnected = true } : watchEvent;
+                        reconnected = false;
                     }
                 }
             }
@@ -101,6 +103,7 @@ public sealed partial class GnsClient
             }
 
             state = GnsWatchState.Reconnecting;
+            reconnected = true;
             failures++;
             var delay = WatchReconnectDelay(failures);
             GnsClientLog.WatchReconnecting(_logger, GrpcAddress!, reason, delay, failures);

@@ -56,6 +56,14 @@ public sealed record GnsUpdateResult(ulong Version, IPEndPoint? Observed);
 public sealed record GnsWatchEvent(HostGuid Guid, GnsRecord? Record, ulong Version)
 {
     public bool Removed => Record is null;
+
+    /// <summary>
+    /// True on the first event after the stream was re-opened because it failed or ended (not on the
+    /// first open, nor after <see cref="IGnsClient.NotifyLocalAddressChanged"/>): changes made while
+    /// it was down are not replayed, only the current state, so a consumer that keeps answers of its
+    /// own re-validates every GUID of the watch.
+    /// </summary>
+    public bool Reconnected { get; init; }
 }
 
 /// <summary>A GNS operation failed: refused by the GNS (with its code) or unreachable (<see cref="GnsErrorCode.Unavailable"/>).</summary>

@@ -198,6 +198,7 @@ public sealed class EndToEndRestartTests
             await using var events = client.WatchAsync([key.Guid], cts.Token).GetAsyncEnumerator();
             Assert.True(await events.MoveNextAsync().AsTask().WithTimeout());
             Assert.Equal(1UL, events.Current.Version);
+            Assert.False(events.Current.Reconnected);
 
             await first.DisposeAsync();
             second = await GnsProcess.StartInMemoryAsync(udp.ToString(), $"{grpc.Host}:{grpc.Port}");
@@ -212,13 +213,16 @@ public sealed class EndToEndRestartTests
             }
 
             // The in-memory store restarted empty: the watch may first report "removed", then version 2.
-            GnsWatchEvent seen;
-            do
+            // The first event of the re-opened stream says so (changes while it was down are not replayed).
+            Assert.True(await events.MoveNextAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(60)));
+            var seen = events.Current;
+            Assert.True(seen.Reconnected);
+            while (seen.Version != 2)
             {
                 Assert.True(await events.MoveNextAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(60)));
                 seen = events.Current;
+                Assert.False(seen.Reconnected);
             }
-            while (seen.Version != 2);
 
             Assert.Equal(7001, seen.Record!.Locators[0].Port);
         }

@@ -28,7 +28,11 @@ public sealed class ForwardingOptions
     /// </summary>
     public Dictionary<string, string[]> Allow { get; set; } = [];
 
-    /// <summary>Hosts whose GNS records are watched at once for endpoint pushes; the oldest watch stops beyond it.</summary>
+    /// <summary>
+    /// Hosts whose GNS records are watched at once (every GUID looked up: get_ip, SOCKS5 targets, address
+    /// owners, mobile connections' peers); beyond it the least recently looked-up one stops being watched
+    /// and its cached record is dropped (<see cref="Peers.WatchedRecords"/>).
+    /// </summary>
     public int MaxWatchedPeers { get; set; } = 256;
 
     /// <summary>

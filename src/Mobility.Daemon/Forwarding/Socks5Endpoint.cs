@@ -5,6 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Mobility.Daemon.Access;
+using Mobility.Daemon.Peers;
 using Mobility.Gns.Client;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
@@ -29,7 +30,7 @@ public sealed partial class Socks5Endpoint : IHostedService
 
     private readonly MobilitydOptions _options;
     private readonly MobileForwarder _forwarder;
-    private readonly IGnsClient _gns;
+    private readonly WatchedRecords _records;
     private readonly LocalAccessPolicy _access;
     private readonly TimeProvider _time;
     private readonly ILogger<Socks5Endpoint> _logger;
@@ -37,13 +38,13 @@ public sealed partial class Socks5Endpoint : IHostedService
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
 
-    public Socks5Endpoint(IOptions<MobilitydOptions> options, MobileForwarder forwarder, IGnsClient gns, LocalAccessPolicy access, TimeProvider time,
+    public Socks5Endpoint(IOptions<MobilitydOptions> options, MobileForwarder forwarder, WatchedRecords records, LocalAccessPolicy access, TimeProvider time,
         ILogger<Socks5Endpoint> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
         _forwarder = forwarder;
-        _gns = gns;
+        _records = records;
         _access = access;
         _time = time;
         _logger = logger;
@@ -298,7 +299,7 @@ public sealed partial class Socks5Endpoint : IHostedService
     {
         try
         {
-            return (await _gns.LookupNameAsync(name, cancellationToken).ConfigureAwait(false))?.Guid;
+            return (await _records.LookupNameAsync(name, cancellationToken).ConfigureAwait(false))?.Guid;
         }
         catch (GnsException e)
         {

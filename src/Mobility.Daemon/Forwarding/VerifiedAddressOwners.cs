@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Mobility.Daemon.Challenges;
 using Mobility.Daemon.Identity;
+using Mobility.Daemon.Peers;
 using Mobility.Gns.Client;
 using Mobility.Net.Caching;
 using Mobility.Protocol.Records;
@@ -24,7 +25,7 @@ namespace Mobility.Daemon.Forwarding;
 public sealed partial class VerifiedAddressOwners : IAddressOwnerResolver
 {
     private readonly AddressClaims _claims;
-    private readonly IGnsClient _gns;
+    private readonly WatchedRecords _records;
     private readonly DaemonIdentity _identity;
     private readonly ForwardingOptions _options;
     private readonly TimeProvider _time;
@@ -32,12 +33,12 @@ public sealed partial class VerifiedAddressOwners : IAddressOwnerResolver
     private readonly ConcurrentDictionary<IPAddress, Task<AddressOwner?>> _inFlight = new();
     private readonly ExpiringCache<IPAddress, AddressOwner?> _cache;
 
-    public VerifiedAddressOwners(AddressClaims claims, IGnsClient gns, DaemonIdentity identity, IOptions<MobilitydOptions> options,
+    public VerifiedAddressOwners(AddressClaims claims, WatchedRecords records, DaemonIdentity identity, IOptions<MobilitydOptions> options,
         TimeProvider time, ILogger<VerifiedAddressOwners> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _claims = claims;
-        _gns = gns;
+        _records = records;
         _identity = identity;
         _options = options.Value.Forwarding;
         _time = time;
@@ -87,7 +88,7 @@ public sealed partial class VerifiedAddressOwners : IAddressOwnerResolver
                     continue;
                 }
 
-                var record = await _gns.LookupAsync(guid, CancellationToken.None).ConfigureAwait(false);
+                var record = await _records.LookupAsync(guid, fresh: false, CancellationToken.None).ConfigureAwait(false);
                 if (record is null || !record.HasAddress(address))
                 {
                     continue;

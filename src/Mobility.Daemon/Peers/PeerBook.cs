@@ -67,6 +67,42 @@ public sealed class PeerBook
         });
     }
 
+    /// <summary>
+    /// A newer record of a peer already in the book (a GNS watch push): its addresses replace the old
+    /// ones, as <see cref="Learned"/> does. A GUID not in the book is not added.
+    /// </summary>
+    public void Refreshed(GnsRecord record, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        lock (_gate)
+        {
+            if (!_peers.ContainsKey(record.Guid))
+            {
+                return;
+            }
+        }
+
+        Learned(record, now);
+    }
+
+    /// <summary>
+    /// The GNS has no record of a peer in the book any more (removed, or lost by a GNS restart): its
+    /// addresses are dropped, so the hosts file lists it no more, but it stays known, so a record it
+    /// publishes later is followed again by <see cref="Refreshed"/>.
+    /// </summary>
+    public void Unpublished(HostGuid guid, DateTimeOffset now)
+    {
+        lock (_gate)
+        {
+            if (!_peers.ContainsKey(guid))
+            {
+                return;
+            }
+        }
+
+        Update(guid, existing => existing with { Addresses = [], VerifiedAt = [], LastSeen = now });
+    }
+
     /// <summary>Records that <paramref name="guid"/> proved itself at <paramref name="address"/>.</summary>
     public void Verified(HostGuid guid, IPAddress address, DateTimeOffset now)
     {

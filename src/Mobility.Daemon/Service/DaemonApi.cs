@@ -54,7 +54,7 @@ public sealed class DaemonApi
     private readonly Challenger _challenger;
     private readonly ControlEndpoint _control;
     private readonly PeerBook _peers;
-    private readonly IGnsClient _gns;
+    private readonly WatchedRecords _records;
     private readonly TimeProvider _time;
     private readonly DateTimeOffset _startedAt;
     private readonly ExposedPorts _exposed;
@@ -62,7 +62,8 @@ public sealed class DaemonApi
     private readonly AddressClaims _claims;
 
     public DaemonApi(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, RecordPublisher publisher,
-        Challenger challenger, ControlEndpoint control, PeerBook peers, IGnsClient gns, TimeProvider time, ExposedPorts exposed, MobileForwarder forwarder, AddressClaims claims)
+        Challenger challenger, ControlEndpoint control, PeerBook peers, WatchedRecords records, TimeProvider time, ExposedPorts exposed, MobileForwarder forwarder,
+        AddressClaims claims)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(time);
@@ -73,7 +74,7 @@ public sealed class DaemonApi
         _challenger = challenger;
         _control = control;
         _peers = peers;
-        _gns = gns;
+        _records = records;
         _time = time;
         _startedAt = time.GetUtcNow();
         _exposed = exposed;
@@ -117,7 +118,7 @@ public sealed class DaemonApi
 
             var name = HostName.Normalize(item ?? "", out var error)
                        ?? throw new ArgumentException($"'{item}' is neither a GUID nor a name: {error}", nameof(allow));
-            var record = await _gns.LookupNameAsync(name, cancellationToken).ConfigureAwait(false)
+            var record = await _records.LookupNameAsync(name, cancellationToken).ConfigureAwait(false)
                          ?? throw new ArgumentException($"The GNS knows no host named '{name}'.", nameof(allow));
             guids.Add(record.Guid);
         }
@@ -136,12 +137,16 @@ public sealed class DaemonApi
     /// <summary>get_self_guid.</summary>
     public HostGuid GetSelfGuid() => _identity.Guid;
 
-    /// <summary>get_ip: the GUID's (or name's) verified record, or null when the GNS has none. Throws <see cref="GnsException"/> when the GNS cannot be asked.</summary>
+    /// <summary>
+    /// get_ip: the GUID's (or name's) verified record, or null when the GNS has none. Throws
+    /// <see cref="GnsException"/> when the GNS cannot be asked. The GUID is watched from then on
+    /// (<see cref="WatchedRecords"/>), so a cached answer follows the peer's moves push by push.
+    /// </summary>
     public async Task<GnsRecord?> GetIpAsync(string target, CancellationToken cancellationToken = default)
     {
         var record = HostGuid.TryParse(target, out var guid)
-            ? await _gns.LookupAsync(guid, cancellationToken).ConfigureAwait(false)
-            : await _gns.LookupNameAsync(
+            ? await _records.LookupAsync(guid, fresh: false, cancellationToken).ConfigureAwait(false)
+            : await _records.LookupNameAsync(
                 HostName.Normalize(target, out var error) ?? throw new ArgumentException($"'{target}' is neither a GUID nor a name: {error}", nameof(target)),
                 cancellationToken).ConfigureAwait(false);
         if (record is not null && record.Guid != _identity.Guid)

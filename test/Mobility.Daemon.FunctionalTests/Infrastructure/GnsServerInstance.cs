@@ -1,6 +1,8 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Mobility.Gns;
 using Mobility.Gns.Udp;
@@ -23,20 +25,23 @@ public sealed class GnsServerInstance : IAsyncDisposable
 
     public Uri Grpc { get; }
 
-    public static async Task<GnsServerInstance> StartAsync()
+    /// <summary>Starts a server; on the given ports when they are not 0 (a restart on the same ports, with an empty store).</summary>
+    public static async Task<GnsServerInstance> StartAsync(int udpPort = 0, int grpcPort = 0)
     {
         var builder = WebApplication.CreateBuilder();
         builder.Logging.ClearProviders();
+        // Open watch streams do not end when the server stops: Kestrel cuts them off after this, as a crash would.
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(2));
         builder.Services.AddGnsServer(o =>
         {
-            o.Udp = "127.0.0.1:0";
+            o.Udp = $"127.0.0.1:{udpPort}";
             o.Store = GnsServerOptions.MemoryStore;
             // Tests hammer it from one address.
             o.RequestsPerSecond = 10_000;
             o.Burst = 10_000;
         });
         ListenOptions? grpcListen = null;
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l =>
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, grpcPort, l =>
         {
             l.Protocols = HttpProtocols.Http2;
             grpcListen = l;
