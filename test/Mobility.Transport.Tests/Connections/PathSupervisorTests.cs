@@ -82,6 +82,12 @@ public sealed class PathSupervisorTests
 
         public void CountResumeAttempt() => Interlocked.Increment(ref ResumeAttempts);
 
+        public TimeSpan? LastRtt => null;
+
+        public void RecordMove(MoveEventKind kind, string? detail)
+        {
+        }
+
         public void OnFlowConnected(IFlow flow) => throw new InvalidOperationException("no flow connects in these tests");
 
         public ConnectionPath? BeginResume(IFlow flow) => throw new InvalidOperationException("no flow connects in these tests");
@@ -175,11 +181,14 @@ public sealed class PathSupervisorTests
         var token = factory.Tokens.Single();
         time.Advance(TimeSpan.FromSeconds(29));
         Assert.False(token.IsCancellationRequested);
+        // Within the attempt, the unanswered connect was raced by a second one after the race delay.
+        await TestTimeout.Eventually(() => factory.Tokens.Count == 2, "the raced second connect began");
         time.Advance(TimeSpan.FromSeconds(1));
         Assert.True(token.IsCancellationRequested);
-        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the back-off began");
+        await TestTimeout.Eventually(() => factory.Tokens.All(t => t.IsCancellationRequested), "both connects were given up");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 1, "the back-off began");
         time.Advance(TimeSpan.FromMilliseconds(50));
-        await TestTimeout.Eventually(() => factory.Tokens.Count == 2, "the next attempt began");
+        await TestTimeout.Eventually(() => factory.Tokens.Count == 3, "the next attempt began");
         await StopAsync(supervisor, connection);
     }
 
