@@ -164,7 +164,6 @@ internal sealed partial class PathSupervisor
             return;
         }
 
-        _connection.RecordMove(MoveEventKind.EndpointsPushed, string.Join(' ', e.Endpoints));
         var active = _connection.ActivePath;
         var remote = active?.Flow.RemoteEndPoint;
         var stale = active is not null && (remote is null || !e.Endpoints.Contains(remote));
@@ -180,6 +179,9 @@ internal sealed partial class PathSupervisor
             _endpoints = [.. e.Endpoints];
             _planVersion++;
         }
+
+        // Only a push that changes something is part of a move (a re-delivery opens none).
+        _connection.RecordMove(MoveEventKind.EndpointsPushed, string.Join(' ', e.Endpoints));
 
         if (stale)
         {
@@ -576,8 +578,10 @@ internal sealed partial class PathSupervisor
         using var lookupCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var knownCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var progress = new AttemptProgress();
-        var lookup = LocateChangedAsync(known, lookupCts.Token);
+        // The connect on the known endpoints goes out first, and the lookup runs beside it (a
+        // locator that does work before its first await must not hold the connect back).
         var onKnown = TryEachAsync(known, local, progress, knownCts.Token);
+        var lookup = Task.Run(() => LocateChangedAsync(known, lookupCts.Token), CancellationToken.None);
         try
         {
             if (await Task.WhenAny(onKnown, lookup).ConfigureAwait(false) == onKnown && await onKnown.ConfigureAwait(false))

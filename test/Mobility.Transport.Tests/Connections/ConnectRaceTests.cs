@@ -127,13 +127,13 @@ public sealed class ConnectRaceTests
         public void Close() => _closed.Cancel();
     }
 
-    private static (PathSupervisor Supervisor, ResumingConnection Connection, ControlledFactory Factory, FakeTimeProvider Time) Start(IPEndPoint[] endpoints, TimeSpan? rtt)
+    private static (PathSupervisor Supervisor, ResumingConnection Connection, ControlledFactory Factory, FakeTimeProvider Time) Start(IPEndPoint[] endpoints, TimeSpan? rtt, IPeerLocator? locator = null)
     {
         var time = new FakeTimeProvider(DateTimeOffset.UnixEpoch + TimeSpan.FromDays(20000));
         var factory = new ControlledFactory(time);
         var options = new MobileConnectionOptions { TimeProvider = time, FlowFactory = factory, ResumeAttemptTimeout = TimeSpan.FromSeconds(30) };
         var connection = new ResumingConnection(rtt);
-        var supervisor = new PathSupervisor(connection, options, null, endpoints, null, NullLogger.Instance, random: () => 0.5);
+        var supervisor = new PathSupervisor(connection, options, locator, endpoints, null, NullLogger.Instance, random: () => 0.5);
         supervisor.Start();
         supervisor.Kick();
         return (supervisor, connection, factory, time);
@@ -230,6 +230,22 @@ public sealed class ConnectRaceTests
         await TestTimeout.Eventually(() => connection.Resumes.Count == 1, "the Resume went out");
         connection.Accept(connection.Resumes.Single());
         await TestTimeout.Eventually(() => factory[1].Token.IsCancellationRequested, "the other connect was cancelled");
+        await StopAsync(supervisor, connection);
+    }
+
+    [Fact]
+    public async Task Only_a_push_that_changes_the_endpoints_is_recorded_in_the_move()
+    {
+        var locator = new TestLocator();
+        locator.Set(Keys.Server.Guid, First);
+        var (supervisor, connection, factory, _) = Start([First], rtt: null, locator);
+        await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
+
+        locator.Push(Keys.Server.Guid, First);    // a re-opened watch re-delivers the record in use
+        Assert.DoesNotContain(connection.Events, e => e.Kind == MoveEventKind.EndpointsPushed);
+        locator.Push(Keys.Server.Guid, Second);   // the peer moved
+        Assert.Contains(connection.Events, e => e.Kind == MoveEventKind.EndpointsPushed && e.Detail == Second.ToString());
+        await TestTimeout.Eventually(() => factory.Connects.Any(c => c.Remote.Equals(Second)), "the pushed endpoint was tried");
         await StopAsync(supervisor, connection);
     }
 }
