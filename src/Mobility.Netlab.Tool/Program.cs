@@ -104,6 +104,8 @@ try
             await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
             Console.WriteLine();
             Console.WriteLine(ScenarioResult.FormatTable(results));
+            Console.WriteLine("per-move breakdown (ms from the move's start, per daemon):");
+            Console.WriteLine(MoveBreakdown.FormatTable(results));
             Console.WriteLine($"results: {output}");
             if (plots is not null)
             {
