@@ -1,6 +1,8 @@
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using Mobility.Transport.Flows;
+using Mobility.Transport.Tests.Connections;
 
 namespace Mobility.Transport.Tests;
 
@@ -30,29 +32,34 @@ public sealed class RacedResumeLoopbackTests
         return (listener, fillers);
     }
 
+    /// <summary>A listener on 127.NET.2.1, a client on 127.NET.1.1 connected to it, and the locator that names it.</summary>
+    private static async Task<(MobileListener Listener, TestLocator Locator, MobileConnector Connector, MobileConnection Client, MobileConnection Server)> ConnectAsync(int net, IFlowFactory? factory = null)
+    {
+        var logs = new ListLoggerFactory();
+        var listener = new MobileListener(Keys.Server, new MobileListenerOptions { LoggerFactory = logs });
+        listener.Start(new IPEndPoint(IPAddress.Parse($"127.{net}.2.1"), 0));
+        var locator = new TestLocator();
+        locator.Set(Keys.Server.Guid, listener.LocalEndPoint);
+
+        // An attempt stuck on an unanswered endpoint (or a held answer) would last its whole minute.
+        var options = new MobileConnectionOptions { LocalAddress = IPAddress.Parse($"127.{net}.1.1"), LoggerFactory = logs, ResumeAttemptTimeout = TimeSpan.FromMinutes(1) };
+        options.FlowFactory = factory ?? options.FlowFactory;
+        var connector = new MobileConnector(Keys.Client, options);
+        var accept = listener.AcceptAsync().AsTask();
+        var client = await connector.ConnectAsync(Keys.Server.Guid, locator).WithTimeout();
+        return (listener, locator, connector, client, await accept.WithTimeout());
+    }
+
     [Fact]
     public async Task A_client_move_resumes_past_an_unanswered_endpoint_without_losing_or_duplicating_a_byte()
     {
         var net = LoopbackScenario.NextSubnet();
-        var clientAddress = IPAddress.Parse($"127.{net}.1.1");
-        var logs = new ListLoggerFactory();
-        await using var listener = new MobileListener(Keys.Server, new MobileListenerOptions { LoggerFactory = logs });
-        listener.Start(new IPEndPoint(IPAddress.Parse($"127.{net}.2.1"), 0));
+        var (listener, locator, connector, client, server) = await ConnectAsync(net);
+        await using var listenerScope = listener;
+        await using var clientScope = client;
+        await using var serverScope = server;
         var (hole, fillers) = Blackhole(IPAddress.Parse($"127.{net}.3.1"));
         using var holeScope = hole;
-        var locator = new TestLocator();
-        locator.Set(Keys.Server.Guid, listener.LocalEndPoint);
-
-        // Tried in order, the unanswered endpoint would hold the attempt for its whole minute.
-        var connector = new MobileConnector(Keys.Client, new MobileConnectionOptions
-        {
-            LocalAddress = clientAddress,
-            LoggerFactory = logs,
-            ResumeAttemptTimeout = TimeSpan.FromMinutes(1),
-        });
-        var accept = listener.AcceptAsync().AsTask();
-        await using var client = await connector.ConnectAsync(Keys.Server.Guid, locator).WithTimeout();
-        await using var server = await accept.WithTimeout();
 
         var first = new byte[64 * 1024];
         var second = new byte[64 * 1024];
@@ -115,65 +122,41 @@ public sealed class RacedResumeLoopbackTests
             return Hold ? new HeldFlow(flow, _released.Task) : flow;
         }
 
-        private sealed class HeldFlow(IFlow inner, Task released) : IFlow
+        /// <summary>Reads what the peer sends only once <paramref name="released"/> completes; writes go straight out.</summary>
+        private sealed class HeldFlow : IFlow
         {
-            public Stream Stream { get; } = new HeldStream(inner.Stream, released);
+            private readonly IFlow _inner;
 
-            public IPEndPoint? LocalEndPoint => inner.LocalEndPoint;
-
-            public IPEndPoint? RemoteEndPoint => inner.RemoteEndPoint;
-
-            public void Abort() => inner.Abort();
-
-            public ValueTask DisposeAsync() => inner.DisposeAsync();
-        }
-
-        private sealed class HeldStream(Stream inner, Task released) : Stream
-        {
-            public override bool CanRead => true;
-
-            public override bool CanSeek => false;
-
-            public override bool CanWrite => true;
-
-            public override long Length => throw new NotSupportedException();
-
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-            public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+            public HeldFlow(IFlow inner, Task released)
             {
-                await released.WaitAsync(cancellationToken);
-                return await inner.ReadAsync(buffer, cancellationToken);
-            }
-
-            public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-                => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-            public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(buffer, cancellationToken);
-
-            public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.WriteAsync(buffer, offset, count, cancellationToken);
-
-            public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
-
-            public override void Flush() => inner.Flush();
-
-            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-            public override void SetLength(long value) => throw new NotSupportedException();
-
-            public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
-
-            protected override void Dispose(bool disposing)
-            {
-                if (disposing)
+                _inner = inner;
+                var held = new Pipe();
+                _ = Task.Run(async () =>
                 {
-                    inner.Dispose();
-                }
+                    await released;
+                    try
+                    {
+                        await inner.Stream.CopyToAsync(held.Writer);
+                    }
+                    catch (IOException)
+                    {
+                        // The flow was closed.
+                    }
 
-                base.Dispose(disposing);
+                    await held.Writer.CompleteAsync();
+                });
+                Stream = new MemoryFlow.DuplexPipeStream(held.Reader, PipeWriter.Create(inner.Stream, new StreamPipeWriterOptions(leaveOpen: true)));
             }
+
+            public Stream Stream { get; }
+
+            public IPEndPoint? LocalEndPoint => _inner.LocalEndPoint;
+
+            public IPEndPoint? RemoteEndPoint => _inner.RemoteEndPoint;
+
+            public void Abort() => _inner.Abort();
+
+            public ValueTask DisposeAsync() => _inner.DisposeAsync();
         }
     }
 
@@ -182,22 +165,11 @@ public sealed class RacedResumeLoopbackTests
     {
         var net = LoopbackScenario.NextSubnet();
         var moved = IPAddress.Parse($"127.{net}.1.2");
-        var logs = new ListLoggerFactory();
-        await using var listener = new MobileListener(Keys.Server, new MobileListenerOptions { LoggerFactory = logs });
-        listener.Start(new IPEndPoint(IPAddress.Parse($"127.{net}.2.1"), 0));
-        var locator = new TestLocator();
-        locator.Set(Keys.Server.Guid, listener.LocalEndPoint);
         var factory = new HoldingFactory();
-        var connector = new MobileConnector(Keys.Client, new MobileConnectionOptions
-        {
-            LocalAddress = IPAddress.Parse($"127.{net}.1.1"),
-            LoggerFactory = logs,
-            FlowFactory = factory,
-            ResumeAttemptTimeout = TimeSpan.FromMinutes(1),
-        });
-        var accept = listener.AcceptAsync().AsTask();
-        await using var client = await connector.ConnectAsync(Keys.Server.Guid, locator).WithTimeout();
-        await using var server = await accept.WithTimeout();
+        var (listener, _, connector, client, server) = await ConnectAsync(net, factory);
+        await using var listenerScope = listener;
+        await using var clientScope = client;
+        await using var serverScope = server;
 
         // The move: the Resume goes out, its answer is held back while the move's further address events come.
         factory.Hold = true;
