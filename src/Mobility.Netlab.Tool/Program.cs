@@ -19,8 +19,8 @@ const string Usage = """
     netlab calibrate [--rtt 50,10] [--out FILE]
         Measure ping and TCP connect/echo RTT across the emulated link.
     netlab evaluate [--rtt 50,10] [--scenario NAME,...] [--system NAME,...] [--out results.json] [--plots DIR]
-        Run the scenarios for tcp, mptcp and mobility; write results.json, a table, and (with --plots) throughput SVGs
-        of client-move and both-move at 50 ms (and 10 ms) RTT.
+        Run the scenarios for tcp, mptcp and mobility; write results.json, a table, the per-move breakdown (mobility: each
+        daemon's move timelines), and (with --plots) throughput SVGs of client-move and both-move at 50 ms (and 10 ms) RTT.
     netlab applications [--rtt 50] [--app iperf3,curl,ssh] [--move client-move,server-move,both-move] [--out FILE]
         Run unmodified applications over Mobility (iperf3 via mob forward, curl via SOCKS5, ssh via mob connect)
         across each move; write the results as JSON plus a table.
@@ -104,6 +104,8 @@ try
             await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
             Console.WriteLine();
             Console.WriteLine(ScenarioResult.FormatTable(results));
+            Console.WriteLine("per-move breakdown (ms from the move's start, per daemon):");
+            Console.WriteLine(MoveBreakdown.FormatTable(results));
             Console.WriteLine($"results: {output}");
             if (plots is not null)
             {

@@ -111,6 +111,17 @@ public sealed class MobileConnectionOptions : MobileTransportOptions
 
     public TimeSpan ReconnectBackoffMax { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// A resume attempt races its flow connects (the peer's endpoints, then each unanswered one again):
+    /// the next starts when none has connected after max(2 x the measured RTT, this). 50 ms keeps a
+    /// connect on a fast path from being doubled for nothing, while a lost SYN costs this instead of
+    /// the kernel's 1 s initial retransmission timeout.
+    /// </summary>
+    public TimeSpan ConnectRaceDelayMin { get; set; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>Upper bound of the race delay (a very slow path still races before the kernel retransmits its SYN at 1 s).</summary>
+    public TimeSpan ConnectRaceDelayMax { get; set; } = TimeSpan.FromMilliseconds(750);
+
     internal new void Validate()
     {
         base.Validate();
@@ -118,6 +129,11 @@ public sealed class MobileConnectionOptions : MobileTransportOptions
         if (ReconnectBackoffMin <= TimeSpan.Zero || ReconnectBackoffMax < ReconnectBackoffMin)
         {
             throw new ArgumentOutOfRangeException(nameof(ReconnectBackoffMax), "Back-off bounds must be positive and ordered.");
+        }
+
+        if (ConnectRaceDelayMin <= TimeSpan.Zero || ConnectRaceDelayMax < ConnectRaceDelayMin)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ConnectRaceDelayMax), "Race delay bounds must be positive and ordered.");
         }
     }
 }

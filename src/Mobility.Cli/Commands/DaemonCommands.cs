@@ -144,6 +144,7 @@ public static class DaemonCommands
                 ("peers verified", Text(reply, "peersVerified")),
                 ("control", List(reply, "control")),
                 ("transport port", Text(reply, "transportPort")),
+                ("mobile connections", reply.TryGetProperty("connectionsTotal", out var total) ? total.GetRawText() : "0"),
             ]));
         });
         return command;

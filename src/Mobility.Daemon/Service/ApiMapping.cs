@@ -1,8 +1,10 @@
+using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using Mobility.Daemon.Challenges;
 using Mobility.Daemon.Forwarding;
 using Mobility.Protocol.Records;
 using Mobility.Daemon.Api;
+using Mobility.Transport;
 using Proto = Mobility.Daemon.Api;
 
 namespace Mobility.Daemon.Service;
@@ -32,6 +34,35 @@ public static class ApiMapping
 
         reply.Addresses.AddRange(status.Addresses.Select(a => a.ToString()));
         reply.Control.AddRange(status.Control.Select(c => c.ToString()));
+        reply.Connections.AddRange(status.Connections.Select(ToProto));
+        reply.ConnectionsTotal = (uint)status.ConnectionsTotal;
+        return reply;
+    }
+
+    /// <summary>A mobile connection with the timeline of its last moves.</summary>
+    public static Proto.MobileConnectionStatus ToProto(MobileConnection connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var stats = connection.Statistics;
+        var reply = new Proto.MobileConnectionStatus
+        {
+            Peer = connection.RemoteGuid.ToString(),
+            Token = connection.Token.ToString("x32", CultureInfo.InvariantCulture),
+            Client = connection.IsClient,
+            State = connection.State.ToString(),
+            Local = connection.LocalEndPoint?.ToString() ?? "",
+            Remote = connection.RemoteEndPoint?.ToString() ?? "",
+            Moves = (uint)stats.Moves,
+            LastStallMs = stats.LastStall.TotalMilliseconds,
+            RttMs = stats.LastRtt?.TotalMilliseconds ?? 0,
+        };
+        foreach (var move in connection.Moves)
+        {
+            var timeline = new Proto.MoveTimeline { StartedAt = Timestamp.FromDateTimeOffset(move.StartedAt), EventsDropped = (uint)move.EventsDropped };
+            timeline.Events.AddRange(move.Events.Select(e => new Proto.MoveStep { Kind = e.Kind.ToString(), AtMs = e.At.TotalMilliseconds, Detail = e.Detail ?? "" }));
+            reply.Timeline.Add(timeline);
+        }
+
         return reply;
     }
 

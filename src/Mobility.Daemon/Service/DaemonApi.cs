@@ -12,6 +12,7 @@ using Mobility.Gns.Client;
 using Mobility.Net.EndPoints;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
+using Mobility.Transport;
 
 namespace Mobility.Daemon.Service;
 
@@ -28,7 +29,9 @@ public sealed record DaemonStatus(
     int PeersVerified,
     ImmutableArray<IPEndPoint> Control,
     int TransportPort,
-    DateTimeOffset StartedAt);
+    DateTimeOffset StartedAt,
+    ImmutableArray<MobileConnection> Connections,
+    int ConnectionsTotal);
 
 /// <summary>The ports forwarded to 127.0.0.1 for peers (with their allow-lists), and the transport endpoint.</summary>
 public sealed record ExposedView(ImmutableArray<ExposedPort> Entries, IPEndPoint Transport)
@@ -189,8 +192,15 @@ public sealed class DaemonApi
         throw new ArgumentException($"'{text}' is not an IP address or IP:PORT.", nameof(text));
     }
 
-    public DaemonStatus GetStatus()
+    /// <summary>Connections listed in the status at most (each carries up to 8 moves of up to 64 events).</summary>
+    public const int MaxStatusConnections = 64;
+
+    /// <param name="includeConnections">False: no connection list (the state file, rewritten on every change).</param>
+    public DaemonStatus GetStatus(bool includeConnections = true)
     {
+        var outgoing = _forwarder.OutgoingConnections;
+        var incoming = _forwarder.IncomingConnections;
+        var connections = includeConnections ? [.. outgoing.Concat(incoming).Take(MaxStatusConnections)] : ImmutableArray<MobileConnection>.Empty;
         var addresses = _addresses.Current;
         var published = _publisher.State;
         return new DaemonStatus(
@@ -205,7 +215,9 @@ public sealed class DaemonApi
             _peers.VerifiedCount,
             _control.LocalEndPoints,
             _options.TransportPort,
-            _startedAt);
+            _startedAt,
+            connections,
+            includeConnections ? outgoing.Count + incoming.Count : 0);
     }
 
     public AddressesView GetAddresses()

@@ -88,7 +88,7 @@ public sealed partial class StateFiles : BackgroundService
 
     private void WriteAll()
     {
-        var status = _api.GetStatus();
+        var status = _api.GetStatus(includeConnections: false);
         var changed = false;
         changed |= Write("guid", status.Guid + "\n");
         changed |= Write("addresses", string.Concat(status.Addresses.Select(a => a + "\n")));

@@ -36,6 +36,13 @@ public interface IScenarioSystem
 
     /// <summary>After the run, before teardown: a short note for results.json (counters, daemon state), or null.</summary>
     Task<string?> DescribeRunAsync(EvaluationTopology topology, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// After the run, before teardown: the moves as the system timed them itself, relative to
+    /// <paramref name="moveStartedAt"/> (wall clock), or null when it keeps no such record (tcp, mptcp).
+    /// </summary>
+    Task<IReadOnlyList<MoveBreakdown>?> MoveTimelineAsync(DateTimeOffset moveStartedAt, CancellationToken cancellationToken)
+        => Task.FromResult<IReadOnlyList<MoveBreakdown>?>(null);
 }
 
 /// <summary>The server side's listening endpoint.</summary>

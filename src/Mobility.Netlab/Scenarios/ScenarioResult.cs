@@ -56,6 +56,10 @@ public sealed record ScenarioResult
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? Notes { get; init; }
 
+    /// <summary>The moves as the system itself timed them (mobility: each daemon's per-connection move timeline), or null.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<MoveBreakdown>? MoveTimeline { get; init; }
+
     /// <summary>Arrival times of the run, for plots; not written to results.json.</summary>
     [JsonIgnore]
     public RunTimeline? Timeline { get; init; }

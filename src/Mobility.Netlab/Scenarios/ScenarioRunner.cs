@@ -245,6 +245,8 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
             };
         var detected = client.MoveDetectedAt ?? server.MoveDetectedAt;
         var notes = await system.DescribeRunAsync(topology, cancellationToken).ConfigureAwait(false);
+        var moveStartedAt = DateTimeOffset.UtcNow - Stopwatch.GetElapsedTime(moveAt);
+        var moveTimeline = await system.MoveTimelineAsync(moveStartedAt, cancellationToken).ConfigureAwait(false);
 
         return new ScenarioResult
         {
@@ -266,6 +268,7 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
             ChunksReceived = report.Arrivals.Count,
             Moves = moves.Count,
             Notes = notes,
+            MoveTimeline = moveTimeline,
             Timeline = new RunTimeline(moveAt, moved, report.Arrivals),
         };
     }

@@ -42,6 +42,7 @@ public sealed partial class MobileConnection
         // Published before the supervisor is kicked: it asks NeedsPath at once.
         Publish();
         TransportLog.PathLost(_logger, Token, path.Flow.RemoteEndPoint, reason);
+        _timeline.Record(MoveEventKind.PathDead, reason);
         Raise(MobileConnectionEventKind.PathLost, path.Flow.LocalEndPoint, path.Flow.RemoteEndPoint, reason, TimeSpan.Zero);
         _supervisor?.Kick();
     }
@@ -535,6 +536,12 @@ public sealed partial class MobileConnection
                     }
 
                     _stats.BytesReceived += delivered;
+                    if (_awaitingFirstByte && delivered > 0)
+                    {
+                        _awaitingFirstByte = false;
+                        _timeline.Record(MoveEventKind.FirstByteDelivered, $"{delivered} bytes");
+                    }
+
                     MarkActive();
                     ServeReads();
                     return true;

@@ -42,7 +42,9 @@ public sealed partial class MobileConnection
     /// <summary>
     /// Client: the local address changed (the daemon calls this on OS events). The current flow is
     /// abandoned and a new one is opened at once from <paramref name="newLocalAddress"/> (null: let
-    /// the OS choose). On the server side this only drops the current flow.
+    /// the OS choose), unless it is a resume still awaiting its answer from an address the host
+    /// still has (and that is <paramref name="newLocalAddress"/>, when given). On the server side
+    /// this only drops the current flow.
     /// </summary>
     public void NotifyLocalAddressChanged(IPAddress? newLocalAddress = null)
     {
@@ -51,8 +53,35 @@ public sealed partial class MobileConnection
             return;
         }
 
+        _timeline.Record(MoveEventKind.AddressEvent, newLocalAddress?.ToString() ?? "no address given");
+        if (_isClient && _publishedPath is { Established: false, AwaitingResumeAck: not null } resuming
+            && resuming.Flow.LocalEndPoint?.Address is { } bound
+            && (newLocalAddress is null || newLocalAddress.Equals(bound)) && IsLocalAddress(bound))
+        {
+            // One move raises several address events (the old address gone, then the new one up):
+            // a Resume already on its way from an address the host still has is not thrown away
+            // (that cost another connect and round trip, and its late answer a refusal).
+            _timeline.Record(MoveEventKind.AddressEvent, $"the resume in flight from {bound} goes on");
+            return;
+        }
+
         _supervisor?.OnLocalAddressChanged(newLocalAddress);
         Post(new PathLost(null, "local address changed"));
+    }
+
+    /// <summary>Whether <paramref name="address"/> is still one of this host's (a socket can be bound to it).</summary>
+    private static bool IsLocalAddress(IPAddress address)
+    {
+        try
+        {
+            using var probe = new System.Net.Sockets.Socket(address.AddressFamily, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            probe.Bind(new IPEndPoint(address, 0));
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Drops the current flow if it runs over <paramref name="localAddress"/> (the listener moved away from it).</summary>
@@ -78,6 +107,10 @@ public sealed partial class MobileConnection
 
     void ISupervisedConnection.CountResumeAttempt() => Post(ResumeAttemptCounted.Instance);
 
+    TimeSpan? ISupervisedConnection.LastRtt => Statistics.LastRtt;
+
+    void ISupervisedConnection.RecordMove(MoveEventKind kind, string? detail) => _timeline.Record(kind, detail);
+
     void ISupervisedConnection.OnFlowConnected(IFlow flow)
         => Raise(MobileConnectionEventKind.FlowConnected, flow.LocalEndPoint, flow.RemoteEndPoint, null, TimeSpan.Zero);
 
@@ -100,6 +133,7 @@ public sealed partial class MobileConnection
         var request = ResumeRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter, (ulong)_receive.ReceivedValue);
         path.Preamble = request.ToArray();
         path.AwaitingResumeAck = counter;
+        _timeline.Record(MoveEventKind.ResumeSent, $"counter {counter} via {path.Flow.RemoteEndPoint}");
         _receive.MarkAcked(withConsumed: false);
         ActivatePath(path);
 
@@ -128,6 +162,7 @@ public sealed partial class MobileConnection
         if (answer.Reject is { } reason)
         {
             _stats.ResumesRejected++;
+            _timeline.Record(MoveEventKind.ResumeRefused, $"{reason} via {path.Flow.RemoteEndPoint}");
             path.ResumeResult.TrySetResult(reason);
             return;
         }
@@ -145,6 +180,8 @@ public sealed partial class MobileConnection
         _pathLostAt = null;
         _stats.LastStall = stall;
         _stats.Moves++;
+        _awaitingFirstByte = true;
+        _timeline.Record(MoveEventKind.ResumeAnswered, $"via {path.Flow.RemoteEndPoint}");
         Publish();
         path.ResumeResult.TrySetResult(null);
         TransportLog.Resumed(_logger, Token, path.Flow.RemoteEndPoint, stall.TotalMilliseconds);
@@ -182,11 +219,13 @@ public sealed partial class MobileConnection
             case ResumeVerdict.BadMac:
                 _stats.ResumesRejected++;
                 offer.Answer.TrySetResult(RejectReason.ResumeRefused);
+                _timeline.Record(MoveEventKind.ResumeRefused, $"bad MAC from {flow.RemoteEndPoint}");
                 Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "bad MAC", TimeSpan.Zero);
                 return;
             case ResumeVerdict.Replayed:
                 _stats.ResumesRejected++;
                 offer.Answer.TrySetResult(RejectReason.ResumeRefused);
+                _timeline.Record(MoveEventKind.ResumeRefused, $"replayed counter {request.Counter} from {flow.RemoteEndPoint}");
                 Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "replayed counter", TimeSpan.Zero);
                 return;
             case ResumeVerdict.Contradiction:
@@ -206,6 +245,8 @@ public sealed partial class MobileConnection
         _pathLostAt = null;
         _stats.LastStall = stall;
         _stats.Moves++;
+        _awaitingFirstByte = true;
+        _timeline.Record(MoveEventKind.ResumeAnswered, $"accepted counter {request.Counter} from {flow.RemoteEndPoint}");
         Publish();
         StartReceiving(path);
         offer.Answer.TrySetResult(null);

@@ -138,6 +138,8 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     private long _tickDueAt;
     private long? _pathLostAt;
     private bool _completed;
+    private readonly MoveTimeline _timeline;
+    private bool _awaitingFirstByte; // on the loop: a resume completed, its first delivered byte is not recorded yet
 
     // Published by the loop for readers on other threads (State, Failure, endpoints, statistics).
     private volatile MobileConnectionState _publishedState = MobileConnectionState.Connected;
@@ -170,6 +172,7 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
         _openKey = (byte[])(isClient ? secrets.ServerToClientKey : secrets.ClientToServerKey).Clone();
         _resumeKey = (byte[])secrets.ResumeKey.Clone();
         _responder = new ResumeResponder(_resumeKey, token);
+        _timeline = new MoveTimeline(_time, _logger, token);
         IsEncrypted = encrypt;
         _sealer = new FrameProtector(_sealKey, encrypt);
         _send = new SendState(Math.Min(options.MaxUnackedBytes, peerReceiveWindow));
@@ -220,6 +223,12 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
 
     /// <summary>A token cancelled when the connection fails or is disposed.</summary>
     public CancellationToken Closed => _closed.Token;
+
+    /// <summary>
+    /// The timeline of the connection's last moves (at most <see cref="MoveTimeline.MaxMoves"/>, oldest
+    /// first): address events, dead paths, pushes, lookups, connects, Resume and its answer, first data.
+    /// </summary>
+    public IReadOnlyList<MoveRecord> Moves => _timeline.Snapshot();
 
     /// <summary>The counters as the connection's loop last published them (after each batch of events).</summary>
     public MobileConnectionStatistics Statistics => _publishedStats is MobileConnectionStatistics published ? published : default;

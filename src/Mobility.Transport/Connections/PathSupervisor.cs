@@ -31,6 +31,12 @@ internal interface ISupervisedConnection
 
     void CountResumeAttempt();
 
+    /// <summary>The last RTT measured on the connection (null before the first), for the connect race's delay.</summary>
+    TimeSpan? LastRtt { get; }
+
+    /// <summary>Adds an event to the connection's move timeline.</summary>
+    void RecordMove(MoveEventKind kind, string? detail);
+
     void OnFlowConnected(IFlow flow);
 
     /// <summary>Makes a new path on <paramref name="flow"/> that starts with a Resume and carries data optimistically; null once the connection ended.</summary>
@@ -173,6 +179,9 @@ internal sealed partial class PathSupervisor
             _endpoints = [.. e.Endpoints];
             _planVersion++;
         }
+
+        // Only a push that changes something is part of a move (a re-delivery opens none).
+        _connection.RecordMove(MoveEventKind.EndpointsPushed, string.Join(' ', e.Endpoints));
 
         if (stale)
         {
@@ -335,17 +344,29 @@ internal sealed partial class PathSupervisor
         return await TryEachAsync(endpoints, local, null, ct).ConfigureAwait(false);
     }
 
-    private async Task<bool> TryResumeOnAsync(IPEndPoint endpoint, IPAddress? local, CancellationToken ct)
+    /// <summary>
+    /// One resume attempt over <paramref name="endpoints"/>: their flow connects are raced
+    /// (<see cref="RaceConnectAsync"/>), the first flow up carries the Resume, and the attempt waits
+    /// for the answer, all within <see cref="MobileConnectionOptions.ResumeAttemptTimeout"/>.
+    /// </summary>
+    private async Task<bool> TryResumeOnAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, CancellationToken ct)
     {
         // The attempt's deadline runs on the injected clock.
         using var deadline = new CancellationTokenSource(_options.ResumeAttemptTimeout, _time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
         IFlow? flow = null;
         ConnectionPath? context = null;
+        _connection.CountResumeAttempt();
+        var endpoint = endpoints[0];
         try
         {
-            _connection.CountResumeAttempt();
-            flow = await _options.FlowFactory.ConnectAsync(endpoint, local, timeout.Token).ConfigureAwait(false);
+            flow = await RaceConnectAsync(endpoints, local, progress, timeout.Token).ConfigureAwait(false);
+            if (flow is null)
+            {
+                return false;
+            }
+
+            endpoint = flow.RemoteEndPoint ?? endpoint;
             TransportLog.FlowConnected(_logger, _connection.Token, flow.LocalEndPoint, endpoint);
             _connection.OnFlowConnected(flow);
             context = _connection.BeginResume(flow);
@@ -375,6 +396,7 @@ internal sealed partial class PathSupervisor
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
             TransportLog.ResumeAttemptFailed(_logger, _connection.Token, endpoint, "timeout");
+            _connection.RecordMove(MoveEventKind.AttemptFailed, $"resume via {endpoint}: timeout");
         }
         catch (OperationCanceledException)
         {
@@ -383,6 +405,7 @@ internal sealed partial class PathSupervisor
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
         {
             TransportLog.ResumeAttemptFailed(_logger, _connection.Token, endpoint, e.Message);
+            _connection.RecordMove(MoveEventKind.AttemptFailed, $"resume via {endpoint}: {e.Message}");
         }
 
         if (context is not null)
@@ -395,6 +418,116 @@ internal sealed partial class PathSupervisor
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// The wait before the next connect of a race starts while the ones before it are unanswered:
+    /// max(2 x the last measured RTT, <see cref="MobileConnectionOptions.ConnectRaceDelayMin"/>), at most
+    /// <see cref="MobileConnectionOptions.ConnectRaceDelayMax"/>; without a measurement, the minimum.
+    /// </summary>
+    internal static TimeSpan RaceDelay(TimeSpan? rtt, MobileConnectionOptions options)
+    {
+        var delay = rtt is { } measured && measured * 2 > options.ConnectRaceDelayMin ? measured * 2 : options.ConnectRaceDelayMin;
+        return delay < options.ConnectRaceDelayMax ? delay : options.ConnectRaceDelayMax;
+    }
+
+    /// <summary>
+    /// Races flow connects, Happy Eyeballs style (RFC 8305): the first endpoint at once; the next one
+    /// as soon as the one before failed, or when none has connected within <see cref="RaceDelay"/>;
+    /// after every endpoint has been started, each one still unanswered is tried once more on a new
+    /// flow (a lost SYN then costs the race delay, not the kernel's 1 s SYN retransmission). The first
+    /// flow to connect wins; the other connects are cancelled and any flow one of them still opens is
+    /// aborted when it is there. Null when every connect failed.
+    /// </summary>
+    private async Task<IFlow?> RaceConnectAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, CancellationToken ct)
+    {
+        // First round: each endpoint in order; second round: each again, only while still unanswered.
+        var candidates = new List<(IPEndPoint Endpoint, bool Repeat)>(endpoints.Count * 2);
+        candidates.AddRange(endpoints.Select(e => (e, false)));
+        candidates.AddRange(endpoints.Select(e => (e, true)));
+        var delay = RaceDelay(_connection.LastRtt, _options);
+        using var losers = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var pending = new List<(Task<IFlow> Connect, IPEndPoint Endpoint)>();
+        var failed = new HashSet<IPEndPoint>();
+        var next = 0;
+        IFlow? winner = null;
+        try
+        {
+            while (winner is null)
+            {
+                // Start the next candidate (a repeat only for an endpoint not refused yet).
+                while (next < candidates.Count && candidates[next].Repeat && failed.Contains(candidates[next].Endpoint))
+                {
+                    next++;
+                }
+
+                if (next < candidates.Count && !ct.IsCancellationRequested)
+                {
+                    var (endpoint, repeat) = candidates[next++];
+                    progress?.Start(endpoint);
+                    _connection.RecordMove(MoveEventKind.ConnectStarted, repeat ? $"{endpoint} (again)" : endpoint.ToString());
+                    pending.Add((ConnectOneAsync(endpoint, local, losers.Token), endpoint));
+                }
+
+                if (pending.Count == 0)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    return null;
+                }
+
+                // Wait for a connect to finish, or for the race delay when another candidate is left.
+                IEnumerable<Task> connects = pending.Select(p => (Task)p.Connect);
+                using var pauseCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                Task? pause = null;
+                if (next < candidates.Count && !pending.Any(p => p.Connect.IsCompleted))
+                {
+                    pause = Task.Delay(delay, _time, pauseCts.Token);
+                    connects = connects.Append(pause);
+                }
+
+                await Task.WhenAny(connects).WaitAsync(ct).ConfigureAwait(false);
+                await pauseCts.CancelAsync().ConfigureAwait(false);
+                ct.ThrowIfCancellationRequested();
+                for (var i = 0; i < pending.Count && winner is null; i++)
+                {
+                    var (connect, endpoint) = pending[i];
+                    if (!connect.IsCompleted)
+                    {
+                        continue;
+                    }
+
+                    pending.RemoveAt(i--);
+                    if (connect.IsCompletedSuccessfully)
+                    {
+                        winner = connect.Result;
+                        _connection.RecordMove(MoveEventKind.ConnectFinished, $"{winner.LocalEndPoint} -> {endpoint}");
+                    }
+                    else
+                    {
+                        failed.Add(endpoint);
+                        var reason = connect.Exception?.InnerException?.Message ?? "cancelled";
+                        TransportLog.ResumeAttemptFailed(_logger, _connection.Token, endpoint, reason);
+                        _connection.RecordMove(MoveEventKind.AttemptFailed, $"connect to {endpoint}: {reason}");
+                    }
+                }
+            }
+
+            return winner;
+        }
+        finally
+        {
+            // The losers: cancelled (without waiting for them: the winner's Resume goes out now), and
+            // a flow that connected anyway is closed as soon as it is there.
+            await losers.CancelAsync().ConfigureAwait(false);
+            foreach (var (connect, endpoint) in pending)
+            {
+                _ = connect.ContinueWith(static t => AbortLate(t), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+                if (winner is not null)
+                {
+                    _connection.RecordMove(MoveEventKind.AttemptFailed, $"connect to {endpoint}: lost the race");
+                }
+            }
+        }
     }
 
     /// <summary>
@@ -445,8 +578,10 @@ internal sealed partial class PathSupervisor
         using var lookupCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var knownCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var progress = new AttemptProgress();
-        var lookup = LocateChangedAsync(known, lookupCts.Token);
+        // The connect on the known endpoints goes out first, and the lookup runs beside it (a
+        // locator that does work before its first await must not hold the connect back).
         var onKnown = TryEachAsync(known, local, progress, knownCts.Token);
+        var lookup = Task.Run(() => LocateChangedAsync(known, lookupCts.Token), CancellationToken.None);
         try
         {
             if (await Task.WhenAny(onKnown, lookup).ConfigureAwait(false) == onKnown && await onKnown.ConfigureAwait(false))
@@ -540,7 +675,9 @@ internal sealed partial class PathSupervisor
         {
             using var deadline = new CancellationTokenSource(_options.LocateTimeout, _time);
             using var locateCts = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
+            _connection.RecordMove(MoveEventKind.LookupStarted, null);
             var located = await _locator!.LocateAsync(_connection.RemoteGuid, locateCts.Token).ConfigureAwait(false);
+            _connection.RecordMove(MoveEventKind.LookupAnswered, located.Count == 0 ? "no endpoints" : string.Join(' ', located));
             if (located.Count == 0)
             {
                 return null;
@@ -559,36 +696,39 @@ internal sealed partial class PathSupervisor
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
             TransportLog.LocateFailed(_logger, _connection.RemoteGuid.ToShortString(), "timeout");
+            _connection.RecordMove(MoveEventKind.LookupAnswered, "timeout");
         }
 #pragma warning disable CA1031 // A failing locator must not stop reconnection; the last known endpoints are tried.
         catch (Exception e) when (e is not OperationCanceledException)
 #pragma warning restore CA1031
         {
             TransportLog.LocateFailed(_logger, _connection.RemoteGuid.ToShortString(), e.Message);
+            _connection.RecordMove(MoveEventKind.LookupAnswered, "failed: " + e.Message);
         }
 
         return null;
     }
 
-    /// <summary>Tries the endpoints in order until one resumes; false when all failed or <paramref name="ct"/> was cancelled.</summary>
-    private async Task<bool> TryEachAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, CancellationToken ct)
+    /// <summary>A losing connect has ended: its flow, if it opened one, is aborted; its failure is observed (and means nothing).</summary>
+    private static void AbortLate(Task<IFlow> connect)
     {
-        foreach (var endpoint in endpoints)
+        if (connect.IsCompletedSuccessfully)
         {
-            if (ct.IsCancellationRequested)
-            {
-                return false;
-            }
-
-            progress?.Start(endpoint);
-            if (await TryResumeOnAsync(endpoint, local, ct).ConfigureAwait(false))
-            {
-                return true;
-            }
+            connect.Result.Abort();
         }
-
-        return false;
+        else
+        {
+            _ = connect.Exception;
+        }
     }
+
+    /// <summary>One connect of a race; a factory that throws at once fails only its own connect.</summary>
+    private async Task<IFlow> ConnectOneAsync(IPEndPoint endpoint, IPAddress? local, CancellationToken ct)
+        => await _options.FlowFactory.ConnectAsync(endpoint, local, ct).ConfigureAwait(false);
+
+    /// <summary>One attempt racing <paramref name="endpoints"/>; false when none resumed or <paramref name="ct"/> was cancelled.</summary>
+    private Task<bool> TryEachAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, CancellationToken ct)
+        => endpoints.Count == 0 || ct.IsCancellationRequested ? Task.FromResult(false) : TryResumeOnAsync(endpoints, local, progress, ct);
 
     private static int IndexOf(IReadOnlyList<IPEndPoint> endpoints, IPEndPoint endpoint)
     {

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using Mobility.Daemon.Service;
 
 namespace Mobility.Daemon.FunctionalTests.Forwarding;
 
@@ -123,6 +124,19 @@ public sealed class ForwardingTests
         var outgoing = Assert.Single(a.Forwarder.OutgoingConnections);
         Assert.True(outgoing.Statistics.Moves >= 1, $"moves: {outgoing.Statistics.Moves}");
         Assert.Equal(forwarder.LocalEndPoint, outgoing.RemoteEndPoint);
+
+        // Both daemons' status lists the connection with the timeline of its move (what `mob status --json` shows).
+        var listed = Assert.Single(ApiMapping.ToProto(a.Api.GetStatus()).Connections);
+        Assert.Equal(b.Guid.ToString(), listed.Peer);
+        Assert.True(listed.Client);
+        var clientEvents = listed.Timeline.SelectMany(m => m.Events).Select(e => e.Kind).ToList();
+        Assert.Contains("ConnectStarted", clientEvents);
+        Assert.Contains("ResumeSent", clientEvents);
+        Assert.Contains("ResumeAnswered", clientEvents);
+        var incoming = Assert.Single(ApiMapping.ToProto(b.Api.GetStatus()).Connections);
+        Assert.False(incoming.Client);
+        Assert.Contains(incoming.Timeline.SelectMany(m => m.Events), e => e.Kind == "ResumeAnswered");
+        Assert.Empty(ApiMapping.ToProto(a.Api.GetStatus(includeConnections: false)).Connections);
 
         client.Shutdown(SocketShutdown.Send);
         var echoed = await reading.WithTimeout(TimeSpan.FromSeconds(30));

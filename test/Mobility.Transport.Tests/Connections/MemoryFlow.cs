@@ -45,7 +45,8 @@ internal sealed class MemoryFlow : IFlow
     /// <summary>Where a test plays the peer: bytes written here are what the path reads.</summary>
     public PipeWriter Incoming => _incoming.Writer;
 
-    private sealed class DuplexPipeStream(PipeReader reader, PipeWriter writer) : Stream
+    /// <summary>A stream that reads from one pipe and writes to another.</summary>
+    internal sealed class DuplexPipeStream(PipeReader reader, PipeWriter writer) : Stream
     {
         private readonly Stream _read = reader.AsStream();
         private readonly Stream _write = writer.AsStream();

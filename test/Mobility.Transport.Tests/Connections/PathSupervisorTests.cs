@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.IO.Pipelines;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Mobility.Transport.Tests.Connections;
@@ -6,12 +7,14 @@ namespace Mobility.Transport.Tests.Connections;
 /// <summary>
 /// The client's path supervisor on a <see cref="FakeTimeProvider"/>, against a connection that
 /// only records what it is asked and a flow factory that refuses or never answers: the back-off
-/// schedule, a push cutting a back-off short, the attempt deadline on the injected clock.
+/// schedule, a push cutting a back-off short, the attempt deadline on the injected clock; and the
+/// connect race of an attempt against a flow factory the test answers by hand.
 /// </summary>
 public sealed class PathSupervisorTests
 {
     private static readonly IPEndPoint First = new(IPAddress.Parse("203.0.113.1"), 443);
     private static readonly IPEndPoint Second = new(IPAddress.Parse("203.0.113.2"), 443);
+    private static readonly IPEndPoint Third = new(IPAddress.Parse("203.0.113.3"), 443);
 
     /// <summary>A fake clock that records the due time of every timer created on it (so a test knows a pause has begun).</summary>
     private sealed class RecordingTime : FakeTimeProvider
@@ -76,6 +79,12 @@ public sealed class PathSupervisorTests
 
         public void CountResumeAttempt() => Interlocked.Increment(ref ResumeAttempts);
 
+        public TimeSpan? LastRtt => null;
+
+        public void RecordMove(MoveEventKind kind, string? detail)
+        {
+        }
+
         public void OnFlowConnected(IFlow flow) => throw new InvalidOperationException("no flow connects in these tests");
 
         public ConnectionPath? BeginResume(IFlow flow) => throw new InvalidOperationException("no flow connects in these tests");
@@ -107,9 +116,10 @@ public sealed class PathSupervisorTests
         return (supervisor, connection, factory, time);
     }
 
-    private static async Task StopAsync(PathSupervisor supervisor, PathlessConnection connection)
+    /// <summary>Ends the connection (<paramref name="close"/>) and waits for the supervisor to stop.</summary>
+    private static async Task StopAsync(PathSupervisor supervisor, Action close)
     {
-        connection.Close();
+        close();
         await supervisor.Completion.WithTimeout();
     }
 
@@ -135,7 +145,7 @@ public sealed class PathSupervisorTests
         var offsets = factory.Attempts.Select(a => (a.At - start).TotalMilliseconds).ToArray();
         Assert.Equal([0, 50, 150, 350, 750, 1550, 2550, 3550], offsets);
         Assert.Equal(pauses.Length + 1, connection.ResumeAttempts);
-        await StopAsync(supervisor, connection);
+        await StopAsync(supervisor, connection.Close);
     }
 
     [Fact]
@@ -155,7 +165,7 @@ public sealed class PathSupervisorTests
         Assert.Equal(Second, second.Remote);
         Assert.Equal(start, second.At);   // no time passed: the back-off was abandoned
         Assert.Equal([Second], supervisor.Endpoints);
-        await StopAsync(supervisor, connection);
+        await StopAsync(supervisor, connection.Close);
     }
 
     [Fact]
@@ -169,12 +179,15 @@ public sealed class PathSupervisorTests
         var token = factory.Tokens.Single();
         time.Advance(TimeSpan.FromSeconds(29));
         Assert.False(token.IsCancellationRequested);
+        // Within the attempt, the unanswered connect was raced by a second one after the race delay.
+        await TestTimeout.Eventually(() => factory.Tokens.Count == 2, "the raced second connect began");
         time.Advance(TimeSpan.FromSeconds(1));
         Assert.True(token.IsCancellationRequested);
-        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the back-off began");
+        await TestTimeout.Eventually(() => factory.Tokens.All(t => t.IsCancellationRequested), "both connects were given up");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 1, "the back-off began");
         time.Advance(TimeSpan.FromMilliseconds(50));
-        await TestTimeout.Eventually(() => factory.Tokens.Count == 2, "the next attempt began");
-        await StopAsync(supervisor, connection);
+        await TestTimeout.Eventually(() => factory.Tokens.Count == 3, "the next attempt began");
+        await StopAsync(supervisor, connection.Close);
     }
 
     [Fact]
@@ -183,8 +196,217 @@ public sealed class PathSupervisorTests
         var (supervisor, connection, factory, time) = Create();
         supervisor.Kick();
         await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the back-off began");
-        await StopAsync(supervisor, connection);
+        await StopAsync(supervisor, connection.Close);
         Assert.True(supervisor.Completion.IsCompletedSuccessfully);
         Assert.Single(factory.Attempts);
+    }
+
+
+    /// <summary>One connect the test finishes by hand: with a flow, a refusal, or never.</summary>
+    private sealed record PendingConnect(IPEndPoint Remote, DateTimeOffset At, CancellationToken Token, TaskCompletionSource<IFlow> Result);
+
+    /// <summary>Connects that wait for the test (ignoring cancellation, so that a loser can still connect late); refuses <see cref="Refuse"/> at once.</summary>
+    private sealed class ControlledFactory(TimeProvider time) : IFlowFactory
+    {
+        public ConcurrentQueue<PendingConnect> Connects { get; } = new();
+
+        public IPEndPoint? Refuse { get; set; }
+
+        public PendingConnect this[int i] => Connects.ElementAt(i);
+
+        public ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+        {
+            var pending = new PendingConnect(remote, time.GetUtcNow(), cancellationToken, new TaskCompletionSource<IFlow>(TaskCreationOptions.RunContinuationsAsynchronously));
+            Connects.Enqueue(pending);
+            if (remote.Equals(Refuse))
+            {
+                pending.Result.SetException(new SocketException((int)SocketError.ConnectionRefused));
+            }
+
+            return new ValueTask<IFlow>(pending.Result.Task);
+        }
+    }
+
+    /// <summary>A pathless connection whose resumes the test answers; records its timeline events.</summary>
+    private sealed class ResumingConnection(TimeSpan? rtt) : ISupervisedConnection
+    {
+        private readonly CancellationTokenSource _closed = new();
+        private volatile bool _resumed;
+
+        public HostGuid RemoteGuid => Keys.Server.Guid;
+
+        public UInt128 Token => 42;
+
+        public MobileConnectionState State => _resumed ? MobileConnectionState.Connected : MobileConnectionState.Pathless;
+
+        public CancellationToken Closed => _closed.Token;
+
+        public ConnectionPath? ActivePath => null;
+
+        public TimeSpan? LastRtt => rtt;
+
+        public ConcurrentQueue<ConnectionPath> Resumes { get; } = new();
+
+        public ConcurrentQueue<(MoveEventKind Kind, string? Detail)> Events { get; } = new();
+
+        public bool NeedsPath() => !_resumed && !_closed.IsCancellationRequested;
+
+        public void CountResumeAttempt()
+        {
+        }
+
+        public void RecordMove(MoveEventKind kind, string? detail) => Events.Enqueue((kind, detail));
+
+        public void OnFlowConnected(IFlow flow)
+        {
+        }
+
+        public ConnectionPath? BeginResume(IFlow flow)
+        {
+            var path = new ConnectionPath(flow, PipeReader.Create(flow.Stream), null, established: false);
+            Resumes.Enqueue(path);
+            return path;
+        }
+
+        /// <summary>The server accepts the Resume on <paramref name="path"/>.</summary>
+        public void Accept(ConnectionPath path)
+        {
+            _resumed = true;
+            path.ResumeResult.TrySetResult(null);
+        }
+
+        /// <summary>Paths given up (only when the test stops the supervisor before it saw the answer).</summary>
+        public ConcurrentQueue<string> Failed { get; } = new();
+
+        public void PathFailed(ConnectionPath path, string reason) => Failed.Enqueue(reason);
+
+        public void OnUnknownToPeer(IPEndPoint endpoint) => throw new InvalidOperationException("no server forgets the connection in these tests");
+
+        public void Fail(Exception reason, uint? resetCode = null) => throw new InvalidOperationException("unexpected failure: " + reason.Message);
+
+        public void Close() => _closed.Cancel();
+    }
+
+    private static (PathSupervisor Supervisor, ResumingConnection Connection, ControlledFactory Factory, RecordingTime Time) StartRace(IPEndPoint[] endpoints, TimeSpan? rtt, IPeerLocator? locator = null)
+    {
+        var time = new RecordingTime();
+        var factory = new ControlledFactory(time);
+        var options = new MobileConnectionOptions { TimeProvider = time, FlowFactory = factory, ResumeAttemptTimeout = TimeSpan.FromSeconds(30) };
+        var resuming = new ResumingConnection(rtt);
+        var race = new PathSupervisor(resuming, options, locator, endpoints, null, NullLogger.Instance, random: () => 0.5);
+        race.Start();
+        race.Kick();   // the path is lost: the first attempt starts at once
+        return (race, resuming, factory, time);
+    }
+
+    // A resume attempt races its flow connects (Happy Eyeballs, RFC 8305): staggered by the
+    // RTT-derived delay, first connected wins and carries the one Resume, losers are cancelled and
+    // closed, a refused connect starts the next at once.
+
+    [Theory]
+    [InlineData(null, 50)]     // nothing measured yet: the minimum
+    [InlineData(10, 50)]       // a fast path: the minimum
+    [InlineData(100, 200)]     // 2 x RTT
+    [InlineData(1000, 750)]    // capped below the kernel's 1 s SYN retransmission
+    public void The_race_delay_is_twice_the_measured_rtt_within_its_bounds(int? rttMs, int expectedMs)
+    {
+        var rtt = rttMs is { } ms ? TimeSpan.FromMilliseconds(ms) : (TimeSpan?)null;
+        Assert.Equal(TimeSpan.FromMilliseconds(expectedMs), PathSupervisor.RaceDelay(rtt, new MobileConnectionOptions()));
+    }
+
+    [Fact]
+    public async Task The_first_connect_to_finish_wins_and_the_losers_are_cancelled_and_closed()
+    {
+        var (supervisor, connection, factory, time) = StartRace([First, Second, Third], rtt: null);
+        await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the race delay began");
+        time.Advance(TimeSpan.FromMilliseconds(49));
+        Assert.Single(factory.Connects);   // not a moment early
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        await TestTimeout.Eventually(() => factory.Connects.Count == 2, "the second endpoint's connect started after the race delay");
+        Assert.Equal(Second, factory[1].Remote);
+
+        var winner = new MemoryFlow();
+        factory[1].Result.SetResult(winner);
+        await TestTimeout.Eventually(() => connection.Resumes.Count == 1, "the winner carries the Resume");
+        Assert.Same(winner, connection.Resumes.Single().Flow);
+        await TestTimeout.Eventually(() => factory[0].Token.IsCancellationRequested, "the loser's connect was cancelled");
+
+        // The loser connects anyway: its flow is closed, never resumed on.
+        var late = new MemoryFlow();
+        factory[0].Result.SetResult(late);
+        await TestTimeout.Eventually(() => late.Aborts > 0, "the late loser's flow was closed");
+
+        connection.Accept(connection.Resumes.Single());
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(2, factory.Connects.Count);   // the third endpoint was never needed
+        Assert.Single(connection.Resumes);
+        Assert.Equal(0, winner.Aborts);
+        var kinds = connection.Events.Select(e => e.Kind).ToList();
+        Assert.Equal(2, kinds.Count(k => k == MoveEventKind.ConnectStarted));
+        Assert.Equal(1, kinds.Count(k => k == MoveEventKind.ConnectFinished));
+        Assert.Contains(connection.Events, e => e.Kind == MoveEventKind.AttemptFailed && e.Detail!.Contains("lost the race", StringComparison.Ordinal));
+        await StopAsync(supervisor, connection.Close);
+    }
+
+    [Fact]
+    public async Task An_unanswered_connect_is_raced_by_a_second_one_to_the_same_endpoint_after_twice_the_measured_rtt()
+    {
+        var (supervisor, connection, factory, time) = StartRace([First], rtt: TimeSpan.FromMilliseconds(100));
+        var start = time.GetUtcNow();
+        await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) > 0, "the race delay began");
+        time.Advance(TimeSpan.FromMilliseconds(199));
+        Assert.Single(factory.Connects);
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        await TestTimeout.Eventually(() => factory.Connects.Count == 2, "a second connect started");
+        Assert.Equal(First, factory[1].Remote);
+        Assert.Equal(start + TimeSpan.FromMilliseconds(200), factory[1].At);
+
+        var second = new MemoryFlow();
+        factory[1].Result.SetResult(second);   // the first one's SYN was lost
+        await TestTimeout.Eventually(() => connection.Resumes.Count == 1, "the second flow carries the Resume");
+        Assert.Same(second, connection.Resumes.Single().Flow);
+        Assert.True(factory[0].Token.IsCancellationRequested);
+        connection.Accept(connection.Resumes.Single());
+        time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal(2, factory.Connects.Count);   // two connects per endpoint at most
+        await StopAsync(supervisor, connection.Close);
+    }
+
+    [Fact]
+    public async Task A_refused_connect_starts_the_next_endpoint_at_once_and_is_not_repeated()
+    {
+        var (supervisor, connection, factory, time) = StartRace([First, Second], rtt: null);
+        factory.Refuse = First;
+        var start = time.GetUtcNow();
+        await TestTimeout.Eventually(() => factory.Connects.Count == 2, "the second endpoint was tried");
+        Assert.Equal([(First, start), (Second, start)], factory.Connects.Select(c => (c.Remote, c.At)));
+
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the race delay began");
+        time.Advance(TimeSpan.FromMilliseconds(50));
+        await TestTimeout.Eventually(() => factory.Connects.Count == 3, "the unanswered endpoint was raced again");
+        Assert.Equal(Second, factory[2].Remote);   // not the refused one
+        factory[2].Result.SetResult(new MemoryFlow());
+        await TestTimeout.Eventually(() => connection.Resumes.Count == 1, "the Resume went out");
+        connection.Accept(connection.Resumes.Single());
+        await TestTimeout.Eventually(() => factory[1].Token.IsCancellationRequested, "the other connect was cancelled");
+        await StopAsync(supervisor, connection.Close);
+    }
+
+    [Fact]
+    public async Task Only_a_push_that_changes_the_endpoints_is_recorded_in_the_move()
+    {
+        var locator = new TestLocator();
+        locator.Set(Keys.Server.Guid, First);
+        var (supervisor, connection, factory, _) = StartRace([First], rtt: null, locator);
+        await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
+
+        locator.Push(Keys.Server.Guid, First);    // a re-opened watch re-delivers the record in use
+        Assert.DoesNotContain(connection.Events, e => e.Kind == MoveEventKind.EndpointsPushed);
+        locator.Push(Keys.Server.Guid, Second);   // the peer moved
+        Assert.Contains(connection.Events, e => e.Kind == MoveEventKind.EndpointsPushed && e.Detail == Second.ToString());
+        await TestTimeout.Eventually(() => factory.Connects.Any(c => c.Remote.Equals(Second)), "the pushed endpoint was tried");
+        await StopAsync(supervisor, connection.Close);
     }
 }

@@ -150,6 +150,32 @@ public sealed class MobilitySystem : IScenarioSystem
         return $"{d.Client.Describe(d.StartedAt)}; {d.Server.Describe(d.StartedAt)}{watch}";
     }
 
+    /// <summary>Each daemon's move timelines (<c>GET /v1/status</c>, <c>connections[].timeline</c>): client first, then server.</summary>
+    public async Task<IReadOnlyList<MoveBreakdown>?> MoveTimelineAsync(DateTimeOffset moveStartedAt, CancellationToken cancellationToken)
+    {
+        if (_deployment is not { } d)
+        {
+            return null;
+        }
+
+        var moves = new List<MoveBreakdown>();
+        foreach (var (side, daemon) in new[] { ("client", d.Client), ("server", d.Server) })
+        {
+            try
+            {
+                using var api = new DaemonClient(daemon.ApiSocket, TimeSpan.FromSeconds(10));
+                var status = await api.GetStatusAsync(cancellationToken).ConfigureAwait(false);
+                moves.AddRange(MoveBreakdown.FromStatus(side, status, moveStartedAt));
+            }
+            catch (DaemonApiException)
+            {
+                // A daemon that cannot answer leaves its side out; the notes say how it ended.
+            }
+        }
+
+        return moves;
+    }
+
     /// <summary>gns and the two daemons of one run; all of them belong to the topology's lab.</summary>
     public sealed class Deployment
     {
