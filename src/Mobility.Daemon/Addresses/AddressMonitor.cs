@@ -29,6 +29,13 @@ public sealed record AddressSnapshot(ImmutableArray<IPAddress> Addresses, bool F
 /// </summary>
 public sealed partial class AddressMonitor : BackgroundService
 {
+    /// <summary>
+    /// Netlink failures in a row (unreadable datagram, overrun, socket error) after which the monitor
+    /// gives up the socket for the fallback. A healthy socket fails rarely and recovers with one dump;
+    /// five in a row means it will not, and retrying it forever would spin.
+    /// </summary>
+    public const int MaxNetlinkFailures = 5;
+
     private readonly MobilitydOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<AddressMonitor> _logger;
@@ -101,18 +108,6 @@ public sealed partial class AddressMonitor : BackgroundService
         Apply(ReadFollowed(), isFixed: false, force: false);
     }
 
-    /// <summary>Whether the kernel's netlink notifications are followed (false before the first dump and in the fallback).</summary>
-    public bool FollowsNetlink
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _kernelView is not null;
-            }
-        }
-    }
-
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var netlink = NetlinkAddressSocket.TryOpen(out var error);
@@ -125,7 +120,15 @@ public sealed partial class AddressMonitor : BackgroundService
 
         try
         {
-            await FollowNetlinkAsync(netlink, stoppingToken).ConfigureAwait(false);
+            if (!await FollowNetlinkAsync(netlink, stoppingToken).ConfigureAwait(false))
+            {
+                lock (_gate)
+                {
+                    _kernelView = null;
+                }
+
+                await FollowNetworkChangeAsync(stoppingToken).ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -134,16 +137,25 @@ public sealed partial class AddressMonitor : BackgroundService
 
     /// <summary>
     /// The netlink loop: a dump of links and addresses (again after an overrun or a datagram it could
-    /// not read), then one publish per burst of notifications.
+    /// not read), then one publish per burst of notifications. Returns false (give up, use the
+    /// fallback) after <see cref="MaxNetlinkFailures"/> failures in a row, so a socket that keeps
+    /// failing cannot spin; returns true when stopped.
     /// </summary>
-    private async Task FollowNetlinkAsync(NetlinkAddressSocket netlink, CancellationToken stoppingToken)
+    private async Task<bool> FollowNetlinkAsync(NetlinkAddressSocket netlink, CancellationToken stoppingToken)
     {
         var buffer = GC.AllocateUninitializedArray<byte>(NetlinkAddressSocket.BufferSize);
         var table = new KernelAddressTable();
         var events = new List<NetlinkEvent>();
         var resync = true;
+        var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
+            if (failures >= MaxNetlinkFailures)
+            {
+                Log.NetlinkUnavailable(_logger, $"{failures} failures in a row");
+                return false;
+            }
+
             events.Clear();
             bool changed;
             try
@@ -176,6 +188,7 @@ public sealed partial class AddressMonitor : BackgroundService
                     if (resync)
                     {
                         Log.NetlinkResync(_logger, "overrun");
+                        failures++;
                         continue;
                     }
                 }
@@ -185,8 +198,11 @@ public sealed partial class AddressMonitor : BackgroundService
                 // A datagram we could not read, or ENOBUFS (the kernel dropped notifications): read the tables again.
                 Log.NetlinkResync(_logger, e.Message);
                 resync = true;
+                failures++;
                 continue;
             }
+
+            failures = 0;
 
             if (changed)
             {
@@ -200,6 +216,8 @@ public sealed partial class AddressMonitor : BackgroundService
                 Apply(usable, isFixed: false, force: false);
             }
         }
+
+        return true;
     }
 
     /// <summary>Requests a dump of <paramref name="type"/> and applies what arrives (notifications too) until its NLMSG_DONE.</summary>
