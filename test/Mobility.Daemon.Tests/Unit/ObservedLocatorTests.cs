@@ -1,5 +1,4 @@
 using System.Net;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Identity;
@@ -107,8 +106,8 @@ public sealed class ObservedLocatorTests
         public PublishingHost(IOptions<MobilitydOptions> options, Func<GnsRecord, IPEndPoint?> observe)
         {
             _identity = new DaemonIdentity(options);
-            Monitor = new AddressMonitor(options, TimeProvider.System, NullLogger<AddressMonitor>.Instance);
-            Publisher = new RecordPublisher(options, _identity, Monitor, _gns.CreateClient(observe), TimeProvider.System, NullLogger<RecordPublisher>.Instance);
+            Monitor = new AddressMonitor(options, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<AddressMonitor>.Instance);
+            Publisher = new RecordPublisher(options, _identity, Monitor, _gns.CreateClient(observe), TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<RecordPublisher>.Instance);
             Publisher.StartAsync(CancellationToken.None).GetAwaiter().GetResult();
         }
 
