@@ -36,6 +36,16 @@ public sealed partial class AddressMonitor : BackgroundService
     /// </summary>
     public const int MaxNetlinkFailures = 5;
 
+    /// <summary>
+    /// How long a burst that leaves the host with no usable address waits for the next one before the
+    /// empty set is published. A move in one batch (link down, old address deleted, new one added)
+    /// can reach the socket as two bursts a millisecond apart; publishing the empty set between them
+    /// made two events per move, and an empty set is useful to no one (no record to publish, no
+    /// address to resume from). Nothing else waits: a new address is published at once, and a
+    /// host that really went offline is told 100 ms later.
+    /// </summary>
+    public static readonly TimeSpan EmptySetHold = TimeSpan.FromMilliseconds(100);
+
     private readonly MobilitydOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<AddressMonitor> _logger;
@@ -147,6 +157,7 @@ public sealed partial class AddressMonitor : BackgroundService
         var table = new KernelAddressTable();
         var events = new List<NetlinkEvent>();
         var resync = true;
+        var holdingEmpty = false;
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -170,7 +181,14 @@ public sealed partial class AddressMonitor : BackgroundService
                 }
                 else
                 {
-                    var received = await netlink.ReceiveAsync(buffer, stoppingToken).ConfigureAwait(false);
+                    if (await ReceiveAsync(netlink, buffer, holdingEmpty, stoppingToken).ConfigureAwait(false) is not { } received)
+                    {
+                        // No second burst came: the host really has no usable address.
+                        holdingEmpty = false;
+                        Apply(table.Usable(_options.AllowLoopback, _options.AllowLinkLocal), isFixed: false, force: false);
+                        continue;
+                    }
+
                     NetlinkRouteReader.Read(buffer.AsSpan(0, received), events);
                     // The rest of the burst: whatever is queued already, without waiting.
                     while ((received = netlink.TryReceive(buffer)) > 0)
@@ -213,11 +231,38 @@ public sealed partial class AddressMonitor : BackgroundService
                     _kernelView = usable;
                 }
 
+                if (usable.IsEmpty && !holdingEmpty && !Current.Addresses.IsEmpty)
+                {
+                    holdingEmpty = true;
+                    continue;
+                }
+
+                holdingEmpty = false;
                 Apply(usable, isFixed: false, force: false);
             }
         }
 
         return true;
+    }
+
+    /// <summary>The next datagram's length; null when <paramref name="holdingEmpty"/> and none came within <see cref="EmptySetHold"/>.</summary>
+    private static async Task<int?> ReceiveAsync(NetlinkAddressSocket netlink, byte[] buffer, bool holdingEmpty, CancellationToken stoppingToken)
+    {
+        if (!holdingEmpty)
+        {
+            return await netlink.ReceiveAsync(buffer, stoppingToken).ConfigureAwait(false);
+        }
+
+        using var hold = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        hold.CancelAfter(EmptySetHold);
+        try
+        {
+            return await netlink.ReceiveAsync(buffer, hold.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+        {
+            return null;
+        }
     }
 
     /// <summary>Requests a dump of <paramref name="type"/> and applies what arrives (notifications too) until its NLMSG_DONE.</summary>

@@ -48,6 +48,24 @@ public sealed class AddressEventTests
     }
 
     [NetlabFact]
+    public async Task A_move_with_the_link_going_down_and_up_in_one_batch_is_one_event_with_the_new_set()
+    {
+        await using var daemon = await AddressWatchingDaemon.StartAsync().WithTimeout(NetlabTimeouts.Step);
+        var first = IPAddress.Parse("198.51.100.2");
+        var next = IPAddress.Parse("203.0.113.2");
+        await daemon.IpAsync($"addr add {first}/24 dev a0");
+        var start = await daemon.WaitForAsync(s => s.Contains(first), "the first address") + 1;
+
+        // The netlab's IPv4 move: carrier lost, old address deleted, new one added, link up. The link going down
+        // empties the set before the new address arrives; the monitor must not publish that empty set.
+        await daemon.IpAsync("link set a0 down", $"addr del {first}/24 dev a0", $"addr add {next}/24 dev a0", "link set a0 up");
+        var moved = await daemon.WaitForAsync(s => s.Contains(next), "the new address", start);
+        var fence = await daemon.FenceAsync();
+
+        Assert.True(moved == start && fence == moved + 1, "exactly one event, to the new set: " + daemon.Describe());
+    }
+
+    [NetlabFact]
     public async Task A_deprecated_address_is_not_published_while_a_preferred_one_exists()
     {
         await using var daemon = await AddressWatchingDaemon.StartAsync().WithTimeout(NetlabTimeouts.Step);
