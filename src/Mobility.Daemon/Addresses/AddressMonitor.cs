@@ -157,7 +157,7 @@ public sealed partial class AddressMonitor : BackgroundService
         var table = new KernelAddressTable();
         var events = new List<NetlinkEvent>();
         var resync = true;
-        var holdingEmpty = false;
+        long? emptyUntil = null;
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -181,10 +181,10 @@ public sealed partial class AddressMonitor : BackgroundService
                 }
                 else
                 {
-                    if (await ReceiveAsync(netlink, buffer, holdingEmpty, stoppingToken).ConfigureAwait(false) is not { } received)
+                    if (await ReceiveAsync(netlink, buffer, emptyUntil, stoppingToken).ConfigureAwait(false) is not { } received)
                     {
-                        // No second burst came: the host really has no usable address.
-                        holdingEmpty = false;
+                        // No address came back within the hold: the host really has no usable address.
+                        emptyUntil = null;
                         Apply(table.Usable(_options.AllowLoopback, _options.AllowLinkLocal), isFixed: false, force: false);
                         continue;
                     }
@@ -231,13 +231,17 @@ public sealed partial class AddressMonitor : BackgroundService
                     _kernelView = usable;
                 }
 
-                if (usable.IsEmpty && !holdingEmpty && !Current.Addresses.IsEmpty)
+                if (usable.IsEmpty && !Current.Addresses.IsEmpty)
                 {
-                    holdingEmpty = true;
-                    continue;
+                    // Hold the empty set while bursts keep it empty, up to EmptySetHold from the first.
+                    emptyUntil ??= Environment.TickCount64 + (long)EmptySetHold.TotalMilliseconds;
+                    if (Environment.TickCount64 < emptyUntil)
+                    {
+                        continue;
+                    }
                 }
 
-                holdingEmpty = false;
+                emptyUntil = null;
                 Apply(usable, isFixed: false, force: false);
             }
         }
@@ -245,16 +249,22 @@ public sealed partial class AddressMonitor : BackgroundService
         return true;
     }
 
-    /// <summary>The next datagram's length; null when <paramref name="holdingEmpty"/> and none came within <see cref="EmptySetHold"/>.</summary>
-    private static async Task<int?> ReceiveAsync(NetlinkAddressSocket netlink, byte[] buffer, bool holdingEmpty, CancellationToken stoppingToken)
+    /// <summary>The next datagram's length; null when an empty set is held (<paramref name="emptyUntil"/>, Environment.TickCount64) and none came before then.</summary>
+    private static async Task<int?> ReceiveAsync(NetlinkAddressSocket netlink, byte[] buffer, long? emptyUntil, CancellationToken stoppingToken)
     {
-        if (!holdingEmpty)
+        if (emptyUntil is not { } until)
         {
             return await netlink.ReceiveAsync(buffer, stoppingToken).ConfigureAwait(false);
         }
 
+        var left = until - Environment.TickCount64;
+        if (left <= 0)
+        {
+            return null;
+        }
+
         using var hold = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-        hold.CancelAfter(EmptySetHold);
+        hold.CancelAfter(TimeSpan.FromMilliseconds(left));
         try
         {
             return await netlink.ReceiveAsync(buffer, hold.Token).ConfigureAwait(false);
