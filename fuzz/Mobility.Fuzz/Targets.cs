@@ -20,6 +20,7 @@ public static partial class Targets
         OpenHeaderTarget(),
         Dns(),
         KeyFile(),
+        Netlink(),
     ]);
 
     public static IReadOnlyList<FuzzTarget> All => AllTargets.Value;

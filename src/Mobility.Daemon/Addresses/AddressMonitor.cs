@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Mobility.Net.Netlink;
 using Mobility.Net.Threading;
 using Mobility.Protocol.Records;
 
@@ -16,13 +17,35 @@ public sealed record AddressSnapshot(ImmutableArray<IPAddress> Addresses, bool F
 
 /// <summary>
 /// Knows the host's current addresses: the fixed list (--address, or SetAddresses at run time), or
-/// the interfaces' unicast addresses, re-read on every OS address event
-/// (<see cref="NetworkChange.NetworkAddressChanged"/>) and every
-/// <see cref="AddressWatchOptions.RecheckInterval"/> as a safety net. Subscribers are told of each
-/// change (they only set a flag; the work happens on their own loops).
+/// the interfaces' usable unicast addresses. On Linux it follows the kernel's netlink notifications
+/// for links and both address families (RTM_NEWADDR / RTM_DELADDR with their flags, after a dump of
+/// the tables at start) in a <see cref="KernelAddressTable"/>, and publishes once per burst: it
+/// applies every message already queued on the socket, then publishes the usable set if it changed,
+/// so one move (old address gone, new one added) is one change when its messages arrive together.
+/// Where the netlink socket cannot be opened it falls back to re-reading the interfaces on every
+/// <see cref="NetworkChange.NetworkAddressChanged"/> and every
+/// <see cref="AddressWatchOptions.RecheckInterval"/>. Subscribers are told of each change (they only
+/// set a flag; the work happens on their own loops).
 /// </summary>
 public sealed partial class AddressMonitor : BackgroundService
 {
+    /// <summary>
+    /// Netlink failures in a row (unreadable datagram, overrun, socket error) after which the monitor
+    /// gives up the socket for the fallback. A healthy socket fails rarely and recovers with one dump;
+    /// five in a row means it will not, and retrying it forever would spin.
+    /// </summary>
+    public const int MaxNetlinkFailures = 5;
+
+    /// <summary>
+    /// How long a burst that leaves the host with no usable address waits for the next one before the
+    /// empty set is published. A move in one batch (link down, old address deleted, new one added)
+    /// can reach the socket as two bursts a millisecond apart; publishing the empty set between them
+    /// made two events per move, and an empty set is useful to no one (no record to publish, no
+    /// address to resume from). Nothing else waits: a new address is published at once, and a
+    /// host that really went offline is told 100 ms later.
+    /// </summary>
+    public static readonly TimeSpan EmptySetHold = TimeSpan.FromMilliseconds(100);
+
     private readonly MobilitydOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<AddressMonitor> _logger;
@@ -30,6 +53,7 @@ public sealed partial class AddressMonitor : BackgroundService
     private readonly AsyncAutoResetSignal _osEvent = new();
     private readonly List<Action> _subscribers = [];
     private AddressSnapshot _current;
+    private ImmutableArray<IPAddress>? _kernelView;
 
     public AddressMonitor(IOptions<MobilitydOptions> options, TimeProvider time, ILogger<AddressMonitor> logger)
     {
@@ -77,7 +101,7 @@ public sealed partial class AddressMonitor : BackgroundService
         }
 
         var snapshot = list.IsEmpty
-            ? Apply(ReadInterfaces(_options.AllowLoopback, _options.AllowLinkLocal), isFixed: false, force: true)
+            ? Apply(ReadFollowed(), isFixed: false, force: true)
             : Apply(list, isFixed: true, force: true);
         Log.AddressesSet(_logger, string.Join(' ', snapshot.Addresses), snapshot.Fixed);
         return snapshot;
@@ -91,10 +115,195 @@ public sealed partial class AddressMonitor : BackgroundService
             return;
         }
 
-        Apply(ReadInterfaces(_options.AllowLoopback, _options.AllowLinkLocal), isFixed: false, force: false);
+        Apply(ReadFollowed(), isFixed: false, force: false);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var netlink = NetlinkAddressSocket.TryOpen(out var error);
+        if (netlink is null)
+        {
+            Log.NetlinkUnavailable(_logger, error ?? "unknown");
+            await FollowNetworkChangeAsync(stoppingToken).ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            if (!await FollowNetlinkAsync(netlink, stoppingToken).ConfigureAwait(false))
+            {
+                lock (_gate)
+                {
+                    _kernelView = null;
+                }
+
+                await FollowNetworkChangeAsync(stoppingToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>
+    /// The netlink loop: a dump of links and addresses (again after an overrun or a datagram it could
+    /// not read), then one publish per burst of notifications. Returns false (give up, use the
+    /// fallback) after <see cref="MaxNetlinkFailures"/> failures in a row, so a socket that keeps
+    /// failing cannot spin; returns true when stopped.
+    /// </summary>
+    private async Task<bool> FollowNetlinkAsync(NetlinkAddressSocket netlink, CancellationToken stoppingToken)
+    {
+        var buffer = GC.AllocateUninitializedArray<byte>(NetlinkAddressSocket.BufferSize);
+        var table = new KernelAddressTable();
+        var events = new List<NetlinkEvent>();
+        var resync = true;
+        long? emptyUntil = null;
+        var failures = 0;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            if (failures >= MaxNetlinkFailures)
+            {
+                Log.NetlinkUnavailable(_logger, $"{failures} failures in a row");
+                return false;
+            }
+
+            events.Clear();
+            bool changed;
+            try
+            {
+                if (resync)
+                {
+                    table.Clear();
+                    await DumpAsync(netlink, table, NetlinkRouteReader.RtmGetLink, buffer, events, stoppingToken).ConfigureAwait(false);
+                    await DumpAsync(netlink, table, NetlinkRouteReader.RtmGetAddr, buffer, events, stoppingToken).ConfigureAwait(false);
+                    resync = false;
+                    changed = true;
+                }
+                else
+                {
+                    if (await ReceiveAsync(netlink, buffer, emptyUntil, stoppingToken).ConfigureAwait(false) is not { } received)
+                    {
+                        // No address came back within the hold: the host really has no usable address.
+                        emptyUntil = null;
+                        Apply(table.Usable(_options.AllowLoopback, _options.AllowLinkLocal), isFixed: false, force: false);
+                        continue;
+                    }
+
+                    NetlinkRouteReader.Read(buffer.AsSpan(0, received), events);
+                    // The rest of the burst: whatever is queued already, without waiting.
+                    while ((received = netlink.TryReceive(buffer)) > 0)
+                    {
+                        NetlinkRouteReader.Read(buffer.AsSpan(0, received), events);
+                    }
+
+                    changed = false;
+                    foreach (var e in events)
+                    {
+                        resync |= e.Kind == NetlinkEventKind.Overrun;
+                        changed |= table.Apply(e);
+                    }
+
+                    if (resync)
+                    {
+                        Log.NetlinkResync(_logger, "overrun");
+                        failures++;
+                        continue;
+                    }
+                }
+            }
+            catch (Exception e) when (e is InvalidDataException or SocketException)
+            {
+                // A datagram we could not read, or ENOBUFS (the kernel dropped notifications): read the tables again.
+                Log.NetlinkResync(_logger, e.Message);
+                resync = true;
+                failures++;
+                continue;
+            }
+
+            failures = 0;
+
+            if (changed)
+            {
+                Log.AddressEvent(_logger);
+                var usable = table.Usable(_options.AllowLoopback, _options.AllowLinkLocal);
+                lock (_gate)
+                {
+                    _kernelView = usable;
+                }
+
+                if (usable.IsEmpty && !Current.Addresses.IsEmpty)
+                {
+                    // Hold the empty set while bursts keep it empty, up to EmptySetHold from the first.
+                    emptyUntil ??= Environment.TickCount64 + (long)EmptySetHold.TotalMilliseconds;
+                    if (Environment.TickCount64 < emptyUntil)
+                    {
+                        continue;
+                    }
+                }
+
+                emptyUntil = null;
+                Apply(usable, isFixed: false, force: false);
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The next datagram's length; null when an empty set is held (<paramref name="emptyUntil"/>, Environment.TickCount64) and none came before then.</summary>
+    private static async Task<int?> ReceiveAsync(NetlinkAddressSocket netlink, byte[] buffer, long? emptyUntil, CancellationToken stoppingToken)
+    {
+        if (emptyUntil is not { } until)
+        {
+            return await netlink.ReceiveAsync(buffer, stoppingToken).ConfigureAwait(false);
+        }
+
+        var left = until - Environment.TickCount64;
+        if (left <= 0)
+        {
+            return null;
+        }
+
+        using var hold = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        hold.CancelAfter(TimeSpan.FromMilliseconds(left));
+        try
+        {
+            return await netlink.ReceiveAsync(buffer, hold.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Requests a dump of <paramref name="type"/> and applies what arrives (notifications too) until its NLMSG_DONE.</summary>
+    private static async Task DumpAsync(NetlinkAddressSocket netlink, KernelAddressTable table, ushort type, byte[] buffer,
+        List<NetlinkEvent> events, CancellationToken cancellationToken)
+    {
+        var sequence = netlink.RequestDump(type);
+        while (true)
+        {
+            events.Clear();
+            var received = await netlink.ReceiveAsync(buffer, cancellationToken).ConfigureAwait(false);
+            NetlinkRouteReader.Read(buffer.AsSpan(0, received), events);
+            foreach (var e in events)
+            {
+                if (e.Sequence == sequence && e.Kind is NetlinkEventKind.Done)
+                {
+                    return;
+                }
+
+                if (e.Sequence == sequence && e.Kind is NetlinkEventKind.Error && e.Error != 0)
+                {
+                    throw new SocketException(-e.Error);
+                }
+
+                table.Apply(e);
+            }
+        }
+    }
+
+    /// <summary>The fallback: re-read the interfaces on every OS address event and every re-check interval.</summary>
+    private async Task FollowNetworkChangeAsync(CancellationToken stoppingToken)
     {
         NetworkAddressChangedEventHandler handler = (_, _) => _osEvent.Set();
         NetworkChange.NetworkAddressChanged += handler;
@@ -141,15 +350,36 @@ public sealed partial class AddressMonitor : BackgroundService
             foreach (var unicast in nic.GetIPProperties().UnicastAddresses)
             {
                 var address = Locator.Normalize(unicast.Address);
-                if (Accept(address, allowLoopback, allowLinkLocal) && !result.Contains(address))
+                if (Accept(address, allowLoopback, allowLinkLocal))
                 {
                     result.Add(address);
                 }
             }
         }
 
+        return Order(result);
+    }
+
+    /// <summary>Addresses as they are published: normalized, distinct, sorted by family then bytes, at most one record's worth.</summary>
+    public static ImmutableArray<IPAddress> Order(IEnumerable<IPAddress> addresses)
+    {
+        var result = addresses.Select(Locator.Normalize).Distinct().ToList();
         result.Sort(Compare);
         return [.. result.Take(GnsRecord.MaxLocators - 1)];
+    }
+
+    /// <summary>What the monitor follows now: the kernel's usable addresses once netlink is followed, else the interfaces.</summary>
+    private ImmutableArray<IPAddress> ReadFollowed()
+    {
+        lock (_gate)
+        {
+            if (_kernelView is { } view)
+            {
+                return view;
+            }
+        }
+
+        return ReadInterfaces(_options.AllowLoopback, _options.AllowLinkLocal);
     }
 
     /// <summary>Whether an interface address is published.</summary>
@@ -231,5 +461,11 @@ public sealed partial class AddressMonitor : BackgroundService
 
         [LoggerMessage(7004, LogLevel.Warning, "Could not read the network interfaces.")]
         public static partial void InterfaceReadFailed(ILogger logger, Exception exception);
+
+        [LoggerMessage(7005, LogLevel.Warning, "Cannot follow the kernel's address notifications ({Reason}); re-reading the interfaces on OS events and every re-check interval instead.")]
+        public static partial void NetlinkUnavailable(ILogger logger, string reason);
+
+        [LoggerMessage(7006, LogLevel.Debug, "Reading the kernel's links and addresses again: {Reason}.")]
+        public static partial void NetlinkResync(ILogger logger, string reason);
     }
 }

@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -34,7 +35,10 @@ public sealed record PublishState(
 /// refuses or does not answer. Versions strictly increase across restarts:
 /// max(last + 1, unix time in microseconds), the last one kept in &lt;StateDir&gt;/record-version.
 /// The reflexive address the GNS reports is published as an Observed locator when it is not one of
-/// the host's own (and not loopback, which only says the GNS runs on this host).
+/// the host's own (and not loopback, which only says the GNS runs on this host). One is kept per
+/// address family, each with the host's addresses of that family it was seen from: when those change
+/// (a move, or the host left the family) it is dropped before the next record, so no record lists an
+/// address the host just lost, and the next reply of the GNS supplies the new one.
 /// </summary>
 public sealed partial class RecordPublisher : BackgroundService
 {
@@ -52,6 +56,10 @@ public sealed partial class RecordPublisher : BackgroundService
     private readonly string _versionPath;
     private PublishState _state = PublishState.Initial;
     private ulong _lastVersion;
+
+    // The reflexive address per family and the host's addresses of that family it was seen from; only the publish loop touches it.
+    private ImmutableDictionary<AddressFamily, (IPAddress Address, ImmutableArray<IPAddress> From)> _observed =
+        ImmutableDictionary<AddressFamily, (IPAddress, ImmutableArray<IPAddress>)>.Empty;
 
     public RecordPublisher(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, IGnsClient gns,
         TimeProvider time, ILogger<RecordPublisher> logger)
@@ -162,8 +170,8 @@ public sealed partial class RecordPublisher : BackgroundService
     private async Task<bool> PublishAsync(CancellationToken cancellationToken)
     {
         var snapshot = _addresses.Current;
-        var observed = State.Observed;
-        var locators = Locators(snapshot, observed);
+        _observed = CurrentObserved(_observed, snapshot);
+        var locators = Locators(snapshot, _observed);
         var record = GnsRecord.Create(_identity.Key, NextVersion(), locators, _options.Record.TtlSeconds,
             string.IsNullOrWhiteSpace(_options.Name) ? null : _options.Name, _time.GetUtcNow());
         try
@@ -173,7 +181,13 @@ public sealed partial class RecordPublisher : BackgroundService
             var newObserved = result.Observed is { } o ? new IPEndPoint(Locator.Normalize(o.Address), o.Port) : null;
             Log.Published(_logger, record.Version, string.Join(' ', record.Locators), newObserved?.ToString() ?? "-");
             Complete(new PublishState(true, result.Version, _time.GetUtcNow(), newObserved, null, snapshot.Generation, record.Locators));
-            if (!Equals(newObserved?.Address, observed?.Address) && !Locators(snapshot, newObserved).SequenceEqual(locators))
+            if (newObserved is not null)
+            {
+                var family = newObserved.Address.AddressFamily;
+                _observed = _observed.SetItem(family, (newObserved.Address, OfFamily(snapshot, family)));
+            }
+
+            if (!Locators(snapshot, _observed).SequenceEqual(locators))
             {
                 // The reflexive address changed what we publish: publish again with it.
                 _dirty.Set();
@@ -200,20 +214,41 @@ public sealed partial class RecordPublisher : BackgroundService
         }
     }
 
-    private ImmutableArray<Locator> Locators(AddressSnapshot snapshot, IPEndPoint? observed)
+    private ImmutableArray<Locator> Locators(AddressSnapshot snapshot, ImmutableDictionary<AddressFamily, (IPAddress Address, ImmutableArray<IPAddress> From)> observed)
     {
         var port = (ushort)_options.TransportPort;
         var list = snapshot.Addresses.Select(a => new Locator(a, port, LocatorKind.Host)).ToList();
-        if (_options.Record.PublishObserved && observed is { } seen && !IPAddress.IsLoopback(seen.Address)
-            && !seen.Address.Equals(IPAddress.Any) && !seen.Address.Equals(IPAddress.IPv6Any)
-            && !snapshot.Addresses.Contains(seen.Address) && list.Count < GnsRecord.MaxLocators)
+        foreach (var family in (ReadOnlySpan<AddressFamily>)[AddressFamily.InterNetwork, AddressFamily.InterNetworkV6])
         {
-            // The port is our transport port: it holds behind port-preserving NAT only (docs/mobilityd.md).
-            list.Add(new Locator(seen.Address, port, LocatorKind.Observed));
+            if (_options.Record.PublishObserved && observed.TryGetValue(family, out var seen) && !IPAddress.IsLoopback(seen.Address)
+                && !seen.Address.Equals(IPAddress.Any) && !seen.Address.Equals(IPAddress.IPv6Any)
+                && !snapshot.Addresses.Contains(seen.Address) && list.Count < GnsRecord.MaxLocators)
+            {
+                // The port is our transport port: it holds behind port-preserving NAT only (docs/mobilityd.md).
+                list.Add(new Locator(seen.Address, port, LocatorKind.Observed));
+            }
         }
 
         return [.. list];
     }
+
+    /// <summary>The observed addresses still valid for <paramref name="snapshot"/>: those whose family's host addresses are the ones they were seen from.</summary>
+    internal static ImmutableDictionary<AddressFamily, (IPAddress Address, ImmutableArray<IPAddress> From)> CurrentObserved(
+        ImmutableDictionary<AddressFamily, (IPAddress Address, ImmutableArray<IPAddress> From)> observed, AddressSnapshot snapshot)
+    {
+        foreach (var (family, seen) in observed)
+        {
+            if (!seen.From.SequenceEqual(OfFamily(snapshot, family)))
+            {
+                observed = observed.Remove(family);
+            }
+        }
+
+        return observed;
+    }
+
+    private static ImmutableArray<IPAddress> OfFamily(AddressSnapshot snapshot, AddressFamily family) =>
+        [.. snapshot.Addresses.Where(a => a.AddressFamily == family)];
 
     private async Task LearnStoredVersionAsync(CancellationToken cancellationToken)
     {

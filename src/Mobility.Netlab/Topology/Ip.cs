@@ -15,8 +15,9 @@ public static class Ip
     /// failure. One process spawn instead of one per command matters on a loaded machine: it is what keeps a move's
     /// address/route change down to milliseconds instead of hundreds of them.
     /// </summary>
-    public static Task<string> BatchAsync(string ns, IEnumerable<string> commands) =>
-        CommandRunner.RunCheckedAsync("ip", ["-n", ns, "-batch", "-"], standardInput: string.Join('\n', commands) + "\n");
+    /// <remarks><paramref name="ipv6"/> runs the batch as <c>ip -6</c>: commands whose family iproute2 does not infer from an address (<c>rule</c>) then act on IPv6.</remarks>
+    public static Task<string> BatchAsync(string ns, IEnumerable<string> commands, bool ipv6 = false) =>
+        CommandRunner.RunCheckedAsync("ip", [.. ipv6 ? (string[])["-6"] : [], "-n", ns, "-batch", "-"], standardInput: string.Join('\n', commands) + "\n");
 
     public static Task<string> SysctlAsync(string ns, string key, string value) =>
         CommandRunner.RunCheckedAsync("ip", ["netns", "exec", ns, "sysctl", "-q", "-w", $"{key}={value}"]);

@@ -49,14 +49,14 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
     /// <summary>Joins the subnet of <paramref name="iface"/>: address, link up, source route, and the default route when <paramref name="makeDefault"/>.</summary>
     public async Task AttachAsync(HostInterface iface, bool makeDefault = true)
     {
-        await Ip.BatchAsync(Namespace, AttachCommands(iface, makeDefault)).ConfigureAwait(false);
+        await Ip.BatchAsync(Namespace, AttachCommands(iface, makeDefault), IsIpv6(iface)).ConfigureAwait(false);
         iface.IsAttached = true;
     }
 
     /// <summary>Leaves the subnet of <paramref name="iface"/>: link down (carrier lost), address deleted, source rule removed.</summary>
     public async Task DetachAsync(HostInterface iface)
     {
-        await Ip.BatchAsync(Namespace, DetachCommands(iface)).ConfigureAwait(false);
+        await Ip.BatchAsync(Namespace, DetachCommands(iface), IsIpv6(iface)).ConfigureAwait(false);
         iface.IsAttached = false;
     }
 
@@ -71,7 +71,7 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
         var started = Stopwatch.GetTimestamp();
         if (offline <= TimeSpan.Zero)
         {
-            await Ip.BatchAsync(Namespace, [.. DetachCommands(from), .. AttachCommands(to, makeDefault: true)]).ConfigureAwait(false);
+            await Ip.BatchAsync(Namespace, [.. DetachCommands(from), .. AttachCommands(to, makeDefault: true)], IsIpv6(to)).ConfigureAwait(false);
             from.IsAttached = false;
             to.IsAttached = true;
             var done = Stopwatch.GetTimestamp();
@@ -98,11 +98,14 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
             commands = commands.Append($"route replace default via {remaining.Gateway} dev {remaining.Name}");
         }
 
-        await Ip.BatchAsync(Namespace, commands).ConfigureAwait(false);
+        await Ip.BatchAsync(Namespace, commands, IsIpv6(lost)).ConfigureAwait(false);
         lost.IsAttached = false;
         var done = Stopwatch.GetTimestamp();
         return new MoveRecord(Role, lost.Name, remaining?.Name, started, done, done);
     }
+
+    /// <summary>An IPv6 interface's commands run as <c>ip -6</c> (its source rule is IPv6).</summary>
+    private static bool IsIpv6(HostInterface iface) => iface.Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
 
     private static List<string> AttachCommands(HostInterface iface, bool makeDefault)
     {

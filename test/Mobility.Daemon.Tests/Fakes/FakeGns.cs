@@ -18,7 +18,10 @@ public sealed class FakeGns
 
     public bool Unavailable { get; set; }
 
-    public IGnsClient CreateClient(IPEndPoint? observed = null) => new Client(this, observed);
+    public IGnsClient CreateClient(IPEndPoint? observed = null) => new Client(this, _ => observed);
+
+    /// <summary>A client whose registrations report the reflexive address <paramref name="observe"/> gives for each record stored.</summary>
+    public IGnsClient CreateClient(Func<GnsRecord, IPEndPoint?> observe) => new Client(this, observe);
 
     public GnsRecord? Get(HostGuid guid)
     {
@@ -73,10 +76,10 @@ public sealed class FakeGns
         }
     }
 
-    private sealed class Client(FakeGns gns, IPEndPoint? observed) : IGnsClient
+    private sealed class Client(FakeGns gns, Func<GnsRecord, IPEndPoint?> observe) : IGnsClient
     {
         public Task<GnsUpdateResult> RegisterAsync(GnsRecord record, CancellationToken cancellationToken = default)
-            => Task.FromResult(new GnsUpdateResult(gns.Put(record), observed));
+            => Task.FromResult(new GnsUpdateResult(gns.Put(record), observe(record)));
 
         public Task<GnsUpdateResult> UpdateAsync(GnsRecord record, CancellationToken cancellationToken = default)
         {

@@ -52,8 +52,12 @@ public sealed partial class DaemonProcess
     /// <summary>The mobile transport listener (from the ready line).</summary>
     public string Transport { get; private set; } = "";
 
-    /// <summary>Starts mobilityd in <paramref name="host"/>'s namespace with state in <paramref name="stateDirectory"/>; returns once it printed its ready line.</summary>
-    public static async Task<DaemonProcess> StartAsync(Lab lab, LabHost host, string stateDirectory, GnsProcess gns, bool socks, CancellationToken cancellationToken)
+    /// <summary>
+    /// Starts mobilityd in <paramref name="host"/>'s namespace with state in <paramref name="stateDirectory"/>; returns once it
+    /// printed its ready line. <paramref name="extraArguments"/> go last (e.g. <c>--transport [::]:7391</c> on IPv6-only hosts).
+    /// </summary>
+    public static async Task<DaemonProcess> StartAsync(Lab lab, LabHost host, string stateDirectory, GnsProcess gns, bool socks, CancellationToken cancellationToken,
+        IReadOnlyList<string>? extraArguments = null)
     {
         ArgumentNullException.ThrowIfNull(lab);
         ArgumentNullException.ThrowIfNull(host);
@@ -76,6 +80,7 @@ public sealed partial class DaemonProcess
             // The GNS watch (pushes of the peer's new address) and the forwarder, for NETLAB_LOGS.
             "--Logging:LogLevel:Mobility.Gns.Client", "Debug",
             "--Logging:LogLevel:Mobility.Daemon.Forwarding", "Debug",
+            .. extraArguments ?? [],
         ];
         var process = lab.StartProcess(host.Namespace, file, arguments, readyLine: "mobilityd ready ", workingDirectory: stateDirectory);
         var daemon = new DaemonProcess(host, process, stateDirectory);
@@ -186,8 +191,10 @@ public sealed class GnsProcess
         var address = host.PrimaryAddress;
         var (file, prefix) = MobilityExecutables.Gns();
         var udp = new IPEndPoint(address, UdpPort);
-        var grpc = new Uri($"http://{address}:{GrpcPort.ToString(CultureInfo.InvariantCulture)}");
-        string[] arguments = [.. prefix, "serve", "--memory", "--udp", udp.ToString(), "--http", "127.0.0.1:7380", "--grpc", $"{address}:{GrpcPort.ToString(CultureInfo.InvariantCulture)}"];
+        var grpcEndPoint = new IPEndPoint(address, GrpcPort);
+        // UriBuilder and IPEndPoint put an IPv6 address in brackets.
+        var grpc = new UriBuilder(Uri.UriSchemeHttp, address.ToString(), GrpcPort).Uri;
+        string[] arguments = [.. prefix, "serve", "--memory", "--udp", udp.ToString(), "--http", "127.0.0.1:7380", "--grpc", grpcEndPoint.ToString()];
         Directory.CreateDirectory(workingDirectory);
         var process = lab.StartProcess(host.Namespace, file, arguments, readyLine: "gns listening ", workingDirectory: workingDirectory);
         await process.WaitReadyAsync(DaemonProcess.StartTimeout, cancellationToken).ConfigureAwait(false);
