@@ -35,11 +35,20 @@ public sealed class NatKitTests
         return socket;
     }
 
-    private static (AddressReflector S1, AddressReflector S2) Reflectors(NatTopology topology) =>
-        (new AddressReflector(topology.Public("s1").Namespace, topology.Public("s1").PrimaryAddress),
-         new AddressReflector(topology.Public("s2").Namespace, topology.Public("s2").PrimaryAddress));
+    private static AddressReflector Reflector(NatTopology topology, string role) => new(topology.Public(role).Namespace, topology.Public(role).PrimaryAddress);
 
-    [NetlabFact]
+    /// <summary>From one UDP socket of the site's host: the mapping s1 sees, the one s2 sees, and s1's again.</summary>
+    private static async Task<(IPEndPoint S1, IPEndPoint S2, IPEndPoint S1Again)> ObserveFromBothAsync(NatTopology topology, NatSite site)
+    {
+        await using var s1 = Reflector(topology, "s1");
+        await using var s2 = Reflector(topology, "s2");
+        using var udp = Udp(site.Host);
+        var first = await s1.ObserveUdpAsync(udp);
+        var second = await s2.ObserveUdpAsync(udp);
+        return (first, second, await s1.ObserveUdpAsync(udp));
+    }
+
+    [NatKitFact]
     public async Task Masquerade_maps_one_inside_endpoint_to_the_same_outside_endpoint_for_every_server()
     {
         string prefix;
@@ -47,18 +56,14 @@ public sealed class NatKitTests
         {
             prefix = topology.Lab.Prefix;
             var site = topology.Site("home");
-            var (s1, s2) = Reflectors(topology);
-            await using var r1 = s1;
-            await using var r2 = s2;
-            using var udp = Udp(site.Host);
-
-            var seenByS1 = await s1.ObserveUdpAsync(udp);
-            var seenByS2 = await s2.ObserveUdpAsync(udp);
+            var (seenByS1, seenByS2, _) = await ObserveFromBothAsync(topology, site);
 
             Assert.Equal(new IPEndPoint(site.PublicAddress, InsidePort), seenByS1); // translated, port kept
             Assert.Equal(seenByS1, seenByS2); // endpoint-independent mapping
 
             // TCP from one bound port to both servers: the same mapping too.
+            await using var s1 = Reflector(topology, "s1");
+            await using var s2 = Reflector(topology, "s2");
             using var tcp1 = Tcp(site.Host);
             using var tcp2 = Tcp(site.Host);
             Assert.Equal(await s1.ObserveTcpAsync(tcp1), await s2.ObserveTcpAsync(tcp2));
@@ -68,38 +73,28 @@ public sealed class NatKitTests
         Assert.DoesNotContain(await LabCleanup.ListNamespacesAsync().WithTimeout(NetlabTimeouts.Step), n => n.StartsWith(prefix, StringComparison.Ordinal));
     }
 
-    [NetlabFact]
+    [NatKitFact]
     public async Task Random_fully_masquerade_maps_each_server_to_a_different_outside_port()
     {
         await using var topology = await CreateAsync(new NatSiteOptions { Role = "hotel", Kind = NatKind.Symmetric });
         var site = topology.Site("hotel");
-        var (s1, s2) = Reflectors(topology);
-        await using var r1 = s1;
-        await using var r2 = s2;
-        using var udp = Udp(site.Host);
 
-        var seenByS1 = await s1.ObserveUdpAsync(udp);
-        var seenByS2 = await s2.ObserveUdpAsync(udp);
+        var (seenByS1, seenByS2, seenByS1Again) = await ObserveFromBothAsync(topology, site);
 
         Assert.Equal(site.PublicAddress, seenByS1.Address);
         Assert.Equal(site.PublicAddress, seenByS2.Address);
         Assert.NotEqual(seenByS1.Port, seenByS2.Port); // destination-dependent mapping
-        Assert.Equal(seenByS1, await s1.ObserveUdpAsync(udp)); // but stable for one destination
+        Assert.Equal(seenByS1, seenByS1Again); // but stable for one destination
     }
 
-    [NetlabFact]
+    [NatKitFact]
     public async Task Double_nat_shows_the_carrier_address_with_an_endpoint_independent_mapping()
     {
         await using var topology = await CreateAsync(new NatSiteOptions { Role = "phone", Kind = NatKind.Double });
         var site = topology.Site("phone");
         Assert.Equal(2, site.Routers.Count);
-        var (s1, s2) = Reflectors(topology);
-        await using var r1 = s1;
-        await using var r2 = s2;
-        using var udp = Udp(site.Host);
 
-        var seenByS1 = await s1.ObserveUdpAsync(udp);
-        var seenByS2 = await s2.ObserveUdpAsync(udp);
+        var (seenByS1, seenByS2, _) = await ObserveFromBothAsync(topology, site);
 
         Assert.Equal(new IPEndPoint(site.PublicAddress, InsidePort), seenByS1);
         Assert.Equal(seenByS1, seenByS2);
@@ -108,14 +103,12 @@ public sealed class NatKitTests
         Assert.Contains(homeWan, a => a.Interface == "wan" && a.Address.ToString().StartsWith("100.64.", StringComparison.Ordinal));
     }
 
-    [NetlabFact]
+    [NatKitFact]
     public async Task Unsolicited_inbound_is_reset_by_plain_masquerade_even_from_the_mapped_server()
     {
         await using var topology = await CreateAsync(new NatSiteOptions { Role = "home" });
         var site = topology.Site("home");
-        var (s1, s2) = Reflectors(topology);
-        await using var r1 = s1;
-        await using var r2 = s2;
+        await using var s1 = Reflector(topology, "s1");
         // A TCP connection from the host to s1 stays open: its mapping exists while others knock on it.
         using var open = Tcp(site.Host);
         var mapping = await s1.ObserveTcpAsync(open);
@@ -129,12 +122,12 @@ public sealed class NatKitTests
         }
     }
 
-    [NetlabFact]
+    [NatKitFact]
     public async Task Unsolicited_inbound_is_dropped_silently_when_the_nat_drops()
     {
         await using var topology = await CreateAsync(new NatSiteOptions { Role = "home", DropUnsolicited = true });
         var site = topology.Site("home");
-        await using var reflector = new AddressReflector(topology.Public("s1").Namespace, topology.Public("s1").PrimaryAddress);
+        await using var reflector = Reflector(topology, "s1");
         using var open = Tcp(site.Host);
         var mapping = await reflector.ObserveTcpAsync(open);
 
@@ -146,7 +139,7 @@ public sealed class NatKitTests
         Assert.Matches(@"counter packets [1-9]", counters.StandardOutput);
     }
 
-    [NetlabFact]
+    [NatKitFact]
     public async Task Https_only_firewall_lets_tcp_443_out_and_nothing_else()
     {
         await using var topology = await CreateAsync(new NatSiteOptions { Role = "hotel", Kind = NatKind.HttpsOnly });
@@ -174,7 +167,7 @@ public sealed class NatKitTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => udp.ReceiveFromAsync(new byte[64], new IPEndPoint(IPAddress.Any, 0), udpPatience.Token).AsTask().WithTimeout());
     }
 
-    [NetlabFact]
+    [NatKitFact]
     public async Task Port_forward_reaches_the_inside_host_and_hairpins_only_when_asked()
     {
         const int Forwarded = 7391;
@@ -209,12 +202,12 @@ public sealed class NatKitTests
         }
     }
 
-    [NetlabFact]
+    [NatKitFact]
     public async Task Flushing_keeps_the_port_but_a_new_port_range_rebinds_the_mapping()
     {
         await using var topology = await CreateAsync(new NatSiteOptions { Role = "home" });
         var site = topology.Site("home");
-        await using var reflector = new AddressReflector(topology.Public("s1").Namespace, topology.Public("s1").PrimaryAddress);
+        await using var reflector = Reflector(topology, "s1");
         using var udp = Udp(site.Host);
         Assert.Equal(InsidePort, (await reflector.ObserveUdpAsync(udp)).Port);
 

@@ -54,30 +54,17 @@ public sealed record NatSiteOptions
 }
 
 /// <summary>A host behind its NAT(s), and what can be done to the NAT while it runs.</summary>
-public sealed class NatSite
+public sealed class NatSite(NatSiteOptions options, LabHost host, IReadOnlyList<string> routers, IPAddress publicAddress, NatSiteOptions outer, string outerLan)
 {
-    private readonly NatSiteOptions _outer;
-    private readonly string _outerLan;
+    public NatSiteOptions Options { get; } = options;
 
-    internal NatSite(NatSiteOptions options, LabHost host, IReadOnlyList<string> routers, IPAddress publicAddress, NatSiteOptions outer, string outerLan)
-    {
-        Options = options;
-        Host = host;
-        Routers = routers;
-        PublicAddress = publicAddress;
-        _outer = outer;
-        _outerLan = outerLan;
-    }
-
-    public NatSiteOptions Options { get; }
-
-    public LabHost Host { get; }
+    public LabHost Host { get; } = host;
 
     /// <summary>The NAT router namespaces, outermost first (one, or the carrier-grade NAT and then the home router).</summary>
-    public IReadOnlyList<string> Routers { get; }
+    public IReadOnlyList<string> Routers { get; } = routers;
 
     /// <summary>The outermost NAT's outside address: what servers on the internet see.</summary>
-    public IPAddress PublicAddress { get; }
+    public IPAddress PublicAddress { get; } = publicAddress;
 
     /// <summary>The NAT forgets every mapping (<c>conntrack -F</c> in each NAT router): the next packet out gets a new one.</summary>
     public async Task FlushMappingsAsync(CancellationToken cancellationToken = default)
@@ -101,11 +88,11 @@ public sealed class NatSite
         ArgumentOutOfRangeException.ThrowIfLessThan(low, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(high, 65535);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(low, high);
-        var rule = NatRules.Masquerade(_outer.Kind, (low, high));
-        var hairpin = NatRules.HairpinRule(_outer, _outerLan).Trim();
+        var rule = NatRules.Masquerade(outer.Kind, (low, high));
+        var hairpin = NatRules.HairpinRule(outer, outerLan).Trim();
         // A port range needs a transport protocol match; other protocols (ICMP) keep plain masquerade.
         await NatRules.ApplyAsync(Routers[0], $"flush chain ip nat postrouting\nadd rule ip nat postrouting oifname \"wan\" meta l4proto {{ tcp, udp }} {rule}\n"
-            + $"add rule ip nat postrouting oifname \"wan\" {NatRules.Masquerade(_outer.Kind, null)}\n"
+            + $"add rule ip nat postrouting oifname \"wan\" {NatRules.Masquerade(outer.Kind, null)}\n"
             + (hairpin.Length > 0 ? $"add rule ip nat postrouting {hairpin}\n" : "")).ConfigureAwait(false);
         await FlushMappingsAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -157,6 +144,11 @@ public sealed class NatTopology : IAsyncDisposable
         if (publicHosts.Concat(sites.Select(s => s.Role)).GroupBy(r => r).FirstOrDefault(g => g.Count() > 1) is { } duplicate)
         {
             throw new ArgumentException($"role {duplicate.Key} is used twice");
+        }
+
+        if (LabRequirements.MissingNatRequirement() is { } missing)
+        {
+            throw new PlatformNotSupportedException(missing);
         }
 
         var lab = Lab.Create(log);
