@@ -207,8 +207,8 @@ public sealed class NatKitTests
     {
         await using var topology = await CreateAsync(new NatSiteOptions { Role = "home" });
         var site = topology.Site("home");
-        await using var reflector = Reflector(topology, "s1");
         using var udp = Udp(site.Host);
+        await using var reflector = Reflector(topology, "s1");
         Assert.Equal(InsidePort, (await reflector.ObserveUdpAsync(udp)).Port);
 
         await site.FlushMappingsAsync().WithTimeout(NetlabTimeouts.Step);
