@@ -24,6 +24,11 @@ const string Usage = """
     netlab applications [--rtt 50] [--app iperf3,curl,ssh] [--move client-move,server-move,both-move] [--out FILE]
         Run unmodified applications over Mobility (iperf3 via mob forward, curl via SOCKS5, ssh via mob connect)
         across each move; write the results as JSON plus a table.
+    netlab nat [--scenario NAME,...] [--runs 3] [--out artifacts/evaluation/nat.json]
+        Run the NAT scenarios (docs/nat.md): gns and two mobilityd with the client and/or the server behind NATs of the
+        NAT kit, a paced transfer through SOCKS5, NAT rebinding mid-transfer; write the results as JSON plus a table.
+        Scenarios: client-nat, client-nat-flush, client-nat-new-ports, client-symmetric, client-double-nat,
+        server-nat-forward, both-nat-forward, server-nat.
     """;
 
 using var stop = new CancellationTokenSource();
@@ -128,6 +133,36 @@ try
             await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
             Console.WriteLine();
             Console.WriteLine(ApplicationRunner.FormatTable(results));
+            Console.WriteLine($"results: {output}");
+            return 0;
+        }
+
+        case "nat":
+        {
+            var only = options.Get("--scenario")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
+            var runs = int.Parse(options.Get("--runs") ?? "3", NumberStyles.None, CultureInfo.InvariantCulture);
+            var output = options.Get("--out") ?? "artifacts/evaluation/nat.json";
+            options.RejectUnknown();
+            if (runs is < 1 or > 100)
+            {
+                throw new ArgumentException("--runs must be 1..100");
+            }
+
+            if (only?.FirstOrDefault(n => NatScenario.All.All(s => s.Name != n)) is { } unknown)
+            {
+                throw new ArgumentException($"unknown NAT scenario '{unknown}'");
+            }
+
+            var scenarios = NatScenario.All.Where(s => only is null || only.Contains(s.Name)).ToList();
+            var results = await new NatScenarioRunner(Console.Out).RunAllAsync(scenarios, runs, stop.Token).ConfigureAwait(false);
+            await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
+            Console.WriteLine();
+            Console.WriteLine(NatScenarioResult.FormatTable(results));
+            foreach (var failed in results.Where(r => r.MobConnectError is not null).GroupBy(r => r.Scenario))
+            {
+                Console.WriteLine($"{failed.Key}: mob connect: {failed.First().MobConnectError}");
+            }
+
             Console.WriteLine($"results: {output}");
             return 0;
         }

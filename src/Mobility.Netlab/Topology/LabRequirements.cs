@@ -29,6 +29,25 @@ public static class LabRequirements
         return null;
     }
 
+    /// <summary>Null when the NAT kit can run here (the lab's requirements, nft and conntrack), otherwise why not.</summary>
+    public static string? MissingNatRequirement()
+    {
+        if (MissingRequirement() is { } why)
+        {
+            return why;
+        }
+
+        foreach (var (tool, package) in new[] { ("nft", "nftables"), ("conntrack", "conntrack") })
+        {
+            if (!new[] { "/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/" }.Any(d => File.Exists(d + tool)))
+            {
+                return $"'{tool}' is not installed (Debian package {package}): the NAT kit needs it";
+            }
+        }
+
+        return null;
+    }
+
     public static void CheckRequirements()
     {
         if (MissingRequirement() is { } why)

@@ -16,6 +16,18 @@ public sealed class NetlabFactAttribute : FactAttribute
     }
 }
 
+/// <summary>A test of the NAT kit: a <see cref="NetlabFactAttribute"/> that also needs nft and conntrack.</summary>
+public sealed class NatKitFactAttribute : FactAttribute
+{
+    public NatKitFactAttribute()
+    {
+        if (LabRequirements.MissingNatRequirement() is { } why)
+        {
+            Skip = "NAT kit unavailable: " + why;
+        }
+    }
+}
+
 /// <summary>Removes leftovers of killed runs once, before the first namespace test.</summary>
 public sealed class LeftoverCleanup
 {

@@ -1,0 +1,297 @@
+using System.Globalization;
+using System.Net;
+using Mobility.Netlab.Processes;
+
+namespace Mobility.Netlab.Topology;
+
+/// <summary>The NATs Linux can build with nftables (docs/nat.md, "The NAT kit").</summary>
+public enum NatKind
+{
+    /// <summary>
+    /// <c>masquerade</c>: endpoint-independent mapping (the source port is kept when it is free, and one inside
+    /// endpoint keeps one outside endpoint whatever the destination) with address-and-port-dependent filtering: only
+    /// the peer a mapping was made for gets in. The default of home routers built on Linux.
+    /// </summary>
+    EndpointIndependent,
+
+    /// <summary><c>masquerade fully-random</c> (iptables' <c>--random-fully</c>): destination-dependent mapping, a fresh random port per destination (a "symmetric" NAT).</summary>
+    Symmetric,
+
+    /// <summary>Carrier-grade NAT (<c>masquerade</c>, inside 100.64.0.0/10) in front of a home router (<c>masquerade</c>): two translations.</summary>
+    Double,
+
+    /// <summary><c>masquerade</c> plus a firewall that lets only new TCP connections to port 443 out (hotel and corporate networks).</summary>
+    HttpsOnly,
+}
+
+/// <summary>A port of the host behind a NAT that the NAT forwards (DNAT of the NAT's outside address, same port).</summary>
+public sealed record PortForward(string Protocol, int Port)
+{
+    public static PortForward Tcp(int port) => new("tcp", port);
+
+    public static PortForward Udp(int port) => new("udp", port);
+}
+
+/// <summary>One host behind one NAT.</summary>
+public sealed record NatSiteOptions
+{
+    /// <summary>The host's role (its namespace is <c>PREFIX+Role</c>, its NAT router's <c>PREFIX+Role-nat</c>).</summary>
+    public required string Role { get; init; }
+
+    public NatKind Kind { get; init; } = NatKind.EndpointIndependent;
+
+    /// <summary>Ports forwarded to the host (DNAT on the outermost NAT; a double NAT forwards through both).</summary>
+    public IReadOnlyList<PortForward> Forwards { get; init; } = [];
+
+    /// <summary>Whether the forwarded ports can also be reached from inside through the NAT's outside address (hairpinning).</summary>
+    public bool Hairpin { get; init; }
+
+    /// <summary>
+    /// Unsolicited packets to the NAT's outside address are dropped silently. Off (the Linux default): the NAT router
+    /// answers them like any host with nothing listening, a TCP RST or an ICMP port unreachable.
+    /// </summary>
+    public bool DropUnsolicited { get; init; }
+}
+
+/// <summary>A host behind its NAT(s), and what can be done to the NAT while it runs.</summary>
+public sealed class NatSite(NatSiteOptions options, LabHost host, IReadOnlyList<string> routers, IPAddress publicAddress, NatSiteOptions outer, string outerLan)
+{
+    public NatSiteOptions Options { get; } = options;
+
+    public LabHost Host { get; } = host;
+
+    /// <summary>The NAT router namespaces, outermost first (one, or the carrier-grade NAT and then the home router).</summary>
+    public IReadOnlyList<string> Routers { get; } = routers;
+
+    /// <summary>The outermost NAT's outside address: what servers on the internet see.</summary>
+    public IPAddress PublicAddress { get; } = publicAddress;
+
+    /// <summary>The NAT forgets every mapping (<c>conntrack -F</c> in each NAT router): the next packet out gets a new one.</summary>
+    public async Task FlushMappingsAsync(CancellationToken cancellationToken = default)
+    {
+        foreach (var router in Routers)
+        {
+            var result = await Ip.ExecAsync(router, "conntrack", ["-F"], cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (!result.Succeeded)
+            {
+                throw new CommandFailedException($"conntrack -F in {router}: {result.StandardError.Trim()}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// The outermost NAT maps to outside ports <paramref name="low"/>..<paramref name="high"/> from now on and forgets
+    /// its mappings, so every flow gets a new outside port (NAT rebinding with a changed port).
+    /// </summary>
+    public async Task ChangePortRangeAsync(int low, int high, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(low, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(high, 65535);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(low, high);
+        var rule = NatRules.Masquerade(outer.Kind, (low, high));
+        var hairpin = NatRules.HairpinRule(outer, outerLan).Trim();
+        // A port range needs a transport protocol match; other protocols (ICMP) keep plain masquerade.
+        await NatRules.ApplyAsync(Routers[0], $"flush chain ip nat postrouting\nadd rule ip nat postrouting oifname \"wan\" meta l4proto {{ tcp, udp }} {rule}\n"
+            + $"add rule ip nat postrouting oifname \"wan\" {NatRules.Masquerade(outer.Kind, null)}\n"
+            + (hairpin.Length > 0 ? $"add rule ip nat postrouting {hairpin}\n" : "")).ConfigureAwait(false);
+        await FlushMappingsAsync(cancellationToken).ConfigureAwait(false);
+    }
+}
+
+/// <summary>
+/// The NAT kit (all IPv4, only inside namespaces; 198.18.0.0/15 plays the internet):
+/// <code>
+///   public host k ─e1── 198.18.k.0/24 ──pk─┐
+///                                          │ inet (router)
+///   site j:  host ─e1── 192.168.j.0/24 ──lan─ NAT ─wan── 198.18.(100+j).0/24 ──nj─┘
+///   double:  host ─e1── 192.168.j.0/24 ──lan─ home NAT ─wan── 100.64.j.0/24 ──lan─ CGN ─wan── 198.18.(100+j).0/24 ──nj─┘
+/// </code>
+/// Public hosts (GNS, outside servers, a public peer) get 198.18.k.2; a host behind a NAT gets 192.168.j.2, its NAT
+/// 198.18.(100+j).2 outside. The internet router knows no private route, so nothing reaches a LAN except through its
+/// NAT. The lab removes everything (nftables rules and conntrack tables die with their namespaces).
+/// </summary>
+public sealed class NatTopology : IAsyncDisposable
+{
+    private readonly Dictionary<string, LabHost> _public;
+    private readonly Dictionary<string, NatSite> _sites;
+
+    private NatTopology(Lab lab, string internet, Dictionary<string, LabHost> publicHosts, Dictionary<string, NatSite> sites)
+    {
+        Lab = lab;
+        Internet = internet;
+        _public = publicHosts;
+        _sites = sites;
+    }
+
+    public Lab Lab { get; }
+
+    /// <summary>The internet router's namespace.</summary>
+    public string Internet { get; }
+
+    public LabHost Public(string role) => _public.TryGetValue(role, out var host) ? host : throw new ArgumentException($"no public host {role}", nameof(role));
+
+    public NatSite Site(string role) => _sites.TryGetValue(role, out var site) ? site : throw new ArgumentException($"no NAT site {role}", nameof(role));
+
+    public static async Task<NatTopology> CreateAsync(IReadOnlyList<string> publicHosts, IReadOnlyList<NatSiteOptions> sites, TextWriter? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(publicHosts);
+        ArgumentNullException.ThrowIfNull(sites);
+        if (publicHosts.Count is 0 or > 99 || sites.Count > 99)
+        {
+            throw new ArgumentException("1..99 public hosts and at most 99 NAT sites");
+        }
+
+        if (publicHosts.Concat(sites.Select(s => s.Role)).GroupBy(r => r).FirstOrDefault(g => g.Count() > 1) is { } duplicate)
+        {
+            throw new ArgumentException($"role {duplicate.Key} is used twice");
+        }
+
+        if (LabRequirements.MissingNatRequirement() is { } missing)
+        {
+            throw new PlatformNotSupportedException(missing);
+        }
+
+        var lab = Lab.Create(log);
+        try
+        {
+            var internet = await lab.AddNamespaceAsync("inet", router: true).ConfigureAwait(false);
+            var publicMap = new Dictionary<string, LabHost>(StringComparer.Ordinal);
+            for (var k = 1; k <= publicHosts.Count; k++)
+            {
+                var role = publicHosts[k - 1];
+                var ns = await lab.AddNamespaceAsync(role).ConfigureAwait(false);
+                var side = "p" + k.ToString(CultureInfo.InvariantCulture);
+                await Lab.AddVethAsync(ns, "e1", internet, side).ConfigureAwait(false);
+                await Ip.BatchAsync(internet, [$"addr add 198.18.{k}.1/24 dev {side}", $"link set {side} up"]).ConfigureAwait(false);
+                var host = new LabHost(role, ns, [new HostInterface("e1", IPAddress.Parse($"198.18.{k}.2"), 24, IPAddress.Parse($"198.18.{k}.1"), 201)]);
+                await host.AttachAsync(host.Interfaces[0]).ConfigureAwait(false);
+                publicMap[role] = host;
+            }
+
+            var siteMap = new Dictionary<string, NatSite>(StringComparer.Ordinal);
+            for (var j = 1; j <= sites.Count; j++)
+            {
+                var options = sites[j - 1];
+                siteMap[options.Role] = await CreateSiteAsync(lab, internet, j, options).ConfigureAwait(false);
+            }
+
+            return new NatTopology(lab, internet, publicMap, siteMap);
+        }
+        catch
+        {
+            await lab.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static async Task<NatSite> CreateSiteAsync(Lab lab, string internet, int j, NatSiteOptions options)
+    {
+        var n = j.ToString(CultureInfo.InvariantCulture);
+        var side = "n" + n;
+        var publicAddress = IPAddress.Parse($"198.18.{100 + j}.2");
+        var hostNs = await lab.AddNamespaceAsync(options.Role).ConfigureAwait(false);
+        var home = await lab.AddNamespaceAsync(options.Role + "-nat", router: true).ConfigureAwait(false);
+        var lan = $"192.168.{n}.0/24";
+        var host = IPAddress.Parse($"192.168.{n}.2");
+        await Lab.AddVethAsync(hostNs, "e1", home, "lan").ConfigureAwait(false);
+        List<string> routers;
+        var outer = options;
+        var outerLan = lan;
+        if (options.Kind == NatKind.Double)
+        {
+            var cgn = await lab.AddNamespaceAsync(options.Role + "-cgn", router: true).ConfigureAwait(false);
+            await Lab.AddVethAsync(cgn, "wan", internet, side).ConfigureAwait(false);
+            await Lab.AddVethAsync(home, "wan", cgn, "lan").ConfigureAwait(false);
+            await Ip.BatchAsync(cgn, [$"addr add {publicAddress}/24 dev wan", "link set wan up", $"addr add 100.64.{n}.1/24 dev lan", "link set lan up", $"route add default via 198.18.{100 + j}.1"]).ConfigureAwait(false);
+            await Ip.BatchAsync(home, [$"addr add 100.64.{n}.2/24 dev wan", "link set wan up", $"addr add 192.168.{n}.1/24 dev lan", "link set lan up", $"route add default via 100.64.{n}.1"]).ConfigureAwait(false);
+            // The carrier forwards the subscriber's ports to the home router, which forwards them to the host.
+            outer = options with { Kind = NatKind.EndpointIndependent, Hairpin = false };
+            outerLan = $"100.64.{n}.0/24";
+            await NatRules.ApplyAsync(cgn, NatRules.Script(outer, IPAddress.Parse($"100.64.{n}.2"), outerLan)).ConfigureAwait(false);
+            await NatRules.ApplyAsync(home, NatRules.Script(options with { Kind = NatKind.EndpointIndependent, DropUnsolicited = false }, host, lan)).ConfigureAwait(false);
+            routers = [cgn, home];
+        }
+        else
+        {
+            await Lab.AddVethAsync(home, "wan", internet, side).ConfigureAwait(false);
+            await Ip.BatchAsync(home, [$"addr add {publicAddress}/24 dev wan", "link set wan up", $"addr add 192.168.{n}.1/24 dev lan", "link set lan up", $"route add default via 198.18.{100 + j}.1"]).ConfigureAwait(false);
+            await NatRules.ApplyAsync(home, NatRules.Script(options, host, lan)).ConfigureAwait(false);
+            routers = [home];
+        }
+
+        await Ip.BatchAsync(internet, [$"addr add 198.18.{100 + j}.1/24 dev {side}", $"link set {side} up"]).ConfigureAwait(false);
+        var labHost = new LabHost(options.Role, hostNs, [new HostInterface("e1", host, 24, IPAddress.Parse($"192.168.{n}.1"), 201)]);
+        await labHost.AttachAsync(labHost.Interfaces[0]).ConfigureAwait(false);
+        return new NatSite(options, labHost, routers, publicAddress, outer, outerLan);
+    }
+
+    public ValueTask DisposeAsync() => Lab.DisposeAsync();
+}
+
+/// <summary>The nftables ruleset of one NAT router (interfaces <c>wan</c> outside, <c>lan</c> inside).</summary>
+public static class NatRules
+{
+    /// <summary>The ruleset for <paramref name="options"/>; <paramref name="inside"/> is where forwarded ports go, <paramref name="lan"/> the inside subnet.</summary>
+    public static string Script(NatSiteOptions options, IPAddress inside, string lan)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(inside);
+        var forwards = string.Concat(options.Forwards.Select(f =>
+            // Without hairpinning only packets arriving from outside are forwarded; with it, also those from the LAN.
+            $"    {(options.Hairpin ? "fib daddr type local" : "iifname \"wan\"")} {f.Protocol} dport {f.Port.ToString(CultureInfo.InvariantCulture)} dnat to {inside}\n"));
+        var outbound = options.Kind == NatKind.HttpsOnly
+            ? "    iifname \"lan\" tcp dport 443 accept\n"
+            : "    iifname \"lan\" accept\n";
+        var unsolicited = options.DropUnsolicited
+            ? """
+              table ip unsolicited {
+                chain input {
+                  type filter hook input priority filter; policy accept;
+                  iifname "wan" ct state new counter drop
+                }
+              }
+
+              """
+            : "";
+        return $$"""
+            table ip nat {
+              chain prerouting {
+                type nat hook prerouting priority dstnat; policy accept;
+            {{forwards}}  }
+              chain postrouting {
+                type nat hook postrouting priority srcnat; policy accept;
+                oifname "wan" {{Masquerade(options.Kind, null)}}
+            {{HairpinRule(options, lan)}}  }
+            }
+            table ip firewall {
+              chain forward {
+                type filter hook forward priority filter; policy drop;
+                ct state established,related accept
+                ct status dnat accept
+            {{outbound}}  }
+            }
+            {{unsolicited}}
+            """;
+    }
+
+    /// <summary>The masquerade statement of <paramref name="kind"/>, optionally restricted to an outside port range.</summary>
+    public static string Masquerade(NatKind kind, (int Low, int High)? ports)
+    {
+        var range = ports is { } p ? $" to :{p.Low.ToString(CultureInfo.InvariantCulture)}-{p.High.ToString(CultureInfo.InvariantCulture)}" : "";
+        return kind == NatKind.Symmetric ? $"masquerade{range} fully-random" : $"masquerade{range}";
+    }
+
+    /// <summary>A hairpinned packet leaves by the LAN it came from, with the NAT's address as source so the reply comes back through it.</summary>
+    internal static string HairpinRule(NatSiteOptions options, string lan) =>
+        options.Hairpin && options.Forwards.Count > 0 ? $"    ip saddr {lan} oifname \"lan\" ct status dnat masquerade\n" : "";
+
+    /// <summary>Loads a ruleset into <paramref name="ns"/> (<c>nft -f -</c>, atomically).</summary>
+    public static async Task ApplyAsync(string ns, string script)
+    {
+        var result = await CommandRunner.RunAsync("ip", ["netns", "exec", ns, "nft", "-f", "-"], standardInput: script).ConfigureAwait(false);
+        if (!result.Succeeded)
+        {
+            throw new CommandFailedException($"nft -f in {ns} failed: {result.StandardError.Trim()}\n{script}");
+        }
+    }
+}
