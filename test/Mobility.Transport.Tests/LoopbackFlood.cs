@@ -1,4 +1,7 @@
 using System.Net;
+using System.Net.Sockets;
+using Mobility.Protocol.Identity;
+using Mobility.Protocol.Transport;
 
 namespace Mobility.Transport.Tests;
 
