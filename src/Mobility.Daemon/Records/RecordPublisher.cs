@@ -40,6 +40,7 @@ public sealed partial class RecordPublisher : BackgroundService
 {
     public const string VersionFileName = "record-version";
 
+    private readonly Forwarding.MobileForwarder? _transport;
     private readonly MobilitydOptions _options;
     private readonly DaemonIdentity _identity;
     private readonly AddressMonitor _addresses;
@@ -54,8 +55,9 @@ public sealed partial class RecordPublisher : BackgroundService
     private ulong _lastVersion;
 
     public RecordPublisher(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, IGnsClient gns,
-        TimeProvider time, ILogger<RecordPublisher> logger)
+        TimeProvider time, ILogger<RecordPublisher> logger, Forwarding.MobileForwarder? transport = null)
     {
+        _transport = transport;
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
         _identity = identity;
@@ -212,7 +214,9 @@ public sealed partial class RecordPublisher : BackgroundService
             list.Add(new Locator(seen.Address, port, LocatorKind.Observed));
         }
 
-        return [.. list];
+        // Only the families the transport listener serves (0.0.0.0 takes no IPv6 connection): a peer
+        // must never be sent to a locator nothing listens on.
+        return [.. list.Where(l => _transport?.Serves(l.Address) ?? true)];
     }
 
     private async Task LearnStoredVersionAsync(CancellationToken cancellationToken)

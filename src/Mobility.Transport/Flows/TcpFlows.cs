@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Mobility.Net.EndPoints;
 
 namespace Mobility.Transport.Flows;
 
@@ -112,18 +113,9 @@ public sealed class TcpFlowListener : IFlowListener
     public TcpFlowListener(IPEndPoint endpoint, int backlog = 512)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        _socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            _socket.Bind(endpoint);
-            _socket.Listen(backlog);
-            LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
-        }
-        catch
-        {
-            _socket.Dispose();
-            throw;
-        }
+        // [::] serves IPv4 too (IPv4 peers arrive IPv4-mapped); a failure is a ListenerBindException naming the endpoint.
+        _socket = ListenSockets.ListenTcp(endpoint, "mobile transport", backlog);
+        LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
     }
 
     public IPEndPoint LocalEndPoint { get; }
