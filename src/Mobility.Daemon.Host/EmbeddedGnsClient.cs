@@ -19,7 +19,7 @@ internal static class EmbeddedGns
         services.AddGnsServer(gns =>
         {
             gns.Udp = options.EmbeddedGnsUdp;
-            gns.UdpOptionName = "EmbeddedGnsUdp (--embedded-gns-udp)";
+            gns.UdpOptionName = MobilitydOptions.EmbeddedGnsUdpOption;
             gns.Store = GnsServerOptions.SqliteStore;
             gns.DataDirectory = Path.Combine(Path.GetFullPath(options.StateDir), "gns");
         });

@@ -137,34 +137,37 @@ public sealed class MobilitydOptions
     /// <summary>Known peers kept for the hosts file and status. Bounded: lookups are caused by local callers, but still unbounded otherwise.</summary>
     public int MaxKnownPeers { get; set; } = 1024;
 
-    // The option names used in errors (a bad value, a failed bind), as the validator and the listeners give them.
-    internal const string HttpOption = "Http (--http)";
-    internal const string GrpcOption = "Grpc (--grpc)";
-    internal const string SocksOption = "Socks (--socks)";
-    internal const string TransportOption = "Transport (--transport)";
-    internal const string EmbeddedGnsUdpOption = "EmbeddedGnsUdp (--embedded-gns-udp)";
-    internal const string ControlOption = "Control (--control)";
+    // Each endpoint option parsed (validated at start), beside the name its errors give (a bad value, a failed bind).
     internal const string GnsOption = "Gns (--gns)";
 
-    /// <summary>The GNS endpoints parsed (validated at start), or null when none is set.</summary>
+    /// <summary>The GNS endpoints, or null when none is set.</summary>
     public GnsServers.GnsServerList? GnsServerList => string.IsNullOrWhiteSpace(Gns) ? null
         : GnsServers.GnsServerList.TryParse(Gns, out var list, out var error) ? list : throw new FormatException($"{GnsOption}: {error}.");
+
+    internal const string HttpOption = "Http (--http)";
 
     /// <summary>The HTTP/JSON endpoint, or null when off.</summary>
     public IPEndPoint? HttpEndPoint => EndPointSetting.Parse(Http, HttpOption);
 
+    internal const string GrpcOption = "Grpc (--grpc)";
+
     /// <summary>The gRPC endpoint, or null when off.</summary>
     public IPEndPoint? GrpcEndPoint => EndPointSetting.Parse(Grpc, GrpcOption);
+
+    internal const string SocksOption = "Socks (--socks)";
 
     /// <summary>The SOCKS5 endpoint, or null when off.</summary>
     public IPEndPoint? SocksEndPoint => EndPointSetting.Parse(Socks, SocksOption);
 
+    internal const string TransportOption = "Transport (--transport)";
+
     /// <summary>The configured transport endpoint, or null for the default (see <see cref="Transport"/>).</summary>
     public IPEndPoint? TransportEndPoint => EndPointSetting.Parse(Transport, TransportOption);
 
-    /// <summary>The embedded GNS's UDP endpoint.</summary>
-    public IPEndPoint EmbeddedGnsUdpEndPoint => EndPointSetting.Parse(EmbeddedGnsUdp, EmbeddedGnsUdpOption, emptyIsOff: false)
-        ?? throw new FormatException($"{EmbeddedGnsUdpOption} cannot be \"off\".");
+    /// <summary>Named in errors about <see cref="EmbeddedGnsUdp"/> (the embedded GNS parses and binds it).</summary>
+    internal const string EmbeddedGnsUdpOption = "EmbeddedGnsUdp (--embedded-gns-udp)";
+
+    internal const string ControlOption = "Control (--control)";
 
     /// <summary>The fixed addresses parsed (also "a,b" in one element, as environment variables give).</summary>
     public IReadOnlyList<IPAddress> ParsedAddresses()

@@ -144,34 +144,22 @@ public sealed class StartupTests
         Assert.Contains($"cannot bind UDP {endPoint}", line, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task A_taken_socks_endpoint_fails_start_in_one_line_naming_the_address_and_the_option()
+    [Theory]
+    [InlineData("--socks", "SOCKS5 endpoint, Socks (--socks)")]
+    [InlineData("--transport", "mobile transport, Transport (--transport)")]
+    public async Task A_taken_tcp_endpoint_fails_start_in_one_line_naming_the_address_and_the_option(string flag, string named)
     {
         using var taken = new TcpListener(IPAddress.Loopback, 0);
         taken.Start();
         var endPoint = (IPEndPoint)taken.LocalEndpoint;
+        var others = new Dictionary<string, string> { ["--socks"] = "off", ["--transport"] = "127.0.0.1:0", [flag] = endPoint.ToString() };
 
         await using var daemon = MobilitydProcess.Start(
-            ["--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9", "--http", "off", "--grpc", "off", "--socks", endPoint.ToString(),
-             "--socket", "off", "--transport", "127.0.0.1:0", "--control", "127.0.0.1:0"]);
+            ["--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9", "--http", "off", "--grpc", "off", "--socket", "off", "--control", "127.0.0.1:0",
+             .. others.SelectMany(o => new[] { o.Key, o.Value })]);
         var line = await FailsInOneLineAsync(daemon, 1);
 
-        Assert.Contains($"cannot bind TCP {endPoint} (SOCKS5 endpoint, Socks (--socks))", line, StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task A_taken_transport_endpoint_fails_start_in_one_line_naming_the_address_and_the_option()
-    {
-        using var taken = new TcpListener(IPAddress.Loopback, 0);
-        taken.Start();
-        var endPoint = (IPEndPoint)taken.LocalEndpoint;
-
-        await using var daemon = MobilitydProcess.Start(
-            ["--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9", "--http", "off", "--grpc", "off", "--socks", "off",
-             "--socket", "off", "--transport", endPoint.ToString(), "--control", "127.0.0.1:0"]);
-        var line = await FailsInOneLineAsync(daemon, 1);
-
-        Assert.Contains($"cannot bind TCP {endPoint} (mobile transport, Transport (--transport))", line, StringComparison.Ordinal);
+        Assert.Contains($"cannot bind TCP {endPoint} ({named})", line, StringComparison.Ordinal);
     }
 
     [Fact]

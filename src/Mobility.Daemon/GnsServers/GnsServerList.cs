@@ -78,9 +78,9 @@ public sealed class GnsServerList
     /// <summary>
     /// Every candidate endpoint: the addresses as given, then each name's addresses in the order of
     /// RFC 8305 (section 4): IPv6 and IPv4 interleaved, IPv6 first. A name that does not resolve is
-    /// skipped (and reported through <paramref name="unresolved"/>).
+    /// skipped and added to <paramref name="unresolved"/> with the reason.
     /// </summary>
-    public async Task<IReadOnlyList<IPEndPoint>> ResolveAsync(Action<string, string>? unresolved, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<IPEndPoint>> ResolveAsync(ICollection<string>? unresolved, CancellationToken cancellationToken)
     {
         var all = new List<IPEndPoint>(EndPoints);
         foreach (var (host, port) in Names)
@@ -92,7 +92,7 @@ public sealed class GnsServerList
             }
             catch (SocketException e)
             {
-                unresolved?.Invoke(host, e.Message);
+                unresolved?.Add($"{host} ({e.Message})");
                 continue;
             }
 

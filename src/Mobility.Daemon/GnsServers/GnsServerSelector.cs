@@ -38,20 +38,21 @@ public sealed partial class GnsServerSelector
     {
         ArgumentNullException.ThrowIfNull(servers);
         ArgumentNullException.ThrowIfNull(logger);
-        var candidates = await servers.ResolveAsync((host, error) => Log.Unresolved(logger, host, error), cancellationToken).ConfigureAwait(false);
+        var unresolved = new List<string>();
+        var candidates = await servers.ResolveAsync(unresolved, cancellationToken).ConfigureAwait(false);
         if (candidates.Count == 0)
         {
-            throw new IOException($"{MobilitydOptions.GnsOption}: no address found for {string.Join(", ", servers.Names.Select(n => n.Host))}.");
+            throw new IOException($"{MobilitydOptions.GnsOption}: no address found for {string.Join(", ", unresolved)}.");
         }
 
-        var all = string.Join(' ', candidates);
+        var tried = string.Join(' ', candidates) + (unresolved.Count == 0 ? "" : $"; unresolved: {string.Join(", ", unresolved)}");
         if (await SelectAsync(candidates, cancellationToken).ConfigureAwait(false) is { } chosen)
         {
-            Log.Chosen(logger, chosen, all);
+            Log.Chosen(logger, chosen, tried);
             return chosen;
         }
 
-        Log.NoneAnswered(logger, all, candidates[0]);
+        Log.NoneAnswered(logger, tried, candidates[0]);
         return candidates[0];
     }
 
@@ -142,8 +143,5 @@ public sealed partial class GnsServerSelector
 
         [LoggerMessage(4101, LogLevel.Warning, "No GNS answered among {Candidates}; using {EndPoint}")]
         public static partial void NoneAnswered(ILogger logger, string candidates, IPEndPoint endPoint);
-
-        [LoggerMessage(4102, LogLevel.Warning, "GNS name {Host} does not resolve: {Error}")]
-        public static partial void Unresolved(ILogger logger, string host, string error);
     }
 }

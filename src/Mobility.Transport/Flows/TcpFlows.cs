@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Mobility.Net.EndPoints;
+using Mobility.Protocol.Records;
 
 namespace Mobility.Transport.Flows;
 
@@ -17,11 +18,16 @@ public sealed class TcpFlow : IFlow
         _socket = socket;
         _socket.NoDelay = true;
         _stream = new NetworkStream(socket, ownsSocket: false);
-        LocalEndPoint = socket.LocalEndPoint as IPEndPoint;
-        RemoteEndPoint = socket.RemoteEndPoint as IPEndPoint;
+        // A dual-stack listener ([::]) sees IPv4 peers as ::ffff:a.b.c.d: the flow reports them as IPv4,
+        // as every address the transport compares, logs or reports is.
+        LocalEndPoint = Normalize(socket.LocalEndPoint as IPEndPoint);
+        RemoteEndPoint = Normalize(socket.RemoteEndPoint as IPEndPoint);
     }
 
     public Stream Stream => _stream;
+
+    private static IPEndPoint? Normalize(IPEndPoint? endPoint)
+        => endPoint is { Address.IsIPv4MappedToIPv6: true } ? new IPEndPoint(Locator.Normalize(endPoint.Address), endPoint.Port) : endPoint;
 
     public IPEndPoint? LocalEndPoint { get; }
 
