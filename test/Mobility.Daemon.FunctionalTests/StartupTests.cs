@@ -177,12 +177,13 @@ public sealed class StartupTests
     }
 
     [Theory]
-    [InlineData("--socks", "127.0.0.1", "Socks (--socks): '127.0.0.1'")]
-    [InlineData("--transport", "off", "Transport (--transport)")]
-    [InlineData("--http", "[::1]", "Http (--http): '[::1]'")]
-    [InlineData("--gns", "192.0.2.1:7353,not a name", "Gns (--gns): 'not a name'")]
-    public async Task A_bad_endpoint_is_refused_with_exit_64_in_one_line_naming_the_option_and_the_value(string flag, string value, string named)
+    [InlineData("--socks 127.0.0.1", "Socks (--socks): '127.0.0.1'")]
+    [InlineData("--transport off", "Transport (--transport)")]
+    [InlineData("--http [::1]", "Http (--http): '[::1]'")]
+    [InlineData("--gns 192.0.2.1:7353,not a name", "Gns (--gns): 'not a name'")]
+    public async Task A_bad_endpoint_is_refused_with_exit_64_in_one_line_naming_the_option_and_the_value(string setting, string named)
     {
+        var (flag, value) = (setting.Split(' ', 2)[0], setting.Split(' ', 2)[1]);
         string[] gns = flag == "--gns" ? [] : ["--gns", "127.0.0.1:9"];
         await using var daemon = MobilitydProcess.Start(["--state-dir", DaemonInstance.NewFolder(), .. gns, flag, value]);
 

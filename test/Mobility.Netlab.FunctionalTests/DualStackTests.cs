@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Mobility.Daemon.Client;
 using Mobility.Net.Socks5;
+using Mobility.Protocol.Forwarding;
 using Mobility.Netlab.FunctionalTests.Infrastructure;
 using Mobility.Netlab.Interop;
 using Mobility.Netlab.Processes;
@@ -43,8 +44,12 @@ public sealed class DualStackTests
         // a link the client cannot reach. A transport on [::] must take the IPv4 connection (DualMode).
         await using var lab = Lab.Create();
         var (server, client) = await LinkAsync(lab, v4: true, v6: false);
-        await Ip.BatchAsync(server, ["link add dummy6 type dummy", "link set dummy6 up", "addr add fd00:16::1/64 dev dummy6 nodad"]).WithTimeout(NetlabTimeouts.Step);
-        await Ip.BatchAsync(client, ["link add dummy6 type dummy", "link set dummy6 up", "addr add fd00:17::1/64 dev dummy6 nodad"]).WithTimeout(NetlabTimeouts.Step);
+        foreach (var (ns, prefix) in new[] { (server, "fd00:16"), (client, "fd00:17") })
+        {
+            // A veth pair inside the namespace: an IPv6 address on a link that leads nowhere.
+            await Ip.BatchAsync(ns, ["link add side6 type veth peer name side6p", "link set side6 up", "link set side6p up", $"addr add {prefix}::1/64 dev side6 nodad"])
+                .WithTimeout(NetlabTimeouts.Step);
+        }
 
         var echo = await StartServerAsync(lab, server, ["--transport", "[::]:7391"]);
         await StartDaemonAsync(lab, client, "client", ["--gns", "10.15.0.1:7353", "--socks", "127.0.0.1:1080"]);
@@ -133,7 +138,7 @@ public sealed class DualStackTests
                 var reply = await Socks5Client.ConnectAsync(socket, guid + ".guid", (ushort)server.Echo.Port, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
                 if (reply == Socks5Reply.Succeeded)
                 {
-                    await socket.SendAsync(payload).AsTask().WithTimeout(NetlabTimeouts.Step);
+                    await socket.SendAsync(payload).WithTimeout(NetlabTimeouts.Step);
                     var received = new byte[payload.Length];
                     for (var n = 0; n < received.Length;)
                     {
