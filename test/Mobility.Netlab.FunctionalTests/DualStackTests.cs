@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using Mobility.Daemon.Client;
 using Mobility.Net.Socks5;
 using Mobility.Protocol.Forwarding;
@@ -127,7 +126,7 @@ public sealed class DualStackTests
     private static async Task AssertEchoAsync(string clientNamespace, ExposedEcho server)
     {
         var guid = server.Daemon.Ready["guid"] ?? throw new InvalidOperationException("no guid in the ready line");
-        var payload = Encoding.ASCII.GetBytes("dual stack by default\n");
+        var payload = System.Text.Encoding.ASCII.GetBytes("dual stack by default\n");
         string? lastError = null;
         for (var attempt = 0; attempt < 20; attempt++)
         {
