@@ -23,10 +23,11 @@ public static class CommandLine
     private static readonly Flag[] Flags =
     [
         new("--state-dir", "DIR", nameof(MobilitydOptions.StateDir), "Host key, state files, embedded GNS [default: /var/lib/mobility]"),
-        new("--gns", "IP:PORT", nameof(MobilitydOptions.Gns), "GNS datagram endpoint (required unless --embedded-gns)"),
+        new("--gns", "ENDPOINTS", nameof(MobilitydOptions.Gns),
+            "GNS datagram endpoint(s): IP:PORT, [IPv6]:PORT, NAME:PORT or NAME (port 7353), comma-separated; several are raced at start, first answer wins (required unless --embedded-gns)"),
         new("--gns-grpc", "URL", nameof(MobilitydOptions.GnsGrpc), "GNS gRPC address, http://IP:PORT (watches, large replies)"),
         new("--embedded-gns", null, nameof(MobilitydOptions.EmbeddedGns), "Run a GNS inside the daemon, SQLite in <state-dir>/gns"),
-        new("--embedded-gns-udp", "IP:PORT", nameof(MobilitydOptions.EmbeddedGnsUdp), "Datagram endpoint of the embedded GNS [default: 0.0.0.0:7353]"),
+        new("--embedded-gns-udp", "IP:PORT", nameof(MobilitydOptions.EmbeddedGnsUdp), $"Datagram endpoint of the embedded GNS; [::] serves IPv4 and IPv6 [default: {MobilitydOptions.DefaultEmbeddedGnsUdp}]"),
         new("--socket", "PATH", nameof(MobilitydOptions.Socket),
             "Unix socket, HTTP/1.1 JSON; \"off\" [default: /run/mobility/mobilityd.sock, else $XDG_RUNTIME_DIR/mobilityd.sock]"),
         new("--grpc-socket", "PATH", nameof(MobilitydOptions.GrpcSocket), "Unix socket of the gRPC API (h2c); \"off\" [default: beside --socket, <name>-grpc.sock]"),
@@ -38,7 +39,7 @@ public static class CommandLine
         new("--address", "IP", nameof(MobilitydOptions.Addresses), "Fixed host address; repeatable [default: the interfaces' addresses]", Repeatable: true),
         new("--transport-port", "PORT", nameof(MobilitydOptions.TransportPort), $"Port published in Host locators [default: {MobilitydOptions.DefaultTransportPort}]"),
         new("--transport", "IP:PORT", nameof(MobilitydOptions.Transport),
-            "Mobile transport listener; port 0 picks one [default: --transport-port on the first --address, else 0.0.0.0]"),
+            "Mobile transport listener; port 0 picks one; [::] serves IPv4 and IPv6 [default: --transport-port on the first --address, else [::] (0.0.0.0 without IPv6)]"),
         new("--socks", "IP:PORT", nameof(MobilitydOptions.Socks), $"SOCKS5 endpoint for unmodified applications; \"off\" [default: {MobilitydOptions.DefaultSocks}]"),
         new("--name", "NAME", nameof(MobilitydOptions.Name), "Name bound to the GUID in the GNS"),
         new("--allow-loopback", null, nameof(MobilitydOptions.AllowLoopback), "Publish loopback interface addresses"),

@@ -19,6 +19,7 @@ internal static class EmbeddedGns
         services.AddGnsServer(gns =>
         {
             gns.Udp = options.EmbeddedGnsUdp;
+            gns.UdpOptionName = MobilitydOptions.EmbeddedGnsUdpOption;
             gns.Store = GnsServerOptions.SqliteStore;
             gns.DataDirectory = Path.Combine(Path.GetFullPath(options.StateDir), "gns");
         });
@@ -71,9 +72,8 @@ internal sealed class EmbeddedGnsClient(GnsUdpServer server, DaemonEndpoints end
     private static GnsClient Create(GnsUdpServer server, DaemonEndpoints endpoints, TimeProvider time, ILoggerFactory loggers)
     {
         var bound = server.LocalEndPoint ?? throw new GnsException(Protocol.Gns.GnsErrorCode.Unavailable, "The embedded GNS has not bound its UDP endpoint yet.");
-        var address = bound.Address.Equals(IPAddress.Any) ? IPAddress.Loopback
-            : bound.Address.Equals(IPAddress.IPv6Any) ? IPAddress.IPv6Loopback
-            : bound.Address;
+        // A wildcard is reached over IPv4 loopback: [::] is dual stack, and ::1 is missing where IPv6 is turned off.
+        var address = bound.Address.Equals(IPAddress.Any) || bound.Address.Equals(IPAddress.IPv6Any) ? IPAddress.Loopback : bound.Address;
         return new GnsClient(new GnsClientOptions
         {
             Server = new IPEndPoint(address, bound.Port),

@@ -11,6 +11,7 @@ using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 using Mobility.Daemon.Service;
 using Mobility.Daemon.Control;
+using Mobility.Daemon.GnsServers;
 using Mobility.Daemon.Identity;
 using Mobility.Daemon.Internal;
 using Mobility.Gns;
@@ -100,18 +101,18 @@ public static partial class MobilitydHost
         builder.Services.AddMobilityDaemon();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            if (!IsOff(options.Http))
+            if (options.HttpEndPoint is { } http)
             {
-                kestrel.Listen(EndPoints.Parse(options.Http), listen =>
+                kestrel.Listen(http, listen =>
                 {
                     listen.Protocols = HttpProtocols.Http1;
                     endpoints.HttpListen = listen;
                 });
             }
 
-            if (!string.IsNullOrWhiteSpace(options.Grpc) && !IsOff(options.Grpc))
+            if (options.GrpcEndPoint is { } grpc)
             {
-                kestrel.Listen(EndPoints.Parse(options.Grpc), listen =>
+                kestrel.Listen(grpc, listen =>
                 {
                     listen.Protocols = HttpProtocols.Http2;
                     endpoints.GrpcListen = listen;
@@ -133,9 +134,9 @@ public static partial class MobilitydHost
         configure?.Invoke(builder);
 
         // The real GNS client, unless the caller registered another one (or the embedded GNS did).
-        if (options.GnsEndPoint is null && !builder.Services.Any(d => d.ServiceType == typeof(IGnsClient)))
+        if (options.GnsServerList is null && !builder.Services.Any(d => d.ServiceType == typeof(IGnsClient)))
         {
-            throw new CommandLineException("Gns (--gns IP:PORT) is required unless --embedded-gns is given.");
+            throw new CommandLineException("Gns (--gns IP:PORT[,...]) is required unless --embedded-gns is given.");
         }
 
         builder.Services.TryAddSingleton<IGnsClient>(sp => CreateGnsClient(options, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
@@ -269,17 +270,18 @@ public static partial class MobilitydHost
     private static IGnsClient CreateGnsClient(MobilitydOptions options, TimeProvider time, ILoggerFactory loggers)
     {
         // The validator requires --gns unless --embedded-gns (which registers its own client).
-        var server = options.GnsEndPoint ?? throw new InvalidOperationException("Gns is not set.");
+        var servers = options.GnsServerList ?? throw new InvalidOperationException("Gns is not set.");
         return new GnsClient(new GnsClientOptions
         {
-            Server = server,
+            // Several endpoints or a name: resolved and raced once, as the client is created at start (a few
+            // seconds at most, GnsServerSelector.Budget); with no answer, the first candidate.
+            Server = servers.IsSingleAddress ? servers.EndPoints[0]
+                : new GnsServerSelector { TimeProvider = time }.ChooseAsync(servers, loggers.CreateLogger<GnsServerSelector>(), CancellationToken.None).GetAwaiter().GetResult(),
             GrpcAddress = string.IsNullOrWhiteSpace(options.GnsGrpc) ? null : new Uri(options.GnsGrpc),
             TimeProvider = time,
             LoggerFactory = loggers,
         });
     }
-
-    private static bool IsOff(string? value) => string.Equals(value, MobilitydOptions.Off, StringComparison.OrdinalIgnoreCase);
 
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     private static void SecureSocket(string path, string? group)

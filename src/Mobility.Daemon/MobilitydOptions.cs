@@ -1,6 +1,5 @@
-using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
+using Mobility.Net.EndPoints;
 
 namespace Mobility.Daemon;
 
@@ -26,13 +25,20 @@ public sealed class MobilitydOptions
     /// <summary>The system-wide socket (systemd RuntimeDirectory=mobility).</summary>
     public const string DefaultSocket = "/run/mobility/mobilityd.sock";
 
-    /// <summary>Value that turns an endpoint off (Http, Grpc, Socket).</summary>
-    public const string Off = "off";
+    /// <summary>Value that turns an endpoint off (Http, Grpc, Socks, Socket, GrpcSocket).</summary>
+    public const string Off = EndPointSetting.Off;
+
+    /// <summary>Default <see cref="EmbeddedGnsUdp"/>: every address, IPv4 and IPv6 (0.0.0.0 where the kernel has no IPv6).</summary>
+    public const string DefaultEmbeddedGnsUdp = "[::]:7353";
 
     /// <summary>Folder of the host key, the state files and the embedded GNS.</summary>
     public string StateDir { get; set; } = "/var/lib/mobility";
 
-    /// <summary>The GNS datagram endpoint, IP:PORT. Required unless <see cref="EmbeddedGns"/> (then it is ignored).</summary>
+    /// <summary>
+    /// The GNS datagram endpoint: IP:PORT, [IPv6]:PORT, NAME:PORT or NAME (port 7353), or several of them
+    /// separated by commas, tried like Happy Eyeballs when the daemon starts (<see cref="GnsServers.GnsServerSelector"/>).
+    /// Required unless <see cref="EmbeddedGns"/> (then it is ignored).
+    /// </summary>
     public string? Gns { get; set; }
 
     /// <summary>The GNS gRPC base address (http://IP:PORT/), for watches and large replies; optional.</summary>
@@ -45,7 +51,7 @@ public sealed class MobilitydOptions
     /// UDP endpoint of the embedded GNS (with <see cref="EmbeddedGns"/>). Public by default, so that
     /// other hosts can use this daemon's GNS; the daemon itself talks to it over loopback.
     /// </summary>
-    public string EmbeddedGnsUdp { get; set; } = "0.0.0.0:7353";
+    public string EmbeddedGnsUdp { get; set; } = DefaultEmbeddedGnsUdp;
 
     /// <summary>Unix socket path; empty picks the default (see <see cref="DefaultSocket"/>); "off" disables it.</summary>
     public string? Socket { get; set; }
@@ -89,7 +95,8 @@ public sealed class MobilitydOptions
     /// <summary>
     /// Endpoint of the mobile transport listener (IP:PORT; port 0 picks one, and that one is published).
     /// Empty: <see cref="TransportPort"/> on the host's first address when the addresses are fixed
-    /// (moving with them), otherwise on 0.0.0.0.
+    /// (moving with them), otherwise on [::] serving IPv4 and IPv6 (0.0.0.0 where the kernel has no IPv6).
+    /// [::] always serves both families; only the families a listener serves are published.
     /// </summary>
     public string? Transport { get; set; }
 
@@ -130,8 +137,37 @@ public sealed class MobilitydOptions
     /// <summary>Known peers kept for the hosts file and status. Bounded: lookups are caused by local callers, but still unbounded otherwise.</summary>
     public int MaxKnownPeers { get; set; } = 1024;
 
-    /// <summary>The GNS endpoint parsed, or null.</summary>
-    public IPEndPoint? GnsEndPoint => string.IsNullOrWhiteSpace(Gns) ? null : EndPoints.Parse(Gns);
+    // Each endpoint option parsed (validated at start), beside the name its errors give (a bad value, a failed bind).
+    internal const string GnsOption = "Gns (--gns)";
+
+    /// <summary>The GNS endpoints, or null when none is set.</summary>
+    public GnsServers.GnsServerList? GnsServerList => string.IsNullOrWhiteSpace(Gns) ? null
+        : GnsServers.GnsServerList.TryParse(Gns, out var list, out var error) ? list : throw new FormatException($"{GnsOption}: {error}.");
+
+    internal const string HttpOption = "Http (--http)";
+
+    /// <summary>The HTTP/JSON endpoint, or null when off.</summary>
+    public IPEndPoint? HttpEndPoint => EndPointSetting.Parse(Http, HttpOption);
+
+    internal const string GrpcOption = "Grpc (--grpc)";
+
+    /// <summary>The gRPC endpoint, or null when off.</summary>
+    public IPEndPoint? GrpcEndPoint => EndPointSetting.Parse(Grpc, GrpcOption);
+
+    internal const string SocksOption = "Socks (--socks)";
+
+    /// <summary>The SOCKS5 endpoint, or null when off.</summary>
+    public IPEndPoint? SocksEndPoint => EndPointSetting.Parse(Socks, SocksOption);
+
+    internal const string TransportOption = "Transport (--transport)";
+
+    /// <summary>The configured transport endpoint, or null for the default (see <see cref="Transport"/>).</summary>
+    public IPEndPoint? TransportEndPoint => EndPointSetting.Parse(Transport, TransportOption);
+
+    /// <summary>Named in errors about <see cref="EmbeddedGnsUdp"/> (the embedded GNS parses and binds it).</summary>
+    internal const string EmbeddedGnsUdpOption = "EmbeddedGnsUdp (--embedded-gns-udp)";
+
+    internal const string ControlOption = "Control (--control)";
 
     /// <summary>The fixed addresses parsed (also "a,b" in one element, as environment variables give).</summary>
     public IReadOnlyList<IPAddress> ParsedAddresses()
@@ -142,7 +178,7 @@ public sealed class MobilitydOptions
 
     public IReadOnlyList<IPEndPoint> ParsedControl()
         => Control.SelectMany(a => a.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            .Select(EndPoints.Parse)
+            .Select(c => EndPointSetting.Parse(c, ControlOption, emptyIsOff: false) ?? throw new FormatException($"{ControlOption} cannot be \"off\"."))
             .ToArray();
 
     /// <summary>
@@ -302,35 +338,4 @@ public sealed class ControlLimits
         MaxSources = MaxTrackedSources,
         ReplyInterval = null,
     };
-}
-
-internal static class EndPoints
-{
-    /// <summary>Parses IP:PORT or [IPv6]:PORT (port required, 0 allowed).</summary>
-    public static IPEndPoint Parse(string text)
-        => TryParse(text, out var endPoint) ? endPoint : throw new FormatException($"'{text}' is not IP:PORT or [IPv6]:PORT.");
-
-    public static bool TryParse(string? text, out IPEndPoint endPoint)
-    {
-        endPoint = null!;
-        if (string.IsNullOrWhiteSpace(text) || !IPEndPoint.TryParse(text, out var parsed))
-        {
-            return false;
-        }
-
-        var hasPort = parsed.AddressFamily == AddressFamily.InterNetworkV6
-            ? text.Contains("]:", StringComparison.Ordinal)
-            : text.Contains(':', StringComparison.Ordinal);
-        var portText = text[(text.LastIndexOf(':') + 1)..];
-        if (!hasPort || !int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out _))
-        {
-            return false;
-        }
-
-        endPoint = parsed;
-        return true;
-    }
-
-    /// <summary>"IP:PORT" as a URL authority (IPv6 in brackets).</summary>
-    public static string Format(IPEndPoint endPoint) => endPoint.ToString();
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Options;
+using Mobility.Net.EndPoints;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 
@@ -14,9 +15,9 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         ArgumentNullException.ThrowIfNull(options);
         var failures = new List<string>();
         Check(failures, !string.IsNullOrWhiteSpace(options.StateDir), "StateDir (--state-dir) is required.");
-        if (!string.IsNullOrWhiteSpace(options.Gns) && !EndPoints.TryParse(options.Gns, out _))
+        if (!string.IsNullOrWhiteSpace(options.Gns) && !GnsServers.GnsServerList.TryParse(options.Gns, out _, out var gnsError))
         {
-            failures.Add($"Gns (--gns) '{options.Gns}' is not IP:PORT or [IPv6]:PORT.");
+            failures.Add($"{MobilitydOptions.GnsOption}: {gnsError}.");
         }
 
         if (!string.IsNullOrWhiteSpace(options.GnsGrpc) &&
@@ -25,16 +26,18 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
             failures.Add($"GnsGrpc (--gns-grpc) '{options.GnsGrpc}' must be an absolute http:// or https:// address.");
         }
 
-        if (options.EmbeddedGns && !EndPoints.TryParse(options.EmbeddedGnsUdp, out _))
+        if (options.EmbeddedGns)
         {
-            failures.Add($"EmbeddedGnsUdp '{options.EmbeddedGnsUdp}' is not IP:PORT or [IPv6]:PORT.");
+            CheckEndPoint(failures, options.EmbeddedGnsUdp, MobilitydOptions.EmbeddedGnsUdpOption, offAllowed: false);
         }
 
-        CheckEndPoint(failures, options.Http, "Http (--http)");
-        CheckEndPoint(failures, options.Grpc, "Grpc (--grpc)");
+        CheckEndPoint(failures, options.Http, MobilitydOptions.HttpOption);
+        CheckEndPoint(failures, options.Grpc, MobilitydOptions.GrpcOption);
+        CheckEndPoint(failures, options.Socks, MobilitydOptions.SocksOption);
+        CheckEndPoint(failures, options.Transport, MobilitydOptions.TransportOption, offAllowed: false, emptyIsDefault: true);
         foreach (var control in options.Control.SelectMany(c => c.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
         {
-            CheckEndPoint(failures, control, "Control (--control)");
+            CheckEndPoint(failures, control, MobilitydOptions.ControlOption, offAllowed: false);
         }
 
         foreach (var address in options.Addresses.SelectMany(c => c.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
@@ -58,10 +61,6 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, options.ControlPort is >= 0 and <= ushort.MaxValue, "ControlPort must be 0 to 65535.");
         Check(failures, options.TransportPort is >= 1 and <= ushort.MaxValue, "TransportPort must be 1 to 65535.");
         Check(failures, options.MaxKnownPeers is >= 1 and <= 1_000_000, "MaxKnownPeers must be 1 to 1000000.");
-        Check(failures, string.IsNullOrWhiteSpace(options.Transport) || EndPoints.TryParse(options.Transport, out _),
-            $"Transport (--transport) '{options.Transport}' is not IP:PORT.");
-        Check(failures, string.IsNullOrWhiteSpace(options.Socks) || string.Equals(options.Socks, MobilitydOptions.Off, StringComparison.OrdinalIgnoreCase)
-            || EndPoints.TryParse(options.Socks, out _), $"Socks (--socks) '{options.Socks}' is not IP:PORT or \"off\".");
         var forwarding = options.Forwarding;
         Check(failures, forwarding.IdleTimeout > TimeSpan.Zero && forwarding.HandshakeTimeout > TimeSpan.Zero && forwarding.ConnectTimeout > TimeSpan.Zero,
             "Forwarding timeouts must be positive.");
@@ -115,16 +114,21 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 
-    private static void CheckEndPoint(List<string> failures, string? value, string what)
+    /// <summary>One check for every endpoint option: IP:PORT or [IPv6]:PORT; "off" (and empty) where the option may be off.</summary>
+    private static void CheckEndPoint(List<string> failures, string? value, string option, bool offAllowed = true, bool emptyIsDefault = false)
     {
-        if (string.IsNullOrWhiteSpace(value) || string.Equals(value, MobilitydOptions.Off, StringComparison.OrdinalIgnoreCase))
+        if (emptyIsDefault && string.IsNullOrWhiteSpace(value))
         {
             return;
         }
 
-        if (!EndPoints.TryParse(value, out _))
+        if (!EndPointSetting.TryParse(value, option, out var endPoint, out var error, emptyIsOff: offAllowed))
         {
-            failures.Add($"{what} '{value}' is not IP:PORT or [IPv6]:PORT.");
+            failures.Add(error);
+        }
+        else if (endPoint is null && !offAllowed)
+        {
+            failures.Add($"{option} must be IP:PORT or [IPv6]:PORT, not '{value}'.");
         }
     }
 

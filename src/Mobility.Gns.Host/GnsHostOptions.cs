@@ -28,27 +28,37 @@ public sealed class GnsHostOptions
     /// <summary>The DNS zone served, e.g. <c>gns.example</c>: <c>&lt;guid&gt;.zone</c> and <c>&lt;name&gt;.zone</c>.</summary>
     public string Zone { get; set; } = "";
 
+    internal const string HttpOption = "Gns:Http (--http)";
+    internal const string GrpcOption = "Gns:Grpc (--grpc)";
+    internal const string DnsOption = "Gns:Dns (--dns)";
+
+    /// <summary>The HTTP endpoint parsed (after <see cref="Validate"/>).</summary>
+    public System.Net.IPEndPoint HttpEndPoint => EndPointSetting.Parse(Http, HttpOption, emptyIsOff: false)!;
+
+    /// <summary>The gRPC endpoint parsed, or null when off (after <see cref="Validate"/>).</summary>
+    public System.Net.IPEndPoint? GrpcEndPoint => EndPointSetting.Parse(Grpc, GrpcOption);
+
+    /// <summary>The DNS endpoint parsed, or null when off (after <see cref="Validate"/>).</summary>
+    public System.Net.IPEndPoint? DnsEndPoint => EndPointSetting.Parse(Dns, DnsOption);
+
     /// <summary>Describes what is wrong, or null when the endpoints parse.</summary>
     public string? Validate()
     {
-        if (!string.IsNullOrWhiteSpace(Dns) && !EndPointParser.TryParse(Dns, out _, allowPortZero: true))
+        if (!EndPointSetting.TryParse(Dns, DnsOption, out var dns, out var error)
+            || !EndPointSetting.TryParse(Http, HttpOption, out var http, out error, emptyIsOff: false)
+            || !EndPointSetting.TryParse(Grpc, GrpcOption, out _, out error))
         {
-            return $"Gns:Dns '{Dns}' is not IP:PORT or [IPv6]:PORT.";
+            return error;
         }
 
-        if (string.IsNullOrWhiteSpace(Dns) != string.IsNullOrWhiteSpace(Zone))
+        if (http is null)
+        {
+            return $"{HttpOption} must be IP:PORT; the HTTP endpoint cannot be turned off.";
+        }
+
+        if ((dns is null) != string.IsNullOrWhiteSpace(Zone))
         {
             return "The DNS front end needs both Gns:Dns (--dns IP:PORT) and Gns:Zone (--zone ZONE).";
-        }
-
-        if (!EndPointParser.TryParse(Http, out _, allowPortZero: true))
-        {
-            return $"Gns:Http '{Http}' is not IP:PORT or [IPv6]:PORT.";
-        }
-
-        if (!string.IsNullOrWhiteSpace(Grpc) && !EndPointParser.TryParse(Grpc, out _, allowPortZero: true))
-        {
-            return $"Gns:Grpc '{Grpc}' is not IP:PORT or [IPv6]:PORT.";
         }
 
         return null;

@@ -13,7 +13,6 @@ using Mobility.Gns.Redis;
 using Mobility.Gns.Dns;
 using Mobility.Gns.Udp;
 using Mobility.Hosting;
-using Mobility.Net.EndPoints;
 
 namespace Mobility.Gns.Host;
 
@@ -61,14 +60,14 @@ internal static class GnsServeCommand
         ListenOptions? grpcListen = null;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            kestrel.Listen(EndPointParser.Parse(endpoints.Http, allowPortZero: true), o =>
+            kestrel.Listen(endpoints.HttpEndPoint, o =>
             {
                 o.Protocols = HttpProtocols.Http1;
                 httpListen = o;
             });
-            if (!string.IsNullOrWhiteSpace(endpoints.Grpc))
+            if (endpoints.GrpcEndPoint is { } grpc)
             {
-                kestrel.Listen(EndPointParser.Parse(endpoints.Grpc, allowPortZero: true), o =>
+                kestrel.Listen(grpc, o =>
                 {
                     o.Protocols = HttpProtocols.Http2;
                     grpcListen = o;
@@ -90,9 +89,14 @@ internal static class GnsServeCommand
             builder.Services.AddRedisGnsStore(connection);
         }
 
-        if (!string.IsNullOrWhiteSpace(endpoints.Dns))
+        if (endpoints.DnsEndPoint is { } dnsEndPoint)
         {
-            builder.Services.AddGnsDns(EndPointParser.Parse(endpoints.Dns, allowPortZero: true), endpoints.Zone);
+            builder.Services.AddGnsDns(o =>
+            {
+                o.Endpoint = dnsEndPoint.ToString();
+                o.EndpointOptionName = GnsHostOptions.DnsOption;
+                o.Zone = endpoints.Zone;
+            });
         }
         await using var app = builder.Build();
         app.MapGnsService();

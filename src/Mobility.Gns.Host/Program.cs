@@ -8,7 +8,7 @@ var data = new Option<string>("--data")
 };
 var udp = new Option<string>("--udp")
 {
-    Description = $"UDP endpoint of the datagram protocol, IP:PORT; port 0 picks one; empty turns it off (Gns:Udp). Default: {GnsHostOptions.DefaultUdp}",
+    Description = $"UDP endpoint of the datagram protocol, IP:PORT or [IPv6]:PORT ([::] serves IPv4 and IPv6); port 0 picks one; empty or \"off\" turns it off (Gns:Udp). Default: {GnsHostOptions.DefaultUdp}",
 };
 var http = new Option<string>("--http")
 {
@@ -16,7 +16,7 @@ var http = new Option<string>("--http")
 };
 var grpc = new Option<string>("--grpc")
 {
-    Description = $"HTTP/2 cleartext endpoint for gRPC, IP:PORT; port 0 picks one; empty turns it off (Gns:Grpc). Default: {GnsHostOptions.DefaultGrpc}",
+    Description = $"HTTP/2 cleartext endpoint for gRPC, IP:PORT; port 0 picks one; empty or \"off\" turns it off (Gns:Grpc). Default: {GnsHostOptions.DefaultGrpc}",
 };
 var memory = new Option<bool>("--memory")
 {

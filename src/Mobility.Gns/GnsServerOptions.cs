@@ -28,7 +28,7 @@ public sealed class GnsServerOptions
 
     /// <summary>
     /// UDP endpoint of the datagram protocol, <c>IP:PORT</c> or <c>[IPv6]:PORT</c>; port 0 picks a free
-    /// port. Empty turns the datagram endpoint off. 7353 is "7" + DNS's 53, next to nothing registered.
+    /// port; <c>[::]</c> serves IPv4 and IPv6. Empty or "off" turns the datagram endpoint off. 7353 is "7" + DNS's 53, next to nothing registered.
     /// </summary>
     public string Udp { get; set; } = DefaultUdp;
 
@@ -102,8 +102,14 @@ public sealed class GnsServerOptions
     /// <summary>Bounds of the reverse index (section <c>Gns:Claims</c>); docs/protocol.md, "Address claims".</summary>
     public Claims.ClaimLimits Claims { get; set; } = new();
 
-    /// <summary>The UDP endpoint parsed, or null when the datagram endpoint is off.</summary>
-    public IPEndPoint? UdpEndPoint => string.IsNullOrWhiteSpace(Udp) ? null : EndPointParser.Parse(Udp, allowPortZero: true);
+    /// <summary>
+    /// The option <see cref="Udp"/> came from, named in its errors (a bad value, a failed bind):
+    /// <c>Gns:Udp (--udp)</c> for <c>gns serve</c>; a host that embeds the GNS names its own.
+    /// </summary>
+    public string UdpOptionName { get; set; } = "Gns:Udp (--udp)";
+
+    /// <summary>The UDP endpoint parsed, or null when the datagram endpoint is off (empty or "off").</summary>
+    public IPEndPoint? UdpEndPoint => EndPointSetting.Parse(Udp, UdpOptionName);
 }
 
 /// <summary>Checks <see cref="GnsServerOptions"/> when the host starts (ValidateOnStart).</summary>
@@ -113,9 +119,9 @@ public sealed class GnsServerOptionsValidator : IValidateOptions<GnsServerOption
     {
         ArgumentNullException.ThrowIfNull(options);
         var failures = new List<string>();
-        if (!string.IsNullOrWhiteSpace(options.Udp) && !EndPointParser.TryParse(options.Udp, out _, allowPortZero: true))
+        if (!EndPointSetting.TryParse(options.Udp, options.UdpOptionName, out _, out var udpError))
         {
-            failures.Add($"Gns:Udp '{options.Udp}' is not IP:PORT or [IPv6]:PORT.");
+            failures.Add(udpError);
         }
 
         if (options.Store is not (GnsServerOptions.SqliteStore or GnsServerOptions.MemoryStore or GnsServerOptions.RedisStore))

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Mobility.Netlab.Applications;
 using Mobility.Netlab.Emulation;
 using Mobility.Netlab.Interop;
+using Mobility.Netlab.Processes;
 using Mobility.Netlab.Reporting;
 using Mobility.Netlab.Scenarios;
 using Mobility.Netlab.Systems;
@@ -29,6 +30,9 @@ const string Usage = """
         NAT kit, a paced transfer through SOCKS5, NAT rebinding mid-transfer; write the results as JSON plus a table.
         Scenarios: client-nat, client-nat-flush, client-nat-new-ports, client-symmetric, client-double-nat,
         server-nat-forward, both-nat-forward, server-nat.
+
+    Exit status: 0 done, 1 the environment refused (not root, a namespace or device missing, a port in use),
+    2 bad command line, 130 interrupted. Errors are one line on stderr.
     """;
 
 using var stop = new CancellationTokenSource();
@@ -173,10 +177,17 @@ try
             return 2;
     }
 }
-catch (Exception e) when (e is ArgumentException or FormatException)
+catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
 {
     Console.Error.WriteLine($"netlab: {e.Message}");
     return 2;
+}
+catch (Exception e) when (e is IOException or UnauthorizedAccessException or CommandFailedException or PlatformNotSupportedException
+                              or System.Net.Sockets.SocketException)
+{
+    // The environment refused (not root, a namespace or device missing, a port in use): one line, no stack trace.
+    Console.Error.WriteLine($"netlab: {string.Join(' ', e.Message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))}");
+    return 1;
 }
 catch (OperationCanceledException) when (stop.IsCancellationRequested)
 {

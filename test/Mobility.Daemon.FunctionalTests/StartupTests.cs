@@ -139,4 +139,51 @@ public sealed class StartupTests
 
         Assert.Contains($"cannot bind UDP {endPoint}", line, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("--socks", "SOCKS5 endpoint, Socks (--socks)")]
+    [InlineData("--transport", "mobile transport, Transport (--transport)")]
+    public async Task A_taken_tcp_endpoint_fails_start_in_one_line_naming_the_address_and_the_option(string flag, string named)
+    {
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var endPoint = (IPEndPoint)taken.LocalEndpoint;
+        var others = new Dictionary<string, string> { ["--socks"] = "off", ["--transport"] = "127.0.0.1:0", [flag] = endPoint.ToString() };
+
+        await using var daemon = MobilitydProcess.Start(
+            ["--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:9", "--http", "off", "--grpc", "off", "--socket", "off", "--control", "127.0.0.1:0",
+             .. others.SelectMany(o => new[] { o.Key, o.Value })]);
+        var line = await FailsInOneLineAsync(daemon, 1);
+
+        Assert.Contains($"cannot bind TCP {endPoint} ({named})", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_taken_embedded_gns_endpoint_fails_start_in_one_line_naming_the_address_and_the_option()
+    {
+        using var taken = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var endPoint = (IPEndPoint)taken.Client.LocalEndPoint!;
+
+        await using var daemon = MobilitydProcess.Start(
+            ["--state-dir", DaemonInstance.NewFolder(), "--embedded-gns", "--embedded-gns-udp", endPoint.ToString(), "--http", "off", "--grpc", "off",
+             "--socks", "off", "--socket", "off", "--transport", "127.0.0.1:0", "--control", "127.0.0.1:0"]);
+        var line = await FailsInOneLineAsync(daemon, 1);
+
+        Assert.Contains($"cannot bind UDP {endPoint} (GNS datagram endpoint, EmbeddedGnsUdp (--embedded-gns-udp))", line, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--socks 127.0.0.1", "Socks (--socks): '127.0.0.1'")]
+    [InlineData("--transport off", "Transport (--transport)")]
+    [InlineData("--http [::1]", "Http (--http): '[::1]'")]
+    [InlineData("--gns 192.0.2.1:7353,not a name", "Gns (--gns): 'not a name'")]
+    public async Task A_bad_endpoint_is_refused_with_exit_64_in_one_line_naming_the_option_and_the_value(string setting, string named)
+    {
+        var (flag, value) = (setting.Split(' ', 2)[0], setting.Split(' ', 2)[1]);
+        string[] gns = flag == "--gns" ? [] : ["--gns", "127.0.0.1:9"];
+        await using var daemon = MobilitydProcess.Start(["--state-dir", DaemonInstance.NewFolder(), .. gns, flag, value]);
+
+        var line = await FailsInOneLineAsync(daemon, 64);
+        Assert.Contains(named, line, StringComparison.Ordinal);
+    }
 }

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Challenges;
 using Mobility.Daemon.Identity;
+using Mobility.Net.EndPoints;
 using Mobility.Net.RateLimiting;
 using Mobility.Net.Threading;
 using Mobility.Protocol;
@@ -195,18 +196,14 @@ public sealed partial class ControlEndpoint : BackgroundService
                 {
                     socket = Bind(requested);
                 }
-                catch (SocketException e) when (!initial || _options.Control.Length == 0)
+                catch (ListenerBindException e) when (!initial || _options.Control.Length == 0)
                 {
                     // A followed address that is not (or no longer) on the host, or an IPv6 wildcard without IPv6.
                     Log.BindFailed(_logger, requested, e.SocketErrorCode.ToString());
                     continue;
                 }
-                catch (SocketException e)
-                {
-                    // A configured endpoint at start: the host reports this as its one start-up line.
-                    throw new IOException($"cannot bind UDP {requested} (control endpoint): {e.Message}", e);
-                }
 
+                // A configured endpoint that cannot be bound at start is thrown: the host reports it as its one start-up line.
                 var binding = new Binding(socket, (IPEndPoint)socket.LocalEndPoint!);
                 _bindings[requested] = binding;
                 Log.Bound(_logger, binding.LocalEndPoint);
@@ -218,12 +215,15 @@ public sealed partial class ControlEndpoint : BackgroundService
         }
     }
 
-    private static Socket Bind(IPEndPoint endPoint)
-    {
-        var socket = new Socket(endPoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-        try
+    /// <summary>
+    /// One socket per family and address, IPv6 ones IPv6-only even on [::] (an IPv4 socket beside it
+    /// serves IPv4): the answer must leave from the address the challenge reached, which packet
+    /// information gives per socket.
+    /// </summary>
+    private Socket Bind(IPEndPoint endPoint)
+        => ListenSockets.BindUdp(endPoint, $"control endpoint, {(_options.Control.Length > 0 ? MobilitydOptions.ControlOption : "ControlPort")}", static socket =>
         {
-            if (endPoint.AddressFamily == AddressFamily.InterNetworkV6)
+            if (socket.AddressFamily == AddressFamily.InterNetworkV6)
             {
                 socket.DualMode = false;
                 socket.SetSocketOption(SocketOptionLevel.IPv6, SocketOptionName.PacketInformation, true);
@@ -232,16 +232,7 @@ public sealed partial class ControlEndpoint : BackgroundService
             {
                 socket.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.PacketInformation, true);
             }
-
-            socket.Bind(endPoint);
-            return socket;
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
+        });
 
     private async Task ReceiveLoopAsync(Binding binding)
     {

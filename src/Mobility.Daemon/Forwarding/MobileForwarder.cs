@@ -9,6 +9,7 @@ using Mobility.Daemon.Addresses;
 using Mobility.Daemon.Identity;
 using Mobility.Net.Threading;
 using Mobility.Protocol.Identity;
+using Mobility.Net.EndPoints;
 using Mobility.Transport;
 
 namespace Mobility.Daemon.Forwarding;
@@ -44,6 +45,7 @@ public sealed class OpenRefusedException : IOException
 /// </summary>
 public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
 {
+    private IPEndPoint? _listening;
     private readonly MobilitydOptions _options;
     private readonly DaemonIdentity _identity;
     private readonly AddressMonitor _addresses;
@@ -83,6 +85,12 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     /// <summary>Where the transport listens (the real port once started).</summary>
     public IPEndPoint LocalEndPoint => _listener?.LocalEndPoint ?? throw new InvalidOperationException("The transport is not started.");
 
+    /// <summary>
+    /// Whether the transport listener takes connections to <paramref name="address"/>'s family ([::] both,
+    /// 0.0.0.0 IPv4 only); true before it is started. The record publisher publishes only such locators.
+    /// </summary>
+    public bool Serves(IPAddress address) => Volatile.Read(ref _listening) is not { } bound || ListenSockets.ServesFamilyOf(bound, address);
+
     /// <summary>Live outgoing mobile connections (opened for SOCKS5 clients).</summary>
     public IReadOnlyCollection<MobileConnection> OutgoingConnections => _connector?.Connections ?? [];
 
@@ -109,18 +117,19 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         {
             _listener.Start(endpoint);
         }
-        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse && string.IsNullOrWhiteSpace(_options.Transport)
-                                         && _options.TransportPort == MobilitydOptions.DefaultTransportPort)
+        catch (ListenerBindException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse && _options.TransportEndPoint is null
+                                              && _options.TransportPort == MobilitydOptions.DefaultTransportPort)
         {
             // The default port is taken (another daemon on the host): any port will do, since peers
             // find the port in the record. A configured endpoint or port is required, so it fails.
-            Log.DefaultPortTaken(_logger, endpoint, e.Message);
+            Log.DefaultPortTaken(_logger, endpoint, e.InnerException!.Message);
             endpoint = new IPEndPoint(endpoint.Address, 0);
             _listener.Start(endpoint);
         }
-        catch (SocketException e)
+        catch (ListenerBindException e)
         {
-            throw new IOException($"cannot bind TCP {endpoint} (mobile transport): {e.Message}", e);
+            var option = _options.TransportEndPoint is null ? "TransportPort (--transport-port)" : MobilitydOptions.TransportOption;
+            throw new IOException($"cannot bind TCP {e.EndPoint} (mobile transport, {option}): {e.InnerException!.Message}", e);
         }
 
         _connector = new MobileConnector(_identity.Key, transport.Apply(new MobileConnectionOptions
@@ -132,6 +141,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
 
         // The record publisher publishes TransportPort: make it the port really bound (port 0 works).
         _options.TransportPort = _listener.LocalEndPoint.Port;
+        Volatile.Write(ref _listening, _listener.LocalEndPoint);
         Log.Listening(_logger, _listener.LocalEndPoint);
         _subscription = _addresses.Subscribe(_moved.Set);
         _acceptLoop = AcceptLoopAsync(_stopping.Token);
@@ -252,16 +262,17 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
 
     private IPEndPoint InitialEndPoint()
     {
-        if (!string.IsNullOrWhiteSpace(_options.Transport))
+        if (_options.TransportEndPoint is { } configured)
         {
-            return EndPoints.Parse(_options.Transport);
+            return configured;
         }
 
-        // Default: the transport port on the host's (first) address when they are fixed, else every address.
+        // Default: the transport port on the host's (first) address when they are fixed, else every
+        // address of both families ([::] dual stack; 0.0.0.0 where the kernel has no IPv6).
         var current = _addresses.Current;
         return current.Fixed && current.Addresses.Length > 0
             ? new IPEndPoint(current.Addresses[0], _options.TransportPort)
-            : new IPEndPoint(IPAddress.Any, _options.TransportPort);
+            : ListenSockets.DualStackAny(_options.TransportPort);
     }
 
     private async Task MoveLoopAsync(bool specific, CancellationToken cancellationToken)
@@ -278,9 +289,10 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
                     try
                     {
                         var now = await _listener.RebindAsync(new IPEndPoint(next, bound.Port)).ConfigureAwait(false);
+                        Volatile.Write(ref _listening, now);
                         Log.Moved(_logger, bound, now);
                     }
-                    catch (SocketException e)
+                    catch (ListenerBindException e)
                     {
                         Log.RebindFailed(_logger, next, e.Message);
                     }

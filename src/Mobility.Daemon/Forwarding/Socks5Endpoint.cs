@@ -9,6 +9,7 @@ using Mobility.Daemon.Peers;
 using Mobility.Gns.Client;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
+using Mobility.Net.EndPoints;
 using Mobility.Transport;
 
 namespace Mobility.Daemon.Forwarding;
@@ -55,36 +56,23 @@ public sealed partial class Socks5Endpoint : IHostedService
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        if (string.IsNullOrWhiteSpace(_options.Socks) || string.Equals(_options.Socks, MobilitydOptions.Off, StringComparison.OrdinalIgnoreCase))
+        if (_options.SocksEndPoint is not { } endpoint)
         {
             return Task.CompletedTask;
         }
 
-        var endpoint = EndPoints.Parse(_options.Socks);
-        var listener = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        Socket listener;
         try
         {
-            listener.Bind(endpoint);
-            listener.Listen(512);
+            listener = ListenSockets.ListenTcp(endpoint, $"SOCKS5 endpoint, {MobilitydOptions.SocksOption}", backlog: 512);
         }
-        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse
-                                         && string.Equals(_options.Socks, MobilitydOptions.DefaultSocks, StringComparison.Ordinal))
+        catch (ListenerBindException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse
+                                              && string.Equals(_options.Socks, MobilitydOptions.DefaultSocks, StringComparison.Ordinal))
         {
             // The default endpoint is taken (another SOCKS server, or a second daemon on the host): the
             // daemon's other services do not need it, so it runs without. A configured one is required.
-            listener.Dispose();
-            Log.Unavailable(_logger, endpoint, e.Message);
+            Log.Unavailable(_logger, endpoint, e.InnerException!.Message);
             return Task.CompletedTask;
-        }
-        catch (SocketException e)
-        {
-            listener.Dispose();
-            throw new IOException($"cannot bind TCP {endpoint} (SOCKS5 endpoint): {e.Message}", e);
-        }
-        catch
-        {
-            listener.Dispose();
-            throw;
         }
 
         _listener = listener;

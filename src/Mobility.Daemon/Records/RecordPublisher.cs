@@ -44,6 +44,7 @@ public sealed partial class RecordPublisher : BackgroundService
 {
     public const string VersionFileName = "record-version";
 
+    private readonly Forwarding.MobileForwarder? _transport;
     private readonly MobilitydOptions _options;
     private readonly DaemonIdentity _identity;
     private readonly AddressMonitor _addresses;
@@ -62,8 +63,9 @@ public sealed partial class RecordPublisher : BackgroundService
         ImmutableDictionary<AddressFamily, (IPAddress, ImmutableArray<IPAddress>)>.Empty;
 
     public RecordPublisher(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, IGnsClient gns,
-        TimeProvider time, ILogger<RecordPublisher> logger)
+        TimeProvider time, ILogger<RecordPublisher> logger, Forwarding.MobileForwarder? transport = null)
     {
+        _transport = transport;
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
         _identity = identity;
@@ -229,7 +231,9 @@ public sealed partial class RecordPublisher : BackgroundService
             }
         }
 
-        return [.. list];
+        // Only the families the transport listener serves (0.0.0.0 takes no IPv6 connection): a peer
+        // must never be sent to a locator nothing listens on.
+        return [.. list.Where(l => _transport?.Serves(l.Address) ?? true)];
     }
 
     /// <summary>The observed addresses still valid for <paramref name="snapshot"/>: those whose family's host addresses are the ones they were seen from.</summary>

@@ -63,7 +63,11 @@ public sealed class GnsDnsOptions
     public TimeSpan TcpIdleTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>The endpoint parsed.</summary>
-    public IPEndPoint ParsedEndpoint => EndPointParser.Parse(Endpoint, allowPortZero: true);
+    public IPEndPoint ParsedEndpoint => EndPointSetting.Parse(Endpoint, EndpointOptionName, emptyIsOff: false)
+        ?? throw new FormatException($"{EndpointOptionName} is \"off\": the DNS front end is not added without an endpoint.");
+
+    /// <summary>The option <see cref="Endpoint"/> came from, named in its errors (<c>gns serve --dns</c> sets Gns:Dns).</summary>
+    public string EndpointOptionName { get; set; } = "Gns:Dns:Endpoint";
 
     internal DnsName ZoneName => DnsName.Parse(Zone);
 }
@@ -75,9 +79,13 @@ public sealed class GnsDnsOptionsValidator : IValidateOptions<GnsDnsOptions>
     {
         ArgumentNullException.ThrowIfNull(options);
         var failures = new List<string>();
-        if (!EndPointParser.TryParse(options.Endpoint, out _, allowPortZero: true))
+        if (!EndPointSetting.TryParse(options.Endpoint, options.EndpointOptionName, out var endpoint, out var endpointError, emptyIsOff: false))
         {
-            failures.Add($"Gns:Dns:Endpoint '{options.Endpoint}' is not IP:PORT or [IPv6]:PORT.");
+            failures.Add(endpointError);
+        }
+        else if (endpoint is null)
+        {
+            failures.Add($"{options.EndpointOptionName} must be IP:PORT, not \"off\".");
         }
 
         CheckName(failures, "Gns:Dns:Zone", options.Zone, required: true);

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Mobility.Net.EndPoints;
 
 namespace Mobility.Gns.Dns.Server;
 
@@ -79,34 +80,26 @@ public sealed partial class GnsDnsServer : BackgroundService
 
     private void Bind(IPEndPoint endpoint)
     {
+        var owner = $"DNS front end, {_options.EndpointOptionName}";
         for (var attempt = 0; ; attempt++)
         {
-            var udp = new Socket(endpoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-            Socket? tcp = null;
+            var udp = ListenSockets.BindUdp(endpoint, owner);
             try
             {
-                udp.Bind(endpoint);
-                if (_options.MaxTcpConnections > 0)
-                {
-                    tcp = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-                    tcp.Bind(new IPEndPoint(endpoint.Address, ((IPEndPoint)udp.LocalEndPoint!).Port));
-                    tcp.Listen(_options.MaxTcpConnections);
-                }
-
+                _tcp = _options.MaxTcpConnections > 0
+                    ? ListenSockets.ListenTcp(new IPEndPoint(endpoint.Address, ((IPEndPoint)udp.LocalEndPoint!).Port), owner, _options.MaxTcpConnections)
+                    : null;
                 _udp = udp;
-                _tcp = tcp;
                 return;
             }
-            catch (SocketException) when (endpoint.Port == 0 && attempt < BindAttempts)
+            catch (ListenerBindException) when (endpoint.Port == 0 && attempt < BindAttempts)
             {
                 // The port picked for UDP is taken for TCP: try another.
                 udp.Dispose();
-                tcp?.Dispose();
             }
             catch
             {
                 udp.Dispose();
-                tcp?.Dispose();
                 throw;
             }
         }

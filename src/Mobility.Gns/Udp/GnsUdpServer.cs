@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Mobility.Net.EndPoints;
 using Mobility.Net.RateLimiting;
 using Mobility.Protocol.Gns;
 
@@ -53,32 +54,12 @@ public sealed partial class GnsUdpServer : BackgroundService
             return Task.CompletedTask;
         }
 
-        var socket = new Socket(endPoint.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-        try
-        {
-            if (endPoint.AddressFamily == AddressFamily.InterNetworkV6 && endPoint.Address.Equals(IPAddress.IPv6Any))
-            {
-                // [::] serves IPv4 too; sources then arrive IPv4-mapped and are normalized.
-                socket.DualMode = true;
-            }
-
-            // Bursts of updates wait here while signatures are checked; the kernel's default (about
-            // 208 KB) drops them. The kernel clamps this to net.core.rmem_max.
-            socket.ReceiveBufferSize = SocketReceiveBufferBytes;
-            socket.Bind(endPoint);
-        }
-        catch (SocketException e)
-        {
-            socket.Dispose();
-            // The host reports this as its one start-up line: name what could not be bound.
-            throw new IOException($"cannot bind UDP {endPoint} (GNS datagram endpoint): {e.Message}", e);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-
+        // [::] serves IPv4 too; sources then arrive IPv4-mapped and are normalized. Bursts of updates
+        // wait in the receive buffer while signatures are checked; the kernel's default (about 208 KB)
+        // drops them. The kernel clamps this to net.core.rmem_max. A failure names the endpoint and
+        // the option, and the host reports it as its one start-up line.
+        var socket = ListenSockets.BindUdp(endPoint, $"GNS datagram endpoint, {_options.UdpOptionName}",
+            static s => s.ReceiveBufferSize = SocketReceiveBufferBytes);
         _socket = socket;
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
         Log.Listening(_logger, LocalEndPoint);

@@ -61,8 +61,11 @@ public sealed class Lab : IAsyncDisposable
         return lab;
     }
 
-    /// <summary>Creates namespace <c>PREFIX+role</c> with loopback up; routers also forward and skip reverse-path filtering.</summary>
-    public async Task<string> AddNamespaceAsync(string role, bool router = false)
+    /// <summary>
+    /// Creates namespace <c>PREFIX+role</c> with loopback up; routers also forward and skip reverse-path filtering.
+    /// IPv6 is turned off unless <paramref name="ipv6"/> (then add addresses with <c>nodad</c>, so they are usable at once).
+    /// </summary>
+    public async Task<string> AddNamespaceAsync(string role, bool router = false, bool ipv6 = false)
     {
         var name = Prefix + role;
         await Ip.RunAsync("netns", "add", name).ConfigureAwait(false);
@@ -75,9 +78,10 @@ public sealed class Lab : IAsyncDisposable
         // Set before any interface exists, so every interface inherits "default".
         await Ip.SysctlAsync(name, "net.ipv4.conf.all.rp_filter", "0").ConfigureAwait(false);
         await Ip.SysctlAsync(name, "net.ipv4.conf.default.rp_filter", "0").ConfigureAwait(false);
-        // IPv4-only topologies: no router solicitations or MLD reports crossing the emulated link.
-        await Ip.SysctlAsync(name, "net.ipv6.conf.all.disable_ipv6", "1").ConfigureAwait(false);
-        await Ip.SysctlAsync(name, "net.ipv6.conf.default.disable_ipv6", "1").ConfigureAwait(false);
+        // IPv4-only topologies by default: no router solicitations or MLD reports crossing the emulated link.
+        var disableIpv6 = ipv6 ? "0" : "1";
+        await Ip.SysctlAsync(name, "net.ipv6.conf.all.disable_ipv6", disableIpv6).ConfigureAwait(false);
+        await Ip.SysctlAsync(name, "net.ipv6.conf.default.disable_ipv6", disableIpv6).ConfigureAwait(false);
         if (router)
         {
             await Ip.SysctlAsync(name, "net.ipv4.ip_forward", "1").ConfigureAwait(false);

@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using Mobility.Net.EndPoints;
+using Mobility.Protocol.Records;
 
 namespace Mobility.Transport.Flows;
 
@@ -16,11 +18,16 @@ public sealed class TcpFlow : IFlow
         _socket = socket;
         _socket.NoDelay = true;
         _stream = new NetworkStream(socket, ownsSocket: false);
-        LocalEndPoint = socket.LocalEndPoint as IPEndPoint;
-        RemoteEndPoint = socket.RemoteEndPoint as IPEndPoint;
+        // A dual-stack listener ([::]) sees IPv4 peers as ::ffff:a.b.c.d: the flow reports them as IPv4,
+        // as every address the transport compares, logs or reports is.
+        LocalEndPoint = Normalize(socket.LocalEndPoint as IPEndPoint);
+        RemoteEndPoint = Normalize(socket.RemoteEndPoint as IPEndPoint);
     }
 
     public Stream Stream => _stream;
+
+    private static IPEndPoint? Normalize(IPEndPoint? endPoint)
+        => endPoint is { Address.IsIPv4MappedToIPv6: true } ? new IPEndPoint(Locator.Normalize(endPoint.Address), endPoint.Port) : endPoint;
 
     public IPEndPoint? LocalEndPoint { get; }
 
@@ -112,18 +119,9 @@ public sealed class TcpFlowListener : IFlowListener
     public TcpFlowListener(IPEndPoint endpoint, int backlog = 512)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
-        _socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            _socket.Bind(endpoint);
-            _socket.Listen(backlog);
-            LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
-        }
-        catch
-        {
-            _socket.Dispose();
-            throw;
-        }
+        // [::] serves IPv4 too (IPv4 peers arrive IPv4-mapped); a failure is a ListenerBindException naming the endpoint.
+        _socket = ListenSockets.ListenTcp(endpoint, "mobile transport", backlog);
+        LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
     }
 
     public IPEndPoint LocalEndPoint { get; }

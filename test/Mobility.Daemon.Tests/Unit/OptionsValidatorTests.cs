@@ -13,7 +13,7 @@ public sealed class OptionsValidatorTests
     {
         var options = new MobilitydOptions
         {
-            Gns = "nowhere",
+            Gns = "127.0.0.1",
             Http = "127.0.0.1",
             Addresses = ["not-an-ip"],
             Name = "bad name",

@@ -86,8 +86,35 @@ public sealed class GnsExecutableTests
         Assert.Equal(1, await process.WaitForExitAsync());
         var log = process.StandardError;
         var line = Assert.Single(log.Split('\n'), l => l.StartsWith("gns: ", StringComparison.Ordinal));
-        Assert.Contains($"cannot bind UDP {endPoint}", line, StringComparison.Ordinal);
+        Assert.Contains($"cannot bind UDP {endPoint} (GNS datagram endpoint, Gns:Udp (--udp))", line, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", log, StringComparison.Ordinal);
         Assert.Equal("", process.StandardOutput.Trim());
+    }
+
+    [Fact]
+    public async Task A_taken_dns_port_fails_start_in_one_line_naming_the_address_and_the_option()
+    {
+        using var taken = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var endPoint = (IPEndPoint)taken.Client.LocalEndPoint!;
+        await using var process = TestProcess.Start(Executables.Locate("gns", "Mobility.Gns.Host"),
+            ["serve", "--memory", "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--grpc", "off", "--dns", endPoint.ToString(), "--zone", "gns.test"]);
+
+        Assert.Equal(1, await process.WaitForExitAsync());
+        var line = Assert.Single(process.StandardError.Split('\n'), l => l.StartsWith("gns: ", StringComparison.Ordinal));
+        Assert.Contains($"cannot bind UDP {endPoint} (DNS front end, Gns:Dns (--dns))", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", process.StandardError, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--udp", "[::1]", "Gns:Udp (--udp): '[::1]'")]
+    [InlineData("--grpc", "127.0.0.1", "Gns:Grpc (--grpc): '127.0.0.1'")]
+    public async Task A_bad_endpoint_is_refused_with_exit_64_naming_the_option(string flag, string value, string named)
+    {
+        await using var process = TestProcess.Start(Executables.Locate("gns", "Mobility.Gns.Host"),
+            ["serve", "--memory", "--http", "127.0.0.1:0", flag, value]);
+
+        Assert.Equal(64, await process.WaitForExitAsync());
+        var line = Assert.Single(process.StandardError.Split('\n'), l => l.StartsWith("gns: ", StringComparison.Ordinal));
+        Assert.Contains(named, line, StringComparison.Ordinal);
     }
 }
