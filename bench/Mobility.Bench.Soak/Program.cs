@@ -5,12 +5,13 @@
 //   dotnet soak-bench.dll [--store sqlite|redis] [--moves 50] [--size-mib 256] [--interval-ms 1000]
 //                         [--no-gns-kill] [--no-failover] [--gns-down-ms 2000]
 //                         [--minutes N [--rate-kib 1024]] [--csv FILE] [--svg FILE] [--json FILE] [--logs DIR]
-//                         [--redis-options configCheckSeconds=2]
+//                         [--redis-options configCheckSeconds=2] [--daemon-env NAME=VALUE]...
 //
 // --minutes is the long mode: a move every --interval-ms for N minutes with a stream of --rate-kib KiB/s
 // each way, sampling each daemon's VmRSS (and its anonymous, file and shmem parts), fds and threads every 10 s (--csv, --svg). --logs keeps the
 // output of gns, redis-server and both daemons, one file each. --redis-options is appended to gns's
-// Redis connection string (StackExchange.Redis syntax). Exit status 0 when
+// Redis connection string (StackExchange.Redis syntax). --daemon-env (repeatable) sets a variable in
+// both mobilityd's environment only, e.g. MALLOC_ARENA_MAX=2 or DOTNET_TieredPGO=0. Exit status 0 when
 // no byte was lost, duplicated or corrupted and every move resumed; 1 otherwise; 64 for bad arguments.
 using System.Globalization;
 using System.Text.Json;
@@ -39,6 +40,7 @@ for (var i = 0; i < args.Length; i++)
             "--svg" => options with { SvgPath = Value() },
             "--redis-options" => options with { RedisConnectionOptions = "," + Value() },
             "--logs" => options with { LogDirectory = Value() },
+            "--daemon-env" => options with { DaemonEnvironment = WithVariable(options.DaemonEnvironment, Value()) },
             "--json" => SetJson(Value()),
             _ => throw new ArgumentException($"unknown argument {args[i]}"),
         };
@@ -85,4 +87,15 @@ SoakOptions SetJson(string path)
 {
     json = path;
     return options;
+}
+
+static Dictionary<string, string> WithVariable(IReadOnlyDictionary<string, string> environment, string assignment)
+{
+    var equals = assignment.IndexOf('=', StringComparison.Ordinal);
+    if (equals <= 0)
+    {
+        throw new ArgumentException($"--daemon-env needs NAME=VALUE, not '{assignment}'");
+    }
+
+    return new Dictionary<string, string>(environment) { [assignment[..equals]] = assignment[(equals + 1)..] };
 }

@@ -33,4 +33,15 @@ public sealed class SoakSampleTests
 
         Assert.True(after.AnonKiB - before.AnonKiB >= 48 << 10, $"anonymous {before.AnonKiB} -> {after.AnonKiB} KiB");
     }
+
+    [Fact]
+    public async Task A_child_gets_the_extra_environment_and_this_process_keeps_its_own()
+    {
+        var name = "SOAK_TEST_" + Guid.NewGuid().ToString("N");
+        await using var child = ChildProcess.Start("sh", ["-c", $"echo \"ready ${name}\"; exec sleep 30"], "ready ",
+            environment: new Dictionary<string, string> { [name] = "MALLOC_ARENA_MAX=2" });
+
+        Assert.Equal("MALLOC_ARENA_MAX=2", await child.WaitReadyAsync(TimeSpan.FromSeconds(30)));
+        Assert.Null(Environment.GetEnvironmentVariable(name));
+    }
 }

@@ -41,13 +41,21 @@ public sealed class ChildProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts <paramref name="file"/>; with <paramref name="logPath"/>, its kept output is appended there when it is killed or disposed.</summary>
-    public static ChildProcess Start(string file, IEnumerable<string> arguments, string readyPrefix, string? logPath = null)
+    /// <summary>
+    /// Starts <paramref name="file"/> with this process's environment plus <paramref name="environment"/>;
+    /// with <paramref name="logPath"/>, its kept output is appended there when it is killed or disposed.
+    /// </summary>
+    public static ChildProcess Start(string file, IEnumerable<string> arguments, string readyPrefix, string? logPath = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in arguments)
         {
             info.ArgumentList.Add(a);
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
         }
 
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };

@@ -53,6 +53,9 @@ public sealed record SoakOptions
     /// <summary>A folder for the output of gns, redis-server and both mobilityd (one file each, appended across restarts).</summary>
     public string? LogDirectory { get; init; }
 
+    /// <summary>Set in both mobilityd's environment only (e.g. <c>MALLOC_ARENA_MAX</c>, <c>DOTNET_TieredPGO</c>), to compare runtime settings under one load.</summary>
+    public IReadOnlyDictionary<string, string> DaemonEnvironment { get; init; } = new Dictionary<string, string>();
+
     public TextWriter Log { get; init; } = Console.Error;
 }
 
@@ -477,7 +480,7 @@ public sealed class SoakRunner
                 [soak._daemonDll, "--state-dir", dir, "--socket", socket, "--grpc-socket", "off", "--http", "off", "--grpc", "off",
                  "--socks", "127.0.0.1:0", "--address", address, "--allow-loopback", "true",
                  "--gns", $"127.0.0.1:{soak._gnsUdp}", "--gns-grpc", $"http://127.0.0.1:{soak._gnsGrpc}"],
-                "mobilityd ready ", soak.LogFile("mobilityd-" + name));
+                "mobilityd ready ", soak.LogFile("mobilityd-" + name), soak._o.DaemonEnvironment);
             try
             {
                 var ready = await process.WaitReadyAsync(StartTimeout);

@@ -259,9 +259,9 @@ public sealed partial class MobileConnection
             _receive.MarkAcked(withConsumed: true);
         }
 
-        if (_send.HasUnsent && output.Length < OutputBatchSize + (TransportConstants.MaxFrameWireSize * 2))
+        if (_send.HasUnsent && output.Length < OutputBufferSize)
         {
-            var large = ArrayPool<byte>.Shared.Rent(OutputBatchSize + (TransportConstants.MaxFrameWireSize * 2));
+            var large = ArrayPool<byte>.Shared.Rent(OutputBufferSize);
             output.AsSpan(0, position).CopyTo(large);
             ArrayPool<byte>.Shared.Return(output);
             output = large;

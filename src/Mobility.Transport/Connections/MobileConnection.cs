@@ -97,8 +97,18 @@ public sealed class MobileConnectionEventArgs : EventArgs
 /// </remarks>
 public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConnection
 {
-    /// <summary>Frames are gathered into one write of up to this many bytes (fewer syscalls in bulk).</summary>
-    private const int OutputBatchSize = 192 * 1024;
+    /// <summary>
+    /// The output buffer of a path with data to send: 256 KiB, a size class of the shared array pool,
+    /// so the rental is not rounded up to the next class (512 KiB).
+    /// </summary>
+    internal const int OutputBufferSize = 256 * 1024;
+
+    /// <summary>
+    /// Frames are gathered into one write of up to this many bytes (fewer syscalls in bulk): the last
+    /// DATA frame starts below it and a FIN may follow, so it leaves two whole frames of room in
+    /// <see cref="OutputBufferSize"/> (192 KiB less 74 bytes).
+    /// </summary>
+    internal const int OutputBatchSize = OutputBufferSize - (2 * TransportConstants.MaxFrameWireSize);
 
     /// <summary>Output buffer of a path with nothing but handshake and control frames to send.</summary>
     private const int SmallOutputSize = 4096;
