@@ -3,32 +3,41 @@ using System.Net.Sockets;
 
 namespace Mobility.Gns.Client.FunctionalTests;
 
-/// <summary>
-/// A loopback UDP relay in front of one server, for one client: requests go on from
-/// <see cref="UpstreamEndPoint"/> (the address the server sees), replies come back from
-/// <see cref="EndPoint"/>. The first <c>dropReplies</c> replies are dropped: a lost ack.
-/// </summary>
-internal sealed class DroppingUdpRelay : IAsyncDisposable
+/// <summary>A loopback UDP relay in front of one server, for one client; it drops the first <c>dropReplies</c> replies (lost acks).</summary>
+/// <remarks>
+/// Requests go on from <see cref="UpstreamEndPoint"/> (the address the server sees); replies come back from <see cref="EndPoint"/>.
+/// </remarks>
+internal sealed class DroppingUdpRelay(IPEndPoint target, int dropReplies) : IAsyncDisposable
 {
-    private readonly Socket _front = new(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-    private readonly Socket _upstream = new(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+    private readonly Socket _front = OnLoopback(null);
+    private readonly Socket _upstream = OnLoopback(target);
     private readonly CancellationTokenSource _stop = new();
-    private readonly Task _loops;
     private IPEndPoint? _client;
-    private int _dropReplies;
+    private int _dropReplies = dropReplies;
+    private Task _loops = Task.CompletedTask;
 
-    public DroppingUdpRelay(IPEndPoint target, int dropReplies)
+    /// <summary>Starts relaying; returns this relay.</summary>
+    public DroppingUdpRelay Start()
     {
-        _dropReplies = dropReplies;
-        _front.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        _upstream.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        _upstream.Connect(target);
         _loops = Task.WhenAll(RelayAsync(fromClient: true), RelayAsync(fromClient: false));
+        return this;
     }
 
     public IPEndPoint EndPoint => (IPEndPoint)_front.LocalEndPoint!;
 
     public IPEndPoint UpstreamEndPoint => (IPEndPoint)_upstream.LocalEndPoint!;
+
+    private static Socket OnLoopback(IPEndPoint? connectTo)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        if (connectTo is not null)
+        {
+            socket.Connect(connectTo);
+        }
+
+        return socket;
+    }
 
     /// <summary>Replies dropped so far.</summary>
     public int Dropped { get; private set; }

@@ -59,7 +59,7 @@ public sealed class EndToEndTests(GnsProcessFixture fixture) : IClassFixture<Gns
     public async Task Register_learns_the_observed_address_when_the_first_ack_is_lost()
     {
         using var key = HostKey.Generate();
-        await using var relay = new DroppingUdpRelay(fixture.Gns.Udp, dropReplies: 1);
+        await using var relay = new DroppingUdpRelay(fixture.Gns.Udp, dropReplies: 1).Start();
         await using var client = Client(o =>
         {
             o.Server = relay.EndPoint;
