@@ -78,7 +78,9 @@ public sealed partial class GnsClient : IGnsClient
     /// <summary>
     /// Runs an update; when it is refused as stale but the GNS holds exactly <paramref name="record"/>,
     /// our own earlier attempt (a retransmitted datagram, or UDP before the gRPC fallback) was stored
-    /// and its ack lost or overtaken: that is success, not a conflict.
+    /// and its ack lost or overtaken: that is success, not a conflict. A GNS that acknowledges identical
+    /// retransmissions (docs/protocol.md, "Requests") answers such a retry with a normal ack that carries the
+    /// observed address; this path remains for a GNS that refuses them, and reports no observed address.
     /// </summary>
     private async Task<GnsUpdateResult> AcceptingOwnRetransmissionAsync(GnsRecord record, Func<Task<GnsUpdateResult>> update,
         CancellationToken cancellationToken)

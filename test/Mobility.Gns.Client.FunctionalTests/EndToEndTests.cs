@@ -52,6 +52,30 @@ public sealed class EndToEndTests(GnsProcessFixture fixture) : IClassFixture<Gns
     }
 
     [Fact]
+    public async Task Register_learns_the_observed_address_when_the_first_ack_is_lost()
+    {
+        using var key = HostKey.Generate();
+        await using var relay = new DroppingUdpRelay(fixture.Gns.Udp, dropReplies: 1).Start();
+        await using var client = Client(o =>
+        {
+            o.Server = relay.EndPoint;
+            o.GrpcAddress = null;
+            o.CacheEnabled = false;
+        });
+
+        var registered = await client.RegisterAsync(GnsRecord.Create(key, 1, [new Locator(IPAddress.Parse("192.0.2.80"), 4000)])).WithTimeout();
+
+        Assert.Equal(1, relay.Dropped);
+        Assert.Equal(1UL, registered.Version);
+        Assert.Equal(relay.UpstreamEndPoint, registered.Observed);
+
+        // A different record of the stored version is a conflict, not a retransmission.
+        var e = await Assert.ThrowsAsync<GnsException>(
+            () => client.RegisterAsync(GnsRecord.Create(key, 1, [new Locator(IPAddress.Parse("192.0.2.81"), 4000)])).WithTimeout());
+        Assert.Equal(GnsErrorCode.StaleVersion, e.Code);
+    }
+
+    [Fact]
     public async Task Update_of_an_unknown_guid_is_not_found_over_grpc()
     {
         using var key = HostKey.Generate();

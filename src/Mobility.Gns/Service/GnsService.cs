@@ -67,7 +67,23 @@ public sealed partial class GnsService
         }
 
         var result = await _store.PutAsync(record, requireExisting, source, cancellationToken).ConfigureAwait(false);
+        if (result.Status == StoreStatus.Stale && result.StoredVersion == record.Version
+            && await IsStoredAsync(record, cancellationToken).ConfigureAwait(false))
+        {
+            // A retransmission of the record already stored (its ack was lost or late): idempotent, so it is
+            // acknowledged like the first copy (with the observed address), stores nothing and notifies no watcher.
+            Log.RetransmissionAcknowledged(_logger, record.Guid, record.Version);
+            return GnsResult<ulong>.Success(record.Version);
+        }
+
         return await AnswerAsync(result, record.Guid, record.Version, record).ConfigureAwait(false);
+    }
+
+    /// <summary>True when the store holds exactly <paramref name="record"/> (same signed bytes) as its live record.</summary>
+    private async ValueTask<bool> IsStoredAsync(GnsRecord record, CancellationToken cancellationToken)
+    {
+        var stored = await _store.GetAsync(record.Guid, cancellationToken).ConfigureAwait(false);
+        return stored is not null && stored.Encoded.Span.SequenceEqual(record.Encoded.Span);
     }
 
     /// <summary>Verifies <paramref name="removal"/> against the stored record's key and stores the tombstone.</summary>
@@ -192,6 +208,9 @@ public sealed partial class GnsService
 
         [LoggerMessage(1004, LogLevel.Debug, "Removed {Guid}, tombstone v{Version}")]
         public static partial void RecordRemoved(ILogger logger, HostGuid guid, ulong version);
+
+        [LoggerMessage(1006, LogLevel.Debug, "Acknowledged a retransmission of the stored {Guid} v{Version}")]
+        public static partial void RetransmissionAcknowledged(ILogger logger, HostGuid guid, ulong version);
 
         [LoggerMessage(1005, LogLevel.Warning, "Could not announce the change of {Guid} to watchers")]
         public static partial void PublishFailed(ILogger logger, HostGuid guid, Exception exception);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Mobility.Gns.Service;
@@ -10,6 +11,8 @@ namespace Mobility.Gns.Watch;
 /// Delivers record changes to watchers. Listens to the <see cref="IRecordChangeFeed"/> (so changes
 /// stored by other GNS processes arrive too, once the feed is shared), gives each new watcher the
 /// current state of its GUIDs, then every later change through its bounded, coalescing buffer.
+/// When the application stops, every open watch ends (its stream completes normally) so that the
+/// server does not wait for its shutdown timeout; watchers reconnect to another or the restarted GNS.
 /// </summary>
 public sealed partial class WatchHub : IDisposable
 {
@@ -17,11 +20,15 @@ public sealed partial class WatchHub : IDisposable
     private readonly GnsServerOptions _options;
     private readonly ILogger<WatchHub> _logger;
     private readonly IDisposable _feedSubscription;
+    private readonly CancellationTokenRegistration _stopping;
     private readonly Lock _gate = new();
     private readonly Dictionary<HostGuid, List<WatchSubscription>> _watchers = [];
     private int _count;
+    private bool _closed;
 
-    public WatchHub(IRecordChangeFeed feed, GnsService service, IOptions<GnsServerOptions> options, ILogger<WatchHub> logger)
+    /// <param name="lifetime">When given, <see cref="Close"/> runs when the application starts stopping.</param>
+    public WatchHub(IRecordChangeFeed feed, GnsService service, IOptions<GnsServerOptions> options, ILogger<WatchHub> logger,
+        IHostApplicationLifetime? lifetime = null)
     {
         ArgumentNullException.ThrowIfNull(feed);
         ArgumentNullException.ThrowIfNull(options);
@@ -29,6 +36,7 @@ public sealed partial class WatchHub : IDisposable
         _options = options.Value;
         _logger = logger;
         _feedSubscription = feed.Subscribe(OnChange);
+        _stopping = lifetime?.ApplicationStopping.Register(static hub => ((WatchHub)hub!).Close(), this) ?? default;
     }
 
     /// <summary>Open watches.</summary>
@@ -37,7 +45,8 @@ public sealed partial class WatchHub : IDisposable
     /// <summary>
     /// Starts watching <paramref name="guids"/> (duplicates ignored). The subscription already holds
     /// the current state of each GUID when this completes. Refused when there are more GUIDs than
-    /// <see cref="GnsServerOptions.MaxWatchGuids"/> or the server has <see cref="GnsServerOptions.MaxWatches"/> open.
+    /// <see cref="GnsServerOptions.MaxWatchGuids"/> or the server has <see cref="GnsServerOptions.MaxWatches"/> open,
+    /// and with Unavailable once the hub is closed.
     /// </summary>
     public async ValueTask<GnsResult<WatchSubscription>> SubscribeAsync(IEnumerable<HostGuid> guids, CancellationToken cancellationToken = default)
     {
@@ -67,6 +76,13 @@ public sealed partial class WatchHub : IDisposable
         var subscription = new WatchSubscription(set, Unregister);
         lock (_gate)
         {
+            if (_closed)
+            {
+                Interlocked.Decrement(ref _count);
+                Log.WatchRefused(_logger, "stopping");
+                return GnsResult<WatchSubscription>.Failure(GnsErrorCode.Unavailable, "This server is stopping; watch another or retry later.");
+            }
+
             foreach (var guid in set)
             {
                 if (!_watchers.TryGetValue(guid, out var list))
@@ -98,7 +114,36 @@ public sealed partial class WatchHub : IDisposable
         return GnsResult<WatchSubscription>.Success(subscription);
     }
 
-    public void Dispose() => _feedSubscription.Dispose();
+    /// <summary>Ends every open watch (each reader sees the end of its changes) and refuses new ones. Idempotent.</summary>
+    public void Close()
+    {
+        WatchSubscription[] open;
+        lock (_gate)
+        {
+            if (_closed)
+            {
+                return;
+            }
+
+            _closed = true;
+            open = [.. _watchers.Values.SelectMany(static list => list).Distinct()];
+        }
+
+        // Outside the lock: disposing unregisters, which takes it.
+        foreach (var subscription in open)
+        {
+            subscription.Dispose();
+        }
+
+        Log.Closed(_logger, open.Length);
+    }
+
+    public void Dispose()
+    {
+        _stopping.Dispose();
+        _feedSubscription.Dispose();
+        Close();
+    }
 
     private void OnChange(RecordChange change)
     {
@@ -145,5 +190,8 @@ public sealed partial class WatchHub : IDisposable
 
         [LoggerMessage(1103, LogLevel.Debug, "Watch refused: {Reason}")]
         public static partial void WatchRefused(ILogger logger, string reason);
+
+        [LoggerMessage(1104, LogLevel.Information, "Stopping: ended {Count} open watches")]
+        public static partial void Closed(ILogger logger, int count);
     }
 }

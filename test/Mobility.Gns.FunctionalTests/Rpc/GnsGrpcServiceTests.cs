@@ -184,6 +184,27 @@ public sealed class GnsGrpcServiceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Stopping_the_server_ends_open_watch_streams_cleanly()
+    {
+        using var call = _grpc.Watch(new WatchRequest { Guids = { _key.Guid.ToString() } }, Deadline);
+        var events = call.ResponseStream;
+        Assert.True(await events.MoveNext(CancellationToken.None).WithTimeout());
+        using var json = await _http.GetAsync($"/v1/watch?guids={_key.Guid}", HttpCompletionOption.ResponseHeadersRead).WithTimeout();
+        using var reader = new StreamReader(await json.Content.ReadAsStreamAsync().WithTimeout());
+        Assert.NotNull(await reader.ReadLineAsync().WithTimeout());
+
+        // Without the hub ending the watches, the host would wait for its shutdown timeout and then abort them.
+        var app = _app!;
+        _app = null;
+        var stopping = app.StopAsync();
+        Assert.False(await events.MoveNext(CancellationToken.None).WithTimeout());
+        Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
+        Assert.Null(await reader.ReadLineAsync().WithTimeout());
+        await stopping.WithTimeout();
+        await app.DisposeAsync();
+    }
+
+    [Fact]
     public async Task Json_watch_over_http1_streams_one_json_object_per_event()
     {
         using var response = await _http.GetAsync($"/v1/watch?guids={_key.Guid}", HttpCompletionOption.ResponseHeadersRead).WithTimeout();

@@ -140,13 +140,26 @@ public sealed class GnsRequestProcessorTests : IAsyncLifetime
         => AssertError(await Send(GnsDatagram.Remove(1, GnsRemoval.Create(_key, 1))), GnsErrorCode.NotFound);
 
     [Fact]
-    public async Task Replayed_or_older_record_is_rejected_as_stale()
+    public async Task Older_record_or_another_record_of_the_stored_version_is_rejected_as_stale()
+    {
+        var v5 = Records.Make(_key, 5, "five");
+        await Send(GnsDatagram.Update(1, v5));
+        AssertError(await Send(GnsDatagram.Update(2, Records.Make(_key, 5, "other"))), GnsErrorCode.StaleVersion);
+        AssertError(await Send(GnsDatagram.Update(3, Records.Make(_key, 4))), GnsErrorCode.StaleVersion);
+        Assert.Equal(v5.Encoded.ToArray(), (await _gns.Store.GetAsync(_key.Guid).WithTimeout())!.Encoded.ToArray());
+    }
+
+    [Fact]
+    public async Task Retransmitted_identical_update_gets_a_normal_ack_with_the_observed_address()
     {
         var v5 = Records.Make(_key, 5);
-        await Send(GnsDatagram.Update(1, v5));
-        AssertError(await Send(GnsDatagram.Update(2, v5)), GnsErrorCode.StaleVersion);
-        AssertError(await Send(GnsDatagram.Update(3, Records.Make(_key, 4))), GnsErrorCode.StaleVersion);
-        Assert.Equal(5ul, (await _gns.Store.GetAsync(_key.Guid).WithTimeout())!.Version);
+        await Send(GnsDatagram.Update(1, v5), new IPEndPoint(IPAddress.Parse("203.0.113.9"), 50999));
+        var retry = new IPEndPoint(IPAddress.Parse("203.0.113.9"), 51000);
+        var ack = await Send(GnsDatagram.Update(2, v5), retry);
+        Assert.Equal(GnsMessageType.UpdateAck, ack.Type);
+        Assert.Equal(5ul, ack.Version);
+        Assert.Equal(retry, ack.Observed);
+        Assert.Equal(v5.Encoded.ToArray(), (await _gns.Store.GetAsync(_key.Guid).WithTimeout())!.Encoded.ToArray());
     }
 
     [Fact]

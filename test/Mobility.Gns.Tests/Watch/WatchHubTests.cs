@@ -205,4 +205,25 @@ public sealed class WatchHubTests : IAsyncLifetime
         Assert.True(await pending.WithTimeout());
         Assert.Equal(1ul, events.Current.Version);
     }
+
+    [Fact]
+    public async Task Close_ends_every_open_watch_and_refuses_new_ones()
+    {
+        using var watch = await Subscribe(_key.Guid);
+        using var both = await Subscribe(_key.Guid, _other.Guid);
+        await using var events = watch.ReadAllAsync().GetAsyncEnumerator();
+        Assert.True((await Next(events)).Removed);
+        var pending = events.MoveNextAsync().AsTask();
+
+        _gns.Hub.Close();
+
+        Assert.False(await pending.WithTimeout());
+        var drained = await both.ReadAllAsync().ToListAsync().AsTask().WithTimeout();
+
+        Assert.Equal(2, drained.Count);
+        Assert.Equal(0, _gns.Hub.Count);
+        var refused = await _gns.Hub.SubscribeAsync([_key.Guid]).WithTimeout();
+        Assert.Equal(GnsErrorCode.Unavailable, refused.Error);
+        Assert.Equal(0, _gns.Hub.Count);
+    }
 }

@@ -1,0 +1,86 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Mobility.Gns.Client.FunctionalTests;
+
+/// <summary>A loopback UDP relay in front of one server, for one client; it drops the first <c>dropReplies</c> replies (lost acks).</summary>
+/// <remarks>
+/// Requests go on from <see cref="UpstreamEndPoint"/> (the address the server sees); replies come back from <see cref="EndPoint"/>.
+/// </remarks>
+internal sealed class DroppingUdpRelay(IPEndPoint target, int dropReplies) : IAsyncDisposable
+{
+    private readonly Socket _front = OnLoopback(null);
+    private readonly Socket _upstream = OnLoopback(target);
+    private readonly CancellationTokenSource _stop = new();
+    private IPEndPoint? _client;
+    private int _dropReplies = dropReplies;
+    private Task _loops = Task.CompletedTask;
+
+    /// <summary>Starts relaying; returns this relay.</summary>
+    public DroppingUdpRelay Start()
+    {
+        _loops = Task.WhenAll(RelayAsync(fromClient: true), RelayAsync(fromClient: false));
+        return this;
+    }
+
+    public IPEndPoint EndPoint => (IPEndPoint)_front.LocalEndPoint!;
+
+    public IPEndPoint UpstreamEndPoint => (IPEndPoint)_upstream.LocalEndPoint!;
+
+    private static Socket OnLoopback(IPEndPoint? connectTo)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        if (connectTo is not null)
+        {
+            socket.Connect(connectTo);
+        }
+
+        return socket;
+    }
+
+    /// <summary>Replies dropped so far.</summary>
+    public int Dropped { get; private set; }
+
+    private async Task RelayAsync(bool fromClient)
+    {
+        var buffer = new byte[2048];
+        EndPoint any = new IPEndPoint(IPAddress.Any, 0);
+        try
+        {
+            while (true)
+            {
+                if (fromClient)
+                {
+                    var received = await _front.ReceiveFromAsync(buffer, SocketFlags.None, any, _stop.Token);
+                    Volatile.Write(ref _client, (IPEndPoint)received.RemoteEndPoint);
+                    await _upstream.SendAsync(buffer.AsMemory(0, received.ReceivedBytes), SocketFlags.None, _stop.Token);
+                }
+                else
+                {
+                    var length = await _upstream.ReceiveAsync(buffer, SocketFlags.None, _stop.Token);
+                    if (Interlocked.Decrement(ref _dropReplies) >= 0)
+                    {
+                        Dropped++;
+                    }
+                    else if (Volatile.Read(ref _client) is { } client)
+                    {
+                        await _front.SendToAsync(buffer.AsMemory(0, length), SocketFlags.None, client, _stop.Token);
+                    }
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _front.Dispose();
+        _upstream.Dispose();
+        await _loops;
+        _stop.Dispose();
+    }
+}
