@@ -48,7 +48,7 @@ public sealed class ProcessTests
     [Fact]
     public async Task A_bad_flag_is_refused_with_a_message_and_exit_code_64()
     {
-        await using var daemon = MobilitydProcess.Start(["--state-dir", DaemonInstance.NewFolder(), "--gns", "not-an-endpoint"]);
+        await using var daemon = MobilitydProcess.Start(["--state-dir", DaemonInstance.NewFolder(), "--gns", "127.0.0.1:99999"]);
 
         Assert.Equal(64, await daemon.WaitForExitAsync());
         Assert.Contains("--gns", daemon.StandardError, StringComparison.Ordinal);
