@@ -39,7 +39,7 @@ public sealed class SshProxyCommandTests(ITestOutputHelper output)
         {
             await using var sshd = await SshServer.StartAsync(Step);
             await using var gns = await GnsProcess.StartAsync(["serve", "--data", Path.Combine(root, "gns"), "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]);
-            var (gnsUdp, gnsGrpc) = (gns.Ready["udp"], gns.Ready["grpc"]);
+            var (gnsUdp, gnsGrpc) = (gns.Ready.Require("udp"), gns.Ready.Require("grpc"));
 
             var serverSocket = Path.Combine(root, "server", "d.sock");
             await using var server = StartDaemon(Path.Combine(root, "server"), serverAddress, gnsUdp, gnsGrpc, socks: "off");

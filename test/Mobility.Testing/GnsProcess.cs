@@ -25,15 +25,15 @@ public sealed class GnsProcess : IAsyncDisposable
 
     public ReadyLine Ready { get; }
 
-    public IPEndPoint Udp => Ready.EndPoint("udp");
+    public IPEndPoint Udp => Ready.EndPoint("udp") ?? throw new InvalidOperationException("This gns runs with UDP off: " + Ready.Text);
 
     /// <summary>The HTTP/JSON endpoint (IP:PORT).</summary>
-    public IPEndPoint Http => IPEndPoint.Parse(new Uri(Ready["http"]).Authority);
+    public IPEndPoint Http => IPEndPoint.Parse(new Uri(Ready.Require("http")).Authority);
 
     /// <summary>The gRPC base address (an error when the server runs with gRPC off).</summary>
-    public Uri Grpc => Ready.Url("grpc") ?? throw new InvalidOperationException("This gns runs with gRPC off: " + Ready.Line);
+    public Uri Grpc => Ready.Url("grpc") ?? throw new InvalidOperationException("This gns runs with gRPC off: " + Ready.Text);
 
-    public string Store => Ready["store"];
+    public string Store => Ready.Require("store");
 
     /// <summary>What the server wrote to stderr (its log), for failure messages.</summary>
     public string Log => Process.StandardError;

@@ -19,9 +19,9 @@ public sealed class MobilitydProcess : IAsyncDisposable
     public string StandardError => Process.StandardError;
 
     /// <summary>A field of the ready line, e.g. "http" or "socket".</summary>
-    public string Field(string name) => (Ready ?? throw new InvalidOperationException("mobilityd is not ready yet."))[name];
+    public string Field(string name) => (Ready ?? throw new InvalidOperationException("mobilityd is not ready yet.")).Require(name);
 
-    public IPEndPoint EndPoint(string name) => (Ready ?? throw new InvalidOperationException("mobilityd is not ready yet.")).EndPoint(name);
+    public IPEndPoint EndPoint(string name) => (Ready ?? throw new InvalidOperationException("mobilityd is not ready yet.")).EndPoint(name) ?? throw new InvalidOperationException($"mobilityd runs with {name} off.");
 
     /// <summary>Starts mobilityd (as <paramref name="user"/> through setpriv when given); does not wait.</summary>
     public static MobilitydProcess Start(IEnumerable<string> arguments, IDictionary<string, string>? environment = null, string? user = null)
@@ -47,7 +47,7 @@ public sealed class MobilitydProcess : IAsyncDisposable
     public async Task<string> WaitReadyAsync()
     {
         Ready = await Process.WaitForReadyLineAsync(ReadyLine.MobilitydPrefix).ConfigureAwait(false);
-        return Ready.Line;
+        return Ready.Text;
     }
 
     /// <summary>Sends SIGTERM and returns the exit code.</summary>

@@ -109,7 +109,7 @@ public sealed class TestProcess : IAsyncDisposable
 
     /// <summary>Waits for the ready line that starts with <paramref name="prefix"/> (see <see cref="ReadyLine"/>) and parses it.</summary>
     public async Task<ReadyLine> WaitForReadyLineAsync(string prefix, TimeSpan? timeout = null)
-        => ReadyLine.Parse(await WaitForLineAsync(l => l.StartsWith(prefix, StringComparison.Ordinal), timeout).ConfigureAwait(false), prefix);
+        => ReadyLine.Find(await WaitForLineAsync(l => l.StartsWith(prefix + " ", StringComparison.Ordinal), timeout).ConfigureAwait(false), prefix);
 
     /// <summary>Waits for a stdout line that satisfies <paramref name="match"/> and returns it.</summary>
     public async Task<string> WaitForLineAsync(Func<string, bool> match, TimeSpan? timeout = null)

@@ -7,10 +7,16 @@ namespace Mobility.Net.Processes;
 /// The one line a server prints on stdout once it listens, as <c>PREFIX name=value name=value ...</c>:
 /// <c>gns listening udp=IP:PORT http=URL grpc=URL store=...</c> and <c>mobilityd ready guid=... transport=IP:PORT socks=IP:PORT ...</c>
 /// (docs/mobilityd.md, <c>gns --help</c>). The one parser of it for the netlab, the benchmarks and the tests;
-/// a field is a word without spaces, "-" means "off".
+/// a field is a word without spaces, "-" or "off" means off.
 /// </summary>
 public sealed class ReadyLine
 {
+    /// <summary>The prefix of gns's ready line.</summary>
+    public const string GnsPrefix = "gns listening";
+
+    /// <summary>The prefix of mobilityd's ready line.</summary>
+    public const string MobilitydPrefix = "mobilityd ready";
+
     private readonly Dictionary<string, string> _fields;
 
     private ReadyLine(string text, Dictionary<string, string> fields)
@@ -61,11 +67,11 @@ public sealed class ReadyLine
     public string Require(string name)
         => this[name] ?? throw new FormatException($"The ready line has no {name}=: {Text}");
 
-    /// <summary>A field that is IP:PORT (the first of a comma-separated list); null when absent or "-".</summary>
+    /// <summary>A field that is IP:PORT (the first of a comma-separated list); null when absent, "-" or "off".</summary>
     public IPEndPoint? EndPoint(string name)
     {
         var value = this[name];
-        if (value is null or "-")
+        if (value is null or "-" or "off")
         {
             return null;
         }
@@ -76,9 +82,9 @@ public sealed class ReadyLine
             : throw new FormatException($"The ready line's {name}= is not IP:PORT: {Text}");
     }
 
-    /// <summary>A field that is an http:// URL; null when absent or "-".</summary>
+    /// <summary>A field that is an http:// URL; null when absent, "-" or "off".</summary>
     public Uri? Url(string name)
-        => this[name] is { } value && value != "-"
+        => this[name] is { } value && value is not ("-" or "off")
             ? Uri.TryCreate(value, UriKind.Absolute, out var uri) ? uri : throw new FormatException($"The ready line's {name}= is not a URL: {Text}")
             : null;
 }

@@ -30,7 +30,7 @@ public sealed class GnsExecutableTests
         Assert.Equal(0, await gns.StopAsync());
         Assert.Contains("Application is shutting down", gns.Log, StringComparison.Ordinal);
         // The ready line is the only line on stdout.
-        Assert.Equal(gns.Ready.Line, gns.Process.StandardOutput.Trim());
+        Assert.Equal(gns.Ready.Text, gns.Process.StandardOutput.Trim());
     }
 
     [Fact]
