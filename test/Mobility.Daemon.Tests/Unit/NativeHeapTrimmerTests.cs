@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
-using Mobility.Daemon.Internal;
+using NativeHeapTrimmer = Mobility.Daemon.Internal.NativeHeapTrimmer;
 
 namespace Mobility.Daemon.Tests.Unit;
 
@@ -62,7 +61,7 @@ public sealed class NativeHeapTrimmerTests
     [Fact]
     public void The_daemon_runs_the_trimmer_and_refuses_a_negative_interval()
     {
-        var services = new ServiceCollection().AddMobilityDaemon();
+        var services = new Microsoft.Extensions.DependencyInjection.ServiceCollection().AddMobilityDaemon();
         Assert.Contains(services, d => d.ServiceType == typeof(NativeHeapTrimmer));
         Assert.Equal(TimeSpan.FromMinutes(1), new MobilitydOptions().NativeHeapTrimInterval);
 
