@@ -137,6 +137,14 @@ public sealed class MobilitydOptions
     /// <summary>Known peers kept for the hosts file and status. Bounded: lookups are caused by local callers, but still unbounded otherwise.</summary>
     public int MaxKnownPeers { get; set; } = 1024;
 
+    /// <summary>
+    /// How often the C heap's free pages go back to the kernel (glibc <c>malloc_trim</c>, <see cref="Internal.NativeHeapTrimmer"/>);
+    /// zero turns it off. Without it the malloc arenas keep what the runtime freed and the daemon's memory
+    /// creeps up with every move (docs/benchmarks.md, "Faults lose nothing"). A minute bounds that creep to
+    /// one minute's churn; a trim walks each arena once, under that arena's lock.
+    /// </summary>
+    public TimeSpan NativeHeapTrimInterval { get; set; } = TimeSpan.FromMinutes(1);
+
     // Each endpoint option parsed (validated at start), beside the name its errors give (a bad value, a failed bind).
     internal const string GnsOption = "Gns (--gns)";
 

@@ -61,6 +61,7 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, options.ControlPort is >= 0 and <= ushort.MaxValue, "ControlPort must be 0 to 65535.");
         Check(failures, options.TransportPort is >= 1 and <= ushort.MaxValue, "TransportPort must be 1 to 65535.");
         Check(failures, options.MaxKnownPeers is >= 1 and <= 1_000_000, "MaxKnownPeers must be 1 to 1000000.");
+        Check(failures, options.NativeHeapTrimInterval >= TimeSpan.Zero, "NativeHeapTrimInterval must not be negative (zero turns trimming off).");
         var forwarding = options.Forwarding;
         Check(failures, forwarding.IdleTimeout > TimeSpan.Zero && forwarding.HandshakeTimeout > TimeSpan.Zero && forwarding.ConnectTimeout > TimeSpan.Zero,
             "Forwarding timeouts must be positive.");
