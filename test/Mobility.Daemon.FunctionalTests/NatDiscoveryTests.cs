@@ -94,6 +94,25 @@ public sealed class NatDiscoveryTests
     }
 
     [Fact]
+    public async Task An_address_change_checks_again_without_being_asked()
+    {
+        await using var gns = await GnsServerInstance.StartAsync(reflect: "127.0.0.1:0");
+        await using var host = await DaemonInstance.StartAsync(gns.CreateClient(), extraArgs: ["--gns", gns.Udp.ToString(), "--Nat:ProbeTimeout", "00:00:00.300"]);
+        using var client = DaemonInstance.UnixClient(host.SocketPath);
+        using var first = JsonDocument.Parse(await (await client.PostAsJsonAsync("v1/netcheck", new { }).WithTimeout()).Content.ReadAsStringAsync());
+        var checkedAt = first.RootElement.GetProperty("checkedAt").GetDateTimeOffset();
+
+        (await client.PutAsJsonAsync("v1/addresses", new { addresses = new[] { DaemonInstance.NewAddress().ToString() } }).WithTimeout()).EnsureSuccessStatusCode();
+
+        // Nat:RecheckInterval is 5 minutes: only the address event can have started this check.
+        await TestTimeout.Eventually(async () =>
+        {
+            using var status = JsonDocument.Parse(await client.GetStringAsync("v1/status"));
+            return status.RootElement.GetProperty("nat").TryGetProperty("checkedAt", out var at) && at.GetDateTimeOffset() > checkedAt;
+        }, "a check after the address change");
+    }
+
+    [Fact]
     public async Task With_discovery_off_netcheck_sends_nothing_and_says_why()
     {
         await using var gns = await GnsServerInstance.StartAsync();

@@ -84,20 +84,20 @@ public sealed partial class NatDiscovery : BackgroundService
                 _state = new NatState([], null, off);
             }
 
-            Log.Off(_logger, off);
             return;
         }
 
         using var subscription = _addresses.Subscribe(_wake.Set);
-        var nextDue = TimeSpan.Zero;
+        // The first check at once, then one per wake-up (debounced: a burst of address events or requests makes one) or per interval.
+        var woken = true;
         try
         {
             while (!stoppingToken.IsCancellationRequested)
             {
-                if (await _wake.WaitAsync(nextDue, _time, stoppingToken).ConfigureAwait(false) && _options.AddressWatch.Debounce > TimeSpan.Zero)
+                var settle = _options.AddressWatch.Debounce;
+                if (woken && settle > TimeSpan.Zero)
                 {
-                    // A burst of address events (or of requests) makes one check.
-                    await Task.Delay(_options.AddressWatch.Debounce, _time, stoppingToken).ConfigureAwait(false);
+                    await Task.Delay(settle, _time, stoppingToken).ConfigureAwait(false);
                     _wake.TryReset();
                 }
 
@@ -113,7 +113,7 @@ public sealed partial class NatDiscovery : BackgroundService
                     waiter.TrySetResult(state);
                 }
 
-                nextDue = _options.Nat.RecheckInterval;
+                woken = await _wake.WaitAsync(_options.Nat.RecheckInterval, _time, stoppingToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -144,7 +144,7 @@ public sealed partial class NatDiscovery : BackgroundService
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or FormatException)
         {
             state = new NatState([], _time.GetUtcNow(), e.Message);
-            Log.CheckFailed(_logger, e.Message);
+            LogCheckFailed(_logger, e.Message);
         }
 
         NatState previous;
@@ -157,19 +157,18 @@ public sealed partial class NatDiscovery : BackgroundService
         foreach (var report in state.Families)
         {
             var before = previous.Families.FirstOrDefault(r => r.Family == report.Family);
-            var text = Describe(report);
-            if (NatClassifier.SameBehaviour(before, report))
+            if (!NatClassifier.SameBehaviour(before, report))
             {
-                Log.Unchanged(_logger, report.FamilyName, text);
-            }
-            else
-            {
-                Log.Checked(_logger, report.FamilyName, text);
+                // Only a new verdict is logged: the periodic check stays quiet while nothing changes.
+                LogChecked(_logger, report.FamilyName, Describe(report));
             }
         }
 
         return state;
     }
+
+    [LoggerMessage(4200, LogLevel.Information, "NAT check {Family}: {Result}")]
+    private static partial void LogChecked(ILogger logger, string family, string result);
 
     /// <summary>One line: reflexive address, NAT or not, mapping, filtering, notes.</summary>
     public static string Describe(NatReport report)
@@ -192,22 +191,9 @@ public sealed partial class NatDiscovery : BackgroundService
         return _options.EmbeddedGns ? "off: the GNS is embedded in this daemon, so it sees no NAT" : null;
     }
 
+    [LoggerMessage(4201, LogLevel.Warning, "NAT check failed: {Error}")]
+    private static partial void LogCheckFailed(ILogger logger, string error);
+
     private async Task<IReadOnlyList<IPEndPoint>> ResolveServersAsync(CancellationToken cancellationToken)
         => _options.GnsServerList is { } list ? await list.ResolveAsync(null, cancellationToken).ConfigureAwait(false) : [];
-
-    /// <summary>Log events of NAT discovery (ids 4200-4299).</summary>
-    private static partial class Log
-    {
-        [LoggerMessage(4200, LogLevel.Information, "NAT check {Family}: {Result}")]
-        public static partial void Checked(ILogger logger, string family, string result);
-
-        [LoggerMessage(4201, LogLevel.Debug, "NAT check {Family} unchanged: {Result}")]
-        public static partial void Unchanged(ILogger logger, string family, string result);
-
-        [LoggerMessage(4202, LogLevel.Warning, "NAT check failed: {Error}")]
-        public static partial void CheckFailed(ILogger logger, string error);
-
-        [LoggerMessage(4203, LogLevel.Information, "NAT discovery is {Reason}")]
-        public static partial void Off(ILogger logger, string reason);
-    }
 }
