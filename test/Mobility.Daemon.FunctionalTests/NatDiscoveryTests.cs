@@ -47,6 +47,23 @@ public sealed class NatDiscoveryTests
     }
 
     [Fact]
+    public async Task A_silent_first_gns_is_passed_over_for_one_that_answers()
+    {
+        using var silent = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        silent.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        await using var gns = await GnsServerInstance.StartAsync(reflect: "127.0.0.1:0");
+
+        var options = new NatOptions { ProbeTimeout = TimeSpan.FromMilliseconds(100), Attempts = 1 };
+        var probes = Assert.Single(await new NatProber(options, TimeProvider.System)
+            .ProbeAsync([(IPEndPoint)silent.LocalEndPoint!, gns.Udp], CancellationToken.None).WithTimeout());
+        var report = NatClassifier.Classify(probes, DateTimeOffset.UtcNow);
+
+        Assert.Equal(gns.Udp, report.Server);
+        Assert.Equal(probes.Local, report.Reflexive);
+        Assert.Equal(NatFiltering.None, report.Filtering);
+    }
+
+    [Fact]
     public async Task A_gns_that_never_answers_gives_an_unknown_verdict_naming_it()
     {
         using var silent = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);

@@ -11,7 +11,7 @@ namespace Mobility.Daemon.Nat;
 
 /// <summary>
 /// Sends the Reflect datagrams of one check (docs/protocol.md, "Reflect") and collects the answers; the verdict is
-/// <see cref="NatClassifier"/>'s. Per family: one socket asks the first GNS endpoint, its other port and the other GNS
+/// <see cref="NatClassifier"/>'s. Per family: one socket asks the first GNS endpoint that answers, its other port and the other GNS
 /// addresses (the mapping test); a second socket asks the first endpoint to answer from its other port (the
 /// filtering test: that socket has no mapping towards the other port, so only a NAT that does not filter by port lets
 /// the answer in). Every probe is a 16-byte datagram, sent again after <see cref="NatOptions.ProbeTimeout"/> up to
@@ -36,34 +36,60 @@ public sealed class NatProber(NatOptions options, TimeProvider time)
 
     private async Task<NatFamilyProbes> ProbeFamilyAsync(AddressFamily family, IReadOnlyList<IPEndPoint> servers, CancellationToken cancellationToken)
     {
-        var first = servers[0];
-        using var mapping = Open(family);
-        using var filter = Open(family);
-        // The filtering probe runs beside the mapping probes: it waits out its timeouts when the NAT filters.
-        var filterTask = Task.Run(() => ExchangeAsync(filter, first, GnsDatagram.ReflectFromOtherPort, cancellationToken), CancellationToken.None);
-
-        var answer = await ExchangeAsync(mapping, first, 0, cancellationToken).ConfigureAwait(false);
-        var local = LocalEndPoint(mapping, first);
-        NatProbe? otherPort = null;
-        var otherAddresses = ImmutableArray.CreateBuilder<NatProbe>();
-        if (answer is not null)
+        Socket mapping, filter;
+        try
         {
-            if (answer.OtherPort != 0)
-            {
-                var other = new IPEndPoint(first.Address, answer.OtherPort);
-                otherPort = new NatProbe(other, (await ExchangeAsync(mapping, other, 0, cancellationToken).ConfigureAwait(false))?.Observed);
-            }
+            mapping = Open(family);
+        }
+        catch (SocketException)
+        {
+            // The family is off in this kernel (IPv6 disabled): no answer for it, the other family is still checked.
+            return new NatFamilyProbes(family, null, new NatProbe(servers[0], null), null, [], null);
+        }
 
-            foreach (var server in servers.Skip(1).Where(s => !s.Address.Equals(first.Address)))
+        using var mappingSocket = mapping;
+        using var filterSocket = filter = Open(family);
+
+        // The first endpoint that answers is the primary (as the GNS endpoint choice, a silent one is passed over).
+        GnsResponse? answer = null;
+        var first = servers[0];
+        foreach (var server in servers)
+        {
+            first = server;
+            answer = await ExchangeAsync(mapping, server, 0, cancellationToken).ConfigureAwait(false);
+            if (answer is not null)
             {
-                otherAddresses.Add(new NatProbe(server, (await ExchangeAsync(mapping, server, 0, cancellationToken).ConfigureAwait(false))?.Observed));
+                break;
             }
         }
 
+        var local = LocalEndPoint(mapping, first);
+        if (answer is null)
+        {
+            return new NatFamilyProbes(family, local, new NatProbe(servers[0], null), null, [], null);
+        }
+
+        // The filtering probe runs beside the mapping probes: it waits out its timeouts when the NAT filters.
+        var filterTask = answer.OtherPort == 0
+            ? Task.FromResult<GnsResponse?>(null)
+            : Task.Run(() => ExchangeAsync(filter, first, GnsDatagram.ReflectFromOtherPort, cancellationToken), CancellationToken.None);
+        NatProbe? otherPort = null;
+        if (answer.OtherPort != 0)
+        {
+            var other = new IPEndPoint(first.Address, answer.OtherPort);
+            otherPort = new NatProbe(other, (await ExchangeAsync(mapping, other, 0, cancellationToken).ConfigureAwait(false))?.Observed);
+        }
+
+        var otherAddresses = ImmutableArray.CreateBuilder<NatProbe>();
+        foreach (var server in servers.Where(s => !s.Address.Equals(first.Address)))
+        {
+            otherAddresses.Add(new NatProbe(server, (await ExchangeAsync(mapping, server, 0, cancellationToken).ConfigureAwait(false))?.Observed));
+        }
+
         var filtered = await filterTask.ConfigureAwait(false);
-        // Not tested when the server has no other port (it then answers from the same port, flag clear) or did not answer at all.
-        bool? filterReceived = answer is null || answer.OtherPort == 0 ? null : filtered is { ReflectFlags: GnsDatagram.ReflectFromOtherPort };
-        return new NatFamilyProbes(family, local, new NatProbe(first, answer?.Observed), otherPort, otherAddresses.ToImmutable(), filterReceived);
+        // Not tested when the server has no other port (it would answer from the same port, flag clear).
+        bool? filterReceived = answer.OtherPort == 0 ? null : filtered is { ReflectFlags: GnsDatagram.ReflectFromOtherPort };
+        return new NatFamilyProbes(family, local, new NatProbe(first, answer.Observed), otherPort, otherAddresses.ToImmutable(), filterReceived);
     }
 
     private static Socket Open(AddressFamily family)
