@@ -38,6 +38,10 @@ public static partial class Targets
                         "An update's record is not its bytes.");
                     record.Verify();
                     break;
+                case GnsMessageType.Reflect:
+                    Require(GnsDatagram.Reflect(request.RequestId, request.ReflectFlags, input.Length).AsSpan().SequenceEqual(input),
+                        "A reflect does not re-encode to its bytes.");
+                    break;
                 case GnsMessageType.Remove:
                     var removal = request.Removal!;
                     Require(body.StartsWith(removal.Encoded.Span), "A removal is not its bytes.");
@@ -153,6 +157,8 @@ public static partial class Targets
         yield return new("valid-update", GnsDatagram.Update(6, SeedKit.FullRecord(key)));
         yield return new("valid-update-empty", GnsDatagram.Update(7, SeedKit.EmptyRecord(key)));
         yield return new("valid-remove", GnsDatagram.Remove(8, GnsRemoval.Create(key, 9, SeedKit.IssuedAt)));
+        yield return new("valid-reflect", GnsDatagram.Reflect(11));
+        yield return new("valid-reflect-other-port", GnsDatagram.Reflect(12, GnsDatagram.ReflectFromOtherPort, padTo: 0));
         var wrongVersion = GnsDatagram.LookupGuid(9, key.Guid, padTo: 0);
         wrongVersion[2] = 2;
         yield return new("edge-version-2", wrongVersion);
@@ -177,6 +183,10 @@ public static partial class Targets
         yield return new("valid-error", buffer[..written]);
         written = GnsDatagram.WriteError(buffer, 7, GnsErrorCode.UnsupportedVersion, null, version: 9);
         yield return new("valid-error-other-version", buffer[..written]);
+        written = GnsDatagram.WriteReflectReply(buffer, 8, 0, new IPEndPoint(IPAddress.Parse("198.51.100.7"), 40000), 7354);
+        yield return new("valid-reflect-reply-v4", buffer[..written]);
+        written = GnsDatagram.WriteReflectReply(buffer, 9, GnsDatagram.ReflectFromOtherPort, new IPEndPoint(IPAddress.Parse("2001:db8::7"), 61000), 7354);
+        yield return new("valid-reflect-reply-v6", buffer[..written]);
     }
 
     private static IEnumerable<FuzzSeed> GnsRecordSeeds()

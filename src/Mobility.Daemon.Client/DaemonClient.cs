@@ -63,6 +63,10 @@ public sealed class DaemonClient : IDisposable
     /// <summary><c>GET /v1/status</c>.</summary>
     public Task<JsonElement> GetStatusAsync(CancellationToken cancellationToken) => SendAsync(HttpMethod.Get, "v1/status", null, cancellationToken);
 
+    /// <summary><c>POST /v1/netcheck</c>: the daemon checks its NAT now and answers with the result (docs/nat.md).</summary>
+    public Task<JsonElement> NetcheckAsync(CancellationToken cancellationToken)
+        => SendAsync(HttpMethod.Post, "v1/netcheck", new Dictionary<string, string>(), cancellationToken);
+
     /// <summary><c>GET /v1/addresses</c>.</summary>
     public Task<JsonElement> GetAddressesAsync(CancellationToken cancellationToken) => SendAsync(HttpMethod.Get, "v1/addresses", null, cancellationToken);
 

@@ -134,6 +134,9 @@ public sealed class MobilitydOptions
 
     public ControlLimits ControlLimits { get; set; } = new();
 
+    /// <summary>NAT discovery against the GNS endpoints of <see cref="Gns"/> (docs/nat.md, "NAT discovery").</summary>
+    public Nat.NatOptions Nat { get; set; } = new();
+
     /// <summary>Known peers kept for the hosts file and status. Bounded: lookups are caused by local callers, but still unbounded otherwise.</summary>
     public int MaxKnownPeers { get; set; } = 1024;
 

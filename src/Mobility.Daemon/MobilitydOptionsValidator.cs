@@ -88,6 +88,11 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
                 $"Forwarding:Allow:{port} must list GUIDs (40 hexadecimal characters).");
         }
 
+        var nat = options.Nat;
+        Check(failures, nat.RecheckInterval >= TimeSpan.FromSeconds(10), "Nat:RecheckInterval must be at least 10 s (a check sends several probes).");
+        Check(failures, nat.ProbeTimeout >= TimeSpan.FromMilliseconds(10) && nat.ProbeTimeout <= TimeSpan.FromSeconds(10), "Nat:ProbeTimeout must be 10 ms to 10 s.");
+        Check(failures, nat.Attempts is >= 1 and <= 10, "Nat:Attempts must be 1 to 10.");
+        Check(failures, nat.MaxServersPerFamily is >= 1 and <= 16, "Nat:MaxServersPerFamily must be 1 to 16.");
         var watch = options.AddressWatch;
         Check(failures, watch.RecheckInterval >= TimeSpan.FromMilliseconds(100), "AddressWatch:RecheckInterval must be at least 100 ms.");
         Check(failures, watch.Debounce >= TimeSpan.Zero && watch.Debounce <= TimeSpan.FromMilliseconds(50),

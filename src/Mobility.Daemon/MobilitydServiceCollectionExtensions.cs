@@ -46,6 +46,7 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<MobileForwarder>();
         services.TryAddSingleton<Socks5Endpoint>();
         services.TryAddSingleton<Internal.NativeHeapTrimmer>();
+        services.TryAddSingleton<Nat.NatDiscovery>();
         // Hosted in this order: addresses, then the control endpoint (bound before ready), the transport and SOCKS5, then the rest.
         services.AddHostedService(sp => sp.GetRequiredService<AddressMonitor>());
         services.AddHostedService(sp => sp.GetRequiredService<ControlEndpoint>());
@@ -55,6 +56,7 @@ public static class MobilitydServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<RecordPublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<StateFiles>());
         services.AddHostedService(sp => sp.GetRequiredService<Internal.NativeHeapTrimmer>());
+        services.AddHostedService(sp => sp.GetRequiredService<Nat.NatDiscovery>());
         services.AddGrpc().AddJsonTranscoding();
         // Every API call, on every endpoint and over gRPC and HTTP/JSON alike, passes the local access rule.
         services.AddGrpc().AddServiceOptions<MobilitydGrpcService>(o => o.Interceptors.Add<LocalAccessInterceptor>());

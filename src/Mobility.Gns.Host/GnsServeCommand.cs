@@ -118,7 +118,8 @@ internal static class GnsServeCommand
         }
 
         var options = app.Services.GetRequiredService<IOptions<GnsServerOptions>>().Value;
-        var udp = app.Services.GetRequiredService<GnsUdpServer>().LocalEndPoint;
+        var udpServer = app.Services.GetRequiredService<GnsUdpServer>();
+        var udp = udpServer.LocalEndPoint;
         var store = options.Store switch
         {
             GnsServerOptions.MemoryStore => "memory",
@@ -129,7 +130,7 @@ internal static class GnsServeCommand
         // The one line on stdout: scripts and tests wait for it and read the real ports from it.
         Console.Out.WriteLine(
             $"gns listening udp={Describe(udp)} http={Url(httpListen)} grpc={Url(grpcListen)} store={store}" +
-            (dns is null ? "" : $" dns={dns}"));
+            (dns is null ? "" : $" dns={dns}") + (udpServer.ReflectEndPoint is { } reflect ? $" reflect={reflect}" : ""));
         Console.Out.Flush();
 
         await app.WaitForShutdownAsync(CancellationToken.None);

@@ -10,6 +10,11 @@ var udp = new Option<string>("--udp")
 {
     Description = $"UDP endpoint of the datagram protocol, IP:PORT or [IPv6]:PORT ([::] serves IPv4 and IPv6); port 0 picks one; empty or \"off\" turns it off (Gns:Udp). Default: {GnsHostOptions.DefaultUdp}",
 };
+var udpReflect = new Option<string>("--udp-reflect")
+{
+    Description = "A second UDP endpoint, IP:PORT on the address of --udp with another port, that answers only Reflect datagrams, " +
+                  "so hosts can tell how their NAT maps and filters (docs/nat.md); port 0 picks one; printed as reflect= in the ready line (Gns:UdpReflect). Default: off",
+};
 var http = new Option<string>("--http")
 {
     Description = $"HTTP/1.1 endpoint for HTTP/JSON, IP:PORT; port 0 picks one (Gns:Http). Default: {GnsHostOptions.DefaultHttp}",
@@ -40,9 +45,10 @@ var zone = new Option<string>("--zone")
 var serve = new Command("serve",
     "Run the GNS server. Settings come from ./appsettings.json, environment variables (GNS_Gns__Udp=...) and these flags, " +
     "in rising priority. Prints one line to stdout once listening: " +
-    "'gns listening udp=IP:PORT http=http://IP:PORT grpc=http://IP:PORT store=sqlite:/abs/dir'. Logs go to stderr.");
+    "'gns listening udp=IP:PORT http=http://IP:PORT grpc=http://IP:PORT store=sqlite:/abs/dir', followed by dns=IP:PORT and reflect=IP:PORT when those are on. Logs go to stderr.");
 serve.Options.Add(data);
 serve.Options.Add(udp);
+serve.Options.Add(udpReflect);
 serve.Options.Add(http);
 serve.Options.Add(grpc);
 serve.Options.Add(memory);
@@ -62,6 +68,7 @@ serve.SetAction((parseResult, cancellationToken) =>
 
     Set(data, "Gns:DataDirectory");
     Set(udp, "Gns:Udp");
+    Set(udpReflect, "Gns:UdpReflect");
     Set(http, "Gns:Http");
     Set(grpc, "Gns:Grpc");
     Set(dns, "Gns:Dns");

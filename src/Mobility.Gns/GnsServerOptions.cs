@@ -32,6 +32,14 @@ public sealed class GnsServerOptions
     /// </summary>
     public string Udp { get; set; } = DefaultUdp;
 
+    /// <summary>
+    /// A second UDP endpoint that answers only Reflect datagrams (docs/protocol.md, "Reflect"), so that hosts can tell
+    /// how their NAT maps and filters (RFC 5780): <c>IP:PORT</c> on the address of <see cref="Udp"/> (or the same
+    /// wildcard), another port; port 0 picks one. Empty or "off" (the default) turns it off; Reflect datagrams to
+    /// <see cref="Udp"/> are still answered, with "no other port".
+    /// </summary>
+    public string UdpReflect { get; set; } = "";
+
     /// <summary>"sqlite" (durable, the default), "memory", or "redis" (registered by the host through AddRedisGnsStore).</summary>
     public string Store { get; set; } = SqliteStore;
 
@@ -108,6 +116,12 @@ public sealed class GnsServerOptions
     /// </summary>
     public string UdpOptionName { get; set; } = "Gns:Udp (--udp)";
 
+    /// <summary>The option <see cref="UdpReflect"/> came from, named in its errors.</summary>
+    public string UdpReflectOptionName { get; set; } = "Gns:UdpReflect (--udp-reflect)";
+
+    /// <summary>The reflect endpoint parsed, or null when it is off (empty or "off").</summary>
+    public IPEndPoint? UdpReflectEndPoint => EndPointSetting.Parse(UdpReflect, UdpReflectOptionName);
+
     /// <summary>The UDP endpoint parsed, or null when the datagram endpoint is off (empty or "off").</summary>
     public IPEndPoint? UdpEndPoint => EndPointSetting.Parse(Udp, UdpOptionName);
 }
@@ -122,6 +136,15 @@ public sealed class GnsServerOptionsValidator : IValidateOptions<GnsServerOption
         if (!EndPointSetting.TryParse(options.Udp, options.UdpOptionName, out _, out var udpError))
         {
             failures.Add(udpError);
+        }
+
+        if (!EndPointSetting.TryParse(options.UdpReflect, options.UdpReflectOptionName, out var reflect, out var reflectError))
+        {
+            failures.Add(reflectError);
+        }
+        else if (reflect is not null && options.UdpEndPoint is null)
+        {
+            failures.Add($"{options.UdpReflectOptionName} needs the datagram endpoint ({options.UdpOptionName}).");
         }
 
         if (options.Store is not (GnsServerOptions.SqliteStore or GnsServerOptions.MemoryStore or GnsServerOptions.RedisStore))

@@ -7,7 +7,7 @@ using Mobility.Daemon.Client;
 namespace Mobility.Cli.Commands;
 
 /// <summary>
-/// <c>mob guid | ip | guids | challenge | status | addresses</c>: ask the local mobilityd, over its
+/// <c>mob guid | ip | guids | challenge | status | netcheck | addresses</c>: ask the local mobilityd, over its
 /// Unix socket (HTTP/1.1 + JSON; <c>--socket PATH</c>, else $MOBILITYD_SOCKET, else
 /// /run/mobility/mobilityd.sock, else $XDG_RUNTIME_DIR/mobilityd.sock). <c>--json</c> prints the
 /// daemon's JSON answer as one line. These are top-level commands: register each factory of
@@ -23,7 +23,7 @@ public static class DaemonCommands
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(15);
 
     /// <summary>One factory per top-level command, in the shape of <c>CommandGroups.All</c>.</summary>
-    public static IReadOnlyList<Func<Command>> All { get; } = [Guid, Ip, Guids, Challenge, Status, Addresses];
+    public static IReadOnlyList<Func<Command>> All { get; } = [Guid, Ip, Guids, Challenge, Status, Netcheck, Addresses];
 
     /// <summary>A new instance of every daemon command.</summary>
     public static IEnumerable<Command> Create() => All.Select(create => create());
@@ -129,7 +129,7 @@ public static class DaemonCommands
     private static Command Status()
     {
         var socket = SocketOption();
-        var command = new Command("status", "Show the daemon's GUID, addresses, GNS state and verified peers") { socket };
+        var command = new Command("status", "Show the daemon's GUID, addresses, GNS state, NAT check and verified peers") { socket };
         command.SetHandler(async context =>
         {
             var reply = await CallAsync(context, socket, (d, ct) => d.GetStatusAsync(ct));
@@ -145,9 +145,69 @@ public static class DaemonCommands
                 ("control", List(reply, "control")),
                 ("transport port", Text(reply, "transportPort")),
                 ("mobile connections", reply.TryGetProperty("connectionsTotal", out var total) ? total.GetRawText() : "0"),
+                .. NatSummary(reply.TryGetProperty("nat", out var nat) ? nat : default),
             ]));
         });
         return command;
+    }
+
+    private static Command Netcheck()
+    {
+        var socket = SocketOption();
+        var command = new Command("netcheck",
+            "Ask the daemon to check its NAT now against the GNS and print, per address family, the reflexive address, " +
+            "whether there is a NAT, its mapping and filtering (docs/nat.md); exits 1 when no GNS endpoint answered") { socket };
+        command.SetHandler(async context =>
+        {
+            var reply = await CallAsync(context, socket, (d, ct) => d.NetcheckAsync(ct));
+            var families = reply.TryGetProperty("families", out var list) && list.ValueKind == JsonValueKind.Array ? list.EnumerateArray().ToArray() : [];
+            Print(context, reply, () =>
+            {
+                var rows = new List<(string, string)>();
+                foreach (var family in families)
+                {
+                    var name = Text(family, "family");
+                    rows.Add(($"{name} reflexive", Text(family, "reflexive") is { Length: > 0 } r ? r : "-"));
+                    rows.Add(($"{name} local", Text(family, "local")));
+                    rows.Add(($"{name} nat", Text(family, "nat")));
+                    rows.Add(($"{name} mapping", Text(family, "mapping")));
+                    rows.Add(($"{name} filtering", Text(family, "filtering")));
+                    rows.Add(($"{name} gns", Text(family, "server")));
+                    if (Text(family, "detail") is { Length: > 0 } detail and not "-")
+                    {
+                        rows.Add(($"{name} note", detail));
+                    }
+                }
+
+                rows.Add(("checked", Text(reply, "checkedAt")));
+                context.Output.Rows(rows);
+            });
+            if (families.Any(f => Text(f, "reflexive") is { Length: > 0 } and not "-"))
+            {
+                return ExitCodes.Success;
+            }
+
+            var why = Text(reply, "error") is { Length: > 0 } error and not "-" ? error : "no GNS endpoint answered";
+            return context.Output.Fail(ExitCodes.Failure, $"netcheck: {why}");
+        });
+        return command;
+    }
+
+    /// <summary>One status row per family of the last NAT check, or one row saying why there is none.</summary>
+    private static IEnumerable<(string, string)> NatSummary(JsonElement nat)
+    {
+        var families = nat.ValueKind == JsonValueKind.Object && nat.TryGetProperty("families", out var list) && list.ValueKind == JsonValueKind.Array
+            ? list.EnumerateArray().ToArray()
+            : [];
+        if (families.Length == 0)
+        {
+            var error = nat.ValueKind == JsonValueKind.Object ? Text(nat, "error") : "-";
+            return [("nat", error is { Length: > 0 } and not "-" ? error : "not checked yet")];
+        }
+
+        return families.Select(f => ($"nat {Text(f, "family")}",
+            $"{(Text(f, "reflexive") is { Length: > 0 } r and not "-" ? r : "no answer")} nat={Text(f, "nat")} mapping={Text(f, "mapping")} " +
+            $"filtering={Text(f, "filtering")} checked={Text(f, "checkedAt")}"));
     }
 
     private static Command Addresses()

@@ -36,6 +36,32 @@ public static class ApiMapping
         reply.Control.AddRange(status.Control.Select(c => c.ToString()));
         reply.Connections.AddRange(status.Connections.Select(ToProto));
         reply.ConnectionsTotal = (uint)status.ConnectionsTotal;
+        reply.Nat = ToProto(status.Nat);
+        return reply;
+    }
+
+    /// <summary>The last NAT check, per family.</summary>
+    public static Proto.NatStatus ToProto(Nat.NatState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var reply = new Proto.NatStatus { Error = state.Error ?? "" };
+        if (state.CheckedAt is { } at)
+        {
+            reply.CheckedAt = Timestamp.FromDateTimeOffset(at);
+        }
+
+        reply.Families.AddRange(state.Families.Select(f => new Proto.NatFamilyStatus
+        {
+            Family = f.FamilyName,
+            Reflexive = f.Reflexive?.ToString() ?? "",
+            Local = f.Local?.ToString() ?? "",
+            Nat = f.BehindNat switch { true => "yes", false => "no", null => "unknown" },
+            Mapping = Nat.NatClassifier.Name(f.Mapping),
+            Filtering = Nat.NatClassifier.Name(f.Filtering),
+            CheckedAt = Timestamp.FromDateTimeOffset(f.CheckedAt),
+            Server = f.Server.ToString(),
+            Detail = f.Detail,
+        }));
         return reply;
     }
 

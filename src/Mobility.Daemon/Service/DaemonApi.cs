@@ -31,7 +31,11 @@ public sealed record DaemonStatus(
     int TransportPort,
     DateTimeOffset StartedAt,
     ImmutableArray<MobileConnection> Connections,
-    int ConnectionsTotal);
+    int ConnectionsTotal)
+{
+    /// <summary>The last NAT check (docs/nat.md, "NAT discovery").</summary>
+    public Nat.NatState Nat { get; init; } = Daemon.Nat.NatState.NotYet;
+}
 
 /// <summary>The ports forwarded to 127.0.0.1 for peers (with their allow-lists), and the transport endpoint.</summary>
 public sealed record ExposedView(ImmutableArray<ExposedPort> Entries, IPEndPoint Transport)
@@ -63,11 +67,13 @@ public sealed class DaemonApi
     private readonly ExposedPorts _exposed;
     private readonly MobileForwarder _forwarder;
     private readonly AddressClaims _claims;
+    private readonly Nat.NatDiscovery _nat;
 
     public DaemonApi(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, RecordPublisher publisher,
         Challenger challenger, ControlEndpoint control, PeerBook peers, WatchedRecords records, TimeProvider time, ExposedPorts exposed, MobileForwarder forwarder,
-        AddressClaims claims)
+        AddressClaims claims, Nat.NatDiscovery nat)
     {
+        _nat = nat;
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(time);
         _options = options.Value;
@@ -217,8 +223,14 @@ public sealed class DaemonApi
             _options.TransportPort,
             _startedAt,
             connections,
-            includeConnections ? outgoing.Count + incoming.Count : 0);
+            includeConnections ? outgoing.Count + incoming.Count : 0)
+        {
+            Nat = _nat.State,
+        };
     }
+
+    /// <summary>Checks the NAT now (<c>mob netcheck</c>): the reflexive address and the mapping and filtering per family.</summary>
+    public Task<Nat.NatState> NetcheckAsync(CancellationToken cancellationToken = default) => _nat.CheckNowAsync(cancellationToken);
 
     public AddressesView GetAddresses()
     {

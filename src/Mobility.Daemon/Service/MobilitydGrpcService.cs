@@ -73,6 +73,12 @@ public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
     public override Task<Api.Status> GetStatus(GetStatusRequest request, ServerCallContext context)
         => Task.FromResult(ApiMapping.ToProto(_api.GetStatus()));
 
+    public override async Task<Api.NatStatus> Netcheck(NetcheckRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return ApiMapping.ToProto(await _api.NetcheckAsync(context.CancellationToken).ConfigureAwait(false));
+    }
+
     public override Task<Api.Addresses> GetAddresses(GetAddressesRequest request, ServerCallContext context)
         => Task.FromResult(ApiMapping.ToProto(_api.GetAddresses()));
 

@@ -50,9 +50,13 @@ public sealed partial class GnsRequestProcessor
     /// <summary>
     /// Processes <paramref name="datagram"/> from <paramref name="source"/> and writes the reply into
     /// <paramref name="reply"/>. Returns the reply's length, or 0 when nothing must be sent.
+    /// <paramref name="otherPort"/> is the port of the server's other datagram socket (0: none), named in
+    /// reflect replies; a reflect reply for which <see cref="GnsDatagram.IsReflectFromOtherPort"/> holds must
+    /// be sent from that socket.
     /// </summary>
     /// <exception cref="OperationCanceledException">Only when <paramref name="cancellationToken"/> is cancelled.</exception>
-    public async ValueTask<int> ProcessAsync(ReadOnlyMemory<byte> datagram, Memory<byte> reply, IPEndPoint source, CancellationToken cancellationToken = default)
+    public async ValueTask<int> ProcessAsync(ReadOnlyMemory<byte> datagram, Memory<byte> reply, IPEndPoint source, CancellationToken cancellationToken = default,
+        int otherPort = 0)
     {
         ArgumentNullException.ThrowIfNull(source);
         if (!GnsDatagram.TryReadHeader(datagram.Span, out var header))
@@ -86,6 +90,11 @@ public sealed partial class GnsRequestProcessor
         {
             Log.Malformed(_logger, source, ex.Message);
             return GnsDatagram.WriteError(output.Span, header.RequestId, GnsErrorCode.Malformed, ex.Message);
+        }
+
+        if (request.Type == GnsMessageType.Reflect)
+        {
+            return WriteReflect(request, output.Span, source, otherPort);
         }
 
         try
@@ -174,6 +183,21 @@ public sealed partial class GnsRequestProcessor
             default:
                 return GnsDatagram.WriteError(output.Span, id, GnsErrorCode.Malformed, "Unknown request type.");
         }
+    }
+
+    /// <summary>
+    /// The reflexive address and the other port; from the other port when asked and there is one. Never larger than the
+    /// request's budget: a request too short for an IPv6 answer gets TooLarge ("pad the request").
+    /// </summary>
+    private static int WriteReflect(GnsRequest request, Span<byte> output, IPEndPoint source, int otherPort)
+    {
+        if (GnsDatagram.ReflectReplySize(source.Address) > output.Length)
+        {
+            return GnsDatagram.WriteError(output, request.RequestId, GnsErrorCode.TooLarge, "Pad the reflect request.");
+        }
+
+        var flags = otherPort != 0 ? (byte)(request.ReflectFlags & GnsDatagram.ReflectFromOtherPort) : (byte)0;
+        return GnsDatagram.WriteReflectReply(output, request.RequestId, flags, source, otherPort);
     }
 
     private static int WriteRecordOrError(Span<byte> output, uint id, Protocol.Records.GnsRecord? record)

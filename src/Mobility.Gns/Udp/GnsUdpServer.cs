@@ -15,7 +15,9 @@ namespace Mobility.Gns.Udp;
 /// receive loop; updates and removals (signature check, durable write) run off it, at most
 /// <see cref="GnsServerOptions.MaxInFlightUpdates"/> at once, and are acknowledged when stored.
 /// Every source is rate limited. The socket is bound in <see cref="StartAsync"/>, so
-/// <see cref="LocalEndPoint"/> is known (with the real port) once the host has started.
+/// <see cref="LocalEndPoint"/> is known (with the real port) once the host has started. With
+/// <see cref="GnsServerOptions.UdpReflect"/>, a second socket answers Reflect datagrams only, and a reflect
+/// that asks for it is answered from the other socket (docs/protocol.md, "Reflect").
 /// </summary>
 public sealed partial class GnsUdpServer : BackgroundService
 {
@@ -31,6 +33,7 @@ public sealed partial class GnsUdpServer : BackgroundService
     private readonly ILogger<GnsUdpServer> _logger;
     private readonly SemaphoreSlim _inFlight;
     private Socket? _socket;
+    private Socket? _reflectSocket;
 
     public GnsUdpServer(GnsRequestProcessor processor, SourceRateLimiter limiter, IOptions<GnsServerOptions> options, ILogger<GnsUdpServer> logger)
     {
@@ -44,6 +47,9 @@ public sealed partial class GnsUdpServer : BackgroundService
 
     /// <summary>The bound endpoint (real port) once started; null when the datagram endpoint is off or not started.</summary>
     public IPEndPoint? LocalEndPoint { get; private set; }
+
+    /// <summary>The bound reflect endpoint (real port) once started; null when it is off.</summary>
+    public IPEndPoint? ReflectEndPoint { get; private set; }
 
     public override Task StartAsync(CancellationToken cancellationToken)
     {
@@ -63,6 +69,13 @@ public sealed partial class GnsUdpServer : BackgroundService
         _socket = socket;
         LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
         Log.Listening(_logger, LocalEndPoint);
+        if (_options.UdpReflectEndPoint is { } reflect)
+        {
+            _reflectSocket = ListenSockets.BindUdp(reflect, $"GNS reflect endpoint, {_options.UdpReflectOptionName}");
+            // Named in the ready line of `gns serve` (reflect=IP:PORT).
+            ReflectEndPoint = (IPEndPoint)_reflectSocket.LocalEndPoint!;
+        }
+
         return base.StartAsync(cancellationToken);
     }
 
@@ -70,17 +83,25 @@ public sealed partial class GnsUdpServer : BackgroundService
     {
         // _inFlight is not disposed: an update still running after a timed-out stop releases it later.
         _socket?.Dispose();
+        _reflectSocket?.Dispose();
         base.Dispose();
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var socket = _socket!;
+        var reflect = _reflectSocket;
         var loops = _options.UdpReceiveLoops > 0 ? _options.UdpReceiveLoops : Environment.ProcessorCount;
-        var tasks = new Task[loops];
+        var tasks = new Task[loops + (reflect is null ? 0 : 1)];
         for (var i = 0; i < loops; i++)
         {
-            tasks[i] = Task.Run(() => ReceiveLoopAsync(socket, stoppingToken), CancellationToken.None);
+            tasks[i] = Task.Run(() => ReceiveLoopAsync(socket, reflect, reflectOnly: false, stoppingToken), CancellationToken.None);
+        }
+
+        if (reflect is not null)
+        {
+            // One loop: the reflect socket answers only tiny Reflect datagrams.
+            tasks[loops] = Task.Run(() => ReceiveLoopAsync(reflect, socket, reflectOnly: true, stoppingToken), CancellationToken.None);
         }
 
         try
@@ -96,10 +117,13 @@ public sealed partial class GnsUdpServer : BackgroundService
             }
 
             socket.Dispose();
+            reflect?.Dispose();
         }
     }
 
-    private async Task ReceiveLoopAsync(Socket socket, CancellationToken stoppingToken)
+    /// <param name="other">The server's other datagram socket (reflect replies that ask for it leave from there), or null.</param>
+    /// <param name="reflectOnly">The reflect socket: every datagram but a Reflect request is dropped.</param>
+    private async Task ReceiveLoopAsync(Socket socket, Socket? other, bool reflectOnly, CancellationToken stoppingToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
         var reply = ArrayPool<byte>.Shared.Rent(GnsDatagram.MaxDatagramSize);
@@ -128,7 +152,7 @@ public sealed partial class GnsUdpServer : BackgroundService
 
                 try
                 {
-                    await HandleAsync(socket, buffer, length, reply, address, template, stoppingToken).ConfigureAwait(false);
+                    await HandleAsync(socket, other, reflectOnly, buffer, length, reply, address, template, stoppingToken).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
                 {
@@ -151,12 +175,17 @@ public sealed partial class GnsUdpServer : BackgroundService
         }
     }
 
-    private async ValueTask HandleAsync(Socket socket, byte[] buffer, int length, byte[] reply, SocketAddress address, IPEndPoint template,
-        CancellationToken stoppingToken)
+    private async ValueTask HandleAsync(Socket socket, Socket? other, bool reflectOnly, byte[] buffer, int length, byte[] reply, SocketAddress address,
+        IPEndPoint template, CancellationToken stoppingToken)
     {
         var datagram = buffer.AsMemory(0, length);
         var kind = GnsRequestProcessor.Classify(datagram.Span);
         var source = (IPEndPoint)template.Create(address);
+        if (reflectOnly && !IsReflect(datagram.Span))
+        {
+            kind = GnsDatagramKind.Drop;
+        }
+
         if (kind == GnsDatagramKind.Drop)
         {
             Log.Dropped(_logger, source, length);
@@ -176,8 +205,10 @@ public sealed partial class GnsUdpServer : BackgroundService
 
         if (kind == GnsDatagramKind.Query)
         {
-            var written = await _processor.ProcessAsync(datagram, reply, source, stoppingToken).ConfigureAwait(false);
-            await SendAsync(socket, reply, written, address, stoppingToken).ConfigureAwait(false);
+            var otherPort = other is null ? 0 : ((IPEndPoint)other.LocalEndPoint!).Port;
+            var written = await _processor.ProcessAsync(datagram, reply, source, stoppingToken, otherPort).ConfigureAwait(false);
+            var from = other is not null && GnsDatagram.IsReflectFromOtherPort(reply.AsSpan(0, written)) ? other : socket;
+            await SendAsync(from, reply, written, address, stoppingToken).ConfigureAwait(false);
             return;
         }
 
@@ -221,6 +252,9 @@ public sealed partial class GnsUdpServer : BackgroundService
             _inFlight.Release();
         }
     }
+
+    private static bool IsReflect(ReadOnlySpan<byte> datagram)
+        => GnsDatagram.TryReadHeader(datagram, out var header) && header.Type == GnsMessageType.Reflect;
 
     private static ValueTask<int> SendAsync(Socket socket, byte[] reply, int length, SocketAddress address, CancellationToken cancellationToken)
         => length > 0

@@ -15,10 +15,12 @@ public enum GnsMessageType : byte
     Reverse = 0x03,
     Update = 0x04,
     Remove = 0x05,
+    Reflect = 0x06,
     RecordReply = 0x81,
     GuidListReply = 0x83,
     UpdateAck = 0x84,
     RemoveAck = 0x85,
+    ReflectReply = 0x86,
     Error = 0xFF,
 }
 
@@ -53,6 +55,9 @@ public sealed record GnsRequest(GnsMessageType Type, uint RequestId)
     public GnsRecord? Record { get; init; }
 
     public GnsRemoval? Removal { get; init; }
+
+    /// <summary>For a reflect: <see cref="GnsDatagram.ReflectFromOtherPort"/> asks for the answer from the GNS's other datagram port.</summary>
+    public byte ReflectFlags { get; init; }
 }
 
 /// <summary>A parsed reply.</summary>
@@ -68,8 +73,14 @@ public sealed record GnsResponse(GnsMessageType Type, uint RequestId)
     /// <summary>For acks: the version now stored.</summary>
     public ulong Version { get; init; }
 
-    /// <summary>For an update ack: the source address and port the GNS saw (reflexive address).</summary>
+    /// <summary>For an update ack or a reflect reply: the source address and port the GNS saw (reflexive address).</summary>
     public IPEndPoint? Observed { get; init; }
+
+    /// <summary>For a reflect reply: <see cref="GnsDatagram.ReflectFromOtherPort"/> when it was sent from the GNS's other datagram port.</summary>
+    public byte ReflectFlags { get; init; }
+
+    /// <summary>For a reflect reply: the GNS's other datagram port on the address the request reached (0: it has none).</summary>
+    public int OtherPort { get; init; }
 
     public GnsErrorCode ErrorCode { get; init; }
 
@@ -97,6 +108,15 @@ public static class GnsDatagram
 
     /// <summary>Clients pad reverse lookups to this size, leaving room for 61 GUIDs in the reply.</summary>
     public const int ReversePaddedSize = MaxDatagramSize / AmplificationFactor;
+
+    /// <summary>
+    /// Clients pad reflects to this size: the largest reflect reply (30 bytes, an IPv6 address) fits 3x of it with room to
+    /// spare, and the request stays far smaller than a lookup.
+    /// </summary>
+    public const int ReflectPaddedSize = 16;
+
+    /// <summary>Reflect flag (request and reply): the reply comes from the GNS's other datagram port (RFC 5780's CHANGE-REQUEST, port only).</summary>
+    public const byte ReflectFromOtherPort = 0x01;
 
     /// <summary>Longest error text carried in a reply.</summary>
     public const int MaxErrorMessageBytes = 200;
@@ -166,6 +186,9 @@ public static class GnsDatagram
             case GnsMessageType.Remove:
                 request = new GnsRequest(header.Type, header.RequestId) { Removal = GnsRemoval.Read(ref reader) };
                 break;
+            case GnsMessageType.Reflect:
+                request = new GnsRequest(header.Type, header.RequestId) { ReflectFlags = ReadReflectFlags(ref reader) };
+                break;
             default:
                 throw new MalformedMessageException($"Unknown request type 0x{(byte)header.Type:x2}.");
         }
@@ -196,6 +219,20 @@ public static class GnsDatagram
         var buffer = new byte[Math.Max(HeaderSize + 17, Math.Min(padTo, MaxDatagramSize))];
         var writer = Header(buffer, GnsMessageType.Reverse, requestId);
         writer.WriteAddress(Locator.Normalize(address));
+        return buffer;
+    }
+
+    /// <summary>A reflect request (docs/protocol.md, "Reflect"): "which address and port do you see me at?".</summary>
+    public static byte[] Reflect(uint requestId, byte flags = 0, int padTo = ReflectPaddedSize)
+    {
+        if ((flags & ~ReflectFromOtherPort) != 0)
+        {
+            throw new ArgumentException($"Unknown reflect flags 0x{flags:x2}.", nameof(flags));
+        }
+
+        var buffer = new byte[Math.Max(HeaderSize + 1, Math.Min(padTo, MaxDatagramSize))];
+        var writer = Header(buffer, GnsMessageType.Reflect, requestId);
+        writer.WriteByte(flags);
         return buffer;
     }
 
@@ -269,6 +306,32 @@ public static class GnsDatagram
         writer.WriteUInt16((ushort)observed.Port);
         return writer.Position;
     }
+
+    /// <summary>The size of a reflect reply for <paramref name="observed"/>: 18 bytes for IPv4, 30 for IPv6.</summary>
+    public static int ReflectReplySize(IPAddress observed)
+    {
+        ArgumentNullException.ThrowIfNull(observed);
+        return HeaderSize + 1 + (Locator.Normalize(observed).AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 5 : 17) + 2 + 2;
+    }
+
+    /// <summary>Writes a reflect reply: the flags it was sent with, the source the GNS saw, and the GNS's other datagram port (0: none).</summary>
+    public static int WriteReflectReply(Span<byte> destination, uint requestId, byte flags, IPEndPoint observed, int otherPort)
+    {
+        ArgumentNullException.ThrowIfNull(observed);
+        ArgumentOutOfRangeException.ThrowIfNegative(otherPort);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(otherPort, ushort.MaxValue);
+        var writer = Header(destination, GnsMessageType.ReflectReply, requestId);
+        writer.WriteByte(flags);
+        writer.WriteAddress(Locator.Normalize(observed.Address));
+        writer.WriteUInt16((ushort)observed.Port);
+        writer.WriteUInt16((ushort)otherPort);
+        return writer.Position;
+    }
+
+    /// <summary>True when <paramref name="reply"/> is a reflect reply that must leave from the other datagram port.</summary>
+    public static bool IsReflectFromOtherPort(ReadOnlySpan<byte> reply)
+        => reply.Length > HeaderSize && TryReadHeader(reply, out var header) && header.Type == GnsMessageType.ReflectReply
+           && (reply[HeaderSize] & ReflectFromOtherPort) != 0;
 
     public static int WriteRemoveAck(Span<byte> destination, uint requestId, ulong version)
     {
@@ -363,12 +426,29 @@ public static class GnsDatagram
             case GnsMessageType.RemoveAck:
                 response = new GnsResponse(header.Type, header.RequestId) { Version = reader.ReadUInt64() };
                 break;
+            case GnsMessageType.ReflectReply:
+                var reflectFlags = ReadReflectFlags(ref reader);
+                var seen = reader.ReadAddress();
+                var seenPort = reader.ReadUInt16();
+                response = new GnsResponse(header.Type, header.RequestId)
+                {
+                    ReflectFlags = reflectFlags,
+                    Observed = new IPEndPoint(seen, seenPort),
+                    OtherPort = reader.ReadUInt16(),
+                };
+                break;
             default:
                 throw new MalformedMessageException($"Unknown reply type 0x{(byte)header.Type:x2}.");
         }
 
         reader.EnsureEnd(allowZeroPadding: false);
         return response;
+    }
+
+    private static byte ReadReflectFlags(ref WireReader reader)
+    {
+        var flags = reader.ReadByte();
+        return (flags & ~ReflectFromOtherPort) == 0 ? flags : throw new MalformedMessageException($"Unknown reflect flags 0x{flags:x2}.");
     }
 
     private static WireWriter Header(Span<byte> buffer, GnsMessageType type, uint requestId, byte version = ProtocolVersion)

@@ -24,8 +24,11 @@ public sealed class GnsServerInstance : IAsyncDisposable
 
     public Uri Grpc { get; }
 
-    /// <summary>Starts a server; on the given ports when they are not 0 (a restart on the same ports, with an empty store).</summary>
-    public static async Task<GnsServerInstance> StartAsync(int udpPort = 0, int grpcPort = 0)
+    /// <summary>
+    /// Starts a server; on the given ports when they are not 0 (a restart on the same ports, with an empty store);
+    /// with <paramref name="reflect"/> (<c>IP:PORT</c>), its reflect endpoint for NAT discovery too.
+    /// </summary>
+    public static async Task<GnsServerInstance> StartAsync(int udpPort = 0, int grpcPort = 0, string reflect = "", string address = "127.0.0.1")
     {
         var builder = WebApplication.CreateBuilder();
         builder.Logging.ClearProviders();
@@ -33,7 +36,8 @@ public sealed class GnsServerInstance : IAsyncDisposable
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(2));
         builder.Services.AddGnsServer(o =>
         {
-            o.Udp = $"127.0.0.1:{udpPort}";
+            o.Udp = $"{address}:{udpPort}";
+            o.UdpReflect = reflect;
             o.Store = GnsServerOptions.MemoryStore;
             // Tests hammer it from one address.
             o.RequestsPerSecond = 10_000;

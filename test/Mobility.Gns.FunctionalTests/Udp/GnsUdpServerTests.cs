@@ -77,6 +77,61 @@ public sealed class GnsUdpServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Reflect_asking_for_the_other_port_is_answered_from_the_reflect_socket()
+    {
+        var endPoint = await StartAsync(o => o.UdpReflect = "127.0.0.1:0");
+        var reflect = _server!.ReflectEndPoint!;
+        Assert.NotEqual(endPoint.Port, reflect.Port);
+
+        await _client.SendAsync(GnsDatagram.Reflect(1), endPoint).WithTimeout();
+        var plain = await _client.ReceiveAsync().WithTimeout();
+        Assert.Equal(endPoint, plain.RemoteEndPoint);
+        var answer = GnsDatagram.ParseResponse(plain.Buffer);
+        Assert.Equal((IPEndPoint)_client.Client.LocalEndPoint!, answer.Observed);
+        Assert.Equal(reflect.Port, answer.OtherPort);
+        Assert.Equal(0, answer.ReflectFlags);
+
+        await _client.SendAsync(GnsDatagram.Reflect(2, GnsDatagram.ReflectFromOtherPort), endPoint).WithTimeout();
+        var changed = await _client.ReceiveAsync().WithTimeout();
+        Assert.Equal(reflect, changed.RemoteEndPoint); // RFC 5780's change-port test
+        var other = GnsDatagram.ParseResponse(changed.Buffer);
+        Assert.Equal(GnsDatagram.ReflectFromOtherPort, other.ReflectFlags);
+        Assert.Equal(reflect.Port, other.OtherPort); // the other port of the one the request reached
+        Assert.Equal(2u, other.RequestId);
+
+        // The reflect socket answers reflects, and asked for the other port, answers from the main one.
+        await _client.SendAsync(GnsDatagram.Reflect(3, GnsDatagram.ReflectFromOtherPort), reflect).WithTimeout();
+        Assert.Equal(endPoint, (await _client.ReceiveAsync().WithTimeout()).RemoteEndPoint);
+    }
+
+    [Fact]
+    public async Task Reflect_socket_drops_everything_but_reflects()
+    {
+        await StartAsync(o => o.UdpReflect = "127.0.0.1:0");
+        var reflect = _server!.ReflectEndPoint!;
+        await _client.SendAsync(GnsDatagram.LookupGuid(1, _key.Guid), reflect).WithTimeout();
+        await _client.SendAsync(GnsDatagram.Update(2, GnsRecord.Create(_key, 1, [], 60, null, DateTimeOffset.UtcNow)), reflect).WithTimeout();
+        await _client.SendAsync(new byte[] { 0x4d, 0x47, 0x01, 0x06, 0, 0, 0, 3, 0xff }, reflect).WithTimeout(); // a malformed reflect gets its error
+        var error = await ReceiveAsync();
+        Assert.Equal(GnsMessageType.Error, error.Type);
+        Assert.Equal(3u, error.RequestId);
+        Assert.False(await AnythingArrivesWithin(TimeSpan.FromMilliseconds(300)));
+    }
+
+    [Fact]
+    public async Task Without_a_reflect_endpoint_a_reflect_names_no_other_port_and_comes_from_the_main_port()
+    {
+        var endPoint = await StartAsync();
+        Assert.Null(_server!.ReflectEndPoint);
+        await _client.SendAsync(GnsDatagram.Reflect(1, GnsDatagram.ReflectFromOtherPort), endPoint).WithTimeout();
+        var result = await _client.ReceiveAsync().WithTimeout();
+        Assert.Equal(endPoint, result.RemoteEndPoint);
+        var answer = GnsDatagram.ParseResponse(result.Buffer);
+        Assert.Equal(0, answer.OtherPort);
+        Assert.Equal(0, answer.ReflectFlags);
+    }
+
+    [Fact]
     public async Task Update_and_lookup_round_trip_over_loopback_and_ack_reports_the_client_port()
     {
         var server = await StartAsync();

@@ -66,6 +66,31 @@ public sealed class GnsRequestProcessorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Reflect_reports_the_source_and_marks_the_reply_for_the_other_port_only_when_there_is_one()
+    {
+        var source = new IPEndPoint(IPAddress.Parse("::ffff:203.0.113.9"), 40001);
+        var plain = await Send(GnsDatagram.Reflect(1, GnsDatagram.ReflectFromOtherPort), source);
+        Assert.Equal(GnsMessageType.ReflectReply, plain.Type);
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("203.0.113.9"), 40001), plain.Observed);
+        Assert.Equal(0, plain.OtherPort);
+        Assert.Equal(0, plain.ReflectFlags); // no other port: answered from this one, and says so
+
+        var reply = new byte[GnsDatagram.MaxDatagramSize];
+        var request = GnsDatagram.Reflect(2, GnsDatagram.ReflectFromOtherPort);
+        var length = await _gns.Processor.ProcessAsync(request, reply, source, CancellationToken.None, otherPort: 7354).WithTimeout();
+        Assert.True(GnsDatagram.IsReflectFromOtherPort(reply.AsSpan(0, length)));
+        Assert.Equal(7354, GnsDatagram.ParseResponse(reply.AsSpan(0, length)).OtherPort);
+    }
+
+    [Fact]
+    public async Task Unpadded_reflect_from_ipv6_gets_too_large_within_its_budget()
+    {
+        var source = new IPEndPoint(IPAddress.Parse("2001:db8::9"), 40001);
+        AssertError(await Send(GnsDatagram.Reflect(1, padTo: 0), source), GnsErrorCode.TooLarge);
+        Assert.Equal(GnsMessageType.ReflectReply, (await Send(GnsDatagram.Reflect(2), source)).Type);
+    }
+
+    [Fact]
     public async Task Name_lookup_ignores_case_and_unknown_name_is_not_found()
     {
         await Send(GnsDatagram.Update(1, Records.Make(_key, 1, "Printer-3")));

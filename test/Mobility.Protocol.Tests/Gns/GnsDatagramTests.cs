@@ -488,6 +488,62 @@ public class GnsDatagramTests
         Assert.Equal((GnsErrorCode)200, response.ErrorCode);
     }
 
+    // ---- Reflect -------------------------------------------------------------------------------
+
+    [Fact]
+    public void Reflect_is_a_flags_byte_padded_to_sixteen_bytes()
+    {
+        Assert.Equal(Hex("4d47", "01", "06", "0000002a", "01", "00000000000000"), GnsDatagram.Reflect(42, GnsDatagram.ReflectFromOtherPort));
+        Assert.Equal(Hex("4d47", "01", "06", "0000002a", "00"), GnsDatagram.Reflect(42, padTo: 0));
+
+        var request = GnsDatagram.ParseRequest(GnsDatagram.Reflect(42, GnsDatagram.ReflectFromOtherPort));
+        Assert.Equal(GnsMessageType.Reflect, request.Type);
+        Assert.Equal(GnsDatagram.ReflectFromOtherPort, request.ReflectFlags);
+    }
+
+    [Fact]
+    public void Reflect_reply_pins_flags_observed_endpoint_and_other_port()
+    {
+        var buffer = new byte[GnsDatagram.MaxDatagramSize];
+        var written = GnsDatagram.WriteReflectReply(buffer, 42, GnsDatagram.ReflectFromOtherPort,
+            new IPEndPoint(IPAddress.Parse("::ffff:198.51.100.7"), 40000), 7354);
+
+        Assert.Equal(Hex("4d47", "01", "86", "0000002a", "01", "04", "c6336407", "9c40", "1cba"), buffer[..written]);
+        Assert.Equal(written, GnsDatagram.ReflectReplySize(IPAddress.Parse("198.51.100.7")));
+        Assert.True(GnsDatagram.IsReflectFromOtherPort(buffer.AsSpan(0, written)));
+        var reply = GnsDatagram.ParseResponse(buffer.AsSpan(0, written));
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("198.51.100.7"), 40000), reply.Observed);
+        Assert.Equal(7354, reply.OtherPort);
+        Assert.Equal(GnsDatagram.ReflectFromOtherPort, reply.ReflectFlags);
+    }
+
+    [Fact]
+    public void Largest_reflect_reply_fits_three_times_a_padded_reflect()
+    {
+        Assert.Equal(30, GnsDatagram.ReflectReplySize(IPAddress.Parse("2001:db8::1")));
+        Assert.True(GnsDatagram.ReplyBudget(GnsDatagram.ReflectPaddedSize) >= 30);
+        Assert.True(GnsDatagram.ReplyBudget(GnsDatagram.HeaderSize + 1) < 30); // an unpadded reflect gets TooLarge for IPv6
+    }
+
+    [Theory]
+    [InlineData("4d470106000000010200")] // unknown flag in the request
+    [InlineData("4d4701060000000101ff")] // non-zero byte after the content
+    [InlineData("4d47010600000001")] // no flags byte
+    public void Reflect_with_unknown_flags_or_garbage_is_malformed(string hex)
+        => Assert.Throws<MalformedMessageException>(() => GnsDatagram.ParseRequest(Convert.FromHexString(hex)));
+
+    [Theory]
+    [InlineData("4d4701860000000102040000000000010000")] // unknown flag in the reply
+    [InlineData("4d4701860000000100040000000000010000ff")] // a byte after the other port
+    [InlineData("4d470186000000010004000000000001")] // no other port
+    [InlineData("4d4701860000000100050000000000010000")] // unknown address family
+    public void Reflect_reply_that_is_not_exactly_its_fields_is_malformed(string hex)
+        => Assert.Throws<MalformedMessageException>(() => GnsDatagram.ParseResponse(Convert.FromHexString(hex)));
+
+    [Fact]
+    public void Reflect_flags_outside_the_one_defined_bit_are_refused_by_the_encoder()
+        => Assert.Throws<ArgumentException>(() => GnsDatagram.Reflect(1, 0x02));
+
     internal static HostGuid[] Guids(int count)
         => Enumerable.Range(0, count).Select(i => HostGuid.FromPublicKey(RecordBytes.U32((uint)i).Concat(new byte[28]).ToArray())).ToArray();
 }

@@ -9,10 +9,10 @@ namespace Mobility.Protocol.Tests.Hostile;
 internal static class Check
 {
     private static readonly GnsMessageType[] RequestTypes =
-        [GnsMessageType.LookupGuid, GnsMessageType.LookupName, GnsMessageType.Reverse, GnsMessageType.Update, GnsMessageType.Remove];
+        [GnsMessageType.LookupGuid, GnsMessageType.LookupName, GnsMessageType.Reverse, GnsMessageType.Update, GnsMessageType.Remove, GnsMessageType.Reflect];
 
     private static readonly GnsMessageType[] ReplyTypes =
-        [GnsMessageType.RecordReply, GnsMessageType.GuidListReply, GnsMessageType.UpdateAck, GnsMessageType.RemoveAck, GnsMessageType.Error];
+        [GnsMessageType.RecordReply, GnsMessageType.GuidListReply, GnsMessageType.UpdateAck, GnsMessageType.RemoveAck, GnsMessageType.ReflectReply, GnsMessageType.Error];
 
     /// <summary>
     /// Parses <paramref name="input"/>; a <see cref="MalformedMessageException"/> is a pass (false),
@@ -86,7 +86,7 @@ internal static class Check
     {
         Assert.Contains(response.Type, ReplyTypes);
         Assert.Equal(response.Type == GnsMessageType.RecordReply, response.Record is not null);
-        Assert.Equal(response.Type == GnsMessageType.UpdateAck, response.Observed is not null);
+        Assert.Equal(response.Type is GnsMessageType.UpdateAck or GnsMessageType.ReflectReply, response.Observed is not null);
         Assert.Equal(response.Type == GnsMessageType.Error, response.ErrorMessage is not null);
         Assert.InRange(response.Guids.Length, 0, byte.MaxValue);
         if (response.Record is not null)
@@ -107,6 +107,7 @@ internal static class Check
             GnsMessageType.RecordReply => GnsDatagram.TryWriteRecord(buffer, response.RequestId, response.Record!, out var n) ? n : -1,
             GnsMessageType.GuidListReply => GnsDatagram.WriteGuidList(buffer, response.RequestId, response.Guids, response.Truncated),
             GnsMessageType.UpdateAck => GnsDatagram.WriteUpdateAck(buffer, response.RequestId, response.Version, response.Observed!),
+            GnsMessageType.ReflectReply => GnsDatagram.WriteReflectReply(buffer, response.RequestId, response.ReflectFlags, response.Observed!, response.OtherPort),
             _ => GnsDatagram.WriteRemoveAck(buffer, response.RequestId, response.Version),
         };
         var again = GnsDatagram.ParseResponse(buffer.AsSpan(0, written));
@@ -143,12 +144,12 @@ internal static class Check
     }
 
     public static string Describe(GnsRequest r)
-        => $"{r.Type}|{r.RequestId}|{r.Guid}|{r.Name}|{(r.Address is null ? "" : Locator.Normalize(r.Address).ToString())}|{Hex(r.Record?.Encoded)}|{Hex(r.Removal?.Encoded)}";
+        => $"{r.Type}|{r.RequestId}|{r.Guid}|{r.Name}|{(r.Address is null ? "" : Locator.Normalize(r.Address).ToString())}|{Hex(r.Record?.Encoded)}|{Hex(r.Removal?.Encoded)}|{r.ReflectFlags}";
 
     public static string Describe(GnsResponse r)
         => $"{r.Type}|{r.RequestId}|{Hex(r.Record?.Encoded)}|{string.Join(',', r.Guids)}|{r.Truncated}|{r.Version}|" +
            $"{(r.Observed is null ? "" : new System.Net.IPEndPoint(Locator.Normalize(r.Observed.Address), r.Observed.Port).ToString())}|" +
-           $"{r.ErrorCode}|{r.ErrorMessage}";
+           $"{r.ErrorCode}|{r.ErrorMessage}|{r.ReflectFlags}|{r.OtherPort}";
 
     private static byte[] Rewrite(GnsRequest r) => r.Type switch
     {
@@ -156,6 +157,7 @@ internal static class Check
         GnsMessageType.LookupName => GnsDatagram.LookupName(r.RequestId, r.Name!, padTo: 0),
         GnsMessageType.Reverse => GnsDatagram.Reverse(r.RequestId, r.Address!, padTo: 0),
         GnsMessageType.Update => GnsDatagram.Update(r.RequestId, r.Record!),
+        GnsMessageType.Reflect => GnsDatagram.Reflect(r.RequestId, r.ReflectFlags, padTo: 0),
         _ => GnsDatagram.Remove(r.RequestId, r.Removal!),
     };
 

@@ -43,6 +43,8 @@ internal static class Corpus
             new("update bare", GnsDatagram.Update(7, bare), 8 + bare.Encoded.Length),
             new("update largest", GnsDatagram.Update(8, largest), 8 + largest.Encoded.Length),
             new("remove", GnsDatagram.Remove(9, removal), 8 + GnsRemoval.EncodedSize),
+            new("reflect", GnsDatagram.Reflect(19), 9),
+            new("reflect other port", GnsDatagram.Reflect(20, GnsDatagram.ReflectFromOtherPort), 9),
         };
 
         var responses = new List<Message>
@@ -56,6 +58,8 @@ internal static class Corpus
             Reply("remove ack", b => GnsDatagram.WriteRemoveAck(b, 16, 8)),
             Reply("error", b => GnsDatagram.WriteError(b, 17, GnsErrorCode.StaleVersion, "stale: é€𝄞")),
             Reply("error empty", b => GnsDatagram.WriteError(b, 18, GnsErrorCode.NotFound, null)),
+            Reply("reflect reply v4", b => GnsDatagram.WriteReflectReply(b, 21, 0, new IPEndPoint(IPAddress.Parse("203.0.113.5"), 61000), 7354)),
+            Reply("reflect reply v6", b => GnsDatagram.WriteReflectReply(b, 22, GnsDatagram.ReflectFromOtherPort, new IPEndPoint(IPAddress.Parse("2001:db8::7"), 1), 0)),
         };
 
         var records = new List<Message>

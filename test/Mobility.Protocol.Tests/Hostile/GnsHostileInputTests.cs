@@ -12,8 +12,8 @@ public class GnsHostileInputTests
     /// <summary>A hang (an endless loop on some input) fails the test instead of stalling the run.</summary>
     private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(2);
 
-    private static readonly byte[] RequestTypes = [0x01, 0x02, 0x03, 0x04, 0x05];
-    private static readonly byte[] ReplyTypes = [0x81, 0x83, 0x84, 0x85, 0xFF];
+    private static readonly byte[] RequestTypes = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06];
+    private static readonly byte[] ReplyTypes = [0x81, 0x83, 0x84, 0x85, 0x86, 0xFF];
 
     public static TheoryData<string> RequestNames() => [.. Corpus.All.Requests.Select(m => m.Name)];
 
@@ -365,7 +365,7 @@ public class GnsHostileInputTests
     }
 
     [Fact]
-    public void Request_of_any_type_but_the_five_request_types_is_malformed()
+    public void Request_of_any_type_but_the_six_request_types_is_malformed()
     {
         for (var type = 0; type < 256; type++)
         {
@@ -385,7 +385,7 @@ public class GnsHostileInputTests
     }
 
     [Fact]
-    public void Reply_of_any_type_but_the_five_reply_types_is_malformed()
+    public void Reply_of_any_type_but_the_six_reply_types_is_malformed()
     {
         for (var type = 0; type < 256; type++)
         {

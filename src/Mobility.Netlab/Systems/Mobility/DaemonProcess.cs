@@ -170,10 +170,11 @@ public sealed partial class DaemonProcess
     private static partial Regex ResumedPattern();
 }
 
-/// <summary>A real <c>gns serve --memory</c> in the GNS namespace.</summary>
+/// <summary>A real <c>gns serve --memory</c> in the GNS namespace, with its reflect port for NAT discovery (docs/nat.md).</summary>
 public sealed class GnsProcess
 {
     public const int UdpPort = 7353;
+    public const int ReflectPort = 7354;
     public const int GrpcPort = 7381;
 
     private GnsProcess(NamespaceProcess process) => Process = process;
@@ -194,7 +195,8 @@ public sealed class GnsProcess
         var grpcEndPoint = new IPEndPoint(address, GrpcPort);
         // UriBuilder and IPEndPoint put an IPv6 address in brackets.
         var grpc = new UriBuilder(Uri.UriSchemeHttp, address.ToString(), GrpcPort).Uri;
-        string[] arguments = [.. prefix, "serve", "--memory", "--udp", udp.ToString(), "--http", "127.0.0.1:7380", "--grpc", grpcEndPoint.ToString()];
+        string[] arguments = [.. prefix, "serve", "--memory", "--udp", udp.ToString(), "--udp-reflect", new IPEndPoint(address, ReflectPort).ToString(),
+            "--http", "127.0.0.1:7380", "--grpc", grpcEndPoint.ToString()];
         Directory.CreateDirectory(workingDirectory);
         var process = lab.StartProcess(host.Namespace, file, arguments, readyLine: "gns listening ", workingDirectory: workingDirectory);
         await process.WaitReadyAsync(DaemonProcess.StartTimeout, cancellationToken).ConfigureAwait(false);
