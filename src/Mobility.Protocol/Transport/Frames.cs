@@ -154,6 +154,11 @@ public static class TransportFrame
     public static ulong ReadU64(FrameType type, ReadOnlySpan<byte> body)
     {
         CheckBodyLength(type, body.Length);
+        if (body.Length != 8)
+        {
+            throw new MalformedMessageException($"A {type} frame has no 8-byte value.");
+        }
+
         return BinaryPrimitives.ReadUInt64BigEndian(body);
     }
 
