@@ -176,7 +176,11 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     /// local <paramref name="port"/>. Throws <see cref="OpenRefusedException"/> when the peer refuses,
     /// <see cref="MobileConnectionException"/> when it cannot be reached.
     /// </summary>
-    public async Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, CancellationToken cancellationToken)
+    public Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, CancellationToken cancellationToken)
+        => OpenAsync(peer, port, udp: false, cancellationToken);
+
+    /// <summary>Like <see cref="OpenAsync(HostGuid, ushort, CancellationToken)"/>; with <paramref name="udp"/>, a UDP session to the peer's UDP <paramref name="port"/>.</summary>
+    public async Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, bool udp, CancellationToken cancellationToken)
     {
         var connector = _connector ?? throw new InvalidOperationException("The transport is not started.");
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
@@ -184,7 +188,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         var connection = await connector.ConnectAsync(peer, _locator, timeout.Token).ConfigureAwait(false);
         try
         {
-            await OpenPortAsync(connection, port, timeout.Token).ConfigureAwait(false);
+            await OpenPortAsync(connection, port, timeout.Token, udp).ConfigureAwait(false);
             return connection;
         }
         catch
@@ -216,9 +220,9 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     }
 
     /// <summary>Writes the open header for <paramref name="port"/> and reads the answer; <see cref="OpenRefusedException"/> unless ok.</summary>
-    private static async ValueTask OpenPortAsync(MobileConnection connection, ushort port, CancellationToken cancellationToken)
+    private static async ValueTask OpenPortAsync(MobileConnection connection, ushort port, CancellationToken cancellationToken, bool udp = false)
     {
-        await connection.WriteAsync(OpenHeader.Create(port), cancellationToken).ConfigureAwait(false);
+        await connection.WriteAsync(OpenHeader.Create(port, udp), cancellationToken).ConfigureAwait(false);
         var status = new byte[1];
         if (await connection.ReadAsync(status, cancellationToken).ConfigureAwait(false) != 1)
         {
@@ -341,10 +345,18 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         try
         {
             ushort port;
+            bool udp;
             using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
             {
                 handshake.CancelAfter(_options.Forwarding.HandshakeTimeout);
-                port = await ReadOpenHeaderAsync(connection, handshake.Token).ConfigureAwait(false);
+                (port, udp) = await ReadOpenHeaderAsync(connection, handshake.Token).ConfigureAwait(false);
+            }
+
+            if (udp)
+            {
+                // The relay slot stays reserved until the session ends (released below).
+                await ServeUdpAsync(connection, port, cancellationToken).ConfigureAwait(false);
+                return;
             }
 
             // A port that is not exposed and a port this peer may not open get the same answer, before
@@ -399,16 +411,16 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         }
     }
 
-    private static async Task<ushort> ReadOpenHeaderAsync(MobileConnection connection, CancellationToken cancellationToken)
+    private static async Task<(ushort Port, bool Udp)> ReadOpenHeaderAsync(MobileConnection connection, CancellationToken cancellationToken)
     {
         var buffer = new byte[OpenHeader.Size];
         var filled = 0;
         while (true)
         {
             var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(buffer, 0, filled));
-            if (OpenHeader.TryRead(ref reader, out var port))
+            if (OpenHeader.TryRead(ref reader, out var port, out var udp))
             {
-                return port;
+                return (port, udp);
             }
 
             var read = await connection.ReadAsync(buffer.AsMemory(filled), cancellationToken).ConfigureAwait(false);

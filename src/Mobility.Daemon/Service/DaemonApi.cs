@@ -37,6 +37,9 @@ public sealed record DaemonStatus(
 public sealed record ExposedView(ImmutableArray<ExposedPort> Entries, IPEndPoint Transport)
 {
     public ImmutableArray<int> Ports => [.. Entries.Select(e => e.Port)];
+
+    /// <summary>The exposed UDP ports (ascending) with their allow-lists.</summary>
+    public ImmutableArray<ExposedPort> Udp { get; init; } = [];
 }
 
 /// <summary>The host's addresses and the last published record version.</summary>
@@ -48,7 +51,7 @@ public sealed record AddressesView(ImmutableArray<IPAddress> Addresses, bool Fix
 /// Unix socket and the state files are all views of this class. Arguments are validated here:
 /// <see cref="ArgumentException"/> means a bad request.
 /// </summary>
-public sealed class DaemonApi
+public sealed partial class DaemonApi
 {
     private readonly MobilitydOptions _options;
     private readonly DaemonIdentity _identity;
@@ -66,7 +69,7 @@ public sealed class DaemonApi
 
     public DaemonApi(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, RecordPublisher publisher,
         Challenger challenger, ControlEndpoint control, PeerBook peers, WatchedRecords records, TimeProvider time, ExposedPorts exposed, MobileForwarder forwarder,
-        AddressClaims claims)
+        AddressClaims claims, UdpForwards udpForwards)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(time);
@@ -83,10 +86,11 @@ public sealed class DaemonApi
         _exposed = exposed;
         _forwarder = forwarder;
         _claims = claims;
+        _udpForwards = udpForwards;
     }
 
     /// <summary>The exposed ports (ascending) and where the transport listens.</summary>
-    public ExposedView ListExposed() => new(_exposed.Entries, _forwarder.LocalEndPoint);
+    public ExposedView ListExposed() => new(_exposed.Entries, _forwarder.LocalEndPoint) { Udp = _exposed.UdpEntries };
 
     /// <summary>Exposes a local port to every authenticated peer. Callers check the caller's right to do this first.</summary>
     public ExposedView Expose(int port)
@@ -102,7 +106,11 @@ public sealed class DaemonApi
     /// does not know; <see cref="GnsException"/>: the GNS cannot be asked. Callers check the caller's
     /// right to do this first.
     /// </summary>
-    public async Task<ExposedView> ExposeAsync(int port, IReadOnlyList<string> allow, CancellationToken cancellationToken = default)
+    public Task<ExposedView> ExposeAsync(int port, IReadOnlyList<string> allow, CancellationToken cancellationToken = default)
+        => ExposeAsync(port, allow, udp: false, cancellationToken);
+
+    /// <summary>Like <see cref="ExposeAsync(int, IReadOnlyList{string}, CancellationToken)"/>; with <paramref name="udp"/>, the UDP port (a table apart).</summary>
+    public async Task<ExposedView> ExposeAsync(int port, IReadOnlyList<string> allow, bool udp, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(allow);
         if (allow.Count > ExposedPorts.MaxAllowed)
@@ -113,27 +121,17 @@ public sealed class DaemonApi
         var guids = new List<HostGuid>(allow.Count);
         foreach (var item in allow)
         {
-            if (HostGuid.TryParse(item, out var guid))
-            {
-                guids.Add(guid);
-                continue;
-            }
-
-            var name = HostName.Normalize(item ?? "", out var error)
-                       ?? throw new ArgumentException($"'{item}' is neither a GUID nor a name: {error}", nameof(allow));
-            var record = await _records.LookupNameAsync(name, cancellationToken).ConfigureAwait(false)
-                         ?? throw new ArgumentException($"The GNS knows no host named '{name}'.", nameof(allow));
-            guids.Add(record.Guid);
+            guids.Add(await ResolvePeerAsync(item, nameof(allow), cancellationToken).ConfigureAwait(false));
         }
 
-        _exposed.Expose(port, guids);
+        _exposed.Expose(port, guids, udp);
         return ListExposed();
     }
 
     /// <summary>Stops exposing a port. Callers check the caller's right to do this first.</summary>
-    public ExposedView Unexpose(int port)
+    public ExposedView Unexpose(int port, bool udp = false)
     {
-        _exposed.Unexpose(port);
+        _exposed.Unexpose(port, udp);
         return ListExposed();
     }
 

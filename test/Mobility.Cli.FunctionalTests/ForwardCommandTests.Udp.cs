@@ -1,0 +1,110 @@
+using System.Buffers.Binary;
+using Mobility.Daemon.Forwarding;
+using Mobility.Transport;
+
+namespace Mobility.Cli.FunctionalTests;
+
+public sealed partial class ForwardCommandTests
+{
+    [Fact]
+    public async Task Mob_forward_udp_reaches_an_exposed_udp_echo_before_and_after_each_end_moves()
+    {
+        var gns = new FakeGns();
+        await using var echo = new UdpEchoServer();
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
+
+        var port = echo.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var exposed = await Mob(default, "expose", port, "--udp", "--socket", b.SocketPath);
+        Assert.Equal((0, $"{port}/udp\n"), (exposed.Exit, exposed.Out));
+
+        using var cts = new CancellationTokenSource(TestTimeout.Default * 4);
+        using var forwardOut = new StringWriter();
+        var forward = Invoke(cts.Token, forwardOut, "forward", "0", $"{b.Guid}:{port}", "--udp", "--socket", a.SocketPath);
+        await TestTimeout.Eventually(() => forwardOut.ToString().Contains(" to ", StringComparison.Ordinal), "mob forward --udp listens");
+        var local = IPEndPoint.Parse(forwardOut.ToString().Split(' ')[2]);
+        Assert.Single(a.Api.ListUdpForwards());
+
+        using var app = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        app.Connect(local);
+        await AssertEchoesAsync(app, 0);
+
+        var serverMoved = DaemonInstance.NewAddress();
+        await b.Api.SetAddressesAsync([serverMoved]).WithTimeout();
+        await TestTimeout.Eventually(() => b.Forwarder.LocalEndPoint.Address.Equals(serverMoved), "the server's transport moved");
+        await AssertEchoesAsync(app, 1);
+
+        var clientMoved = DaemonInstance.NewAddress();
+        await a.Api.SetAddressesAsync([clientMoved]).WithTimeout();
+        await TestTimeout.Eventually(() => a.Forwarder.LocalEndPoint.Address.Equals(clientMoved), "the client's transport moved");
+        await AssertEchoesAsync(app, 2);
+
+        // One session carried it all: the same mobile connection, the same UDP source at the echo server.
+        var connection = Assert.Single(a.Forwarder.OutgoingConnections);
+        Assert.True(connection.Statistics.Moves >= 2, $"{connection.Statistics.Moves} moves");
+        Assert.True(connection.Statistics.Datagrams.Received >= 3);
+        Assert.Equal(1, echo.Sources);
+
+        await cts.CancelAsync();
+        Assert.Equal(ExitCodes.Interrupted, await forward.WithTimeout());
+        Assert.Empty(a.Api.ListUdpForwards());
+        await TestTimeout.Eventually(() => a.Forwarder.OutgoingConnections.Count == 0 && b.Forwarder.IncomingConnections.Count == 0,
+            "the session's connection closed at both ends");
+    }
+
+    [Fact]
+    public async Task A_udp_session_to_a_port_exposed_only_for_tcp_is_refused_like_an_unexposed_one()
+    {
+        var gns = new FakeGns();
+        await using var echo = new UdpEchoServer();
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
+        b.Api.Expose(echo.Port);
+
+        var refused = await Assert.ThrowsAsync<OpenRefusedException>(() => a.Forwarder.OpenAsync(b.Guid, (ushort)echo.Port, udp: true, CancellationToken.None)).WithTimeout();
+        Assert.Equal(Mobility.Protocol.Forwarding.OpenStatus.NotExposed, refused.Status);
+
+        await b.Api.ExposeAsync(echo.Port, [], udp: true).WithTimeout();
+        await using var session = await a.Forwarder.OpenAsync(b.Guid, (ushort)echo.Port, udp: true, CancellationToken.None).WithTimeout();
+        Assert.True(session.SendDatagram("ping"u8));
+        var buffer = new byte[16];
+        Assert.Equal(4, await session.ReceiveDatagramAsync(buffer).AsTask().WithTimeout());
+
+        // The stream carries nothing after the UDP open header: a byte on it ends the session.
+        await session.WriteAsync(new byte[] { 1 }).AsTask().WithTimeout();
+        await TestTimeout.Eventually(() => session.State == MobileConnectionState.Failed, "the server reset the session");
+    }
+
+    /// <summary>Sends datagrams tagged with <paramref name="round"/> until one comes back (a datagram sent into a path that is being replaced is lost, not resent).</summary>
+    private static async Task AssertEchoesAsync(Socket app, int round)
+    {
+        var payload = new byte[1200];
+        var buffer = new byte[2048];
+        for (var attempt = 0; attempt < 300; attempt++)
+        {
+            BinaryPrimitives.WriteInt32BigEndian(payload, round);
+            BinaryPrimitives.WriteInt32BigEndian(payload.AsSpan(4), attempt);
+            await app.SendAsync(payload).WithTimeout();
+            using var wait = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+            try
+            {
+                while (true)
+                {
+                    var length = await app.ReceiveAsync(buffer, SocketFlags.None, wait.Token);
+                    if (length == payload.Length && BinaryPrimitives.ReadInt32BigEndian(buffer) == round)
+                    {
+                        Assert.Equal(payload.AsSpan(8).ToArray(), buffer.AsSpan(8, payload.Length - 8).ToArray());
+                        return;
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
+        Assert.Fail($"no echo in round {round}");
+    }
+}
