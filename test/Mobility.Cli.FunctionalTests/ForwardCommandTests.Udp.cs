@@ -77,6 +77,30 @@ public sealed partial class ForwardCommandTests
         await TestTimeout.Eventually(() => session.State == MobileConnectionState.Failed, "the server reset the session");
     }
 
+    [Fact]
+    public async Task An_idle_udp_session_ends_at_both_ends_and_the_next_datagram_opens_a_new_one()
+    {
+        var gns = new FakeGns();
+        await using var echo = new UdpEchoServer();
+        string[] idle = ["--Forwarding:UdpIdleTimeout", "00:00:00.5"];
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient(), idle);
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient(), idle);
+        await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
+        await b.Api.ExposeAsync(echo.Port, [], udp: true).WithTimeout();
+        var (started, _) = await a.Api.StartUdpForwardAsync(0, b.Guid.ToString(), echo.Port).WithTimeout();
+
+        using var app = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        app.Connect(started.Local);
+        await AssertEchoesAsync(app, 0);
+        await TestTimeout.Eventually(() => a.Forwarder.OutgoingConnections.Count == 0 && b.Forwarder.IncomingConnections.Count == 0
+            && a.Api.ListUdpForwards()[0].Sessions == 0, "the idle session closed at both ends");
+
+        await AssertEchoesAsync(app, 1);
+        Assert.Equal(2, echo.Sources);
+        Assert.Equal(1, a.Api.ListUdpForwards()[0].Sessions);
+        Assert.Equal(started.Local, a.Api.StopUdpForward(started.Local.Port) is { IsEmpty: true } ? started.Local : null);
+    }
+
     /// <summary>Sends datagrams tagged with <paramref name="round"/> until one comes back (a datagram sent into a path that is being replaced is lost, not resent).</summary>
     private static async Task AssertEchoesAsync(Socket app, int round)
     {
