@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Logging;
 using Mobility.Transport;
 
 namespace Mobility.Daemon.Forwarding;
@@ -26,7 +25,7 @@ public sealed partial class MobileForwarder
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         socket.Connect(new IPEndPoint(IPAddress.Loopback, port));
         await connection.WriteAsync(new[] { (byte)OpenStatus.Ok }, cancellationToken).ConfigureAwait(false);
-        UdpLog.SessionServed(_logger, connection.RemoteGuid.ToString(), port);
+        Log.UdpSessionServed(_logger, connection.RemoteGuid.ToString(), port);
         using var relay = new UdpRelay(connection, async (datagram, ct) => await socket.SendAsync(datagram, SocketFlags.None, ct).ConfigureAwait(false),
             _options.Forwarding.UdpIdleTimeout, _time);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, relay.Ended);
@@ -34,7 +33,7 @@ public sealed partial class MobileForwarder
         var end = await relay.RunAsync(_options.Forwarding.HandshakeTimeout, cancellationToken).ConfigureAwait(false);
         await stop.CancelAsync().ConfigureAwait(false);
         await fromLocal.ConfigureAwait(false);
-        UdpLog.SessionEnded(_logger, connection.RemoteGuid.ToString(), port, end);
+        Log.UdpSessionEnded(_logger, connection.RemoteGuid.ToString(), port, end);
     }
 
     /// <summary>The local application's datagrams (on the session's connected socket) to the peer.</summary>
@@ -66,14 +65,5 @@ public sealed partial class MobileForwarder
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
-    }
-
-    private static partial class UdpLog
-    {
-        [LoggerMessage(8600, LogLevel.Debug, "Serving a UDP session from {Guid} to port {Port}.")]
-        public static partial void SessionServed(ILogger logger, string guid, int port);
-
-        [LoggerMessage(8601, LogLevel.Debug, "UDP session from {Guid} to port {Port} ended: {End}.")]
-        public static partial void SessionEnded(ILogger logger, string guid, int port, UdpRelayEnd end);
     }
 }

@@ -487,7 +487,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         }
     }
 
-    private static partial class Log
+    /// <summary>The forwarder's messages, the UDP sessions' (86xx: MobileForwarder.Udp, UdpForwards) among them.</summary>
+    internal static partial class Log
     {
         [LoggerMessage(8001, LogLevel.Information, "Mobile transport listening on {EndPoint}.")]
         public static partial void Listening(ILogger logger, IPEndPoint endPoint);
@@ -518,5 +519,29 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
 
         [LoggerMessage(8009, LogLevel.Debug, "Relay with {Guid} ended: to local {ToLocal}, to peer {ToPeer}.")]
         public static partial void RelayEnded(ILogger logger, string guid, CopyResult toLocal, CopyResult toPeer);
+
+        [LoggerMessage(8612, LogLevel.Debug, "UDP forward {Local}: session for {Source} to {Guid} port {Port} opened.")]
+        public static partial void SessionOpened(ILogger logger, IPEndPoint local, IPEndPoint source, string guid, int port);
+
+        [LoggerMessage(8601, LogLevel.Debug, "UDP session from {Guid} to port {Port} ended: {End}.")]
+        public static partial void UdpSessionEnded(ILogger logger, string guid, int port, UdpRelayEnd end);
+
+        [LoggerMessage(8600, LogLevel.Debug, "Serving a UDP session from {Guid} to port {Port}.")]
+        public static partial void UdpSessionServed(ILogger logger, string guid, int port);
+
+        [LoggerMessage(8611, LogLevel.Information, "UDP forward {Local} stopped.")]
+        public static partial void ForwardStopped(ILogger logger, IPEndPoint local);
+
+        [LoggerMessage(8610, LogLevel.Information, "UDP forward {Local} to {Guid} port {Port} started.")]
+        public static partial void ForwardStarted(ILogger logger, IPEndPoint local, string guid, int port);
+
+        [LoggerMessage(8613, LogLevel.Debug, "UDP forward {Local}: session for {Source} ended: {End}.")]
+        public static partial void ForwardSessionEnded(ILogger logger, IPEndPoint local, IPEndPoint source, UdpRelayEnd end);
+
+        [LoggerMessage(8615, LogLevel.Debug, "UDP forward {Local}: no session for {Source}: too many relays.")]
+        public static partial void SessionRefused(ILogger logger, IPEndPoint local, IPEndPoint source);
+
+        [LoggerMessage(8614, LogLevel.Debug, "UDP forward {Local}: session for {Source} failed: {Error}.")]
+        public static partial void SessionFailed(ILogger logger, IPEndPoint local, IPEndPoint source, string error);
     }
 }

@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Collections.Immutable;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
@@ -30,13 +28,13 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
     /// <summary>Datagrams a session holds while its connection is being opened; more are dropped.</summary>
     public const int MaxPendingDatagrams = 16;
 
+    private readonly Dictionary<int, Forward> _forwards = [];
+    private readonly Lock _gate = new();
+    private readonly CancellationTokenSource _stopping = new();
     private readonly MobileForwarder _forwarder;
     private readonly ForwardingOptions _options;
-    private readonly TimeProvider _time;
     private readonly ILogger<UdpForwards> _logger;
-    private readonly Lock _gate = new();
-    private readonly Dictionary<int, Forward> _forwards = [];
-    private readonly CancellationTokenSource _stopping = new();
+    private readonly TimeProvider _time;
     private int _disposed;
 
     public UdpForwards(MobileForwarder forwarder, IOptions<MobilitydOptions> options, TimeProvider time, ILogger<UdpForwards> logger)
@@ -49,7 +47,7 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
     }
 
     /// <summary>The forwards, by local port.</summary>
-    public ImmutableArray<UdpForwardView> List()
+    public System.Collections.Immutable.ImmutableArray<UdpForwardView> List()
     {
         lock (_gate)
         {
@@ -98,7 +96,7 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
         }
 
         forward.Start(_stopping.Token);
-        Log.ForwardStarted(_logger, forward.Local, peer.ToString(), port);
+        MobileForwarder.Log.ForwardStarted(_logger, forward.Local, peer.ToString(), port);
         return forward.View();
     }
 
@@ -116,7 +114,7 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
 
         forward.Stop();
         _forwarder.Track(forward.Completion);
-        Log.ForwardStopped(_logger, forward.Local);
+        MobileForwarder.Log.ForwardStopped(_logger, forward.Local);
         return true;
     }
 
@@ -153,7 +151,7 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
     /// <summary>One listening socket and its sessions, one per local source.</summary>
     private sealed class Forward(UdpForwards owner, Socket socket, HostGuid peer, ushort port)
     {
-        private readonly ConcurrentDictionary<IPEndPoint, Session> _sessions = new();
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<IPEndPoint, Session> _sessions = new();
         private readonly CancellationTokenSource _stop = new();
 
         public IPEndPoint Local { get; } = (IPEndPoint)socket.LocalEndPoint!;
@@ -194,7 +192,7 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
                     {
                         if (_sessions.Count >= owner._options.MaxRelays || !owner._forwarder.TryReserveRelay())
                         {
-                            Log.SessionRefused(owner._logger, Local, source);
+                            MobileForwarder.Log.SessionRefused(owner._logger, Local, source);
                             continue;
                         }
 
@@ -222,17 +220,17 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
             try
             {
                 connection = await owner._forwarder.OpenAsync(peer, port, udp: true, cancellationToken).ConfigureAwait(false);
-                Log.SessionOpened(owner._logger, Local, session.Source, peer.ToString(), port);
+                MobileForwarder.Log.SessionOpened(owner._logger, Local, session.Source, peer.ToString(), port);
                 using var relay = new UdpRelay(connection,
                     async (datagram, ct) => await socket.SendToAsync(datagram, SocketFlags.None, session.Source, ct).ConfigureAwait(false),
                     owner._options.UdpIdleTimeout, owner._time);
                 session.Attach(relay);
                 var end = await relay.RunAsync(owner._options.HandshakeTimeout, cancellationToken).ConfigureAwait(false);
-                Log.SessionEnded(owner._logger, Local, session.Source, end);
+                MobileForwarder.Log.ForwardSessionEnded(owner._logger, Local, session.Source, end);
             }
             catch (Exception e) when (e is MobileConnectionException or IOException or OperationCanceledException or ObjectDisposedException)
             {
-                Log.SessionFailed(owner._logger, Local, session.Source, e.Message);
+                MobileForwarder.Log.SessionFailed(owner._logger, Local, session.Source, e.Message);
             }
             finally
             {
@@ -286,26 +284,5 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
                 _relay = relay;
             }
         }
-    }
-
-    private static partial class Log
-    {
-        [LoggerMessage(8610, LogLevel.Information, "UDP forward {Local} to {Guid} port {Port} started.")]
-        public static partial void ForwardStarted(ILogger logger, IPEndPoint local, string guid, int port);
-
-        [LoggerMessage(8611, LogLevel.Information, "UDP forward {Local} stopped.")]
-        public static partial void ForwardStopped(ILogger logger, IPEndPoint local);
-
-        [LoggerMessage(8612, LogLevel.Debug, "UDP forward {Local}: session for {Source} to {Guid} port {Port} opened.")]
-        public static partial void SessionOpened(ILogger logger, IPEndPoint local, IPEndPoint source, string guid, int port);
-
-        [LoggerMessage(8613, LogLevel.Debug, "UDP forward {Local}: session for {Source} ended: {End}.")]
-        public static partial void SessionEnded(ILogger logger, IPEndPoint local, IPEndPoint source, UdpRelayEnd end);
-
-        [LoggerMessage(8614, LogLevel.Debug, "UDP forward {Local}: session for {Source} failed: {Error}.")]
-        public static partial void SessionFailed(ILogger logger, IPEndPoint local, IPEndPoint source, string error);
-
-        [LoggerMessage(8615, LogLevel.Debug, "UDP forward {Local}: no session for {Source}: too many relays.")]
-        public static partial void SessionRefused(ILogger logger, IPEndPoint local, IPEndPoint source);
     }
 }
