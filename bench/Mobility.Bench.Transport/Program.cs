@@ -18,6 +18,10 @@
 //       handshakes under flood: new connections and resumes timed with no flood, then while that
 //       many loopback attackers from as many sources (that percent half-done, the rest idle) renew
 //       their connections every --renew seconds.
+//   transport-bench datagrams [--seconds 2] [--rounds 5] [--size 1200] [--rate 0]
+//       one direction, in this process: plain UDP (a socket pair) and DATAGRAM frames of one mobile
+//       connection, alternating; datagrams sent and received per second and loss, unpaced or paced
+//       at --rate per second; median mobile/udp received rate.
 //
 // Every subcommand takes --json FILE to write its results.
 using System.Globalization;
@@ -25,7 +29,7 @@ using Mobility.Bench.Transport;
 
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
-    Console.WriteLine("usage: transport-bench throughput|handshake|idle|flood [options] (see the top of Program.cs or docs/benchmarks.md)");
+    Console.WriteLine("usage: transport-bench throughput|handshake|idle|flood|datagrams [options] (see the top of Program.cs or docs/benchmarks.md)");
     return args.Length == 0 ? 64 : 0;
 }
 
@@ -60,6 +64,7 @@ return args[0] switch
     "idle" when flags.Contains("--in-process") => await IdleConnections.RunInProcessAsync(Int("--connections", 2000), Int("--concurrency", 32), Int("--settle", 5), json),
     "idle" => await IdleConnections.RunAgainstDaemonAsync(Int("--connections", 10_000), Int("--concurrency", 32), Int("--settle", 10),
         !flags.Contains("--no-relay"), options.GetValueOrDefault("--mobilityd"), json),
+    "datagrams" => await Datagrams.RunAsync(Int("--seconds", 2), Int("--rounds", 5), Int("--size", 1200), Int("--rate", 0), json),
     "flood" => await Flood.RunAsync(Int("--attackers", 10_000), Int("--half-done", 30), Int("--renew", 5), Int("--samples", 20), json),
     _ => Usage(args[0]),
 };

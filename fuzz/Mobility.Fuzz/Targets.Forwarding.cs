@@ -44,14 +44,14 @@ public static partial class Targets
         input => StreamCheck.Drain(input, OpenHeaderMalformed, 1, (ref SequenceReader<byte> reader, int index) =>
         {
             var start = reader.Position;
-            if (!OpenHeader.TryRead(ref reader, out var port))
+            if (!OpenHeader.TryRead(ref reader, out var port, out var udp))
             {
                 return null;
             }
 
-            Require(OpenHeader.Create(port).AsSpan().SequenceEqual(reader.Sequence.Slice(start, reader.Position).ToArray()),
+            Require(OpenHeader.Create(port, udp).AsSpan().SequenceEqual(reader.Sequence.Slice(start, reader.Position).ToArray()),
                 "An open header does not re-encode to its bytes.");
-            return $"port {port}";
+            return udp ? $"udp port {port}" : $"port {port}";
         }),
         OpenHeaderSeeds);
 
@@ -73,5 +73,6 @@ public static partial class Targets
         yield return new("valid-ssh", OpenHeader.Create(22));
         yield return new("valid-high-port-then-data", SeedKit.Concat(OpenHeader.Create(65535), "GET / HTTP/1.1\r\n"u8.ToArray()));
         yield return new("valid-partial", OpenHeader.Create(8080)[..3]);
+        yield return new("valid-udp", OpenHeader.Create(53, udp: true));
     }
 }

@@ -31,7 +31,7 @@ public static partial class Targets
 
     /// <summary>Data-phase frames as a flow's receive loop reads them.</summary>
     private static FuzzTarget Frames() => new("frames",
-        "TransportFrame.TryRead over a stream, FrameProtector.TryOpen (both modes), ReadData, ReadAck, ReadU64, ReadReset",
+        "TransportFrame.TryRead over a stream, FrameProtector.TryOpen (both modes), ReadData, ReadAck, ReadU64, ReadReset, DATAGRAM bodies",
         Malformed,
         input => StreamCheck.Drain(input, Malformed, int.MaxValue, ReadFrame),
         FrameSeeds);
@@ -125,6 +125,9 @@ public static partial class Targets
                 return $"received {received} consumed {consumed}";
             case FrameType.Reset:
                 return $"code {TransportFrame.ReadReset(body)}";
+            case FrameType.Datagram:
+                TransportFrame.CheckBodyLength(type, body.Length);
+                return $"datagram {Hex(body)}";
             default:
                 return $"value {TransportFrame.ReadU64(type, body)}";
         }
@@ -172,6 +175,10 @@ public static partial class Targets
             Frame(FrameType.Ping, 5, U64Body(77)),
             Frame(FrameType.Pong, 6, U64Body(77)),
             Frame(FrameType.Reset, 7, [0, 0, 0, 3])));
+        yield return new("valid-datagrams", SeedKit.Concat(
+            Frame(FrameType.Datagram, 9, "one datagram"u8.ToArray()),
+            Frame(FrameType.Data, 10, DataBody(0, "between"u8)),
+            Frame(FrameType.Datagram, 11, [0x42], encrypt: false)));
         var partial = Frame(FrameType.Data, 8, DataBody(0, "cut"u8));
         yield return new("valid-partial", partial[..^5]);
     }

@@ -76,11 +76,29 @@ public sealed class DaemonClient : IDisposable
 
     /// <summary><c>POST /v1/exposed</c> (socket owner or root); an empty <paramref name="allow"/> lets every authenticated peer in.</summary>
     public Task<JsonElement> ExposeAsync(int port, IReadOnlyList<string>? allow, CancellationToken cancellationToken)
-        => SendAsync(HttpMethod.Post, "v1/exposed", new Dictionary<string, object> { ["port"] = port, ["allow"] = allow ?? [] }, cancellationToken);
+        => ExposeAsync(port, allow, udp: false, cancellationToken);
+
+    /// <summary><c>POST /v1/exposed</c> with <c>"udp": true</c> for the UDP port.</summary>
+    public Task<JsonElement> ExposeAsync(int port, IReadOnlyList<string>? allow, bool udp, CancellationToken cancellationToken)
+        => SendAsync(HttpMethod.Post, "v1/exposed", new Dictionary<string, object> { ["port"] = port, ["allow"] = allow ?? [], ["udp"] = udp }, cancellationToken);
 
     /// <summary><c>DELETE /v1/exposed/{port}</c> (socket owner or root).</summary>
-    public Task<JsonElement> UnexposeAsync(int port, CancellationToken cancellationToken)
-        => SendAsync(HttpMethod.Delete, "v1/exposed/" + port.ToString(CultureInfo.InvariantCulture), null, cancellationToken);
+    public Task<JsonElement> UnexposeAsync(int port, CancellationToken cancellationToken) => UnexposeAsync(port, udp: false, cancellationToken);
+
+    /// <summary><c>DELETE /v1/exposed/{port}</c>, with <c>?udp=true</c> for the UDP port.</summary>
+    public Task<JsonElement> UnexposeAsync(int port, bool udp, CancellationToken cancellationToken)
+        => SendAsync(HttpMethod.Delete, "v1/exposed/" + port.ToString(CultureInfo.InvariantCulture) + (udp ? "?udp=true" : ""), null, cancellationToken);
+
+    /// <summary><c>POST /v1/forwards/udp</c> (socket owner or root): the daemon forwards 127.0.0.1:<paramref name="localPort"/> (0: a free port) to <paramref name="host"/>'s UDP <paramref name="port"/>.</summary>
+    public Task<JsonElement> StartUdpForwardAsync(int localPort, string host, int port, CancellationToken cancellationToken)
+        => SendAsync(HttpMethod.Post, "v1/forwards/udp", new Dictionary<string, object> { ["localPort"] = localPort, ["host"] = host, ["port"] = port }, cancellationToken);
+
+    /// <summary><c>DELETE /v1/forwards/udp/{localPort}</c> (socket owner or root).</summary>
+    public Task<JsonElement> StopUdpForwardAsync(int localPort, CancellationToken cancellationToken)
+        => SendAsync(HttpMethod.Delete, "v1/forwards/udp/" + localPort.ToString(CultureInfo.InvariantCulture), null, cancellationToken);
+
+    /// <summary><c>GET /v1/forwards/udp</c>.</summary>
+    public Task<JsonElement> ListUdpForwardsAsync(CancellationToken cancellationToken) => SendAsync(HttpMethod.Get, "v1/forwards/udp", null, cancellationToken);
 
     /// <summary><c>GET /v1/exposed</c>.</summary>
     public Task<JsonElement> ListExposedAsync(CancellationToken cancellationToken) => SendAsync(HttpMethod.Get, "v1/exposed", null, cancellationToken);

@@ -66,6 +66,8 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, forwarding.IdleTimeout > TimeSpan.Zero && forwarding.HandshakeTimeout > TimeSpan.Zero && forwarding.ConnectTimeout > TimeSpan.Zero,
             "Forwarding timeouts must be positive.");
         Check(failures, forwarding.MaxRelays is >= 1 and <= 1_000_000, "Forwarding:MaxRelays must be 1 to 1000000.");
+        Check(failures, forwarding.UdpIdleTimeout > TimeSpan.Zero, "Forwarding:UdpIdleTimeout must be positive.");
+        Check(failures, forwarding.MaxUdpForwards is >= 1 and <= 65_535, "Forwarding:MaxUdpForwards must be 1 to 65535.");
         Check(failures, forwarding.MaxWatchedPeers is >= 1 and <= 100_000, "Forwarding:MaxWatchedPeers must be 1 to 100000.");
         Check(failures, forwarding.Exposed.All(p => p is >= 1 and <= ushort.MaxValue), "Forwarding:Exposed ports must be 1 to 65535.");
         Check(failures, forwarding.OwnerCacheTime >= TimeSpan.Zero && forwarding.NoOwnerCacheTime >= TimeSpan.Zero,

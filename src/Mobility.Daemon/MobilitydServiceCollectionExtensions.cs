@@ -47,12 +47,15 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<Socks5Endpoint>();
         services.TryAddSingleton<Internal.NativeHeapTrimmer>();
         services.TryAddSingleton<Nat.NatDiscovery>();
+        services.TryAddSingleton<UdpForwards>();
         // Hosted in this order: addresses, then the control endpoint (bound before ready), the transport and SOCKS5, then the rest.
         services.AddHostedService(sp => sp.GetRequiredService<AddressMonitor>());
         services.AddHostedService(sp => sp.GetRequiredService<ControlEndpoint>());
         // The transport before the record publisher: it publishes the transport's real port.
         services.AddHostedService(sp => sp.GetRequiredService<MobileForwarder>());
         services.AddHostedService(sp => sp.GetRequiredService<Socks5Endpoint>());
+        // Stopped before the transport (hosted services stop in reverse), so its sessions close gracefully.
+        services.AddHostedService(sp => sp.GetRequiredService<UdpForwards>());
         services.AddHostedService(sp => sp.GetRequiredService<RecordPublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<StateFiles>());
         services.AddHostedService(sp => sp.GetRequiredService<Internal.NativeHeapTrimmer>());

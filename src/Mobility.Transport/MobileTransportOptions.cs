@@ -57,6 +57,18 @@ public class MobileTransportOptions
     /// <summary>Longest wait for each handshake message (a plain TCP peer that says nothing fails after this).</summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Datagrams each direction may hold queued (to send, or received and not yet read); more are
+    /// dropped and counted. 256 covers a burst of small datagrams (DNS, RTP) across one scheduling delay.
+    /// </summary>
+    public int DatagramQueueLength { get; set; } = 256;
+
+    /// <summary>
+    /// Payload bytes each direction may hold queued; more are dropped and counted. 1 MiB holds 256
+    /// full-MTU datagrams several times over and bounds what a datagram flood costs a connection.
+    /// </summary>
+    public int DatagramQueueBytes { get; set; } = 1024 * 1024;
+
     /// <summary>Frames are sealed with ChaCha20-Poly1305 when true; when false they are only authenticated (both ends must allow it).</summary>
     public bool Encrypt { get; set; } = true;
 
@@ -85,6 +97,11 @@ public class MobileTransportOptions
         if (PathlessTimeout <= TimeSpan.Zero || HandshakeTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(PathlessTimeout), "Timeouts must be positive.");
+        }
+
+        if (DatagramQueueLength < 1 || DatagramQueueBytes < TransportConstants.MaxDatagramPayload)
+        {
+            throw new ArgumentOutOfRangeException(nameof(DatagramQueueBytes), $"DatagramQueueLength must be at least 1 and DatagramQueueBytes at least {TransportConstants.MaxDatagramPayload} (one largest datagram).");
         }
 
         ArgumentNullException.ThrowIfNull(TimeProvider);

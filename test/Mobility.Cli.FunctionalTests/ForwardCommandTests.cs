@@ -7,7 +7,7 @@ using Mobility.Daemon.Forwarding;
 namespace Mobility.Cli.FunctionalTests;
 
 /// <summary>`mob expose | exposed | unexpose | forward`, run in-process against real daemons.</summary>
-public sealed class ForwardCommandTests
+public sealed partial class ForwardCommandTests
 {
     [Fact]
     public async Task Mob_expose_and_forward_reach_a_plain_tcp_server_on_another_host()

@@ -41,6 +41,8 @@ public static class ForwardCommands
 
     private static Argument<int> PortArgument(string name, string description) => new(name) { Description = description };
 
+    private static Option<bool> UdpOption(string description) => new("--udp") { Description = description };
+
     private static Command Expose()
     {
         var socket = DaemonCommands.SocketOption();
@@ -52,10 +54,12 @@ public static class ForwardCommands
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = false,
         };
-        var command = new Command("expose", "Let peers reach a local port through mobilityd (socket owner or root only)") { socket, port, allow };
+        var udp = UdpOption("Expose the UDP port (datagrams, one UDP session per peer connection) instead of the TCP port");
+        var command = new Command("expose", "Let peers reach a local port through mobilityd (socket owner or root only)") { socket, port, allow, udp };
         command.SetHandler(async context =>
         {
-            return PrintPorts(context, await DaemonCommands.CallAsync(context, socket, (d, ct) => d.ExposeAsync(CheckPort(context.Get(port)), context.Get(allow) ?? [], ct)));
+            return PrintPorts(context, await DaemonCommands.CallAsync(context, socket,
+                (d, ct) => d.ExposeAsync(CheckPort(context.Get(port)), context.Get(allow) ?? [], context.Get(udp), ct)));
         });
         return command;
     }
@@ -64,9 +68,10 @@ public static class ForwardCommands
     {
         var socket = DaemonCommands.SocketOption();
         var port = PortArgument("port", "An exposed port");
-        var command = new Command("unexpose", "Stop exposing a local port (socket owner or root only)") { socket, port };
+        var udp = UdpOption("The exposed UDP port");
+        var command = new Command("unexpose", "Stop exposing a local port (socket owner or root only)") { socket, port, udp };
         command.SetHandler(async context =>
-            PrintPorts(context, await DaemonCommands.CallAsync(context, socket, (d, ct) => d.UnexposeAsync(CheckPort(context.Get(port)), ct))));
+            PrintPorts(context, await DaemonCommands.CallAsync(context, socket, (d, ct) => d.UnexposeAsync(CheckPort(context.Get(port)), context.Get(udp), ct))));
         return command;
     }
 
@@ -99,8 +104,11 @@ public static class ForwardCommands
     {
         var socks = SocksOption();
         var local = PortArgument("local-port", "Port to listen on, on 127.0.0.1 (0 picks one, printed)");
-        var remote = new Argument<string>("host:port") { Description = "The host (GUID, name, IPv4 or [IPv6]) and the port" };
-        var command = new Command("forward", "Listen on 127.0.0.1:<local-port> and send each connection through mobilityd to a host's port") { socks, local, remote };
+        var remote = new Argument<string>("host:port") { Description = "The host (GUID, name, IPv4 or [IPv6]; with --udp a GUID or name) and the port" };
+        var udp = UdpOption("Forward UDP: mobilityd itself listens on UDP 127.0.0.1:<local-port> and carries each local source's datagrams " +
+            "to the host's exposed UDP port over its own mobile connection (no relaying process); removed when mob exits");
+        var socket = DaemonCommands.SocketOption();
+        var command = new Command("forward", "Listen on 127.0.0.1:<local-port> and send each connection through mobilityd to a host's port") { socks, local, remote, udp, socket };
         command.SetHandler(async context =>
         {
             var spec = context.Get(remote)!;
@@ -116,12 +124,18 @@ public static class ForwardCommands
                 host = host[1..^1];
             }
             var port = CheckPort(remotePort);
-            var endpoint = ResolveSocks(context.Get(socks));
             var localPort = context.Get(local);
             if (localPort is < 0 or > ushort.MaxValue)
             {
                 throw new CliException(ExitCodes.Usage, $"{localPort} is not a port");
             }
+
+            if (context.Get(udp))
+            {
+                return await ForwardUdpAsync(context, socket, localPort, host, port);
+            }
+
+            var endpoint = ResolveSocks(context.Get(socks));
 
             using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             listener.Bind(new IPEndPoint(IPAddress.Loopback, localPort));
@@ -143,6 +157,42 @@ public static class ForwardCommands
             }
         });
         return command;
+    }
+
+    /// <summary>
+    /// <c>mob forward --udp</c>: asks mobilityd to run the forward, prints where it listens, and keeps
+    /// it until mob is stopped (Ctrl-C, SIGTERM), then removes it.
+    /// </summary>
+    private static async Task<int> ForwardUdpAsync(CommandContext context, Option<string?> socket, int localPort, string host, ushort port)
+    {
+        var reply = await DaemonCommands.CallAsync(context, socket, (d, ct) => d.StartUdpForwardAsync(localPort, host, port, ct));
+        if (!reply.TryGetProperty("started", out var started) || !started.TryGetProperty("local", out var local)
+            || !EndPointParser.TryParse(local.GetString() ?? "", out var forward))
+        {
+            throw new CliException(ExitCodes.Failure, "mobilityd did not say where the UDP forward listens");
+        }
+
+        context.Output.Line($"forwarding udp {forward} to {host}:{port} (in mobilityd)");
+        try
+        {
+            await Task.Delay(Timeout.InfiniteTimeSpan, context.CancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        using var daemon = new DaemonClient(DaemonCommands.ResolveSocket(context.Get(socket)), TimeSpan.FromSeconds(5));
+        try
+        {
+            await daemon.StopUdpForwardAsync(forward.Port, CancellationToken.None);
+        }
+        catch (DaemonApiException e)
+        {
+            await context.Output.Error.WriteLineAsync($"mob: could not remove the UDP forward {forward}: {e.Message}");
+        }
+
+        // Stopped like the TCP form: by a signal.
+        return ExitCodes.Interrupted;
     }
 
     private static async Task ForwardOneAsync(CommandContext context, Socket client, IPEndPoint socks, string host, ushort port)
@@ -313,16 +363,24 @@ public static class ForwardCommands
         {
             context.Output.Line(reply.GetRawText());
         }
-        else if (reply.TryGetProperty("exposed", out var entries) && entries.ValueKind == JsonValueKind.Array)
+        else if (reply.TryGetProperty("exposed", out _) || reply.TryGetProperty("udp", out _))
         {
-            // One line per port: the port, then "allow" and the GUIDs when only those peers may open it.
-            foreach (var entry in entries.EnumerateArray())
+            // One line per port: the port (UDP ports as PORT/udp), then "allow" and the GUIDs when only those peers may open it.
+            foreach (var (name, suffix) in new[] { ("exposed", ""), ("udp", "/udp") })
             {
-                var port = entry.GetProperty("port").GetRawText();
-                var allowed = entry.TryGetProperty("allow", out var allow) && allow.ValueKind == JsonValueKind.Array
-                    ? allow.EnumerateArray().Select(g => g.GetString()).ToArray()
-                    : [];
-                context.Output.Line(allowed.Length == 0 ? port : $"{port} allow {string.Join(' ', allowed)}");
+                if (!reply.TryGetProperty(name, out var entries) || entries.ValueKind != JsonValueKind.Array)
+                {
+                    continue;
+                }
+
+                foreach (var entry in entries.EnumerateArray())
+                {
+                    var port = entry.GetProperty("port").GetRawText() + suffix;
+                    var allowed = entry.TryGetProperty("allow", out var allow) && allow.ValueKind == JsonValueKind.Array
+                        ? allow.EnumerateArray().Select(g => g.GetString()).ToArray()
+                        : [];
+                    context.Output.Line(allowed.Length == 0 ? port : $"{port} allow {string.Join(' ', allowed)}");
+                }
             }
         }
         else if (reply.TryGetProperty("ports", out var ports))

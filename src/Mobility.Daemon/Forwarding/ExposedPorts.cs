@@ -26,6 +26,7 @@ public sealed class ExposedPorts
 
     private readonly Lock _gate = new();
     private ImmutableSortedDictionary<int, ExposedPort> _ports;
+    private ImmutableSortedDictionary<int, ExposedPort> _udpPorts = ImmutableSortedDictionary<int, ExposedPort>.Empty;
 
     public ExposedPorts(IOptions<MobilitydOptions> options)
     {
@@ -60,34 +61,59 @@ public sealed class ExposedPorts
         }
     }
 
+    /// <summary>Every exposed UDP port with its allow-list, ascending (a table apart from the TCP ports').</summary>
+    public ImmutableArray<ExposedPort> UdpEntries
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _udpPorts.Values];
+            }
+        }
+    }
+
     public bool Contains(int port) => Snapshot.ContainsKey(port);
 
-    /// <summary>May <paramref name="peer"/> (a GUID the handshake proved) open <paramref name="port"/>?</summary>
-    public bool Allows(int port, HostGuid peer) => Snapshot.TryGetValue(port, out var entry) && entry.Allows(peer);
+    /// <summary>May <paramref name="peer"/> (a GUID the handshake proved) open <paramref name="port"/> (TCP, or with <paramref name="udp"/> the UDP port)?</summary>
+    public bool Allows(int port, HostGuid peer, bool udp = false)
+    {
+        ImmutableSortedDictionary<int, ExposedPort> table;
+        lock (_gate)
+        {
+            table = udp ? _udpPorts : _ports;
+        }
+
+        return table.TryGetValue(port, out var entry) && entry.Allows(peer);
+    }
 
     /// <summary>
-    /// Exposes <paramref name="port"/> to <paramref name="allowed"/> GUIDs only, or to every
-    /// authenticated peer when none is given. Exposing a port again replaces its allow-list.
+    /// Exposes <paramref name="port"/> (TCP, or with <paramref name="udp"/> the UDP port) to
+    /// <paramref name="allowed"/> GUIDs only, or to every authenticated peer when none is given.
+    /// Exposing a port again replaces its allow-list.
     /// </summary>
-    public ExposedPort Expose(int port, IEnumerable<HostGuid>? allowed = null)
+    public ExposedPort Expose(int port, IEnumerable<HostGuid>? allowed = null, bool udp = false)
     {
         Check(port);
         var entry = Entry(port, allowed ?? []);
         lock (_gate)
         {
-            _ports = _ports.SetItem(port, entry);
+            ref var table = ref udp ? ref _udpPorts : ref _ports;
+            table = table.SetItem(port, entry);
         }
 
         return entry;
     }
 
-    public ImmutableSortedSet<int> Unexpose(int port)
+    /// <summary>Stops exposing <paramref name="port"/> (TCP, or with <paramref name="udp"/> the UDP port); returns the ports of that kind still exposed.</summary>
+    public ImmutableSortedSet<int> Unexpose(int port, bool udp = false)
     {
         Check(port);
         lock (_gate)
         {
-            _ports = _ports.Remove(port);
-            return [.. _ports.Keys];
+            ref var table = ref udp ? ref _udpPorts : ref _ports;
+            table = table.Remove(port);
+            return [.. table.Keys];
         }
     }
 

@@ -18,6 +18,17 @@ public sealed class ForwardingOptions
     /// <summary>Relays at once, per endpoint; more are refused. Each holds two 64 KiB buffers while it copies.</summary>
     public int MaxRelays { get; set; } = 1024;
 
+    /// <summary>
+    /// A UDP session (a forwarded source, or an exposed UDP port's session for one peer connection)
+    /// with no datagram either way for this long ends, and its mobile connection is closed. 120 s:
+    /// the Linux conntrack timeout of a UDP flow that has seen replies, so a session lives as long as
+    /// the kernel would keep its NAT mapping.
+    /// </summary>
+    public TimeSpan UdpIdleTimeout { get; set; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>UDP forwards (<c>mob forward --udp</c>) at once; each is one UDP socket and its sessions (which count as relays).</summary>
+    public int MaxUdpForwards { get; set; } = 64;
+
     /// <summary>Ports exposed at start (more with Expose); none by default, so nothing is reachable unless asked.</summary>
     public int[] Exposed { get; set; } = [];
 

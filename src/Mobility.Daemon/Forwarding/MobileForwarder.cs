@@ -176,7 +176,11 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     /// local <paramref name="port"/>. Throws <see cref="OpenRefusedException"/> when the peer refuses,
     /// <see cref="MobileConnectionException"/> when it cannot be reached.
     /// </summary>
-    public async Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, CancellationToken cancellationToken)
+    public Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, CancellationToken cancellationToken)
+        => OpenAsync(peer, port, udp: false, cancellationToken);
+
+    /// <summary>Like <see cref="OpenAsync(HostGuid, ushort, CancellationToken)"/>; with <paramref name="udp"/>, a UDP session to the peer's UDP <paramref name="port"/>.</summary>
+    public async Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, bool udp, CancellationToken cancellationToken)
     {
         var connector = _connector ?? throw new InvalidOperationException("The transport is not started.");
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
@@ -184,7 +188,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         var connection = await connector.ConnectAsync(peer, _locator, timeout.Token).ConfigureAwait(false);
         try
         {
-            await OpenPortAsync(connection, port, timeout.Token).ConfigureAwait(false);
+            await OpenPortAsync(connection, port, timeout.Token, udp).ConfigureAwait(false);
             return connection;
         }
         catch
@@ -216,9 +220,9 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     }
 
     /// <summary>Writes the open header for <paramref name="port"/> and reads the answer; <see cref="OpenRefusedException"/> unless ok.</summary>
-    private static async ValueTask OpenPortAsync(MobileConnection connection, ushort port, CancellationToken cancellationToken)
+    private static async ValueTask OpenPortAsync(MobileConnection connection, ushort port, CancellationToken cancellationToken, bool udp = false)
     {
-        await connection.WriteAsync(OpenHeader.Create(port), cancellationToken).ConfigureAwait(false);
+        await connection.WriteAsync(OpenHeader.Create(port, udp), cancellationToken).ConfigureAwait(false);
         var status = new byte[1];
         if (await connection.ReadAsync(status, cancellationToken).ConfigureAwait(false) != 1)
         {
@@ -341,10 +345,18 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         try
         {
             ushort port;
+            bool udp;
             using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
             {
                 handshake.CancelAfter(_options.Forwarding.HandshakeTimeout);
-                port = await ReadOpenHeaderAsync(connection, handshake.Token).ConfigureAwait(false);
+                (port, udp) = await ReadOpenHeaderAsync(connection, handshake.Token).ConfigureAwait(false);
+            }
+
+            if (udp)
+            {
+                // The relay slot stays reserved until the session ends (released below).
+                await ServeUdpAsync(connection, port, cancellationToken).ConfigureAwait(false);
+                return;
             }
 
             // A port that is not exposed and a port this peer may not open get the same answer, before
@@ -399,16 +411,16 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         }
     }
 
-    private static async Task<ushort> ReadOpenHeaderAsync(MobileConnection connection, CancellationToken cancellationToken)
+    private static async Task<(ushort Port, bool Udp)> ReadOpenHeaderAsync(MobileConnection connection, CancellationToken cancellationToken)
     {
         var buffer = new byte[OpenHeader.Size];
         var filled = 0;
         while (true)
         {
             var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(buffer, 0, filled));
-            if (OpenHeader.TryRead(ref reader, out var port))
+            if (OpenHeader.TryRead(ref reader, out var port, out var udp))
             {
-                return port;
+                return (port, udp);
             }
 
             var read = await connection.ReadAsync(buffer.AsMemory(filled), cancellationToken).ConfigureAwait(false);
@@ -475,7 +487,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         }
     }
 
-    private static partial class Log
+    /// <summary>The forwarder's messages, the UDP sessions' (86xx: MobileForwarder.Udp, UdpForwards) among them.</summary>
+    internal static partial class Log
     {
         [LoggerMessage(8001, LogLevel.Information, "Mobile transport listening on {EndPoint}.")]
         public static partial void Listening(ILogger logger, IPEndPoint endPoint);
@@ -506,5 +519,29 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
 
         [LoggerMessage(8009, LogLevel.Debug, "Relay with {Guid} ended: to local {ToLocal}, to peer {ToPeer}.")]
         public static partial void RelayEnded(ILogger logger, string guid, CopyResult toLocal, CopyResult toPeer);
+
+        [LoggerMessage(8612, LogLevel.Debug, "UDP forward {Local}: session for {Source} to {Guid} port {Port} opened.")]
+        public static partial void SessionOpened(ILogger logger, IPEndPoint local, IPEndPoint source, string guid, int port);
+
+        [LoggerMessage(8601, LogLevel.Debug, "UDP session from {Guid} to port {Port} ended: {End}.")]
+        public static partial void UdpSessionEnded(ILogger logger, string guid, int port, UdpRelayEnd end);
+
+        [LoggerMessage(8600, LogLevel.Debug, "Serving a UDP session from {Guid} to port {Port}.")]
+        public static partial void UdpSessionServed(ILogger logger, string guid, int port);
+
+        [LoggerMessage(8611, LogLevel.Information, "UDP forward {Local} stopped.")]
+        public static partial void ForwardStopped(ILogger logger, IPEndPoint local);
+
+        [LoggerMessage(8610, LogLevel.Information, "UDP forward {Local} to {Guid} port {Port} started.")]
+        public static partial void ForwardStarted(ILogger logger, IPEndPoint local, string guid, int port);
+
+        [LoggerMessage(8613, LogLevel.Debug, "UDP forward {Local}: session for {Source} ended: {End}.")]
+        public static partial void ForwardSessionEnded(ILogger logger, IPEndPoint local, IPEndPoint source, UdpRelayEnd end);
+
+        [LoggerMessage(8615, LogLevel.Debug, "UDP forward {Local}: no session for {Source}: too many relays.")]
+        public static partial void SessionRefused(ILogger logger, IPEndPoint local, IPEndPoint source);
+
+        [LoggerMessage(8614, LogLevel.Debug, "UDP forward {Local}: session for {Source} failed: {Error}.")]
+        public static partial void SessionFailed(ILogger logger, IPEndPoint local, IPEndPoint source, string error);
     }
 }

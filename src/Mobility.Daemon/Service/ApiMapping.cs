@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Globalization;
 using Google.Protobuf.WellKnownTypes;
 using Mobility.Daemon.Challenges;
@@ -112,7 +113,33 @@ public static class ApiMapping
             reply.Exposed.Add(item);
         }
 
+        foreach (var entry in view.Udp)
+        {
+            var item = new Proto.ExposedPortEntry { Port = (uint)entry.Port };
+            item.Allow.AddRange(entry.Allowed.Select(g => g.ToString()));
+            reply.Udp.Add(item);
+        }
+
         return reply;
+    }
+
+    public static Proto.UdpForwardList ToProto(ImmutableArray<UdpForwardView> forwards)
+    {
+        var reply = new Proto.UdpForwardList();
+        reply.Forwards.AddRange(forwards.Select(ToProto));
+        return reply;
+    }
+
+    public static Proto.UdpForwardEntry ToProto(UdpForwardView forward)
+    {
+        ArgumentNullException.ThrowIfNull(forward);
+        return new Proto.UdpForwardEntry
+        {
+            Local = forward.Local.ToString(),
+            Peer = forward.Peer.ToString(),
+            Port = (uint)forward.Port,
+            Sessions = (uint)forward.Sessions,
+        };
     }
 
     public static Proto.GetIpReply ToProto(GnsRecord record)

@@ -41,6 +41,9 @@ public sealed record DaemonStatus(
 public sealed record ExposedView(ImmutableArray<ExposedPort> Entries, IPEndPoint Transport)
 {
     public ImmutableArray<int> Ports => [.. Entries.Select(e => e.Port)];
+
+    /// <summary>The exposed UDP ports (ascending) with their allow-lists.</summary>
+    public ImmutableArray<ExposedPort> Udp { get; init; } = [];
 }
 
 /// <summary>The host's addresses and the last published record version.</summary>
@@ -52,7 +55,7 @@ public sealed record AddressesView(ImmutableArray<IPAddress> Addresses, bool Fix
 /// Unix socket and the state files are all views of this class. Arguments are validated here:
 /// <see cref="ArgumentException"/> means a bad request.
 /// </summary>
-public sealed class DaemonApi
+public sealed partial class DaemonApi
 {
     private readonly MobilitydOptions _options;
     private readonly DaemonIdentity _identity;
@@ -71,7 +74,7 @@ public sealed class DaemonApi
 
     public DaemonApi(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, RecordPublisher publisher,
         Challenger challenger, ControlEndpoint control, PeerBook peers, WatchedRecords records, TimeProvider time, ExposedPorts exposed, MobileForwarder forwarder,
-        AddressClaims claims, Nat.NatDiscovery nat)
+        AddressClaims claims, Nat.NatDiscovery nat, UdpForwards udpForwards)
     {
         _nat = nat;
         ArgumentNullException.ThrowIfNull(options);
@@ -89,10 +92,11 @@ public sealed class DaemonApi
         _exposed = exposed;
         _forwarder = forwarder;
         _claims = claims;
+        _udpForwards = udpForwards;
     }
 
     /// <summary>The exposed ports (ascending) and where the transport listens.</summary>
-    public ExposedView ListExposed() => new(_exposed.Entries, _forwarder.LocalEndPoint);
+    public ExposedView ListExposed() => new(_exposed.Entries, _forwarder.LocalEndPoint) { Udp = _exposed.UdpEntries };
 
     /// <summary>Exposes a local port to every authenticated peer. Callers check the caller's right to do this first.</summary>
     public ExposedView Expose(int port)
@@ -108,7 +112,11 @@ public sealed class DaemonApi
     /// does not know; <see cref="GnsException"/>: the GNS cannot be asked. Callers check the caller's
     /// right to do this first.
     /// </summary>
-    public async Task<ExposedView> ExposeAsync(int port, IReadOnlyList<string> allow, CancellationToken cancellationToken = default)
+    public Task<ExposedView> ExposeAsync(int port, IReadOnlyList<string> allow, CancellationToken cancellationToken = default)
+        => ExposeAsync(port, allow, udp: false, cancellationToken);
+
+    /// <summary>Like <see cref="ExposeAsync(int, IReadOnlyList{string}, CancellationToken)"/>; with <paramref name="udp"/>, the UDP port (a table apart).</summary>
+    public async Task<ExposedView> ExposeAsync(int port, IReadOnlyList<string> allow, bool udp, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(allow);
         if (allow.Count > ExposedPorts.MaxAllowed)
@@ -119,27 +127,17 @@ public sealed class DaemonApi
         var guids = new List<HostGuid>(allow.Count);
         foreach (var item in allow)
         {
-            if (HostGuid.TryParse(item, out var guid))
-            {
-                guids.Add(guid);
-                continue;
-            }
-
-            var name = HostName.Normalize(item ?? "", out var error)
-                       ?? throw new ArgumentException($"'{item}' is neither a GUID nor a name: {error}", nameof(allow));
-            var record = await _records.LookupNameAsync(name, cancellationToken).ConfigureAwait(false)
-                         ?? throw new ArgumentException($"The GNS knows no host named '{name}'.", nameof(allow));
-            guids.Add(record.Guid);
+            guids.Add(await ResolvePeerAsync(item, nameof(allow), cancellationToken).ConfigureAwait(false));
         }
 
-        _exposed.Expose(port, guids);
+        _exposed.Expose(port, guids, udp);
         return ListExposed();
     }
 
     /// <summary>Stops exposing a port. Callers check the caller's right to do this first.</summary>
-    public ExposedView Unexpose(int port)
+    public ExposedView Unexpose(int port, bool udp = false)
     {
-        _exposed.Unexpose(port);
+        _exposed.Unexpose(port, udp);
         return ListExposed();
     }
 

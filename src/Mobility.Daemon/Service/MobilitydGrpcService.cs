@@ -98,7 +98,7 @@ public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
         ArgumentNullException.ThrowIfNull(context);
         Authorize(context);
         var port = checked((int)Math.Min(request.Port, int.MaxValue));
-        var view = await Guard(() => _api.ExposeAsync(port, [.. request.Allow], context.CancellationToken)).ConfigureAwait(false);
+        var view = await Guard(() => _api.ExposeAsync(port, [.. request.Allow], request.Udp, context.CancellationToken)).ConfigureAwait(false);
         return ApiMapping.ToProto(view);
     }
 
@@ -107,8 +107,31 @@ public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(context);
         Authorize(context);
-        return Task.FromResult(ApiMapping.ToProto(Guard(() => _api.Unexpose(checked((int)Math.Min(request.Port, int.MaxValue))))));
+        return Task.FromResult(ApiMapping.ToProto(Guard(() => _api.Unexpose(checked((int)Math.Min(request.Port, int.MaxValue)), request.Udp))));
     }
+
+    public override async Task<UdpForwardList> StartUdpForward(StartUdpForwardRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        Authorize(context);
+        var (started, all) = await Guard(() => _api.StartUdpForwardAsync((int)Math.Min(request.LocalPort, int.MaxValue), request.Host,
+            (int)Math.Min(request.Port, int.MaxValue), context.CancellationToken)).ConfigureAwait(false);
+        var reply = ApiMapping.ToProto(all);
+        reply.Started = ApiMapping.ToProto(started);
+        return reply;
+    }
+
+    public override Task<UdpForwardList> StopUdpForward(StopUdpForwardRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        Authorize(context);
+        return Task.FromResult(ApiMapping.ToProto(Guard(() => _api.StopUdpForward((int)Math.Min(request.LocalPort, int.MaxValue)))));
+    }
+
+    public override Task<UdpForwardList> ListUdpForwards(ListUdpForwardsRequest request, ServerCallContext context)
+        => Task.FromResult(ApiMapping.ToProto(_api.ListUdpForwards()));
 
     public override Task<Api.ExposedPorts> ListExposed(ListExposedRequest request, ServerCallContext context)
         => Task.FromResult(ApiMapping.ToProto(_api.ListExposed()));

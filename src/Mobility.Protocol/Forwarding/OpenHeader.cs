@@ -13,8 +13,10 @@ public enum OpenStatus : byte
 
 /// <summary>
 /// The first bytes a client writes on a mobile connection opened by mobilityd's forwarder:
-/// magic "MOPN" then the target local port (u16, big endian). The server answers with one
-/// <see cref="OpenStatus"/> byte; bytes flow only after <see cref="OpenStatus.Ok"/>.
+/// magic "MOPN" (a TCP port: the stream is relayed) or "MUDP" (a UDP port: datagram frames are
+/// relayed, the stream carries nothing more), then the target local port (u16, big endian). The
+/// server answers with one <see cref="OpenStatus"/> byte; bytes or datagrams flow only after
+/// <see cref="OpenStatus.Ok"/>.
 /// </summary>
 public static class OpenHeader
 {
@@ -22,25 +24,28 @@ public static class OpenHeader
 
     private static ReadOnlySpan<byte> Magic => "MOPN"u8;
 
-    public static byte[] Create(ushort port)
+    private static ReadOnlySpan<byte> UdpMagic => "MUDP"u8;
+
+    public static byte[] Create(ushort port, bool udp = false)
     {
         var bytes = new byte[Size];
-        Magic.CopyTo(bytes);
+        (udp ? UdpMagic : Magic).CopyTo(bytes);
         BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(4), port);
         return bytes;
     }
 
-    /// <summary>False: need more bytes. <see cref="InvalidDataException"/>: not an open header.</summary>
-    public static bool TryRead(ref SequenceReader<byte> reader, out ushort port)
+    /// <summary>Either form (<paramref name="udp"/>: "MUDP"). False: need more bytes. <see cref="InvalidDataException"/>: not an open header.</summary>
+    public static bool TryRead(ref SequenceReader<byte> reader, out ushort port, out bool udp)
     {
         port = 0;
+        udp = false;
         Span<byte> header = stackalloc byte[Size];
         if (!reader.TryCopyTo(header))
         {
             // Fail early on a wrong magic even when the rest has not arrived.
             var available = (int)Math.Min(reader.Remaining, Magic.Length);
             reader.TryCopyTo(header[..available]);
-            if (!header[..available].SequenceEqual(Magic[..available]))
+            if (!header[..available].SequenceEqual(Magic[..available]) && !header[..available].SequenceEqual(UdpMagic[..available]))
             {
                 throw new InvalidDataException("Not a mobilityd open header (bad magic).");
             }
@@ -48,7 +53,8 @@ public static class OpenHeader
             return false;
         }
 
-        if (!header[..4].SequenceEqual(Magic))
+        udp = header[..4].SequenceEqual(UdpMagic);
+        if (!udp && !header[..4].SequenceEqual(Magic))
         {
             throw new InvalidDataException("Not a mobilityd open header (bad magic).");
         }

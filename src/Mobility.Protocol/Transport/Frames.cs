@@ -25,6 +25,13 @@ public enum FrameType : byte
 
     /// <summary>body: code u32; the connection is aborted.</summary>
     Reset = 6,
+
+    /// <summary>
+    /// body: payload (1 .. MaxDatagramPayload bytes), one application datagram: sealed under the
+    /// same counter sequence as every frame, but never retransmitted and outside the stream's
+    /// offsets and receive window.
+    /// </summary>
+    Datagram = 7,
 }
 
 /// <summary>
@@ -108,6 +115,7 @@ public static class TransportFrame
             FrameType.Ack => bodyLength == 16,
             FrameType.Fin or FrameType.Ping or FrameType.Pong => bodyLength == 8,
             FrameType.Reset => bodyLength == 4,
+            FrameType.Datagram => bodyLength is > 0 and <= TransportConstants.MaxDatagramPayload,
             _ => throw new MalformedMessageException($"Unknown frame type {(byte)type}."),
         };
         if (!ok)
@@ -146,6 +154,11 @@ public static class TransportFrame
     public static ulong ReadU64(FrameType type, ReadOnlySpan<byte> body)
     {
         CheckBodyLength(type, body.Length);
+        if (body.Length != 8)
+        {
+            throw new MalformedMessageException($"A {type} frame has no 8-byte value.");
+        }
+
         return BinaryPrimitives.ReadUInt64BigEndian(body);
     }
 

@@ -43,6 +43,13 @@ public static class TransportConstants
     /// </summary>
     public const int MaxFramePayload = 32 * 1024;
 
+    /// <summary>
+    /// Largest DATAGRAM payload: one DATA frame's payload, so a datagram frame is never larger than a
+    /// DATA frame (the receiver's one-frame buffer bound holds) and any UDP datagram of the common
+    /// sizes (DNS, QUIC, RTP, anything under a 1500-byte MTU) fits whole.
+    /// </summary>
+    public const int MaxDatagramPayload = MaxFramePayload;
+
     /// <summary>length (4) + type (1) + counter (8): authenticated as associated data.</summary>
     public const int FrameHeaderSize = 13;
 

@@ -144,6 +144,9 @@ public sealed partial class MobileConnection
             case LoopBarrier barrier:
                 barrier.Reached.TrySetResult();
                 break;
+            case DatagramsQueued:
+                OnDatagramsQueued();
+                break;
             default:
                 throw new InvalidOperationException($"Unexpected event {e.GetType().Name}.");
         }

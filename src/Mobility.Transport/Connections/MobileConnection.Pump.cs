@@ -39,6 +39,7 @@ public sealed partial class MobileConnection
 
         _pathLostAt ??= _time.GetTimestamp();
         _state = MobileConnectionState.Pathless;
+        DropQueuedDatagrams();
         // Published before the supervisor is kicked: it asks NeedsPath at once.
         Publish();
         TransportLog.PathLost(_logger, Token, path.Flow.RemoteEndPoint, reason);
@@ -93,6 +94,7 @@ public sealed partial class MobileConnection
         => path.Preamble is not null
             || path.Outbox.HasFrames
             || _send.HasUnsent
+            || HasDatagramsToSend
             || _send.FinDue(path.FinSent)
             || (_receive.AckChanged && _receive.AckDue)
             || (!_isClient && IsFinished() && _receive.AckedReceived == _receive.ReceivedValue);
@@ -259,7 +261,7 @@ public sealed partial class MobileConnection
             _receive.MarkAcked(withConsumed: true);
         }
 
-        if (_send.HasUnsent && output.Length < OutputBufferSize)
+        if ((_send.HasUnsent || HasDatagramsToSend) && output.Length < OutputBufferSize)
         {
             var large = ArrayPool<byte>.Shared.Rent(OutputBufferSize);
             output.AsSpan(0, position).CopyTo(large);
@@ -267,14 +269,31 @@ public sealed partial class MobileConnection
             output = large;
         }
 
-        while (_send.HasUnsent && position < OutputBatchSize)
+        // DATA and DATAGRAM frames share the batch byte for byte (whichever has placed fewer bytes
+        // goes next), so bulk data cannot starve datagrams nor a datagram flood the stream.
+        // Datagrams queued by the application after the buffer was chosen wait for a large one.
+        long dataBytes = 0, datagramBytes = 0;
+        var roomForDatagrams = output.Length >= OutputBufferSize;
+        while (position < OutputBatchSize)
         {
+            if (roomForDatagrams && HasDatagramsToSend && (datagramBytes <= dataBytes || !_send.HasUnsent))
+            {
+                position = PlaceDatagram(output, position, ref datagramBytes);
+                continue;
+            }
+
+            if (!_send.HasUnsent)
+            {
+                break;
+            }
+
             // The body is assembled where it will be sent and sealed in place.
             var body = BodyAt(output, position, 8 + TransportConstants.MaxFramePayload);
             var (offset, n, resent, fresh) = _send.TakeNext(body[8..]);
             BinaryPrimitives.WriteUInt64BigEndian(body, (ulong)offset);
             _stats.BytesResent += resent;
             _stats.BytesSent += fresh;
+            dataBytes += n;
             position = PlaceControl(position, FrameType.Data, 8 + n);
         }
 
@@ -420,7 +439,7 @@ public sealed partial class MobileConnection
         while (TransportFrame.TryRead(ref reader, TransportConstants.MaxFrameLength, out var frame))
         {
             var bodyLength = frame.BodyLength;
-            if (frame.Type == FrameType.Data)
+            if (frame.Type is FrameType.Data or FrameType.Datagram)
             {
                 var array = ArrayPool<byte>.Shared.Rent(bodyLength);
                 if (!opener.TryOpen(frame, array.AsSpan(0, bodyLength), scratch))
@@ -429,7 +448,7 @@ public sealed partial class MobileConnection
                     throw new MalformedMessageException("Frame authentication failed.");
                 }
 
-                frames.Add(new ReceivedFrame(FrameType.Data, frame.Counter, array, bodyLength, 0, 0));
+                frames.Add(new ReceivedFrame(frame.Type, frame.Counter, array, bodyLength, 0, 0));
                 continue;
             }
 
@@ -576,6 +595,9 @@ public sealed partial class MobileConnection
                 }
 
                 return false;
+
+            case FrameType.Datagram:
+                return AcceptDatagram(frame.Array!, frame.Length);
 
             case FrameType.Reset:
                 FailNow(new MobileConnectionException(MobileConnectionError.ResetByPeer, $"The connection was reset by the peer (code {frame.Value1})."), null);

@@ -24,7 +24,7 @@ public enum MobileConnectionState
 }
 
 /// <summary>Counters for diagnostics.</summary>
-public readonly record struct MobileConnectionStatistics(
+public readonly partial record struct MobileConnectionStatistics(
     long BytesSent,
     long BytesReceived,
     long BytesResent,
@@ -241,7 +241,7 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     public IReadOnlyList<MoveRecord> Moves => _timeline.Snapshot();
 
     /// <summary>The counters as the connection's loop last published them (after each batch of events).</summary>
-    public MobileConnectionStatistics Statistics => _publishedStats is MobileConnectionStatistics published ? published : default;
+    public MobileConnectionStatistics Statistics => (_publishedStats is MobileConnectionStatistics published ? published : default) with { Datagrams = DatagramSnapshot() };
 
     /// <summary>Hands data to the connection's loop, which copies it into the send buffer; waits while the unacknowledged window is full.</summary>
     public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
@@ -345,6 +345,7 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
         }
 
         await _loop.ConfigureAwait(false);
+        ClearDatagrams();
         await _timer.DisposeAsync().ConfigureAwait(false);
         _sealer.Dispose();
         System.Security.Cryptography.CryptographicOperations.ZeroMemory(_sealKey);
@@ -387,6 +388,7 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     private void OnEndedCore()
     {
         UnsubscribeLocator();
+        CompleteDatagrams();
         _onEnded?.Invoke(this);
     }
 

@@ -163,21 +163,45 @@ public sealed class Socks5ParserTests
         for (var length = 0; length < bytes.Length; length++)
         {
             var partial = new SequenceReader<byte>(new ReadOnlySequence<byte>(bytes, 0, length));
-            Assert.False(OpenHeader.TryRead(ref partial, out _));
+            Assert.False(OpenHeader.TryRead(ref partial, out _, out _));
         }
 
         var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(bytes));
-        Assert.True(OpenHeader.TryRead(ref reader, out var port));
+        Assert.True(OpenHeader.TryRead(ref reader, out var port, out var udp));
         Assert.Equal(22, port);
+        Assert.False(udp);
         Assert.Throws<InvalidDataException>(() =>
         {
             var bad = new SequenceReader<byte>(new ReadOnlySequence<byte>("GET"u8.ToArray()));
-            OpenHeader.TryRead(ref bad, out _);
+            OpenHeader.TryRead(ref bad, out _, out _);
         });
         Assert.Throws<InvalidDataException>(() =>
         {
             var zero = new SequenceReader<byte>(new ReadOnlySequence<byte>(OpenHeader.Create(0)));
-            OpenHeader.TryRead(ref zero, out _);
+            OpenHeader.TryRead(ref zero, out _, out _);
+        });
+    }
+
+    [Fact]
+    public void Udp_open_header_is_mudp_with_the_same_layout_and_its_prefixes_ask_for_more()
+    {
+        var bytes = OpenHeader.Create(53, udp: true);
+        Assert.Equal("MUDP"u8.ToArray(), bytes[..4]);
+        Assert.Equal(new byte[] { 0, 53 }, bytes[4..]);
+        for (var length = 0; length < bytes.Length; length++)
+        {
+            var partial = new SequenceReader<byte>(new ReadOnlySequence<byte>(bytes, 0, length));
+            Assert.False(OpenHeader.TryRead(ref partial, out _, out _));
+        }
+
+        var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(bytes));
+        Assert.True(OpenHeader.TryRead(ref reader, out var port, out var udp));
+        Assert.Equal((53, true), (port, udp));
+        Assert.Equal(OpenHeader.Size, reader.Consumed);
+        Assert.Throws<InvalidDataException>(() =>
+        {
+            var bad = new SequenceReader<byte>(new ReadOnlySequence<byte>("MUDX"u8.ToArray()));
+            OpenHeader.TryRead(ref bad, out _, out _);
         });
     }
 }

@@ -50,6 +50,9 @@ public class FrameTests
             yield return new object[] { encrypt, FrameType.Ping, new byte[8] };
             yield return new object[] { encrypt, FrameType.Pong, new byte[8] };
             yield return new object[] { encrypt, FrameType.Reset, new byte[4] };
+            yield return new object[] { encrypt, FrameType.Datagram, Enumerable.Range(0, 1200).Select(i => (byte)i).ToArray() };
+            yield return new object[] { encrypt, FrameType.Datagram, new byte[] { 42 } };
+            yield return new object[] { encrypt, FrameType.Datagram, new byte[TransportConstants.MaxDatagramPayload] };
         }
     }
 
@@ -140,6 +143,8 @@ public class FrameTests
     [InlineData(FrameType.Fin, 16)]
     [InlineData(FrameType.Data, 8)]
     [InlineData(FrameType.Reset, 8)]
+    [InlineData(FrameType.Datagram, 0)]
+    [InlineData(FrameType.Datagram, TransportConstants.MaxDatagramPayload + 1)]
     [InlineData((FrameType)0, 8)]
     [InlineData((FrameType)99, 8)]
     public void Body_sizes_that_do_not_fit_the_type_are_malformed(FrameType type, int bodyLength)

@@ -7,7 +7,7 @@ namespace Mobility.Transport.Tests.Connections;
 /// <see cref="FakeTimeProvider"/>: a server-side <see cref="MobileConnection"/> over an in-memory
 /// flow, with the test playing the client frame by frame.
 /// </summary>
-public sealed class ConnectionLoopTests : IAsyncDisposable
+public sealed partial class ConnectionLoopTests : IAsyncDisposable
 {
     private readonly FakeTimeProvider _time = new(DateTimeOffset.UnixEpoch + TimeSpan.FromDays(20000));
     private readonly MemoryFlow _flow = new();

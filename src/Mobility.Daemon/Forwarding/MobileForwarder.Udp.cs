@@ -1,0 +1,69 @@
+using System.Net;
+using System.Net.Sockets;
+using Mobility.Transport;
+
+namespace Mobility.Daemon.Forwarding;
+
+public sealed partial class MobileForwarder
+{
+    /// <summary>
+    /// One incoming UDP session (after a "MUDP" open header): refused like a TCP stream unless the UDP
+    /// port is exposed to the peer; otherwise one UDP socket connected to 127.0.0.1:port carries the
+    /// peer's datagrams to the application and its replies back, until the session ends
+    /// (<see cref="ForwardingOptions.UdpIdleTimeout"/>, the peer's close, a failure or stop).
+    /// </summary>
+    private async Task ServeUdpAsync(MobileConnection connection, ushort port, CancellationToken cancellationToken)
+    {
+        if (!_exposed.Allows(port, connection.RemoteGuid, udp: true))
+        {
+            Log.NotExposed(_logger, connection.RemoteGuid.ToString(), port);
+            await RefuseAsync(connection, OpenStatus.NotExposed, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        socket.Connect(new IPEndPoint(IPAddress.Loopback, port));
+        await connection.WriteAsync(new[] { (byte)OpenStatus.Ok }, cancellationToken).ConfigureAwait(false);
+        Log.UdpSessionServed(_logger, connection.RemoteGuid.ToString(), port);
+        using var relay = new UdpRelay(connection, async (datagram, ct) => await socket.SendAsync(datagram, SocketFlags.None, ct).ConfigureAwait(false),
+            _options.Forwarding.UdpIdleTimeout, _time);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, relay.Ended);
+        var fromLocal = ReceiveLocalAsync(socket, relay, stop.Token);
+        var end = await relay.RunAsync(_options.Forwarding.HandshakeTimeout, cancellationToken).ConfigureAwait(false);
+        await stop.CancelAsync().ConfigureAwait(false);
+        await fromLocal.ConfigureAwait(false);
+        Log.UdpSessionEnded(_logger, connection.RemoteGuid.ToString(), port, end);
+    }
+
+    /// <summary>The local application's datagrams (on the session's connected socket) to the peer.</summary>
+    private static async Task ReceiveLocalAsync(Socket socket, UdpRelay relay, CancellationToken cancellationToken)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(UdpForwards.ReceiveBufferSize);
+        try
+        {
+            while (true)
+            {
+                int length;
+                try
+                {
+                    length = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.ConnectionReset)
+                {
+                    // ICMP port unreachable from an earlier send (nobody listens yet): keep receiving.
+                    continue;
+                }
+
+                relay.FromLocal(buffer.AsSpan(0, length));
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}
