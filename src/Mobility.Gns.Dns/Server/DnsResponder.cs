@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Mobility.Gns.Dns.Protocol;
+using Mobility.Protocol.Dns;
 using Mobility.Gns.Storage;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
