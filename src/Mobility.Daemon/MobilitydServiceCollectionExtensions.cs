@@ -12,6 +12,7 @@ using Mobility.Daemon.Identity;
 using Mobility.Daemon.Peers;
 using Mobility.Daemon.Records;
 using Mobility.Daemon.State;
+using Mobility.Daemon.Transparent;
 
 namespace Mobility.Daemon;
 
@@ -45,12 +46,24 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<VerifiedAddressOwners>();
         services.TryAddSingleton<MobileForwarder>();
         services.TryAddSingleton<Socks5Endpoint>();
+        services.TryAddSingleton<VirtualAddressMap>();
+        services.TryAddSingleton<IPeerDirectory, GnsPeerDirectory>();
+        services.TryAddSingleton<DnsUpstream>();
+        services.TryAddSingleton<DnsStubResponder>();
+        services.TryAddSingleton<DnsStub>();
+        services.TryAddSingleton<SocketMark>();
+        services.TryAddSingleton<InterceptionListener>();
+        services.TryAddSingleton<ResolverIntegration>();
+        services.TryAddSingleton<TransparentMode>();
         // Hosted in this order: addresses, then the control endpoint (bound before ready), the transport and SOCKS5, then the rest.
         services.AddHostedService(sp => sp.GetRequiredService<AddressMonitor>());
         services.AddHostedService(sp => sp.GetRequiredService<ControlEndpoint>());
         // The transport before the record publisher: it publishes the transport's real port.
         services.AddHostedService(sp => sp.GetRequiredService<MobileForwarder>());
         services.AddHostedService(sp => sp.GetRequiredService<Socks5Endpoint>());
+        services.AddHostedService(sp => sp.GetRequiredService<DnsStub>());
+        // After the stub (whose endpoint the resolver gets) and the forwarder (which relays what is intercepted).
+        services.AddHostedService(sp => sp.GetRequiredService<TransparentMode>());
         services.AddHostedService(sp => sp.GetRequiredService<RecordPublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<StateFiles>());
         services.AddGrpc().AddJsonTranscoding();
