@@ -151,22 +151,8 @@ public sealed partial class DnsStub : IHostedService
     private async Task AcceptLoopAsync(Socket listener, CancellationToken stopping)
     {
         var clients = new List<Task>();
-        while (!stopping.IsCancellationRequested)
+        while (await AcceptLoop.NextAsync(listener, stopping).ConfigureAwait(false) is { } client)
         {
-            Socket client;
-            try
-            {
-                client = await listener.AcceptAsync(stopping).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is SocketException && !stopping.IsCancellationRequested)
-            {
-                continue;
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                break;
-            }
-
             if (!_tcpClients.Wait(0))
             {
                 Log.Dropped(_logger, client.RemoteEndPoint as IPEndPoint);

@@ -85,22 +85,8 @@ public sealed partial class InterceptionListener : IAsyncDisposable
 
     private async Task AcceptLoopAsync(Socket listener, CancellationToken stopping)
     {
-        while (!stopping.IsCancellationRequested)
+        while (await AcceptLoop.NextAsync(listener, stopping).ConfigureAwait(false) is { } client)
         {
-            Socket client;
-            try
-            {
-                client = await listener.AcceptAsync(stopping).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is SocketException && !stopping.IsCancellationRequested)
-            {
-                continue;
-            }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                return;
-            }
-
             if (!_forwarder.TryReserveRelay())
             {
                 Log.Refused(_logger, client.RemoteEndPoint, null, "too many relays");
