@@ -68,14 +68,12 @@ public sealed partial class DnsResponder
         catch (DnsFormatException e)
         {
             Log.Malformed(_logger, e.Message);
-            return e is { Answerable: true, Id: { } id }
-                ? DnsMessageWriter.WriteHeaderOnly(id, 0, false, DnsResponseCode.FormErr, response.Span)
-                : 0;
+            return DnsMessageWriter.WriteFormatError(e, response.Span);
         }
 
         if (parsed.Opcode != 0)
         {
-            return DnsMessageWriter.WriteHeaderOnly(parsed.Id, parsed.Opcode, parsed.RecursionDesired, DnsResponseCode.NotImp, response.Span);
+            return DnsMessageWriter.WriteNotImplemented(parsed, response.Span);
         }
 
         DnsResponse answer;

@@ -64,6 +64,23 @@ public sealed class DnsMessageWriter
         }
     }
 
+    /// <summary>
+    /// The answer to a message <see cref="DnsMessageReader.ReadQuery"/> refused: FORMERR when its id was read and it may
+    /// be answered, else nothing (0: drop it).
+    /// </summary>
+    public static int WriteFormatError(DnsFormatException error, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        return error is { Answerable: true, Id: { } id } ? WriteHeaderOnly(id, 0, false, DnsResponseCode.FormErr, destination) : 0;
+    }
+
+    /// <summary>NOTIMP to a query of another opcode than QUERY (its question is not parsed, so not echoed).</summary>
+    public static int WriteNotImplemented(DnsQuery query, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        return WriteHeaderOnly(query.Id, query.Opcode, query.RecursionDesired, DnsResponseCode.NotImp, destination);
+    }
+
     /// <summary>A header-only response with <paramref name="code"/> (FORMERR, NOTIMP) to a query whose question is not echoed.</summary>
     public static int WriteHeaderOnly(ushort id, byte opcode, bool recursionDesired, DnsResponseCode code, Span<byte> destination)
     {
