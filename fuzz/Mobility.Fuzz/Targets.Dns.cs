@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using Mobility.Gns.Dns.Protocol;
+using Mobility.Protocol.Dns;
 using Mobility.Gns.Dns.Server;
 using Mobility.Gns.Storage;
 

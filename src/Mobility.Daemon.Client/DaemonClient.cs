@@ -103,6 +103,13 @@ public sealed class DaemonClient : IDisposable
     /// <summary><c>GET /v1/exposed</c>.</summary>
     public Task<JsonElement> ListExposedAsync(CancellationToken cancellationToken) => SendAsync(HttpMethod.Get, "v1/exposed", null, cancellationToken);
 
+    /// <summary><c>GET /v1/transparent</c>.</summary>
+    public Task<JsonElement> GetTransparentAsync(CancellationToken cancellationToken) => SendAsync(HttpMethod.Get, "v1/transparent", null, cancellationToken);
+
+    /// <summary><c>PUT /v1/transparent</c>: switches transparent mode on or off.</summary>
+    public Task<JsonElement> SetTransparentAsync(bool enabled, CancellationToken cancellationToken)
+        => SendAsync(HttpMethod.Put, "v1/transparent", new Dictionary<string, bool> { ["enabled"] = enabled }, cancellationToken);
+
     public void Dispose() => _http.Dispose();
 
     /// <summary>Why the socket could not be used, in words (the errno text of a missing socket is "Cannot assign requested address").</summary>

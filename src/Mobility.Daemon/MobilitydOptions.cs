@@ -108,6 +108,9 @@ public sealed class MobilitydOptions
 
     public Forwarding.ForwardingOptions Forwarding { get; set; } = new();
 
+    /// <summary>Transparent mode: DNS stub, virtual addresses, TCP interception (docs/transparent.md).</summary>
+    public Transparent.TransparentOptions Transparent { get; set; } = new();
+
     /// <summary>Name bound to the GUID in the GNS (one DNS label), or none.</summary>
     public string? Name { get; set; }
 

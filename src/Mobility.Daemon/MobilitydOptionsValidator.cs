@@ -119,6 +119,24 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, limits.RequestsPerSecond > 0 && double.IsFinite(limits.RequestsPerSecond), "ControlLimits:RequestsPerSecond must be positive.");
         Check(failures, limits.Burst is >= 1 and <= 1_000_000, "ControlLimits:Burst must be 1 to 1000000.");
         Check(failures, limits.MaxTrackedSources is >= 1 and <= 16_777_216, "ControlLimits:MaxTrackedSources must be 1 to 16777216.");
+        var transparent = options.Transparent;
+        CheckEndPoint(failures, transparent.Dns, Transparent.TransparentOptions.DnsOption);
+        try
+        {
+            _ = transparent.ParsedPool;
+        }
+        catch (FormatException e)
+        {
+            failures.Add(e.Message);
+        }
+
+        Check(failures, transparent.MaxMappings is >= 1 and <= 1_000_000, "Transparent:MaxMappings must be 1 to 1000000.");
+        Check(failures, transparent.AnswerTtlSeconds is >= 1 and <= 86_400, "Transparent:AnswerTtlSeconds must be 1 to 86400.");
+        Check(failures, transparent.QueriesPerSecond > 0 && double.IsFinite(transparent.QueriesPerSecond), "Transparent:QueriesPerSecond must be positive.");
+        Check(failures, transparent.QueryBurst is >= 1 and <= 1_000_000, "Transparent:QueryBurst must be 1 to 1000000.");
+        Check(failures, transparent.MaxTcpClients is >= 1 and <= 100_000, "Transparent:MaxTcpClients must be 1 to 100000.");
+        Check(failures, transparent.UpstreamTimeout > TimeSpan.Zero, "Transparent:UpstreamTimeout must be positive.");
+        Check(failures, transparent.SocketMark != 0, "Transparent:SocketMark must not be 0 (0 is every unmarked socket).");
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

@@ -12,6 +12,7 @@ using Mobility.Daemon.Identity;
 using Mobility.Daemon.Peers;
 using Mobility.Daemon.Records;
 using Mobility.Daemon.State;
+using Mobility.Daemon.Transparent;
 
 namespace Mobility.Daemon;
 
@@ -48,6 +49,15 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<Internal.NativeHeapTrimmer>();
         services.TryAddSingleton<Nat.NatDiscovery>();
         services.TryAddSingleton<UdpForwards>();
+        services.TryAddSingleton<VirtualAddressMap>();
+        services.TryAddSingleton<IPeerDirectory, GnsPeerDirectory>();
+        services.TryAddSingleton<DnsUpstream>();
+        services.TryAddSingleton<DnsStubResponder>();
+        services.TryAddSingleton<DnsStub>();
+        services.TryAddSingleton<SocketMark>();
+        services.TryAddSingleton<InterceptionListener>();
+        services.TryAddSingleton<ResolverIntegration>();
+        services.TryAddSingleton<TransparentMode>();
         // Hosted in this order: addresses, then the control endpoint (bound before ready), the transport and SOCKS5, then the rest.
         services.AddHostedService(sp => sp.GetRequiredService<AddressMonitor>());
         services.AddHostedService(sp => sp.GetRequiredService<ControlEndpoint>());
@@ -56,6 +66,9 @@ public static class MobilitydServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<Socks5Endpoint>());
         // Stopped before the transport (hosted services stop in reverse), so its sessions close gracefully.
         services.AddHostedService(sp => sp.GetRequiredService<UdpForwards>());
+        services.AddHostedService(sp => sp.GetRequiredService<DnsStub>());
+        // After the stub (whose endpoint the resolver gets) and the forwarder (which relays what is intercepted).
+        services.AddHostedService(sp => sp.GetRequiredService<TransparentMode>());
         services.AddHostedService(sp => sp.GetRequiredService<RecordPublisher>());
         services.AddHostedService(sp => sp.GetRequiredService<StateFiles>());
         services.AddHostedService(sp => sp.GetRequiredService<Internal.NativeHeapTrimmer>());

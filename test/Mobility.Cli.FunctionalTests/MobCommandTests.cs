@@ -37,6 +37,25 @@ public sealed class MobCommandTests
     }
 
     [Fact]
+    public async Task Mob_transparent_status_and_mob_status_show_transparent_mode()
+    {
+        var gns = new FakeGns();
+        await using var daemon = await DaemonInstance.StartAsync(gns.CreateClient());
+
+        var text = await Mob("transparent", "status", "--socket", daemon.SocketPath);
+        var json = await Mob("transparent", "status", "--socket", daemon.SocketPath, "--json");
+        var status = await Mob("status", "--socket", daemon.SocketPath);
+
+        Assert.Equal(0, text.Exit);
+        Assert.Contains("transparent: off", text.Out, StringComparison.Ordinal);
+        Assert.Contains("rules: none", text.Out, StringComparison.Ordinal);
+        Assert.Contains("virtual addresses: 100.77.0.0/16 fd6d:6f62::/32", text.Out, StringComparison.Ordinal);
+        Assert.Equal(0, json.Exit);
+        Assert.Equal("100.77.0.0/16", JsonDocument.Parse(json.Out).RootElement.GetProperty("ipv4Pool").GetString());
+        Assert.Contains("transparent: off, rules none,", status.Out, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_failed_challenge_exits_non_zero_with_the_reason_on_stderr()
     {
         var gns = new FakeGns();

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
-using Mobility.Gns.Dns.Protocol;
+using Mobility.Protocol.Dns;
 
 namespace Mobility.Gns.Dns.Tests;
 

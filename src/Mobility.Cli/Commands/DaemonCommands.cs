@@ -7,7 +7,7 @@ using Mobility.Daemon.Client;
 namespace Mobility.Cli.Commands;
 
 /// <summary>
-/// <c>mob guid | ip | guids | challenge | status | netcheck | addresses</c>: ask the local mobilityd, over its
+/// <c>mob guid | ip | guids | challenge | status | netcheck | addresses | transparent</c>: ask the local mobilityd, over its
 /// Unix socket (HTTP/1.1 + JSON; <c>--socket PATH</c>, else $MOBILITYD_SOCKET, else
 /// /run/mobility/mobilityd.sock, else $XDG_RUNTIME_DIR/mobilityd.sock). <c>--json</c> prints the
 /// daemon's JSON answer as one line. These are top-level commands: register each factory of
@@ -23,7 +23,7 @@ public static class DaemonCommands
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(15);
 
     /// <summary>One factory per top-level command, in the shape of <c>CommandGroups.All</c>.</summary>
-    public static IReadOnlyList<Func<Command>> All { get; } = [Guid, Ip, Guids, Challenge, Status, Netcheck, Addresses];
+    public static IReadOnlyList<Func<Command>> All { get; } = [Guid, Ip, Guids, Challenge, Status, Netcheck, Addresses, Transparent];
 
     /// <summary>A new instance of every daemon command.</summary>
     public static IEnumerable<Command> Create() => All.Select(create => create());
@@ -146,6 +146,7 @@ public static class DaemonCommands
                 ("transport port", Text(reply, "transportPort")),
                 ("mobile connections", reply.TryGetProperty("connectionsTotal", out var total) ? total.GetRawText() : "0"),
                 .. NatSummary(reply.TryGetProperty("nat", out var nat) ? nat : default),
+                ("transparent", reply.TryGetProperty("transparent", out var transparent) ? TransparentLine(transparent) : "-"),
             ]));
         });
         return command;
@@ -209,6 +210,42 @@ public static class DaemonCommands
             $"{(Text(f, "reflexive") is { Length: > 0 } r and not "-" ? r : "no answer")} nat={Text(f, "nat")} mapping={Text(f, "mapping")} " +
             $"filtering={Text(f, "filtering")} checked={Text(f, "checkedAt")}"));
     }
+    /// <summary><c>mob transparent on|off|status</c>: DNS names and interception for unmodified programs (docs/transparent.md).</summary>
+    private static Command Transparent()
+    {
+        var command = new Command("transparent",
+            "Transparent mode: <name>.mob and <guid>.guid resolve to virtual addresses, and TCP connections to them are carried over mobile connections");
+        foreach (var (name, enabled, help) in new[]
+                 {
+                     ("on", (bool?)true, "Install the nftables rules, routes and resolver entry (root or the daemon's admitted users)"),
+                     ("off", (bool?)false, "Remove them (also done when the daemon stops)"),
+                     ("status", (bool?)null, "Show whether it is on, the DNS stub, the resolver entry and the mappings"),
+                 })
+        {
+            var socket = SocketOption();
+            var sub = new Command(name, help) { socket };
+            sub.SetHandler(async context =>
+            {
+                var reply = await CallAsync(context, socket, (d, ct) => enabled is { } on ? d.SetTransparentAsync(on, ct) : d.GetTransparentAsync(ct));
+                return Print(context, reply, () => context.Output.Rows(
+                [
+                    ("transparent", Bool(reply, "enabled") ? "on" : "off"),
+                    ("rules", Text(reply, "rules") is "" or "-" ? "none" : $"nft table {Text(reply, "rules")}"),
+                    ("dns stub", Text(reply, "stub") is "" or "-" ? "off" : Text(reply, "stub")),
+                    ("resolver", Text(reply, "resolver")),
+                    ("virtual addresses", $"{Text(reply, "ipv4Pool")} {Text(reply, "ipv6Prefix")}"),
+                    ("mappings", Text(reply, "mappings") is "-" ? "0" : Text(reply, "mappings")),
+                ]));
+            });
+            command.Subcommands.Add(sub);
+        }
+
+        return command;
+    }
+
+    private static string TransparentLine(JsonElement t)
+        => string.Create(CultureInfo.InvariantCulture,
+            $"{(Bool(t, "enabled") ? "on" : "off")}, rules {(Text(t, "rules") is "" or "-" ? "none" : Text(t, "rules"))}, dns stub {(Text(t, "stub") is "" or "-" ? "off" : Text(t, "stub"))}, resolver {Text(t, "resolver")}, mappings {(Text(t, "mappings") is "-" ? "0" : Text(t, "mappings"))}");
 
     private static Command Addresses()
     {

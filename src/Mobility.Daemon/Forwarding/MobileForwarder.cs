@@ -55,6 +55,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger<MobileForwarder> _logger;
     private readonly ILoggerFactory _loggers;
+    private readonly Transparent.SocketMark _mark;
     private readonly ConcurrentDictionary<Task, byte> _relays = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly AsyncAutoResetSignal _moved = new();
@@ -67,7 +68,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private int _listenerDisposed;
 
     public MobileForwarder(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, ExposedPorts exposed,
-        GnsPeerLocator locator, VerifiedAddressOwners owners, TimeProvider time, ILoggerFactory loggers)
+        GnsPeerLocator locator, VerifiedAddressOwners owners, Transparent.SocketMark mark, TimeProvider time, ILoggerFactory loggers)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggers);
@@ -77,6 +78,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         _exposed = exposed;
         _locator = locator;
         _owners = owners;
+        _mark = mark;
         _time = time;
         _loggers = loggers;
         _logger = loggers.CreateLogger<MobileForwarder>();
@@ -137,6 +139,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             LoggerFactory = _loggers,
             TimeProvider = _time,
             LocalAddress = specific ? endpoint.Address : null,
+            // Marked while transparent mode is on, so that its rules never intercept the daemon's own flows.
+            FlowFactory = new global::Mobility.Transport.Flows.TcpFlowFactory(_mark.Apply),
         }));
 
         // The record publisher publishes TransportPort: make it the port really bound (port 0 works).

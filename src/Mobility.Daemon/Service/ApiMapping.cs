@@ -13,6 +13,21 @@ namespace Mobility.Daemon.Service;
 /// <summary>Conversions from the API's types to the generated messages, shared by the gRPC service and the state files.</summary>
 public static class ApiMapping
 {
+    public static Proto.TransparentStatus ToProto(Transparent.TransparentStatus status)
+    {
+        ArgumentNullException.ThrowIfNull(status);
+        return new Proto.TransparentStatus
+        {
+            Enabled = status.Enabled,
+            Stub = status.Stub ?? "",
+            Resolver = status.Resolver,
+            Mappings = (uint)status.Mappings,
+            Ipv4Pool = status.Ipv4Pool,
+            Ipv6Prefix = status.Ipv6Prefix,
+            Rules = status.Rules ?? "",
+        };
+    }
+
     public static Proto.Status ToProto(DaemonStatus status)
     {
         ArgumentNullException.ThrowIfNull(status);

@@ -18,14 +18,19 @@ namespace Mobility.Daemon.Service;
 public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
 {
     private readonly DaemonApi _api;
+    private readonly Transparent.TransparentMode _transparent;
+    private readonly Access.LocalAccessPolicy _access;
     private readonly MobilitydOptions _options;
     private readonly ILogger<MobilitydGrpcService> _logger;
     private readonly uint _ownerUid = Native.EffectiveUserId();
 
-    public MobilitydGrpcService(DaemonApi api, IOptions<MobilitydOptions> options, ILogger<MobilitydGrpcService> logger)
+    public MobilitydGrpcService(DaemonApi api, Transparent.TransparentMode transparent, Access.LocalAccessPolicy access, IOptions<MobilitydOptions> options,
+        ILogger<MobilitydGrpcService> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _api = api;
+        _transparent = transparent;
+        _access = access;
         _options = options.Value;
         _logger = logger;
     }
@@ -71,7 +76,42 @@ public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
     }
 
     public override Task<Api.Status> GetStatus(GetStatusRequest request, ServerCallContext context)
-        => Task.FromResult(ApiMapping.ToProto(_api.GetStatus()));
+    {
+        var status = ApiMapping.ToProto(_api.GetStatus());
+        status.Transparent = ApiMapping.ToProto(_transparent.Status);
+        return Task.FromResult(status);
+    }
+
+    public override Task<Api.TransparentStatus> GetTransparent(GetTransparentRequest request, ServerCallContext context)
+        => Task.FromResult(ApiMapping.ToProto(_transparent.Status));
+
+    public override async Task<Api.TransparentStatus> SetTransparent(SetTransparentRequest request, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(context);
+        // The local access rule (root, the daemon's user and group, LocalAccess), asked of the caller's uid from SO_PEERCRED.
+        if (!PeerCredentials.TryGet(context.GetHttpContext(), out var peer))
+        {
+            throw new RpcException(new Grpc.Core.Status(StatusCode.PermissionDenied,
+                "Transparent mode is switched only over the Unix socket, where the caller's user is known."));
+        }
+
+        var verdict = _access.Check(peer.UserId);
+        if (!verdict.Admitted)
+        {
+            Log.Refused(_logger, peer.UserId, peer.ProcessId);
+            throw new RpcException(new Grpc.Core.Status(StatusCode.PermissionDenied, $"Only root or the daemon's admitted users may switch transparent mode: {verdict.Reason}."));
+        }
+
+        try
+        {
+            return ApiMapping.ToProto(await _transparent.SwitchAsync(request.Enabled, context.CancellationToken).ConfigureAwait(false));
+        }
+        catch (Transparent.TransparentModeException e)
+        {
+            throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, e.Message));
+        }
+    }
 
     public override async Task<Api.NatStatus> Netcheck(NetcheckRequest request, ServerCallContext context)
     {

@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Mobility.Gns.Dns.Protocol;
+using Mobility.Protocol.Dns;
 using Mobility.Gns.Storage;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
@@ -68,14 +68,12 @@ public sealed partial class DnsResponder
         catch (DnsFormatException e)
         {
             Log.Malformed(_logger, e.Message);
-            return e is { Answerable: true, Id: { } id }
-                ? DnsMessageWriter.WriteHeaderOnly(id, 0, false, DnsResponseCode.FormErr, response.Span)
-                : 0;
+            return DnsMessageWriter.WriteFormatError(e, response.Span);
         }
 
         if (parsed.Opcode != 0)
         {
-            return DnsMessageWriter.WriteHeaderOnly(parsed.Id, parsed.Opcode, parsed.RecursionDesired, DnsResponseCode.NotImp, response.Span);
+            return DnsMessageWriter.WriteNotImplemented(parsed, response.Span);
         }
 
         DnsResponse answer;

@@ -1,6 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Options;
-using Mobility.Gns.Dns.Protocol;
+using Mobility.Protocol.Dns;
 using Mobility.Net.EndPoints;
 
 namespace Mobility.Gns.Dns.Server;

@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net.Sockets;
-using Mobility.Gns.Dns.Protocol;
+using Mobility.Protocol.Dns;
 
 namespace Mobility.Gns.Dns.Server;
 

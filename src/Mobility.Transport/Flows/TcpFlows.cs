@@ -85,7 +85,8 @@ public sealed class TcpFlow : IFlow
 }
 
 /// <summary>Opens TCP flows, optionally bound to a local address.</summary>
-public sealed class TcpFlowFactory : IFlowFactory
+/// <param name="configure">Called on each new socket before it binds or connects (mobilityd marks its sockets with it in transparent mode).</param>
+public sealed class TcpFlowFactory(Action<Socket>? configure = null) : IFlowFactory
 {
     public static TcpFlowFactory Instance { get; } = new();
 
@@ -95,6 +96,7 @@ public sealed class TcpFlowFactory : IFlowFactory
         var socket = new Socket(remote.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
+            configure?.Invoke(socket);
             if (localAddress is not null)
             {
                 socket.Bind(new IPEndPoint(localAddress, 0));

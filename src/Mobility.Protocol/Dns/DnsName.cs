@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Mobility.Gns.Dns.Protocol;
+namespace Mobility.Protocol.Dns;
 
 /// <summary>
 /// A domain name as its labels (raw octets, case preserved as received). Comparison helpers ignore

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 
-namespace Mobility.Gns.Dns.Protocol;
+namespace Mobility.Protocol.Dns;
 
 /// <summary>
 /// Writes DNS responses into a caller's buffer, compressing names against every name already written
@@ -62,6 +62,23 @@ public sealed class DnsMessageWriter
         {
             ArrayPool<byte>.Shared.Return(scratch);
         }
+    }
+
+    /// <summary>
+    /// The answer to a message <see cref="DnsMessageReader.ReadQuery"/> refused: FORMERR when its id was read and it may
+    /// be answered, else nothing (0: drop it).
+    /// </summary>
+    public static int WriteFormatError(DnsFormatException error, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        return error is { Answerable: true, Id: { } id } ? WriteHeaderOnly(id, 0, false, DnsResponseCode.FormErr, destination) : 0;
+    }
+
+    /// <summary>NOTIMP to a query of another opcode than QUERY (its question is not parsed, so not echoed).</summary>
+    public static int WriteNotImplemented(DnsQuery query, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        return WriteHeaderOnly(query.Id, query.Opcode, query.RecursionDesired, DnsResponseCode.NotImp, destination);
     }
 
     /// <summary>A header-only response with <paramref name="code"/> (FORMERR, NOTIMP) to a query whose question is not echoed.</summary>

@@ -1,4 +1,4 @@
-namespace Mobility.Gns.Dns.Protocol;
+namespace Mobility.Protocol.Dns;
 
 /// <summary>Resource record types this server reads or writes (RFC 1035, 3596, 6891).</summary>
 public enum DnsType : ushort

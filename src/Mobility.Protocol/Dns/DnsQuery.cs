@@ -1,4 +1,4 @@
-namespace Mobility.Gns.Dns.Protocol;
+namespace Mobility.Protocol.Dns;
 
 /// <summary>The EDNS(0) OPT pseudo-record of a query (RFC 6891).</summary>
 /// <param name="UdpPayloadSize">The largest UDP response the requester accepts, as advertised (may be below 512: then 512 applies).</param>

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Mobility.Gns.Dns.Protocol;
+namespace Mobility.Protocol.Dns;
 
 /// <summary>
 /// Reads DNS queries from a complete message (a UDP datagram or the body of a TCP frame). Every read is

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Mobility.Gns.Dns.Protocol;
+namespace Mobility.Protocol.Dns;
 
 /// <summary>A resource record to write in an answer or authority section.</summary>
 public abstract record DnsRecord(DnsName Owner, uint Ttl)

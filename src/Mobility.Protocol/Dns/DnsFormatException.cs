@@ -1,4 +1,4 @@
-namespace Mobility.Gns.Dns.Protocol;
+namespace Mobility.Protocol.Dns;
 
 /// <summary>
 /// A message is not a well-formed DNS query. When <see cref="Id"/> is known (the header was read)
