@@ -17,6 +17,7 @@ public sealed partial class LoggingConventionTests
         ("Mobility.Gns.Client/", 1800, 1899),
         ("Mobility.Daemon/", 2000, 8999),
         ("Mobility.Transport/", 9000, 9999),
+        ("Mobility.Relay/", 10000, 10499),
     ];
 
     [GeneratedRegex(@"\[LoggerMessage\((?<args>[^\]]*)")]
