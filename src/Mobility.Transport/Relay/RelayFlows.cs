@@ -121,6 +121,7 @@ public sealed class RelayFlowListener : IFlowListener
     private readonly SemaphoreSlim _writeGate = new(1, 1);
     private readonly TaskCompletionSource<Exception?> _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _loops = Task.CompletedTask;
+    private int _disposed;
 
     private RelayFlowListener(HostGuid guid, IPEndPoint relay, IFlow control, IFlowFactory flows)
     {
@@ -197,6 +198,11 @@ public sealed class RelayFlowListener : IFlowListener
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _closed.TrySetResult(null);
         await _stop.CancelAsync().ConfigureAwait(false);
         _control.Abort();
@@ -241,8 +247,9 @@ public sealed class RelayFlowListener : IFlowListener
         }
         finally
         {
+            // The reason is in Closed; AcceptAsync throws ObjectDisposedException once the channel is empty.
             _closed.TrySetResult(reason);
-            _accepted.Writer.TryComplete(reason);
+            _accepted.Writer.TryComplete();
             await _stop.CancelAsync().ConfigureAwait(false);
         }
     }
