@@ -23,13 +23,18 @@
 //       connection, alternating; datagrams sent and received per second and loss, unpaced or paced
 //       at --rate per second; median mobile/udp received rate.
 //
+//   transport-bench relay [--seconds 3] [--rounds 5] [--chunk 65536] [--idle 2000] [--relay PATH]
+//       a real mobility-relay on loopback: one connection, one direction, alternating plain TCP, a raw flow
+//       through the relay, mobile direct and mobile through the relay (Gbit/s, CPU-s per GB of this process
+//       and of the relay); then the relay's RSS per idle relayed connection.
+//
 // Every subcommand takes --json FILE to write its results.
 using System.Globalization;
 using Mobility.Bench.Transport;
 
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
-    Console.WriteLine("usage: transport-bench throughput|handshake|idle|flood|datagrams [options] (see the top of Program.cs or docs/benchmarks.md)");
+    Console.WriteLine("usage: transport-bench throughput|handshake|idle|flood|datagrams|relay [options] (see the top of Program.cs or docs/benchmarks.md)");
     return args.Length == 0 ? 64 : 0;
 }
 
@@ -60,6 +65,7 @@ var json = options.GetValueOrDefault("--json");
 return args[0] switch
 {
     "throughput" => await Throughput.RunAsync(Int("--seconds", 3), Int("--rounds", 5), Int("--chunk", 64 * 1024), options.GetValueOrDefault("--only"), json),
+    "relay" => await RelayBench.RunAsync(Int("--seconds", 3), Int("--rounds", 5), Int("--chunk", 64 * 1024), Int("--idle", 2000), options.GetValueOrDefault("--relay"), json),
     "handshake" => await Handshake.RunAsync(Int("--count", 200), Int("--rounds", 5), json),
     "idle" when flags.Contains("--in-process") => await IdleConnections.RunInProcessAsync(Int("--connections", 2000), Int("--concurrency", 32), Int("--settle", 5), json),
     "idle" => await IdleConnections.RunAgainstDaemonAsync(Int("--connections", 10_000), Int("--concurrency", 32), Int("--settle", 10),

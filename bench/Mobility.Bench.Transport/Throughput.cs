@@ -125,6 +125,14 @@ internal static class Throughput
             };
         }
 
+        var (bytes, elapsed, cpu) = await PumpAsync(writer, reader, shutdown, seconds, chunk);
+        await dispose();
+        return (bytes, elapsed, cpu);
+    }
+
+    /// <summary>Writes <paramref name="chunk"/>-byte blocks for <paramref name="seconds"/>, then <paramref name="shutdown"/>; reads everything on the other side. Bytes, seconds, CPU-s of this process.</summary>
+    internal static async Task<(long Bytes, double Seconds, double Cpu)> PumpAsync(Stream writer, Stream reader, Func<Task> shutdown, int seconds, int chunk)
+    {
         var cpuBefore = Measure.OwnCpuSeconds();
         var clock = Stopwatch.StartNew();
         var reading = Task.Run(async () =>
@@ -153,10 +161,7 @@ internal static class Throughput
             await shutdown();
         });
         var bytes = await reading;
-        var elapsed = clock.Elapsed.TotalSeconds;
-        var cpu = Measure.OwnCpuSeconds() - cpuBefore;
-        await dispose();
-        return (bytes, elapsed, cpu);
+        return (bytes, clock.Elapsed.TotalSeconds, Measure.OwnCpuSeconds() - cpuBefore);
     }
 
     private sealed record Row(int Round, string System, double Gbps, double CpuSecondsPerGb, string Load);

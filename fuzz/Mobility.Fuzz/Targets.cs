@@ -21,6 +21,7 @@ public static partial class Targets
         Dns(),
         KeyFile(),
         Netlink(),
+        RelayTarget(),
     ]);
 
     public static IReadOnlyList<FuzzTarget> All => AllTargets.Value;

@@ -40,6 +40,8 @@ public static class CommandLine
         new("--transport-port", "PORT", nameof(MobilitydOptions.TransportPort), $"Port published in Host locators [default: {MobilitydOptions.DefaultTransportPort}]"),
         new("--transport", "IP:PORT", nameof(MobilitydOptions.Transport),
             "Mobile transport listener; port 0 picks one; [::] serves IPv4 and IPv6 [default: --transport-port on the first --address, else [::] (0.0.0.0 without IPv6)]"),
+        new("--relay", "ENDPOINTS", nameof(MobilitydOptions.Relay),
+            "Home relay(s), IP:PORT comma-separated: register at the first that accepts, publish it as a relay locator, move on when it dies [default: none]"),
         new("--socks", "IP:PORT", nameof(MobilitydOptions.Socks), $"SOCKS5 endpoint for unmodified applications; \"off\" [default: {MobilitydOptions.DefaultSocks}]"),
         new("--name", "NAME", nameof(MobilitydOptions.Name), "Name bound to the GUID in the GNS"),
         new("--allow-loopback", null, nameof(MobilitydOptions.AllowLoopback), "Publish loopback interface addresses"),

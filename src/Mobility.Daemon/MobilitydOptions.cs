@@ -100,6 +100,18 @@ public sealed class MobilitydOptions
     /// </summary>
     public string? Transport { get; set; }
 
+    /// <summary>
+    /// Home relays, comma-separated <c>IP:PORT</c> (docs/nat.md, "Relays"): the daemon registers at the first
+    /// that accepts it, publishes it as a Relay locator, and moves to the next when its relay dies. Empty: none.
+    /// </summary>
+    public string? Relay { get; set; }
+
+    internal const string RelayOption = "Relay (--relay)";
+
+    /// <summary>The relays of <see cref="Relay"/>, in order (after validation).</summary>
+    public IReadOnlyList<IPEndPoint> RelayEndPoints
+        => [.. (Relay ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(e => EndPointParser.Parse(e))];
+
     /// <summary>The SOCKS5 endpoint for unmodified applications (loopback: whoever reaches it uses this host's identity); empty or "off" disables it.</summary>
     public string? Socks { get; set; } = DefaultSocks;
 

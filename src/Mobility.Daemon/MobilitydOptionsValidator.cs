@@ -40,6 +40,11 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
             CheckEndPoint(failures, control, MobilitydOptions.ControlOption, offAllowed: false);
         }
 
+        foreach (var relay in (options.Relay ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            CheckEndPoint(failures, relay, MobilitydOptions.RelayOption, offAllowed: false);
+        }
+
         foreach (var address in options.Addresses.SelectMany(c => c.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
         {
             if (!IPAddress.TryParse(address, out _))

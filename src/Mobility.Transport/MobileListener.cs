@@ -85,6 +85,18 @@ public sealed class MobileListener : IAsyncDisposable
     }
 
     /// <summary>
+    /// Also accepts the flows of <paramref name="flows"/> (a relay registration, <c>Relay/RelayFlowListener</c>)
+    /// beside the TCP endpoint, through the same admission, until <paramref name="flows"/> ends or this
+    /// listener is disposed; then the task completes. The caller disposes <paramref name="flows"/>.
+    /// </summary>
+    public async Task ServeAsync(IFlowListener flows)
+    {
+        ArgumentNullException.ThrowIfNull(flows);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        await AcceptLoopAsync(new Bound(flows, stop)).ConfigureAwait(false);
+    }
+
+    /// <summary>
     /// Moves to <paramref name="endpoint"/>: listens there, stops listening on the old endpoint and,
     /// when the address changed and <paramref name="dropFlowsOnOldAddress"/>, drops the flows that ran
     /// over the old address (it is gone), so clients resume to the new one. Returns the new endpoint.

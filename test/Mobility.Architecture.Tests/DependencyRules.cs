@@ -37,11 +37,14 @@ public static class DependencyRules
         [Gns] = [Protocol, Net, GnsApi],
         ["Mobility.Gns.Redis"] = [Protocol, Net, Gns],
         ["Mobility.Gns.Dns"] = [Protocol, Net, Gns],
+        // The relay: splices by GUID; no transport, no GNS (it never opens a session).
+        ["Mobility.Relay"] = [Protocol, Net],
         // The daemon library: no GNS server (the embedded GNS is hosting's).
         [Daemon] = [Protocol, Net, GnsClient, DaemonApi, Transport],
         // Hosting: options, command line, process; the only places that put servers together.
         ["Mobility.Gns.Host"] = [Protocol, Net, Gns, "Mobility.Gns.Redis", "Mobility.Gns.Dns"],
         ["Mobility.Daemon.Host"] = [Protocol, Net, GnsClient, DaemonApi, Transport, Daemon, Gns],
+        ["Mobility.Relay.Host"] = [Protocol, Net, "Mobility.Relay"],
         // mob: every command builds against clients only; mob demo (its own project) may use server code.
         ["Mobility.Cli.Demo"] = [Protocol, Net, GnsClient, Transport, Gns, Daemon],
         ["Mobility.Cli"] = [Protocol, Net, GnsClient, DaemonClient, "Mobility.Cli.Demo"],

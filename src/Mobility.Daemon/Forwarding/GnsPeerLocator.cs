@@ -3,6 +3,7 @@ using Mobility.Daemon.Peers;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Records;
 using Mobility.Transport;
+using Mobility.Transport.Relay;
 
 namespace Mobility.Daemon.Forwarding;
 
@@ -40,12 +41,16 @@ public sealed class GnsPeerLocator : IPeerLocator, IAsyncDisposable
     /// </summary>
     public void NotifyLocalAddressChanged() => _records.NotifyLocalAddressChanged();
 
-    /// <summary>The transport endpoints of a record: its Host locators, then Observed ones (port-preserving NAT).</summary>
+    /// <summary>
+    /// The transport endpoints of a record: its Host locators, then Observed ones (port-preserving NAT), then
+    /// its Relay locators as <see cref="RelayEndPoint"/>s (dialled through the relay by the connector's flow factory).
+    /// </summary>
     public static IReadOnlyList<IPEndPoint> Endpoints(GnsRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
         return [.. record.Locators.Where(l => l.Kind == LocatorKind.Host).Concat(record.Locators.Where(l => l.Kind == LocatorKind.Observed))
-            .Select(l => new IPEndPoint(l.Address, l.Port))];
+            .Select(l => new IPEndPoint(l.Address, l.Port))
+            .Concat(record.Locators.Where(l => l.Kind == LocatorKind.Relay).Select(l => new RelayEndPoint(l.Address, l.Port, record.Guid)))];
     }
 
     /// <summary>Stops raising <see cref="EndpointsChanged"/>; the watches belong to <see cref="WatchedRecords"/>.</summary>

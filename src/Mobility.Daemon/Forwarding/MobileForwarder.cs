@@ -11,6 +11,9 @@ using Mobility.Net.Threading;
 using Mobility.Protocol.Identity;
 using Mobility.Net.EndPoints;
 using Mobility.Transport;
+using Mobility.Daemon.Relay;
+using Mobility.Transport.Flows;
+using Mobility.Transport.Relay;
 
 namespace Mobility.Daemon.Forwarding;
 
@@ -61,6 +64,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private readonly AsyncAutoResetSignal _moved = new();
     private MobileListener? _listener;
     private MobileConnector? _connector;
+    private RelayRegistrar? _registrar;
     private IDisposable? _subscription;
     private Task _acceptLoop = Task.CompletedTask;
     private Task _moveLoop = Task.CompletedTask;
@@ -92,6 +96,12 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     /// 0.0.0.0 IPv4 only); true before it is started. The record publisher publishes only such locators.
     /// </summary>
     public bool Serves(IPAddress address) => Volatile.Read(ref _listening) is not { } bound || ListenSockets.ServesFamilyOf(bound, address);
+
+    /// <summary>The home relay this host is registered at now (<c>--relay</c>), published as a Relay locator; null when none.</summary>
+    public IPEndPoint? CurrentRelay => _registrar?.Current;
+
+    /// <summary>Raised when <see cref="CurrentRelay"/> changed (the record publisher publishes again).</summary>
+    public event EventHandler? RelayChanged;
 
     /// <summary>Live outgoing mobile connections (opened for SOCKS5 clients).</summary>
     public IReadOnlyCollection<MobileConnection> OutgoingConnections => _connector?.Connections ?? [];
@@ -139,9 +149,16 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             LoggerFactory = _loggers,
             TimeProvider = _time,
             LocalAddress = specific ? endpoint.Address : null,
-            // Marked while transparent mode is on, so that its rules never intercept the daemon's own flows.
-            FlowFactory = new global::Mobility.Transport.Flows.TcpFlowFactory(_mark.Apply),
+            // Marked while transparent mode is on, so that its rules never intercept the daemon's own flows;
+            // a peer's Relay locators (RelayEndPoint, from the peer locator) are dialled through their relay.
+            FlowFactory = new RelayFlowFactory(new global::Mobility.Transport.Flows.TcpFlowFactory(_mark.Apply)),
         }));
+        if (_options.RelayEndPoints is { Count: > 0 } relays)
+        {
+            _registrar = new RelayRegistrar(_identity.Key, relays, _listener, _loggers.CreateLogger<RelayRegistrar>());
+            _registrar.Changed += (_, _) => RelayChanged?.Invoke(this, EventArgs.Empty);
+            _registrar.Start();
+        }
 
         // The record publisher publishes TransportPort: make it the port really bound (port 0 works).
         _options.TransportPort = _listener.LocalEndPoint.Port;
@@ -157,6 +174,11 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     {
         _subscription?.Dispose();
         await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_registrar is { } registrar)
+        {
+            await registrar.DisposeAsync().ConfigureAwait(false);
+        }
+
         await DisposeListenerAsync().ConfigureAwait(false);
         await Task.WhenAll([_acceptLoop, _moveLoop, .. _relays.Keys]).ConfigureAwait(false);
     }

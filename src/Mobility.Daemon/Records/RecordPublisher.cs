@@ -66,6 +66,12 @@ public sealed partial class RecordPublisher : BackgroundService
         TimeProvider time, ILogger<RecordPublisher> logger, Forwarding.MobileForwarder? transport = null)
     {
         _transport = transport;
+        if (transport is not null)
+        {
+            // A new home relay (or none) changes the Relay locator: publish again.
+            transport.RelayChanged += (_, _) => Republish();
+        }
+
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
         _identity = identity;
@@ -233,7 +239,15 @@ public sealed partial class RecordPublisher : BackgroundService
 
         // Only the families the transport listener serves (0.0.0.0 takes no IPv6 connection): a peer
         // must never be sent to a locator nothing listens on.
-        return [.. list.Where(l => _transport?.Serves(l.Address) ?? true)];
+        list = [.. list.Where(l => _transport?.Serves(l.Address) ?? true)];
+
+        // The home relay this host is registered at (--relay): peers that cannot reach it directly dial it there.
+        if (_transport?.CurrentRelay is { } relay && list.Count < GnsRecord.MaxLocators)
+        {
+            list.Add(new Locator(relay.Address, (ushort)relay.Port, LocatorKind.Relay));
+        }
+
+        return [.. list];
     }
 
     /// <summary>The observed addresses still valid for <paramref name="snapshot"/>: those whose family's host addresses are the ones they were seen from.</summary>

@@ -14,6 +14,9 @@ public sealed class ReadyLine
     /// <summary>The prefix of gns's ready line.</summary>
     public const string GnsPrefix = "gns listening";
 
+    /// <summary>The prefix of mobility-relay's ready line.</summary>
+    public const string RelayPrefix = "mobility-relay listening";
+
     /// <summary>The prefix of mobilityd's ready line.</summary>
     public const string MobilitydPrefix = "mobilityd ready";
 

@@ -18,6 +18,9 @@ public static class SigningContext
 
     public static ReadOnlySpan<byte> HandshakeServer => "mobility/handshake-server/v1"u8;
 
+    /// <summary>A host's proof of its GUID to a relay (docs/protocol.md, "Relay").</summary>
+    public static ReadOnlySpan<byte> RelayRegister => "mobility/relay-register/v1"u8;
+
     /// <summary>HKDF info prefix for the mobile transport's session keys (not a signature context).</summary>
     public static ReadOnlySpan<byte> TransportKeys => "mobility/transport-keys/v1"u8;
 

@@ -17,6 +17,8 @@ public sealed partial class LoggingConventionTests
         ("Mobility.Gns.Client/", 1800, 1899),
         ("Mobility.Daemon/", 2000, 8999),
         ("Mobility.Transport/", 9000, 9999),
+        ("Mobility.Relay/", 10000, 10399),
+        ("Mobility.Daemon/Relay/", 10400, 10499),
     ];
 
     [GeneratedRegex(@"\[LoggerMessage\((?<args>[^\]]*)")]
@@ -50,7 +52,8 @@ public sealed partial class LoggingConventionTests
 
                 var idText = style.Groups["id"].Value;
                 var id = constants.TryGetValue(idText, out var value) ? value : int.Parse(idText, System.Globalization.CultureInfo.InvariantCulture);
-                var range = Ranges.Where(r => relative.StartsWith(r.Folder, StringComparison.Ordinal)).ToArray();
+                // The most specific folder owns a file (mobilityd's relay client has its own range inside mobilityd's folder).
+                var range = Ranges.Where(r => relative.StartsWith(r.Folder, StringComparison.Ordinal)).OrderByDescending(r => r.Folder.Length).Take(1).ToArray();
                 if (range.Length != 1 || id < range[0].First || id > range[0].Last)
                 {
                     problems.Add($"{relative}: event id {id} is outside its component's range");

@@ -1,0 +1,73 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
+using Mobility.Relay.Host;
+
+var listen = new Option<string>("--listen")
+{
+    Description = $"Plain TCP endpoint, IP:PORT or [IPv6]:PORT ([::] serves IPv4 and IPv6); port 0 picks one; \"off\" turns it off (Relay:Listen). Default: {RelayHostOptions.DefaultListen}",
+};
+var tlsListen = new Option<string>("--tls-listen")
+{
+    Description = "TLS endpoint too, e.g. [::]:443 for networks that let only HTTPS out (Relay:TlsListen). Needs --tls-cert and --tls-key. Default: off",
+};
+var tlsCert = new Option<string>("--tls-cert") { Description = "PEM certificate (chain) of the TLS endpoint (Relay:TlsCert)." };
+var tlsKey = new Option<string>("--tls-key") { Description = "PEM private key of the TLS endpoint (Relay:TlsKey)." };
+var allow = new Option<string>("--allow")
+{
+    Description = "File of admitted GUIDs, one per line, '#' starts a comment (Relay:Allow). Default: every GUID that proves its key may register.",
+};
+var advertise = new Option<string>("--advertise")
+{
+    Description = "Public IP:PORT[,IP:PORT...] that hosts may name in their proofs besides the address they reached (a relay behind a port forward) (Relay:Advertise).",
+};
+var metrics = new Option<string>("--metrics")
+{
+    Description = "HTTP endpoint serving GET /metrics (Prometheus text), IP:PORT (Relay:Metrics). Default: off",
+};
+
+var serve = new Command("serve",
+    "Run a relay: hosts register by proving their GUID, peers dial a registered GUID, and the relay splices the two TCP " +
+    "connections byte for byte (it sees only GUIDs, sizes and timing; docs/protocol.md \"Relay\", docs/nat.md). Nothing is kept on disk. " +
+    "Settings come from ./appsettings.json, environment variables (RELAY_Relay__Limits__MaxHosts=...) and these flags, in rising priority. " +
+    "Prints one line to stdout once listening: 'mobility-relay listening tcp=IP:PORT tls=IP:PORT|off metrics=URL|off admission=any|allow-list:N'. Logs go to stderr.");
+serve.Options.Add(listen);
+serve.Options.Add(tlsListen);
+serve.Options.Add(tlsCert);
+serve.Options.Add(tlsKey);
+serve.Options.Add(allow);
+serve.Options.Add(advertise);
+serve.Options.Add(metrics);
+serve.SetAction((parseResult, cancellationToken) =>
+{
+    var overrides = new Dictionary<string, string?>();
+    void Set(Option<string> option, string key)
+    {
+        if (parseResult.GetResult(option) is { Implicit: false } && parseResult.GetValue(option) is { } value)
+        {
+            overrides[key] = value;
+        }
+    }
+
+    Set(listen, "Relay:Listen");
+    Set(tlsListen, "Relay:TlsListen");
+    Set(tlsCert, "Relay:TlsCert");
+    Set(tlsKey, "Relay:TlsKey");
+    Set(allow, "Relay:Allow");
+    Set(advertise, "Relay:Advertise");
+    Set(metrics, "Relay:Metrics");
+    return RelayServeCommand.RunAsync(overrides, cancellationToken);
+});
+
+var root = new RootCommand("mobility-relay: a relay for Mobility hosts that cannot be reached directly (behind NATs); it sees only ciphertext.");
+root.Subcommands.Add(serve);
+
+// The generic host handles SIGINT/SIGTERM (and systemd's stop); System.CommandLine must not race it.
+var parseResult = root.Parse(args);
+if (parseResult.Action is ParseErrorAction && parseResult.Errors.Count > 0)
+{
+    // One line and EX_USAGE, as gns, mob and mobilityd.
+    Console.Error.WriteLine($"mobility-relay: {parseResult.Errors[0].Message} (see 'mobility-relay --help')");
+    return RelayServeCommand.UsageExitCode;
+}
+
+return await parseResult.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });

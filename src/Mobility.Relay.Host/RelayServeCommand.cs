@@ -1,0 +1,150 @@
+using System.Net;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Configuration.Memory;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Mobility.Hosting;
+using Mobility.Net.Processes;
+using Mobility.Relay.Connections;
+
+namespace Mobility.Relay.Host;
+
+/// <summary><c>mobility-relay serve</c>: a generic host whose Kestrel endpoints run the relay's connection handler.</summary>
+internal static class RelayServeCommand
+{
+    /// <summary>Prefix of the environment variables read besides the standard ones: RELAY_Relay__Listen=[::]:7395.</summary>
+    public const string EnvironmentPrefix = "RELAY_";
+
+    /// <summary>Exit code of a bad setting (sysexits EX_USAGE, as gns, mob and mobilityd).</summary>
+    public const int UsageExitCode = 64;
+
+    /// <summary>Exit code when the relay could not start (a port taken, an unreadable certificate).</summary>
+    public const int StartFailureExitCode = 1;
+
+    private static readonly Dictionary<string, string?> Defaults = new()
+    {
+        ["Logging:LogLevel:Default"] = "Information",
+        // Kestrel logs connection events at Information and Debug: a peer must not be able to fill the log.
+        ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
+    };
+
+    public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> overrides, CancellationToken cancellationToken)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
+        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = Defaults });
+        builder.Configuration.AddEnvironmentVariables(EnvironmentPrefix);
+        builder.Configuration.AddInMemoryCollection(overrides);
+
+        builder.Logging.ClearProviders();
+        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        StartupErrors.ReportOnce(builder.Logging, StartupErrors.StackTracesEnabled(builder.Configuration));
+        builder.Host.UseSystemd();
+
+        var section = builder.Configuration.GetSection(RelayOptions.SectionName);
+        var host = section.Get<RelayHostOptions>() ?? new RelayHostOptions();
+        var limits = section.GetSection("Limits").Get<RelayLimits>() ?? new RelayLimits();
+        if (host.Validate() is { } problem)
+        {
+            await Console.Error.WriteLineAsync($"mobility-relay: {problem}");
+            return UsageExitCode;
+        }
+
+        IReadOnlySet<Mobility.Protocol.Identity.HostGuid>? allowed;
+        X509Certificate2? certificate = null;
+        try
+        {
+            allowed = host.ReadAllowList();
+            if (host.TlsEndPoint is not null)
+            {
+                certificate = X509Certificate2.CreateFromPemFile(host.TlsCert, host.TlsKey);
+            }
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+        {
+            await Console.Error.WriteLineAsync($"mobility-relay: {StartupErrors.OneLine(e.Message)}");
+            return UsageExitCode;
+        }
+
+        using var _ = certificate;
+        ListenOptions? plainListen = null;
+        ListenOptions? tlsListen = null;
+        ListenOptions? metricsListen = null;
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            if (host.ListenEndPoint is { } plain)
+            {
+                kestrel.Listen(plain, o =>
+                {
+                    o.UseConnectionHandler<RelayConnectionHandler>();
+                    plainListen = o;
+                });
+            }
+
+            if (host.TlsEndPoint is { } tls)
+            {
+                kestrel.Listen(tls, o =>
+                {
+                    o.UseHttps(certificate!);
+                    o.UseConnectionHandler<RelayConnectionHandler>();
+                    tlsListen = o;
+                });
+            }
+
+            if (host.MetricsEndPoint is { } metrics)
+            {
+                kestrel.Listen(metrics, o =>
+                {
+                    o.Protocols = HttpProtocols.Http1;
+                    metricsListen = o;
+                });
+            }
+        });
+
+        builder.Services.AddRelayServer(o =>
+        {
+            o.Allowed = allowed;
+            o.Advertised = host.AdvertisedEndPoints;
+            o.Limits = limits;
+        });
+
+        await using var app = builder.Build();
+        if (metricsListen is not null || host.MetricsEndPoint is not null)
+        {
+            var counters = app.Services.GetRequiredService<RelayCounters>();
+            app.MapGet("/metrics", () => Results.Text(counters.ToPrometheusText(), "text/plain; version=0.0.4"));
+        }
+
+        try
+        {
+            await app.StartAsync(cancellationToken);
+        }
+        catch (Exception ex) when (StartupErrors.IsStartFailure(ex) || ex is ArgumentException)
+        {
+            await Console.Error.WriteLineAsync($"mobility-relay: {StartupErrors.Describe(ex)}");
+            if (app.Services.GetRequiredService<StartupErrors>().StackTraces)
+            {
+                await Console.Error.WriteLineAsync(ex.ToString());
+            }
+
+            return ex is ArgumentException ? UsageExitCode : StartFailureExitCode;
+        }
+
+        // The one line on stdout: scripts and tests wait for it and read the real ports from it.
+        Console.Out.WriteLine(
+            $"{ReadyLine.RelayPrefix} tcp={Describe(plainListen)} tls={Describe(tlsListen)} " +
+            $"metrics={(metricsListen?.IPEndPoint is { } m ? $"http://{m}" : "off")} admission={(allowed is null ? "any" : $"allow-list:{allowed.Count}")}");
+        Console.Out.Flush();
+
+        await app.WaitForShutdownAsync(CancellationToken.None);
+        return 0;
+    }
+
+    private static string Describe(ListenOptions? listen) => listen?.IPEndPoint?.ToString() ?? "off";
+}
