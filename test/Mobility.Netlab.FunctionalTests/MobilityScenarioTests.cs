@@ -47,7 +47,7 @@ public sealed class MobilityScenarioTests
     public async Task Mobility_connection_survives_IPv4_to_IPv6_only_and_back_without_losing_bytes()
     {
         // cross-family-move: dual-stack server and gns, the client IPv4-only, then IPv6-only for 2 s, then IPv4-only again.
-        var result = await new ScenarioRunner(timing: Short).RunAsync(new MobilitySystem(), Scenario.CrossFamilyMove, 10, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
+        var result = await new ScenarioRunner(timing: Short).RunAsync(new MobilitySystem(), Scenario.CrossFamilyMove, 10, CancellationToken.None).WithTimeout(NetlabTimeouts.Step * 2);
 
         Assert.True(result.Survived, $"{result.Outcome} ({result.Notes})");
         Assert.Equal(2, result.Moves);

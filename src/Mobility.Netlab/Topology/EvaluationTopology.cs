@@ -102,7 +102,12 @@ public sealed class EvaluationTopology : IAsyncDisposable
             var core = await lab.AddNamespaceAsync("rcore", router: true, ipv6).ConfigureAwait(false);
             foreach (var router in ipv6 ? [edge, core] : Array.Empty<string>())
             {
-                await Ip.SysctlAsync(router, "net.ipv6.conf.all.forwarding", "1").ConfigureAwait(false);
+                // Forwarding, and no duplicate address detection: a router link whose carrier comes up with a host's move
+                // would otherwise hold its link-local address tentative for a second while the host is already sending.
+                foreach (var (key, value) in new[] { ("net.ipv6.conf.all.forwarding", "1"), ("net.ipv6.conf.all.accept_dad", "0"), ("net.ipv6.conf.default.accept_dad", "0") })
+                {
+                    await Ip.SysctlAsync(router, key, value).ConfigureAwait(false);
+                }
             }
 
             await Lab.AddVethAsync(client, "e1", edge, "a1").ConfigureAwait(false);

@@ -19,7 +19,7 @@ namespace Mobility.Netlab.Systems.Mobility;
 public sealed class MobilitySystem : IScenarioSystem
 {
     /// <summary>How long the server's record may take to reach the GNS after the daemons are ready.</summary>
-    public static readonly TimeSpan RegistrationTimeout = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan RegistrationTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// How long <see cref="ConnectAsync"/> waits for the client daemon's GNS watch of the server to connect. A daemon
@@ -78,16 +78,36 @@ public sealed class MobilitySystem : IScenarioSystem
         var directory = topology.Lab.CreateTemporaryDirectory("observer");
         string[] ports = ["--transport", "0.0.0.0:7396", "--transport-port", "7396", "--control", "0.0.0.0:7395"];
         var observer = await DaemonProcess.StartAsync(topology.Lab, topology.Client, directory, deployment.Gns, socks: false, cancellationToken, ports).ConfigureAwait(false);
-        using var api = new DaemonClient(observer.ApiSocket, TimeSpan.FromSeconds(10));
+        await WaitForRecordAsync(observer, deployment.Server.Guid, topology.Server.PrimaryAddress.ToString(), cancellationToken).ConfigureAwait(false);
+        return observer;
+    }
+
+    /// <summary>
+    /// Asks <paramref name="daemon"/>'s get_ip for <paramref name="guid"/> until it lists <paramref name="expected"/>, for
+    /// at most <see cref="RegistrationTimeout"/>. A call that timed out is asked again: on the loaded machine a fresh
+    /// daemon's first lookups took longer than the API client's 10 s.
+    /// </summary>
+    private static async Task WaitForRecordAsync(DaemonProcess daemon, string guid, string expected, CancellationToken cancellationToken)
+    {
+        using var api = new DaemonClient(daemon.ApiSocket, TimeSpan.FromSeconds(10));
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(RegistrationTimeout);
-        var expected = topology.Server.PrimaryAddress.ToString();
-        while (!(await api.GetIpAddressesAsync(deployment.Server.Guid, deadline.Token).ConfigureAwait(false)).Contains(expected))
+        while (true)
         {
+            try
+            {
+                if ((await api.GetIpAddressesAsync(guid, deadline.Token).ConfigureAwait(false)).Contains(expected))
+                {
+                    return;
+                }
+            }
+            catch (DaemonApiException) when (!deadline.IsCancellationRequested)
+            {
+                // Asked again below.
+            }
+
             await Task.Delay(100, deadline.Token).ConfigureAwait(false);
         }
-
-        return observer;
     }
 
     public async Task<IScenarioListener> ListenAsync(EvaluationTopology topology, int port, CancellationToken cancellationToken)
@@ -156,7 +176,7 @@ public sealed class MobilitySystem : IScenarioSystem
                 await api.ExposeAsync(port, allow: null, cancellationToken).ConfigureAwait(false);
                 return;
             }
-            catch (Exception e) when (attempt < 3 && (e is HttpRequestException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested)))
+            catch (Exception e) when (attempt < 3 && (e is HttpRequestException or IOException or DaemonApiException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested)))
             {
                 await Task.Delay(200, cancellationToken).ConfigureAwait(false);
             }
@@ -270,14 +290,7 @@ public sealed class MobilitySystem : IScenarioSystem
             var client = await clientStart.ConfigureAwait(false);
 
             // The server's record must be in the GNS before anyone connects by GUID: ask through the client's daemon.
-            using var api = new DaemonClient(client.ApiSocket, TimeSpan.FromSeconds(10));
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            deadline.CancelAfter(RegistrationTimeout);
-            var expected = topology.Server.PrimaryAddress.ToString();
-            while (!(await api.GetIpAddressesAsync(server.Guid, deadline.Token).ConfigureAwait(false)).Contains(expected))
-            {
-                await Task.Delay(100, deadline.Token).ConfigureAwait(false);
-            }
+            await WaitForRecordAsync(client, server.Guid, topology.Server.PrimaryAddress.ToString(), cancellationToken).ConfigureAwait(false);
 
             return new Deployment(gns) { Client = client, Server = server, StartedAt = Stopwatch.GetTimestamp() };
         }
