@@ -19,9 +19,15 @@ const string Usage = """
         Remove mlab-* namespaces (and the processes inside) and mlab* links left by runs that are gone (--all: also live runs).
     netlab calibrate [--rtt 50,10] [--out FILE]
         Measure ping and TCP connect/echo RTT across the emulated link.
-    netlab evaluate [--rtt 50,10] [--scenario NAME,...] [--system NAME,...] [--out results.json] [--plots DIR]
-        Run the scenarios for tcp, mptcp and mobility; write results.json, a table, the per-move breakdown (mobility: each
-        daemon's move timelines), and (with --plots) throughput SVGs of client-move and both-move at 50 ms (and 10 ms) RTT.
+    netlab evaluate [--rtt 50,10] [--scenario NAME,...] [--system NAME,...] [--runs 1] [--out results.json] [--plots DIR]
+        Run the scenarios for tcp, mptcp and mobility, each cell --runs times on a fresh topology; write results.json
+        (every run, and per cell the median, min-max and quartiles), a table of every run, a table per cell (median
+        (min-max), stall in RTTs), the per-move breakdown (mobility: each daemon's move timelines), and (with --plots)
+        throughput SVGs of client-move and both-move at 50 ms (and 10 ms) RTT (the first run of each).
+        Scenarios: connect-after-move, client-move, server-move, both-move, client-multihomed-loss, client-idle-move,
+        client-flapping, client-sleep-2s, client-sleep-30s, client-move-loss1, client-move-loss5, client-new-interface,
+        upstream-failure, peer-freshness, v6-client-move, v6-server-move, v6-both-move, cross-family-move,
+        v6-privacy-rotation.
     netlab applications [--rtt 50] [--app iperf3,curl,ssh] [--move client-move,server-move,both-move] [--out FILE]
         Run unmodified applications over Mobility (iperf3 via mob forward, curl via SOCKS5, ssh via mob connect)
         across each move; write the results as JSON plus a table.
@@ -103,16 +109,25 @@ try
         case "evaluate":
         {
             var rtts = ParseRtts(options.Get("--rtt"));
-            var scenarios = options.Get("--scenario")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
+            var scenarios = Scenario.Select(options.Get("--scenario"));
             var systems = options.Get("--system")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
+            var runs = ParseRuns(options.Get("--runs") ?? "1");
             var output = options.Get("--out") ?? "artifacts/evaluation/results.json";
             var plots = options.Get("--plots");
             options.RejectUnknown();
+            if (systems?.FirstOrDefault(n => EvaluationSystems.All().All(s => s.Name != n)) is { } unknownSystem)
+            {
+                throw new ArgumentException($"unknown system '{unknownSystem}' (known: tcp, mptcp, mobility)");
+            }
+
             var runner = new ScenarioRunner(Console.Out);
-            var results = await runner.RunAllAsync(EvaluationSystems.All(), Scenario.All, rtts, scenarios, systems, stop.Token).ConfigureAwait(false);
-            await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
+            var results = await runner.RunAllAsync(EvaluationSystems.All(), scenarios, rtts, null, systems, stop.Token, runs).ConfigureAwait(false);
+            await ResultsFile.WriteObjectAsync(output, EvaluationResults.Of(results)).ConfigureAwait(false);
             Console.WriteLine();
+            Console.WriteLine("every run:");
             Console.WriteLine(ScenarioResult.FormatTable(results));
+            Console.WriteLine($"per cell, median (min-max) over {runs} run(s):");
+            Console.WriteLine(CellSummary.FormatTable(CellSummary.Of(results)));
             Console.WriteLine("per-move breakdown (ms from the move's start, per daemon):");
             Console.WriteLine(MoveBreakdown.FormatTable(results));
             Console.WriteLine($"results: {output}");
@@ -144,13 +159,9 @@ try
         case "nat":
         {
             var only = options.Get("--scenario")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
-            var runs = int.Parse(options.Get("--runs") ?? "3", NumberStyles.None, CultureInfo.InvariantCulture);
+            var runs = ParseRuns(options.Get("--runs") ?? "3");
             var output = options.Get("--out") ?? "artifacts/evaluation/nat.json";
             options.RejectUnknown();
-            if (runs is < 1 or > 100)
-            {
-                throw new ArgumentException("--runs must be 1..100");
-            }
 
             if (only?.FirstOrDefault(n => NatScenario.All.All(s => s.Name != n)) is { } unknown)
             {
@@ -233,6 +244,11 @@ static int RunLink(Arguments options, CancellationToken stop)
 
     return 0;
 }
+
+static int ParseRuns(string text) =>
+    int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var runs) && runs is >= 1 and <= 100
+        ? runs
+        : throw new ArgumentException($"--runs must be 1..100, not '{text}'");
 
 static IReadOnlyList<int> ParseRtts(string? text) =>
     (text ?? "50,10").Split(',', StringSplitOptions.RemoveEmptyEntries)

@@ -42,4 +42,18 @@ public sealed class MobilityScenarioTests
         Assert.Equal(0, result.BytesDuplicated);
         Assert.NotNull(result.DetectMs);
     }
+
+    [NetlabFact]
+    public async Task Mobility_connection_survives_IPv4_to_IPv6_only_and_back_without_losing_bytes()
+    {
+        // cross-family-move: dual-stack server and gns, the client IPv4-only, then IPv6-only for 2 s, then IPv4-only again.
+        var result = await new ScenarioRunner(timing: Short).RunAsync(new MobilitySystem(), Scenario.CrossFamilyMove, 10, CancellationToken.None).WithTimeout(NetlabTimeouts.Step * 2);
+
+        Assert.True(result.Survived, $"{result.Outcome} ({result.Notes})");
+        Assert.Equal(2, result.Moves);
+        Assert.Equal(0, result.BytesLost);
+        Assert.Equal(0, result.BytesDuplicated);
+        Assert.Equal(result.ChunksSent, result.ChunksReceived);
+        Assert.NotNull(result.DetectMs);
+    }
 }

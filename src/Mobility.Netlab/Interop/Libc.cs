@@ -44,6 +44,9 @@ internal static partial class Libc
     public static unsafe partial nint Write(int fd, byte* buf, nint count);
 
     public const int AfInet = 2;
+
+    public const int AfInet6 = 10;
+
     public const int SockStream = 1;
     public const int SockCloExec = 0x80000;
 

@@ -60,7 +60,7 @@ public static class ThroughputPlot
         var written = new List<string>();
         foreach (var (scenario, rtt) in which)
         {
-            var runs = results.Where(r => r.Scenario == scenario && r.RttMs == rtt && r.Timeline is not null).ToList();
+            var runs = results.Where(r => r.Scenario == scenario && r.RttMs == rtt && r.Run == 1 && r.Timeline is not null).ToList();
             if (runs.Count == 0)
             {
                 continue;

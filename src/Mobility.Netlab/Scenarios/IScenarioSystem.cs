@@ -43,6 +43,13 @@ public interface IScenarioSystem
     /// </summary>
     Task<IReadOnlyList<MoveBreakdown>?> MoveTimelineAsync(DateTimeOffset moveStartedAt, CancellationToken cancellationToken)
         => Task.FromResult<IReadOnlyList<MoveBreakdown>?>(null);
+
+    /// <summary>
+    /// After a run of a scenario that <see cref="Scenario.MeasuresPeerFreshness"/>: per server move, how long (ms from
+    /// the address change) until a third party's lookup answered the new address, null for a move it never did; null
+    /// when the system did not measure it.
+    /// </summary>
+    IReadOnlyList<double?>? PeerFreshnessMs => null;
 }
 
 /// <summary>The server side's listening endpoint.</summary>

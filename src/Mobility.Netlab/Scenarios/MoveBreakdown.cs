@@ -68,7 +68,7 @@ public sealed record MoveBreakdown(string Side, double StartMs, IReadOnlyList<Mo
             foreach (var move in r.MoveTimeline!)
             {
                 var steps = string.Join(", ", move.Events.Select(e => string.Create(CultureInfo.InvariantCulture, $"+{move.StartMs + e.AtMs:0} {e.Kind}")));
-                text.AppendLine(CultureInfo.InvariantCulture, $"{r.Scenario,-24} {r.RttMs,4} stall {(r.StallMs is { } s ? s.ToString("0", CultureInfo.InvariantCulture) : "-"),5} {move.Side,-6} {steps}");
+                text.AppendLine(CultureInfo.InvariantCulture, $"{r.Scenario,-24} {r.RttMs,4} #{r.Run,-2} stall {(r.StallMs is { } s ? s.ToString("0", CultureInfo.InvariantCulture) : "-"),5} {move.Side,-6} {steps}");
             }
         }
 

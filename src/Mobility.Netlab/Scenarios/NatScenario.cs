@@ -111,7 +111,6 @@ public sealed record NatScenarioResult
     public static double Median(IReadOnlyList<double> values)
     {
         ArgumentNullException.ThrowIfNull(values);
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+        return Spread.Quantile([.. values.Order()], 0.5);
     }
 }

@@ -11,7 +11,10 @@ public static class ResultsFile
         WriteIndented = true,
     };
 
-    public static async Task WriteAsync<T>(string path, IReadOnlyList<T> results)
+    public static Task WriteAsync<T>(string path, IReadOnlyList<T> results) => WriteObjectAsync(path, results);
+
+    /// <summary>Writes one object (e.g. <see cref="EvaluationResults"/>) with the same options.</summary>
+    public static async Task WriteObjectAsync<T>(string path, T results)
     {
         var directory = Path.GetDirectoryName(Path.GetFullPath(path));
         if (directory is not null)

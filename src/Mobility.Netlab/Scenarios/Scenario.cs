@@ -60,6 +60,38 @@ public sealed record Scenario(string Name, string Description, bool MultihomedCl
     /// <summary>How long the moves themselves last (flapping); extends the sender and the deadline.</summary>
     public TimeSpan MovingTime { get; init; }
 
+    /// <summary>The hosts' address families (IPv4 only unless an IPv6 scenario says otherwise).</summary>
+    public LabNetwork Network { get; init; } = LabNetwork.Ipv4;
+
+    /// <summary>Packet loss of the emulated link in each direction (0..1), for the whole run.</summary>
+    public double Loss { get; init; }
+
+    /// <summary>Jitter (uniform ±) of the emulated link in each direction, for the whole run.</summary>
+    public TimeSpan Jitter { get; init; }
+
+    /// <summary>
+    /// After each server move, ask a third daemon (which looked the server up before) until its <c>get_ip</c> answers
+    /// the new address (<see cref="IScenarioSystem.PeerFreshnessMs"/>); systems without a name service cannot run it.
+    /// </summary>
+    public bool MeasuresPeerFreshness { get; init; }
+
+    /// <summary>Make-before-break: how long the new interface and the old one are both up.</summary>
+    public static readonly TimeSpan NewInterfaceOverlap = TimeSpan.FromSeconds(1);
+
+    /// <summary>Cross-family move: how long the client stays IPv6-only before it is back on IPv4.</summary>
+    public static readonly TimeSpan Ipv6OnlyDwell = TimeSpan.FromSeconds(2);
+
+    /// <summary>Privacy rotation: how long the deprecated address stays valid before it is deleted.</summary>
+    public static readonly TimeSpan DeprecatedLifetime = TimeSpan.FromSeconds(1);
+
+    /// <summary>Peer freshness: server moves, one every <see cref="FreshnessInterval"/>.</summary>
+    public const int FreshnessMoves = 5;
+
+    public static readonly TimeSpan FreshnessInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>The privacy rotation's new temporary address on the server's e1 (same /64 as fd00:231:9::2).</summary>
+    public static readonly System.Net.IPAddress TemporaryServerAddress = System.Net.IPAddress.Parse("fd00:231:9::a:2");
+
     public static Scenario ClientMove { get; } = new(
         "client-move",
         "client loses 10.231.1.2 (link down, address deleted) and at once gets 10.231.2.2 with a new default route",
@@ -154,8 +186,149 @@ public sealed record Scenario(string Name, string Description, bool MultihomedCl
         async c => [await c.SwitchAsync(c.Server).ConfigureAwait(false)])
     { Kind = ScenarioKind.BeforeConnect };
 
+    public static Scenario ClientMoveLoss1 { get; } = ClientMove with
+    {
+        Name = "client-move-loss1",
+        Description = "client-move on an emulated link with 1% loss and ±5 ms jitter in each direction",
+        Loss = 0.01,
+        Jitter = TimeSpan.FromMilliseconds(5),
+    };
+
+    public static Scenario ClientMoveLoss5 { get; } = ClientMove with
+    {
+        Name = "client-move-loss5",
+        Description = "client-move on an emulated link with 5% loss and ±5 ms jitter in each direction",
+        Loss = 0.05,
+        Jitter = TimeSpan.FromMilliseconds(5),
+    };
+
+    public static Scenario ClientNewInterface { get; } = new(
+        "client-new-interface",
+        "client on 10.231.1.2 gets 10.231.2.2 (and the default route) while the first still works; 1 s later 10.231.1.2 is lost",
+        MultihomedClient: false,
+        ServerMoves: false,
+        async c =>
+        {
+            var appeared = await c.Client.JoinAsync(c.Client.Interface("e2"), c.CancellationToken).ConfigureAwait(false);
+            await c.OnMoved(appeared).ConfigureAwait(false);
+            await Task.Delay(NewInterfaceOverlap, c.CancellationToken).ConfigureAwait(false);
+            var lost = await c.Client.LoseAsync(c.Client.Interface("e1"), c.CancellationToken).ConfigureAwait(false);
+            await c.OnMoved(lost).ConfigureAwait(false);
+            return [appeared, lost];
+        })
+    { MovingTime = NewInterfaceOverlap };
+
+    public static Scenario UpstreamFailure { get; } = new(
+        "upstream-failure",
+        "client has 10.231.1.2 and 10.231.2.2 up; the edge router drops everything from and to 10.231.1.0/24 (nftables); no address or link changes",
+        MultihomedClient: true,
+        ServerMoves: false,
+        async c =>
+        {
+            var failed = await c.Topology.FailUpstreamAsync("a1").ConfigureAwait(false);
+            await c.OnMoved(failed).ConfigureAwait(false);
+            return [failed];
+        });
+
+    public static Scenario PeerFreshness { get; } = new(
+        "peer-freshness",
+        "server switches e1 <-> e2 five times, 1 s apart, during the transfer; after each, a third daemon's get_ip is asked until it answers the new address",
+        MultihomedClient: false,
+        ServerMoves: true,
+        async c =>
+        {
+            var moves = new List<MoveRecord>();
+            var start = System.Diagnostics.Stopwatch.GetTimestamp();
+            for (var i = 0; i < FreshnessMoves; i++)
+            {
+                var due = (i * FreshnessInterval) - System.Diagnostics.Stopwatch.GetElapsedTime(start);
+                if (due > TimeSpan.Zero)
+                {
+                    await Task.Delay(due, c.CancellationToken).ConfigureAwait(false);
+                }
+
+                moves.Add(await c.SwitchAsync(c.Server).ConfigureAwait(false));
+            }
+
+            return moves;
+        })
+    { MovingTime = FreshnessMoves * FreshnessInterval, MeasuresPeerFreshness = true };
+
+    public static Scenario Ipv6ClientMove { get; } = ClientMove with
+    {
+        Name = "v6-client-move",
+        Description = "IPv6-only hosts: client loses fd00:231:1::2 and at once gets fd00:231:2::2 with a new default route",
+        Network = LabNetwork.Ipv6,
+    };
+
+    public static Scenario Ipv6ServerMove { get; } = ServerMove with
+    {
+        Name = "v6-server-move",
+        Description = "IPv6-only hosts: server loses fd00:231:9::2 and at once gets fd00:231:10::2 (the client stays)",
+        Network = LabNetwork.Ipv6,
+    };
+
+    public static Scenario Ipv6BothMove { get; } = BothMove with
+    {
+        Name = "v6-both-move",
+        Description = "IPv6-only hosts: client fd00:231:1::2 -> fd00:231:2::2 and server fd00:231:9::2 -> fd00:231:10::2 at the same time",
+        Network = LabNetwork.Ipv6,
+    };
+
+    public static Scenario CrossFamilyMove { get; } = new(
+        "cross-family-move",
+        "dual-stack server and gns; the client goes IPv4-only (10.231.1.2) -> IPv6-only (fd00:231:2::2) -> after 2 s IPv4-only again (10.231.1.2)",
+        MultihomedClient: false,
+        ServerMoves: false,
+        async c =>
+        {
+            var toIpv6 = await c.SwitchAsync(c.Client).ConfigureAwait(false);
+            await Task.Delay(Ipv6OnlyDwell, c.CancellationToken).ConfigureAwait(false);
+            return [toIpv6, await c.SwitchAsync(c.Client).ConfigureAwait(false)];
+        })
+    { Network = LabNetwork.CrossFamily, MovingTime = Ipv6OnlyDwell };
+
+    public static Scenario Ipv6PrivacyRotation { get; } = new(
+        "v6-privacy-rotation",
+        "IPv6-only hosts: the server gets a temporary fd00:231:9::a:2 and its address in use is deprecated; 1 s later the deprecated address is deleted",
+        MultihomedClient: false,
+        ServerMoves: true,
+        async c =>
+        {
+            var old = c.Server.Interface("e1");
+            var (_, rotated) = await c.Server.RotateAsync(old, TemporaryServerAddress).ConfigureAwait(false);
+            await c.OnMoved(rotated).ConfigureAwait(false);
+            await Task.Delay(DeprecatedLifetime, c.CancellationToken).ConfigureAwait(false);
+            var retired = await c.Server.RetireAsync(old).ConfigureAwait(false);
+            await c.OnMoved(retired).ConfigureAwait(false);
+            return [rotated, retired];
+        })
+    { Network = LabNetwork.Ipv6, MovingTime = DeprecatedLifetime };
+
     public static IReadOnlyList<Scenario> All { get; } =
     [
         ConnectAfterServerMove, ClientMove, ServerMove, BothMove, MultihomedLoss, ClientIdleMove, ClientFlapping, ClientSleepResume, ClientLongSleepResume,
+        ClientMoveLoss1, ClientMoveLoss5, ClientNewInterface, UpstreamFailure, PeerFreshness,
+        Ipv6ClientMove, Ipv6ServerMove, Ipv6BothMove, CrossFamilyMove, Ipv6PrivacyRotation,
     ];
+
+    /// <summary>
+    /// The scenarios named in a comma-separated list (<c>--scenario</c>, <c>SCENARIOS</c>), in <see cref="All"/>'s order;
+    /// null or empty selects all. An unknown name is an error that lists the known ones.
+    /// </summary>
+    public static IReadOnlyList<Scenario> Select(string? names)
+    {
+        var wanted = (names ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (wanted.Length == 0)
+        {
+            return All;
+        }
+
+        if (wanted.FirstOrDefault(n => All.All(s => s.Name != n)) is { } unknown)
+        {
+            throw new ArgumentException($"unknown scenario '{unknown}' (known: {string.Join(", ", All.Select(s => s.Name))})");
+        }
+
+        return [.. All.Where(s => wanted.Contains(s.Name))];
+    }
 }

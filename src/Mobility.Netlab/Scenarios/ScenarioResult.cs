@@ -14,6 +14,9 @@ public sealed record ScenarioResult
     /// <summary>Requested round-trip time of the emulated link.</summary>
     public required int RttMs { get; init; }
 
+    /// <summary>Which run of its cell (scenario × system × RTT) this is, from 1.</summary>
+    public int Run { get; init; } = 1;
+
     /// <summary>When the system noticed the move, relative to its start; null when it cannot tell or does not apply.</summary>
     public double? DetectMs { get; init; }
 
@@ -36,7 +39,7 @@ public sealed record ScenarioResult
 
     public bool Survived { get; init; }
 
-    /// <summary>How it ended: <c>survived</c>, <c>reset (RST)</c>, <c>hang ...</c>, <c>closed (FIN)</c>, <c>skipped: ...</c>, <c>error: ...</c>.</summary>
+    /// <summary>How it ended: <c>survived</c>, <c>reset (RST)</c>, <c>hang ...</c>, <c>closed (FIN)</c>, <c>n/a: ...</c> (the system cannot run it), <c>error: ...</c> (the harness failed).</summary>
     public required string Outcome { get; init; }
 
     /// <summary>99th percentile of inter-arrival gaps before the move: the noise floor of stall_ms on this machine.</summary>
@@ -59,6 +62,10 @@ public sealed record ScenarioResult
     /// <summary>The moves as the system itself timed them (mobility: each daemon's per-connection move timeline), or null.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<MoveBreakdown>? MoveTimeline { get; init; }
+
+    /// <summary>Peer freshness: per server move, ms until a third daemon's get_ip answered the new address (null: not within the wait).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<double?>? PeerFreshnessMs { get; init; }
 
     /// <summary>Arrival times of the run, for plots; not written to results.json.</summary>
     [JsonIgnore]

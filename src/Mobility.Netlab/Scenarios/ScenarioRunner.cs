@@ -48,14 +48,21 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
 
     private readonly ScenarioTiming _timing = timing ?? new ScenarioTiming();
 
+    /// <summary>
+    /// Every cell (RTT × scenario × system) <paramref name="runs"/> times, each run on a fresh topology; the runs of a
+    /// cell follow each other, and the systems of one scenario alternate within each round, so that they share the
+    /// machine's load of the same minutes.
+    /// </summary>
     public async Task<IReadOnlyList<ScenarioResult>> RunAllAsync(
         IReadOnlyList<IScenarioSystem> systems,
         IReadOnlyList<Scenario> scenarios,
         IReadOnlyList<int> rttsMs,
         IReadOnlyCollection<string>? onlyScenarios,
         IReadOnlyCollection<string>? onlySystems,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        int runs = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(runs, 1);
         ArgumentNullException.ThrowIfNull(systems);
         ArgumentNullException.ThrowIfNull(scenarios);
         ArgumentNullException.ThrowIfNull(rttsMs);
@@ -64,12 +71,28 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
         {
             foreach (var scenario in scenarios.Where(s => onlyScenarios is null || onlyScenarios.Contains(s.Name)))
             {
-                foreach (var system in systems.Where(s => onlySystems is null || onlySystems.Contains(s.Name)))
+                for (var run = 1; run <= runs; run++)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    var result = await RunAsync(system, scenario, rtt, cancellationToken).ConfigureAwait(false);
-                    log?.WriteLine($"  => {result.Scenario} {result.System} rtt={result.RttMs}ms: {result.Outcome}, stall={result.StallMs?.ToString("0", System.Globalization.CultureInfo.InvariantCulture) ?? "-"} ms");
-                    results.Add(result);
+                    foreach (var system in systems.Where(s => onlySystems is null || onlySystems.Contains(s.Name)))
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        ScenarioResult result;
+                        try
+                        {
+                            result = await RunAsync(system, scenario, rtt, cancellationToken).ConfigureAwait(false) with { Run = run };
+                        }
+                        catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is not OutOfMemoryException)
+                        {
+                            // One broken run (a setup that timed out, a command that failed) is a row, not the end of the evaluation.
+                            var message = string.Join(' ', e.Message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+                            message = message.Length > 300 ? message[..300] + " ..." : message;
+                            result = new ScenarioResult { Scenario = scenario.Name, System = system.Name, RttMs = rtt, Run = run, Outcome = $"error: {e.GetType().Name}: {message}" };
+                        }
+
+
+                        log?.WriteLine($"  => {result.Scenario} {result.System} rtt={result.RttMs}ms run {run}/{runs}: {result.Outcome}, stall={result.StallMs?.ToString("0", System.Globalization.CultureInfo.InvariantCulture) ?? "-"} ms");
+                        results.Add(result);
+                    }
                 }
             }
         }
@@ -84,14 +107,15 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
         ArgumentNullException.ThrowIfNull(scenario);
         if (system.Unsupported(scenario) is { } why)
         {
-            return new ScenarioResult { Scenario = scenario.Name, System = system.Name, RttMs = rttMs, Outcome = "skipped: " + why };
+            return new ScenarioResult { Scenario = scenario.Name, System = system.Name, RttMs = rttMs, Outcome = "n/a: " + why };
         }
 
         log?.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {scenario.Name} / {system.Name} / {rttMs} ms RTT");
         var options = new TopologyOptions
         {
-            Link = LinkEmulatorOptions.ForRtt(TimeSpan.FromMilliseconds(rttMs)),
+            Link = LinkEmulatorOptions.ForRtt(TimeSpan.FromMilliseconds(rttMs)) with { Loss = scenario.Loss, Jitter = scenario.Jitter },
             MultihomedClient = scenario.MultihomedClient,
+            Network = scenario.Network,
         };
         var topology = await EvaluationTopology.CreateAsync(options, log).ConfigureAwait(false);
         await using (topology.ConfigureAwait(false))
@@ -269,6 +293,7 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
             Moves = moves.Count,
             Notes = notes,
             MoveTimeline = moveTimeline,
+            PeerFreshnessMs = scenario.MeasuresPeerFreshness ? system.PeerFreshnessMs : null,
             Timeline = new RunTimeline(moveAt, moved, report.Arrivals),
         };
     }

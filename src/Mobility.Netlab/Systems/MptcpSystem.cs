@@ -18,7 +18,8 @@ public sealed class MptcpSystem() : SocketSystem(LabSockets.Mptcp)
     /// <summary>Subflows and accepted ADD_ADDRs per connection (kernel maximum is 8).</summary>
     public const int SubflowLimit = 4;
 
-    private readonly Dictionary<(string Ns, string Interface), int> _endpoints = [];
+    private readonly Dictionary<(string Ns, string Address), int> _endpoints = [];
+    private bool _fullmesh;
     private int _nextId;
 
     public override string Name => "mptcp";
@@ -43,6 +44,14 @@ public sealed class MptcpSystem() : SocketSystem(LabSockets.Mptcp)
         {
             await AddEndpointAsync(topology.Client, topology.Client.Interface("e2"), "subflow", "backup").ConfigureAwait(false);
         }
+
+        // Across families the server announces its IPv6 address (ADD_ADDR) and the client's new endpoints are full-mesh:
+        // the in-kernel path manager only pairs a new local address with remote addresses of its own family.
+        _fullmesh = topology.Network == LabNetwork.CrossFamily;
+        if (_fullmesh && topology.Server.Interfaces.FirstOrDefault(i => i.IsAttached && i.Address.AddressFamily == AddressFamily.InterNetworkV6) is { } server6)
+        {
+            await AddEndpointAsync(topology.Server, server6, "signal").ConfigureAwait(false);
+        }
     }
 
     public override async Task OnMovedAsync(EvaluationTopology topology, MoveRecord move, CancellationToken cancellationToken)
@@ -53,12 +62,12 @@ public sealed class MptcpSystem() : SocketSystem(LabSockets.Mptcp)
         var isClient = host == topology.Client;
         // One ip process for both changes, as mptcpd would apply them from one netlink event.
         var commands = new List<string>();
-        if (move.To is { } to && !_endpoints.ContainsKey((host.Namespace, to)))
+        if (move.To is { } to && (move.ToAddress ?? host.Interface(to).Address) is var added && !_endpoints.ContainsKey((host.Namespace, added.ToString())))
         {
-            commands.Add(AddEndpointCommand(host, host.Interface(to), isClient ? "subflow" : "signal"));
+            commands.Add(AddEndpointCommand(host, added, to, isClient ? (_fullmesh ? ["subflow", "fullmesh"] : ["subflow"]) : ["signal"]));
         }
 
-        if (move.From is { } from && _endpoints.Remove((host.Namespace, from), out var id))
+        if (move.From is { } from && _endpoints.Remove((host.Namespace, (move.FromAddress ?? host.Interface(from).Address).ToString()), out var id))
         {
             commands.Add($"mptcp endpoint delete id {id.ToString(CultureInfo.InvariantCulture)}");
         }
@@ -92,12 +101,12 @@ public sealed class MptcpSystem() : SocketSystem(LabSockets.Mptcp)
     }
 
     private Task AddEndpointAsync(LabHost host, HostInterface iface, params string[] flags) =>
-        Ip.BatchAsync(host.Namespace, [AddEndpointCommand(host, iface, flags)]);
+        Ip.BatchAsync(host.Namespace, [AddEndpointCommand(host, iface.Address, iface.Name, flags)]);
 
-    private string AddEndpointCommand(LabHost host, HostInterface iface, params string[] flags)
+    private string AddEndpointCommand(LabHost host, System.Net.IPAddress address, string device, string[] flags)
     {
         var id = _nextId++;
-        _endpoints[(host.Namespace, iface.Name)] = id;
-        return $"mptcp endpoint add {iface.Address} dev {iface.Name} id {id.ToString(CultureInfo.InvariantCulture)} {string.Join(' ', flags)}";
+        _endpoints[(host.Namespace, address.ToString())] = id;
+        return $"mptcp endpoint add {address} dev {device} id {id.ToString(CultureInfo.InvariantCulture)} {string.Join(' ', flags)}";
     }
 }

@@ -13,16 +13,35 @@ public static class LabSockets
     /// <summary><c>IPPROTO_MPTCP</c> from linux/in.h.</summary>
     public const ProtocolType Mptcp = (ProtocolType)262;
 
-    public static Socket Create(string ns, ProtocolType protocol) =>
-        NetworkNamespace.Run(ns, () => protocol == Mptcp ? CreateMptcp() : new Socket(AddressFamily.InterNetwork, SocketType.Stream, protocol));
+    public static Socket Create(string ns, ProtocolType protocol) => Create(ns, protocol, AddressFamily.InterNetwork);
+
+    /// <summary>A socket of <paramref name="family"/>; an IPv6 socket is dual-mode (it also reaches and accepts IPv4).</summary>
+    public static Socket Create(string ns, ProtocolType protocol, AddressFamily family) =>
+        NetworkNamespace.Run(ns, () =>
+        {
+            var socket = protocol == Mptcp ? CreateMptcp(family) : new Socket(family, SocketType.Stream, protocol);
+            if (family == AddressFamily.InterNetworkV6)
+            {
+                socket.DualMode = true;
+            }
+
+            return socket;
+        });
+
+    /// <summary>The family a topology's sockets use: IPv6 (dual-mode) as soon as any host has IPv6.</summary>
+    public static AddressFamily FamilyOf(EvaluationTopology topology)
+    {
+        ArgumentNullException.ThrowIfNull(topology);
+        return topology.Network == LabNetwork.Ipv4 ? AddressFamily.InterNetwork : AddressFamily.InterNetworkV6;
+    }
 
     /// <summary>
     /// .NET's Socket constructor only passes protocols it knows to socket(2) (262 fails with "Protocol not
     /// supported"), so the MPTCP socket is made with libc and wrapped.
     /// </summary>
-    private static Socket CreateMptcp()
+    private static Socket CreateMptcp(AddressFamily family)
     {
-        var fd = Libc.Socket(Libc.AfInet, Libc.SockStream | Libc.SockCloExec, (int)Mptcp);
+        var fd = Libc.Socket(family == AddressFamily.InterNetworkV6 ? Libc.AfInet6 : Libc.AfInet, Libc.SockStream | Libc.SockCloExec, (int)Mptcp);
         if (fd < 0)
         {
             throw new SocketException(Marshal.GetLastPInvokeError());
@@ -65,18 +84,20 @@ public abstract class SocketSystem(ProtocolType protocol) : IScenarioSystem
 {
     public abstract string Name { get; }
 
-    public virtual string? Unsupported(Scenario scenario) => null;
+    public virtual string? Unsupported(Scenario scenario) =>
+        scenario is { MeasuresPeerFreshness: true } ? "no name service: a peer's address is whatever the application was given" : null;
 
     public virtual Task PrepareAsync(EvaluationTopology topology, Scenario scenario, CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task<IScenarioListener> ListenAsync(EvaluationTopology topology, int port, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(topology);
-        var socket = LabSockets.Create(topology.Server.Namespace, protocol);
+        var family = LabSockets.FamilyOf(topology);
+        var socket = LabSockets.Create(topology.Server.Namespace, protocol, family);
         try
         {
             socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-            socket.Bind(new IPEndPoint(IPAddress.Any, port));
+            socket.Bind(new IPEndPoint(family == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, port));
             socket.Listen(16);
             return Task.FromResult<IScenarioListener>(new SocketListener(socket));
         }
@@ -90,7 +111,7 @@ public abstract class SocketSystem(ProtocolType protocol) : IScenarioSystem
     public async Task<IScenarioConnection> ConnectAsync(EvaluationTopology topology, IPEndPoint server, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(topology);
-        var socket = LabSockets.Create(topology.Client.Namespace, protocol);
+        var socket = LabSockets.Create(topology.Client.Namespace, protocol, LabSockets.FamilyOf(topology));
         try
         {
             socket.NoDelay = true;

@@ -26,7 +26,14 @@ public sealed class HostInterface(string name, IPAddress address, int prefixLeng
 }
 
 /// <summary>What a move did and when (Stopwatch timestamps), for the scenario's timeline.</summary>
-public sealed record MoveRecord(string Host, string? From, string? To, long StartedAt, long LostAt, long AttachedAt);
+public sealed record MoveRecord(string Host, string? From, string? To, long StartedAt, long LostAt, long AttachedAt)
+{
+    /// <summary>The address lost when it is not <see cref="From"/>'s configured one (a privacy rotation's old address).</summary>
+    public IPAddress? FromAddress { get; init; }
+
+    /// <summary>The address gained when it is not <see cref="To"/>'s configured one (a privacy rotation's temporary address).</summary>
+    public IPAddress? ToAddress { get; init; }
+}
 
 /// <summary>
 /// A host namespace whose interfaces come and go like a laptop's: leaving a network takes the link down and deletes
@@ -71,7 +78,17 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
         var started = Stopwatch.GetTimestamp();
         if (offline <= TimeSpan.Zero)
         {
-            await Ip.BatchAsync(Namespace, [.. DetachCommands(from), .. AttachCommands(to, makeDefault: true)], IsIpv6(to)).ConfigureAwait(false);
+            if (IsIpv6(from) == IsIpv6(to))
+            {
+                await Ip.BatchAsync(Namespace, [.. DetachCommands(from), .. AttachCommands(to, makeDefault: true)], IsIpv6(to)).ConfigureAwait(false);
+            }
+            else
+            {
+                // A move across families: iproute2's batch takes one family for its rules, so one batch per family.
+                await Ip.BatchAsync(Namespace, DetachCommands(from), IsIpv6(from)).ConfigureAwait(false);
+                await Ip.BatchAsync(Namespace, AttachCommands(to, makeDefault: true), IsIpv6(to)).ConfigureAwait(false);
+            }
+
             from.IsAttached = false;
             to.IsAttached = true;
             var done = Stopwatch.GetTimestamp();
@@ -83,6 +100,58 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
         await Task.Delay(offline, cancellationToken).ConfigureAwait(false);
         await AttachAsync(to, makeDefault: true).ConfigureAwait(false);
         return new MoveRecord(Role, from.Name, to.Name, started, lost, Stopwatch.GetTimestamp());
+    }
+
+    /// <summary>
+    /// An IPv6 privacy rotation on <paramref name="iface"/> (attached): <paramref name="temporary"/> is added on the same
+    /// device with a source rule, and the current address is deprecated (preferred lifetime 0, still valid). Returns the
+    /// interface that now stands for the temporary address; <see cref="RetireAsync"/> deletes the old one.
+    /// </summary>
+    public async Task<(HostInterface Temporary, MoveRecord Move)> RotateAsync(HostInterface iface, IPAddress temporary)
+    {
+        ArgumentNullException.ThrowIfNull(iface);
+        ArgumentNullException.ThrowIfNull(temporary);
+        var started = Stopwatch.GetTimestamp();
+        var next = new HostInterface(iface.Name, temporary, iface.PrefixLength, iface.Gateway, iface.Table);
+        var table = iface.Table.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await Ip.BatchAsync(Namespace,
+        [
+            $"addr add {temporary}/{iface.PrefixLength} dev {iface.Name}",
+            $"rule add from {temporary} lookup {table} priority {table}",
+            $"addr change {iface.Address}/{iface.PrefixLength} dev {iface.Name} preferred_lft 0",
+        ], IsIpv6(iface)).ConfigureAwait(false);
+        next.IsAttached = true;
+        var done = Stopwatch.GetTimestamp();
+        return (next, new MoveRecord(Role, null, iface.Name, started, done, done) { ToAddress = temporary });
+    }
+
+    /// <summary>The end of a privacy rotation: the deprecated address of <paramref name="iface"/> and its source rule are deleted; the link stays up.</summary>
+    public async Task<MoveRecord> RetireAsync(HostInterface iface)
+    {
+        ArgumentNullException.ThrowIfNull(iface);
+        var started = Stopwatch.GetTimestamp();
+        await Ip.BatchAsync(Namespace,
+        [
+            $"addr del {iface.Address}/{iface.PrefixLength} dev {iface.Name}",
+            $"rule del from {iface.Address} lookup {iface.Table.ToString(System.Globalization.CultureInfo.InvariantCulture)}",
+        ], IsIpv6(iface)).ConfigureAwait(false);
+        iface.IsAttached = false;
+        var done = Stopwatch.GetTimestamp();
+        return new MoveRecord(Role, iface.Name, null, started, done, done) { FromAddress = iface.Address };
+    }
+
+    /// <summary>The addresses of the attached interfaces, in interface order.</summary>
+    public IReadOnlyList<IPAddress> AttachedAddresses => [.. Interfaces.Where(i => i.IsAttached).Select(i => i.Address)];
+
+    /// <summary>A new network appears while the others stay: <paramref name="iface"/> is attached and takes the default route.</summary>
+    public async Task<MoveRecord> JoinAsync(HostInterface iface, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(iface);
+        cancellationToken.ThrowIfCancellationRequested();
+        var started = Stopwatch.GetTimestamp();
+        await AttachAsync(iface, makeDefault: true).ConfigureAwait(false);
+        var done = Stopwatch.GetTimestamp();
+        return new MoveRecord(Role, null, iface.Name, started, done, done);
     }
 
     /// <summary>A multihomed host loses one of its interfaces; the default route moves to a remaining one.</summary>

@@ -68,7 +68,7 @@ public sealed partial class DaemonProcess
         [
             .. prefix,
             "--state-dir", stateDirectory,
-            "--gns", gns.Udp.ToString(),
+            "--gns", gns.GnsArgument,
             "--gns-grpc", gns.Grpc.ToString(),
             "--socket", Path.Combine(stateDirectory, "api.sock"),
             "--grpc-socket", "off",
@@ -183,6 +183,9 @@ public sealed class GnsProcess
 
     public required IPEndPoint Udp { get; init; }
 
+    /// <summary>What a daemon's <c>--gns</c> gets: every address of the GNS host (IPv4 and IPv6 when dual-stack), comma-separated.</summary>
+    public required string GnsArgument { get; init; }
+
     public required Uri Grpc { get; init; }
 
     public static async Task<GnsProcess> StartAsync(Lab lab, LabHost host, string workingDirectory, CancellationToken cancellationToken)
@@ -192,14 +195,18 @@ public sealed class GnsProcess
         var address = host.PrimaryAddress;
         var (file, prefix) = MobilityExecutables.Gns();
         var udp = new IPEndPoint(address, UdpPort);
-        var grpcEndPoint = new IPEndPoint(address, GrpcPort);
+        // A dual-stack GNS host serves both families on the IPv6 wildcard; the watch URL names its first address.
+        var dualStack = host.AttachedAddresses.Select(a => a.AddressFamily).Distinct().Count() > 1;
+        var bind = dualStack ? IPAddress.IPv6Any : address;
+        var grpcEndPoint = new IPEndPoint(bind, GrpcPort);
         // UriBuilder and IPEndPoint put an IPv6 address in brackets.
         var grpc = new UriBuilder(Uri.UriSchemeHttp, address.ToString(), GrpcPort).Uri;
-        string[] arguments = [.. prefix, "serve", "--memory", "--udp", udp.ToString(), "--udp-reflect", new IPEndPoint(address, ReflectPort).ToString(),
+        string[] arguments = [.. prefix, "serve", "--memory", "--udp", new IPEndPoint(bind, UdpPort).ToString(), "--udp-reflect", new IPEndPoint(bind, ReflectPort).ToString(),
             "--http", "127.0.0.1:7380", "--grpc", grpcEndPoint.ToString()];
         Directory.CreateDirectory(workingDirectory);
         var process = lab.StartProcess(host.Namespace, file, arguments, readyLine: "gns listening ", workingDirectory: workingDirectory);
         await process.WaitReadyAsync(DaemonProcess.StartTimeout, cancellationToken).ConfigureAwait(false);
-        return new GnsProcess(process) { Udp = udp, Grpc = grpc };
+        var all = string.Join(',', host.AttachedAddresses.Select(a => new IPEndPoint(a, UdpPort).ToString()));
+        return new GnsProcess(process) { Udp = udp, Grpc = grpc, GnsArgument = all };
     }
 }

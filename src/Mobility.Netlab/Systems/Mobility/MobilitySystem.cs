@@ -19,7 +19,7 @@ namespace Mobility.Netlab.Systems.Mobility;
 public sealed class MobilitySystem : IScenarioSystem
 {
     /// <summary>How long the server's record may take to reach the GNS after the daemons are ready.</summary>
-    public static readonly TimeSpan RegistrationTimeout = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan RegistrationTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// How long <see cref="ConnectAsync"/> waits for the client daemon's GNS watch of the server to connect. A daemon
@@ -32,7 +32,12 @@ public sealed class MobilitySystem : IScenarioSystem
     /// <summary>When set, the stderr of gns and both daemons is written there after every run (<c>RUN-{gns,client,server}.log</c>).</summary>
     public const string LogDirectoryVariable = "NETLAB_LOGS";
 
+    /// <summary>Peer freshness: how long the third daemon's get_ip may take to answer a server's new address.</summary>
+    public static readonly TimeSpan FreshnessTimeout = TimeSpan.FromSeconds(3);
+
     private Deployment? _deployment;
+    private DaemonProcess? _observer;
+    private List<double?> _freshness = [];
     private string _scenario = "";
     private bool _movesAfterConnect = true;
     private int _runs;
@@ -51,7 +56,58 @@ public sealed class MobilitySystem : IScenarioSystem
         _scenario = scenario.Name;
         _movesAfterConnect = scenario.Kind != ScenarioKind.BeforeConnect;
         _runs++;
+        _observer = null;
+        _freshness = [];
         _deployment = await Deployment.StartAsync(topology, cancellationToken).ConfigureAwait(false);
+        if (scenario.MeasuresPeerFreshness)
+        {
+            _observer = await StartObserverAsync(topology, _deployment, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Peer freshness: per server move, ms from the address change until the observer's get_ip answered only the new address.</summary>
+    public IReadOnlyList<double?>? PeerFreshnessMs => _observer is null ? null : [.. _freshness];
+
+    /// <summary>
+    /// The third daemon of the peer-freshness scenario: a mobilityd in the client's namespace (behind the emulated link,
+    /// on its own ports) that is in no connection and has looked the server up once, so the server's record is in its
+    /// cache before the moves.
+    /// </summary>
+    private static async Task<DaemonProcess> StartObserverAsync(EvaluationTopology topology, Deployment deployment, CancellationToken cancellationToken)
+    {
+        var directory = topology.Lab.CreateTemporaryDirectory("observer");
+        string[] ports = ["--transport", "0.0.0.0:7396", "--transport-port", "7396", "--control", "0.0.0.0:7395"];
+        var observer = await DaemonProcess.StartAsync(topology.Lab, topology.Client, directory, deployment.Gns, socks: false, cancellationToken, ports).ConfigureAwait(false);
+        await WaitForRecordAsync(observer, deployment.Server.Guid, topology.Server.PrimaryAddress.ToString(), cancellationToken).ConfigureAwait(false);
+        return observer;
+    }
+
+    /// <summary>
+    /// Asks <paramref name="daemon"/>'s get_ip for <paramref name="guid"/> until it lists <paramref name="expected"/>, for
+    /// at most <see cref="RegistrationTimeout"/>. A call that timed out is asked again: on the loaded machine a fresh
+    /// daemon's first lookups took longer than the API client's 10 s.
+    /// </summary>
+    private static async Task WaitForRecordAsync(DaemonProcess daemon, string guid, string expected, CancellationToken cancellationToken)
+    {
+        using var api = new DaemonClient(daemon.ApiSocket, TimeSpan.FromSeconds(10));
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(RegistrationTimeout);
+        while (true)
+        {
+            try
+            {
+                if ((await api.GetIpAddressesAsync(guid, deadline.Token).ConfigureAwait(false)).Contains(expected))
+                {
+                    return;
+                }
+            }
+            catch (DaemonApiException) when (!deadline.IsCancellationRequested)
+            {
+                // Asked again below.
+            }
+
+            await Task.Delay(100, deadline.Token).ConfigureAwait(false);
+        }
     }
 
     public async Task<IScenarioListener> ListenAsync(EvaluationTopology topology, int port, CancellationToken cancellationToken)
@@ -120,15 +176,44 @@ public sealed class MobilitySystem : IScenarioSystem
                 await api.ExposeAsync(port, allow: null, cancellationToken).ConfigureAwait(false);
                 return;
             }
-            catch (Exception e) when (attempt < 3 && (e is HttpRequestException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested)))
+            catch (Exception e) when (attempt < 3 && (e is HttpRequestException or IOException or DaemonApiException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested)))
             {
                 await Task.Delay(200, cancellationToken).ConfigureAwait(false);
             }
         }
     }
 
-    /// <summary>Nothing: mobilityd must notice the address change itself.</summary>
-    public Task OnMovedAsync(EvaluationTopology topology, MoveRecord move, CancellationToken cancellationToken) => Task.CompletedTask;
+    /// <summary>
+    /// Nothing for the daemons: mobilityd must notice the address change itself. In the peer-freshness scenario, after a
+    /// server move, asks the observer's get_ip every 5 ms until it answers the new address and not the old one (or
+    /// <see cref="FreshnessTimeout"/> passes) and records how long that took from the address change.
+    /// </summary>
+    public async Task OnMovedAsync(EvaluationTopology topology, MoveRecord move, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(topology);
+        ArgumentNullException.ThrowIfNull(move);
+        if (_observer is not { } observer || _deployment is not { } d || move.Host != topology.Server.Role || move.To is null || move.From is null)
+        {
+            return;
+        }
+
+        var added = (move.ToAddress ?? topology.Server.Interface(move.To).Address).ToString();
+        var removed = (move.FromAddress ?? topology.Server.Interface(move.From).Address).ToString();
+        using var api = new DaemonClient(observer.ApiSocket, TimeSpan.FromSeconds(10));
+        while (Stopwatch.GetElapsedTime(move.AttachedAt) < FreshnessTimeout)
+        {
+            var answer = await api.GetIpAddressesAsync(d.Server.Guid, cancellationToken).ConfigureAwait(false);
+            if (answer.Contains(added) && !answer.Contains(removed))
+            {
+                _freshness.Add(Math.Round(Stopwatch.GetElapsedTime(move.AttachedAt).TotalMilliseconds, 1));
+                return;
+            }
+
+            await Task.Delay(5, cancellationToken).ConfigureAwait(false);
+        }
+
+        _freshness.Add(null);
+    }
 
     public async Task<string?> DescribeRunAsync(EvaluationTopology topology, CancellationToken cancellationToken)
     {
@@ -205,14 +290,7 @@ public sealed class MobilitySystem : IScenarioSystem
             var client = await clientStart.ConfigureAwait(false);
 
             // The server's record must be in the GNS before anyone connects by GUID: ask through the client's daemon.
-            using var api = new DaemonClient(client.ApiSocket, TimeSpan.FromSeconds(10));
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            deadline.CancelAfter(RegistrationTimeout);
-            var expected = topology.Server.PrimaryAddress.ToString();
-            while (!(await api.GetIpAddressesAsync(server.Guid, deadline.Token).ConfigureAwait(false)).Contains(expected))
-            {
-                await Task.Delay(100, deadline.Token).ConfigureAwait(false);
-            }
+            await WaitForRecordAsync(client, server.Guid, topology.Server.PrimaryAddress.ToString(), cancellationToken).ConfigureAwait(false);
 
             return new Deployment(gns) { Client = client, Server = server, StartedAt = Stopwatch.GetTimestamp() };
         }
