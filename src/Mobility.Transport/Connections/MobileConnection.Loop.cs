@@ -45,6 +45,11 @@ public sealed partial class MobileConnection
                 Run(active);
             }
 
+            foreach (var standby in _paths.StandbySnapshot)
+            {
+                Run(standby);
+            }
+
             Publish();
         }
     }
@@ -134,6 +139,9 @@ public sealed partial class MobileConnection
                         $"The server at {unknown.Endpoint} does not know this connection any more."), null);
                 }
 
+                break;
+            case LocalAddressesChanged changed:
+                OnLocalAddressesChanged(changed.Addresses);
                 break;
             case ResumeAttemptCounted:
                 _stats.ResumeAttempts++;
@@ -316,7 +324,15 @@ public sealed partial class MobileConnection
 
         if (started.Resume)
         {
-            BeginResumeOnLoop(path);
+            if (path.Joining)
+            {
+                BeginJoinOnLoop(path);
+            }
+            else
+            {
+                BeginResumeOnLoop(path);
+            }
+
             return;
         }
 
@@ -384,6 +400,7 @@ public sealed partial class MobileConnection
 
         _failedOnLoop = true;
         _state = MobileConnectionState.Failed;
+        _paths.DropStandbys();
         if (resetCode is { } code)
         {
             if (_paths.DeactivateWithReset(code, ResetFlushTimeout, _time) is { } resetPath)
@@ -418,6 +435,7 @@ public sealed partial class MobileConnection
 
         _completed = true;
         _state = MobileConnectionState.Completed;
+        _paths.DropStandbys();
         if (_paths.Active is { } active)
         {
             _paths.Deactivate(active);

@@ -65,4 +65,15 @@ internal sealed class ResumeResponder(byte[] resumeKey, UInt128 token)
         receive.MarkAcked(withConsumed: false);
         return ack.ToArray();
     }
+
+    /// <summary>
+    /// Accepts a Join that <see cref="Check"/> accepted: its counter is now the last accepted one (a
+    /// replay of it, or of any earlier Resume or Join, is refused); the send state is untouched (the
+    /// path stays a standby). Returns the JoinAck bytes.
+    /// </summary>
+    public byte[] AcceptJoin(ResumeRequest request, ReceiveState receive)
+    {
+        LastCounter = request.Counter;
+        return ResumeAck.Create(resumeKey, token, request.Counter, (ulong)receive.ReceivedValue, standby: true).ToArray();
+    }
 }
