@@ -20,7 +20,8 @@ internal enum ResumeVerdict
 
 /// <summary>
 /// The server's side of resumption: checks a Resume (MAC, counter strictly above every accepted
-/// one, received offset within what was sent and not below what was acknowledged) and, when it is
+/// one, received offset within what was sent and not below what was acknowledged) or a Join (MAC
+/// and counter only) and, when it is
 /// accepted, rewinds the send state to what the client holds and writes the ResumeAck. Not
 /// thread-safe: <see cref="Check"/> and <see cref="Accept"/> run under the connection's lock;
 /// <see cref="VerifyMac"/> needs no lock.
@@ -44,6 +45,13 @@ internal sealed class ResumeResponder(byte[] resumeKey, UInt128 token)
         if (request.Counter <= LastCounter)
         {
             return ResumeVerdict.Replayed;
+        }
+
+        if (request.Standby)
+        {
+            // A Join's receive position is only informational (it moves nothing), and an ACK sent
+            // on the active path after it may arrive first: it is not held against the peer.
+            return ResumeVerdict.Accept;
         }
 
         var received = (long)request.ReceivedOffset;
