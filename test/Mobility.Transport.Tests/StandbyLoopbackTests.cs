@@ -11,18 +11,8 @@ public sealed class StandbyLoopbackTests(ITestOutputHelper output)
     [Fact]
     public async Task A_join_without_the_resume_key_and_a_replayed_join_are_refused_while_the_standby_path_goes_on()
     {
-        var net = LoopbackScenario.NextSubnet();
-        var first = IPAddress.Parse($"127.{net}.1.2");
-        var second = IPAddress.Parse($"127.{net}.1.3");
-        var recorder = new RecordingFlowFactory();
-        await using var listener = new MobileListener(Keys.Server);
-        listener.Start(new IPEndPoint(IPAddress.Parse($"127.{net}.2.1"), 0));
-        var connector = new MobileConnector(Keys.Client, new MobileConnectionOptions { FlowFactory = recorder, LocalAddress = first });
-        var accept = listener.AcceptAsync().AsTask();
-        await using var client = await connector.ConnectAsync(listener.LocalEndPoint, Keys.Server.Guid).WithTimeout();
-        await using var server = await accept.WithTimeout();
-        connector.NotifyLocalAddresses([first, second]);
-        await TestTimeout.Eventually(() => client.StandbyPaths.Any(p => p.Established) && server.StandbyPaths.Length == 1, "the standby path joins");
+        await using var setup = await TwoAddressesAsync(notifyFirst: false);
+        var (_, second, recorder, listener, connector, client, server) = setup;
 
         // The genuine Join is the first write of the second flow.
         var join = recorder.FirstWrites[1][..ResumeRequest.EncodedSize];
@@ -58,18 +48,8 @@ public sealed class StandbyLoopbackTests(ITestOutputHelper output)
     public async Task A_transfer_both_ways_survives_the_loss_of_the_active_address_over_the_standby_with_no_new_connect()
     {
         const long Bytes = 32L << 20;
-        var net = LoopbackScenario.NextSubnet();
-        var first = IPAddress.Parse($"127.{net}.1.2");
-        var second = IPAddress.Parse($"127.{net}.1.3");
-        var recorder = new RecordingFlowFactory();
-        await using var listener = new MobileListener(Keys.Server);
-        listener.Start(new IPEndPoint(IPAddress.Parse($"127.{net}.2.1"), 0));
-        var connector = new MobileConnector(Keys.Client, new MobileConnectionOptions { FlowFactory = recorder, LocalAddress = first });
-        connector.NotifyLocalAddresses([first, second]);
-        var accept = listener.AcceptAsync().AsTask();
-        await using var client = await connector.ConnectAsync(listener.LocalEndPoint, Keys.Server.Guid).WithTimeout();
-        await using var server = await accept.WithTimeout();
-        await TestTimeout.Eventually(() => client.StandbyPaths.Any(p => p.Established) && server.StandbyPaths.Length == 1, "the standby path joins");
+        await using var setup = await TwoAddressesAsync(notifyFirst: true);
+        var (_, second, recorder, _, connector, client, server) = setup;
 
         var up = Task.Run(() => PumpAsync(client.Stream, server.Stream, Bytes, seed: 1));
         var down = Task.Run(() => PumpAsync(server.Stream, client.Stream, Bytes, seed: 2));
@@ -89,6 +69,47 @@ public sealed class StandbyLoopbackTests(ITestOutputHelper output)
         Assert.Equal(1, client.Statistics.StandbySwitches);
         Assert.Equal(1, server.Statistics.StandbySwitches);
         Assert.Equal(second, client.LocalEndPoint!.Address);
+    }
+
+    private sealed record Setup(IPAddress First, IPAddress Second, RecordingFlowFactory Recorder, MobileListener Listener,
+        MobileConnector Connector, MobileConnection Client, MobileConnection Server) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await Client.DisposeAsync();
+            await Server.DisposeAsync();
+            await Listener.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// A connection from the first of two 127.x client addresses, told both (the connector before it
+    /// connects with <paramref name="notifyFirst"/>, which hands the list to the new connection; else
+    /// after), once its standby path from the second has joined.
+    /// </summary>
+    private static async Task<Setup> TwoAddressesAsync(bool notifyFirst)
+    {
+        var net = LoopbackScenario.NextSubnet();
+        var first = IPAddress.Parse($"127.{net}.1.2");
+        var second = IPAddress.Parse($"127.{net}.1.3");
+        var recorder = new RecordingFlowFactory();
+        var listener = new MobileListener(Keys.Server);
+        listener.Start(new IPEndPoint(IPAddress.Parse($"127.{net}.2.1"), 0));
+        var connector = new MobileConnector(Keys.Client, new MobileConnectionOptions { FlowFactory = recorder, LocalAddress = first });
+        if (notifyFirst)
+        {
+            connector.NotifyLocalAddresses([first, second]);
+        }
+
+        var accept = listener.AcceptAsync().AsTask();
+        var client = await connector.ConnectAsync(listener.LocalEndPoint, Keys.Server.Guid).WithTimeout();
+        var server = await accept.WithTimeout();
+        if (!notifyFirst)
+        {
+            connector.NotifyLocalAddresses([first, second]);
+        }
+        await TestTimeout.Eventually(() => client.StandbyPaths.Any(p => p.Established) && server.StandbyPaths.Length == 1, "the standby path joins");
+        return new Setup(first, second, recorder, listener, connector, client, server);
     }
 
     /// <summary>Writes <paramref name="bytes"/> seeded random bytes and reads them on the other side; returns both SHA-256 hashes and the longest gap between reads.</summary>

@@ -220,14 +220,7 @@ public sealed partial class MobileConnection
     /// <summary>The start of every batch (a standby path's whole batch): the path's pending preamble, then PONG and PING if queued; returns the position after them.</summary>
     private int PlaceProbes(ConnectionPath path, byte[] output)
     {
-        var position = 0;
-        if (path.Preamble is { } preamble)
-        {
-            preamble.CopyTo(output, 0);
-            position = preamble.Length;
-            path.Preamble = null;
-        }
-
+        var position = PlacePreamble(path, output);
         if (path.Outbox.TryTakePong(out var pong))
         {
             BinaryPrimitives.WriteUInt64BigEndian(BodyAt(output, position, 8), pong);
@@ -246,16 +239,23 @@ public sealed partial class MobileConnection
         return position;
     }
 
+    /// <summary>The path's pending handshake bytes (ClientFinish, Resume, ResumeAck, Join, JoinAck) at the start of <paramref name="output"/>; returns their length.</summary>
+    private static int PlacePreamble(ConnectionPath path, byte[] output)
+    {
+        if (path.Preamble is not { } preamble)
+        {
+            return 0;
+        }
+
+        preamble.CopyTo(output, 0);
+        path.Preamble = null;
+        return preamble.Length;
+    }
+
     /// <summary>The path's pending preamble, then a RESET.</summary>
     private int BuildReset(ConnectionPath path, byte[] output)
     {
-        var position = 0;
-        if (path.Preamble is { } preamble)
-        {
-            preamble.CopyTo(output, 0);
-            position = preamble.Length;
-            path.Preamble = null;
-        }
+        var position = PlacePreamble(path, output);
 
         var code = path.Outbox.TakeReset()!.Value;
         BinaryPrimitives.WriteUInt32BigEndian(BodyAt(output, position, 4), code);

@@ -5,7 +5,6 @@ using Microsoft.Extensions.Logging;
 using Mobility.Protocol;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
-using Mobility.Transport.Flows;
 
 namespace Mobility.Transport;
 
@@ -47,7 +46,7 @@ public sealed partial class MobileConnection
 
     ConnectionPath[] ISupervisedConnection.StandbyPaths => StandbyPaths;
 
-    ConnectionPath? ISupervisedConnection.BeginJoin(IFlow flow)
+    ConnectionPath? ISupervisedConnection.BeginJoin(Flows.IFlow flow)
     {
         if (_failure is not null || _publishedState == MobileConnectionState.Completed)
         {
