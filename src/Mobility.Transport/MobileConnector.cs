@@ -22,6 +22,7 @@ public sealed partial class MobileConnector
     private readonly ConcurrentDictionary<MobileConnection, byte> _connections = new();
     private readonly ILogger _logger;
     private IPAddress? _localAddress;
+    private IPAddress[]? _localAddresses; // the last NotifyLocalAddresses (null: never told)
 
     public MobileConnector(HostKey localKey, MobileConnectionOptions? options = null)
     {
@@ -98,6 +99,28 @@ public sealed partial class MobileConnector
         foreach (var connection in _connections.Keys)
         {
             connection.NotifyLocalAddressChanged(newLocalAddress);
+        }
+    }
+
+    /// <summary>
+    /// The host's usable local addresses (the daemon calls this on every change): every live
+    /// connection drops the paths whose address is gone (switching to a standby path at once when
+    /// one is up, else resuming) and joins standby paths from addresses it does not use yet (see
+    /// <see cref="MobileConnection.NotifyLocalAddresses"/>); connections opened later start with this list.
+    /// </summary>
+    public void NotifyLocalAddresses(IReadOnlyList<IPAddress> addresses)
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        IPAddress[] list = [.. addresses];
+        Volatile.Write(ref _localAddresses, list);
+        if (_localAddress is { } current && !list.Contains(current))
+        {
+            _localAddress = list.FirstOrDefault(a => a.AddressFamily == current.AddressFamily);
+        }
+
+        foreach (var connection in _connections.Keys)
+        {
+            connection.NotifyLocalAddresses(list);
         }
     }
 
@@ -258,6 +281,11 @@ public sealed partial class MobileConnector
                 serverHello.ReceiveWindow, _options, c => _connections.TryRemove(c, out _));
             _connections.TryAdd(connection, 0);
             connection.StartClient(flow, reader, finish.ToArray(), _options, locator, endpoints.Contains(endpoint) ? [endpoint, .. endpoints.Where(e => !e.Equals(endpoint))] : [endpoint], local);
+            if (Volatile.Read(ref _localAddresses) is { } addresses)
+            {
+                connection.NotifyLocalAddresses(addresses);
+            }
+
             return connection;
         }
     }

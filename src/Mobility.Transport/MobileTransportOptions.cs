@@ -51,6 +51,26 @@ public class MobileTransportOptions
     /// </summary>
     public TimeSpan DeadPathTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// Silent path death on an active connection: once a path has an RTT sample, it is declared dead
+    /// after max(this, <see cref="DeadPathRttMultiplier"/> × its smoothed RTT) without a frame, and
+    /// probed with a PING after a quarter of that without sending (<see cref="DeadPathTimeout"/> is
+    /// the bound before the first sample, and the idle schedule is unchanged). 1 s: an upstream
+    /// link that stops forwarding costs at most a second on a fast path, while a PONG delayed by
+    /// a full socket buffer or a scheduling hiccup on a busy host (hundreds of ms) is not taken for a death.
+    /// </summary>
+    public TimeSpan DeadPathTimeoutMin { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The active dead-path bound in smoothed RTTs (4, as the issue asks: a few lost probes, not one).</summary>
+    public double DeadPathRttMultiplier { get; set; } = 4;
+
+    /// <summary>
+    /// Standby paths a connection keeps besides the active one (client: joins it opens from its
+    /// other local addresses; server: joins it accepts, a further join replaces the oldest). 0 turns
+    /// standby paths off. Each costs one TCP flow and a PING per idle keepalive interval.
+    /// </summary>
+    public int MaxStandbyPaths { get; set; } = 1;
+
     /// <summary>A connection without a working flow for this long fails (Linux keeps a pathless MPTCP connection about 60 s).</summary>
     public TimeSpan PathlessTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -87,6 +107,16 @@ public class MobileTransportOptions
         if (KeepAliveInterval <= TimeSpan.Zero || DeadPathTimeout <= KeepAliveInterval)
         {
             throw new ArgumentOutOfRangeException(nameof(DeadPathTimeout), "KeepAliveInterval must be positive and below DeadPathTimeout.");
+        }
+
+        if (DeadPathTimeoutMin <= TimeSpan.Zero || !(DeadPathRttMultiplier >= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(DeadPathTimeoutMin), "DeadPathTimeoutMin must be positive and DeadPathRttMultiplier at least 1.");
+        }
+
+        if (MaxStandbyPaths is < 0 or > 8)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxStandbyPaths), "Between 0 and 8.");
         }
 
         if (IdleKeepAliveInterval < KeepAliveInterval)

@@ -139,7 +139,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         => network.Time.GetElapsedTime(from, to) / network.Rtt;
 
     /// <summary>Times, after a move at t0, until each side reads the byte the other wrote at t0.</summary>
-    private static async Task<(long ClientGot, long ServerGot)> ExchangeAfterMoveAsync(TimeProvider time, MobileConnection client, MobileConnection server)
+    internal static async Task<(long ClientGot, long ServerGot)> ExchangeAfterMoveAsync(TimeProvider time, MobileConnection client, MobileConnection server)
     {
         await server.Stream.WriteAsync(new byte[] { 2 }).WithTimeout();
         await client.Stream.WriteAsync(new byte[] { 3 }).WithTimeout();

@@ -43,7 +43,8 @@ public sealed class OpenRefusedException : IOException
 /// <see cref="OpenHeader"/>, to exposed ports on 127.0.0.1; and a <see cref="MobileConnector"/> for
 /// outgoing streams (<see cref="OpenAsync"/>, used by the SOCKS5 endpoint). Follows the host's
 /// addresses: a listener bound to a specific address moves with them (RebindAsync), and outgoing
-/// connections are told (NotifyLocalAddressChanged). Started before the record publisher, which
+/// connections are told the usable addresses (NotifyLocalAddresses: a path whose address is gone
+/// moves to a standby path or resumes, another address becomes a standby path). Started before the record publisher, which
 /// publishes <see cref="LocalEndPoint"/>'s real port.
 /// </summary>
 public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
@@ -159,6 +160,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             _registrar.Changed += (_, _) => RelayChanged?.Invoke(this, EventArgs.Empty);
             _registrar.Start();
         }
+
+        _connector.NotifyLocalAddresses(_addresses.Current.Addresses);
 
         // The record publisher publishes TransportPort: make it the port really bound (port 0 works).
         _options.TransportPort = _listener.LocalEndPoint.Port;
@@ -328,7 +331,10 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
                     }
                 }
 
-                _connector!.NotifyLocalAddressChanged(specific ? next : null);
+                // Each connection drops only the paths whose address is gone (switching at once to a
+                // standby path from another address when one is up, else resuming) and joins standby
+                // paths from addresses it does not use yet (make-before-break).
+                _connector!.NotifyLocalAddresses(addresses);
 
                 // The GNS watch ran from the old address too: re-open it now, and catch up on pushes it missed.
                 _locator.NotifyLocalAddressChanged();

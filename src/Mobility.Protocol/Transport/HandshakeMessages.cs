@@ -47,8 +47,8 @@ public abstract record HandshakeMessage
         HandshakeMessageType.ServerHello => ServerHello.EncodedSize,
         HandshakeMessageType.ClientFinish => ClientFinish.EncodedSize,
         HandshakeMessageType.Reject => HandshakeReject.EncodedSize,
-        HandshakeMessageType.Resume => ResumeRequest.EncodedSize,
-        HandshakeMessageType.ResumeAck => ResumeAck.EncodedSize,
+        HandshakeMessageType.Resume or HandshakeMessageType.Join => ResumeRequest.EncodedSize,
+        HandshakeMessageType.ResumeAck or HandshakeMessageType.JoinAck => ResumeAck.EncodedSize,
         HandshakeMessageType.CookieReply => CookieReply.EncodedSize,
         HandshakeMessageType.CookieEcho => CookieEcho.EncodedSize,
         _ => throw new MalformedMessageException($"Unknown handshake message type {(byte)type}."),
@@ -108,7 +108,9 @@ public abstract record HandshakeMessage
             HandshakeMessageType.ClientFinish => ClientFinish.ReadBody(ref wire),
             HandshakeMessageType.Reject => HandshakeReject.ReadBody(ref wire),
             HandshakeMessageType.Resume => ResumeRequest.ReadBody(ref wire),
+            HandshakeMessageType.Join => ResumeRequest.ReadBody(ref wire) with { Standby = true },
             HandshakeMessageType.ResumeAck => ResumeAck.ReadBody(ref wire),
+            HandshakeMessageType.JoinAck => ResumeAck.ReadBody(ref wire) with { Standby = true },
             HandshakeMessageType.CookieReply => new CookieReply(ReadArray(ref wire, TransportConstants.CookieSize)),
             HandshakeMessageType.CookieEcho => new CookieEcho(ReadArray(ref wire, TransportConstants.CookieSize)),
             _ => throw new MalformedMessageException($"Unknown handshake message type {(byte)type}."),
@@ -329,6 +331,11 @@ public sealed record HandshakeReject(RejectReason Reason) : HandshakeMessage
 /// </summary>
 /// <param name="Counter">Strictly increasing per connection; the server refuses a counter it has seen.</param>
 /// <param name="ReceivedOffset">The client's cumulative receive position (stream bytes, plus one once FIN is received).</param>
+/// <remarks>
+/// With <see cref="Standby"/> the same body is a Join (type 10): the flow joins the connection as a
+/// standby path instead of replacing its path. The type byte is in the MAC'd bytes, so a Join cannot
+/// be replayed as a Resume or the other way round, and both draw on the one counter.
+/// </remarks>
 public sealed record ResumeRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, ulong ReceivedOffset, byte[] Mac)
     : HandshakeMessage
 {
@@ -338,19 +345,22 @@ public sealed record ResumeRequest(HostGuid ClientGuid, HostGuid ServerGuid, UIn
 
     public byte[] Mac { get; } = Require(Mac, TransportConstants.MacSize, nameof(Mac));
 
-    public override HandshakeMessageType Type => HandshakeMessageType.Resume;
+    /// <summary>A Join (type 10: a standby path) rather than a Resume (type 5).</summary>
+    public bool Standby { get; init; }
+
+    public override HandshakeMessageType Type => Standby ? HandshakeMessageType.Join : HandshakeMessageType.Resume;
 
     public override int Size => EncodedSize;
 
-    /// <summary>Builds a request and computes its MAC.</summary>
-    public static ResumeRequest Create(ReadOnlySpan<byte> resumeKey, HostGuid clientGuid, HostGuid serverGuid, UInt128 token, ulong counter, ulong receivedOffset)
+    /// <summary>Builds a request (a Join with <paramref name="standby"/>) and computes its MAC.</summary>
+    public static ResumeRequest Create(ReadOnlySpan<byte> resumeKey, HostGuid clientGuid, HostGuid serverGuid, UInt128 token, ulong counter, ulong receivedOffset, bool standby = false)
     {
-        var unsigned = new ResumeRequest(clientGuid, serverGuid, token, counter, receivedOffset, new byte[TransportConstants.MacSize]);
+        var unsigned = new ResumeRequest(clientGuid, serverGuid, token, counter, receivedOffset, new byte[TransportConstants.MacSize]) { Standby = standby };
         Span<byte> bytes = stackalloc byte[EncodedSize];
         unsigned.WriteTo(bytes);
         var mac = new byte[TransportConstants.MacSize];
         ResumeMac.Compute(resumeKey, SigningContext.TransportResume, bytes[..MacOffset], mac);
-        return new ResumeRequest(clientGuid, serverGuid, token, counter, receivedOffset, mac);
+        return new ResumeRequest(clientGuid, serverGuid, token, counter, receivedOffset, mac) { Standby = standby };
     }
 
     /// <summary>True when the MAC is valid under <paramref name="resumeKey"/> (constant-time compare).</summary>
@@ -392,18 +402,21 @@ public sealed record ResumeAck(UInt128 Token, ulong Counter, ulong ReceivedOffse
 
     public byte[] Mac { get; } = Require(Mac, TransportConstants.MacSize, nameof(Mac));
 
-    public override HandshakeMessageType Type => HandshakeMessageType.ResumeAck;
+    /// <summary>A JoinAck (type 11: answers a Join) rather than a ResumeAck (type 6).</summary>
+    public bool Standby { get; init; }
+
+    public override HandshakeMessageType Type => Standby ? HandshakeMessageType.JoinAck : HandshakeMessageType.ResumeAck;
 
     public override int Size => EncodedSize;
 
-    public static ResumeAck Create(ReadOnlySpan<byte> resumeKey, UInt128 token, ulong counter, ulong receivedOffset)
+    public static ResumeAck Create(ReadOnlySpan<byte> resumeKey, UInt128 token, ulong counter, ulong receivedOffset, bool standby = false)
     {
-        var unsigned = new ResumeAck(token, counter, receivedOffset, new byte[TransportConstants.MacSize]);
+        var unsigned = new ResumeAck(token, counter, receivedOffset, new byte[TransportConstants.MacSize]) { Standby = standby };
         Span<byte> bytes = stackalloc byte[EncodedSize];
         unsigned.WriteTo(bytes);
         var mac = new byte[TransportConstants.MacSize];
         ResumeMac.Compute(resumeKey, SigningContext.TransportResumeAck, bytes[..MacOffset], mac);
-        return new ResumeAck(token, counter, receivedOffset, mac);
+        return new ResumeAck(token, counter, receivedOffset, mac) { Standby = standby };
     }
 
     public bool VerifyMac(ReadOnlySpan<byte> resumeKey)

@@ -91,6 +91,12 @@ public enum HandshakeMessageType : byte
 
     /// <summary>Client to server: the cookie of a CookieReply, followed on the same flow by the same ClientHello.</summary>
     CookieEcho = 9,
+
+    /// <summary>Client to server on an extra flow: join an existing connection as a standby path (a Resume's body and MAC, this type).</summary>
+    Join = 10,
+
+    /// <summary>Server's acceptance of a <see cref="Join"/> (a ResumeAck's body and MAC, this type).</summary>
+    JoinAck = 11,
 }
 
 /// <summary>Why a server refused a flow (sent in a plaintext, unauthenticated Reject).</summary>

@@ -74,6 +74,12 @@ internal sealed class ConnectionPath
     /// <summary>The last round trip measured on this path (null before the first PONG).</summary>
     public TimeSpan? Rtt { get; private set; }
 
+    /// <summary>
+    /// The path's smoothed RTT (RFC 6298: the first sample, then 7/8 of the old value plus 1/8 of
+    /// each new sample; null before the first PONG). The active dead-path bound is a multiple of it.
+    /// </summary>
+    public TimeSpan? SmoothedRtt { get; private set; }
+
     /// <summary>Records a PONG: true when it answers this path's latest PING (the RTT is updated).</summary>
     public bool OnPong(ulong id, long now, TimeProvider time)
     {
@@ -82,9 +88,22 @@ internal sealed class ConnectionPath
             return false;
         }
 
-        Rtt = time.GetElapsedTime(PingSentAt, now);
+        var sample = time.GetElapsedTime(PingSentAt, now);
+        Rtt = sample;
+        SmoothedRtt = SmoothedRtt is { } smoothed ? ((smoothed * 7) + sample) / 8 : sample;
         return true;
     }
+
+    // Standby paths (make-before-break): authenticated and kept alive, carrying no data until promoted.
+
+    /// <summary>A standby path: joined (Join/JoinAck), carries only PING and PONG until it is made active.</summary>
+    public bool IsStandby { get; set; }
+
+    /// <summary>Client path opened by a Join (set before its receive loop starts): its <see cref="AwaitingResumeAck"/> expects a JoinAck.</summary>
+    public bool Joining { get; init; }
+
+    /// <summary>The highest frame counter accepted on this path while it was a standby (its PINGs and PONGs are checked per path).</summary>
+    public ulong StandbyCounter { get; set; }
 
     // What the connection's loop sends on this path.
 

@@ -24,6 +24,9 @@ internal sealed class ConnectionStatistics
 
     public long PingsSent { get; set; }
 
+    /// <summary>Moves made by promoting a standby path (no connect, no Resume).</summary>
+    public int StandbySwitches { get; set; }
+
     public MobileConnectionStatistics Snapshot() => new(BytesSent, BytesReceived, BytesResent, DuplicateBytesReceived,
-        Moves, ResumeAttempts, ResumesRejected, LastStall, LastRtt, PingsSent);
+        Moves, ResumeAttempts, ResumesRejected, LastStall, LastRtt, PingsSent, StandbySwitches);
 }

@@ -25,6 +25,9 @@ internal sealed class ControlOutbox
 
     public bool HasFrames => _pong is not null || _ping || AckForced || AckRequested || Reset is not null;
 
+    /// <summary>A PING or PONG is queued (all a standby path ever carries).</summary>
+    public bool HasProbe => _pong is not null || _ping;
+
     /// <summary>Answers the peer's PING <paramref name="id"/> (a later PING replaces an unsent answer).</summary>
     public void QueuePong(ulong id) => _pong = id;
 

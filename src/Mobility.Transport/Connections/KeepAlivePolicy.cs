@@ -13,9 +13,11 @@ internal readonly record struct KeepAliveVerdict(bool Ping, bool RequestAck, boo
 /// <summary>
 /// Keepalive and dead-path policy of a connection, a pure function of the clock it is handed (as
 /// Kestrel's Http2KeepAlive): it owns only when data last moved and whether ticks are fast; the
-/// per-path times live on <see cref="ConnectionPath"/>. Active connection: a tick every
-/// KeepAliveInterval / 2, PING after KeepAliveInterval without sending, dead after DeadPathTimeout
-/// without receiving. Idle connection: the client sends one PING after its jittered
+/// per-path times live on <see cref="ConnectionPath"/>. Active connection: dead after
+/// <see cref="ActiveDeadTimeout"/> without receiving (max(DeadPathTimeoutMin, DeadPathRttMultiplier ×
+/// the path's smoothed RTT), DeadPathTimeout before the path's first RTT sample), PING after a
+/// quarter of that (at most KeepAliveInterval) without sending, a tick every half of that and one
+/// at the deadline; a path's first active tick PINGs (its first RTT sample). Idle connection: the client sends one PING after its jittered
 /// IdleKeepAliveInterval without receiving (and is active until something comes back); the server
 /// only answers and declares the path dead after 2 × IdleKeepAliveInterval + DeadPathTimeout of
 /// silence. Without an established path: the pathless deadline. Not thread-safe (the connection's
@@ -46,16 +48,89 @@ internal sealed class KeepAlivePolicy
 
     public TimeSpan FastTick => _options.KeepAliveInterval / 2;
 
+    /// <summary>
+    /// How long an active <paramref name="path"/> may stay silent before it is declared dead:
+    /// max(DeadPathTimeoutMin, DeadPathRttMultiplier × its smoothed RTT); DeadPathTimeout while it
+    /// has no RTT sample yet (a PING goes out as soon as a path starts, so that is one round trip).
+    /// </summary>
+    public TimeSpan ActiveDeadTimeout(ConnectionPath path)
+    {
+        if (path.SmoothedRtt is not { } srtt)
+        {
+            return _options.DeadPathTimeout;
+        }
+
+        var bound = srtt * _options.DeadPathRttMultiplier;
+        return bound > _options.DeadPathTimeoutMin ? bound : _options.DeadPathTimeoutMin;
+    }
+
+    /// <summary>An active path is probed (PING) after this long without sending: a quarter of its dead-path bound, at most KeepAliveInterval.</summary>
+    public TimeSpan ProbeInterval(ConnectionPath path)
+    {
+        var quarter = ActiveDeadTimeout(path) / 4;
+        return quarter < _options.KeepAliveInterval ? quarter : _options.KeepAliveInterval;
+    }
+
     /// <summary>The client's idle keepalive interval × U(0.75, 1.25).</summary>
     public TimeSpan JitteredIdleInterval() => _options.IdleKeepAliveInterval * (0.75 + (_random() * 0.5));
 
-    /// <summary>A path becomes active: its clocks start now.</summary>
+    /// <summary>A path becomes active (or joins as a standby): its clocks start now.</summary>
     public void OnPathActivated(ConnectionPath path, long now)
     {
         path.LastReceived = now;
         path.LastSent = now;
         path.ProbeSince = now;
         path.IdleInterval = JitteredIdleInterval();
+    }
+
+    /// <summary>
+    /// A standby path was made active: its dead-path clock restarts now (it may have been silent for
+    /// most of an idle interval, as a standby may) and it is probed at once.
+    /// </summary>
+    public void OnPathPromoted(ConnectionPath path, long now)
+    {
+        IsFast = true;
+        path.ProbeSince = now;
+        path.Outbox.QueuePing();
+    }
+
+    /// <summary>
+    /// One tick for a standby path, which carries no data and is kept alive cheaply, as an idle
+    /// connection is: the client PINGs it once per jittered idle interval without receiving and
+    /// drops it when that PING goes unanswered for DeadPathTimeout; the server only answers and drops
+    /// it after 2 × IdleKeepAliveInterval + DeadPathTimeout of silence. A path still joining is left
+    /// to its join's own deadline. Returns what to do and when this path needs its next tick.
+    /// </summary>
+    public (bool Ping, bool Dead, TimeSpan NextTick) OnStandbyTick(ConnectionPath path, long now)
+    {
+        if (!path.Established)
+        {
+            return (false, false, _options.IdleKeepAliveInterval);
+        }
+
+        var quiet = _time.GetElapsedTime(path.LastReceived, now);
+        if (!_isClient)
+        {
+            var limit = (_options.IdleKeepAliveInterval * 2) + _options.DeadPathTimeout;
+            return quiet > limit ? (false, true, FastTick) : (false, false, limit - quiet + OneTick);
+        }
+
+        if (path.AwaitingAnswer)
+        {
+            var waited = _time.GetElapsedTime(path.ProbeSince, now);
+            return waited > _options.DeadPathTimeout
+                ? (false, true, FastTick)
+                : (false, false, _options.DeadPathTimeout - waited + OneTick);
+        }
+
+        if (quiet >= path.IdleInterval)
+        {
+            path.ProbeSince = now;
+            path.IdleInterval = JitteredIdleInterval();
+            return (true, false, _options.DeadPathTimeout + OneTick);
+        }
+
+        return (false, false, path.IdleInterval - quiet);
     }
 
     /// <summary>
@@ -113,15 +188,26 @@ internal sealed class KeepAlivePolicy
 
                 // ACKs below AckEvery wait for a ride or for this tick (at most KeepAliveInterval / 2).
                 ack = ackPending;
-                var since = Math.Max(path.LastReceived, path.ProbeSince);
-                if (_time.GetElapsedTime(since, now) > _options.DeadPathTimeout)
+                var limit = ActiveDeadTimeout(path);
+                var probe = ProbeInterval(path);
+                var silence = _time.GetElapsedTime(Math.Max(path.LastReceived, path.ProbeSince), now);
+                next = probe / 2;
+                if (silence > limit)
                 {
                     dead = true;
                     silent = true;
+                    deadFor = limit;
                 }
-                else if (_time.GetElapsedTime(path.LastSent, now) >= _options.KeepAliveInterval)
+                else
                 {
-                    ping = true;
+                    // Probe when nothing was sent for a probe interval, on the first active tick of a
+                    // path without a PING yet and once per bound while data flows (fresh RTT samples,
+                    // which the bound follows); tick again at the deadline at the latest.
+                    ping = _time.GetElapsedTime(path.LastSent, now) >= probe
+                        || path.PingSentAt == 0
+                        || _time.GetElapsedTime(path.PingSentAt, now) >= limit;
+                    var untilDead = limit - silence + OneTick;
+                    next = untilDead < next ? untilDead : next;
                 }
             }
             else
@@ -174,6 +260,9 @@ internal sealed class KeepAlivePolicy
 
         return new KeepAliveVerdict(ping, ack, dead, deadFor, noPath, silent, dead ? fast : next);
     }
+
+    /// <summary>The smallest step past a deadline: the tick that finds a path dead comes 1 ms after its bound.</summary>
+    private static readonly TimeSpan OneTick = TimeSpan.FromMilliseconds(1);
 
     private long ToTicks(TimeSpan span) => (long)(span.TotalSeconds * _time.TimestampFrequency);
 }

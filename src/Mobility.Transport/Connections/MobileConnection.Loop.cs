@@ -45,6 +45,11 @@ public sealed partial class MobileConnection
                 Run(active);
             }
 
+            foreach (var standby in _paths.StandbySnapshot)
+            {
+                Run(standby);
+            }
+
             Publish();
         }
     }
@@ -134,6 +139,9 @@ public sealed partial class MobileConnection
                         $"The server at {unknown.Endpoint} does not know this connection any more."), null);
                 }
 
+                break;
+            case LocalAddressesChanged changed:
+                OnLocalAddressesChanged(changed.Addresses);
                 break;
             case ResumeAttemptCounted:
                 _stats.ResumeAttempts++;
@@ -319,7 +327,15 @@ public sealed partial class MobileConnection
 
         if (started.Resume)
         {
-            BeginResumeOnLoop(path);
+            if (path.Joining)
+            {
+                BeginJoinOnLoop(path);
+            }
+            else
+            {
+                BeginResumeOnLoop(path);
+            }
+
             return;
         }
 
@@ -387,6 +403,7 @@ public sealed partial class MobileConnection
 
         _failedOnLoop = true;
         _state = MobileConnectionState.Failed;
+        _paths.DropStandbys();
         if (resetCode is { } code)
         {
             if (_paths.DeactivateWithReset(code, ResetFlushTimeout, _time) is { } resetPath)
@@ -421,6 +438,7 @@ public sealed partial class MobileConnection
 
         _completed = true;
         _state = MobileConnectionState.Completed;
+        _paths.DropStandbys();
         if (_paths.Active is { } active)
         {
             _paths.Deactivate(active);

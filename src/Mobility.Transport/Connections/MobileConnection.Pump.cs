@@ -32,7 +32,18 @@ public sealed partial class MobileConnection
     /// <summary>Detaches a dead path; the client starts reconnecting, the server waits for a Resume.</summary>
     private void FlowFailed(ConnectionPath path, string reason)
     {
+        var wasStandby = _paths.IsStandby(path);
         if (!_paths.Deactivate(path) || _completed || _failure is not null)
+        {
+            if (wasStandby)
+            {
+                OnStandbyLost(path, reason);
+            }
+
+            return;
+        }
+
+        if (TrySwitchToStandby(path, reason))
         {
             return;
         }
@@ -69,6 +80,12 @@ public sealed partial class MobileConnection
             var resetLength = BuildReset(path, resetOutput);
             SealAll(resetOutput);
             StartWrite(path, resetOutput, resetLength, reset: true, close: false);
+            return;
+        }
+
+        if (path.IsStandby)
+        {
+            SendOnStandby(path);
             return;
         }
 
@@ -202,36 +219,10 @@ public sealed partial class MobileConnection
     private static Span<byte> BodyAt(byte[] output, int position, int length)
         => output.AsSpan(position + TransportConstants.FrameHeaderSize, length);
 
-    /// <summary>The path's pending preamble, then a RESET.</summary>
-    private int BuildReset(ConnectionPath path, byte[] output)
+    /// <summary>The start of every batch (a standby path's whole batch): the path's pending preamble, then PONG and PING if queued; returns the position after them.</summary>
+    private int PlaceProbes(ConnectionPath path, byte[] output)
     {
-        var position = 0;
-        if (path.Preamble is { } preamble)
-        {
-            preamble.CopyTo(output, 0);
-            position = preamble.Length;
-            path.Preamble = null;
-        }
-
-        var code = path.Outbox.TakeReset()!.Value;
-        BinaryPrimitives.WriteUInt32BigEndian(BodyAt(output, position, 4), code);
-        return PlaceControl(position, FrameType.Reset, 4);
-    }
-
-    /// <summary>
-    /// Lays out in <paramref name="output"/> what the path should carry next (bodies in place,
-    /// headers and tags written when the pending seals are sealed); returns the byte count.
-    /// </summary>
-    private int BuildBatch(ConnectionPath path, ref byte[] output, out bool closeAfter)
-    {
-        var position = 0;
-        if (path.Preamble is { } preamble)
-        {
-            preamble.CopyTo(output, 0);
-            position = preamble.Length;
-            path.Preamble = null;
-        }
-
+        var position = PlacePreamble(path, output);
         if (path.Outbox.TryTakePong(out var pong))
         {
             BinaryPrimitives.WriteUInt64BigEndian(BodyAt(output, position, 8), pong);
@@ -246,6 +237,40 @@ public sealed partial class MobileConnection
             BinaryPrimitives.WriteUInt64BigEndian(BodyAt(output, position, 8), path.PingId);
             position = PlaceControl(position, FrameType.Ping, 8);
         }
+
+        return position;
+    }
+
+    /// <summary>The path's pending handshake bytes (ClientFinish, Resume, ResumeAck, Join, JoinAck) at the start of <paramref name="output"/>; returns their length.</summary>
+    private static int PlacePreamble(ConnectionPath path, byte[] output)
+    {
+        if (path.Preamble is not { } preamble)
+        {
+            return 0;
+        }
+
+        preamble.CopyTo(output, 0);
+        path.Preamble = null;
+        return preamble.Length;
+    }
+
+    /// <summary>The path's pending preamble, then a RESET.</summary>
+    private int BuildReset(ConnectionPath path, byte[] output)
+    {
+        var position = PlacePreamble(path, output);
+
+        var code = path.Outbox.TakeReset()!.Value;
+        BinaryPrimitives.WriteUInt32BigEndian(BodyAt(output, position, 4), code);
+        return PlaceControl(position, FrameType.Reset, 4);
+    }
+
+    /// <summary>
+    /// Lays out in <paramref name="output"/> what the path should carry next (bodies in place,
+    /// headers and tags written when the pending seals are sealed); returns the byte count.
+    /// </summary>
+    private int BuildBatch(ConnectionPath path, ref byte[] output, out bool closeAfter)
+    {
+        var position = PlaceProbes(path, output);
 
         // ACKs are not sent per read: only when due (a threshold, the peer's FIN), forced (new path,
         // timer), or riding along with anything else this batch carries. Bulk data then costs one ACK
@@ -422,7 +447,7 @@ public sealed partial class MobileConnection
             return (true, true, reader.Position);
         }
 
-        if (message is not ResumeAck ack || ack.Token != Token || ack.Counter != counter || !ack.VerifyMac(_resumeKey))
+        if (message is not ResumeAck ack || ack.Standby != path.Joining || ack.Token != Token || ack.Counter != counter || !ack.VerifyMac(_resumeKey))
         {
             throw new MalformedMessageException("Invalid answer to Resume.");
         }
@@ -493,6 +518,12 @@ public sealed partial class MobileConnection
         var keep = false;
         try
         {
+            if (_failure is null && _paths.IsStandby(path) && !TakeStandbyFrames(path, frames, ref next))
+            {
+                keep = true;
+                return;
+            }
+
             if (_paths.Active != path || _failure is not null)
             {
                 return;
@@ -690,9 +721,10 @@ public sealed partial class MobileConnection
             _supervisor?.RelocateFirst();
         }
 
+        var nextTick = TickStandbys(verdict.NextTick);
         if (!verdict.NoPath)
         {
-            ArmTimer(verdict.NextTick);
+            ArmTimer(nextTick);
         }
 
         if (verdict.PathDead && path is not null)

@@ -159,6 +159,12 @@ public sealed partial class MobileConnection
     private void OnResumeAnswered(ResumeAnswered answer)
     {
         var path = answer.Path;
+        if (path.Joining)
+        {
+            OnJoinAnswered(answer);
+            return;
+        }
+
         if (answer.Reject is { } reason)
         {
             _stats.ResumesRejected++;
@@ -236,6 +242,12 @@ public sealed partial class MobileConnection
                 return;
             default:
                 break;
+        }
+
+        if (request.Standby)
+        {
+            AcceptJoin(offer);
+            return;
         }
 
         var ack = _responder.Accept(request, _send, _receive);

@@ -34,7 +34,8 @@ public readonly partial record struct MobileConnectionStatistics(
     int ResumesRejected,
     TimeSpan LastStall,
     TimeSpan? LastRtt,
-    long PingsSent);
+    long PingsSent,
+    int StandbySwitches = 0);
 
 /// <summary>What happened to a connection's path.</summary>
 public enum MobileConnectionEventKind

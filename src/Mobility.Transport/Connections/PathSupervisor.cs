@@ -49,6 +49,12 @@ internal interface ISupervisedConnection
     void OnUnknownToPeer(IPEndPoint endpoint);
 
     void Fail(Exception reason, uint? resetCode = null);
+
+    /// <summary>The standby paths (joining or joined), as last changed by the connection's loop.</summary>
+    ConnectionPath[] StandbyPaths => [];
+
+    /// <summary>Makes a new path on <paramref name="flow"/> that joins as a standby (Join/JoinAck); null once the connection ended.</summary>
+    ConnectionPath? BeginJoin(IFlow flow) => null;
 }
 
 /// <summary>
@@ -84,6 +90,14 @@ internal sealed partial class PathSupervisor
     // reach us, since our own watch moved too), so the next attempt races a fresh lookup.
     private bool _raceLocate;
 
+    // Standby paths: the host's usable addresses (NotifyLocalAddresses), the addresses a join was
+    // tried from since they last changed (one try each: a failed join is not retried until the
+    // addresses change or a standby path is lost), and the join in progress (at most one).
+    private IPAddress[] _localAddresses = [];
+    private readonly HashSet<IPAddress> _joinTried = [];
+    private Task _joining = Task.CompletedTask;
+    private Task _supervising = Task.CompletedTask;
+
     /// <param name="random">Uniform in [0, 1) for the back-off jitter (tests pass a fixed value).</param>
     public PathSupervisor(ISupervisedConnection connection, MobileConnectionOptions options, IPeerLocator? locator,
         IReadOnlyList<IPEndPoint> endpoints, IPAddress? localAddress, ILogger logger, Func<double>? random = null)
@@ -104,8 +118,17 @@ internal sealed partial class PathSupervisor
         }
     }
 
-    /// <summary>The supervising loop (ends when the connection does).</summary>
-    public Task Completion { get; private set; } = Task.CompletedTask;
+    /// <summary>The supervising loop and the join in progress (both end when the connection does).</summary>
+    public Task Completion
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return Task.WhenAll(_supervising, _joining);
+            }
+        }
+    }
 
     /// <summary>The endpoints the next attempt starts from.</summary>
     public IReadOnlyList<IPEndPoint> Endpoints
@@ -119,7 +142,7 @@ internal sealed partial class PathSupervisor
         }
     }
 
-    public void Start() => Completion = Task.Run(SuperviseAsync);
+    public void Start() => _supervising = Task.Run(SuperviseAsync);
 
     /// <summary>Something changed (a path was lost): look at the connection again.</summary>
     public void Kick() => _kick.Set();
@@ -141,6 +164,163 @@ internal sealed partial class PathSupervisor
             _localAddress = newLocalAddress ?? _localAddress;
             _planVersion++;
             _raceLocate = true;
+        }
+    }
+
+    /// <summary>
+    /// The host's usable local addresses: new flows start from one of them when the current local
+    /// address is gone (the first of the same family, else the OS chooses), an address that went
+    /// makes the next attempt race a lookup, and an address no path uses may become a standby path.
+    /// </summary>
+    public void OnLocalAddresses(IPAddress[] addresses)
+    {
+        lock (_gate)
+        {
+            if (_localAddresses.Any(a => !addresses.Contains(a)))
+            {
+                _raceLocate = true;
+            }
+
+            // A new address, or the one new flows came from gone: an attempt in progress (or its
+            // back-off) starts over at once, as after NotifyLocalAddressChanged.
+            if (addresses.Any(a => !_localAddresses.Contains(a)))
+            {
+                _planVersion++;
+            }
+
+            if (_localAddress is { } current && !addresses.Contains(current))
+            {
+                _localAddress = addresses.FirstOrDefault(a => a.AddressFamily == current.AddressFamily);
+                _planVersion++;
+            }
+
+            _localAddresses = addresses;
+            _joinTried.Clear();
+        }
+
+        _kick.Set();
+    }
+
+    /// <summary>A standby path was lost: every local address may be tried again (once) for a new one.</summary>
+    public void OnStandbyLost()
+    {
+        lock (_gate)
+        {
+            _joinTried.Clear();
+        }
+
+        _kick.Set();
+    }
+
+    /// <summary>
+    /// While the active path works: joins a standby path from a local address no path uses (one join
+    /// at a time, each address tried once until the addresses change or a standby is lost), to the
+    /// active path's remote endpoint, or to a known endpoint of the address's family.
+    /// </summary>
+    private void MaybeJoinStandby()
+    {
+        if (_options.MaxStandbyPaths == 0 || _connection.Closed.IsCancellationRequested
+            || _connection.ActivePath is not { Established: true, IsStopped: false } active
+            || active.Flow.RemoteEndPoint is not { } remote)
+        {
+            return;
+        }
+
+        var standbys = _connection.StandbyPaths;
+        var live = standbys.Count(p => !p.IsStopped);
+        if (live >= _options.MaxStandbyPaths)
+        {
+            return;
+        }
+
+        var used = standbys.Where(p => !p.IsStopped).Append(active)
+            .Select(p => p.Flow.LocalEndPoint?.Address).OfType<IPAddress>()
+            .Select(a => a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a).ToHashSet();
+        lock (_gate)
+        {
+            if (!_joining.IsCompleted)
+            {
+                return;
+            }
+
+            foreach (var local in _localAddresses)
+            {
+                if (used.Contains(local) || _joinTried.Contains(local))
+                {
+                    continue;
+                }
+
+                var target = Plain(remote.Address).AddressFamily == local.AddressFamily
+                    ? remote
+                    : _endpoints.FirstOrDefault(e => Plain(e.Address).AddressFamily == local.AddressFamily);
+                if (target is null)
+                {
+                    continue;
+                }
+
+                _joinTried.Add(local);
+                _joining = Task.Run(() => JoinAsync(local, target, _connection.Closed), CancellationToken.None);
+                return;
+            }
+        }
+    }
+
+    private static IPAddress Plain(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+
+    /// <summary>One join: a flow from <paramref name="local"/> to <paramref name="target"/>, Join, JoinAck, within the resume attempt timeout.</summary>
+    private async Task JoinAsync(IPAddress local, IPEndPoint target, CancellationToken ct)
+    {
+        using var deadline = new CancellationTokenSource(_options.ResumeAttemptTimeout, _time);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
+        IFlow? flow = null;
+        ConnectionPath? path = null;
+        string? failure = null;
+        try
+        {
+            flow = await _options.FlowFactory.ConnectAsync(target, local, timeout.Token).ConfigureAwait(false);
+            path = _connection.BeginJoin(flow);
+            if (path is null)
+            {
+                flow.Abort();
+                return;
+            }
+
+            var result = await path.ResumeResult.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            if (result is null)
+            {
+                return;
+            }
+
+            failure = "refused: " + result.Value;
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            failure = "the connection ended";
+        }
+        catch (OperationCanceledException)
+        {
+            failure = "timeout";
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            failure = e.Message;
+        }
+        finally
+        {
+            if (failure is not null)
+            {
+                JoinLog.Failed(_logger, _connection.Token, local, target, failure);
+                if (path is not null)
+                {
+                    _connection.PathFailed(path, "join failed: " + failure);
+                }
+                else
+                {
+                    flow?.Abort();
+                }
+            }
+
+            _kick.Set();
         }
     }
 
@@ -217,6 +397,7 @@ internal sealed partial class PathSupervisor
         {
             while (true)
             {
+                MaybeJoinStandby();
                 await Kick().ConfigureAwait(false);
                 pendingKick = null;
                 TransportLog.SupervisorWoke(_logger, _connection.Token, _connection.State.ToString());
@@ -746,6 +927,12 @@ internal sealed partial class PathSupervisor
     /// <summary>The same endpoints, in any order.</summary>
     private static bool SameEndpoints(IReadOnlyList<IPEndPoint> a, IReadOnlyList<IPEndPoint> b)
         => a.Count == b.Count && a.All(b.Contains) && b.All(a.Contains);
+
+    private static partial class JoinLog
+    {
+        [LoggerMessage(9510, LogLevel.Debug, "Connection {Token:x32}: standby join from {Local} to {Remote} failed: {Reason}")]
+        public static partial void Failed(ILogger logger, UInt128 token, IPAddress local, IPEndPoint remote, string reason);
+    }
 
     private static partial class ResumeRaceLog
     {

@@ -20,7 +20,8 @@ internal enum ResumeVerdict
 
 /// <summary>
 /// The server's side of resumption: checks a Resume (MAC, counter strictly above every accepted
-/// one, received offset within what was sent and not below what was acknowledged) and, when it is
+/// one, received offset within what was sent and not below what was acknowledged) or a Join (MAC
+/// and counter only) and, when it is
 /// accepted, rewinds the send state to what the client holds and writes the ResumeAck. Not
 /// thread-safe: <see cref="Check"/> and <see cref="Accept"/> run under the connection's lock;
 /// <see cref="VerifyMac"/> needs no lock.
@@ -46,6 +47,13 @@ internal sealed class ResumeResponder(byte[] resumeKey, UInt128 token)
             return ResumeVerdict.Replayed;
         }
 
+        if (request.Standby)
+        {
+            // A Join's receive position is only informational (it moves nothing), and an ACK sent
+            // on the active path after it may arrive first: it is not held against the peer.
+            return ResumeVerdict.Accept;
+        }
+
         var received = (long)request.ReceivedOffset;
         return received < send.PeerReceived || received > send.MaxPeerReceived || request.ReceivedOffset > long.MaxValue
             ? ResumeVerdict.Contradiction
@@ -64,5 +72,16 @@ internal sealed class ResumeResponder(byte[] resumeKey, UInt128 token)
         var ack = ResumeAck.Create(resumeKey, token, request.Counter, (ulong)receive.ReceivedValue);
         receive.MarkAcked(withConsumed: false);
         return ack.ToArray();
+    }
+
+    /// <summary>
+    /// Accepts a Join that <see cref="Check"/> accepted: its counter is now the last accepted one (a
+    /// replay of it, or of any earlier Resume or Join, is refused); the send state is untouched (the
+    /// path stays a standby). Returns the JoinAck bytes.
+    /// </summary>
+    public byte[] AcceptJoin(ResumeRequest request, ReceiveState receive)
+    {
+        LastCounter = request.Counter;
+        return ResumeAck.Create(resumeKey, token, request.Counter, (ulong)receive.ReceivedValue, standby: true).ToArray();
     }
 }

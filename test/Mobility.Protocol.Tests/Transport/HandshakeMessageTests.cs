@@ -5,7 +5,7 @@ public class HandshakeMessageTests
     private static readonly HostKey Key = HostKey.Generate();
     private static readonly byte[] ResumeKey = Enumerable.Range(0, 32).Select(i => (byte)i).ToArray();
 
-    public static TheoryData<string> Kinds => new() { "ClientHello", "ServerHello", "ClientFinish", "Reject", "Resume", "ResumeAck" };
+    public static TheoryData<string> Kinds => new() { "ClientHello", "ServerHello", "ClientFinish", "Reject", "Resume", "ResumeAck", "Join", "JoinAck" };
 
     internal static HandshakeMessage Sample(string kind) => kind switch
     {
@@ -16,6 +16,8 @@ public class HandshakeMessageTests
         "Reject" => new HandshakeReject(RejectReason.UnknownConnection),
         "Resume" => ResumeRequest.Create(ResumeKey, Key.Guid, HostKey.Generate().Guid, 42, 7, 1234),
         "ResumeAck" => ResumeAck.Create(ResumeKey, 42, 7, 99),
+        "Join" => ResumeRequest.Create(ResumeKey, Key.Guid, HostKey.Generate().Guid, 42, 8, 1234, standby: true),
+        "JoinAck" => ResumeAck.Create(ResumeKey, 42, 8, 99, standby: true),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
@@ -127,6 +129,29 @@ public class HandshakeMessageTests
             {
             }
         }
+    }
+
+    [Fact]
+    public void A_join_is_a_resume_body_under_types_10_and_11_and_relabelling_either_breaks_its_mac()
+    {
+        var join = (ResumeRequest)Sample("Join");
+        var ack = (ResumeAck)Sample("JoinAck");
+        Assert.Equal(HandshakeMessageType.Join, join.Type);
+        Assert.Equal(10, join.ToArray()[5]);
+        Assert.Equal(11, ack.ToArray()[5]);
+        Assert.Equal(ResumeRequest.EncodedSize, join.Size);
+        Assert.True(join.VerifyMac(ResumeKey));
+        Assert.True(ack.VerifyMac(ResumeKey));
+
+        var asResume = join.ToArray();
+        asResume[5] = (byte)HandshakeMessageType.Resume;
+        var resume = Assert.IsType<ResumeRequest>(Read(asResume).Message);
+        Assert.False(resume.Standby);
+        Assert.False(resume.VerifyMac(ResumeKey));
+
+        var asResumeAck = ack.ToArray();
+        asResumeAck[5] = (byte)HandshakeMessageType.ResumeAck;
+        Assert.False(Assert.IsType<ResumeAck>(Read(asResumeAck).Message).VerifyMac(ResumeKey));
     }
 
     [Fact]

@@ -36,6 +36,7 @@ public sealed class KeepAlivePolicyTests
     public void An_active_path_that_sent_nothing_for_the_keepalive_interval_pings()
     {
         var f = new Fixture(isClient: false);
+        f.Path.PingSentAt = f.Now;   // its first PING is out (no RTT sample yet: the 2 s bound, probes every 500 ms)
         f.Policy.OnDataMoved(f.Path, f.Now);
         f.Time.Advance(TimeSpan.FromMilliseconds(250));
         f.Path.LastReceived = f.Now;
@@ -60,6 +61,151 @@ public sealed class KeepAlivePolicyTests
         Assert.True(verdict.SilentDeath);
         Assert.Equal(Options.DeadPathTimeout, verdict.DeadFor);
         Assert.Equal(f.Policy.FastTick, verdict.NextTick);
+    }
+
+    /// <summary>Gives <paramref name="path"/> one RTT sample of <paramref name="rtt"/> (a PING and its PONG).</summary>
+    private static void Sample(Fixture f, TimeSpan rtt)
+    {
+        f.Path.PingId++;
+        f.Path.PingSentAt = f.Now;
+        f.Time.Advance(rtt);
+        Assert.True(f.Path.OnPong(f.Path.PingId, f.Now, f.Time));
+        f.Path.LastReceived = f.Now;
+        f.Path.LastSent = f.Now;
+    }
+
+    [Fact]
+    public void A_path_without_a_ping_yet_pings_on_its_first_active_tick_for_an_rtt_sample()
+    {
+        var f = new Fixture(isClient: false);
+        f.Policy.OnDataMoved(f.Path, f.Now);
+        f.Time.Advance(TimeSpan.FromMilliseconds(10));
+        Assert.True(f.Tick().Ping);
+    }
+
+    [Theory]
+    [InlineData(10, 1000)]     // a fast path: the 1 s floor
+    [InlineData(250, 1000)]    // 4 RTT = 1 s
+    [InlineData(400, 1600)]    // a slow path: 4 smoothed RTTs
+    public void With_an_rtt_sample_an_active_path_is_dead_after_max_of_one_second_and_four_smoothed_rtts(int rttMs, int boundMs)
+    {
+        var f = new Fixture(isClient: true);
+        Sample(f, TimeSpan.FromMilliseconds(rttMs));
+        f.Policy.OnDataMoved(f.Path, f.Now);
+        var bound = TimeSpan.FromMilliseconds(boundMs);
+        Assert.Equal(bound, f.Policy.ActiveDeadTimeout(f.Path));
+        Assert.Equal(bound / 4 < Options.KeepAliveInterval ? bound / 4 : Options.KeepAliveInterval, f.Policy.ProbeInterval(f.Path));
+
+        // Silent from now on; the tick that finds it dead comes 1 ms after the bound, and every tick
+        // before it is due at most half a probe interval later, and never past the deadline + 1 ms.
+        var start = f.Now;
+        var deadAt = TimeSpan.Zero;
+        var pings = 0;
+        for (var i = 0; i < 1000 && deadAt == TimeSpan.Zero; i++)
+        {
+            var verdict = f.Tick(unacknowledged: true);
+            if (verdict.PathDead)
+            {
+                Assert.True(verdict.SilentDeath);
+                Assert.Equal(bound, verdict.DeadFor);
+                deadAt = f.Time.GetElapsedTime(start, f.Now);
+                break;
+            }
+
+            if (verdict.Ping)
+            {
+                pings++;
+                f.Path.LastSent = f.Now;
+            }
+
+            Assert.True(verdict.NextTick <= f.Policy.ProbeInterval(f.Path) / 2);
+            f.Time.Advance(verdict.NextTick);
+        }
+
+        Assert.Equal(bound + TimeSpan.FromMilliseconds(1), deadAt);
+        Assert.InRange(pings, 3, 5);   // probed every quarter of the bound
+    }
+
+    [Fact]
+    public void The_smoothed_rtt_follows_samples_by_an_eighth_and_the_bound_with_it()
+    {
+        var f = new Fixture(isClient: true);
+        Sample(f, TimeSpan.FromMilliseconds(800));
+        Assert.Equal(TimeSpan.FromMilliseconds(3200), f.Policy.ActiveDeadTimeout(f.Path));
+        Sample(f, TimeSpan.FromMilliseconds(0));
+        Assert.Equal(TimeSpan.FromMilliseconds(700), f.Path.SmoothedRtt);   // 7/8 × 800 + 1/8 × 0
+        Assert.Equal(TimeSpan.FromMilliseconds(2800), f.Policy.ActiveDeadTimeout(f.Path));
+    }
+
+    [Fact]
+    public void Under_a_transfer_a_path_is_still_pinged_once_per_bound_for_fresh_rtt_samples()
+    {
+        var f = new Fixture(isClient: true);
+        Sample(f, TimeSpan.FromMilliseconds(20));
+        f.Policy.OnDataMoved(f.Path, f.Now);
+        for (var t = 0; t < 900; t += 100)
+        {
+            f.Time.Advance(TimeSpan.FromMilliseconds(100));
+            f.Path.LastSent = f.Now;         // data goes out all the time
+            f.Path.LastReceived = f.Now;     // and ACKs come back
+            Assert.False(f.Tick(unacknowledged: true).Ping);
+        }
+
+        f.Time.Advance(TimeSpan.FromMilliseconds(100));
+        f.Path.LastSent = f.Now;
+        Assert.True(f.Tick(unacknowledged: true).Ping);   // 1 s after the last PING
+    }
+
+    [Fact]
+    public void A_promoted_standby_restarts_its_dead_path_clock_and_is_probed_at_once()
+    {
+        var f = new Fixture(isClient: true);
+        Sample(f, TimeSpan.FromMilliseconds(10));
+        f.Time.Advance(TimeSpan.FromSeconds(15));   // a standby is silent between idle keepalives
+        f.Policy.OnPathPromoted(f.Path, f.Now);
+        Assert.True(f.Path.Outbox.HasProbe);
+        Assert.False(f.Tick(unacknowledged: true).PathDead);
+        f.Time.Advance(TimeSpan.FromMilliseconds(1001));
+        Assert.True(f.Tick(unacknowledged: true).PathDead);
+    }
+
+    [Fact]
+    public void A_client_pings_its_standby_once_per_idle_interval_and_drops_it_when_the_ping_goes_unanswered()
+    {
+        var f = new Fixture(isClient: true, random: 0.5);   // idle interval exactly 20 s
+        var (ping, dead, next) = f.Policy.OnStandbyTick(f.Path, f.Now);
+        Assert.False(ping || dead);
+        Assert.Equal(TimeSpan.FromSeconds(20), next);
+        f.Time.Advance(TimeSpan.FromSeconds(20));
+        (ping, dead, next) = f.Policy.OnStandbyTick(f.Path, f.Now);
+        Assert.True(ping);
+        Assert.False(dead);
+        Assert.Equal(Options.DeadPathTimeout + TimeSpan.FromMilliseconds(1), next);
+        f.Time.Advance(next);
+        (ping, dead, _) = f.Policy.OnStandbyTick(f.Path, f.Now);
+        Assert.False(ping);
+        Assert.True(dead);
+    }
+
+    [Fact]
+    public void A_standby_whose_ping_is_answered_stays_and_the_server_only_drops_one_silent_for_its_idle_limit()
+    {
+        var client = new Fixture(isClient: true, random: 0.5);
+        client.Time.Advance(TimeSpan.FromSeconds(20));
+        Assert.True(client.Policy.OnStandbyTick(client.Path, client.Now).Ping);
+        client.Time.Advance(TimeSpan.FromMilliseconds(30));
+        client.Path.LastReceived = client.Now;   // the PONG
+        client.Time.Advance(TimeSpan.FromSeconds(5));
+        var answered = client.Policy.OnStandbyTick(client.Path, client.Now);
+        Assert.False(answered.Ping || answered.Dead);
+
+        var server = new Fixture(isClient: false);
+        var limit = (Options.IdleKeepAliveInterval * 2) + Options.DeadPathTimeout;
+        server.Time.Advance(limit);
+        var waiting = server.Policy.OnStandbyTick(server.Path, server.Now);
+        Assert.False(waiting.Ping || waiting.Dead);
+        server.Time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.True(server.Policy.OnStandbyTick(server.Path, server.Now).Dead);
     }
 
     [Fact]

@@ -32,6 +32,59 @@ public sealed class PathTests
     }
 
     [Fact]
+    public async Task Standby_paths_are_bounded_and_the_oldest_makes_room_for_a_newer_one()
+    {
+        var paths = new PathSet();
+        var (active, _) = NewPath();
+        var (first, firstFlow) = NewPath();
+        var (second, _) = NewPath();
+        paths.Activate(active);
+        Assert.Null(paths.AddStandby(first, max: 1));
+        Assert.True(paths.IsStandby(first) && first.IsStandby);
+        Assert.Same(first, paths.AddStandby(second, max: 1));
+        Assert.Equal([second], paths.StandbySnapshot);
+        Assert.False(paths.IsStandby(first));
+        Assert.Same(active, paths.Active);
+        await Task.WhenAll(paths.Retiring()).WithTimeout();
+        Assert.Equal(1, firstFlow.Aborts);
+    }
+
+    [Fact]
+    public async Task Promoting_the_standby_heard_from_last_retires_the_active_path_and_leaves_the_others_standing_by()
+    {
+        var paths = new PathSet();
+        var (active, activeFlow) = NewPath();
+        var (quiet, _) = NewPath();
+        var (heard, _) = NewPath();
+        var (joining, _) = NewPath(established: false);
+        paths.Activate(active);
+        paths.AddStandby(quiet, max: 3);
+        paths.AddStandby(heard, max: 3);
+        paths.AddStandby(joining, max: 3);
+        quiet.LastReceived = 10;
+        heard.LastReceived = 20;
+        joining.LastReceived = 30;   // still joining: never chosen
+
+        var best = paths.BestStandby();
+        Assert.Same(heard, best);
+        Assert.Same(active, paths.Promote(best!));
+        Assert.Same(heard, paths.Active);
+        Assert.False(heard.IsStandby);
+        Assert.Equal([quiet, joining], paths.StandbySnapshot);
+
+        // A failed standby leaves the set without touching the active path; the rest go when the connection ends.
+        Assert.False(paths.Deactivate(quiet));
+        Assert.Equal([joining], paths.StandbySnapshot);
+        paths.DropStandbys();
+        Assert.Empty(paths.StandbySnapshot);
+        Assert.Null(paths.BestStandby());
+        Assert.Same(heard, paths.Active);
+        await Task.WhenAll(paths.Retiring()).WithTimeout();
+        Assert.Equal(1, activeFlow.Aborts);
+        Assert.True(joining.IsStopped && quiet.IsStopped && !heard.IsStopped);
+    }
+
+    [Fact]
     public async Task Deactivating_a_path_that_is_not_active_leaves_the_active_one_alone()
     {
         var paths = new PathSet();

@@ -31,6 +31,36 @@ public sealed class ResumeResponderTests
     }
 
     [Fact]
+    public void An_accepted_join_leaves_sending_alone_and_takes_the_counter_so_its_replay_and_older_resumes_are_refused()
+    {
+        var responder = new ResumeResponder(_key, Token);
+        var send = SentBytes(100, 10);
+        var receive = new ReceiveState(window: 1000);
+        var join = ResumeRequest.Create(_key, Keys.Client.Guid, Keys.Server.Guid, Token, 3, 50, standby: true);
+        Assert.True(responder.VerifyMac(join));
+        Assert.Equal(ResumeVerdict.Accept, responder.Check(join, macValid: true, send));
+
+        var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(responder.AcceptJoin(join, receive)));
+        Assert.True(HandshakeMessage.TryRead(ref reader, out var message));
+        var joinAck = Assert.IsType<ResumeAck>(message);
+        Assert.True(joinAck.Standby);
+        Assert.Equal(3UL, joinAck.Counter);
+        Assert.True(joinAck.VerifyMac(_key));
+        Assert.Equal(3UL, responder.LastCounter);
+        Assert.Equal((10, 100), (send.PeerReceived, send.Next));   // a standby changes nothing of the send state
+
+        Assert.Equal(ResumeVerdict.Replayed, responder.Check(join, macValid: true, send));
+
+        // An ACK on the active path may overtake the Join: a receive position below the acknowledged one is no contradiction for a Join.
+        var overtaken = ResumeRequest.Create(_key, Keys.Client.Guid, Keys.Server.Guid, Token, 4, 5, standby: true);
+        Assert.Equal(ResumeVerdict.Accept, responder.Check(overtaken, macValid: true, send));
+        Assert.Equal(ResumeVerdict.Contradiction, responder.Check(Resume(4, 5), macValid: true, send));
+        Assert.Equal(ResumeVerdict.Replayed, responder.Check(Resume(2, 50), macValid: true, send));
+        var forged = ResumeRequest.Create(RandomNumberGenerator.GetBytes(32), Keys.Client.Guid, Keys.Server.Guid, Token, 9, 50, standby: true);
+        Assert.Equal(ResumeVerdict.BadMac, responder.Check(forged, macValid: responder.VerifyMac(forged), send));
+    }
+
+    [Fact]
     public void An_accepted_resume_rewinds_sending_to_the_clients_position_and_is_answered_with_a_valid_ack()
     {
         var responder = new ResumeResponder(_key, Token);

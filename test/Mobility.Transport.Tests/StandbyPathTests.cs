@@ -1,0 +1,171 @@
+namespace Mobility.Transport.Tests;
+
+/// <summary>
+/// Standby paths (make-before-break) and silent path death on the simulated network, in virtual time
+/// (<see cref="SimulatedMoveTests"/>' pair: one-way latency 100 ms unless given): a second local
+/// address becomes a standby path while the first works; losing the active address, or a silent
+/// death of its path, switches to the standby with no connect and no Resume, and only what the peer
+/// had not acknowledged is sent again. Assertions count round trips, connects and bytes.
+/// </summary>
+[Collection("Timing")]
+public sealed class StandbyPathTests(ITestOutputHelper output)
+{
+    private static readonly IPAddress ClientA = IPAddress.Parse("198.51.100.1");
+    private static readonly IPAddress ClientB = IPAddress.Parse("198.51.100.2");
+
+    /// <summary>A connection from <see cref="ClientA"/>; then <see cref="ClientB"/> appears and joins as a standby path.</summary>
+    private static async Task<SimulatedMoveTests.Pair> CreateWithStandbyAsync(TimeSpan? latency = null)
+    {
+        var pair = await SimulatedMoveTests.CreateAsync(latency: latency);
+        var (client, server) = pair.Connections[0];
+        pair.Connector.NotifyLocalAddresses([ClientA]);
+        pair.Network.AddAddress(ClientB);
+        pair.Connector.NotifyLocalAddresses([ClientA, ClientB]);
+        await TestTimeout.Eventually(() => client.StandbyPaths.Any(p => p.Established) && server.StandbyPaths.Length == 1,
+            "a standby path joins from the new address");
+        return pair;
+    }
+
+    private static double Rtts(SimulatedMoveTests.Pair pair, long from, long to) => pair.Time.GetElapsedTime(from, to) / pair.Network.Rtt;
+
+    [Fact]
+    public async Task A_new_address_becomes_a_standby_path_and_losing_the_active_address_switches_to_it_without_a_connect()
+    {
+        await using var pair = await CreateWithStandbyAsync();
+        var (client, server) = pair.Connections[0];
+        var standby = client.StandbyPaths.Single();
+        Assert.Equal(ClientB, standby.Flow.LocalEndPoint!.Address);
+        Assert.Equal(ClientA, client.LocalEndPoint!.Address);   // make-before-break: the old path still carries the connection
+        Assert.Equal(MobileConnectionState.Connected, client.State);
+        var connects = pair.Network.Connects;
+        var before = (Client: client.Statistics, Server: server.Statistics);
+
+        var t0 = pair.Time.GetTimestamp();
+        pair.Network.RemoveAddress(ClientA);
+        pair.Connector.NotifyLocalAddresses([ClientB]);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+
+        var toServer = Rtts(pair, t0, serverGot);
+        var toClient = Rtts(pair, t0, clientGot);
+        output.WriteLine($"active address lost with a standby up: client->server data after {toServer:0.00} RTT, server->client after {toClient:0.00} RTT, " +
+            $"connects {pair.Network.Connects - connects}");
+        Assert.InRange(toServer, 0.45, 0.7);   // on the standby at once: half a round trip
+        Assert.InRange(toClient, 0.95, 1.2);   // the server switches when the client's ACK arrives, then resends
+        Assert.Equal(connects, pair.Network.Connects);
+        Assert.Equal(before.Client.ResumeAttempts, client.Statistics.ResumeAttempts);
+        Assert.Equal(1, client.Statistics.StandbySwitches);
+        Assert.Equal(1, server.Statistics.StandbySwitches);
+        Assert.Equal(TimeSpan.Zero, client.Statistics.LastStall);
+        Assert.Equal(ClientB, client.LocalEndPoint!.Address);
+        Assert.Empty(client.StandbyPaths);
+        Assert.Empty(server.StandbyPaths);
+
+        // Only what was unacknowledged goes again: the server's byte lost on the old path, nothing of the client's.
+        Assert.Equal(before.Client.BytesResent, client.Statistics.BytesResent);
+        Assert.Equal(before.Server.BytesResent + 1, server.Statistics.BytesResent);
+        Assert.Equal(0, client.Statistics.DuplicateBytesReceived + server.Statistics.DuplicateBytesReceived);
+    }
+
+    [Fact]
+    public async Task After_a_switch_only_the_bytes_the_peer_had_not_acknowledged_are_sent_again()
+    {
+        await using var pair = await CreateWithStandbyAsync();
+        var (client, server) = pair.Connections[0];
+        var acked = RandomNumberGenerator.GetBytes(50_000);
+        await client.Stream.WriteAsync(acked).WithTimeout();
+        await server.Stream.ReadExactlyAsync(new byte[acked.Length]).WithTimeout();
+        await Task.Delay(TimeSpan.FromSeconds(1), pair.Time).WithTimeout();   // the ACKs go round
+        var resent = client.Statistics.BytesResent;
+
+        pair.Network.RemoveAddress(ClientA);   // what is written now is lost with the old path
+        var lost = RandomNumberGenerator.GetBytes(10_000);
+        await client.Stream.WriteAsync(lost).WithTimeout();
+        await Task.Delay(TimeSpan.FromMilliseconds(10), pair.Time).WithTimeout();
+        pair.Connector.NotifyLocalAddresses([ClientB]);
+        var received = new byte[lost.Length];
+        await server.Stream.ReadExactlyAsync(received).WithTimeout();
+
+        Assert.Equal(lost, received);
+        Assert.Equal(lost.Length, client.Statistics.BytesResent - resent);
+        Assert.Equal(0, server.Statistics.DuplicateBytesReceived);
+        Assert.Equal(1, client.Statistics.StandbySwitches);
+    }
+
+    [Fact]
+    public async Task A_silently_dead_active_path_is_declared_dead_within_max_of_one_second_and_four_rtt_and_the_standby_takes_over()
+    {
+        // One-way latency 200 ms: RTT 400 ms, so the bound is 4 smoothed RTTs (1.6 s), above the 1 s floor.
+        await using var pair = await CreateWithStandbyAsync(TimeSpan.FromMilliseconds(200));
+        var (client, server) = pair.Connections[0];
+        await client.Stream.WriteAsync(new byte[] { 7 }).WithTimeout();
+        await server.Stream.ReadExactlyAsync(new byte[1]).WithTimeout();
+        await TestTimeout.Eventually(() => client.ActivePath?.SmoothedRtt is not null, "the active path has an RTT sample");
+        var srtt = client.ActivePath!.SmoothedRtt!.Value;
+        var bound = srtt * 4 > TimeSpan.FromSeconds(1) ? srtt * 4 : TimeSpan.FromSeconds(1);
+        Assert.True(bound > TimeSpan.FromSeconds(1.5), $"SRTT {srtt.TotalMilliseconds} ms");
+
+        long lostAt = 0;
+        client.Diagnostic += (_, e) =>
+        {
+            if (e.Kind == MobileConnectionEventKind.PathLost)
+            {
+                Interlocked.CompareExchange(ref lostAt, e.Timestamp, 0);
+            }
+        };
+        var connects = pair.Network.Connects;
+        var resumes = client.Statistics.ResumeAttempts;
+        var lastHeard = client.ActivePath!.LastReceived;
+
+        // The upstream stops forwarding: no RST, no address event. The application goes on writing.
+        pair.Network.RemoveAddress(ClientA);
+        var t0 = pair.Time.GetTimestamp();
+        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+
+        Assert.NotEqual(0, Interlocked.Read(ref lostAt));
+        var detection = pair.Time.GetElapsedTime(lastHeard, lostAt);
+        output.WriteLine($"silent death (SRTT {srtt.TotalMilliseconds:0} ms, bound {bound.TotalMilliseconds:0} ms): declared dead {detection.TotalMilliseconds:0} ms after the last frame heard " +
+            $"({pair.Time.GetElapsedTime(t0, lostAt).TotalMilliseconds:0} ms after the link went); data to the server {pair.Time.GetElapsedTime(t0, serverGot).TotalMilliseconds:0} ms, " +
+            $"to the client {pair.Time.GetElapsedTime(t0, clientGot).TotalMilliseconds:0} ms after it went");
+        // Silent from the last frame heard (or later, a probe's answer in flight): dead 1 ms after the bound, to the virtual clock's step.
+        Assert.InRange(pair.Time.GetElapsedTime(t0, lostAt), TimeSpan.Zero, bound + TimeSpan.FromMilliseconds(5));
+        Assert.InRange(detection, bound, bound + srtt + TimeSpan.FromMilliseconds(5));
+
+        // No connect and no Resume carried the switch; at most one connect tries the old address again for a new standby.
+        Assert.Equal(resumes, client.Statistics.ResumeAttempts);
+        Assert.InRange(pair.Network.Connects - connects, 0, 1);
+        Assert.Equal(1, client.Statistics.StandbySwitches);
+        Assert.Equal(ClientB, client.LocalEndPoint!.Address);
+    }
+
+    [Fact]
+    public async Task Without_a_standby_a_silently_dead_path_is_found_within_the_bound_and_the_client_resumes_as_before()
+    {
+        await using var pair = await SimulatedMoveTests.CreateAsync();
+        var (client, server) = pair.Connections[0];
+        await TestTimeout.Eventually(() => client.ActivePath?.SmoothedRtt is not null, "the active path has an RTT sample");
+        long lostAt = 0;
+        client.Diagnostic += (_, e) =>
+        {
+            if (e.Kind == MobileConnectionEventKind.PathLost)
+            {
+                Interlocked.CompareExchange(ref lostAt, e.Timestamp, 0);
+            }
+        };
+
+        // The path stops forwarding for a moment (longer than the bound), then works again: the
+        // client finds it dead and resumes over a new flow.
+        pair.Network.RemoveAddress(ClientA);
+        var t0 = pair.Time.GetTimestamp();
+        await client.Stream.WriteAsync(new byte[] { 9 }).WithTimeout();
+        await TestTimeout.Eventually(() => Interlocked.Read(ref lostAt) != 0, "the silent path is declared dead");
+        pair.Network.AddAddress(ClientA);
+        var got = new byte[1];
+        await server.Stream.ReadExactlyAsync(got).WithTimeout();
+        Assert.Equal(9, got[0]);
+        var detection = pair.Time.GetElapsedTime(t0, lostAt);
+        output.WriteLine($"silent death without a standby: dead after {detection.TotalMilliseconds:0} ms (RTT 200 ms), resumed after {client.Statistics.ResumeAttempts} attempt(s)");
+        Assert.InRange(detection, TimeSpan.FromMilliseconds(500), TimeSpan.FromMilliseconds(1005));
+        Assert.Equal(0, client.Statistics.StandbySwitches);
+        await TestTimeout.Eventually(() => client.Statistics.Moves >= 1, "the client resumed");
+    }
+}
