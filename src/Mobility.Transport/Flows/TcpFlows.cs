@@ -12,7 +12,8 @@ public sealed class TcpFlow : IFlow
     private readonly NetworkStream _stream;
     private int _closed;
 
-    public TcpFlow(Socket socket)
+    /// <param name="remote">The endpoint connected to, when known: a Fast Open connect returns before the SYN is sent, and the kernel names no peer until it is answered.</param>
+    public TcpFlow(Socket socket, IPEndPoint? remote = null)
     {
         ArgumentNullException.ThrowIfNull(socket);
         _socket = socket;
@@ -21,7 +22,7 @@ public sealed class TcpFlow : IFlow
         // A dual-stack listener ([::]) sees IPv4 peers as ::ffff:a.b.c.d: the flow reports them as IPv4,
         // as every address the transport compares, logs or reports is.
         LocalEndPoint = Normalize(socket.LocalEndPoint as IPEndPoint);
-        RemoteEndPoint = Normalize(socket.RemoteEndPoint as IPEndPoint);
+        RemoteEndPoint = Normalize(remote ?? socket.RemoteEndPoint as IPEndPoint);
     }
 
     public Stream Stream => _stream;
@@ -125,7 +126,7 @@ public sealed class TcpFlowFactory : IFlowFactory
             var requested = fastOpen && TcpFastOpen.TryEnableOnConnect(socket);
 
             await socket.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
-            return new TcpFlow(socket) { FastOpenRequested = requested };
+            return new TcpFlow(socket, remote) { FastOpenRequested = requested };
         }
         catch
         {
