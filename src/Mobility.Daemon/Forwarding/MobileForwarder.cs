@@ -112,6 +112,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             MaxPendingHandshakes = transport.MaxPendingHandshakes,
             MaxQueuedHandshakes = transport.MaxQueuedHandshakes,
             ListenBacklog = transport.ListenBacklog,
+            FastOpenQueue = transport.FastOpenQueue,
         }));
         try
         {
