@@ -9,7 +9,7 @@ namespace Mobility.Transport.Connections;
 /// The resume race: a Resume that has no answer within <see cref="ResumeRaceDelay"/> (a lost SYN,
 /// SYN-ACK, Resume or ResumeAck, which TCP would recover only after its retransmission timeout: 1 s
 /// for a SYN, at least 200 ms for data) is raced by a Resume with the next counter on a new flow,
-/// up to <see cref="MaxResumeFlows"/> flows per attempt. The newest flow is the one the connection
+/// up to <see cref="MaxResumeFlows"/> flows per attempt, the wait doubling for each flow already raced. The newest flow is the one the connection
 /// uses, and the server keeps the highest counter it has seen, so both ends agree: the older flow is
 /// closed (a late answer on it is ignored; a late Resume on it is refused as a replay).
 /// </summary>
@@ -75,7 +75,9 @@ internal sealed partial class PathSupervisor
             // Without any RTT measured the race has no time scale and is not run (TCP retransmits).
             if (race.Flows < MaxResumeFlows && (_connection.LastRtt ?? _flowRtt) is { } rtt)
             {
-                var delay = ResumeRaceDelay(rtt, race.PathFastOpen && _fastOpenTaken != true, _options);
+                // Doubled for each flow already raced (as TCP backs off its RTO): an answer that is only
+                // late (a loaded host) is not thrown away again and again.
+                var delay = ResumeRaceDelay(rtt, race.PathFastOpen && _fastOpenTaken != true, _options) * (1 << (race.Flows - 1));
                 using var pauseCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 await Task.WhenAny(answer, Task.Delay(delay, _time, pauseCts.Token)).WaitAsync(ct).ConfigureAwait(false);
                 await pauseCts.CancelAsync().ConfigureAwait(false);

@@ -442,6 +442,7 @@ public sealed class PathSupervisorTests
     {
         var (supervisor, connection, factory, time) = StartRace([First], rtt: TimeSpan.FromMilliseconds(100), fastOpen: false);
         await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= 1, "the connect's race pause began");
         var first = new MemoryFlow();
         factory[0].Result.SetResult(first);
         await TestTimeout.Eventually(() => connection.Resumes.Count == 1, "the first Resume went out");
@@ -455,6 +456,7 @@ public sealed class PathSupervisorTests
         Assert.Equal(First, factory[1].Remote);
         Assert.False(factory[1].FirstFlight);
 
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= 3, "the racing connect's race pause began");
         var second = new MemoryFlow();
         factory[1].Result.SetResult(second);
         await TestTimeout.Eventually(() => connection.Resumes.Count == 2, "the racing flow carries its own Resume");
@@ -463,8 +465,10 @@ public sealed class PathSupervisorTests
 
         // The old flow's late answer means nothing; the newest one's ends the attempt.
         connection.Resumes.First().ResumeResult.TrySetResult(null);
-        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= 4, "the race delay of the newest Resume began");
-        time.Advance(TimeSpan.FromMilliseconds(200));
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(400)) >= 1, "the race delay of the newest Resume began, doubled");
+        time.Advance(TimeSpan.FromMilliseconds(399));
+        Assert.Equal(2, factory.Connects.Count);
+        time.Advance(TimeSpan.FromMilliseconds(1));
         await TestTimeout.Eventually(() => factory.Connects.Count == 3, "the newest flow still unanswered is raced again");
         factory[2].Result.SetResult(new MemoryFlow());
         await TestTimeout.Eventually(() => connection.Resumes.Count == 3, "the third Resume went out");
@@ -480,6 +484,7 @@ public sealed class PathSupervisorTests
     {
         var (supervisor, connection, factory, time) = StartRace([First], rtt: TimeSpan.FromMilliseconds(100), fastOpen: false);
         await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= 1, "the connect's race pause began");
         factory[0].Result.SetResult(new MemoryFlow());
         await TestTimeout.Eventually(() => connection.Resumes.Count == 1, "the first Resume went out");
         await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= 2, "the resume race delay began");
@@ -499,22 +504,29 @@ public sealed class PathSupervisorTests
     public async Task Racing_flows_alternate_plain_and_first_flight_and_stop_at_four_per_attempt()
     {
         var (supervisor, connection, factory, time) = StartRace([First, Second], rtt: TimeSpan.FromMilliseconds(100));
-        await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
-        factory[0].Result.SetResult(new MemoryFlow());
+        // Timers so far: each connect's race pause (200 ms) and each Resume's race delay (200 ms plain,
+        // 300 ms for a first flight, whose answer may need the TCP handshake first), doubled for each
+        // flow already raced: 300, 400, 1200 ms.
+        var pauses = 0;
+        async Task Connected(int index)
+        {
+            await TestTimeout.Eventually(() => factory.Connects.Count == index + 1, $"connect {index + 1} started");
+            pauses++;
+            await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= pauses, $"connect {index + 1}'s race pause began");
+            factory[index].Result.SetResult(new MemoryFlow());
+        }
+
+        await Connected(0);
         for (var flow = 2; flow <= PathSupervisor.MaxResumeFlows; flow++)
         {
             await TestTimeout.Eventually(() => connection.Resumes.Count == flow - 1, $"Resume {flow - 1} went out");
-            // A first flight's answer may need the TCP handshake first: one more RTT (300 ms); a plain flow 200 ms.
-            // Timers so far: each connect's race pause (200 ms) and each Resume's race delay.
-            var resumes = factory.Connects.Take(flow - 1).ToList();
-            var pauses = flow - 1 + resumes.Count(c => !c.FirstFlight);
-            var longer = resumes.Count(c => c.FirstFlight);
-            var delay = resumes[^1].FirstFlight ? 300 : 200;
-            await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= pauses && time.TimersDue(TimeSpan.FromMilliseconds(300)) >= longer,
+            var delay = TimeSpan.FromMilliseconds((factory[flow - 2].FirstFlight ? 300 : 200) << (flow - 2));
+            await TestTimeout.Eventually(() => time.TimersDue(delay) >= (delay == TimeSpan.FromMilliseconds(200) ? pauses + 1 : 1),
                 $"the race delay before flow {flow} began");
-            time.Advance(TimeSpan.FromMilliseconds(delay));
-            await TestTimeout.Eventually(() => factory.Connects.Count == flow, $"racing flow {flow} started");
-            factory[flow - 1].Result.SetResult(new MemoryFlow());
+            time.Advance(delay - TimeSpan.FromMilliseconds(1));
+            Assert.Equal(flow - 1, factory.Connects.Count);   // not a moment early
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            await Connected(flow - 1);
         }
 
         Assert.Equal([true, false, true, false], factory.Connects.Select(c => c.FirstFlight));
