@@ -16,7 +16,7 @@ namespace Mobility.Transport;
 /// Accepts mobile connections for one host identity, and the Resume flows of the connections it
 /// already has. Can move to another local endpoint (<see cref="RebindAsync"/>) without losing them.
 /// </summary>
-public sealed class MobileListener : IAsyncDisposable
+public sealed partial class MobileListener : IAsyncDisposable
 {
     private readonly HostKey _key;
     private readonly MobileListenerOptions _options;
@@ -165,12 +165,19 @@ public sealed class MobileListener : IAsyncDisposable
 
     private Bound Bind(IPEndPoint endpoint)
     {
-        var listener = _options.ListenerFactory.Listen(endpoint, _options.ListenBacklog);
+        var listener = _options.ListenerFactory.Listen(endpoint, _options.ListenBacklog, _options.FastOpen ? _options.FastOpenQueue : 0);
         var bound = new Bound(listener, CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token));
         // Two accept loops: under a flood the kernel's accept queue must drain faster than it fills, or it
         // drops SYNs (a genuine client then waits for its 1 s SYN retransmission).
         bound.Loop = Task.WhenAll(Task.Run(() => AcceptLoopAsync(bound)), Task.Run(() => AcceptLoopAsync(bound)));
         TransportLog.Listening(_logger, listener.LocalEndPoint);
+        if (_options.FastOpen)
+        {
+            FastOpenLog.Listening(_logger, listener.LocalEndPoint, listener.FastOpen
+                ? "on (Resumes in a SYN are taken)"
+                : $"off (net.ipv4.tcp_fastopen needs the server bit 0x{Flows.TcpFastOpen.ServerBit:x}, e.g. 3; resumes take one more half round trip)");
+        }
+
         return bound;
     }
 
@@ -238,6 +245,15 @@ public sealed class MobileListener : IAsyncDisposable
         {
             // The handshake timeout runs from the accept, whatever the flow waits for.
             var message = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
+            if (message is not ResumeRequest && flow.IsHandshakePending)
+            {
+                // Data in a SYN without a cookie comes from an address nobody has proven: only a
+                // Resume (MAC and counter checked, cheap) is acted on before the TCP handshake
+                // completes; our clients never send anything else that way.
+                FastOpenLog.Dropped(_logger, flow.RemoteEndPoint, message.Type.ToString());
+                return;
+            }
+
             if (message is not ResumeRequest)
             {
                 // A Resume stays evictable until it is accepted: a forged one only costs its refusal.
@@ -414,6 +430,15 @@ public sealed class MobileListener : IAsyncDisposable
 
         _admission.Release(ticket);
         return true;
+    }
+
+    private static partial class FastOpenLog
+    {
+        [LoggerMessage(9400, LogLevel.Information, "Mobile listener on {Endpoint}: TCP Fast Open {State}")]
+        public static partial void Listening(ILogger logger, IPEndPoint endpoint, string state);
+
+        [LoggerMessage(9401, LogLevel.Debug, "Flow from {Remote} dropped: {Type} in a SYN (only a Resume is taken before the TCP handshake completes)")]
+        public static partial void Dropped(ILogger logger, IPEndPoint? remote, string type);
     }
 
     private sealed class Bound(IFlowListener listener, CancellationTokenSource cts)

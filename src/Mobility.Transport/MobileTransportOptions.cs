@@ -92,6 +92,16 @@ public class MobileTransportOptions
     /// <summary>Frames are sealed with ChaCha20-Poly1305 when true; when false they are only authenticated (both ends must allow it).</summary>
     public bool Encrypt { get; set; } = true;
 
+    /// <summary>
+    /// TCP Fast Open for resumes (docs/transport.md, "Resume: the first flight"): the client opens a
+    /// resume flow so that its Resume and the data behind it ride in the SYN (no cookie: a cookie is
+    /// bound to the address the client just left), and the listener takes such SYNs. New connections
+    /// never use it. On Linux only; the listener side also needs net.ipv4.tcp_fastopen's server bit
+    /// (0x2), which the transport never sets. False: plain connects, and a listener that takes no data
+    /// in a SYN.
+    /// </summary>
+    public bool FastOpen { get; set; } = true;
+
     internal void Validate()
     {
         if (MaxUnackedBytes < TransportConstants.MaxFramePayload)
@@ -254,6 +264,15 @@ public sealed class MobileListenerOptions : MobileTransportOptions
     /// </summary>
     public int ListenBacklog { get; set; } = 4096;
 
+    /// <summary>
+    /// With <see cref="MobileTransportOptions.FastOpen"/>: SYNs with data (Resumes in a first flight)
+    /// the kernel takes before their handshake completes; beyond it a SYN's data is ignored and the
+    /// client's kernel resends it after the handshake (half a round trip later, nothing lost). Each
+    /// holds a child socket before its address is proven, so it is bounded apart from the backlog; 256
+    /// is the whole daemon moving at once with room to spare.
+    /// </summary>
+    public int FastOpenQueue { get; set; } = 256;
+
     /// <summary>Established connections waiting for AcceptAsync; more are refused with Busy.</summary>
     public int AcceptBacklog { get; set; } = 512;
 
@@ -269,5 +288,6 @@ public sealed class MobileListenerOptions : MobileTransportOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(HandshakeFinishGrace, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(ListenBacklog, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(AcceptBacklog, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(FastOpenQueue, 1);
     }
 }

@@ -94,7 +94,17 @@ public sealed class TransportSettings
     /// <summary>Listen backlog of the transport socket (capped by net.core.somaxconn).</summary>
     public int ListenBacklog { get; set; } = 4096;
 
-    /// <summary>Copies the keepalive policy into <paramref name="options"/>.</summary>
+    /// <summary>
+    /// TCP Fast Open for resumes (docs/transport.md, "Resume: the first flight"): outgoing resume flows
+    /// carry their Resume in the SYN, and the listener takes such SYNs (only with the host's
+    /// net.ipv4.tcp_fastopen server bit 0x2, which mobilityd never sets).
+    /// </summary>
+    public bool FastOpen { get; set; } = true;
+
+    /// <summary>SYNs with data the listener holds before their handshake completes (with <see cref="FastOpen"/>).</summary>
+    public int FastOpenQueue { get; set; } = 256;
+
+    /// <summary>Copies the keepalive policy and <see cref="FastOpen"/> into <paramref name="options"/>.</summary>
     public T Apply<T>(T options)
         where T : Mobility.Transport.MobileTransportOptions
     {
@@ -103,6 +113,7 @@ public sealed class TransportSettings
         options.IdleKeepAliveInterval = IdleKeepAliveInterval;
         options.DeadPathTimeout = DeadPathTimeout;
         options.PathlessTimeout = PathlessTimeout;
+        options.FastOpen = FastOpen;
         return options;
     }
 }

@@ -125,6 +125,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             MaxPendingHandshakes = transport.MaxPendingHandshakes,
             MaxQueuedHandshakes = transport.MaxQueuedHandshakes,
             ListenBacklog = transport.ListenBacklog,
+            FastOpenQueue = transport.FastOpenQueue,
         }));
         try
         {

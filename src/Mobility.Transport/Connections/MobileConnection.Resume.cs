@@ -23,6 +23,7 @@ public sealed partial class MobileConnection
     internal void StartClient(IFlow flow, PipeReader reader, byte[] clientFinish, MobileConnectionOptions options, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, IPAddress? localAddress)
     {
         _supervisor = new PathSupervisor(this, options, locator, endpoints, localAddress, _logger);
+        _supervisor.NoteFlowRtt(flow);
         var path = new ConnectionPath(flow, reader, clientFinish, established: true);
         // Visible at once (the caller may ask for the endpoints); the loop publishes from then on.
         _publishedPath = path;

@@ -537,11 +537,13 @@ internal sealed partial class PathSupervisor
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
         IFlow? flow = null;
         ConnectionPath? context = null;
+        ResumeRace? race = null;
         _connection.CountResumeAttempt();
         var endpoint = endpoints[0];
         try
         {
-            flow = await RaceConnectAsync(endpoints, local, progress, timeout.Token).ConfigureAwait(false);
+            var fastOpen = UseFastOpen;
+            flow = await RaceConnectAsync(endpoints, local, progress, fastOpen, timeout.Token).ConfigureAwait(false);
             if (flow is null)
             {
                 return false;
@@ -558,7 +560,11 @@ internal sealed partial class PathSupervisor
                 return true;
             }
 
-            var result = await context.ResumeResult.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            // An unanswered Resume is raced by another flow with the next counter (PathSupervisor.ResumeRace.cs).
+            race = new ResumeRace(context, fastOpen, endpoints, local);
+            var result = await AwaitAnswerAsync(race, timeout.Token).ConfigureAwait(false);
+            context = race.Path;
+            endpoint = context.Flow.RemoteEndPoint ?? endpoint;
             if (result is null)
             {
                 return true;
@@ -589,6 +595,7 @@ internal sealed partial class PathSupervisor
             _connection.RecordMove(MoveEventKind.AttemptFailed, $"resume via {endpoint}: {e.Message}");
         }
 
+        context = race?.Path ?? context;
         if (context is not null)
         {
             _connection.PathFailed(context, "resume attempt failed");
@@ -620,7 +627,7 @@ internal sealed partial class PathSupervisor
     /// flow to connect wins; the other connects are cancelled and any flow one of them still opens is
     /// aborted when it is there. Null when every connect failed.
     /// </summary>
-    private async Task<IFlow?> RaceConnectAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, CancellationToken ct)
+    private async Task<IFlow?> RaceConnectAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, bool fastOpen, CancellationToken ct)
     {
         // First round: each endpoint in order; second round: each again, only while still unanswered.
         var candidates = new List<(IPEndPoint Endpoint, bool Repeat)>(endpoints.Count * 2);
@@ -646,8 +653,8 @@ internal sealed partial class PathSupervisor
                 {
                     var (endpoint, repeat) = candidates[next++];
                     progress?.Start(endpoint);
-                    _connection.RecordMove(MoveEventKind.ConnectStarted, repeat ? $"{endpoint} (again)" : endpoint.ToString());
-                    pending.Add((ConnectOneAsync(endpoint, local, losers.Token), endpoint));
+                    _connection.RecordMove(MoveEventKind.ConnectStarted, (repeat ? $"{endpoint} (again)" : endpoint.ToString()) + (fastOpen ? " (fast open: the SYN goes with the Resume)" : ""));
+                    pending.Add((ConnectOneAsync(endpoint, local, fastOpen, losers.Token), endpoint));
                 }
 
                 if (pending.Count == 0)
@@ -904,8 +911,10 @@ internal sealed partial class PathSupervisor
     }
 
     /// <summary>One connect of a race; a factory that throws at once fails only its own connect.</summary>
-    private async Task<IFlow> ConnectOneAsync(IPEndPoint endpoint, IPAddress? local, CancellationToken ct)
-        => await _options.FlowFactory.ConnectAsync(endpoint, local, ct).ConfigureAwait(false);
+    private async Task<IFlow> ConnectOneAsync(IPEndPoint endpoint, IPAddress? local, bool fastOpen, CancellationToken ct)
+        => fastOpen
+            ? await _options.FlowFactory.ConnectFirstFlightAsync(endpoint, local, ct).ConfigureAwait(false)
+            : await _options.FlowFactory.ConnectAsync(endpoint, local, ct).ConfigureAwait(false);
 
     /// <summary>One attempt racing <paramref name="endpoints"/>; false when none resumed or <paramref name="ct"/> was cancelled.</summary>
     private Task<bool> TryEachAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, CancellationToken ct)

@@ -17,6 +17,21 @@ public interface IFlow : IAsyncDisposable
 
     /// <summary>Closes the flow at once (no graceful shutdown); pending reads and writes fail.</summary>
     void Abort();
+
+    /// <summary>
+    /// Accepted side: true while the flow's own opening handshake is not complete, i.e. its first
+    /// bytes came in the opening packet (TCP Fast Open) from an address not proven yet.
+    /// </summary>
+    bool IsHandshakePending => false;
+
+    /// <summary>
+    /// Connecting side, once the flow is up: whether the peer took the data of the opening packet
+    /// (TCP Fast Open: the SYN-ACK acknowledged it); null when unknown or not asked for.
+    /// </summary>
+    bool? FirstFlightTaken => null;
+
+    /// <summary>The transport's own smoothed round-trip time of this flow (the kernel's, for TCP); null when unknown.</summary>
+    TimeSpan? SmoothedRtt => null;
 }
 
 /// <summary>Opens outgoing flows.</summary>
@@ -24,12 +39,22 @@ public interface IFlowFactory
 {
     /// <summary>Connects to <paramref name="remote"/>, from <paramref name="localAddress"/> when given.</summary>
     ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Connects for a first flight: where the flow type can (TCP Fast Open), the connect returns at
+    /// once and the first write rides in the opening packet; otherwise the same as <see cref="ConnectAsync"/>.
+    /// </summary>
+    ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+        => ConnectAsync(remote, localAddress, cancellationToken);
 }
 
 /// <summary>Accepts incoming flows on one local endpoint.</summary>
 public interface IFlowListener : IAsyncDisposable
 {
     IPEndPoint LocalEndPoint { get; }
+
+    /// <summary>Whether first flights (data in the opening packet, TCP Fast Open) are taken.</summary>
+    bool FastOpen => false;
 
     /// <summary>Waits for the next flow. Throws <see cref="ObjectDisposedException"/> or <see cref="OperationCanceledException"/> once stopped.</summary>
     ValueTask<IFlow> AcceptAsync(CancellationToken cancellationToken);
@@ -42,4 +67,10 @@ public interface IFlowListenerFactory
 
     /// <summary>Listens with room for <paramref name="backlog"/> connections not yet accepted (where the flow type has such a queue).</summary>
     IFlowListener Listen(IPEndPoint endpoint, int backlog) => Listen(endpoint);
+
+    /// <summary>
+    /// As <see cref="Listen(IPEndPoint, int)"/>, taking first flights (data in the opening packet) with
+    /// room for <paramref name="fastOpenQueue"/> of them whose handshake is not complete (0: none).
+    /// </summary>
+    IFlowListener Listen(IPEndPoint endpoint, int backlog, int fastOpenQueue) => Listen(endpoint, backlog);
 }

@@ -12,7 +12,8 @@ public sealed class TcpFlow : IFlow
     private readonly NetworkStream _stream;
     private int _closed;
 
-    public TcpFlow(Socket socket)
+    /// <param name="remote">The endpoint connected to, when known: a Fast Open connect returns before the SYN is sent, and the kernel names no peer until it is answered.</param>
+    public TcpFlow(Socket socket, IPEndPoint? remote = null)
     {
         ArgumentNullException.ThrowIfNull(socket);
         _socket = socket;
@@ -21,7 +22,7 @@ public sealed class TcpFlow : IFlow
         // A dual-stack listener ([::]) sees IPv4 peers as ::ffff:a.b.c.d: the flow reports them as IPv4,
         // as every address the transport compares, logs or reports is.
         LocalEndPoint = Normalize(socket.LocalEndPoint as IPEndPoint);
-        RemoteEndPoint = Normalize(socket.RemoteEndPoint as IPEndPoint);
+        RemoteEndPoint = Normalize(remote ?? socket.RemoteEndPoint as IPEndPoint);
     }
 
     public Stream Stream => _stream;
@@ -32,6 +33,15 @@ public sealed class TcpFlow : IFlow
     public IPEndPoint? LocalEndPoint { get; }
 
     public IPEndPoint? RemoteEndPoint { get; }
+
+    public bool IsHandshakePending => TcpFastOpen.IsHandshakePending(_socket);
+
+    /// <summary>Set by the factory for a flow opened for a first flight.</summary>
+    internal bool FastOpenRequested { get; init; }
+
+    public bool? FirstFlightTaken => FastOpenRequested ? TcpFastOpen.SynDataAcknowledged(_socket) : null;
+
+    public TimeSpan? SmoothedRtt => TcpFastOpen.SmoothedRtt(_socket);
 
     public void Abort()
     {
@@ -90,7 +100,20 @@ public sealed class TcpFlowFactory(Action<Socket>? configure = null) : IFlowFact
 {
     public static TcpFlowFactory Instance { get; } = new();
 
-    public async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+    public ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+        => ConnectAsync(remote, localAddress, fastOpen: false, cancellationToken);
+
+    /// <summary>
+    /// TCP Fast Open without a cookie (<see cref="TcpFastOpen.TryEnableOnConnect"/>): the connect
+    /// returns at once and the first write goes in the SYN. Where the kernel refuses the options, a
+    /// plain connect. The kernel falls back by itself: a SYN-ACK that does not acknowledge the data
+    /// (the server does not take it) gets the data resent at once after the handshake, and a SYN with
+    /// data that goes unanswered is retransmitted as a plain SYN.
+    /// </summary>
+    public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+        => ConnectAsync(remote, localAddress, fastOpen: true, cancellationToken);
+
+    private static async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, bool fastOpen, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(remote);
         var socket = new Socket(remote.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
@@ -102,8 +125,10 @@ public sealed class TcpFlowFactory(Action<Socket>? configure = null) : IFlowFact
                 socket.Bind(new IPEndPoint(localAddress, 0));
             }
 
+            var requested = fastOpen && TcpFastOpen.TryEnableOnConnect(socket);
+
             await socket.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
-            return new TcpFlow(socket);
+            return new TcpFlow(socket, remote) { FastOpenRequested = requested };
         }
         catch
         {
@@ -118,15 +143,22 @@ public sealed class TcpFlowListener : IFlowListener
 {
     private readonly Socket _socket;
 
-    public TcpFlowListener(IPEndPoint endpoint, int backlog = 512)
+    /// <param name="fastOpenQueue">Fast Open requests (SYNs with data, no cookie needed) taken before their handshake completes; 0: none.</param>
+    public TcpFlowListener(IPEndPoint endpoint, int backlog = 512, int fastOpenQueue = 0)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
+        var fastOpen = false;
         // [::] serves IPv4 too (IPv4 peers arrive IPv4-mapped); a failure is a ListenerBindException naming the endpoint.
-        _socket = ListenSockets.ListenTcp(endpoint, "mobile transport", backlog);
+        _socket = ListenSockets.ListenTcp(endpoint, "mobile transport", backlog, s => fastOpen = TcpFastOpen.TryEnableOnListener(s, fastOpenQueue));
         LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
+        // The socket takes the options whatever the sysctl says; the kernel acts on them only with the server bit.
+        FastOpen = fastOpen && ((TcpFastOpen.ReadSysctl() ?? 0) & TcpFastOpen.ServerBit) != 0;
     }
 
     public IPEndPoint LocalEndPoint { get; }
+
+    /// <summary>Whether SYNs with data are taken: the options were set and net.ipv4.tcp_fastopen has the server bit (0x2).</summary>
+    public bool FastOpen { get; }
 
     public async ValueTask<IFlow> AcceptAsync(CancellationToken cancellationToken)
     {
@@ -148,4 +180,6 @@ public sealed class TcpFlowListenerFactory : IFlowListenerFactory
     public IFlowListener Listen(IPEndPoint endpoint) => new TcpFlowListener(endpoint);
 
     public IFlowListener Listen(IPEndPoint endpoint, int backlog) => new TcpFlowListener(endpoint, backlog);
+
+    public IFlowListener Listen(IPEndPoint endpoint, int backlog, int fastOpenQueue) => new TcpFlowListener(endpoint, backlog, fastOpenQueue);
 }

@@ -79,6 +79,8 @@ public sealed class CommandLineTests
     [InlineData("--Forwarding:Exposed:0", "Forwarding:Exposed:0")]
     [InlineData("--Forwarding:Allow:22:0", "Forwarding:Allow:22:0")]
     [InlineData("--Forwarding:Transport:KeepAliveInterval", "Forwarding:Transport:KeepAliveInterval")]
+    [InlineData("--Forwarding:Transport:FastOpen", "Forwarding:Transport:FastOpen")]
+    [InlineData("--Forwarding:Transport:FastOpenQueue", "Forwarding:Transport:FastOpenQueue")]
     [InlineData("--Logging:LogLevel:Default", "Logging:LogLevel:Default")]
     public void Any_existing_key_can_be_set_with_its_path(string flag, string key)
     {

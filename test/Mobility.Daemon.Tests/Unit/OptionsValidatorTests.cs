@@ -68,4 +68,18 @@ public sealed class OptionsValidatorTests
     [Fact]
     public void The_grpc_socket_sits_beside_the_main_socket()
         => Assert.Equal("/tmp/x/mobilityd-grpc.sock", new MobilitydOptions { Socket = "/tmp/x/mobilityd.sock" }.ResolveGrpcSocketPath());
+
+    [Fact]
+    public void Fast_open_reaches_the_transport_options_and_its_queue_is_bounded()
+    {
+        var options = new MobilitydOptions();
+        Assert.True(options.Forwarding.Transport.Apply(new Mobility.Transport.MobileConnectionOptions()).FastOpen);
+        options.Forwarding.Transport.FastOpen = false;
+        Assert.False(options.Forwarding.Transport.Apply(new Mobility.Transport.MobileConnectionOptions()).FastOpen);
+
+        options.Forwarding.Transport.FastOpenQueue = 0;
+        var result = new MobilitydOptionsValidator().Validate(null, options);
+        Assert.True(result.Failed);
+        Assert.Contains("Forwarding:Transport:FastOpenQueue", string.Join('\n', result.Failures!), StringComparison.Ordinal);
+    }
 }

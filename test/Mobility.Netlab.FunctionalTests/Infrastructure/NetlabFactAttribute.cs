@@ -16,6 +16,18 @@ public sealed class NetlabFactAttribute : FactAttribute
     }
 }
 
+/// <summary>A theory that needs what <see cref="NetlabFactAttribute"/> needs; skipped with the reason elsewhere.</summary>
+public sealed class NetlabTheoryAttribute : TheoryAttribute
+{
+    public NetlabTheoryAttribute()
+    {
+        if (LabRequirements.MissingRequirement() is { } why)
+        {
+            Skip = "network lab unavailable: " + why;
+        }
+    }
+}
+
 /// <summary>A test of the NAT kit: a <see cref="NetlabFactAttribute"/> that also needs nft and conntrack.</summary>
 public sealed class NatKitFactAttribute : FactAttribute
 {

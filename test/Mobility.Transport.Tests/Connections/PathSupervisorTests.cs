@@ -203,7 +203,11 @@ public sealed class PathSupervisorTests
 
 
     /// <summary>One connect the test finishes by hand: with a flow, a refusal, or never.</summary>
-    private sealed record PendingConnect(IPEndPoint Remote, DateTimeOffset At, CancellationToken Token, TaskCompletionSource<IFlow> Result);
+    private sealed record PendingConnect(IPEndPoint Remote, DateTimeOffset At, CancellationToken Token, TaskCompletionSource<IFlow> Result)
+    {
+        /// <summary>Opened for a first flight (TCP Fast Open) rather than by a plain connect.</summary>
+        public bool FirstFlight { get; init; }
+    }
 
     /// <summary>Connects that wait for the test (ignoring cancellation, so that a loser can still connect late); refuses <see cref="Refuse"/> at once.</summary>
     private sealed class ControlledFactory(TimeProvider time) : IFlowFactory
@@ -215,8 +219,17 @@ public sealed class PathSupervisorTests
         public PendingConnect this[int i] => Connects.ElementAt(i);
 
         public ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+            => Connect(remote, cancellationToken, firstFlight: false);
+
+        public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+            => Connect(remote, cancellationToken, firstFlight: true);
+
+        private ValueTask<IFlow> Connect(IPEndPoint remote, CancellationToken cancellationToken, bool firstFlight)
         {
-            var pending = new PendingConnect(remote, time.GetUtcNow(), cancellationToken, new TaskCompletionSource<IFlow>(TaskCreationOptions.RunContinuationsAsynchronously));
+            var pending = new PendingConnect(remote, time.GetUtcNow(), cancellationToken, new TaskCompletionSource<IFlow>(TaskCreationOptions.RunContinuationsAsynchronously))
+            {
+                FirstFlight = firstFlight,
+            };
             Connects.Enqueue(pending);
             if (remote.Equals(Refuse))
             {
@@ -287,11 +300,12 @@ public sealed class PathSupervisorTests
         public void Close() => _closed.Cancel();
     }
 
-    private static (PathSupervisor Supervisor, ResumingConnection Connection, ControlledFactory Factory, RecordingTime Time) StartRace(IPEndPoint[] endpoints, TimeSpan? rtt, IPeerLocator? locator = null)
+    private static (PathSupervisor Supervisor, ResumingConnection Connection, ControlledFactory Factory, RecordingTime Time) StartRace(IPEndPoint[] endpoints, TimeSpan? rtt,
+        IPeerLocator? locator = null, bool fastOpen = true)
     {
         var time = new RecordingTime();
         var factory = new ControlledFactory(time);
-        var options = new MobileConnectionOptions { TimeProvider = time, FlowFactory = factory, ResumeAttemptTimeout = TimeSpan.FromSeconds(30) };
+        var options = new MobileConnectionOptions { TimeProvider = time, FlowFactory = factory, ResumeAttemptTimeout = TimeSpan.FromSeconds(30), FastOpen = fastOpen };
         var resuming = new ResumingConnection(rtt);
         var race = new PathSupervisor(resuming, options, locator, endpoints, null, NullLogger.Instance, random: () => 0.5);
         race.Start();
@@ -407,6 +421,133 @@ public sealed class PathSupervisorTests
         locator.Push(Keys.Server.Guid, Second);   // the peer moved
         Assert.Contains(connection.Events, e => e.Kind == MoveEventKind.EndpointsPushed && e.Detail == Second.ToString());
         await TestTimeout.Eventually(() => factory.Connects.Any(c => c.Remote.Equals(Second)), "the pushed endpoint was tried");
+        await StopAsync(supervisor, connection.Close);
+    }
+
+    // The resume race: a Resume without an answer within max(2 x RTT, 50 ms) (one RTT more while a
+    // first flight's server may still need its TCP handshake) is raced by another flow with the next
+    // counter; the newest flow is the one used; at most four flows per attempt.
+
+    [Theory]
+    [InlineData(10, false, 50)]       // a fast path: the minimum
+    [InlineData(100, false, 200)]     // 2 x RTT
+    [InlineData(100, true, 300)]      // a first flight the server may take only after its handshake
+    [InlineData(1000, false, 750)]    // capped
+    public void The_resume_race_delay_is_twice_the_rtt_and_one_more_for_a_handshake_ahead(int rttMs, bool handshakeAhead, int expectedMs)
+        => Assert.Equal(TimeSpan.FromMilliseconds(expectedMs),
+            PathSupervisor.ResumeRaceDelay(TimeSpan.FromMilliseconds(rttMs), handshakeAhead, new MobileConnectionOptions()));
+
+    [Fact]
+    public async Task An_unanswered_resume_is_raced_by_a_new_flow_after_twice_the_rtt_and_the_newest_flow_is_used()
+    {
+        var (supervisor, connection, factory, time) = StartRace([First], rtt: TimeSpan.FromMilliseconds(100), fastOpen: false);
+        await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= 1, "the connect's race pause began");
+        var first = new MemoryFlow();
+        factory[0].Result.SetResult(first);
+        await TestTimeout.Eventually(() => connection.Resumes.Count == 1, "the first Resume went out");
+        var sentAt = time.GetUtcNow();
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= 2, "the resume race delay began");
+        time.Advance(TimeSpan.FromMilliseconds(199));
+        Assert.Single(factory.Connects);   // not a moment early
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        await TestTimeout.Eventually(() => factory.Connects.Count == 2, "a racing flow's connect started");
+        Assert.Equal(sentAt + TimeSpan.FromMilliseconds(200), factory[1].At);
+        Assert.Equal(First, factory[1].Remote);
+        Assert.False(factory[1].FirstFlight);
+
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= 3, "the racing connect's race pause began");
+        var second = new MemoryFlow();
+        factory[1].Result.SetResult(second);
+        await TestTimeout.Eventually(() => connection.Resumes.Count == 2, "the racing flow carries its own Resume");
+        Assert.Same(second, connection.Resumes.Last().Flow);
+        Assert.Contains(connection.Events, e => e.Kind == MoveEventKind.AttemptFailed && e.Detail!.Contains("racing resume flow 2", StringComparison.Ordinal));
+
+        // The old flow's late answer means nothing; the newest one's ends the attempt.
+        connection.Resumes.First().ResumeResult.TrySetResult(null);
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(400)) >= 1, "the race delay of the newest Resume began, doubled");
+        time.Advance(TimeSpan.FromMilliseconds(399));
+        Assert.Equal(2, factory.Connects.Count);
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        await TestTimeout.Eventually(() => factory.Connects.Count == 3, "the newest flow still unanswered is raced again");
+        factory[2].Result.SetResult(new MemoryFlow());
+        await TestTimeout.Eventually(() => connection.Resumes.Count == 3, "the third Resume went out");
+        connection.Accept(connection.Resumes.Last());
+        time.Advance(TimeSpan.FromSeconds(5));
+        Assert.Equal(3, factory.Connects.Count);
+        Assert.Empty(connection.Failed);
+        await StopAsync(supervisor, connection.Close);
+    }
+
+    [Fact]
+    public async Task An_answer_that_comes_while_the_racing_flow_connects_wins_and_the_racing_flow_is_closed()
+    {
+        var (supervisor, connection, factory, time) = StartRace([First], rtt: TimeSpan.FromMilliseconds(100), fastOpen: false);
+        await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= 1, "the connect's race pause began");
+        factory[0].Result.SetResult(new MemoryFlow());
+        await TestTimeout.Eventually(() => connection.Resumes.Count == 1, "the first Resume went out");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= 2, "the resume race delay began");
+        time.Advance(TimeSpan.FromMilliseconds(200));
+        await TestTimeout.Eventually(() => factory.Connects.Count == 2, "a racing flow's connect started");
+
+        connection.Accept(connection.Resumes.Single());   // the ResumeAck was only late
+        await TestTimeout.Eventually(() => factory[1].Token.IsCancellationRequested, "the racing connect was cancelled");
+        var late = new MemoryFlow();
+        factory[1].Result.SetResult(late);
+        await TestTimeout.Eventually(() => late.Aborts > 0, "the racing flow that connected anyway was closed");
+        Assert.Single(connection.Resumes);
+        await StopAsync(supervisor, connection.Close);
+    }
+
+    [Fact]
+    public async Task Racing_flows_alternate_plain_and_first_flight_and_stop_at_four_per_attempt()
+    {
+        var (supervisor, connection, factory, time) = StartRace([First, Second], rtt: TimeSpan.FromMilliseconds(100));
+        // Timers so far: each connect's race pause (200 ms) and each Resume's race delay (200 ms plain,
+        // 300 ms for a first flight, whose answer may need the TCP handshake first), doubled for each
+        // flow already raced: 300, 400, 1200 ms.
+        var pauses = 0;
+        async Task Connected(int index)
+        {
+            await TestTimeout.Eventually(() => factory.Connects.Count == index + 1, $"connect {index + 1} started");
+            pauses++;
+            await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) >= pauses, $"connect {index + 1}'s race pause began");
+            factory[index].Result.SetResult(new MemoryFlow());
+        }
+
+        await Connected(0);
+        for (var flow = 2; flow <= PathSupervisor.MaxResumeFlows; flow++)
+        {
+            await TestTimeout.Eventually(() => connection.Resumes.Count == flow - 1, $"Resume {flow - 1} went out");
+            var delay = TimeSpan.FromMilliseconds((factory[flow - 2].FirstFlight ? 300 : 200) << (flow - 2));
+            await TestTimeout.Eventually(() => time.TimersDue(delay) >= (delay == TimeSpan.FromMilliseconds(200) ? pauses + 1 : 1),
+                $"the race delay before flow {flow} began");
+            time.Advance(delay - TimeSpan.FromMilliseconds(1));
+            Assert.Equal(flow - 1, factory.Connects.Count);   // not a moment early
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            await Connected(flow - 1);
+        }
+
+        Assert.Equal([true, false, true, false], factory.Connects.Select(c => c.FirstFlight));
+        Assert.Equal([First, Second, First, Second], factory.Connects.Select(c => c.Remote));   // the endpoints in turn
+        await TestTimeout.Eventually(() => connection.Resumes.Count == PathSupervisor.MaxResumeFlows, "the last Resume went out");
+        time.Advance(TimeSpan.FromSeconds(5));
+        Assert.Equal(PathSupervisor.MaxResumeFlows, factory.Connects.Count);   // bounded: the last one waits for TCP
+        connection.Accept(connection.Resumes.Last());
+        await StopAsync(supervisor, connection.Close);
+    }
+
+    [Fact]
+    public async Task Without_any_rtt_measured_a_resume_is_not_raced()
+    {
+        var (supervisor, connection, factory, time) = StartRace([First], rtt: null);
+        await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
+        factory[0].Result.SetResult(new MemoryFlow());
+        await TestTimeout.Eventually(() => connection.Resumes.Count == 1, "the Resume went out");
+        time.Advance(TimeSpan.FromSeconds(5));
+        Assert.Single(factory.Connects);
+        connection.Accept(connection.Resumes.Single());
         await StopAsync(supervisor, connection.Close);
     }
 }

@@ -1,0 +1,201 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Mobility.Protocol.Transport;
+using Mobility.Transport.Flows;
+
+namespace Mobility.Transport.Connections;
+
+/// <summary>
+/// The resume race: a Resume that has no answer within <see cref="ResumeRaceDelay"/> (a lost SYN,
+/// SYN-ACK, Resume or ResumeAck, which TCP would recover only after its retransmission timeout: 1 s
+/// for a SYN, at least 200 ms for data) is raced by a Resume with the next counter on a new flow,
+/// up to <see cref="MaxResumeFlows"/> flows per attempt, the wait doubling for each flow already raced. The newest flow is the one the connection
+/// uses, and the server keeps the highest counter it has seen, so both ends agree: the older flow is
+/// closed (a late answer on it is ignored; a late Resume on it is refused as a replay).
+/// </summary>
+internal sealed partial class PathSupervisor
+{
+    /// <summary>Flows one attempt may open for its Resume (the first and three raced ones): bounded, and each is one TCP connect.</summary>
+    public const int MaxResumeFlows = 4;
+
+    // Whether the server took the data of our last first flight (null: not known yet). A server that
+    // did not (its kernel lacks the server bit, or a middlebox strips SYN data) makes this connection's
+    // later resumes connect plainly, which keeps the connect race.
+    private bool? _fastOpenTaken;
+
+    // The kernel's smoothed RTT of the last flow that carried the connection (the handshake's, then
+    // each resumed one's): the race's time scale when no PING has measured one.
+    private TimeSpan? _flowRtt;
+
+    /// <summary>Notes the RTT the transport measured on <paramref name="flow"/> (the handshake flow, a resumed flow).</summary>
+    public void NoteFlowRtt(IFlow flow) => _flowRtt = flow.SmoothedRtt ?? _flowRtt;
+
+    /// <summary>Whether the next resume flow opens with TCP Fast Open.</summary>
+    private bool UseFastOpen => _options.FastOpen && _fastOpenTaken != false;
+
+    /// <summary>
+    /// How long a Resume may go unanswered before another flow races it: the connect race's delay
+    /// (max(2 x RTT, <see cref="MobileConnectionOptions.ConnectRaceDelayMin"/>), at most the maximum),
+    /// plus one RTT when a TCP handshake may still stand before the Resume (a first flight to a server
+    /// not known to take it). A plain flow is raced only once it is connected. The RTT is the last one
+    /// a PING measured, else the kernel's smoothed RTT of the last flow.
+    /// </summary>
+    internal static TimeSpan ResumeRaceDelay(TimeSpan rtt, bool handshakeAhead, MobileConnectionOptions options)
+    {
+        var delay = RaceDelay(rtt, options);
+        return handshakeAhead ? delay + rtt : delay;
+    }
+
+    /// <summary>The Resume flows of one attempt: the newest is <see cref="Path"/>.</summary>
+    private sealed class ResumeRace(ConnectionPath path, bool fastOpen, IReadOnlyList<IPEndPoint> endpoints, IPAddress? local)
+    {
+        public ConnectionPath Path { get; set; } = path;
+
+        /// <summary>Whether <see cref="Path"/> was opened with Fast Open.</summary>
+        public bool PathFastOpen { get; set; } = fastOpen;
+
+        public IReadOnlyList<IPEndPoint> Endpoints { get; } = endpoints;
+
+        public IPAddress? Local { get; } = local;
+
+        public int Flows { get; set; } = 1;
+    }
+
+    /// <summary>
+    /// Waits for the answer to the newest Resume of <paramref name="race"/>; when none comes within
+    /// <see cref="ResumeRaceDelay"/>, opens another flow (the next endpoint in turn; Fast Open on every
+    /// other one, so a middlebox that drops SYNs with data costs one race, not the kernel's 1 s) whose
+    /// Resume takes over. Returns the answer (null: accepted, or the connection ended).
+    /// </summary>
+    private async Task<RejectReason?> AwaitAnswerAsync(ResumeRace race, CancellationToken ct)
+    {
+        while (true)
+        {
+            var answer = race.Path.ResumeResult.Task;
+            // Without any RTT measured the race has no time scale and is not run (TCP retransmits).
+            if (race.Flows < MaxResumeFlows && (_connection.LastRtt ?? _flowRtt) is { } rtt)
+            {
+                // Doubled for each flow already raced (as TCP backs off its RTO): an answer that is only
+                // late (a loaded host) is not thrown away again and again.
+                var delay = ResumeRaceDelay(rtt, race.PathFastOpen && _fastOpenTaken != true, _options) * (1 << (race.Flows - 1));
+                using var pauseCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                await Task.WhenAny(answer, Task.Delay(delay, _time, pauseCts.Token)).WaitAsync(ct).ConfigureAwait(false);
+                await pauseCts.CancelAsync().ConfigureAwait(false);
+                if (!answer.IsCompleted && !await RaceAnotherAsync(race, delay, ct).ConfigureAwait(false))
+                {
+                    return null;
+                }
+
+                if (!answer.IsCompleted)
+                {
+                    continue;
+                }
+            }
+
+            var result = await answer.WaitAsync(ct).ConfigureAwait(false);
+            if (result is null && race.Path == _connection.ActivePath)
+            {
+                NoteFastOpenOutcome(race);
+                NoteFlowRtt(race.Path.Flow);
+            }
+
+            return result;
+        }
+    }
+
+    /// <summary>
+    /// Opens the next flow of the race and starts its Resume, unless the answer to the current one
+    /// arrives first (then the new connect is dropped). False when the connection ended.
+    /// </summary>
+    private async Task<bool> RaceAnotherAsync(ResumeRace race, TimeSpan waited, CancellationToken ct)
+    {
+        var answer = race.Path.ResumeResult.Task;
+        var index = race.Flows++;
+        var fastOpen = UseFastOpen && index % 2 == 0;
+        var endpoints = Rotate(race.Endpoints, index);
+        ResumeRaceFlowLog.Racing(_logger, _connection.Token, race.Path.Flow.RemoteEndPoint, waited.TotalMilliseconds, index + 1);
+        _connection.RecordMove(MoveEventKind.AttemptFailed,
+            $"no answer via {race.Path.Flow.RemoteEndPoint} within {waited.TotalMilliseconds:0} ms: racing resume flow {index + 1}");
+        using var connectCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var connect = RaceConnectAsync(endpoints, race.Local, null, fastOpen, connectCts.Token);
+        await Task.WhenAny(answer, connect).WaitAsync(ct).ConfigureAwait(false);
+        if (!connect.IsCompleted)
+        {
+            // The answer came first: the racing connect is dropped, and a flow it still opens is closed.
+            await connectCts.CancelAsync().ConfigureAwait(false);
+            _ = connect.ContinueWith(static t => AbortLateRacer(t), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            return true;
+        }
+
+        var flow = connect.IsCompletedSuccessfully ? connect.Result : null;
+        if (flow is null)
+        {
+            // Every connect of the race failed: the flow already there keeps waiting.
+            _ = connect.Exception;
+            ct.ThrowIfCancellationRequested();
+            return true;
+        }
+
+        if (answer.IsCompleted)
+        {
+            // Both at once: the flow already answered wins.
+            flow.Abort();
+            return true;
+        }
+
+        TransportLog.FlowConnected(_logger, _connection.Token, flow.LocalEndPoint, flow.RemoteEndPoint ?? endpoints[0]);
+        _connection.OnFlowConnected(flow);
+        if (_connection.BeginResume(flow) is not { } next)
+        {
+            flow.Abort();
+            return false;
+        }
+
+        race.Path = next;
+        race.PathFastOpen = fastOpen;
+        return true;
+    }
+
+    /// <summary>After an accepted first flight: remembers whether the server took the SYN's data.</summary>
+    private void NoteFastOpenOutcome(ResumeRace race)
+    {
+        if (!race.PathFastOpen || race.Path.Flow.FirstFlightTaken is not { } taken || taken == _fastOpenTaken)
+        {
+            return;
+        }
+
+        _fastOpenTaken = taken;
+        if (!taken)
+        {
+            ResumeRaceFlowLog.FirstFlightNotTaken(_logger, _connection.Token, race.Path.Flow.RemoteEndPoint);
+        }
+    }
+
+    private static IReadOnlyList<IPEndPoint> Rotate(IReadOnlyList<IPEndPoint> endpoints, int by)
+    {
+        var start = by % endpoints.Count;
+        return start == 0 ? endpoints : [.. endpoints.Skip(start), .. endpoints.Take(start)];
+    }
+
+    /// <summary>A racing connect the answer beat: its flow, if it opened one, is aborted.</summary>
+    private static void AbortLateRacer(Task<IFlow?> connect)
+    {
+        if (connect.IsCompletedSuccessfully)
+        {
+            connect.Result?.Abort();
+        }
+        else
+        {
+            _ = connect.Exception;
+        }
+    }
+
+    private static partial class ResumeRaceFlowLog
+    {
+        [LoggerMessage(9410, LogLevel.Debug, "Connection {Token:x32}: no answer to the Resume via {Remote} within {WaitedMs:0} ms; racing resume flow {Flow}")]
+        public static partial void Racing(ILogger logger, UInt128 token, IPEndPoint? remote, double waitedMs, int flow);
+
+        [LoggerMessage(9411, LogLevel.Debug, "Connection {Token:x32}: {Remote} did not take the Resume in the SYN; later resumes connect without Fast Open")]
+        public static partial void FirstFlightNotTaken(ILogger logger, UInt128 token, IPEndPoint? remote);
+    }
+}
