@@ -113,7 +113,7 @@ public sealed class TcpFlowFactory(Action<Socket>? configure = null) : IFlowFact
     public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
         => ConnectAsync(remote, localAddress, fastOpen: true, cancellationToken);
 
-    private static async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, bool fastOpen, CancellationToken cancellationToken)
+    private async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, bool fastOpen, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(remote);
         var socket = new Socket(remote.AddressFamily, SocketType.Stream, ProtocolType.Tcp);

@@ -28,4 +28,10 @@ public sealed class RelayFlowFactory(IFlowFactory inner) : IFlowFactory
         => remote is RelayEndPoint relay
             ? RelayFlows.DialAsync(new IPEndPoint(relay.Address, relay.Port), relay.Target, inner, localAddress, cancellationToken)
             : inner.ConnectAsync(remote, localAddress, cancellationToken);
+
+    /// <summary>A first flight through a relay is an ordinary dial (the relay's header goes first); to any other endpoint, <paramref name="inner"/>'s (TCP Fast Open).</summary>
+    public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+        => remote is RelayEndPoint
+            ? ConnectAsync(remote, localAddress, cancellationToken)
+            : inner.ConnectFirstFlightAsync(remote, localAddress, cancellationToken);
 }
