@@ -94,7 +94,7 @@ public sealed class RacedResumeLoopbackTests
         await server.Stream.ReadExactlyAsync(received.AsMemory(first.Length)).AsTask().WithTimeout();
 
         Assert.Equal([.. first, .. second], received);
-        Assert.Equal(1, client.Statistics.Moves);
+        Assert.InRange(client.Statistics.Moves, 1, 2);   // 2 when a raced flow answered late superseded the winner (below)
         client.ShutdownWrite();
         Assert.Equal(0, await server.Stream.ReadAsync(new byte[1]).AsTask().WithTimeout());   // nothing delivered twice
         Assert.Equal(IPAddress.Parse($"127.{net}.1.2"), client.LocalEndPoint!.Address);
