@@ -124,20 +124,35 @@ internal sealed class DatagramQueue
 
     private bool TryReserve(int length)
     {
-        if (Interlocked.Increment(ref _count) > MaxCount)
+        // Compare-and-swap, not add-then-undo: a reader (Count, Bytes) never sees a bound passed, even for an instant.
+        while (true)
         {
-            Interlocked.Decrement(ref _count);
-            return false;
+            var count = Volatile.Read(ref _count);
+            if (count >= MaxCount)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _count, count + 1, count) == count)
+            {
+                break;
+            }
         }
 
-        if (Interlocked.Add(ref _bytes, length) > MaxBytes)
+        while (true)
         {
-            Interlocked.Add(ref _bytes, -length);
-            Interlocked.Decrement(ref _count);
-            return false;
-        }
+            var bytes = Interlocked.Read(ref _bytes);
+            if (bytes + length > MaxBytes)
+            {
+                Interlocked.Decrement(ref _count);
+                return false;
+            }
 
-        return true;
+            if (Interlocked.CompareExchange(ref _bytes, bytes + length, bytes) == bytes)
+            {
+                return true;
+            }
+        }
     }
 
     private void Release(int length)
