@@ -91,6 +91,12 @@ public sealed partial class Challenger
     {
         // The exchange must not depend on one caller's cancellation: other callers may share it.
         await Task.Yield();
+        if (_cache.TryGet((target, guid), out var cached))
+        {
+            // A run that finished between this caller's cache miss and its GetOrAdd left its verdict here.
+            return cached with { Cached = true };
+        }
+
         var started = _time.GetTimestamp();
         var request = ChallengeRequest.Create(_identity.Guid, guid);
         var datagram = ChallengeDatagram.WriteRequest(request);

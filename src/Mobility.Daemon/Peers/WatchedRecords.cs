@@ -275,6 +275,14 @@ public sealed partial class WatchedRecords : IAsyncDisposable
         {
             _gns.Invalidate(guid);
             var record = await _gns.LookupAsync(guid, cancellationToken).ConfigureAwait(false);
+            if (!IsWatched(guid))
+            {
+                // Evicted while the lookup ran, which refilled the cache after the eviction emptied it:
+                // nothing keeps that entry current now, so it goes (an eviction after this check empties it itself).
+                _gns.Invalidate(guid);
+                return;
+            }
+
             Log.Revalidated(_logger, guid.ToString(), record is null ? "no record" : $"version {record.Version}");
             Apply(guid, record, authoritative: true);
         }
