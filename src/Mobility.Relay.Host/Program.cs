@@ -1,5 +1,5 @@
 using System.CommandLine;
-using System.CommandLine.Invocation;
+using Mobility.Hosting;
 using Mobility.Relay.Host;
 
 var listen = new Option<string>("--listen")
@@ -37,37 +37,12 @@ serve.Options.Add(tlsKey);
 serve.Options.Add(allow);
 serve.Options.Add(advertise);
 serve.Options.Add(metrics);
-serve.SetAction((parseResult, cancellationToken) =>
-{
-    var overrides = new Dictionary<string, string?>();
-    void Set(Option<string> option, string key)
-    {
-        if (parseResult.GetResult(option) is { Implicit: false } && parseResult.GetValue(option) is { } value)
-        {
-            overrides[key] = value;
-        }
-    }
-
-    Set(listen, "Relay:Listen");
-    Set(tlsListen, "Relay:TlsListen");
-    Set(tlsCert, "Relay:TlsCert");
-    Set(tlsKey, "Relay:TlsKey");
-    Set(allow, "Relay:Allow");
-    Set(advertise, "Relay:Advertise");
-    Set(metrics, "Relay:Metrics");
-    return RelayServeCommand.RunAsync(overrides, cancellationToken);
-});
+serve.SetAction((parseResult, cancellationToken) => RelayServeCommand.RunAsync(
+    ServerHost.Overrides(parseResult,
+        (listen, "Relay:Listen"), (tlsListen, "Relay:TlsListen"), (tlsCert, "Relay:TlsCert"), (tlsKey, "Relay:TlsKey"),
+        (allow, "Relay:Allow"), (advertise, "Relay:Advertise"), (metrics, "Relay:Metrics")),
+    cancellationToken));
 
 var root = new RootCommand("mobility-relay: a relay for Mobility hosts that cannot be reached directly (behind NATs); it sees only ciphertext.");
 root.Subcommands.Add(serve);
-
-// The generic host handles SIGINT/SIGTERM (and systemd's stop); System.CommandLine must not race it.
-var parseResult = root.Parse(args);
-if (parseResult.Action is ParseErrorAction && parseResult.Errors.Count > 0)
-{
-    // One line and EX_USAGE, as gns, mob and mobilityd.
-    Console.Error.WriteLine($"mobility-relay: {parseResult.Errors[0].Message} (see 'mobility-relay --help')");
-    return RelayServeCommand.UsageExitCode;
-}
-
-return await parseResult.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+return await ServerHost.InvokeAsync(root, "mobility-relay", args);
