@@ -15,21 +15,19 @@ namespace Mobility.Gns.Host;
 /// <summary><c>gns serve</c>: a generic host with Kestrel (HTTP/JSON, gRPC) and the UDP endpoint.</summary>
 internal static class GnsServeCommand
 {
-    /// <summary>Prefix of the environment variables read besides the standard ones: GNS_Gns__Udp=127.0.0.1:7353.</summary>
-    public const string EnvironmentPrefix = "GNS_";
-
-    private const string ProgramName = "gns";
+    /// <summary>The program's name and the prefix of the environment variables it reads besides the standard ones: GNS_Gns__Udp=127.0.0.1:7353.</summary>
+    public static readonly ServerHost Executable = new("gns", "GNS_");
 
     /// <summary>gRPC logs every refused call (RpcException) at Information: a peer must not be able to fill the log.</summary>
     private static readonly Dictionary<string, string?> Defaults = new() { ["Logging:LogLevel:Grpc"] = "Warning" };
 
     public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> overrides, CancellationToken cancellationToken)
     {
-        var builder = ServerHost.CreateBuilder(EnvironmentPrefix, overrides, Defaults);
+        var builder = Executable.CreateBuilder(overrides, Defaults);
         var endpoints = builder.Configuration.GetSection(GnsServerOptions.SectionName).Get<GnsHostOptions>() ?? new GnsHostOptions();
         if (endpoints.Validate() is { } problem)
         {
-            return await ServerHost.UsageErrorAsync(ProgramName, problem);
+            return await Executable.UsageErrorAsync(problem);
         }
 
         ListenOptions? httpListen = null;
@@ -58,7 +56,7 @@ internal static class GnsServeCommand
             var connection = builder.Configuration[$"{GnsServerOptions.SectionName}:Redis:Configuration"];
             if (string.IsNullOrWhiteSpace(connection))
             {
-                return await ServerHost.UsageErrorAsync(ProgramName, "the redis store needs a connection string (--redis HOST:PORT or Gns:Redis:Configuration).");
+                return await Executable.UsageErrorAsync("the redis store needs a connection string (--redis HOST:PORT or Gns:Redis:Configuration).");
             }
 
             builder.Services.AddRedisGnsStore(connection);
@@ -76,7 +74,7 @@ internal static class GnsServeCommand
         await using var app = builder.Build();
         app.MapGnsService();
 
-        return await ServerHost.RunAsync(app, ProgramName, () =>
+        return await Executable.RunAsync(app, () =>
         {
             var options = app.Services.GetRequiredService<IOptions<GnsServerOptions>>().Value;
             var udpServer = app.Services.GetRequiredService<GnsUdpServer>();

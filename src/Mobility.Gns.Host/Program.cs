@@ -61,7 +61,7 @@ serve.SetAction((parseResult, cancellationToken) =>
         (data, "Gns:DataDirectory"), (udp, "Gns:Udp"), (udpReflect, "Gns:UdpReflect"), (http, "Gns:Http"), (grpc, "Gns:Grpc"), (dns, "Gns:Dns"), (zone, "Gns:Zone"));
     if (parseResult.GetValue(memory) && parseResult.GetValue(redis) is not null)
     {
-        return ServerHost.UsageErrorAsync("gns", "--memory and --redis exclude each other.");
+        return GnsServeCommand.Executable.UsageErrorAsync("--memory and --redis exclude each other.");
     }
 
     if (parseResult.GetValue(memory))
@@ -80,4 +80,4 @@ serve.SetAction((parseResult, cancellationToken) =>
 
 var root = new RootCommand("gns: the Global Name Service of Mobility (GUID -> addresses).");
 root.Subcommands.Add(serve);
-return await ServerHost.InvokeAsync(root, "gns", args);
+return await GnsServeCommand.Executable.InvokeAsync(root, args);

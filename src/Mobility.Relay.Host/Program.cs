@@ -45,4 +45,4 @@ serve.SetAction((parseResult, cancellationToken) => RelayServeCommand.RunAsync(
 
 var root = new RootCommand("mobility-relay: a relay for Mobility hosts that cannot be reached directly (behind NATs); it sees only ciphertext.");
 root.Subcommands.Add(serve);
-return await ServerHost.InvokeAsync(root, "mobility-relay", args);
+return await RelayServeCommand.Executable.InvokeAsync(root, args);

@@ -15,20 +15,18 @@ namespace Mobility.Relay.Host;
 /// <summary><c>mobility-relay serve</c>: a generic host whose Kestrel endpoints run the relay's connection handler.</summary>
 internal static class RelayServeCommand
 {
-    /// <summary>Prefix of the environment variables read besides the standard ones: RELAY_Relay__Listen=[::]:7395.</summary>
-    public const string EnvironmentPrefix = "RELAY_";
-
-    private const string ProgramName = "mobility-relay";
+    /// <summary>The program's name and the prefix of the environment variables it reads besides the standard ones: RELAY_Relay__Listen=[::]:7395.</summary>
+    public static readonly ServerHost Executable = new("mobility-relay", "RELAY_");
 
     public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> overrides, CancellationToken cancellationToken)
     {
-        var builder = ServerHost.CreateBuilder(EnvironmentPrefix, overrides);
+        var builder = Executable.CreateBuilder(overrides);
         var section = builder.Configuration.GetSection(RelayOptions.SectionName);
         var host = section.Get<RelayHostOptions>() ?? new RelayHostOptions();
         var limits = section.GetSection("Limits").Get<RelayLimits>() ?? new RelayLimits();
         if (host.Validate() is { } problem)
         {
-            return await ServerHost.UsageErrorAsync(ProgramName, problem);
+            return await Executable.UsageErrorAsync(problem);
         }
 
         IReadOnlySet<Mobility.Protocol.Identity.HostGuid>? allowed;
@@ -43,7 +41,7 @@ internal static class RelayServeCommand
         }
         catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
         {
-            return await ServerHost.UsageErrorAsync(ProgramName, e.Message);
+            return await Executable.UsageErrorAsync(e.Message);
         }
 
         using var _ = certificate;
@@ -95,7 +93,7 @@ internal static class RelayServeCommand
             app.MapGet("/metrics", () => Results.Text(counters.ToPrometheusText(), "text/plain; version=0.0.4"));
         }
 
-        return await ServerHost.RunAsync(app, ProgramName, () =>
+        return await Executable.RunAsync(app, () =>
             $"{ReadyLine.RelayPrefix} tcp={ServerHost.EndPoint(plainListen)} tls={ServerHost.EndPoint(tlsListen)} " +
             $"metrics={ServerHost.Url(metricsListen)} admission={(allowed is null ? "any" : $"allow-list:{allowed.Count}")}",
             cancellationToken);

@@ -18,7 +18,7 @@ namespace Mobility.Hosting;
 /// on stderr and <see cref="UsageExitCode"/>, a failure to start one line and <see cref="StartFailureExitCode"/>
 /// (the stack trace only at Debug); once listening, the ready line is the one line on stdout.
 /// </summary>
-internal static class ServerHost
+internal sealed class ServerHost(string program, string environmentPrefix)
 {
     /// <summary>Exit code of a bad command line or setting (sysexits EX_USAGE, as mob and mobilityd).</summary>
     public const int UsageExitCode = 64;
@@ -26,18 +26,24 @@ internal static class ServerHost
     /// <summary>Exit code when the server could not start (a port taken, a file it needs unreadable or in use).</summary>
     public const int StartFailureExitCode = 1;
 
+    /// <summary>The executable's name, which starts every line it writes on stderr itself (<c>gns: ...</c>).</summary>
+    public string Program { get; } = program;
+
+    /// <summary>Prefix of the environment variables read besides the standard ones (<c>GNS_</c>: GNS_Gns__Udp=127.0.0.1:7353).</summary>
+    public string EnvironmentPrefix { get; } = environmentPrefix;
+
     /// <summary>
     /// Parses <paramref name="args"/> and runs the command: a parse error is one line, <c>PROGRAM: error (see
     /// 'PROGRAM --help')</c>, and <see cref="UsageExitCode"/>. The generic host handles SIGINT/SIGTERM (and systemd's
     /// stop), so System.CommandLine must not race it.
     /// </summary>
-    public static async Task<int> InvokeAsync(RootCommand root, string program, string[] args)
+    public async Task<int> InvokeAsync(RootCommand root, string[] args)
     {
         ArgumentNullException.ThrowIfNull(root);
         var parseResult = root.Parse(args);
         if (parseResult.Action is ParseErrorAction && parseResult.Errors.Count > 0)
         {
-            await Console.Error.WriteLineAsync($"{program}: {parseResult.Errors[0].Message} (see '{program} --help')");
+            await Console.Error.WriteLineAsync($"{Program}: {parseResult.Errors[0].Message} (see '{Program} --help')");
             return UsageExitCode;
         }
 
@@ -72,15 +78,15 @@ internal static class ServerHost
 
     /// <summary>
     /// A web application builder with the settings in rising priority (the log defaults and <paramref name="defaults"/>, ./appsettings.json,
-    /// environment variables that start with <paramref name="environmentPrefix"/>, <paramref name="overrides"/>) and
+    /// environment variables that start with <see cref="EnvironmentPrefix"/>, <paramref name="overrides"/>) and
     /// the console logger on stderr, reporting start-up failures once (<see cref="StartupErrors"/>).
     /// </summary>
-    public static WebApplicationBuilder CreateBuilder(string environmentPrefix, IReadOnlyDictionary<string, string?> overrides, IReadOnlyDictionary<string, string?>? defaults = null)
+    public WebApplicationBuilder CreateBuilder(IReadOnlyDictionary<string, string?> overrides, IReadOnlyDictionary<string, string?>? defaults = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
         IEnumerable<KeyValuePair<string, string?>> initial = defaults is null ? LogDefaults : LogDefaults.Concat(defaults);
         builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = initial });
-        builder.Configuration.AddEnvironmentVariables(environmentPrefix);
+        builder.Configuration.AddEnvironmentVariables(EnvironmentPrefix);
         builder.Configuration.AddInMemoryCollection(overrides);
 
         builder.Logging.ClearProviders();
@@ -91,9 +97,9 @@ internal static class ServerHost
     }
 
     /// <summary>Writes <c>PROGRAM: problem</c> on stderr (one line) and returns <see cref="UsageExitCode"/>.</summary>
-    public static async Task<int> UsageErrorAsync(string program, string problem)
+    public async Task<int> UsageErrorAsync(string problem)
     {
-        await Console.Error.WriteLineAsync($"{program}: {StartupErrors.OneLine(problem)}");
+        await Console.Error.WriteLineAsync($"{Program}: {StartupErrors.OneLine(problem)}");
         return UsageExitCode;
     }
 
@@ -103,7 +109,7 @@ internal static class ServerHost
     /// 127.0.0.1:7353 (GNS datagram endpoint): Address already in use"): <see cref="UsageExitCode"/> for a bad
     /// setting, else <see cref="StartFailureExitCode"/>.
     /// </summary>
-    public static async Task<int> RunAsync(WebApplication app, string program, Func<string> readyLine, CancellationToken cancellationToken)
+    public async Task<int> RunAsync(WebApplication app, Func<string> readyLine, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(app);
         ArgumentNullException.ThrowIfNull(readyLine);
@@ -113,7 +119,7 @@ internal static class ServerHost
         }
         catch (Exception ex) when (StartupErrors.IsStartFailure(ex) || ex is ArgumentException)
         {
-            await Console.Error.WriteLineAsync($"{program}: {StartupErrors.Describe(ex)}");
+            await Console.Error.WriteLineAsync($"{Program}: {StartupErrors.Describe(ex)}");
             if (app.Services.GetRequiredService<StartupErrors>().StackTraces)
             {
                 await Console.Error.WriteLineAsync(ex.ToString());
