@@ -45,16 +45,10 @@ var zone = new Option<string>("--zone")
 var serve = new Command("serve",
     "Run the GNS server. Settings come from ./appsettings.json, environment variables (GNS_Gns__Udp=...) and these flags, " +
     "in rising priority. Prints one line to stdout once listening: " +
-    "'gns listening udp=IP:PORT http=http://IP:PORT grpc=http://IP:PORT store=sqlite:/abs/dir', followed by dns=IP:PORT and reflect=IP:PORT when those are on. Logs go to stderr.");
-serve.Options.Add(data);
-serve.Options.Add(udp);
-serve.Options.Add(udpReflect);
-serve.Options.Add(http);
-serve.Options.Add(grpc);
-serve.Options.Add(memory);
-serve.Options.Add(redis);
-serve.Options.Add(dns);
-serve.Options.Add(zone);
+    "'gns listening udp=IP:PORT http=http://IP:PORT grpc=http://IP:PORT store=sqlite:/abs/dir', followed by dns=IP:PORT and reflect=IP:PORT when those are on. Logs go to stderr.")
+{
+    data, udp, udpReflect, http, grpc, memory, redis, dns, zone,
+};
 serve.SetAction((parseResult, cancellationToken) =>
 {
     var overrides = ServerHost.Overrides(parseResult,

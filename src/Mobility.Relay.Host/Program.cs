@@ -29,14 +29,10 @@ var serve = new Command("serve",
     "Run a relay: hosts register by proving their GUID, peers dial a registered GUID, and the relay splices the two TCP " +
     "connections byte for byte (it sees only GUIDs, sizes and timing; docs/protocol.md \"Relay\", docs/nat.md). Nothing is kept on disk. " +
     "Settings come from ./appsettings.json, environment variables (RELAY_Relay__Limits__MaxHosts=...) and these flags, in rising priority. " +
-    "Prints one line to stdout once listening: 'mobility-relay listening tcp=IP:PORT tls=IP:PORT|off metrics=URL|off admission=any|allow-list:N'. Logs go to stderr.");
-serve.Options.Add(listen);
-serve.Options.Add(tlsListen);
-serve.Options.Add(tlsCert);
-serve.Options.Add(tlsKey);
-serve.Options.Add(allow);
-serve.Options.Add(advertise);
-serve.Options.Add(metrics);
+    "Prints one line to stdout once listening: 'mobility-relay listening tcp=IP:PORT tls=IP:PORT|off metrics=URL|off admission=any|allow-list:N'. Logs go to stderr.")
+{
+    listen, tlsListen, tlsCert, tlsKey, allow, advertise, metrics,
+};
 serve.SetAction((parseResult, cancellationToken) => RelayServeCommand.RunAsync(
     ServerHost.Overrides(parseResult,
         (listen, "Relay:Listen"), (tlsListen, "Relay:TlsListen"), (tlsCert, "Relay:TlsCert"), (tlsKey, "Relay:TlsKey"),
