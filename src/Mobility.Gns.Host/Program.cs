@@ -1,6 +1,6 @@
 using System.CommandLine;
-using System.CommandLine.Invocation;
 using Mobility.Gns.Host;
+using Mobility.Hosting;
 
 var data = new Option<string>("--data")
 {
@@ -45,38 +45,17 @@ var zone = new Option<string>("--zone")
 var serve = new Command("serve",
     "Run the GNS server. Settings come from ./appsettings.json, environment variables (GNS_Gns__Udp=...) and these flags, " +
     "in rising priority. Prints one line to stdout once listening: " +
-    "'gns listening udp=IP:PORT http=http://IP:PORT grpc=http://IP:PORT store=sqlite:/abs/dir', followed by dns=IP:PORT and reflect=IP:PORT when those are on. Logs go to stderr.");
-serve.Options.Add(data);
-serve.Options.Add(udp);
-serve.Options.Add(udpReflect);
-serve.Options.Add(http);
-serve.Options.Add(grpc);
-serve.Options.Add(memory);
-serve.Options.Add(redis);
-serve.Options.Add(dns);
-serve.Options.Add(zone);
+    "'gns listening udp=IP:PORT http=http://IP:PORT grpc=http://IP:PORT store=sqlite:/abs/dir', followed by dns=IP:PORT and reflect=IP:PORT when those are on. Logs go to stderr.")
+{
+    data, udp, udpReflect, http, grpc, memory, redis, dns, zone,
+};
 serve.SetAction((parseResult, cancellationToken) =>
 {
-    var overrides = new Dictionary<string, string?>();
-    void Set(Option<string> option, string key)
-    {
-        if (parseResult.GetResult(option) is { Implicit: false } && parseResult.GetValue(option) is { } value)
-        {
-            overrides[key] = value;
-        }
-    }
-
-    Set(data, "Gns:DataDirectory");
-    Set(udp, "Gns:Udp");
-    Set(udpReflect, "Gns:UdpReflect");
-    Set(http, "Gns:Http");
-    Set(grpc, "Gns:Grpc");
-    Set(dns, "Gns:Dns");
-    Set(zone, "Gns:Zone");
+    var overrides = ServerHost.Overrides(parseResult,
+        (data, "Gns:DataDirectory"), (udp, "Gns:Udp"), (udpReflect, "Gns:UdpReflect"), (http, "Gns:Http"), (grpc, "Gns:Grpc"), (dns, "Gns:Dns"), (zone, "Gns:Zone"));
     if (parseResult.GetValue(memory) && parseResult.GetValue(redis) is not null)
     {
-        Console.Error.WriteLine("gns: --memory and --redis exclude each other.");
-        return Task.FromResult(GnsServeCommand.UsageExitCode);
+        return GnsServeCommand.Executable.UsageErrorAsync("--memory and --redis exclude each other.");
     }
 
     if (parseResult.GetValue(memory))
@@ -95,14 +74,4 @@ serve.SetAction((parseResult, cancellationToken) =>
 
 var root = new RootCommand("gns: the Global Name Service of Mobility (GUID -> addresses).");
 root.Subcommands.Add(serve);
-
-// The generic host handles SIGINT/SIGTERM (and systemd's stop); System.CommandLine must not race it.
-var parseResult = root.Parse(args);
-if (parseResult.Action is ParseErrorAction && parseResult.Errors.Count > 0)
-{
-    // One line and EX_USAGE, as mob and mobilityd.
-    Console.Error.WriteLine($"gns: {parseResult.Errors[0].Message} (see 'gns --help')");
-    return GnsServeCommand.UsageExitCode;
-}
-
-return await parseResult.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+return await GnsServeCommand.Executable.InvokeAsync(root, args);

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using System.CommandLine.Invocation;
+using Mobility.Hosting;
 using Mobility.Relay.Host;
 
 var listen = new Option<string>("--listen")
@@ -29,45 +29,16 @@ var serve = new Command("serve",
     "Run a relay: hosts register by proving their GUID, peers dial a registered GUID, and the relay splices the two TCP " +
     "connections byte for byte (it sees only GUIDs, sizes and timing; docs/protocol.md \"Relay\", docs/nat.md). Nothing is kept on disk. " +
     "Settings come from ./appsettings.json, environment variables (RELAY_Relay__Limits__MaxHosts=...) and these flags, in rising priority. " +
-    "Prints one line to stdout once listening: 'mobility-relay listening tcp=IP:PORT tls=IP:PORT|off metrics=URL|off admission=any|allow-list:N'. Logs go to stderr.");
-serve.Options.Add(listen);
-serve.Options.Add(tlsListen);
-serve.Options.Add(tlsCert);
-serve.Options.Add(tlsKey);
-serve.Options.Add(allow);
-serve.Options.Add(advertise);
-serve.Options.Add(metrics);
-serve.SetAction((parseResult, cancellationToken) =>
+    "Prints one line to stdout once listening: 'mobility-relay listening tcp=IP:PORT tls=IP:PORT|off metrics=URL|off admission=any|allow-list:N'. Logs go to stderr.")
 {
-    var overrides = new Dictionary<string, string?>();
-    void Set(Option<string> option, string key)
-    {
-        if (parseResult.GetResult(option) is { Implicit: false } && parseResult.GetValue(option) is { } value)
-        {
-            overrides[key] = value;
-        }
-    }
-
-    Set(listen, "Relay:Listen");
-    Set(tlsListen, "Relay:TlsListen");
-    Set(tlsCert, "Relay:TlsCert");
-    Set(tlsKey, "Relay:TlsKey");
-    Set(allow, "Relay:Allow");
-    Set(advertise, "Relay:Advertise");
-    Set(metrics, "Relay:Metrics");
-    return RelayServeCommand.RunAsync(overrides, cancellationToken);
-});
+    listen, tlsListen, tlsCert, tlsKey, allow, advertise, metrics,
+};
+serve.SetAction((parseResult, cancellationToken) => RelayServeCommand.RunAsync(
+    ServerHost.Overrides(parseResult,
+        (listen, "Relay:Listen"), (tlsListen, "Relay:TlsListen"), (tlsCert, "Relay:TlsCert"), (tlsKey, "Relay:TlsKey"),
+        (allow, "Relay:Allow"), (advertise, "Relay:Advertise"), (metrics, "Relay:Metrics")),
+    cancellationToken));
 
 var root = new RootCommand("mobility-relay: a relay for Mobility hosts that cannot be reached directly (behind NATs); it sees only ciphertext.");
 root.Subcommands.Add(serve);
-
-// The generic host handles SIGINT/SIGTERM (and systemd's stop); System.CommandLine must not race it.
-var parseResult = root.Parse(args);
-if (parseResult.Action is ParseErrorAction && parseResult.Errors.Count > 0)
-{
-    // One line and EX_USAGE, as gns, mob and mobilityd.
-    Console.Error.WriteLine($"mobility-relay: {parseResult.Errors[0].Message} (see 'mobility-relay --help')");
-    return RelayServeCommand.UsageExitCode;
-}
-
-return await parseResult.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+return await RelayServeCommand.Executable.InvokeAsync(root, args);

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
@@ -6,10 +5,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Mobility.Hosting;
 using Mobility.Net.Processes;
 using Mobility.Relay.Connections;
@@ -19,41 +15,18 @@ namespace Mobility.Relay.Host;
 /// <summary><c>mobility-relay serve</c>: a generic host whose Kestrel endpoints run the relay's connection handler.</summary>
 internal static class RelayServeCommand
 {
-    /// <summary>Prefix of the environment variables read besides the standard ones: RELAY_Relay__Listen=[::]:7395.</summary>
-    public const string EnvironmentPrefix = "RELAY_";
-
-    /// <summary>Exit code of a bad setting (sysexits EX_USAGE, as gns, mob and mobilityd).</summary>
-    public const int UsageExitCode = 64;
-
-    /// <summary>Exit code when the relay could not start (a port taken, an unreadable certificate).</summary>
-    public const int StartFailureExitCode = 1;
-
-    private static readonly Dictionary<string, string?> Defaults = new()
-    {
-        ["Logging:LogLevel:Default"] = "Information",
-        // Kestrel logs connection events at Information and Debug: a peer must not be able to fill the log.
-        ["Logging:LogLevel:Microsoft.AspNetCore"] = "Warning",
-    };
+    /// <summary>The program's name and the prefix of the environment variables it reads besides the standard ones: RELAY_Relay__Listen=[::]:7395.</summary>
+    public static readonly ServerHost Executable = new("mobility-relay", "RELAY_");
 
     public static async Task<int> RunAsync(IReadOnlyDictionary<string, string?> overrides, CancellationToken cancellationToken)
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
-        builder.Configuration.Sources.Insert(0, new MemoryConfigurationSource { InitialData = Defaults });
-        builder.Configuration.AddEnvironmentVariables(EnvironmentPrefix);
-        builder.Configuration.AddInMemoryCollection(overrides);
-
-        builder.Logging.ClearProviders();
-        builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-        StartupErrors.ReportOnce(builder.Logging, StartupErrors.StackTracesEnabled(builder.Configuration));
-        builder.Host.UseSystemd();
-
+        var builder = Executable.CreateBuilder(overrides);
         var section = builder.Configuration.GetSection(RelayOptions.SectionName);
         var host = section.Get<RelayHostOptions>() ?? new RelayHostOptions();
         var limits = section.GetSection("Limits").Get<RelayLimits>() ?? new RelayLimits();
         if (host.Validate() is { } problem)
         {
-            await Console.Error.WriteLineAsync($"mobility-relay: {problem}");
-            return UsageExitCode;
+            return await Executable.UsageErrorAsync(problem);
         }
 
         IReadOnlySet<Mobility.Protocol.Identity.HostGuid>? allowed;
@@ -68,8 +41,7 @@ internal static class RelayServeCommand
         }
         catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
         {
-            await Console.Error.WriteLineAsync($"mobility-relay: {StartupErrors.OneLine(e.Message)}");
-            return UsageExitCode;
+            return await Executable.UsageErrorAsync(e.Message);
         }
 
         using var _ = certificate;
@@ -121,30 +93,9 @@ internal static class RelayServeCommand
             app.MapGet("/metrics", () => Results.Text(counters.ToPrometheusText(), "text/plain; version=0.0.4"));
         }
 
-        try
-        {
-            await app.StartAsync(cancellationToken);
-        }
-        catch (Exception ex) when (StartupErrors.IsStartFailure(ex) || ex is ArgumentException)
-        {
-            await Console.Error.WriteLineAsync($"mobility-relay: {StartupErrors.Describe(ex)}");
-            if (app.Services.GetRequiredService<StartupErrors>().StackTraces)
-            {
-                await Console.Error.WriteLineAsync(ex.ToString());
-            }
-
-            return ex is ArgumentException ? UsageExitCode : StartFailureExitCode;
-        }
-
-        // The one line on stdout: scripts and tests wait for it and read the real ports from it.
-        Console.Out.WriteLine(
-            $"{ReadyLine.RelayPrefix} tcp={Describe(plainListen)} tls={Describe(tlsListen)} " +
-            $"metrics={(metricsListen?.IPEndPoint is { } m ? $"http://{m}" : "off")} admission={(allowed is null ? "any" : $"allow-list:{allowed.Count}")}");
-        Console.Out.Flush();
-
-        await app.WaitForShutdownAsync(CancellationToken.None);
-        return 0;
+        return await Executable.RunAsync(app, () =>
+            $"{ReadyLine.RelayPrefix} tcp={ServerHost.EndPoint(plainListen)} tls={ServerHost.EndPoint(tlsListen)} " +
+            $"metrics={ServerHost.Url(metricsListen)} admission={(allowed is null ? "any" : $"allow-list:{allowed.Count}")}",
+            cancellationToken);
     }
-
-    private static string Describe(ListenOptions? listen) => listen?.IPEndPoint?.ToString() ?? "off";
 }

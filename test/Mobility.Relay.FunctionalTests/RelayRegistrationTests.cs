@@ -97,6 +97,26 @@ public sealed class RelayRegistrationTests
     }
 
     [Fact]
+    public async Task The_per_guid_dial_limit_counts_each_guid_on_its_own_even_when_their_first_16_bytes_agree()
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["RELAY_Relay__Limits__GuidDialBurst"] = "1",
+            ["RELAY_Relay__Limits__GuidDialsPerSecond"] = "0.001",
+        };
+        await using var relay = await RelayProcess.StartAsync(environment: environment);
+        var first = HostGuid.Parse("20010db8000000000000000000000000000000a1");
+        var second = HostGuid.Parse("20010db8000000000000000000000000000000a2");
+
+        async Task<RelayStatus?> DialAsync(HostGuid target)
+            => (await Assert.ThrowsAsync<RelayException>(() => RelayFlows.DialAsync(relay.Tcp, target).AsTask().WithTimeout())).Status;
+
+        Assert.Equal(RelayStatus.UnknownHost, await DialAsync(first));
+        Assert.Equal(RelayStatus.RateLimited, await DialAsync(first));
+        Assert.Equal(RelayStatus.UnknownHost, await DialAsync(second));
+    }
+
+    [Fact]
     public async Task An_accept_with_a_splice_id_the_relay_did_not_issue_is_refused()
     {
         await using var relay = await RelayProcess.StartAsync();

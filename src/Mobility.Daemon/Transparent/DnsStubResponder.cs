@@ -46,20 +46,14 @@ public sealed partial class DnsStubResponder
     /// </summary>
     public async ValueTask<int> RespondAsync(ReadOnlyMemory<byte> query, Memory<byte> response, bool overTcp, CancellationToken cancellationToken)
     {
-        DnsQuery parsed;
-        try
+        if (!DnsExchange.TryReadStandardQuery(query.Span, response.Span, out var parsed, out var written, out var malformed))
         {
-            parsed = DnsMessageReader.ReadQuery(query.Span);
-        }
-        catch (DnsFormatException e)
-        {
-            Log.Malformed(_logger, e.Message);
-            return DnsMessageWriter.WriteFormatError(e, response.Span);
-        }
+            if (malformed is not null)
+            {
+                Log.Malformed(_logger, malformed);
+            }
 
-        if (parsed.Opcode != 0)
-        {
-            return DnsMessageWriter.WriteNotImplemented(parsed, response.Span);
+            return written;
         }
 
         var zone = parsed.Name.IsAtOrBelow(MobZone) ? MobZone : parsed.Name.IsAtOrBelow(GuidZone) ? GuidZone : null;
@@ -89,12 +83,7 @@ public sealed partial class DnsStubResponder
     }
 
     private static int Write(DnsResponse answer, Memory<byte> response, bool overTcp)
-    {
-        var limit = overTcp ? DnsLimits.MaxMessageSize
-            : answer.Query.Edns is { } edns ? Math.Clamp((int)edns.UdpPayloadSize, DnsLimits.ClassicUdpSize, MaxUdpResponseSize)
-            : DnsLimits.ClassicUdpSize;
-        return DnsMessageWriter.WriteResponse(answer with { AdvertisedUdpSize = MaxUdpResponseSize }, response.Span, limit);
-    }
+        => DnsExchange.WriteResponse(answer, response.Span, overTcp, MaxUdpResponseSize);
 
     private async Task<DnsResponse> AnswerAsync(DnsQuery query, DnsName zone, CancellationToken cancellationToken)
     {

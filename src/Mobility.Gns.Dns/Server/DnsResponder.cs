@@ -60,20 +60,14 @@ public sealed partial class DnsResponder
     /// </summary>
     public async ValueTask<int> RespondAsync(ReadOnlyMemory<byte> query, Memory<byte> response, DnsTransport transport, CancellationToken cancellationToken)
     {
-        DnsQuery parsed;
-        try
+        if (!DnsExchange.TryReadStandardQuery(query.Span, response.Span, out var parsed, out var written, out var malformed))
         {
-            parsed = DnsMessageReader.ReadQuery(query.Span);
-        }
-        catch (DnsFormatException e)
-        {
-            Log.Malformed(_logger, e.Message);
-            return DnsMessageWriter.WriteFormatError(e, response.Span);
-        }
+            if (malformed is not null)
+            {
+                Log.Malformed(_logger, malformed);
+            }
 
-        if (parsed.Opcode != 0)
-        {
-            return DnsMessageWriter.WriteNotImplemented(parsed, response.Span);
+            return written;
         }
 
         DnsResponse answer;
@@ -88,22 +82,7 @@ public sealed partial class DnsResponder
             answer = new DnsResponse(parsed, DnsResponseCode.ServFail, false, [], []);
         }
 
-        return DnsMessageWriter.WriteResponse(answer with { AdvertisedUdpSize = (ushort)_options.MaxUdpResponseSize }, response.Span,
-            MaxResponseSize(parsed, transport));
-    }
-
-    /// <summary>512 without EDNS; over UDP with EDNS, the advertised size within [512, MaxUdpResponseSize]; 65535 over TCP.</summary>
-    public int MaxResponseSize(DnsQuery query, DnsTransport transport)
-    {
-        ArgumentNullException.ThrowIfNull(query);
-        if (transport == DnsTransport.Tcp)
-        {
-            return DnsLimits.MaxMessageSize;
-        }
-
-        return query.Edns is { } edns
-            ? Math.Clamp((int)edns.UdpPayloadSize, DnsLimits.ClassicUdpSize, _options.MaxUdpResponseSize)
-            : DnsLimits.ClassicUdpSize;
+        return DnsExchange.WriteResponse(answer, response.Span, transport == DnsTransport.Tcp, _options.MaxUdpResponseSize);
     }
 
     /// <summary>The response to a well-formed standard query.</summary>

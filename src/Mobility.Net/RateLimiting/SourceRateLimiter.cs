@@ -56,17 +56,64 @@ public sealed record SourceRateLimits
 /// <summary>
 /// A token bucket per source (an IPv4 address, or an IPv6 /64 — the smallest prefix a site is
 /// given, so one site cannot multiply its rate by its addresses; an IPv4-mapped IPv6 address counts
-/// as the IPv4 address) in a bounded table. When the table is full, buckets that have refilled
-/// completely (idle sources) are evicted — looked for at most once per refill time, so a flood of new
-/// sources does not cost a table scan per datagram; when none is idle, new sources share one overflow
-/// bucket, so a flood from spoofed addresses neither grows memory nor resets the buckets of the sources
-/// it floods alongside. Thread-safe (one lock; the work under it is a dictionary lookup).
-/// Used by the GNS datagram endpoint and by mobilityd's control endpoint.
+/// as the IPv4 address) in a bounded table: <see cref="SourceRateLimiter{TKey}"/> keyed by that prefix.
+/// Used by the GNS datagram endpoint, mobilityd's control endpoint and DNS stub, and the relay's per-source limits.
 /// </summary>
 public sealed class SourceRateLimiter
 {
+    private readonly SourceRateLimiter<UInt128> _buckets;
+
+    public SourceRateLimiter(SourceRateLimits limits, TimeProvider time) => _buckets = new SourceRateLimiter<UInt128>(limits, time);
+
+    /// <summary>Sources with a bucket of their own.</summary>
+    public int TrackedSources => _buckets.TrackedSources;
+
+    /// <summary>Takes one token for <paramref name="source"/>: allowed, dropped, or dropped with a "rate limited" answer.</summary>
+    public RateLimitDecision Check(IPAddress source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return _buckets.Check(KeyOf(source));
+    }
+
+    /// <summary>True when <paramref name="source"/> had a token (and took it); for endpoints that never answer a refusal.</summary>
+    public bool TryAcquire(IPAddress source) => Check(source) == RateLimitDecision.Allow;
+
+    /// <summary>IPv4 as its IPv4-mapped IPv6 value; IPv6 as its /64 prefix (the low 64 bits, never zero for IPv4, are cleared).</summary>
+    internal static UInt128 KeyOf(IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        Span<byte> bytes = stackalloc byte[16];
+        if (address.AddressFamily == AddressFamily.InterNetwork)
+        {
+            address.TryWriteBytes(bytes[12..], out _);
+            bytes[10] = 0xFF;
+            bytes[11] = 0xFF;
+            return BinaryPrimitives.ReadUInt128BigEndian(bytes);
+        }
+
+        address.TryWriteBytes(bytes, out _);
+        bytes[8..].Clear();
+        return BinaryPrimitives.ReadUInt128BigEndian(bytes);
+    }
+}
+
+/// <summary>
+/// A token bucket per source, whatever names the source (<typeparamref name="TKey"/>: an address prefix for
+/// <see cref="SourceRateLimiter"/>, a GUID for the relay's per-GUID limits), in a bounded table. When the table is
+/// full, buckets that have refilled completely (idle sources) are evicted — looked for at most once per refill time,
+/// so a flood of new sources does not cost a table scan per request; when none is idle, new sources share one
+/// overflow bucket, so a flood of made-up sources neither grows memory nor resets the buckets of the sources it
+/// floods alongside. Thread-safe (one lock; the work under it is a dictionary lookup).
+/// </summary>
+public sealed class SourceRateLimiter<TKey>
+    where TKey : notnull
+{
     private readonly Lock _gate = new();
-    private readonly Dictionary<UInt128, Bucket> _buckets = [];
+    private readonly Dictionary<TKey, Bucket> _buckets = [];
     private readonly Bucket _overflow;
     private readonly TimeProvider _time;
     private readonly double _ratePerSecond;
@@ -108,11 +155,10 @@ public sealed class SourceRateLimiter
         }
     }
 
-    /// <summary>Takes one token for <paramref name="source"/>: allowed, dropped, or dropped with a "rate limited" answer.</summary>
-    public RateLimitDecision Check(IPAddress source)
+    /// <summary>Takes one token for <paramref name="key"/>: allowed, dropped, or dropped with a "rate limited" answer.</summary>
+    public RateLimitDecision Check(TKey key)
     {
-        ArgumentNullException.ThrowIfNull(source);
-        var key = KeyOf(source);
+        ArgumentNullException.ThrowIfNull(key);
         var now = _time.GetTimestamp();
         lock (_gate)
         {
@@ -151,8 +197,8 @@ public sealed class SourceRateLimiter
         }
     }
 
-    /// <summary>True when <paramref name="source"/> had a token (and took it); for endpoints that never answer a refusal.</summary>
-    public bool TryAcquire(IPAddress source) => Check(source) == RateLimitDecision.Allow;
+    /// <summary>True when <paramref name="key"/> had a token (and took it); for endpoints that never answer a refusal.</summary>
+    public bool TryAcquire(TKey key) => Check(key) == RateLimitDecision.Allow;
 
     private void Refill(Bucket bucket, long now)
     {
@@ -172,7 +218,7 @@ public sealed class SourceRateLimiter
         }
 
         _nextSweep = now + _refillTicks;
-        List<UInt128>? idle = null;
+        List<TKey>? idle = null;
         foreach (var (key, bucket) in _buckets)
         {
             Refill(bucket, now);
@@ -189,28 +235,6 @@ public sealed class SourceRateLimiter
                 _buckets.Remove(key);
             }
         }
-    }
-
-    /// <summary>IPv4 as its IPv4-mapped IPv6 value; IPv6 as its /64 prefix (the low 64 bits, never zero for IPv4, are cleared).</summary>
-    internal static UInt128 KeyOf(IPAddress address)
-    {
-        if (address.IsIPv4MappedToIPv6)
-        {
-            address = address.MapToIPv4();
-        }
-
-        Span<byte> bytes = stackalloc byte[16];
-        if (address.AddressFamily == AddressFamily.InterNetwork)
-        {
-            address.TryWriteBytes(bytes[12..], out _);
-            bytes[10] = 0xFF;
-            bytes[11] = 0xFF;
-            return BinaryPrimitives.ReadUInt128BigEndian(bytes);
-        }
-
-        address.TryWriteBytes(bytes, out _);
-        bytes[8..].Clear();
-        return BinaryPrimitives.ReadUInt128BigEndian(bytes);
     }
 
     private sealed class Bucket(double tokens, long updated)

@@ -28,9 +28,9 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
     private readonly ILogger _logger;
     private readonly HostRegistry _registry;
     private readonly SourceRateLimiter _registrationsBySource;
-    private readonly SourceRateLimiter _registrationsByGuid;
+    private readonly SourceRateLimiter<HostGuid> _registrationsByGuid;
     private readonly SourceRateLimiter _dialsBySource;
-    private readonly SourceRateLimiter _dialsByGuid;
+    private readonly SourceRateLimiter<HostGuid> _dialsByGuid;
     private int _activePairs;
 
     public RelayConnectionHandler(IOptions<RelayOptions> options, RelayCounters counters, TimeProvider time, ILogger<RelayConnectionHandler> logger)
@@ -44,9 +44,9 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
         _registry = new HostRegistry(_limits, counters);
         var max = _limits.MaxRateLimitedSources;
         _registrationsBySource = new SourceRateLimiter(new SourceRateLimits(_limits.RegistrationsPerSecond, _limits.RegistrationBurst, max, null), time);
-        _registrationsByGuid = new SourceRateLimiter(new SourceRateLimits(_limits.GuidRegistrationsPerSecond, _limits.GuidRegistrationBurst, max, null), time);
+        _registrationsByGuid = new SourceRateLimiter<HostGuid>(new SourceRateLimits(_limits.GuidRegistrationsPerSecond, _limits.GuidRegistrationBurst, max, null), time);
         _dialsBySource = new SourceRateLimiter(new SourceRateLimits(_limits.DialsPerSecond, _limits.DialBurst, max, null), time);
-        _dialsByGuid = new SourceRateLimiter(new SourceRateLimits(_limits.GuidDialsPerSecond, _limits.GuidDialBurst, max, null), time);
+        _dialsByGuid = new SourceRateLimiter<HostGuid>(new SourceRateLimits(_limits.GuidDialsPerSecond, _limits.GuidDialBurst, max, null), time);
         if (_options.Allowed is { } allowed)
         {
             RelayLog.AllowList(logger, allowed.Count);
@@ -160,7 +160,7 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
             return;
         }
 
-        if (!_registrationsByGuid.TryAcquire(GuidKey(proof.Guid)))
+        if (!_registrationsByGuid.TryAcquire(proof.Guid))
         {
             await RefuseAsync(connection, RelayStatus.RateLimited, $"registrations of {proof.Guid.ToShortString()}").ConfigureAwait(false);
             return;
@@ -228,7 +228,7 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
     {
         _counters.Dial();
         var source = SourceAddress(dialer);
-        if ((source is not null && !_dialsBySource.TryAcquire(source)) || !_dialsByGuid.TryAcquire(GuidKey(dial.Target)))
+        if ((source is not null && !_dialsBySource.TryAcquire(source)) || !_dialsByGuid.TryAcquire(dial.Target))
         {
             await RefuseAsync(dialer, RelayStatus.RateLimited, $"dials from this source or to {dial.Target.ToShortString()}").ConfigureAwait(false);
             return;
@@ -359,17 +359,4 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
     private static IPEndPoint Normalize(IPEndPoint endPoint) => new(Locator.Normalize(endPoint.Address), endPoint.Port);
 
     private static IPAddress? SourceAddress(ConnectionContext connection) => (connection.RemoteEndPoint as IPEndPoint)?.Address;
-
-    /// <summary>
-    /// A GUID as a key of Mobility.Net's <see cref="SourceRateLimiter"/>, which keys IPv6 by its first
-    /// 64 bits: the GUID's first 16 bytes as an IPv6 address, so two GUIDs share a bucket only if
-    /// their first 64 bits are equal (2^64 key generations to aim at one).
-    /// </summary>
-    private static IPAddress GuidKey(HostGuid guid)
-    {
-        Span<byte> bytes = stackalloc byte[HostGuid.Size];
-        guid.WriteTo(bytes);
-        bytes[0] |= 0x20; // never an IPv4-mapped address, which the limiter would key by its last 32 bits
-        return new IPAddress(bytes[..16]);
-    }
 }

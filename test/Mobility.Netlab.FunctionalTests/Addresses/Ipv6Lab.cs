@@ -15,27 +15,19 @@ namespace Mobility.Netlab.FunctionalTests.Addresses;
 /// Hosts keep their addresses across link down (keep_addr_on_down) and skip duplicate address detection, so the
 /// moves behave as the IPv4 ones of <see cref="EvaluationTopology"/>.
 /// </summary>
-internal sealed class Ipv6Lab : IAsyncDisposable
+internal sealed class Ipv6Lab(Lab lab, LabHost client, LabHost server, LabHost gns) : IAsyncDisposable
 {
     private static readonly IPAddress RouterLinkLocal = IPAddress.Parse("fe80::1");
 
-    private Ipv6Lab(Lab lab, LabHost client, LabHost server, LabHost gns)
-    {
-        Lab = lab;
-        Client = client;
-        Server = server;
-        Gns = gns;
-    }
-
-    public Lab Lab { get; }
+    public Lab Lab { get; } = lab;
 
     /// <summary>Interfaces: e1 on 2001:db8:c1::10 (attached), then the same link on 2001:db8:c2::10.</summary>
-    public LabHost Client { get; }
+    public LabHost Client { get; } = client;
 
     /// <summary>Interfaces: e1 on 2001:db8:51::10 (attached), then the same link on 2001:db8:52::10.</summary>
-    public LabHost Server { get; }
+    public LabHost Server { get; } = server;
 
-    public LabHost Gns { get; }
+    public LabHost Gns { get; } = gns;
 
     public static async Task<Ipv6Lab> CreateAsync()
     {

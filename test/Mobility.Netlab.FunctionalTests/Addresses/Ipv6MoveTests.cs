@@ -82,31 +82,18 @@ public sealed class Ipv6MoveTests
     }
 
     /// <summary>gns, the two daemons, the exposed echo server and one connection through SOCKS5, checked both ways.</summary>
-    private sealed class Ipv6Run : IAsyncDisposable
+    private sealed class Ipv6Run(Ipv6Lab lab, DaemonProcess client, DaemonProcess server, Socket listener, Task echo, NetworkStream stream) : IAsyncDisposable
     {
         private const ulong Seed = 0x6d6f62696c697479;
 
-        private readonly Socket _listener;
-        private readonly Task _echo;
-        private readonly NetworkStream _stream;
         private readonly StreamChecker _checker = new(Seed);
         private long _sent;
 
-        private Ipv6Run(Ipv6Lab lab, DaemonProcess client, DaemonProcess server, Socket listener, Task echo, NetworkStream stream)
-        {
-            Lab = lab;
-            Client = client;
-            Server = server;
-            _listener = listener;
-            _echo = echo;
-            _stream = stream;
-        }
+        public Ipv6Lab Lab { get; } = lab;
 
-        public Ipv6Lab Lab { get; }
+        public DaemonProcess Client { get; } = client;
 
-        public DaemonProcess Client { get; }
-
-        public DaemonProcess Server { get; }
+        public DaemonProcess Server { get; } = server;
 
         public static async Task<Ipv6Run> StartAsync()
         {
@@ -149,12 +136,12 @@ public sealed class Ipv6MoveTests
         {
             var data = new byte[bytes];
             CheckedStream.Fill(data, Seed, (ulong)(_sent / CheckedStream.BlockSize));
-            var write = _stream.WriteAsync(data).AsTask();
+            var write = stream.WriteAsync(data).AsTask();
             var buffer = new byte[64 * 1024];
             var received = 0;
             while (received < bytes)
             {
-                var n = await _stream.ReadAsync(buffer.AsMemory(0, Math.Min(buffer.Length, bytes - received)));
+                var n = await stream.ReadAsync(buffer.AsMemory(0, Math.Min(buffer.Length, bytes - received)));
                 Assert.True(n > 0, $"the connection ended after {_checker.Received} bytes: {Client.Describe(0)}; {Server.Describe(0)}");
                 _checker.Add(buffer.AsSpan(0, n));
                 received += n;
@@ -175,10 +162,10 @@ public sealed class Ipv6MoveTests
 
         public async ValueTask DisposeAsync()
         {
-            await _stream.DisposeAsync();
-            _listener.Dispose();
+            await stream.DisposeAsync();
+            listener.Dispose();
             await Lab.DisposeAsync();
-            await Task.WhenAny(_echo, Task.Delay(TestTimeout.Default));
+            await Task.WhenAny(echo, Task.Delay(TestTimeout.Default));
         }
 
         /// <summary>The server application: echoes every connection until it ends (stops when the listener is closed).</summary>
