@@ -271,13 +271,18 @@ public static partial class MobilitydHost
     {
         // The validator requires --gns unless --embedded-gns (which registers its own client).
         var servers = options.GnsServerList ?? throw new InvalidOperationException("Gns is not set.");
+
+        // Several endpoints or a name: resolved and raced once, as the client is created at start (a few seconds at
+        // most, GnsServerSelector.Budget); the one that answered first is used, the others are the client's alternates,
+        // chosen again whenever the host's addresses change (a host that goes IPv6-only moves to the GNS's IPv6 address).
+        IReadOnlyList<IPEndPoint> endPoints = servers.IsSingleAddress ? [servers.EndPoints[0]]
+            : new GnsServerSelector { TimeProvider = time }.ChooseAsync(servers, loggers.CreateLogger<GnsServerSelector>(), CancellationToken.None).GetAwaiter().GetResult();
+        var grpc = string.IsNullOrWhiteSpace(options.GnsGrpc) ? null : new Uri(options.GnsGrpc);
         return new GnsClient(new GnsClientOptions
         {
-            // Several endpoints or a name: resolved and raced once, as the client is created at start (a few
-            // seconds at most, GnsServerSelector.Budget); with no answer, the first candidate.
-            Server = servers.IsSingleAddress ? servers.EndPoints[0]
-                : new GnsServerSelector { TimeProvider = time }.ChooseAsync(servers, loggers.CreateLogger<GnsServerSelector>(), CancellationToken.None).GetAwaiter().GetResult(),
-            GrpcAddress = string.IsNullOrWhiteSpace(options.GnsGrpc) ? null : new Uri(options.GnsGrpc),
+            Server = endPoints[0],
+            GrpcAddress = GnsServerList.GrpcFor(grpc, endPoints[0], endPoints),
+            Alternates = [.. endPoints.Skip(1).Select(e => new GnsEndPoint(e, GnsServerList.GrpcFor(grpc, e, endPoints)))],
             TimeProvider = time,
             LoggerFactory = loggers,
         });

@@ -13,7 +13,6 @@ namespace Mobility.Gns.Client;
 /// <summary>The datagram side: one socket, one receive loop, requests matched to replies by id.</summary>
 public sealed partial class GnsClient
 {
-    private readonly IPEndPoint _serverNormalized;
     private readonly Socket _socket;
     private readonly Task _receiveLoop;
     private readonly CancellationTokenSource _closed = new();
@@ -22,13 +21,28 @@ public sealed partial class GnsClient
     private Exception? _abortReason;
     private int _disposed;
 
+    /// <summary>
+    /// The one datagram socket: of the GNS's family, or dual-stack (IPv6 with IPv4-mapped addresses) when its
+    /// addresses span both families; IPv4 only when the kernel has no IPv6 and the GNS's first address is IPv4.
+    /// </summary>
     private (Socket Socket, Task Loop) StartUdp()
     {
-        var socket = new Socket(_serverNormalized.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        var v6 = _endPoints.Any(e => e.Udp.AddressFamily == AddressFamily.InterNetworkV6);
+        var v4 = _endPoints.Any(e => e.Udp.AddressFamily == AddressFamily.InterNetwork);
+        Socket socket;
         try
         {
-            socket.Bind(new IPEndPoint(
-                _serverNormalized.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0));
+            socket = v6 ? new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp) { DualMode = v4 }
+                : new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        }
+        catch (SocketException) when (v6 && _endPoints[0].Udp.AddressFamily == AddressFamily.InterNetwork)
+        {
+            socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        }
+
+        try
+        {
+            socket.Bind(new IPEndPoint(socket.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0));
         }
         catch
         {
@@ -95,8 +109,7 @@ public sealed partial class GnsClient
     /// <summary>Handles one datagram. Never throws: anything hostile is dropped and logged at Debug.</summary>
     private void OnDatagram(ReadOnlySpan<byte> datagram, EndPoint source)
     {
-        if (source is not IPEndPoint from || from.Port != _serverNormalized.Port
-            || !Locator.Normalize(from.Address).Equals(_serverNormalized.Address))
+        if (source is not IPEndPoint from || !IsGnsEndPoint(new IPEndPoint(Locator.Normalize(from.Address), from.Port)))
         {
             GnsClientLog.StrayDatagram(_logger, source, Server);
             return;
@@ -174,8 +187,14 @@ public sealed partial class GnsClient
     /// with doubling timeouts. Error replies are returned, not thrown.
     /// </summary>
     /// <exception cref="GnsException">Unavailable after all attempts, or InvalidRecord when only unacceptable replies came.</exception>
+    /// <remarks>
+    /// Each attempt goes to the GNS address in use then (<see cref="Server"/>), unless <paramref name="to"/> names
+    /// one; a send that finds no route moves the client to another address at once and sends there, and a first
+    /// attempt with no answer starts a race between the GNS's addresses (<see cref="GnsClientOptions.Alternates"/>).
+    /// <paramref name="attempts"/> overrides <see cref="GnsClientOptions.Attempts"/>.
+    /// </remarks>
     private async Task<GnsResponse> ExchangeAsync(Func<uint, byte[]> build, GnsMessageType expected,
-        Func<GnsResponse, string?> check, CancellationToken cancellationToken)
+        Func<GnsResponse, string?> check, CancellationToken cancellationToken, IPEndPoint? to = null, int? attempts = null)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         if (_abortReason is { } aborted)
@@ -194,20 +213,19 @@ public sealed partial class GnsClient
         try
         {
             var datagram = build(id);
-            var attempts = _options.Attempts;
-            for (var attempt = 0; attempt < attempts; attempt++)
+            var total = attempts ?? _options.Attempts;
+            for (var attempt = 0; attempt < total; attempt++)
             {
                 var timeout = _options.AttemptTimeout(attempt) * (1 + (Random.Shared.NextDouble() * GnsClientOptions.RetransmitJitter));
                 // The timer starts before the datagram leaves, so the wait never outlives the documented bound.
                 var reply = pending.Completion.Task.WaitAsync(timeout, _time, cancellationToken);
-                try
+                var server = to ?? Server;
+                if (!await TrySendAsync(datagram, server, cancellationToken).ConfigureAwait(false)
+                    && to is null && SwitchAfterSendFailure(server) is { } other)
                 {
-                    await _socket.SendToAsync(datagram, SocketFlags.None, Server, cancellationToken).ConfigureAwait(false);
-                }
-                catch (SocketException e)
-                {
-                    // No route or similar: the attempt's timeout still paces the next try.
-                    GnsClientLog.SendFailed(_logger, Server, e.SocketErrorCode.ToString());
+                    // The host cannot reach that address now (it left its family): the next one at once.
+                    server = other;
+                    await TrySendAsync(datagram, server, cancellationToken).ConfigureAwait(false);
                 }
 
                 try
@@ -216,26 +234,53 @@ public sealed partial class GnsClient
                 }
                 catch (TimeoutException)
                 {
-                    GnsClientLog.AttemptTimedOut(_logger, Server, id, timeout, attempt + 1, attempts);
+                    GnsClientLog.AttemptTimedOut(_logger, server, id, timeout, attempt + 1, total);
+                    if (attempt == 0 && to is null && _endPoints.Length > 1)
+                    {
+                        // Silent, not refused: maybe a path that died without an address change. Another address may answer.
+                        StartRace(null, restart: false);
+                    }
                 }
             }
 
             if (pending.LastRejection is { } rejection)
             {
                 throw new GnsException(GnsErrorCode.InvalidRecord,
-                    $"GNS at {Server} sent no acceptable reply after {attempts} attempts: {rejection}");
+                    $"GNS at {Server} sent no acceptable reply after {total} attempts: {rejection}");
             }
 
             if (pending.LastBusy is { } busy)
             {
-                throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} busy after {attempts} attempts ({busy})");
+                throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} busy after {total} attempts ({busy})");
             }
 
-            throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} unreachable after {attempts} attempts");
+            throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} unreachable after {total} attempts");
         }
         finally
         {
             _pending.TryRemove(id, out _);
+        }
+    }
+
+    /// <summary>Sends one datagram; false when the kernel refused it (no route, or a family this socket cannot carry).</summary>
+    private async ValueTask<bool> TrySendAsync(byte[] datagram, IPEndPoint server, CancellationToken cancellationToken)
+    {
+        if (server.AddressFamily == AddressFamily.InterNetworkV6 && _socket.AddressFamily != AddressFamily.InterNetworkV6)
+        {
+            GnsClientLog.SendFailed(_logger, server, "no IPv6 on this host");
+            return false;
+        }
+
+        try
+        {
+            await _socket.SendToAsync(datagram, SocketFlags.None, server, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (SocketException e)
+        {
+            // No route or similar: the attempt's timeout still paces the next try.
+            GnsClientLog.SendFailed(_logger, server, e.SocketErrorCode.ToString());
+            return false;
         }
     }
 

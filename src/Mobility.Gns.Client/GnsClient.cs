@@ -43,23 +43,22 @@ public sealed partial class GnsClient : IGnsClient
             _cache = new RecordCache(_time, options.CacheMaxEntries, options.MaxCacheTtl);
         }
 
+        _endPoints = [new GnsEndPoint(options.Server, options.GrpcAddress), .. options.Alternates];
+        _normalized = [.. _endPoints.Select(e => new IPEndPoint(Locator.Normalize(e.Udp.Address), e.Udp.Port))];
         if (options.GrpcAddress is { } grpcAddress)
         {
             _channel = CreateChannel(grpcAddress, options);
             _grpc = new GrpcGns.GnsClient(_channel);
         }
 
-        Server = options.Server;
-        GrpcAddress = options.GrpcAddress;
-        _serverNormalized = new IPEndPoint(Locator.Normalize(Server.Address), Server.Port);
         (_socket, _receiveLoop) = StartUdp();
     }
 
-    /// <summary>The GNS datagram endpoint this client talks to.</summary>
-    public IPEndPoint Server { get; }
+    /// <summary>The GNS datagram endpoint this client talks to now (one of <see cref="EndPoints"/>).</summary>
+    public IPEndPoint Server => _endPoints[Volatile.Read(ref _current)].Udp;
 
-    /// <summary>The GNS gRPC address, or null.</summary>
-    public Uri? GrpcAddress { get; }
+    /// <summary>The GNS gRPC address this client uses now, or null.</summary>
+    public Uri? GrpcAddress => _endPoints[Volatile.Read(ref _current)].Grpc;
 
     /// <summary>The local endpoint of the client's datagram socket.</summary>
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
@@ -220,14 +219,17 @@ public sealed partial class GnsClient : IGnsClient
 
         await StopUdpAsync().ConfigureAwait(false);
         Task[] retired;
+        Task race;
         lock (_grpcGate)
         {
             _channel?.Dispose();
             retired = [.. _retiredChannels];
+            race = _race;
         }
 
         await _disposing.CancelAsync().ConfigureAwait(false);
         await Task.WhenAll(retired).ConfigureAwait(false);
+        await race.ConfigureAwait(false);
         _disposing.Dispose();
     }
 
@@ -238,15 +240,21 @@ public sealed partial class GnsClient : IGnsClient
     /// once (no back-off), which re-delivers the current state of its GUIDs. The old channel is
     /// disposed after <see cref="GnsClientOptions.GrpcTimeout"/>, when any call still on it has
     /// timed out anyway. Datagram requests need nothing: their socket is not bound to an address.
+    /// With <see cref="GnsClientOptions.Alternates"/>, the GNS address is chosen again first: when the
+    /// host has no route to the one in use (it left that family), the first it can reach is used at
+    /// once, and the channel and the watches go there; when several are reachable they are raced in the
+    /// background and the client moves to the winner if that is another one.
     /// </summary>
     public void NotifyLocalAddressChanged()
     {
-        if (_options.GrpcAddress is not { } grpcAddress || _disposed != 0)
+        if (_disposed != 0)
         {
             return;
         }
 
-        CancellationTokenSource reset;
+        var order = _endPoints.Length > 1 ? GnsEndPointChoice.Order(_endPoints, Volatile.Read(ref _current), _options.HasRoute) : [];
+        CancellationTokenSource? reset;
+        int left;
         lock (_grpcGate)
         {
             if (_disposed != 0)
@@ -254,19 +262,53 @@ public sealed partial class GnsClient : IGnsClient
                 return;
             }
 
-            var old = _channel!;
-            _channel = CreateChannel(grpcAddress, _options);
-            _grpc = new GrpcGns.GnsClient(_channel);
-            reset = _pathReset;
-            _pathReset = new CancellationTokenSource();
-            _retiredChannels.RemoveAll(t => t.IsCompleted);
-            _retiredChannels.Add(RetireAsync(old));
+            left = _current;
+            if (order.Count > 0 && order[0] != _current)
+            {
+                Volatile.Write(ref _current, order[0]);
+            }
+
+            reset = ReplaceChannelLocked();
         }
 
-        GnsClientLog.GrpcReset(_logger, grpcAddress);
+        if (left != order.FirstOrDefault(left))
+        {
+            GnsClientLog.EndPointNoRoute(_logger, _endPoints[left].Udp, Server);
+        }
 
-        // Not disposed: a watch may be linking to its token right now (it holds no timer, the GC takes it).
-        reset.Cancel();
+        if (reset is not null)
+        {
+            GnsClientLog.GrpcReset(_logger, GrpcAddress!);
+
+            // Not disposed: a watch may be linking to its token right now (it holds no timer, the GC takes it).
+            reset.Cancel();
+        }
+
+        if (order.Count > 1)
+        {
+            StartRace(order, restart: true);
+        }
+    }
+
+    /// <summary>
+    /// A new channel to the gRPC address in use, the old one retired; returns the reset token source to
+    /// cancel (outside the lock) so watches re-open on the new channel, or null without gRPC. Under <see cref="_grpcGate"/>.
+    /// </summary>
+    private CancellationTokenSource? ReplaceChannelLocked()
+    {
+        if (_endPoints[_current].Grpc is not { } grpcAddress)
+        {
+            return null;
+        }
+
+        var old = _channel!;
+        _channel = CreateChannel(grpcAddress, _options);
+        _grpc = new GrpcGns.GnsClient(_channel);
+        var reset = _pathReset;
+        _pathReset = new CancellationTokenSource();
+        _retiredChannels.RemoveAll(t => t.IsCompleted);
+        _retiredChannels.Add(RetireAsync(old));
+        return reset;
     }
 
     private async Task RetireAsync(GrpcChannel channel)

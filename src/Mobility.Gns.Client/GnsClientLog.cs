@@ -59,4 +59,13 @@ internal static partial class GnsClientLog
 
     [LoggerMessage(1825, LogLevel.Debug, "Watch of {Count} GUIDs re-opening on a new connection to {Grpc} (local addresses changed).")]
     public static partial void WatchReopening(ILogger logger, int count, Uri grpc);
+
+    [LoggerMessage(1880, LogLevel.Information, "The host has no route to the GNS at {Left} any more; using {Server}.")]
+    public static partial void EndPointNoRoute(ILogger logger, IPEndPoint left, IPEndPoint server);
+
+    [LoggerMessage(1881, LogLevel.Information, "GNS address changed from {Left} to {Now}.")]
+    public static partial void EndPointSwitched(ILogger logger, IPEndPoint left, string now);
+
+    [LoggerMessage(1882, LogLevel.Debug, "No GNS address answered among {Candidates}; keeping {Server}.")]
+    public static partial void EndPointNoneAnswered(ILogger logger, string candidates, IPEndPoint server);
 }

@@ -29,6 +29,31 @@ public sealed class GnsClientOptions
     /// </summary>
     public Uri? GrpcAddress { get; set; }
 
+    /// <summary>Most <see cref="Alternates"/>: a GNS has a handful of addresses (one per family), not a list to scan.</summary>
+    public const int MaxAlternates = 15;
+
+    /// <summary>
+    /// Other addresses of the same GNS (typically its address of the other family), each with its gRPC address
+    /// (set on all of them when <see cref="GrpcAddress"/> is set, on none when it is not). With alternates, the
+    /// client sends each request to an address the host can route to now, moves to another one at once when a
+    /// send finds no route, and chooses again whenever <see cref="GnsClient.NotifyLocalAddressChanged"/> is
+    /// called: the candidates the host has a route to are raced (<see cref="GnsEndPointChoice"/>, the one in use
+    /// first with a head start of <see cref="EndPointStagger"/>), and watches re-open on the winner at once.
+    /// </summary>
+    public IList<GnsEndPoint> Alternates { get; set; } = [];
+
+    /// <summary>
+    /// Head start of the preferred GNS address in a race between addresses before the next one is probed too:
+    /// RFC 8305's recommended connection attempt delay.
+    /// </summary>
+    public TimeSpan EndPointStagger { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>How long a race between GNS addresses may take; with no answer by then the client keeps the address it uses.</summary>
+    public TimeSpan EndPointChoiceBudget { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Whether the host can send to an address now; the kernel's answer (<see cref="GnsEndPointChoice.KernelHasRoute"/>), replaced in tests.</summary>
+    public Func<IPEndPoint, bool> HasRoute { get; set; } = GnsEndPointChoice.KernelHasRoute;
+
     /// <summary>
     /// How long the first datagram attempt waits for its reply. Each retransmission doubles it (up to
     /// <see cref="MaxAttemptTimeout"/>), as DNS and CoAP resolvers do: a loaded GNS is not hammered.
@@ -110,11 +135,12 @@ public sealed class GnsClientOptions
             throw new ArgumentException($"Server port {Server.Port} is not a valid UDP port.", nameof(Server));
         }
 
-        if (GrpcAddress is { } grpc && (!grpc.IsAbsoluteUri || (grpc.Scheme != Uri.UriSchemeHttp && grpc.Scheme != Uri.UriSchemeHttps)))
+        if (GrpcAddress is { } grpc && !IsHttp(grpc))
         {
             throw new ArgumentException($"GrpcAddress '{grpc}' must be an absolute http:// or https:// address.", nameof(GrpcAddress));
         }
 
+        ValidateAlternates();
         Positive(RequestTimeout, nameof(RequestTimeout));
         Positive(MaxAttemptTimeout, nameof(MaxAttemptTimeout));
         Positive(GrpcTimeout, nameof(GrpcTimeout));
@@ -145,6 +171,41 @@ public sealed class GnsClientOptions
             throw new ArgumentException("TimeProvider and LoggerFactory must be set.");
         }
     }
+
+    private void ValidateAlternates()
+    {
+        if (Alternates is null || Alternates.Count > MaxAlternates)
+        {
+            throw new ArgumentException($"Alternates must be set and hold at most {MaxAlternates} endpoints.", nameof(Alternates));
+        }
+
+        foreach (var alternate in Alternates)
+        {
+            if (alternate?.Udp is not { Port: > 0 and <= ushort.MaxValue })
+            {
+                throw new ArgumentException($"Alternate '{alternate}' has no valid datagram endpoint.", nameof(Alternates));
+            }
+
+            if ((alternate.Grpc is null) != (GrpcAddress is null))
+            {
+                throw new ArgumentException($"Alternate '{alternate}' must name a gRPC address exactly when GrpcAddress is set.", nameof(Alternates));
+            }
+
+            if (alternate.Grpc is { } grpc && !IsHttp(grpc))
+            {
+                throw new ArgumentException($"Alternate gRPC address '{grpc}' must be an absolute http:// or https:// address.", nameof(Alternates));
+            }
+        }
+
+        Positive(EndPointStagger, nameof(EndPointStagger));
+        Positive(EndPointChoiceBudget, nameof(EndPointChoiceBudget));
+        if (HasRoute is null)
+        {
+            throw new ArgumentException("HasRoute must be set.", nameof(HasRoute));
+        }
+    }
+
+    private static bool IsHttp(Uri uri) => uri.IsAbsoluteUri && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps);
 
     /// <summary>The conventional gRPC address of a GNS whose datagram endpoint is <paramref name="udp"/>: same host, port <see cref="DefaultGrpcPort"/>.</summary>
     public static Uri DefaultGrpcAddressFor(IPEndPoint udp)

@@ -102,6 +102,28 @@ public sealed class GnsServerList
         return all.Distinct().ToArray();
     }
 
+    /// <summary>
+    /// The gRPC address of the GNS at <paramref name="udp"/>, one of <paramref name="candidates"/>: when
+    /// <paramref name="grpc"/> (<c>--gns-grpc</c>) names one of the candidates' addresses, the same URL with
+    /// <paramref name="udp"/>'s address (the same GNS over another address or family); otherwise (a DNS name, or
+    /// another host) <paramref name="grpc"/> as given.
+    /// </summary>
+    public static Uri? GrpcFor(Uri? grpc, IPEndPoint udp, IReadOnlyList<IPEndPoint> candidates)
+    {
+        ArgumentNullException.ThrowIfNull(udp);
+        ArgumentNullException.ThrowIfNull(candidates);
+        if (grpc is null || grpc.HostNameType is not (UriHostNameType.IPv4 or UriHostNameType.IPv6)
+            || !IPAddress.TryParse(grpc.Host.Trim('[', ']'), out var host))
+        {
+            return grpc;
+        }
+
+        host = Locator.Normalize(host);
+        return candidates.Any(c => Locator.Normalize(c.Address).Equals(host))
+            ? new UriBuilder(grpc) { Host = Locator.Normalize(udp.Address).ToString() }.Uri
+            : grpc;
+    }
+
     /// <summary>IPv6 and IPv4 addresses alternated, IPv6 first, each family in its given order.</summary>
     internal static IEnumerable<IPAddress> Interleave(IEnumerable<IPAddress> addresses)
     {

@@ -30,11 +30,12 @@ public sealed partial class GnsServerSelector
     public Func<IPEndPoint, CancellationToken, Task<bool>>? Probe { get; init; }
 
     /// <summary>
-    /// Resolves <paramref name="servers"/> and returns the endpoint that answered first, or the first
-    /// candidate when none did within <see cref="Budget"/>. Throws <see cref="IOException"/> when no name
-    /// resolves and no address was given.
+    /// Resolves <paramref name="servers"/> and returns every candidate, the endpoint that answered first at the head
+    /// (or the first candidate when none did within <see cref="Budget"/>), the others after it in their order: the
+    /// GNS client starts on the head and keeps the others as its alternates (<see cref="GnsClientOptions.Alternates"/>).
+    /// Throws <see cref="IOException"/> when no name resolves and no address was given.
     /// </summary>
-    public async Task<IPEndPoint> ChooseAsync(GnsServerList servers, ILogger logger, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<IPEndPoint>> ChooseAsync(GnsServerList servers, ILogger logger, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(servers);
         ArgumentNullException.ThrowIfNull(logger);
@@ -49,72 +50,16 @@ public sealed partial class GnsServerSelector
         if (await SelectAsync(candidates, cancellationToken).ConfigureAwait(false) is { } chosen)
         {
             Log.Chosen(logger, chosen, tried);
-            return chosen;
+            return [chosen, .. candidates.Where(c => !c.Equals(chosen))];
         }
 
         Log.NoneAnswered(logger, tried, candidates[0]);
-        return candidates[0];
+        return candidates;
     }
 
     /// <summary>The first of <paramref name="candidates"/> whose probe succeeded, or null when none did within <see cref="Budget"/>.</summary>
-    public async Task<IPEndPoint?> SelectAsync(IReadOnlyList<IPEndPoint> candidates, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(candidates);
-        if (candidates.Count == 0)
-        {
-            return null;
-        }
-
-        using var budget = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        budget.CancelAfter(Budget);
-        var probe = Probe ?? ProbeAsync;
-        var running = new List<Task<(IPEndPoint EndPoint, bool Ok)>> { Run(probe, candidates[0], budget.Token) };
-        var next = 1;
-        try
-        {
-            while (running.Count > 0 && !budget.IsCancellationRequested)
-            {
-                // An answer, or the stagger running out, whichever comes first.
-                var stagger = next < candidates.Count ? Task.Delay(Stagger, TimeProvider, budget.Token) : Task.Delay(Timeout.Infinite, budget.Token);
-                var done = await Task.WhenAny([.. running, stagger]).ConfigureAwait(false);
-                if (done != stagger)
-                {
-                    var finished = (Task<(IPEndPoint EndPoint, bool Ok)>)done;
-                    running.Remove(finished);
-                    var (endPoint, ok) = await finished.ConfigureAwait(false);
-                    if (ok)
-                    {
-                        return endPoint;
-                    }
-                }
-
-                // The stagger ran out, or an attempt failed (which starts the next at once: RFC 8305, section 5).
-                if (next < candidates.Count && !budget.IsCancellationRequested)
-                {
-                    running.Add(Run(probe, candidates[next++], budget.Token));
-                }
-            }
-
-            return null;
-        }
-        finally
-        {
-            // Abandon the probes still running; each ends on the cancellation.
-            await budget.CancelAsync().ConfigureAwait(false);
-        }
-    }
-
-    private static async Task<(IPEndPoint, bool)> Run(Func<IPEndPoint, CancellationToken, Task<bool>> probe, IPEndPoint candidate, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return (candidate, await probe(candidate, cancellationToken).ConfigureAwait(false));
-        }
-        catch (Exception e) when (e is GnsException or OperationCanceledException or System.Net.Sockets.SocketException)
-        {
-            return (candidate, false);
-        }
-    }
+    public Task<IPEndPoint?> SelectAsync(IReadOnlyList<IPEndPoint> candidates, CancellationToken cancellationToken)
+        => GnsEndPointChoice.RaceAsync(candidates, Probe ?? ProbeAsync, Stagger, Budget, TimeProvider, cancellationToken);
 
     private async Task<bool> ProbeAsync(IPEndPoint candidate, CancellationToken cancellationToken)
     {

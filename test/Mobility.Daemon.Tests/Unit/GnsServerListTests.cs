@@ -66,6 +66,28 @@ public sealed class GnsServerListTests
     }
 
     [Fact]
+    public void Each_address_of_the_gns_gets_the_grpc_url_on_its_own_address()
+    {
+        IPEndPoint[] candidates = [new(IPAddress.Parse("10.231.100.2"), 7353), new(IPAddress.Parse("fd00:231:100::2"), 7353)];
+        var grpc = new Uri("http://10.231.100.2:7381/");
+
+        Assert.Equal(grpc, GnsServerList.GrpcFor(grpc, candidates[0], candidates));
+        Assert.Equal(new Uri("http://[fd00:231:100::2]:7381/"), GnsServerList.GrpcFor(grpc, candidates[1], candidates));
+        Assert.Equal(new Uri("http://10.231.100.2:7381/"), GnsServerList.GrpcFor(new Uri("http://[fd00:231:100::2]:7381/"), candidates[0], candidates));
+    }
+
+    [Theory]
+    [InlineData("http://192.0.2.50:7381/")]
+    [InlineData("http://gns.example:7381/")]
+    public void A_grpc_url_on_another_host_or_a_name_is_kept_as_given(string url)
+    {
+        IPEndPoint[] candidates = [new(IPAddress.Parse("10.231.100.2"), 7353), new(IPAddress.Parse("fd00:231:100::2"), 7353)];
+
+        Assert.Equal(new Uri(url), GnsServerList.GrpcFor(new Uri(url), candidates[1], candidates));
+        Assert.Null(GnsServerList.GrpcFor(null, candidates[1], candidates));
+    }
+
+    [Fact]
     public async Task Localhost_resolves_to_loopback_candidates_with_the_default_port()
     {
         Assert.True(GnsServerList.TryParse("localhost", out var list, out _));
