@@ -79,7 +79,9 @@ public sealed class InboundTests
         var rules = await Ip.InAsync(server, "rule", "show");
         Assert.Contains($"from 127.0.0.1 to 100.77.0.0/16 lookup {RoutingTable}", rules, StringComparison.Ordinal);
 
-        // The client host moves to a new address.
+        // The client host moves to a new address (the new IPv4 address is promoted when the old one, primary in the
+        // same subnet, goes: without that the kernel would drop it too, and IPv4 with it).
+        await Ip.SysctlAsync(client, "net.ipv4.conf.eth0.promote_secondaries", "1").WithTimeout(NetlabTimeouts.Step);
         await Ip.BatchAsync(client, ["addr add 10.17.0.3/24 dev eth0", "addr add fd00:17::3/64 dev eth0 nodad", "addr del 10.17.0.2/24 dev eth0",
             "addr del fd00:17::2/64 dev eth0"]).WithTimeout(NetlabTimeouts.Step);
 
@@ -159,14 +161,14 @@ public sealed class InboundTests
         }
     }
 
-    /// <summary>The client daemon forwards UDP 127.0.0.1:N (its reply's port) to the peer's UDP port; the socket the client application sends from.</summary>
+    /// <summary>The client daemon forwards UDP 127.0.0.1:N (a port it picks, in its reply) to the peer's UDP port; the socket the client application sends from.</summary>
     private static async Task<Socket> StartUdpForwardAsync(TransparentTests.Daemon daemon, string ns, string peerGuid)
     {
         using var api = new DaemonClient(daemon.Socket);
         var reply = await api.StartUdpForwardAsync(0, peerGuid, UdpPort, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
-        var localPort = reply.GetProperty("started").GetProperty("localPort").GetInt32();
+        var local = IPEndPoint.Parse(reply.GetProperty("started").GetProperty("local").GetString()!);
         var socket = NetworkNamespace.Run(ns, () => new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp));
-        socket.Connect(new IPEndPoint(IPAddress.Loopback, localPort));
+        socket.Connect(local);
         return socket;
     }
 
@@ -180,7 +182,7 @@ public sealed class InboundTests
         var bytes = Encoding.ASCII.GetBytes(text);
         var buffer = new byte[64];
         IPEndPoint? source = null;
-        await RepeatUntilAsync(() => client.SendAsync(bytes, SocketFlags.None).AsTask(), async ct =>
+        await RepeatUntilAsync(() => client.SendAsync(bytes, SocketFlags.None), async ct =>
         {
             var received = await application.ReceiveFromAsync(buffer, SocketFlags.None, new IPEndPoint(IPAddress.Any, 0), ct);
             source = (IPEndPoint)received.RemoteEndPoint;
@@ -188,7 +190,7 @@ public sealed class InboundTests
         }, $"datagram '{text}' at the server's application");
 
         var answer = Encoding.ASCII.GetBytes("re:" + text);
-        await RepeatUntilAsync(() => application.SendToAsync(answer, SocketFlags.None, source!).AsTask(),
+        await RepeatUntilAsync(() => application.SendToAsync(answer, SocketFlags.None, source!),
             async ct => Encoding.ASCII.GetString(buffer, 0, await client.ReceiveAsync(buffer, SocketFlags.None, ct)) == "re:" + text,
             $"the answer to '{text}' at the client's application");
         return source!;
