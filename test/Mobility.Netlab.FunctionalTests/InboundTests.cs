@@ -110,6 +110,44 @@ public sealed class InboundTests
         Assert.False(File.Exists(Path.Combine(serverState, "inbound-routes")));
     }
 
+    [NetlabFact]
+    public async Task With_transparent_mode_on_a_port_exposed_without_a_source_sees_the_virtual_address_and_a_restart_after_SIGKILL_removes_the_routes()
+    {
+        await using var lab = Lab.Create();
+        var (server, client) = await TransparentTests.LinkAsync(lab);
+        using var tcp4 = Listen(server, new IPEndPoint(IPAddress.Loopback, Ipv4Port));
+        var serverState = lab.CreateTemporaryDirectory("server");
+        // No resolver entry: the namespace has no resolv.conf of its own.
+        string[] serverArguments = ["--embedded-gns", "--name", "peer", "--Transparent:Resolver", "none"];
+        var peer = await TransparentTests.StartDaemonAsync(lab, server, "first", serverState, serverArguments);
+        var peerGuid = peer.Ready.Require("guid");
+        using (var api = new DaemonClient(peer.Socket))
+        {
+            await api.SetTransparentAsync(true, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
+            await api.ExposeAsync(Ipv4Port, null, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
+        }
+
+        await TransparentTests.StartDaemonAsync(lab, client, "client", null, ["--gns", $"{TransparentTests.ServerV4}:7353", "--socks", "127.0.0.1:1080"]);
+        using (var stream = await OpenAsync(client, peerGuid, Ipv4Port))
+        using (var accepted = await tcp4.AcceptAsync().WithTimeout(NetlabTimeouts.Step))
+        {
+            Assert.StartsWith("100.77.", ((IPEndPoint)accepted.RemoteEndPoint!).Address.ToString(), StringComparison.Ordinal);
+            await ExchangeAsync(stream, accepted, "auto");
+        }
+
+        Assert.Equal(0, Libc.Kill(peer.Process.ProcessId, 9));
+        Assert.True(await peer.Process.WaitForExitAsync(NetlabTimeouts.Step));
+        Assert.Contains(RoutingTable, await Ip.InAsync(server, "rule", "show"), StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(serverState, "inbound-routes")));
+
+        var second = await TransparentTests.StartDaemonAsync(lab, server, "second", serverState, serverArguments);
+        Assert.DoesNotContain(RoutingTable, await Ip.InAsync(server, "rule", "show"), StringComparison.Ordinal);
+        Assert.DoesNotContain(RoutingTable, await Ip.InAsync(server, "-6", "rule", "show"), StringComparison.Ordinal);
+        Assert.DoesNotContain(RoutingTable, await Ip.InAsync(server, "route", "show", "table", "all"), StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(serverState, "inbound-routes")));
+        Assert.Contains("removing them first", second.Process.StandardError + second.Process.StandardOutput, StringComparison.Ordinal);
+    }
+
     /// <summary>fd6d:6f62::/32 followed by the GUID's first 96 bits (docs/protocol.md, "Virtual addresses").</summary>
     private static IPAddress VirtualIpv6(string guid) => new([0xfd, 0x6d, 0x6f, 0x62, .. Convert.FromHexString(guid[..24])]);
 

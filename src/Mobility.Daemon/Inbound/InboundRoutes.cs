@@ -1,4 +1,3 @@
-using System.Globalization;
 using Mobility.Daemon.Transparent;
 
 namespace Mobility.Daemon.Inbound;
@@ -58,7 +57,7 @@ public static class InboundRoutes
         ["-6", "route", "del", "local", Ipv6Range, "dev", "lo", "table", TableText],
     ];
 
-    private static string TableText => Table.ToString(CultureInfo.InvariantCulture);
+    private static string TableText => Table.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    private static string PriorityText => Priority.ToString(CultureInfo.InvariantCulture);
+    private static string PriorityText => Priority.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }
