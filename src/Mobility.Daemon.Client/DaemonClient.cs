@@ -80,7 +80,22 @@ public sealed class DaemonClient : IDisposable
 
     /// <summary><c>POST /v1/exposed</c> with <c>"udp": true</c> for the UDP port.</summary>
     public Task<JsonElement> ExposeAsync(int port, IReadOnlyList<string>? allow, bool udp, CancellationToken cancellationToken)
-        => SendAsync(HttpMethod.Post, "v1/exposed", new Dictionary<string, object> { ["port"] = port, ["allow"] = allow ?? [], ["udp"] = udp }, cancellationToken);
+        => ExposeAsync(port, allow, udp, source: null, cancellationToken);
+
+    /// <summary>
+    /// <c>POST /v1/exposed</c> with the <paramref name="source"/> address the application sees for a peer: "virtual" (the peer's
+    /// virtual address), "local" (127.0.0.1), or null for the daemon's default (virtual while transparent mode is on).
+    /// </summary>
+    public Task<JsonElement> ExposeAsync(int port, IReadOnlyList<string>? allow, bool udp, string? source, CancellationToken cancellationToken)
+    {
+        var body = new Dictionary<string, object> { ["port"] = port, ["allow"] = allow ?? [], ["udp"] = udp };
+        if (source is not null)
+        {
+            body["source"] = source;
+        }
+
+        return SendAsync(HttpMethod.Post, "v1/exposed", body, cancellationToken);
+    }
 
     /// <summary><c>DELETE /v1/exposed/{port}</c> (socket owner or root).</summary>
     public Task<JsonElement> UnexposeAsync(int port, CancellationToken cancellationToken) => UnexposeAsync(port, udp: false, cancellationToken);

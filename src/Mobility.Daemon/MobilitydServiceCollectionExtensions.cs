@@ -55,12 +55,15 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<DnsStubResponder>();
         services.TryAddSingleton<DnsStub>();
         services.TryAddSingleton<SocketMark>();
+        services.TryAddSingleton<Inbound.InboundDelivery>();
         services.TryAddSingleton<InterceptionListener>();
         services.TryAddSingleton<ResolverIntegration>();
         services.TryAddSingleton<TransparentMode>();
         // Hosted in this order: addresses, then the control endpoint (bound before ready), the transport and SOCKS5, then the rest.
         services.AddHostedService(sp => sp.GetRequiredService<AddressMonitor>());
         services.AddHostedService(sp => sp.GetRequiredService<ControlEndpoint>());
+        // Before the transport, so that its routes are removed after the last delivery ended (hosted services stop in reverse).
+        services.AddHostedService(sp => sp.GetRequiredService<Inbound.InboundDelivery>());
         // The transport before the record publisher: it publishes the transport's real port.
         services.AddHostedService(sp => sp.GetRequiredService<MobileForwarder>());
         services.AddHostedService(sp => sp.GetRequiredService<Socks5Endpoint>());

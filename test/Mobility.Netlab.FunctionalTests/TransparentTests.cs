@@ -22,7 +22,7 @@ namespace Mobility.Netlab.FunctionalTests;
 [Collection(NetlabCollection.Name)]
 public sealed class TransparentTests
 {
-    private const string ServerV4 = "10.17.0.1";
+    internal const string ServerV4 = "10.17.0.1";
     private const string OriginalResolvConf = $"nameserver {ServerV4}\noptions timeout:2\n";
     private static readonly IPAddress OutsideAnswer = IPAddress.Parse("192.0.2.77");
 
@@ -142,7 +142,7 @@ public sealed class TransparentTests
 
     private const string ResolverIntegrationMarker = "# mobilityd transparent mode";
 
-    private sealed record Daemon(NamespaceProcess Process, DaemonReadyLine Ready, string Socket);
+    internal sealed record Daemon(NamespaceProcess Process, DaemonReadyLine Ready, string Socket);
 
     /// <summary>/etc/netns/&lt;ns&gt;/resolv.conf, naming the server host as the namespace's resolver.</summary>
     private static string ResolvConfFolder(string ns)
@@ -154,7 +154,7 @@ public sealed class TransparentTests
     }
 
     /// <summary>Two namespaces joined by a veth pair: 10.17.0.1/24 (server), 10.17.0.2/24 (client), and fd00:17::1, ::2.</summary>
-    private static async Task<(string Server, string Client)> LinkAsync(Lab lab)
+    internal static async Task<(string Server, string Client)> LinkAsync(Lab lab)
     {
         var server = await lab.AddNamespaceAsync("tsrv", ipv6: true).WithTimeout(NetlabTimeouts.Step);
         var client = await lab.AddNamespaceAsync("tcli", ipv6: true).WithTimeout(NetlabTimeouts.Step);
@@ -168,13 +168,13 @@ public sealed class TransparentTests
         return (server, client);
     }
 
-    private static async Task<Daemon> StartDaemonAsync(Lab lab, string ns, string role, string? stateDir, string[] extra)
+    internal static async Task<Daemon> StartDaemonAsync(Lab lab, string ns, string role, string? stateDir, string[] extra)
     {
         var dir = stateDir ?? lab.CreateTemporaryDirectory(role);
         var socket = Path.Combine(dir, "api.sock");
         var (file, prefix) = MobilityExecutables.Mobilityd();
-        string[] arguments = [.. prefix, "--state-dir", dir, "--socket", socket, "--grpc-socket", "off", "--grpc", "off", "--socks", "off",
-            .. extra.Contains("--http") ? [] : (string[])["--http", "off"], .. extra];
+        string[] arguments = [.. prefix, "--state-dir", dir, "--socket", socket, "--grpc-socket", "off", "--grpc", "off",
+            .. extra.Contains("--socks") ? [] : (string[])["--socks", "off"], .. extra.Contains("--http") ? [] : (string[])["--http", "off"], .. extra];
         var process = lab.StartProcess(ns, file, arguments, readyLine: "mobilityd ready ", workingDirectory: dir);
         await process.WaitReadyAsync(TimeSpan.FromSeconds(60)).WithTimeout(NetlabTimeouts.Step);
         return new Daemon(process, DaemonReadyLine.Find(process.StandardOutput, "mobilityd ready"), socket);

@@ -55,11 +55,19 @@ public static class ForwardCommands
             AllowMultipleArgumentsPerToken = false,
         };
         var udp = UdpOption("Expose the UDP port (datagrams, one UDP session per peer connection) instead of the TCP port");
-        var command = new Command("expose", "Let peers reach a local port through mobilityd (socket owner or root only)") { socket, port, allow, udp };
+        var source = new Option<string?>("--source")
+        {
+            Description = "The source address the application sees for a peer: virtual (the peer's stable virtual address, as transparent mode " +
+                "resolves it; needs a daemon with CAP_NET_ADMIN, else 127.0.0.1 with a warning in its log) or local (127.0.0.1). " +
+                "Default: virtual while transparent mode is on, local otherwise",
+            HelpName = "virtual|local",
+        };
+        source.AcceptOnlyFromAmong("virtual", "local");
+        var command = new Command("expose", "Let peers reach a local port through mobilityd (socket owner or root only)") { socket, port, allow, udp, source };
         command.SetHandler(async context =>
         {
             return PrintPorts(context, await DaemonCommands.CallAsync(context, socket,
-                (d, ct) => d.ExposeAsync(CheckPort(context.Get(port)), context.Get(allow) ?? [], context.Get(udp), ct)));
+                (d, ct) => d.ExposeAsync(CheckPort(context.Get(port)), context.Get(allow) ?? [], context.Get(udp), context.Get(source), ct)));
         });
         return command;
     }
@@ -365,7 +373,8 @@ public static class ForwardCommands
         }
         else if (reply.TryGetProperty("exposed", out _) || reply.TryGetProperty("udp", out _))
         {
-            // One line per port: the port (UDP ports as PORT/udp), then "allow" and the GUIDs when only those peers may open it.
+            // One line per port: the port (UDP ports as PORT/udp), "source virtual|local" when chosen, then "allow" and the GUIDs
+            // when only those peers may open it.
             foreach (var (name, suffix) in new[] { ("exposed", ""), ("udp", "/udp") })
             {
                 if (!reply.TryGetProperty(name, out var entries) || entries.ValueKind != JsonValueKind.Array)
@@ -379,6 +388,11 @@ public static class ForwardCommands
                     var allowed = entry.TryGetProperty("allow", out var allow) && allow.ValueKind == JsonValueKind.Array
                         ? allow.EnumerateArray().Select(g => g.GetString()).ToArray()
                         : [];
+                    if (entry.TryGetProperty("source", out var chosen) && chosen.GetString() is { Length: > 0 } sourceName)
+                    {
+                        port += " source " + sourceName;
+                    }
+
                     context.Output.Line(allowed.Length == 0 ? port : $"{port} allow {string.Join(' ', allowed)}");
                 }
             }

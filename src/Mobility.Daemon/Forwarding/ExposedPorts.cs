@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using Microsoft.Extensions.Options;
+using Mobility.Daemon.Inbound;
 using Mobility.Protocol.Identity;
 
 namespace Mobility.Daemon.Forwarding;
@@ -8,6 +9,9 @@ namespace Mobility.Daemon.Forwarding;
 /// <summary>An exposed port and who may open it: <see cref="Allowed"/> GUIDs only, or every authenticated peer when empty.</summary>
 public sealed record ExposedPort(int Port, ImmutableSortedSet<HostGuid> Allowed)
 {
+    /// <summary>The source address the application sees for a peer's connection (docs/transparent.md, "Inbound").</summary>
+    public InboundSource Source { get; init; }
+
     public bool OpenToAll => Allowed.IsEmpty;
 
     public bool Allows(HostGuid peer) => Allowed.IsEmpty || Allowed.Contains(peer);
@@ -76,7 +80,10 @@ public sealed class ExposedPorts
     public bool Contains(int port) => Snapshot.ContainsKey(port);
 
     /// <summary>May <paramref name="peer"/> (a GUID the handshake proved) open <paramref name="port"/> (TCP, or with <paramref name="udp"/> the UDP port)?</summary>
-    public bool Allows(int port, HostGuid peer, bool udp = false)
+    public bool Allows(int port, HostGuid peer, bool udp = false) => Find(port, peer, udp) is not null;
+
+    /// <summary>The exposed <paramref name="port"/> (TCP, or with <paramref name="udp"/> the UDP port) when <paramref name="peer"/> may open it; null otherwise.</summary>
+    public ExposedPort? Find(int port, HostGuid peer, bool udp = false)
     {
         ImmutableSortedDictionary<int, ExposedPort> table;
         lock (_gate)
@@ -84,18 +91,18 @@ public sealed class ExposedPorts
             table = udp ? _udpPorts : _ports;
         }
 
-        return table.TryGetValue(port, out var entry) && entry.Allows(peer);
+        return table.TryGetValue(port, out var entry) && entry.Allows(peer) ? entry : null;
     }
 
     /// <summary>
     /// Exposes <paramref name="port"/> (TCP, or with <paramref name="udp"/> the UDP port) to
     /// <paramref name="allowed"/> GUIDs only, or to every authenticated peer when none is given.
-    /// Exposing a port again replaces its allow-list.
+    /// Exposing a port again replaces its allow-list and its <paramref name="source"/>.
     /// </summary>
-    public ExposedPort Expose(int port, IEnumerable<HostGuid>? allowed = null, bool udp = false)
+    public ExposedPort Expose(int port, IEnumerable<HostGuid>? allowed = null, bool udp = false, InboundSource source = InboundSource.Auto)
     {
         Check(port);
-        var entry = Entry(port, allowed ?? []);
+        var entry = Entry(port, allowed ?? []) with { Source = source };
         lock (_gate)
         {
             ref var table = ref udp ? ref _udpPorts : ref _ports;

@@ -9,21 +9,32 @@ public sealed partial class MobileForwarder
     /// <summary>
     /// One incoming UDP session (after a "MUDP" open header): refused like a TCP stream unless the UDP
     /// port is exposed to the peer; otherwise one UDP socket connected to 127.0.0.1:port carries the
-    /// peer's datagrams to the application and its replies back, until the session ends
+    /// peer's datagrams to the application and its replies back (from the peer's virtual address when the port's
+    /// source is virtual: Inbound/InboundDelivery), until the session ends
     /// (<see cref="ForwardingOptions.UdpIdleTimeout"/>, the peer's close, a failure or stop).
     /// </summary>
     private async Task ServeUdpAsync(MobileConnection connection, ushort port, CancellationToken cancellationToken)
     {
-        if (!_exposed.Allows(port, connection.RemoteGuid, udp: true))
+        if (_exposed.Find(port, connection.RemoteGuid, udp: true) is not { } exposed)
         {
             Log.NotExposed(_logger, connection.RemoteGuid.ToString(), port);
             await RefuseAsync(connection, OpenStatus.NotExposed, cancellationToken).ConfigureAwait(false);
             return;
         }
 
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        socket.Connect(new IPEndPoint(IPAddress.Loopback, port));
+        Socket socket;
+        try
+        {
+            socket = await _inbound.OpenUdpAsync(connection.RemoteGuid, port, exposed.Source, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            Log.LocalConnectFailed(_logger, port, e.Message);
+            await RefuseAsync(connection, OpenStatus.ConnectionRefused, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        using var owned = socket;
         await connection.WriteAsync(new[] { (byte)OpenStatus.Ok }, cancellationToken).ConfigureAwait(false);
         Log.UdpSessionServed(_logger, connection.RemoteGuid.ToString(), port);
         using var relay = new UdpRelay(connection, async (datagram, ct) => await socket.SendAsync(datagram, SocketFlags.None, ct).ConfigureAwait(false),

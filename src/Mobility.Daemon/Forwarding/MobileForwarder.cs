@@ -60,6 +60,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private readonly ILogger<MobileForwarder> _logger;
     private readonly ILoggerFactory _loggers;
     private readonly Transparent.SocketMark _mark;
+    private readonly Inbound.InboundDelivery _inbound;
     private readonly ConcurrentDictionary<Task, byte> _relays = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly AsyncAutoResetSignal _moved = new();
@@ -73,7 +74,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private int _listenerDisposed;
 
     public MobileForwarder(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, ExposedPorts exposed,
-        GnsPeerLocator locator, VerifiedAddressOwners owners, Transparent.SocketMark mark, TimeProvider time, ILoggerFactory loggers)
+        GnsPeerLocator locator, VerifiedAddressOwners owners, Transparent.SocketMark mark, Inbound.InboundDelivery inbound, TimeProvider time,
+        ILoggerFactory loggers)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggers);
@@ -84,6 +86,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         _locator = locator;
         _owners = owners;
         _mark = mark;
+        _inbound = inbound;
         _time = time;
         _loggers = loggers;
         _logger = loggers.CreateLogger<MobileForwarder>();
@@ -394,23 +397,23 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
 
             // A port that is not exposed and a port this peer may not open get the same answer, before
             // any local connect, so a peer off the allow-list cannot tell whether the port exists.
-            if (!_exposed.Allows(port, connection.RemoteGuid))
+            if (_exposed.Find(port, connection.RemoteGuid) is not { } exposed)
             {
                 Log.NotExposed(_logger, connection.RemoteGuid.ToString(), port);
                 await RefuseAsync(connection, OpenStatus.NotExposed, cancellationToken).ConfigureAwait(false);
                 return;
             }
 
-            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            // From the peer's virtual address or from 127.0.0.1, as the port's source says (Inbound/InboundDelivery).
+            Socket socket;
             try
             {
                 using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 connect.CancelAfter(_options.Forwarding.ConnectTimeout);
-                await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), connect.Token).ConfigureAwait(false);
+                socket = await _inbound.ConnectAsync(connection.RemoteGuid, port, exposed.Source, connect.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
             {
-                socket.Dispose();
                 Log.LocalConnectFailed(_logger, port, e.Message);
                 await RefuseAsync(connection, OpenStatus.ConnectionRefused, cancellationToken).ConfigureAwait(false);
                 return;

@@ -123,14 +123,14 @@ public static class ApiMapping
         reply.Ports.AddRange(view.Ports.Select(p => (uint)p));
         foreach (var entry in view.Entries)
         {
-            var item = new Proto.ExposedPortEntry { Port = (uint)entry.Port };
+            var item = new Proto.ExposedPortEntry { Port = (uint)entry.Port, Source = Inbound.InboundSources.ToName(entry.Source) };
             item.Allow.AddRange(entry.Allowed.Select(g => g.ToString()));
             reply.Exposed.Add(item);
         }
 
         foreach (var entry in view.Udp)
         {
-            var item = new Proto.ExposedPortEntry { Port = (uint)entry.Port };
+            var item = new Proto.ExposedPortEntry { Port = (uint)entry.Port, Source = Inbound.InboundSources.ToName(entry.Source) };
             item.Allow.AddRange(entry.Allowed.Select(g => g.ToString()));
             reply.Udp.Add(item);
         }

@@ -116,7 +116,12 @@ public sealed partial class DaemonApi
         => ExposeAsync(port, allow, udp: false, cancellationToken);
 
     /// <summary>Like <see cref="ExposeAsync(int, IReadOnlyList{string}, CancellationToken)"/>; with <paramref name="udp"/>, the UDP port (a table apart).</summary>
-    public async Task<ExposedView> ExposeAsync(int port, IReadOnlyList<string> allow, bool udp, CancellationToken cancellationToken = default)
+    public Task<ExposedView> ExposeAsync(int port, IReadOnlyList<string> allow, bool udp, CancellationToken cancellationToken = default)
+        => ExposeAsync(port, allow, udp, Inbound.InboundSource.Auto, cancellationToken);
+
+    /// <summary>Like <see cref="ExposeAsync(int, IReadOnlyList{string}, bool, CancellationToken)"/>, with the <paramref name="source"/> address the application sees for a peer.</summary>
+    public async Task<ExposedView> ExposeAsync(int port, IReadOnlyList<string> allow, bool udp, Inbound.InboundSource source,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(allow);
         if (allow.Count > ExposedPorts.MaxAllowed)
@@ -130,7 +135,7 @@ public sealed partial class DaemonApi
             guids.Add(await ResolvePeerAsync(item, nameof(allow), cancellationToken).ConfigureAwait(false));
         }
 
-        _exposed.Expose(port, guids, udp);
+        _exposed.Expose(port, guids, udp, source);
         return ListExposed();
     }
 

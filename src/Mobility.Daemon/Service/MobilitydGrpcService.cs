@@ -138,7 +138,8 @@ public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
         ArgumentNullException.ThrowIfNull(context);
         Authorize(context);
         var port = checked((int)Math.Min(request.Port, int.MaxValue));
-        var view = await Guard(() => _api.ExposeAsync(port, [.. request.Allow], request.Udp, context.CancellationToken)).ConfigureAwait(false);
+        var source = Guard(() => Inbound.InboundSources.Parse(request.Source));
+        var view = await Guard(() => _api.ExposeAsync(port, [.. request.Allow], request.Udp, source, context.CancellationToken)).ConfigureAwait(false);
         return ApiMapping.ToProto(view);
     }
 
