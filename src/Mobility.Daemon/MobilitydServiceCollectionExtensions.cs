@@ -56,6 +56,7 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<DnsStub>();
         services.TryAddSingleton<SocketMark>();
         services.TryAddSingleton<InterceptionListener>();
+        services.TryAddSingleton<UdpInterceptor>();
         services.TryAddSingleton<ResolverIntegration>();
         services.TryAddSingleton<TransparentMode>();
         // Hosted in this order: addresses, then the control endpoint (bound before ready), the transport and SOCKS5, then the rest.
