@@ -6,26 +6,17 @@
 # veth) and to its virtual address (intercepted: TPROXY, a mobile session, DATAGRAM frames). The
 # summary gives per rate the medians of the received rate and the loss, and the ratio mobile/plain.
 #
-#   bench/transparent-udp.sh [--rounds N] [--duration S] [--rates "5M 50M 200M"] [--length BYTES]
+#   [ROUNDS=5] [DURATION=5] [RATES="5M 50M 200M"] [LENGTH=1200] bench/transparent-udp.sh
 #
 # Needs root (namespaces, nftables), dotnet, iperf3, jq, dig. Builds src/Mobility.Daemon.Host (Release)
 # in place. Leaves nothing behind: the namespaces, processes and temporary folder go on exit.
 set -euo pipefail
 
-ROUNDS=5
-DURATION=5
-RATES="5M 50M 200M"
-LENGTH=1200
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --rounds) ROUNDS="$2"; shift 2 ;;
-        --duration) DURATION="$2"; shift 2 ;;
-        --rates) RATES="$2"; shift 2 ;;
-        --length) LENGTH="$2"; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-        *) echo "unknown option $1" >&2; exit 2 ;;
-    esac
-done
+ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-5}"
+RATES="${RATES:-5M 50M 200M}"
+LENGTH="${LENGTH:-1200}"
+[[ $# -eq 0 ]] || { sed -n '2,13p' "$0"; exit 2; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRIPT=transparent-udp.sh

@@ -20,12 +20,8 @@ public sealed partial class TransparentTests
     private const int EchoPort = 7007;
 
     [NetlabFact]
-    public async Task Udp_to_a_peer_by_name_is_echoed_from_its_virtual_address_across_a_client_move_and_off_and_stop_remove_rules_and_routes()
-    {
-        await using var lab = Lab.Create();
-        var (server, client) = await LinkAsync(lab);
-        var etc = ResolvConfFolder(client);
-        try
+    public Task Udp_to_a_peer_by_name_is_echoed_from_its_virtual_address_across_a_client_move_and_off_and_stop_remove_rules_and_routes()
+        => InClientAndServerAsync(async (lab, server, client) =>
         {
             using var echo = StartUdpEcho(server);
             var peer = await StartDaemonAsync(lab, server, "server", null, ["--embedded-gns", "--name", "peer"]);
@@ -82,22 +78,13 @@ public sealed partial class TransparentTests
             Assert.DoesNotContain("7171939", after, StringComparison.Ordinal);
             Assert.DoesNotContain("100.77.0.0/16", after, StringComparison.Ordinal);
             Assert.DoesNotContain("fd6d:6f62::/32", after, StringComparison.Ordinal);
-        }
-        finally
-        {
-            Directory.Delete(etc, recursive: true);
-        }
-    }
+        });
 
     [NetlabFact]
-    public async Task Iperf3_udp_to_a_virtual_address_completes_and_a_flood_of_source_ports_stays_within_the_session_cap()
-    {
-        const int cap = 4;
-        await using var lab = Lab.Create();
-        var (server, client) = await LinkAsync(lab);
-        var etc = ResolvConfFolder(client);
-        try
+    public Task Iperf3_udp_to_a_virtual_address_completes_and_a_flood_of_source_ports_stays_within_the_session_cap()
+        => InClientAndServerAsync(async (lab, server, client) =>
         {
+            const int cap = 4;
             using var echo = StartUdpEcho(server);
             lab.StartProcess(server, "iperf3", ["-s", "-B", "127.0.0.1", "-p", "5201", "--forceflush"], readyLine: "Server listening");
             var peer = await StartDaemonAsync(lab, server, "server", null, ["--embedded-gns", "--name", "peer"]);
@@ -159,10 +146,21 @@ public sealed partial class TransparentTests
             }
 
             await near.Process.DisposeAsync();
+        });
+
+    /// <summary>Runs <paramref name="test"/> with a lab of two linked namespaces, the client's resolv.conf written first and removed after.</summary>
+    private static async Task InClientAndServerAsync(Func<Lab, string, string, Task> test)
+    {
+        await using var lab = Lab.Create();
+        var (server, client) = await LinkAsync(lab);
+        var folder = ResolvConfFolder(client);
+        try
+        {
+            await test(lab, server, client);
         }
         finally
         {
-            Directory.Delete(etc, recursive: true);
+            Directory.Delete(folder, recursive: true);
         }
     }
 

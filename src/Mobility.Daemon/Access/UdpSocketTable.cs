@@ -13,29 +13,23 @@ namespace Mobility.Daemon.Access;
 /// </summary>
 internal static class UdpSocketTable
 {
-    private const string Udp4Table = "/proc/net/udp";
-    private const string Udp6Table = "/proc/net/udp6";
-
     /// <summary>The uid that owns the socket that sent from <paramref name="source"/> to <paramref name="destination"/>, or null when unknown.</summary>
     public static uint? FindOwner(IPEndPoint source, IPEndPoint destination)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(destination);
-        if (!OperatingSystem.IsLinux())
+        var ipv6 = Best(TcpSocketTable.Rows("/proc/net/udp6"), Map(source), Map(destination));
+        if (source.AddressFamily != AddressFamily.InterNetwork)
         {
-            return null;
+            return ipv6.Owner;
         }
 
-        var best = Best(source.AddressFamily == AddressFamily.InterNetwork ? Udp4Table : Udp6Table, source, destination);
-        if (source.AddressFamily == AddressFamily.InterNetwork)
-        {
-            // A dual-stack IPv6 socket sends IPv4 from ::ffff:a.b.c.d (or the :: wildcard), listed in the IPv6 table.
-            var mapped = Best(Udp6Table, new IPEndPoint(source.Address.MapToIPv6(), source.Port), new IPEndPoint(destination.Address.MapToIPv6(), destination.Port));
-            best = mapped.Score > best.Score ? mapped : mapped.Score == best.Score && mapped.Owner != best.Owner ? (best.Score, null) : best;
-        }
-
-        return best.Owner;
+        // A dual-stack IPv6 socket sends IPv4 from ::ffff:a.b.c.d (or the :: wildcard), listed in the IPv6 table.
+        var ipv4 = Best(TcpSocketTable.Rows("/proc/net/udp"), source, destination);
+        return ipv6.Score > ipv4.Score ? ipv6.Owner : ipv6.Score < ipv4.Score || ipv6.Owner == ipv4.Owner ? ipv4.Owner : null;
     }
+
+    private static IPEndPoint Map(IPEndPoint endPoint) => new(endPoint.Address.MapToIPv6(), endPoint.Port);
 
     /// <summary>Scores a row: 2 for the exact source address (1 for the wildcard), plus 2 for connected to the destination (1 for unconnected).</summary>
     internal static (int Score, uint? Owner) Best(IEnumerable<(string Local, string Remote, uint? Owner)> rows, IPEndPoint source, IPEndPoint destination)
@@ -63,9 +57,6 @@ internal static class UdpSocketTable
 
         return best;
     }
-
-    private static (int Score, uint? Owner) Best(string table, IPEndPoint source, IPEndPoint destination)
-        => Best(TcpSocketTable.Rows(table), source, destination);
 
     private static bool Same(string a, string b) => string.Equals(a, b, StringComparison.OrdinalIgnoreCase);
 }

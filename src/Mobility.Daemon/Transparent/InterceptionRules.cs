@@ -78,33 +78,18 @@ public static class InterceptionRules
     /// The policy routing of intercepted UDP: packets with <paramref name="udpMark"/> are looked up in the table
     /// numbered <paramref name="udpMark"/>, whose one route makes every address local on lo; so a program's
     /// datagram marked on output loops back in through lo, and one TPROXY marked on prerouting is delivered
-    /// to this host. IPv4, then IPv6 (the caller leaves the IPv6 pair out where ::1 does not exist).
+    /// to this host. IPv4, then IPv6 (the caller leaves the IPv6 pair out where ::1 does not exist). With
+    /// <paramref name="remove"/>, the commands that delete them by the same selectors (nothing else at that
+    /// priority or in other tables).
     /// </summary>
-    public static IReadOnlyList<string[]> UdpRoutes(uint udpMark)
+    public static IReadOnlyList<string[]> UdpRoutes(uint udpMark, bool remove = false)
     {
         var mark = udpMark.ToString(CultureInfo.InvariantCulture);
         var priority = UdpRulePriority.ToString(CultureInfo.InvariantCulture);
-        return
-        [
-            ["rule", "add", "fwmark", mark, "lookup", mark, "priority", priority],
-            ["route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", mark],
-            ["-6", "rule", "add", "fwmark", mark, "lookup", mark, "priority", priority],
-            ["-6", "route", "replace", "local", "::/0", "dev", "lo", "table", mark],
-        ];
-    }
-
-    /// <summary>Removes what <see cref="UdpRoutes"/> added, by the same selectors (nothing else at that priority or in other tables).</summary>
-    public static IReadOnlyList<string[]> DeleteUdpRoutes(uint udpMark)
-    {
-        var mark = udpMark.ToString(CultureInfo.InvariantCulture);
-        var priority = UdpRulePriority.ToString(CultureInfo.InvariantCulture);
-        return
-        [
-            ["rule", "del", "fwmark", mark, "lookup", mark, "priority", priority],
-            ["route", "del", "local", "0.0.0.0/0", "dev", "lo", "table", mark],
-            ["-6", "rule", "del", "fwmark", mark, "lookup", mark, "priority", priority],
-            ["-6", "route", "del", "local", "::/0", "dev", "lo", "table", mark],
-        ];
+        var (rule, route) = remove ? ("del", "del") : ("add", "replace");
+        string[] ipv4Rule = ["rule", rule, "fwmark", mark, "lookup", mark, "priority", priority];
+        string[] ipv4Route = ["route", route, "local", "0.0.0.0/0", "dev", "lo", "table", mark];
+        return [ipv4Rule, ipv4Route, ["-6", .. ipv4Rule], ["-6", .. ipv4Route[..3], "::/0", .. ipv4Route[4..]]];
     }
 
     /// <summary>Deletes the table if it is there (no error when it is not).</summary>

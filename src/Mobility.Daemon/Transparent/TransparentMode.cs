@@ -163,7 +163,7 @@ public sealed partial class TransparentMode : IHostedService
     private async Task RemoveAsync(string pool, uint udpMark, CancellationToken cancellationToken)
     {
         await Try(() => _resolver.RemoveAsync(cancellationToken)).ConfigureAwait(false);
-        foreach (var route in InterceptionRules.DeleteRoutes(pool).Concat(InterceptionRules.DeleteUdpRoutes(udpMark)))
+        foreach (var route in InterceptionRules.DeleteRoutes(pool).Concat(InterceptionRules.UdpRoutes(udpMark, remove: true)))
         {
             await Try(() => ExternalCommand.RunAsync("ip", route, cancellationToken: cancellationToken), quiet: true).ConfigureAwait(false);
         }

@@ -2,10 +2,8 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
 using Mobility.Daemon.Access;
 using Mobility.Daemon.Forwarding;
-using Mobility.Gns.Client;
 using Mobility.Protocol.Identity;
 using Mobility.Transport;
 
@@ -24,35 +22,19 @@ namespace Mobility.Daemon.Transparent;
 /// <see cref="ForwardingOptions.UdpIdleTimeout"/> without a datagram; a flow whose session could not be opened is
 /// dropped for <see cref="RetryDelay"/> before the next attempt. Everything a local program causes is logged at Debug.
 /// </summary>
-public sealed partial class UdpInterceptor : IAsyncDisposable
+public sealed partial class UdpInterceptor(Microsoft.Extensions.Options.IOptions<MobilitydOptions> options, VirtualAddressMap map, MobileForwarder forwarder,
+    LocalAccessPolicy access, TimeProvider time, ILogger<UdpInterceptor> logger) : IAsyncDisposable
 {
     /// <summary>A flow whose session failed (refused, unreachable peer) drops its datagrams this long, so a program sending fast costs one attempt a second.</summary>
     public static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
 
-    private readonly MobilitydOptions _options;
-    private readonly VirtualAddressMap _map;
-    private readonly MobileForwarder _forwarder;
-    private readonly LocalAccessPolicy _access;
-    private readonly TimeProvider _time;
-    private readonly ILogger<UdpInterceptor> _logger;
+    private readonly MobilitydOptions _options = options.Value;
     private readonly ConcurrentDictionary<(IPEndPoint Source, IPEndPoint Destination), UdpSession> _sessions = new();
     private readonly ConcurrentDictionary<Task, byte> _running = new();
     private CancellationTokenSource? _stopping;
     private TransparentUdpSocket? _ipv4;
     private TransparentUdpSocket? _ipv6;
     private Task[] _loops = [];
-
-    public UdpInterceptor(IOptions<MobilitydOptions> options, VirtualAddressMap map, MobileForwarder forwarder, LocalAccessPolicy access, TimeProvider time,
-        ILogger<UdpInterceptor> logger)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        _options = options.Value;
-        _map = map;
-        _forwarder = forwarder;
-        _access = access;
-        _time = time;
-        _logger = logger;
-    }
 
     public int? Ipv4Port => _ipv4?.LocalEndPoint.Port;
 
@@ -66,17 +48,19 @@ public sealed partial class UdpInterceptor : IAsyncDisposable
     {
         _stopping = new CancellationTokenSource();
         _ipv4 = TransparentUdpSocket.Listen(IPAddress.Loopback, UdpForwards.ReceiveBufferSize);
+        string ipv6;
         try
         {
             _ipv6 = TransparentUdpSocket.Listen(IPAddress.IPv6Loopback, UdpForwards.ReceiveBufferSize);
+            ipv6 = $" and [::1]:{Ipv6Port}";
         }
         catch (SocketException e)
         {
-            Log.NoIpv6(_logger, e.Message);
+            ipv6 = $"; not on ::1 ({e.Message}): UDP to virtual IPv6 addresses is not intercepted";
         }
 
         _loops = [.. new[] { _ipv4, _ipv6 }.OfType<TransparentUdpSocket>().Select(s => Task.Run(() => ReceiveLoopAsync(s, _stopping.Token)))];
-        Log.Listening(_logger, Ipv4Port ?? 0, Ipv6Port ?? 0);
+        Log.Listening(logger, $"127.0.0.1:{Ipv4Port}{ipv6}");
     }
 
     /// <summary>Closes the listeners and ends every session (their connections are closed gracefully, so the peers' sessions end too).</summary>
@@ -119,8 +103,8 @@ public sealed partial class UdpInterceptor : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                Log.ReceiveFailed(_logger, e.Message);
-                await Task.Delay(RetryDelay, _time, stopping).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                Log.ReceiveFailed(logger, e.Message);
+                await Task.Delay(RetryDelay, time, stopping).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
     }
@@ -135,15 +119,15 @@ public sealed partial class UdpInterceptor : IAsyncDisposable
             return;
         }
 
-        if (!_map.TryGetGuid(datagram.Destination.Address, out var guid))
+        if (!map.TryGetGuid(datagram.Destination.Address, out var guid))
         {
-            Log.Dropped(_logger, datagram.Source, datagram.Destination, "no peer holds this virtual address");
+            Log.Dropped(logger, datagram.Source, datagram.Destination, "no peer holds this virtual address");
             return;
         }
 
-        if (_sessions.Count >= _options.Transparent.MaxUdpSessions || !_forwarder.TryReserveRelay())
+        if (_sessions.Count >= _options.Transparent.MaxUdpSessions || !forwarder.TryReserveRelay())
         {
-            Log.Dropped(_logger, datagram.Source, datagram.Destination, "too many UDP sessions");
+            Log.Dropped(logger, datagram.Source, datagram.Destination, "too many UDP sessions");
             return;
         }
 
@@ -164,19 +148,19 @@ public sealed partial class UdpInterceptor : IAsyncDisposable
         var relayed = false;
         try
         {
-            var verdict = _access.Check(UdpSocketTable.FindOwner(flow.Source, flow.Destination));
+            var verdict = access.Check(UdpSocketTable.FindOwner(flow.Source, flow.Destination));
             if (!verdict.Admitted)
             {
-                Log.Dropped(_logger, flow.Source, flow.Destination, verdict.Reason);
+                Log.Dropped(logger, flow.Source, flow.Destination, verdict.Reason);
                 return;
             }
 
             socket = TransparentUdpSocket.Connect(flow.Destination, flow.Source);
-            connection = await _forwarder.OpenAsync(guid, (ushort)flow.Destination.Port, udp: true, stopping).ConfigureAwait(false);
-            Log.Opened(_logger, flow.Source, flow.Destination, guid.ToString());
+            connection = await forwarder.OpenAsync(guid, (ushort)flow.Destination.Port, udp: true, stopping).ConfigureAwait(false);
+            Log.Session(logger, flow.Source, flow.Destination, guid.ToString(), "opened");
             var replies = socket;
             using var relay = new UdpRelay(connection, async (datagram, ct) => await replies.SendAsync(datagram, SocketFlags.None, ct).ConfigureAwait(false),
-                _options.Forwarding.UdpIdleTimeout, _time);
+                _options.Forwarding.UdpIdleTimeout, time);
             session.Attach(relay);
             relayed = true;
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(stopping, relay.Ended);
@@ -184,12 +168,12 @@ public sealed partial class UdpInterceptor : IAsyncDisposable
             var end = await relay.RunAsync(_options.Forwarding.HandshakeTimeout, stopping).ConfigureAwait(false);
             await stop.CancelAsync().ConfigureAwait(false);
             await fromProgram.ConfigureAwait(false);
-            Log.Ended(_logger, flow.Source, flow.Destination, end);
+            Log.Session(logger, flow.Source, flow.Destination, guid.ToString(), $"ended: {end}");
         }
-        catch (Exception e) when (e is OpenRefusedException or MobileConnectionException or GnsException or SocketException or IOException
+        catch (Exception e) when (e is OpenRefusedException or MobileConnectionException or Gns.Client.GnsException or SocketException or IOException
                                       or OperationCanceledException or ObjectDisposedException)
         {
-            Log.Dropped(_logger, flow.Source, flow.Destination, e.Message);
+            Log.Dropped(logger, flow.Source, flow.Destination, e.Message);
         }
         finally
         {
@@ -208,30 +192,24 @@ public sealed partial class UdpInterceptor : IAsyncDisposable
             if (!relayed && !stopping.IsCancellationRequested)
             {
                 // The flow's datagrams reach the listener meanwhile, which finds this session and drops them past its few queued ones.
-                await Task.Delay(RetryDelay, _time, stopping).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                await Task.Delay(RetryDelay, time, stopping).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 _sessions.TryRemove(KeyValuePair.Create(flow, session));
             }
 
-            _forwarder.ReleaseRelay();
+            forwarder.ReleaseRelay();
         }
     }
 
     private static partial class Log
     {
-        [LoggerMessage(8700, LogLevel.Information, "UDP interception on 127.0.0.1:{Ipv4Port} and [::1]:{Ipv6Port}.")]
-        public static partial void Listening(ILogger logger, int ipv4Port, int ipv6Port);
+        [LoggerMessage(8700, LogLevel.Information, "UDP interception on {Listeners}.")]
+        public static partial void Listening(ILogger logger, string listeners);
 
-        [LoggerMessage(8701, LogLevel.Information, "UDP interception: no IPv6 loopback ({Error}); UDP to virtual IPv6 addresses is not intercepted.")]
-        public static partial void NoIpv6(ILogger logger, string error);
-
-        [LoggerMessage(8702, LogLevel.Debug, "UDP {Source} -> {Destination}: session to {Guid} opened.")]
-        public static partial void Opened(ILogger logger, IPEndPoint source, IPEndPoint destination, string guid);
+        [LoggerMessage(8702, LogLevel.Debug, "UDP {Source} -> {Destination}: session to {Guid} {What}.")]
+        public static partial void Session(ILogger logger, IPEndPoint source, IPEndPoint destination, string guid, string what);
 
         [LoggerMessage(8703, LogLevel.Debug, "UDP {Source} -> {Destination} dropped: {Reason}.")]
         public static partial void Dropped(ILogger logger, IPEndPoint source, IPEndPoint destination, string reason);
-
-        [LoggerMessage(8704, LogLevel.Debug, "UDP {Source} -> {Destination}: session ended ({End}).")]
-        public static partial void Ended(ILogger logger, IPEndPoint source, IPEndPoint destination, UdpRelayEnd end);
 
         [LoggerMessage(8705, LogLevel.Warning, "UDP interception: receiving failed: {Error}.")]
         public static partial void ReceiveFailed(ILogger logger, string error);

@@ -41,7 +41,7 @@ public sealed class UdpInterceptionTests
     public void Udp_policy_routing_sends_the_mark_to_a_local_table_and_is_removed_by_the_same_selectors()
     {
         var add = InterceptionRules.UdpRoutes(7171939);
-        var del = InterceptionRules.DeleteUdpRoutes(7171939);
+        var del = InterceptionRules.UdpRoutes(7171939, remove: true);
 
         Assert.Equal(["rule", "add", "fwmark", "7171939", "lookup", "7171939", "priority", "7170"], add[0]);
         Assert.Equal(["route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", "7171939"], add[1]);
@@ -57,23 +57,18 @@ public sealed class UdpInterceptionTests
     [Fact]
     public void The_original_destination_is_found_among_control_messages_of_either_family()
     {
-        byte[] v4 = [2, 0, 0x14, 0x51, 100, 77, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0];
-        var v6 = new byte[28];
-        v6[0] = 10;
-        v6[2] = 0x14;
-        v6[3] = 0x51;
-        IPAddress.Parse("fd6d:6f62::1234").GetAddressBytes().CopyTo(v6, 8);
+        var ipv4 = new IPEndPoint(IPAddress.Parse("100.77.3.4"), 5201);
+        var ipv6 = new IPEndPoint(IPAddress.Parse("fd6d:6f62::1234"), 5201);
 
-        Assert.Equal(new IPEndPoint(IPAddress.Parse("100.77.3.4"), 5201), OriginalDestination.FromControlMessages(ControlMessage(0, 20, v4)));
+        Assert.Equal(ipv4, OriginalDestination.FromControlMessages(ControlMessage(0, 20, SockAddr(ipv4))));
         // After another message (a timestamp, SOL_SOCKET 29, 16 octets), aligned to 8.
-        byte[] both = [.. ControlMessage(1, 29, new byte[13]), .. ControlMessage(41, 74, v6)];
-        Assert.Equal(new IPEndPoint(IPAddress.Parse("fd6d:6f62::1234"), 5201), OriginalDestination.FromControlMessages(both));
+        Assert.Equal(ipv6, OriginalDestination.FromControlMessages([.. ControlMessage(1, 29, new byte[13]), .. ControlMessage(41, 74, SockAddr(ipv6))]));
     }
 
     [Fact]
     public void Missing_or_malformed_control_messages_give_no_destination()
     {
-        byte[] v4 = [2, 0, 0x14, 0x51, 100, 77, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0];
+        var v4 = SockAddr(new IPEndPoint(IPAddress.Parse("100.77.3.4"), 5201));
         var message = ControlMessage(0, 20, v4);
 
         Assert.Null(OriginalDestination.FromControlMessages([]));
@@ -116,6 +111,17 @@ public sealed class UdpInterceptionTests
         Assert.Null(Owner((exact, connected, null)).Owner);
 
         (int Score, uint? Owner) Owner(params (string Local, string Remote, uint? Owner)[] rows) => UdpSocketTable.Best(rows, source, destination);
+    }
+
+    /// <summary>A sockaddr_in (16 octets) or sockaddr_in6 (28): family in host order, port and address in network order.</summary>
+    private static byte[] SockAddr(IPEndPoint endPoint)
+    {
+        var ipv6 = endPoint.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
+        var sockaddr = new byte[ipv6 ? 28 : 16];
+        BinaryPrimitives.WriteUInt16LittleEndian(sockaddr, (ushort)(ipv6 ? 10 : 2));
+        BinaryPrimitives.WriteUInt16BigEndian(sockaddr.AsSpan(2), (ushort)endPoint.Port);
+        endPoint.Address.GetAddressBytes().CopyTo(sockaddr, ipv6 ? 8 : 4);
+        return sockaddr;
     }
 
     /// <summary>A cmsghdr (LP64: length u64, level i32, type i32) and its data, padded to 8 octets.</summary>
