@@ -143,6 +143,9 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, transparent.MaxTcpClients is >= 1 and <= 100_000, "Transparent:MaxTcpClients must be 1 to 100000.");
         Check(failures, transparent.UpstreamTimeout > TimeSpan.Zero, "Transparent:UpstreamTimeout must be positive.");
         Check(failures, transparent.SocketMark != 0, "Transparent:SocketMark must not be 0 (0 is every unmarked socket).");
+        Check(failures, transparent.MaxUdpSessions is >= 1 and <= 100_000, "Transparent:MaxUdpSessions must be 1 to 100000.");
+        Check(failures, transparent.UdpMark is not (0 or 253 or 254 or 255) && transparent.UdpMark != transparent.SocketMark,
+            "Transparent:UdpMark must not be 0, 253 to 255 (the kernel's routing tables) or Transparent:SocketMark.");
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

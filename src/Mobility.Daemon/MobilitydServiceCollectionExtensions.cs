@@ -57,6 +57,7 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<SocketMark>();
         services.TryAddSingleton<Inbound.InboundDelivery>();
         services.TryAddSingleton<InterceptionListener>();
+        services.TryAddSingleton<UdpInterceptor>();
         services.TryAddSingleton<ResolverIntegration>();
         services.TryAddSingleton<TransparentMode>();
         // Hosted in this order: addresses, then the control endpoint (bound before ready), the transport and SOCKS5, then the rest.

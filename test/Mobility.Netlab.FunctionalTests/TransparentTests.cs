@@ -20,7 +20,7 @@ namespace Mobility.Netlab.FunctionalTests;
 /// /etc/netns/&lt;namespace&gt;/resolv.conf, which <c>ip netns exec</c> mounts over /etc/resolv.conf.
 /// </summary>
 [Collection(NetlabCollection.Name)]
-public sealed class TransparentTests
+public sealed partial class TransparentTests
 {
     internal const string ServerV4 = "10.17.0.1";
     private const string OriginalResolvConf = $"nameserver {ServerV4}\noptions timeout:2\n";
@@ -91,7 +91,7 @@ public sealed class TransparentTests
         var etc = ResolvConfFolder(client);
         try
         {
-            var rulesBefore = await RulesetAsync(client);
+            var rulesBefore = await RoutingAsync(client);
             var state = lab.CreateTemporaryDirectory("state");
             var first = await StartDaemonAsync(lab, client, "first", state, ["--embedded-gns"]);
             using (var api = new DaemonClient(first.Socket))
@@ -104,7 +104,7 @@ public sealed class TransparentTests
             Assert.Contains("table inet mobility", await RulesetAsync(client), StringComparison.Ordinal);
 
             var second = await StartDaemonAsync(lab, client, "second", state, ["--embedded-gns"]);
-            Assert.Equal(rulesBefore, await RulesetAsync(client));
+            Assert.Equal(rulesBefore, await RoutingAsync(client));
             Assert.Equal(OriginalResolvConf, await File.ReadAllTextAsync(Path.Combine(etc, "resolv.conf")));
             Assert.Contains("removing its rules", second.Process.StandardError + second.Process.StandardOutput, StringComparison.Ordinal);
 
@@ -114,7 +114,7 @@ public sealed class TransparentTests
             }
 
             await second.Process.DisposeAsync();
-            Assert.Equal(rulesBefore, await RulesetAsync(client));
+            Assert.Equal(rulesBefore, await RoutingAsync(client));
             Assert.Equal(OriginalResolvConf, await File.ReadAllTextAsync(Path.Combine(etc, "resolv.conf")));
         }
         finally
@@ -187,12 +187,12 @@ public sealed class TransparentTests
         return result.StandardOutput;
     }
 
-    /// <summary>The first IPv4 address getent (the C library's resolver, as any program uses it) finds, or null when none.</summary>
-    private static async Task<string?> ResolveAsync(string ns, string name)
+    /// <summary>The first IPv4 (<paramref name="database"/> ahostsv6: IPv6) address getent (the C library's resolver, as any program uses it) finds, or null when none.</summary>
+    private static async Task<string?> ResolveAsync(string ns, string name, string database = "ahostsv4")
     {
         for (var attempt = 0; attempt < 10; attempt++)
         {
-            var result = await Ip.ExecAsync(ns, "getent", ["ahostsv4", name]).WithTimeout(NetlabTimeouts.Step);
+            var result = await Ip.ExecAsync(ns, "getent", [database, name]).WithTimeout(NetlabTimeouts.Step);
             if (result.Succeeded)
             {
                 return result.StandardOutput.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0];

@@ -214,7 +214,7 @@ public static class DaemonCommands
     private static Command Transparent()
     {
         var command = new Command("transparent",
-            "Transparent mode: <name>.mob and <guid>.guid resolve to virtual addresses, and TCP connections to them are carried over mobile connections");
+            "Transparent mode: <name>.mob and <guid>.guid resolve to virtual addresses, and TCP connections and UDP to them are carried over mobile connections");
         foreach (var (name, enabled, help) in new[]
                  {
                      ("on", (bool?)true, "Install the nftables rules, routes and resolver entry (root or the daemon's admitted users)"),

@@ -52,6 +52,23 @@ internal static class TcpSocketTable
     {
         var local = Format(client);
         var remote = Format(server);
+        foreach (var row in Rows(table))
+        {
+            if (string.Equals(row.Local, local, StringComparison.OrdinalIgnoreCase) && string.Equals(row.Remote, remote, StringComparison.OrdinalIgnoreCase))
+            {
+                return row.Owner;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// The rows of a /proc/net/{tcp,tcp6,udp,udp6} table (the same columns): local and remote endpoint as
+    /// <see cref="Format"/> writes them, and the owner's uid (null when no process holds the socket). None when unreadable.
+    /// </summary>
+    internal static IEnumerable<(string Local, string Remote, uint? Owner)> Rows(string table)
+    {
         IEnumerable<string> lines;
         try
         {
@@ -59,24 +76,22 @@ internal static class TcpSocketTable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return null;
+            lines = [];
         }
 
         // "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid  timeout inode ..."
         foreach (var line in lines.Skip(1))
         {
             var fields = line.Split(' ', 11, StringSplitOptions.RemoveEmptyEntries);
-            if (fields.Length >= 10 && string.Equals(fields[1], local, StringComparison.OrdinalIgnoreCase)
-                                    && string.Equals(fields[2], remote, StringComparison.OrdinalIgnoreCase))
+            if (fields.Length >= 10)
             {
                 // Inode 0: no process holds the socket any more (closed: an orphan, or a FIN_WAIT2/TIME_WAIT
                 // mini-socket, which the kernel lists as uid 0). Its creator is unknown, so the caller is;
                 // otherwise anyone could send a request, close at once and pass as root.
-                return fields[9] != "0" && uint.TryParse(fields[7], NumberStyles.None, CultureInfo.InvariantCulture, out var uid) ? uid : null;
+                yield return (fields[1], fields[2],
+                    fields[9] != "0" && uint.TryParse(fields[7], NumberStyles.None, CultureInfo.InvariantCulture, out var uid) ? uid : null);
             }
         }
-
-        return null;
     }
 
     /// <summary>

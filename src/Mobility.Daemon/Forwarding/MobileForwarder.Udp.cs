@@ -47,8 +47,8 @@ public sealed partial class MobileForwarder
         Log.UdpSessionEnded(_logger, connection.RemoteGuid.ToString(), port, end);
     }
 
-    /// <summary>The local application's datagrams (on the session's connected socket) to the peer.</summary>
-    private static async Task ReceiveLocalAsync(Socket socket, UdpRelay relay, CancellationToken cancellationToken)
+    /// <summary>The local application's datagrams (on the session's connected socket) to the peer, until cancelled.</summary>
+    internal static async Task ReceiveLocalAsync(Socket socket, UdpRelay relay, CancellationToken cancellationToken)
     {
         var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(UdpForwards.ReceiveBufferSize);
         try

@@ -151,7 +151,7 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
     /// <summary>One listening socket and its sessions, one per local source.</summary>
     private sealed class Forward(UdpForwards owner, Socket socket, HostGuid peer, ushort port)
     {
-        private readonly System.Collections.Concurrent.ConcurrentDictionary<IPEndPoint, Session> _sessions = new();
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<IPEndPoint, UdpSession> _sessions = new();
         private readonly CancellationTokenSource _stop = new();
 
         public IPEndPoint Local { get; } = (IPEndPoint)socket.LocalEndPoint!;
@@ -196,7 +196,7 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
                             continue;
                         }
 
-                        session = new Session(source);
+                        session = new UdpSession(source);
                         _sessions[source] = session;
                         owner._forwarder.Track(RunSessionAsync(session, cancellationToken));
                     }
@@ -214,7 +214,7 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
         }
 
         /// <summary>Opens the session's connection (datagrams wait meanwhile, up to <see cref="MaxPendingDatagrams"/>), then relays until it ends.</summary>
-        private async Task RunSessionAsync(Session session, CancellationToken cancellationToken)
+        private async Task RunSessionAsync(UdpSession session, CancellationToken cancellationToken)
         {
             MobileConnection? connection = null;
             try
@@ -240,48 +240,6 @@ public sealed partial class UdpForwards : IHostedService, IAsyncDisposable
                 {
                     await connection.DisposeAsync().ConfigureAwait(false);
                 }
-            }
-        }
-    }
-
-    /// <summary>One local source: its datagrams wait here until the connection is open, then go to the relay.</summary>
-    private sealed class Session(IPEndPoint source)
-    {
-        private readonly Lock _gate = new();
-        private List<byte[]>? _pending = [];
-        private UdpRelay? _relay;
-
-        public IPEndPoint Source { get; } = source;
-
-        public void Deliver(ReadOnlySpan<byte> datagram)
-        {
-            lock (_gate)
-            {
-                if (_relay is null)
-                {
-                    if (_pending!.Count < MaxPendingDatagrams)
-                    {
-                        _pending.Add(datagram.ToArray());
-                    }
-
-                    return;
-                }
-            }
-
-            _relay.FromLocal(datagram);
-        }
-
-        public void Attach(UdpRelay relay)
-        {
-            lock (_gate)
-            {
-                foreach (var datagram in _pending!)
-                {
-                    relay.FromLocal(datagram);
-                }
-
-                _pending = null;
-                _relay = relay;
             }
         }
     }

@@ -34,6 +34,64 @@ public static class InterceptionRules
             """);
     }
 
+    /// <summary>
+    /// The priority of the policy-routing rule that sends marked UDP to <see cref="UdpRoutes"/>'s table: before
+    /// the main table (32766), after the local one (0), away from the numbers other tools pick (wg-quick
+    /// 32764-32765, Tailscale 5210-5270).
+    /// </summary>
+    public const int UdpRulePriority = 7170;
+
+    /// <summary>
+    /// The UDP chains (docs/transparent.md, "UDP"), added to the same table in the same transaction as
+    /// <see cref="Install"/>'s: on the output route hook, UDP to a virtual address gets
+    /// <paramref name="udpMark"/> (unless it carries the daemon's own mark), so the kernel routes it by the
+    /// mark's table (a local route on lo, <see cref="UdpRoutes"/>) back in through lo; there, on the
+    /// prerouting hook, TPROXY hands it to the daemon's transparent UDP socket on 127.0.0.1:<paramref name="ipv4Port"/>
+    /// ([::1]:<paramref name="ipv6Port"/>) unchanged, or to the session's socket bound to the virtual
+    /// address and connected to the program. <paramref name="ipv6Port"/> null: no IPv6 lines (no ::1).
+    /// </summary>
+    public static string InstallUdp(VirtualAddressPool pool, uint mark, uint udpMark, int ipv4Port, int? ipv6Port)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        var ipv6 = $"{VirtualAddressPool.Ipv6Prefix}/{VirtualAddressPool.Ipv6PrefixLength}";
+        var markIpv6 = ipv6Port is null ? "" : $"\t\tip6 daddr {ipv6} meta l4proto udp meta mark set 0x{udpMark:x8}\n";
+        var tproxyIpv6 = ipv6Port is null ? ""
+            : $"\t\tiif \"lo\" ip6 daddr {ipv6} meta l4proto udp tproxy ip6 to [::1]:{ipv6Port} meta mark set 0x{udpMark:x8} accept\n";
+        return string.Create(CultureInfo.InvariantCulture, $$"""
+            table {{Family}} {{Table}} {
+            	chain udp-output {
+            		type route hook output priority mangle; policy accept;
+            		meta mark 0x{{mark:x8}} return
+            		ip daddr {{pool}} meta l4proto udp meta mark set 0x{{udpMark:x8}}
+            {{markIpv6}}	}
+            	chain udp-prerouting {
+            		type filter hook prerouting priority mangle; policy accept;
+            		meta mark 0x{{mark:x8}} return
+            		iif "lo" ip daddr {{pool}} meta l4proto udp tproxy ip to 127.0.0.1:{{ipv4Port}} meta mark set 0x{{udpMark:x8}} accept
+            {{tproxyIpv6}}	}
+            }
+
+            """);
+    }
+
+    /// <summary>
+    /// The policy routing of intercepted UDP: packets with <paramref name="udpMark"/> are looked up in the table
+    /// numbered <paramref name="udpMark"/>, whose one route makes every address local on lo; so a program's
+    /// datagram marked on output loops back in through lo, and one TPROXY marked on prerouting is delivered
+    /// to this host. IPv4, then IPv6 (the caller leaves the IPv6 pair out where ::1 does not exist). With
+    /// <paramref name="remove"/>, the commands that delete them by the same selectors (nothing else at that
+    /// priority or in other tables).
+    /// </summary>
+    public static IReadOnlyList<string[]> UdpRoutes(uint udpMark, bool remove = false)
+    {
+        var mark = udpMark.ToString(CultureInfo.InvariantCulture);
+        var priority = UdpRulePriority.ToString(CultureInfo.InvariantCulture);
+        var (rule, route) = remove ? ("del", "del") : ("add", "replace");
+        string[] ipv4Rule = ["rule", rule, "fwmark", mark, "lookup", mark, "priority", priority];
+        string[] ipv4Route = ["route", route, "local", "0.0.0.0/0", "dev", "lo", "table", mark];
+        return [ipv4Rule, ipv4Route, ["-6", .. ipv4Rule], ["-6", .. ipv4Route[..3], "::/0", .. ipv4Route[4..]]];
+    }
+
     /// <summary>Deletes the table if it is there (no error when it is not).</summary>
     public static string Remove() => $"add table {Family} {Table}\ndelete table {Family} {Table}\n";
 

@@ -25,15 +25,15 @@ public sealed class TransparentModeException : Exception
 }
 
 /// <summary>
-/// Switches transparent mode (docs/transparent.md): on binds the interception listener, marks the daemon's
-/// own sockets, installs the nftables table and the routes to the virtual ranges, then the stub in the
-/// resolver; off undoes it in reverse order, as does the daemon's stop. A file &lt;StateDir&gt;/<see cref="MarkerFile"/>
+/// Switches transparent mode (docs/transparent.md): on binds the interception listener and the UDP
+/// interception's sockets, marks the daemon's own sockets, installs the nftables table, the routes to the
+/// virtual ranges and UDP's policy routing, then the stub in the resolver; off undoes it in reverse order, as does the daemon's stop. A file &lt;StateDir&gt;/<see cref="MarkerFile"/>
 /// exists while it is on, so a start after a crash (SIGKILL) removes what the crashed daemon left first.
 /// Needs CAP_NET_ADMIN (root); callers are checked by the API (the local access rule).
 /// </summary>
 public sealed partial class TransparentMode : IHostedService
 {
-    /// <summary>Holds the pool the routes were added for, so that the right ones are removed after a crash.</summary>
+    /// <summary>Holds the pool the routes were added for and the UDP mark of the policy routing (a line each), so that the right ones are removed after a crash.</summary>
     public const string MarkerFile = "transparent-on";
 
     private readonly TransparentOptions _options;
@@ -42,6 +42,7 @@ public sealed partial class TransparentMode : IHostedService
     private readonly DnsStub _stub;
     private readonly DnsUpstream _upstream;
     private readonly InterceptionListener _listener;
+    private readonly UdpInterceptor _udp;
     private readonly SocketMark _mark;
     private readonly ResolverIntegration _resolver;
     private readonly ILogger<TransparentMode> _logger;
@@ -49,7 +50,7 @@ public sealed partial class TransparentMode : IHostedService
     private bool _enabled;
 
     public TransparentMode(IOptions<MobilitydOptions> options, VirtualAddressMap map, DnsStub stub, DnsUpstream upstream, InterceptionListener listener,
-        SocketMark mark, ResolverIntegration resolver, ILogger<TransparentMode> logger)
+        UdpInterceptor udp, SocketMark mark, ResolverIntegration resolver, ILogger<TransparentMode> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value.Transparent;
@@ -58,6 +59,7 @@ public sealed partial class TransparentMode : IHostedService
         _stub = stub;
         _upstream = upstream;
         _listener = listener;
+        _udp = udp;
         _mark = mark;
         _resolver = resolver;
         _logger = logger;
@@ -72,7 +74,10 @@ public sealed partial class TransparentMode : IHostedService
         if (File.Exists(_marker))
         {
             Log.Recovering(_logger, _marker);
-            await RemoveAsync(File.ReadAllText(_marker).Trim(), cancellationToken).ConfigureAwait(false);
+            var lines = File.ReadAllLines(_marker);
+            var udpMark = lines.Length > 1 && uint.TryParse(lines[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture,
+                out var written) ? written : _options.UdpMark;
+            await RemoveAsync(lines.FirstOrDefault()?.Trim() ?? _map.Pool.ToString(), udpMark, cancellationToken).ConfigureAwait(false);
         }
 
         if (_options.Enabled)
@@ -100,7 +105,7 @@ public sealed partial class TransparentMode : IHostedService
             }
             else
             {
-                await RemoveAsync(_map.Pool.ToString(), cancellationToken).ConfigureAwait(false);
+                await RemoveAsync(_map.Pool.ToString(), _options.UdpMark, cancellationToken).ConfigureAwait(false);
                 Log.Switched(_logger, "off");
             }
 
@@ -118,18 +123,25 @@ public sealed partial class TransparentMode : IHostedService
         var pool = _map.Pool;
         try
         {
-            AtomicFile.Write(_marker, pool + "\n");
+            AtomicFile.Write(_marker, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{pool}\n{_options.UdpMark}\n"));
             _listener.Start();
+            _udp.Start();
             _mark.Enabled = true;
             var ipv4Port = _listener.Ipv4Port!.Value;
-            await ExternalCommand.RunAsync("nft", ["-f", "-"], InterceptionRules.Install(pool, _mark.Value, ipv4Port, _listener.Ipv6Port ?? ipv4Port),
-                cancellationToken).ConfigureAwait(false);
+            await ExternalCommand.RunAsync("nft", ["-f", "-"], InterceptionRules.Install(pool, _mark.Value, ipv4Port, _listener.Ipv6Port ?? ipv4Port)
+                + InterceptionRules.InstallUdp(pool, _mark.Value, _options.UdpMark, _udp.Ipv4Port!.Value, _udp.Ipv6Port), cancellationToken).ConfigureAwait(false);
             var routes = InterceptionRules.AddRoutes(pool);
             await ExternalCommand.RunAsync("ip", routes[0], cancellationToken: cancellationToken).ConfigureAwait(false);
             if (_listener.Ipv6Port is not null)
             {
                 // Only where the host has IPv6 (the listener bound ::1); without it, IPv6 connections fail as before.
                 await ExternalCommand.RunAsync("ip", routes[1], cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+
+            // UDP's policy routing: IPv4, then IPv6 where the UDP listener bound ::1.
+            foreach (var route in InterceptionRules.UdpRoutes(_options.UdpMark).Take(_udp.Ipv6Port is null ? 2 : 4))
+            {
+                await ExternalCommand.RunAsync("ip", route, cancellationToken: cancellationToken).ConfigureAwait(false);
             }
 
             if (_stub.LocalEndPoint is { } stub)
@@ -139,18 +151,19 @@ public sealed partial class TransparentMode : IHostedService
 
             Log.Switched(_logger, "on");
         }
-        catch (Exception e) when (e is ExternalCommandException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is ExternalCommandException or IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException
+                                      or PlatformNotSupportedException)
         {
-            await RemoveAsync(pool.ToString(), CancellationToken.None).ConfigureAwait(false);
+            await RemoveAsync(pool.ToString(), _options.UdpMark, CancellationToken.None).ConfigureAwait(false);
             throw new TransparentModeException($"Transparent mode could not be switched on: {e.Message}", e);
         }
     }
 
     /// <summary>Removes everything, each part even when another fails (failures are logged); then the marker.</summary>
-    private async Task RemoveAsync(string pool, CancellationToken cancellationToken)
+    private async Task RemoveAsync(string pool, uint udpMark, CancellationToken cancellationToken)
     {
         await Try(() => _resolver.RemoveAsync(cancellationToken)).ConfigureAwait(false);
-        foreach (var route in InterceptionRules.DeleteRoutes(pool))
+        foreach (var route in InterceptionRules.DeleteRoutes(pool).Concat(InterceptionRules.UdpRoutes(udpMark, remove: true)))
         {
             await Try(() => ExternalCommand.RunAsync("ip", route, cancellationToken: cancellationToken), quiet: true).ConfigureAwait(false);
         }
@@ -158,6 +171,7 @@ public sealed partial class TransparentMode : IHostedService
         await Try(() => ExternalCommand.RunAsync("nft", ["-f", "-"], InterceptionRules.Remove(), cancellationToken)).ConfigureAwait(false);
         _mark.Enabled = false;
         await _listener.StopAsync().ConfigureAwait(false);
+        await _udp.StopAsync().ConfigureAwait(false);
         _upstream.Reload();
         await Try(() =>
         {

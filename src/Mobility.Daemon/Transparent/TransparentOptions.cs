@@ -5,7 +5,7 @@ namespace Mobility.Daemon.Transparent;
 
 /// <summary>
 /// Transparent mode (docs/transparent.md): the DNS stub for the <c>.mob</c> and <c>.guid</c> zones, the
-/// virtual addresses that name peers, and the interception of TCP connections to them.
+/// virtual addresses that name peers, and the interception of TCP connections and UDP flows to them.
 /// </summary>
 public sealed class TransparentOptions
 {
@@ -47,6 +47,21 @@ public sealed class TransparentOptions
     /// so the daemon's own connections are never intercepted whatever user it runs as. 0x6d6f62 is "mob".
     /// </summary>
     public uint SocketMark { get; set; } = 0x6d6f62;
+
+    /// <summary>
+    /// Mark (and routing-table number) of intercepted UDP (docs/transparent.md, "UDP"): the output rule marks a program's
+    /// UDP to a virtual address with it, and an <c>ip rule</c> sends marked packets to that table, whose one route
+    /// (every address local on lo) loops them back in to the TPROXY rule. 0x6d6f63: the socket mark's neighbour.
+    /// Change it when a mark or table of that number is in use.
+    /// </summary>
+    public uint UdpMark { get; set; } = 0x6d6f63;
+
+    /// <summary>
+    /// UDP flows (program's source endpoint, virtual destination endpoint) carried at once, each with a mobile
+    /// connection and a socket; datagrams of further flows are dropped until one ends. 256: far more than one host's
+    /// programs keep open towards mobile peers, and few enough that a flood of source ports holds little.
+    /// </summary>
+    public int MaxUdpSessions { get; set; } = 256;
 
     /// <summary>
     /// How the stub is installed in the host's resolver when switched on: "auto" (systemd-resolved when it runs,
