@@ -177,16 +177,19 @@ public sealed class NatScenarioRunner(TextWriter? log = null)
     }
 
     /// <summary>Waits until <paramref name="daemon"/> logged that it published a record with a locator at <paramref name="expected"/>.</summary>
-    private static async Task WaitForPublishedAsync(DaemonProcess daemon, IPAddress expected, CancellationToken cancellationToken)
+    private static Task WaitForPublishedAsync(DaemonProcess daemon, IPAddress expected, CancellationToken cancellationToken)
+        => WaitForPublishedAsync(daemon, expected + ":", cancellationToken);
+
+    /// <summary>Waits until <paramref name="daemon"/> logged that it published a record whose locators contain <paramref name="at"/> (e.g. <c>198.18.2.2:7395/relay</c>).</summary>
+    internal static async Task WaitForPublishedAsync(DaemonProcess daemon, string at, CancellationToken cancellationToken)
     {
-        var at = expected + ":";
         var deadline = Stopwatch.GetTimestamp() + (long)(MobilitySystem.RegistrationTimeout.TotalSeconds * Stopwatch.Frequency);
         while (!daemon.Process.StandardError.Split('\n').Any(line => line.Contains("Published record version", StringComparison.Ordinal)
                    && line.Split("(GNS saw us", 2)[0].Contains(at, StringComparison.Ordinal)))
         {
             if (Stopwatch.GetTimestamp() > deadline)
             {
-                throw new TimeoutException($"{daemon.Host.Role}'s mobilityd published no record with {expected} in {MobilitySystem.RegistrationTimeout.TotalSeconds:0} s; its log: {daemon.Process.StandardError[^Math.Min(2000, daemon.Process.StandardError.Length)..]}");
+                throw new TimeoutException($"{daemon.Host.Role}'s mobilityd published no record with {at} in {MobilitySystem.RegistrationTimeout.TotalSeconds:0} s; its log: {daemon.Process.StandardError[^Math.Min(2000, daemon.Process.StandardError.Length)..]}");
             }
 
             await Task.Delay(100, cancellationToken).ConfigureAwait(false);
@@ -199,7 +202,7 @@ public sealed class NatScenarioRunner(TextWriter? log = null)
     /// success, without the reflexive address the lost ack carried. It then publishes no Observed locator until its
     /// next publish (seen here: "GNS saw us as -"). One registration of a throwaway identity warms gns up first.
     /// </summary>
-    private static async Task WarmUpAsync(LabHost gnsHost, GnsProcess gns, string root, CancellationToken cancellationToken)
+    internal static async Task WarmUpAsync(LabHost gnsHost, GnsProcess gns, string root, CancellationToken cancellationToken)
     {
         var key = Path.Combine(root, "warm-up.key");
         foreach (var arguments in new[] { new[] { "id", "new", "--key", key }, ["gns", "register", "--gns", gns.Udp.ToString(), "--key", key, "--addr", $"{gnsHost.PrimaryAddress}:1"] })
