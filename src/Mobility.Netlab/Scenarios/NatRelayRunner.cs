@@ -218,6 +218,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         }
         catch (Exception e) when (e is Socks5ReplyException or IOException or SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
+            await SaveLogsAsync(scenario, gns, relay, client, server, cancellationToken).ConfigureAwait(false);
             return new NatRelayResult
             {
                 Scenario = scenario.Name,
@@ -232,6 +233,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         using var sending = new NetworkStream(socket, ownsSocket: true);
         using var receiving = new NetworkStream(accepted, ownsSocket: false);
         var result = await TransferAsync(serverSite, topology.Site("server2"), clientSite, topology.Site("client2"), sending, receiving, cancellationToken).ConfigureAwait(false);
+        await SaveLogsAsync(scenario, gns, relay, client, server, cancellationToken).ConfigureAwait(false);
         return result with
         {
             Scenario = scenario.Name,
@@ -242,6 +244,22 @@ public sealed class NatRelayRunner(TextWriter? log = null)
             RelayLocators = string.Join(" -> ", PublishedRelays(server)),
             Notes = $"{client.Describe(0)}; {server.Describe(0)}",
         };
+    }
+
+    /// <summary>With <c>NETLAB_LOGS</c> set: the logs of gns, the relay and both daemons, as <c>SCENARIO-TIME-ROLE.log</c> there.</summary>
+    private static async Task SaveLogsAsync(NatRelayScenario scenario, GnsProcess gns, RelayProcess relay, DaemonProcess client, DaemonProcess server, CancellationToken cancellationToken)
+    {
+        if (System.Environment.GetEnvironmentVariable(MobilitySystem.LogDirectoryVariable) is not { Length: > 0 } logs)
+        {
+            return;
+        }
+
+        Directory.CreateDirectory(logs);
+        var run = $"{scenario.Name}-{DateTime.UtcNow:HHmmss}";
+        foreach (var (role, text) in new[] { ("gns", gns.Process.StandardError), ("relay", relay.Process.StandardError), ("client", client.Process.StandardError), ("server", server.Process.StandardError) })
+        {
+            await File.WriteAllTextAsync(Path.Combine(logs, $"{run}-{role}.log"), text, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The relay locators of the records the daemon published, in order, without repeats.</summary>
