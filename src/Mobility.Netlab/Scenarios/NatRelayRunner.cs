@@ -4,7 +4,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
-using Mobility.Net.Socks5;
 using Mobility.Netlab.Systems;
 using Mobility.Netlab.Systems.Mobility;
 using Mobility.Netlab.Topology;
@@ -202,33 +201,22 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         var relayLocator = $"{(scenario.Tls ? relay.Tls! : relay.Tcp)}/relay";
         await NatScenarioRunner.WaitForPublishedAsync(server, relayLocator, cancellationToken).ConfigureAwait(false);
 
-        using var listener = LabSockets.Create(serverSite.Host.Namespace, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, Port));
-        listener.Listen(4);
-        await MobilitySystem.ExposeAsync(server, Port, cancellationToken).ConfigureAwait(false);
-
-        var connectStart = Stopwatch.GetTimestamp();
-        Socket socket;
-        try
-        {
-            using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            connect.CancelAfter(StageTimeout);
-            socket = await Socks5Client.OpenAsync(client.Socks!, server.Guid + ".guid", Port, connect.Token,
-                _ => LabSockets.Create(clientSite.Host.Namespace, ProtocolType.Tcp)).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is Socks5ReplyException or IOException or SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        var (listener, socket, failure, elapsed) = await NatScenarioRunner.ExposeAndConnectAsync(server, serverSite.Host, client, clientSite.Host, StageTimeout, cancellationToken)
+            .ConfigureAwait(false);
+        using var _ = listener;
+        if (socket is null)
         {
             await SaveLogsAsync(scenario, gns, relay, client, server, cancellationToken).ConfigureAwait(false);
             return new NatRelayResult
             {
                 Scenario = scenario.Name,
-                Outcome = "connect failed: " + (e is Socks5ReplyException reply ? $"SOCKS5 reply {reply.Reply}" : e.GetType().Name),
-                ConnectMs = Math.Round(StallAnalysis.Ms(Stopwatch.GetTimestamp() - connectStart), 1),
+                Outcome = failure!,
+                ConnectMs = Math.Round(elapsed, 1),
                 Notes = $"{client.Describe(0)}; {server.Describe(0)}",
             };
         }
 
-        var connectMs = Math.Round(StallAnalysis.Ms(Stopwatch.GetTimestamp() - connectStart), 1);
+        var connectMs = Math.Round(elapsed, 1);
         using var accepted = await listener.AcceptAsync(cancellationToken).AsTask().WaitAsync(StageTimeout, cancellationToken).ConfigureAwait(false);
         using var sending = new NetworkStream(socket, ownsSocket: true);
         using var receiving = new NetworkStream(accepted, ownsSocket: false);
