@@ -103,14 +103,34 @@ public sealed class MobilitydOptions
     /// <summary>
     /// Home relays, comma-separated <c>IP:PORT</c> (docs/nat.md, "Relays"): the daemon registers at the first
     /// that accepts it, publishes it as a Relay locator, and moves to the next when its relay dies. Empty: none.
+    /// <c>tls://IP:PORT</c> speaks TLS to a relay's <c>--tls-listen</c> endpoint, checked against <see cref="RelayPin"/>.
     /// </summary>
     public string? Relay { get; set; }
 
     internal const string RelayOption = "Relay (--relay)";
 
+    /// <summary>The prefix of a <see cref="Relay"/> entry reached over TLS.</summary>
+    public const string RelayTlsScheme = "tls://";
+
+    /// <summary>
+    /// SHA-256 fingerprints of the certificates accepted from <c>tls://</c> relays, comma-separated, 64 hex digits
+    /// each (colons allowed, as <c>openssl x509 -noout -fingerprint -sha256</c> prints them). Needed with a <c>tls://</c> relay.
+    /// </summary>
+    public string? RelayPin { get; set; }
+
+    internal const string RelayPinOption = "RelayPin (--relay-pin)";
+
     /// <summary>The relays of <see cref="Relay"/>, in order (after validation).</summary>
-    public IReadOnlyList<IPEndPoint> RelayEndPoints
-        => [.. (Relay ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(e => EndPointParser.Parse(e))];
+    public IReadOnlyList<RelayTarget> RelayTargets
+        => [.. RelayEntries(Relay).Select(e => e.StartsWith(RelayTlsScheme, StringComparison.OrdinalIgnoreCase)
+            ? new RelayTarget(EndPointParser.Parse(e[RelayTlsScheme.Length..]), Tls: true)
+            : new RelayTarget(EndPointParser.Parse(e), Tls: false))];
+
+    /// <summary>The pins of <see cref="RelayPin"/> (after validation).</summary>
+    public IReadOnlyList<byte[]> RelayPins
+        => [.. RelayEntries(RelayPin).Select(p => global::Mobility.Transport.Relay.PinnedTlsFlowFactory.ParsePin(p)!)];
+
+    internal static string[] RelayEntries(string? list) => (list ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     /// <summary>The SOCKS5 endpoint for unmodified applications (loopback: whoever reaches it uses this host's identity); empty or "off" disables it.</summary>
     public string? Socks { get; set; } = DefaultSocks;
@@ -364,4 +384,10 @@ public sealed class ControlLimits
         MaxSources = MaxTrackedSources,
         ReplyInterval = null,
     };
+}
+
+/// <summary>One home relay of <c>--relay</c>: its endpoint, and whether it is reached over TLS (<c>tls://</c>).</summary>
+public sealed record RelayTarget(IPEndPoint EndPoint, bool Tls)
+{
+    public override string ToString() => Tls ? MobilitydOptions.RelayTlsScheme + EndPoint : EndPoint.ToString();
 }

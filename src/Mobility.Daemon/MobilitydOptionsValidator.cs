@@ -40,9 +40,25 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
             CheckEndPoint(failures, control, MobilitydOptions.ControlOption, offAllowed: false);
         }
 
-        foreach (var relay in (options.Relay ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        var tlsRelays = 0;
+        foreach (var relay in MobilitydOptions.RelayEntries(options.Relay))
         {
-            CheckEndPoint(failures, relay, MobilitydOptions.RelayOption, offAllowed: false);
+            var tls = relay.StartsWith(MobilitydOptions.RelayTlsScheme, StringComparison.OrdinalIgnoreCase);
+            tlsRelays += tls ? 1 : 0;
+            CheckEndPoint(failures, tls ? relay[MobilitydOptions.RelayTlsScheme.Length..] : relay, MobilitydOptions.RelayOption, offAllowed: false);
+        }
+
+        foreach (var pin in MobilitydOptions.RelayEntries(options.RelayPin))
+        {
+            if (global::Mobility.Transport.Relay.PinnedTlsFlowFactory.ParsePin(pin) is null)
+            {
+                failures.Add($"{MobilitydOptions.RelayPinOption} '{pin}' is not a SHA-256 fingerprint (64 hex digits, colons allowed).");
+            }
+        }
+
+        if (tlsRelays > 0 && MobilitydOptions.RelayEntries(options.RelayPin).Length == 0)
+        {
+            failures.Add($"A tls:// relay needs {MobilitydOptions.RelayPinOption}: the SHA-256 of the relay's certificate (TLS is never used unchecked).");
         }
 
         foreach (var address in options.Addresses.SelectMany(c => c.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))

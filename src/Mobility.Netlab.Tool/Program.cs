@@ -36,6 +36,11 @@ const string Usage = """
         NAT kit, a paced transfer through SOCKS5, NAT rebinding mid-transfer; write the results as JSON plus a table.
         Scenarios: client-nat, client-nat-flush, client-nat-new-ports, client-symmetric, client-double-nat,
         server-nat-forward, both-nat-forward, server-nat.
+    netlab nat-relay [--scenario NAME,...] [--runs 3] [--out artifacts/evaluation/nat-relay.json]
+        Run the relayed NAT scenarios (docs/nat.md, "Through a relay"): gns and mobility-relay on public hosts, the server
+        (--relay) and the client behind NATs without forwards, 64 MiB through SOCKS5 checked by SHA-256 while the server
+        and then the client move to another NAT; write stall per move, bytes lost and the hash check as JSON plus a table.
+        Scenarios: nat-relay-masquerade, nat-relay-random-fully, nat-relay-https-only.
 
     Exit status: 0 done, 1 the environment refused (not root, a namespace or device missing, a port in use),
     2 bad command line, 130 interrupted. Errors are one line on stderr.
@@ -158,17 +163,7 @@ try
 
         case "nat":
         {
-            var only = options.Get("--scenario")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
-            var runs = ParseRuns(options.Get("--runs") ?? "3");
-            var output = options.Get("--out") ?? "artifacts/evaluation/nat.json";
-            options.RejectUnknown();
-
-            if (only?.FirstOrDefault(n => NatScenario.All.All(s => s.Name != n)) is { } unknown)
-            {
-                throw new ArgumentException($"unknown NAT scenario '{unknown}'");
-            }
-
-            var scenarios = NatScenario.All.Where(s => only is null || only.Contains(s.Name)).ToList();
+            var (scenarios, runs, output) = SelectScenarios(options, NatScenario.All, s => s.Name, "NAT scenario", "artifacts/evaluation/nat.json");
             var results = await new NatScenarioRunner(Console.Out).RunAllAsync(scenarios, runs, stop.Token).ConfigureAwait(false);
             await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
             Console.WriteLine();
@@ -178,6 +173,17 @@ try
                 Console.WriteLine($"{failed.Key}: mob connect: {failed.First().MobConnectError}");
             }
 
+            Console.WriteLine($"results: {output}");
+            return 0;
+        }
+
+        case "nat-relay":
+        {
+            var (scenarios, runs, output) = SelectScenarios(options, NatRelayScenario.All, s => s.Name, "relayed NAT scenario", "artifacts/evaluation/nat-relay.json");
+            var results = await new NatRelayRunner(Console.Out).RunAllAsync(scenarios, runs, stop.Token).ConfigureAwait(false);
+            await ResultsFile.WriteAsync(output, results).ConfigureAwait(false);
+            Console.WriteLine();
+            Console.WriteLine(NatRelayResult.FormatTable(results));
             Console.WriteLine($"results: {output}");
             return 0;
         }
@@ -243,6 +249,21 @@ static int RunLink(Arguments options, CancellationToken stop)
     }
 
     return 0;
+}
+
+// --scenario (names of all, comma-separated; default all), --runs (default 3) and --out of the NAT commands.
+static (List<T> Scenarios, int Runs, string Output) SelectScenarios<T>(Arguments options, IReadOnlyList<T> all, Func<T, string> name, string what, string defaultOutput)
+{
+    var only = options.Get("--scenario")?.Split(',', StringSplitOptions.RemoveEmptyEntries);
+    var runs = ParseRuns(options.Get("--runs") ?? "3");
+    var output = options.Get("--out") ?? defaultOutput;
+    options.RejectUnknown();
+    if (only?.FirstOrDefault(n => all.All(s => name(s) != n)) is { } unknown)
+    {
+        throw new ArgumentException($"unknown {what} '{unknown}'");
+    }
+
+    return ([.. all.Where(s => only is null || only.Contains(name(s)))], runs, output);
 }
 
 static int ParseRuns(string text) =>

@@ -63,6 +63,10 @@ internal static class RelayServeCommand
             {
                 kestrel.Listen(tls, o =>
                 {
+                    // A host registered over TLS publishes this endpoint as its relay locator, and diallers speak plain TCP
+                    // to it: the first byte tells them apart (a TLS record starts with 0x16, a relay message with 'M').
+                    var handler = o.ApplicationServices.GetRequiredService<RelayConnectionHandler>();
+                    o.Use(next => connection => PlainOrTlsAsync(connection, next, handler, limits.FirstMessageTimeout));
                     o.UseHttps(certificate!);
                     o.UseConnectionHandler<RelayConnectionHandler>();
                     tlsListen = o;
@@ -97,5 +101,34 @@ internal static class RelayServeCommand
             $"{ReadyLine.RelayPrefix} tcp={ServerHost.EndPoint(plainListen)} tls={ServerHost.EndPoint(tlsListen)} " +
             $"metrics={ServerHost.Url(metricsListen)} admission={(allowed is null ? "any" : $"allow-list:{allowed.Count}")}",
             cancellationToken);
+    }
+
+    /// <summary>Hands a connection to TLS (then the handler) when its first byte starts a TLS record, else straight to the handler.</summary>
+    private static async Task PlainOrTlsAsync(ConnectionContext connection, ConnectionDelegate tls, RelayConnectionHandler plain, TimeSpan timeout)
+    {
+        var input = connection.Transport.Input;
+        System.IO.Pipelines.ReadResult read;
+        using (var silence = new CancellationTokenSource(timeout))
+        {
+            try
+            {
+                read = await input.ReadAsync(silence.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // Silent past the first-message timeout, as the handler would close it.
+                return;
+            }
+        }
+
+        var empty = read.Buffer.IsEmpty;
+        var tlsRecord = !empty && read.Buffer.FirstSpan[0] == 0x16;
+        input.AdvanceTo(read.Buffer.Start);
+        if (empty)
+        {
+            return;
+        }
+
+        await (tlsRecord ? tls(connection) : plain.OnConnectedAsync(connection));
     }
 }

@@ -68,6 +68,9 @@ public sealed class UnitTests
 
         Assert.Equal(300, StallAnalysis.StallMs(arrivals, 100 * ms)!.Value, 3);
         Assert.Null(StallAnalysis.StallMs(arrivals, 600 * ms));
+        // A window that ends before the gap (the next move's) leaves it out; one that ends after it keeps it.
+        Assert.Equal(5, StallAnalysis.StallMs(arrivals, 50 * ms, until: 400 * ms)!.Value, 3);
+        Assert.Equal(300, StallAnalysis.StallMs(arrivals, 50 * ms, until: 406 * ms)!.Value, 3);
         Assert.Equal(0, StallAnalysis.MissingChunks(arrivals, seq));
         Assert.Equal(3, StallAnalysis.MissingChunks(arrivals, seq + 3));
     }
@@ -82,5 +85,18 @@ public sealed class UnitTests
 
         chunk[16] ^= 0xff;
         Assert.Equal(-1, Chunks.Read(chunk, out _));
+    }
+
+    [Fact]
+    public void An_https_only_nat_lets_out_tcp_443_and_what_also_outbound_names_and_nothing_else()
+    {
+        var script = NatRules.Script(
+            new NatSiteOptions { Role = "hotel", Kind = NatKind.HttpsOnly, AlsoOutbound = [PortForward.Udp(7353)] },
+            System.Net.IPAddress.Parse("192.168.1.2"), "192.168.1.0/24");
+
+        Assert.Contains("iifname \"lan\" tcp dport 443 accept", script, StringComparison.Ordinal);
+        Assert.Contains("iifname \"lan\" udp dport 7353 accept", script, StringComparison.Ordinal);
+        Assert.DoesNotContain("iifname \"lan\" accept", script, StringComparison.Ordinal);
+        Assert.Contains("policy drop", script, StringComparison.Ordinal);
     }
 }

@@ -158,9 +158,9 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             // a peer's Relay locators (RelayEndPoint, from the peer locator) are dialled through their relay.
             FlowFactory = new RelayFlowFactory(new global::Mobility.Transport.Flows.TcpFlowFactory(_mark.Apply)),
         }));
-        if (_options.RelayEndPoints is { Count: > 0 } relays)
+        if (_options.RelayTargets is { Count: > 0 } relays)
         {
-            _registrar = new RelayRegistrar(_identity.Key, relays, _listener, _loggers.CreateLogger<RelayRegistrar>());
+            _registrar = new RelayRegistrar(_identity.Key, relays, _options.RelayPins, _listener, _loggers.CreateLogger<RelayRegistrar>());
             _registrar.Changed += (_, _) => RelayChanged?.Invoke(this, EventArgs.Empty);
             _registrar.Start();
         }
@@ -334,6 +334,9 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
                         Log.RebindFailed(_logger, next, e.Message);
                     }
                 }
+
+                // A registration at the home relay from an address that is gone is dead: register again from the new one.
+                _registrar?.NotifyLocalAddresses(addresses);
 
                 // Each connection drops only the paths whose address is gone (switching at once to a
                 // standby path from another address when one is up, else resuming) and joins standby

@@ -2,11 +2,11 @@ namespace Mobility.Netlab.Processes;
 
 /// <summary>
 /// Finds the real executables the mobility system runs: <c>gns</c> (Mobility.Gns.Host), <c>mobilityd</c>
-/// (Mobility.Daemon.Host) and <c>mob</c> (Mobility.Cli). Per executable, an environment variable wins
-/// (<c>NETLAB_GNS</c>, <c>NETLAB_MOBILITYD</c>, <c>NETLAB_MOB</c>: a .dll or an executable); otherwise the .dll is looked
+/// (Mobility.Daemon.Host), <c>mob</c> (Mobility.Cli) and <c>mobility-relay</c> (Mobility.Relay.Host). Per executable, an
+/// environment variable wins (<c>NETLAB_GNS</c>, <c>NETLAB_MOBILITYD</c>, <c>NETLAB_MOB</c>, <c>NETLAB_RELAY</c>: a .dll or an executable); otherwise the .dll is looked
 /// for beside this assembly, in the artifacts layout (<c>bin/&lt;project&gt;/&lt;config&gt;/</c>, a sibling of this output)
 /// and in the classic layout (<c>src/&lt;project&gt;/bin/&lt;Config&gt;/&lt;tfm&gt;/</c>). The netlab tool and the tests build
-/// the three projects (ProjectReference with ReferenceOutputAssembly=false), so both find them.
+/// the four projects (ProjectReference with ReferenceOutputAssembly=false), so both find them.
 /// </summary>
 public static class MobilityExecutables
 {
@@ -15,6 +15,8 @@ public static class MobilityExecutables
     public static (string FileName, IReadOnlyList<string> Prefix) Mobilityd() => Command("NETLAB_MOBILITYD", "Mobility.Daemon.Host", "mobilityd");
 
     public static (string FileName, IReadOnlyList<string> Prefix) Mob() => Command("NETLAB_MOB", "Mobility.Cli", "mob");
+
+    public static (string FileName, IReadOnlyList<string> Prefix) Relay() => Command("NETLAB_RELAY", "Mobility.Relay.Host", "mobility-relay");
 
     /// <summary>The path of <paramref name="assembly"/>.dll (or the configured file); throws with every place tried.</summary>
     public static string Locate(string variable, string project, string assembly)

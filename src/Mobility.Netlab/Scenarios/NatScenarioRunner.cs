@@ -91,27 +91,14 @@ public sealed class NatScenarioRunner(TextWriter? log = null)
             clientAddresses = string.Join(' ', await api.GetIpAddressesAsync(client.Guid, cancellationToken).ConfigureAwait(false));
         }
 
-        using var listener = LabSockets.Create(serverHost.Namespace, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, Port));
-        listener.Listen(4);
-        await MobilitySystem.ExposeAsync(server, Port, cancellationToken).ConfigureAwait(false);
-
-        var connectStart = Stopwatch.GetTimestamp();
-        Socket socket;
-        try
+        var (listener, socket, failure, elapsed) = await ExposeAndConnectAsync(server, serverHost, client, clientHost, ConnectTimeout, cancellationToken).ConfigureAwait(false);
+        using var _ = listener;
+        if (socket is null)
         {
-            using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            connect.CancelAfter(ConnectTimeout);
-            socket = await Socks5Client.OpenAsync(client.Socks!, server.Guid + ".guid", Port, connect.Token,
-                _ => LabSockets.Create(clientHost.Namespace, ProtocolType.Tcp)).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is Socks5ReplyException or IOException or SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
-        {
-            var elapsed = StallAnalysis.Ms(Stopwatch.GetTimestamp() - connectStart);
             return new NatScenarioResult
             {
                 Scenario = scenario.Name,
-                Outcome = "connect failed: " + (e is Socks5ReplyException reply ? $"SOCKS5 reply {reply.Reply}" : e.GetType().Name),
+                Outcome = failure!,
                 ConnectMs = Math.Round(elapsed, 1),
                 ClientAddresses = clientAddresses,
                 MobConnectError = await MobConnectErrorAsync(clientHost, client, server.Guid, cancellationToken).ConfigureAwait(false),
@@ -119,7 +106,7 @@ public sealed class NatScenarioRunner(TextWriter? log = null)
             };
         }
 
-        var connectMs = Math.Round(StallAnalysis.Ms(Stopwatch.GetTimestamp() - connectStart), 1);
+        var connectMs = Math.Round(elapsed, 1);
         using var accepted = await listener.AcceptAsync(cancellationToken).AsTask().WaitAsync(ConnectTimeout, cancellationToken).ConfigureAwait(false);
         var clientStream = new NetworkStream(socket, ownsSocket: true);
         await using var clientScope = clientStream.ConfigureAwait(false);
@@ -176,17 +163,48 @@ public sealed class NatScenarioRunner(TextWriter? log = null)
         };
     }
 
-    /// <summary>Waits until <paramref name="daemon"/> logged that it published a record with a locator at <paramref name="expected"/>.</summary>
-    private static async Task WaitForPublishedAsync(DaemonProcess daemon, IPAddress expected, CancellationToken cancellationToken)
+    /// <summary>
+    /// Exposes <see cref="Port"/> of <paramref name="server"/> (a listener on loopback in its namespace, returned for the
+    /// caller to accept on and dispose) and opens a SOCKS5 connection to <c>&lt;server guid&gt;.guid</c> from
+    /// <paramref name="clientHost"/> through <paramref name="client"/>: the socket, or null and why the connect failed, and the time it took (ms).
+    /// </summary>
+    internal static async Task<(Socket Listener, Socket? Socket, string? Failure, double Ms)> ExposeAndConnectAsync(DaemonProcess server, LabHost serverHost,
+        DaemonProcess client, LabHost clientHost, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var at = expected + ":";
+        var listener = LabSockets.Create(serverHost.Namespace, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, Port));
+        listener.Listen(4);
+        await MobilitySystem.ExposeAsync(server, Port, cancellationToken).ConfigureAwait(false);
+        var start = Stopwatch.GetTimestamp();
+        try
+        {
+            using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            connect.CancelAfter(timeout);
+            var socket = await Socks5Client.OpenAsync(client.Socks!, server.Guid + ".guid", Port, connect.Token,
+                _ => LabSockets.Create(clientHost.Namespace, ProtocolType.Tcp)).ConfigureAwait(false);
+            return (listener, socket, null, StallAnalysis.Ms(Stopwatch.GetTimestamp() - start));
+        }
+        catch (Exception e) when (e is Socks5ReplyException or IOException or SocketException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            var failure = "connect failed: " + (e is Socks5ReplyException reply ? $"SOCKS5 reply {reply.Reply}" : e.GetType().Name);
+            return (listener, null, failure, StallAnalysis.Ms(Stopwatch.GetTimestamp() - start));
+        }
+    }
+
+    /// <summary>Waits until <paramref name="daemon"/> logged that it published a record with a locator at <paramref name="expected"/>.</summary>
+    private static Task WaitForPublishedAsync(DaemonProcess daemon, IPAddress expected, CancellationToken cancellationToken)
+        => WaitForPublishedAsync(daemon, expected + ":", cancellationToken);
+
+    /// <summary>Waits until <paramref name="daemon"/> logged that it published a record whose locators contain <paramref name="at"/> (e.g. <c>198.18.2.2:7395/relay</c>).</summary>
+    internal static async Task WaitForPublishedAsync(DaemonProcess daemon, string at, CancellationToken cancellationToken)
+    {
         var deadline = Stopwatch.GetTimestamp() + (long)(MobilitySystem.RegistrationTimeout.TotalSeconds * Stopwatch.Frequency);
         while (!daemon.Process.StandardError.Split('\n').Any(line => line.Contains("Published record version", StringComparison.Ordinal)
                    && line.Split("(GNS saw us", 2)[0].Contains(at, StringComparison.Ordinal)))
         {
             if (Stopwatch.GetTimestamp() > deadline)
             {
-                throw new TimeoutException($"{daemon.Host.Role}'s mobilityd published no record with {expected} in {MobilitySystem.RegistrationTimeout.TotalSeconds:0} s; its log: {daemon.Process.StandardError[^Math.Min(2000, daemon.Process.StandardError.Length)..]}");
+                throw new TimeoutException($"{daemon.Host.Role}'s mobilityd published no record with {at} in {MobilitySystem.RegistrationTimeout.TotalSeconds:0} s; its log: {daemon.Process.StandardError[^Math.Min(2000, daemon.Process.StandardError.Length)..]}");
             }
 
             await Task.Delay(100, cancellationToken).ConfigureAwait(false);
@@ -199,7 +217,7 @@ public sealed class NatScenarioRunner(TextWriter? log = null)
     /// success, without the reflexive address the lost ack carried. It then publishes no Observed locator until its
     /// next publish (seen here: "GNS saw us as -"). One registration of a throwaway identity warms gns up first.
     /// </summary>
-    private static async Task WarmUpAsync(LabHost gnsHost, GnsProcess gns, string root, CancellationToken cancellationToken)
+    internal static async Task WarmUpAsync(LabHost gnsHost, GnsProcess gns, string root, CancellationToken cancellationToken)
     {
         var key = Path.Combine(root, "warm-up.key");
         foreach (var arguments in new[] { new[] { "id", "new", "--key", key }, ["gns", "register", "--gns", gns.Udp.ToString(), "--key", key, "--addr", $"{gnsHost.PrimaryAddress}:1"] })

@@ -11,15 +11,15 @@ public static class StallAnalysis
 
     /// <summary>
     /// The longest gap between consecutive arrivals (in arrival order) whose later arrival is at or after
-    /// <paramref name="moveAt"/>; null when nothing arrived after the move.
+    /// <paramref name="moveAt"/> (and before <paramref name="until"/>, the next event); null when nothing arrived after the move.
     /// </summary>
-    public static double? StallMs(IReadOnlyList<Arrival> arrivals, long moveAt)
+    public static double? StallMs(IReadOnlyList<Arrival> arrivals, long moveAt, long until = long.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(arrivals);
         double? worst = null;
         for (var i = 1; i < arrivals.Count; i++)
         {
-            if (arrivals[i].At < moveAt)
+            if (arrivals[i].At < moveAt || arrivals[i].At >= until)
             {
                 continue;
             }

@@ -35,13 +35,23 @@ public sealed record PortForward(string Protocol, int Port)
 /// <summary>One host behind one NAT.</summary>
 public sealed record NatSiteOptions
 {
-    /// <summary>The host's role (its namespace is <c>PREFIX+Role</c>, its NAT router's <c>PREFIX+Role-nat</c>).</summary>
+    /// <summary>The site's role (its host's namespace is <c>PREFIX+Role</c> unless <see cref="HostRole"/> names another, its NAT router's <c>PREFIX+Role-nat</c>).</summary>
     public required string Role { get; init; }
+
+    /// <summary>
+    /// The host behind this NAT; null: a host of its own named <see cref="Role"/>. Sites that name the same host share
+    /// it, as networks a laptop moves between: its first site's interface (<c>e1</c>) is attached at start, each
+    /// further site's (<c>e2</c>, <c>e3</c>, ...) waits detached until the host moves there (<see cref="NatSite.Interface"/>).
+    /// </summary>
+    public string? HostRole { get; init; }
 
     public NatKind Kind { get; init; } = NatKind.EndpointIndependent;
 
     /// <summary>Ports forwarded to the host (DNAT on the outermost NAT; a double NAT forwards through both).</summary>
     public IReadOnlyList<PortForward> Forwards { get; init; } = [];
+
+    /// <summary>With <see cref="NatKind.HttpsOnly"/>: what may go out besides TCP 443 (e.g. the GNS's UDP port, for a test that is about TLS to relays, not about reaching the GNS).</summary>
+    public IReadOnlyList<PortForward> AlsoOutbound { get; init; } = [];
 
     /// <summary>Whether the forwarded ports can also be reached from inside through the NAT's outside address (hairpinning).</summary>
     public bool Hairpin { get; init; }
@@ -54,11 +64,14 @@ public sealed record NatSiteOptions
 }
 
 /// <summary>A host behind its NAT(s), and what can be done to the NAT while it runs.</summary>
-public sealed class NatSite(NatSiteOptions options, LabHost host, IReadOnlyList<string> routers, IPAddress publicAddress, NatSiteOptions outer, string outerLan)
+public sealed class NatSite(NatSiteOptions options, LabHost host, HostInterface iface, IReadOnlyList<string> routers, IPAddress publicAddress, NatSiteOptions outer, string outerLan)
 {
     public NatSiteOptions Options { get; } = options;
 
     public LabHost Host { get; } = host;
+
+    /// <summary>The host's interface into this site's LAN (attached at start only for the host's first site).</summary>
+    public HostInterface Interface { get; } = iface;
 
     /// <summary>The NAT router namespaces, outermost first (one, or the carrier-grade NAT and then the home router).</summary>
     public IReadOnlyList<string> Routers { get; } = routers;
@@ -105,6 +118,7 @@ public sealed class NatSite(NatSiteOptions options, LabHost host, IReadOnlyList<
 ///                                          │ inet (router)
 ///   site j:  host ─e1── 192.168.j.0/24 ──lan─ NAT ─wan── 198.18.(100+j).0/24 ──nj─┘
 ///   double:  host ─e1── 192.168.j.0/24 ──lan─ home NAT ─wan── 100.64.j.0/24 ──lan─ CGN ─wan── 198.18.(100+j).0/24 ──nj─┘
+///   roaming: host ─e1── site j's LAN, ─e2── site k's LAN (NatSiteOptions.HostRole): it moves between them
 /// </code>
 /// Public hosts (GNS, outside servers, a public peer) get 198.18.k.2; a host behind a NAT gets 192.168.j.2, its NAT
 /// 198.18.(100+j).2 outside. The internet router knows no private route, so nothing reaches a LAN except through its
@@ -146,6 +160,11 @@ public sealed class NatTopology : IAsyncDisposable
             throw new ArgumentException($"role {duplicate.Key} is used twice");
         }
 
+        if (sites.FirstOrDefault(s => s.HostRole is { } h && publicHosts.Contains(h)) is { } bad)
+        {
+            throw new ArgumentException($"site {bad.Role}: {bad.HostRole} is a public host");
+        }
+
         if (LabRequirements.MissingNatRequirement() is { } missing)
         {
             throw new PlatformNotSupportedException(missing);
@@ -168,11 +187,36 @@ public sealed class NatTopology : IAsyncDisposable
                 publicMap[role] = host;
             }
 
-            var siteMap = new Dictionary<string, NatSite>(StringComparer.Ordinal);
+            // One namespace per host; a host shared by several sites gets one interface into each of their LANs.
+            var hostNamespaces = new Dictionary<string, (string Namespace, List<HostInterface> Interfaces)>(StringComparer.Ordinal);
+            var built = new List<(NatSiteOptions Options, string HostRole, HostInterface Interface, IReadOnlyList<string> Routers, IPAddress Public, NatSiteOptions Outer, string OuterLan)>();
             for (var j = 1; j <= sites.Count; j++)
             {
                 var options = sites[j - 1];
-                siteMap[options.Role] = await CreateSiteAsync(lab, internet, j, options).ConfigureAwait(false);
+                var hostRole = options.HostRole ?? options.Role;
+                if (!hostNamespaces.TryGetValue(hostRole, out var shared))
+                {
+                    shared = (await lab.AddNamespaceAsync(hostRole).ConfigureAwait(false), []);
+                    hostNamespaces[hostRole] = shared;
+                }
+
+                var site = await CreateSiteAsync(lab, internet, j, options, shared.Namespace, shared.Interfaces.Count + 1).ConfigureAwait(false);
+                shared.Interfaces.Add(site.Interface);
+                built.Add((options, hostRole, site.Interface, site.Routers, site.Public, site.Outer, site.OuterLan));
+            }
+
+            var labHosts = new Dictionary<string, LabHost>(StringComparer.Ordinal);
+            foreach (var (role, (ns, interfaces)) in hostNamespaces)
+            {
+                var labHost = new LabHost(role, ns, interfaces);
+                await labHost.AttachAsync(interfaces[0]).ConfigureAwait(false);
+                labHosts[role] = labHost;
+            }
+
+            var siteMap = new Dictionary<string, NatSite>(StringComparer.Ordinal);
+            foreach (var site in built)
+            {
+                siteMap[site.Options.Role] = new NatSite(site.Options, labHosts[site.HostRole], site.Interface, site.Routers, site.Public, site.Outer, site.OuterLan);
             }
 
             return new NatTopology(lab, internet, publicMap, siteMap);
@@ -184,16 +228,18 @@ public sealed class NatTopology : IAsyncDisposable
         }
     }
 
-    private static async Task<NatSite> CreateSiteAsync(Lab lab, string internet, int j, NatSiteOptions options)
+    /// <summary>Site <paramref name="j"/>: its NAT router(s), and interface <c>e</c><paramref name="slot"/> of <paramref name="hostNs"/> into its LAN (not attached).</summary>
+    private static async Task<(HostInterface Interface, IReadOnlyList<string> Routers, IPAddress Public, NatSiteOptions Outer, string OuterLan)> CreateSiteAsync(
+        Lab lab, string internet, int j, NatSiteOptions options, string hostNs, int slot)
     {
         var n = j.ToString(CultureInfo.InvariantCulture);
         var side = "n" + n;
         var publicAddress = IPAddress.Parse($"198.18.{100 + j}.2");
-        var hostNs = await lab.AddNamespaceAsync(options.Role).ConfigureAwait(false);
         var home = await lab.AddNamespaceAsync(options.Role + "-nat", router: true).ConfigureAwait(false);
         var lan = $"192.168.{n}.0/24";
         var host = IPAddress.Parse($"192.168.{n}.2");
-        await Lab.AddVethAsync(hostNs, "e1", home, "lan").ConfigureAwait(false);
+        var ifname = "e" + slot.ToString(CultureInfo.InvariantCulture);
+        await Lab.AddVethAsync(hostNs, ifname, home, "lan").ConfigureAwait(false);
         List<string> routers;
         var outer = options;
         var outerLan = lan;
@@ -220,9 +266,7 @@ public sealed class NatTopology : IAsyncDisposable
         }
 
         await Ip.BatchAsync(internet, [$"addr add 198.18.{100 + j}.1/24 dev {side}", $"link set {side} up"]).ConfigureAwait(false);
-        var labHost = new LabHost(options.Role, hostNs, [new HostInterface("e1", host, 24, IPAddress.Parse($"192.168.{n}.1"), 201)]);
-        await labHost.AttachAsync(labHost.Interfaces[0]).ConfigureAwait(false);
-        return new NatSite(options, labHost, routers, publicAddress, outer, outerLan);
+        return (new HostInterface(ifname, host, 24, IPAddress.Parse($"192.168.{n}.1"), 200 + slot), routers, publicAddress, outer, outerLan);
     }
 
     public ValueTask DisposeAsync() => Lab.DisposeAsync();
@@ -240,7 +284,7 @@ public static class NatRules
             // Without hairpinning only packets arriving from outside are forwarded; with it, also those from the LAN.
             $"    {(options.Hairpin ? "fib daddr type local" : "iifname \"wan\"")} {f.Protocol} dport {f.Port.ToString(CultureInfo.InvariantCulture)} dnat to {inside}\n"));
         var outbound = options.Kind == NatKind.HttpsOnly
-            ? "    iifname \"lan\" tcp dport 443 accept\n"
+            ? "    iifname \"lan\" tcp dport 443 accept\n" + string.Concat(options.AlsoOutbound.Select(o => $"    iifname \"lan\" {o.Protocol} dport {o.Port.ToString(CultureInfo.InvariantCulture)} accept\n"))
             : "    iifname \"lan\" accept\n";
         var unsolicited = options.DropUnsolicited
             ? """

@@ -135,6 +135,9 @@ public sealed class RelayFlowListener : IFlowListener
     /// <summary>The relay this listener is registered at.</summary>
     public IPEndPoint LocalEndPoint { get; }
 
+    /// <summary>This host's end of the control connection (the address the registration left from); null once it is closed.</summary>
+    public IPEndPoint? ControlEndPoint => _control.LocalEndPoint;
+
     /// <summary>Completes when the registration ends, with the reason (null after <see cref="DisposeAsync"/>).</summary>
     public Task<Exception?> Closed => _closed.Task;
 

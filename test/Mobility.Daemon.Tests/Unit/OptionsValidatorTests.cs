@@ -36,6 +36,29 @@ public sealed class OptionsValidatorTests
     }
 
     [Fact]
+    public void A_tls_relay_needs_a_pin_and_a_pin_is_a_sha256()
+    {
+        var pin = new string('a', 64);
+        var noPin = new MobilitydOptionsValidator().Validate(null, new MobilitydOptions { Relay = "198.18.2.2:7395,tls://198.18.2.2:443" });
+        Assert.True(noPin.Failed);
+        Assert.Contains("--relay-pin", string.Join('\n', noPin.Failures!), StringComparison.Ordinal);
+
+        var badPin = new MobilitydOptionsValidator().Validate(null, new MobilitydOptions { Relay = "tls://198.18.2.2:443", RelayPin = "abcd" });
+        Assert.True(badPin.Failed);
+        Assert.Contains("'abcd' is not a SHA-256 fingerprint", string.Join('\n', badPin.Failures!), StringComparison.Ordinal);
+
+        var badEndPoint = new MobilitydOptionsValidator().Validate(null, new MobilitydOptions { Relay = "tls://relay.example", RelayPin = pin });
+        Assert.True(badEndPoint.Failed);
+
+        var options = new MobilitydOptions { Relay = "198.18.2.2:7395, tls://198.18.2.2:443", RelayPin = string.Join(':', Enumerable.Repeat("AB", 32)) };
+        Assert.True(new MobilitydOptionsValidator().Validate(null, options).Succeeded);
+        Assert.Equal(
+            [new RelayTarget(System.Net.IPEndPoint.Parse("198.18.2.2:7395"), Tls: false), new RelayTarget(System.Net.IPEndPoint.Parse("198.18.2.2:443"), Tls: true)],
+            options.RelayTargets);
+        Assert.Equal(Enumerable.Repeat((byte)0xAB, 32), Assert.Single(options.RelayPins));
+    }
+
+    [Fact]
     public void The_example_configuration_is_valid_and_matches_the_defaults()
     {
         var configuration = new Microsoft.Extensions.Configuration.ConfigurationBuilder()

@@ -1,0 +1,61 @@
+using System.Globalization;
+using Mobility.Netlab.FunctionalTests.Infrastructure;
+using Mobility.Netlab.Scenarios;
+using Xunit.Abstractions;
+
+namespace Mobility.Netlab.FunctionalTests;
+
+/// <summary>
+/// Hosts behind NATs without port forwards, through a relay, with the real gns, mobility-relay and mobilityd processes
+/// in the NAT kit: the server (registered at the relay with <c>--relay</c>) and the client sit behind two NATs, 64 MiB go
+/// from the client through its SOCKS5 endpoint to the server, the server moves to another NAT and then the client does;
+/// every byte arrives once (SHA-256). Asserts what happens, not how fast (<c>netlab nat-relay</c> measures that; the
+/// MEASURED lines are one run's).
+/// </summary>
+[Collection(NetlabCollection.Name)]
+public sealed class NatRelayTests(ITestOutputHelper output)
+{
+    private async Task<NatRelayResult> RunAsync(NatRelayScenario scenario)
+    {
+        var result = await new NatRelayRunner().RunAsync(scenario, CancellationToken.None).WithTimeout(NetlabTimeouts.Step * 6);
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"MEASURED {result.Scenario}: {result.Outcome}, connect {result.ConnectMs} ms, server move stall {result.ServerMoveStallMs} ms, client move stall {result.ClientMoveStallMs} ms, gap p99 {result.BaselineGapP99Ms} ms, registrations {result.ServerRegistrations}, relays {result.RelayLocators}"));
+        return result;
+    }
+
+    private static void AssertSurvived(NatRelayResult result)
+    {
+        Assert.True(result.Intact, $"{result.Outcome} ({result.Notes})");
+        Assert.Equal("survived", result.Outcome);
+        Assert.Equal(64L << 20, result.BytesSent);
+        Assert.Equal(result.BytesSent, result.BytesReceived);
+        Assert.True(result.HashEqual);
+        Assert.NotNull(result.ServerMoveStallMs);
+        Assert.NotNull(result.ClientMoveStallMs);
+        // The server registered again from its new NAT after the move (not only after its old registration timed out).
+        Assert.True(result.ServerReregisteredOnMove, result.Notes);
+        Assert.True(result.ServerRegistrations >= 2, $"registrations: {result.ServerRegistrations} ({result.Notes})");
+        Assert.EndsWith("/relay", result.RelayLocators, StringComparison.Ordinal);
+    }
+
+    [NatKitFact]
+    public async Task Server_behind_masquerade_without_a_forward_is_reached_through_its_relay_and_both_hosts_move_across_nats()
+        => AssertSurvived(await RunAsync(NatRelayScenario.Masquerade));
+
+    [NatKitFact]
+    public async Task Server_behind_random_fully_nats_is_reached_through_its_relay_and_both_hosts_move_across_nats()
+        => AssertSurvived(await RunAsync(NatRelayScenario.RandomFully));
+
+    /// <summary>
+    /// The server's networks let only TCP 443 out (and UDP to the GNS): it registers over TLS at the relay's port 443 with
+    /// the certificate (made by openssl) pinned, is reached and moves like the others.
+    /// </summary>
+    [NatKitFact]
+    public async Task Server_behind_an_https_only_firewall_registers_over_pinned_tls_and_both_hosts_move_across_nats()
+    {
+        var result = await RunAsync(NatRelayScenario.HttpsOnly);
+        AssertSurvived(result);
+        Assert.EndsWith(":443/relay", result.RelayLocators, StringComparison.Ordinal);
+        Assert.True(result.ServerRegisteredOverTls, result.Notes);
+    }
+}
