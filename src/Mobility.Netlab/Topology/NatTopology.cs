@@ -51,6 +51,14 @@ public sealed record NatSiteOptions
     /// answers them like any host with nothing listening, a TCP RST or an ICMP port unreachable.
     /// </summary>
     public bool DropUnsolicited { get; init; }
+
+    /// <summary>
+    /// The NAT router runs miniupnpd (Debian's <c>miniupnpd-nftables</c>: NAT-PMP and PCP on port 5351 of its LAN side,
+    /// UPnP off) that installs the mappings its LAN hosts ask for as nftables DNAT rules. miniupnpd refuses to map behind
+    /// a reserved outside address, so such a site's outside link is 9.9.(100+j).0/24 instead of 198.18.(100+j).0/24
+    /// (inside the lab's namespaces only, like every address of the kit). Not with <see cref="NatKind.Double"/>.
+    /// </summary>
+    public bool PortMapping { get; init; }
 }
 
 /// <summary>A host behind its NAT(s), and what can be done to the NAT while it runs.</summary>
@@ -65,6 +73,16 @@ public sealed class NatSite(NatSiteOptions options, LabHost host, IReadOnlyList<
 
     /// <summary>The outermost NAT's outside address: what servers on the internet see.</summary>
     public IPAddress PublicAddress { get; } = publicAddress;
+
+    /// <summary>miniupnpd in the NAT router (<see cref="NatSiteOptions.PortMapping"/>), or null.</summary>
+    public NamespaceProcess? PortMappingDaemon { get; internal set; }
+
+    /// <summary>The DNAT rules miniupnpd installed in the NAT router (<c>nft list chain inet miniupnpd prerouting_miniupnpd</c>).</summary>
+    public async Task<string> PortMappingRulesAsync(CancellationToken cancellationToken = default)
+    {
+        var result = await Ip.ExecAsync(Routers[0], "nft", ["list", "chain", "inet", "miniupnpd", "prerouting_miniupnpd"], cancellationToken: cancellationToken).ConfigureAwait(false);
+        return result.Succeeded ? result.StandardOutput : throw new CommandFailedException($"nft list chain in {Routers[0]}: {result.StandardError.Trim()}");
+    }
 
     /// <summary>The NAT forgets every mapping (<c>conntrack -F</c> in each NAT router): the next packet out gets a new one.</summary>
     public async Task FlushMappingsAsync(CancellationToken cancellationToken = default)
@@ -188,7 +206,14 @@ public sealed class NatTopology : IAsyncDisposable
     {
         var n = j.ToString(CultureInfo.InvariantCulture);
         var side = "n" + n;
-        var publicAddress = IPAddress.Parse($"198.18.{100 + j}.2");
+        if (options.PortMapping && options.Kind == NatKind.Double)
+        {
+            throw new ArgumentException($"site {options.Role}: port mapping runs on a single NAT only");
+        }
+
+        // miniupnpd maps nothing behind a reserved outside address (198.18.0.0/15 is one): such a site lives in 9.9.x.
+        var outside = options.PortMapping ? $"9.9.{100 + j}" : $"198.18.{100 + j}";
+        var publicAddress = IPAddress.Parse($"{outside}.2");
         var hostNs = await lab.AddNamespaceAsync(options.Role).ConfigureAwait(false);
         var home = await lab.AddNamespaceAsync(options.Role + "-nat", router: true).ConfigureAwait(false);
         var lan = $"192.168.{n}.0/24";
@@ -214,15 +239,21 @@ public sealed class NatTopology : IAsyncDisposable
         else
         {
             await Lab.AddVethAsync(home, "wan", internet, side).ConfigureAwait(false);
-            await Ip.BatchAsync(home, [$"addr add {publicAddress}/24 dev wan", "link set wan up", $"addr add 192.168.{n}.1/24 dev lan", "link set lan up", $"route add default via 198.18.{100 + j}.1"]).ConfigureAwait(false);
+            await Ip.BatchAsync(home, [$"addr add {publicAddress}/24 dev wan", "link set wan up", $"addr add 192.168.{n}.1/24 dev lan", "link set lan up", $"route add default via {outside}.1"]).ConfigureAwait(false);
             await NatRules.ApplyAsync(home, NatRules.Script(options, host, lan)).ConfigureAwait(false);
             routers = [home];
         }
 
-        await Ip.BatchAsync(internet, [$"addr add 198.18.{100 + j}.1/24 dev {side}", $"link set {side} up"]).ConfigureAwait(false);
+        await Ip.BatchAsync(internet, [$"addr add {outside}.1/24 dev {side}", $"link set {side} up"]).ConfigureAwait(false);
         var labHost = new LabHost(options.Role, hostNs, [new HostInterface("e1", host, 24, IPAddress.Parse($"192.168.{n}.1"), 201)]);
         await labHost.AttachAsync(labHost.Interfaces[0]).ConfigureAwait(false);
-        return new NatSite(options, labHost, routers, publicAddress, outer, outerLan);
+        var site = new NatSite(options, labHost, routers, publicAddress, outer, outerLan);
+        if (options.PortMapping)
+        {
+            site.PortMappingDaemon = await PortMappingGateway.StartAsync(lab, home, lan).ConfigureAwait(false);
+        }
+
+        return site;
     }
 
     public ValueTask DisposeAsync() => Lab.DisposeAsync();

@@ -137,6 +137,54 @@ public static class PortMappingMessage
         return bytes;
     }
 
+    /// <summary>A gateway's reply to a MAP request, without options (what a PCP server sends; the tests' and fuzz seeds' encoder).</summary>
+    public static byte[] WritePcpMapReply(int resultCode, uint lifetime, uint epoch, PcpNonce nonce, MappedTransport transport, ushort internalPort,
+        ushort externalPort, IPAddress externalAddress)
+    {
+        ArgumentNullException.ThrowIfNull(externalAddress);
+        var bytes = new byte[PcpMapLength];
+        var writer = new WireWriter(bytes);
+        writer.WriteByte(PcpVersion);
+        writer.WriteByte(PcpOpMap | ReplyBit);
+        writer.WriteByte(0);
+        writer.WriteByte((byte)resultCode);
+        writer.WriteUInt32(lifetime);
+        writer.WriteUInt32(epoch);
+        writer.WriteBytes(new byte[12]);
+        nonce.Write(bytes.AsSpan(writer.Position, PcpNonce.Size));
+        writer.WriteBytes(bytes.AsSpan(writer.Position, PcpNonce.Size));
+        writer.WriteByte((byte)transport);
+        writer.WriteBytes([0, 0, 0]);
+        writer.WriteUInt16(internalPort);
+        writer.WriteUInt16(externalPort);
+        writer.WriteBytes(Mapped(externalAddress));
+        return bytes;
+    }
+
+    /// <summary>A NAT-PMP gateway's reply: to a public address request (<paramref name="transport"/> null) or to a mapping request.</summary>
+    public static byte[] WriteNatPmpReply(int resultCode, uint epoch, MappedTransport? transport, IPAddress? publicAddress, ushort internalPort = 0,
+        ushort externalPort = 0, uint lifetime = 0)
+    {
+        var bytes = new byte[transport is null ? NatPmpPublicAddressReplyLength : NatPmpMapReplyLength];
+        var writer = new WireWriter(bytes);
+        writer.WriteByte(NatPmpVersion);
+        writer.WriteByte((byte)((transport is { } t ? NatPmpOpcode(t) : NatPmpOpPublicAddress) | ReplyBit));
+        writer.WriteUInt16((ushort)resultCode);
+        writer.WriteUInt32(epoch);
+        if (transport is null)
+        {
+            writer.WriteBytes((publicAddress ?? IPAddress.Any).MapToIPv4().GetAddressBytes());
+        }
+        else
+        {
+            writer.WriteUInt16(internalPort);
+            writer.WriteUInt16(externalPort);
+            writer.WriteUInt32(lifetime);
+        }
+
+        return bytes;
+    }
+
     public static byte NatPmpOpcode(MappedTransport transport) => transport == MappedTransport.Udp ? (byte)1 : (byte)2;
 
     /// <summary>
