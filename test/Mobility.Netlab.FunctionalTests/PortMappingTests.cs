@@ -4,7 +4,6 @@ using System.Text.Json;
 using Mobility.Daemon.Client;
 using Mobility.Net.Socks5;
 using Mobility.Netlab.FunctionalTests.Infrastructure;
-using Mobility.Netlab.Processes;
 using Mobility.Netlab.Systems;
 using Mobility.Netlab.Systems.Mobility;
 using Mobility.Netlab.Topology;
