@@ -22,6 +22,7 @@ public static partial class Targets
         KeyFile(),
         Netlink(),
         RelayTarget(),
+        PortMappingTarget(),
     ]);
 
     public static IReadOnlyList<FuzzTarget> All => AllTargets.Value;

@@ -117,6 +117,11 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, nat.ProbeTimeout >= TimeSpan.FromMilliseconds(10) && nat.ProbeTimeout <= TimeSpan.FromSeconds(10), "Nat:ProbeTimeout must be 10 ms to 10 s.");
         Check(failures, nat.Attempts is >= 1 and <= 10, "Nat:Attempts must be 1 to 10.");
         Check(failures, nat.MaxServersPerFamily is >= 1 and <= 16, "Nat:MaxServersPerFamily must be 1 to 16.");
+        Check(failures, nat.PortMappingLifetime >= TimeSpan.FromSeconds(120) && nat.PortMappingLifetime <= TimeSpan.FromDays(1),
+            "Nat:PortMappingLifetime must be 2 min to 1 day.");
+        Check(failures, nat.PortMappingMaxRetryDelay >= TimeSpan.FromSeconds(30), "Nat:PortMappingMaxRetryDelay must be at least 30 s.");
+        Check(failures, PortMapping.PortMapper.TryParseGateway(nat.PortMappingGateway, out _),
+            $"Nat:PortMappingGateway must be auto, IP or IP:PORT (got '{nat.PortMappingGateway}').");
         var watch = options.AddressWatch;
         Check(failures, watch.RecheckInterval >= TimeSpan.FromMilliseconds(100), "AddressWatch:RecheckInterval must be at least 100 ms.");
         Check(failures, watch.Debounce >= TimeSpan.Zero && watch.Debounce <= TimeSpan.FromMilliseconds(50),

@@ -48,6 +48,7 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<Socks5Endpoint>();
         services.TryAddSingleton<Internal.NativeHeapTrimmer>();
         services.TryAddSingleton<Nat.NatDiscovery>();
+        services.TryAddSingleton<PortMapping.PortMapper>();
         services.TryAddSingleton<UdpForwards>();
         services.TryAddSingleton<VirtualAddressMap>();
         services.TryAddSingleton<IPeerDirectory, GnsPeerDirectory>();
@@ -77,6 +78,7 @@ public static class MobilitydServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<StateFiles>());
         services.AddHostedService(sp => sp.GetRequiredService<Internal.NativeHeapTrimmer>());
         services.AddHostedService(sp => sp.GetRequiredService<Nat.NatDiscovery>());
+        services.AddHostedService(sp => sp.GetRequiredService<PortMapping.PortMapper>());
         services.AddGrpc().AddJsonTranscoding();
         // Every API call, on every endpoint and over gRPC and HTTP/JSON alike, passes the local access rule.
         services.AddGrpc().AddServiceOptions<MobilitydGrpcService>(o => o.Interceptors.Add<LocalAccessInterceptor>());

@@ -146,6 +146,7 @@ public static class DaemonCommands
                 ("transport port", Text(reply, "transportPort")),
                 ("mobile connections", reply.TryGetProperty("connectionsTotal", out var total) ? total.GetRawText() : "0"),
                 .. NatSummary(reply.TryGetProperty("nat", out var nat) ? nat : default),
+                .. PortMappingRows(nat),
                 ("transparent", reply.TryGetProperty("transparent", out var transparent) ? TransparentLine(transparent) : "-"),
             ]));
         });
@@ -157,7 +158,8 @@ public static class DaemonCommands
         var socket = SocketOption();
         var command = new Command("netcheck",
             "Ask the daemon to check its NAT now against the GNS and print, per address family, the reflexive address, " +
-            "whether there is a NAT, its mapping and filtering (docs/nat.md); exits 1 when no GNS endpoint answered") { socket };
+            "whether there is a NAT, its mapping and filtering, and the ports the home gateway mapped (PCP / NAT-PMP; docs/nat.md); " +
+            "exits 1 when no GNS endpoint answered") { socket };
         command.SetHandler(async context =>
         {
             var reply = await CallAsync(context, socket, (d, ct) => d.NetcheckAsync(ct));
@@ -181,6 +183,7 @@ public static class DaemonCommands
                 }
 
                 rows.Add(("checked", Text(reply, "checkedAt")));
+                rows.AddRange(PortMappingRows(reply));
                 context.Output.Rows(rows);
             });
             if (families.Any(f => Text(f, "reflexive") is { Length: > 0 } and not "-"))
@@ -192,6 +195,24 @@ public static class DaemonCommands
             return context.Output.Fail(ExitCodes.Failure, $"netcheck: {why}");
         });
         return command;
+    }
+
+    /// <summary>One row per port the home gateway mapped (PCP / NAT-PMP), or one row saying why there is none.</summary>
+    private static IEnumerable<(string, string)> PortMappingRows(JsonElement nat)
+    {
+        var portMapping = nat.ValueKind == JsonValueKind.Object && nat.TryGetProperty("portMapping", out var p) && p.ValueKind == JsonValueKind.Object ? p : default;
+        var mappings = portMapping.ValueKind == JsonValueKind.Object && portMapping.TryGetProperty("mappings", out var list) && list.ValueKind == JsonValueKind.Array
+            ? list.EnumerateArray().ToArray()
+            : [];
+        if (mappings.Length == 0)
+        {
+            var error = portMapping.ValueKind == JsonValueKind.Object ? Text(portMapping, "error") : "-";
+            return [("port mapping", error is { Length: > 0 } and not "-" ? error : "none yet")];
+        }
+
+        var gateway = Text(portMapping, "gateway");
+        return mappings.Select(m => ($"port mapping {Text(m, "transport")} {Text(m, "internalPort")}",
+            $"{Text(m, "external")} protocol={Text(m, "protocol")} gateway={gateway} lifetime={Text(m, "lifetimeSeconds")}s renew={Text(m, "renewAt")}"));
     }
 
     /// <summary>One status row per family of the last NAT check, or one row saying why there is none.</summary>

@@ -25,4 +25,32 @@ public sealed class NatOptions
 
     /// <summary>GNS addresses of one family probed for the mapping test, the first included. Four: a few answers, never a scan of a long list.</summary>
     public int MaxServersPerFamily { get; set; } = 4;
+
+    /// <summary>
+    /// Ask the default gateway to map the transport (TCP) and control (UDP) ports with PCP, or NAT-PMP when the gateway
+    /// does not speak PCP (docs/nat.md, "Port mapping"). On by default, as in Tailscale: a home router that offers
+    /// port mapping makes the host reachable directly, without a relay and without anyone configuring a port forward;
+    /// the daemon asks only for its own two ports and only its default gateway, and without an answering gateway this
+    /// costs a few datagrams per address change (and at most one retry round per <see cref="PortMappingMaxRetryDelay"/>).
+    /// Off where network policy forbids asking the router for inbound ports.
+    /// </summary>
+    public bool PortMapping { get; set; } = true;
+
+    /// <summary>
+    /// The lifetime asked for; the gateway may grant less. Renewed at half of what it granted. Two hours: what
+    /// Tailscale asks for, and short enough that a mapping left behind by a crashed daemon soon expires.
+    /// </summary>
+    public TimeSpan PortMappingLifetime { get; set; } = TimeSpan.FromHours(2);
+
+    /// <summary>
+    /// The gateway to ask: <c>auto</c> (the default route's gateway, IPv4) or <c>IP</c> / <c>IP:PORT</c> (port 5351
+    /// when left out).
+    /// </summary>
+    public string PortMappingGateway { get; set; } = "auto";
+
+    /// <summary>
+    /// After a failed request the daemon asks again after 30 s, doubling up to this (an address change asks at once).
+    /// Thirty minutes: a gateway without PCP or NAT-PMP costs a handful of datagrams twice an hour.
+    /// </summary>
+    public TimeSpan PortMappingMaxRetryDelay { get; set; } = TimeSpan.FromMinutes(30);
 }

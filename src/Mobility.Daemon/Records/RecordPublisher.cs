@@ -45,6 +45,7 @@ public sealed partial class RecordPublisher : BackgroundService
     public const string VersionFileName = "record-version";
 
     private readonly Forwarding.MobileForwarder? _transport;
+    private readonly PortMapping.PortMapper? _portMapper;
     private readonly MobilitydOptions _options;
     private readonly DaemonIdentity _identity;
     private readonly AddressMonitor _addresses;
@@ -63,9 +64,16 @@ public sealed partial class RecordPublisher : BackgroundService
         ImmutableDictionary<AddressFamily, (IPAddress, ImmutableArray<IPAddress>)>.Empty;
 
     public RecordPublisher(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, IGnsClient gns,
-        TimeProvider time, ILogger<RecordPublisher> logger, Forwarding.MobileForwarder? transport = null)
+        TimeProvider time, ILogger<RecordPublisher> logger, Forwarding.MobileForwarder? transport = null, PortMapping.PortMapper? portMapper = null)
     {
         _transport = transport;
+        _portMapper = portMapper;
+        if (portMapper is not null)
+        {
+            // A mapping granted, moved or lost at the home gateway changes the Observed locators: publish again.
+            portMapper.Changed += Republish;
+        }
+
         if (transport is not null)
         {
             // A new home relay (or none) changes the Relay locator: publish again.
@@ -226,9 +234,19 @@ public sealed partial class RecordPublisher : BackgroundService
     {
         var port = (ushort)_options.TransportPort;
         var list = snapshot.Addresses.Select(a => new Locator(a, port, LocatorKind.Host)).ToList();
+        // The endpoint the home gateway mapped to the transport (PCP / NAT-PMP): where peers outside reach us directly.
+        var mapped = _portMapper?.State.Transport?.External;
+        if (mapped is not null && !snapshot.Addresses.Contains(mapped.Address))
+        {
+            list.Add(new Locator(mapped.Address, (ushort)mapped.Port, LocatorKind.Observed));
+        }
+
         foreach (var family in (ReadOnlySpan<AddressFamily>)[AddressFamily.InterNetwork, AddressFamily.InterNetworkV6])
         {
+            // The GNS's view with our transport port is a guess (right behind port-preserving NATs); the mapping, when
+            // there is one for that address, is what the gateway promised.
             if (_options.Record.PublishObserved && observed.TryGetValue(family, out var seen) && !IPAddress.IsLoopback(seen.Address)
+                && !seen.Address.Equals(mapped?.Address)
                 && !seen.Address.Equals(IPAddress.Any) && !seen.Address.Equals(IPAddress.IPv6Any)
                 && !snapshot.Addresses.Contains(seen.Address) && list.Count < GnsRecord.MaxLocators)
             {

@@ -52,15 +52,20 @@ public static class ApiMapping
         reply.Control.AddRange(status.Control.Select(c => c.ToString()));
         reply.Connections.AddRange(status.Connections.Select(ToProto));
         reply.ConnectionsTotal = (uint)status.ConnectionsTotal;
-        reply.Nat = ToProto(status.Nat);
+        reply.Nat = ToProto(status.Nat, status.PortMapping);
         return reply;
     }
 
     /// <summary>The last NAT check, per family.</summary>
-    public static Proto.NatStatus ToProto(Nat.NatState state)
+    public static Proto.NatStatus ToProto(Nat.NatState state, PortMapping.PortMappingState? portMapping = null)
     {
         ArgumentNullException.ThrowIfNull(state);
         var reply = new Proto.NatStatus { Error = state.Error ?? "" };
+        if (portMapping is not null)
+        {
+            reply.PortMapping = ToProto(portMapping);
+        }
+
         if (state.CheckedAt is { } at)
         {
             reply.CheckedAt = Timestamp.FromDateTimeOffset(at);
@@ -77,6 +82,29 @@ public static class ApiMapping
             CheckedAt = Timestamp.FromDateTimeOffset(f.CheckedAt),
             Server = f.Server.ToString(),
             Detail = f.Detail,
+        }));
+        return reply;
+    }
+
+    /// <summary>The mappings held at the home gateway.</summary>
+    public static Proto.PortMappingStatus ToProto(PortMapping.PortMappingState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var reply = new Proto.PortMappingStatus { Gateway = state.Gateway?.ToString() ?? "", Error = state.Error ?? "" };
+        if (state.CheckedAt is { } at)
+        {
+            reply.CheckedAt = Timestamp.FromDateTimeOffset(at);
+        }
+
+        reply.Mappings.AddRange(state.Mappings.Select(m => new Proto.MappedPort
+        {
+            Protocol = m.ProtocolName,
+            Transport = m.TransportName,
+            InternalPort = m.InternalPort,
+            External = m.External.ToString(),
+            LifetimeSeconds = (uint)m.Lifetime.TotalSeconds,
+            RenewAt = Timestamp.FromDateTimeOffset(m.RenewAt),
+            ExpiresAt = Timestamp.FromDateTimeOffset(m.ExpiresAt),
         }));
         return reply;
     }

@@ -35,6 +35,8 @@ public sealed record DaemonStatus(
 {
     /// <summary>The last NAT check (docs/nat.md, "NAT discovery").</summary>
     public Nat.NatState Nat { get; init; } = Daemon.Nat.NatState.NotYet;
+
+    public PortMapping.PortMappingState PortMapping { get; init; } = Daemon.PortMapping.PortMappingState.NotYet;
 }
 
 /// <summary>The ports forwarded to 127.0.0.1 for peers (with their allow-lists), and the transport endpoint.</summary>
@@ -71,12 +73,14 @@ public sealed partial class DaemonApi
     private readonly MobileForwarder _forwarder;
     private readonly AddressClaims _claims;
     private readonly Nat.NatDiscovery _nat;
+    private readonly PortMapping.PortMapper? _portMapper;
 
     public DaemonApi(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, RecordPublisher publisher,
         Challenger challenger, ControlEndpoint control, PeerBook peers, WatchedRecords records, TimeProvider time, ExposedPorts exposed, MobileForwarder forwarder,
-        AddressClaims claims, Nat.NatDiscovery nat, UdpForwards udpForwards)
+        AddressClaims claims, Nat.NatDiscovery nat, UdpForwards udpForwards, PortMapping.PortMapper? portMapper = null)
     {
         _nat = nat;
+        _portMapper = portMapper;
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(time);
         _options = options.Value;
@@ -229,11 +233,15 @@ public sealed partial class DaemonApi
             includeConnections ? outgoing.Count + incoming.Count : 0)
         {
             Nat = _nat.State,
+            PortMapping = PortMapping,
         };
     }
 
     /// <summary>Checks the NAT now (<c>mob netcheck</c>): the reflexive address and the mapping and filtering per family.</summary>
     public Task<Nat.NatState> NetcheckAsync(CancellationToken cancellationToken = default) => _nat.CheckNowAsync(cancellationToken);
+
+    /// <summary>The mappings held at the home gateway (PCP / NAT-PMP).</summary>
+    public PortMapping.PortMappingState PortMapping => _portMapper?.State ?? Daemon.PortMapping.PortMappingState.NotYet;
 
     public AddressesView GetAddresses()
     {

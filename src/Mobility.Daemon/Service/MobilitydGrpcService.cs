@@ -116,7 +116,7 @@ public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
     public override async Task<Api.NatStatus> Netcheck(NetcheckRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return ApiMapping.ToProto(await _api.NetcheckAsync(context.CancellationToken).ConfigureAwait(false));
+        return ApiMapping.ToProto(await _api.NetcheckAsync(context.CancellationToken).ConfigureAwait(false), _api.PortMapping);
     }
 
     public override Task<Api.Addresses> GetAddresses(GetAddressesRequest request, ServerCallContext context)

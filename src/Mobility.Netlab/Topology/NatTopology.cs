@@ -61,6 +61,14 @@ public sealed record NatSiteOptions
     /// answers them like any host with nothing listening, a TCP RST or an ICMP port unreachable.
     /// </summary>
     public bool DropUnsolicited { get; init; }
+
+    /// <summary>
+    /// The NAT router runs miniupnpd (Debian's <c>miniupnpd-nftables</c>: NAT-PMP and PCP on port 5351 of its LAN side,
+    /// UPnP off) that installs the mappings its LAN hosts ask for as nftables DNAT rules. miniupnpd refuses to map behind
+    /// a reserved outside address, so such a site's outside link is 9.9.(100+j).0/24 instead of 198.18.(100+j).0/24
+    /// (inside the lab's namespaces only, like every address of the kit). Not with <see cref="NatKind.Double"/>.
+    /// </summary>
+    public bool PortMapping { get; init; }
 }
 
 /// <summary>A host behind its NAT(s), and what can be done to the NAT while it runs.</summary>
@@ -78,6 +86,16 @@ public sealed class NatSite(NatSiteOptions options, LabHost host, HostInterface 
 
     /// <summary>The outermost NAT's outside address: what servers on the internet see.</summary>
     public IPAddress PublicAddress { get; } = publicAddress;
+
+    /// <summary>miniupnpd in the NAT router (<see cref="NatSiteOptions.PortMapping"/>), or null.</summary>
+    public NamespaceProcess? PortMappingDaemon { get; internal set; }
+
+    /// <summary>The DNAT rules miniupnpd installed in the NAT router (<c>nft list chain inet miniupnpd prerouting_miniupnpd</c>).</summary>
+    public async Task<string> PortMappingRulesAsync(CancellationToken cancellationToken = default)
+    {
+        var result = await Ip.ExecAsync(Routers[0], "nft", ["list", "chain", "inet", "miniupnpd", "prerouting_miniupnpd"], cancellationToken: cancellationToken).ConfigureAwait(false);
+        return result.Succeeded ? result.StandardOutput : throw new CommandFailedException($"nft list chain in {Routers[0]}: {result.StandardError.Trim()}");
+    }
 
     /// <summary>The NAT forgets every mapping (<c>conntrack -F</c> in each NAT router): the next packet out gets a new one.</summary>
     public async Task FlushMappingsAsync(CancellationToken cancellationToken = default)
@@ -189,7 +207,7 @@ public sealed class NatTopology : IAsyncDisposable
 
             // One namespace per host; a host shared by several sites gets one interface into each of their LANs.
             var hostNamespaces = new Dictionary<string, (string Namespace, List<HostInterface> Interfaces)>(StringComparer.Ordinal);
-            var built = new List<(NatSiteOptions Options, string HostRole, HostInterface Interface, IReadOnlyList<string> Routers, IPAddress Public, NatSiteOptions Outer, string OuterLan)>();
+            var built = new List<(NatSiteOptions Options, string HostRole, HostInterface Interface, IReadOnlyList<string> Routers, IPAddress Public, NatSiteOptions Outer, string OuterLan, NamespaceProcess? PortMapping)>();
             for (var j = 1; j <= sites.Count; j++)
             {
                 var options = sites[j - 1];
@@ -202,7 +220,7 @@ public sealed class NatTopology : IAsyncDisposable
 
                 var site = await CreateSiteAsync(lab, internet, j, options, shared.Namespace, shared.Interfaces.Count + 1).ConfigureAwait(false);
                 shared.Interfaces.Add(site.Interface);
-                built.Add((options, hostRole, site.Interface, site.Routers, site.Public, site.Outer, site.OuterLan));
+                built.Add((options, hostRole, site.Interface, site.Routers, site.Public, site.Outer, site.OuterLan, site.PortMapping));
             }
 
             var labHosts = new Dictionary<string, LabHost>(StringComparer.Ordinal);
@@ -216,7 +234,10 @@ public sealed class NatTopology : IAsyncDisposable
             var siteMap = new Dictionary<string, NatSite>(StringComparer.Ordinal);
             foreach (var site in built)
             {
-                siteMap[site.Options.Role] = new NatSite(site.Options, labHosts[site.HostRole], site.Interface, site.Routers, site.Public, site.Outer, site.OuterLan);
+                siteMap[site.Options.Role] = new NatSite(site.Options, labHosts[site.HostRole], site.Interface, site.Routers, site.Public, site.Outer, site.OuterLan)
+                {
+                    PortMappingDaemon = site.PortMapping,
+                };
             }
 
             return new NatTopology(lab, internet, publicMap, siteMap);
@@ -229,12 +250,19 @@ public sealed class NatTopology : IAsyncDisposable
     }
 
     /// <summary>Site <paramref name="j"/>: its NAT router(s), and interface <c>e</c><paramref name="slot"/> of <paramref name="hostNs"/> into its LAN (not attached).</summary>
-    private static async Task<(HostInterface Interface, IReadOnlyList<string> Routers, IPAddress Public, NatSiteOptions Outer, string OuterLan)> CreateSiteAsync(
+    private static async Task<(HostInterface Interface, IReadOnlyList<string> Routers, IPAddress Public, NatSiteOptions Outer, string OuterLan, NamespaceProcess? PortMapping)> CreateSiteAsync(
         Lab lab, string internet, int j, NatSiteOptions options, string hostNs, int slot)
     {
         var n = j.ToString(CultureInfo.InvariantCulture);
         var side = "n" + n;
-        var publicAddress = IPAddress.Parse($"198.18.{100 + j}.2");
+        if (options.PortMapping && options.Kind == NatKind.Double)
+        {
+            throw new ArgumentException($"site {options.Role}: port mapping runs on a single NAT only");
+        }
+
+        // miniupnpd maps nothing behind a reserved outside address (198.18.0.0/15 is one): such a site lives in 9.9.x.
+        var outside = options.PortMapping ? $"9.9.{100 + j}" : $"198.18.{100 + j}";
+        var publicAddress = IPAddress.Parse($"{outside}.2");
         var home = await lab.AddNamespaceAsync(options.Role + "-nat", router: true).ConfigureAwait(false);
         var lan = $"192.168.{n}.0/24";
         var host = IPAddress.Parse($"192.168.{n}.2");
@@ -248,7 +276,7 @@ public sealed class NatTopology : IAsyncDisposable
             var cgn = await lab.AddNamespaceAsync(options.Role + "-cgn", router: true).ConfigureAwait(false);
             await Lab.AddVethAsync(cgn, "wan", internet, side).ConfigureAwait(false);
             await Lab.AddVethAsync(home, "wan", cgn, "lan").ConfigureAwait(false);
-            await Ip.BatchAsync(cgn, [$"addr add {publicAddress}/24 dev wan", "link set wan up", $"addr add 100.64.{n}.1/24 dev lan", "link set lan up", $"route add default via 198.18.{100 + j}.1"]).ConfigureAwait(false);
+            await Ip.BatchAsync(cgn, [$"addr add {publicAddress}/24 dev wan", "link set wan up", $"addr add 100.64.{n}.1/24 dev lan", "link set lan up", $"route add default via {outside}.1"]).ConfigureAwait(false);
             await Ip.BatchAsync(home, [$"addr add 100.64.{n}.2/24 dev wan", "link set wan up", $"addr add 192.168.{n}.1/24 dev lan", "link set lan up", $"route add default via 100.64.{n}.1"]).ConfigureAwait(false);
             // The carrier forwards the subscriber's ports to the home router, which forwards them to the host.
             outer = options with { Kind = NatKind.EndpointIndependent, Hairpin = false };
@@ -260,13 +288,14 @@ public sealed class NatTopology : IAsyncDisposable
         else
         {
             await Lab.AddVethAsync(home, "wan", internet, side).ConfigureAwait(false);
-            await Ip.BatchAsync(home, [$"addr add {publicAddress}/24 dev wan", "link set wan up", $"addr add 192.168.{n}.1/24 dev lan", "link set lan up", $"route add default via 198.18.{100 + j}.1"]).ConfigureAwait(false);
+            await Ip.BatchAsync(home, [$"addr add {publicAddress}/24 dev wan", "link set wan up", $"addr add 192.168.{n}.1/24 dev lan", "link set lan up", $"route add default via {outside}.1"]).ConfigureAwait(false);
             await NatRules.ApplyAsync(home, NatRules.Script(options, host, lan)).ConfigureAwait(false);
             routers = [home];
         }
 
-        await Ip.BatchAsync(internet, [$"addr add 198.18.{100 + j}.1/24 dev {side}", $"link set {side} up"]).ConfigureAwait(false);
-        return (new HostInterface(ifname, host, 24, IPAddress.Parse($"192.168.{n}.1"), 200 + slot), routers, publicAddress, outer, outerLan);
+        await Ip.BatchAsync(internet, [$"addr add {outside}.1/24 dev {side}", $"link set {side} up"]).ConfigureAwait(false);
+        var portMapping = options.PortMapping ? await PortMappingGateway.StartAsync(lab, home, lan).ConfigureAwait(false) : null;
+        return (new HostInterface(ifname, host, 24, IPAddress.Parse($"192.168.{n}.1"), 200 + slot), routers, publicAddress, outer, outerLan, portMapping);
     }
 
     public ValueTask DisposeAsync() => Lab.DisposeAsync();

@@ -63,3 +63,15 @@ internal static class NetlabTimeouts
     /// <summary>Three times the default: two loaded cores, and each step builds namespaces and spawns processes.</summary>
     public static readonly TimeSpan Step = TestTimeout.Default * 3;
 }
+
+/// <summary>A fact that needs the NAT kit and miniupnpd (a NAT router that maps ports); skipped with the reason otherwise.</summary>
+public sealed class PortMappingFactAttribute : FactAttribute
+{
+    public PortMappingFactAttribute()
+    {
+        if (PortMappingGateway.MissingRequirement() is { } why)
+        {
+            Skip = "port mapping gateway unavailable: " + why;
+        }
+    }
+}
