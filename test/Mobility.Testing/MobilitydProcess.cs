@@ -24,8 +24,14 @@ public sealed class MobilitydProcess : IAsyncDisposable
     public IPEndPoint EndPoint(string name) => (Ready ?? throw new InvalidOperationException("mobilityd is not ready yet.")).EndPoint(name) ?? throw new InvalidOperationException($"mobilityd runs with {name} off.");
 
     /// <summary>Starts mobilityd (as <paramref name="user"/> through setpriv when given); does not wait.</summary>
+    /// Port mapping is off unless the caller's environment turns it on: a test daemon in this machine's own network
+    /// namespace must never ask the machine's real gateway for a mapping (tests behind a NAT use the netlab's routers).
     public static MobilitydProcess Start(IEnumerable<string> arguments, IDictionary<string, string>? environment = null, string? user = null)
-        => new(TestProcess.Start(Executables.Locate("mobilityd", "Mobility.Daemon.Host"), arguments, environment, user));
+    {
+        var env = new Dictionary<string, string>(environment ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+        env.TryAdd("MOBILITYD_Nat__PortMapping", "false");
+        return new(TestProcess.Start(Executables.Locate("mobilityd", "Mobility.Daemon.Host"), arguments, env, user));
+    }
 
     /// <summary>Starts mobilityd and waits for its ready line.</summary>
     public static async Task<MobilitydProcess> StartReadyAsync(IEnumerable<string> arguments, IDictionary<string, string>? environment = null)
