@@ -83,6 +83,7 @@ public sealed class DaemonInstance : IAsyncDisposable
             "--Challenge:AttemptTimeout", "00:00:00.150",
             "--Challenge:Attempts", "2",
             "--Record:TtlSeconds", "60",
+            "--Nat:PortMapping", "false", // never the real gateway from this machine's own namespace
         };
         args.AddRange(extraArgs ?? []);
         var app = MobilitydHost.Build(args, builder =>
