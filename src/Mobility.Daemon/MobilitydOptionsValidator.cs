@@ -104,6 +104,7 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, transport.MaxQueuedHandshakes is >= 0 and <= 1_000_000, "Forwarding:Transport:MaxQueuedHandshakes must be 0 to 1000000.");
         Check(failures, transport.ListenBacklog is >= 1 and <= 1_000_000, "Forwarding:Transport:ListenBacklog must be 1 to 1000000.");
         Check(failures, transport.FastOpenQueue is >= 1 and <= 1_000_000, "Forwarding:Transport:FastOpenQueue must be 1 to 1000000.");
+        Check(failures, transport.MaxStandbyPaths is >= 0 and <= 8, "Forwarding:Transport:MaxStandbyPaths must be 0 to 8.");
         foreach (var (port, guids) in forwarding.Allow)
         {
             Check(failures, int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var p) && forwarding.Exposed.Contains(p),

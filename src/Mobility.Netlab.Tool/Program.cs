@@ -26,8 +26,8 @@ const string Usage = """
         throughput SVGs of client-move and both-move at 50 ms (and 10 ms) RTT (the first run of each).
         Scenarios: connect-after-move, client-move, server-move, both-move, client-multihomed-loss, client-idle-move,
         client-flapping, client-sleep-2s, client-sleep-30s, client-move-loss1, client-move-loss5, client-new-interface,
-        upstream-failure, peer-freshness, v6-client-move, v6-server-move, v6-both-move, cross-family-move,
-        v6-privacy-rotation.
+        upstream-failure, upstream-failure-nostandby, peer-freshness, v6-client-move, v6-server-move, v6-both-move,
+        cross-family-move, v6-privacy-rotation.
     netlab applications [--rtt 50] [--app iperf3,curl,ssh] [--move client-move,server-move,both-move] [--out FILE]
         Run unmodified applications over Mobility (iperf3 via mob forward, curl via SOCKS5, ssh via mob connect)
         across each move; write the results as JSON plus a table.

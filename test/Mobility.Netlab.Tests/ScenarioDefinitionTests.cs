@@ -15,7 +15,7 @@ public sealed class ScenarioDefinitionTests
         Assert.Equal(names.Count, names.Distinct().Count());
         Assert.Subset(names.ToHashSet(), new HashSet<string>
         {
-            "client-move-loss1", "client-move-loss5", "client-new-interface", "upstream-failure", "peer-freshness",
+            "client-move-loss1", "client-move-loss5", "client-new-interface", "upstream-failure", "upstream-failure-nostandby", "peer-freshness",
             "v6-client-move", "v6-server-move", "v6-both-move", "cross-family-move", "v6-privacy-rotation",
         });
     }
@@ -75,6 +75,16 @@ public sealed class ScenarioDefinitionTests
         Assert.True(Scenario.UpstreamFailure.MultihomedClient);
         Assert.False(Scenario.ClientNewInterface.MultihomedClient);
         Assert.Equal(Scenario.NewInterfaceOverlap, Scenario.ClientNewInterface.MovingTime);
+    }
+
+    [Fact]
+    public void Only_the_no_standby_upstream_failure_starts_the_client_daemon_with_extra_arguments()
+    {
+        Assert.Equal(["upstream-failure-nostandby"], Scenario.All.Where(s => s.ClientDaemonArguments.Count > 0).Select(s => s.Name));
+        var scenario = Scenario.UpstreamFailureNoStandby;
+        Assert.Equal(["--Forwarding:Transport:MaxStandbyPaths", "0"], scenario.ClientDaemonArguments);
+        Assert.True(scenario.MultihomedClient);
+        Assert.Same(Scenario.UpstreamFailure.Move, scenario.Move);
     }
 
     [Fact]

@@ -103,6 +103,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         var network = new SimulatedNetwork(latency ?? TimeSpan.FromMilliseconds(100), clock.Time);
         network.AddAddress(ClientA);
         network.AddAddress(ServerA);
+        network.DefaultSource = ClientA;   // the default route's source, for a client that names no local address
         var logs = new ListLoggerFactory();
         var listener = new MobileListener(Keys.Server, new MobileListenerOptions { ListenerFactory = network, LoggerFactory = logs, TimeProvider = clock.Time });
         listener.Start(new IPEndPoint(ServerA, 443));

@@ -6,13 +6,17 @@ namespace Mobility.Transport.Tests;
 /// An in-memory network with a fixed one-way latency. A connect costs one RTT (SYN, SYN-ACK), a
 /// refused connect one RTT (SYN, RST), and bytes arrive one latency after they were written, in
 /// order. Removing an address turns every flow that uses it into a black hole (writes vanish,
-/// nothing arrives, nobody is told), as when a host loses its address for real. Latency runs on
-/// the given clock (a <see cref="VirtualClock"/> in the timing tests, the system clock otherwise).
+/// nothing arrives, nobody is told), as when a host loses its address for real; dropping an
+/// address's traffic (<see cref="DropTraffic"/>) does the same while the host keeps the address, as
+/// when an upstream stops forwarding. A flow opened without a local address comes from
+/// <see cref="DefaultSource"/> (the default route's). Latency runs on the given clock (a
+/// <see cref="VirtualClock"/> in the timing tests, the system clock otherwise).
 /// </summary>
 internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
 {
     private readonly object _gate = new();
     private readonly HashSet<IPAddress> _live = [];
+    private readonly HashSet<IPAddress> _dropped = [];
     private readonly Dictionary<IPEndPoint, SimListener> _listeners = [];
     private int _nextPort = 20000;
 
@@ -29,6 +33,44 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
     public TimeSpan Rtt => Latency * 2;
 
     public int Connects;
+
+    /// <summary>Where a flow opened without a local address comes from (the default route's source); null: such a connect fails.</summary>
+    public IPAddress? DefaultSource { get; set; }
+
+    /// <summary>Connects from each local address (null: opened without one), in order.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<IPAddress?> Sources { get; } = new();
+
+    public IPAddress? SourceAddressFor(IPEndPoint remote) => DefaultSource;
+
+    /// <summary>
+    /// An upstream of <paramref name="address"/> stops forwarding: the host keeps the address (flows can
+    /// still be opened from it) but nothing it sends or is sent arrives, and nobody is told.
+    /// </summary>
+    public void DropTraffic(IPAddress address)
+    {
+        lock (_gate)
+        {
+            _dropped.Add(address);
+        }
+    }
+
+    /// <summary>The upstream of <paramref name="address"/> forwards again.</summary>
+    public void RestoreTraffic(IPAddress address)
+    {
+        lock (_gate)
+        {
+            _dropped.Remove(address);
+        }
+    }
+
+    /// <summary>Whether a segment from <paramref name="from"/> reaches <paramref name="to"/>.</summary>
+    public bool Forwards(IPAddress from, IPAddress to)
+    {
+        lock (_gate)
+        {
+            return _live.Contains(from) && _live.Contains(to) && !_dropped.Contains(from) && !_dropped.Contains(to);
+        }
+    }
 
     public void AddAddress(IPAddress address)
     {
@@ -67,6 +109,8 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
     public async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref Connects);
+        Sources.Enqueue(localAddress);
+        localAddress ??= DefaultSource;
         if (localAddress is null || !IsLive(localAddress))
         {
             throw new SocketException((int)SocketError.AddressNotAvailable);
@@ -79,7 +123,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         }
 
         await Task.Delay(Latency, Time, cancellationToken); // SYN
-        if (!IsLive(remote.Address) || !IsLive(localAddress))
+        if (!Forwards(localAddress, remote.Address))
         {
             await Task.Delay(Timeout.Infinite, cancellationToken); // Black hole: only a timeout ends this.
         }
@@ -164,7 +208,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
 
         public void Send(ReadOnlySpan<byte> data)
         {
-            if (network.IsLive(from) && network.IsLive(to))
+            if (network.Forwards(from, to))
             {
                 _segments.Writer.TryWrite((Due(), data.ToArray(), false));
             }
@@ -172,7 +216,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
 
         public void Close(bool reset)
         {
-            if (network.IsLive(from) && network.IsLive(to))
+            if (network.Forwards(from, to))
             {
                 _segments.Writer.TryWrite((Due(), null, reset));
             }
@@ -192,7 +236,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
                     await Task.Delay(TimeSpan.FromSeconds((double)wait / network.Time.TimestampFrequency), network.Time, cancellationToken);
                 }
 
-                if (!network.IsLive(to) || !network.IsLive(from))
+                if (!network.Forwards(from, to))
                 {
                     continue; // Lost in flight: an end moved away.
                 }

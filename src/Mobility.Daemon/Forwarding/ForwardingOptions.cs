@@ -104,7 +104,14 @@ public sealed class TransportSettings
     /// <summary>SYNs with data the listener holds before their handshake completes (with <see cref="FastOpen"/>).</summary>
     public int FastOpenQueue { get; set; } = 256;
 
-    /// <summary>Copies the keepalive policy and <see cref="FastOpen"/> into <paramref name="options"/>.</summary>
+    /// <summary>
+    /// Standby paths a connection keeps besides its active one (docs/transport.md, "Standby paths"): the
+    /// client joins them from its other addresses, the server accepts that many per connection; 0 turns
+    /// them off (a dead path is then replaced by a resume).
+    /// </summary>
+    public int MaxStandbyPaths { get; set; } = 1;
+
+    /// <summary>Copies the keepalive policy, <see cref="FastOpen"/> and <see cref="MaxStandbyPaths"/> into <paramref name="options"/>.</summary>
     public T Apply<T>(T options)
         where T : Mobility.Transport.MobileTransportOptions
     {
@@ -114,6 +121,7 @@ public sealed class TransportSettings
         options.DeadPathTimeout = DeadPathTimeout;
         options.PathlessTimeout = PathlessTimeout;
         options.FastOpen = FastOpen;
+        options.MaxStandbyPaths = MaxStandbyPaths;
         return options;
     }
 }

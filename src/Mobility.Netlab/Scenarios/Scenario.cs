@@ -75,6 +75,9 @@ public sealed record Scenario(string Name, string Description, bool MultihomedCl
     /// </summary>
     public bool MeasuresPeerFreshness { get; init; }
 
+    /// <summary>Extra arguments of the client's mobilityd (mobility system only; e.g. a transport setting the scenario turns off).</summary>
+    public IReadOnlyList<string> ClientDaemonArguments { get; init; } = [];
+
     /// <summary>Make-before-break: how long the new interface and the old one are both up.</summary>
     public static readonly TimeSpan NewInterfaceOverlap = TimeSpan.FromSeconds(1);
 
@@ -230,6 +233,13 @@ public sealed record Scenario(string Name, string Description, bool MultihomedCl
             return [failed];
         });
 
+    public static Scenario UpstreamFailureNoStandby { get; } = UpstreamFailure with
+    {
+        Name = "upstream-failure-nostandby",
+        Description = "upstream-failure with standby paths off in the client's mobilityd (MaxStandbyPaths 0): the connection resumes, and only a resume from 10.231.2.2 gets through",
+        ClientDaemonArguments = ["--Forwarding:Transport:MaxStandbyPaths", "0"],
+    };
+
     public static Scenario PeerFreshness { get; } = new(
         "peer-freshness",
         "server switches e1 <-> e2 five times, 1 s apart, during the transfer; after each, a third daemon's get_ip is asked until it answers the new address",
@@ -308,7 +318,7 @@ public sealed record Scenario(string Name, string Description, bool MultihomedCl
     public static IReadOnlyList<Scenario> All { get; } =
     [
         ConnectAfterServerMove, ClientMove, ServerMove, BothMove, MultihomedLoss, ClientIdleMove, ClientFlapping, ClientSleepResume, ClientLongSleepResume,
-        ClientMoveLoss1, ClientMoveLoss5, ClientNewInterface, UpstreamFailure, PeerFreshness,
+        ClientMoveLoss1, ClientMoveLoss5, ClientNewInterface, UpstreamFailure, UpstreamFailureNoStandby, PeerFreshness,
         Ipv6ClientMove, Ipv6ServerMove, Ipv6BothMove, CrossFamilyMove, Ipv6PrivacyRotation,
     ];
 

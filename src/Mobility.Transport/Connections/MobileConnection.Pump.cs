@@ -718,7 +718,7 @@ public sealed partial class MobileConnection
 
         if (verdict.PathDead && verdict.SilentDeath)
         {
-            _supervisor?.RelocateFirst();
+            _supervisor?.RelocateFirst(path?.Flow.LocalEndPoint?.Address);
         }
 
         var nextTick = TickStandbys(verdict.NextTick);

@@ -47,25 +47,24 @@ internal sealed partial class PathSupervisor
     }
 
     /// <summary>The Resume flows of one attempt: the newest is <see cref="Path"/>.</summary>
-    private sealed class ResumeRace(ConnectionPath path, bool fastOpen, IReadOnlyList<IPEndPoint> endpoints, IPAddress? local)
+    private sealed class ResumeRace(ConnectionPath path, bool fastOpen, IReadOnlyList<ConnectCandidate> candidates)
     {
         public ConnectionPath Path { get; set; } = path;
 
         /// <summary>Whether <see cref="Path"/> was opened with Fast Open.</summary>
         public bool PathFastOpen { get; set; } = fastOpen;
 
-        public IReadOnlyList<IPEndPoint> Endpoints { get; } = endpoints;
-
-        public IPAddress? Local { get; } = local;
+        /// <summary>The attempt's connects (endpoints, each from one or more local addresses), in order.</summary>
+        public IReadOnlyList<ConnectCandidate> Candidates { get; } = candidates;
 
         public int Flows { get; set; } = 1;
     }
 
     /// <summary>
     /// Waits for the answer to the newest Resume of <paramref name="race"/>; when none comes within
-    /// <see cref="ResumeRaceDelay"/>, opens another flow (the next endpoint in turn; Fast Open on every
-    /// other one, so a middlebox that drops SYNs with data costs one race, not the kernel's 1 s) whose
-    /// Resume takes over. Returns the answer (null: accepted, or the connection ended).
+    /// <see cref="ResumeRaceDelay"/>, opens another flow (the next candidate in turn: an endpoint from a
+    /// local address; Fast Open on every other one, so a middlebox that drops SYNs with data costs one
+    /// race, not the kernel's 1 s) whose Resume takes over. Returns the answer (null: accepted, or the connection ended).
     /// </summary>
     private async Task<RejectReason?> AwaitAnswerAsync(ResumeRace race, CancellationToken ct)
     {
@@ -112,12 +111,12 @@ internal sealed partial class PathSupervisor
         var answer = race.Path.ResumeResult.Task;
         var index = race.Flows++;
         var fastOpen = UseFastOpen && index % 2 == 0;
-        var endpoints = Rotate(race.Endpoints, index);
+        var candidates = Rotate(race.Candidates, index);
         ResumeRaceFlowLog.Racing(_logger, _connection.Token, race.Path.Flow.RemoteEndPoint, waited.TotalMilliseconds, index + 1);
         _connection.RecordMove(MoveEventKind.AttemptFailed,
             $"no answer via {race.Path.Flow.RemoteEndPoint} within {waited.TotalMilliseconds:0} ms: racing resume flow {index + 1}");
         using var connectCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var connect = RaceConnectAsync(endpoints, race.Local, null, fastOpen, connectCts.Token);
+        var connect = RaceConnectAsync(candidates, null, fastOpen, connectCts.Token);
         await Task.WhenAny(answer, connect).WaitAsync(ct).ConfigureAwait(false);
         if (!connect.IsCompleted)
         {
@@ -143,7 +142,7 @@ internal sealed partial class PathSupervisor
             return true;
         }
 
-        TransportLog.FlowConnected(_logger, _connection.Token, flow.LocalEndPoint, flow.RemoteEndPoint ?? endpoints[0]);
+        TransportLog.FlowConnected(_logger, _connection.Token, flow.LocalEndPoint, flow.RemoteEndPoint ?? candidates[0].Endpoint);
         _connection.OnFlowConnected(flow);
         if (_connection.BeginResume(flow) is not { } next)
         {
@@ -171,10 +170,10 @@ internal sealed partial class PathSupervisor
         }
     }
 
-    private static IReadOnlyList<IPEndPoint> Rotate(IReadOnlyList<IPEndPoint> endpoints, int by)
+    private static IReadOnlyList<ConnectCandidate> Rotate(IReadOnlyList<ConnectCandidate> candidates, int by)
     {
-        var start = by % endpoints.Count;
-        return start == 0 ? endpoints : [.. endpoints.Skip(start), .. endpoints.Take(start)];
+        var start = by % candidates.Count;
+        return start == 0 ? candidates : [.. candidates.Skip(start), .. candidates.Take(start)];
     }
 
     /// <summary>A racing connect the answer beat: its flow, if it opened one, is aborted.</summary>

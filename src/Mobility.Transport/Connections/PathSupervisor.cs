@@ -147,13 +147,18 @@ internal sealed partial class PathSupervisor
     /// <summary>Something changed (a path was lost): look at the connection again.</summary>
     public void Kick() => _kick.Set();
 
-    /// <summary>The active path died silently: the next attempt races a lookup.</summary>
-    public void RelocateFirst()
+    /// <summary>
+    /// The active path from <paramref name="deadSource"/> died silently: the next attempt races a
+    /// lookup, and until a resume succeeds other local addresses are tried before that one.
+    /// </summary>
+    public void RelocateFirst(IPAddress? deadSource)
     {
         lock (_gate)
         {
             _relocateFirst = true;
         }
+
+        SuspectSource(deadSource);
     }
 
     /// <summary>The local address changed: new flows start from <paramref name="newLocalAddress"/> (null: unchanged) and the next attempt races a lookup.</summary>
@@ -526,11 +531,12 @@ internal sealed partial class PathSupervisor
     }
 
     /// <summary>
-    /// One resume attempt over <paramref name="endpoints"/>: their flow connects are raced
-    /// (<see cref="RaceConnectAsync"/>), the first flow up carries the Resume, and the attempt waits
-    /// for the answer, all within <see cref="MobileConnectionOptions.ResumeAttemptTimeout"/>.
+    /// One resume attempt over <paramref name="candidates"/> (peer endpoints, each from one or more
+    /// local addresses): their flow connects are raced (<see cref="RaceConnectAsync"/>), the first flow
+    /// up carries the Resume, and the attempt waits for the answer, all within
+    /// <see cref="MobileConnectionOptions.ResumeAttemptTimeout"/>.
     /// </summary>
-    private async Task<bool> TryResumeOnAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, CancellationToken ct)
+    private async Task<bool> TryResumeOnAsync(IReadOnlyList<ConnectCandidate> candidates, AttemptProgress? progress, CancellationToken ct)
     {
         // The attempt's deadline runs on the injected clock.
         using var deadline = new CancellationTokenSource(_options.ResumeAttemptTimeout, _time);
@@ -539,11 +545,11 @@ internal sealed partial class PathSupervisor
         ConnectionPath? context = null;
         ResumeRace? race = null;
         _connection.CountResumeAttempt();
-        var endpoint = endpoints[0];
+        var endpoint = candidates[0].Endpoint;
         try
         {
             var fastOpen = UseFastOpen;
-            flow = await RaceConnectAsync(endpoints, local, progress, fastOpen, timeout.Token).ConfigureAwait(false);
+            flow = await RaceConnectAsync(candidates, progress, fastOpen, timeout.Token).ConfigureAwait(false);
             if (flow is null)
             {
                 return false;
@@ -561,12 +567,13 @@ internal sealed partial class PathSupervisor
             }
 
             // An unanswered Resume is raced by another flow with the next counter (PathSupervisor.ResumeRace.cs).
-            race = new ResumeRace(context, fastOpen, endpoints, local);
+            race = new ResumeRace(context, fastOpen, candidates);
             var result = await AwaitAnswerAsync(race, timeout.Token).ConfigureAwait(false);
             context = race.Path;
             endpoint = context.Flow.RemoteEndPoint ?? endpoint;
             if (result is null)
             {
+                ClearSuspectSource();
                 return true;
             }
 
@@ -620,23 +627,24 @@ internal sealed partial class PathSupervisor
     }
 
     /// <summary>
-    /// Races flow connects, Happy Eyeballs style (RFC 8305): the first endpoint at once; the next one
-    /// as soon as the one before failed, or when none has connected within <see cref="RaceDelay"/>;
-    /// after every endpoint has been started, each one still unanswered is tried once more on a new
-    /// flow (a lost SYN then costs the race delay, not the kernel's 1 s SYN retransmission). The first
-    /// flow to connect wins; the other connects are cancelled and any flow one of them still opens is
-    /// aborted when it is there. Null when every connect failed.
+    /// Races flow connects, Happy Eyeballs style (RFC 8305): the first candidate (an endpoint from a
+    /// local address) at once; the next one as soon as the one before failed, or when none has
+    /// connected within <see cref="RaceDelay"/>; after every candidate has been started, each one still
+    /// unanswered is tried once more on a new flow (a lost SYN then costs the race delay, not the
+    /// kernel's 1 s SYN retransmission). The first flow to connect wins; the other connects are
+    /// cancelled and any flow one of them still opens is aborted when it is there. Null when every
+    /// connect failed.
     /// </summary>
-    private async Task<IFlow?> RaceConnectAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, bool fastOpen, CancellationToken ct)
+    private async Task<IFlow?> RaceConnectAsync(IReadOnlyList<ConnectCandidate> first, AttemptProgress? progress, bool fastOpen, CancellationToken ct)
     {
-        // First round: each endpoint in order; second round: each again, only while still unanswered.
-        var candidates = new List<(IPEndPoint Endpoint, bool Repeat)>(endpoints.Count * 2);
-        candidates.AddRange(endpoints.Select(e => (e, false)));
-        candidates.AddRange(endpoints.Select(e => (e, true)));
+        // First round: each candidate in order; second round: each again, only while still unanswered.
+        var candidates = new List<(ConnectCandidate Candidate, bool Repeat)>(first.Count * 2);
+        candidates.AddRange(first.Select(c => (c, false)));
+        candidates.AddRange(first.Select(c => (c, true)));
         var delay = RaceDelay(_connection.LastRtt, _options);
         using var losers = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var pending = new List<(Task<IFlow> Connect, IPEndPoint Endpoint)>();
-        var failed = new HashSet<IPEndPoint>();
+        var pending = new List<(Task<IFlow> Connect, ConnectCandidate Candidate)>();
+        var failed = new HashSet<ConnectCandidate>();
         var next = 0;
         IFlow? winner = null;
         try
@@ -644,17 +652,17 @@ internal sealed partial class PathSupervisor
             while (winner is null)
             {
                 // Start the next candidate (a repeat only for an endpoint not refused yet).
-                while (next < candidates.Count && candidates[next].Repeat && failed.Contains(candidates[next].Endpoint))
+                while (next < candidates.Count && candidates[next].Repeat && failed.Contains(candidates[next].Candidate))
                 {
                     next++;
                 }
 
                 if (next < candidates.Count && !ct.IsCancellationRequested)
                 {
-                    var (endpoint, repeat) = candidates[next++];
-                    progress?.Start(endpoint);
-                    _connection.RecordMove(MoveEventKind.ConnectStarted, (repeat ? $"{endpoint} (again)" : endpoint.ToString()) + (fastOpen ? " (fast open: the SYN goes with the Resume)" : ""));
-                    pending.Add((ConnectOneAsync(endpoint, local, fastOpen, losers.Token), endpoint));
+                    var (candidate, repeat) = candidates[next++];
+                    progress?.Start(candidate.Endpoint);
+                    _connection.RecordMove(MoveEventKind.ConnectStarted, (repeat ? $"{candidate} (again)" : candidate.ToString()) + (fastOpen ? " (fast open: the SYN goes with the Resume)" : ""));
+                    pending.Add((ConnectOneAsync(candidate.Endpoint, candidate.Source, fastOpen, losers.Token), candidate));
                 }
 
                 if (pending.Count == 0)
@@ -678,7 +686,7 @@ internal sealed partial class PathSupervisor
                 ct.ThrowIfCancellationRequested();
                 for (var i = 0; i < pending.Count && winner is null; i++)
                 {
-                    var (connect, endpoint) = pending[i];
+                    var (connect, candidate) = pending[i];
                     if (!connect.IsCompleted)
                     {
                         continue;
@@ -688,14 +696,14 @@ internal sealed partial class PathSupervisor
                     if (connect.IsCompletedSuccessfully)
                     {
                         winner = connect.Result;
-                        _connection.RecordMove(MoveEventKind.ConnectFinished, $"{winner.LocalEndPoint} -> {endpoint}");
+                        _connection.RecordMove(MoveEventKind.ConnectFinished, $"{winner.LocalEndPoint} -> {candidate.Endpoint}");
                     }
                     else
                     {
-                        failed.Add(endpoint);
+                        failed.Add(candidate);
                         var reason = connect.Exception?.InnerException?.Message ?? "cancelled";
-                        TransportLog.ResumeAttemptFailed(_logger, _connection.Token, endpoint, reason);
-                        _connection.RecordMove(MoveEventKind.AttemptFailed, $"connect to {endpoint}: {reason}");
+                        TransportLog.ResumeAttemptFailed(_logger, _connection.Token, candidate.Endpoint, reason);
+                        _connection.RecordMove(MoveEventKind.AttemptFailed, $"connect to {candidate}: {reason}");
                     }
                 }
             }
@@ -707,12 +715,12 @@ internal sealed partial class PathSupervisor
             // The losers: cancelled (without waiting for them: the winner's Resume goes out now), and
             // a flow that connected anyway is closed as soon as it is there.
             await losers.CancelAsync().ConfigureAwait(false);
-            foreach (var (connect, endpoint) in pending)
+            foreach (var (connect, candidate) in pending)
             {
                 _ = connect.ContinueWith(static t => AbortLate(t), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
                 if (winner is not null)
                 {
-                    _connection.RecordMove(MoveEventKind.AttemptFailed, $"connect to {endpoint}: lost the race");
+                    _connection.RecordMove(MoveEventKind.AttemptFailed, $"connect to {candidate}: lost the race");
                 }
             }
         }
@@ -916,9 +924,13 @@ internal sealed partial class PathSupervisor
             ? await _options.FlowFactory.ConnectFirstFlightAsync(endpoint, local, ct).ConfigureAwait(false)
             : await _options.FlowFactory.ConnectAsync(endpoint, local, ct).ConfigureAwait(false);
 
-    /// <summary>One attempt racing <paramref name="endpoints"/>; false when none resumed or <paramref name="ct"/> was cancelled.</summary>
+    /// <summary>
+    /// One attempt racing <paramref name="endpoints"/> from <paramref name="local"/> (null: the OS's
+    /// choice) and the host's other usable addresses (<see cref="CandidatesFor"/>); false when none
+    /// resumed or <paramref name="ct"/> was cancelled.
+    /// </summary>
     private Task<bool> TryEachAsync(IReadOnlyList<IPEndPoint> endpoints, IPAddress? local, AttemptProgress? progress, CancellationToken ct)
-        => endpoints.Count == 0 || ct.IsCancellationRequested ? Task.FromResult(false) : TryResumeOnAsync(endpoints, local, progress, ct);
+        => endpoints.Count == 0 || ct.IsCancellationRequested ? Task.FromResult(false) : TryResumeOnAsync(CandidatesFor(endpoints, local), progress, ct);
 
     private static int IndexOf(IReadOnlyList<IPEndPoint> endpoints, IPEndPoint endpoint)
     {

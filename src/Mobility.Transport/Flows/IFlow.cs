@@ -46,6 +46,12 @@ public interface IFlowFactory
     /// </summary>
     ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
         => ConnectAsync(remote, localAddress, cancellationToken);
+
+    /// <summary>
+    /// The local address a flow to <paramref name="remote"/> opened without a local address would come
+    /// from (for TCP, the source of the kernel's route); null when unknown. Nothing is sent.
+    /// </summary>
+    IPAddress? SourceAddressFor(IPEndPoint remote) => null;
 }
 
 /// <summary>Accepts incoming flows on one local endpoint.</summary>

@@ -113,6 +113,26 @@ public sealed class TcpFlowFactory(Action<Socket>? configure = null) : IFlowFact
     public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
         => ConnectAsync(remote, localAddress, fastOpen: true, cancellationToken);
 
+    /// <summary>
+    /// The source address of the kernel's route to <paramref name="remote"/>: a UDP socket connected
+    /// there (a route lookup; nothing is sent) and its local address. Null when there is no route.
+    /// </summary>
+    public IPAddress? SourceAddressFor(IPEndPoint remote)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        try
+        {
+            using var probe = new Socket(remote.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+            configure?.Invoke(probe);
+            probe.Connect(remote.Address, remote.Port == 0 ? 9 : remote.Port);
+            return probe.LocalEndPoint is IPEndPoint local ? Locator.Normalize(local.Address) : null;
+        }
+        catch (SocketException)
+        {
+            return null;
+        }
+    }
+
     private async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, bool fastOpen, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(remote);

@@ -34,4 +34,7 @@ public sealed class RelayFlowFactory(IFlowFactory inner) : IFlowFactory
         => remote is RelayEndPoint
             ? ConnectAsync(remote, localAddress, cancellationToken)
             : inner.ConnectFirstFlightAsync(remote, localAddress, cancellationToken);
+
+    /// <summary>The source of a flow to <paramref name="remote"/> (through a relay: towards the relay, whose address a <see cref="RelayEndPoint"/> is).</summary>
+    public IPAddress? SourceAddressFor(IPEndPoint remote) => inner.SourceAddressFor(remote);
 }

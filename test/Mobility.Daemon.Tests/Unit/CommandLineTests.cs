@@ -81,6 +81,7 @@ public sealed class CommandLineTests
     [InlineData("--Forwarding:Transport:KeepAliveInterval", "Forwarding:Transport:KeepAliveInterval")]
     [InlineData("--Forwarding:Transport:FastOpen", "Forwarding:Transport:FastOpen")]
     [InlineData("--Forwarding:Transport:FastOpenQueue", "Forwarding:Transport:FastOpenQueue")]
+    [InlineData("--Forwarding:Transport:MaxStandbyPaths", "Forwarding:Transport:MaxStandbyPaths")]
     [InlineData("--Logging:LogLevel:Default", "Logging:LogLevel:Default")]
     public void Any_existing_key_can_be_set_with_its_path(string flag, string key)
     {

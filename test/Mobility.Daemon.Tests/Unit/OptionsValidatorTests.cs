@@ -105,4 +105,19 @@ public sealed class OptionsValidatorTests
         Assert.True(result.Failed);
         Assert.Contains("Forwarding:Transport:FastOpenQueue", string.Join('\n', result.Failures!), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Standby_paths_reach_the_transport_options_and_are_bounded()
+    {
+        var options = new MobilitydOptions();
+        Assert.Equal(1, options.Forwarding.Transport.Apply(new Mobility.Transport.MobileConnectionOptions()).MaxStandbyPaths);
+        options.Forwarding.Transport.MaxStandbyPaths = 0;
+        Assert.Equal(0, options.Forwarding.Transport.Apply(new Mobility.Transport.MobileListenerOptions()).MaxStandbyPaths);
+        Assert.False(new MobilitydOptionsValidator().Validate(null, options).Failed);
+
+        options.Forwarding.Transport.MaxStandbyPaths = 9;
+        var result = new MobilitydOptionsValidator().Validate(null, options);
+        Assert.True(result.Failed);
+        Assert.Contains("Forwarding:Transport:MaxStandbyPaths", string.Join('\n', result.Failures!), StringComparison.Ordinal);
+    }
 }

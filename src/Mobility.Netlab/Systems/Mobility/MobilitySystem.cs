@@ -58,7 +58,7 @@ public sealed class MobilitySystem : IScenarioSystem
         _runs++;
         _observer = null;
         _freshness = [];
-        _deployment = await Deployment.StartAsync(topology, cancellationToken).ConfigureAwait(false);
+        _deployment = await Deployment.StartAsync(topology, cancellationToken, scenario.ClientDaemonArguments).ConfigureAwait(false);
         if (scenario.MeasuresPeerFreshness)
         {
             _observer = await StartObserverAsync(topology, _deployment, cancellationToken).ConfigureAwait(false);
@@ -278,14 +278,15 @@ public sealed class MobilitySystem : IScenarioSystem
         /// <summary>Whether the client daemon's GNS watch was connected when the connection was handed to the application.</summary>
         public bool WatchReady { get; set; } = true;
 
-        public static async Task<Deployment> StartAsync(EvaluationTopology topology, CancellationToken cancellationToken)
+        /// <param name="clientArguments">Extra arguments of the client's mobilityd (<see cref="Scenario.ClientDaemonArguments"/>).</param>
+        public static async Task<Deployment> StartAsync(EvaluationTopology topology, CancellationToken cancellationToken, IReadOnlyList<string>? clientArguments = null)
         {
             ArgumentNullException.ThrowIfNull(topology);
             var lab = topology.Lab;
             var root = lab.CreateTemporaryDirectory("mobility");
             var gns = await GnsProcess.StartAsync(lab, topology.Gns, Path.Combine(root, "gns"), cancellationToken).ConfigureAwait(false);
             var serverStart = DaemonProcess.StartAsync(lab, topology.Server, Path.Combine(root, "server"), gns, socks: false, cancellationToken);
-            var clientStart = DaemonProcess.StartAsync(lab, topology.Client, Path.Combine(root, "client"), gns, socks: true, cancellationToken);
+            var clientStart = DaemonProcess.StartAsync(lab, topology.Client, Path.Combine(root, "client"), gns, socks: true, cancellationToken, clientArguments);
             var server = await serverStart.ConfigureAwait(false);
             var client = await clientStart.ConfigureAwait(false);
 
