@@ -143,6 +143,20 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, transparent.MaxTcpClients is >= 1 and <= 100_000, "Transparent:MaxTcpClients must be 1 to 100000.");
         Check(failures, transparent.UpstreamTimeout > TimeSpan.Zero, "Transparent:UpstreamTimeout must be positive.");
         Check(failures, transparent.SocketMark != 0, "Transparent:SocketMark must not be 0 (0 is every unmarked socket).");
+        Check(failures, transparent.OpportunisticBudget >= TimeSpan.Zero && transparent.OpportunisticBudget <= options.Forwarding.ConnectTimeout,
+            "Transparent:OpportunisticBudget must be 0 to Forwarding:ConnectTimeout.");
+        foreach (var list in new Func<object>[] { () => transparent.ExcludedPrefixes, () => transparent.ExcludedPorts })
+        {
+            try
+            {
+                list();
+            }
+            catch (FormatException e)
+            {
+                failures.Add(e.Message);
+            }
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 
