@@ -142,7 +142,7 @@ public sealed class TransparentTests
 
     private const string ResolverIntegrationMarker = "# mobilityd transparent mode";
 
-    private sealed record Daemon(NamespaceProcess Process, DaemonReadyLine Ready, string Socket);
+    internal sealed record Daemon(NamespaceProcess Process, DaemonReadyLine Ready, string Socket);
 
     /// <summary>/etc/netns/&lt;ns&gt;/resolv.conf, naming the server host as the namespace's resolver.</summary>
     private static string ResolvConfFolder(string ns)
@@ -154,7 +154,7 @@ public sealed class TransparentTests
     }
 
     /// <summary>Two namespaces joined by a veth pair: 10.17.0.1/24 (server), 10.17.0.2/24 (client), and fd00:17::1, ::2.</summary>
-    private static async Task<(string Server, string Client)> LinkAsync(Lab lab)
+    internal static async Task<(string Server, string Client)> LinkAsync(Lab lab)
     {
         var server = await lab.AddNamespaceAsync("tsrv", ipv6: true).WithTimeout(NetlabTimeouts.Step);
         var client = await lab.AddNamespaceAsync("tcli", ipv6: true).WithTimeout(NetlabTimeouts.Step);
@@ -168,7 +168,7 @@ public sealed class TransparentTests
         return (server, client);
     }
 
-    private static async Task<Daemon> StartDaemonAsync(Lab lab, string ns, string role, string? stateDir, string[] extra)
+    internal static async Task<Daemon> StartDaemonAsync(Lab lab, string ns, string role, string? stateDir, string[] extra)
     {
         var dir = stateDir ?? lab.CreateTemporaryDirectory(role);
         var socket = Path.Combine(dir, "api.sock");
@@ -180,7 +180,7 @@ public sealed class TransparentTests
         return new Daemon(process, DaemonReadyLine.Find(process.StandardOutput, "mobilityd ready"), socket);
     }
 
-    private static async Task<string> RulesetAsync(string ns)
+    internal static async Task<string> RulesetAsync(string ns)
     {
         var result = await Ip.ExecAsync(ns, "nft", ["list", "ruleset"]).WithTimeout(NetlabTimeouts.Step);
         Assert.True(result.Succeeded, result.StandardError);
@@ -211,7 +211,7 @@ public sealed class TransparentTests
     }
 
     /// <summary>curl with no proxy setting (the environment's are cleared); the SHA-256 of what it downloaded.</summary>
-    private static async Task<byte[]> FetchAsync(Lab lab, string ns, string url, string? limitRate)
+    internal static async Task<byte[]> FetchAsync(Lab lab, string ns, string url, string? limitRate)
     {
         var output = Path.Combine(lab.CreateTemporaryDirectory("curl"), "out");
         // The first fetch may retry while the peer's record spreads; a slow one must not (a retry would hide a broken move).
