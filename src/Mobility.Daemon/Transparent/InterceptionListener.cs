@@ -176,13 +176,14 @@ public sealed partial class InterceptionListener : IAsyncDisposable
 
     /// <summary>
     /// Opportunistic mode: mobile when the owner lookup finds a verified mobile host within its budget and the program's
-    /// user may use the daemon's identity (the local access rule); plain TCP otherwise, as without the daemon.
+    /// user may use the daemon's identity (the local access rule, asked only then: most connections go plain, and reading
+    /// the kernel's TCP table costs); plain TCP otherwise, as without the daemon.
     /// </summary>
     private async Task<bool> ConnectOpportunisticAsync(Socket client, IPEndPoint source, IPEndPoint original, OwnerLookupBudget owners,
         CancellationToken stopping)
     {
-        var verdict = _access.Check(TcpSocketTable.FindOwner(source, original));
-        var connection = await _forwarder.ConnectAddressAsync(original, verdict.Admitted ? owners : NoOwners.Instance, stopping).ConfigureAwait(false);
+        var admitted = new AdmittedOwners(owners, () => _access.Check(TcpSocketTable.FindOwner(source, original)));
+        var connection = await _forwarder.ConnectAddressAsync(original, admitted, stopping).ConfigureAwait(false);
         if (connection.Mobile is { } mobile)
         {
             Interlocked.Increment(ref _mobile);
@@ -192,19 +193,31 @@ public sealed partial class InterceptionListener : IAsyncDisposable
         else
         {
             Interlocked.Increment(ref _plain);
-            Log.OpportunisticPlain(_logger, source, original, verdict.Admitted ? connection.PlainReason ?? "" : verdict.Reason);
+            Log.OpportunisticPlain(_logger, source, original, admitted.Refusal ?? connection.PlainReason ?? "");
             _forwarder.StartPlainRelay(client, connection.PlainSocket!);
         }
 
         return true;
     }
 
-    /// <summary>The owner lookup of a program whose user may not use the daemon's identity: never an owner, so plain TCP.</summary>
-    private sealed class NoOwners : IAddressOwnerResolver
+    /// <summary>The owner lookup, whose owner is kept only when the program's user passes the local access rule (else plain TCP).</summary>
+    private sealed class AdmittedOwners(IAddressOwnerResolver inner, Func<LocalAccessVerdict> check) : IAddressOwnerResolver
     {
-        public static readonly NoOwners Instance = new();
+        public string? Refusal { get; private set; }
 
-        public ValueTask<AddressOwner?> ResolveAsync(IPAddress address, CancellationToken cancellationToken) => ValueTask.FromResult<AddressOwner?>(null);
+        public async ValueTask<AddressOwner?> ResolveAsync(IPAddress address, CancellationToken cancellationToken)
+        {
+            if (await inner.ResolveAsync(address, cancellationToken).ConfigureAwait(false) is not { } owner)
+            {
+                return null;
+            }
+
+            var verdict = check();
+            Refusal = verdict.Admitted ? null : verdict.Reason;
+            return verdict.Admitted ? owner : null;
+        }
+
+        public void Forget(IPAddress address) => inner.Forget(address);
     }
 
     /// <summary>Closes with a RST, so the program sees "connection reset" at once rather than an empty stream.</summary>
