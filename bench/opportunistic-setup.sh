@@ -9,8 +9,8 @@
 # Rounds alternate off / cold / warm so that the load of a shared machine hits all three alike; each round gives
 # the median of its connections, the summary the median over rounds and the ratio to "off" of the same round.
 #
-#   bench/opportunistic-setup.sh [--rounds N] [--connects N] [--delay MS]
-#   (--delay MS: netem delay on the veth each way, so the GNS is an RTT of 2 x MS away; default 0)
+#   bench/opportunistic-setup.sh [--rounds N] [--connects N]
+#   (SAMPLES=1 prints every connection's time on stderr; CLIENT_ARGS adds options to the client's mobilityd)
 #
 # Needs root (namespaces, nftables), python3, curl, and the built mobilityd (MOBILITYD, default the Release build of
 # this checkout: dotnet build src/Mobility.Daemon.Host -c Release).
@@ -18,12 +18,10 @@ set -euo pipefail
 
 ROUNDS=5
 CONNECTS=100
-DELAY=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
         --connects) CONNECTS="$2"; shift 2 ;;
-        --delay) DELAY="$2"; shift 2 ;;
         -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -62,10 +60,6 @@ for r in $(seq 1 "$ROUNDS"); do
     for n in $(seq 1 "$CONNECTS"); do echo "addr add 10.18.$((r + 100)).$n/32 dev eth0"; done
 done | ip -n "$SRV" -batch -
 ip -n "$SRV" addr add 10.18.1.1/32 dev eth0
-if [[ "$DELAY" != 0 ]]; then
-    ip netns exec "$CLI" tc qdisc add dev eth0 root netem delay "${DELAY}ms"
-    ip netns exec "$SRV" tc qdisc add dev eth0 root netem delay "${DELAY}ms"
-fi
 
 # The one-byte echo server: accept, read one byte, answer it, close.
 cat >"$WORK/echo.py" <<'EOF'
@@ -120,7 +114,7 @@ EOF
 measure() { ip netns exec "$CLI" python3 "$WORK/connect.py" "$@"; }
 warm_list() { for _ in $(seq 1 "$CONNECTS"); do echo 10.18.1.1; done; }
 
-log "mobilityd $MOBILITYD, $ROUNDS rounds x $CONNECTS connects, veth delay ${DELAY} ms each way, load $(loadavg)"
+log "mobilityd $MOBILITYD, $ROUNDS rounds x $CONNECTS connects, load $(loadavg)"
 printf '%-6s %10s %10s %10s %8s %8s\n' round off_us cold_us warm_us cold/off warm/off
 OFFS=(); COLDS=(); WARMS=()
 for r in $(seq 1 "$ROUNDS"); do

@@ -109,6 +109,29 @@ public sealed class OpportunisticTests
     }
 
     [Fact]
+    public async Task While_a_lookup_over_the_budget_still_runs_the_next_connection_to_that_address_goes_plain_without_waiting()
+    {
+        var time = new FakeTimeProvider();
+        var inner = new ManualOwners();
+        var budget = new OwnerLookupBudget(inner, TimeSpan.FromMilliseconds(100), time);
+        var first = budget.ResolveAsync(Target, CancellationToken.None).AsTask();
+        time.Advance(TimeSpan.FromMilliseconds(100));
+        Assert.Null(await first.WithTimeout());
+
+        // No time passes: the answer comes without waiting for the budget again.
+        var second = budget.ResolveAsync(Target, CancellationToken.None).AsTask();
+        Assert.True(second.IsCompleted, "no second wait");
+        Assert.Null(await second);
+        Assert.Equal(2, budget.OverBudget);
+
+        // Another address still gets its own wait.
+        var other = budget.ResolveAsync(IPAddress.Parse("198.51.100.8"), CancellationToken.None).AsTask();
+        Assert.False(other.IsCompleted);
+        time.Advance(TimeSpan.FromMilliseconds(100));
+        Assert.Null(await other.WithTimeout());
+    }
+
+    [Fact]
     public void Forget_reaches_the_inner_resolver()
     {
         var inner = new ManualOwners();
