@@ -90,14 +90,8 @@ public sealed class OpportunisticTests
     [Fact]
     public async Task A_lookup_over_the_budget_is_no_owner_and_goes_on_for_the_next_connection()
     {
-        var time = new FakeTimeProvider();
-        var inner = new ManualOwners();
-        var budget = new OwnerLookupBudget(inner, TimeSpan.FromMilliseconds(100), time);
+        var (_, inner, budget) = await OverBudgetOnceAsync();
 
-        var first = budget.ResolveAsync(Target, CancellationToken.None).AsTask();
-        time.Advance(TimeSpan.FromMilliseconds(100));
-
-        Assert.Null(await first.WithTimeout());
         Assert.Equal(1, budget.OverBudget);
         Assert.False(inner.Cancelled, "the lookup is not cancelled with the connection");
 
@@ -111,12 +105,7 @@ public sealed class OpportunisticTests
     [Fact]
     public async Task While_a_lookup_over_the_budget_still_runs_the_next_connection_to_that_address_goes_plain_without_waiting()
     {
-        var time = new FakeTimeProvider();
-        var inner = new ManualOwners();
-        var budget = new OwnerLookupBudget(inner, TimeSpan.FromMilliseconds(100), time);
-        var first = budget.ResolveAsync(Target, CancellationToken.None).AsTask();
-        time.Advance(TimeSpan.FromMilliseconds(100));
-        Assert.Null(await first.WithTimeout());
+        var (time, _, budget) = await OverBudgetOnceAsync();
 
         // No time passes: the answer comes without waiting for the budget again.
         var second = budget.ResolveAsync(Target, CancellationToken.None).AsTask();
@@ -137,6 +126,18 @@ public sealed class OpportunisticTests
         var inner = new ManualOwners();
         new OwnerLookupBudget(inner, TimeSpan.FromMilliseconds(100), new FakeTimeProvider()).Forget(Target);
         Assert.Equal(Target, inner.Forgotten);
+    }
+
+    /// <summary>A lookup of <see cref="Target"/> that runs over the 100 ms budget (answered "no owner") and goes on.</summary>
+    private static async Task<(FakeTimeProvider Time, ManualOwners Inner, OwnerLookupBudget Budget)> OverBudgetOnceAsync()
+    {
+        var time = new FakeTimeProvider();
+        var inner = new ManualOwners();
+        var budget = new OwnerLookupBudget(inner, TimeSpan.FromMilliseconds(100), time);
+        var first = budget.ResolveAsync(Target, CancellationToken.None).AsTask();
+        time.Advance(TimeSpan.FromMilliseconds(100));
+        Assert.Null(await first.WithTimeout());
+        return (time, inner, budget);
     }
 
     private static readonly AddressOwner Owner = new(HostGuid.Parse("0123456789abcdef0123456789abcdef01234567"), [new IPEndPoint(Target, 7360)]);
