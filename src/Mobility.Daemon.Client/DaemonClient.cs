@@ -123,7 +123,13 @@ public sealed class DaemonClient : IDisposable
 
     /// <summary><c>PUT /v1/transparent</c>: switches transparent mode on or off.</summary>
     public Task<JsonElement> SetTransparentAsync(bool enabled, CancellationToken cancellationToken)
-        => SendAsync(HttpMethod.Put, "v1/transparent", new Dictionary<string, bool> { ["enabled"] = enabled }, cancellationToken);
+        => SetTransparentAsync(enabled, opportunistic: null, cancellationToken);
+
+    /// <summary><c>PUT /v1/transparent</c>; <paramref name="opportunistic"/> null leaves it to the daemon's option.</summary>
+    public Task<JsonElement> SetTransparentAsync(bool enabled, bool? opportunistic, CancellationToken cancellationToken)
+        => SendAsync(HttpMethod.Put, "v1/transparent", opportunistic is { } o
+            ? new Dictionary<string, bool> { ["enabled"] = enabled, ["opportunistic"] = o }
+            : new Dictionary<string, bool> { ["enabled"] = enabled }, cancellationToken);
 
     public void Dispose() => _http.Dispose();
 

@@ -168,6 +168,20 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
         Check(failures, transparent.MaxUdpSessions is >= 1 and <= 100_000, "Transparent:MaxUdpSessions must be 1 to 100000.");
         Check(failures, transparent.UdpMark is not (0 or 253 or 254 or 255) && transparent.UdpMark != transparent.SocketMark,
             "Transparent:UdpMark must not be 0, 253 to 255 (the kernel's routing tables) or Transparent:SocketMark.");
+        Check(failures, transparent.OpportunisticBudget >= TimeSpan.Zero && transparent.OpportunisticBudget <= options.Forwarding.ConnectTimeout,
+            "Transparent:OpportunisticBudget must be 0 to Forwarding:ConnectTimeout.");
+        foreach (var list in new Func<object>[] { () => transparent.ExcludedPrefixes, () => transparent.ExcludedPorts })
+        {
+            try
+            {
+                list();
+            }
+            catch (FormatException e)
+            {
+                failures.Add(e.Message);
+            }
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 

@@ -30,6 +30,12 @@ public sealed class AddressConnectOptions
     /// without mobility), or fail (false).
     /// </summary>
     public bool FallBackWhenMobileFails { get; init; } = true;
+
+    /// <summary>
+    /// Runs on the plain TCP socket before it connects (mobilityd sets its socket mark there, so that its own
+    /// interception rules let the connection pass). Null: nothing.
+    /// </summary>
+    public Action<Socket>? PlainSocketSetup { get; init; }
 }
 
 /// <summary>

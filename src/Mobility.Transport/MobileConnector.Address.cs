@@ -79,6 +79,7 @@ public sealed partial class MobileConnector
         var socket = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
+            options.PlainSocketSetup?.Invoke(socket);
             await socket.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
         }
         catch

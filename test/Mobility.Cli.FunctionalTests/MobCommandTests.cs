@@ -53,6 +53,12 @@ public sealed class MobCommandTests
         Assert.Equal(0, json.Exit);
         Assert.Equal("100.77.0.0/16", JsonDocument.Parse(json.Out).RootElement.GetProperty("ipv4Pool").GetString());
         Assert.Contains("transparent: off, rules none,", status.Out, StringComparison.Ordinal);
+        Assert.Contains("opportunistic: off", text.Out, StringComparison.Ordinal);
+
+        var help = await Mob("transparent", "on", "--help");
+        Assert.Equal(0, help.Exit);
+        Assert.Contains("--opportunistic", help.Out, StringComparison.Ordinal);
+        Assert.Contains("--no-opportunistic", help.Out, StringComparison.Ordinal);
     }
 
     [Fact]

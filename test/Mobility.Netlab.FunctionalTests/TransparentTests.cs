@@ -180,7 +180,7 @@ public sealed partial class TransparentTests
         return new Daemon(process, DaemonReadyLine.Find(process.StandardOutput, "mobilityd ready"), socket);
     }
 
-    private static async Task<string> RulesetAsync(string ns)
+    internal static async Task<string> RulesetAsync(string ns)
     {
         var result = await Ip.ExecAsync(ns, "nft", ["list", "ruleset"]).WithTimeout(NetlabTimeouts.Step);
         Assert.True(result.Succeeded, result.StandardError);
@@ -211,7 +211,7 @@ public sealed partial class TransparentTests
     }
 
     /// <summary>curl with no proxy setting (the environment's are cleared); the SHA-256 of what it downloaded.</summary>
-    private static async Task<byte[]> FetchAsync(Lab lab, string ns, string url, string? limitRate)
+    internal static async Task<byte[]> FetchAsync(Lab lab, string ns, string url, string? limitRate)
     {
         var output = Path.Combine(lab.CreateTemporaryDirectory("curl"), "out");
         // The first fetch may retry while the peer's record spreads; a slow one must not (a retry would hide a broken move).

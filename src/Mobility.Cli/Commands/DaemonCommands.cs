@@ -245,9 +245,21 @@ public static class DaemonCommands
         {
             var socket = SocketOption();
             var sub = new Command(name, help) { socket };
+            var opportunistic = new Option<bool>("--opportunistic")
+            {
+                Description = "Also upgrade connections to ordinary addresses of verified mobile hosts, the rest plain TCP (default: the daemon's Transparent:Opportunistic)",
+            };
+            var noOpportunistic = new Option<bool>("--no-opportunistic") { Description = "Only connections to virtual addresses (.mob, .guid)" };
+            if (enabled is true)
+            {
+                sub.Options.Add(opportunistic);
+                sub.Options.Add(noOpportunistic);
+            }
+
             sub.SetHandler(async context =>
             {
-                var reply = await CallAsync(context, socket, (d, ct) => enabled is { } on ? d.SetTransparentAsync(on, ct) : d.GetTransparentAsync(ct));
+                bool? mode = enabled is true && context.Get(opportunistic) ? true : enabled is true && context.Get(noOpportunistic) ? false : null;
+                var reply = await CallAsync(context, socket, (d, ct) => enabled is { } on ? d.SetTransparentAsync(on, mode, ct) : d.GetTransparentAsync(ct));
                 return Print(context, reply, () => context.Output.Rows(
                 [
                     ("transparent", Bool(reply, "enabled") ? "on" : "off"),
@@ -256,6 +268,9 @@ public static class DaemonCommands
                     ("resolver", Text(reply, "resolver")),
                     ("virtual addresses", $"{Text(reply, "ipv4Pool")} {Text(reply, "ipv6Prefix")}"),
                     ("mappings", Text(reply, "mappings") is "-" ? "0" : Text(reply, "mappings")),
+                    ("opportunistic", Bool(reply, "opportunistic")
+                        ? $"on, {Count(reply, "opportunisticMobile")} mobile, {Count(reply, "opportunisticPlain")} plain, {Count(reply, "opportunisticOverBudget")} lookups over budget"
+                        : "off"),
                 ]));
             });
             command.Subcommands.Add(sub);
@@ -263,6 +278,9 @@ public static class DaemonCommands
 
         return command;
     }
+
+    /// <summary>A uint64 counter of a reply: JSON carries it as a string, and leaves it out when 0.</summary>
+    private static string Count(JsonElement reply, string name) => Text(reply, name) is "" or "-" ? "0" : Text(reply, name);
 
     private static string TransparentLine(JsonElement t)
         => string.Create(CultureInfo.InvariantCulture,

@@ -238,7 +238,16 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     /// <see cref="OpenAsync"/>); otherwise, or when that attempt fails before any byte, plain TCP to
     /// the address. Throws <see cref="SocketException"/> when plain TCP cannot connect.
     /// </summary>
-    public async Task<AddressConnection> ConnectAddressAsync(IPEndPoint target, CancellationToken cancellationToken)
+    public Task<AddressConnection> ConnectAddressAsync(IPEndPoint target, CancellationToken cancellationToken)
+        => ConnectAddressAsync(target, owners: null, cancellationToken);
+
+    /// <summary>
+    /// Like <see cref="ConnectAddressAsync(IPEndPoint, CancellationToken)"/>, asking <paramref name="owners"/> (null: the
+    /// daemon's <see cref="VerifiedAddressOwners"/>; opportunistic mode passes them wrapped in a
+    /// <see cref="Transparent.OwnerLookupBudget"/>). The plain TCP socket carries the daemon's mark while transparent mode is
+    /// on, so that the interception rules let it pass.
+    /// </summary>
+    public async Task<AddressConnection> ConnectAddressAsync(IPEndPoint target, IAddressOwnerResolver? owners, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(target);
         var connector = _connector ?? throw new InvalidOperationException("The transport is not started.");
@@ -246,9 +255,10 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         timeout.CancelAfter(_options.Forwarding.ConnectTimeout);
         return await connector.ConnectToAddressAsync(target, new AddressConnectOptions
         {
-            Owners = _owners,
+            Owners = owners ?? _owners,
             Locator = _locator,
             OpenStream = (connection, t, ct) => OpenPortAsync(connection, (ushort)t.Port, ct),
+            PlainSocketSetup = _mark.Apply,
         }, timeout.Token).ConfigureAwait(false);
     }
 
@@ -274,6 +284,45 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(socket);
         Track(RelayAsync(connection, socket, initialToConnection));
+    }
+
+    /// <summary>
+    /// Relays two plain sockets (an application's and a plain TCP connection to the address it asked for) until both ends
+    /// closed, <paramref name="early"/> first to <paramref name="target"/>; disposes both and releases the relay slot. Tracked.
+    /// </summary>
+    public void StartPlainRelay(Socket client, Socket target, ReadOnlyMemory<byte> early = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(target);
+        Track(PlainRelayAsync(client, target, early));
+    }
+
+    private async Task PlainRelayAsync(Socket client, Socket target, ReadOnlyMemory<byte> early)
+    {
+        try
+        {
+            var a = new NetworkStream(client, ownsSocket: true);
+            var b = new NetworkStream(target, ownsSocket: true);
+            await using (a.ConfigureAwait(false))
+            await using (b.ConfigureAwait(false))
+            {
+                if (!early.IsEmpty)
+                {
+                    await b.WriteAsync(early, _stopping.Token).ConfigureAwait(false);
+                }
+
+                await StreamCopier.RelayAsync(new RelaySide(a, () => client.Shutdown(SocketShutdown.Send)),
+                    new RelaySide(b, () => target.Shutdown(SocketShutdown.Send)), _options.Forwarding.IdleTimeout, _time, _stopping.Token).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            Log.PlainRelayFailed(_logger, e.Message);
+        }
+        finally
+        {
+            ReleaseRelay();
+        }
     }
 
     /// <summary>Counts a relay slot; false when <see cref="ForwardingOptions.MaxRelays"/> are running.</summary>
@@ -567,6 +616,9 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
 
         [LoggerMessage(8600, LogLevel.Debug, "Serving a UDP session from {Guid} to port {Port}.")]
         public static partial void UdpSessionServed(ILogger logger, string guid, int port);
+
+        [LoggerMessage(8930, LogLevel.Debug, "Plain TCP relay ended: {Error}.")]
+        public static partial void PlainRelayFailed(ILogger logger, string error);
 
         [LoggerMessage(8611, LogLevel.Information, "UDP forward {Local} stopped.")]
         public static partial void ForwardStopped(ILogger logger, IPEndPoint local);

@@ -332,38 +332,10 @@ public sealed partial class Socks5Endpoint : IHostedService
         else
         {
             Log.AddressPlain(_logger, client.RemoteEndPoint, target, connection.PlainReason ?? "");
-            _forwarder.Track(PlainRelayAsync(client, connection.PlainSocket!, early, stopping));
+            _forwarder.StartPlainRelay(client, connection.PlainSocket!, early);
         }
 
         return true;
-    }
-
-    private async Task PlainRelayAsync(Socket client, Socket target, byte[] early, CancellationToken cancellationToken)
-    {
-        try
-        {
-            var a = new NetworkStream(client, ownsSocket: true);
-            var b = new NetworkStream(target, ownsSocket: true);
-            await using (a.ConfigureAwait(false))
-            await using (b.ConfigureAwait(false))
-            {
-                if (early.Length > 0)
-                {
-                    await b.WriteAsync(early, cancellationToken).ConfigureAwait(false);
-                }
-
-                await StreamCopier.RelayAsync(new RelaySide(a, () => client.Shutdown(SocketShutdown.Send)),
-                    new RelaySide(b, () => target.Shutdown(SocketShutdown.Send)), _options.Forwarding.IdleTimeout, _time, cancellationToken).ConfigureAwait(false);
-            }
-        }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
-        {
-            Log.Refused(_logger, null, e.Message);
-        }
-        finally
-        {
-            _forwarder.ReleaseRelay();
-        }
     }
 
     private static partial class Log

@@ -25,6 +25,10 @@ public static class ApiMapping
             Ipv4Pool = status.Ipv4Pool,
             Ipv6Prefix = status.Ipv6Prefix,
             Rules = status.Rules ?? "",
+            Opportunistic = status.Opportunistic,
+            OpportunisticMobile = (ulong)status.OpportunisticMobile,
+            OpportunisticPlain = (ulong)status.OpportunisticPlain,
+            OpportunisticOverBudget = (ulong)status.OpportunisticOverBudget,
         };
     }
 

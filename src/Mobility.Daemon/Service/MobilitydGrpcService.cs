@@ -105,7 +105,7 @@ public sealed partial class MobilitydGrpcService : Mobilityd.MobilitydBase
 
         try
         {
-            return ApiMapping.ToProto(await _transparent.SwitchAsync(request.Enabled, context.CancellationToken).ConfigureAwait(false));
+            return ApiMapping.ToProto(await _transparent.SwitchAsync(request.Enabled, request.HasOpportunistic ? request.Opportunistic : null, context.CancellationToken).ConfigureAwait(false));
         }
         catch (Transparent.TransparentModeException e)
         {

@@ -17,6 +17,10 @@ namespace Mobility.Daemon.Transparent;
 /// (<see cref="VirtualAddressMap"/>), and its program's user must pass the local access rule (as a SOCKS5
 /// client must); then a mobile stream to that peer and port is opened and relayed exactly as the SOCKS5
 /// endpoint does (<see cref="MobileForwarder.OpenAsync"/>, <see cref="MobileForwarder.StartRelay"/>).
+/// With opportunistic mode (<see cref="Opportunistic"/>), connections to ordinary addresses arrive too: they go through
+/// <see cref="MobileForwarder.ConnectAddressAsync(IPEndPoint, IAddressOwnerResolver?, CancellationToken)"/> with the owner
+/// lookup in a time budget (<see cref="OwnerLookupBudget"/>): a mobile stream when a verified mobile host owns the address
+/// (and the program's user passes the local access rule), else plain TCP from the daemon (marked), spliced.
 /// Anything else is reset.
 /// </summary>
 public sealed partial class InterceptionListener : IAsyncDisposable
@@ -30,6 +34,9 @@ public sealed partial class InterceptionListener : IAsyncDisposable
     private Socket? _ipv4;
     private Socket? _ipv6;
     private Task[] _loops = [];
+    private volatile OwnerLookupBudget? _opportunistic;
+    private long _mobile;
+    private long _plain;
 
     public InterceptionListener(IOptions<MobilitydOptions> options, VirtualAddressMap map, MobileForwarder forwarder, LocalAccessPolicy access,
         ILogger<InterceptionListener> logger)
@@ -45,6 +52,19 @@ public sealed partial class InterceptionListener : IAsyncDisposable
     public int? Ipv4Port => (_ipv4?.LocalEndPoint as IPEndPoint)?.Port;
 
     public int? Ipv6Port => (_ipv6?.LocalEndPoint as IPEndPoint)?.Port;
+
+    /// <summary>
+    /// Opportunistic mode: the owner lookup (in its budget) connections to ordinary addresses are decided by; null: off,
+    /// and such connections are reset (they reach the listener only while the rules of opportunistic mode are installed).
+    /// </summary>
+    public OwnerLookupBudget? Opportunistic
+    {
+        get => _opportunistic;
+        set => _opportunistic = value;
+    }
+
+    /// <summary>Intercepted connections to ordinary addresses carried as mobile streams, and as plain TCP, since the daemon started.</summary>
+    public (long Mobile, long Plain) OpportunisticCounts => (Interlocked.Read(ref _mobile), Interlocked.Read(ref _plain));
 
     /// <summary>Binds both listeners (IPv6 is left out, and its rule sends to a closed port, where the kernel has no ::1).</summary>
     public void Start()
@@ -111,6 +131,13 @@ public sealed partial class InterceptionListener : IAsyncDisposable
                 return;
             }
 
+            var isVirtual = _map.Pool.Contains(original.Address) || VirtualAddressPool.IsVirtualIpv6(original.Address);
+            if (!isVirtual && Opportunistic is { } owners)
+            {
+                relaying = await ConnectOpportunisticAsync(client, source, original, owners, stopping).ConfigureAwait(false);
+                return;
+            }
+
             if (!_map.TryGetGuid(original.Address, out var guid))
             {
                 Log.Refused(_logger, source, original, "no peer holds this virtual address");
@@ -147,6 +174,52 @@ public sealed partial class InterceptionListener : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Opportunistic mode: mobile when the owner lookup finds a verified mobile host within its budget and the program's
+    /// user may use the daemon's identity (the local access rule, asked only then: most connections go plain, and reading
+    /// the kernel's TCP table costs); plain TCP otherwise, as without the daemon.
+    /// </summary>
+    private async Task<bool> ConnectOpportunisticAsync(Socket client, IPEndPoint source, IPEndPoint original, OwnerLookupBudget owners,
+        CancellationToken stopping)
+    {
+        var admitted = new AdmittedOwners(owners, () => _access.Check(TcpSocketTable.FindOwner(source, original)));
+        var connection = await _forwarder.ConnectAddressAsync(original, admitted, stopping).ConfigureAwait(false);
+        if (connection.Mobile is { } mobile)
+        {
+            Interlocked.Increment(ref _mobile);
+            Log.OpportunisticMobile(_logger, source, original, mobile.RemoteGuid.ToString());
+            _forwarder.StartRelay(mobile, client);
+        }
+        else
+        {
+            Interlocked.Increment(ref _plain);
+            Log.OpportunisticPlain(_logger, source, original, admitted.Refusal ?? connection.PlainReason ?? "");
+            _forwarder.StartPlainRelay(client, connection.PlainSocket!);
+        }
+
+        return true;
+    }
+
+    /// <summary>The owner lookup, whose owner is kept only when the program's user passes the local access rule (else plain TCP).</summary>
+    private sealed class AdmittedOwners(IAddressOwnerResolver inner, Func<LocalAccessVerdict> check) : IAddressOwnerResolver
+    {
+        public string? Refusal { get; private set; }
+
+        public async ValueTask<AddressOwner?> ResolveAsync(IPAddress address, CancellationToken cancellationToken)
+        {
+            if (await inner.ResolveAsync(address, cancellationToken).ConfigureAwait(false) is not { } owner)
+            {
+                return null;
+            }
+
+            var verdict = check();
+            Refusal = verdict.Admitted ? null : verdict.Reason;
+            return verdict.Admitted ? owner : null;
+        }
+
+        public void Forget(IPAddress address) => inner.Forget(address);
+    }
+
     /// <summary>Closes with a RST, so the program sees "connection reset" at once rather than an empty stream.</summary>
     private static void Reset(Socket client)
     {
@@ -174,5 +247,11 @@ public sealed partial class InterceptionListener : IAsyncDisposable
 
         [LoggerMessage(8453, LogLevel.Debug, "Interception of {Source} -> {Destination} refused: {Reason}.")]
         public static partial void Refused(ILogger logger, EndPoint? source, IPEndPoint? destination, string reason);
+
+        [LoggerMessage(8900, LogLevel.Debug, "Opportunistic: {Source} -> {Destination} carried as a mobile stream to its verified owner {Guid}.")]
+        public static partial void OpportunisticMobile(ILogger logger, IPEndPoint source, IPEndPoint destination, string guid);
+
+        [LoggerMessage(8901, LogLevel.Debug, "Opportunistic: {Source} -> {Destination} carried as plain TCP: {Reason}.")]
+        public static partial void OpportunisticPlain(ILogger logger, IPEndPoint source, IPEndPoint destination, string reason);
     }
 }

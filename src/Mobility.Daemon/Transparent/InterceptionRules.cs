@@ -1,4 +1,7 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
 
 namespace Mobility.Daemon.Transparent;
 
@@ -16,10 +19,16 @@ public static class InterceptionRules
     public const string Table = "mobility";
 
     /// <summary>The table, replacing any earlier one of the same name (a crashed daemon's) in the same transaction.</summary>
-    public static string Install(VirtualAddressPool pool, uint mark, int ipv4Port, int ipv6Port)
+    /// <remarks>
+    /// With <paramref name="opportunistic"/> (docs/transparent.md, "Opportunistic mode"), the same chain then sends every
+    /// other TCP connection to the listener too, except those to this host's own addresses (fib), loopback, link-local
+    /// (a scope the daemon could not reconnect with), multicast, and the excluded addresses, prefixes and ports: one
+    /// rule per entry, so that overlapping entries never make an anonymous set fail.
+    /// </remarks>
+    public static string Install(VirtualAddressPool pool, uint mark, int ipv4Port, int ipv6Port, OpportunisticRules? opportunistic = null)
     {
         ArgumentNullException.ThrowIfNull(pool);
-        return string.Create(CultureInfo.InvariantCulture, $$"""
+        var rules = string.Create(CultureInfo.InvariantCulture, $$"""
             add table {{Family}} {{Table}}
             delete table {{Family}} {{Table}}
             table {{Family}} {{Table}} {
@@ -28,10 +37,14 @@ public static class InterceptionRules
             		meta mark 0x{{mark:x8}} return
             		ip daddr {{pool}} meta l4proto tcp redirect to :{{ipv4Port}}
             		ip6 daddr {{VirtualAddressPool.Ipv6Prefix}}/{{VirtualAddressPool.Ipv6PrefixLength}} meta l4proto tcp redirect to :{{ipv6Port}}
-            	}
-            }
 
             """);
+        if (opportunistic is not null)
+        {
+            rules += Opportunistic(opportunistic, ipv4Port, ipv6Port);
+        }
+
+        return rules + "\t}\n}\n";
     }
 
     /// <summary>
@@ -92,6 +105,34 @@ public static class InterceptionRules
         return [ipv4Rule, ipv4Route, ["-6", .. ipv4Rule], ["-6", .. ipv4Route[..3], "::/0", .. ipv4Route[4..]]];
     }
 
+    private static string Opportunistic(OpportunisticRules rules, int ipv4Port, int ipv6Port)
+    {
+        var text = new StringBuilder();
+        text.Append("\t\tmeta l4proto != tcp return\n\t\tfib daddr type local return\n");
+        foreach (var prefix in AlwaysExcluded.Concat(rules.ExcludedAddresses.Select(a => new IPNetwork(a, a.AddressFamily == AddressFamily.InterNetwork ? 32 : 128)))
+                     .Concat(rules.ExcludedPrefixes).Distinct())
+        {
+            var family = prefix.BaseAddress.AddressFamily == AddressFamily.InterNetwork ? "ip" : "ip6";
+            text.Append(CultureInfo.InvariantCulture, $"\t\t{family} daddr {prefix} return\n");
+        }
+
+        foreach (var port in rules.ExcludedPorts.Distinct())
+        {
+            text.Append(CultureInfo.InvariantCulture, $"\t\ttcp dport {port} return\n");
+        }
+
+        text.Append(CultureInfo.InvariantCulture, $"\t\tmeta nfproto ipv4 meta l4proto tcp redirect to :{ipv4Port}\n");
+        text.Append(CultureInfo.InvariantCulture, $"\t\tmeta nfproto ipv6 meta l4proto tcp redirect to :{ipv6Port}\n");
+        return text.ToString();
+    }
+
+    /// <summary>Destinations opportunistic mode never intercepts: loopback, link-local, multicast (no TCP), unspecified.</summary>
+    public static IReadOnlyList<IPNetwork> AlwaysExcluded { get; } =
+    [
+        IPNetwork.Parse("0.0.0.0/8"), IPNetwork.Parse("127.0.0.0/8"), IPNetwork.Parse("169.254.0.0/16"), IPNetwork.Parse("224.0.0.0/3"),
+        IPNetwork.Parse("::/127"), IPNetwork.Parse("fe80::/10"), IPNetwork.Parse("ff00::/8"),
+    ];
+
     /// <summary>Deletes the table if it is there (no error when it is not).</summary>
     public static string Remove() => $"add table {Family} {Table}\ndelete table {Family} {Table}\n";
 
@@ -117,3 +158,9 @@ public static class InterceptionRules
         ["-6", "route", "del", $"{VirtualAddressPool.Ipv6Prefix}/{VirtualAddressPool.Ipv6PrefixLength}", "dev", "lo"],
     ];
 }
+
+/// <summary>
+/// What opportunistic mode leaves alone besides <see cref="InterceptionRules.AlwaysExcluded"/>: the daemon's GNS and relay
+/// addresses (their connections carry no mark), and the prefixes and ports of the options.
+/// </summary>
+public sealed record OpportunisticRules(IReadOnlyList<IPAddress> ExcludedAddresses, IReadOnlyList<IPNetwork> ExcludedPrefixes, IReadOnlyList<ushort> ExcludedPorts);

@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using System.Net;
+using Mobility.Daemon.Forwarding;
 using Mobility.Daemon.Internal;
 
 namespace Mobility.Daemon.Transparent;
@@ -11,8 +13,12 @@ namespace Mobility.Daemon.Transparent;
 /// <param name="Resolver">Where the stub is installed: "none", "systemd-resolved (link mobility0)" or a resolv.conf path.</param>
 /// <param name="Mappings">Peers holding a virtual IPv4 address.</param>
 /// <param name="Rules">The nftables table, when installed ("inet mobility").</param>
+/// <param name="Opportunistic">Opportunistic mode is on: connections to ordinary addresses are intercepted too.</param>
+/// <param name="OpportunisticMobile">Intercepted connections to ordinary addresses carried as mobile streams since the start.</param>
+/// <param name="OpportunisticPlain">Those carried as plain TCP.</param>
+/// <param name="OpportunisticOverBudget">Owner lookups that took longer than the budget (their connections went plain).</param>
 public sealed record TransparentStatus(bool Enabled, string? Stub, string Resolver, int Mappings, string Ipv4Pool, string Ipv6Prefix, string? Rules,
-    int? Ipv4Port, int? Ipv6Port);
+    int? Ipv4Port, int? Ipv6Port, bool Opportunistic = false, long OpportunisticMobile = 0, long OpportunisticPlain = 0, long OpportunisticOverBudget = 0);
 
 /// <summary>Switching transparent mode failed; the message says why, and nothing is left half installed.</summary>
 public sealed class TransparentModeException : Exception
@@ -47,13 +53,18 @@ public sealed partial class TransparentMode : IHostedService
     private readonly ResolverIntegration _resolver;
     private readonly ILogger<TransparentMode> _logger;
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly MobilitydOptions _daemon;
+    private readonly OwnerLookupBudget _owners;
     private bool _enabled;
+    private bool _opportunistic;
 
     public TransparentMode(IOptions<MobilitydOptions> options, VirtualAddressMap map, DnsStub stub, DnsUpstream upstream, InterceptionListener listener,
-        UdpInterceptor udp, SocketMark mark, ResolverIntegration resolver, ILogger<TransparentMode> logger)
+        UdpInterceptor udp, SocketMark mark, ResolverIntegration resolver, VerifiedAddressOwners owners, TimeProvider time, ILogger<TransparentMode> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
+        _daemon = options.Value;
         _options = options.Value.Transparent;
+        _owners = new OwnerLookupBudget(owners, _options.OpportunisticBudget, time);
         _marker = Path.Combine(Path.GetFullPath(options.Value.StateDir), MarkerFile);
         _map = map;
         _stub = stub;
@@ -67,7 +78,8 @@ public sealed partial class TransparentMode : IHostedService
 
     public TransparentStatus Status => new(_enabled, _stub.LocalEndPoint?.ToString(), _resolver.Installed, _map.Count, _map.Pool.ToString(),
         $"{VirtualAddressPool.Ipv6Prefix}/{VirtualAddressPool.Ipv6PrefixLength}", _enabled ? $"{InterceptionRules.Family} {InterceptionRules.Table}" : null,
-        _listener.Ipv4Port, _listener.Ipv6Port);
+        _listener.Ipv4Port, _listener.Ipv6Port, _enabled && _opportunistic, _listener.OpportunisticCounts.Mobile, _listener.OpportunisticCounts.Plain,
+        _owners.OverBudget);
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -89,19 +101,39 @@ public sealed partial class TransparentMode : IHostedService
     public async Task StopAsync(CancellationToken cancellationToken) => await SwitchAsync(false, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Switches on or off (nothing to do when it already is); returns the status after.</summary>
-    public async Task<TransparentStatus> SwitchAsync(bool on, CancellationToken cancellationToken)
+    public Task<TransparentStatus> SwitchAsync(bool on, CancellationToken cancellationToken) => SwitchAsync(on, opportunistic: null, cancellationToken);
+
+    /// <summary>
+    /// Switches on or off; on, with opportunistic mode as <paramref name="opportunistic"/> says (null:
+    /// <see cref="TransparentOptions.Opportunistic"/>). Already on with the other opportunistic setting: the table is
+    /// installed again with or without its rules (one nft transaction). Returns the status after.
+    /// </summary>
+    public async Task<TransparentStatus> SwitchAsync(bool on, bool? opportunistic, CancellationToken cancellationToken)
     {
+        var wanted = opportunistic ?? _options.Opportunistic;
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (on == _enabled)
+            if (on == _enabled && (!on || wanted == _opportunistic))
             {
                 return Status;
             }
 
-            if (on)
+            if (on && _enabled)
             {
-                await EnableAsync(cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await InstallRulesAsync(wanted, cancellationToken).ConfigureAwait(false);
+                }
+                catch (ExternalCommandException e)
+                {
+                    // nft applies a file as one transaction: the table installed before is still there.
+                    throw new TransparentModeException($"Opportunistic mode could not be switched {(wanted ? "on" : "off")}: {e.Message}", e);
+                }
+            }
+            else if (on)
+            {
+                await EnableAsync(wanted, cancellationToken).ConfigureAwait(false);
             }
             else
             {
@@ -118,7 +150,7 @@ public sealed partial class TransparentMode : IHostedService
         }
     }
 
-    private async Task EnableAsync(CancellationToken cancellationToken)
+    private async Task EnableAsync(bool opportunistic, CancellationToken cancellationToken)
     {
         var pool = _map.Pool;
         try
@@ -127,9 +159,7 @@ public sealed partial class TransparentMode : IHostedService
             _listener.Start();
             _udp.Start();
             _mark.Enabled = true;
-            var ipv4Port = _listener.Ipv4Port!.Value;
-            await ExternalCommand.RunAsync("nft", ["-f", "-"], InterceptionRules.Install(pool, _mark.Value, ipv4Port, _listener.Ipv6Port ?? ipv4Port)
-                + InterceptionRules.InstallUdp(pool, _mark.Value, _options.UdpMark, _udp.Ipv4Port!.Value, _udp.Ipv6Port), cancellationToken).ConfigureAwait(false);
+            await InstallRulesAsync(opportunistic, cancellationToken).ConfigureAwait(false);
             var routes = InterceptionRules.AddRoutes(pool);
             await ExternalCommand.RunAsync("ip", routes[0], cancellationToken: cancellationToken).ConfigureAwait(false);
             if (_listener.Ipv6Port is not null)
@@ -159,6 +189,61 @@ public sealed partial class TransparentMode : IHostedService
         }
     }
 
+    /// <summary>
+    /// Installs the table (replacing the one there), with the rules of opportunistic mode when <paramref name="opportunistic"/>;
+    /// the listener takes connections to ordinary addresses from then on (or resets them, off). Throws as nft does.
+    /// </summary>
+    private async Task InstallRulesAsync(bool opportunistic, CancellationToken cancellationToken)
+    {
+        var ipv4Port = _listener.Ipv4Port!.Value;
+        var rules = opportunistic ? await OpportunisticRulesAsync(cancellationToken).ConfigureAwait(false) : null;
+        var previous = _listener.Opportunistic;
+        if (opportunistic)
+        {
+            // Before the rules send ordinary connections here.
+            _listener.Opportunistic = _owners;
+        }
+
+        try
+        {
+            // The whole table in one transaction: TCP (and opportunistic) rules and UDP's chains, so switching
+            // opportunistic mode never leaves UDP interception out.
+            await ExternalCommand.RunAsync("nft", ["-f", "-"], InterceptionRules.Install(_map.Pool, _mark.Value, ipv4Port, _listener.Ipv6Port ?? ipv4Port, rules)
+                + InterceptionRules.InstallUdp(_map.Pool, _mark.Value, _options.UdpMark, _udp.Ipv4Port!.Value, _udp.Ipv6Port), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            _listener.Opportunistic = previous;
+            throw;
+        }
+
+        _listener.Opportunistic = opportunistic ? _owners : null;
+        _opportunistic = opportunistic;
+        Log.OpportunisticSwitched(_logger, opportunistic ? "on" : "off", rules is null || rules.ExcludedAddresses.Count == 0 ? "" : $" (left alone: {string.Join(", ", rules.ExcludedAddresses)})");
+    }
+
+    /// <summary>
+    /// What opportunistic mode leaves alone: the GNS servers (their names resolved now) and the gRPC GNS address, the home
+    /// relays (the daemon's connections to them carry no mark), and the options' prefixes and ports.
+    /// </summary>
+    private async Task<OpportunisticRules> OpportunisticRulesAsync(CancellationToken cancellationToken)
+    {
+        var addresses = new List<IPAddress>();
+        if (!_daemon.EmbeddedGns && _daemon.GnsServerList is { } gns)
+        {
+            addresses.AddRange((await gns.ResolveAsync(null, cancellationToken).ConfigureAwait(false)).Select(e => e.Address));
+        }
+
+        if (Uri.TryCreate(_daemon.GnsGrpc, UriKind.Absolute, out var grpc) && IPAddress.TryParse(grpc.Host.Trim('[', ']'), out var grpcAddress))
+        {
+            addresses.Add(grpcAddress);
+        }
+
+        addresses.AddRange(_daemon.RelayEndPoints.Select(e => e.Address));
+        return new OpportunisticRules([.. addresses.Select(a => a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a).Distinct()], _options.ExcludedPrefixes,
+            _options.ExcludedPorts);
+    }
+
     /// <summary>Removes everything, each part even when another fails (failures are logged); then the marker.</summary>
     private async Task RemoveAsync(string pool, uint udpMark, CancellationToken cancellationToken)
     {
@@ -170,6 +255,8 @@ public sealed partial class TransparentMode : IHostedService
 
         await Try(() => ExternalCommand.RunAsync("nft", ["-f", "-"], InterceptionRules.Remove(), cancellationToken)).ConfigureAwait(false);
         _mark.Enabled = false;
+        _listener.Opportunistic = null;
+        _opportunistic = false;
         await _listener.StopAsync().ConfigureAwait(false);
         await _udp.StopAsync().ConfigureAwait(false);
         _upstream.Reload();
@@ -209,6 +296,9 @@ public sealed partial class TransparentMode : IHostedService
 
         [LoggerMessage(8472, LogLevel.Warning, "Transparent mode clean-up: {Error}.")]
         public static partial void CleanupFailed(ILogger logger, string error);
+
+        [LoggerMessage(8902, LogLevel.Information, "Opportunistic mode {State}{Excluded}.")]
+        public static partial void OpportunisticSwitched(ILogger logger, string state, string excluded);
 
         [LoggerMessage(8473, LogLevel.Debug, "Transparent mode clean-up: {Error} (nothing to remove).")]
         public static partial void CleanupSkipped(ILogger logger, string error);

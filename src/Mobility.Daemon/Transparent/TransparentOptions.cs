@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using Mobility.Net.EndPoints;
 
@@ -83,6 +84,47 @@ public sealed class TransparentOptions
 
     /// <summary>Time the upstream resolver has to answer a forwarded query before the stub answers SERVFAIL.</summary>
     public TimeSpan UpstreamTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// Opportunistic mode (docs/transparent.md, "Opportunistic mode"), also switched by <c>mob transparent on --opportunistic</c>:
+    /// TCP connections to ordinary addresses are intercepted too, and become mobile connections when a verified mobile host
+    /// owns the address (reverse index and challenge), plain TCP from the daemon otherwise. Off by default.
+    /// </summary>
+    public bool Opportunistic { get; set; }
+
+    /// <summary>
+    /// How long an intercepted connection waits for the owner lookup of an address not in the cache before it goes plain
+    /// (the lookup goes on and fills the cache for the next connection). 100 ms: a GNS round trip and a challenge on a
+    /// LAN or a nearby GNS fit, and a GNS that does not answer delays a connection by no more than that.
+    /// </summary>
+    public TimeSpan OpportunisticBudget { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Destination prefixes (CIDR, comma-separated) opportunistic mode leaves alone, besides those it always leaves alone.</summary>
+    public string OpportunisticExclude { get; set; } = "";
+
+    /// <summary>Destination TCP ports (comma-separated) opportunistic mode leaves alone.</summary>
+    public string OpportunisticExcludePorts { get; set; } = "";
+
+    internal const string ExcludeOption = "Transparent:OpportunisticExclude (--Transparent:OpportunisticExclude)";
+
+    internal const string ExcludePortsOption = "Transparent:OpportunisticExcludePorts (--Transparent:OpportunisticExcludePorts)";
+
+    /// <summary>The prefixes of <see cref="OpportunisticExclude"/>; <see cref="FormatException"/> naming the option when one is not a CIDR.</summary>
+    public IReadOnlyList<IPNetwork> ExcludedPrefixes
+        => [.. Split(OpportunisticExclude).Select(p => IPNetwork.TryParse(p, out var network) && NoHostBits(p, network) ? network
+            : throw new FormatException($"{ExcludeOption}: '{p}' is not a prefix (CIDR) without host bits."))];
+
+    /// <summary>IPNetwork.TryParse clears host bits silently (10.0.0.1/8 is 10.0.0.0/8): refuse them, the text probably meant something else.</summary>
+    private static bool NoHostBits(string text, IPNetwork network)
+        => IPAddress.TryParse(text.AsSpan(0, text.IndexOf('/', StringComparison.Ordinal) is >= 0 and var slash ? slash : text.Length), out var address)
+           && address.Equals(network.BaseAddress);
+
+    /// <summary>The ports of <see cref="OpportunisticExcludePorts"/>; <see cref="FormatException"/> naming the option when one is not 1 to 65535.</summary>
+    public IReadOnlyList<ushort> ExcludedPorts
+        => [.. Split(OpportunisticExcludePorts).Select(p => ushort.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port != 0 ? port
+            : throw new FormatException($"{ExcludePortsOption}: '{p}' is not a port (1 to 65535)."))];
+
+    private static string[] Split(string text) => (text ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 
     /// <summary>The stub endpoint, or null when off.</summary>
     public IPEndPoint? DnsEndPoint => EndPointSetting.Parse(Dns, DnsOption);
