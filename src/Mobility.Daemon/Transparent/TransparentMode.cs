@@ -239,7 +239,7 @@ public sealed partial class TransparentMode : IHostedService
             addresses.Add(grpcAddress);
         }
 
-        addresses.AddRange(_daemon.RelayEndPoints.Select(e => e.Address));
+        addresses.AddRange(_daemon.RelayTargets.Select(t => t.EndPoint.Address));
         return new OpportunisticRules([.. addresses.Select(a => a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a).Distinct()], _options.ExcludedPrefixes,
             _options.ExcludedPorts);
     }
