@@ -220,7 +220,9 @@ public sealed partial class MobileConnection
     /// <summary>Makes what the loop changed visible to other threads (state, active path, statistics).</summary>
     private void Publish()
     {
-        _publishedState = _state;
+        // A failure from another thread (Abort, Dispose) is published by Fail at once; the loop may not have handled it
+        // yet, and must not publish its older state over it (a test saw Connected right after Abort).
+        _publishedState = _state != MobileConnectionState.Completed && Volatile.Read(ref _failure) is not null ? MobileConnectionState.Failed : _state;
         _publishedPath = _paths.Active;
         Volatile.Write(ref _publishedPathLostAt, _pathLostAt ?? 0);
         var stats = _stats.Snapshot();
