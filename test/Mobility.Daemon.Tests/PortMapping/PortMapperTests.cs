@@ -32,9 +32,9 @@ public sealed class PortMapperTests
     [Fact]
     public async Task An_epoch_that_went_back_maps_the_other_port_again_at_once()
     {
-        await using var run = Run.Start(["192.168.1.2"]);
-        // The control port is granted twice as long: only the transport's renewal is due after 30 minutes.
-        run.Gateway.Lifetime = r => TimeSpan.FromSeconds(r.Transport == MappedTransport.Tcp ? 3600 : 7200);
+        // The control port is granted twice as long: only the transport's renewal is due after 30 minutes. The script is
+        // set before the loop starts, or the first two grants may be made under the default lifetime.
+        await using var run = Run.Start(["192.168.1.2"], gateway => gateway.Lifetime = r => TimeSpan.FromSeconds(r.Transport == MappedTransport.Tcp ? 3600 : 7200));
         await run.RequestsAsync(2);
         var start = run.Time.GetUtcNow();
 
@@ -49,8 +49,7 @@ public sealed class PortMapperTests
     [Fact]
     public async Task Without_an_epoch_reset_the_other_port_waits_for_its_own_renewal()
     {
-        await using var run = Run.Start(["192.168.1.2"]);
-        run.Gateway.Lifetime = r => TimeSpan.FromSeconds(r.Transport == MappedTransport.Tcp ? 3600 : 7200);
+        await using var run = Run.Start(["192.168.1.2"], gateway => gateway.Lifetime = r => TimeSpan.FromSeconds(r.Transport == MappedTransport.Tcp ? 3600 : 7200));
         await run.RequestsAsync(2);
         var start = run.Time.GetUtcNow();
 
