@@ -148,15 +148,27 @@ public class LoopbackDatagramTests(ITestOutputHelper output)
         Assert.Equal(sent, hash);
 
         // Loopback loses nothing: every datagram queued is laid out, and arrives (read, or dropped by a full receive queue).
-        await TestTimeout.Eventually(() => client.Statistics.Datagrams.Sent == queued
-            && server.Statistics.Datagrams.Received + server.Statistics.Datagrams.DroppedOnReceive == queued, "every datagram delivered or counted");
+        // A starved machine may declare the silent flow dead and resume once (the stream survives it intact, above); the
+        // datagrams that were on the abandoned flow or queued while it had no path are gone then, as datagrams may be.
+        bool Moved() => client.Statistics.Moves + server.Statistics.Moves + client.Statistics.StandbySwitches > 0;
+        await TestTimeout.Eventually(() =>
+        {
+            var sending = client.Statistics.Datagrams;
+            var arriving = server.Statistics.Datagrams.Received + server.Statistics.Datagrams.DroppedOnReceive;
+            return Moved()
+                ? sending.Sent + sending.DroppedPathless == queued && arriving <= sending.Sent
+                : sending.Sent == queued && arriving == queued;
+        }, "every datagram delivered or counted");
         var closing = client.CloseAsync();
         await server.CloseAsync().WithTimeout();
         await closing.WithTimeout();
         var received = await drain.WithTimeout();
         var stats = client.Statistics.Datagrams;
         Assert.True(received > 0, "no datagram got through beside the stream");
-        Assert.Equal(0, stats.DroppedPathless);
-        output.WriteLine($"client {stats}; server {server.Statistics.Datagrams}; read {received}");
+        output.WriteLine($"client {stats}; server {server.Statistics.Datagrams}; read {received}; moves {client.Statistics.Moves}/{server.Statistics.Moves}");
+        if (!Moved())
+        {
+            Assert.Equal(0, stats.DroppedPathless);
+        }
     }
 }
