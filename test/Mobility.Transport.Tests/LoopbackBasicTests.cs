@@ -34,4 +34,31 @@ public class LoopbackBasicTests
         Assert.Equal(MobileConnectionState.Completed, server.State);
         Assert.Equal(0, await client.Stream.ReadAsync(buffer).WithTimeout());
     }
+
+    [Fact]
+    public async Task Available_counts_the_bytes_a_read_would_return_at_once_and_drops_with_each_read()
+    {
+        await using var listener = new MobileListener(Keys.Server);
+        listener.Start(new IPEndPoint(IPAddress.Loopback, 0));
+        var connector = new MobileConnector(Keys.Client);
+        var acceptTask = listener.AcceptAsync().AsTask();
+        await using var client = await connector.ConnectAsync(listener.LocalEndPoint, Keys.Server.Guid).WithTimeout();
+        await using var server = await acceptTask.WithTimeout();
+        Assert.Equal(0, server.Available);
+
+        var data = new byte[100_000];
+        Random.Shared.NextBytes(data);
+        await client.Stream.WriteAsync(data).WithTimeout();
+        await TestTimeout.Eventually(() => server.Available == data.Length, "all bytes are buffered at the server");
+
+        // Published before a read returns: what the reader sees next is exact (nothing else reads).
+        var first = new byte[40_000];
+        await server.Stream.ReadExactlyAsync(first).WithTimeout();
+        Assert.Equal(data.Length - first.Length, server.Available);
+        var rest = new byte[data.Length];
+        var n = await server.Stream.ReadAsync(rest).WithTimeout();
+        Assert.Equal(data.Length - first.Length, n);
+        Assert.Equal(0, server.Available);
+        Assert.Equal(data, first.Concat(rest.Take(n)).ToArray());
+    }
 }

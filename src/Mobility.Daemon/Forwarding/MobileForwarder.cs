@@ -549,7 +549,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
                 }
 
                 var (toLocal, toPeer) = await StreamCopier.RelayAsync(
-                    new RelaySide(connection.Stream, connection.ShutdownWrite),
+                    new RelaySide(connection.Stream, connection.ShutdownWrite, () => connection.Available > 0),
                     new RelaySide(network, () => socket.Shutdown(SocketShutdown.Send)),
                     _options.Forwarding.IdleTimeout, _time, _stopping.Token).ConfigureAwait(false);
                 Log.RelayEnded(_logger, connection.RemoteGuid.ToString(), toLocal, toPeer);

@@ -14,8 +14,12 @@ public enum CopyResult
     Canceled,
 }
 
-/// <summary>One side of a relay: its stream and how to half-close it (shutdown of the write side).</summary>
-public sealed record RelaySide(Stream Stream, Action ShutdownWrite);
+/// <summary>
+/// One side of a relay: its stream, how to half-close it (shutdown of the write side), and optionally whether a read
+/// would return at once (<see cref="HasBufferedData"/>, e.g. a mobile connection's <c>Available</c> above 0): then the
+/// copier reads again into the buffer it holds instead of giving it back and waiting with a zero-byte read first.
+/// </summary>
+public sealed record RelaySide(Stream Stream, Action ShutdownWrite, Func<bool>? HasBufferedData = null);
 
 /// <summary>
 /// Copies bytes between two sides in both directions with pooled buffers (YARP's StreamCopier):
@@ -24,8 +28,12 @@ public sealed record RelaySide(Stream Stream, Action ShutdownWrite);
 /// </summary>
 public static class StreamCopier
 {
-    /// <summary>Buffer per direction. 64 KiB: a few TCP windows' worth per call, rented, not allocated.</summary>
-    public const int BufferSize = 64 * 1024;
+    /// <summary>
+    /// Buffer per direction while data flows, rented, not allocated. 256 KiB, a size class of the shared pool: each read
+    /// and write moves up to that much, so a bulk transfer costs a quarter of the reads, writes and (on a mobile side)
+    /// trips through the connection's loop that 64 KiB cost (docs/benchmarks.md, issue 17). An idle relay holds none.
+    /// </summary>
+    public const int BufferSize = 256 * 1024;
 
     /// <summary>Relays until both directions ended, one failed, or nothing moved for <paramref name="idleTimeout"/>.</summary>
     public static async Task<(CopyResult AToB, CopyResult BToA)> RelayAsync(RelaySide a, RelaySide b, TimeSpan idleTimeout, TimeProvider time,
@@ -59,7 +67,8 @@ public static class StreamCopier
         // The buffer is held only while data flows: a zero-byte read waits for the first bytes, and
         // when a read does not fill the buffer (the source has nothing more for now) it goes back to
         // the pool until the next zero-byte read returns (YARP's StreamCopier does the same). An
-        // idle relay then holds no buffer: ten thousand idle sessions would otherwise pin 1.25 GiB.
+        // idle relay then holds no buffer: ten thousand idle sessions would otherwise pin 5 GiB. A source that says more
+        // is buffered already (HasBufferedData) keeps the buffer for the next read: no zero-byte read per chunk in bulk.
         byte[]? buffer = null;
         try
         {
@@ -114,7 +123,7 @@ public static class StreamCopier
                 }
 
                 idle.Reset();
-                if (read < buffer.Length)
+                if (read < buffer.Length && from.HasBufferedData?.Invoke() != true)
                 {
                     ArrayPool<byte>.Shared.Return(buffer);
                     buffer = null;

@@ -225,6 +225,7 @@ public sealed partial class MobileConnection
         _publishedState = _state != MobileConnectionState.Completed && Volatile.Read(ref _failure) is not null ? MobileConnectionState.Failed : _state;
         _publishedPath = _paths.Active;
         Volatile.Write(ref _publishedPathLostAt, _pathLostAt ?? 0);
+        Volatile.Write(ref _publishedAvailable, _receive.Buffered);
         var stats = _stats.Snapshot();
         if (_publishedStats is not MobileConnectionStatistics last || last != stats)
         {
@@ -276,7 +277,10 @@ public sealed partial class MobileConnection
             if (_receive.Buffered > 0)
             {
                 _reads.Dequeue();
-                read.Done.TrySetResult(read.Buffer.IsEmpty ? 0 : _receive.Read(read.Buffer.Span));
+                var n = read.Buffer.IsEmpty ? 0 : _receive.Read(read.Buffer.Span);
+                // Published before the reader resumes, so that what it sees is never more than is buffered.
+                Volatile.Write(ref _publishedAvailable, _receive.Buffered);
+                read.Done.TrySetResult(n);
             }
             else if (_receive.AtEnd)
             {

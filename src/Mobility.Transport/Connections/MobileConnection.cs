@@ -157,6 +157,7 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     private Exception? _failure; // set once (Interlocked), by Fail or the loop
     private volatile ConnectionPath? _publishedPath;
     private long _publishedPathLostAt; // 0: not pathless
+    private long _publishedAvailable; // in-order bytes not yet read, as of the last read served or batch of events
     private volatile object? _publishedStats; // a boxed MobileConnectionStatistics, replaced whole
 
     internal MobileConnection(
@@ -240,6 +241,13 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     /// first): address events, dead paths, pushes, lookups, connects, Resume and its answer, first data.
     /// </summary>
     public IReadOnlyList<MoveRecord> Moves => _timeline.Snapshot();
+
+    /// <summary>
+    /// Bytes received in order and not read yet, as the loop published them when it last served a read or finished a
+    /// batch of events: when it is above 0, a read returns at once. Only grows between reads, so a single reader (a relay)
+    /// can use it to keep reading into the buffer it holds instead of waiting with a zero-byte read first.
+    /// </summary>
+    public long Available => Volatile.Read(ref _publishedAvailable);
 
     /// <summary>The counters as the connection's loop last published them (after each batch of events).</summary>
     public MobileConnectionStatistics Statistics => (_publishedStats is MobileConnectionStatistics published ? published : default) with { Datagrams = DatagramSnapshot() };
