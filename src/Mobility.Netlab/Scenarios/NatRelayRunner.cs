@@ -53,13 +53,7 @@ public sealed record NatRelayScenario(string Name, string Description, NatKind K
         "server and client behind masquerade, server registered at a relay; the server moves to a public address and back behind its NAT, then the client does the same",
         NatKind.EndpointIndependent)
     {
-        Sites =
-        [
-            new NatSiteOptions { Role = "server", Kind = NatKind.EndpointIndependent },
-            new NatSiteOptions { Role = "server-public", HostRole = "server", Kind = NatKind.None },
-            new NatSiteOptions { Role = "client", Kind = NatKind.EndpointIndependent },
-            new NatSiteOptions { Role = "client-public", HostRole = "client", Kind = NatKind.None },
-        ],
+        Sites = [.. Roaming("server", "server-public", NatKind.None), .. Roaming("client", "client-public", NatKind.None)],
         Moves =
         [
             new("server to public", [new("server", "server", "server-public")]),
@@ -73,14 +67,13 @@ public sealed record NatRelayScenario(string Name, string Description, NatKind K
         "server and client behind the same masquerade NAT (two LAN ports, no hairpinning), server registered at a relay; then the server moves to another NAT",
         NatKind.EndpointIndependent)
     {
-        Sites =
-        [
-            new NatSiteOptions { Role = "server", Kind = NatKind.EndpointIndependent },
-            new NatSiteOptions { Role = "server2", HostRole = "server", Kind = NatKind.EndpointIndependent },
-            new NatSiteOptions { Role = "client", SameNatAs = "server" },
-        ],
+        Sites = [.. Roaming("server", "server2", NatKind.EndpointIndependent), new NatSiteOptions { Role = "client", SameNatAs = "server" }],
         Moves = [new("server to another nat", [new("server", "server", "server2")])],
     };
+
+    /// <summary>A host's first site <paramref name="host"/> behind masquerade and the site <paramref name="next"/> (of <paramref name="nextKind"/>) it can move to.</summary>
+    private static NatSiteOptions[] Roaming(string host, string next, NatKind nextKind) =>
+        [new NatSiteOptions { Role = host, Kind = NatKind.EndpointIndependent }, new NatSiteOptions { Role = next, HostRole = host, Kind = nextKind }];
 
     public static IReadOnlyList<NatRelayScenario> All { get; } = [Masquerade, RandomFully, HttpsOnly, Double, Simultaneous, PublicAndBack, SameNatNoHairpin];
 }
