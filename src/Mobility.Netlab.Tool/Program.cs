@@ -39,8 +39,10 @@ const string Usage = """
     netlab nat-relay [--scenario NAME,...] [--runs 3] [--out artifacts/evaluation/nat-relay.json]
         Run the relayed NAT scenarios (docs/nat.md, "Through a relay"): gns and mobility-relay on public hosts, the server
         (--relay) and the client behind NATs without forwards, 64 MiB through SOCKS5 checked by SHA-256 while the server
-        and then the client move to another NAT; write stall per move, bytes lost and the hash check as JSON plus a table.
-        Scenarios: nat-relay-masquerade, nat-relay-random-fully, nat-relay-https-only.
+        and then the client move to another NAT (or the scenario's own moves); write the client's path, time to first byte,
+        stall per move, bytes lost and the hash check as JSON plus a table.
+        Scenarios: nat-relay-masquerade, nat-relay-random-fully, nat-relay-https-only, nat-relay-double,
+        nat-relay-simultaneous, nat-relay-public-and-back, nat-relay-same-nat.
 
     Exit status: 0 done, 1 the environment refused (not root, a namespace or device missing, a port in use),
     2 bad command line, 130 interrupted. Errors are one line on stderr.

@@ -203,6 +203,59 @@ public sealed class NatKitTests
     }
 
     [NatKitFact]
+    public async Task A_site_without_a_nat_is_public_and_two_sites_behind_one_nat_reach_each_other_only_by_private_address()
+    {
+        await using var topology = await CreateAsync(
+            new NatSiteOptions { Role = "public", Kind = NatKind.None },
+            new NatSiteOptions { Role = "a" },
+            new NatSiteOptions { Role = "b", SameNatAs = "a" });
+        await using var s1 = Reflector(topology, "s1");
+
+        // No NAT: servers see the host's own address, and anyone outside reaches its listener.
+        var open = topology.Site("public");
+        Assert.Empty(open.Routers);
+        using (var tcp = Tcp(open.Host))
+        {
+            Assert.Equal(new IPEndPoint(open.Host.PrimaryAddress, InsidePort), await s1.ObserveTcpAsync(tcp));
+        }
+
+        using (var listener = Tcp(open.Host, InsidePort + 1))
+        {
+            listener.Listen(4);
+            using var outsider = LabSockets.Create(topology.Public("s2").Namespace, ProtocolType.Tcp);
+            await outsider.ConnectAsync(new IPEndPoint(open.PublicAddress, InsidePort + 1)).WithTimeout();
+            using var accepted = await listener.AcceptAsync().WithTimeout();
+        }
+
+        // One NAT, two LAN ports: b goes out through a's NAT, reaches a's private address untranslated, never its mapping.
+        var a = topology.Site("a");
+        var b = topology.Site("b");
+        Assert.Equal(a.PublicAddress, b.PublicAddress);
+        using var aOut = Tcp(a.Host);
+        var aMapping = await s1.ObserveTcpAsync(aOut);
+        using (var bOut = Tcp(b.Host))
+        {
+            Assert.Equal(a.PublicAddress, (await s1.ObserveTcpAsync(bOut)).Address);
+        }
+
+        using var aListener = Tcp(a.Host, InsidePort + 1);
+        aListener.Listen(4);
+        using (var lan = LabSockets.Create(b.Host.Namespace, ProtocolType.Tcp))
+        {
+            await lan.ConnectAsync(new IPEndPoint(a.Host.PrimaryAddress, InsidePort + 1)).WithTimeout();
+            using var accepted = await aListener.AcceptAsync().WithTimeout();
+            Assert.Equal(b.Host.PrimaryAddress, ((IPEndPoint)accepted.RemoteEndPoint!).Address); // LAN to LAN: no translation
+        }
+
+        foreach (var target in new[] { aMapping, new IPEndPoint(a.PublicAddress, InsidePort + 1) })
+        {
+            using var hairpin = LabSockets.Create(b.Host.Namespace, ProtocolType.Tcp);
+            var error = await Assert.ThrowsAsync<SocketException>(() => hairpin.ConnectAsync(target).WithTimeout());
+            Assert.Equal(SocketError.ConnectionRefused, error.SocketErrorCode); // no hairpinning: the NAT router answers RST
+        }
+    }
+
+    [NatKitFact]
     public async Task Flushing_keeps_the_port_but_a_new_port_range_rebinds_the_mapping()
     {
         await using var topology = await CreateAsync(new NatSiteOptions { Role = "home" });

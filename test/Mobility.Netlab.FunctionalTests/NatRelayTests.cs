@@ -19,8 +19,21 @@ public sealed class NatRelayTests(ITestOutputHelper output)
     {
         var result = await new NatRelayRunner().RunAsync(scenario, CancellationToken.None).WithTimeout(NetlabTimeouts.Step * 6);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"MEASURED {result.Scenario}: {result.Outcome}, connect {result.ConnectMs} ms, server move stall {result.ServerMoveStallMs} ms, client move stall {result.ClientMoveStallMs} ms, gap p99 {result.BaselineGapP99Ms} ms, registrations {result.ServerRegistrations}, relays {result.RelayLocators}"));
+            $"MEASURED {result.Scenario}: {result.Outcome}, connect {result.ConnectMs} ms, server move stall {result.ServerMoveStallMs} ms, client move stall {result.ClientMoveStallMs} ms, gap p99 {result.BaselineGapP99Ms} ms, registrations {result.ServerRegistrations}, relays {result.RelayLocators}, path {result.PathKind}, first byte {result.TimeToFirstByteMs} ms, moves {string.Join("; ", result.Moves.Select(m => $"{m.Move} {m.StallMs} ms then {m.PathAfter}"))}"));
         return result;
+    }
+
+    /// <summary>Every byte arrived once, in order (SHA-256), every move of the scenario happened and the connection closed cleanly.</summary>
+    private static void AssertIntact(NatRelayResult result, int moves)
+    {
+        Assert.True(result.Intact, $"{result.Outcome} ({result.Notes})");
+        Assert.Equal("survived", result.Outcome);
+        Assert.Equal(64L << 20, result.BytesSent);
+        Assert.Equal(0, result.BytesLost);
+        Assert.True(result.HashEqual);
+        Assert.NotNull(result.TimeToFirstByteMs);
+        Assert.Equal(moves, result.Moves.Count);
+        Assert.All(result.Moves, m => Assert.NotNull(m.StallMs));
     }
 
     private static void AssertSurvived(NatRelayResult result)
@@ -57,5 +70,47 @@ public sealed class NatRelayTests(ITestOutputHelper output)
         AssertSurvived(result);
         Assert.EndsWith(":443/relay", result.RelayLocators, StringComparison.Ordinal);
         Assert.True(result.ServerRegisteredOverTls, result.Notes);
+    }
+
+    /// <summary>
+    /// Every network is a double NAT (carrier-grade NAT in front of a home router): the server behind one is reached through
+    /// its relay, moves to another double NAT, then the client does.
+    /// </summary>
+    [NatKitFact]
+    public async Task Hosts_behind_double_nats_are_reached_through_the_relay_and_both_move_to_other_double_nats()
+    {
+        var result = await RunAsync(NatRelayScenario.Double);
+        AssertSurvived(result);
+        Assert.Equal("relayed", result.PathKind);
+    }
+
+    /// <summary>Both hosts, each behind its NAT, move to another NAT in the same moment: the relayed connection still carries every byte once.</summary>
+    [NatKitFact]
+    public async Task Both_hosts_behind_nats_moving_at_the_same_time_keep_the_relayed_connection()
+    {
+        var result = await RunAsync(NatRelayScenario.Simultaneous);
+        AssertIntact(result, moves: 1);
+        Assert.Equal("relayed", result.PathKind);
+        Assert.True(result.ServerReregisteredOnMove, result.Notes);
+    }
+
+    /// <summary>
+    /// The server moves from behind its NAT to a public address and back, then the client does the same: four moves, one
+    /// connection, every byte once.
+    /// </summary>
+    [NatKitFact]
+    public async Task Hosts_moving_from_behind_a_nat_to_a_public_address_and_back_keep_the_connection()
+        => AssertIntact(await RunAsync(NatRelayScenario.PublicAndBack), moves: 4);
+
+    /// <summary>
+    /// Both hosts behind one NAT that does not hairpin: the NAT's outside address does not lead back in, so the client
+    /// must reach the server by its private address or through the relay; then the server leaves for another NAT.
+    /// </summary>
+    [NatKitFact]
+    public async Task Hosts_behind_the_same_nat_without_hairpinning_reach_each_other_and_the_server_moves_away()
+    {
+        var result = await RunAsync(NatRelayScenario.SameNatNoHairpin);
+        AssertIntact(result, moves: 1);
+        Assert.Contains(result.PathKind, new[] { "relayed", "direct-private" });
     }
 }

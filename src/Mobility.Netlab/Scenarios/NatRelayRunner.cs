@@ -4,6 +4,8 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
+using Mobility.Daemon.Client;
 using Mobility.Netlab.Systems;
 using Mobility.Netlab.Systems.Mobility;
 using Mobility.Netlab.Topology;
@@ -16,9 +18,17 @@ namespace Mobility.Netlab.Scenarios;
 /// port forward, the client behind one of <see cref="ClientKind"/> (default: the same), each with a second NAT of the
 /// same kind to move to. With <see cref="Tls"/> the relay also serves TLS on port 443 with a self-signed certificate
 /// made by openssl, and the server registers there (<c>--relay tls://RELAY:443 --relay-pin SHA256</c>).
+/// <see cref="Sites"/> and <see cref="Moves"/> replace those sites (roles <c>server</c> and <c>client</c> are the
+/// hosts' first sites) and the moves (the server to <c>server2</c>, then the client to <c>client2</c>).
 /// </summary>
 public sealed record NatRelayScenario(string Name, string Description, NatKind Kind, NatKind? ClientKind = null, bool Tls = false)
 {
+    /// <summary>The NAT sites; null: the server's and the client's two sites of <see cref="Kind"/> and <see cref="ClientKind"/>.</summary>
+    public IReadOnlyList<NatSiteOptions>? Sites { get; init; }
+
+    /// <summary>The moves, each when its share of the bytes has arrived (move k of n at k/(n+1)); null: the server's, then the client's.</summary>
+    public IReadOnlyList<NatRelayMove>? Moves { get; init; }
+
     public static readonly NatRelayScenario Masquerade = new("nat-relay-masquerade",
         "server and client behind masquerade without forwards, server registered at a relay; server moves to another NAT, then the client", NatKind.EndpointIndependent);
 
@@ -29,8 +39,53 @@ public sealed record NatRelayScenario(string Name, string Description, NatKind K
         "as nat-relay-masquerade, but the server's networks let only TCP 443 out: it registers over TLS (pinned certificate) at the relay's port 443",
         NatKind.HttpsOnly, NatKind.EndpointIndependent, Tls: true);
 
-    public static IReadOnlyList<NatRelayScenario> All { get; } = [Masquerade, RandomFully, HttpsOnly];
+    public static readonly NatRelayScenario Double = new("nat-relay-double",
+        "as nat-relay-masquerade, but every network is a double NAT (carrier-grade NAT, 100.64.j.0/24 inside, in front of a home router): the server moves to another double NAT, then the client",
+        NatKind.Double);
+
+    public static readonly NatRelayScenario Simultaneous = new("nat-relay-simultaneous",
+        "server and client behind masquerade, server registered at a relay; both move to another NAT at the same moment", NatKind.EndpointIndependent)
+    {
+        Moves = [new("both", [new("server", "server", "server2"), new("client", "client", "client2")])],
+    };
+
+    public static readonly NatRelayScenario PublicAndBack = new("nat-relay-public-and-back",
+        "server and client behind masquerade, server registered at a relay; the server moves to a public address and back behind its NAT, then the client does the same",
+        NatKind.EndpointIndependent)
+    {
+        Sites = [.. Roaming("server", "server-public", NatKind.None), .. Roaming("client", "client-public", NatKind.None)],
+        Moves =
+        [
+            new("server to public", [new("server", "server", "server-public")]),
+            new("server back behind nat", [new("server", "server-public", "server")]),
+            new("client to public", [new("client", "client", "client-public")]),
+            new("client back behind nat", [new("client", "client-public", "client")]),
+        ],
+    };
+
+    public static readonly NatRelayScenario SameNatNoHairpin = new("nat-relay-same-nat",
+        "server and client behind the same masquerade NAT (two LAN ports, no hairpinning), server registered at a relay; then the server moves to another NAT",
+        NatKind.EndpointIndependent)
+    {
+        Sites = [.. Roaming("server", "server2", NatKind.EndpointIndependent), new NatSiteOptions { Role = "client", SameNatAs = "server" }],
+        Moves = [new("server to another nat", [new("server", "server", "server2")])],
+    };
+
+    /// <summary>A host's first site <paramref name="host"/> behind masquerade and the site <paramref name="next"/> (of <paramref name="nextKind"/>) it can move to.</summary>
+    private static NatSiteOptions[] Roaming(string host, string next, NatKind nextKind) =>
+        [new NatSiteOptions { Role = host, Kind = NatKind.EndpointIndependent }, new NatSiteOptions { Role = next, HostRole = host, Kind = nextKind }];
+
+    public static IReadOnlyList<NatRelayScenario> All { get; } = [Masquerade, RandomFully, HttpsOnly, Double, Simultaneous, PublicAndBack, SameNatNoHairpin];
 }
+
+/// <summary>One step of a scenario: one or more hosts (<c>server</c>, <c>client</c>) leave one NAT site for another, all at once.</summary>
+public sealed record NatRelayMove(string Name, IReadOnlyList<NatRelayHostMove> Hosts);
+
+/// <summary>The host of role <paramref name="Host"/> moves from site <paramref name="From"/>'s network to site <paramref name="To"/>'s.</summary>
+public sealed record NatRelayHostMove(string Host, string From, string To);
+
+/// <summary>One step's outcome: the longest gap between arrivals from its start until the next step, and the client's path at the end of it.</summary>
+public sealed record NatRelayMoveResult(string Move, double? StallMs, string? PathAfter);
 
 /// <summary>One run of a <see cref="NatRelayScenario"/> (a row of nat-relay.json).</summary>
 public sealed record NatRelayResult
@@ -45,6 +100,18 @@ public sealed record NatRelayResult
     /// <summary>From the SOCKS5 request to the client daemon's "succeeded" reply (GNS lookup, relay dial, mobile handshake).</summary>
     public double? ConnectMs { get; init; }
 
+    /// <summary>From the SOCKS5 request until the server's application read the first byte.</summary>
+    public double? TimeToFirstByteMs { get; init; }
+
+    /// <summary>
+    /// The client connection's path right after the connect (<c>GET /v1/status</c>, its remote endpoint): <c>relayed</c>
+    /// (the relay's address), <c>direct-private</c> (a private address: the peer's own LAN address), <c>direct</c> (any other), or <c>none</c>.
+    /// </summary>
+    public string? PathKind { get; init; }
+
+    /// <summary>Each move's stall and the path after it, in order.</summary>
+    public IReadOnlyList<NatRelayMoveResult> Moves { get; init; } = [];
+
     /// <summary>Longest gap between arrivals from the server's move until the client's.</summary>
     public double? ServerMoveStallMs { get; init; }
 
@@ -57,6 +124,9 @@ public sealed record NatRelayResult
     public long BytesSent { get; init; }
 
     public long BytesReceived { get; init; }
+
+    /// <summary>Bytes sent that never arrived (negative: arrived twice).</summary>
+    public long BytesLost => BytesSent - BytesReceived;
 
     /// <summary>Whether the SHA-256 of the bytes received equals that of the bytes sent.</summary>
     public bool HashEqual { get; init; }
@@ -80,14 +150,21 @@ public sealed record NatRelayResult
     {
         ArgumentNullException.ThrowIfNull(results);
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"{"scenario",-24} {"runs",4} {"outcomes",-16} {"connect ms",10} {"server move stall ms",22} {"client move stall ms",22} {"gap p99 ms",10} {"lost",6}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"{"scenario",-26} {"runs",4} {"outcomes",-16} {"path",-8} {"connect ms",10} {"first byte ms",13} {"server move stall ms",22} {"client move stall ms",22} {"gap p99 ms",10} {"lost",6}");
         foreach (var group in results.GroupBy(r => r.Scenario))
         {
             var outcomes = string.Join(", ", group.GroupBy(r => r.Outcome).Select(g => g.Count() == 1 ? g.Key : $"{g.Count()}x {g.Key}"));
+            var paths = string.Join(",", group.Select(r => r.PathKind ?? "-").Distinct());
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"{group.Key,-24} {group.Count(),4} {outcomes,-16} {Summary(group.Select(r => r.ConnectMs), range: false),10} {Summary(group.Select(r => r.ServerMoveStallMs), range: true),22} " +
-                $"{Summary(group.Select(r => r.ClientMoveStallMs), range: true),22} {Summary(group.Select(r => r.BaselineGapP99Ms), range: false),10} " +
-                $"{string.Join('/', group.Select(r => r.BytesSent - r.BytesReceived)),6}");
+                $"{group.Key,-26} {group.Count(),4} {outcomes,-16} {paths,-8} {Summary(group.Select(r => r.ConnectMs), range: false),10} {Summary(group.Select(r => r.TimeToFirstByteMs), range: false),13} " +
+                $"{Summary(group.Select(r => r.ServerMoveStallMs), range: true),22} {Summary(group.Select(r => r.ClientMoveStallMs), range: true),22} " +
+                $"{Summary(group.Select(r => r.BaselineGapP99Ms), range: false),10} {string.Join('/', group.Select(r => r.BytesLost)),6}");
+            // Every move of the scenario: stall (median, range) and the paths the client was on after it.
+            foreach (var move in group.SelectMany(r => r.Moves).GroupBy(m => m.Move))
+            {
+                text.AppendLine(CultureInfo.InvariantCulture,
+                    $"  move {move.Key,-24} stall ms {Summary(move.Select(m => m.StallMs), range: true),-22} path after: {string.Join(",", move.Select(m => m.PathAfter ?? "-"))}");
+            }
         }
 
         return text.ToString();
@@ -156,7 +233,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
     public async Task<NatRelayResult> RunAsync(NatRelayScenario scenario, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scenario);
-        var topology = await NatTopology.CreateAsync(["gns", "relay"],
+        var topology = await NatTopology.CreateAsync(["gns", "relay"], scenario.Sites ??
         [
             new NatSiteOptions { Role = "server", Kind = scenario.Kind, AlsoOutbound = GnsOutbound },
             new NatSiteOptions { Role = "server2", HostRole = "server", Kind = scenario.Kind, AlsoOutbound = GnsOutbound },
@@ -217,15 +294,21 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         }
 
         var connectMs = Math.Round(elapsed, 1);
+        var connectStart = Stopwatch.GetTimestamp() - (long)(elapsed / 1000 * Stopwatch.Frequency);
+        var path = new ClientPath(client, relayHost.PrimaryAddress);
+        // Asked beside the transfer's start, so that the first byte does not wait for the status reply.
+        var pathKind = path.KindAsync(cancellationToken);
         using var accepted = await listener.AcceptAsync(cancellationToken).AsTask().WaitAsync(StageTimeout, cancellationToken).ConfigureAwait(false);
         using var sending = new NetworkStream(socket, ownsSocket: true);
         using var receiving = new NetworkStream(accepted, ownsSocket: false);
-        var result = await TransferAsync(serverSite, topology.Site("server2"), clientSite, topology.Site("client2"), sending, receiving, cancellationToken).ConfigureAwait(false);
+        var moves = scenario.Moves ?? DefaultMoves;
+        var result = await TransferAsync(topology, moves, path, connectStart, sending, receiving, cancellationToken).ConfigureAwait(false);
         await SaveLogsAsync(scenario, gns, relay, client, server, cancellationToken).ConfigureAwait(false);
         return result with
         {
             Scenario = scenario.Name,
             ConnectMs = connectMs,
+            PathKind = await pathKind.ConfigureAwait(false),
             ServerRegistrations = server.Process.StandardError.Split('\n').Count(l => l.Contains("Registered at relay", StringComparison.Ordinal)),
             ServerReregisteredOnMove = server.Process.StandardError.Contains("which this host no longer has: registering again", StringComparison.Ordinal),
             ServerRegisteredOverTls = server.Process.StandardError.Contains("Registered at relay tls://", StringComparison.Ordinal),
@@ -265,7 +348,14 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         }
     }
 
-    private async Task<NatRelayResult> TransferAsync(NatSite server, NatSite serverNext, NatSite client, NatSite clientNext, Stream sending, Stream receiving,
+    /// <summary>The moves of the first scenarios: the server to its second NAT, then the client to its second NAT.</summary>
+    private static readonly IReadOnlyList<NatRelayMove> DefaultMoves =
+    [
+        new("server to another nat", [new("server", "server", "server2")]),
+        new("client to another nat", [new("client", "client", "client2")]),
+    ];
+
+    private async Task<NatRelayResult> TransferAsync(NatTopology topology, IReadOnlyList<NatRelayMove> moves, ClientPath path, long connectStart, Stream sending, Stream receiving,
         CancellationToken cancellationToken)
     {
         using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -273,19 +363,32 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         var receive = Task.Run(() => receiver.RunAsync(run.Token), CancellationToken.None);
         var send = Task.Run(() => SendAsync(sending, run.Token), CancellationToken.None);
         string outcome;
-        long serverMoveAt = 0;
-        long clientMoveAt = 0;
+        var movedAt = new long[moves.Count];
+        var paths = new string?[moves.Count];
         try
         {
-            await WaitForAsync(receiver, TotalBytes / 3, receive, "before the server's move", cancellationToken).ConfigureAwait(false);
-            serverMoveAt = Stopwatch.GetTimestamp();
-            await server.Host.MoveAsync(server.Interface, serverNext.Interface, cancellationToken: cancellationToken).ConfigureAwait(false);
-            await WaitForAsync(receiver, TotalBytes * 2 / 3, receive, "after the server's move", cancellationToken).ConfigureAwait(false);
-            clientMoveAt = Stopwatch.GetTimestamp();
-            await client.Host.MoveAsync(client.Interface, clientNext.Interface, cancellationToken: cancellationToken).ConfigureAwait(false);
+            for (var k = 0; k < moves.Count; k++)
+            {
+                var stage = k == 0 ? "before the first move" : $"after the move \"{moves[k - 1].Name}\"";
+                await WaitForAsync(receiver, TotalBytes * (k + 1) / (moves.Count + 1), receive, stage, cancellationToken).ConfigureAwait(false);
+                if (k > 0)
+                {
+                    paths[k - 1] = await path.KindAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                movedAt[k] = Stopwatch.GetTimestamp();
+                // All hosts of one step move at the same moment (each move is one ip -batch in its own namespace).
+                await Task.WhenAll(moves[k].Hosts.Select(m =>
+                    topology.Site(m.From).Host.MoveAsync(topology.Site(m.From).Interface, topology.Site(m.To).Interface, cancellationToken: cancellationToken))).ConfigureAwait(false);
+            }
+
+            // The path after the last move, while the last share of the bytes is still on its way.
+            await WaitForAsync(receiver, TotalBytes * (2 * moves.Count + 1) / (2 * moves.Count + 2), receive, $"after the move \"{moves[^1].Name}\"", cancellationToken)
+                .ConfigureAwait(false);
+            paths[^1] = await path.KindAsync(cancellationToken).ConfigureAwait(false);
             if (await Task.WhenAny(receive, Task.Delay(StageTimeout, cancellationToken)).ConfigureAwait(false) != receive)
             {
-                throw new TimeoutException($"hang: {receiver.Received} of {TotalBytes} B {StageTimeout.TotalSeconds:0} s after the client's move");
+                throw new TimeoutException($"hang: {receiver.Received} of {TotalBytes} B {StageTimeout.TotalSeconds:0} s after the last move");
             }
 
             outcome = "survived";
@@ -301,14 +404,19 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         var hashEqual = received == sent.Bytes && hash.AsSpan().SequenceEqual(sent.Hash);
         var intact = outcome == "survived" && hashEqual && sent.Bytes == TotalBytes && end is null;
         var arrivals = receiver.Arrivals;
+        var results = moves.Select((m, k) => new NatRelayMoveResult(m.Name,
+            intact ? Round(StallAnalysis.StallMs(arrivals, movedAt[k], k + 1 < moves.Count ? movedAt[k + 1] : long.MaxValue)) : null, paths[k])).ToList();
+        double? FirstStallOf(string host) => results.Where((_, k) => moves[k].Hosts.Any(h => h.Host == host)).Select(r => r.StallMs).FirstOrDefault();
         return new NatRelayResult
         {
             Scenario = "",
             Outcome = intact ? outcome : outcome == "survived" ? $"broken: {end ?? "hash differs"}; sender: {sent.Error ?? "ok"}" : outcome,
             Intact = intact,
-            ServerMoveStallMs = intact ? Round(StallAnalysis.StallMs(arrivals, serverMoveAt, clientMoveAt)) : null,
-            ClientMoveStallMs = intact ? Round(StallAnalysis.StallMs(arrivals, clientMoveAt)) : null,
-            BaselineGapP99Ms = serverMoveAt == 0 ? null : Round(StallAnalysis.BaselineGapP99Ms(arrivals, serverMoveAt)),
+            TimeToFirstByteMs = arrivals.Count > 0 ? Round(StallAnalysis.Ms(arrivals[0].At - connectStart)) : null,
+            Moves = results,
+            ServerMoveStallMs = FirstStallOf("server"),
+            ClientMoveStallMs = FirstStallOf("client"),
+            BaselineGapP99Ms = movedAt[0] == 0 ? null : Round(StallAnalysis.BaselineGapP99Ms(arrivals, movedAt[0])),
             BytesSent = sent.Bytes,
             BytesReceived = received,
             HashEqual = hashEqual,
@@ -369,6 +477,61 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
             return (sent, hash.GetHashAndReset(), e.GetType().Name + ": " + e.Message);
+        }
+    }
+
+    /// <summary>The client daemon's view of its mobile connection's path (<see cref="NatRelayResult.PathKind"/>).</summary>
+    private sealed class ClientPath(DaemonProcess client, IPAddress relay)
+    {
+        public async Task<string?> KindAsync(CancellationToken cancellationToken)
+        {
+            try
+            {
+                using var api = new DaemonClient(client.ApiSocket, TimeSpan.FromSeconds(10));
+                var status = await api.GetStatusAsync(cancellationToken).ConfigureAwait(false);
+                if (!status.TryGetProperty("connections", out var connections) || connections.ValueKind != JsonValueKind.Array)
+                {
+                    return null;
+                }
+
+                foreach (var connection in connections.EnumerateArray())
+                {
+                    if (connection.TryGetProperty("client", out var isClient) && isClient.ValueKind == JsonValueKind.True)
+                    {
+                        return connection.TryGetProperty("remote", out var remote) && IPEndPoint.TryParse(remote.GetString() ?? "", out var endPoint)
+                            ? Classify(endPoint.Address, relay)
+                            : "none";
+                    }
+                }
+
+                return null;
+            }
+            catch (DaemonApiException)
+            {
+                return null;
+            }
+        }
+
+        internal static string Classify(IPAddress remote, IPAddress relay)
+        {
+            if (remote.IsIPv4MappedToIPv6)
+            {
+                remote = remote.MapToIPv4();
+            }
+
+            if (remote.Equals(relay))
+            {
+                return "relayed";
+            }
+
+            if (remote.AddressFamily != AddressFamily.InterNetwork)
+            {
+                return "direct";
+            }
+
+            var bytes = remote.GetAddressBytes();
+            var isPrivate = bytes[0] == 10 || (bytes[0] == 172 && (bytes[1] & 0xF0) == 16) || (bytes[0] == 192 && bytes[1] == 168) || (bytes[0] == 100 && (bytes[1] & 0xC0) == 64);
+            return isPrivate ? "direct-private" : "direct";
         }
     }
 

@@ -22,6 +22,12 @@ public enum NatKind
 
     /// <summary><c>masquerade</c> plus a firewall that lets only new TCP connections to port 443 out (hotel and corporate networks).</summary>
     HttpsOnly,
+
+    /// <summary>
+    /// No NAT: the host's interface sits on the internet router's link 198.18.(100+j).0/24 with the public address
+    /// 198.18.(100+j).2 (a site to move to from behind a NAT and back).
+    /// </summary>
+    None,
 }
 
 /// <summary>A port of the host behind a NAT that the NAT forwards (DNAT of the NAT's outside address, same port).</summary>
@@ -69,6 +75,15 @@ public sealed record NatSiteOptions
     /// (inside the lab's namespaces only, like every address of the kit). Not with <see cref="NatKind.Double"/>.
     /// </summary>
     public bool PortMapping { get; init; }
+
+    /// <summary>
+    /// The role of an earlier site whose NAT this site shares: no router of its own, its LAN 192.168.j.0/24 is another
+    /// LAN port (<c>lanJ</c>) of that site's (innermost) NAT router, so the hosts of both sites are behind the same NAT
+    /// and its outside address. LAN to LAN is routed without translation; <see cref="Kind"/> and the other NAT options
+    /// are the other site's. No Linux NAT hairpins dynamic mappings: the hosts reach each other by their private
+    /// addresses or from outside (a relay), not through the NAT's outside address.
+    /// </summary>
+    public string? SameNatAs { get; init; }
 }
 
 /// <summary>A host behind its NAT(s), and what can be done to the NAT while it runs.</summary>
@@ -119,6 +134,11 @@ public sealed class NatSite(NatSiteOptions options, LabHost host, HostInterface 
         ArgumentOutOfRangeException.ThrowIfLessThan(low, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(high, 65535);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(low, high);
+        if (Routers.Count == 0)
+        {
+            throw new InvalidOperationException($"site {Options.Role} has no NAT");
+        }
+
         var rule = NatRules.Masquerade(outer.Kind, (low, high));
         var hairpin = NatRules.HairpinRule(outer, outerLan).Trim();
         // A port range needs a transport protocol match; other protocols (ICMP) keep plain masquerade.
@@ -218,7 +238,9 @@ public sealed class NatTopology : IAsyncDisposable
                     hostNamespaces[hostRole] = shared;
                 }
 
-                var site = await CreateSiteAsync(lab, internet, j, options, shared.Namespace, shared.Interfaces.Count + 1).ConfigureAwait(false);
+                var site = options.SameNatAs is { } sameNat
+                    ? await JoinSiteAsync(j, options, built.FirstOrDefault(b => b.Options.Role == sameNat), shared.Namespace, shared.Interfaces.Count + 1).ConfigureAwait(false)
+                    : await CreateSiteAsync(lab, internet, j, options, shared.Namespace, shared.Interfaces.Count + 1).ConfigureAwait(false);
                 shared.Interfaces.Add(site.Interface);
                 built.Add((options, hostRole, site.Interface, site.Routers, site.Public, site.Outer, site.OuterLan, site.PortMapping));
             }
@@ -249,6 +271,26 @@ public sealed class NatTopology : IAsyncDisposable
         }
     }
 
+    /// <summary>Site <paramref name="j"/> behind the NAT of <paramref name="other"/> (<see cref="NatSiteOptions.SameNatAs"/>): a LAN port <c>lanJ</c> of its innermost router.</summary>
+    private static async Task<(HostInterface Interface, IReadOnlyList<string> Routers, IPAddress Public, NatSiteOptions Outer, string OuterLan, NamespaceProcess? PortMapping)> JoinSiteAsync(
+        int j, NatSiteOptions options,
+        (NatSiteOptions Options, string HostRole, HostInterface Interface, IReadOnlyList<string> Routers, IPAddress Public, NatSiteOptions Outer, string OuterLan, NamespaceProcess? PortMapping) other,
+        string hostNs, int slot)
+    {
+        if (other.Options is null || other.Routers.Count == 0)
+        {
+            throw new ArgumentException($"site {options.Role}: SameNatAs {options.SameNatAs} names no earlier NAT site");
+        }
+
+        var n = j.ToString(CultureInfo.InvariantCulture);
+        var router = other.Routers[^1];
+        var port = "lan" + n;
+        var ifname = "e" + slot.ToString(CultureInfo.InvariantCulture);
+        await Lab.AddVethAsync(hostNs, ifname, router, port).ConfigureAwait(false);
+        await Ip.BatchAsync(router, [$"addr add 192.168.{n}.1/24 dev {port}", $"link set {port} up"]).ConfigureAwait(false);
+        return (new HostInterface(ifname, IPAddress.Parse($"192.168.{n}.2"), 24, IPAddress.Parse($"192.168.{n}.1"), 200 + slot), other.Routers, other.Public, other.Outer, other.OuterLan, null);
+    }
+
     /// <summary>Site <paramref name="j"/>: its NAT router(s), and interface <c>e</c><paramref name="slot"/> of <paramref name="hostNs"/> into its LAN (not attached).</summary>
     private static async Task<(HostInterface Interface, IReadOnlyList<string> Routers, IPAddress Public, NatSiteOptions Outer, string OuterLan, NamespaceProcess? PortMapping)> CreateSiteAsync(
         Lab lab, string internet, int j, NatSiteOptions options, string hostNs, int slot)
@@ -263,10 +305,22 @@ public sealed class NatTopology : IAsyncDisposable
         // miniupnpd maps nothing behind a reserved outside address (198.18.0.0/15 is one): such a site lives in 9.9.x.
         var outside = options.PortMapping ? $"9.9.{100 + j}" : $"198.18.{100 + j}";
         var publicAddress = IPAddress.Parse($"{outside}.2");
+        var ifname = "e" + slot.ToString(CultureInfo.InvariantCulture);
+        if (options.Kind == NatKind.None)
+        {
+            if (options.PortMapping || options.Forwards.Count > 0)
+            {
+                throw new ArgumentException($"site {options.Role}: a site without a NAT has nothing to forward or map");
+            }
+
+            await Lab.AddVethAsync(hostNs, ifname, internet, side).ConfigureAwait(false);
+            await Ip.BatchAsync(internet, [$"addr add {outside}.1/24 dev {side}", $"link set {side} up"]).ConfigureAwait(false);
+            return (new HostInterface(ifname, publicAddress, 24, IPAddress.Parse($"{outside}.1"), 200 + slot), [], publicAddress, options, "", null);
+        }
+
         var home = await lab.AddNamespaceAsync(options.Role + "-nat", router: true).ConfigureAwait(false);
         var lan = $"192.168.{n}.0/24";
         var host = IPAddress.Parse($"192.168.{n}.2");
-        var ifname = "e" + slot.ToString(CultureInfo.InvariantCulture);
         await Lab.AddVethAsync(hostNs, ifname, home, "lan").ConfigureAwait(false);
         List<string> routers;
         var outer = options;
@@ -313,8 +367,8 @@ public static class NatRules
             // Without hairpinning only packets arriving from outside are forwarded; with it, also those from the LAN.
             $"    {(options.Hairpin ? "fib daddr type local" : "iifname \"wan\"")} {f.Protocol} dport {f.Port.ToString(CultureInfo.InvariantCulture)} dnat to {inside}\n"));
         var outbound = options.Kind == NatKind.HttpsOnly
-            ? "    iifname \"lan\" tcp dport 443 accept\n" + string.Concat(options.AlsoOutbound.Select(o => $"    iifname \"lan\" {o.Protocol} dport {o.Port.ToString(CultureInfo.InvariantCulture)} accept\n"))
-            : "    iifname \"lan\" accept\n";
+            ? "    iifname \"lan*\" tcp dport 443 accept\n" + string.Concat(options.AlsoOutbound.Select(o => $"    iifname \"lan*\" {o.Protocol} dport {o.Port.ToString(CultureInfo.InvariantCulture)} accept\n"))
+            : "    iifname \"lan*\" accept\n";
         var unsolicited = options.DropUnsolicited
             ? """
               table ip unsolicited {
