@@ -154,7 +154,7 @@ public sealed partial class UpnpClient : IDisposable
         var service = Parse(() => UpnpMessage.ParseDescription(description.Body, location), location);
         if (!UpnpMessage.IsAtGateway(service.ControlUrl, gateway))
         {
-            LogRefusedUrl(_logger, service.ControlUrl.ToString(), gateway.ToString());
+            LogIgnored(_logger, "the control URL " + service.ControlUrl, gateway.ToString(), "not http to the gateway's own address");
             throw new PortMappingException($"UPnP control URL of {gateway} is not at the gateway: refused");
         }
 
@@ -205,7 +205,7 @@ public sealed partial class UpnpClient : IDisposable
                     }
                     catch (MalformedMessageException e)
                     {
-                        LogBadAnswer(_logger, gateway.ToString(), e.Message);
+                        LogIgnored(_logger, "an SSDP answer", gateway.ToString(), e.Message);
                         continue;
                     }
 
@@ -214,7 +214,7 @@ public sealed partial class UpnpClient : IDisposable
                         return answer.Location;
                     }
 
-                    LogRefusedUrl(_logger, answer.Location.ToString(), gateway.ToString());
+                    LogIgnored(_logger, "the LOCATION " + answer.Location, gateway.ToString(), "not http to the gateway's own address");
                 }
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -286,7 +286,7 @@ public sealed partial class UpnpClient : IDisposable
         }
         catch (MalformedMessageException e)
         {
-            LogBadAnswer(_logger, from.ToString(), e.Message);
+            LogIgnored(_logger, "an answer", from.ToString(), e.Message);
             throw new PortMappingException($"UPnP answer from {from}: {e.Message}");
         }
     }
@@ -304,15 +304,12 @@ public sealed partial class UpnpClient : IDisposable
     [LoggerMessage(4310, LogLevel.Information, "UPnP: gateway {Gateway} offers {ServiceType} at {ControlUrl}.")]
     private static partial void LogFound(ILogger logger, string gateway, string serviceType, string controlUrl);
 
-    [LoggerMessage(4311, LogLevel.Debug, "UPnP: refused the URL {Url}: not http to the gateway {Gateway}'s own address.")]
-    private static partial void LogRefusedUrl(ILogger logger, string url, string gateway);
-
-    [LoggerMessage(4312, LogLevel.Debug, "UPnP: unreadable answer from {From}: {Error}.")]
-    private static partial void LogBadAnswer(ILogger logger, string from, string error);
-
     [LoggerMessage(4313, LogLevel.Debug, "UPnP: {Action} failed with error {Code} {Description}; trying AddPortMapping.")]
     private static partial void LogFault(ILogger logger, string action, int code, string description);
 
     [LoggerMessage(4314, LogLevel.Debug, "UPnP ({ServiceType}): {Transport} port {Port} mapped to external port {External}, lease {Lease} s.")]
     private static partial void LogMapped(ILogger logger, string serviceType, string transport, ushort port, ushort external, uint lease);
+
+    [LoggerMessage(4311, LogLevel.Debug, "UPnP: ignored {What} from {From}: {Why}.")]
+    private static partial void LogIgnored(ILogger logger, string what, string from, string why);
 }

@@ -178,26 +178,17 @@ public static class UpnpMessage
             }
 
             string? type = null, control = null;
-            using var service = reader.ReadSubtree();
-            service.Read();
-            while (service.Read())
+            ReadChildren(reader, name => name is "serviceType" or "controlURL", (name, value) =>
             {
-                if (service.NodeType != XmlNodeType.Element || service.Depth != 1)
+                if (name == "serviceType")
                 {
-                    continue;
+                    type = value;
                 }
-
-                switch (service.LocalName)
+                else
                 {
-                    case "serviceType":
-                        type = service.ReadElementContentAsString().Trim();
-                        break;
-                    case "controlURL":
-                        control = service.ReadElementContentAsString().Trim();
-                        break;
+                    control = value;
                 }
-            }
-
+            });
             if (type is not null && control is not null)
             {
                 found.Add((type, control));
@@ -304,20 +295,10 @@ public static class UpnpMessage
         {
             if (reader.LocalName == action + "Response" && values is null)
             {
-                values = new Dictionary<string, string>(StringComparer.Ordinal);
-                using var response = reader.ReadSubtree();
-                response.Read();
-                while (response.Read())
-                {
-                    if (response.NodeType == XmlNodeType.Element && response.Depth == 1)
-                    {
-                        var name = response.LocalName;
-                        var value = response.ReadElementContentAsString().Trim();
-                        values.TryAdd(name, value);
-                    }
-                }
-
-                return true;
+                var read = new Dictionary<string, string>(StringComparer.Ordinal);
+                ReadChildren(reader, _ => true, (name, value) => read.TryAdd(name, value));
+                values = read;
+                return false;
             }
 
             switch (reader.LocalName)
@@ -349,6 +330,37 @@ public static class UpnpMessage
         return values is null
             ? throw new MalformedMessageException($"SOAP answer: no {action}Response.")
             : new SoapResult(values, null, null);
+    }
+
+    /// <summary>
+    /// The text of each child element of the element <paramref name="reader"/> stands on that <paramref name="wanted"/>
+    /// names (others are skipped); a wanted child with elements inside is malformed. Leaves the reader on the element's end.
+    /// </summary>
+    private static void ReadChildren(XmlReader reader, Func<string, bool> wanted, Action<string, string> child)
+    {
+        using var subtree = reader.ReadSubtree();
+        subtree.Read();
+        var more = subtree.Read();
+        while (more)
+        {
+            if (subtree.NodeType == XmlNodeType.Element && subtree.Depth == 1)
+            {
+                var name = subtree.LocalName;
+                if (wanted(name))
+                {
+                    child(name, subtree.ReadElementContentAsString().Trim());
+                }
+                else
+                {
+                    subtree.Skip();
+                }
+
+                more = !subtree.EOF;
+                continue;
+            }
+
+            more = subtree.Read();
+        }
     }
 
     /// <summary>

@@ -94,13 +94,8 @@ public sealed class UpnpMessageTests
         Assert.Equal(allowed, UpnpMessage.IsAtGateway(new Uri(url), Gateway));
 
     [Fact]
-    public void The_description_gives_the_best_wan_connection_service_and_its_absolute_control_url()
-    {
-        var service = UpnpMessage.ParseDescription(Utf8(Description), Location);
-        Assert.Equal("urn:schemas-upnp-org:service:WANIPConnection:2", service.ServiceType);
-        Assert.True(service.IsVersion2);
-        Assert.Equal(new Uri("http://192.168.1.1:40123/ctl/IPConn"), service.ControlUrl);
-    }
+    public void The_description_gives_the_best_wan_connection_service_and_its_absolute_control_url() =>
+        AssertService(Description, "urn:schemas-upnp-org:service:WANIPConnection:2", true, "http://192.168.1.1:40123/ctl/IPConn");
 
     [Fact]
     public void A_ppp_connection_is_taken_when_there_is_no_ip_connection_and_urlbase_is_honoured()
@@ -110,10 +105,7 @@ public sealed class UpnpMessageTests
             <service><serviceType>urn:schemas-upnp-org:service:WANPPPConnection:1</serviceType><controlURL>ppp</controlURL></service>
             </serviceList></device></root>
             """;
-        var service = UpnpMessage.ParseDescription(Utf8(xml), Location);
-        Assert.Equal("urn:schemas-upnp-org:service:WANPPPConnection:1", service.ServiceType);
-        Assert.False(service.IsVersion2);
-        Assert.Equal(new Uri("http://192.168.1.1:5000/base/ppp"), service.ControlUrl);
+        AssertService(xml, "urn:schemas-upnp-org:service:WANPPPConnection:1", false, "http://192.168.1.1:5000/base/ppp");
     }
 
     [Fact]
@@ -212,6 +204,12 @@ public sealed class UpnpMessageTests
     [InlineData("167772161", null)] // a number is not a dotted address
     public void The_external_address_must_be_dotted_ipv4(string text, string? expected) =>
         Assert.Equal(expected, UpnpMessage.ParseIPv4(text)?.ToString());
+
+    private static void AssertService(string xml, string type, bool version2, string controlUrl)
+    {
+        var service = UpnpMessage.ParseDescription(Utf8(xml), Location);
+        Assert.Equal((type, version2, new Uri(controlUrl)), (service.ServiceType, service.IsVersion2, service.ControlUrl));
+    }
 
     private static byte[] Ascii(string text) => Encoding.ASCII.GetBytes(text);
 
