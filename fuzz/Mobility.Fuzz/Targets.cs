@@ -23,6 +23,7 @@ public static partial class Targets
         Netlink(),
         RelayTarget(),
         PortMappingTarget(),
+        UpnpTarget(),
     ]);
 
     public static IReadOnlyList<FuzzTarget> All => AllTargets.Value;

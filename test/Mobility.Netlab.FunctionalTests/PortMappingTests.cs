@@ -13,8 +13,8 @@ using Xunit.Abstractions;
 namespace Mobility.Netlab.FunctionalTests;
 
 /// <summary>
-/// Port mapping through the home NAT with real processes: a NAT router of the kit running miniupnpd (NAT-PMP and PCP,
-/// nftables backend) in front of a server's mobilityd with no port forward, a public client's mobilityd, a real gns.
+/// Port mapping through the home NAT with real processes: a NAT router of the kit running miniupnpd (NAT-PMP and PCP, or
+/// UPnP IGD only; nftables backend) in front of a server's mobilityd with no port forward, a public client's mobilityd, a real gns.
 /// Root only; skipped without miniupnpd. docs/nat.md ("Port mapping") reports these runs.
 /// </summary>
 [Collection(NetlabCollection.Name)]
@@ -24,10 +24,18 @@ public sealed class PortMappingTests(ITestOutputHelper output)
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
     [PortMappingFact]
-    public async Task A_server_behind_a_nat_that_maps_ports_is_reached_directly_survives_a_client_move_and_its_mappings_are_deleted_on_stop()
+    public Task A_server_behind_a_nat_that_maps_ports_is_reached_directly_survives_a_client_move_and_its_mappings_are_deleted_on_stop() =>
+        ReachedDirectlyAsync(upnpOnly: false);
+
+    /// <summary>miniupnpd with NAT-PMP and PCP off: the daemon finds the IGD by SSDP and maps both ports over SOAP.</summary>
+    [PortMappingFact]
+    public Task A_server_behind_a_nat_that_maps_ports_only_over_upnp_is_reached_directly_survives_a_client_move_and_its_mappings_are_deleted_on_stop() =>
+        ReachedDirectlyAsync(upnpOnly: true);
+
+    private async Task ReachedDirectlyAsync(bool upnpOnly)
     {
         var topology = await NatTopology.CreateAsync(["gns", "client"],
-            [new NatSiteOptions { Role = "server", PortMapping = true }, new NatSiteOptions { Role = "plain" }]).WithTimeout(NetlabTimeouts.Step);
+            [new NatSiteOptions { Role = "server", PortMapping = true, UpnpOnly = upnpOnly }, new NatSiteOptions { Role = "plain" }]).WithTimeout(NetlabTimeouts.Step);
         await using var _ = topology;
         var lab = topology.Lab;
         var root = lab.CreateTemporaryDirectory("portmap");
@@ -40,13 +48,14 @@ public sealed class PortMappingTests(ITestOutputHelper output)
             .WithTimeout(DaemonProcess.StartTimeout * 2);
         var (server, plain, client) = (daemons[0], daemons[1], daemons[2]);
 
-        // The gateway granted both ports over PCP and installed a DNAT rule for each.
+        // The gateway granted both ports over PCP (UPnP when that is all it speaks) and installed a DNAT rule for each.
         using var serverApi = new DaemonClient(server.ApiSocket, Patience);
         var mappings = await EventuallyAsync(serverApi, m => Mappings(m).Count == 2, "two mappings at the gateway");
         output.WriteLine(mappings.ToString());
         var tcp = Assert.Single(Mappings(mappings), m => Text(m, "transport") == "tcp");
         var udp = Assert.Single(Mappings(mappings), m => Text(m, "transport") == "udp");
-        Assert.Equal("pcp", tcp.GetProperty("protocol").GetString());
+        Assert.Equal(upnpOnly ? "upnp" : "pcp", tcp.GetProperty("protocol").GetString());
+        Assert.Equal(upnpOnly ? "upnp" : "pcp", udp.GetProperty("protocol").GetString());
         Assert.Equal(7391, tcp.GetProperty("internalPort").GetInt32());
         Assert.Equal(7390, udp.GetProperty("internalPort").GetInt32());
         var external = IPEndPoint.Parse(tcp.GetProperty("external").GetString()!);
@@ -60,7 +69,7 @@ public sealed class PortMappingTests(ITestOutputHelper output)
         // The NAT in front of "plain" runs no gateway: nothing is mapped, and the status says why.
         using (var plainApi = new DaemonClient(plain.ApiSocket, Patience))
         {
-            var none = await EventuallyAsync(plainApi, m => Text(m, "error").Contains("no PCP or NAT-PMP answer", StringComparison.Ordinal),
+            var none = await EventuallyAsync(plainApi, m => Text(m, "error").Contains("no PCP, NAT-PMP or UPnP answer", StringComparison.Ordinal),
                 "plain's failed mapping");
             Assert.Empty(Mappings(none));
         }

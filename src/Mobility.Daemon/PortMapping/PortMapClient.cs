@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Mobility.Protocol;
@@ -5,15 +6,19 @@ using Mobility.Protocol.PortMapping;
 
 namespace Mobility.Daemon.PortMapping;
 
-/// <summary>What the port mapper asks a gateway for: one port, one transport. Lifetime zero deletes the mapping.</summary>
+/// <summary>
+/// What the port mapper asks a gateway for: one port, one transport. Lifetime zero deletes the mapping. A renewal or a
+/// delete names the protocol that granted it and the external endpoint held (UPnP renews and deletes by external port).
+/// </summary>
 public sealed record MappingRequest(
-    IPEndPoint Gateway, MappedTransport Transport, ushort InternalPort, TimeSpan Lifetime, PcpNonce Nonce, PortMappingProtocol? Protocol);
+    IPEndPoint Gateway, MappedTransport Transport, ushort InternalPort, TimeSpan Lifetime, PcpNonce Nonce, PortMappingProtocol? Protocol,
+    IPEndPoint? External = null);
 
 /// <summary>What the gateway granted: the outside endpoint, for how long, and its epoch (seconds since it lost its state).</summary>
 public sealed record GatewayMapping(PortMappingProtocol Protocol, IPEndPoint External, TimeSpan Lifetime, uint Epoch);
 
 /// <summary>The gateway refused, or never answered; the message says which.</summary>
-public sealed class PortMappingException(string message) : Exception(message);
+public class PortMappingException(string message) : Exception(message);
 
 /// <summary>Asks a gateway for one mapping: the seam between <see cref="PortMapper"/>'s schedule and the network.</summary>
 public interface IPortMapGateway
@@ -26,13 +31,56 @@ public interface IPortMapGateway
 /// kernel delivers datagrams from the gateway's address and port only; a reply that does not answer the request (another
 /// nonce, opcode, transport or port) or does not parse is dropped, and the request is sent again after
 /// <c>Nat:ProbeTimeout</c>, <c>Nat:Attempts</c> times. PCP first; NAT-PMP when the gateway answers "unsupported version"
-/// or does not answer PCP at all.
+/// or does not answer PCP at all; UPnP IGD (<see cref="UpnpClient"/>) when it answers neither. Once UPnP worked at a
+/// gateway, a new request there tries UPnP first (and the whole order again if UPnP fails).
 /// </summary>
-public sealed class PortMapClient(TimeSpan probeTimeout, int attempts) : IPortMapGateway
+public sealed class PortMapClient(TimeSpan probeTimeout, int attempts, UpnpClient? upnp = null) : IPortMapGateway, IDisposable
 {
+    private readonly ConcurrentDictionary<IPAddress, bool> _upnpGateways = new();
+
     public async Task<GatewayMapping> MapAsync(MappingRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (request.Protocol == PortMappingProtocol.Upnp)
+        {
+            return upnp is null ? throw new PortMappingException("UPnP is not spoken here") : await upnp.MapAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (request.Protocol is null && upnp is not null && _upnpGateways.ContainsKey(request.Gateway.Address))
+        {
+            try
+            {
+                return await upnp.MapAsync(request, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PortMappingException)
+            {
+                _upnpGateways.TryRemove(request.Gateway.Address, out _);
+            }
+        }
+
+        try
+        {
+            return await MapPcpOrNatPmpAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (NoAnswerException) when (upnp is not null && request.Protocol is null)
+        {
+            try
+            {
+                var mapping = await upnp.MapAsync(request, cancellationToken).ConfigureAwait(false);
+                _upnpGateways[request.Gateway.Address] = true;
+                return mapping;
+            }
+            catch (PortMappingException e)
+            {
+                throw new PortMappingException($"no PCP, NAT-PMP or UPnP answer from {request.Gateway.Address} ({e.Message})");
+            }
+        }
+    }
+
+    public void Dispose() => upnp?.Dispose();
+
+    private async Task<GatewayMapping> MapPcpOrNatPmpAsync(MappingRequest request, CancellationToken cancellationToken)
+    {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         await socket.ConnectAsync(request.Gateway, cancellationToken).ConfigureAwait(false);
         var local = ((IPEndPoint)socket.LocalEndPoint!).Address;
@@ -63,7 +111,7 @@ public sealed class PortMapClient(TimeSpan probeTimeout, int attempts) : IPortMa
         var opcode = PortMappingMessage.NatPmpOpcode(request.Transport);
         var address = await ExchangeAsync(socket, PortMappingMessage.WriteNatPmpPublicAddress(),
             r => r.Protocol == PortMappingProtocol.NatPmp && r.Opcode == PortMappingMessage.NatPmpOpPublicAddress, cancellationToken).ConfigureAwait(false)
-            ?? throw new PortMappingException($"no PCP or NAT-PMP answer from {request.Gateway}");
+            ?? throw new NoAnswerException($"no PCP or NAT-PMP answer from {request.Gateway}");
         if (!address.Succeeded || address.ExternalAddress is null)
         {
             throw new PortMappingException($"NAT-PMP public address refused by {request.Gateway}: {NatPmpResultName(address.ResultCode)}");
@@ -125,6 +173,9 @@ public sealed class PortMapClient(TimeSpan probeTimeout, int attempts) : IPortMa
             return null;
         }
     }
+
+    /// <summary>Neither PCP nor NAT-PMP answered: the one failure after which UPnP is tried.</summary>
+    private sealed class NoAnswerException(string message) : PortMappingException(message);
 
     /// <summary>RFC 6887 section 7.4's result codes by name.</summary>
     public static string PcpResultName(int code) => code switch

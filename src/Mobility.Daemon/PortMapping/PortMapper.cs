@@ -22,7 +22,12 @@ public sealed record PortMappingEntry(
 
     public DateTimeOffset ExpiresAt => ObtainedAt + Lifetime;
 
-    public string ProtocolName => Protocol == PortMappingProtocol.Pcp ? "pcp" : "nat-pmp";
+    public string ProtocolName => Protocol switch
+    {
+        PortMappingProtocol.Pcp => "pcp",
+        PortMappingProtocol.NatPmp => "nat-pmp",
+        _ => "upnp",
+    };
 
     public string TransportName => Transport == MappedTransport.Tcp ? "tcp" : "udp";
 }
@@ -38,8 +43,9 @@ public sealed record PortMappingState(IPEndPoint? Gateway, ImmutableArray<PortMa
 
 /// <summary>
 /// Port mapping through the home NAT (docs/nat.md, "Port mapping"): asks the default gateway to map the transport port
-/// (TCP) and the control port (UDP) with PCP MAP, or NAT-PMP when the gateway does not speak PCP; renews each mapping at
-/// half of the lifetime granted; asks again at once after an address change (the address monitor's events) or when a
+/// (TCP) and the control port (UDP) with PCP MAP, or NAT-PMP when the gateway does not speak PCP, or UPnP IGD when it
+/// answers neither (<see cref="UpnpClient"/>); renews each mapping at half of the lifetime granted (a permanent UPnP lease
+/// at half of the lifetime asked for); asks again at once after an address change (the address monitor's events) or when a
 /// reply's epoch says the gateway lost its state (RFC 6887 section 8.5, RFC 6886 section 3.6); deletes the mappings on
 /// stop. The transport's mapping is published as an Observed locator by the record publisher (<see cref="Changed"/>).
 /// One loop owns the schedule; the network is behind <see cref="IPortMapGateway"/>.
@@ -76,7 +82,7 @@ public sealed partial class PortMapper : BackgroundService
         _addresses = addresses;
         _time = time;
         _logger = logger;
-        _gateway = gateway ?? new PortMapClient(_options.Nat.ProbeTimeout, _options.Nat.Attempts);
+        _gateway = gateway ?? new PortMapClient(_options.Nat.ProbeTimeout, _options.Nat.Attempts, new UpnpClient(_options.Nat.ProbeTimeout, _options.Nat.Attempts, logger));
         _findGateway = findGateway ?? FindGateway;
     }
 
@@ -189,10 +195,13 @@ public sealed partial class PortMapper : BackgroundService
                         try
                         {
                             var granted = await _gateway.MapAsync(
-                                new MappingRequest(gateway, slot.Transport, slot.Port, _options.Nat.PortMappingLifetime, slot.Nonce, slot.Mapping?.Protocol),
+                                new MappingRequest(gateway, slot.Transport, slot.Port, _options.Nat.PortMappingLifetime, slot.Nonce, slot.Mapping?.Protocol,
+                                    slot.Mapping?.External),
                                 stoppingToken).ConfigureAwait(false);
                             now = _time.GetUtcNow();
-                            if (lastEpoch is { } last && EpochReset(last.Epoch, last.At, granted.Epoch, now))
+
+                            // UPnP has no epoch (a restarted IGD is seen at the next renewal); PCP and NAT-PMP replies carry one.
+                            if (granted.Protocol != PortMappingProtocol.Upnp && lastEpoch is { } last && EpochReset(last.Epoch, last.At, granted.Epoch, now))
                             {
                                 // The gateway restarted and forgot every mapping: ask for the others again at once.
                                 LogEpochReset(_logger, gateway.ToString(), last.Epoch, granted.Epoch);
@@ -202,8 +211,14 @@ public sealed partial class PortMapper : BackgroundService
                                 }
                             }
 
-                            lastEpoch = (granted.Epoch, now);
-                            var entry = new PortMappingEntry(granted.Protocol, slot.Transport, slot.Port, granted.External, granted.Lifetime, now);
+                            if (granted.Protocol != PortMappingProtocol.Upnp)
+                            {
+                                lastEpoch = (granted.Epoch, now);
+                            }
+
+                            // A lease of 0 is permanent on some UPnP routers: renew it anyway, as if the lifetime asked for was granted.
+                            var lifetime = granted.Lifetime > TimeSpan.Zero ? granted.Lifetime : _options.Nat.PortMappingLifetime;
+                            var entry = new PortMappingEntry(granted.Protocol, slot.Transport, slot.Port, granted.External, lifetime, now);
                             if (slot.Mapping is null || !slot.Mapping.External.Equals(entry.External) || slot.Mapping.Protocol != entry.Protocol)
                             {
                                 LogMapped(_logger, entry.ProtocolName, entry.TransportName, slot.Port, entry.External.ToString(), (long)entry.Lifetime.TotalSeconds);
@@ -282,7 +297,8 @@ public sealed partial class PortMapper : BackgroundService
             using var timeout = new CancellationTokenSource(DeleteTimeout, _time);
             try
             {
-                await _gateway.MapAsync(new MappingRequest(gateway, slot.Transport, slot.Port, TimeSpan.Zero, slot.Nonce, slot.Mapping!.Protocol), timeout.Token)
+                await _gateway.MapAsync(new MappingRequest(gateway, slot.Transport, slot.Port, TimeSpan.Zero, slot.Nonce, slot.Mapping!.Protocol, slot.Mapping.External),
+                        timeout.Token)
                     .ConfigureAwait(false);
                 LogDeleted(_logger, slot.Mapping.ProtocolName, slot.Mapping.TransportName, slot.Port);
             }
@@ -360,6 +376,12 @@ public sealed partial class PortMapper : BackgroundService
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    public override void Dispose()
+    {
+        (_gateway as IDisposable)?.Dispose();
+        base.Dispose();
+    }
 
     private void SetState(PortMappingState state)
     {

@@ -84,6 +84,12 @@ public sealed record NatSiteOptions
     /// addresses or from outside (a relay), not through the NAT's outside address.
     /// </summary>
     public string? SameNatAs { get; init; }
+
+    /// <summary>
+    /// With <see cref="PortMapping"/>: miniupnpd speaks UPnP IGD only (SSDP on UDP 1900 and HTTP/SOAP of the LAN side),
+    /// NAT-PMP and PCP off, so its LAN hosts get no answer on port 5351.
+    /// </summary>
+    public bool UpnpOnly { get; init; }
 }
 
 /// <summary>A host behind its NAT(s), and what can be done to the NAT while it runs.</summary>
@@ -348,7 +354,7 @@ public sealed class NatTopology : IAsyncDisposable
         }
 
         await Ip.BatchAsync(internet, [$"addr add {outside}.1/24 dev {side}", $"link set {side} up"]).ConfigureAwait(false);
-        var portMapping = options.PortMapping ? await PortMappingGateway.StartAsync(lab, home, lan).ConfigureAwait(false) : null;
+        var portMapping = options.PortMapping ? await PortMappingGateway.StartAsync(lab, home, lan, options.UpnpOnly).ConfigureAwait(false) : null;
         return (new HostInterface(ifname, host, 24, IPAddress.Parse($"192.168.{n}.1"), 200 + slot), routers, publicAddress, outer, outerLan, portMapping);
     }
 

@@ -13,6 +13,9 @@ public enum PortMappingProtocol
 
     /// <summary>RFC 6886, NAT Port Mapping Protocol (version 0), PCP's predecessor.</summary>
     NatPmp,
+
+    /// <summary>UPnP Internet Gateway Device (WANIPConnection or WANPPPConnection over SOAP): <see cref="UpnpMessage"/>.</summary>
+    Upnp,
 }
 
 /// <summary>The transport protocol of a mapping, by its IANA protocol number (PCP's field; NAT-PMP has opcode 1 for UDP, 2 for TCP).</summary>

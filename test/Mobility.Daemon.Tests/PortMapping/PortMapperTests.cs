@@ -105,6 +105,66 @@ public sealed class PortMapperTests
     }
 
     [Fact]
+    public async Task A_permanent_upnp_lease_is_renewed_at_half_of_the_lifetime_asked_for_and_by_the_external_port_granted()
+    {
+        // An IGD v2 gateway gave other external ports (AddAnyPortMapping) and a lease of 0: permanent.
+        await using var run = Run.Start(["192.168.1.2"], gateway =>
+        {
+            gateway.Protocol = PortMappingProtocol.Upnp;
+            gateway.Lifetime = _ => TimeSpan.Zero;
+            gateway.ExternalPort = r => (ushort)(r.InternalPort + 30000);
+        });
+        await run.RequestsAsync(2);
+        var start = run.Time.GetUtcNow();
+        Assert.All(run.Mapper.State.Mappings, m => Assert.Equal(("upnp", start + TimeSpan.FromHours(1)), (m.ProtocolName, m.RenewAt)));
+        Assert.Equal(new IPEndPoint(Outside, 37391), run.Mapper.State.Transport!.External);
+
+        var requests = await run.AdvanceUntilAsync(TimeSpan.FromHours(1), 4);
+        Assert.All(requests.Skip(2), r =>
+        {
+            Soon(start + TimeSpan.FromHours(1), r.At);
+            Assert.Equal(PortMappingProtocol.Upnp, r.Request.Protocol);
+            Assert.Equal(new IPEndPoint(Outside, r.Request.InternalPort + 30000), r.Request.External);
+        });
+    }
+
+    [Fact]
+    public async Task A_upnp_grant_has_no_epoch_so_the_other_port_waits_for_its_own_renewal()
+    {
+        // UPnP answers carry no epoch (the gateway reports 0 each time): that is no sign of a restart.
+        await using var run = Run.Start(["192.168.1.2"], gateway =>
+        {
+            gateway.Protocol = PortMappingProtocol.Upnp;
+            gateway.Lifetime = r => TimeSpan.FromSeconds(r.Transport == MappedTransport.Tcp ? 3600 : 7200);
+        });
+        await run.RequestsAsync(2);
+        var start = run.Time.GetUtcNow();
+
+        var renewed = await run.AdvanceUntilAsync(TimeSpan.FromSeconds(1800), 3);
+        Assert.Equal(MappedTransport.Tcp, renewed[2].Request.Transport);
+        var requests = await run.AdvanceUntilAsync(start + TimeSpan.FromSeconds(3600) - run.Time.GetUtcNow(), 5);
+        var udp = Assert.Single(requests.Skip(2), r => r.Request.Transport == MappedTransport.Udp);
+        Soon(start + TimeSpan.FromSeconds(3600), udp.At);
+    }
+
+    [Fact]
+    public async Task Stopping_deletes_a_upnp_mapping_by_its_external_port()
+    {
+        var run = Run.Start(["192.168.1.2"], gateway =>
+        {
+            gateway.Protocol = PortMappingProtocol.Upnp;
+            gateway.ExternalPort = r => (ushort)(r.InternalPort + 1);
+        });
+        await run.RequestsAsync(2);
+        await run.DisposeAsync();
+
+        var deletes = run.Gateway.Requests.Skip(2).ToList();
+        Assert.Equal(2, deletes.Count);
+        Assert.All(deletes, r => Assert.Equal((TimeSpan.Zero, PortMappingProtocol.Upnp, new IPEndPoint(Outside, r.Request.InternalPort + 1)),
+            (r.Request.Lifetime, r.Request.Protocol!.Value, r.Request.External)));
+    }
+
+    [Fact]
     public async Task A_host_without_a_private_address_asks_nothing()
     {
         await using var run = Run.Start(["192.0.2.10", "2001:db8::10"]);
@@ -180,6 +240,10 @@ public sealed class PortMapperTests
 
         public int EpochOffset { get; set; }
 
+        public PortMappingProtocol Protocol { get; set; } = PortMappingProtocol.Pcp;
+
+        public Func<MappingRequest, ushort> ExternalPort { get; set; } = r => r.InternalPort;
+
         public List<(MappingRequest Request, DateTimeOffset At)> Requests
         {
             get
@@ -203,8 +267,8 @@ public sealed class PortMapperTests
                 throw new PortMappingException("no PCP or NAT-PMP answer from the script");
             }
 
-            var epoch = (uint)((time.GetUtcNow() - _boot).TotalSeconds + EpochOffset);
-            return Task.FromResult(new GatewayMapping(PortMappingProtocol.Pcp, new IPEndPoint(Outside, request.InternalPort), Lifetime(request), epoch));
+            var epoch = Protocol == PortMappingProtocol.Upnp ? 0 : (uint)((time.GetUtcNow() - _boot).TotalSeconds + EpochOffset);
+            return Task.FromResult(new GatewayMapping(Protocol, new IPEndPoint(Outside, ExternalPort(request)), Lifetime(request), epoch));
         }
     }
 
