@@ -71,6 +71,7 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         Assert.InRange(toServer, 0.5, 0.5 + Slack);   // in the SYN, behind the Resume
         Assert.InRange(toClient, 1.0, 1.0 + Slack);   // right behind the ResumeAck, as the SYN-ACK goes
         Assert.Equal(1, pair.Network.FirstFlightConnects - firstFlights);
+        Assert.Contains(client.Moves[^1].Events, e => e.Kind == MoveEventKind.ResumeAnswered && e.Detail!.EndsWith("(the Resume rode in the SYN)", StringComparison.Ordinal));
         Assert.Equal(1, client.Statistics.ResumeAttempts - attempts);
         Assert.Equal(1, client.Statistics.Moves);
         Assert.Equal(1, server.Statistics.Moves);
@@ -190,6 +191,7 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         Assert.InRange(toServer, 1.5, 1.5 + Slack);   // the SYN's data is resent after the handshake
         Assert.InRange(toClient, 2.0, 2.0 + Slack);
         Assert.Equal(1, pair.Network.FirstFlightConnects - connects.FirstFlightConnects);
+        Assert.Contains(client.Moves[^1].Events, e => e.Kind == MoveEventKind.ResumeAnswered && e.Detail!.Contains("not taken", StringComparison.Ordinal));
 
         // The client noticed (the SYN-ACK did not acknowledge the data): the next move connects plainly.
         pair.Network.MoveAddress(ClientB, ClientA);
