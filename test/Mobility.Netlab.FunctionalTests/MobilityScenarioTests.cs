@@ -37,6 +37,10 @@ public sealed class MobilityScenarioTests
         Assert.Equal(0, result.BytesDuplicated);
         Assert.NotNull(result.DetectMs);
         Assert.NotNull(result.StallMs);
+
+        // The hosts take first flights (net.ipv4.tcp_fastopen = 3, as docs/transport.md asks): the Resume rode in the SYN.
+        Assert.Contains(result.MoveTimeline ?? [], m => m.Side == "client"
+            && m.Events.Any(e => e.Kind == "ResumeAnswered" && e.Detail?.Contains("rode in the SYN", StringComparison.Ordinal) == true));
     }
 
     [NetlabFact]

@@ -41,6 +41,15 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             pair.Locator.Set(Keys.Server.Guid, endpoint, new IPEndPoint(ServerB, 443));
             pair.Connector.NotifyLocalAddressChanged(ClientA);
             await ExchangeAfterMoveAsync(pair.Time, client, server);
+
+            // The same moves with first flights (MoveBoundTests).
+            pair.Network.FirstFlights = FirstFlightMode.Taken;
+            pair.Network.MoveAddress(ClientA, ClientB);
+            pair.Connector.NotifyLocalAddressChanged(ClientB);
+            await ExchangeAfterMoveAsync(pair.Time, client, server);
+            endpoint = await pair.MoveServerAsync(ServerA, ServerB);
+            pair.Locator.Push(Keys.Server.Guid, endpoint);
+            await ExchangeAfterMoveAsync(pair.Time, client, server);
         }
         finally
         {
@@ -48,10 +57,10 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         }
     }
 
-    private static readonly IPAddress ClientA = IPAddress.Parse("198.51.100.1");
-    private static readonly IPAddress ClientB = IPAddress.Parse("198.51.100.2");
-    private static readonly IPAddress ServerA = IPAddress.Parse("203.0.113.1");
-    private static readonly IPAddress ServerB = IPAddress.Parse("203.0.113.2");
+    internal static readonly IPAddress ClientA = IPAddress.Parse("198.51.100.1");
+    internal static readonly IPAddress ClientB = IPAddress.Parse("198.51.100.2");
+    internal static readonly IPAddress ServerA = IPAddress.Parse("203.0.113.1");
+    internal static readonly IPAddress ServerB = IPAddress.Parse("203.0.113.2");
 
     internal sealed class Pair : IAsyncDisposable
     {

@@ -10,7 +10,8 @@ namespace Mobility.Transport.Tests;
 /// address's traffic (<see cref="DropTraffic"/>) does the same while the host keeps the address, as
 /// when an upstream stops forwarding. A flow opened without a local address comes from
 /// <see cref="DefaultSource"/> (the default route's). Latency runs on the given clock (a
-/// <see cref="VirtualClock"/> in the timing tests, the system clock otherwise).
+/// <see cref="VirtualClock"/> in the timing tests, the system clock otherwise). First flights (TCP
+/// Fast Open without a cookie) are modelled when <see cref="FirstFlights"/> says so.
 /// </summary>
 internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
 {
@@ -33,6 +34,19 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
     public TimeSpan Rtt => Latency * 2;
 
     public int Connects;
+
+    /// <summary>Connects for a first flight (a subset of <see cref="Connects"/>) while <see cref="FirstFlights"/> is not off.</summary>
+    public int FirstFlightConnects;
+
+    /// <summary>
+    /// What a connect for a first flight (<see cref="IFlowFactory.ConnectFirstFlightAsync"/>) does: off (the
+    /// default), a plain connect; otherwise it returns at once, the first write goes out in the SYN, and
+    /// writes after it wait for the SYN-ACK. With <see cref="FirstFlightMode.Taken"/> a listener that asked
+    /// for first flights takes the SYN's data (it reads it one latency after the write, and the accepted
+    /// flow's handshake is pending until the client's ACK arrives); with <see cref="FirstFlightMode.NotTaken"/>
+    /// (a server kernel without the server bit) the data is resent after the handshake, as Linux does.
+    /// </summary>
+    public FirstFlightMode FirstFlights { get; set; }
 
     /// <summary>Where a flow opened without a local address comes from (the default route's source); null: such a connect fails.</summary>
     public IPAddress? DefaultSource { get; set; }
@@ -146,10 +160,43 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         var serverFlow = new SimFlow(remote, local, toServer, toClient);
         listener.Enqueue(serverFlow);
         await Task.Delay(Latency, Time, cancellationToken); // SYN-ACK
+        clientFlow.SmoothedRtt = Rtt;   // the kernel's first sample: SYN to SYN-ACK
         return clientFlow;
     }
 
-    public IFlowListener Listen(IPEndPoint endpoint)
+    public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+    {
+        if (FirstFlights == FirstFlightMode.Off)
+        {
+            return ConnectAsync(remote, localAddress, cancellationToken);
+        }
+
+        Interlocked.Increment(ref Connects);
+        Interlocked.Increment(ref FirstFlightConnects);
+        Sources.Enqueue(localAddress);
+        localAddress ??= DefaultSource;
+        if (localAddress is null || !IsLive(localAddress))
+        {
+            throw new SocketException((int)SocketError.AddressNotAvailable);
+        }
+
+        IPEndPoint local;
+        lock (_gate)
+        {
+            local = new IPEndPoint(localAddress, _nextPort++);
+        }
+
+        // Nothing is sent yet: the SYN leaves with the first write.
+        var toServer = new SimPipe(this, local.Address, remote.Address);
+        var toClient = new SimPipe(this, remote.Address, local.Address);
+        var flow = new SimFlow(local, remote, toClient, toServer);
+        flow.FirstFlight = new FirstFlight(this, flow, toServer, toClient);
+        return ValueTask.FromResult<IFlow>(flow);
+    }
+
+    public IFlowListener Listen(IPEndPoint endpoint) => Listen(endpoint, 0, 0);
+
+    public IFlowListener Listen(IPEndPoint endpoint, int backlog, int fastOpenQueue)
     {
         lock (_gate)
         {
@@ -159,7 +206,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
                 throw new SocketException((int)SocketError.AddressAlreadyInUse);
             }
 
-            var listener = new SimListener(this, bound);
+            var listener = new SimListener(this, bound, fastOpenQueue > 0);
             _listeners[bound] = listener;
             return listener;
         }
@@ -173,11 +220,21 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         }
     }
 
-    private sealed class SimListener(SimulatedNetwork network, IPEndPoint endpoint) : IFlowListener
+    private SimListener? ListenerAt(IPEndPoint endpoint)
+    {
+        lock (_gate)
+        {
+            return _listeners.GetValueOrDefault(endpoint);
+        }
+    }
+
+    private sealed class SimListener(SimulatedNetwork network, IPEndPoint endpoint, bool fastOpenAsked) : IFlowListener
     {
         private readonly Channel<IFlow> _accepted = Channel.CreateUnbounded<IFlow>();
 
         public IPEndPoint LocalEndPoint => endpoint;
+
+        public bool FastOpen => fastOpenAsked && network.FirstFlights == FirstFlightMode.Taken;
 
         public void Enqueue(IFlow flow) => _accepted.Writer.TryWrite(flow);
 
@@ -214,6 +271,15 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
             }
         }
 
+        /// <summary>Data that has already crossed the network (a SYN's, read when the SYN arrived).</summary>
+        public void Arrived(byte[] data)
+        {
+            if (network.Forwards(from, to))
+            {
+                _segments.Writer.TryWrite((network.Time.GetTimestamp(), data, false));
+            }
+        }
+
         public void Close(bool reset)
         {
             if (network.Forwards(from, to))
@@ -246,7 +312,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         }
     }
 
-    private sealed class SimFlow : IFlow
+    internal sealed class SimFlow : IFlow
     {
         private readonly CancellationTokenSource _closed = new();
         private readonly SimStream _stream;
@@ -266,6 +332,21 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         public IPEndPoint? RemoteEndPoint { get; }
 
         public CancellationToken Closed => _closed.Token;
+
+        /// <summary>Connecting side of a first flight: its SYN and what waits for the SYN-ACK.</summary>
+        public FirstFlight? FirstFlight { get; set; }
+
+        /// <summary>Accepted side of a first flight: when the client's ACK completes the handshake (timestamp).</summary>
+        public long? HandshakeCompleteAt { get; init; }
+
+        public TimeProvider? Time { get; init; }
+
+        public bool IsHandshakePending => HandshakeCompleteAt is { } at && Time!.GetTimestamp() < at;
+
+        public bool? FirstFlightTaken => FirstFlight?.Taken;
+
+        /// <summary>Connecting side: the network's RTT once the SYN-ACK arrived (as the kernel's smoothed RTT); null before.</summary>
+        public TimeSpan? SmoothedRtt { get; set; }
 
         public void Abort() => Close(reset: true);
 
@@ -360,7 +441,11 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
                 throw new IOException("The flow is closed.");
             }
 
-            outgoing.Send(buffer.Span);
+            if (flow.FirstFlight is not { } first || !first.Hold(buffer.Span))
+            {
+                outgoing.Send(buffer.Span);
+            }
+
             return ValueTask.CompletedTask;
         }
 
@@ -376,4 +461,119 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
 
         public override void SetLength(long value) => throw new NotSupportedException();
     }
+
+    /// <summary>
+    /// The connecting side's first flight: the first write is the SYN's data, the SYN leaves with it;
+    /// one latency later the listener (if any) accepts, reading that data at once if it takes first
+    /// flights; one more and the SYN-ACK arrives, after which the writes held meanwhile (and the SYN's
+    /// data, if not taken) are sent. A SYN into a black hole leaves the flow hanging (no retransmission
+    /// is modelled); no listener: a reset arrives one RTT after the SYN left.
+    /// </summary>
+    internal sealed class FirstFlight(SimulatedNetwork network, SimFlow flow, SimPipe toServer, SimPipe toClient)
+    {
+        private readonly object _gate = new();
+        private List<byte[]>? _held = [];
+        private byte[]? _syn;
+
+        /// <summary>Whether the SYN-ACK acknowledged the SYN's data; null before it arrived.</summary>
+        public bool? Taken { get; private set; }
+
+        /// <summary>True when <paramref name="data"/> is held (the SYN's, or waiting for the SYN-ACK); false once the flow is established.</summary>
+        public bool Hold(ReadOnlySpan<byte> data)
+        {
+            lock (_gate)
+            {
+                if (_held is null)
+                {
+                    return false;
+                }
+
+                if (_syn is null)
+                {
+                    _syn = data.ToArray();
+                    _ = HandshakeAsync(_syn);
+                }
+                else
+                {
+                    _held.Add(data.ToArray());
+                }
+
+                return true;
+            }
+        }
+
+        private async Task HandshakeAsync(byte[] synData)
+        {
+            var local = flow.LocalEndPoint!;
+            var remote = flow.RemoteEndPoint!;
+            try
+            {
+                var sent = network.Forwards(local.Address, remote.Address);
+                await Task.Delay(network.Latency, network.Time, flow.Closed); // SYN and its data
+                if (!sent || !network.Forwards(local.Address, remote.Address))
+                {
+                    return;
+                }
+
+                if (network.ListenerAt(remote) is not { } listener)
+                {
+                    toClient.Close(reset: true); // RST
+                    return;
+                }
+
+                var taken = listener.FastOpen;
+                var frequency = network.Time.TimestampFrequency;
+                var server = new SimFlow(remote, local, toServer, toClient)
+                {
+                    Time = network.Time,
+                    HandshakeCompleteAt = network.Time.GetTimestamp() + (long)(network.Rtt.TotalSeconds * frequency),
+                };
+                if (taken)
+                {
+                    toServer.Arrived(synData);
+                }
+
+                listener.Enqueue(server);
+                await Task.Delay(network.Latency, network.Time, flow.Closed); // SYN-ACK
+                if (!network.Forwards(remote.Address, local.Address))
+                {
+                    return;
+                }
+
+                lock (_gate)
+                {
+                    Taken = taken;
+                    flow.SmoothedRtt = network.Rtt;
+                    if (!taken)
+                    {
+                        toServer.Send(synData); // the kernel resends the SYN's data after the handshake
+                    }
+
+                    foreach (var held in _held!)
+                    {
+                        toServer.Send(held);
+                    }
+
+                    _held = null;
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // The flow was closed before its handshake completed.
+            }
+        }
+    }
+}
+
+/// <summary>What <see cref="SimulatedNetwork"/> does with a connect for a first flight.</summary>
+internal enum FirstFlightMode
+{
+    /// <summary>A plain connect (one RTT before it returns).</summary>
+    Off,
+
+    /// <summary>The connect returns at once and the SYN carries the first write; listeners take it.</summary>
+    Taken,
+
+    /// <summary>The connect returns at once and the SYN carries the first write; listeners do not take it (resent after the handshake).</summary>
+    NotTaken,
 }

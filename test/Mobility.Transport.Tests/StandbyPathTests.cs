@@ -14,7 +14,7 @@ public sealed class StandbyPathTests(ITestOutputHelper output)
     private static readonly IPAddress ClientB = IPAddress.Parse("198.51.100.2");
 
     /// <summary>A connection from <see cref="ClientA"/>; then <see cref="ClientB"/> appears and joins as a standby path.</summary>
-    private static async Task<SimulatedMoveTests.Pair> CreateWithStandbyAsync(TimeSpan? latency = null)
+    internal static async Task<SimulatedMoveTests.Pair> CreateWithStandbyAsync(TimeSpan? latency = null)
     {
         var pair = await SimulatedMoveTests.CreateAsync(latency: latency);
         var (client, server) = pair.Connections[0];

@@ -188,7 +188,12 @@ public sealed partial class MobileConnection
         _stats.LastStall = stall;
         _stats.Moves++;
         _awaitingFirstByte = true;
-        _timeline.Record(MoveEventKind.ResumeAnswered, $"via {path.Flow.RemoteEndPoint}");
+        _timeline.Record(MoveEventKind.ResumeAnswered, $"via {path.Flow.RemoteEndPoint}" + path.Flow.FirstFlightTaken switch
+        {
+            true => " (the Resume rode in the SYN)",
+            false => " (the SYN's data was not taken: sent again after the handshake)",
+            null => "",
+        });
         Publish();
         path.ResumeResult.TrySetResult(null);
         TransportLog.Resumed(_logger, Token, path.Flow.RemoteEndPoint, stall.TotalMilliseconds);

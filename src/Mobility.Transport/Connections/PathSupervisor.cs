@@ -617,7 +617,7 @@ internal sealed partial class PathSupervisor
 
     /// <summary>
     /// The wait before the next connect of a race starts while the ones before it are unanswered:
-    /// max(2 x the last measured RTT, <see cref="MobileConnectionOptions.ConnectRaceDelayMin"/>), at most
+    /// max(2 x the last measured RTT (a PING's, else the kernel's of the last flow), <see cref="MobileConnectionOptions.ConnectRaceDelayMin"/>), at most
     /// <see cref="MobileConnectionOptions.ConnectRaceDelayMax"/>; without a measurement, the minimum.
     /// </summary>
     internal static TimeSpan RaceDelay(TimeSpan? rtt, MobileConnectionOptions options)
@@ -641,7 +641,9 @@ internal sealed partial class PathSupervisor
         var candidates = new List<(ConnectCandidate Candidate, bool Repeat)>(first.Count * 2);
         candidates.AddRange(first.Select(c => (c, false)));
         candidates.AddRange(first.Select(c => (c, true)));
-        var delay = RaceDelay(_connection.LastRtt, _options);
+        // The RTT a PING measured, else the kernel's of the last flow (a connection's first move may
+        // come before any PONG): without either the minimum would race a second SYN at 50 ms.
+        var delay = RaceDelay(_connection.LastRtt ?? _flowRtt, _options);
         using var losers = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var pending = new List<(Task<IFlow> Connect, ConnectCandidate Candidate)>();
         var failed = new HashSet<ConnectCandidate>();

@@ -27,6 +27,8 @@ internal sealed class MemoryFlow : IFlow
 
     public int Aborts => Volatile.Read(ref _aborts);
 
+    public TimeSpan? SmoothedRtt { get; init; }
+
     public void Abort()
     {
         Interlocked.Increment(ref _aborts);

@@ -301,13 +301,14 @@ public sealed class PathSupervisorTests
     }
 
     private static (PathSupervisor Supervisor, ResumingConnection Connection, ControlledFactory Factory, RecordingTime Time) StartRace(IPEndPoint[] endpoints, TimeSpan? rtt,
-        IPeerLocator? locator = null, bool fastOpen = true)
+        IPeerLocator? locator = null, bool fastOpen = true, TimeSpan? flowRtt = null)
     {
         var time = new RecordingTime();
         var factory = new ControlledFactory(time);
         var options = new MobileConnectionOptions { TimeProvider = time, FlowFactory = factory, ResumeAttemptTimeout = TimeSpan.FromSeconds(30), FastOpen = fastOpen };
         var resuming = new ResumingConnection(rtt);
         var race = new PathSupervisor(resuming, options, locator, endpoints, null, NullLogger.Instance, random: () => 0.5);
+        race.NoteFlowRtt(new MemoryFlow { SmoothedRtt = flowRtt });   // the handshake flow's, as the kernel measured it
         race.Start();
         race.Kick();   // the path is lost: the first attempt starts at once
         return (race, resuming, factory, time);
@@ -385,6 +386,25 @@ public sealed class PathSupervisorTests
         connection.Accept(connection.Resumes.Single());
         time.Advance(TimeSpan.FromSeconds(2));
         Assert.Equal(2, factory.Connects.Count);   // two connects per endpoint at most
+        await StopAsync(supervisor, connection.Close);
+    }
+
+    [Fact]
+    public async Task Before_any_pong_the_connect_race_waits_twice_the_kernels_rtt_of_the_last_flow()
+    {
+        // A move right after the connection opened: no PING answered yet, but the handshake flow's RTT is known.
+        var (supervisor, connection, factory, time) = StartRace([First], rtt: null, fastOpen: false, flowRtt: TimeSpan.FromMilliseconds(100));
+        var start = time.GetUtcNow();
+        await TestTimeout.Eventually(() => factory.Connects.Count == 1, "the first connect started");
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(200)) > 0, "the race delay began");
+        time.Advance(TimeSpan.FromMilliseconds(199));
+        Assert.Single(factory.Connects);   // not the 50 ms minimum
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        await TestTimeout.Eventually(() => factory.Connects.Count == 2, "a second connect started");
+        Assert.Equal(start + TimeSpan.FromMilliseconds(200), factory[1].At);
+        factory[1].Result.SetResult(new MemoryFlow());
+        await TestTimeout.Eventually(() => connection.Resumes.Count == 1, "the second flow carries the Resume");
+        connection.Accept(connection.Resumes.Single());
         await StopAsync(supervisor, connection.Close);
     }
 

@@ -58,6 +58,15 @@ public sealed class MobilitySystem : IScenarioSystem
         _runs++;
         _observer = null;
         _freshness = [];
+
+        // As docs/transport.md ("The first flight") asks of hosts that accept mobile connections: a new
+        // namespace has net.ipv4.tcp_fastopen = 1 (client only), and the listener takes a Resume in the
+        // SYN only with the server bit. Set before the daemons start (the listener reads it when it binds).
+        foreach (var host in new[] { topology.Client, topology.Server })
+        {
+            await Ip.SysctlAsync(host.Namespace, "net.ipv4.tcp_fastopen", "3").ConfigureAwait(false);
+        }
+
         _deployment = await Deployment.StartAsync(topology, cancellationToken, scenario.ClientDaemonArguments).ConfigureAwait(false);
         if (scenario.MeasuresPeerFreshness)
         {

@@ -1,0 +1,206 @@
+namespace Mobility.Transport.Tests;
+
+/// <summary>
+/// Issue 14's bounds, in virtual time on the simulated network (<see cref="SimulatedMoveTests"/>' pair:
+/// one-way 100 ms, RTT 200 ms), with first flights (TCP Fast Open, no cookie) taken by the listener as
+/// on a host with <c>net.ipv4.tcp_fastopen = 3</c>. The stall beyond detection, in RTTs, of the data
+/// each side wrote at the moment of detection: a single-peer move at most 1 RTT, a simultaneous move
+/// at most 2 RTT, a loss with a standby path up no round trip for the moving side's data. Detection is
+/// the client's address event, or for a server move the push of its new endpoints. Bounds on virtual
+/// time (the clock moves only while the process is idle), not on the wall clock.
+/// </summary>
+[Collection("Timing")]
+public sealed class MoveBoundTests(ITestOutputHelper output)
+{
+    private static readonly IPAddress ClientA = SimulatedMoveTests.ClientA;
+    private static readonly IPAddress ClientB = SimulatedMoveTests.ClientB;
+    private static readonly IPAddress ServerA = SimulatedMoveTests.ServerA;
+    private static readonly IPAddress ServerB = SimulatedMoveTests.ServerB;
+
+    /// <summary>What the virtual clock's step and the loops' own hops may add to a bound (10 ms at 200 ms RTT).</summary>
+    private const double Slack = 0.05;
+
+    private static async Task<SimulatedMoveTests.Pair> CreateAsync(Action<MobileConnectionOptions>? configure = null)
+    {
+        var pair = await SimulatedMoveTests.CreateAsync(configure: configure);
+        pair.Network.FirstFlights = FirstFlightMode.Taken;
+        return pair;
+    }
+
+    private static double Rtts(SimulatedMoveTests.Pair pair, long from, long to) => pair.Time.GetElapsedTime(from, to) / pair.Network.Rtt;
+
+    /// <summary>The client's last move, one line: each event's offset in RTTs.</summary>
+    private static string Timeline(SimulatedMoveTests.Pair pair, MobileConnection connection)
+        => connection.Moves.Count == 0 ? "(no move)" : string.Join(", ", connection.Moves[^1].Events.Select(e => $"{e.Kind} +{e.At / pair.Network.Rtt:0.00}"));
+
+    private void Report(string name, SimulatedMoveTests.Pair pair, double toServer, double toClient)
+    {
+        var (client, server) = pair.Connections[0];
+        output.WriteLine($"{name}: client->server data {toServer:0.00} RTT, server->client data {toClient:0.00} RTT after detection");
+        output.WriteLine($"  client: {Timeline(pair, client)}");
+        output.WriteLine($"  server: {Timeline(pair, server)}");
+    }
+
+    /// <summary>
+    /// Every byte written was delivered once. (A byte the client resends optimistically behind its
+    /// Resume, whose ACK had not reached it before the move, is discarded by the server as a duplicate
+    /// on the wire: counted in DuplicateBytesReceived, never delivered twice.)
+    /// </summary>
+    private static void AssertNoLossOrDuplicate(MobileConnection client, MobileConnection server)
+    {
+        Assert.Equal(client.Statistics.BytesSent, server.Statistics.BytesReceived);
+        Assert.Equal(server.Statistics.BytesSent, client.Statistics.BytesReceived);
+    }
+
+    [Fact]
+    public async Task A_client_move_costs_at_most_one_rtt_beyond_detection()
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+        var firstFlights = pair.Network.FirstFlightConnects;
+        var attempts = client.Statistics.ResumeAttempts;
+
+        var t0 = pair.Time.GetTimestamp();
+        pair.Network.MoveAddress(ClientA, ClientB);
+        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+
+        var toServer = Rtts(pair, t0, serverGot);
+        var toClient = Rtts(pair, t0, clientGot);
+        Report("client move", pair, toServer, toClient);
+        Assert.InRange(toServer, 0.5, 0.5 + Slack);   // in the SYN, behind the Resume
+        Assert.InRange(toClient, 1.0, 1.0 + Slack);   // right behind the ResumeAck, as the SYN-ACK goes
+        Assert.Equal(1, pair.Network.FirstFlightConnects - firstFlights);
+        Assert.Contains(client.Moves[^1].Events, e => e.Kind == MoveEventKind.ResumeAnswered && e.Detail!.EndsWith("(the Resume rode in the SYN)", StringComparison.Ordinal));
+        Assert.Equal(1, client.Statistics.ResumeAttempts - attempts);
+        Assert.Equal(1, client.Statistics.Moves);
+        Assert.Equal(1, server.Statistics.Moves);
+        Assert.Equal(0, server.Statistics.ResumesRejected);
+        AssertNoLossOrDuplicate(client, server);
+    }
+
+    [Fact]
+    public async Task A_server_move_costs_at_most_one_rtt_beyond_the_push()
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+        var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
+
+        var t0 = pair.Time.GetTimestamp();
+        pair.Locator.Push(Keys.Server.Guid, endpoint);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+
+        var toServer = Rtts(pair, t0, serverGot);
+        var toClient = Rtts(pair, t0, clientGot);
+        Report("server move", pair, toServer, toClient);
+        Assert.InRange(toServer, 0.5, 0.5 + Slack);
+        Assert.InRange(toClient, 1.0, 1.0 + Slack);
+        Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+        Assert.Equal(1, client.Statistics.Moves);
+        AssertNoLossOrDuplicate(client, server);
+    }
+
+    [Fact]
+    public async Task A_simultaneous_move_with_a_push_costs_at_most_two_rtt_beyond_detection()
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+
+        var t0 = pair.Time.GetTimestamp();
+        pair.Network.MoveAddress(ClientA, ClientB);
+        var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
+        pair.Locator.Push(Keys.Server.Guid, endpoint);
+        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+
+        var toServer = Rtts(pair, t0, serverGot);
+        var toClient = Rtts(pair, t0, clientGot);
+        Report("both move, push", pair, toServer, toClient);
+        // The push named the new endpoint: the first flight goes there at once.
+        Assert.InRange(toServer, 0.5, 0.5 + Slack);
+        Assert.InRange(toClient, 1.0, 1.0 + Slack);
+        Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+        AssertNoLossOrDuplicate(client, server);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // The record still lists the old endpoint, ranked below the new one (an observed locator).
+    public async Task A_simultaneous_move_without_a_push_costs_at_most_two_rtt_beyond_detection(bool oldStillListed)
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+        pair.Locator.Latency = pair.Network.Rtt; // a GNS lookup costs one RTT
+
+        var t0 = pair.Time.GetTimestamp();
+        pair.Network.MoveAddress(ClientA, ClientB);
+        var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
+        pair.Locator.Set(Keys.Server.Guid, oldStillListed ? [endpoint, new IPEndPoint(ServerA, 443)] : [endpoint]);
+        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+
+        var toServer = Rtts(pair, t0, serverGot);
+        var toClient = Rtts(pair, t0, clientGot);
+        Report($"both move, no push (old endpoint still listed: {oldStillListed})", pair, toServer, toClient);
+        // The lookup (1 RTT, raced against a first flight to the old endpoint), then a first flight to the new one.
+        Assert.InRange(toServer, 1.5, 1.5 + Slack);
+        Assert.InRange(toClient, 2.0, 2.0 + Slack);
+        Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+        Assert.Equal(1, server.Statistics.Moves);
+        AssertNoLossOrDuplicate(client, server);
+    }
+
+    [Fact]
+    public async Task Losing_the_active_address_with_a_standby_up_costs_the_moving_side_no_round_trip()
+    {
+        await using var pair = await StandbyPathTests.CreateWithStandbyAsync();
+        pair.Network.FirstFlights = FirstFlightMode.Taken;
+        var (client, server) = pair.Connections[0];
+        var connects = pair.Network.Connects;
+
+        var t0 = pair.Time.GetTimestamp();
+        pair.Network.RemoveAddress(ClientA);
+        pair.Connector.NotifyLocalAddresses([ClientB]);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+
+        var toServer = Rtts(pair, t0, serverGot);
+        var toClient = Rtts(pair, t0, clientGot);
+        Report("active address lost, standby up", pair, toServer, toClient);
+        Assert.InRange(toServer, 0.5, 0.5 + Slack);   // one way: no round trip before the moving side's data goes
+        Assert.InRange(toClient, 1.0, 1.0 + Slack);   // the server switches when the client's first frame arrives
+        Assert.Equal(connects, pair.Network.Connects);
+        Assert.Equal(1, client.Statistics.StandbySwitches);
+        AssertNoLossOrDuplicate(client, server);
+    }
+
+    [Fact]
+    public async Task When_the_listener_does_not_take_first_flights_a_client_move_falls_back_to_one_more_round_trip_and_later_moves_connect_plainly()
+    {
+        await using var pair = await SimulatedMoveTests.CreateAsync();
+        pair.Network.FirstFlights = FirstFlightMode.NotTaken;
+        var (client, server) = pair.Connections[0];
+        var connects = (pair.Network.Connects, pair.Network.FirstFlightConnects);
+
+        var t0 = pair.Time.GetTimestamp();
+        pair.Network.MoveAddress(ClientA, ClientB);
+        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+        var toServer = Rtts(pair, t0, serverGot);
+        var toClient = Rtts(pair, t0, clientGot);
+        Report("client move, first flight not taken", pair, toServer, toClient);
+        Assert.InRange(toServer, 1.5, 1.5 + Slack);   // the SYN's data is resent after the handshake
+        Assert.InRange(toClient, 2.0, 2.0 + Slack);
+        Assert.Equal(1, pair.Network.FirstFlightConnects - connects.FirstFlightConnects);
+        Assert.Contains(client.Moves[^1].Events, e => e.Kind == MoveEventKind.ResumeAnswered && e.Detail!.Contains("not taken", StringComparison.Ordinal));
+
+        // The client noticed (the SYN-ACK did not acknowledge the data): the next move connects plainly.
+        pair.Network.MoveAddress(ClientB, ClientA);
+        pair.Connector.NotifyLocalAddressChanged(ClientA);
+        await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+        output.WriteLine($"  next move: {Timeline(pair, client)}");
+        Assert.Equal(1, pair.Network.FirstFlightConnects - connects.FirstFlightConnects);
+        Assert.Equal(2, pair.Network.Connects - connects.Connects);
+        Assert.Equal(2, client.Statistics.Moves);
+        AssertNoLossOrDuplicate(client, server);
+    }
+}
