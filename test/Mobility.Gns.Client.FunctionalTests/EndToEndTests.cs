@@ -76,6 +76,27 @@ public sealed class EndToEndTests(GnsProcessFixture fixture) : IClassFixture<Gns
     }
 
     [Fact]
+    public async Task Register_learns_the_observed_address_from_a_gns_that_refuses_the_retransmission_after_a_lost_ack()
+    {
+        using var key = HostKey.Generate();
+        await using var relay = new DroppingUdpRelay(fixture.Gns.Udp, dropReplies: 1, refuseRetransmissions: true).Start();
+        await using var client = Client(o =>
+        {
+            o.Server = relay.EndPoint;
+            o.GrpcAddress = null;
+            o.CacheEnabled = false;
+        });
+
+        // The first copy is stored and its ack lost; the retransmission is refused as stale; the client finds its
+        // record stored and asks again (Reflect) for the address the lost ack carried.
+        var registered = await client.RegisterAsync(GnsRecord.Create(key, 1, [new Locator(IPAddress.Parse("192.0.2.82"), 4000)])).WithTimeout();
+
+        Assert.Equal(1, relay.Dropped);
+        Assert.Equal(1UL, registered.Version);
+        Assert.Equal(relay.UpstreamEndPoint, registered.Observed);
+    }
+
+    [Fact]
     public async Task Update_of_an_unknown_guid_is_not_found_over_grpc()
     {
         using var key = HostKey.Generate();
