@@ -10,15 +10,17 @@ namespace Mobility.Bench.Transport;
 
 /// <summary>
 /// <c>transport-bench relay</c>: a real mobility-relay process on loopback. Throughput of one connection, one
-/// direction, alternating in each round: a plain TCP socket and a raw flow through the relay, a mobile
-/// connection (encrypted) direct and through the relay; then the relay's RSS per idle relayed connection.
+/// direction, alternating in each round: a plain TCP socket, a raw flow through the relay, the same TCP
+/// connection through an <c>ssh -L</c> forward over a jump host (<c>ssh -J</c>, <see cref="SshJump"/>), a mobile
+/// connection (encrypted) direct and through the relay; then the relay's RSS per idle relayed connection, and
+/// what a flood of unauthenticated (silent) connections costs the relay.
 /// </summary>
 internal static class RelayBench
 {
-    private static readonly string[] Systems = ["tcp", "relay", "mobile", "mobile-relay"];
-
-    public static async Task<int> RunAsync(int seconds, int rounds, int chunk, int idle, string? relayDll, string? json)
+    public static async Task<int> RunAsync(int seconds, int rounds, int chunk, int idle, int flood, string? relayDll, string? json)
     {
+        // 10,000 idle relayed connections are 20,000 descriptors here and at the relay (which inherits the limit).
+        Limits.RaiseFileLimit();
         using var relay = StartRelay(relayDll ?? Locate());
         var ready = Mobility.Net.Processes.ReadyLine.Find(await relay.StandardOutput.ReadLineAsync(), Mobility.Net.Processes.ReadyLine.RelayPrefix);
         _ = relay.StandardOutput.BaseStream.CopyToAsync(Stream.Null);
@@ -38,30 +40,50 @@ internal static class RelayBench
             using var tcpListener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             tcpListener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
             tcpListener.Listen();
+            using var sshTarget = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            sshTarget.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            sshTarget.Listen();
+            using var ssh = await SshJump.StartAsync((IPEndPoint)sshTarget.LocalEndPoint!);
+            string[] systems = ssh is null ? ["tcp", "relay", "mobile", "mobile-relay"] : ["tcp", "relay", "ssh-jump", "mobile", "mobile-relay"];
+            Console.WriteLine(ssh is null ? "no sshd/ssh: the ssh-jump system is left out" : $"ssh -J forward on 127.0.0.1:{ssh.LocalPort}");
 
             var results = new List<object>();
-            var gbps = Systems.ToDictionary(s => s, _ => new List<double>());
+            var gbps = systems.ToDictionary(s => s, _ => new List<double>());
+            var middleCpu = systems.ToDictionary(s => s, _ => new List<double>());
             for (var round = 1; round <= rounds; round++)
             {
-                foreach (var system in Systems)
+                foreach (var system in systems)
                 {
-                    var relayCpu = Measure.CpuSeconds(relay.Id);
-                    var (bytes, elapsed, cpu) = await RunOneAsync(system, seconds, chunk, endpoint, registration, listener, tcpListener, rawKey.Guid, serverKey.Guid, clientKey);
-                    relayCpu = Measure.CpuSeconds(relay.Id) - relayCpu;
+                    // The CPU of what sits in the middle: the relay process, or ssh and sshd for ssh-jump (0 for tcp and mobile).
+                    Func<double> middle = system == "ssh-jump" ? ssh!.CpuSeconds : () => Measure.CpuSeconds(relay.Id);
+                    var middleBefore = middle();
+                    var (bytes, elapsed, cpu) = system == "ssh-jump"
+                        ? await ThroughSshAsync(ssh!, sshTarget, seconds, chunk)
+                        : await RunOneAsync(system, seconds, chunk, endpoint, registration, listener, tcpListener, rawKey.Guid, serverKey.Guid, clientKey);
+                    var middleUsed = middle() - middleBefore;
                     var rate = bytes * 8 / elapsed / 1e9;
                     gbps[system].Add(rate);
                     var gb = bytes / 1e9;
-                    Console.WriteLine($"round {round} {system,-13} {Measure.F(rate)} Gbit/s  CPU-s/GB bench {Measure.F(cpu / gb)} relay {Measure.F(relayCpu / gb)}");
-                    results.Add(new { round, system, gbps = rate, cpuPerGb = cpu / gb, relayCpuPerGb = relayCpu / gb, load = Measure.LoadAverage() });
+                    middleCpu[system].Add(middleUsed / gb);
+                    Console.WriteLine($"round {round} {system,-13} {Measure.F(rate)} Gbit/s  CPU-s/GB bench {Measure.F(cpu / gb)} relay or ssh {Measure.F(middleUsed / gb)}");
+                    results.Add(new { round, system, gbps = rate, cpuPerGb = cpu / gb, relayCpuPerGb = middleUsed / gb, load = Measure.LoadAverage() });
                 }
             }
 
             double Median(string s) => Measure.Percentile([.. gbps[s].Order()], 50);
+            double MedianCpu(string s) => Measure.Percentile([.. middleCpu[s].Order()], 50);
             Console.WriteLine($"median Gbit/s: tcp {Measure.F(Median("tcp"))} relay {Measure.F(Median("relay"))} (x{Measure.F(Median("relay") / Median("tcp"))}), " +
                               $"mobile {Measure.F(Median("mobile"))} mobile-relay {Measure.F(Median("mobile-relay"))} (x{Measure.F(Median("mobile-relay") / Median("mobile"))})");
+            if (ssh is not null)
+            {
+                Console.WriteLine($"median Gbit/s: ssh-jump {Measure.F(Median("ssh-jump"))} (x{Measure.F(Median("ssh-jump") / Median("tcp"))} of tcp); " +
+                                  $"relay / ssh-jump x{Measure.F(Median("relay") / Median("ssh-jump"))}, mobile-relay / ssh-jump x{Measure.F(Median("mobile-relay") / Median("ssh-jump"))}; " +
+                                  $"median CPU-s per GB in the middle: relay {Measure.F(MedianCpu("relay"))}, mobile-relay {Measure.F(MedianCpu("mobile-relay"))}, ssh-jump {Measure.F(MedianCpu("ssh-jump"))}");
+            }
 
             var perConnection = await IdleAsync(relay.Id, endpoint, registration, rawKey.Guid, idle);
-            Measure.WriteJson(json, new { rounds = results, idleConnections = idle, relayRssKibPerIdleConnection = perConnection });
+            var flooded = flood > 0 ? await RelayFlood.RunAsync(relay.Id, endpoint, registration, rawKey.Guid, flood) : null;
+            Measure.WriteJson(json, new { rounds = results, idleConnections = idle, relayRssKibPerIdleConnection = perConnection, flood = flooded });
             await listener.DisposeAsync();
             await serving;
             return 0;
@@ -115,6 +137,18 @@ internal static class RelayBench
                 return result;
             }
         }
+    }
+
+    /// <summary>One TCP connection through the <c>ssh -J</c> forward to <paramref name="target"/>.</summary>
+    private static async Task<(long Bytes, double Seconds, double Cpu)> ThroughSshAsync(SshJump ssh, Socket target, int seconds, int chunk)
+    {
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var accept = target.AcceptAsync();
+        await client.ConnectAsync(IPAddress.Loopback, ssh.LocalPort);
+        using var server = await accept;
+        await using var writer = new NetworkStream(client);
+        await using var reader = new NetworkStream(server);
+        return await Throughput.PumpAsync(writer, reader, () => Task.Run(() => client.Shutdown(SocketShutdown.Send)), seconds, chunk);
     }
 
     /// <summary>Opens <paramref name="count"/> relayed flows that then idle; the relay's RSS growth per relayed connection (two TCP connections at the relay), in KiB.</summary>
