@@ -23,10 +23,12 @@
 //       connection, alternating; datagrams sent and received per second and loss, unpaced or paced
 //       at --rate per second; median mobile/udp received rate.
 //
-//   transport-bench relay [--seconds 3] [--rounds 5] [--chunk 65536] [--idle 2000] [--relay PATH]
+//   transport-bench relay [--seconds 3] [--rounds 5] [--chunk 65536] [--idle 2000] [--flood 0] [--relay PATH]
 //       a real mobility-relay on loopback: one connection, one direction, alternating plain TCP, a raw flow
-//       through the relay, mobile direct and mobile through the relay (Gbit/s, CPU-s per GB of this process
-//       and of the relay); then the relay's RSS per idle relayed connection.
+//       through the relay, the TCP connection through ssh -L over a jump host (ssh -J, a real sshd on loopback;
+//       left out without sshd), mobile direct and mobile through the relay (Gbit/s, CPU-s per GB of this process
+//       and of the relay or ssh+sshd); then the relay's RSS per idle relayed connection; then (--flood N) N silent
+//       unauthenticated connections: the relay's CPU and RSS, how many it held, and whether a host registers meanwhile.
 //
 // Every subcommand takes --json FILE to write its results.
 using System.Globalization;
@@ -65,7 +67,7 @@ var json = options.GetValueOrDefault("--json");
 return args[0] switch
 {
     "throughput" => await Throughput.RunAsync(Int("--seconds", 3), Int("--rounds", 5), Int("--chunk", 64 * 1024), options.GetValueOrDefault("--only"), json),
-    "relay" => await RelayBench.RunAsync(Int("--seconds", 3), Int("--rounds", 5), Int("--chunk", 64 * 1024), Int("--idle", 2000), options.GetValueOrDefault("--relay"), json),
+    "relay" => await RelayBench.RunAsync(Int("--seconds", 3), Int("--rounds", 5), Int("--chunk", 64 * 1024), Int("--idle", 2000), Int("--flood", 0), options.GetValueOrDefault("--relay"), json),
     "handshake" => await Handshake.RunAsync(Int("--count", 200), Int("--rounds", 5), json),
     "idle" when flags.Contains("--in-process") => await IdleConnections.RunInProcessAsync(Int("--connections", 2000), Int("--concurrency", 32), Int("--settle", 5), json),
     "idle" => await IdleConnections.RunAgainstDaemonAsync(Int("--connections", 10_000), Int("--concurrency", 32), Int("--settle", 10),

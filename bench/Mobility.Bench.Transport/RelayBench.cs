@@ -10,15 +10,17 @@ namespace Mobility.Bench.Transport;
 
 /// <summary>
 /// <c>transport-bench relay</c>: a real mobility-relay process on loopback. Throughput of one connection, one
-/// direction, alternating in each round: a plain TCP socket and a raw flow through the relay, a mobile
-/// connection (encrypted) direct and through the relay; then the relay's RSS per idle relayed connection.
+/// direction, alternating in each round: a plain TCP socket, a raw flow through the relay, the same TCP
+/// connection through an <c>ssh -L</c> forward over a jump host (<c>ssh -J</c>, <see cref="SshJump"/>), a mobile
+/// connection (encrypted) direct and through the relay; then the relay's RSS per idle relayed connection, and
+/// what a flood of unauthenticated (silent) connections costs the relay.
 /// </summary>
 internal static class RelayBench
 {
-    private static readonly string[] Systems = ["tcp", "relay", "mobile", "mobile-relay"];
-
-    public static async Task<int> RunAsync(int seconds, int rounds, int chunk, int idle, string? relayDll, string? json)
+    public static async Task<int> RunAsync(int seconds, int rounds, int chunk, int idle, int flood, string? relayDll, string? json)
     {
+        // 10,000 idle relayed connections are 20,000 descriptors here and at the relay (which inherits the limit).
+        Limits.RaiseFileLimit();
         using var relay = StartRelay(relayDll ?? Locate());
         var ready = Mobility.Net.Processes.ReadyLine.Find(await relay.StandardOutput.ReadLineAsync(), Mobility.Net.Processes.ReadyLine.RelayPrefix);
         _ = relay.StandardOutput.BaseStream.CopyToAsync(Stream.Null);
@@ -38,30 +40,50 @@ internal static class RelayBench
             using var tcpListener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             tcpListener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
             tcpListener.Listen();
+            using var sshTarget = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            sshTarget.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            sshTarget.Listen();
+            using var ssh = await SshJump.StartAsync((IPEndPoint)sshTarget.LocalEndPoint!);
+            string[] systems = ssh is null ? ["tcp", "relay", "mobile", "mobile-relay"] : ["tcp", "relay", "ssh-jump", "mobile", "mobile-relay"];
+            Console.WriteLine(ssh is null ? "no sshd/ssh: the ssh-jump system is left out" : $"ssh -J forward on 127.0.0.1:{ssh.LocalPort}");
 
             var results = new List<object>();
-            var gbps = Systems.ToDictionary(s => s, _ => new List<double>());
+            var gbps = systems.ToDictionary(s => s, _ => new List<double>());
+            var middleCpu = systems.ToDictionary(s => s, _ => new List<double>());
             for (var round = 1; round <= rounds; round++)
             {
-                foreach (var system in Systems)
+                foreach (var system in systems)
                 {
-                    var relayCpu = Measure.CpuSeconds(relay.Id);
-                    var (bytes, elapsed, cpu) = await RunOneAsync(system, seconds, chunk, endpoint, registration, listener, tcpListener, rawKey.Guid, serverKey.Guid, clientKey);
-                    relayCpu = Measure.CpuSeconds(relay.Id) - relayCpu;
+                    // The CPU of what sits in the middle: the relay process, or ssh and sshd for ssh-jump (0 for tcp and mobile).
+                    Func<double> middle = system == "ssh-jump" ? ssh!.CpuSeconds : () => Measure.CpuSeconds(relay.Id);
+                    var middleBefore = middle();
+                    var (bytes, elapsed, cpu) = system == "ssh-jump"
+                        ? await ThroughSshAsync(ssh!, sshTarget, seconds, chunk)
+                        : await RunOneAsync(system, seconds, chunk, endpoint, registration, listener, tcpListener, rawKey.Guid, serverKey.Guid, clientKey);
+                    var middleUsed = middle() - middleBefore;
                     var rate = bytes * 8 / elapsed / 1e9;
                     gbps[system].Add(rate);
                     var gb = bytes / 1e9;
-                    Console.WriteLine($"round {round} {system,-13} {Measure.F(rate)} Gbit/s  CPU-s/GB bench {Measure.F(cpu / gb)} relay {Measure.F(relayCpu / gb)}");
-                    results.Add(new { round, system, gbps = rate, cpuPerGb = cpu / gb, relayCpuPerGb = relayCpu / gb, load = Measure.LoadAverage() });
+                    middleCpu[system].Add(middleUsed / gb);
+                    Console.WriteLine($"round {round} {system,-13} {Measure.F(rate)} Gbit/s  CPU-s/GB bench {Measure.F(cpu / gb)} relay or ssh {Measure.F(middleUsed / gb)}");
+                    results.Add(new { round, system, gbps = rate, cpuPerGb = cpu / gb, relayCpuPerGb = middleUsed / gb, load = Measure.LoadAverage() });
                 }
             }
 
             double Median(string s) => Measure.Percentile([.. gbps[s].Order()], 50);
+            double MedianCpu(string s) => Measure.Percentile([.. middleCpu[s].Order()], 50);
             Console.WriteLine($"median Gbit/s: tcp {Measure.F(Median("tcp"))} relay {Measure.F(Median("relay"))} (x{Measure.F(Median("relay") / Median("tcp"))}), " +
                               $"mobile {Measure.F(Median("mobile"))} mobile-relay {Measure.F(Median("mobile-relay"))} (x{Measure.F(Median("mobile-relay") / Median("mobile"))})");
+            if (ssh is not null)
+            {
+                Console.WriteLine($"median Gbit/s: ssh-jump {Measure.F(Median("ssh-jump"))} (x{Measure.F(Median("ssh-jump") / Median("tcp"))} of tcp); " +
+                                  $"relay / ssh-jump x{Measure.F(Median("relay") / Median("ssh-jump"))}, mobile-relay / ssh-jump x{Measure.F(Median("mobile-relay") / Median("ssh-jump"))}; " +
+                                  $"median CPU-s per GB in the middle: relay {Measure.F(MedianCpu("relay"))}, mobile-relay {Measure.F(MedianCpu("mobile-relay"))}, ssh-jump {Measure.F(MedianCpu("ssh-jump"))}");
+            }
 
             var perConnection = await IdleAsync(relay.Id, endpoint, registration, rawKey.Guid, idle);
-            Measure.WriteJson(json, new { rounds = results, idleConnections = idle, relayRssKibPerIdleConnection = perConnection });
+            var flooded = flood > 0 ? await RelayFlood.RunAsync(relay.Id, endpoint, registration, rawKey.Guid, flood) : null;
+            Measure.WriteJson(json, new { rounds = results, idleConnections = idle, relayRssKibPerIdleConnection = perConnection, flood = flooded });
             await listener.DisposeAsync();
             await serving;
             return 0;
@@ -117,25 +139,63 @@ internal static class RelayBench
         }
     }
 
+    /// <summary>One TCP connection through the <c>ssh -J</c> forward to <paramref name="target"/>.</summary>
+    private static async Task<(long Bytes, double Seconds, double Cpu)> ThroughSshAsync(SshJump ssh, Socket target, int seconds, int chunk)
+    {
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var accept = target.AcceptAsync();
+        await client.ConnectAsync(IPAddress.Loopback, ssh.LocalPort);
+        using var server = await accept;
+        await using var writer = new NetworkStream(client);
+        await using var reader = new NetworkStream(server);
+        return await Throughput.PumpAsync(writer, reader, () => Task.Run(() => client.Shutdown(SocketShutdown.Send)), seconds, chunk);
+    }
+
     /// <summary>Opens <paramref name="count"/> relayed flows that then idle; the relay's RSS growth per relayed connection (two TCP connections at the relay), in KiB.</summary>
     private static async Task<double> IdleAsync(int relayPid, IPEndPoint relay, RelayFlowListener registration, HostGuid host, int count)
     {
         await Task.Delay(TimeSpan.FromSeconds(3));
         var before = Measure.StatusField(relayPid, "VmRSS");
         var flows = new List<IFlow>(count * 2);
+        var refused = new List<string>();
+        var acceptedCount = 0;
+        using var stopAccepting = new CancellationTokenSource();
+        var accepting = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    var accepted = await registration.AcceptAsync(stopAccepting.Token);
+                    lock (flows)
+                    {
+                        flows.Add(accepted);
+                        acceptedCount++;
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
         using var gate = new SemaphoreSlim(32);
         await Task.WhenAll(Enumerable.Range(0, count).Select(async _ =>
         {
             await gate.WaitAsync();
             try
             {
-                var accept = registration.AcceptAsync(CancellationToken.None).AsTask();
+                // A dial the relay refuses (HostTimeout on a saturated machine) is counted, not fatal.
                 var dialled = await RelayFlows.DialAsync(relay, host);
-                var accepted = await accept;
                 lock (flows)
                 {
                     flows.Add(dialled);
-                    flows.Add(accepted);
+                }
+            }
+            catch (RelayException e)
+            {
+                lock (flows)
+                {
+                    refused.Add(e.Message);
                 }
             }
             finally
@@ -144,9 +204,13 @@ internal static class RelayBench
             }
         }));
         await Task.Delay(TimeSpan.FromSeconds(5));
+        await stopAccepting.CancelAsync();
+        await accepting;
         var after = Measure.StatusField(relayPid, "VmRSS");
-        var perConnection = (after - before) / (double)count;
-        Console.WriteLine($"idle: {count} relayed connections: relay RSS {before / 1024.0:0.0} -> {after / 1024.0:0.0} MiB, {perConnection:0.0} KiB per relayed connection, {Measure.OpenFiles(relayPid)} fds");
+        var relayed = count - refused.Count;
+        var perConnection = (after - before) / (double)Math.Max(1, relayed);
+        Console.WriteLine($"idle: {relayed} relayed connections ({refused.Count} dials refused{(refused.Count > 0 ? ", first: " + refused[0] : "")}): " +
+                          $"relay RSS {before / 1024.0:0.0} -> {after / 1024.0:0.0} MiB, {perConnection:0.0} KiB per relayed connection, {acceptedCount} accepted by the host, {Measure.OpenFiles(relayPid)} fds");
         foreach (var flow in flows)
         {
             flow.Abort();

@@ -333,6 +333,24 @@ public sealed partial class GnsClient
             : throw ErrorReply(response);
     }
 
+    /// <summary>
+    /// The address and port the GNS sees this client's datagram socket at (a Reflect, docs/protocol.md, "Reflect"):
+    /// what an UpdateAck would have carried. Null when the GNS does not answer one (a GNS without Reflect).
+    /// </summary>
+    private async Task<IPEndPoint?> ObservedAgainAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var response = await ExchangeAsync(id => GnsDatagram.Reflect(id), GnsMessageType.ReflectReply,
+                static _ => null, cancellationToken, attempts: 2).ConfigureAwait(false);
+            return response.Type == GnsMessageType.ReflectReply ? response.Observed : null;
+        }
+        catch (GnsException)
+        {
+            return null;
+        }
+    }
+
     private async Task<ulong> UdpRemoveAsync(GnsRemoval removal, CancellationToken cancellationToken)
     {
         var response = await ExchangeAsync(id => GnsDatagram.Remove(id, removal), GnsMessageType.RemoveAck,

@@ -79,7 +79,9 @@ public sealed partial class GnsClient : IGnsClient
     /// our own earlier attempt (a retransmitted datagram, or UDP before the gRPC fallback) was stored
     /// and its ack lost or overtaken: that is success, not a conflict. A GNS that acknowledges identical
     /// retransmissions (docs/protocol.md, "Requests") answers such a retry with a normal ack that carries the
-    /// observed address; this path remains for a GNS that refuses them, and reports no observed address.
+    /// observed address; this path remains for a GNS that refuses them, and asks that GNS again with a
+    /// Reflect datagram from the same socket for the observed address the lost ack carried (null when it
+    /// does not answer one).
     /// </summary>
     private async Task<GnsUpdateResult> AcceptingOwnRetransmissionAsync(GnsRecord record, Func<Task<GnsUpdateResult>> update,
         CancellationToken cancellationToken)
@@ -92,7 +94,7 @@ public sealed partial class GnsClient : IGnsClient
         {
             if (await IsAlreadyStoredAsync(record, cancellationToken).ConfigureAwait(false))
             {
-                return new GnsUpdateResult(record.Version, null);
+                return new GnsUpdateResult(record.Version, await ObservedAgainAsync(cancellationToken).ConfigureAwait(false));
             }
 
             throw;

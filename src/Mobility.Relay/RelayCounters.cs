@@ -18,6 +18,7 @@ public sealed class RelayCounters
     private long _dials;
     private long _splices;
     private long _spliceTimeouts;
+    private long _splicesCut;
     private long _bytes;
     private int _unidentified;
     private int _hosts;
@@ -47,6 +48,9 @@ public sealed class RelayCounters
 
     /// <summary>Dials whose host did not open its data connection in time.</summary>
     public long SpliceTimeouts => Interlocked.Read(ref _spliceTimeouts);
+
+    /// <summary>Splices cut because their host's registration ended (replaced or closed).</summary>
+    public long SplicesCut => Interlocked.Read(ref _splicesCut);
 
     /// <summary>Bytes copied through splices, both directions.</summary>
     public long BytesRelayed => Interlocked.Read(ref _bytes);
@@ -82,6 +86,8 @@ public sealed class RelayCounters
 
     internal void SpliceTimeout() => Interlocked.Increment(ref _spliceTimeouts);
 
+    internal void SpliceCut() => Interlocked.Increment(ref _splicesCut);
+
     internal void Relayed(long bytes) => Interlocked.Add(ref _bytes, bytes);
 
     internal void Refused(RelayStatus status) => Interlocked.Increment(ref _refusals[(int)status]);
@@ -111,6 +117,7 @@ public sealed class RelayCounters
         Counter("relay_dials_total", "Dials received.", Dials);
         Counter("relay_splices_total", "Splices started.", Splices);
         Counter("relay_splice_timeouts_total", "Dials whose host did not answer in time.", SpliceTimeouts);
+        Counter("relay_splices_cut_total", "Splices cut because their host's registration ended.", SplicesCut);
         Counter("relay_bytes_total", "Bytes copied through splices, both directions.", BytesRelayed);
         Counter("relay_unidentified", "Connections not yet identified.", Unidentified, "gauge");
         Counter("relay_hosts", "Hosts registered.", Hosts, "gauge");

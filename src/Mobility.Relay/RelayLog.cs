@@ -27,6 +27,9 @@ internal static partial class RelayLog
     [LoggerMessage(10012, LogLevel.Debug, "Splice to {Guid} ended by the {Side}: {Up} bytes to the host, {Down} bytes back")]
     public static partial void SpliceEnded(ILogger logger, string guid, string side, long up, long down);
 
+    [LoggerMessage(10100, LogLevel.Debug, "Splice to {Guid} cut because the host's registration ended: {Up} bytes to the host, {Down} bytes back")]
+    public static partial void SpliceCut(ILogger logger, string guid, long up, long down);
+
     [LoggerMessage(10020, LogLevel.Debug, "Connection from {Remote} is not the relay protocol: {Why}")]
     public static partial void Malformed(ILogger logger, EndPoint? remote, string why);
 

@@ -6,9 +6,13 @@ namespace Mobility.Gns.Client.FunctionalTests;
 /// <summary>A loopback UDP relay in front of one server, for one client; it drops the first <c>dropReplies</c> replies (lost acks).</summary>
 /// <remarks>
 /// Requests go on from <see cref="UpstreamEndPoint"/> (the address the server sees); replies come back from <see cref="EndPoint"/>.
+/// With <c>refuseRetransmissions</c> the server behind it acts as a GNS that does not acknowledge identical
+/// retransmissions: an Update carrying the same record as one already passed on is answered StaleVersion by the relay.
 /// </remarks>
-internal sealed class DroppingUdpRelay(IPEndPoint target, int dropReplies) : IAsyncDisposable
+internal sealed class DroppingUdpRelay(IPEndPoint target, int dropReplies, bool refuseRetransmissions = false) : IAsyncDisposable
 {
+    private readonly List<byte[]> _updates = [];
+
     private readonly Socket _front = OnLoopback(null);
     private readonly Socket _upstream = OnLoopback(target);
     private readonly CancellationTokenSource _stop = new();
@@ -54,6 +58,14 @@ internal sealed class DroppingUdpRelay(IPEndPoint target, int dropReplies) : IAs
                 {
                     var received = await _front.ReceiveFromAsync(buffer, SocketFlags.None, any, _stop.Token);
                     Volatile.Write(ref _client, (IPEndPoint)received.RemoteEndPoint);
+                    if (refuseRetransmissions && IsRetransmittedUpdate(buffer.AsSpan(0, received.ReceivedBytes), out var requestId))
+                    {
+                        var refusal = new byte[GnsDatagram.MaxDatagramSize];
+                        var length = GnsDatagram.WriteError(refusal, requestId, GnsErrorCode.StaleVersion, "version not higher");
+                        await _front.SendToAsync(refusal.AsMemory(0, length), SocketFlags.None, received.RemoteEndPoint, _stop.Token);
+                        continue;
+                    }
+
                     await _upstream.SendAsync(buffer.AsMemory(0, received.ReceivedBytes), SocketFlags.None, _stop.Token);
                 }
                 else
@@ -73,6 +85,29 @@ internal sealed class DroppingUdpRelay(IPEndPoint target, int dropReplies) : IAs
         catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
         {
         }
+    }
+
+    /// <summary>True for an Update whose record (the bytes after the header) an earlier Update carried; remembers new ones.</summary>
+    private bool IsRetransmittedUpdate(ReadOnlySpan<byte> datagram, out uint requestId)
+    {
+        requestId = 0;
+        if (!GnsDatagram.TryReadHeader(datagram, out var header) || header.Type != GnsMessageType.Update)
+        {
+            return false;
+        }
+
+        requestId = header.RequestId;
+        var body = datagram[GnsDatagram.HeaderSize..];
+        foreach (var update in _updates)
+        {
+            if (body.SequenceEqual(update))
+            {
+                return true;
+            }
+        }
+
+        _updates.Add(body.ToArray());
+        return false;
     }
 
     public async ValueTask DisposeAsync()

@@ -51,11 +51,18 @@ public sealed class EndToEndTests(GnsProcessFixture fixture) : IClassFixture<Gns
         Assert.Null(await client.LookupNameAsync(name).WithTimeout());
     }
 
-    [Fact]
-    public async Task Register_learns_the_observed_address_when_the_first_ack_is_lost()
+    /// <remarks>
+    /// With <paramref name="gnsRefusesRetransmissions"/> the relay answers the retransmission StaleVersion itself, as a
+    /// GNS that does not acknowledge identical retransmissions would: the client finds its record stored and asks
+    /// again (Reflect) for the address the lost ack carried.
+    /// </remarks>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Register_learns_the_observed_address_when_the_first_ack_is_lost(bool gnsRefusesRetransmissions)
     {
         using var key = HostKey.Generate();
-        await using var relay = new DroppingUdpRelay(fixture.Gns.Udp, dropReplies: 1).Start();
+        await using var relay = new DroppingUdpRelay(fixture.Gns.Udp, dropReplies: 1, gnsRefusesRetransmissions).Start();
         await using var client = Client(o =>
         {
             o.Server = relay.EndPoint;

@@ -175,6 +175,61 @@ public sealed class RelaySpliceTests
         }
     }
 
+    [Fact]
+    public async Task A_splice_whose_host_registers_again_from_another_address_is_cut_at_once_and_the_mobile_connection_resumes()
+    {
+        await using var relay = await RelayProcess.StartAsync();
+        await using var pair = await RelayedPair.OpenAsync(relay.Tcp);
+        await Roundtrip(pair, 1);
+        Assert.Equal(1, await relay.MetricAsync("relay_splices_total"));
+
+        // The host "moved": it registers again from 127.0.0.2 while its old registration and the data connection
+        // of the splice (from 127.0.0.1) still look alive. Nothing is sent on the mobile connection meanwhile, so
+        // only the relay's cut can make the client resume: it sees its relayed path end and dials again.
+        await pair.RegisterAgainAsync(relay.Tcp, IPAddress.Parse("127.0.0.2"));
+        await TestTimeout.Eventually(async () => await relay.MetricAsync("relay_splices_cut_total") == 1, "the old splice is cut");
+        await TestTimeout.Eventually(async () => await relay.MetricAsync("relay_splices_total") == 2, "the client resumed through the relay");
+        Assert.Equal(1, await relay.MetricAsync("relay_hosts"));
+
+        await Roundtrip(pair, 2);
+        await Roundtrip(pair, 3);
+    }
+
+    [Fact]
+    public async Task A_splice_whose_host_control_connection_closes_is_cut_at_once()
+    {
+        await using var relay = await RelayProcess.StartAsync();
+        using var host = HostKey.Generate();
+        var control = await RelayWire.ConnectAsync(relay.Tcp);
+        Assert.Equal(RelayStatus.Ok, await control.RegisterAsync(nonce => RelayProof.Create(host, nonce, relay.Tcp)));
+
+        var dialling = RelayFlows.DialAsync(relay.Tcp, host.Guid).AsTask();
+        var request = Assert.IsType<RelaySpliceRequest>(await control.ReceiveAsync(RelayMessage.HeaderSize + RelayMessage.SpliceIdSize));
+        await using var data = await RelayWire.ConnectAsync(relay.Tcp);
+        await data.SendAsync(new RelayAccept(host.Guid, request.SpliceId));
+        Assert.Equal(new RelayResult(RelayStatus.Ok), await data.ReceiveAsync(RelayMessage.HeaderSize + 1));
+        await using var dialled = await dialling.WithTimeout();
+
+        // The data connection stays open; only the registration ends.
+        await control.DisposeAsync();
+        Assert.True(await EndedAsync(dialled.Stream), "the dialler's side of the splice ends");
+        Assert.True(await data.ClosedByRelayAsync(), "the host's data connection is closed");
+        Assert.Equal(1, await relay.MetricAsync("relay_splices_cut_total"));
+    }
+
+    /// <summary>True once <paramref name="stream"/> reads end of stream or fails (a reset).</summary>
+    private static async Task<bool> EndedAsync(Stream stream)
+    {
+        try
+        {
+            return await stream.ReadAsync(new byte[64]).AsTask().WithTimeout() == 0;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+    }
+
     private static async Task<byte[]> ReadSharedAsync(string path)
     {
         await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
@@ -219,6 +274,21 @@ public sealed class RelaySpliceTests
             pair.Client = await connector.ConnectAsync(new RelayEndPoint(relay.Address, relay.Port, pair._serverKey.Guid), pair._serverKey.Guid).WithTimeout();
             pair.Server = await accepting.WithTimeout();
             return pair;
+        }
+
+        /// <summary>Registers the host once more, from <paramref name="source"/> (a host that moved), and serves that registration too.</summary>
+        public async Task RegisterAgainAsync(IPEndPoint relay, IPAddress source)
+        {
+            var again = await RelayFlowListener.RegisterAsync(_serverKey, relay, new FromAddress(source)).WithTimeout();
+            Assert.Equal(source, again.ControlEndPoint?.Address);
+            _registrations = Task.WhenAll(_registrations, ServeAsync(again, relay, again: false));
+        }
+
+        /// <summary>TCP flows from one local address.</summary>
+        private sealed class FromAddress(IPAddress source) : IFlowFactory
+        {
+            public ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+                => TcpFlowFactory.Instance.ConnectAsync(remote, localAddress ?? source, cancellationToken);
         }
 
         /// <summary>Serves each registration until it ends, then (when asked to) registers again until it succeeds.</summary>

@@ -176,15 +176,25 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
         identified();
         try
         {
-            replaced?.Close();
             _counters.Registered();
             RelayLog.Registered(_logger, proof.Guid.ToShortString(), connection.RemoteEndPoint, replaced is not null);
-            await session.SendAsync(new RelayResult(RelayStatus.Ok), connection.ConnectionClosed).ConfigureAwait(false);
+            try
+            {
+                await session.SendAsync(new RelayResult(RelayStatus.Ok), connection.ConnectionClosed).ConfigureAwait(false);
+            }
+            finally
+            {
+                // After the Ok: the diallers whose splices this cuts dial again at once, and their splice
+                // requests must reach the new registration after its Ok.
+                replaced?.Close();
+            }
+
             await ServeControlAsync(session).ConfigureAwait(false);
         }
         finally
         {
             _registry.Unregister(session);
+            session.End();
             RelayLog.Unregistered(_logger, proof.Guid.ToShortString());
         }
     }
@@ -247,7 +257,8 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
         }
 
         ConnectionContext host;
-        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(dialer.ConnectionClosed))
+        // A registration that ends meanwhile will not answer its splice request: the dial is refused at once.
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(dialer.ConnectionClosed, session.Ended))
         {
             timeout.CancelAfter(_limits.PendingSpliceTimeout);
             try
@@ -278,8 +289,16 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
             await dialer.Transport.Output.WriteAsync(ok).ConfigureAwait(false);
             _counters.SpliceStarted();
             RelayLog.Spliced(_logger, dialer.RemoteEndPoint, dial.Target.ToShortString());
-            var (endedBy, up, down) = await Splicer.RunAsync(dialer, host, _counters).ConfigureAwait(false);
-            RelayLog.SpliceEnded(_logger, dial.Target.ToShortString(), endedBy.ToString(), up, down);
+            var (endedBy, up, down) = await Splicer.RunAsync(dialer, host, _counters, session.Ended).ConfigureAwait(false);
+            if (endedBy == Splicer.Side.Registration)
+            {
+                _counters.SpliceCut();
+                RelayLog.SpliceCut(_logger, dial.Target.ToShortString(), up, down);
+            }
+            else
+            {
+                RelayLog.SpliceEnded(_logger, dial.Target.ToShortString(), endedBy.ToString(), up, down);
+            }
         }
         finally
         {

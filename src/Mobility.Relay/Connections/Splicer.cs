@@ -17,18 +17,36 @@ internal static class Splicer
     {
         Dialer,
         Host,
+
+        /// <summary>The host's registration ended (replaced or closed): both sides were cut.</summary>
+        Registration,
     }
 
     /// <summary>Time the other direction has to finish after one side closed, before both are aborted.</summary>
     public static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(10);
 
+    /// <remarks>
+    /// When <paramref name="registrationEnded"/> fires (the host registered again, typically from a new
+    /// address after a move, or its control connection died), both connections are aborted at once: the
+    /// host's data connection belongs to a registration that is gone and may be dead without either end
+    /// having seen it, and the dialler, seeing its connection end, resumes through the relay to the
+    /// host's new registration instead of waiting for its dead-path timeout.
+    /// </remarks>
     public static async Task<(Side EndedBy, long DialerToHost, long HostToDialer)> RunAsync(
-        ConnectionContext dialer, ConnectionContext host, RelayCounters counters)
+        ConnectionContext dialer, ConnectionContext host, RelayCounters counters, CancellationToken registrationEnded)
     {
+        var cut = 0;
+        using var cutting = registrationEnded.Register(() =>
+        {
+            Volatile.Write(ref cut, 1);
+            var reason = new ConnectionAbortedException("The host's registration ended.");
+            dialer.Abort(reason);
+            host.Abort(reason);
+        });
         var up = CopyAsync(dialer.Transport.Input, host.Transport.Output, counters);
         var down = CopyAsync(host.Transport.Input, dialer.Transport.Output, counters);
         var first = await Task.WhenAny(up, down).ConfigureAwait(false);
-        var endedBy = first == up ? Side.Dialer : Side.Host;
+        var endedBy = Volatile.Read(ref cut) == 1 ? Side.Registration : first == up ? Side.Dialer : Side.Host;
 
         // The copy that ended completed its writer, so Kestrel flushes and closes that socket (FIN), which
         // ends the other direction too; one that does not end in time is cut.

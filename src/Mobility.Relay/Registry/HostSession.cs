@@ -6,11 +6,14 @@ namespace Mobility.Relay.Registry;
 
 /// <summary>
 /// A registered host's control connection. Its handler is the only reader; the writers (its own
-/// pongs, and every dial's splice request) take turns through one gate.
+/// pongs, and every dial's splice request) take turns through one gate. <see cref="Ended"/> fires when
+/// the registration ends (replaced by a newer one, or its connection closed, failed or idled out): the
+/// splices that ran to this registration end with it, so their diallers resume at once.
 /// </summary>
 internal sealed class HostSession(HostGuid guid, ConnectionContext connection)
 {
     private readonly SemaphoreSlim _writeGate = new(1, 1);
+    private readonly CancellationTokenSource _ended = new();
 
     public HostGuid Guid { get; } = guid;
 
@@ -43,6 +46,16 @@ internal sealed class HostSession(HostGuid guid, ConnectionContext connection)
         }
     }
 
-    /// <summary>Closes the control connection (a newer registration of the same GUID replaced it).</summary>
-    public void Close() => Connection.Abort(new ConnectionAbortedException("Replaced by a newer registration of the same GUID."));
+    /// <summary>Fires once the registration has ended (<see cref="End"/>).</summary>
+    public CancellationToken Ended => _ended.Token;
+
+    /// <summary>Closes the control connection (a newer registration of the same GUID replaced it) and ends the registration.</summary>
+    public void Close()
+    {
+        Connection.Abort(new ConnectionAbortedException("Replaced by a newer registration of the same GUID."));
+        End();
+    }
+
+    /// <summary>Ends the registration: <see cref="Ended"/> fires (its splices are cut). Idempotent.</summary>
+    public void End() => _ended.Cancel();
 }
