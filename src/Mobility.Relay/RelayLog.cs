@@ -39,6 +39,9 @@ internal static partial class RelayLog
     [LoggerMessage(10022, LogLevel.Debug, "Connection from {Remote} closed at once: {Max} connections are not identified yet")]
     public static partial void TooManyUnidentified(ILogger logger, EndPoint? remote, int max);
 
+    [LoggerMessage(10024, LogLevel.Debug, "Connection from {Remote} closed at once: its source holds {Max} connections that are not identified yet")]
+    public static partial void TooManyUnidentifiedFromSource(ILogger logger, EndPoint? remote, int max);
+
     [LoggerMessage(10023, LogLevel.Debug, "Connection from {Remote} failed: {Reason}")]
     public static partial void ConnectionFailed(ILogger logger, EndPoint? remote, string reason);
 }

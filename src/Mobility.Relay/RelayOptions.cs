@@ -22,6 +22,13 @@ public sealed class RelayLimits
     /// </summary>
     public int MaxUnidentified { get; set; } = 1_000;
 
+    /// <summary>
+    /// Of <see cref="MaxUnidentified"/>, how many one source (an IPv4 address or an IPv6 /64) may hold: a connection
+    /// beyond it is closed at once, so one flooding source cannot take every place and lock out other hosts'
+    /// registrations and every dial. 64 covers the hosts behind one NAT reconnecting at once after a relay restart.
+    /// </summary>
+    public int MaxUnidentifiedPerSource { get; set; } = 64;
+
     /// <summary>Time a new connection has for its first message, and a registering host for its proof. A host on a slow link needs one round trip.</summary>
     public TimeSpan FirstMessageTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

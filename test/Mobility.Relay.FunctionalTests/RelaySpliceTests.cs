@@ -152,6 +152,43 @@ public sealed class RelaySpliceTests
     }
 
     [Fact]
+    public async Task A_flooding_source_holds_only_its_share_and_a_host_from_another_source_registers_meanwhile()
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["RELAY_Relay__Limits__MaxUnidentifiedPerSource"] = "20",
+            ["RELAY_Relay__Limits__FirstMessageTimeout"] = "00:01:00",
+        };
+        await using var relay = await RelayProcess.StartAsync(environment: environment);
+        var flood = new List<Socket>();
+        try
+        {
+            // 200 silent connections from 127.0.0.2: far fewer than MaxUnidentified (1,000), but one source.
+            for (var i = 0; i < 200; i++)
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                flood.Add(socket);
+                socket.Bind(new IPEndPoint(IPAddress.Parse("127.0.0.2"), 0));
+                await socket.ConnectAsync(relay.Tcp).WithTimeout();
+            }
+
+            await TestTimeout.Eventually(async () => await relay.MetricAsync("relay_connections_total") == 200, "the relay accepted the flood");
+            await TestTimeout.Eventually(async () => await relay.MetricAsync("relay_unidentified_dropped_total") == 180, "180 connections closed at once");
+            Assert.Equal(20, await relay.MetricAsync("relay_unidentified"));
+
+            // The flood is still held (its timeout is a minute away); a host from 127.0.0.1 registers all the same.
+            using var host = HostKey.Generate();
+            await using var registration = await RelayFlowListener.RegisterAsync(host, relay.Tcp).WithTimeout();
+            Assert.Equal(1, await relay.MetricAsync("relay_hosts"));
+            await TestTimeout.Eventually(async () => await relay.MetricAsync("relay_unidentified") == 20, "the registration identified");
+        }
+        finally
+        {
+            flood.ForEach(s => s.Dispose());
+        }
+    }
+
+    [Fact]
     public async Task A_relay_restart_keeps_the_mobile_connection()
     {
         var port = Ports.FreeTcp(IPAddress.Loopback);

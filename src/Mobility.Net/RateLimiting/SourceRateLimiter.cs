@@ -78,9 +78,13 @@ public sealed class SourceRateLimiter
     /// <summary>True when <paramref name="source"/> had a token (and took it); for endpoints that never answer a refusal.</summary>
     public bool TryAcquire(IPAddress source) => Check(source) == RateLimitDecision.Allow;
 
-    /// <summary>IPv4 as its IPv4-mapped IPv6 value; IPv6 as its /64 prefix (the low 64 bits, never zero for IPv4, are cleared).</summary>
-    internal static UInt128 KeyOf(IPAddress address)
+    /// <summary>
+    /// The source an address counts as: IPv4 as its IPv4-mapped IPv6 value; IPv6 as its /64 prefix (the low 64 bits,
+    /// never zero for IPv4, are cleared). Also the key of per-source counts kept elsewhere (the relay's unidentified connections).
+    /// </summary>
+    public static UInt128 KeyOf(IPAddress address)
     {
+        ArgumentNullException.ThrowIfNull(address);
         if (address.IsIPv4MappedToIPv6)
         {
             address = address.MapToIPv4();

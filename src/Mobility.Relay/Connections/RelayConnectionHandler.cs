@@ -31,6 +31,8 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
     private readonly SourceRateLimiter<HostGuid> _registrationsByGuid;
     private readonly SourceRateLimiter _dialsBySource;
     private readonly SourceRateLimiter<HostGuid> _dialsByGuid;
+    private readonly Lock _unidentifiedGate = new();
+    private readonly Dictionary<UInt128, int> _unidentifiedBySource = [];
     private int _activePairs;
 
     public RelayConnectionHandler(IOptions<RelayOptions> options, RelayCounters counters, TimeProvider time, ILogger<RelayConnectionHandler> logger)
@@ -66,6 +68,15 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
             return;
         }
 
+        var source = SourceAddress(connection) is { } address ? SourceRateLimiter.KeyOf(address) : (UInt128?)null;
+        if (source is { } key && !TryHoldUnidentified(key))
+        {
+            Interlocked.Decrement(ref unidentified);
+            _counters.UnidentifiedDrop();
+            RelayLog.TooManyUnidentifiedFromSource(_logger, connection.RemoteEndPoint, _limits.MaxUnidentifiedPerSource);
+            return;
+        }
+
         var identified = false;
         void Identified()
         {
@@ -73,6 +84,10 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
             {
                 identified = true;
                 Interlocked.Decrement(ref _counters.UnidentifiedGauge);
+                if (source is { } key)
+                {
+                    ReleaseUnidentified(key);
+                }
             }
         }
 
@@ -378,4 +393,39 @@ public sealed partial class RelayConnectionHandler : ConnectionHandler
     private static IPEndPoint Normalize(IPEndPoint endPoint) => new(Locator.Normalize(endPoint.Address), endPoint.Port);
 
     private static IPAddress? SourceAddress(ConnectionContext connection) => (connection.RemoteEndPoint as IPEndPoint)?.Address;
+
+    /// <summary>Takes one of the source's unidentified places (<see cref="RelayLimits.MaxUnidentifiedPerSource"/>), or false when it holds them all.</summary>
+    private bool TryHoldUnidentified(UInt128 source)
+    {
+        lock (_unidentifiedGate)
+        {
+            _unidentifiedBySource.TryGetValue(source, out var held);
+            if (held >= _limits.MaxUnidentifiedPerSource)
+            {
+                return false;
+            }
+
+            _unidentifiedBySource[source] = held + 1;
+            return true;
+        }
+    }
+
+    /// <summary>Gives a place back; a source with none held leaves the table, which so holds at most <see cref="RelayLimits.MaxUnidentified"/> entries.</summary>
+    private void ReleaseUnidentified(UInt128 source)
+    {
+        lock (_unidentifiedGate)
+        {
+            if (_unidentifiedBySource.TryGetValue(source, out var held))
+            {
+                if (held <= 1)
+                {
+                    _unidentifiedBySource.Remove(source);
+                }
+                else
+                {
+                    _unidentifiedBySource[source] = held - 1;
+                }
+            }
+        }
+    }
 }
