@@ -108,6 +108,9 @@ internal sealed class ConnectionPath
     /// </summary>
     public bool Demoted { get; set; }
 
+    /// <summary>Joined as a standby (it may be active now): its PINGs and PONGs are checked against its own counter when older than the connection's.</summary>
+    public bool WasStandby { get; set; }
+
     /// <summary>The highest frame counter accepted on this path while it was a standby (its PINGs and PONGs are checked per path).</summary>
     public ulong StandbyCounter { get; set; }
 

@@ -574,7 +574,25 @@ public sealed partial class MobileConnection
     /// <summary>Applies one authenticated frame of the active path; true when the receive state took the frame's array.</summary>
     private bool HandleFrame(ConnectionPath path, in ReceivedFrame frame)
     {
+        if (path.WasStandby && frame.Type is (FrameType.Ping or FrameType.Pong) && frame.Counter <= _receive.Counter && frame.Counter > path.StandbyCounter)
+        {
+            // A probe the peer sent while this path was still its standby (a direct path the client just
+            // switched to): frames of two flows arrive in no common order, so it is checked per path, as there.
+            path.StandbyCounter = frame.Counter;
+            if (frame.Type == FrameType.Ping)
+            {
+                path.Outbox.QueuePong(frame.Value1);
+            }
+            else
+            {
+                path.OnPong(frame.Value1, _time.GetTimestamp(), _time);
+            }
+
+            return false;
+        }
+
         _receive.AcceptCounter(frame.Counter);
+        path.StandbyCounter = frame.Counter;
         switch (frame.Type)
         {
             case FrameType.Data:

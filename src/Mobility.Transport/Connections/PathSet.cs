@@ -29,6 +29,7 @@ internal sealed class PathSet
     {
         path.Id = ++_ids;
         path.IsStandby = true;
+        path.WasStandby = true;
         _standby.Add(path);
         ConnectionPath? dropped = null;
         if (_standby.Count > max)
@@ -91,6 +92,7 @@ internal sealed class PathSet
         if (old is not null && old != path)
         {
             old.IsStandby = true;
+            old.WasStandby = true;
             old.Demoted = true;
             _standby.Add(old);
         }
