@@ -129,7 +129,7 @@ public static class DaemonCommands
     private static Command Status()
     {
         var socket = SocketOption();
-        var command = new Command("status", "Show the daemon's GUID, addresses, GNS state, NAT check and verified peers") { socket };
+        var command = new Command("status", "Show the daemon's GUID, addresses, GNS state, NAT check, verified peers and the path of each mobile connection (direct or through which relay)") { socket };
         command.SetHandler(async context =>
         {
             var reply = await CallAsync(context, socket, (d, ct) => d.GetStatusAsync(ct));
