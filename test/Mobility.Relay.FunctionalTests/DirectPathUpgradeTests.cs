@@ -31,7 +31,7 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
 
         await TestTimeout.Eventually(() => Task.FromResult(pair.Client.PathKind == "direct"), "the client uses the direct path");
         // Reported, not asserted (docs/nat.md, "Direct paths"): the time from the server's candidates to the client's switch.
-        output.WriteLine(FormattableString.Invariant($"time until direct: {clock.Elapsed.TotalMilliseconds:F1} ms"));
+        output.WriteLine(FormattableString.Invariant($"time until direct: {clock.Elapsed.TotalMilliseconds:F1} ms (anchor, the relayed connect of this run: {pair.ConnectTime.TotalMilliseconds:F1} ms)"));
         await TestTimeout.Eventually(() => Task.FromResult(pair.Server.PathKind == "direct"), "the server uses the direct path");
         Assert.Equal([new DirectCandidate(DirectCandidateKind.Local, pair.DirectEndPoint)], pair.Client.PeerCandidates);
         Assert.Equal(1, pair.Client.Statistics.DirectUpgrades);
@@ -167,6 +167,9 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
 
         public IPEndPoint DirectEndPoint => _listener.LocalEndPoint;
 
+        /// <summary>How long the client's connect through the relay took (an anchor for timings of the same run).</summary>
+        public TimeSpan ConnectTime { get; private set; }
+
         public static async Task<DirectPair> OpenAsync(IPEndPoint relay, MobileConnectionOptions clientOptions)
         {
             var pair = new DirectPair();
@@ -176,7 +179,9 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
             pair._serving = pair._listener.ServeAsync(pair._registration);
             var connector = new MobileConnector(pair._clientKey, clientOptions);
             var accepting = pair._listener.AcceptAsync().AsTask();
+            var clock = Stopwatch.StartNew();
             pair.Client = await connector.ConnectAsync(new RelayEndPoint(relay.Address, relay.Port, pair._serverKey.Guid), pair._serverKey.Guid).WithTimeout();
+            pair.ConnectTime = clock.Elapsed;
             pair.Server = await accepting.WithTimeout();
             return pair;
         }
