@@ -71,6 +71,28 @@ public class MobileTransportOptions
     /// </summary>
     public int MaxStandbyPaths { get; set; } = 1;
 
+    /// <summary>
+    /// Direct paths (docs/nat.md, "Direct paths"): a connection sends the candidates its owner sets
+    /// (<see cref="MobileConnection.SetDirectCandidates"/>) and takes the peer's; a client on a relayed
+    /// path dials them and switches to a direct path that joins, keeping the relayed one as a standby
+    /// (needs <see cref="MaxStandbyPaths"/> above 0). Off: no CANDIDATES frame is sent and those
+    /// received are ignored.
+    /// </summary>
+    public bool DirectPaths { get; set; } = true;
+
+    /// <summary>How long one direct attempt (its dials over all of the peer's candidates) may take: 3 s, a few SYN retransmissions.</summary>
+    public TimeSpan DirectAttemptTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// Pause after a failed direct attempt (or a lost direct path) before the next, doubled per failure up to
+    /// <see cref="DirectRetryMax"/>, × U(0.5, 1.5): 2 s, then at most every 5 minutes a relayed connection
+    /// tries again (new candidates from the peer start over at once).
+    /// </summary>
+    public TimeSpan DirectRetryMin { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>The longest pause between direct attempts (see <see cref="DirectRetryMin"/>).</summary>
+    public TimeSpan DirectRetryMax { get; set; } = TimeSpan.FromMinutes(5);
+
     /// <summary>A connection without a working flow for this long fails (Linux keeps a pathless MPTCP connection about 60 s).</summary>
     public TimeSpan PathlessTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -127,6 +149,11 @@ public class MobileTransportOptions
         if (MaxStandbyPaths is < 0 or > 8)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxStandbyPaths), "Between 0 and 8.");
+        }
+
+        if (DirectAttemptTimeout <= TimeSpan.Zero || DirectRetryMin <= TimeSpan.Zero || DirectRetryMax < DirectRetryMin)
+        {
+            throw new ArgumentOutOfRangeException(nameof(DirectRetryMin), "DirectAttemptTimeout and DirectRetryMin must be positive and DirectRetryMax at least DirectRetryMin.");
         }
 
         if (IdleKeepAliveInterval < KeepAliveInterval)

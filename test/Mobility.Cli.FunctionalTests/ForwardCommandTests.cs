@@ -51,6 +51,9 @@ public sealed partial class ForwardCommandTests
             await client.ConnectAsync(local).WithTimeout();
             var data = RandomNumberGenerator.GetBytes(100_000);
             await client.SendAsync(data).WithTimeout();
+            // mob status lists the live connection with its path (docs/nat.md, "Direct paths"): straight to B here.
+            await TestTimeout.Eventually(async () => (await Mob(default, "status", "--socket", a.SocketPath)).Out.Contains($"  {b.Guid}: direct\n", StringComparison.Ordinal),
+                "mob status shows the connection's path");
             client.Shutdown(SocketShutdown.Send);
             using var all = new MemoryStream();
             var buffer = new byte[8192];

@@ -129,7 +129,7 @@ public static class DaemonCommands
     private static Command Status()
     {
         var socket = SocketOption();
-        var command = new Command("status", "Show the daemon's GUID, addresses, GNS state, NAT check and verified peers") { socket };
+        var command = new Command("status", "Show the daemon's GUID, addresses, GNS state, NAT check, verified peers and the path of each mobile connection (direct or through which relay)") { socket };
         command.SetHandler(async context =>
         {
             var reply = await CallAsync(context, socket, (d, ct) => d.GetStatusAsync(ct));
@@ -145,6 +145,7 @@ public static class DaemonCommands
                 ("control", List(reply, "control")),
                 ("transport port", Text(reply, "transportPort")),
                 ("mobile connections", reply.TryGetProperty("connectionsTotal", out var total) ? total.GetRawText() : "0"),
+                .. ConnectionPathRows(reply),
                 .. NatSummary(reply.TryGetProperty("nat", out var nat) ? nat : default),
                 .. PortMappingRows(nat),
                 ("transparent", reply.TryGetProperty("transparent", out var transparent) ? TransparentLine(transparent) : "-"),
@@ -281,6 +282,22 @@ public static class DaemonCommands
 
     /// <summary>A uint64 counter of a reply: JSON carries it as a string, and leaves it out when 0.</summary>
     private static string Count(JsonElement reply, string name) => Text(reply, name) is "" or "-" ? "0" : Text(reply, name);
+
+    /// <summary>One row per live mobile connection: its peer and the path it runs on (direct, or through which relay).</summary>
+    private static IEnumerable<(string, string)> ConnectionPathRows(JsonElement reply)
+    {
+        if (!reply.TryGetProperty("connections", out var connections) || connections.ValueKind != JsonValueKind.Array)
+        {
+            yield break;
+        }
+
+        foreach (var connection in connections.EnumerateArray())
+        {
+            var path = Text(connection, "path") is { Length: > 0 } p and not "-" ? p : "pathless";
+            var standby = Text(connection, "standbyRelay") is { Length: > 0 } s and not "-" ? $" ({s} standby)" : "";
+            yield return ($"  {Text(connection, "peer")}", $"{path}{standby}");
+        }
+    }
 
     private static string TransparentLine(JsonElement t)
         => string.Create(CultureInfo.InvariantCulture,

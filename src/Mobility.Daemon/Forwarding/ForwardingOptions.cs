@@ -111,7 +111,15 @@ public sealed class TransportSettings
     /// </summary>
     public int MaxStandbyPaths { get; set; } = 1;
 
-    /// <summary>Copies the keepalive policy, <see cref="FastOpen"/> and <see cref="MaxStandbyPaths"/> into <paramref name="options"/>.</summary>
+    /// <summary>
+    /// Direct paths (docs/nat.md, "Direct paths"): the daemon sends its direct candidates on every incoming
+    /// connection, and a connection it opened through a relay dials the peer's and moves to a direct path
+    /// that joins, keeping the relayed one as a standby (needs <see cref="MaxStandbyPaths"/> above 0).
+    /// False: no candidates sent, those received ignored, relayed connections stay relayed.
+    /// </summary>
+    public bool DirectPaths { get; set; } = true;
+
+    /// <summary>Copies the keepalive policy, <see cref="FastOpen"/>, <see cref="MaxStandbyPaths"/> and <see cref="DirectPaths"/> into <paramref name="options"/>.</summary>
     public T Apply<T>(T options)
         where T : Mobility.Transport.MobileTransportOptions
     {
@@ -122,6 +130,7 @@ public sealed class TransportSettings
         options.PathlessTimeout = PathlessTimeout;
         options.FastOpen = FastOpen;
         options.MaxStandbyPaths = MaxStandbyPaths;
+        options.DirectPaths = DirectPaths;
         return options;
     }
 }

@@ -72,11 +72,15 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private Task _moveLoop = Task.CompletedTask;
     private int _active;
     private int _listenerDisposed;
+    private readonly Nat.NatDiscovery? _nat;
+    private readonly PortMapping.PortMapper? _portMapper;
 
     public MobileForwarder(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses, ExposedPorts exposed,
         GnsPeerLocator locator, VerifiedAddressOwners owners, Transparent.SocketMark mark, Inbound.InboundDelivery inbound, TimeProvider time,
-        ILoggerFactory loggers)
+        ILoggerFactory loggers, Nat.NatDiscovery? nat = null, PortMapping.PortMapper? portMapper = null)
     {
+        _nat = nat;
+        _portMapper = portMapper;
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggers);
         _options = options.Value;
@@ -422,8 +426,39 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
                 continue;
             }
 
+            SendDirectCandidates(connection);
             Track(ServeAsync(connection, cancellationToken));
         }
+    }
+
+    /// <summary>
+    /// Tells the client of an incoming connection where this host can be reached directly (its mapped,
+    /// reflexive and local transport endpoints: <see cref="DirectCandidateList"/>), so a connection that
+    /// came through a relay can move to a direct path (docs/nat.md, "Direct paths"). Off with
+    /// <c>Forwarding:Transport:DirectPaths=false</c>.
+    /// </summary>
+    private void SendDirectCandidates(MobileConnection connection)
+    {
+        if (!_options.Forwarding.Transport.DirectPaths || _listener is not { } listener)
+        {
+            return;
+        }
+
+        var (punch, candidates) = DirectCandidateList.Build(_nat?.State ?? Nat.NatState.NotYet, _portMapper?.State ?? PortMapping.PortMappingState.NotYet,
+            _addresses.Current.Addresses, listener.LocalEndPoint.Port);
+        if (candidates.Length == 0)
+        {
+            return;
+        }
+
+        connection.SetDirectCandidates(punch, candidates);
+        DirectLog.CandidatesSent(_logger, connection.RemoteGuid.ToString(), candidates.Length, string.Join(' ', candidates.Select(c => c.EndPoint)));
+    }
+
+    private static partial class DirectLog
+    {
+        [LoggerMessage(4400, LogLevel.Debug, "Sent {Count} direct candidates to {Peer}: {Candidates}")]
+        public static partial void CandidatesSent(ILogger logger, string peer, int count, string candidates);
     }
 
     /// <summary>One incoming stream: the open header, the exposure check, the local connect, the status byte, the relay.</summary>

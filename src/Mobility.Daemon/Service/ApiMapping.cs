@@ -129,6 +129,9 @@ public static class ApiMapping
             Moves = (uint)stats.Moves,
             LastStallMs = stats.LastStall.TotalMilliseconds,
             RttMs = stats.LastRtt?.TotalMilliseconds ?? 0,
+            Path = connection.PathKind ?? "",
+            StandbyRelay = connection.StandbyRelay ?? "",
+            DirectUpgrades = (uint)stats.DirectUpgrades,
         };
         foreach (var move in connection.Moves)
         {

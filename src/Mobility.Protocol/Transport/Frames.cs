@@ -32,6 +32,12 @@ public enum FrameType : byte
     /// offsets and receive window.
     /// </summary>
     Datagram = 7,
+
+    /// <summary>
+    /// body: flags u8 | count u8 | count x (kind u8 | family u8 | port u16 | address 4 or 16): the
+    /// sender's direct candidates (<see cref="DirectCandidates"/>), 2 .. <see cref="DirectCandidates.MaxBodyLength"/> bytes.
+    /// </summary>
+    Candidates = 8,
 }
 
 /// <summary>
@@ -116,6 +122,7 @@ public static class TransportFrame
             FrameType.Fin or FrameType.Ping or FrameType.Pong => bodyLength == 8,
             FrameType.Reset => bodyLength == 4,
             FrameType.Datagram => bodyLength is > 0 and <= TransportConstants.MaxDatagramPayload,
+            FrameType.Candidates => bodyLength is >= 2 and <= DirectCandidates.MaxBodyLength,
             _ => throw new MalformedMessageException($"Unknown frame type {(byte)type}."),
         };
         if (!ok)

@@ -102,6 +102,15 @@ internal sealed class ConnectionPath
     /// <summary>Client path opened by a Join (set before its receive loop starts): its <see cref="AwaitingResumeAck"/> expects a JoinAck.</summary>
     public bool Joining { get; init; }
 
+    /// <summary>
+    /// A former active path kept as a standby when a direct path took over (<see cref="PathSet.Swap"/>):
+    /// frames the peer sent on it before it saw the switch are dropped (they are resent on the new path).
+    /// </summary>
+    public bool Demoted { get; set; }
+
+    /// <summary>Joined as a standby (it may be active now): its PINGs and PONGs are checked against its own counter when older than the connection's.</summary>
+    public bool WasStandby { get; set; }
+
     /// <summary>The highest frame counter accepted on this path while it was a standby (its PINGs and PONGs are checked per path).</summary>
     public ulong StandbyCounter { get; set; }
 

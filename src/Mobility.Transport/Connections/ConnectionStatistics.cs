@@ -27,6 +27,9 @@ internal sealed class ConnectionStatistics
     /// <summary>Moves made by promoting a standby path (no connect, no Resume).</summary>
     public int StandbySwitches { get; set; }
 
+    /// <summary>Switches from a relayed path to a direct one (<see cref="MobileConnection.PathKind"/>).</summary>
+    public int DirectUpgrades { get; set; }
+
     public MobileConnectionStatistics Snapshot() => new(BytesSent, BytesReceived, BytesResent, DuplicateBytesReceived,
-        Moves, ResumeAttempts, ResumesRejected, LastStall, LastRtt, PingsSent, StandbySwitches);
+        Moves, ResumeAttempts, ResumesRejected, LastStall, LastRtt, PingsSent, StandbySwitches) { DirectUpgrades = DirectUpgrades };
 }

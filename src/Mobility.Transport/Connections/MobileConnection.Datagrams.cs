@@ -17,6 +17,9 @@ public readonly partial record struct MobileConnectionStatistics
 {
     /// <summary>The datagram counters (read live, not only when the loop publishes).</summary>
     public DatagramStatistics Datagrams { get; init; }
+
+    /// <summary>Switches from a relayed path to a direct one (docs/nat.md, "Direct paths").</summary>
+    public int DirectUpgrades { get; init; }
 }
 
 /// <summary>

@@ -155,6 +155,12 @@ public sealed partial class MobileConnection
             case DatagramsQueued:
                 OnDatagramsQueued();
                 break;
+            case DirectCandidatesSet candidates:
+                OnDirectCandidatesSet(candidates.Body);
+                break;
+            case DirectJoined joined:
+                OnDirectJoined(joined.Path);
+                break;
             default:
                 throw new InvalidOperationException($"Unexpected event {e.GetType().Name}.");
         }

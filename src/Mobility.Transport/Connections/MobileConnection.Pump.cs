@@ -112,6 +112,7 @@ public sealed partial class MobileConnection
             || path.Outbox.HasFrames
             || _send.HasUnsent
             || HasDatagramsToSend
+            || _candidatesDue
             || _send.FinDue(path.FinSent)
             || (_receive.AckChanged && _receive.AckDue)
             || (!_isClient && IsFinished() && _receive.AckedReceived == _receive.ReceivedValue);
@@ -285,6 +286,8 @@ public sealed partial class MobileConnection
             position = PlaceControl(position, FrameType.Ack, 16);
             _receive.MarkAcked(withConsumed: true);
         }
+
+        position = PlaceCandidates(output, position);
 
         if ((_send.HasUnsent || HasDatagramsToSend) && output.Length < OutputBufferSize)
         {
@@ -464,7 +467,7 @@ public sealed partial class MobileConnection
         while (TransportFrame.TryRead(ref reader, TransportConstants.MaxFrameLength, out var frame))
         {
             var bodyLength = frame.BodyLength;
-            if (frame.Type is FrameType.Data or FrameType.Datagram)
+            if (frame.Type is FrameType.Data or FrameType.Datagram or FrameType.Candidates)
             {
                 var array = ArrayPool<byte>.Shared.Rent(bodyLength);
                 if (!opener.TryOpen(frame, array.AsSpan(0, bodyLength), scratch))
@@ -571,7 +574,25 @@ public sealed partial class MobileConnection
     /// <summary>Applies one authenticated frame of the active path; true when the receive state took the frame's array.</summary>
     private bool HandleFrame(ConnectionPath path, in ReceivedFrame frame)
     {
+        if (path.WasStandby && frame.Type is (FrameType.Ping or FrameType.Pong) && frame.Counter <= _receive.Counter && frame.Counter > path.StandbyCounter)
+        {
+            // A probe the peer sent while this path was still its standby (a direct path the client just
+            // switched to): frames of two flows arrive in no common order, so it is checked per path, as there.
+            path.StandbyCounter = frame.Counter;
+            if (frame.Type == FrameType.Ping)
+            {
+                path.Outbox.QueuePong(frame.Value1);
+            }
+            else
+            {
+                path.OnPong(frame.Value1, _time.GetTimestamp(), _time);
+            }
+
+            return false;
+        }
+
         _receive.AcceptCounter(frame.Counter);
+        path.StandbyCounter = frame.Counter;
         switch (frame.Type)
         {
             case FrameType.Data:
@@ -629,6 +650,10 @@ public sealed partial class MobileConnection
 
             case FrameType.Datagram:
                 return AcceptDatagram(frame.Array!, frame.Length);
+
+            case FrameType.Candidates:
+                OnPeerCandidates(frame.Array.AsSpan(0, frame.Length));
+                return false;
 
             case FrameType.Reset:
                 FailNow(new MobileConnectionException(MobileConnectionError.ResetByPeer, $"The connection was reset by the peer (code {frame.Value1})."), null);

@@ -213,12 +213,25 @@ public sealed partial class MobileConnection
                 continue;
             }
 
+            if (path.Demoted && (_isClient || frame.Counter <= _receive.Counter))
+            {
+                // Sent before the peer saw the switch to a direct path: resent on the active path.
+                if (frame.Array is { } stale)
+                {
+                    ArrayPool<byte>.Shared.Return(stale);
+                    frames[next] = frame with { Array = null };
+                }
+
+                continue;
+            }
+
             if (_isClient || !path.Established)
             {
                 throw new MalformedMessageException($"{frame.Type} on a standby path.");
             }
 
-            var old = _paths.Promote(path);
+            path.Demoted = false;
+            var old = KeepsRelayAsStandby(path) ? _paths.Swap(path) : _paths.Promote(path);
             _timeline.Record(MoveEventKind.PathDead, old is null ? "pathless" : $"{old} dropped: the client switched");
             OnPromoted(path, "the client switched to it");
             return true;

@@ -29,6 +29,7 @@ internal sealed class PathSet
     {
         path.Id = ++_ids;
         path.IsStandby = true;
+        path.WasStandby = true;
         _standby.Add(path);
         ConnectionPath? dropped = null;
         if (_standby.Count > max)
@@ -66,6 +67,7 @@ internal sealed class PathSet
         _standby.Remove(path);
         _standbySnapshot = [.. _standby];
         path.IsStandby = false;
+        path.Demoted = false;
         var old = Active;
         Active = path;
         if (old is not null && old != path)
@@ -73,6 +75,29 @@ internal sealed class PathSet
             Retire(old);
         }
 
+        return old;
+    }
+
+    /// <summary>
+    /// Makes the standby <paramref name="path"/> the active path and keeps the previous active path as
+    /// a standby, marked <see cref="ConnectionPath.Demoted"/> (a direct path took over from a relayed
+    /// one, which stays as the fallback); returns the previous active path.
+    /// </summary>
+    public ConnectionPath? Swap(ConnectionPath path)
+    {
+        _standby.Remove(path);
+        path.IsStandby = false;
+        var old = Active;
+        Active = path;
+        if (old is not null && old != path)
+        {
+            old.IsStandby = true;
+            old.WasStandby = true;
+            old.Demoted = true;
+            _standby.Add(old);
+        }
+
+        _standbySnapshot = [.. _standby];
         return old;
     }
 

@@ -55,6 +55,11 @@ internal interface ISupervisedConnection
 
     /// <summary>Makes a new path on <paramref name="flow"/> that joins as a standby (Join/JoinAck); null once the connection ended.</summary>
     ConnectionPath? BeginJoin(IFlow flow) => null;
+
+    /// <summary>A direct path joined as a standby: the connection makes it the active path, the relayed one a standby.</summary>
+    void PromoteDirect(ConnectionPath path)
+    {
+    }
 }
 
 /// <summary>
@@ -275,7 +280,23 @@ internal sealed partial class PathSupervisor
     /// <summary>One join: a flow from <paramref name="local"/> to <paramref name="target"/>, Join, JoinAck, within the resume attempt timeout.</summary>
     private async Task JoinAsync(IPAddress local, IPEndPoint target, CancellationToken ct)
     {
-        using var deadline = new CancellationTokenSource(_options.ResumeAttemptTimeout, _time);
+        try
+        {
+            await JoinOnceAsync(local, target, _options.ResumeAttemptTimeout, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _kick.Set();
+        }
+    }
+
+    /// <summary>
+    /// A flow from <paramref name="local"/> (any when null) to <paramref name="target"/>, Join, JoinAck
+    /// within <paramref name="limit"/>: the standby path, or null (logged; the flow closed).
+    /// </summary>
+    private async Task<ConnectionPath?> JoinOnceAsync(IPAddress? local, IPEndPoint target, TimeSpan limit, CancellationToken ct)
+    {
+        using var deadline = new CancellationTokenSource(limit, _time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
         IFlow? flow = null;
         ConnectionPath? path = null;
@@ -287,13 +308,13 @@ internal sealed partial class PathSupervisor
             if (path is null)
             {
                 flow.Abort();
-                return;
+                return null;
             }
 
             var result = await path.ResumeResult.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
             if (result is null)
             {
-                return;
+                return path;
             }
 
             failure = "refused: " + result.Value;
@@ -324,9 +345,9 @@ internal sealed partial class PathSupervisor
                     flow?.Abort();
                 }
             }
-
-            _kick.Set();
         }
+
+        return null;
     }
 
     /// <summary>Stops listening to the locator (the connection ended).</summary>
@@ -403,6 +424,7 @@ internal sealed partial class PathSupervisor
             while (true)
             {
                 MaybeJoinStandby();
+                MaybeGoDirect();
                 await Kick().ConfigureAwait(false);
                 pendingKick = null;
                 TransportLog.SupervisorWoke(_logger, _connection.Token, _connection.State.ToString());
@@ -954,7 +976,7 @@ internal sealed partial class PathSupervisor
     private static partial class JoinLog
     {
         [LoggerMessage(9510, LogLevel.Debug, "Connection {Token:x32}: standby join from {Local} to {Remote} failed: {Reason}")]
-        public static partial void Failed(ILogger logger, UInt128 token, IPAddress local, IPEndPoint remote, string reason);
+        public static partial void Failed(ILogger logger, UInt128 token, IPAddress? local, IPEndPoint remote, string reason);
     }
 
     private static partial class ResumeRaceLog

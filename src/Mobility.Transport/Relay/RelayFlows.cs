@@ -40,7 +40,7 @@ public static class RelayFlows
         {
             await flow.Stream.WriteAsync(new RelayDial(target).Encode(), cancellationToken).ConfigureAwait(false);
             await ExpectOkAsync(flow.Stream, $"dial of {target.ToShortString()} at {relay}", cancellationToken).ConfigureAwait(false);
-            return flow;
+            return new RelayedFlow(flow, relay);
         }
         catch
         {
@@ -283,7 +283,7 @@ public sealed class RelayFlowListener : IFlowListener
             flow = await _flows.ConnectAsync(LocalEndPoint, null, _stop.Token).ConfigureAwait(false);
             await flow.Stream.WriteAsync(new RelayAccept(_guid, spliceId).Encode(), _stop.Token).ConfigureAwait(false);
             await RelayFlows.ExpectOkAsync(flow.Stream, "accept", _stop.Token).ConfigureAwait(false);
-            await _accepted.Writer.WriteAsync(flow, _stop.Token).ConfigureAwait(false);
+            await _accepted.Writer.WriteAsync(new RelayedFlow(flow, LocalEndPoint), _stop.Token).ConfigureAwait(false);
             flow = null;
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException or ChannelClosedException)

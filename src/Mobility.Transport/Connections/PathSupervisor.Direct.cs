@@ -1,0 +1,133 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Mobility.Protocol.Transport;
+using Mobility.Transport.Relay;
+
+namespace Mobility.Transport.Connections;
+
+/// <summary>
+/// The client's direct attempts while its active path runs through a relay: the peer's candidates
+/// (its CANDIDATES frame) go to a <see cref="DirectPathPlanner"/>; an attempt joins a flow to each
+/// candidate in turn (Join/JoinAck, as a standby path) until one answers, and hands the joined path
+/// to the connection, which makes it active (<see cref="ISupervisedConnection.PromoteDirect"/>). One
+/// attempt at a time; between failures the planner's back-off; a relayed active path after a direct
+/// one (it died) counts as a loss and backs off too.
+/// </summary>
+internal sealed partial class PathSupervisor
+{
+    // Guarded by _gate: created with the peer's first candidates.
+    private DirectPathPlanner? _direct;
+    private Task _directAttempt = Task.CompletedTask;
+
+    /// <summary>The peer sent its direct candidates (from the connection's loop).</summary>
+    public void OnPeerCandidates(bool punch, DirectCandidate[] candidates)
+    {
+        lock (_gate)
+        {
+            _direct ??= new DirectPathPlanner(_time, _options.DirectAttemptTimeout, _options.DirectRetryMin, _options.DirectRetryMax, _random);
+            _direct.OnPeerCandidates(punch, candidates);
+        }
+
+        _kick.Set();
+    }
+
+    /// <summary>Starts a direct attempt when one is due and the active path is relayed (or a wait for the next one).</summary>
+    private void MaybeGoDirect()
+    {
+        if (!_options.DirectPaths || _options.MaxStandbyPaths == 0 || _connection.Closed.IsCancellationRequested
+            || _connection.ActivePath is not { Established: true, IsStopped: false } active)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (_direct is not { } planner || !_directAttempt.IsCompleted)
+            {
+                return;
+            }
+
+            if (active.Flow is not RelayedFlow)
+            {
+                return;
+            }
+
+            if (planner.IsDirect)
+            {
+                // The direct path died and the connection is back on a relay.
+                planner.OnDirectLost();
+            }
+
+            var attempt = planner.Next();
+            if (attempt.Kind != DirectAttemptKind.None)
+            {
+                _directAttempt = Task.Run(() => DirectAsync(attempt, _connection.Closed), CancellationToken.None);
+            }
+            else if (planner.DueIn() is { } due)
+            {
+                _directAttempt = WaitThenKickAsync(due, _connection.Closed);
+            }
+        }
+    }
+
+    /// <summary>One attempt: a join to each target in turn within the attempt's deadline; then the planner hears how it went.</summary>
+    private async Task DirectAsync(DirectAttempt attempt, CancellationToken ct)
+    {
+        var up = false;
+        try
+        {
+            DirectLog.Attempt(_logger, _connection.Token, attempt.Kind.ToString(), string.Join(' ', (IEnumerable<IPEndPoint>)attempt.Targets));
+            foreach (var target in attempt.Targets)
+            {
+                var left = _time.GetElapsedTime(_time.GetTimestamp(), attempt.Deadline);
+                if (left <= TimeSpan.Zero || ct.IsCancellationRequested)
+                {
+                    break;
+                }
+
+                if (await JoinOnceAsync(null, target, left, ct).ConfigureAwait(false) is { } path)
+                {
+                    _connection.PromoteDirect(path);
+                    up = true;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                if (up)
+                {
+                    _direct?.OnDirectUp();
+                }
+                else
+                {
+                    _direct?.OnAttemptFailed();
+                }
+            }
+
+            _kick.Set();
+        }
+    }
+
+    private async Task WaitThenKickAsync(TimeSpan due, CancellationToken ct)
+    {
+        try
+        {
+            await Task.Delay(due, _time, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        _kick.Set();
+    }
+
+    private static partial class DirectLog
+    {
+        [LoggerMessage(9110, LogLevel.Debug, "Connection {Token:x32}: direct attempt ({Kind}) to {Targets}")]
+        public static partial void Attempt(ILogger logger, UInt128 token, string kind, string targets);
+    }
+}

@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Mobility.Protocol.Transport;
+using Mobility.Transport;
+using Mobility.Transport.Flows;
+using Xunit.Abstractions;
+
+namespace Mobility.Relay.FunctionalTests;
+
+/// <summary>
+/// Direct paths through the real relay executable: a connection that starts relayed takes the
+/// server's direct candidate (CANDIDATES over the session), joins it and moves its stream there while
+/// the relayed path stays as a standby; the relay stops carrying the stream; nothing is lost or doubled.
+/// </summary>
+public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
+{
+    private const int Chunk = 64 * 1024;
+
+    [Fact]
+    public async Task A_relayed_connection_moves_to_the_direct_candidate_without_losing_a_byte()
+    {
+        await using var relay = await RelayProcess.StartAsync();
+        await using var pair = await DirectPair.OpenAsync(relay.Tcp, new MobileConnectionOptions { FlowFactory = new RelayFlowFactory(TcpFlowFactory.Instance) });
+        Assert.StartsWith("relay ", pair.Client.PathKind);
+        Assert.StartsWith("relay ", pair.Server.PathKind);
+
+        var transfer = Transfer.Start(pair.Client, pair.Server);
+        await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 4 * Chunk), "bytes flow through the relay");
+        var clock = Stopwatch.StartNew();
+        pair.Server.SetDirectCandidates(punch: false, [new DirectCandidate(DirectCandidateKind.Local, pair.DirectEndPoint)]);
+
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Client.PathKind == "direct"), "the client uses the direct path");
+        // Reported, not asserted (docs/nat.md, "Direct paths"): the time from the server's candidates to the client's switch.
+        output.WriteLine(FormattableString.Invariant($"time until direct: {clock.Elapsed.TotalMilliseconds:F1} ms (anchor, the relayed connect of this run: {pair.ConnectTime.TotalMilliseconds:F1} ms)"));
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Server.PathKind == "direct"), "the server uses the direct path");
+        Assert.Equal([new DirectCandidate(DirectCandidateKind.Local, pair.DirectEndPoint)], pair.Client.PeerCandidates);
+        Assert.Equal(1, pair.Client.Statistics.DirectUpgrades);
+
+        Assert.StartsWith("relay ", pair.Client.StandbyRelay);
+        Assert.StartsWith("relay ", pair.Server.StandbyRelay);
+
+        // From now on the stream goes direct: once what was in flight through the relay has drained, its
+        // byte counter stands still (but for the standby path's keepalives) while megabytes more cross.
+        await TestTimeout.Eventually(async () =>
+        {
+            var before = await relay.MetricAsync("relay_bytes_total");
+            var received = transfer.Received;
+            await TestTimeout.Eventually(() => transfer.Received > received + (4L << 20), "4 MiB more cross");
+            return await relay.MetricAsync("relay_bytes_total") - before < 64 * 1024;
+        }, "the relay's byte counter stops growing");
+
+        await transfer.FinishAsync();
+    }
+
+    [Fact]
+    public async Task A_candidate_nobody_answers_at_leaves_the_connection_relayed_and_intact()
+    {
+        await using var relay = await RelayProcess.StartAsync();
+        await using var pair = await DirectPair.OpenAsync(relay.Tcp, new MobileConnectionOptions
+        {
+            FlowFactory = new RelayFlowFactory(TcpFlowFactory.Instance),
+            DirectAttemptTimeout = TimeSpan.FromMilliseconds(500),
+        });
+        var closed = new IPEndPoint(IPAddress.Loopback, Ports.FreeTcp(IPAddress.Loopback));
+
+        var transfer = Transfer.Start(pair.Client, pair.Server);
+        pair.Server.SetDirectCandidates(punch: false, [new DirectCandidate(DirectCandidateKind.Reflexive, closed)]);
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Client.PeerCandidates.Count == 1), "the client has the candidate");
+        await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 8L << 20), "8 MiB cross");
+
+        Assert.StartsWith("relay ", pair.Client.PathKind);
+        Assert.Equal(0, pair.Client.Statistics.DirectUpgrades);
+        await transfer.FinishAsync();
+    }
+
+    [Fact]
+    public async Task With_direct_paths_off_the_candidates_are_ignored()
+    {
+        await using var relay = await RelayProcess.StartAsync();
+        await using var pair = await DirectPair.OpenAsync(relay.Tcp, new MobileConnectionOptions
+        {
+            FlowFactory = new RelayFlowFactory(TcpFlowFactory.Instance),
+            DirectPaths = false,
+        });
+
+        var transfer = Transfer.Start(pair.Client, pair.Server);
+        pair.Server.SetDirectCandidates(punch: false, [new DirectCandidate(DirectCandidateKind.Local, pair.DirectEndPoint)]);
+        await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 8L << 20), "8 MiB cross");
+        await transfer.FinishAsync();
+
+        Assert.Empty(pair.Client.PeerCandidates);
+        Assert.StartsWith("relay ", pair.Client.PathKind);
+        Assert.Equal(0, pair.Client.Statistics.DirectUpgrades);
+    }
+
+    /// <summary>One direction's checked stream: random bytes written until finished, hashed at both ends.</summary>
+    private sealed class Transfer
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private readonly IncrementalHash _sent = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        private readonly IncrementalHash _received = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        private Task _writing = Task.CompletedTask;
+        private Task<long> _reading = Task.FromResult(0L);
+        private long _receivedBytes;
+        private long _sentBytes;
+
+        public long Received => Interlocked.Read(ref _receivedBytes);
+
+        public static Transfer Start(MobileConnection from, MobileConnection to)
+        {
+            var transfer = new Transfer();
+            transfer._writing = Task.Run(() => transfer.WriteAsync(from));
+            transfer._reading = Task.Run(() => transfer.ReadAsync(to));
+            return transfer;
+        }
+
+        private async Task WriteAsync(MobileConnection connection)
+        {
+            var buffer = new byte[Chunk];
+            while (!_stop.IsCancellationRequested)
+            {
+                RandomNumberGenerator.Fill(buffer);
+                _sent.AppendData(buffer);
+                await connection.Stream.WriteAsync(buffer);
+                _sentBytes += buffer.Length;
+            }
+
+            connection.ShutdownWrite();
+        }
+
+        private async Task<long> ReadAsync(MobileConnection connection)
+        {
+            var buffer = new byte[Chunk];
+            int read;
+            while ((read = await connection.Stream.ReadAsync(buffer)) > 0)
+            {
+                _received.AppendData(buffer.AsSpan(0, read));
+                Interlocked.Add(ref _receivedBytes, read);
+            }
+
+            return Received;
+        }
+
+        /// <summary>Stops writing, reads to the end and checks the stream: same length, same SHA-256.</summary>
+        public async Task FinishAsync()
+        {
+            await _stop.CancelAsync();
+            await _writing.WithTimeout();
+            var total = await _reading.WithTimeout();
+            Assert.Equal(_sentBytes, total);
+            Assert.Equal(_sent.GetHashAndReset(), _received.GetHashAndReset());
+        }
+    }
+
+    /// <summary>A server with a relay registration and a direct TCP endpoint on loopback; the client reaches it through the relay.</summary>
+    private sealed class DirectPair : IAsyncDisposable
+    {
+        private readonly HostKey _serverKey = HostKey.Generate();
+        private readonly HostKey _clientKey = HostKey.Generate();
+        private MobileListener _listener = null!;
+        private RelayFlowListener _registration = null!;
+        private Task _serving = Task.CompletedTask;
+
+        public MobileConnection Client { get; private set; } = null!;
+
+        public MobileConnection Server { get; private set; } = null!;
+
+        public IPEndPoint DirectEndPoint => _listener.LocalEndPoint;
+
+        /// <summary>How long the client's connect through the relay took (an anchor for timings of the same run).</summary>
+        public TimeSpan ConnectTime { get; private set; }
+
+        public static async Task<DirectPair> OpenAsync(IPEndPoint relay, MobileConnectionOptions clientOptions)
+        {
+            var pair = new DirectPair();
+            pair._listener = new MobileListener(pair._serverKey);
+            pair._listener.Start(new IPEndPoint(IPAddress.Loopback, 0));
+            pair._registration = await RelayFlowListener.RegisterAsync(pair._serverKey, relay).WithTimeout();
+            pair._serving = pair._listener.ServeAsync(pair._registration);
+            var connector = new MobileConnector(pair._clientKey, clientOptions);
+            var accepting = pair._listener.AcceptAsync().AsTask();
+            var clock = Stopwatch.StartNew();
+            pair.Client = await connector.ConnectAsync(new RelayEndPoint(relay.Address, relay.Port, pair._serverKey.Guid), pair._serverKey.Guid).WithTimeout();
+            pair.ConnectTime = clock.Elapsed;
+            pair.Server = await accepting.WithTimeout();
+            return pair;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Client.DisposeAsync();
+            await Server.DisposeAsync();
+            await _registration.DisposeAsync();
+            await _listener.DisposeAsync();
+            await _serving.WithTimeout();
+        }
+    }
+}
