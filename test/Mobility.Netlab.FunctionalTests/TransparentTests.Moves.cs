@@ -60,6 +60,7 @@ public sealed partial class TransparentTests
         await using var lab = Lab.Create();
         var hosts = await HubAsync(lab);
         var etc = ResolvConfFolder(hosts.Client);
+        var processes = new List<NamespaceProcess>();
         try
         {
             var tcpServer = lab.StartProcess(hosts.Server, "iperf3", ["-s", "-B", "127.0.0.1", "-p", $"{IperfTcpPort}", "-i", "1", "--forceflush"],
@@ -67,7 +68,8 @@ public sealed partial class TransparentTests
             var udpServer = lab.StartProcess(hosts.Server, "iperf3", ["-s", "-B", "127.0.0.1", "-p", $"{IperfUdpPort}", "-i", "1", "--forceflush"],
                 readyLine: "Server listening");
             await Task.WhenAll(tcpServer.WaitReadyAsync(NetlabTimeouts.Step), udpServer.WaitReadyAsync(NetlabTimeouts.Step)).WithTimeout(NetlabTimeouts.Step);
-            await StartMoveDaemonsAsync(lab, hosts, [(IperfTcpPort, false), (IperfUdpPort, false), (IperfUdpPort, true)]);
+            var daemons = await StartMoveDaemonsAsync(lab, hosts, [(IperfTcpPort, false), (IperfUdpPort, false), (IperfUdpPort, true)]);
+            processes.AddRange([.. daemons, tcpServer, udpServer]);
 
             var (client, server) = (2, 1);
             foreach (var kind in new[] { MoveKind.Client, MoveKind.Server, MoveKind.Both })
@@ -75,11 +77,14 @@ public sealed partial class TransparentTests
                 // TCP: a fixed byte count, paced (16 Mbit/s, at least 8 s), so a stall makes the run longer, never shorter.
                 // UDP: 1 Mbit/s for 2 MB (16 s), the datagrams sent while the session moves are lost, not retried.
                 var dir = lab.CreateTemporaryDirectory("iperf3");
+                var (tcpStart, udpStart) = (FlowingIntervals(tcpServer), FlowingIntervals(udpServer));
                 var tcp = lab.StartProcess(hosts.Client, "iperf3", ["-c", "peer.mob", "-p", $"{IperfTcpPort}", "-n", "16M", "-b", "16M", "--json"],
                     workingDirectory: dir);
                 var udp = lab.StartProcess(hosts.Client, "iperf3", ["-u", "-c", "peer.mob", "-p", $"{IperfUdpPort}", "-n", "2M", "-b", "1M", "-l", "1200", "--json"],
                     workingDirectory: dir);
-                await TestTimeout.Eventually(() => FlowingIntervals(tcpServer) > 0 && FlowingIntervals(udpServer) > 0, $"both iperf3 runs flowing before the {kind} move",
+                processes.AddRange([tcp, udp]);
+                await TestTimeout.Eventually(() => FlowingIntervals(tcpServer) > tcpStart && FlowingIntervals(udpServer) > udpStart,
+                    $"both iperf3 runs flowing before the {kind} move",
                     NetlabTimeouts.Step);
                 (client, server) = await MoveAsync(hosts, kind, client, server);
 
@@ -109,6 +114,10 @@ public sealed partial class TransparentTests
                 Assert.True(udpSum.GetProperty("packets").GetInt64() > 0, udp.StandardOutput);
                 Assert.True(udpSum.GetProperty("lost_percent").GetDouble() is >= 0 and < 100, udp.StandardOutput);
             }
+        }
+        catch (Exception) when (KeepLogs("iperf3", processes))
+        {
+            throw;
         }
         finally
         {
@@ -169,6 +178,21 @@ public sealed partial class TransparentTests
         }
     }
 
+    /// <summary>With NETLAB_LOGS set, writes what the processes printed to that folder (<c>&lt;test&gt;-&lt;n&gt;.log</c>); false, so a failure goes on.</summary>
+    private static bool KeepLogs(string test, List<NamespaceProcess> processes)
+    {
+        if (Environment.GetEnvironmentVariable("NETLAB_LOGS") is { Length: > 0 } folder)
+        {
+            Directory.CreateDirectory(folder);
+            for (var i = 0; i < processes.Count; i++)
+            {
+                File.WriteAllText(Path.Combine(folder, $"{test}-{i}.log"), $"{processes[i].Description}\n{processes[i].StandardOutput}\n--- stderr\n{processes[i].StandardError}");
+            }
+        }
+
+        return false;
+    }
+
     private sealed record MoveHosts(string Server, string Client, string Gns);
 
     /// <summary>
@@ -198,13 +222,14 @@ public sealed partial class TransparentTests
     /// A standalone gns in the gns namespace; the server's daemon (name <c>peer</c>) exposing <paramref name="ports"/> with the
     /// virtual source; the client's daemon with transparent mode on. Both daemons watch the GNS over gRPC.
     /// </summary>
-    private static async Task StartMoveDaemonsAsync(Lab lab, MoveHosts hosts, (int Port, bool Udp)[] ports)
+    private static async Task<NamespaceProcess[]> StartMoveDaemonsAsync(Lab lab, MoveHosts hosts, (int Port, bool Udp)[] ports)
     {
         var (gns, prefix) = MobilityExecutables.Gns();
         var gnsProcess = lab.StartProcess(hosts.Gns, gns, [.. prefix, "serve", "--memory", "--udp", $"{GnsV4}:7353", "--grpc", $"{GnsV4}:7381",
             "--http", "127.0.0.1:7380"], readyLine: "gns listening ", workingDirectory: lab.CreateTemporaryDirectory("gns"));
         await gnsProcess.WaitReadyAsync(TimeSpan.FromSeconds(60)).WithTimeout(NetlabTimeouts.Step);
-        string[] gnsOptions = ["--gns", $"{GnsV4}:7353", "--gns-grpc", $"http://{GnsV4}:7381"];
+        string[] gnsOptions = ["--gns", $"{GnsV4}:7353", "--gns-grpc", $"http://{GnsV4}:7381",
+            .. Environment.GetEnvironmentVariable("NETLAB_LOGS") is { Length: > 0 } ? ["--Logging:LogLevel:Mobility", "Debug"] : (string[])[]];
         var peer = await StartDaemonAsync(lab, hosts.Server, "server", null, [.. gnsOptions, "--name", "peer", "--Transparent:Dns", "off"]);
         using (var api = new DaemonClient(peer.Socket))
         {
@@ -216,7 +241,7 @@ public sealed partial class TransparentTests
 
         var near = await StartDaemonAsync(lab, hosts.Client, "client", null, [.. gnsOptions, "--Transparent:Enabled", "true"]);
         await TestTimeout.Eventually(async () => await ResolveAsync(hosts.Client, "peer.mob") is not null, "peer.mob resolves", NetlabTimeouts.Step);
-        _ = near;
+        return [gnsProcess, peer.Process, near.Process];
     }
 
     /// <summary>Moves the client (10.17.0.<paramref name="client"/>), the server or both at once to a new address; the addresses after it.</summary>
