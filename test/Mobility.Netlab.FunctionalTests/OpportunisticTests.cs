@@ -68,6 +68,40 @@ public sealed class OpportunisticTests
     }
 
     [NetlabFact]
+    public async Task A_mobile_connection_made_of_a_connection_to_an_ordinary_address_survives_a_move_of_this_host()
+    {
+        await using var lab = Lab.Create();
+        var (server, client) = await LinkAsync(lab);
+        var blob = RandomNumberGenerator.GetBytes(12 * 1024 * 1024);
+        StartWebServer(lab, server, blob);
+        var near = await StartDaemonAsync(lab, client, "client", null, ClientOptions);
+        var peer = await StartDaemonAsync(lab, server, "server", null, ["--gns", "10.17.0.2:7353", "--Transparent:Dns", "off"]);
+        using var peerApi = new DaemonClient(peer.Socket);
+        await peerApi.ExposeAsync(8080, null, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
+        var peerGuid = (await peerApi.GetSelfAsync(CancellationToken.None).WithTimeout(NetlabTimeouts.Step)).GetProperty("guid").GetString()!;
+        using var api = new DaemonClient(near.Socket);
+        await TestTimeout.Eventually(async () => (await api.GetIpAddressesAsync(peerGuid, CancellationToken.None)).Contains("10.17.0.1"),
+            "the server's record lists 10.17.0.1");
+        await api.SetTransparentAsync(true, opportunistic: true, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
+
+        // curl's socket is 10.17.0.2 -> 10.17.0.1:8080; this host leaves 10.17.0.2 (for 10.17.0.3) in the middle of the download.
+        var output = Path.Combine(lab.CreateTemporaryDirectory("curl"), "out");
+        var curl = lab.StartProcess(client, "curl", ["-sS", "--noproxy", "*", "--max-time", "300", "--limit-rate", "2M", "-o", output, "http://10.17.0.1:8080/blob"]);
+        await TestTimeout.Eventually(() => File.Exists(output) && new FileInfo(output).Length >= 1 << 20, "curl under way", NetlabTimeouts.Step);
+        Assert.Equal((1, 0), Counts(await api.GetTransparentAsync(CancellationToken.None).WithTimeout(NetlabTimeouts.Step)));
+        await Ip.SysctlAsync(client, "net.ipv4.conf.eth0.promote_secondaries", "1").WithTimeout(NetlabTimeouts.Step);
+        await Ip.BatchAsync(client, ["addr add 10.17.0.3/24 dev eth0", "addr add fd00:17::3/64 dev eth0 nodad", "addr del 10.17.0.2/24 dev eth0",
+            "addr del fd00:17::2/64 dev eth0"]).WithTimeout(NetlabTimeouts.Step);
+
+        Assert.True(await curl.WaitForExitAsync(TimeSpan.FromMinutes(5)), "curl did not finish after the move");
+        Assert.True(curl.ExitCode == 0, $"curl failed after the move ({curl.ExitCode}): {curl.StandardError}");
+        Assert.Equal(SHA256.HashData(blob), SHA256.HashData(await File.ReadAllBytesAsync(output)));
+        // The old address was held on lo for curl's connection only: gone once the connection is.
+        await TestTimeout.Eventually(async () => !(await Ip.InAsync(client, "addr", "show", "dev", "lo")).Contains("10.17.0.2", StringComparison.Ordinal),
+            "10.17.0.2 released", NetlabTimeouts.Step);
+    }
+
+    [NetlabFact]
     public async Task Curl_to_a_plain_server_gets_plain_tcp_with_identical_bytes_also_when_a_host_falsely_claims_its_address()
     {
         await using var lab = Lab.Create();
