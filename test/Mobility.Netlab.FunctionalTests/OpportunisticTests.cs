@@ -31,19 +31,9 @@ public sealed class OpportunisticTests
     public async Task Curl_to_a_mobile_hosts_ordinary_address_gets_a_mobile_connection_that_survives_the_hosts_move_away_from_that_address()
     {
         await using var lab = Lab.Create();
-        var (server, client) = await LinkAsync(lab);
         var blob = RandomNumberGenerator.GetBytes(6 * 1024 * 1024);
-        StartWebServer(lab, server, blob);
-        var near = await StartDaemonAsync(lab, client, "client", null, ClientOptions);
-        var peer = await StartDaemonAsync(lab, server, "server", null, ["--gns", "10.17.0.2:7353", "--Transparent:Dns", "off"]);
-        using var peerApi = new DaemonClient(peer.Socket);
-        await peerApi.ExposeAsync(8080, null, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
-        var peerGuid = (await peerApi.GetSelfAsync(CancellationToken.None).WithTimeout(NetlabTimeouts.Step)).GetProperty("guid").GetString()!;
-
+        var (server, client, near) = await MobileWebServerAsync(lab, blob);
         using var api = new DaemonClient(near.Socket);
-        // The server's record (its address claim) must be in the GNS before the first connection, or that one goes plain.
-        await TestTimeout.Eventually(async () => (await api.GetIpAddressesAsync(peerGuid, CancellationToken.None)).Contains("10.17.0.1"),
-            "the server's record lists 10.17.0.1");
         var on = await api.SetTransparentAsync(true, opportunistic: true, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
         Assert.True(Flag(on, "opportunistic"));
         Assert.Contains("meta nfproto ipv4 meta l4proto tcp redirect", await RulesetAsync(client), StringComparison.Ordinal);
@@ -71,17 +61,9 @@ public sealed class OpportunisticTests
     public async Task A_mobile_connection_made_of_a_connection_to_an_ordinary_address_survives_a_move_of_this_host()
     {
         await using var lab = Lab.Create();
-        var (server, client) = await LinkAsync(lab);
         var blob = RandomNumberGenerator.GetBytes(12 * 1024 * 1024);
-        StartWebServer(lab, server, blob);
-        var near = await StartDaemonAsync(lab, client, "client", null, ClientOptions);
-        var peer = await StartDaemonAsync(lab, server, "server", null, ["--gns", "10.17.0.2:7353", "--Transparent:Dns", "off"]);
-        using var peerApi = new DaemonClient(peer.Socket);
-        await peerApi.ExposeAsync(8080, null, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
-        var peerGuid = (await peerApi.GetSelfAsync(CancellationToken.None).WithTimeout(NetlabTimeouts.Step)).GetProperty("guid").GetString()!;
+        var (_, client, near) = await MobileWebServerAsync(lab, blob);
         using var api = new DaemonClient(near.Socket);
-        await TestTimeout.Eventually(async () => (await api.GetIpAddressesAsync(peerGuid, CancellationToken.None)).Contains("10.17.0.1"),
-            "the server's record lists 10.17.0.1");
         await api.SetTransparentAsync(true, opportunistic: true, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
 
         // curl's socket is 10.17.0.2 -> 10.17.0.1:8080; this host leaves 10.17.0.2 (for 10.17.0.3) in the middle of the download.
@@ -142,6 +124,26 @@ public sealed class OpportunisticTests
         // Plain TCP from the client host's own address, as without the daemon.
         await TestTimeout.Eventually(() => web.StandardError.Contains("10.17.0.2 - - ", StringComparison.Ordinal), "the web server logged the client");
         Assert.DoesNotContain("127.0.0.1 - - ", web.StandardError, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The two namespaces, the web server serving <paramref name="blob"/> behind the server's daemon (port 8080 exposed), the
+    /// client's daemon embedding the GNS; returns once the server's record (its address claim) is in the GNS: before that the
+    /// first connection would go plain.
+    /// </summary>
+    private static async Task<(string Server, string Client, TransparentTests.Daemon Near)> MobileWebServerAsync(Lab lab, byte[] blob)
+    {
+        var (server, client) = await LinkAsync(lab);
+        StartWebServer(lab, server, blob);
+        var near = await StartDaemonAsync(lab, client, "client", null, ClientOptions);
+        var peer = await StartDaemonAsync(lab, server, "server", null, ["--gns", "10.17.0.2:7353", "--Transparent:Dns", "off"]);
+        using var peerApi = new DaemonClient(peer.Socket);
+        await peerApi.ExposeAsync(8080, null, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
+        var peerGuid = (await peerApi.GetSelfAsync(CancellationToken.None).WithTimeout(NetlabTimeouts.Step)).GetProperty("guid").GetString()!;
+        using var api = new DaemonClient(near.Socket);
+        await TestTimeout.Eventually(async () => (await api.GetIpAddressesAsync(peerGuid, CancellationToken.None)).Contains("10.17.0.1"),
+            "the server's record lists 10.17.0.1");
+        return (server, client, near);
     }
 
     /// <summary>python3's http.server on every address, port 8080, serving <paramref name="blob"/> as /blob; it logs each request's source on stderr.</summary>
