@@ -57,6 +57,7 @@ public static class MobilitydServiceCollectionExtensions
         services.TryAddSingleton<DnsStub>();
         services.TryAddSingleton<SocketMark>();
         services.TryAddSingleton<Inbound.InboundDelivery>();
+        services.TryAddSingleton<HeldSourceAddresses>();
         services.TryAddSingleton<InterceptionListener>();
         services.TryAddSingleton<UdpInterceptor>();
         services.TryAddSingleton<ResolverIntegration>();

@@ -31,19 +31,9 @@ public sealed class OpportunisticTests
     public async Task Curl_to_a_mobile_hosts_ordinary_address_gets_a_mobile_connection_that_survives_the_hosts_move_away_from_that_address()
     {
         await using var lab = Lab.Create();
-        var (server, client) = await LinkAsync(lab);
         var blob = RandomNumberGenerator.GetBytes(6 * 1024 * 1024);
-        StartWebServer(lab, server, blob);
-        var near = await StartDaemonAsync(lab, client, "client", null, ClientOptions);
-        var peer = await StartDaemonAsync(lab, server, "server", null, ["--gns", "10.17.0.2:7353", "--Transparent:Dns", "off"]);
-        using var peerApi = new DaemonClient(peer.Socket);
-        await peerApi.ExposeAsync(8080, null, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
-        var peerGuid = (await peerApi.GetSelfAsync(CancellationToken.None).WithTimeout(NetlabTimeouts.Step)).GetProperty("guid").GetString()!;
-
+        var (server, client, near) = await MobileWebServerAsync(lab, blob);
         using var api = new DaemonClient(near.Socket);
-        // The server's record (its address claim) must be in the GNS before the first connection, or that one goes plain.
-        await TestTimeout.Eventually(async () => (await api.GetIpAddressesAsync(peerGuid, CancellationToken.None)).Contains("10.17.0.1"),
-            "the server's record lists 10.17.0.1");
         var on = await api.SetTransparentAsync(true, opportunistic: true, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
         Assert.True(Flag(on, "opportunistic"));
         Assert.Contains("meta nfproto ipv4 meta l4proto tcp redirect", await RulesetAsync(client), StringComparison.Ordinal);
@@ -65,6 +55,32 @@ public sealed class OpportunisticTests
         Assert.False(Flag(off, "opportunistic"));
         Assert.True(Flag(off, "enabled"));
         Assert.DoesNotContain("nfproto", await RulesetAsync(client), StringComparison.Ordinal);
+    }
+
+    [NetlabFact]
+    public async Task A_mobile_connection_made_of_a_connection_to_an_ordinary_address_survives_a_move_of_this_host()
+    {
+        await using var lab = Lab.Create();
+        var blob = RandomNumberGenerator.GetBytes(12 * 1024 * 1024);
+        var (_, client, near) = await MobileWebServerAsync(lab, blob);
+        using var api = new DaemonClient(near.Socket);
+        await api.SetTransparentAsync(true, opportunistic: true, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
+
+        // curl's socket is 10.17.0.2 -> 10.17.0.1:8080; this host leaves 10.17.0.2 (for 10.17.0.3) in the middle of the download.
+        var output = Path.Combine(lab.CreateTemporaryDirectory("curl"), "out");
+        var curl = lab.StartProcess(client, "curl", ["-sS", "--noproxy", "*", "--max-time", "300", "--limit-rate", "2M", "-o", output, "http://10.17.0.1:8080/blob"]);
+        await TestTimeout.Eventually(() => File.Exists(output) && new FileInfo(output).Length >= 1 << 20, "curl under way", NetlabTimeouts.Step);
+        Assert.Equal((1, 0), Counts(await api.GetTransparentAsync(CancellationToken.None).WithTimeout(NetlabTimeouts.Step)));
+        await Ip.SysctlAsync(client, "net.ipv4.conf.eth0.promote_secondaries", "1").WithTimeout(NetlabTimeouts.Step);
+        await Ip.BatchAsync(client, ["addr add 10.17.0.3/24 dev eth0", "addr add fd00:17::3/64 dev eth0 nodad", "addr del 10.17.0.2/24 dev eth0",
+            "addr del fd00:17::2/64 dev eth0"]).WithTimeout(NetlabTimeouts.Step);
+
+        Assert.True(await curl.WaitForExitAsync(TimeSpan.FromMinutes(5)), "curl did not finish after the move");
+        Assert.True(curl.ExitCode == 0, $"curl failed after the move ({curl.ExitCode}): {curl.StandardError}");
+        Assert.Equal(SHA256.HashData(blob), SHA256.HashData(await File.ReadAllBytesAsync(output)));
+        // The old address was held on lo for curl's connection only: gone once the connection is.
+        await TestTimeout.Eventually(async () => !(await Ip.InAsync(client, "addr", "show", "dev", "lo")).Contains("10.17.0.2", StringComparison.Ordinal),
+            "10.17.0.2 released", NetlabTimeouts.Step);
     }
 
     [NetlabFact]
@@ -108,6 +124,26 @@ public sealed class OpportunisticTests
         // Plain TCP from the client host's own address, as without the daemon.
         await TestTimeout.Eventually(() => web.StandardError.Contains("10.17.0.2 - - ", StringComparison.Ordinal), "the web server logged the client");
         Assert.DoesNotContain("127.0.0.1 - - ", web.StandardError, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The two namespaces, the web server serving <paramref name="blob"/> behind the server's daemon (port 8080 exposed), the
+    /// client's daemon embedding the GNS; returns once the server's record (its address claim) is in the GNS: before that the
+    /// first connection would go plain.
+    /// </summary>
+    private static async Task<(string Server, string Client, TransparentTests.Daemon Near)> MobileWebServerAsync(Lab lab, byte[] blob)
+    {
+        var (server, client) = await LinkAsync(lab);
+        StartWebServer(lab, server, blob);
+        var near = await StartDaemonAsync(lab, client, "client", null, ClientOptions);
+        var peer = await StartDaemonAsync(lab, server, "server", null, ["--gns", "10.17.0.2:7353", "--Transparent:Dns", "off"]);
+        using var peerApi = new DaemonClient(peer.Socket);
+        await peerApi.ExposeAsync(8080, null, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
+        var peerGuid = (await peerApi.GetSelfAsync(CancellationToken.None).WithTimeout(NetlabTimeouts.Step)).GetProperty("guid").GetString()!;
+        using var api = new DaemonClient(near.Socket);
+        await TestTimeout.Eventually(async () => (await api.GetIpAddressesAsync(peerGuid, CancellationToken.None)).Contains("10.17.0.1"),
+            "the server's record lists 10.17.0.1");
+        return (server, client, near);
     }
 
     /// <summary>python3's http.server on every address, port 8080, serving <paramref name="blob"/> as /blob; it logs each request's source on stderr.</summary>

@@ -283,11 +283,11 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     }
 
     /// <summary>Relays <paramref name="connection"/> and <paramref name="socket"/> until both ends closed; disposes both. Tracked so that stop waits for it.</summary>
-    public void StartRelay(MobileConnection connection, Socket socket, ReadOnlyMemory<byte> initialToConnection = default)
+    public void StartRelay(MobileConnection connection, Socket socket, ReadOnlyMemory<byte> initialToConnection = default, IDisposable? lease = null)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(socket);
-        Track(RelayAsync(connection, socket, initialToConnection));
+        Track(RelayAsync(connection, socket, initialToConnection, lease));
     }
 
     /// <summary>
@@ -518,7 +518,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
 
             Log.Forwarding(_logger, connection.RemoteGuid.ToString(), port);
             reserved = false;
-            await RelayAsync(connection, socket, default).ConfigureAwait(false);
+            await RelayAsync(connection, socket, default, lease: null).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or InvalidDataException or OperationCanceledException or ObjectDisposedException)
         {
@@ -571,7 +571,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         }
     }
 
-    private async Task RelayAsync(MobileConnection connection, Socket socket, ReadOnlyMemory<byte> initialToConnection)
+    private async Task RelayAsync(MobileConnection connection, Socket socket, ReadOnlyMemory<byte> initialToConnection, IDisposable? lease)
     {
         try
         {
@@ -607,6 +607,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         {
             ReleaseRelay();
             await connection.DisposeAsync().ConfigureAwait(false);
+            lease?.Dispose();
         }
     }
 

@@ -29,6 +29,7 @@ public sealed partial class InterceptionListener : IAsyncDisposable
     private readonly VirtualAddressMap _map;
     private readonly MobileForwarder _forwarder;
     private readonly LocalAccessPolicy _access;
+    private readonly HeldSourceAddresses _held;
     private readonly ILogger<InterceptionListener> _logger;
     private CancellationTokenSource? _stopping;
     private Socket? _ipv4;
@@ -39,13 +40,14 @@ public sealed partial class InterceptionListener : IAsyncDisposable
     private long _plain;
 
     public InterceptionListener(IOptions<MobilitydOptions> options, VirtualAddressMap map, MobileForwarder forwarder, LocalAccessPolicy access,
-        ILogger<InterceptionListener> logger)
+        HeldSourceAddresses held, ILogger<InterceptionListener> logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options.Value;
         _map = map;
         _forwarder = forwarder;
         _access = access;
+        _held = held;
         _logger = logger;
     }
 
@@ -188,7 +190,8 @@ public sealed partial class InterceptionListener : IAsyncDisposable
         {
             Interlocked.Increment(ref _mobile);
             Log.OpportunisticMobile(_logger, source, original, mobile.RemoteGuid.ToString());
-            _forwarder.StartRelay(mobile, client);
+            // The program's socket keeps this host's address as its source: held on lo if the host moves away from it.
+            _forwarder.StartRelay(mobile, client, lease: _held.Use(source.Address));
         }
         else
         {

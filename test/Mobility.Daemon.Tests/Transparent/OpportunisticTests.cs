@@ -25,6 +25,16 @@ public sealed class OpportunisticTests
     }
 
     [Fact]
+    public void A_held_source_address_is_a_deprecated_host_address_on_lo_and_is_deleted_the_same_way()
+    {
+        Assert.Equal(["-4", "addr", "add", "10.17.0.2/32", "dev", "lo", "valid_lft", "forever", "preferred_lft", "0"],
+            HeldSourceAddresses.Command("add", IPAddress.Parse("10.17.0.2")));
+        Assert.Equal(["-6", "addr", "add", "fd00:17::2/128", "dev", "lo", "valid_lft", "forever", "preferred_lft", "0"],
+            HeldSourceAddresses.Command("add", IPAddress.Parse("fd00:17::2")));
+        Assert.Equal(["-4", "addr", "del", "10.17.0.2/32", "dev", "lo"], HeldSourceAddresses.Command("del", IPAddress.Parse("10.17.0.2")));
+    }
+
+    [Fact]
     public void Opportunistic_rules_redirect_other_tcp_last_and_leave_local_loopback_gns_excluded_prefixes_and_ports_alone()
     {
         var rules = InterceptionRules.Install(VirtualAddressPool.Parse("100.77.0.0/16"), 0x6d6f62, 40001, 40002, new OpportunisticRules(

@@ -1,0 +1,229 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Mobility.Daemon.Addresses;
+using Mobility.Net.Threading;
+
+namespace Mobility.Daemon.Transparent;
+
+/// <summary>
+/// Opportunistic mode across a move of this host. A program's connection to an ordinary address that became a mobile
+/// stream keeps, in the program's kernel socket, this host's address of the time as its source (REDIRECT changes only the
+/// destination). Once the host loses that address, neither direction gets through: the kernel routes no IPv4 packet from
+/// an address the host does not hold, and the daemon's answers to it are routed out to the network. So while such a
+/// stream lives, its source address, once the host no longer has it, is held on <c>lo</c> (/32 or /128, deprecated:
+/// <c>preferred_lft 0</c>, so the host does not choose it as a source, nor the address monitor publish it while the host
+/// has another address of the family), and removed when the last stream from it ends or the daemon stops. Events 4450-4453.
+/// </summary>
+public sealed partial class HeldSourceAddresses : IAsyncDisposable
+{
+    private readonly AddressMonitor _addresses;
+    private readonly ILogger<HeldSourceAddresses> _logger;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<IPAddress, int> _users = [];
+    private readonly HashSet<IPAddress> _held = [];
+    private readonly AsyncAutoResetSignal _changed = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private IDisposable? _subscription;
+    private Task? _loop;
+
+    public HeldSourceAddresses(AddressMonitor addresses, ILogger<HeldSourceAddresses> logger)
+    {
+        _addresses = addresses;
+        _logger = logger;
+    }
+
+    /// <summary>The addresses held on lo now.</summary>
+    public IReadOnlyList<IPAddress> Held
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _held];
+            }
+        }
+    }
+
+    /// <summary>A stream from a program's socket whose source is <paramref name="source"/> starts; disposing the lease says it ended.</summary>
+    public IDisposable Use(IPAddress source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        lock (_gate)
+        {
+            if (_stopping.IsCancellationRequested)
+            {
+                return NoLease.Instance;
+            }
+
+            _users[source] = _users.GetValueOrDefault(source) + 1;
+            if (_loop is null)
+            {
+                _subscription = _addresses.Subscribe(_changed.Set);
+                _loop = Task.Run(RunAsync);
+            }
+        }
+
+        _changed.Set();
+        return new Lease(this, source);
+    }
+
+    private void Release(IPAddress source)
+    {
+        lock (_gate)
+        {
+            if (_users.TryGetValue(source, out var count))
+            {
+                if (count <= 1)
+                {
+                    _users.Remove(source);
+                }
+                else
+                {
+                    _users[source] = count - 1;
+                }
+            }
+        }
+
+        _changed.Set();
+    }
+
+    private async Task RunAsync()
+    {
+        try
+        {
+            while (await _changed.WaitAsync(_stopping.Token).ConfigureAwait(false))
+            {
+                await ReconcileAsync(_stopping.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+            // Stopping: DisposeAsync removes what is held.
+        }
+    }
+
+    /// <summary>Holds every used source the host no longer has; lets go of every held one no stream uses any more.</summary>
+    private async Task ReconcileAsync(CancellationToken cancellationToken)
+    {
+        var current = _addresses.Current.Addresses;
+        List<IPAddress> hold;
+        List<IPAddress> release;
+        lock (_gate)
+        {
+            hold = [.. _users.Keys.Where(a => !_held.Contains(a) && !current.Contains(a))];
+            release = [.. _held.Where(a => !_users.ContainsKey(a))];
+        }
+
+        foreach (var address in hold)
+        {
+            if (await RunAsync("add", address, cancellationToken).ConfigureAwait(false))
+            {
+                lock (_gate)
+                {
+                    _held.Add(address);
+                }
+
+                Log.Holding(_logger, address);
+            }
+        }
+
+        foreach (var address in release)
+        {
+            await RunAsync("del", address, cancellationToken).ConfigureAwait(false);
+            lock (_gate)
+            {
+                _held.Remove(address);
+            }
+
+            Log.Released(_logger, address);
+        }
+    }
+
+    /// <summary>The <c>ip addr</c> command that adds or deletes <paramref name="address"/> on lo (its arguments, for the tests).</summary>
+    public static string[] Command(string verb, IPAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        var v6 = address.AddressFamily == AddressFamily.InterNetworkV6;
+        string[] command = [v6 ? "-6" : "-4", "addr", verb, $"{address}/{(v6 ? 128 : 32)}", "dev", "lo"];
+        return verb == "add" ? [.. command, "valid_lft", "forever", "preferred_lft", "0"] : command;
+    }
+
+    private async Task<bool> RunAsync(string verb, IPAddress address, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ExternalCommand.RunAsync("ip", Command(verb, address), cancellationToken: cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is ExternalCommandException or IOException or UnauthorizedAccessException)
+        {
+            Log.CommandFailed(_logger, verb, address, e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>Stops following the addresses and removes every address held on lo.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        Task? loop;
+        lock (_gate)
+        {
+            if (_stopping.IsCancellationRequested)
+            {
+                return;
+            }
+
+            _stopping.Cancel();
+            loop = _loop;
+        }
+
+        _subscription?.Dispose();
+        if (loop is not null)
+        {
+            await loop.ConfigureAwait(false);
+        }
+
+        foreach (var address in Held)
+        {
+            await RunAsync("del", address, CancellationToken.None).ConfigureAwait(false);
+            Log.Released(_logger, address);
+        }
+
+        _stopping.Dispose();
+    }
+
+    private sealed class Lease(HeldSourceAddresses owner, IPAddress source) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                owner.Release(source);
+            }
+        }
+    }
+
+    private sealed class NoLease : IDisposable
+    {
+        public static readonly NoLease Instance = new();
+
+        public void Dispose()
+        {
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(4450, LogLevel.Information, "Opportunistic: this host left {Address}, the source of a program's mobile stream; holding it on lo while the stream lives.")]
+        public static partial void Holding(ILogger logger, IPAddress address);
+
+        [LoggerMessage(4451, LogLevel.Information, "Opportunistic: {Address} released from lo (no stream from it any more).")]
+        public static partial void Released(ILogger logger, IPAddress address);
+
+        [LoggerMessage(4452, LogLevel.Warning, "Opportunistic: ip addr {Verb} {Address} on lo failed: {Error}")]
+        public static partial void CommandFailed(ILogger logger, string verb, IPAddress address, string error);
+    }
+}
