@@ -141,44 +141,31 @@ public sealed partial class GnsClient
     /// can reach now, when null) in the background. <paramref name="restart"/> cancels a race already running (its
     /// result is stale: the addresses changed); otherwise a race already running is left to finish.
     /// </summary>
-    private void StartRace(EndPointSet? set, IReadOnlyList<int>? order, bool restart)
-    {
-        CancellationTokenSource? stale;
-        lock (_grpcGate)
-        {
-            if (_disposed != 0 || (!restart && !_race.IsCompleted))
-            {
-                return;
-            }
-
-            stale = _raceCancel;
-            var cancel = CancellationTokenSource.CreateLinkedTokenSource(_disposing.Token);
-            _raceCancel = cancel;
-            _race = RaceAsync(set, order, _race, cancel, grpc: false);
-        }
-
-        CancelQuietly(stale);
-    }
+    private void StartRace(EndPointSet? set, IReadOnlyList<int>? order, bool restart) => StartRace(set, order, restart, grpc: false);
 
     /// <summary>
     /// Races the gRPC addresses the host can reach now in the background, the one in use first: a TCP connect to each
-    /// (<see cref="ProbeGrpcAsync"/>), started as <see cref="StartRace"/> starts the datagram probes. Started after every
-    /// local address change and when a gRPC call or a watch finds the GNS unavailable.
+    /// (<see cref="ProbeGrpcAsync"/>), started as <see cref="StartRace(EndPointSet?, IReadOnlyList{int}?, bool)"/> starts
+    /// the datagram probes. Started after every local address change and when a gRPC call or a watch finds the GNS unavailable.
     /// </summary>
-    private void StartGrpcRace(bool restart)
+    private void StartGrpcRace(bool restart) => StartRace(null, null, restart, grpc: true);
+
+    private void StartRace(EndPointSet? set, IReadOnlyList<int>? order, bool restart, bool grpc)
     {
         CancellationTokenSource? stale;
         lock (_grpcGate)
         {
-            if (_disposed != 0 || _set.All.Length < 2 || _set.All[0].Grpc is null || (!restart && !_grpcRace.IsCompleted))
+            ref var race = ref grpc ? ref _grpcRace : ref _race;
+            ref var raceCancel = ref grpc ? ref _grpcRaceCancel : ref _raceCancel;
+            if (_disposed != 0 || (grpc && (_set.All.Length < 2 || _set.All[0].Grpc is null)) || (!restart && !race.IsCompleted))
             {
                 return;
             }
 
-            stale = _grpcRaceCancel;
+            stale = raceCancel;
             var cancel = CancellationTokenSource.CreateLinkedTokenSource(_disposing.Token);
-            _grpcRaceCancel = cancel;
-            _grpcRace = RaceAsync(null, null, _grpcRace, cancel, grpc: true);
+            raceCancel = cancel;
+            race = RaceAsync(set, order, race, cancel, grpc);
         }
 
         CancelQuietly(stale);
