@@ -26,6 +26,8 @@ public static class CommandLine
         new("--gns", "ENDPOINTS", nameof(MobilitydOptions.Gns),
             "GNS datagram endpoint(s): IP:PORT, [IPv6]:PORT, NAME:PORT or NAME (port 7353), comma-separated; several are raced at start, first answer wins, and again when the host's addresses change (required unless --embedded-gns)"),
         new("--gns-grpc", "URL", nameof(MobilitydOptions.GnsGrpc), "GNS gRPC address, http://IP:PORT (watches, large replies); when IP is one of --gns's addresses, each of them gets PORT on its own address"),
+        new("--gns-resolver", "ENDPOINTS", nameof(MobilitydOptions.GnsResolver),
+            "DNS server(s) IP:PORT, comma-separated, for --gns's names (resolved again on address changes and when their TTL runs out) [default: /etc/resolv.conf's, then the system's resolver]"),
         new("--embedded-gns", null, nameof(MobilitydOptions.EmbeddedGns), "Run a GNS inside the daemon, SQLite in <state-dir>/gns"),
         new("--embedded-gns-udp", "IP:PORT", nameof(MobilitydOptions.EmbeddedGnsUdp), $"Datagram endpoint of the embedded GNS; [::] serves IPv4 and IPv6 [default: {MobilitydOptions.DefaultEmbeddedGnsUdp}]"),
         new("--socket", "PATH", nameof(MobilitydOptions.Socket),

@@ -275,14 +275,20 @@ public static partial class MobilitydHost
         // Several endpoints or a name: resolved and raced once, as the client is created at start (a few seconds at
         // most, GnsServerSelector.Budget); the one that answered first is used, the others are the client's alternates,
         // chosen again whenever the host's addresses change (a host that goes IPv6-only moves to the GNS's IPv6 address).
+        // Names are resolved again by the client on every address change and when their TTL runs out (a host on another
+        // network may find the GNS at other addresses, or only at those of the family that works there).
+        var resolvers = options.GnsResolverEndPoints;
+        var resolver = new GnsNameResolver { Servers = resolvers };
         IReadOnlyList<IPEndPoint> endPoints = servers.IsSingleAddress ? [servers.EndPoints[0]]
-            : new GnsServerSelector { TimeProvider = time }.ChooseAsync(servers, loggers.CreateLogger<GnsServerSelector>(), CancellationToken.None).GetAwaiter().GetResult();
+            : new GnsServerSelector { TimeProvider = time, NameResolver = resolvers.Count > 0 ? resolver : null }
+                .ChooseAsync(servers, loggers.CreateLogger<GnsServerSelector>(), CancellationToken.None).GetAwaiter().GetResult();
         var grpc = string.IsNullOrWhiteSpace(options.GnsGrpc) ? null : new Uri(options.GnsGrpc);
         return new GnsClient(new GnsClientOptions
         {
             Server = endPoints[0],
             GrpcAddress = GnsServerList.GrpcFor(grpc, endPoints[0], endPoints),
             Alternates = [.. endPoints.Skip(1).Select(e => new GnsEndPoint(e, GnsServerList.GrpcFor(grpc, e, endPoints)))],
+            Resolve = servers.Names.Count > 0 ? servers.Resolver(resolver, grpc) : null,
             TimeProvider = time,
             LoggerFactory = loggers,
         });

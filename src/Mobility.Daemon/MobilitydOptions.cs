@@ -44,6 +44,12 @@ public sealed class MobilitydOptions
     /// <summary>The GNS gRPC base address (http://IP:PORT/), for watches and large replies; optional.</summary>
     public string? GnsGrpc { get; set; }
 
+    /// <summary>
+    /// DNS server(s), IP:PORT comma-separated, that resolve the names of <see cref="Gns"/> (A and AAAA, with their TTL);
+    /// empty: the nameservers of /etc/resolv.conf, then the system's resolver (<see cref="GnsServers.GnsNameResolver"/>).
+    /// </summary>
+    public string? GnsResolver { get; set; }
+
     /// <summary>Runs a GNS inside the daemon on a SQLite store in &lt;StateDir&gt;/gns and uses it.</summary>
     public bool EmbeddedGns { get; set; }
 
@@ -189,6 +195,12 @@ public sealed class MobilitydOptions
     /// <summary>The GNS endpoints, or null when none is set.</summary>
     public GnsServers.GnsServerList? GnsServerList => string.IsNullOrWhiteSpace(Gns) ? null
         : GnsServers.GnsServerList.TryParse(Gns, out var list, out var error) ? list : throw new FormatException($"{GnsOption}: {error}.");
+
+    internal const string GnsResolverOption = "GnsResolver (--gns-resolver)";
+
+    /// <summary>The DNS servers of <see cref="GnsResolver"/> (empty when not set).</summary>
+    public IReadOnlyList<IPEndPoint> GnsResolverEndPoints => [.. (GnsResolver ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        .Select(e => EndPointSetting.Parse(e, GnsResolverOption) ?? throw new FormatException($"{GnsResolverOption}: 'off' is not a DNS server."))];
 
     internal const string HttpOption = "Http (--http)";
 

@@ -26,6 +26,11 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
             failures.Add($"GnsGrpc (--gns-grpc) '{options.GnsGrpc}' must be an absolute http:// or https:// address.");
         }
 
+        foreach (var resolver in (options.GnsResolver ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            CheckEndPoint(failures, resolver, MobilitydOptions.GnsResolverOption, offAllowed: false);
+        }
+
         if (options.EmbeddedGns)
         {
             CheckEndPoint(failures, options.EmbeddedGnsUdp, MobilitydOptions.EmbeddedGnsUdpOption, offAllowed: false);

@@ -33,13 +33,22 @@ public sealed partial class GnsClient
             cancellationToken.ThrowIfCancellationRequested();
             if (deadline.IsCancellationRequested)
             {
+                StartGrpcRace(restart: false);
                 throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {GrpcAddress} gave no answer within {_options.GrpcTimeout.TotalSeconds:0.###} s", e);
             }
 
-            throw MapRpcException(e);
+            var mapped = MapRpcException(e);
+            if (mapped.Code == GnsErrorCode.Unavailable)
+            {
+                // Another address of the GNS may take TCP connections where this one does not.
+                StartGrpcRace(restart: false);
+            }
+
+            throw mapped;
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
+            StartGrpcRace(restart: false);
             throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {GrpcAddress} gave no answer within {_options.GrpcTimeout.TotalSeconds:0.###} s");
         }
     }

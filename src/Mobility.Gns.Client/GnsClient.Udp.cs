@@ -27,15 +27,17 @@ public sealed partial class GnsClient
     /// </summary>
     private (Socket Socket, Task Loop) StartUdp()
     {
-        var v6 = _endPoints.Any(e => e.Udp.AddressFamily == AddressFamily.InterNetworkV6);
-        var v4 = _endPoints.Any(e => e.Udp.AddressFamily == AddressFamily.InterNetwork);
+        // A resolver may later answer addresses of either family: then a dual-stack socket from the start.
+        var all = _set.All;
+        var v6 = _options.Resolve is not null || all.Any(e => e.Udp.AddressFamily == AddressFamily.InterNetworkV6);
+        var v4 = _options.Resolve is not null || all.Any(e => e.Udp.AddressFamily == AddressFamily.InterNetwork);
         Socket socket;
         try
         {
             socket = v6 ? new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp) { DualMode = v4 }
                 : new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         }
-        catch (SocketException) when (v6 && _endPoints[0].Udp.AddressFamily == AddressFamily.InterNetwork)
+        catch (SocketException) when (v6 && all[0].Udp.AddressFamily == AddressFamily.InterNetwork)
         {
             socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         }
@@ -235,10 +237,10 @@ public sealed partial class GnsClient
                 catch (TimeoutException)
                 {
                     GnsClientLog.AttemptTimedOut(_logger, server, id, timeout, attempt + 1, total);
-                    if (attempt == 0 && to is null && _endPoints.Length > 1)
+                    if (attempt == 0 && to is null && _set.All.Length > 1)
                     {
                         // Silent, not refused: maybe a path that died without an address change. Another address may answer.
-                        StartRace(null, restart: false);
+                        StartRace(null, null, restart: false);
                     }
                 }
             }

@@ -107,7 +107,26 @@ public sealed partial class GnsClient
             failures++;
             var delay = WatchReconnectDelay(failures);
             GnsClientLog.WatchReconnecting(_logger, GrpcAddress!, reason, delay, failures);
-            await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
+
+            // Another address of the GNS may take the stream: raced now, and a move there ends the back-off at once.
+            var (now, moved) = CurrentGrpc();
+            StartGrpcRace(restart: false);
+            using var backOff = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, moved);
+            try
+            {
+                if (ReferenceEquals(now, grpc))
+                {
+                    await Task.Delay(delay, _time, backOff.Token).ConfigureAwait(false);
+                }
+                else
+                {
+                    GnsClientLog.WatchMoved(_logger, watched.Count, GrpcAddress!);
+                }
+            }
+            catch (OperationCanceledException) when (moved.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                GnsClientLog.WatchMoved(_logger, watched.Count, GrpcAddress!);
+            }
         }
     }
 

@@ -43,8 +43,7 @@ public sealed partial class GnsClient : IGnsClient
             _cache = new RecordCache(_time, options.CacheMaxEntries, options.MaxCacheTtl);
         }
 
-        _endPoints = [new GnsEndPoint(options.Server, options.GrpcAddress), .. options.Alternates];
-        _normalized = [.. _endPoints.Select(e => new IPEndPoint(Locator.Normalize(e.Udp.Address), e.Udp.Port))];
+        _set = new EndPointSet([new GnsEndPoint(options.Server, options.GrpcAddress), .. options.Alternates], 0, 0);
         if (options.GrpcAddress is { } grpcAddress)
         {
             _channel = CreateChannel(grpcAddress, options);
@@ -52,13 +51,32 @@ public sealed partial class GnsClient : IGnsClient
         }
 
         (_socket, _receiveLoop) = StartUdp();
+        if (options.Resolve is { } resolve)
+        {
+            _resolveNow = new Wakeup();
+            _resolveLoop = ResolveLoopAsync(resolve, _resolveNow);
+        }
     }
 
     /// <summary>The GNS datagram endpoint this client talks to now (one of <see cref="EndPoints"/>).</summary>
-    public IPEndPoint Server => _endPoints[Volatile.Read(ref _current)].Udp;
+    public IPEndPoint Server
+    {
+        get
+        {
+            var set = _set;
+            return set.All[set.Udp].Udp;
+        }
+    }
 
     /// <summary>The GNS gRPC address this client uses now, or null.</summary>
-    public Uri? GrpcAddress => _endPoints[Volatile.Read(ref _current)].Grpc;
+    public Uri? GrpcAddress
+    {
+        get
+        {
+            var set = _set;
+            return set.All[set.Grpc].Grpc;
+        }
+    }
 
     /// <summary>The local endpoint of the client's datagram socket.</summary>
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
@@ -221,17 +239,14 @@ public sealed partial class GnsClient : IGnsClient
 
         await StopUdpAsync().ConfigureAwait(false);
         Task[] retired;
-        Task race;
         lock (_grpcGate)
         {
             _channel?.Dispose();
-            retired = [.. _retiredChannels];
-            race = _race;
+            retired = [.. _retiredChannels, _race, _grpcRace, _resolveLoop];
         }
 
         await _disposing.CancelAsync().ConfigureAwait(false);
         await Task.WhenAll(retired).ConfigureAwait(false);
-        await race.ConfigureAwait(false);
         _disposing.Dispose();
     }
 
@@ -254,8 +269,21 @@ public sealed partial class GnsClient : IGnsClient
             return;
         }
 
-        var order = _endPoints.Length > 1 ? GnsEndPointChoice.Order(_endPoints, Volatile.Read(ref _current), _options.HasRoute) : [];
-        CancellationTokenSource? reset;
+        ChooseAgain(replaceChannel: true);
+        _resolveNow?.Set();
+    }
+
+    /// <summary>
+    /// The addresses in use checked against the host's routes: one the host has no route to any more is left at once
+    /// for the first it can reach (datagrams and gRPC each); then both are raced in the background when several are
+    /// reachable. <paramref name="replaceChannel"/>: a new gRPC channel even when its address stays.
+    /// </summary>
+    private void ChooseAgain(bool replaceChannel)
+    {
+        CancellationTokenSource? reset = null;
+        EndPointSet set;
+        IReadOnlyList<int> order;
+        Uri? grpcLeft;
         int left;
         lock (_grpcGate)
         {
@@ -264,18 +292,32 @@ public sealed partial class GnsClient : IGnsClient
                 return;
             }
 
-            left = _current;
-            if (order.Count > 0 && order[0] != _current)
+            set = _set;
+            left = set.Udp;
+            grpcLeft = set.All[set.Grpc].Grpc;
+            order = set.All.Length > 1 ? GnsEndPointChoice.Order(set.All, set.Udp, _options.HasRoute) : [];
+            var grpcOrder = set.All.Length > 1 ? GnsEndPointChoice.Order(set.All, set.Grpc, _options.HasRoute) : [];
+            if (order.Count > 0 && order[0] != set.Udp)
             {
-                Volatile.Write(ref _current, order[0]);
+                set = set.WithUdp(order[0]);
             }
 
-            reset = ReplaceChannelLocked();
+            var grpcMoved = grpcOrder.Count > 0 && grpcOrder[0] != set.Grpc;
+            if (grpcMoved)
+            {
+                set = set.WithGrpc(grpcOrder[0]);
+            }
+
+            _set = set;
+            if (replaceChannel || grpcMoved)
+            {
+                reset = ReplaceChannelLocked();
+            }
         }
 
-        if (left != order.FirstOrDefault(left))
+        if (left != set.Udp)
         {
-            GnsClientLog.EndPointNoRoute(_logger, _endPoints[left].Udp, Server);
+            GnsClientLog.EndPointNoRoute(_logger, set.All[left].Udp, Server);
         }
 
         if (reset is not null)
@@ -288,7 +330,12 @@ public sealed partial class GnsClient : IGnsClient
 
         if (order.Count > 1)
         {
-            StartRace(order, restart: true);
+            StartRace(set, order, restart: true);
+        }
+
+        if (grpcLeft is not null)
+        {
+            StartGrpcRace(restart: true);
         }
     }
 
@@ -298,7 +345,7 @@ public sealed partial class GnsClient : IGnsClient
     /// </summary>
     private CancellationTokenSource? ReplaceChannelLocked()
     {
-        if (_endPoints[_current].Grpc is not { } grpcAddress)
+        if (_set.All[_set.Grpc].Grpc is not { } grpcAddress)
         {
             return null;
         }

@@ -67,5 +67,17 @@ internal static partial class GnsClientLog
     public static partial void EndPointSwitched(ILogger logger, IPEndPoint left, string now);
 
     [LoggerMessage(1882, LogLevel.Debug, "No GNS address answered among {Candidates}; keeping {Server}.")]
-    public static partial void EndPointNoneAnswered(ILogger logger, string candidates, IPEndPoint server);
+    public static partial void EndPointNoneAnswered(ILogger logger, string candidates, string server);
+
+    [LoggerMessage(1883, LogLevel.Information, "The GNS's addresses are now {EndPoints}; datagrams go to {Server}.")]
+    public static partial void EndPointsResolved(ILogger logger, string endPoints, IPEndPoint server);
+
+    [LoggerMessage(1884, LogLevel.Debug, "Resolving the GNS's addresses again failed ({Reason}); keeping those in use.")]
+    public static partial void ResolveFailed(ILogger logger, string reason);
+
+    [LoggerMessage(1885, LogLevel.Information, "GNS gRPC address changed from {Left} to {Now}: it accepted a connection first.")]
+    public static partial void GrpcEndPointSwitched(ILogger logger, Uri left, Uri now);
+
+    [LoggerMessage(1886, LogLevel.Debug, "Watch of {Count} GUIDs re-opening at once on {Grpc}: the GNS's gRPC address in use changed.")]
+    public static partial void WatchMoved(ILogger logger, int count, Uri grpc);
 }

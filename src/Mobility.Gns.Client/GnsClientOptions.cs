@@ -51,6 +51,43 @@ public sealed class GnsClientOptions
     /// <summary>How long a race between GNS addresses may take; with no answer by then the client keeps the address it uses.</summary>
     public TimeSpan EndPointChoiceBudget { get; set; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>
+    /// Asks for the GNS's addresses again (the daemon: its <c>--gns</c> names resolved, A and AAAA), or null when they
+    /// are fixed. Called at start, after every <see cref="GnsClient.NotifyLocalAddressChanged"/> and when the answer's
+    /// TTL runs out (see <see cref="ResolveIntervalFor"/>); an answer that differs replaces <see cref="GnsClient.EndPoints"/>
+    /// (at most <see cref="MaxAlternates"/> + 1 are kept) and the addresses in use are chosen again. With it, the
+    /// datagram socket is dual-stack whatever family <see cref="Server"/> has.
+    /// </summary>
+    public Func<CancellationToken, Task<GnsResolution>>? Resolve { get; set; }
+
+    /// <summary>Shortest time between two periodic resolutions: a TTL of 0 (or a few seconds) does not make the client query in a loop.</summary>
+    public TimeSpan ResolveMinInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Longest time between two resolutions: a renumbered GNS is found within this whatever TTL its name had.</summary>
+    public TimeSpan ResolveMaxInterval { get; set; } = TimeSpan.FromMinutes(30);
+
+    /// <summary>Time between resolutions when the answer's TTL is not known (the system's resolver does not tell it).</summary>
+    public TimeSpan ResolveInterval { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>When to resolve again after an answer of <paramref name="ttl"/> (null: not known).</summary>
+    public TimeSpan ResolveIntervalFor(TimeSpan? ttl)
+    {
+        var interval = ttl ?? ResolveInterval;
+        return interval < ResolveMinInterval ? ResolveMinInterval : interval > ResolveMaxInterval ? ResolveMaxInterval : interval;
+    }
+
+    /// <summary>When to try again after <paramref name="failures"/> resolutions in a row answered nothing: 1 s, doubling, at most <see cref="ResolveMinInterval"/>.</summary>
+    public TimeSpan ResolveRetryDelay(int failures)
+    {
+        var delay = TimeSpan.FromSeconds(1);
+        for (var i = 1; i < failures && delay < ResolveMinInterval; i++)
+        {
+            delay *= 2;
+        }
+
+        return delay < ResolveMinInterval ? delay : ResolveMinInterval;
+    }
+
     /// <summary>Whether the host can send to an address now; the kernel's answer (<see cref="GnsEndPointChoice.KernelHasRoute"/>), replaced in tests.</summary>
     public Func<IPEndPoint, bool> HasRoute { get; set; } = GnsEndPointChoice.KernelHasRoute;
 
@@ -141,6 +178,13 @@ public sealed class GnsClientOptions
         }
 
         ValidateAlternates();
+        Positive(ResolveMinInterval, nameof(ResolveMinInterval));
+        Positive(ResolveInterval, nameof(ResolveInterval));
+        if (ResolveMaxInterval < ResolveMinInterval)
+        {
+            throw new ArgumentException("ResolveMaxInterval must not be below ResolveMinInterval.", nameof(ResolveMaxInterval));
+        }
+
         Positive(RequestTimeout, nameof(RequestTimeout));
         Positive(MaxAttemptTimeout, nameof(MaxAttemptTimeout));
         Positive(GrpcTimeout, nameof(GrpcTimeout));

@@ -10,3 +10,9 @@ public sealed record GnsEndPoint(IPEndPoint Udp, Uri? Grpc)
 {
     public override string ToString() => Grpc is null ? Udp.ToString() : $"{Udp} (gRPC {Grpc})";
 }
+
+/// <summary>
+/// What <see cref="GnsClientOptions.Resolve"/> answers: every address of the GNS now (empty when nothing resolved),
+/// and how long the answer holds (the smallest TTL of the DNS records behind it), or null when that is not known.
+/// </summary>
+public sealed record GnsResolution(IReadOnlyList<GnsEndPoint> EndPoints, TimeSpan? Ttl);

@@ -122,4 +122,88 @@ public sealed class DualStackGnsTests : IAsyncLifetime
         }, "the client moved to the address that answers");
         Assert.Equal(1UL, (await client.LookupAsync(key.Guid).WithTimeout())!.Version);
     }
+
+    [Fact]
+    public async Task After_an_address_change_the_watch_goes_to_the_only_GNS_address_that_takes_TCP()
+    {
+        await using var lab = await OnlyIpv6TakesTcp.StartAsync();
+        var client = lab.Client;
+
+        client.NotifyLocalAddressChanged();
+
+        // The datagram race may keep either address (both answer); the TCP race only has one that connects.
+        await TestTimeout.Eventually(() => client.GrpcAddress == lab.Grpc6, "gRPC moved to the GNS's IPv6 address");
+        using var cts = new CancellationTokenSource(TestTimeout.Default * 2);
+        await using var events = client.WatchAsync([lab.Peer.Guid], cts.Token).GetAsyncEnumerator();
+        Assert.True(await events.MoveNextAsync().AsTask().WithTimeout());
+        Assert.Equal(1UL, events.Current.Version);
+
+        // An update that must find the record asks gRPC, which works there too.
+        Assert.Equal(2UL, (await client.UpdateAsync(GnsRecord.Create(lab.Peer, 2, [new Locator(IPAddress.Parse("fd00::2"), 7391)])).WithTimeout()).Version);
+        Assert.True(await events.MoveNextAsync().AsTask().WithTimeout());
+        Assert.Equal(2UL, events.Current.Version);
+    }
+
+    [Fact]
+    public async Task A_watch_refused_at_the_GNS_address_in_use_moves_to_the_one_that_takes_TCP_without_waiting_out_its_back_off()
+    {
+        await using var lab = await OnlyIpv6TakesTcp.StartAsync();
+
+        // No address change: the refused stream itself starts the race, and the move ends the 60 s back-off.
+        using var cts = new CancellationTokenSource(TestTimeout.Default * 2);
+        await using var events = lab.Client.WatchAsync([lab.Peer.Guid], cts.Token).GetAsyncEnumerator();
+        Assert.True(await events.MoveNextAsync().AsTask().WithTimeout());
+        Assert.Equal(1UL, events.Current.Version);
+        Assert.Equal(lab.Grpc6, lab.Client.GrpcAddress);
+    }
+
+    /// <summary>
+    /// A GNS with UDP on both families and gRPC on ::1 only (127.0.0.1 at the gRPC port refuses: bound, never listening),
+    /// a peer's record (version 1) in it, and a client given its IPv4 address first and its IPv6 one as the alternate.
+    /// </summary>
+    private sealed class OnlyIpv6TakesTcp : IAsyncDisposable
+    {
+        private GnsProcess _gns = null!;
+        private Socket _refusing = null!;
+
+        public GnsClient Client { get; private set; } = null!;
+
+        public HostKey Peer { get; } = HostKey.Generate();
+
+        public Uri Grpc6 { get; private set; } = null!;
+
+        public static async Task<OnlyIpv6TakesTcp> StartAsync()
+        {
+            var lab = new OnlyIpv6TakesTcp();
+            lab._gns = await GnsProcess.StartInMemoryAsync(udp: "[::]:0", grpc: "[::1]:0");
+            lab._refusing = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            lab._refusing.Bind(new IPEndPoint(IPAddress.Loopback, lab._gns.Grpc.Port));
+            lab.Grpc6 = new Uri($"http://[::1]:{lab._gns.Grpc.Port}/");
+            await using (var publisher = new GnsClient(new GnsClientOptions { Server = new(IPAddress.Loopback, lab._gns.Udp.Port) }))
+            {
+                await publisher.RegisterAsync(GnsRecord.Create(lab.Peer, 1, [new Locator(IPAddress.Parse("fd00::1"), 7391)])).WithTimeout();
+            }
+
+            lab.Client = new GnsClient(new GnsClientOptions
+            {
+                Server = new IPEndPoint(IPAddress.Loopback, lab._gns.Udp.Port),
+                GrpcAddress = new Uri($"http://127.0.0.1:{lab._gns.Grpc.Port}/"),
+                Alternates = [new GnsEndPoint(new IPEndPoint(IPAddress.IPv6Loopback, lab._gns.Udp.Port), lab.Grpc6)],
+                HasRoute = _ => true,
+                CacheEnabled = false,
+                // A back-off beyond the test's timeouts: the watch must move because the race found the other address.
+                WatchReconnectDelay = TimeSpan.FromSeconds(60),
+                WatchMaxReconnectDelay = TimeSpan.FromSeconds(60),
+            });
+            return lab;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Client.DisposeAsync();
+            _refusing.Dispose();
+            await _gns.DisposeAsync();
+            Peer.Dispose();
+        }
+    }
 }

@@ -12,7 +12,8 @@ namespace Mobility.Daemon.GnsServers;
 /// The GNS datagram endpoints of <c>--gns</c>: one or more entries separated by commas, each
 /// <c>IP:PORT</c>, <c>[IPv6]:PORT</c>, <c>NAME:PORT</c> or <c>NAME</c> (a DNS name; port
 /// <see cref="GnsClientOptions.DefaultUdpPort"/>). Names are resolved when the daemon starts; every
-/// address found is a candidate, tried as <see cref="GnsServerSelector"/> describes.
+/// address found is a candidate, tried as <see cref="GnsServerSelector"/> describes. Names are resolved again
+/// later (<see cref="Resolver"/>: on every address change and when their TTL runs out).
 /// </summary>
 public sealed class GnsServerList
 {
@@ -78,17 +79,35 @@ public sealed class GnsServerList
     /// <summary>
     /// Every candidate endpoint: the addresses as given, then each name's addresses in the order of
     /// RFC 8305 (section 4): IPv6 and IPv4 interleaved, IPv6 first. A name that does not resolve is
-    /// skipped and added to <paramref name="unresolved"/> with the reason.
+    /// skipped and added to <paramref name="unresolved"/> with the reason. Names go to the system's resolver.
     /// </summary>
     public async Task<IReadOnlyList<IPEndPoint>> ResolveAsync(ICollection<string>? unresolved, CancellationToken cancellationToken)
+        => (await ResolveAsync(null, unresolved, cancellationToken).ConfigureAwait(false)).EndPoints;
+
+    /// <summary>
+    /// As <see cref="ResolveAsync(ICollection{string}?, CancellationToken)"/>, names resolved by <paramref name="resolver"/>
+    /// (null: the system's resolver), with the smallest TTL of the names' answers (null when no name's TTL is known,
+    /// or there are no names).
+    /// </summary>
+    public async Task<(IReadOnlyList<IPEndPoint> EndPoints, TimeSpan? Ttl)> ResolveAsync(GnsNameResolver? resolver, ICollection<string>? unresolved,
+        CancellationToken cancellationToken)
     {
         var all = new List<IPEndPoint>(EndPoints);
+        TimeSpan? least = null;
         foreach (var (host, port) in Names)
         {
-            IPAddress[] addresses;
+            IReadOnlyList<IPAddress> addresses;
             try
             {
-                addresses = await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+                if (resolver is null)
+                {
+                    addresses = await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    (addresses, var ttl) = await resolver.ResolveAsync(host, cancellationToken).ConfigureAwait(false);
+                    least = ttl is { } t && (least is null || t < least) ? t : least;
+                }
             }
             catch (SocketException e)
             {
@@ -96,10 +115,29 @@ public sealed class GnsServerList
                 continue;
             }
 
+            if (addresses.Count == 0)
+            {
+                unresolved?.Add($"{host} (no address)");
+            }
+
             all.AddRange(Interleave(addresses.Select(Locator.Normalize).Distinct()).Select(a => new IPEndPoint(a, port)));
         }
 
-        return all.Distinct().ToArray();
+        return (all.Distinct().ToArray(), least);
+    }
+
+    /// <summary>
+    /// What <see cref="GnsClientOptions.Resolve"/> calls to follow the names: every candidate now (<see cref="ResolveAsync(GnsNameResolver?, ICollection{string}?, CancellationToken)"/>
+    /// with <paramref name="resolver"/>), each with its gRPC address (<see cref="GrpcFor"/> of <paramref name="grpc"/>), and the TTL.
+    /// </summary>
+    public Func<CancellationToken, Task<GnsResolution>> Resolver(GnsNameResolver resolver, Uri? grpc)
+    {
+        ArgumentNullException.ThrowIfNull(resolver);
+        return async cancellationToken =>
+        {
+            var (endPoints, ttl) = await ResolveAsync(resolver, null, cancellationToken).ConfigureAwait(false);
+            return new GnsResolution([.. endPoints.Select(e => new GnsEndPoint(e, GrpcFor(grpc, e, endPoints)))], ttl);
+        };
     }
 
     /// <summary>

@@ -26,6 +26,9 @@ public sealed partial class GnsServerSelector
 
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>Resolves the names of the list (null: the system's resolver).</summary>
+    public GnsNameResolver? NameResolver { get; init; }
+
     /// <summary>Answers whether the GNS at an endpoint responded; replaced in tests of the ordering only.</summary>
     public Func<IPEndPoint, CancellationToken, Task<bool>>? Probe { get; init; }
 
@@ -40,7 +43,7 @@ public sealed partial class GnsServerSelector
         ArgumentNullException.ThrowIfNull(servers);
         ArgumentNullException.ThrowIfNull(logger);
         var unresolved = new List<string>();
-        var candidates = await servers.ResolveAsync(unresolved, cancellationToken).ConfigureAwait(false);
+        var (candidates, _) = await servers.ResolveAsync(NameResolver, unresolved, cancellationToken).ConfigureAwait(false);
         if (candidates.Count == 0)
         {
             throw new IOException($"{MobilitydOptions.GnsOption}: no address found for {string.Join(", ", unresolved)}.");

@@ -4,6 +4,8 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Mobility.Gns;
+using Mobility.Gns.Dns;
+using Mobility.Gns.Dns.Server;
 using Mobility.Gns.Udp;
 
 namespace Mobility.Daemon.FunctionalTests.Infrastructure;
@@ -11,12 +13,16 @@ namespace Mobility.Daemon.FunctionalTests.Infrastructure;
 /// <summary>The real GNS server (Mobility.Gns) in the test process: in-memory store, UDP and h2c gRPC on free loopback ports.</summary>
 public sealed class GnsServerInstance : IAsyncDisposable
 {
-    private GnsServerInstance(WebApplication app, IPEndPoint udp, Uri grpc)
+    private GnsServerInstance(WebApplication app, IPEndPoint udp, Uri grpc, IPEndPoint? dns)
     {
         App = app;
         Udp = udp;
         Grpc = grpc;
+        Dns = dns;
     }
+
+    /// <summary>The DNS front end's UDP endpoint (with a zone given to <see cref="StartAsync"/>), else null.</summary>
+    public IPEndPoint? Dns { get; }
 
     public WebApplication App { get; }
 
@@ -26,9 +32,11 @@ public sealed class GnsServerInstance : IAsyncDisposable
 
     /// <summary>
     /// Starts a server; on the given ports when they are not 0 (a restart on the same ports, with an empty store);
-    /// with <paramref name="reflect"/> (<c>IP:PORT</c>), its reflect endpoint for NAT discovery too.
+    /// with <paramref name="reflect"/> (<c>IP:PORT</c>), its reflect endpoint for NAT discovery too; with
+    /// <paramref name="dnsZone"/>, its DNS front end for that zone on a free loopback port (<see cref="Dns"/>).
     /// </summary>
-    public static async Task<GnsServerInstance> StartAsync(int udpPort = 0, int grpcPort = 0, string reflect = "", string address = "127.0.0.1")
+    public static async Task<GnsServerInstance> StartAsync(int udpPort = 0, int grpcPort = 0, string reflect = "", string address = "127.0.0.1",
+        string? dnsZone = null)
     {
         var builder = WebApplication.CreateBuilder();
         builder.Logging.ClearProviders();
@@ -43,6 +51,11 @@ public sealed class GnsServerInstance : IAsyncDisposable
             o.RequestsPerSecond = 10_000;
             o.Burst = 10_000;
         });
+        if (dnsZone is not null)
+        {
+            builder.Services.AddGnsDns(new IPEndPoint(IPAddress.Loopback, 0), dnsZone);
+        }
+
         ListenOptions? grpcListen = null;
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, grpcPort, l =>
         {
@@ -54,7 +67,8 @@ public sealed class GnsServerInstance : IAsyncDisposable
         await app.StartAsync().WithTimeout();
         var udp = app.Services.GetRequiredService<GnsUdpServer>().LocalEndPoint!;
         var grpcEndPoint = (IPEndPoint)grpcListen!.EndPoint;
-        return new GnsServerInstance(app, udp, new Uri($"http://{grpcEndPoint}/"));
+        return new GnsServerInstance(app, udp, new Uri($"http://{grpcEndPoint}/"),
+            dnsZone is null ? null : app.Services.GetRequiredService<GnsDnsServer>().UdpEndPoint);
     }
 
     /// <summary>A real GNS client of this server.</summary>
