@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Net;
 using Mobility.Protocol.Transport;
 
 namespace Mobility.Fuzz;
@@ -31,7 +32,7 @@ public static partial class Targets
 
     /// <summary>Data-phase frames as a flow's receive loop reads them.</summary>
     private static FuzzTarget Frames() => new("frames",
-        "TransportFrame.TryRead over a stream, FrameProtector.TryOpen (both modes), ReadData, ReadAck, ReadU64, ReadReset, DATAGRAM bodies",
+        "TransportFrame.TryRead over a stream, FrameProtector.TryOpen (both modes), ReadData, ReadAck, ReadU64, ReadReset, DATAGRAM and CANDIDATES bodies",
         Malformed,
         input => StreamCheck.Drain(input, Malformed, int.MaxValue, ReadFrame),
         FrameSeeds);
@@ -128,6 +129,14 @@ public static partial class Targets
             case FrameType.Datagram:
                 TransportFrame.CheckBodyLength(type, body.Length);
                 return $"datagram {Hex(body)}";
+            case FrameType.Candidates:
+                TransportFrame.CheckBodyLength(type, body.Length);
+                var (punch, candidates) = DirectCandidates.Read(body);
+                // Written again it is the same body, but for the flag bits a reader ignores.
+                var again = DirectCandidates.Encode(punch, candidates);
+                again[0] |= (byte)(body[0] & ~DirectCandidates.PunchFlag);
+                Require(again.AsSpan().SequenceEqual(body), "A CANDIDATES body read and written again differs.");
+                return $"punch {punch} candidates {string.Join(",", candidates.Select(c => $"{c.Kind}:{c.EndPoint}"))}";
             default:
                 return $"value {TransportFrame.ReadU64(type, body)}";
         }
@@ -179,6 +188,12 @@ public static partial class Targets
             Frame(FrameType.Datagram, 9, "one datagram"u8.ToArray()),
             Frame(FrameType.Data, 10, DataBody(0, "between"u8)),
             Frame(FrameType.Datagram, 11, [0x42], encrypt: false)));
+        yield return new("valid-candidates", Frame(FrameType.Candidates, 12, DirectCandidates.Encode(true,
+        [
+            new(DirectCandidateKind.Mapped, new IPEndPoint(IPAddress.Parse("203.0.113.5"), 7391)),
+            new(DirectCandidateKind.Reflexive, new IPEndPoint(IPAddress.Parse("198.51.100.7"), 7391)),
+            new(DirectCandidateKind.Local, new IPEndPoint(IPAddress.Parse("2001:db8::10"), 7391)),
+        ])));
         var partial = Frame(FrameType.Data, 8, DataBody(0, "cut"u8));
         yield return new("valid-partial", partial[..^5]);
     }

@@ -85,6 +85,10 @@ internal sealed class FakeGnsUdpServer : IAsyncDisposable
                     ? GnsDatagram.WriteRemoveAck(buffer, request.RequestId, request.Removal.Version)
                     : GnsDatagram.WriteError(buffer, request.RequestId, GnsErrorCode.NotFound, "No record.");
                 break;
+            case GnsMessageType.Reflect:
+                // As a GNS without a second datagram port answers (docs/protocol.md, "Reflect").
+                length = GnsDatagram.WriteReflectReply(buffer, request.RequestId, 0, source, 0);
+                break;
             default:
                 return null;
         }

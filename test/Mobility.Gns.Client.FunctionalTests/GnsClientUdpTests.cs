@@ -391,6 +391,8 @@ public sealed class GnsClientUdpTests : IAsyncLifetime
 
         Assert.Equal(7UL, result.Version);
         Assert.Equal(2, updates);
+        // The ack that carried the observed address was lost: the client asked again with a Reflect.
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, client.LocalEndPoint.Port), result.Observed);
     }
 
     [Fact]

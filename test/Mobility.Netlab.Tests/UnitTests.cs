@@ -94,9 +94,9 @@ public sealed class UnitTests
             new NatSiteOptions { Role = "hotel", Kind = NatKind.HttpsOnly, AlsoOutbound = [PortForward.Udp(7353)] },
             System.Net.IPAddress.Parse("192.168.1.2"), "192.168.1.0/24");
 
-        Assert.Contains("iifname \"lan\" tcp dport 443 accept", script, StringComparison.Ordinal);
-        Assert.Contains("iifname \"lan\" udp dport 7353 accept", script, StringComparison.Ordinal);
-        Assert.DoesNotContain("iifname \"lan\" accept", script, StringComparison.Ordinal);
+        Assert.Contains("iifname \"lan*\" tcp dport 443 accept", script, StringComparison.Ordinal);
+        Assert.Contains("iifname \"lan*\" udp dport 7353 accept", script, StringComparison.Ordinal);
+        Assert.DoesNotContain("iifname \"lan*\" accept", script, StringComparison.Ordinal);
         Assert.Contains("policy drop", script, StringComparison.Ordinal);
     }
 }
