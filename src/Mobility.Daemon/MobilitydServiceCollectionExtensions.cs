@@ -73,6 +73,8 @@ public static class MobilitydServiceCollectionExtensions
         // Stopped before the transport (hosted services stop in reverse), so its sessions close gracefully.
         services.AddHostedService(sp => sp.GetRequiredService<UdpForwards>());
         services.AddHostedService(sp => sp.GetRequiredService<DnsStub>());
+        // Removes what a killed daemon held on lo before interception starts again; stops after transparent mode.
+        services.AddHostedService(sp => sp.GetRequiredService<HeldSourceAddresses>());
         // After the stub (whose endpoint the resolver gets) and the forwarder (which relays what is intercepted).
         services.AddHostedService(sp => sp.GetRequiredService<TransparentMode>());
         services.AddHostedService(sp => sp.GetRequiredService<RecordPublisher>());

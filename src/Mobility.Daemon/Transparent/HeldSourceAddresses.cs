@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Mobility.Daemon.Addresses;
 using Mobility.Net.Threading;
 
@@ -13,12 +15,19 @@ namespace Mobility.Daemon.Transparent;
 /// an address the host does not hold, and the daemon's answers to it are routed out to the network. So while such a
 /// stream lives, its source address, once the host no longer has it, is held on <c>lo</c> (/32 or /128, deprecated:
 /// <c>preferred_lft 0</c>, so the host does not choose it as a source, nor the address monitor publish it while the host
-/// has another address of the family), and removed when the last stream from it ends or the daemon stops. Events 4450-4453.
+/// has another address of the family), and removed when the last stream from it ends or the daemon stops. The addresses
+/// held are listed in &lt;StateDir&gt;/<see cref="StateFile"/> (one per line, the file gone when none is), so a start after a
+/// crash (SIGKILL) removes from lo what the crashed daemon held. Events 4450-4454.
 /// </summary>
-public sealed partial class HeldSourceAddresses : IAsyncDisposable
+public sealed partial class HeldSourceAddresses : IHostedService, IAsyncDisposable
 {
+    /// <summary>The addresses held on lo now, one per line; read at start to remove what a crashed daemon left.</summary>
+    public const string StateFile = "held-addresses";
+
     private readonly AddressMonitor _addresses;
     private readonly ILogger<HeldSourceAddresses> _logger;
+    private readonly string _stateFile;
+    private readonly Func<string[], CancellationToken, Task> _ip;
     private readonly Lock _gate = new();
     private readonly Dictionary<IPAddress, int> _users = [];
     private readonly HashSet<IPAddress> _held = [];
@@ -27,11 +36,49 @@ public sealed partial class HeldSourceAddresses : IAsyncDisposable
     private IDisposable? _subscription;
     private Task? _loop;
 
-    public HeldSourceAddresses(AddressMonitor addresses, ILogger<HeldSourceAddresses> logger)
+    public HeldSourceAddresses(IOptions<MobilitydOptions> options, AddressMonitor addresses, ILogger<HeldSourceAddresses> logger)
+        : this(options, addresses, logger, static (arguments, cancellationToken) => ExternalCommand.RunAsync("ip", arguments, cancellationToken: cancellationToken))
     {
+    }
+
+    /// <summary>With <paramref name="ip"/> running the <c>ip</c> commands (the tests' recorder).</summary>
+    internal HeldSourceAddresses(IOptions<MobilitydOptions> options, AddressMonitor addresses, ILogger<HeldSourceAddresses> logger,
+        Func<string[], CancellationToken, Task> ip)
+    {
+        ArgumentNullException.ThrowIfNull(options);
         _addresses = addresses;
         _logger = logger;
+        _stateFile = Path.Combine(Path.GetFullPath(options.Value.StateDir), StateFile);
+        _ip = ip;
     }
+
+    /// <summary>Removes from lo the addresses a crashed daemon held (the state file's), then forgets them.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        string[] lines;
+        try
+        {
+            lines = await File.ReadAllLinesAsync(_stateFile, cancellationToken).ConfigureAwait(false);
+        }
+        catch (FileNotFoundException)
+        {
+            return;
+        }
+
+        foreach (var line in lines)
+        {
+            if (IPAddress.TryParse(line.Trim(), out var address))
+            {
+                Log.Recovered(_logger, address);
+                await RunAsync("del", address, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        File.Delete(_stateFile);
+    }
+
+    /// <summary>The daemon stops: every address held is removed (as <see cref="DisposeAsync"/>).</summary>
+    public async Task StopAsync(CancellationToken cancellationToken) => await DisposeAsync().ConfigureAwait(false);
 
     /// <summary>The addresses held on lo now.</summary>
     public IReadOnlyList<IPAddress> Held
@@ -138,6 +185,33 @@ public sealed partial class HeldSourceAddresses : IAsyncDisposable
 
             Log.Released(_logger, address);
         }
+
+        if (hold.Count > 0 || release.Count > 0)
+        {
+            SaveState();
+        }
+    }
+
+    /// <summary>Writes the addresses held to the state file (replaced whole), or deletes it when none is held.</summary>
+    private void SaveState()
+    {
+        var held = Held;
+        try
+        {
+            if (held.Count == 0)
+            {
+                File.Delete(_stateFile);
+                return;
+            }
+
+            var temporary = _stateFile + ".tmp";
+            File.WriteAllLines(temporary, held.Select(a => a.ToString()));
+            File.Move(temporary, _stateFile, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.StateFailed(_logger, _stateFile, e.Message);
+        }
     }
 
     /// <summary>The <c>ip addr</c> command that adds or deletes <paramref name="address"/> on lo (its arguments, for the tests).</summary>
@@ -153,7 +227,7 @@ public sealed partial class HeldSourceAddresses : IAsyncDisposable
     {
         try
         {
-            await ExternalCommand.RunAsync("ip", Command(verb, address), cancellationToken: cancellationToken).ConfigureAwait(false);
+            await _ip(Command(verb, address), cancellationToken).ConfigureAwait(false);
             return true;
         }
         catch (Exception e) when (e is ExternalCommandException or IOException or UnauthorizedAccessException)
@@ -190,6 +264,13 @@ public sealed partial class HeldSourceAddresses : IAsyncDisposable
             Log.Released(_logger, address);
         }
 
+        lock (_gate)
+        {
+            _held.Clear();
+        }
+
+        SaveState();
+
         _stopping.Dispose();
     }
 
@@ -225,5 +306,11 @@ public sealed partial class HeldSourceAddresses : IAsyncDisposable
 
         [LoggerMessage(4452, LogLevel.Warning, "Opportunistic: ip addr {Verb} {Address} on lo failed: {Error}")]
         public static partial void CommandFailed(ILogger logger, string verb, IPAddress address, string error);
+
+        [LoggerMessage(4453, LogLevel.Information, "Opportunistic: removing {Address} from lo, held by the daemon before it was killed.")]
+        public static partial void Recovered(ILogger logger, IPAddress address);
+
+        [LoggerMessage(4454, LogLevel.Warning, "Opportunistic: could not write {File}: {Error}; an address held now stays on lo after a crash.")]
+        public static partial void StateFailed(ILogger logger, string file, string error);
     }
 }
