@@ -55,19 +55,24 @@ public sealed class StandbyLoopbackTests(ITestOutputHelper output)
         var down = Task.Run(() => PumpAsync(server.Stream, client.Stream, Bytes, seed: 2));
         await TestTimeout.Eventually(() => client.Statistics.BytesReceived > Bytes / 4 && server.Statistics.BytesReceived > Bytes / 4, "a quarter is across");
 
-        // The active address goes (the daemon's monitor no longer lists it).
+        // The active address goes (the daemon's monitor no longer lists it). A starved machine may already have
+        // switched once and joined a standby from the first address again: what counts is that the loss opens no flow.
+        var flowsBefore = recorder.FirstWrites.Count;
+        var switchesBefore = client.Statistics.StandbySwitches;
+        var resumesBefore = client.Statistics.ResumeAttempts;
         connector.NotifyLocalAddresses([second]);
         var (sentUp, gotUp, stallUp) = await up.WaitAsync(TimeSpan.FromSeconds(60));
         var (sentDown, gotDown, stallDown) = await down.WaitAsync(TimeSpan.FromSeconds(60));
 
         output.WriteLine($"32 MiB each way, active address lost mid-transfer: longest gap at the receiver {stallUp.TotalMilliseconds:0} ms up, {stallDown.TotalMilliseconds:0} ms down; " +
-            $"resent {client.Statistics.BytesResent} / {server.Statistics.BytesResent} bytes, flows opened {recorder.FirstWrites.Count}");
+            $"resent {client.Statistics.BytesResent} / {server.Statistics.BytesResent} bytes, flows opened {recorder.FirstWrites.Count} " +
+            $"(first messages {string.Join(", ", recorder.FirstWrites.Select(w => (HandshakeMessageType)w[5]))}), standby switches before the loss {switchesBefore}, resumes {resumesBefore}");
         Assert.Equal(sentUp, gotUp);
         Assert.Equal(sentDown, gotDown);
-        Assert.Equal(2, recorder.FirstWrites.Count);   // the handshake's flow and the standby's: no connect at the loss
-        Assert.Equal(0, client.Statistics.ResumeAttempts);
-        Assert.Equal(1, client.Statistics.StandbySwitches);
-        Assert.Equal(1, server.Statistics.StandbySwitches);
+        Assert.Equal(flowsBefore, recorder.FirstWrites.Count);   // no connect at the loss: the standby takes over
+        Assert.Equal(resumesBefore, client.Statistics.ResumeAttempts);
+        Assert.Equal(switchesBefore + 1, client.Statistics.StandbySwitches);
+        Assert.Equal(client.Statistics.StandbySwitches, server.Statistics.StandbySwitches);
         Assert.Equal(second, client.LocalEndPoint!.Address);
     }
 
