@@ -188,6 +188,7 @@ public sealed partial class MobileConnection
         _stats.LastStall = stall;
         _stats.Moves++;
         _awaitingFirstByte = true;
+        _supervisor?.NoteFirstFlightOutcome(path.Flow);
         _timeline.Record(MoveEventKind.ResumeAnswered, $"via {path.Flow.RemoteEndPoint}" + path.Flow.FirstFlightTaken switch
         {
             true => " (the Resume rode in the SYN)",
@@ -264,6 +265,7 @@ public sealed partial class MobileConnection
         _stats.LastStall = stall;
         _stats.Moves++;
         _awaitingFirstByte = true;
+        _supervisor?.NoteFirstFlightOutcome(path.Flow);
         _timeline.Record(MoveEventKind.ResumeAnswered, $"accepted counter {request.Counter} from {flow.RemoteEndPoint}");
         Publish();
         StartReceiving(path);

@@ -20,8 +20,12 @@ internal sealed partial class PathSupervisor
 
     // Whether the server took the data of our last first flight (null: not known yet). A server that
     // did not (its kernel lacks the server bit, or a middlebox strips SYN data) makes this connection's
-    // later resumes connect plainly, which keeps the connect race.
-    private bool? _fastOpenTaken;
+    // later resumes connect plainly, which keeps the connect race. Written on the connection's loop
+    // when the ResumeAck arrives (before any byte behind it is delivered), read by the supervisor:
+    // 0 not known, 1 taken, -1 not taken.
+    private int _fastOpenOutcome;
+
+    private bool? FastOpenTaken => Volatile.Read(ref _fastOpenOutcome) switch { 1 => true, -1 => false, _ => null };
 
     // The kernel's smoothed RTT of the last flow that carried the connection (the handshake's, then
     // each resumed one's): the race's time scale when no PING has measured one.
@@ -31,7 +35,7 @@ internal sealed partial class PathSupervisor
     public void NoteFlowRtt(IFlow flow) => _flowRtt = flow.SmoothedRtt ?? _flowRtt;
 
     /// <summary>Whether the next resume flow opens with TCP Fast Open.</summary>
-    private bool UseFastOpen => _options.FastOpen && _fastOpenTaken != false;
+    private bool UseFastOpen => _options.FastOpen && FastOpenTaken != false;
 
     /// <summary>
     /// How long a Resume may go unanswered before another flow races it: the connect race's delay
@@ -76,7 +80,7 @@ internal sealed partial class PathSupervisor
             {
                 // Doubled for each flow already raced (as TCP backs off its RTO): an answer that is only
                 // late (a loaded host) is not thrown away again and again.
-                var delay = ResumeRaceDelay(rtt, race.PathFastOpen && _fastOpenTaken != true, _options) * (1 << (race.Flows - 1));
+                var delay = ResumeRaceDelay(rtt, race.PathFastOpen && FastOpenTaken != true, _options) * (1 << (race.Flows - 1));
                 using var pauseCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 await Task.WhenAny(answer, Task.Delay(delay, _time, pauseCts.Token)).WaitAsync(ct).ConfigureAwait(false);
                 await pauseCts.CancelAsync().ConfigureAwait(false);
@@ -94,7 +98,6 @@ internal sealed partial class PathSupervisor
             var result = await answer.WaitAsync(ct).ConfigureAwait(false);
             if (result is null && race.Path == _connection.ActivePath)
             {
-                NoteFastOpenOutcome(race);
                 NoteFlowRtt(race.Path.Flow);
             }
 
@@ -155,18 +158,22 @@ internal sealed partial class PathSupervisor
         return true;
     }
 
-    /// <summary>After an accepted first flight: remembers whether the server took the SYN's data.</summary>
-    private void NoteFastOpenOutcome(ResumeRace race)
+    /// <summary>
+    /// The connection's loop, on the ResumeAck of its active path: remembers whether the server took
+    /// the data of the SYN that opened <paramref name="flow"/> (a flow opened without Fast Open tells
+    /// nothing). Recorded before the first byte behind the answer is delivered, so a move that follows
+    /// at once already connects plainly.
+    /// </summary>
+    public void NoteFirstFlightOutcome(IFlow flow)
     {
-        if (!race.PathFastOpen || race.Path.Flow.FirstFlightTaken is not { } taken || taken == _fastOpenTaken)
+        if (flow.FirstFlightTaken is not { } taken)
         {
             return;
         }
 
-        _fastOpenTaken = taken;
-        if (!taken)
+        if (Interlocked.Exchange(ref _fastOpenOutcome, taken ? 1 : -1) != -1 && !taken)
         {
-            ResumeRaceFlowLog.FirstFlightNotTaken(_logger, _connection.Token, race.Path.Flow.RemoteEndPoint);
+            ResumeRaceFlowLog.FirstFlightNotTaken(_logger, _connection.Token, flow.RemoteEndPoint);
         }
     }
 
