@@ -62,18 +62,30 @@ public sealed class OpportunisticTests
     {
         await using var lab = Lab.Create();
         var blob = RandomNumberGenerator.GetBytes(12 * 1024 * 1024);
-        var (_, client, near) = await MobileWebServerAsync(lab, blob);
+        var (server, client, near) = await MobileWebServerAsync(lab, blob);
         using var api = new DaemonClient(near.Socket);
         await api.SetTransparentAsync(true, opportunistic: true, CancellationToken.None).WithTimeout(NetlabTimeouts.Step);
 
-        // curl's socket is 10.17.0.2 -> 10.17.0.1:8080; this host leaves 10.17.0.2 (for 10.17.0.3) in the middle of the download.
+        // curl's socket is 10.17.0.2 -> 10.17.0.1:8080; this host leaves 10.17.0.2 (for 10.17.0.3) in the middle of the download
+        // (slow enough to look at the held address for seconds: 11 MiB left at 1 MiB/s).
         var output = Path.Combine(lab.CreateTemporaryDirectory("curl"), "out");
-        var curl = lab.StartProcess(client, "curl", ["-sS", "--noproxy", "*", "--max-time", "300", "--limit-rate", "2M", "-o", output, "http://10.17.0.1:8080/blob"]);
+        var curl = lab.StartProcess(client, "curl", ["-sS", "--noproxy", "*", "--max-time", "300", "--limit-rate", "1M", "-o", output, "http://10.17.0.1:8080/blob"]);
         await TestTimeout.Eventually(() => File.Exists(output) && new FileInfo(output).Length >= 1 << 20, "curl under way", NetlabTimeouts.Step);
         Assert.Equal((1, 0), Counts(await api.GetTransparentAsync(CancellationToken.None).WithTimeout(NetlabTimeouts.Step)));
         await Ip.SysctlAsync(client, "net.ipv4.conf.eth0.promote_secondaries", "1").WithTimeout(NetlabTimeouts.Step);
         await Ip.BatchAsync(client, ["addr add 10.17.0.3/24 dev eth0", "addr add fd00:17::3/64 dev eth0 nodad", "addr del 10.17.0.2/24 dev eth0",
             "addr del fd00:17::2/64 dev eth0"]).WithTimeout(NetlabTimeouts.Step);
+
+        // While 10.17.0.2 is held on lo, this host does not answer ARP for it on the link (the network may give it to another host).
+        await TestTimeout.Eventually(async () => (await Ip.InAsync(client, "addr", "show", "dev", "lo")).Contains("10.17.0.2", StringComparison.Ordinal),
+            "10.17.0.2 held on lo", NetlabTimeouts.Step);
+        Assert.Contains("elements = { 10.17.0.2 }", await RulesetAsync(client), StringComparison.Ordinal);
+        await Ip.InAsync(server, "neigh", "flush", "to", "10.17.0.2").WithTimeout(NetlabTimeouts.Step);
+        var ping = await Ip.ExecAsync(server, "ping", ["-n", "-c", "1", "-W", "1", "10.17.0.2"]).WithTimeout(NetlabTimeouts.Step);
+        var neighbour = await Ip.InAsync(server, "neigh", "show", "to", "10.17.0.2").WithTimeout(NetlabTimeouts.Step);
+        Assert.False(ping.Succeeded, $"10.17.0.2 answered while held: {ping.StandardOutput}");
+        Assert.DoesNotContain("lladdr", neighbour, StringComparison.Ordinal);
+        Assert.False(curl.HasExited && curl.ExitCode != 0, $"curl failed: {curl.StandardError}");
 
         Assert.True(await curl.WaitForExitAsync(TimeSpan.FromMinutes(5)), "curl did not finish after the move");
         Assert.True(curl.ExitCode == 0, $"curl failed after the move ({curl.ExitCode}): {curl.StandardError}");
@@ -81,6 +93,8 @@ public sealed class OpportunisticTests
         // The old address was held on lo for curl's connection only: gone once the connection is.
         await TestTimeout.Eventually(async () => !(await Ip.InAsync(client, "addr", "show", "dev", "lo")).Contains("10.17.0.2", StringComparison.Ordinal),
             "10.17.0.2 released", NetlabTimeouts.Step);
+        await TestTimeout.Eventually(async () => !(await RulesetAsync(client)).Contains("mobility-held", StringComparison.Ordinal),
+            "the ARP table gone with the held address", NetlabTimeouts.Step);
     }
 
     [NetlabFact]

@@ -17,39 +17,47 @@ namespace Mobility.Daemon.Transparent;
 /// <c>preferred_lft 0</c>, so the host does not choose it as a source, nor the address monitor publish it while the host
 /// has another address of the family), and removed when the last stream from it ends or the daemon stops. The addresses
 /// held are listed in &lt;StateDir&gt;/<see cref="StateFile"/> (one per line, the file gone when none is), so a start after a
-/// crash (SIGKILL) removes from lo what the crashed daemon held. Events 4450-4454.
+/// crash (SIGKILL) removes from lo what the crashed daemon held. Linux answers ARP for an address on lo on every link
+/// (<c>arp_ignore</c> 0), so while an IPv4 address is held the nftables table <see cref="ArpTable"/> drops ARP requests for
+/// it: a network that gives that address to another host keeps it. (Neighbour discovery answers only for the link's own
+/// addresses: IPv6 needs nothing.) The table is in place before the address is added and goes with the last one.
+/// Events 4450-4455.
 /// </summary>
 public sealed partial class HeldSourceAddresses : IHostedService, IAsyncDisposable
 {
     /// <summary>The addresses held on lo now, one per line; read at start to remove what a crashed daemon left.</summary>
     public const string StateFile = "held-addresses";
 
+    /// <summary>The nftables table (family <c>arp</c>) that keeps the held IPv4 addresses off ARP.</summary>
+    public const string ArpTable = "mobility-held";
+
     private readonly AddressMonitor _addresses;
     private readonly ILogger<HeldSourceAddresses> _logger;
     private readonly string _stateFile;
-    private readonly Func<string[], CancellationToken, Task> _ip;
+    private readonly Func<string, string[], string?, CancellationToken, Task> _run;
     private readonly Lock _gate = new();
     private readonly Dictionary<IPAddress, int> _users = [];
     private readonly HashSet<IPAddress> _held = [];
+    private IPAddress[] _arpGuarded = [];
     private readonly AsyncAutoResetSignal _changed = new();
     private readonly CancellationTokenSource _stopping = new();
     private IDisposable? _subscription;
     private Task? _loop;
 
     public HeldSourceAddresses(IOptions<MobilitydOptions> options, AddressMonitor addresses, ILogger<HeldSourceAddresses> logger)
-        : this(options, addresses, logger, static (arguments, cancellationToken) => ExternalCommand.RunAsync("ip", arguments, cancellationToken: cancellationToken))
+        : this(options, addresses, logger, static (file, arguments, input, cancellationToken) => ExternalCommand.RunAsync(file, arguments, input, cancellationToken))
     {
     }
 
-    /// <summary>With <paramref name="ip"/> running the <c>ip</c> commands (the tests' recorder).</summary>
+    /// <summary>With <paramref name="run"/> running the <c>ip</c> and <c>nft</c> commands (file, arguments, stdin; the tests' recorder).</summary>
     internal HeldSourceAddresses(IOptions<MobilitydOptions> options, AddressMonitor addresses, ILogger<HeldSourceAddresses> logger,
-        Func<string[], CancellationToken, Task> ip)
+        Func<string, string[], string?, CancellationToken, Task> run)
     {
         ArgumentNullException.ThrowIfNull(options);
         _addresses = addresses;
         _logger = logger;
         _stateFile = Path.Combine(Path.GetFullPath(options.Value.StateDir), StateFile);
-        _ip = ip;
+        _run = run;
     }
 
     /// <summary>Removes from lo the addresses a crashed daemon held (the state file's), then forgets them.</summary>
@@ -65,13 +73,21 @@ public sealed partial class HeldSourceAddresses : IHostedService, IAsyncDisposab
             return;
         }
 
+        var v4 = false;
         foreach (var line in lines)
         {
             if (IPAddress.TryParse(line.Trim(), out var address))
             {
                 Log.Recovered(_logger, address);
                 await RunAsync("del", address, cancellationToken).ConfigureAwait(false);
+                v4 |= address.AddressFamily == AddressFamily.InterNetwork;
             }
+        }
+
+        if (v4)
+        {
+            _arpGuarded = [IPAddress.None]; // Whatever the crashed daemon left: the table goes.
+            await GuardArpAsync([], cancellationToken).ConfigureAwait(false);
         }
 
         File.Delete(_stateFile);
@@ -162,6 +178,14 @@ public sealed partial class HeldSourceAddresses : IHostedService, IAsyncDisposab
             release = [.. _held.Where(a => !_users.ContainsKey(a))];
         }
 
+        if (hold.Count > 0)
+        {
+            // Listed and kept off ARP before they are on lo, so that a crash at any point leaves nothing unlisted.
+            var next = Held.Concat(hold).ToList();
+            SaveState(next);
+            await GuardArpAsync(next, cancellationToken).ConfigureAwait(false);
+        }
+
         foreach (var address in hold)
         {
             if (await RunAsync("add", address, cancellationToken).ConfigureAwait(false))
@@ -188,14 +212,14 @@ public sealed partial class HeldSourceAddresses : IHostedService, IAsyncDisposab
 
         if (hold.Count > 0 || release.Count > 0)
         {
-            SaveState();
+            await GuardArpAsync(Held, cancellationToken).ConfigureAwait(false);
+            SaveState(Held);
         }
     }
 
-    /// <summary>Writes the addresses held to the state file (replaced whole), or deletes it when none is held.</summary>
-    private void SaveState()
+    /// <summary>Writes <paramref name="held"/> to the state file (replaced whole), or deletes it when none is held.</summary>
+    private void SaveState(IReadOnlyList<IPAddress> held)
     {
-        var held = Held;
         try
         {
             if (held.Count == 0)
@@ -223,11 +247,55 @@ public sealed partial class HeldSourceAddresses : IHostedService, IAsyncDisposab
         return verb == "add" ? [.. command, "valid_lft", "forever", "preferred_lft", "0"] : command;
     }
 
+    /// <summary>
+    /// The nft transaction that makes <see cref="ArpTable"/> drop ARP requests for <paramref name="ipv4"/> (replacing the
+    /// table whole), or removes the table when there is none. Both forms succeed whether or not the table exists.
+    /// </summary>
+    public static string ArpRules(IEnumerable<IPAddress> ipv4)
+    {
+        ArgumentNullException.ThrowIfNull(ipv4);
+        var elements = string.Join(", ", ipv4.Select(a => a.ToString()));
+        var rules = $"add table arp {ArpTable}\ndelete table arp {ArpTable}\n";
+        return elements.Length == 0 ? rules : rules + $$"""
+            table arp {{ArpTable}} {
+            	set held {
+            		type ipv4_addr
+            		elements = { {{elements}} }
+            	}
+            	chain input {
+            		type filter hook input priority filter; policy accept;
+            		arp operation request arp daddr ip @held drop
+            	}
+            }
+
+            """;
+    }
+
+    /// <summary>Makes the ARP table drop requests for the IPv4 addresses of <paramref name="held"/>, if that changed.</summary>
+    private async Task GuardArpAsync(IEnumerable<IPAddress> held, CancellationToken cancellationToken)
+    {
+        IPAddress[] ipv4 = [.. held.Where(a => a.AddressFamily == AddressFamily.InterNetwork).OrderBy(a => a.ToString(), StringComparer.Ordinal)];
+        if (ipv4.SequenceEqual(_arpGuarded))
+        {
+            return;
+        }
+
+        try
+        {
+            await _run("nft", ["-f", "-"], ArpRules(ipv4), cancellationToken).ConfigureAwait(false);
+            _arpGuarded = ipv4;
+        }
+        catch (Exception e) when (e is ExternalCommandException or IOException or UnauthorizedAccessException)
+        {
+            Log.ArpFailed(_logger, string.Join(", ", ipv4.Select(a => a.ToString())), e.Message);
+        }
+    }
+
     private async Task<bool> RunAsync(string verb, IPAddress address, CancellationToken cancellationToken)
     {
         try
         {
-            await _ip(Command(verb, address), cancellationToken).ConfigureAwait(false);
+            await _run("ip", Command(verb, address), null, cancellationToken).ConfigureAwait(false);
             return true;
         }
         catch (Exception e) when (e is ExternalCommandException or IOException or UnauthorizedAccessException)
@@ -269,7 +337,8 @@ public sealed partial class HeldSourceAddresses : IHostedService, IAsyncDisposab
             _held.Clear();
         }
 
-        SaveState();
+        await GuardArpAsync([], CancellationToken.None).ConfigureAwait(false);
+        SaveState([]);
 
         _stopping.Dispose();
     }
@@ -312,5 +381,8 @@ public sealed partial class HeldSourceAddresses : IHostedService, IAsyncDisposab
 
         [LoggerMessage(4454, LogLevel.Warning, "Opportunistic: could not write {File}: {Error}; an address held now stays on lo after a crash.")]
         public static partial void StateFailed(ILogger logger, string file, string error);
+
+        [LoggerMessage(4455, LogLevel.Warning, "Opportunistic: could not set the ARP guard of held addresses (now [{Addresses}]): {Error}; this host may answer ARP for them.")]
+        public static partial void ArpFailed(ILogger logger, string addresses, string error);
     }
 }
