@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace Mobility.Transport.Tests;
 
@@ -11,21 +13,25 @@ namespace Mobility.Transport.Tests;
 /// </summary>
 /// <remarks>
 /// <para>
-/// The driver is a dedicated thread. Before each step it reads every thread's state and run count
-/// (<c>/proc/&lt;pid&gt;/task/&lt;tid&gt;/stat</c> and <c>schedstat</c>) twice, and steps only when both
-/// passes saw the same threads, every one of them sleeping (state <c>S</c>), and none of them ran in
-/// between. A thread runs (or waits for a CPU) in state <c>R</c>, and it hands work on (a queued
-/// work item, a completed task, a new thread) only while it runs: a thread it wakes is runnable at
-/// once. So when the two passes agree there was an instant at which no work was pending anywhere in
-/// the process, whether on the thread pool, on xunit's own test threads or on the driver's timer
-/// callbacks, and nothing but a timer (a virtual one, fired by the next step, or a real one: a test's
-/// timeout, <see cref="TestTimeout.Eventually(Func{bool}, string, TimeSpan?)"/>'s polling) or I/O can wake anything again.
+/// The driver is a dedicated thread. Before each step it reads every other thread's state
+/// (<c>/proc/&lt;pid&gt;/task/&lt;tid&gt;/stat</c>) in two passes, and the process's count of context
+/// switches (<c>getrusage</c>, less the driver's own) before, between and after them. It steps only
+/// when both passes saw the same threads, every one asleep (state <c>S</c>), and the count did not
+/// move: no thread went to sleep meanwhile, so none ran and handed work on behind a pass's back. A
+/// thread runs (or waits for a CPU) in state <c>R</c>, and it hands work on (a queued work item, a
+/// completed task, a new thread) only while it runs: a thread it wakes is runnable at once. So there
+/// was an instant at which no work was pending anywhere in the process, whether on the thread pool,
+/// on xunit's own test threads or behind the driver's timer callbacks, and nothing but a timer (a
+/// virtual one, fired by the next step, or a real one: a test's timeout,
+/// <see cref="TestTimeout.Eventually(Func{bool}, string, TimeSpan?)"/>'s polling) or I/O can wake
+/// anything again.
 /// </para>
 /// <para>
 /// A thread that waits on real time (<see cref="Thread.Sleep(int)"/>, a real <see cref="Task.Delay(int)"/>)
 /// sleeps: the virtual clock moves meanwhile. A thread that never sleeps (a busy loop) stops the
 /// clock. Nothing here depends on wall-clock pauses: a loaded machine delays the steps, it cannot
-/// make one early. Linux only (it reads <c>/proc</c>).
+/// make one early. A pass reads one small file per thread through handles kept open, so that real
+/// pollers (every 10 ms) rarely fall into one. Linux only (it reads <c>/proc</c>).
 /// </para>
 /// </remarks>
 internal sealed class VirtualClock : IAsyncDisposable
@@ -35,9 +41,11 @@ internal sealed class VirtualClock : IAsyncDisposable
 
     private readonly string _tasks = $"/proc/{Environment.ProcessId}/task";
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly Dictionary<int, (long Runtime, long Runs)> _first = [];
-    private readonly Dictionary<int, (long Runtime, long Runs)> _second = [];
-    private readonly byte[] _buffer = new byte[1024];
+    private readonly Dictionary<int, SafeFileHandle> _stats = [];
+    private readonly HashSet<int> _first = [];
+    private readonly HashSet<int> _second = [];
+    private readonly byte[] _buffer = new byte[512];
+    private readonly long[] _usage = new long[18];
     private volatile bool _stop;
     private long _checks;
     private int _self;
@@ -103,7 +111,7 @@ internal sealed class VirtualClock : IAsyncDisposable
         }
     }
 
-    /// <summary>Two passes over the process's threads: the same threads, all asleep in both, none ran in between.</summary>
+    /// <summary>Two passes over the process's threads: the same threads, all asleep in both, and no context switch (but the driver's) from before the first to after the second.</summary>
     private bool IsQuiescent()
     {
         if (ThreadPool.PendingWorkItemCount != 0)
@@ -111,29 +119,17 @@ internal sealed class VirtualClock : IAsyncDisposable
             return false; // cheap: work is queued
         }
 
-        if (!Sample(_first))
+        var switches = OthersSwitches();
+        if (!Sample(_first) || OthersSwitches() != switches || !Sample(_second) || OthersSwitches() != switches)
         {
             return false;
         }
 
-        if (!Sample(_second) || _first.Count != _second.Count)
-        {
-            return false;
-        }
-
-        foreach (var (tid, runs) in _first)
-        {
-            if (!_second.TryGetValue(tid, out var again) || again != runs)
-            {
-                return false;
-            }
-        }
-
-        return true;
+        return _first.SetEquals(_second);
     }
 
-    /// <summary>Every other thread's run counters; false as soon as one is not asleep (or exits meanwhile).</summary>
-    private bool Sample(Dictionary<int, (long Runtime, long Runs)> threads)
+    /// <summary>Every other thread's id; false as soon as one is not asleep (or exits meanwhile).</summary>
+    private bool Sample(HashSet<int> threads)
     {
         threads.Clear();
         foreach (var dir in Directory.EnumerateDirectories(_tasks))
@@ -144,47 +140,91 @@ internal sealed class VirtualClock : IAsyncDisposable
                 continue;
             }
 
-            // State first, then the counters: a thread seen asleep whose counters did not move did not run in between.
-            if (Read(dir + "/stat") is not { } stat || State(stat) != 'S' || Read(dir + "/schedstat") is not { } schedstat)
+            threads.Add(tid);
+            if (State(tid) != (byte)'S')
             {
                 return false;
             }
+        }
 
-            var fields = schedstat.Split(' ');
-            threads[tid] = (long.Parse(fields[0], CultureInfo.InvariantCulture), long.Parse(fields[2], CultureInfo.InvariantCulture));
+        // Threads gone since the last pass: close their handles.
+        if (_stats.Count > threads.Count)
+        {
+            foreach (var gone in _stats.Keys.Where(t => !threads.Contains(t)).ToList())
+            {
+                _stats.Remove(gone, out var handle);
+                handle!.Dispose();
+            }
         }
 
         return true;
     }
 
-    /// <summary>The state letter of a <c>stat</c> line: "tid (comm) S ..."; the name may hold spaces and parentheses.</summary>
-    private static char State(string stat)
-    {
-        var end = stat.LastIndexOf(')');
-        return end >= 0 && end + 2 < stat.Length ? stat[end + 2] : '?';
-    }
-
-    private string? Read(string path)
+    /// <summary>The state letter of a thread's <c>stat</c> line, "tid (comm) S ..." (the name may hold spaces and parentheses); 0 if it is gone.</summary>
+    private byte State(int tid)
     {
         try
         {
-            using var handle = File.OpenHandle(path);
-            var n = RandomAccess.Read(handle, _buffer, 0);
-            return System.Text.Encoding.ASCII.GetString(_buffer, 0, n);
+            if (!_stats.TryGetValue(tid, out var handle))
+            {
+                handle = File.OpenHandle($"{_tasks}/{tid}/stat");
+                _stats[tid] = handle;
+            }
+
+            var n = RandomAccess.Read(handle, _buffer, 0); // procfs renders the file anew at offset 0
+            var end = _buffer.AsSpan(0, n).LastIndexOf((byte)')');
+            return end >= 0 && end + 2 < n ? _buffer[end + 2] : (byte)0;
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return null; // the thread exited
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return null;
+            if (_stats.Remove(tid, out var handle))
+            {
+                handle.Dispose();
+            }
+
+            return 0; // the thread exited
         }
     }
+
+    /// <summary>Context switches (voluntary and not) of every thread of the process but the driver, so far.</summary>
+    private long OthersSwitches()
+    {
+        if (GetResourceUsage(ResourceUsageSelf, _usage) != 0)
+        {
+            throw new InvalidOperationException("getrusage(RUSAGE_SELF) failed: " + Marshal.GetLastPInvokeError());
+        }
+
+        var all = _usage[16] + _usage[17]; // ru_nvcsw, ru_nivcsw
+        if (GetResourceUsage(ResourceUsageThread, _usage) != 0)
+        {
+            throw new InvalidOperationException("getrusage(RUSAGE_THREAD) failed: " + Marshal.GetLastPInvokeError());
+        }
+
+        return all - _usage[16] - _usage[17];
+    }
+
+    private const int ResourceUsageSelf = 0;
+    private const int ResourceUsageThread = 1;
+
+#pragma warning disable SYSLIB1054 // a blittable signature; LibraryImport would need unsafe code
+    /// <summary><c>getrusage(2)</c>: <paramref name="usage"/> receives struct rusage, 18 longs on 64-bit Linux (two timevals, then 14 counters).</summary>
+    [DllImport("libc", EntryPoint = "getrusage", SetLastError = true)]
+    private static extern int GetResourceUsage(int who, [Out] long[] usage);
+#pragma warning restore SYSLIB1054
 
     public async ValueTask DisposeAsync()
     {
         _stop = true;
-        await _stopped.Task;
+        try
+        {
+            await _stopped.Task;
+        }
+        finally
+        {
+            foreach (var handle in _stats.Values)
+            {
+                handle.Dispose();
+            }
+        }
     }
 }
