@@ -65,7 +65,7 @@ internal sealed class VirtualClock : IAsyncDisposable
 
     public TimeSpan Step { get; }
 
-    /// <summary>Quiescence checks made so far (each one reads every thread's state at least once).</summary>
+    /// <summary>Quiescence checks made so far, whether they found the process idle or not.</summary>
     public long Checks => Interlocked.Read(ref _checks);
 
     private void Drive()
