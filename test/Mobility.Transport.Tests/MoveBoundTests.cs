@@ -7,7 +7,11 @@ namespace Mobility.Transport.Tests;
 /// each side wrote at the moment of detection: a single-peer move at most 1 RTT, a simultaneous move
 /// at most 2 RTT, a loss with a standby path up no round trip for the moving side's data. Detection is
 /// the client's address event, or for a server move the push of its new endpoints. Bounds on virtual
-/// time (the clock moves only while the process is idle), not on the wall clock.
+/// time, not on the wall clock: the <see cref="VirtualClock"/> steps (1 ms) only when the operating
+/// system shows every other thread of the process asleep and none of them ran since it last looked, so
+/// no work that could still run at the current instant is left behind, whatever the number of awaits
+/// and thread hops on the way, the thread pool's ordering or the machine's load. Load makes these
+/// tests slower, never the bounds larger; <see cref="Slack"/> covers the clock's step only.
 /// </summary>
 [Collection("Timing")]
 public sealed class MoveBoundTests(ITestOutputHelper output)

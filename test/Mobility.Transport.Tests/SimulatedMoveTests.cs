@@ -3,7 +3,9 @@ namespace Mobility.Transport.Tests;
 /// <summary>
 /// Round trips per move, counted on the simulated network (one-way latency 100 ms) in virtual
 /// time: the network, the locator and both ends run on a <see cref="VirtualClock"/> that moves only
-/// while the process is idle, so a loaded machine cannot add round trips. Assertions are in RTT units.
+/// while every other thread of the process sleeps (read from <c>/proc</c>: no work is pending anywhere,
+/// on the thread pool or on xunit's test threads), so a loaded machine cannot add round trips.
+/// Assertions are in RTT units.
 /// </summary>
 [CollectionDefinition("Timing", DisableParallelization = true)]
 public sealed class TimingCollection;
