@@ -18,6 +18,9 @@ public sealed partial class GnsClient
     private readonly SemaphoreSlim _tlsGate = new(1, 1);
     private TlsConnection? _tls;
 
+    // Why the last TLS connect or send failed (null after a connect succeeded): named when a request finds the GNS unreachable.
+    private volatile string? _tlsFailure;
+
     // Fallback: set when a reply came over TLS, cleared when one comes over UDP or the host's addresses change.
     private volatile bool _preferTls;
 
@@ -29,8 +32,49 @@ public sealed partial class GnsClient
     public bool UsingTls => _options.TlsServer is not null && (_options.TlsUse == GnsTlsUse.Always || _preferTls);
 
     /// <summary>
-    /// Sends one request over TLS, connecting first when there is no open connection. Never throws: a failure is logged and
-    /// the connection dropped; the attempt's timeout, already running, paces the next try.
+    /// Opens the TLS connection when there is none (within <see cref="GnsClientOptions.TlsConnectTimeout"/>, before an attempt's
+    /// timeout starts: a slow handshake is not a lost reply). False when that failed (logged, and named by the request's error).
+    /// </summary>
+    private async Task<bool> EnsureTlsAsync(CancellationToken cancellationToken)
+    {
+        var server = _options.TlsServer!;
+        try
+        {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
+            await _tlsGate.WaitAsync(linked.Token).ConfigureAwait(false);
+            try
+            {
+                if (_tls is null || _tls.Closed)
+                {
+                    _tls = await ConnectTlsAsync(server, linked.Token).ConfigureAwait(false);
+                }
+
+                return true;
+            }
+            finally
+            {
+                _tlsGate.Release();
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception e) when (e is IOException or SocketException or AuthenticationException or OperationCanceledException or ObjectDisposedException)
+        {
+            if (_disposed == 0)
+            {
+                _tlsFailure = e.Message;
+                GnsClientLog.TlsSendFailed(_logger, server, e.Message);
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Sends one request on the TLS connection (<see cref="EnsureTlsAsync"/> opened it). Never throws: a failure is logged
+    /// and the connection dropped; the attempt's timeout, already running, paces the next try, which connects again.
     /// </summary>
     private async Task SendOverTlsAsync(byte[] datagram)
     {
@@ -43,13 +87,7 @@ public sealed partial class GnsClient
             await _tlsGate.WaitAsync(token).ConfigureAwait(false);
             try
             {
-                connection = _tls;
-                if (connection is null || connection.Closed)
-                {
-                    connection = await ConnectTlsAsync(server, token).ConfigureAwait(false);
-                    _tls = connection;
-                }
-
+                connection = _tls ?? throw new IOException("no TLS connection");
                 await connection.Stream.WriteAsync(frame, token).ConfigureAwait(false);
                 await connection.Stream.FlushAsync(token).ConfigureAwait(false);
             }
@@ -62,6 +100,7 @@ public sealed partial class GnsClient
         {
             if (_disposed == 0)
             {
+                _tlsFailure = e.Message;
                 GnsClientLog.TlsSendFailed(_logger, server, e.Message);
             }
 
@@ -99,6 +138,7 @@ public sealed partial class GnsClient
             throw;
         }
 
+        _tlsFailure = null;
         GnsClientLog.TlsConnected(_logger, server, (IPEndPoint?)socket.LocalEndPoint);
         var connection = new TlsConnection(tls);
         connection.Reader = ReadTlsAsync(connection, server);
@@ -135,6 +175,10 @@ public sealed partial class GnsClient
             }
         }
     }
+
+    /// <summary>Why TLS failed last, for an "unreachable" error (empty when it did not).</summary>
+    private string TlsFailureSuffix()
+        => _options.TlsServer is { } tls && _tlsFailure is { } failure ? $" (TLS to {tls}: {failure})" : "";
 
     /// <summary>A reply came over <paramref name="overTls"/> or UDP: in fallback, which of the two later requests use first.</summary>
     private void RepliedOver(bool overTls)

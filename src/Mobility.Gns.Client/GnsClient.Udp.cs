@@ -228,15 +228,20 @@ public sealed partial class GnsClient
             for (var attempt = 0; attempt < total; attempt++)
             {
                 var timeout = _options.AttemptTimeout(attempt) * (1 + (Random.Shared.NextDouble() * GnsClientOptions.RetransmitJitter));
-                // The timer starts before the datagram leaves, so the wait never outlives the documented bound.
-                var reply = pending.Completion.Task.WaitAsync(timeout, _time, cancellationToken);
                 var server = to ?? Server;
                 var overTls = OverTls(attempt, to);
+                // Over TLS the connection is opened first (its own timeout); a failed connect leaves the attempt to time out.
+                var connected = overTls && await EnsureTlsAsync(cancellationToken).ConfigureAwait(false);
+                // The timer starts before the datagram leaves, so the wait never outlives the documented bound.
+                var reply = pending.Completion.Task.WaitAsync(timeout, _time, cancellationToken);
                 if (overTls)
                 {
-                    // Not awaited: a connect that takes long must not stretch the attempt's timeout, already running.
                     server = _options.TlsServer!;
-                    _ = SendOverTlsAsync(datagram);
+                    if (connected)
+                    {
+                        // Not awaited, as a datagram's send: the reply may come before the write completes.
+                        _ = SendOverTlsAsync(datagram);
+                    }
                 }
                 else if (!await TrySendAsync(datagram, server, cancellationToken).ConfigureAwait(false)
                     && to is null && SwitchAfterSendFailure(server) is { } other)
@@ -272,7 +277,7 @@ public sealed partial class GnsClient
                 throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} busy after {total} attempts ({busy})");
             }
 
-            throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} unreachable after {total} attempts");
+            throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} unreachable after {total} attempts{TlsFailureSuffix()}");
         }
         finally
         {
