@@ -3,21 +3,15 @@
 # with a TLS endpoint (self-signed certificate made here by openssl), then `gns-bench tls-latency`: lookups of one
 # record, one at a time, over UDP and over TLS in alternating rounds; per-round medians, their median, tls/udp.
 #
-#   bench/gns-tls-latency.sh [--rounds R] [--lookups N]
+#   [ROUNDS=R] [LOOKUPS=N] bench/gns-tls-latency.sh
 #
 # Uses the Release builds in the tree (dotnet build src/Mobility.Gns.Host bench/Mobility.Bench.Gns -c Release).
 # Everything it started is stopped on exit (trap).
 set -euo pipefail
 
-ROUNDS=5 LOOKUPS=2000
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --rounds) ROUNDS=$2; shift 2 ;;
-    --lookups) LOOKUPS=$2; shift 2 ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
-    *) echo "gns-tls-latency: unknown option $1" >&2; exit 2 ;;
-  esac
-done
+# Settings from the environment: ROUNDS (default 5), LOOKUPS per transport and round (default 2000).
+ROUNDS=${ROUNDS:-5}
+LOOKUPS=${LOOKUPS:-2000}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GNS=$ROOT/src/Mobility.Gns.Host/bin/Release/net10.0/gns.dll
