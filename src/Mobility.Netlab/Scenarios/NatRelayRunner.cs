@@ -141,6 +141,9 @@ public sealed record NatRelayResult
     /// <summary>Whether the server's daemon logged a registration at a <c>tls://</c> relay.</summary>
     public bool ServerRegisteredOverTls { get; init; }
 
+    /// <summary>Whether the server's daemon logged a TLS connection to the GNS (<c>--gns-tls</c>, event 1890).</summary>
+    public bool ServerGnsOverTls { get; init; }
+
     /// <summary>The relay locators of the server's published records, in order, repeats left out.</summary>
     public string? RelayLocators { get; init; }
 
@@ -310,6 +313,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
             ServerRegistrations = server.Process.StandardError.Split('\n').Count(l => l.Contains("Registered at relay", StringComparison.Ordinal)),
             ServerReregisteredOnMove = server.Process.StandardError.Contains("which this host no longer has: registering again", StringComparison.Ordinal),
             ServerRegisteredOverTls = server.Process.StandardError.Contains("Registered at relay tls://", StringComparison.Ordinal),
+            ServerGnsOverTls = server.Process.StandardError.Contains("GNS over TLS: connected to", StringComparison.Ordinal),
             RelayLocators = string.Join(" -> ", PublishedRelays(server)),
             Notes = $"{client.Describe(0)}; {server.Describe(0)}",
         };
