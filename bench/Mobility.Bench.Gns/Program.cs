@@ -10,6 +10,7 @@ using Mobility.Bench.Gns;
 //   gns-bench zone --zone gns.test --zone-file FILE --query-file FILE [--records N]
 //   gns-bench watch-latency --gns IP:PORT --watch-grpc http://IP:PORT [--updates N] [--hosts K] [--pause-ms P] [--json FILE]
 //   gns-bench claims --gns IP:PORT [--owner IP] [--attacker IP] [--flood N] [--spread K] [--lookups L]
+//   gns-bench tls-latency --gns IP:PORT --tls IP:PORT --pin SHA256 [--lookups N] [--rounds R]
 //   gns-bench soak --gns IP:PORT [--pid PID] [--duration S] [--lookup-rate L] [--update-rate U] [--hosts K] [--sample S] [--csv F] [--svg F] [--json F]
 //
 // Socket completions run inline on the epoll thread instead of hopping to the thread pool: for a load
@@ -47,6 +48,10 @@ internal static class BenchCommand
                                                      sampling the gns process PID (VmRSS, CPU) and latencies every S s (default 5);
                                                      at the end checks that every acknowledged update is what a lookup returns
           gns-bench soak-chart --csv F --svg F [--title T]  draw a soak's SVG chart again from its CSV
+          gns-bench tls-latency --gns IP:PORT --tls IP:PORT --pin SHA256 [--lookups N] [--rounds R]
+                                                     lookups of one record, one at a time, over UDP (--gns) and over TLS
+                                                     (the gns's --tls-listen, certificate pinned) in alternating rounds
+                                                     (default 5 x 2000 each); per-round medians, their median, tls/udp
 
         Options:
           --records N              hosts (default 100000); host i is derived from i, so every tool names the same hosts
@@ -107,6 +112,8 @@ internal static class BenchCommand
                     TimeSpan.FromSeconds(Double(options, "duration", 600)), Int(options, "lookup-rate", 2000), Int(options, "update-rate", 200),
                     Int(options, "hosts", 1000), TimeSpan.FromSeconds(Math.Max(1, Double(options, "sample", 5))),
                     Text(options, "csv"), Text(options, "svg"), Text(options, "json"), Text(options, "label", "gns"))),
+                "tls-latency" => await TlsLatency.RunAsync(EndPoint(options, "gns"), EndPoint(options, "tls"),
+                    Text(options, "pin") ?? throw new ArgumentException("--pin SHA256 is required"), Int(options, "lookups", 2000), Int(options, "rounds", 5)),
                 "soak-chart" => Soak.RenderCsv(Text(options, "csv") ?? throw new ArgumentException("--csv FILE is required"),
                     Text(options, "svg") ?? throw new ArgumentException("--svg FILE is required"), Text(options, "title", "gns soak")),
                 _ => throw new ArgumentException($"unknown command '{verb}'"),

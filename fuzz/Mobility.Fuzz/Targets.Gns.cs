@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using Mobility.Protocol;
 using Mobility.Protocol.Challenge;
@@ -58,6 +59,51 @@ public static partial class Targets
             return FuzzOutcome.Accepted;
         },
         GnsRequestSeeds);
+
+    /// <summary>
+    /// The GNS's TLS endpoint and the client's TLS connection (src/Mobility.Gns/Streams, GnsClient.Tls.cs): length-prefixed
+    /// frames read one after another, each message then read as a request.
+    /// </summary>
+    private static FuzzTarget GnsStream() => new("gns-stream",
+        "GnsStreamFrame.TryRead over a stream, then GnsDatagram.ParseRequest on each message",
+        Malformed,
+        input => StreamCheck.Drain(input, Malformed, int.MaxValue, ReadGnsStreamFrame),
+        GnsStreamSeeds);
+
+    private static string? ReadGnsStreamFrame(ref SequenceReader<byte> reader, int index)
+    {
+        var unread = reader.UnreadSequence;
+        if (!GnsStreamFrame.TryRead(unread, out var message, out var consumed))
+        {
+            return null;
+        }
+
+        reader.Advance(unread.Slice(0, consumed).Length);
+        var bytes = message.ToArray();
+        Require(bytes.Length is > 0 and <= GnsDatagram.MaxDatagramSize, "A frame's message is empty or larger than a datagram.");
+        string request;
+        try
+        {
+            request = GnsDatagram.ParseRequest(bytes).Type.ToString();
+        }
+        catch (MalformedMessageException)
+        {
+            // The server answers such a message with an error reply (or drops it); the stream goes on.
+            request = "not a request";
+        }
+
+        return $"{request} {Hex(bytes)}";
+    }
+
+    private static IEnumerable<FuzzSeed> GnsStreamSeeds()
+    {
+        using var key = SeedKit.Key(1);
+        yield return new("valid-lookup-then-reflect", [.. GnsStreamFrame.Frame(GnsDatagram.LookupGuid(1, key.Guid)), .. GnsStreamFrame.Frame(GnsDatagram.Reflect(2))]);
+        yield return new("valid-update", GnsStreamFrame.Frame(GnsDatagram.Update(3, SeedKit.FullRecord(key))));
+        yield return new("valid-partial", GnsStreamFrame.Frame(GnsDatagram.Reflect(4))[..5]);
+        yield return new("edge-zero-length", [0, 0]);
+        yield return new("edge-oversize-length", [0xFF, 0xFF, 1, 2, 3]);
+    }
 
     /// <summary>Replies the GNS client reads from UDP (src/Mobility.Gns.Client).</summary>
     private static FuzzTarget GnsResponse() => new("gns-response",

@@ -11,6 +11,7 @@ public static partial class Targets
     [
         GnsRequest(),
         GnsResponse(),
+        GnsStream(),
         GnsRecordFile(),
         Control(),
         Handshake(),

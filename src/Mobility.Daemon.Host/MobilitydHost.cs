@@ -289,6 +289,9 @@ public static partial class MobilitydHost
             GrpcAddress = GnsServerList.GrpcFor(grpc, endPoints[0], endPoints),
             Alternates = [.. endPoints.Skip(1).Select(e => new GnsEndPoint(e, GnsServerList.GrpcFor(grpc, e, endPoints)))],
             Resolve = servers.Names.Count > 0 ? servers.Resolver(resolver, grpc) : null,
+            TlsServer = options.GnsTlsEndPoint,
+            TlsPins = options.GnsPins,
+            TlsUse = options.GnsTlsOnly ? GnsTlsUse.Always : GnsTlsUse.Fallback,
             TimeProvider = time,
             LoggerFactory = loggers,
         });

@@ -50,6 +50,30 @@ public sealed class MobilitydOptions
     /// </summary>
     public string? GnsResolver { get; set; }
 
+    /// <summary>
+    /// The GNS's TLS endpoint (<c>gns serve --tls-listen</c>), <c>tls://IP:PORT</c>, for networks that let only HTTPS out
+    /// (docs/protocol.md, "GNS over TLS"): the same requests, length-prefixed, over TLS checked against <see cref="GnsPin"/>.
+    /// Used as UDP's fallback (a request whose first datagram got no answer is sent again over TLS, and requests stay on
+    /// TLS until a reply comes over UDP again or the host's addresses change), or for every request with <see cref="GnsTlsOnly"/>.
+    /// </summary>
+    public string? GnsTls { get; set; }
+
+    /// <summary>SHA-256 fingerprint(s) of the certificates accepted from <see cref="GnsTls"/>, comma-separated, as <see cref="RelayPin"/>.</summary>
+    public string? GnsPin { get; set; }
+
+    /// <summary>Every GNS request over <see cref="GnsTls"/>; no datagram to <see cref="Gns"/>.</summary>
+    public bool GnsTlsOnly { get; set; }
+
+    internal const string GnsTlsOption = "GnsTls (--gns-tls)";
+    internal const string GnsPinOption = "GnsPin (--gns-pin)";
+
+    /// <summary>The endpoint of <see cref="GnsTls"/>, or null when it is not set (after validation).</summary>
+    public IPEndPoint? GnsTlsEndPoint => string.IsNullOrWhiteSpace(GnsTls) ? null
+        : EndPointParser.Parse(GnsTls.Trim().StartsWith(RelayTlsScheme, StringComparison.OrdinalIgnoreCase) ? GnsTls.Trim()[RelayTlsScheme.Length..] : GnsTls.Trim());
+
+    /// <summary>The pins of <see cref="GnsPin"/> (after validation).</summary>
+    public IReadOnlyList<byte[]> GnsPins => [.. RelayEntries(GnsPin).Select(p => global::Mobility.Net.Tls.CertificatePins.Parse(p)!)];
+
     /// <summary>Runs a GNS inside the daemon on a SQLite store in &lt;StateDir&gt;/gns and uses it.</summary>
     public bool EmbeddedGns { get; set; }
 

@@ -66,6 +66,7 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
             failures.Add($"A tls:// relay needs {MobilitydOptions.RelayPinOption}: the SHA-256 of the relay's certificate (TLS is never used unchecked).");
         }
 
+        CheckGnsTls(failures, options);
         foreach (var address in options.Addresses.SelectMany(c => c.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
         {
             if (!IPAddress.TryParse(address, out _))
@@ -191,6 +192,38 @@ public sealed class MobilitydOptionsValidator : IValidateOptions<MobilitydOption
     }
 
     /// <summary>One check for every endpoint option: IP:PORT or [IPv6]:PORT; "off" (and empty) where the option may be off.</summary>
+    private static void CheckGnsTls(List<string> failures, MobilitydOptions options)
+    {
+        var pins = MobilitydOptions.RelayEntries(options.GnsPin);
+        foreach (var pin in pins.Where(p => global::Mobility.Net.Tls.CertificatePins.Parse(p) is null))
+        {
+            failures.Add($"{MobilitydOptions.GnsPinOption} '{pin}' is not a SHA-256 fingerprint (64 hex digits, colons allowed).");
+        }
+
+        if (string.IsNullOrWhiteSpace(options.GnsTls))
+        {
+            if (options.GnsTlsOnly)
+            {
+                failures.Add($"GnsTlsOnly (--gns-tls-only) needs {MobilitydOptions.GnsTlsOption}.");
+            }
+
+            return;
+        }
+
+        var tls = options.GnsTls.Trim();
+        if (!tls.StartsWith(MobilitydOptions.RelayTlsScheme, StringComparison.OrdinalIgnoreCase))
+        {
+            failures.Add($"{MobilitydOptions.GnsTlsOption} '{tls}' must be tls://IP:PORT.");
+            return;
+        }
+
+        CheckEndPoint(failures, tls[MobilitydOptions.RelayTlsScheme.Length..], MobilitydOptions.GnsTlsOption, offAllowed: false);
+        if (pins.Length == 0)
+        {
+            failures.Add($"{MobilitydOptions.GnsTlsOption} needs {MobilitydOptions.GnsPinOption}: the SHA-256 of the GNS's certificate (TLS is never used unchecked).");
+        }
+    }
+
     private static void CheckEndPoint(List<string> failures, string? value, string option, bool offAllowed = true, bool emptyIsDefault = false)
     {
         if (emptyIsDefault && string.IsNullOrWhiteSpace(value))

@@ -117,6 +117,12 @@ public sealed partial class GnsClient
             return;
         }
 
+        OnReply(datagram, overTls: false);
+    }
+
+    /// <summary>Handles one reply from the GNS, a datagram or a message over TLS. Never throws.</summary>
+    private void OnReply(ReadOnlySpan<byte> datagram, bool overTls)
+    {
         GnsResponse response;
         try
         {
@@ -165,7 +171,10 @@ public sealed partial class GnsClient
             return;
         }
 
-        pending.Completion.TrySetResult(response);
+        if (pending.Completion.TrySetResult(response))
+        {
+            RepliedOver(overTls);
+        }
     }
 
     private void Abort(Exception reason)
@@ -219,10 +228,22 @@ public sealed partial class GnsClient
             for (var attempt = 0; attempt < total; attempt++)
             {
                 var timeout = _options.AttemptTimeout(attempt) * (1 + (Random.Shared.NextDouble() * GnsClientOptions.RetransmitJitter));
+                var server = to ?? Server;
+                var overTls = OverTls(attempt, to);
+                // Over TLS the connection is opened first (its own timeout); a failed connect leaves the attempt to time out.
+                var connected = overTls && await EnsureTlsAsync(cancellationToken).ConfigureAwait(false);
                 // The timer starts before the datagram leaves, so the wait never outlives the documented bound.
                 var reply = pending.Completion.Task.WaitAsync(timeout, _time, cancellationToken);
-                var server = to ?? Server;
-                if (!await TrySendAsync(datagram, server, cancellationToken).ConfigureAwait(false)
+                if (overTls)
+                {
+                    server = _options.TlsServer!;
+                    if (connected)
+                    {
+                        // Not awaited, as a datagram's send: the reply may come before the write completes.
+                        _ = SendOverTlsAsync(datagram);
+                    }
+                }
+                else if (!await TrySendAsync(datagram, server, cancellationToken).ConfigureAwait(false)
                     && to is null && SwitchAfterSendFailure(server) is { } other)
                 {
                     // The host cannot reach that address now (it left its family): the next one at once.
@@ -237,7 +258,7 @@ public sealed partial class GnsClient
                 catch (TimeoutException)
                 {
                     GnsClientLog.AttemptTimedOut(_logger, server, id, timeout, attempt + 1, total);
-                    if (attempt == 0 && to is null && _set.All.Length > 1)
+                    if (attempt == 0 && to is null && !overTls && _set.All.Length > 1)
                     {
                         // Silent, not refused: maybe a path that died without an address change. Another address may answer.
                         StartRace(null, null, restart: false);
@@ -256,7 +277,7 @@ public sealed partial class GnsClient
                 throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} busy after {total} attempts ({busy})");
             }
 
-            throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} unreachable after {total} attempts");
+            throw new GnsException(GnsErrorCode.Unavailable, $"GNS at {Server} unreachable after {total} attempts{TlsFailureSuffix()}");
         }
         finally
         {

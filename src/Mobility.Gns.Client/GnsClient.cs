@@ -238,6 +238,7 @@ public sealed partial class GnsClient : IGnsClient
         }
 
         await StopUdpAsync().ConfigureAwait(false);
+        await StopTlsAsync().ConfigureAwait(false);
         Task[] retired;
         lock (_grpcGate)
         {
@@ -269,6 +270,7 @@ public sealed partial class GnsClient : IGnsClient
             return;
         }
 
+        ResetTls();
         ChooseAgain(replaceChannel: true);
         _resolveNow?.Set();
     }

@@ -80,4 +80,16 @@ internal static partial class GnsClientLog
 
     [LoggerMessage(1886, LogLevel.Debug, "Watch of {Count} GUIDs re-opening at once on {Grpc}: the GNS's gRPC address in use changed.")]
     public static partial void WatchMoved(ILogger logger, int count, Uri grpc);
+
+    [LoggerMessage(1890, LogLevel.Information, "GNS over TLS: connected to {Server} from {Local}.")]
+    public static partial void TlsConnected(ILogger logger, IPEndPoint server, IPEndPoint? local);
+
+    [LoggerMessage(1891, LogLevel.Debug, "GNS over TLS: sending to {Server} failed ({Reason}); the next attempt connects again.")]
+    public static partial void TlsSendFailed(ILogger logger, IPEndPoint server, string reason);
+
+    [LoggerMessage(1892, LogLevel.Debug, "GNS over TLS: the connection to {Server} ended ({Reason}).")]
+    public static partial void TlsClosed(ILogger logger, IPEndPoint server, string reason);
+
+    [LoggerMessage(1893, LogLevel.Information, "GNS requests go to {Server} first now: the last reply came from there.")]
+    public static partial void TlsPreferred(ILogger logger, string server);
 }

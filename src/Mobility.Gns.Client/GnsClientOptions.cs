@@ -128,6 +128,22 @@ public sealed class GnsClientOptions
     /// <summary>Most GUIDs one watch may follow; the request must stay small and the server bounds it too.</summary>
     public int MaxWatchGuids { get; set; } = 1024;
 
+    /// <summary>
+    /// The GNS's TLS endpoint (<c>gns serve --tls-listen</c>; docs/protocol.md, "GNS over TLS"), or null: the same
+    /// datagrams, length-prefixed, over one TLS connection, for networks that let only HTTPS out. Its certificate
+    /// must match one of <see cref="TlsPins"/>. How it is used: <see cref="TlsUse"/>.
+    /// </summary>
+    public IPEndPoint? TlsServer { get; set; }
+
+    /// <summary>SHA-256 fingerprints (32 bytes each) of the certificates accepted from <see cref="TlsServer"/>; needed with it.</summary>
+    public IReadOnlyList<byte[]> TlsPins { get; set; } = [];
+
+    /// <summary>When requests go over <see cref="TlsServer"/> rather than UDP.</summary>
+    public GnsTlsUse TlsUse { get; set; } = GnsTlsUse.Fallback;
+
+    /// <summary>Longest time for the TCP connect and TLS handshake with <see cref="TlsServer"/>.</summary>
+    public TimeSpan TlsConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
     public ILoggerFactory LoggerFactory { get; set; } = NullLoggerFactory.Instance;
@@ -210,6 +226,13 @@ public sealed class GnsClientOptions
             throw new ArgumentException("MaxWatchGuids must be positive.", nameof(MaxWatchGuids));
         }
 
+        if (TlsServer is { } tls && (tls.Port is <= 0 or > ushort.MaxValue || TlsPins is null || TlsPins.Count == 0
+            || TlsPins.Any(p => p is not { Length: 32 })))
+        {
+            throw new ArgumentException("TlsServer needs a valid port and TlsPins (SHA-256 fingerprints, 32 bytes each).", nameof(TlsPins));
+        }
+
+        Positive(TlsConnectTimeout, nameof(TlsConnectTimeout));
         if (TimeProvider is null || LoggerFactory is null)
         {
             throw new ArgumentException("TimeProvider and LoggerFactory must be set.");
@@ -265,4 +288,18 @@ public sealed class GnsClientOptions
             throw new ArgumentException($"{name} must be positive, not {value}.", name);
         }
     }
+}
+
+/// <summary>When a <see cref="GnsClient"/> with <see cref="GnsClientOptions.TlsServer"/> sends a request over TLS.</summary>
+public enum GnsTlsUse
+{
+    /// <summary>
+    /// UDP first; every retransmission of a request whose first datagram got no answer goes over TLS instead, and
+    /// once a reply came over TLS while UDP was silent, later requests go over TLS at once until a reply comes over
+    /// UDP again or the host's addresses change (<see cref="GnsClient.NotifyLocalAddressChanged"/>).
+    /// </summary>
+    Fallback,
+
+    /// <summary>Every request over TLS; no datagram is sent.</summary>
+    Always,
 }

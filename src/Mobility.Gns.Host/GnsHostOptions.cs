@@ -28,6 +28,19 @@ public sealed class GnsHostOptions
     /// <summary>The DNS zone served, e.g. <c>gns.example</c>: <c>&lt;guid&gt;.zone</c> and <c>&lt;name&gt;.zone</c>.</summary>
     public string Zone { get; set; } = "";
 
+    /// <summary>
+    /// TLS endpoint of the datagram protocol (docs/protocol.md, "GNS over TLS"), <c>IP:PORT</c>, for hosts on networks
+    /// that let only HTTPS out (port 443); empty (the default) turns it off. Needs <see cref="TlsCert"/> and <see cref="TlsKey"/>.
+    /// </summary>
+    public string TlsListen { get; set; } = "";
+
+    /// <summary>PEM certificate (chain) of the TLS endpoint; clients pin the SHA-256 of its DER encoding.</summary>
+    public string TlsCert { get; set; } = "";
+
+    /// <summary>PEM private key of the TLS endpoint.</summary>
+    public string TlsKey { get; set; } = "";
+
+    internal const string TlsListenOption = "Gns:TlsListen (--tls-listen)";
     internal const string HttpOption = "Gns:Http (--http)";
     internal const string GrpcOption = "Gns:Grpc (--grpc)";
     internal const string DnsOption = "Gns:Dns (--dns)";
@@ -41,12 +54,16 @@ public sealed class GnsHostOptions
     /// <summary>The DNS endpoint parsed, or null when off (after <see cref="Validate"/>).</summary>
     public System.Net.IPEndPoint? DnsEndPoint => EndPointSetting.Parse(Dns, DnsOption);
 
+    /// <summary>The TLS endpoint parsed, or null when off (after <see cref="Validate"/>).</summary>
+    public System.Net.IPEndPoint? TlsEndPoint => EndPointSetting.Parse(TlsListen, TlsListenOption);
+
     /// <summary>Describes what is wrong, or null when the endpoints parse.</summary>
     public string? Validate()
     {
         if (!EndPointSetting.TryParse(Dns, DnsOption, out var dns, out var error)
             || !EndPointSetting.TryParse(Http, HttpOption, out var http, out error, emptyIsOff: false)
-            || !EndPointSetting.TryParse(Grpc, GrpcOption, out _, out error))
+            || !EndPointSetting.TryParse(Grpc, GrpcOption, out _, out error)
+            || !EndPointSetting.TryParse(TlsListen, TlsListenOption, out var tls, out error))
         {
             return error;
         }
@@ -59,6 +76,11 @@ public sealed class GnsHostOptions
         if ((dns is null) != string.IsNullOrWhiteSpace(Zone))
         {
             return "The DNS front end needs both Gns:Dns (--dns IP:PORT) and Gns:Zone (--zone ZONE).";
+        }
+
+        if ((tls is not null) != (TlsCert.Length > 0 && TlsKey.Length > 0))
+        {
+            return $"{TlsListenOption} needs both Gns:TlsCert (--tls-cert FILE) and Gns:TlsKey (--tls-key FILE), and they need it.";
         }
 
         return null;

@@ -1,4 +1,6 @@
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
@@ -7,6 +9,7 @@ using Microsoft.Extensions.Options;
 using Mobility.Gns.Dns.Server;
 using Mobility.Gns.Redis;
 using Mobility.Gns.Dns;
+using Mobility.Gns.Streams;
 using Mobility.Gns.Udp;
 using Mobility.Hosting;
 
@@ -30,8 +33,23 @@ internal static class GnsServeCommand
             return await Executable.UsageErrorAsync(problem);
         }
 
+        X509Certificate2? certificate = null;
+        try
+        {
+            if (endpoints.TlsEndPoint is not null)
+            {
+                certificate = X509Certificate2.CreateFromPemFile(endpoints.TlsCert, endpoints.TlsKey);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+        {
+            return await Executable.UsageErrorAsync($"{GnsHostOptions.TlsListenOption}: {e.Message}");
+        }
+
+        using var _ = certificate;
         ListenOptions? httpListen = null;
         ListenOptions? grpcListen = null;
+        ListenOptions? tlsListen = null;
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(endpoints.HttpEndPoint, o =>
@@ -45,6 +63,17 @@ internal static class GnsServeCommand
                 {
                     o.Protocols = HttpProtocols.Http2;
                     grpcListen = o;
+                });
+            }
+
+            if (endpoints.TlsEndPoint is { } tls)
+            {
+                // The datagram protocol, length-prefixed, inside TLS (docs/protocol.md, "GNS over TLS").
+                kestrel.Listen(tls, o =>
+                {
+                    o.UseHttps(certificate!);
+                    o.UseConnectionHandler<GnsStreamConnectionHandler>();
+                    tlsListen = o;
                 });
             }
         });
@@ -86,7 +115,8 @@ internal static class GnsServeCommand
             };
             var dns = app.Services.GetService<GnsDnsServer>()?.UdpEndPoint;
             return $"gns listening udp={udpServer.LocalEndPoint?.ToString() ?? "off"} http={ServerHost.Url(httpListen)} grpc={ServerHost.Url(grpcListen)} store={store}" +
-                (dns is null ? "" : $" dns={dns}") + (udpServer.ReflectEndPoint is { } reflect ? $" reflect={reflect}" : "");
+                (dns is null ? "" : $" dns={dns}") + (udpServer.ReflectEndPoint is { } reflect ? $" reflect={reflect}" : "") +
+                (tlsListen is null ? "" : $" tls={ServerHost.EndPoint(tlsListen)}");
         }, cancellationToken);
     }
 }

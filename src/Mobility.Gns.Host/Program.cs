@@ -23,6 +23,20 @@ var grpc = new Option<string>("--grpc")
 {
     Description = $"HTTP/2 cleartext endpoint for gRPC, IP:PORT; port 0 picks one; empty or \"off\" turns it off (Gns:Grpc). Default: {GnsHostOptions.DefaultGrpc}",
 };
+var tlsListen = new Option<string>("--tls-listen")
+{
+    Description = "Also serve the datagram protocol over TLS at IP:PORT (e.g. [::]:443), each message length-prefixed (docs/protocol.md, " +
+                  "\"GNS over TLS\"), for hosts on networks that let only HTTPS out; printed as tls= in the ready line (Gns:TlsListen). " +
+                  "Needs --tls-cert and --tls-key. Default: off",
+};
+var tlsCert = new Option<string>("--tls-cert")
+{
+    Description = "PEM certificate (chain) of --tls-listen; clients pin the SHA-256 of its DER encoding (Gns:TlsCert).",
+};
+var tlsKey = new Option<string>("--tls-key")
+{
+    Description = "PEM private key of --tls-listen (Gns:TlsKey).",
+};
 var memory = new Option<bool>("--memory")
 {
     Description = "Keep records in memory only, lost at exit (Gns:Store=memory). Default: sqlite",
@@ -45,14 +59,15 @@ var zone = new Option<string>("--zone")
 var serve = new Command("serve",
     "Run the GNS server. Settings come from ./appsettings.json, environment variables (GNS_Gns__Udp=...) and these flags, " +
     "in rising priority. Prints one line to stdout once listening: " +
-    "'gns listening udp=IP:PORT http=http://IP:PORT grpc=http://IP:PORT store=sqlite:/abs/dir', followed by dns=IP:PORT and reflect=IP:PORT when those are on. Logs go to stderr.")
+    "'gns listening udp=IP:PORT http=http://IP:PORT grpc=http://IP:PORT store=sqlite:/abs/dir', followed by dns=IP:PORT, reflect=IP:PORT and tls=IP:PORT when those are on. Logs go to stderr.")
 {
-    data, udp, udpReflect, http, grpc, memory, redis, dns, zone,
+    data, udp, udpReflect, http, grpc, tlsListen, tlsCert, tlsKey, memory, redis, dns, zone,
 };
 serve.SetAction((parseResult, cancellationToken) =>
 {
     var overrides = ServerHost.Overrides(parseResult,
-        (data, "Gns:DataDirectory"), (udp, "Gns:Udp"), (udpReflect, "Gns:UdpReflect"), (http, "Gns:Http"), (grpc, "Gns:Grpc"), (dns, "Gns:Dns"), (zone, "Gns:Zone"));
+        (data, "Gns:DataDirectory"), (udp, "Gns:Udp"), (udpReflect, "Gns:UdpReflect"), (http, "Gns:Http"), (grpc, "Gns:Grpc"), (dns, "Gns:Dns"), (zone, "Gns:Zone"),
+        (tlsListen, "Gns:TlsListen"), (tlsCert, "Gns:TlsCert"), (tlsKey, "Gns:TlsKey"));
     if (parseResult.GetValue(memory) && parseResult.GetValue(redis) is not null)
     {
         return GnsServeCommand.Executable.UsageErrorAsync("--memory and --redis exclude each other.");

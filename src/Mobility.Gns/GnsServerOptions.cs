@@ -105,6 +105,21 @@ public sealed class GnsServerOptions
     /// <summary>Watches open at once on this server. Each holds at most <see cref="MaxWatchGuids"/> pending events.</summary>
     public int MaxWatches { get; set; } = 10_000;
 
+    /// <summary>
+    /// Connections one source address may hold open at once on the stream endpoint (the TLS endpoint of <c>gns serve
+    /// --tls-listen</c>, docs/protocol.md, "GNS over TLS"); a connection beyond it is closed at once. A host needs one.
+    /// </summary>
+    public int StreamMaxConnectionsPerSource { get; set; } = 8;
+
+    /// <summary>Connections open at once on the stream endpoint, from all sources; a connection beyond it is closed at once.</summary>
+    public int StreamMaxConnections { get; set; } = 10_000;
+
+    /// <summary>
+    /// Longest time a stream connection may take to deliver its next whole message (from the connect, then from the
+    /// previous message) or to take a reply: a silent or slow-dripping connection is closed after it.
+    /// </summary>
+    public TimeSpan StreamIdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>The datagram endpoint's per-source limits (answers RateLimited once per <see cref="RateLimitedReplyInterval"/>).</summary>
     public SourceRateLimits ToRateLimits() => new(RequestsPerSecond, Burst, MaxRateLimitedSources, RateLimitedReplyInterval);
     /// <summary>Bounds of the reverse index (section <c>Gns:Claims</c>); docs/protocol.md, "Address claims".</summary>
@@ -168,6 +183,9 @@ public sealed class GnsServerOptionsValidator : IValidateOptions<GnsServerOption
         Check(failures, options.MaxInFlightUpdates is >= 1 and <= 65_536, "Gns:MaxInFlightUpdates must be between 1 and 65536.");
         Check(failures, options.UdpReceiveLoops is >= 0 and <= 256, "Gns:UdpReceiveLoops must be between 0 and 256.");
         Check(failures, options.MaxWatchGuids is >= 1 and <= 65_536, "Gns:MaxWatchGuids must be between 1 and 65536.");
+        Check(failures, options.StreamMaxConnectionsPerSource is >= 1 and <= 65_536, "Gns:StreamMaxConnectionsPerSource must be between 1 and 65536.");
+        Check(failures, options.StreamMaxConnections is >= 1 and <= 1_000_000, "Gns:StreamMaxConnections must be between 1 and 1000000.");
+        Check(failures, options.StreamIdleTimeout > TimeSpan.Zero && options.StreamIdleTimeout <= TimeSpan.FromDays(1), "Gns:StreamIdleTimeout must be positive and at most 1 day.");
         Check(failures, options.MaxWatches is >= 1 and <= 1_000_000, "Gns:MaxWatches must be between 1 and 1000000.");
         try
         {

@@ -75,6 +75,7 @@ public static class GnsServerServiceCollectionExtensions
         services.TryAddSingleton<GnsRequestProcessor>();
         services.TryAddSingleton<GnsUdpServer>();
         services.AddHostedService(sp => sp.GetRequiredService<GnsUdpServer>());
+        services.TryAddSingleton<Streams.GnsStreamConnectionHandler>();
 
         // The cap applies to the GNS service only: a host that embeds the GNS keeps its own services' limits.
         services.AddGrpc().AddJsonTranscoding().AddServiceOptions<GnsGrpcService>(o => o.MaxReceiveMessageSize = MaxRequestMessageSize);

@@ -60,8 +60,9 @@ public sealed class NatRelayTests(ITestOutputHelper output)
         => AssertSurvived(await RunAsync(NatRelayScenario.RandomFully));
 
     /// <summary>
-    /// The server's networks let only TCP 443 out (and UDP to the GNS): it registers over TLS at the relay's port 443 with
-    /// the certificate (made by openssl) pinned, is reached and moves like the others.
+    /// The server's networks let only TCP 443 out (UDP to the GNS is dropped too): it registers over TLS at the relay's port
+    /// 443 with the certificate (made by openssl) pinned, sends its GNS updates over TLS to the GNS's port 443 (pinned too),
+    /// is reached and moves like the others.
     /// </summary>
     [NatKitFact]
     public async Task Server_behind_an_https_only_firewall_registers_over_pinned_tls_and_both_hosts_move_across_nats()
@@ -70,6 +71,7 @@ public sealed class NatRelayTests(ITestOutputHelper output)
         AssertSurvived(result);
         Assert.EndsWith(":443/relay", result.RelayLocators, StringComparison.Ordinal);
         Assert.True(result.ServerRegisteredOverTls, result.Notes);
+        Assert.True(result.ServerGnsOverTls, result.Notes);
     }
 
     /// <summary>

@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using Mobility.Transport.Flows;
 
 namespace Mobility.Relay.FunctionalTests;
@@ -11,18 +10,8 @@ namespace Mobility.Relay.FunctionalTests;
 /// </summary>
 public sealed class RelayTlsTests
 {
-    /// <summary>A self-signed certificate in PEM files, and its SHA-256 pin.</summary>
     private static (string Certificate, string Key, byte[] Pin) CreateCertificate(string directory)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=mobility-relay", key, HashAlgorithmName.SHA256);
-        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(2));
-        var certificatePath = Path.Combine(directory, "relay.crt");
-        var keyPath = Path.Combine(directory, "relay.key");
-        File.WriteAllText(certificatePath, certificate.ExportCertificatePem());
-        File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
-        return (certificatePath, keyPath, SHA256.HashData(certificate.RawData));
-    }
+        => TestCertificates.CreateSelfSigned(directory, "relay");
 
     [Fact]
     public async Task A_host_registers_over_tls_only_with_the_pinned_certificate_and_a_plain_dial_on_that_endpoint_reaches_it()

@@ -17,7 +17,8 @@ namespace Mobility.Netlab.Scenarios;
 /// One relayed situation of docs/nat.md ("Through a relay"): the server behind a NAT of <see cref="Kind"/> without a
 /// port forward, the client behind one of <see cref="ClientKind"/> (default: the same), each with a second NAT of the
 /// same kind to move to. With <see cref="Tls"/> the relay also serves TLS on port 443 with a self-signed certificate
-/// made by openssl, and the server registers there (<c>--relay tls://RELAY:443 --relay-pin SHA256</c>).
+/// made by openssl, and the server registers there (<c>--relay tls://RELAY:443 --relay-pin SHA256</c>); the GNS serves TLS on
+/// its port 443 too, and the server sends every GNS request there (<c>--gns-tls tls://GNS:443 --gns-pin SHA256 --gns-tls-only</c>).
 /// <see cref="Sites"/> and <see cref="Moves"/> replace those sites (roles <c>server</c> and <c>client</c> are the
 /// hosts' first sites) and the moves (the server to <c>server2</c>, then the client to <c>client2</c>).
 /// </summary>
@@ -36,7 +37,7 @@ public sealed record NatRelayScenario(string Name, string Description, NatKind K
         "as nat-relay-masquerade with masquerade random-fully (address-and-port-dependent mapping) at every NAT", NatKind.Symmetric);
 
     public static readonly NatRelayScenario HttpsOnly = new("nat-relay-https-only",
-        "as nat-relay-masquerade, but the server's networks let only TCP 443 out: it registers over TLS (pinned certificate) at the relay's port 443",
+        "as nat-relay-masquerade, but the server's networks let only TCP 443 out: it registers over TLS (pinned certificate) at the relay's port 443 and speaks to the GNS over TLS on its port 443",
         NatKind.HttpsOnly, NatKind.EndpointIndependent, Tls: true);
 
     public static readonly NatRelayScenario Double = new("nat-relay-double",
@@ -140,6 +141,9 @@ public sealed record NatRelayResult
     /// <summary>Whether the server's daemon logged a registration at a <c>tls://</c> relay.</summary>
     public bool ServerRegisteredOverTls { get; init; }
 
+    /// <summary>Whether the server's daemon logged a TLS connection to the GNS (<c>--gns-tls</c>, event 1890).</summary>
+    public bool ServerGnsOverTls { get; init; }
+
     /// <summary>The relay locators of the server's published records, in order, repeats left out.</summary>
     public string? RelayLocators { get; init; }
 
@@ -205,12 +209,6 @@ public sealed class NatRelayRunner(TextWriter? log = null)
 
     private const int BlockSize = 64 * 1024;
 
-    /// <summary>
-    /// Behind an HTTPS-only firewall the daemon still needs the GNS, whose updates and lookups are UDP: the scenario lets
-    /// UDP to the GNS port out too (the GNS over TCP 443 is not built), and everything else but TCP 443 stays dropped.
-    /// </summary>
-    private static readonly IReadOnlyList<PortForward> GnsOutbound = [PortForward.Udp(GnsProcess.UdpPort)];
-
     public async Task<IReadOnlyList<NatRelayResult>> RunAllAsync(IReadOnlyList<NatRelayScenario> scenarios, int runs, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scenarios);
@@ -235,8 +233,8 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         ArgumentNullException.ThrowIfNull(scenario);
         var topology = await NatTopology.CreateAsync(["gns", "relay"], scenario.Sites ??
         [
-            new NatSiteOptions { Role = "server", Kind = scenario.Kind, AlsoOutbound = GnsOutbound },
-            new NatSiteOptions { Role = "server2", HostRole = "server", Kind = scenario.Kind, AlsoOutbound = GnsOutbound },
+            new NatSiteOptions { Role = "server", Kind = scenario.Kind },
+            new NatSiteOptions { Role = "server2", HostRole = "server", Kind = scenario.Kind },
             new NatSiteOptions { Role = "client", Kind = scenario.ClientKind ?? scenario.Kind },
             new NatSiteOptions { Role = "client2", HostRole = "client", Kind = scenario.ClientKind ?? scenario.Kind },
         ], log).ConfigureAwait(false);
@@ -252,7 +250,10 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         var root = lab.CreateTemporaryDirectory("natrelay");
         var serverSite = topology.Site("server");
         var clientSite = topology.Site("client");
-        var gns = await GnsProcess.StartAsync(lab, topology.Public("gns"), Path.Combine(root, "gns"), cancellationToken).ConfigureAwait(false);
+        // Behind an HTTPS-only firewall the server reaches the GNS, as the relay, over TLS on port 443 only (UDP 7353 is dropped).
+        var gnsTls = scenario.Tls ? await RelayProcess.CreateCertificateAsync(Path.Combine(root, "gns-tls"), cancellationToken).ConfigureAwait(false) : default;
+        var gns = await GnsProcess.StartAsync(lab, topology.Public("gns"), Path.Combine(root, "gns"), cancellationToken,
+            scenario.Tls ? (gnsTls.Certificate, gnsTls.Key) : null).ConfigureAwait(false);
         await NatScenarioRunner.WarmUpAsync(topology.Public("gns"), gns, root, cancellationToken).ConfigureAwait(false);
         var relayHost = topology.Public("relay");
         string[] relayArguments = [];
@@ -262,7 +263,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
             var (certificate, key, pin) = await RelayProcess.CreateCertificateAsync(Path.Combine(root, "relay-tls"), cancellationToken).ConfigureAwait(false);
             var tlsEndPoint = new IPEndPoint(relayHost.PrimaryAddress, 443);
             relayArguments = ["--tls-listen", tlsEndPoint.ToString(), "--tls-cert", certificate, "--tls-key", key];
-            serverRelay = ["--relay", "tls://" + tlsEndPoint, "--relay-pin", pin];
+            serverRelay = ["--relay", "tls://" + tlsEndPoint, "--relay-pin", pin, "--gns-tls", gns.Tls!, "--gns-pin", gnsTls.Pin, "--gns-tls-only"];
         }
         else
         {
@@ -312,6 +313,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
             ServerRegistrations = server.Process.StandardError.Split('\n').Count(l => l.Contains("Registered at relay", StringComparison.Ordinal)),
             ServerReregisteredOnMove = server.Process.StandardError.Contains("which this host no longer has: registering again", StringComparison.Ordinal),
             ServerRegisteredOverTls = server.Process.StandardError.Contains("Registered at relay tls://", StringComparison.Ordinal),
+            ServerGnsOverTls = server.Process.StandardError.Contains("GNS over TLS: connected to", StringComparison.Ordinal),
             RelayLocators = string.Join(" -> ", PublishedRelays(server)),
             Notes = $"{client.Describe(0)}; {server.Describe(0)}",
         };

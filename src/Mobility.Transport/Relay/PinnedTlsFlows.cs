@@ -1,8 +1,7 @@
 using System.Net;
 using System.Net.Security;
 using System.Security.Authentication;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
+using Mobility.Net.Tls;
 using Mobility.Transport.Flows;
 
 namespace Mobility.Transport.Relay;
@@ -28,22 +27,8 @@ public sealed class PinnedTlsFlowFactory(IFlowFactory inner, IReadOnlyList<byte[
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(HandshakeTimeout);
-            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
-            {
-                // The relay is named by its address; the pin, not the name, is what is checked.
-                TargetHost = remote.Address.ToString(),
-                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-                {
-                    if (certificate is null)
-                    {
-                        return false;
-                    }
-
-                    var hash = SHA256.HashData(certificate.GetRawCertData());
-                    seen = Convert.ToHexStringLower(hash);
-                    return pins.Any(p => CryptographicOperations.FixedTimeEquals(p, hash));
-                },
-            }, timeout.Token).ConfigureAwait(false);
+            await tls.AuthenticateAsClientAsync(CertificatePins.ClientOptions(remote.Address.ToString(), pins, hash => seen = hash), timeout.Token)
+                .ConfigureAwait(false);
             return new TlsFlow(flow, tls);
         }
         catch (Exception e) when (e is AuthenticationException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
@@ -62,28 +47,8 @@ public sealed class PinnedTlsFlowFactory(IFlowFactory inner, IReadOnlyList<byte[
         }
     }
 
-    /// <summary>
-    /// Parses a pin: the SHA-256 of a DER certificate, 64 hex digits, colons allowed (as
-    /// <c>openssl x509 -noout -fingerprint -sha256</c> prints it, after the <c>=</c>); null when it is not one.
-    /// </summary>
-    public static byte[]? ParsePin(string text)
-    {
-        ArgumentNullException.ThrowIfNull(text);
-        var hex = text.Trim().Replace(":", "", StringComparison.Ordinal);
-        if (hex.Length != SHA256.HashSizeInBytes * 2)
-        {
-            return null;
-        }
-
-        try
-        {
-            return Convert.FromHexString(hex);
-        }
-        catch (FormatException)
-        {
-            return null;
-        }
-    }
+    /// <summary>Parses a pin (<see cref="CertificatePins.Parse"/>): 64 hex digits, colons allowed; null when it is not one.</summary>
+    public static byte[]? ParsePin(string text) => CertificatePins.Parse(text);
 
     /// <summary>A TCP flow with TLS on top: the stream is the TLS stream; the endpoints, abort and RTT are the TCP flow's.</summary>
     private sealed class TlsFlow(IFlow inner, SslStream tls) : IFlow

@@ -59,6 +59,27 @@ public sealed class OptionsValidatorTests
     }
 
     [Fact]
+    public void The_gns_tls_endpoint_is_tls_ip_port_and_needs_a_pin_and_tls_only_needs_it()
+    {
+        static string Failures(MobilitydOptions options)
+        {
+            var result = new MobilitydOptionsValidator().Validate(null, options);
+            return result.Failed ? string.Join('\n', result.Failures!) : "";
+        }
+
+        Assert.Contains("--gns-pin", Failures(new MobilitydOptions { GnsTls = "tls://198.18.1.2:443" }), StringComparison.Ordinal);
+        Assert.Contains("must be tls://IP:PORT", Failures(new MobilitydOptions { GnsTls = "198.18.1.2:443", GnsPin = new string('a', 64) }), StringComparison.Ordinal);
+        Assert.Contains("'abcd' is not a SHA-256 fingerprint", Failures(new MobilitydOptions { GnsTls = "tls://198.18.1.2:443", GnsPin = "abcd" }), StringComparison.Ordinal);
+        Assert.Contains("--gns-tls-only", Failures(new MobilitydOptions { GnsTlsOnly = true }), StringComparison.Ordinal);
+        Assert.NotEqual("", Failures(new MobilitydOptions { GnsTls = "tls://gns.example", GnsPin = new string('a', 64) }));
+
+        var options = new MobilitydOptions { GnsTls = "tls://198.18.1.2:443", GnsPin = string.Join(':', Enumerable.Repeat("CD", 32)), GnsTlsOnly = true };
+        Assert.Equal("", Failures(options));
+        Assert.Equal(System.Net.IPEndPoint.Parse("198.18.1.2:443"), options.GnsTlsEndPoint);
+        Assert.Equal(Enumerable.Repeat((byte)0xCD, 32), Assert.Single(options.GnsPins));
+    }
+
+    [Fact]
     public void The_example_configuration_is_valid_and_matches_the_defaults()
     {
         var configuration = new Microsoft.Extensions.Configuration.ConfigurationBuilder()

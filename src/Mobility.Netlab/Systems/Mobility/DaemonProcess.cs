@@ -188,7 +188,15 @@ public sealed class GnsProcess
 
     public required Uri Grpc { get; init; }
 
-    public static async Task<GnsProcess> StartAsync(Lab lab, LabHost host, string workingDirectory, CancellationToken cancellationToken)
+    /// <summary>The port of the GNS's TLS endpoint when <see cref="StartAsync"/> is given a certificate (HTTPS-only networks).</summary>
+    public const int TlsPort = 443;
+
+    /// <summary>The GNS's TLS endpoint (<c>tls://IP:443</c>), or null when it serves none.</summary>
+    public string? Tls { get; init; }
+
+    /// <param name="tls">A certificate and key (PEM files): the GNS also serves its datagram protocol over TLS on port 443.</param>
+    public static async Task<GnsProcess> StartAsync(Lab lab, LabHost host, string workingDirectory, CancellationToken cancellationToken,
+        (string Certificate, string Key)? tls = null)
     {
         ArgumentNullException.ThrowIfNull(lab);
         ArgumentNullException.ThrowIfNull(host);
@@ -202,11 +210,15 @@ public sealed class GnsProcess
         // UriBuilder and IPEndPoint put an IPv6 address in brackets.
         var grpc = new UriBuilder(Uri.UriSchemeHttp, address.ToString(), GrpcPort).Uri;
         string[] arguments = [.. prefix, "serve", "--memory", "--udp", new IPEndPoint(bind, UdpPort).ToString(), "--udp-reflect", new IPEndPoint(bind, ReflectPort).ToString(),
-            "--http", "127.0.0.1:7380", "--grpc", grpcEndPoint.ToString()];
+            "--http", "127.0.0.1:7380", "--grpc", grpcEndPoint.ToString(),
+            .. tls is { } pem ? (string[])["--tls-listen", new IPEndPoint(address, TlsPort).ToString(), "--tls-cert", pem.Certificate, "--tls-key", pem.Key] : []];
         Directory.CreateDirectory(workingDirectory);
         var process = lab.StartProcess(host.Namespace, file, arguments, readyLine: "gns listening ", workingDirectory: workingDirectory);
         await process.WaitReadyAsync(DaemonProcess.StartTimeout, cancellationToken).ConfigureAwait(false);
         var all = string.Join(',', host.AttachedAddresses.Select(a => new IPEndPoint(a, UdpPort).ToString()));
-        return new GnsProcess(process) { Udp = udp, Grpc = grpc, GnsArgument = all };
+        return new GnsProcess(process)
+        {
+            Udp = udp, Grpc = grpc, GnsArgument = all, Tls = tls is null ? null : "tls://" + new IPEndPoint(address, TlsPort),
+        };
     }
 }
