@@ -1,27 +1,28 @@
 using System.Net;
-using Mobility.Daemon.Client;
 using Mobility.Netlab.FunctionalTests.Infrastructure;
 using Mobility.Netlab.Processes;
 using Mobility.Netlab.Topology;
-using Mobility.Protocol.Identity;
+using DaemonApi = Mobility.Daemon.Client.DaemonClient;
+using KeyFile = Mobility.Protocol.Identity.HostKeyFile;
 
 namespace Mobility.Netlab.FunctionalTests;
 
-/// <summary>
-/// <c>--gns</c> given as a DNS name (issue 15), in namespaces of the test's own: a mobilityd in <c>cli</c> whose GNS
-/// is <c>home.gns.test</c>, resolved (<c>--gns-resolver</c>) by the DNS front end of a second gns process in <c>dns</c>,
-/// where the record named "home" carries the GNS's addresses. The GNS (<c>gns</c>, serving both families on [::])
-/// then moves to new IPv4 and IPv6 addresses on its link and its old ones are deleted; the name's record is updated.
-/// The daemon must resolve the name again and go on publishing and looking up at the new addresses.
-/// </summary>
+/// <summary><c>--gns</c> given as a DNS name (issue 15), followed by a daemon while the GNS moves, in namespaces of the test's own.</summary>
 [Collection(NetlabCollection.Name)]
 public sealed class GnsNameMoveTests
 {
-    private const string Zone = "gns.test";
-    private const string DnsAddress = "fd00:42::2";
     private static readonly string[] GnsBefore = ["10.41.0.2", "fd00:41::2"];
     private static readonly string[] GnsAfter = ["10.41.0.3", "fd00:41::3"];
+    private const string DnsAddress = "fd00:42::2";
+    private const string Zone = "gns.test";
 
+    /// <summary>
+    /// A mobilityd in <c>cli</c> whose GNS is <c>home.gns.test</c>, resolved (<c>--gns-resolver</c>) by the DNS front end
+    /// of a second gns process in <c>dns</c>, where the record named "home" carries the GNS's addresses. The GNS
+    /// (<c>gns</c>, serving both families on [::]) then moves to new IPv4 and IPv6 addresses on its link, its old ones
+    /// deleted, and the name's record is updated: the daemon must resolve the name again and go on publishing and
+    /// looking up at the new addresses.
+    /// </summary>
     /// <param name="trigger">
     /// "address": the name's TTL is an hour and the daemon's host gains an address (the re-resolution of an address
     /// change; the new address must then be published at the GNS's new address); "ttl": a one-second TTL (the daemon
@@ -72,7 +73,7 @@ public sealed class GnsNameMoveTests
         var peerKey = SaveKey(lab, "peer");
         var registered = await MobAsync(gnsNs, ["--json", "gns", "register", "--gns", $"[{GnsAfter[1]}]:7353", "--key", peerKey, "--addr", "10.99.0.7:7391"]);
         var peer = System.Text.Json.JsonDocument.Parse(registered.StandardOutput).RootElement.GetProperty("guid").GetString()!;
-        using var api = new DaemonClient(daemon.Socket);
+        using var api = new DaemonApi(daemon.Socket);
         await TestTimeout.Eventually(async () => (await api.GetIpAddressesAsync(peer, CancellationToken.None)).Contains("10.99.0.7"),
             "the daemon looks up a record the moved GNS holds", NetlabTimeouts.Step);
         Assert.False(daemon.Process.HasExited);
@@ -106,8 +107,8 @@ public sealed class GnsNameMoveTests
     private static string SaveKey(Lab lab, string role)
     {
         var path = Path.Combine(lab.CreateTemporaryDirectory(role), "host.key");
-        using var key = HostKey.Generate();
-        HostKeyFile.Save(key, path);
+        using var key = Mobility.Protocol.Identity.HostKey.Generate();
+        KeyFile.Save(key, path);
         return path;
     }
 
