@@ -72,7 +72,7 @@ public sealed class DualStackTests
         await AssertEchoAsync(client, echo);
     }
 
-    private sealed record Daemon(NamespaceProcess Process, DaemonReadyLine Ready, string Socket);
+    internal sealed record Daemon(NamespaceProcess Process, DaemonReadyLine Ready, string Socket);
 
     private sealed record ExposedEcho(Daemon Daemon, EchoServer Echo);
 
@@ -111,7 +111,8 @@ public sealed class DualStackTests
         return new ExposedEcho(daemon, echo);
     }
 
-    private static async Task<Daemon> StartDaemonAsync(Lab lab, string ns, string role, string[] extra)
+    /// <summary>A mobilityd in <paramref name="ns"/> with its API on a Unix socket and no HTTP or gRPC endpoints (also GnsNameMoveTests).</summary>
+    internal static async Task<Daemon> StartDaemonAsync(Lab lab, string ns, string role, string[] extra)
     {
         var dir = lab.CreateTemporaryDirectory(role);
         var socket = Path.Combine(dir, "api.sock");

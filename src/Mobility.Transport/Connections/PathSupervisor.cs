@@ -246,9 +246,18 @@ internal sealed partial class PathSupervisor
         var used = standbys.Where(p => !p.IsStopped).Append(active)
             .Select(p => p.Flow.LocalEndPoint?.Address).OfType<IPAddress>()
             .Select(a => a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a).ToHashSet();
+        var activeLocal = active.Flow.LocalEndPoint?.Address is { } bound ? Plain(bound) : null;
         lock (_gate)
         {
             if (!_joining.IsCompleted)
+            {
+                return;
+            }
+
+            // The active path's address is gone: the supervisor hears of an address change before the
+            // connection's loop, which is about to drop that path, and a resume (not a join) follows.
+            // A join started now would be refused by the loop itself, its flow reset at the server.
+            if (activeLocal is not null && _localAddresses.Length > 0 && !_localAddresses.Contains(activeLocal))
             {
                 return;
             }

@@ -570,4 +570,92 @@ public sealed class PathSupervisorTests
         connection.Accept(connection.Resumes.Single());
         await StopAsync(supervisor, connection.Close);
     }
+
+    /// <summary>A connection whose active path (from 127.0.0.1, MemoryFlow's) is up; counts how often the supervisor asked whether it needs a path.</summary>
+    private sealed class ConnectedConnection : ISupervisedConnection
+    {
+        private readonly CancellationTokenSource _closed = new();
+        private int _asked;
+
+        public ConnectedConnection()
+        {
+            var flow = new MemoryFlow();
+            ActivePath = new ConnectionPath(flow, PipeReader.Create(flow.Stream), null, established: true);
+        }
+
+        public HostGuid RemoteGuid => Keys.Server.Guid;
+
+        public UInt128 Token => 42;
+
+        public MobileConnectionState State => MobileConnectionState.Connected;
+
+        public CancellationToken Closed => _closed.Token;
+
+        public ConnectionPath? ActivePath { get; }
+
+        public TimeSpan? LastRtt => null;
+
+        /// <summary>Each wake of the supervisor asks once (then, the path being up, goes back to its standby check and waits).</summary>
+        public int Asked => Volatile.Read(ref _asked);
+
+        public bool NeedsPath()
+        {
+            Interlocked.Increment(ref _asked);
+            return false;
+        }
+
+        public void CountResumeAttempt() => throw new InvalidOperationException("the path is up: no resume");
+
+        public void RecordMove(MoveEventKind kind, string? detail)
+        {
+        }
+
+        public void OnFlowConnected(IFlow flow)
+        {
+        }
+
+        public ConnectionPath? BeginResume(IFlow flow) => throw new InvalidOperationException("the path is up: no resume");
+
+        public void PathFailed(ConnectionPath path, string reason)
+        {
+        }
+
+        public void OnUnknownToPeer(IPEndPoint endpoint) => throw new InvalidOperationException("no server answers in these tests");
+
+        public void Fail(Exception reason, uint? resetCode = null) => throw new InvalidOperationException("unexpected failure: " + reason.Message);
+
+        public void Close() => _closed.Cancel();
+    }
+
+    [Fact]
+    public async Task No_standby_join_starts_from_a_new_address_when_the_active_paths_address_is_gone()
+    {
+        // The v6 client move (docs/evaluation.md): the address in use is deleted and another one appears in one
+        // event. The supervisor hears of it before the connection's loop drops the path; it must leave the new
+        // address to the resume instead of joining from it a standby the loop would refuse.
+        var time = new RecordingTime();
+        var factory = new ControlledFactory(time);
+        var connection = new ConnectedConnection();
+        var remote = connection.ActivePath!.Flow.RemoteEndPoint!;
+        factory.Refuse = remote;
+        var options = new MobileConnectionOptions { TimeProvider = time, FlowFactory = factory, MaxStandbyPaths = 1 };
+        var supervisor = new PathSupervisor(connection, options, null, [remote], null, NullLogger.Instance, random: () => 0.5);
+        supervisor.Start();
+
+        // While the active path's address is listed, a second address is joined from (here refused at once). Two
+        // wakes: the address change, then the end of the join; then the supervisor waits with no kick pending.
+        supervisor.OnLocalAddresses([IPAddress.Loopback, IPAddress.Parse("127.0.0.2")]);
+        await TestTimeout.Eventually(() => factory.Connects.Count == 1 && connection.Asked == 2, "a standby join from 127.0.0.2, refused");
+
+        // The move: 127.0.0.1 (the active path's) gone, 127.0.0.3 new. The wake after the one it causes shows
+        // that the standby check following it has run.
+        supervisor.OnLocalAddresses([IPAddress.Parse("127.0.0.3")]);
+        await TestTimeout.Eventually(() => connection.Asked >= 3, "the supervisor woke for the move");
+        supervisor.Kick();
+        await TestTimeout.Eventually(() => connection.Asked >= 4, "the supervisor woke again");
+
+        // Completion includes any join started: its connect is counted by then.
+        await StopAsync(supervisor, connection.Close);
+        Assert.Single(factory.Connects);
+    }
 }
