@@ -102,7 +102,7 @@ public sealed partial class MobileConnector
 
                         // Every endpoint failed before its timeout: one fresh lookup, not a loop.
                         relooked = true;
-                        ConnectorLog.LookingUpAgain(Logger, _server.ToShortString(), _last?.Message ?? "no endpoint");
+                        TransportLog.LookingUpAgain(Logger, _server.ToShortString(), _tried.Count, _last?.Message ?? "no endpoint");
                         lookup = LookupAsync();
                     }
 
@@ -139,7 +139,7 @@ public sealed partial class MobileConnector
 
                         if (pushed is not null && !pushed.SequenceEqual(_endpoints))
                         {
-                            ConnectorLog.EndpointsPushed(Logger, _server.ToShortString(), string.Join(' ', pushed));
+                            TransportLog.EndpointsPushed(Logger, _server.ToShortString(), pushed.Count, string.Join(' ', pushed));
                             startNow |= Use(pushed, retryFailed: true);
                         }
                     }
@@ -150,7 +150,7 @@ public sealed partial class MobileConnector
                         lookup = null;
                         if (fresh is null || !Use(fresh, retryFailed: false))
                         {
-                            ConnectorLog.NothingNew(Logger, _server.ToShortString());
+                            TransportLog.NothingNew(Logger, _server.ToShortString());
                         }
 
                         startNow = true;
@@ -276,16 +276,4 @@ public sealed partial class MobileConnector
             _stop.Dispose();
         }
     }
-}
-
-internal static partial class ConnectorLog
-{
-    [LoggerMessage(9750, LogLevel.Debug, "Connect to {Server}: the peer's endpoints were pushed during the handshake: {Endpoints}")]
-    public static partial void EndpointsPushed(ILogger logger, string server, string endpoints);
-
-    [LoggerMessage(9751, LogLevel.Debug, "Connect to {Server}: every endpoint failed ({Reason}); looking the peer up once more")]
-    public static partial void LookingUpAgain(ILogger logger, string server, string reason);
-
-    [LoggerMessage(9752, LogLevel.Debug, "Connect to {Server}: the lookup named no endpoint not tried yet")]
-    public static partial void NothingNew(ILogger logger, string server);
 }

@@ -59,7 +59,8 @@ public sealed partial class TransparentTests(ITestOutputHelper output)
             await NftAsync(hosts.Gns, "delete table inet held");
 
             var result = await curl.WithTimeout(NetlabTimeouts.Step);
-            Assert.True(result.Succeeded, $"curl failed ({result.ExitCode}): {result.StandardError}");
+            Assert.True(result.Succeeded, $"curl failed ({result.ExitCode}) {Stopwatch.GetElapsedTime(started).TotalSeconds:0.000} s after its start, " +
+                $"the server's record released at {released.TotalSeconds:0.000} s: {result.StandardError}");
             Assert.Equal(SHA256.HashData(blob), SHA256.HashData(await File.ReadAllBytesAsync(downloaded)));
             var firstByte = TimeSpan.FromSeconds(double.Parse(result.StandardOutput.Trim(), CultureInfo.InvariantCulture));
             output.WriteLine($"curl's first byte after {firstByte.TotalSeconds:0.000} s; the server's record released at {released.TotalSeconds:0.000} s " +

@@ -19,9 +19,21 @@ public class SimulatedConnectTests(ITestOutputHelper output)
 
     private static double Rtts(long from, long to, SimulatedNetwork network) => network.Time.GetElapsedTime(from, to) / network.Rtt;
 
-    /// <summary>The connection carries a byte each way and the server has accepted exactly it.</summary>
-    private static async Task<MobileConnection> AcceptAndExchangeAsync(SimulatedMoveTests.Pair pair, MobileConnection client)
+    /// <summary>An opened connection, its accepted end, and the RTTs from the test's reference time to the open.</summary>
+    private sealed record Opened(MobileConnection Client, MobileConnection Server, double Rtts) : IAsyncDisposable
     {
+        public async ValueTask DisposeAsync()
+        {
+            await Client.DisposeAsync();
+            await Server.DisposeAsync();
+        }
+    }
+
+    /// <summary>Awaits <paramref name="connect"/> (timed from <paramref name="t0"/>); the connection carries a byte each way and the server has accepted exactly it.</summary>
+    private static async Task<Opened> OpenAndExchangeAsync(SimulatedMoveTests.Pair pair, Task<MobileConnection> connect, long t0)
+    {
+        var client = await connect.WithTimeout();
+        var opened = Rtts(t0, pair.Time.GetTimestamp(), pair.Network);
         var server = await pair.Listener.AcceptAsync().WithTimeout();
         Assert.Equal(client.Token, server.Token);
         await client.Stream.WriteAsync(new byte[] { 7 }).WithTimeout();
@@ -31,7 +43,7 @@ public class SimulatedConnectTests(ITestOutputHelper output)
         Assert.Equal(7, one[0]);
         await client.Stream.ReadExactlyAsync(one).AsTask().WithTimeout();
         Assert.Equal(8, one[0]);
-        return server;
+        return new Opened(client, server, opened);
     }
 
     [Fact]
@@ -46,14 +58,12 @@ public class SimulatedConnectTests(ITestOutputHelper output)
 
         var t0 = pair.Time.GetTimestamp();
         pair.Locator.Push(Keys.Server.Guid, new IPEndPoint(ServerB, 443));
-        await using var client = await connect.WithTimeout();
-        var opened = Rtts(t0, pair.Time.GetTimestamp(), pair.Network);
-        await using var server = await AcceptAndExchangeAsync(pair, client);
+        await using var opened = await OpenAndExchangeAsync(pair, connect, t0);
 
-        output.WriteLine($"connect in flight, server moved, push: opened {opened:0.00} RTT after the push (handshake timeout {HandshakeTimeout / pair.Network.Rtt:0} RTT)");
+        output.WriteLine($"connect in flight, server moved, push: opened {opened.Rtts:0.00} RTT after the push (handshake timeout {HandshakeTimeout / pair.Network.Rtt:0} RTT)");
         // TCP connect (1) + hello/server hello (1); before issue 17 it waited out the handshake timeout and failed.
-        Assert.InRange(opened, 1.9, 4);
-        Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+        Assert.InRange(opened.Rtts, 1.9, 4);
+        Assert.Equal(ServerB, opened.Client.RemoteEndPoint!.Address);
         Assert.Equal(2, pair.Network.Connects);
         Assert.Equal(1, pair.Locator.Lookups);
     }
@@ -75,14 +85,12 @@ public class SimulatedConnectTests(ITestOutputHelper output)
         };
 
         var t0 = pair.Time.GetTimestamp();
-        await using var client = await pair.Connector.ConnectAsync(Keys.Server.Guid, pair.Locator).WithTimeout();
-        var opened = Rtts(t0, pair.Time.GetTimestamp(), pair.Network);
-        await using var server = await AcceptAndExchangeAsync(pair, client);
+        await using var opened = await OpenAndExchangeAsync(pair, pair.Connector.ConnectAsync(Keys.Server.Guid, pair.Locator), t0);
 
-        output.WriteLine($"old endpoint refused: opened after {opened:0.00} RTT with {pair.Locator.Lookups} lookups");
+        output.WriteLine($"old endpoint refused: opened after {opened.Rtts:0.00} RTT with {pair.Locator.Lookups} lookups");
         // Refused (1) + connect (1) + hello/server hello (1); the lookups cost nothing here.
-        Assert.InRange(opened, 2.9, 5);
-        Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+        Assert.InRange(opened.Rtts, 2.9, 5);
+        Assert.Equal(ServerB, opened.Client.RemoteEndPoint!.Address);
         Assert.Equal(2, pair.Locator.Lookups);
         Assert.Contains("looking the peer up once more", pair.Logs.Dump(), StringComparison.Ordinal);
     }
@@ -112,15 +120,13 @@ public class SimulatedConnectTests(ITestOutputHelper output)
         pair.Locator.Set(Keys.Server.Guid, new IPEndPoint(ServerA, 443), moved);
 
         var t0 = pair.Time.GetTimestamp();
-        await using var client = await pair.Connector.ConnectAsync(Keys.Server.Guid, pair.Locator).WithTimeout();
-        var opened = Rtts(t0, pair.Time.GetTimestamp(), pair.Network);
-        await using var server = await AcceptAndExchangeAsync(pair, client);
+        await using var opened = await OpenAndExchangeAsync(pair, pair.Connector.ConnectAsync(Keys.Server.Guid, pair.Locator), t0);
 
         var delay = new MobileConnectionOptions().ConnectRaceDelayMax / pair.Network.Rtt;
-        output.WriteLine($"silent endpoint listed first: opened after {opened:0.00} RTT (race delay {delay:0.00} RTT)");
+        output.WriteLine($"silent endpoint listed first: opened after {opened.Rtts:0.00} RTT (race delay {delay:0.00} RTT)");
         // The race delay, then TCP connect (1) + hello/server hello (1); before, the silent endpoint's handshake timeout first.
-        Assert.InRange(opened, delay + 1.9, delay + 4);
-        Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+        Assert.InRange(opened.Rtts, delay + 1.9, delay + 4);
+        Assert.Equal(ServerB, opened.Client.RemoteEndPoint!.Address);
         Assert.Equal(2, pair.Network.Connects);
     }
 }
