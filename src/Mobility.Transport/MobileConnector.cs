@@ -55,6 +55,8 @@ public sealed partial class MobileConnector
             throw new ArgumentException("The server GUID is required.", nameof(server));
         }
 
+        // Listening for pushes before the lookup: a record the peer publishes while we look it up is raced too.
+        using var race = new HandshakeRace(this, server, locator, cancellationToken);
         IReadOnlyList<IPEndPoint> endpoints;
         using (var locate = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
@@ -74,7 +76,7 @@ public sealed partial class MobileConnector
             throw new MobileHandshakeException($"No mobile peer: {server} has no known transport endpoint (no record, or a record without one).");
         }
 
-        return await ConnectCoreAsync(endpoints, server, locator, cancellationToken).ConfigureAwait(false);
+        return await race.RunAsync(endpoints).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -124,26 +126,7 @@ public sealed partial class MobileConnector
         }
     }
 
-    private async Task<MobileConnection> ConnectCoreAsync(IReadOnlyList<IPEndPoint> endpoints, HostGuid expected, IPeerLocator? locator, CancellationToken cancellationToken)
-    {
-        MobileHandshakeException? last = null;
-        foreach (var endpoint in endpoints)
-        {
-            try
-            {
-                var connection = await HandshakeAsync(endpoint, expected, locator, endpoints, cancellationToken).ConfigureAwait(false);
-                return connection;
-            }
-            catch (MobileHandshakeException e)
-            {
-                last = e;
-            }
-        }
-
-        throw last ?? new MobileHandshakeException("No endpoint to connect to.");
-    }
-
-    private async Task<MobileConnection> HandshakeAsync(IPEndPoint endpoint, HostGuid expected, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, CancellationToken cancellationToken)
+    private async Task<MobileConnection> HandshakeAsync(IPEndPoint endpoint, HostGuid expected, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, Func<bool> claim, CancellationToken cancellationToken)
     {
         using var timeout = new CancellationTokenSource(_options.HandshakeTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
@@ -214,7 +197,7 @@ public sealed partial class MobileConnector
                     continue;
                 }
 
-                var connection = Finish(endpoint, expected, locator, endpoints, local, ephemeral, token, requested, helloBytes, answer, flow, reader);
+                var connection = Finish(endpoint, expected, locator, endpoints, local, ephemeral, token, requested, helloBytes, answer, flow, reader, claim);
                 handedOver = true;
                 return connection;
             }
@@ -229,9 +212,12 @@ public sealed partial class MobileConnector
         }
     }
 
-    /// <summary>Checks the server's answer to our hello and, when it proves the server, starts the connection on <paramref name="flow"/>.</summary>
+    /// <summary>
+    /// Checks the server's answer to our hello and, when it proves the server and <paramref name="claim"/>
+    /// says no other handshake of the connect has won, starts the connection on <paramref name="flow"/>.
+    /// </summary>
     private MobileConnection Finish(IPEndPoint endpoint, HostGuid expected, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, IPAddress? local,
-        EphemeralKey ephemeral, UInt128 token, HandshakeFlags requested, byte[] helloBytes, HandshakeMessage answer, IFlow flow, PipeReader reader)
+        EphemeralKey ephemeral, UInt128 token, HandshakeFlags requested, byte[] helloBytes, HandshakeMessage answer, IFlow flow, PipeReader reader, Func<bool> claim)
     {
         var serverHello = answer switch
         {
@@ -275,6 +261,12 @@ public sealed partial class MobileConnector
 
         using (secrets)
         {
+            // Another handshake of the same connect won the race: this one ends before its ClientFinish.
+            if (!claim())
+            {
+                throw new OperationCanceledException($"A handshake to another endpoint of {serverHello.ServerGuid} finished first.");
+            }
+
             var finish = new ClientFinish(_key.Sign(HandshakeTranscript.ClientSigned(transcript)));
             var encrypt = !serverHello.Flags.HasFlag(HandshakeFlags.AuthenticateOnly);
             var connection = new MobileConnection(true, _key.Guid, serverHello.ServerGuid, token, secrets, encrypt,

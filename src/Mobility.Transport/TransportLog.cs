@@ -56,4 +56,14 @@ internal static partial class TransportLog
 
     [LoggerMessage(9023, LogLevel.Debug, "Accept on {Endpoint} failed: {Reason}")]
     public static partial void AcceptFailed(ILogger logger, IPEndPoint endpoint, string reason);
+
+    // The first connect (MobileConnector.Race.cs).
+    [LoggerMessage(9750, LogLevel.Debug, "Connect to {Server}: {Count} endpoints of the peer were pushed during the handshake: {Endpoints}")]
+    public static partial void EndpointsPushed(ILogger logger, string server, int count, string endpoints);
+
+    [LoggerMessage(9751, LogLevel.Debug, "Connect to {Server}: every endpoint failed ({Tried} tried, the last: {Reason}); looking the peer up once more")]
+    public static partial void LookingUpAgain(ILogger logger, string server, int tried, string reason);
+
+    [LoggerMessage(9752, LogLevel.Debug, "Connect to {Server}: the lookup named no endpoint not tried yet")]
+    public static partial void NothingNew(ILogger logger, string server);
 }

@@ -13,6 +13,9 @@ internal sealed class TestLocator : IPeerLocator
 
     public int Lookups;
 
+    /// <summary>Called with the lookup's number (1 for the first) before it reads the record: a test changes the record between lookups.</summary>
+    public Action<int>? BeforeAnswer { get; set; }
+
     public event EventHandler<PeerEndpointsChangedEventArgs>? EndpointsChanged;
 
     public void Set(HostGuid guid, params IPEndPoint[] endpoints)
@@ -32,7 +35,8 @@ internal sealed class TestLocator : IPeerLocator
 
     public async ValueTask<IReadOnlyList<IPEndPoint>> LocateAsync(HostGuid guid, CancellationToken cancellationToken)
     {
-        Interlocked.Increment(ref Lookups);
+        var lookup = Interlocked.Increment(ref Lookups);
+        BeforeAnswer?.Invoke(lookup);
         if (Latency > TimeSpan.Zero)
         {
             await Task.Delay(Latency, Time, cancellationToken);
