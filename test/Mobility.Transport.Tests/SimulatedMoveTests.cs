@@ -153,8 +153,20 @@ public class SimulatedMoveTests(ITestOutputHelper output)
     /// <summary>Times, after a move at t0, until each side reads the byte the other wrote at t0.</summary>
     internal static async Task<(long ClientGot, long ServerGot)> ExchangeAfterMoveAsync(TimeProvider time, MobileConnection client, MobileConnection server)
     {
+        await WriteBothAsync(client, server);
+        return await ReadBothAsync(time, client, server);
+    }
+
+    /// <summary>Each side writes the byte <see cref="ReadBothAsync"/> waits for.</summary>
+    internal static async Task WriteBothAsync(MobileConnection client, MobileConnection server)
+    {
         await server.Stream.WriteAsync(new byte[] { 2 }).WithTimeout();
         await client.Stream.WriteAsync(new byte[] { 3 }).WithTimeout();
+    }
+
+    /// <summary>The times at which each side reads the byte the other wrote (<see cref="WriteBothAsync"/>).</summary>
+    internal static async Task<(long ClientGot, long ServerGot)> ReadBothAsync(TimeProvider time, MobileConnection client, MobileConnection server)
+    {
         var clientRead = Task.Run(async () =>
         {
             var b = new byte[1];
