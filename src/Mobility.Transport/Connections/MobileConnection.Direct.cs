@@ -176,14 +176,14 @@ public sealed partial class MobileConnection
     private async Task PunchForPeerAsync(PunchResponder punches, uint attempt, int port, IPEndPoint[] targets, long deadline)
     {
         var flow = await SimultaneousOpen.RunAsync(punches.Flows, port, targets, deadline, _time, () => DirectPathPlanner.PunchGap(Random.Shared.NextDouble()),
-            (target, why) => DirectLog.PunchTryFailed(_logger, Token, port, target, why), Closed).ConfigureAwait(false);
+            (target, why) => PunchLog.TryFailed(_logger, Token, port, target, why), Closed).ConfigureAwait(false);
         if (flow is null)
         {
-            DirectLog.PunchFailed(_logger, Token, attempt);
+            PunchLog.NoConnection(_logger, Token, "the peer's", attempt);
             return;
         }
 
-        DirectLog.Punched(_logger, Token, attempt, flow.LocalEndPoint, flow.RemoteEndPoint);
+        PunchLog.Connected(_logger, Token, "the peer's", attempt, flow.LocalEndPoint, flow.RemoteEndPoint);
         punches.Serve(flow);
     }
 
@@ -222,15 +222,6 @@ public sealed partial class MobileConnection
 
         [LoggerMessage(9154, LogLevel.Debug, "Connection {Token:x32}: punch {Attempt} for the peer from port {Port} to {Targets}")]
         public static partial void Punching(ILogger logger, UInt128 token, uint attempt, int port, string targets);
-
-        [LoggerMessage(9155, LogLevel.Debug, "Connection {Token:x32}: punch try from port {Port} to {Target} failed: {Reason}")]
-        public static partial void PunchTryFailed(ILogger logger, UInt128 token, int port, IPEndPoint target, string reason);
-
-        [LoggerMessage(9156, LogLevel.Debug, "Connection {Token:x32}: punch {Attempt} for the peer found no connection in time")]
-        public static partial void PunchFailed(ILogger logger, UInt128 token, uint attempt);
-
-        [LoggerMessage(9157, LogLevel.Information, "Connection {Token:x32}: punch {Attempt} for the peer connected {Local} to {Remote}; its Join decides")]
-        public static partial void Punched(ILogger logger, UInt128 token, uint attempt, IPEndPoint? local, IPEndPoint? remote);
     }
 }
 

@@ -169,14 +169,14 @@ internal sealed partial class PathSupervisor
         var number = ++_punches;
         _connection.RequestPunch(number);
         var flow = await SimultaneousOpen.RunAsync(_options.FlowFactory, port, attempt.Targets, attempt.Deadline, _time, planner.NextPunchGap,
-            (target, why) => DirectLog.PunchTryFailed(_logger, _connection.Token, port, target, why), ct).ConfigureAwait(false);
+            (target, why) => PunchLog.TryFailed(_logger, _connection.Token, port, target, why), ct).ConfigureAwait(false);
         if (flow is null)
         {
-            DirectLog.PunchFailed(_logger, _connection.Token, number);
+            PunchLog.NoConnection(_logger, _connection.Token, "this end's", number);
             return null;
         }
 
-        DirectLog.Punched(_logger, _connection.Token, number, flow.LocalEndPoint, flow.RemoteEndPoint);
+        PunchLog.Connected(_logger, _connection.Token, "this end's", number, flow.LocalEndPoint, flow.RemoteEndPoint);
         var left = _time.GetElapsedTime(_time.GetTimestamp(), attempt.Deadline);
         var remote = flow.RemoteEndPoint ?? attempt.Targets[0];
         return await JoinOnceAsync(null, remote, left > _options.ResumeAttemptTimeout ? left : _options.ResumeAttemptTimeout, ct,
@@ -201,14 +201,5 @@ internal sealed partial class PathSupervisor
     {
         [LoggerMessage(9110, LogLevel.Debug, "Connection {Token:x32}: direct attempt ({Kind}) to {Targets}")]
         public static partial void Attempt(ILogger logger, UInt128 token, string kind, string targets);
-
-        [LoggerMessage(9150, LogLevel.Debug, "Connection {Token:x32}: punch try from port {Port} to {Target} failed: {Reason}")]
-        public static partial void PunchTryFailed(ILogger logger, UInt128 token, int port, IPEndPoint target, string reason);
-
-        [LoggerMessage(9151, LogLevel.Debug, "Connection {Token:x32}: punch {Attempt} found no connection in time")]
-        public static partial void PunchFailed(ILogger logger, UInt128 token, uint attempt);
-
-        [LoggerMessage(9152, LogLevel.Information, "Connection {Token:x32}: punch {Attempt} connected {Local} to {Remote}; joining")]
-        public static partial void Punched(ILogger logger, UInt128 token, uint attempt, IPEndPoint? local, IPEndPoint? remote);
     }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using Mobility.Transport.Flows;
 
 namespace Mobility.Transport.Connections;
@@ -81,4 +82,17 @@ internal static class SimultaneousOpen
 
         return null;
     }
+}
+
+/// <summary>What both ends of a simultaneous open log (<paramref name="side"/>: whose attempt: "this end's" or "the peer's").</summary>
+internal static partial class PunchLog
+{
+    [LoggerMessage(9150, LogLevel.Debug, "Connection {Token:x32}: punch try from port {Port} to {Target} failed: {Reason}")]
+    public static partial void TryFailed(ILogger logger, UInt128 token, int port, IPEndPoint target, string reason);
+
+    [LoggerMessage(9151, LogLevel.Debug, "Connection {Token:x32}: {Side} punch {Attempt} found no connection in time")]
+    public static partial void NoConnection(ILogger logger, UInt128 token, string side, uint attempt);
+
+    [LoggerMessage(9152, LogLevel.Information, "Connection {Token:x32}: {Side} punch {Attempt} connected {Local} to {Remote}; the client's Join follows")]
+    public static partial void Connected(ILogger logger, UInt128 token, string side, uint attempt, IPEndPoint? local, IPEndPoint? remote);
 }
