@@ -129,6 +129,8 @@ public static partial class Targets
             case FrameType.Datagram:
                 TransportFrame.CheckBodyLength(type, body.Length);
                 return $"datagram {Hex(body)}";
+            case FrameType.Punch:
+                return $"punch attempt {TransportFrame.ReadPunch(body)}";
             case FrameType.Candidates:
                 TransportFrame.CheckBodyLength(type, body.Length);
                 var (punch, candidates) = DirectCandidates.Read(body);
@@ -140,6 +142,13 @@ public static partial class Targets
             default:
                 return $"value {TransportFrame.ReadU64(type, body)}";
         }
+    }
+
+    /// <summary>A CANDIDATES body with flag bit 1 (the sender takes PUNCH frames) set, as a connection sends it.</summary>
+    private static byte[] WithPunchFrames(byte[] body)
+    {
+        body[0] |= DirectCandidates.PunchFramesFlag;
+        return body;
     }
 
     private static IEnumerable<FuzzSeed> HandshakeSeeds()
@@ -194,6 +203,9 @@ public static partial class Targets
             new(DirectCandidateKind.Reflexive, new IPEndPoint(IPAddress.Parse("198.51.100.7"), 7391)),
             new(DirectCandidateKind.Local, new IPEndPoint(IPAddress.Parse("2001:db8::10"), 7391)),
         ])));
+        yield return new("valid-punch", SeedKit.Concat(
+            Frame(FrameType.Candidates, 13, WithPunchFrames(DirectCandidates.Encode(true, [new(DirectCandidateKind.Reflexive, new IPEndPoint(IPAddress.Parse("198.51.100.7"), 7391))]))),
+            Frame(FrameType.Punch, 14, [0, 0, 0, 1])));
         var partial = Frame(FrameType.Data, 8, DataBody(0, "cut"u8));
         yield return new("valid-partial", partial[..^5]);
     }

@@ -205,34 +205,49 @@ public sealed partial class MobileListener : IAsyncDisposable
                 continue;
             }
 
-            if (_admission.TryAdmit(SourcePrefix.Of(flow.RemoteEndPoint?.Address)) is not { } ticket)
-            {
-                TransportLog.FlowRefused(_logger, flow.RemoteEndPoint, "too many handshakes, all past their first message");
-                flow.Abort();
-                continue;
-            }
-
-            var id = Interlocked.Increment(ref _handshakeIds);
-            var task = Task.Run(async () =>
-            {
-                try
-                {
-                    await HandleFlowAsync(flow, ticket).ConfigureAwait(false);
-                }
-                finally
-                {
-                    _admission.Release(ticket);
-                    _handshakes.TryRemove(id, out _);
-                }
-            });
-            _handshakes.TryAdd(id, task);
-            if (task.IsCompleted)
-            {
-                _handshakes.TryRemove(id, out _);
-            }
+            Admit(flow);
         }
     }
 
+    /// <summary>
+    /// An accepted flow, or one a connection's simultaneous open connected (<see cref="PunchResponder"/>):
+    /// admitted like any (per-source slots), then its first message decides (a punched flow's is the
+    /// client's Join, checked as every Join).
+    /// </summary>
+    private void Admit(IFlow flow)
+    {
+        if (_stopping.IsCancellationRequested)
+        {
+            flow.Abort();
+            return;
+        }
+
+        if (_admission.TryAdmit(SourcePrefix.Of(flow.RemoteEndPoint?.Address)) is not { } ticket)
+        {
+            TransportLog.FlowRefused(_logger, flow.RemoteEndPoint, "too many handshakes, all past their first message");
+            flow.Abort();
+            return;
+        }
+
+        var id = Interlocked.Increment(ref _handshakeIds);
+        var task = Task.Run(async () =>
+        {
+            try
+            {
+                await HandleFlowAsync(flow, ticket).ConfigureAwait(false);
+            }
+            finally
+            {
+                _admission.Release(ticket);
+                _handshakes.TryRemove(id, out _);
+            }
+        });
+        _handshakes.TryAdd(id, task);
+        if (task.IsCompleted)
+        {
+            _handshakes.TryRemove(id, out _);
+        }
+    }
     private async Task HandleFlowAsync(IFlow flow, HandshakeAdmission.Ticket ticket)
     {
         var reader = PipeReader.Create(flow.Stream, MobileConnection.FlowPipeOptions);
@@ -395,7 +410,10 @@ public sealed partial class MobileListener : IAsyncDisposable
         }
 
         var connection = new MobileConnection(false, _key.Guid, hello.ClientGuid, hello.Token, secrets, !authenticateOnly,
-            hello.ReceiveWindow, _options, c => _connections.TryRemove(new KeyValuePair<(HostGuid, UInt128), MobileConnection>((c.ClientGuid, c.Token), c)));
+            hello.ReceiveWindow, _options, c => _connections.TryRemove(new KeyValuePair<(HostGuid, UInt128), MobileConnection>((c.ClientGuid, c.Token), c)))
+        {
+            Punches = _options.DirectPaths && _options.PunchFlowFactory.CanPunch ? new PunchResponder(_options.PunchFlowFactory, Admit) : null,
+        };
         if (!_connections.TryAdd(id, connection))
         {
             await connection.DisposeAsync().ConfigureAwait(false);

@@ -227,6 +227,13 @@ public sealed class MobileListenerOptions : MobileTransportOptions
 {
     public IFlowListenerFactory ListenerFactory { get; set; } = TcpFlowListenerFactory.Instance;
 
+    /// <summary>
+    /// Opens this end's side of a simultaneous open that a client asked for with a PUNCH frame (from the
+    /// port of the reflexive candidate sent with <see cref="MobileConnection.SetDirectCandidates"/>);
+    /// its <see cref="IFlowFactory.CanPunch"/> false: PUNCH frames are ignored.
+    /// </summary>
+    public IFlowFactory PunchFlowFactory { get; set; } = TcpFlowFactory.Instance;
+
     /// <summary>Which client GUIDs may connect (null: everyone). Called with the GUID the client proves in the handshake.</summary>
     public Func<HostGuid, bool>? AuthorizeClient { get; set; }
 
@@ -307,6 +314,7 @@ public sealed class MobileListenerOptions : MobileTransportOptions
     {
         base.Validate();
         ArgumentNullException.ThrowIfNull(ListenerFactory);
+        ArgumentNullException.ThrowIfNull(PunchFlowFactory);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxPendingHandshakes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxQueuedHandshakes, 0);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxPendingHandshakesPerSource, 1);

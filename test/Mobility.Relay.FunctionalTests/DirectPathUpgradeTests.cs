@@ -52,8 +52,11 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         await transfer.FinishAsync();
     }
 
-    [Fact]
-    public async Task A_candidate_nobody_answers_at_leaves_the_connection_relayed_and_intact()
+    /// <summary>With <paramref name="punch"/> both ends can punch: the client's tries are refused as often as it repeats them.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_candidate_nobody_answers_at_leaves_the_connection_relayed_and_intact(bool punch)
     {
         await using var relay = await RelayProcess.StartAsync();
         await using var pair = await DirectPair.OpenAsync(relay.Tcp, new MobileConnectionOptions
@@ -64,7 +67,12 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         var closed = new IPEndPoint(IPAddress.Loopback, Ports.FreeTcp(IPAddress.Loopback));
 
         var transfer = Transfer.Start(pair.Client, pair.Server);
-        pair.Server.SetDirectCandidates(punch: false, [new DirectCandidate(DirectCandidateKind.Reflexive, closed)]);
+        if (punch)
+        {
+            pair.Client.SetDirectCandidates(punch: true, [new DirectCandidate(DirectCandidateKind.Reflexive, new IPEndPoint(IPAddress.Loopback, Ports.FreeTcp(IPAddress.Loopback)))]);
+        }
+
+        pair.Server.SetDirectCandidates(punch, [new DirectCandidate(DirectCandidateKind.Reflexive, closed)]);
         await TestTimeout.Eventually(() => Task.FromResult(pair.Client.PeerCandidates.Count == 1), "the client has the candidate");
         await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 8L << 20), "8 MiB cross");
 
@@ -91,6 +99,78 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         Assert.Empty(pair.Client.PeerCandidates);
         Assert.StartsWith("relay ", pair.Client.PathKind);
         Assert.Equal(0, pair.Client.Statistics.DirectUpgrades);
+    }
+
+    [Fact]
+    public async Task Both_ends_punch_at_once_and_the_relayed_connection_goes_direct_without_losing_a_byte()
+    {
+        await using var relay = await RelayProcess.StartAsync();
+        await using var pair = await DirectPair.OpenAsync(relay.Tcp, new MobileConnectionOptions { FlowFactory = new RelayFlowFactory(TcpFlowFactory.Instance) });
+        var clientPort = Ports.FreeTcp(IPAddress.Loopback);
+
+        var transfer = Transfer.Start(pair.Client, pair.Server);
+        await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 4 * Chunk), "bytes flow through the relay");
+        // Both ends report endpoint-independent mapping: a coordinated simultaneous open from each end's port.
+        pair.Client.SetDirectCandidates(punch: true, [new DirectCandidate(DirectCandidateKind.Reflexive, new IPEndPoint(IPAddress.Loopback, clientPort))]);
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Server.PeerCandidates.Count == 1), "the server has the client's candidate");
+        pair.Server.SetDirectCandidates(punch: true, [new DirectCandidate(DirectCandidateKind.Reflexive, pair.DirectEndPoint)]);
+
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Client.PathKind == "direct"), "the client uses the punched path");
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Server.PathKind == "direct"), "the server uses the punched path");
+        Assert.StartsWith("relay ", pair.Client.StandbyRelay);
+        await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 8L << 20), "8 MiB cross");
+        await transfer.FinishAsync();
+    }
+
+    [Fact]
+    public async Task A_flow_the_server_punched_carries_the_clients_join_and_becomes_the_direct_path()
+    {
+        // The client's side of the punch takes the server's SYN on its own port (the server's SYN won):
+        // the flow the server connected from its listener's port, not one its listener accepted, must
+        // reach the Join handling and become the direct path.
+        await using var relay = await RelayProcess.StartAsync();
+        var answering = new AnsweringPunch();
+        await using var pair = await DirectPair.OpenAsync(relay.Tcp, new MobileConnectionOptions { FlowFactory = new RelayFlowFactory(answering) });
+
+        var transfer = Transfer.Start(pair.Client, pair.Server);
+        pair.Client.SetDirectCandidates(punch: true, [new DirectCandidate(DirectCandidateKind.Reflexive, answering.EndPoint)]);
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Server.PeerCandidates.Count == 1), "the server has the client's candidate");
+        pair.Server.SetDirectCandidates(punch: true, [new DirectCandidate(DirectCandidateKind.Reflexive, pair.DirectEndPoint)]);
+
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Client.PathKind == "direct" && pair.Server.PathKind == "direct"), "both ends use the punched path");
+        Assert.Equal(pair.DirectEndPoint.Port, answering.Accepted!.Port);
+        Assert.Equal(1, pair.Client.Statistics.DirectUpgrades);
+        await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 8L << 20), "8 MiB cross");
+        await transfer.FinishAsync();
+    }
+
+    /// <summary>
+    /// Flows as TCP, but its side of a simultaneous open waits for the peer's connect on its own port
+    /// (a listener there): the flow the server's punch connected, seen from the client.
+    /// </summary>
+    private sealed class AnsweringPunch : IFlowFactory
+    {
+        private readonly System.Net.Sockets.TcpListener _listener = new(IPAddress.Loopback, 0);
+
+        public AnsweringPunch() => _listener.Start();
+
+        public IPEndPoint EndPoint => (IPEndPoint)_listener.LocalEndpoint;
+
+        /// <summary>Where the accepted punch came from (the server's listener port).</summary>
+        public IPEndPoint? Accepted { get; private set; }
+
+        public bool CanPunch => true;
+
+        public ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+            => TcpFlowFactory.Instance.ConnectAsync(remote, localAddress, cancellationToken);
+
+        public async ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, CancellationToken cancellationToken)
+        {
+            Assert.Equal(EndPoint.Port, localPort);
+            var socket = await _listener.AcceptSocketAsync(cancellationToken);
+            Accepted = (IPEndPoint)socket.RemoteEndPoint!;
+            return new TcpFlow(socket);
+        }
     }
 
     /// <summary>One direction's checked stream: random bytes written until finished, hashed at both ends.</summary>

@@ -7,7 +7,7 @@ using Mobility.Protocol.Transport;
 namespace Mobility.Daemon.Forwarding;
 
 /// <summary>
-/// The direct candidates mobilityd sends on each incoming connection (docs/nat.md, "Direct paths"):
+/// The direct candidates mobilityd sends on each connection (docs/nat.md, "Direct paths"):
 /// the transport endpoint its gateway mapped (PCP / NAT-PMP), its reflexive address from NAT discovery
 /// with the transport port (a masquerading NAT keeps source ports), and its usable local addresses
 /// with the transport port; at most <see cref="DirectCandidates.MaxCount"/>, duplicates once. The

@@ -133,6 +133,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             MaxQueuedHandshakes = transport.MaxQueuedHandshakes,
             ListenBacklog = transport.ListenBacklog,
             FastOpenQueue = transport.FastOpenQueue,
+            // The server's side of a simultaneous open, marked like every flow of the daemon.
+            PunchFlowFactory = new global::Mobility.Transport.Flows.TcpFlowFactory(_mark.Apply),
         }));
         try
         {
@@ -223,6 +225,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
         timeout.CancelAfter(_options.Forwarding.ConnectTimeout);
         var connection = await connector.ConnectAsync(peer, _locator, timeout.Token).ConfigureAwait(false);
+        // The peer learns this end's candidates too: a server asked to punch connects to its reflexive one.
+        SendDirectCandidates(connection);
         try
         {
             await OpenPortAsync(connection, port, timeout.Token, udp).ConfigureAwait(false);
@@ -432,9 +436,10 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     }
 
     /// <summary>
-    /// Tells the client of an incoming connection where this host can be reached directly (its mapped,
-    /// reflexive and local transport endpoints: <see cref="DirectCandidateList"/>), so a connection that
-    /// came through a relay can move to a direct path (docs/nat.md, "Direct paths"). Off with
+    /// Tells the peer of a connection where this host can be reached directly (its mapped, reflexive and
+    /// local transport endpoints: <see cref="DirectCandidateList"/>), so a connection that came through a
+    /// relay can move to a direct path (docs/nat.md, "Direct paths"): the client of an incoming connection
+    /// dials them, the server of an outgoing one punches to the reflexive one when asked. Off with
     /// <c>Forwarding:Transport:DirectPaths=false</c>.
     /// </summary>
     private void SendDirectCandidates(MobileConnection connection)

@@ -209,18 +209,24 @@ public sealed class NatRelayRunner(TextWriter? log = null)
 
     private const int BlockSize = 64 * 1024;
 
-    public async Task<IReadOnlyList<NatRelayResult>> RunAllAsync(IReadOnlyList<NatRelayScenario> scenarios, int runs, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<NatRelayResult>> RunAllAsync(IReadOnlyList<NatRelayScenario> scenarios, int runs, CancellationToken cancellationToken)
+        => RunEachAsync(scenarios, runs, s => s.Name, RunAsync, r => string.Create(CultureInfo.InvariantCulture,
+            $"{r.Outcome}, connect={r.ConnectMs:0} ms, server move stall={r.ServerMoveStallMs:0} ms, client move stall={r.ClientMoveStallMs:0} ms, received {r.BytesReceived} of {r.BytesSent} B"),
+            log, cancellationToken);
+
+    /// <summary>Each scenario <paramref name="runs"/> times, one after the other, each run announced and summed up in <paramref name="log"/>.</summary>
+    internal static async Task<IReadOnlyList<TResult>> RunEachAsync<TScenario, TResult>(IReadOnlyList<TScenario> scenarios, int runs, Func<TScenario, string> name,
+        Func<TScenario, CancellationToken, Task<TResult>> run, Func<TResult, string> summary, TextWriter? log, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scenarios);
-        var results = new List<NatRelayResult>();
+        var results = new List<TResult>();
         foreach (var scenario in scenarios)
         {
-            for (var run = 1; run <= runs; run++)
+            for (var k = 1; k <= runs; k++)
             {
-                log?.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {scenario.Name} run {run}/{runs}");
-                var result = await RunAsync(scenario, cancellationToken).ConfigureAwait(false);
-                log?.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  => {result.Outcome}, connect={result.ConnectMs:0} ms, server move stall={result.ServerMoveStallMs:0} ms, client move stall={result.ClientMoveStallMs:0} ms, received {result.BytesReceived} of {result.BytesSent} B"));
+                log?.WriteLine($"[{DateTime.UtcNow:HH:mm:ss}] {name(scenario)} run {k}/{runs}");
+                var result = await run(scenario, cancellationToken).ConfigureAwait(false);
+                log?.WriteLine("  => " + summary(result));
                 results.Add(result);
             }
         }
@@ -319,8 +325,11 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         };
     }
 
+    private static Task SaveLogsAsync(NatRelayScenario scenario, GnsProcess gns, RelayProcess relay, DaemonProcess client, DaemonProcess server, CancellationToken cancellationToken)
+        => SaveLogsAsync(scenario.Name, gns, relay, client, server, cancellationToken);
+
     /// <summary>With <c>NETLAB_LOGS</c> set: the logs of gns, the relay and both daemons, as <c>SCENARIO-TIME-ROLE.log</c> there.</summary>
-    private static async Task SaveLogsAsync(NatRelayScenario scenario, GnsProcess gns, RelayProcess relay, DaemonProcess client, DaemonProcess server, CancellationToken cancellationToken)
+    internal static async Task SaveLogsAsync(string scenario, GnsProcess gns, RelayProcess relay, DaemonProcess client, DaemonProcess server, CancellationToken cancellationToken)
     {
         if (System.Environment.GetEnvironmentVariable(MobilitySystem.LogDirectoryVariable) is not { Length: > 0 } logs)
         {
@@ -328,7 +337,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         }
 
         Directory.CreateDirectory(logs);
-        var run = $"{scenario.Name}-{DateTime.UtcNow:HHmmss}";
+        var run = $"{scenario}-{DateTime.UtcNow:HHmmss}";
         foreach (var (role, text) in new[] { ("gns", gns.Process.StandardError), ("relay", relay.Process.StandardError), ("client", client.Process.StandardError), ("server", server.Process.StandardError) })
         {
             await File.WriteAllTextAsync(Path.Combine(logs, $"{run}-{role}.log"), text, cancellationToken).ConfigureAwait(false);
@@ -447,7 +456,11 @@ public sealed class NatRelayRunner(TextWriter? log = null)
     }
 
     /// <summary>Writes <see cref="TotalBytes"/> of seeded pseudo-random bytes, paced, hashing them; then shuts its side down.</summary>
-    private async Task<(long Bytes, byte[] Hash, string? Error)> SendAsync(Stream stream, CancellationToken cancellationToken)
+    private Task<(long Bytes, byte[] Hash, string? Error)> SendAsync(Stream stream, CancellationToken cancellationToken)
+        => SendPacedAsync(stream, TotalBytes, BlockInterval, cancellationToken);
+
+    /// <summary>Writes <paramref name="total"/> seeded pseudo-random bytes, one 64 KiB block per <paramref name="interval"/>, hashing them; then shuts its side down.</summary>
+    internal static async Task<(long Bytes, byte[] Hash, string? Error)> SendPacedAsync(Stream stream, long total, TimeSpan interval, CancellationToken cancellationToken)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var random = new Random(16);
@@ -456,16 +469,16 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         var start = Stopwatch.GetTimestamp();
         try
         {
-            for (var i = 0L; sent < TotalBytes; i++)
+            for (var i = 0L; sent < total; i++)
             {
-                var due = start + (long)(i * BlockInterval.TotalSeconds * Stopwatch.Frequency);
+                var due = start + (long)(i * interval.TotalSeconds * Stopwatch.Frequency);
                 var wait = StallAnalysis.Ms(due - Stopwatch.GetTimestamp());
                 if (wait > 1)
                 {
                     await Task.Delay(TimeSpan.FromMilliseconds(wait), cancellationToken).ConfigureAwait(false);
                 }
 
-                var size = (int)Math.Min(BlockSize, TotalBytes - sent);
+                var size = (int)Math.Min(BlockSize, total - sent);
                 random.NextBytes(block.AsSpan(0, size));
                 hash.AppendData(block, 0, size);
                 await stream.WriteAsync(block.AsMemory(0, size), cancellationToken).ConfigureAwait(false);
@@ -483,9 +496,17 @@ public sealed class NatRelayRunner(TextWriter? log = null)
     }
 
     /// <summary>The client daemon's view of its mobile connection's path (<see cref="NatRelayResult.PathKind"/>).</summary>
-    private sealed class ClientPath(DaemonProcess client, IPAddress relay)
+    internal sealed class ClientPath(DaemonProcess client, IPAddress relay)
     {
         public async Task<string?> KindAsync(CancellationToken cancellationToken)
+            => await ConnectionAsync(client, cancellationToken).ConfigureAwait(false) is not { } connection
+                ? null
+                : connection.TryGetProperty("remote", out var remote) && IPEndPoint.TryParse(remote.GetString() ?? "", out var endPoint)
+                    ? Classify(endPoint.Address, relay)
+                    : "none";
+
+        /// <summary>The daemon's outgoing connection in its status (<c>GET /v1/status</c>, what <c>mob status --json</c> prints); null: none, or no answer.</summary>
+        internal static async Task<JsonElement?> ConnectionAsync(DaemonProcess client, CancellationToken cancellationToken)
         {
             try
             {
@@ -500,9 +521,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
                 {
                     if (connection.TryGetProperty("client", out var isClient) && isClient.ValueKind == JsonValueKind.True)
                     {
-                        return connection.TryGetProperty("remote", out var remote) && IPEndPoint.TryParse(remote.GetString() ?? "", out var endPoint)
-                            ? Classify(endPoint.Address, relay)
-                            : "none";
+                        return connection;
                     }
                 }
 
@@ -538,7 +557,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
     }
 
     /// <summary>Reads until end of stream, hashing, and notes the time of each read (its total so far as the sequence).</summary>
-    private sealed class HashingReceiver(Stream stream)
+    internal sealed class HashingReceiver(Stream stream)
     {
         private readonly List<Arrival> _arrivals = [];
         private long _received;

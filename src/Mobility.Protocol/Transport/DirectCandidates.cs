@@ -25,7 +25,8 @@ public readonly record struct DirectCandidate(DirectCandidateKind Kind, IPEndPoi
 /// frame, so only the peer can have written it):
 /// <c>flags u8 | count u8 | count x (kind u8 | family u8 (4 or 6) | port u16 | address (4 or 16 bytes))</c>.
 /// Flag bit 0 (<see cref="PunchFlag"/>): the sender's NAT maps independently of the destination, so it
-/// takes part in a simultaneous open from its transport port; the other bits are sent as 0 and ignored.
+/// takes part in a simultaneous open from its transport port; bit 1 (<see cref="PunchFramesFlag"/>): the
+/// sender takes PUNCH frames (type 9); the other bits are sent as 0 and ignored.
 /// </summary>
 public static class DirectCandidates
 {
@@ -43,6 +44,12 @@ public static class DirectCandidates
 
     /// <summary>Flag bit 0: the sender's NAT maps endpoint-independently (it can punch).</summary>
     public const byte PunchFlag = 0x01;
+
+    /// <summary>
+    /// Flag bit 1: the sender takes PUNCH frames (a peer that does not would fail the path on an unknown
+    /// frame type); set by the connection, not by <see cref="Write"/>.
+    /// </summary>
+    public const byte PunchFramesFlag = 0x02;
 
     /// <summary>Size of the body for <paramref name="candidates"/>.</summary>
     public static int BodyLength(IReadOnlyList<DirectCandidate> candidates)

@@ -38,6 +38,14 @@ public enum FrameType : byte
     /// sender's direct candidates (<see cref="DirectCandidates"/>), 2 .. <see cref="DirectCandidates.MaxBodyLength"/> bytes.
     /// </summary>
     Candidates = 8,
+
+    /// <summary>
+    /// body: attempt u32 (1 or more): "punch now": the sender (the session's client) starts a TCP
+    /// simultaneous open from its transport port to the receiver's reflexive candidates, and asks the
+    /// receiver to connect from its own to the sender's at the same time (<see cref="TransportFrame.ReadPunch"/>).
+    /// Sent only to a peer whose CANDIDATES flags have <see cref="DirectCandidates.PunchFramesFlag"/>.
+    /// </summary>
+    Punch = 9,
 }
 
 /// <summary>
@@ -120,7 +128,7 @@ public static class TransportFrame
             FrameType.Data => bodyLength is > 8 and <= TransportConstants.MaxFrameBody,
             FrameType.Ack => bodyLength == 16,
             FrameType.Fin or FrameType.Ping or FrameType.Pong => bodyLength == 8,
-            FrameType.Reset => bodyLength == 4,
+            FrameType.Reset or FrameType.Punch => bodyLength == 4,
             FrameType.Datagram => bodyLength is > 0 and <= TransportConstants.MaxDatagramPayload,
             FrameType.Candidates => bodyLength is >= 2 and <= DirectCandidates.MaxBodyLength,
             _ => throw new MalformedMessageException($"Unknown frame type {(byte)type}."),
@@ -173,6 +181,19 @@ public static class TransportFrame
     {
         CheckBodyLength(FrameType.Reset, body.Length);
         return BinaryPrimitives.ReadUInt32BigEndian(body);
+    }
+
+    /// <summary>A PUNCH body: its attempt number (0 is malformed: attempts count from 1).</summary>
+    public static uint ReadPunch(ReadOnlySpan<byte> body)
+    {
+        CheckBodyLength(FrameType.Punch, body.Length);
+        var attempt = BinaryPrimitives.ReadUInt32BigEndian(body);
+        if (attempt == 0)
+        {
+            throw new MalformedMessageException("A PUNCH frame's attempt is 0.");
+        }
+
+        return attempt;
     }
 }
 

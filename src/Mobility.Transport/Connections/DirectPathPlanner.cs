@@ -69,7 +69,18 @@ internal sealed class DirectPathPlanner
     public bool IsDirect => _direct;
 
     /// <summary>Whether this host's NAT maps endpoint-independently (sent as the punch flag).</summary>
-    public void SetLocalPunch(bool punch) => _localPunch = punch;
+    /// <remarks>A change starts over as new peer candidates do: an attempt is due at once (it may be a punch now).</remarks>
+    public void SetLocalPunch(bool punch)
+    {
+        if (punch == _localPunch)
+        {
+            return;
+        }
+
+        _localPunch = punch;
+        _failures = 0;
+        _notBefore = _time.GetTimestamp();
+    }
 
     /// <summary>The peer sent its candidates: the back-off starts over and an attempt is due at once.</summary>
     public void OnPeerCandidates(bool punch, DirectCandidate[] candidates)
@@ -144,7 +155,10 @@ internal sealed class DirectPathPlanner
     /// two ends' SYNs apart for ever when a NAT answers an unsolicited SYN with a RST, random ones meet
     /// (issue 16's feasibility notes).
     /// </summary>
-    public TimeSpan NextPunchGap() => TimeSpan.FromMilliseconds(50 + (200 * _random()));
+    public TimeSpan NextPunchGap() => PunchGap(_random());
+
+    /// <summary>The gap of <see cref="NextPunchGap"/> for <paramref name="uniform"/> in [0, 1) (the server's side draws its own).</summary>
+    public static TimeSpan PunchGap(double uniform) => TimeSpan.FromMilliseconds(50 + (200 * uniform));
 
     private void Backoff()
     {

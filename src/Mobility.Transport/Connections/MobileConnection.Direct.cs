@@ -1,7 +1,9 @@
+using System.Buffers.Binary;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
+using Mobility.Transport.Flows;
 using Mobility.Transport.Relay;
 
 namespace Mobility.Transport;
@@ -23,6 +25,16 @@ public sealed partial class MobileConnection
     private bool _candidatesDue;
     private DirectCandidate[] _peerCandidates = [];
 
+    // This end's punch port (0: none), written by SetDirectCandidates; loop-owned: the PUNCH frame owed
+    // to the server (0: none), the last PUNCH attempt the server took, and the server's running punch.
+    private int _punchPort;
+    private uint _punchDue;
+    private uint _lastPeerPunch;
+    private Task _punching = Task.CompletedTask;
+
+    /// <summary>Server: how a punched flow is opened and handed to the listener's handshake handling (set by the listener).</summary>
+    internal PunchResponder? Punches { get; init; }
+
     /// <summary>
     /// Tells the peer where this host can be reached directly (at most <see cref="DirectCandidates.MaxCount"/>
     /// endpoints; an empty list withdraws them); <paramref name="punch"/>: this host's NAT maps
@@ -33,10 +45,18 @@ public sealed partial class MobileConnection
     public void SetDirectCandidates(bool punch, IReadOnlyList<DirectCandidate> candidates)
     {
         var body = DirectCandidates.Encode(punch, candidates);
-        if (_options.DirectPaths)
+        if (!_options.DirectPaths)
         {
-            Post(new DirectCandidatesSet(body));
+            return;
         }
+
+        // This end takes PUNCH frames; it punches from its reflexive endpoint's port (the transport
+        // port its NAT maps: masquerade keeps source ports).
+        body[0] |= DirectCandidates.PunchFramesFlag;
+        int? port = punch && candidates.FirstOrDefault(c => c.Kind == DirectCandidateKind.Reflexive) is { EndPoint: { } reflexive } ? reflexive.Port : null;
+        Volatile.Write(ref _punchPort, port ?? 0);
+        _supervisor?.OnLocalCandidates(punch, port);
+        Post(new DirectCandidatesSet(body));
     }
 
     /// <summary>The direct candidates the peer sent last (empty before its first CANDIDATES frame).</summary>
@@ -92,7 +112,79 @@ public sealed partial class MobileConnection
 
         Volatile.Write(ref _peerCandidates, candidates);
         DirectLog.PeerCandidates(_logger, Token, candidates.Length, punch);
-        _supervisor?.OnPeerCandidates(punch, candidates);
+        // A peer that does not take PUNCH frames would fail the path on one: it gets plain dials only.
+        _supervisor?.OnPeerCandidates(punch && (body[0] & DirectCandidates.PunchFramesFlag) != 0, candidates);
+    }
+
+    void ISupervisedConnection.RequestPunch(uint attempt) => Post(new PunchRequested(attempt));
+
+    /// <summary>Client, on the loop: a PUNCH frame is owed to the server on the active path.</summary>
+    private void OnPunchRequested(uint attempt)
+    {
+        _punchDue = attempt;
+        if (_paths.Active is { Established: true } active)
+        {
+            SendOn(active);
+        }
+    }
+
+    /// <summary>Lays out the PUNCH frame when one is owed; returns the position after it.</summary>
+    private int PlacePunch(byte[] output, int position)
+    {
+        if (_punchDue == 0)
+        {
+            return position;
+        }
+
+        BinaryPrimitives.WriteUInt32BigEndian(BodyAt(output, position, 4), _punchDue);
+        _punchDue = 0;
+        return PlaceControl(position, FrameType.Punch, 4);
+    }
+
+    /// <summary>
+    /// Server, on the loop: the client's PUNCH frame. Connects from this end's punch port to the
+    /// client's reflexive candidates for one attempt's time (<see cref="SimultaneousOpen"/>); a flow that
+    /// connects goes to the listener's handshake handling like an accepted one, so nothing is accepted
+    /// on it before its Join proves the session. One punch at a time, attempts only increasing: a peer
+    /// cannot make this end connect more than once per attempt window.
+    /// </summary>
+    private void OnPeerPunch(uint attempt)
+    {
+        var port = Volatile.Read(ref _punchPort);
+        var targets = _peerCandidates.Where(c => c.Kind == DirectCandidateKind.Reflexive).Select(c => c.EndPoint).ToArray();
+        string? ignored = _isClient ? "this end is the client"
+            : !_options.DirectPaths ? "direct paths are off"
+            : Punches is null ? "no listener to hand a punched flow to"
+            : port == 0 ? "this end has no reflexive endpoint to punch from"
+            : targets.Length == 0 ? "the peer sent no reflexive candidate"
+            : attempt <= _lastPeerPunch ? $"attempt {attempt} after {_lastPeerPunch}"
+            : !_punching.IsCompleted ? "a punch is running"
+            : null;
+        if (ignored is not null)
+        {
+            DirectLog.PunchIgnored(_logger, Token, attempt, ignored);
+            return;
+        }
+
+        _lastPeerPunch = attempt;
+        var deadline = _time.GetTimestamp() + (long)(_options.DirectAttemptTimeout.TotalSeconds * _time.TimestampFrequency);
+        var punches = Punches!;
+        DirectLog.Punching(_logger, Token, attempt, port, string.Join(' ', (IEnumerable<IPEndPoint>)targets));
+        _punching = Task.Run(() => PunchForPeerAsync(punches, attempt, port, targets, deadline), CancellationToken.None);
+    }
+
+    private async Task PunchForPeerAsync(PunchResponder punches, uint attempt, int port, IPEndPoint[] targets, long deadline)
+    {
+        var flow = await SimultaneousOpen.RunAsync(punches.Flows, port, targets, deadline, _time, () => DirectPathPlanner.PunchGap(Random.Shared.NextDouble()),
+            (target, why) => PunchLog.TryFailed(_logger, Token, port, target, why), Closed).ConfigureAwait(false);
+        if (flow is null)
+        {
+            PunchLog.NoConnection(_logger, Token, "the peer's", attempt);
+            return;
+        }
+
+        PunchLog.Connected(_logger, Token, "the peer's", attempt, flow.LocalEndPoint, flow.RemoteEndPoint);
+        punches.Serve(flow);
     }
 
     /// <summary>Server, promoting <paramref name="path"/>: a direct path taking over from a live relayed one keeps the relayed one as a standby.</summary>
@@ -124,6 +216,12 @@ public sealed partial class MobileConnection
 
         [LoggerMessage(9101, LogLevel.Information, "Connection {Token:x32}: direct path to {Remote} is active, {Relay} kept as standby")]
         public static partial void Upgraded(ILogger logger, UInt128 token, IPEndPoint? remote, string? relay);
+
+        [LoggerMessage(9153, LogLevel.Debug, "Connection {Token:x32}: the peer's punch {Attempt} ignored: {Reason}")]
+        public static partial void PunchIgnored(ILogger logger, UInt128 token, uint attempt, string reason);
+
+        [LoggerMessage(9154, LogLevel.Debug, "Connection {Token:x32}: punch {Attempt} for the peer from port {Port} to {Targets}")]
+        public static partial void Punching(ILogger logger, UInt128 token, uint attempt, int port, string targets);
     }
 }
 
@@ -132,6 +230,18 @@ internal sealed class DirectCandidatesSet(byte[] body) : ConnectionEvent
 {
     public byte[] Body { get; } = body;
 }
+
+/// <summary>Client: a PUNCH frame with this attempt number is owed to the server (<see cref="PathSupervisor"/>).</summary>
+internal sealed class PunchRequested(uint attempt) : ConnectionEvent
+{
+    public uint Attempt { get; } = attempt;
+}
+
+/// <summary>
+/// Server: how a connection takes part in a simultaneous open: <see cref="Flows"/> opens the punched
+/// flow, <see cref="Serve"/> hands it to the listener's handshake handling (as an accepted flow).
+/// </summary>
+internal sealed record PunchResponder(IFlowFactory Flows, Action<IFlow> Serve);
 
 /// <summary>Client: a direct path joined as a standby; the loop makes it the active path (<see cref="PathSupervisor"/>).</summary>
 internal sealed class DirectJoined(ConnectionPath path) : ConnectionEvent

@@ -147,7 +147,7 @@ public sealed partial class MobileConnection
                 _stats.ResumeAttempts++;
                 break;
             case DrainRequested drain:
-                drain.Answer.TrySetResult([.. _paths.Retiring(), _supervisor?.Completion ?? Task.CompletedTask]);
+                drain.Answer.TrySetResult([.. _paths.Retiring(), _supervisor?.Completion ?? Task.CompletedTask, _punching]);
                 break;
             case LoopBarrier barrier:
                 barrier.Reached.TrySetResult();
@@ -157,6 +157,9 @@ public sealed partial class MobileConnection
                 break;
             case DirectCandidatesSet candidates:
                 OnDirectCandidatesSet(candidates.Body);
+                break;
+            case PunchRequested punch:
+                OnPunchRequested(punch.Attempt);
                 break;
             case DirectJoined joined:
                 OnDirectJoined(joined.Path);

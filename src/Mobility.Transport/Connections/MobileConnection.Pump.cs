@@ -113,6 +113,7 @@ public sealed partial class MobileConnection
             || _send.HasUnsent
             || HasDatagramsToSend
             || _candidatesDue
+            || _punchDue != 0
             || _send.FinDue(path.FinSent)
             || (_receive.AckChanged && _receive.AckDue)
             || (!_isClient && IsFinished() && _receive.AckedReceived == _receive.ReceivedValue);
@@ -288,6 +289,7 @@ public sealed partial class MobileConnection
         }
 
         position = PlaceCandidates(output, position);
+        position = PlacePunch(output, position);
 
         if ((_send.HasUnsent || HasDatagramsToSend) && output.Length < OutputBufferSize)
         {
@@ -491,6 +493,7 @@ public sealed partial class MobileConnection
                 FrameType.Ack => FromAck(frame.Counter, TransportFrame.ReadAck(span)),
                 FrameType.Fin or FrameType.Ping or FrameType.Pong => new ReceivedFrame(frame.Type, frame.Counter, null, bodyLength, TransportFrame.ReadU64(frame.Type, span), 0),
                 FrameType.Reset => new ReceivedFrame(FrameType.Reset, frame.Counter, null, bodyLength, TransportFrame.ReadReset(span), 0),
+                FrameType.Punch => new ReceivedFrame(FrameType.Punch, frame.Counter, null, bodyLength, TransportFrame.ReadPunch(span), 0),
                 _ => throw new MalformedMessageException($"Unknown frame type {(byte)frame.Type}."),
             });
         }
@@ -653,6 +656,10 @@ public sealed partial class MobileConnection
 
             case FrameType.Candidates:
                 OnPeerCandidates(frame.Array.AsSpan(0, frame.Length));
+                return false;
+
+            case FrameType.Punch:
+                OnPeerPunch((uint)frame.Value1);
                 return false;
 
             case FrameType.Reset:

@@ -60,6 +60,11 @@ internal interface ISupervisedConnection
     void PromoteDirect(ConnectionPath path)
     {
     }
+
+    /// <summary>Sends a PUNCH frame with <paramref name="attempt"/> on the active path: the server connects to this end now.</summary>
+    void RequestPunch(uint attempt)
+    {
+    }
 }
 
 /// <summary>
@@ -303,7 +308,8 @@ internal sealed partial class PathSupervisor
     /// A flow from <paramref name="local"/> (any when null) to <paramref name="target"/>, Join, JoinAck
     /// within <paramref name="limit"/>: the standby path, or null (logged; the flow closed).
     /// </summary>
-    private async Task<ConnectionPath?> JoinOnceAsync(IPAddress? local, IPEndPoint target, TimeSpan limit, CancellationToken ct)
+    private async Task<ConnectionPath?> JoinOnceAsync(IPAddress? local, IPEndPoint target, TimeSpan limit, CancellationToken ct,
+        Func<CancellationToken, ValueTask<IFlow>>? connect = null)
     {
         using var deadline = new CancellationTokenSource(limit, _time);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
@@ -312,7 +318,9 @@ internal sealed partial class PathSupervisor
         string? failure = null;
         try
         {
-            flow = await _options.FlowFactory.ConnectAsync(target, local, timeout.Token).ConfigureAwait(false);
+            flow = connect is null
+                ? await _options.FlowFactory.ConnectAsync(target, local, timeout.Token).ConfigureAwait(false)
+                : await connect(timeout.Token).ConfigureAwait(false);
             path = _connection.BeginJoin(flow);
             if (path is null)
             {

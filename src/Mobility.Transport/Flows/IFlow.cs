@@ -52,6 +52,18 @@ public interface IFlowFactory
     /// from (for TCP, the source of the kernel's route); null when unknown. Nothing is sent.
     /// </summary>
     IPAddress? SourceAddressFor(IPEndPoint remote) => null;
+
+    /// <summary>Whether <see cref="PunchAsync"/> works: one side of a TCP simultaneous open needs a socket bound to a chosen port.</summary>
+    bool CanPunch => false;
+
+    /// <summary>
+    /// One side of a TCP simultaneous open: connects to <paramref name="remote"/> from <paramref name="localPort"/>
+    /// (the port this host's NAT maps to the reflexive endpoint it published), beside this host's own
+    /// listener on that port. The peer connects to this end's endpoint at the same time; whichever SYN
+    /// gets through, both ends see one connection.
+    /// </summary>
+    ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, CancellationToken cancellationToken)
+        => throw new NotSupportedException("This flow kind cannot take part in a simultaneous open.");
 }
 
 /// <summary>Accepts incoming flows on one local endpoint.</summary>

@@ -133,6 +133,34 @@ public sealed class TcpFlowFactory(Action<Socket>? configure = null) : IFlowFact
         }
     }
 
+    public bool CanPunch => OperatingSystem.IsLinux();
+
+    /// <summary>
+    /// A socket bound to the wildcard address and <paramref name="localPort"/> with SO_REUSEADDR and
+    /// SO_REUSEPORT (the transport's listener on that port sets SO_REUSEPORT after it binds: see
+    /// <see cref="TcpFlowListener"/>), connected to <paramref name="remote"/>. When the peer's SYN meets
+    /// this one (simultaneous open) or answers it, the kernel makes one connection of both.
+    /// </summary>
+    public async ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        var socket = new Socket(remote.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            configure?.Invoke(socket);
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            TcpFlowListener.SetReusePort(socket);
+            socket.Bind(new IPEndPoint(remote.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, localPort));
+            await socket.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
+            return new TcpFlow(socket, remote);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
     private async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, bool fastOpen, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(remote);
@@ -170,12 +198,28 @@ public sealed class TcpFlowListener : IFlowListener
         var fastOpen = false;
         // [::] serves IPv4 too (IPv4 peers arrive IPv4-mapped); a failure is a ListenerBindException naming the endpoint.
         _socket = ListenSockets.ListenTcp(endpoint, "mobile transport", backlog, s => fastOpen = TcpFastOpen.TryEnableOnListener(s, fastOpenQueue));
+        // SO_REUSEPORT only after the bind: a second listener on the port still fails with "address in
+        // use" (it binds without the option), while a simultaneous open may bind its socket beside this one.
+        SetReusePort(_socket);
         LocalEndPoint = (IPEndPoint)_socket.LocalEndPoint!;
         // The socket takes the options whatever the sysctl says; the kernel acts on them only with the server bit.
         FastOpen = fastOpen && ((TcpFastOpen.ReadSysctl() ?? 0) & TcpFastOpen.ServerBit) != 0;
     }
 
     public IPEndPoint LocalEndPoint { get; }
+
+    /// <summary>Sets SO_REUSEPORT (Linux; elsewhere nothing): a simultaneous open binds the listener's port too.</summary>
+    internal static void SetReusePort(Socket socket)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        const int SolSocket = 1;
+        const int SoReusePort = 15;
+        socket.SetRawSocketOption(SolSocket, SoReusePort, BitConverter.GetBytes(1));
+    }
 
     /// <summary>Whether SYNs with data are taken: the options were set and net.ipv4.tcp_fastopen has the server bit (0x2).</summary>
     public bool FastOpen { get; }

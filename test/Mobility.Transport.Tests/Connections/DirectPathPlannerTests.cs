@@ -165,4 +165,28 @@ public class DirectPathPlannerTests
         Assert.Equal(TimeSpan.FromMilliseconds(150), Planner(new FakeTimeProvider(), 0.5).NextPunchGap());
         Assert.True(Planner(new FakeTimeProvider(), 0.999).NextPunchGap() < TimeSpan.FromMilliseconds(250));
     }
+
+    [Fact]
+    public void Learning_that_this_end_can_punch_starts_over_at_once_even_in_a_back_off()
+    {
+        var time = new FakeTimeProvider();
+        var planner = Planner(time);
+        planner.OnPeerCandidates(punch: true, [Reflexive]);
+        Assert.Equal(DirectAttemptKind.Dial, planner.Next().Kind);
+        planner.OnAttemptFailed();
+        Assert.Equal(DirectAttemptKind.None, planner.Next().Kind);
+
+        planner.SetLocalPunch(true);
+
+        Assert.Equal(0, planner.Failures);
+        Assert.Equal(DirectAttemptKind.Punch, planner.Next().Kind);
+    }
+
+    [Fact]
+    public void Punch_gaps_are_uniform_from_50_to_250_ms()
+    {
+        Assert.Equal(TimeSpan.FromMilliseconds(50), DirectPathPlanner.PunchGap(0));
+        Assert.Equal(TimeSpan.FromMilliseconds(150), DirectPathPlanner.PunchGap(0.5));
+        Assert.True(DirectPathPlanner.PunchGap(0.999999) < TimeSpan.FromMilliseconds(250));
+    }
 }
