@@ -81,9 +81,9 @@ internal static class RelayBench
                                   $"median CPU-s per GB in the middle: relay {Measure.F(MedianCpu("relay"))}, mobile-relay {Measure.F(MedianCpu("mobile-relay"))}, ssh-jump {Measure.F(MedianCpu("ssh-jump"))}");
             }
 
-            var perConnection = await IdleAsync(relay.Id, endpoint, registration, rawKey.Guid, idle);
+            var (perConnection, idleOpened) = await IdleAsync(relay.Id, endpoint, registration, rawKey.Guid, idle);
             var flooded = flood > 0 ? await RelayFlood.RunAsync(relay.Id, endpoint, registration, rawKey.Guid, flood) : null;
-            Measure.WriteJson(json, new { rounds = results, idleConnections = idle, relayRssKibPerIdleConnection = perConnection, flood = flooded });
+            Measure.WriteJson(json, new { rounds = results, idleConnections = idle, idleOpened, relayRssKibPerIdleConnection = perConnection, flood = flooded });
             await listener.DisposeAsync();
             await serving;
             return 0;
@@ -151,10 +151,25 @@ internal static class RelayBench
         return await Throughput.PumpAsync(writer, reader, () => Task.Run(() => client.Shutdown(SocketShutdown.Send)), seconds, chunk);
     }
 
-    /// <summary>Opens <paramref name="count"/> relayed flows that then idle; the relay's RSS growth per relayed connection (two TCP connections at the relay), in KiB.</summary>
-    private static async Task<double> IdleAsync(int relayPid, IPEndPoint relay, RelayFlowListener registration, HostGuid host, int count)
+    /// <summary>
+    /// Opens <paramref name="count"/> relayed flows (fewer when the file limit does not hold them) that then
+    /// idle; the relay's RSS growth per relayed connection (two TCP connections at the relay), in KiB, and how many were opened.
+    /// </summary>
+    private static async Task<(double KibPerConnection, int Count)> IdleAsync(int relayPid, IPEndPoint relay, RelayFlowListener registration, HostGuid host, int count)
     {
         await Task.Delay(TimeSpan.FromSeconds(3));
+        // Each relayed connection holds two descriptors in the relay and two here (the dialler's end and the
+        // host's): a file limit that cannot be raised (a root without CAP_SYS_RESOURCE keeps the hard one)
+        // caps the count, said up front instead of failing mid-way (at 20,000 here: ~9,900 pairs).
+        var limit = (long)Limits.FileLimit();
+        var fits = (int)Math.Max(0, (limit - Math.Max(Measure.OpenFiles(Environment.ProcessId), Measure.OpenFiles(relayPid)) - FileMargin) / 2);
+        if (count > fits)
+        {
+            Console.WriteLine($"idle: {count} asked, {fits} fit: the file limit is {limit} here and the relay inherits it (each relayed connection holds " +
+                              "two descriptors in the relay and two in this process; raising the hard limit needs CAP_SYS_RESOURCE)");
+            count = fits;
+        }
+
         var before = Measure.StatusField(relayPid, "VmRSS");
         var flows = new List<IFlow>(count * 2);
         var refused = new List<string>();
@@ -184,14 +199,14 @@ internal static class RelayBench
             await gate.WaitAsync();
             try
             {
-                // A dial the relay refuses (HostTimeout on a saturated machine) is counted, not fatal.
+                // A dial the relay refuses (HostTimeout on a saturated machine) or that fails is counted, not fatal.
                 var dialled = await RelayFlows.DialAsync(relay, host);
                 lock (flows)
                 {
                     flows.Add(dialled);
                 }
             }
-            catch (RelayException e)
+            catch (Exception e) when (e is RelayException or IOException or SocketException)
             {
                 lock (flows)
                 {
@@ -209,15 +224,18 @@ internal static class RelayBench
         var after = Measure.StatusField(relayPid, "VmRSS");
         var relayed = count - refused.Count;
         var perConnection = (after - before) / (double)Math.Max(1, relayed);
-        Console.WriteLine($"idle: {relayed} relayed connections ({refused.Count} dials refused{(refused.Count > 0 ? ", first: " + refused[0] : "")}): " +
+        Console.WriteLine($"idle: {relayed} relayed connections ({refused.Count} dials refused or failed{(refused.Count > 0 ? ", first: " + refused[0] : "")}): " +
                           $"relay RSS {before / 1024.0:0.0} -> {after / 1024.0:0.0} MiB, {perConnection:0.0} KiB per relayed connection, {acceptedCount} accepted by the host, {Measure.OpenFiles(relayPid)} fds");
         foreach (var flow in flows)
         {
             flow.Abort();
         }
 
-        return perConnection;
+        return (perConnection, relayed);
     }
+
+    /// <summary>Descriptors kept free beside the idle connections (the runtime's, a late accept).</summary>
+    private const int FileMargin = 64;
 
     private static Process StartRelay(string dll)
     {

@@ -62,6 +62,12 @@ internal sealed partial class PathSupervisor
         public IReadOnlyList<ConnectCandidate> Candidates { get; } = candidates;
 
         public int Flows { get; set; } = 1;
+
+        /// <summary>When the first Resume of the race went.</summary>
+        public long ResumeSentAt { get; init; }
+
+        /// <summary>When a flow through the peer's relay races the direct one (<see cref="RelayJoinsAt"/>); null once it did, or never.</summary>
+        public long? RelayJoinsAt { get; set; }
     }
 
     /// <summary>
@@ -76,15 +82,30 @@ internal sealed partial class PathSupervisor
         {
             var answer = race.Path.ResumeResult.Task;
             // Without any RTT measured the race has no time scale and is not run (TCP retransmits).
-            if (race.Flows < MaxResumeFlows && (_connection.LastRtt ?? _flowRtt) is { } rtt)
-            {
+            TimeSpan? raceDelay = race.Flows < MaxResumeFlows && (_connection.LastRtt ?? _flowRtt) is { } rtt
                 // Doubled for each flow already raced (as TCP backs off its RTO): an answer that is only
                 // late (a loaded host) is not thrown away again and again.
-                var delay = ResumeRaceDelay(rtt, race.PathFastOpen && FastOpenTaken != true, _options) * (1 << (race.Flows - 1));
+                ? ResumeRaceDelay(rtt, race.PathFastOpen && FastOpenTaken != true, _options) * (1 << (race.Flows - 1))
+                : null;
+            // A direct Resume unanswered one race delay after it went is raced through the peer's relay (PathSupervisor.Relay.cs).
+            var relayWait = race.Flows < MaxResumeFlows ? UntilRelayJoins(race) : null;
+            if (relayWait is not null || raceDelay is not null)
+            {
+                var relayTurn = relayWait is { } r && (raceDelay is not { } d || r <= d);
+                var delay = relayTurn ? relayWait!.Value : raceDelay!.Value;
                 using var pauseCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 await Task.WhenAny(answer, Task.Delay(delay, _time, pauseCts.Token)).WaitAsync(ct).ConfigureAwait(false);
                 await pauseCts.CancelAsync().ConfigureAwait(false);
-                if (!answer.IsCompleted && !await RaceAnotherAsync(race, delay, ct).ConfigureAwait(false))
+                IReadOnlyList<ConnectCandidate>? only = null;
+                if (relayTurn && !answer.IsCompleted)
+                {
+                    race.RelayJoinsAt = null;
+                    only = RelayCandidates(race.Candidates);
+                    RelayRaceLog.RacesResume(_logger, _connection.Token, race.Path.Flow.RemoteEndPoint,
+                        _time.GetElapsedTime(race.ResumeSentAt).TotalMilliseconds, string.Join(", ", only));
+                }
+
+                if (!answer.IsCompleted && !await RaceAnotherAsync(race, delay, ct, only).ConfigureAwait(false))
                 {
                     return null;
                 }
@@ -109,15 +130,17 @@ internal sealed partial class PathSupervisor
     /// Opens the next flow of the race and starts its Resume, unless the answer to the current one
     /// arrives first (then the new connect is dropped). False when the connection ended.
     /// </summary>
-    private async Task<bool> RaceAnotherAsync(ResumeRace race, TimeSpan waited, CancellationToken ct)
+    private async Task<bool> RaceAnotherAsync(ResumeRace race, TimeSpan waited, CancellationToken ct, IReadOnlyList<ConnectCandidate>? only = null)
     {
         var answer = race.Path.ResumeResult.Task;
         var index = race.Flows++;
-        var fastOpen = UseFastOpen && index % 2 == 0;
-        var candidates = Rotate(race.Candidates, index);
+        // Only the relay's candidates when it joins (its first flight is an ordinary dial); else the next in turn.
+        var fastOpen = only is null && UseFastOpen && index % 2 == 0;
+        var candidates = only ?? Rotate(race.Candidates, index);
         ResumeRaceFlowLog.Racing(_logger, _connection.Token, race.Path.Flow.RemoteEndPoint, waited.TotalMilliseconds, index + 1);
         _connection.RecordMove(MoveEventKind.AttemptFailed,
-            $"no answer via {race.Path.Flow.RemoteEndPoint} within {waited.TotalMilliseconds:0} ms: racing resume flow {index + 1}");
+            $"no answer via {race.Path.Flow.RemoteEndPoint} within {waited.TotalMilliseconds:0} ms: racing resume flow {index + 1}"
+            + (only is null ? "" : " through the relay"));
         using var connectCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var connect = RaceConnectAsync(candidates, null, fastOpen, connectCts.Token);
         await Task.WhenAny(answer, connect).WaitAsync(ct).ConfigureAwait(false);

@@ -606,7 +606,7 @@ internal sealed partial class PathSupervisor
             }
 
             // An unanswered Resume is raced by another flow with the next counter (PathSupervisor.ResumeRace.cs).
-            race = new ResumeRace(context, fastOpen, candidates);
+            race = new ResumeRace(context, fastOpen, candidates) { ResumeSentAt = _time.GetTimestamp(), RelayJoinsAt = RelayJoinsAt(flow, candidates) };
             var result = await AwaitAnswerAsync(race, timeout.Token).ConfigureAwait(false);
             context = race.Path;
             endpoint = context.Flow.RemoteEndPoint ?? endpoint;
@@ -677,12 +677,20 @@ internal sealed partial class PathSupervisor
     private async Task<IFlow?> RaceConnectAsync(IReadOnlyList<ConnectCandidate> first, AttemptProgress? progress, bool fastOpen, CancellationToken ct)
     {
         // First round: each candidate in order; second round: each again, only while still unanswered.
+        // The peer's relay candidates do not wait for each direct one before them (the record's order):
+        // they join the race once one race delay has passed without a winner, or at once when no direct
+        // candidate is left (RelayJoinsAfter).
+        var relays = RelayCandidates(first);
+        var direct = relays.Count == 0 || relays.Count == first.Count ? first : [.. first.Where(c => !IsRelay(c))];
+        var relaysWaiting = direct.Count != first.Count;
         var candidates = new List<(ConnectCandidate Candidate, bool Repeat)>(first.Count * 2);
-        candidates.AddRange(first.Select(c => (c, false)));
-        candidates.AddRange(first.Select(c => (c, true)));
+        candidates.AddRange(direct.Select(c => (c, false)));
+        candidates.AddRange(direct.Select(c => (c, true)));
         // The RTT a PING measured, else the kernel's of the last flow (a connection's first move may
         // come before any PONG): without either the minimum would race a second SYN at 50 ms.
         var delay = RaceDelay(_connection.LastRtt ?? _flowRtt, _options);
+        var began = _time.GetTimestamp();
+        var relayDue = false;
         using var losers = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var pending = new List<(Task<IFlow> Connect, ConnectCandidate Candidate)>();
         var failed = new HashSet<ConnectCandidate>();
@@ -696,6 +704,15 @@ internal sealed partial class PathSupervisor
                 while (next < candidates.Count && candidates[next].Repeat && failed.Contains(candidates[next].Candidate))
                 {
                     next++;
+                }
+
+                if (relaysWaiting && (relayDue || (next >= candidates.Count && pending.Count == 0)))
+                {
+                    // The relay's turn: its candidates go next (and once more after every other).
+                    relaysWaiting = false;
+                    candidates.InsertRange(next, relays.Select(c => (c, false)));
+                    candidates.AddRange(relays.Select(c => (c, true)));
+                    RelayRaceLog.Joins(_logger, _connection.Token, string.Join(", ", relays), _time.GetElapsedTime(began).TotalMilliseconds);
                 }
 
                 if (next < candidates.Count && !ct.IsCancellationRequested)
@@ -712,17 +729,21 @@ internal sealed partial class PathSupervisor
                     return null;
                 }
 
-                // Wait for a connect to finish, or for the race delay when another candidate is left.
+                // Wait for a connect to finish, or for the race delay when another candidate is left
+                // (while the relay waits, at most until one race delay from the start has passed).
                 IEnumerable<Task> connects = pending.Select(p => (Task)p.Connect);
                 using var pauseCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 Task? pause = null;
-                if (next < candidates.Count && !pending.Any(p => p.Connect.IsCompleted))
+                if ((next < candidates.Count || relaysWaiting) && !pending.Any(p => p.Connect.IsCompleted))
                 {
-                    pause = Task.Delay(delay, _time, pauseCts.Token);
+                    var wait = relaysWaiting ? Min(delay, delay - _time.GetElapsedTime(began)) : delay;
+                    pause = Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, _time, pauseCts.Token);
                     connects = connects.Append(pause);
                 }
 
                 await Task.WhenAny(connects).WaitAsync(ct).ConfigureAwait(false);
+                // A pause that ran out while the relay waited was at most what was left of its delay.
+                relayDue |= relaysWaiting && pause is { IsCompletedSuccessfully: true };
                 await pauseCts.CancelAsync().ConfigureAwait(false);
                 ct.ThrowIfCancellationRequested();
                 for (var i = 0; i < pending.Count && winner is null; i++)
