@@ -66,8 +66,10 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
 
         var t0 = pair.Time.GetTimestamp();
         pair.Network.MoveAddress(ClientA, ClientB);
+        // Written at the move, before its detection at the same instant (see the simultaneous move with a push).
+        await SimulatedMoveTests.WriteBothAsync(client, server);
         pair.Connector.NotifyLocalAddressChanged(ClientB);
-        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ReadBothAsync(pair.Time, client, server);
 
         var toServer = Rtts(pair, t0, serverGot);
         var toClient = Rtts(pair, t0, clientGot);
@@ -91,8 +93,11 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
 
         var t0 = pair.Time.GetTimestamp();
+        // Written at the move, before its detection (the push) at the same instant: written after it, the byte could
+        // come a moment after the client sealed its Resume into the SYN and wait for the SYN-ACK, as on any TCP handshake.
+        await SimulatedMoveTests.WriteBothAsync(client, server);
         pair.Locator.Push(Keys.Server.Guid, endpoint);
-        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ReadBothAsync(pair.Time, client, server);
 
         var toServer = Rtts(pair, t0, serverGot);
         var toClient = Rtts(pair, t0, clientGot);
@@ -113,8 +118,7 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         var t0 = pair.Time.GetTimestamp();
         pair.Network.MoveAddress(ClientA, ClientB);
         var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
-        // Written at the moves, before their detection (the push, the address event) at the same instant: written after
-        // it, the byte could come a moment after the client sealed its Resume into the SYN and wait for the SYN-ACK.
+        // Written at the moves, before their detection (the push, the address event), as in the server move.
         await SimulatedMoveTests.WriteBothAsync(client, server);
         pair.Locator.Push(Keys.Server.Guid, endpoint);
         pair.Connector.NotifyLocalAddressChanged(ClientB);

@@ -176,6 +176,8 @@ public sealed class PathSupervisorTests
         supervisor.Kick();
         await TestTimeout.Eventually(() => factory.Tokens.Count == 1, "the first attempt began");
         await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromSeconds(30)) > 0, "the attempt's deadline was set");
+        // The race delay's timer too (the minimum, 50 ms: no RTT measured), or the clock would pass it before it was set.
+        await TestTimeout.Eventually(() => time.TimersDue(TimeSpan.FromMilliseconds(50)) > 0, "the race delay was set");
         var token = factory.Tokens.Single();
         time.Advance(TimeSpan.FromSeconds(29));
         Assert.False(token.IsCancellationRequested);
