@@ -89,41 +89,6 @@ public class CloseAndTimeoutTests
     }
 
     [Fact]
-    public async Task Without_any_path_reads_and_writes_fail_clearly_after_the_pathless_timeout()
-    {
-        var network = new SimulatedNetwork(TimeSpan.FromMilliseconds(5));
-        var clientAddress = IPAddress.Parse("198.51.100.9");
-        var serverAddress = IPAddress.Parse("203.0.113.9");
-        network.AddAddress(clientAddress);
-        network.AddAddress(serverAddress);
-        await using var listener = new MobileListener(Keys.Server, new MobileListenerOptions { ListenerFactory = network });
-        listener.Start(new IPEndPoint(serverAddress, 443));
-        var options = new MobileConnectionOptions
-        {
-            FlowFactory = network,
-            LocalAddress = clientAddress,
-            KeepAliveInterval = TimeSpan.FromMilliseconds(100),
-            IdleKeepAliveInterval = TimeSpan.FromMilliseconds(200), // idle: only keepalives find the dead path
-            DeadPathTimeout = TimeSpan.FromMilliseconds(400),
-            PathlessTimeout = TimeSpan.FromSeconds(1.5),
-            ResumeAttemptTimeout = TimeSpan.FromMilliseconds(300),
-        };
-        await using var client = await new MobileConnector(Keys.Client, options).ConnectAsync(listener.LocalEndPoint).WithTimeout();
-        await using var server = await listener.AcceptAsync().WithTimeout();
-
-        network.RemoveAddress(serverAddress); // The server vanishes without a word.
-        var read = client.Stream.ReadAsync(new byte[10]).AsTask();
-        var e = await Assert.ThrowsAsync<MobileConnectionException>(() => read.WithTimeout());
-        Assert.Equal(MobileConnectionError.NoPath, e.Error);
-        Assert.Contains("No path to peer", e.Message, StringComparison.Ordinal);
-        Assert.Contains("1.5 s", e.Message, StringComparison.Ordinal);
-        var w = await Assert.ThrowsAsync<MobileConnectionException>(() => client.Stream.WriteAsync(new byte[10]).AsTask().WithTimeout());
-        Assert.Same(e, w);
-        Assert.True(client.Statistics.ResumeAttempts >= 2, "the client should have kept retrying");
-        Assert.Equal(MobileConnectionState.Failed, client.State);
-    }
-
-    [Fact]
     public async Task Dispose_without_close_resets_the_peer()
     {
         await using var listener = new MobileListener(Keys.Server);

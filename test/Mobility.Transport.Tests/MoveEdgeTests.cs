@@ -3,8 +3,8 @@ namespace Mobility.Transport.Tests;
 /// <summary>
 /// The list beyond <see cref="SecurityTests"/> and <see cref="CloseAndTimeoutTests"/>: an
 /// impostor resume racing a genuine move and a replay during the next move are refused while the
-/// connection carries on; a server half-close during a server move; the server's own pathless timeout,
-/// after which the client learns the connection is gone.
+/// connection carries on; a server half-close during a server move. (The server's own pathless timeout,
+/// after which the client learns the connection is gone: <see cref="PathlessTimeoutTests"/>.)
 /// </summary>
 public sealed class MoveEdgeTests
 {
@@ -78,47 +78,5 @@ public sealed class MoveEdgeTests
         Assert.Equal(MobileConnectionState.Completed, client.State);
         Assert.Equal(MobileConnectionState.Completed, server.State);
         Assert.True(client.Statistics.Moves >= 1);
-    }
-
-    [Fact]
-    public async Task The_server_gives_up_after_its_pathless_timeout_and_the_returning_client_learns_the_connection_is_gone()
-    {
-        var network = new SimulatedNetwork(TimeSpan.FromMilliseconds(5));
-        var clientAddress = IPAddress.Parse("198.51.100.21");
-        var serverAddress = IPAddress.Parse("203.0.113.21");
-        network.AddAddress(clientAddress);
-        network.AddAddress(serverAddress);
-        await using var listener = new MobileListener(Keys.Server, new MobileListenerOptions
-        {
-            ListenerFactory = network,
-            KeepAliveInterval = TimeSpan.FromMilliseconds(100),
-            IdleKeepAliveInterval = TimeSpan.FromMilliseconds(200), // idle: only keepalives find the dead path
-            DeadPathTimeout = TimeSpan.FromMilliseconds(400),
-            PathlessTimeout = TimeSpan.FromSeconds(1.5),
-        });
-        listener.Start(new IPEndPoint(serverAddress, 443));
-        var options = new MobileConnectionOptions
-        {
-            FlowFactory = network,
-            LocalAddress = clientAddress,
-            KeepAliveInterval = TimeSpan.FromMilliseconds(100),
-            IdleKeepAliveInterval = TimeSpan.FromMilliseconds(200), // idle: only keepalives find the dead path
-            DeadPathTimeout = TimeSpan.FromMilliseconds(400),
-            PathlessTimeout = TimeSpan.FromSeconds(60),   // the client would wait much longer
-            ResumeAttemptTimeout = TimeSpan.FromMilliseconds(300),
-        };
-        await using var client = await new MobileConnector(Keys.Client, options).ConnectAsync(listener.LocalEndPoint).WithTimeout();
-        await using var server = await listener.AcceptAsync().WithTimeout();
-
-        network.RemoveAddress(clientAddress);   // the client drops off the network
-        var e = await Assert.ThrowsAsync<MobileConnectionException>(() => server.Stream.ReadAsync(new byte[1]).AsTask().WithTimeout());
-        Assert.Equal(MobileConnectionError.NoPath, e.Error);
-        Assert.Equal(MobileConnectionState.Failed, server.State);
-        Assert.DoesNotContain(server, listener.Connections);
-
-        network.AddAddress(clientAddress);      // back: its resume finds no connection and it fails fast
-        var c = await Assert.ThrowsAsync<MobileConnectionException>(() => client.Stream.ReadAsync(new byte[1]).AsTask().WithTimeout());
-        Assert.Equal(MobileConnectionError.UnknownToPeer, c.Error);
-        Assert.Equal(MobileConnectionState.Failed, client.State);
     }
 }
