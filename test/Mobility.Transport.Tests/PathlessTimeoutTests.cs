@@ -12,9 +12,15 @@ public sealed class PathlessTimeoutTests
     private static readonly IPAddress ClientAddress = IPAddress.Parse("198.51.100.21");
     private static readonly IPAddress ServerAddress = IPAddress.Parse("203.0.113.21");
 
-    private static (SimulatedNetwork Network, MobileConnectionOptions Options) Create(VirtualClock clock) =>
-        (new SimulatedNetwork(TimeSpan.FromMilliseconds(5), clock.Time), new MobileConnectionOptions
+    /// <summary>The network with both hosts on it, and the client's options (keepalives, dead path, resume attempts).</summary>
+    private static (SimulatedNetwork Network, MobileConnectionOptions Options) Create(VirtualClock clock)
+    {
+        var network = new SimulatedNetwork(TimeSpan.FromMilliseconds(5), clock.Time);
+        network.AddAddress(ClientAddress);
+        network.AddAddress(ServerAddress);
+        return (network, new MobileConnectionOptions
         {
+            FlowFactory = network,
             LocalAddress = ClientAddress,
             TimeProvider = clock.Time,
             KeepAliveInterval = TimeSpan.FromMilliseconds(100),
@@ -22,14 +28,13 @@ public sealed class PathlessTimeoutTests
             DeadPathTimeout = TimeSpan.FromMilliseconds(400),
             ResumeAttemptTimeout = TimeSpan.FromMilliseconds(300),
         });
+    }
 
     [Fact]
     public async Task The_server_gives_up_after_its_pathless_timeout_and_the_returning_client_learns_the_connection_is_gone()
     {
         await using var clock = new VirtualClock(TimeSpan.FromMilliseconds(1));
         var (network, options) = Create(clock);
-        network.AddAddress(ClientAddress);
-        network.AddAddress(ServerAddress);
         await using var listener = new MobileListener(Keys.Server, new MobileListenerOptions
         {
             ListenerFactory = network,
@@ -40,7 +45,6 @@ public sealed class PathlessTimeoutTests
             PathlessTimeout = TimeSpan.FromSeconds(1.5),
         });
         listener.Start(new IPEndPoint(ServerAddress, 443));
-        options.FlowFactory = network;
         options.PathlessTimeout = TimeSpan.FromSeconds(60);   // the client would wait much longer
         await using var client = await new MobileConnector(Keys.Client, options).ConnectAsync(listener.LocalEndPoint).WithTimeout();
         await using var server = await listener.AcceptAsync().WithTimeout();
@@ -62,11 +66,8 @@ public sealed class PathlessTimeoutTests
     {
         await using var clock = new VirtualClock(TimeSpan.FromMilliseconds(1));
         var (network, options) = Create(clock);
-        network.AddAddress(ClientAddress);
-        network.AddAddress(ServerAddress);
         await using var listener = new MobileListener(Keys.Server, new MobileListenerOptions { ListenerFactory = network, TimeProvider = clock.Time });
         listener.Start(new IPEndPoint(ServerAddress, 443));
-        options.FlowFactory = network;
         options.PathlessTimeout = TimeSpan.FromSeconds(1.5);
         await using var client = await new MobileConnector(Keys.Client, options).ConnectAsync(listener.LocalEndPoint).WithTimeout();
         await using var server = await listener.AcceptAsync().WithTimeout();
