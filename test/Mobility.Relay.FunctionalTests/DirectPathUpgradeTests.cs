@@ -164,7 +164,7 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         public ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
             => TcpFlowFactory.Instance.ConnectAsync(remote, localAddress, cancellationToken);
 
-        public async ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, CancellationToken cancellationToken)
+        public async ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, int primeTtl, CancellationToken cancellationToken)
         {
             Assert.Equal(EndPoint.Port, localPort);
             var socket = await _listener.AcceptSocketAsync(cancellationToken);
