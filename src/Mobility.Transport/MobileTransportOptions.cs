@@ -206,26 +206,10 @@ public sealed class MobileConnectionOptions : MobileTransportOptions
     /// <summary>Upper bound of the race delay (a very slow path still races before the kernel retransmits its SYN at 1 s).</summary>
     public TimeSpan ConnectRaceDelayMax { get; set; } = TimeSpan.FromMilliseconds(750);
 
-    /// <summary>
-    /// The TTL (IPv6: hop limit) of the client's SYNs in a hole punch (docs/nat.md, "Hole punching"):
-    /// enough to pass this host's own NATs and open their mapping towards the server, too little to
-    /// reach the server's NAT, which would answer with a RST. 2 passes one NAT right in front of the
-    /// host (the host's router decrements it to 1, the next router drops it); a host behind a
-    /// carrier-grade NAT as well needs 3. 0: the SYNs leave with the default TTL (no priming: the
-    /// punch works only where a NAT drops unsolicited SYNs or both SYNs cross within the NATs'
-    /// one-way delay).
-    /// </summary>
-    public int PunchPrimeTtl { get; set; } = 2;
-
     internal new void Validate()
     {
         base.Validate();
         ArgumentNullException.ThrowIfNull(FlowFactory);
-        if (PunchPrimeTtl is < 0 or > 255)
-        {
-            throw new ArgumentOutOfRangeException(nameof(PunchPrimeTtl), "Between 0 and 255.");
-        }
-
         if (ReconnectBackoffMin <= TimeSpan.Zero || ReconnectBackoffMax < ReconnectBackoffMin)
         {
             throw new ArgumentOutOfRangeException(nameof(ReconnectBackoffMax), "Back-off bounds must be positive and ordered.");

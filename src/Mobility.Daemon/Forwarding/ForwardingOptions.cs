@@ -119,13 +119,6 @@ public sealed class TransportSettings
     /// </summary>
     public bool DirectPaths { get; set; } = true;
 
-    /// <summary>
-    /// The TTL of the SYNs this daemon's connections send when they punch (docs/nat.md, "Hole punching"): enough to
-    /// open the mapping of the host's own NATs, too little to reach the peer's. 2 for one NAT in front of the host,
-    /// 3 behind a carrier-grade NAT as well; 0: the default TTL (no priming).
-    /// </summary>
-    public int PunchPrimeTtl { get; set; } = 2;
-
     /// <summary>Copies the keepalive policy, <see cref="FastOpen"/>, <see cref="MaxStandbyPaths"/> and <see cref="DirectPaths"/> into <paramref name="options"/>.</summary>
     public T Apply<T>(T options)
         where T : Mobility.Transport.MobileTransportOptions

@@ -135,7 +135,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             FastOpenQueue = transport.FastOpenQueue,
             // The server's side of a simultaneous open, marked like every flow of the daemon.
             PunchFlowFactory = new global::Mobility.Transport.Flows.TcpFlowFactory(_mark.Apply),
-            // A client's PUNCH makes this end send SYNs only to addresses its GNS record publishes.
+            // A client's PUNCH makes this end connect only to addresses its GNS record publishes.
             PunchTargetLocator = _locator,
         }));
         try
@@ -165,7 +165,6 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             // Marked while transparent mode is on, so that its rules never intercept the daemon's own flows;
             // a peer's Relay locators (RelayEndPoint, from the peer locator) are dialled through their relay.
             FlowFactory = new RelayFlowFactory(new global::Mobility.Transport.Flows.TcpFlowFactory(_mark.Apply)),
-            PunchPrimeTtl = transport.PunchPrimeTtl,
         }));
         if (_options.RelayTargets is { Count: > 0 } relays)
         {

@@ -148,7 +148,8 @@ public sealed partial class MobileConnection
     /// client's reflexive candidates for one attempt's time (<see cref="SimultaneousOpen"/>); a flow that
     /// connects goes to the listener's handshake handling like an accepted one, so nothing is accepted
     /// on it before its Join proves the session. One punch at a time, attempts only increasing: a peer
-    /// cannot make this end connect more than once per attempt window.
+    /// cannot make this end connect more than once per attempt window, and with a
+    /// <see cref="MobileListenerOptions.PunchTargetLocator"/> only to addresses it publishes.
     /// </summary>
     private void OnPeerPunch(uint attempt)
     {
@@ -199,9 +200,8 @@ public sealed partial class MobileConnection
             return;
         }
 
-        // The client primed its NAT before it sent PUNCH: this end's SYNs go with the default TTL and meet its waiting socket.
         var flow = await SimultaneousOpen.RunAsync(punches.Flows, port, targets, deadline, _time, () => DirectPathPlanner.PunchGap(Random.Shared.NextDouble()),
-            primeTtl: 0, started: null, (target, why) => PunchLog.TryFailed(_logger, Token, port, target, why), Closed).ConfigureAwait(false);
+            (target, why) => PunchLog.TryFailed(_logger, Token, port, target, why), Closed).ConfigureAwait(false);
         if (flow is null)
         {
             PunchLog.NoConnection(_logger, Token, "the peer's", attempt);

@@ -146,10 +146,9 @@ internal sealed partial class PathSupervisor
     }
 
     /// <summary>
-    /// A coordinated simultaneous open: this end connects from its own transport port to the server's
-    /// reflexive endpoint with a low-TTL SYN that opens its NAT's mapping (<see cref="SimultaneousOpen"/>),
-    /// then the PUNCH frame asks the server to connect from its transport port to this end's reflexive
-    /// endpoint; the one connection both ends get carries this end's Join
+    /// A coordinated simultaneous open: the PUNCH frame asks the server to connect from its transport
+    /// port to this end's reflexive endpoint while this end connects from its own to the server's
+    /// (<see cref="SimultaneousOpen"/>); the one connection both ends get carries this end's Join
     /// (whichever SYN won), and the server accepts it only once the Join proves the session.
     /// </summary>
     private async Task<ConnectionPath?> PunchAsync(DirectAttempt attempt, CancellationToken ct)
@@ -167,10 +166,9 @@ internal sealed partial class PathSupervisor
             planner = current;
         }
 
-        // This end primes its NAT with a low-TTL SYN first and asks for the server's SYN only then (SimultaneousOpen).
         var number = ++_punches;
+        _connection.RequestPunch(number);
         var flow = await SimultaneousOpen.RunAsync(_options.FlowFactory, port, attempt.Targets, attempt.Deadline, _time, planner.NextPunchGap,
-            _options.PunchPrimeTtl, () => _connection.RequestPunch(number),
             (target, why) => PunchLog.TryFailed(_logger, _connection.Token, port, target, why), ct).ConfigureAwait(false);
         if (flow is null)
         {

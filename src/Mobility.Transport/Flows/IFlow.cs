@@ -60,12 +60,9 @@ public interface IFlowFactory
     /// One side of a TCP simultaneous open: connects to <paramref name="remote"/> from <paramref name="localPort"/>
     /// (the port this host's NAT maps to the reflexive endpoint it published), beside this host's own
     /// listener on that port. The peer connects to this end's endpoint at the same time; whichever SYN
-    /// gets through, both ends see one connection. <paramref name="primeTtl"/> above 0: the SYN leaves with
-    /// that TTL (hop limit), enough to open the mapping in this host's own NATs but not to reach the
-    /// peer's NAT (which would answer it with a RST), and the socket's TTL is the default again at once,
-    /// so its answer to the peer's SYN (the simultaneous open's SYN-ACK) goes all the way; 0: the default TTL.
+    /// gets through, both ends see one connection.
     /// </summary>
-    ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, int primeTtl, CancellationToken cancellationToken)
+    ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, CancellationToken cancellationToken)
         => throw new NotSupportedException("This flow kind cannot take part in a simultaneous open.");
 }
 

@@ -139,15 +139,11 @@ public sealed class TcpFlowFactory(Action<Socket>? configure = null) : IFlowFact
     /// A socket bound to the wildcard address and <paramref name="localPort"/> with SO_REUSEADDR and
     /// SO_REUSEPORT (the transport's listener on that port sets SO_REUSEPORT after it binds: see
     /// <see cref="TcpFlowListener"/>), connected to <paramref name="remote"/>. When the peer's SYN meets
-    /// this one (simultaneous open) or answers it, the kernel makes one connection of both. With
-    /// <paramref name="primeTtl"/> the SYN is sent with that TTL (the connect call sends it before it
-    /// returns) and the default TTL is set again right after, before any answer can come.
+    /// this one (simultaneous open) or answers it, the kernel makes one connection of both.
     /// </summary>
-    public async ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, int primeTtl, CancellationToken cancellationToken)
+    public async ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(remote);
-        ArgumentOutOfRangeException.ThrowIfNegative(primeTtl);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(primeTtl, 255);
         var socket = new Socket(remote.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -155,17 +151,7 @@ public sealed class TcpFlowFactory(Action<Socket>? configure = null) : IFlowFact
             socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
             TcpFlowListener.SetReusePort(socket);
             socket.Bind(new IPEndPoint(remote.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, localPort));
-            if (primeTtl == 0)
-            {
-                await socket.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
-                return new TcpFlow(socket, remote);
-            }
-
-            var ttl = socket.Ttl;
-            socket.Ttl = (short)primeTtl;
-            var connecting = socket.ConnectAsync(remote, cancellationToken);
-            socket.Ttl = ttl;
-            await connecting.ConfigureAwait(false);
+            await socket.ConnectAsync(remote, cancellationToken).ConfigureAwait(false);
             return new TcpFlow(socket, remote);
         }
         catch

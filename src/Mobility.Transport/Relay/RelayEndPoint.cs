@@ -32,8 +32,8 @@ public sealed class RelayFlowFactory(IFlowFactory inner) : IFlowFactory
     /// <summary>A simultaneous open is <paramref name="inner"/>'s (it never goes through a relay).</summary>
     public bool CanPunch => inner.CanPunch;
 
-    public ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, int primeTtl, CancellationToken cancellationToken)
-        => inner.PunchAsync(remote, localPort, primeTtl, cancellationToken);
+    public ValueTask<IFlow> PunchAsync(IPEndPoint remote, int localPort, CancellationToken cancellationToken)
+        => inner.PunchAsync(remote, localPort, cancellationToken);
 
     /// <summary>A first flight through a relay is an ordinary dial (the relay's header goes first); to any other endpoint, <paramref name="inner"/>'s (TCP Fast Open).</summary>
     public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
