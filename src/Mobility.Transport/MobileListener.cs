@@ -412,7 +412,7 @@ public sealed partial class MobileListener : IAsyncDisposable
         var connection = new MobileConnection(false, _key.Guid, hello.ClientGuid, hello.Token, secrets, !authenticateOnly,
             hello.ReceiveWindow, _options, c => _connections.TryRemove(new KeyValuePair<(HostGuid, UInt128), MobileConnection>((c.ClientGuid, c.Token), c)))
         {
-            Punches = _options.DirectPaths && _options.PunchFlowFactory.CanPunch ? new PunchResponder(_options.PunchFlowFactory, Admit) : null,
+            Punches = _options.DirectPaths && _options.PunchFlowFactory.CanPunch ? new PunchResponder(_options.PunchFlowFactory, Admit, _options.PunchTargetLocator) : null,
         };
         if (!_connections.TryAdd(id, connection))
         {

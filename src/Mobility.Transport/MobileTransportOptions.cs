@@ -234,6 +234,15 @@ public sealed class MobileListenerOptions : MobileTransportOptions
     /// </summary>
     public IFlowFactory PunchFlowFactory { get; set; } = TcpFlowFactory.Instance;
 
+    /// <summary>
+    /// Where this end's punch SYNs may go: a PUNCH frame makes this end connect to the client's reflexive
+    /// candidates, which the client names itself, so with a locator set only those whose address is one
+    /// of the client's endpoints the locator returns (mobilityd: the client's GNS record, its Host and
+    /// Observed locators) are tried, and a punch without one is ignored. Null: every reflexive candidate
+    /// of the (authenticated) client is tried.
+    /// </summary>
+    public IPeerLocator? PunchTargetLocator { get; set; }
+
     /// <summary>Which client GUIDs may connect (null: everyone). Called with the GUID the client proves in the handshake.</summary>
     public Func<HostGuid, bool>? AuthorizeClient { get; set; }
 

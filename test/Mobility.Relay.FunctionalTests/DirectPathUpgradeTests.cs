@@ -144,6 +144,58 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         await transfer.FinishAsync();
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task The_server_punches_only_an_address_the_clients_record_publishes(bool published)
+    {
+        // The client names its reflexive candidate itself; the server's punch target locator (mobilityd: the client's
+        // GNS record) decides whether the server sends SYNs there. The client's side only waits for the server's connect.
+        await using var relay = await RelayProcess.StartAsync();
+        var answering = new AnsweringPunch();
+        var records = new Records();
+        await using var pair = await DirectPair.OpenAsync(relay.Tcp, new MobileConnectionOptions { FlowFactory = new RelayFlowFactory(answering), DirectAttemptTimeout = TimeSpan.FromMilliseconds(500) },
+            new MobileListenerOptions { PunchTargetLocator = records });
+        records.Endpoints = [published ? new IPEndPoint(IPAddress.Loopback, 7391) : IPEndPoint.Parse("192.0.2.66:7391")];
+
+        var transfer = Transfer.Start(pair.Client, pair.Server);
+        pair.Client.SetDirectCandidates(punch: true, [new DirectCandidate(DirectCandidateKind.Reflexive, answering.EndPoint)]);
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Server.PeerCandidates.Count == 1), "the server has the client's candidate");
+        pair.Server.SetDirectCandidates(punch: true, [new DirectCandidate(DirectCandidateKind.Reflexive, pair.DirectEndPoint)]);
+
+        if (published)
+        {
+            await TestTimeout.Eventually(() => Task.FromResult(pair.Client.PathKind == "direct" && pair.Server.PathKind == "direct"), "both ends use the punched path");
+            Assert.Equal(pair.DirectEndPoint.Port, answering.Accepted!.Port);
+        }
+        else
+        {
+            // Two punches asked and refused (the back-off lets a second one come), each after the lookup.
+            await TestTimeout.Eventually(() => Task.FromResult(Volatile.Read(ref records.Lookups) >= 2), "the server looked the client up for two punches");
+            Assert.Null(answering.Accepted);
+            Assert.StartsWith("relay ", pair.Client.PathKind);
+        }
+
+        await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 8L << 20), "8 MiB cross");
+        await transfer.FinishAsync();
+    }
+
+    /// <summary>The client's published endpoints, as the server's punch target locator sees them.</summary>
+    private sealed class Records : IPeerLocator
+    {
+        public int Lookups;
+
+        public IReadOnlyList<IPEndPoint> Endpoints { get; set; } = [];
+
+        public event EventHandler<PeerEndpointsChangedEventArgs>? EndpointsChanged { add { } remove { } }
+
+        public ValueTask<IReadOnlyList<IPEndPoint>> LocateAsync(Mobility.Protocol.Identity.HostGuid guid, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref Lookups);
+            return ValueTask.FromResult(Endpoints);
+        }
+    }
+
     /// <summary>
     /// Flows as TCP, but its side of a simultaneous open waits for the peer's connect on its own port
     /// (a listener there): the flow the server's punch connected, seen from the client.
@@ -250,10 +302,10 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         /// <summary>How long the client's connect through the relay took (an anchor for timings of the same run).</summary>
         public TimeSpan ConnectTime { get; private set; }
 
-        public static async Task<DirectPair> OpenAsync(IPEndPoint relay, MobileConnectionOptions clientOptions)
+        public static async Task<DirectPair> OpenAsync(IPEndPoint relay, MobileConnectionOptions clientOptions, MobileListenerOptions? serverOptions = null)
         {
             var pair = new DirectPair();
-            pair._listener = new MobileListener(pair._serverKey);
+            pair._listener = new MobileListener(pair._serverKey, serverOptions);
             pair._listener.Start(new IPEndPoint(IPAddress.Loopback, 0));
             pair._registration = await RelayFlowListener.RegisterAsync(pair._serverKey, relay).WithTimeout();
             pair._serving = pair._listener.ServeAsync(pair._registration);

@@ -135,6 +135,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             FastOpenQueue = transport.FastOpenQueue,
             // The server's side of a simultaneous open, marked like every flow of the daemon.
             PunchFlowFactory = new global::Mobility.Transport.Flows.TcpFlowFactory(_mark.Apply),
+            // A client's PUNCH makes this end connect only to addresses its GNS record publishes.
+            PunchTargetLocator = _locator,
         }));
         try
         {

@@ -17,7 +17,7 @@ namespace Mobility.Netlab.Scenarios;
 /// and, where both NATs map independently of the destination, moves to a direct path made by a coordinated TCP
 /// simultaneous open.
 /// </summary>
-public sealed record NatPunchScenario(string Name, string Description, NatKind Kind)
+public sealed record NatPunchScenario(string Name, string Description, NatKind Kind, bool DropUnsolicited = false)
 {
     public static readonly NatPunchScenario Masquerade = new("nat-direct-punch",
         "server (registered at a relay) and client each behind plain masquerade, no forwards: starts relayed, then a coordinated TCP simultaneous open", NatKind.EndpointIndependent);
@@ -25,7 +25,10 @@ public sealed record NatPunchScenario(string Name, string Description, NatKind K
     public static readonly NatPunchScenario RandomFully = new("nat-direct-punch-random-fully",
         "as nat-direct-punch with masquerade random-fully at both NATs: a port per destination, so no punch can meet; stays relayed", NatKind.Symmetric);
 
-    public static IReadOnlyList<NatPunchScenario> All { get; } = [Masquerade, RandomFully];
+    public static readonly NatPunchScenario MasqueradeDropping = new("nat-direct-punch-drop",
+        "as nat-direct-punch with both NAT routers dropping unsolicited inbound packets (no RST for an early SYN)", NatKind.EndpointIndependent, DropUnsolicited: true);
+
+    public static IReadOnlyList<NatPunchScenario> All { get; } = [Masquerade, RandomFully, MasqueradeDropping];
 }
 
 /// <summary>One run of a <see cref="NatPunchScenario"/> (a row of nat-punch.json): the client's path over time, then the stream's check.</summary>
@@ -121,8 +124,8 @@ public sealed class NatPunchRunner(TextWriter? log = null)
         ArgumentNullException.ThrowIfNull(scenario);
         var topology = await NatTopology.CreateAsync(["gns", "relay"],
         [
-            new NatSiteOptions { Role = "server", Kind = scenario.Kind },
-            new NatSiteOptions { Role = "client", Kind = scenario.Kind },
+            new NatSiteOptions { Role = "server", Kind = scenario.Kind, DropUnsolicited = scenario.DropUnsolicited },
+            new NatSiteOptions { Role = "client", Kind = scenario.Kind, DropUnsolicited = scenario.DropUnsolicited },
         ], log).ConfigureAwait(false);
         await using (topology.ConfigureAwait(false))
         {

@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.Net;
 using Microsoft.Extensions.Logging;
+using Mobility.Protocol.Identity;
+using Mobility.Protocol.Records;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
 using Mobility.Transport.Flows;
@@ -146,7 +148,8 @@ public sealed partial class MobileConnection
     /// client's reflexive candidates for one attempt's time (<see cref="SimultaneousOpen"/>); a flow that
     /// connects goes to the listener's handshake handling like an accepted one, so nothing is accepted
     /// on it before its Join proves the session. One punch at a time, attempts only increasing: a peer
-    /// cannot make this end connect more than once per attempt window.
+    /// cannot make this end connect more than once per attempt window, and with a
+    /// <see cref="MobileListenerOptions.PunchTargetLocator"/> only to addresses it publishes.
     /// </summary>
     private void OnPeerPunch(uint attempt)
     {
@@ -173,8 +176,30 @@ public sealed partial class MobileConnection
         _punching = Task.Run(() => PunchForPeerAsync(punches, attempt, port, targets, deadline), CancellationToken.None);
     }
 
-    private async Task PunchForPeerAsync(PunchResponder punches, uint attempt, int port, IPEndPoint[] targets, long deadline)
+    private async Task PunchForPeerAsync(PunchResponder punches, uint attempt, int port, IPEndPoint[] candidates, long deadline)
     {
+        IPEndPoint[] targets;
+        try
+        {
+            targets = await punches.AllowedAsync(RemoteGuid, candidates, Closed).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // The locator's lookup failed (or the connection closed): no target is known to be the peer's.
+            if (!Closed.IsCancellationRequested)
+            {
+                DirectLog.PunchIgnored(_logger, Token, attempt, $"the peer's endpoints could not be looked up: {e.Message}");
+            }
+
+            return;
+        }
+
+        if (targets.Length == 0)
+        {
+            DirectLog.PunchIgnored(_logger, Token, attempt, "none of the peer's reflexive candidates is an address it publishes");
+            return;
+        }
+
         var flow = await SimultaneousOpen.RunAsync(punches.Flows, port, targets, deadline, _time, () => DirectPathPlanner.PunchGap(Random.Shared.NextDouble()),
             (target, why) => PunchLog.TryFailed(_logger, Token, port, target, why), Closed).ConfigureAwait(false);
         if (flow is null)
@@ -239,9 +264,28 @@ internal sealed class PunchRequested(uint attempt) : ConnectionEvent
 
 /// <summary>
 /// Server: how a connection takes part in a simultaneous open: <see cref="Flows"/> opens the punched
-/// flow, <see cref="Serve"/> hands it to the listener's handshake handling (as an accepted flow).
+/// flow, <see cref="Serve"/> hands it to the listener's handshake handling (as an accepted flow),
+/// <see cref="Targets"/> (when set) names the addresses the client may be punched at
+/// (<see cref="MobileListenerOptions.PunchTargetLocator"/>).
 /// </summary>
-internal sealed record PunchResponder(IFlowFactory Flows, Action<IFlow> Serve);
+internal sealed record PunchResponder(IFlowFactory Flows, Action<IFlow> Serve, IPeerLocator? Targets = null)
+{
+    /// <summary>
+    /// The candidates whose address the locator lists for <paramref name="peer"/> (all of them without a
+    /// locator): an authenticated peer must not make this end send SYNs to addresses that are not its own.
+    /// </summary>
+    public async Task<IPEndPoint[]> AllowedAsync(HostGuid peer, IPEndPoint[] candidates, CancellationToken ct)
+    {
+        if (Targets is null)
+        {
+            return candidates;
+        }
+
+        var published = await Targets.LocateAsync(peer, ct).ConfigureAwait(false);
+        var addresses = published.Where(e => e is not RelayEndPoint).Select(e => Locator.Normalize(e.Address)).ToHashSet();
+        return [.. candidates.Where(c => addresses.Contains(Locator.Normalize(c.Address)))];
+    }
+}
 
 /// <summary>Client: a direct path joined as a standby; the loop makes it the active path (<see cref="PathSupervisor"/>).</summary>
 internal sealed class DirectJoined(ConnectionPath path) : ConnectionEvent
