@@ -118,6 +118,9 @@ internal sealed class ConnectionPath
 
     public bool FinSent { get; set; }
 
+    /// <summary>DATA payload bytes laid out on this path so far: its frames start small and grow with it (<see cref="MobileConnection"/>'s frame ramp).</summary>
+    public long DataSent { get; set; }
+
     /// <summary>Control frames queued for this path by the connection's loop.</summary>
     public ControlOutbox Outbox { get; } = new();
 
