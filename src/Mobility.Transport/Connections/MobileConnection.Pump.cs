@@ -292,11 +292,10 @@ public sealed partial class MobileConnection
         position = PlaceCandidates(output, position);
         position = PlacePunch(output, position);
 
-        // A Resume in a first flight: the SYN carries one segment; data behind it in the same write would
-        // only wait for the handshake, and from an offset the server may already hold (the last ACK is
-        // stale by up to a keepalive tick), taking the new flow's initial window from the bytes it lacks.
-        // So only what fits in the SYN goes before the answer; the rest follows from the offset the
-        // ResumeAck names. Long.MaxValue: no limit.
+        // A Resume in a first flight: the SYN carries one segment, the new flow's first window ten more.
+        // The resend starts where the server's last ACK said (stale by up to a keepalive tick); when more
+        // than that window may be bytes the server already holds, only what fits in the SYN goes before
+        // the answer, and the rest follows from the offset the ResumeAck names. Long.MaxValue: no limit.
         var dataRoom = FirstFlightDataRoom(path, position, firstWrite);
         if ((_send.HasUnsent || HasDatagramsToSend) && output.Length < OutputBufferSize && dataRoom == long.MaxValue)
         {
@@ -351,18 +350,26 @@ public sealed partial class MobileConnection
 
     /// <summary>
     /// DATA payload that may still be laid out on <paramref name="path"/> in the batch whose other frames
-    /// end at <paramref name="position"/>: on a client path whose Resume rides in a first flight and is not
-    /// answered yet, what is left of <see cref="FirstFlightBytes"/> in the first write (the one with the
-    /// Resume, <paramref name="firstWrite"/>) and nothing after it; otherwise no limit (<see cref="long.MaxValue"/>).
+    /// end at <paramref name="position"/>: on a client path whose Resume rides in a first flight, is not
+    /// answered yet and resends more than <see cref="InitialWindowBytes"/> the server may already hold
+    /// (decided at the first write, <paramref name="firstWrite"/>), what is left of
+    /// <see cref="FirstFlightBytes"/> in that write and nothing after it; otherwise no limit
+    /// (<see cref="long.MaxValue"/>): bytes never sent before then ride in the first window.
     /// </summary>
-    private static long FirstFlightDataRoom(ConnectionPath path, int position, bool firstWrite)
+    private long FirstFlightDataRoom(ConnectionPath path, int position, bool firstWrite)
     {
         if (path.Established || path.AwaitingResumeAck is null || !path.Flow.OpensWithFirstFlight)
         {
             return long.MaxValue;
         }
 
-        return firstWrite ? Math.Max(0, FirstFlightBytes - position - TransportFrame.WireSize(8)) : 0;
+        if (firstWrite)
+        {
+            path.HoldsUntilAnswered = _send.HighestSent - _send.Next > InitialWindowBytes;
+            return path.HoldsUntilAnswered ? Math.Max(0, FirstFlightBytes - position - TransportFrame.WireSize(8)) : long.MaxValue;
+        }
+
+        return path.HoldsUntilAnswered ? 0 : long.MaxValue;
     }
 
     /// <summary>

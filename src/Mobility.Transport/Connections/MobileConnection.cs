@@ -118,6 +118,13 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     /// </summary>
     internal const int FirstFlightBytes = 1200;
 
+    /// <summary>
+    /// Linux's initial congestion window (RFC 6928: ten segments of 1,448 bytes): what a new flow sends in
+    /// the round trip after its handshake. A resume that may resend more than this of bytes the server
+    /// already holds sends only its SYN's worth before the ResumeAck (see <c>FirstFlightDataRoom</c>).
+    /// </summary>
+    internal const int InitialWindowBytes = 10 * 1448;
+
     /// <summary>The largest DATA payload of a path's first frame (see <c>FramePayloadLimit</c>): one frame per segment.</summary>
     internal const int FirstFramePayload = 1024;
 
