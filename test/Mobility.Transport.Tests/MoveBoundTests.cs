@@ -184,6 +184,53 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         AssertNoLossOrDuplicate(client, server);
     }
 
+    /// <summary>
+    /// What the netlab showed and the plain simulation did not model (a SYN has room for one segment, a new
+    /// flow sends its initial window in the first round trip and doubles it in each next one): the server
+    /// has read bytes whose ACK had not reached the client when it moved (ACKs below AckEvery wait for a
+    /// keepalive tick), and the client wrote more at the move. The client's first flight carries the
+    /// Resume and only what fits in the SYN; the ResumeAck names what the server holds and the new bytes
+    /// follow at once, in frames that start small enough to be opened as their first segments arrive.
+    /// Resending everything behind the Resume put 48 KiB the server already had in front of the new bytes
+    /// (3.5 RTT); 32 KiB frames kept the first new byte for a second round of the window (2.5 RTT).
+    /// </summary>
+    [Fact]
+    public async Task On_a_slow_starting_flow_the_first_new_byte_follows_the_resume_answer_however_stale_the_last_ack()
+    {
+        await using var pair = await CreateAsync();
+        pair.Network.SlowStart = true;
+        var (client, server) = pair.Connections[0];
+        var held = new byte[48 * 1024];
+        await client.Stream.WriteAsync(held).WithTimeout();
+        await server.Stream.ReadExactlyAsync(new byte[held.Length]).WithTimeout();
+
+        // The move, as the server got those bytes: an ACK it sends from now on is lost with the old address.
+        pair.Network.MoveAddress(ClientA, ClientB);
+        var t0 = pair.Time.GetTimestamp();
+        var fresh = new byte[40 * 1024];
+        Random.Shared.NextBytes(fresh);
+        var firstRead = Task.Run(async () =>
+        {
+            var buffer = new byte[fresh.Length];
+            var n = await server.Stream.ReadAsync(buffer);
+            var at = pair.Time.GetTimestamp();
+            await server.Stream.ReadExactlyAsync(buffer.AsMemory(n));
+            Assert.Equal(fresh, buffer);
+            return at;
+        });
+        await client.Stream.WriteAsync(fresh).WithTimeout();   // written at the move, before its detection
+        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        var serverGot = await firstRead.WithTimeout();
+
+        var toServer = Rtts(pair, t0, serverGot);
+        Report("client move, stale ACK, slow start", pair, toServer, double.NaN);
+        // The ResumeAck (1 RTT, with the SYN-ACK), then the first new frame in the new flow's first window.
+        Assert.InRange(toServer, 1.5, 1.5 + Slack);
+        Assert.Contains(client.Moves[^1].Events, e => e.Kind == MoveEventKind.ResumeAnswered && e.Detail!.EndsWith("(the Resume rode in the SYN)", StringComparison.Ordinal));
+        Assert.Equal(1, client.Statistics.Moves);
+        AssertNoLossOrDuplicate(client, server);
+    }
+
     [Fact]
     public async Task When_the_listener_does_not_take_first_flights_a_client_move_falls_back_to_one_more_round_trip_and_later_moves_connect_plainly()
     {

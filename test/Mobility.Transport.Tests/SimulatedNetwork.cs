@@ -48,6 +48,21 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
     /// </summary>
     public FirstFlightMode FirstFlights { get; set; }
 
+    /// <summary>
+    /// Models what a new TCP flow of a real kernel sends (off by default: every write arrives whole one
+    /// latency later): a SYN carries at most <see cref="SynDataBytes"/> of a first flight's first write (the
+    /// rest waits for the SYN-ACK), and from the handshake on a flow sends <see cref="InitialWindowBytes"/>
+    /// in its first round trip and twice as much in each next one (slow start, no loss), so bytes written
+    /// beyond a round's window leave one RTT later.
+    /// </summary>
+    public bool SlowStart { get; set; }
+
+    /// <summary>Linux's initial congestion window: ten segments of 1,448 bytes.</summary>
+    public const int InitialWindowBytes = 10 * 1448;
+
+    /// <summary>What Linux puts in a SYN without a cookie over IPv4 at MTU 1500: one MSS less 40 bytes of options.</summary>
+    public const int SynDataBytes = 1420;
+
     /// <summary>Where a flow opened without a local address comes from (the default route's source); null: such a connect fails.</summary>
     public IPAddress? DefaultSource { get; set; }
 
@@ -160,6 +175,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         var serverFlow = new SimFlow(remote, local, toServer, toClient);
         listener.Enqueue(serverFlow);
         await Task.Delay(Latency, Time, cancellationToken); // SYN-ACK
+        toServer.StartWindow();
         clientFlow.SmoothedRtt = Rtt;   // the kernel's first sample: SYN to SYN-ACK
         return clientFlow;
     }
@@ -262,12 +278,65 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
     internal sealed class SimPipe(SimulatedNetwork network, IPAddress from, IPAddress to)
     {
         private readonly Channel<(long DueTicks, byte[]? Data, bool Reset)> _segments = Channel.CreateUnbounded<(long, byte[]?, bool)>();
+        private readonly object _gate = new();
+
+        // Slow start (SimulatedNetwork.SlowStart): round k starts k RTTs after the handshake and sends InitialWindowBytes << k.
+        private long _windowStart = network.Time.GetTimestamp();
+        private int _round;
+        private long _roundBytes;
+
+        /// <summary>The handshake completed: the first round of the flow's window starts now.</summary>
+        public void StartWindow()
+        {
+            lock (_gate)
+            {
+                _windowStart = network.Time.GetTimestamp();
+                _round = 0;
+                _roundBytes = 0;
+            }
+        }
 
         public void Send(ReadOnlySpan<byte> data)
         {
-            if (network.Forwards(from, to))
+            if (!network.Forwards(from, to))
+            {
+                return;
+            }
+
+            if (!network.SlowStart)
             {
                 _segments.Writer.TryWrite((Due(), data.ToArray(), false));
+                return;
+            }
+
+            lock (_gate)
+            {
+                var now = network.Time.GetTimestamp();
+                var rtt = (long)(network.Rtt.TotalSeconds * network.Time.TimestampFrequency);
+                var latency = (long)(network.Latency.TotalSeconds * network.Time.TimestampFrequency);
+                var current = (int)Math.Min(30, Math.Max(0, now - _windowStart) / rtt);
+                if (current > _round)
+                {
+                    _round = current;
+                    _roundBytes = 0;
+                }
+
+                while (!data.IsEmpty)
+                {
+                    var room = (InitialWindowBytes << Math.Min(_round, 20)) - _roundBytes;
+                    if (room <= 0)
+                    {
+                        _round++;
+                        _roundBytes = 0;
+                        continue;
+                    }
+
+                    var n = (int)Math.Min(room, data.Length);
+                    var leaves = Math.Max(now, _windowStart + (_round * rtt));
+                    _segments.Writer.TryWrite((leaves + latency, data[..n].ToArray(), false));
+                    _roundBytes += n;
+                    data = data[n..];
+                }
             }
         }
 
@@ -344,6 +413,8 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         public bool IsHandshakePending => HandshakeCompleteAt is { } at && Time!.GetTimestamp() < at;
 
         public bool? FirstFlightTaken => FirstFlight?.Taken;
+
+        public bool OpensWithFirstFlight => FirstFlight is not null;
 
         /// <summary>Connecting side: the network's RTT once the SYN-ACK arrived (as the kernel's smoothed RTT); null before.</summary>
         public TimeSpan? SmoothedRtt { get; set; }
@@ -490,7 +561,14 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
 
                 if (_syn is null)
                 {
-                    _syn = data.ToArray();
+                    // A real SYN has room for one segment: the rest of the first write waits for the SYN-ACK.
+                    var inSyn = network.SlowStart ? Math.Min(data.Length, SynDataBytes) : data.Length;
+                    _syn = data[..inSyn].ToArray();
+                    if (inSyn < data.Length)
+                    {
+                        _held.Add(data[inSyn..].ToArray());
+                    }
+
                     _ = HandshakeAsync(_syn);
                 }
                 else
@@ -544,6 +622,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
                 {
                     Taken = taken;
                     flow.SmoothedRtt = network.Rtt;
+                    toServer.StartWindow();
                     if (!taken)
                     {
                         toServer.Send(synData); // the kernel resends the SYN's data after the handshake

@@ -118,6 +118,12 @@ internal sealed class ConnectionPath
 
     public bool FinSent { get; set; }
 
+    /// <summary>A resumed client path that sends only its first write (the SYN's worth) until the Resume is answered.</summary>
+    public bool HoldsUntilAnswered { get; set; }
+
+    /// <summary>DATA payload bytes laid out on this path so far: its frames start small and grow with it (<see cref="MobileConnection"/>'s frame ramp).</summary>
+    public long DataSent { get; set; }
+
     /// <summary>Control frames queued for this path by the connection's loop.</summary>
     public ControlOutbox Outbox { get; } = new();
 

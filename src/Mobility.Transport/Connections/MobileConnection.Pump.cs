@@ -272,6 +272,7 @@ public sealed partial class MobileConnection
     /// </summary>
     private int BuildBatch(ConnectionPath path, ref byte[] output, out bool closeAfter)
     {
+        var firstWrite = path.Preamble is not null;
         var position = PlaceProbes(path, output);
 
         // ACKs are not sent per read: only when due (a threshold, the peer's FIN), forced (new path,
@@ -291,7 +292,12 @@ public sealed partial class MobileConnection
         position = PlaceCandidates(output, position);
         position = PlacePunch(output, position);
 
-        if ((_send.HasUnsent || HasDatagramsToSend) && output.Length < OutputBufferSize)
+        // A Resume in a first flight: the SYN carries one segment, the new flow's first window ten more.
+        // The resend starts where the server's last ACK said (stale by up to a keepalive tick); when more
+        // than that window may be bytes the server already holds, only what fits in the SYN goes before
+        // the answer, and the rest follows from the offset the ResumeAck names. Long.MaxValue: no limit.
+        var dataRoom = FirstFlightDataRoom(path, position, firstWrite);
+        if ((_send.HasUnsent || HasDatagramsToSend) && output.Length < OutputBufferSize && dataRoom == long.MaxValue)
         {
             var large = ArrayPool<byte>.Shared.Rent(OutputBufferSize);
             output.AsSpan(0, position).CopyTo(large);
@@ -304,7 +310,7 @@ public sealed partial class MobileConnection
         // Datagrams queued by the application after the buffer was chosen wait for a large one.
         long dataBytes = 0, datagramBytes = 0;
         var roomForDatagrams = output.Length >= OutputBufferSize;
-        while (position < OutputBatchSize)
+        while (position < OutputBatchSize && dataBytes < dataRoom)
         {
             if (roomForDatagrams && HasDatagramsToSend && (datagramBytes <= dataBytes || !_send.HasUnsent))
             {
@@ -318,8 +324,10 @@ public sealed partial class MobileConnection
             }
 
             // The body is assembled where it will be sent and sealed in place.
-            var body = BodyAt(output, position, 8 + TransportConstants.MaxFramePayload);
+            var payload = (int)Math.Min(FramePayloadLimit(path), dataRoom - dataBytes);
+            var body = BodyAt(output, position, 8 + payload);
             var (offset, n, resent, fresh) = _send.TakeNext(body[8..]);
+            path.DataSent += n;
             BinaryPrimitives.WriteUInt64BigEndian(body, (ulong)offset);
             _stats.BytesResent += resent;
             _stats.BytesSent += fresh;
@@ -339,6 +347,40 @@ public sealed partial class MobileConnection
     }
 
     private bool IsFinished() => _send.FinAcked && _receive.PeerFin >= 0;
+
+    /// <summary>
+    /// DATA payload that may still be laid out on <paramref name="path"/> in the batch whose other frames
+    /// end at <paramref name="position"/>: on a client path whose Resume rides in a first flight, is not
+    /// answered yet and resends more than <see cref="InitialWindowBytes"/> the server may already hold
+    /// (decided at the first write, <paramref name="firstWrite"/>), what is left of
+    /// <see cref="FirstFlightBytes"/> in that write and nothing after it; otherwise no limit
+    /// (<see cref="long.MaxValue"/>): bytes never sent before then ride in the first window.
+    /// </summary>
+    private long FirstFlightDataRoom(ConnectionPath path, int position, bool firstWrite)
+    {
+        if (path.Established || path.AwaitingResumeAck is null || !path.Flow.OpensWithFirstFlight)
+        {
+            return long.MaxValue;
+        }
+
+        if (firstWrite)
+        {
+            path.HoldsUntilAnswered = _send.HighestSent - _send.Next > InitialWindowBytes;
+            return path.HoldsUntilAnswered ? Math.Max(0, FirstFlightBytes - position - TransportFrame.WireSize(8)) : long.MaxValue;
+        }
+
+        return path.HoldsUntilAnswered ? 0 : long.MaxValue;
+    }
+
+    /// <summary>
+    /// The largest DATA payload of the next frame on <paramref name="path"/>: a frame is opened only once
+    /// all of it arrived, and a new flow delivers its first bytes a segment (SYN) and then an initial
+    /// window at a time, so a path's frames start at <see cref="FirstFramePayload"/> and grow with the
+    /// bytes it carried (1, 1, 2, 4, … KiB) up to <see cref="TransportConstants.MaxFramePayload"/>
+    /// (reached after 64 KiB; the overhead of the small frames is under 3 % of those bytes).
+    /// </summary>
+    private static int FramePayloadLimit(ConnectionPath path)
+        => (int)Math.Clamp(path.DataSent, FirstFramePayload, TransportConstants.MaxFramePayload);
 
     /// <summary>
     /// A path's receive loop: reads the flow, answers nothing itself. On a resumed client path it

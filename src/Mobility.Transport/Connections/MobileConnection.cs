@@ -111,6 +111,23 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     /// </summary>
     internal const int OutputBatchSize = OutputBufferSize - (2 * TransportConstants.MaxFrameWireSize);
 
+    /// <summary>
+    /// The first write on a flow opened for a first flight, at most: what the kernel puts in a SYN without a
+    /// cookie is one segment less the largest TCP options (1,420 bytes over IPv4 at MTU 1500, 1,400 over
+    /// IPv6); 1,200 leaves room for tunnels and smaller MTUs.
+    /// </summary>
+    internal const int FirstFlightBytes = 1200;
+
+    /// <summary>
+    /// Linux's initial congestion window (RFC 6928: ten segments of 1,448 bytes): what a new flow sends in
+    /// the round trip after its handshake. A resume that may resend more than this of bytes the server
+    /// already holds sends only its SYN's worth before the ResumeAck (see <c>FirstFlightDataRoom</c>).
+    /// </summary>
+    internal const int InitialWindowBytes = 10 * 1448;
+
+    /// <summary>The largest DATA payload of a path's first frame (see <c>FramePayloadLimit</c>): one frame per segment.</summary>
+    internal const int FirstFramePayload = 1024;
+
     /// <summary>Output buffer of a path with nothing but handshake and control frames to send.</summary>
     private const int SmallOutputSize = 4096;
 

@@ -30,6 +30,13 @@ public interface IFlow : IAsyncDisposable
     /// </summary>
     bool? FirstFlightTaken => null;
 
+    /// <summary>
+    /// Connecting side: the flow was opened for a first flight (TCP Fast Open asked of the kernel), so its
+    /// first write rides in the opening packet as far as that packet has room (one segment) and the rest
+    /// waits for the handshake.
+    /// </summary>
+    bool OpensWithFirstFlight => false;
+
     /// <summary>The transport's own smoothed round-trip time of this flow (the kernel's, for TCP); null when unknown.</summary>
     TimeSpan? SmoothedRtt => null;
 }

@@ -41,6 +41,8 @@ public sealed class TcpFlow : IFlow
 
     public bool? FirstFlightTaken => FastOpenRequested ? TcpFastOpen.SynDataAcknowledged(_socket) : null;
 
+    public bool OpensWithFirstFlight => FastOpenRequested;
+
     public TimeSpan? SmoothedRtt => TcpFastOpen.SmoothedRtt(_socket);
 
     public void Abort()

@@ -49,7 +49,7 @@ public sealed partial class ConnectionLoopTests
     {
         await using var connection = Start(peerWindow: TransportConstants.MaxFramePayload);
         var write = connection.WriteAsync(new byte[4 * TransportConstants.MaxFramePayload]).AsTask();
-        await ReceiveAsync(FrameType.Data);
+        await ReceiveStreamAsync(TransportConstants.MaxFramePayload);
         await connection.SettleAsync().WithTimeout();
         Assert.False(write.IsCompleted);
 

@@ -84,6 +84,31 @@ public sealed partial class ConnectionLoopTests : IAsyncDisposable
     }
 
     /// <summary>Skips ACKs; returns the next frame of <paramref name="type"/>.</summary>
+    /// <summary>
+    /// The next <paramref name="bytes"/> of the stream as DATA frames carry them (a path's frames start small
+    /// and grow): the offset of the first and the payloads, which must follow each other.
+    /// </summary>
+    private async Task<(ulong Offset, byte[] Payload)> ReceiveStreamAsync(int bytes)
+    {
+        var payload = new List<byte>(bytes);
+        ulong first = 0;
+        while (payload.Count < bytes)
+        {
+            var body = await ReceiveAsync(FrameType.Data);
+            var offset = BinaryPrimitives.ReadUInt64BigEndian(body);
+            if (payload.Count == 0)
+            {
+                first = offset;
+            }
+
+            Assert.Equal(first + (ulong)payload.Count, offset);
+            payload.AddRange(body[8..]);
+        }
+
+        Assert.Equal(bytes, payload.Count);
+        return (first, payload.ToArray());
+    }
+
     private async Task<byte[]> ReceiveAsync(FrameType type)
     {
         while (true)
@@ -123,13 +148,36 @@ public sealed partial class ConnectionLoopTests : IAsyncDisposable
         await connection.SettleAsync().WithTimeout();
         Assert.False(write.IsCompleted);
 
-        var first = await ReceiveAsync(FrameType.Data);
-        Assert.Equal(4096, first.Length - 8);
+        var first = await ReceiveStreamAsync(4096);
+        Assert.Equal(0UL, first.Offset);
+        Assert.Equal(data[..4096], first.Payload);
         await SendAsync(FrameType.Ack, Ack(4096, 4096));
         await write.WithTimeout();
-        var second = await ReceiveAsync(FrameType.Data);
-        Assert.Equal(4096UL, BinaryPrimitives.ReadUInt64BigEndian(second));
-        Assert.Equal(data[4096..], second[8..]);
+        var second = await ReceiveStreamAsync(data.Length - 4096);
+        Assert.Equal(4096UL, second.Offset);
+        Assert.Equal(data[4096..], second.Payload);
+    }
+
+    [Fact]
+    public async Task A_paths_data_frames_start_at_one_kib_and_grow_with_what_it_carried_up_to_the_largest()
+    {
+        // A frame is opened only once all of it arrived: on a new flow a 32 KiB first frame waited for the
+        // second round trip of TCP's initial window (issue 14's netlab breakdown).
+        await using var connection = Start();
+        var data = RandomNumberGenerator.GetBytes(100 * 1024);
+        await connection.WriteAsync(data).AsTask().WithTimeout();
+        var sizes = new List<int>();
+        var received = new List<byte>();
+        while (received.Count < data.Length)
+        {
+            var body = await ReceiveAsync(FrameType.Data);
+            Assert.Equal((ulong)received.Count, BinaryPrimitives.ReadUInt64BigEndian(body));
+            sizes.Add(body.Length - 8);
+            received.AddRange(body[8..]);
+        }
+
+        Assert.Equal(data, received.ToArray());
+        Assert.Equal([1024, 1024, 2048, 4096, 8192, 16384, 32768, 32768, 4096], sizes);
     }
 
     [Fact]
