@@ -570,6 +570,7 @@ public sealed partial class MobileConnection
         finally
         {
             ReturnArrays(frames, next);
+            ServeReads();
             received.Processed.TrySetResult(keep);
         }
     }
@@ -616,8 +617,9 @@ public sealed partial class MobileConnection
                         _timeline.Record(MoveEventKind.FirstByteDelivered, $"{delivered} bytes");
                     }
 
+                    // Parked reads are served once the whole read's frames are in (OnFramesReceived), not per
+                    // frame: a waiting read then takes up to a pipe read's worth, not one frame's 32 KiB.
                     MarkActive();
-                    ServeReads();
                     return true;
                 }
 
@@ -634,7 +636,6 @@ public sealed partial class MobileConnection
                 if (_receive.AcceptFin((long)frame.Value1))
                 {
                     MarkActive();
-                    ServeReads();
                 }
 
                 return false;
