@@ -71,13 +71,11 @@ public class LoopbackBasicTests
         // A flow read that happens to split them is allowed for: some attempt out of ten must see both in one read.
         await using var listener = new MobileListener(Keys.Server);
         listener.Start(new IPEndPoint(IPAddress.Loopback, 0));
-        var connector = new MobileConnector(Keys.Client);
-        var acceptTask = listener.AcceptAsync().AsTask();
-        await using var client = await connector.ConnectAsync(listener.LocalEndPoint, Keys.Server.Guid).WithTimeout();
-        await using var server = await acceptTask.WithTimeout();
-
         var data = new byte[40_000];
         var buffer = new byte[256 * 1024];
+        var acceptTask = listener.AcceptAsync().AsTask();
+        await using var client = await new MobileConnector(Keys.Client).ConnectAsync(listener.LocalEndPoint, Keys.Server.Guid).WithTimeout();
+        await using var server = await acceptTask.WithTimeout();
         var largest = 0;
         for (var attempt = 0; attempt < 10 && largest < data.Length; attempt++)
         {
