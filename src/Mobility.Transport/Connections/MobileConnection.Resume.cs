@@ -4,6 +4,7 @@ using Mobility.Protocol;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
 using Mobility.Transport.Flows;
+using Mobility.Transport.Internal;
 
 namespace Mobility.Transport;
 
@@ -122,7 +123,7 @@ public sealed partial class MobileConnection
             return null;
         }
 
-        var reader = PipeReader.Create(flow.Stream, FlowPipeOptions);
+        var reader = FlowReadBuffers.CreateReader(flow.Stream, bulk: true);
         var path = new ConnectionPath(flow, reader, null, established: false);
         return Post(new PathStarted(path, resume: true)) ? path : null;
     }
@@ -148,18 +149,6 @@ public sealed partial class MobileConnection
     void ISupervisedConnection.PathFailed(ConnectionPath path, string reason) => Post(new PathLost(path, reason));
 
     void ISupervisedConnection.OnUnknownToPeer(IPEndPoint endpoint) => Post(new UnknownToPeer(endpoint));
-
-    /// <summary>
-    /// Reads of a flow: up to 256 KiB at a time in bulk (a size class of the shared pool; each read's
-    /// frames are one trip to the connection's loop and back, so a larger read is fewer trips per
-    /// byte, and fewer 32 KiB frames straddle two buffers and must be copied before they are
-    /// opened); zero-byte reads first whenever the reader has nothing buffered, so that an idle flow
-    /// waits without holding a buffer (ten thousand idle connections would otherwise pin 2.5 GiB).
-    /// </summary>
-    internal static readonly StreamPipeReaderOptions FlowPipeOptions = new(bufferSize: FlowReadSize, minimumReadSize: 64 * 1024, leaveOpen: true, useZeroByteReads: true);
-
-    /// <summary>The buffer of a flow's reads in bulk (<see cref="FlowPipeOptions"/>).</summary>
-    internal const int FlowReadSize = 256 * 1024;
 
     /// <summary>Client, on the loop: the answer to a resumed path's Resume (checked by its receive loop).</summary>
     private void OnResumeAnswered(ResumeAnswered answer)
