@@ -66,8 +66,11 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
 
         var t0 = pair.Time.GetTimestamp();
         pair.Network.MoveAddress(ClientA, ClientB);
+        // Written at the move, before its detection at the same instant (as in the simultaneous move below): written
+        // after it, the byte could come a moment after the client sealed its Resume into the SYN and wait for the SYN-ACK.
+        await SimulatedMoveTests.WriteBothAsync(client, server);
         pair.Connector.NotifyLocalAddressChanged(ClientB);
-        var (clientGot, serverGot) = await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ReadBothAsync(pair.Time, client, server);
 
         var toServer = Rtts(pair, t0, serverGot);
         var toClient = Rtts(pair, t0, clientGot);
