@@ -158,7 +158,7 @@ public sealed partial class MobileConnector
                 throw new MobileHandshakeException($"Could not open a flow to {endpoint}: {e.Message}", e);
             }
 
-            var reader = PipeReader.Create(flow.Stream, MobileConnection.FlowPipeOptions);
+            var reader = FlowReadBuffers.CreateReader(flow.Stream, bulk: true);
             var handedOver = false;
             try
             {

@@ -250,7 +250,9 @@ public sealed partial class MobileListener : IAsyncDisposable
     }
     private async Task HandleFlowAsync(IFlow flow, HandshakeAdmission.Ticket ticket)
     {
-        var reader = PipeReader.Create(flow.Stream, MobileConnection.FlowPipeOptions);
+        // Reads of 64 KiB until the peer is authenticated (a half-done handshake holds no more), of up to 256 KiB after.
+        var buffers = new FlowReadBuffers(bulk: false);
+        var reader = buffers.CreateReader(flow.Stream);
         var handedOver = false;
         using var timeout = new CancellationTokenSource(_options.HandshakeTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stopping.Token, ticket.CutToken);
@@ -327,7 +329,12 @@ public sealed partial class MobileListener : IAsyncDisposable
         }
         finally
         {
-            if (!handedOver)
+            if (handedOver)
+            {
+                // The connection reads this flow from now on: an authenticated peer, bulk reads.
+                buffers.StartBulk();
+            }
+            else
             {
                 await reader.CompleteAsync().ConfigureAwait(false);
                 flow.Abort();

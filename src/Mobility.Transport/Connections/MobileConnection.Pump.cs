@@ -612,6 +612,7 @@ public sealed partial class MobileConnection
         finally
         {
             ReturnArrays(frames, next);
+            ServeReads();
             received.Processed.TrySetResult(keep);
         }
     }
@@ -658,8 +659,9 @@ public sealed partial class MobileConnection
                         _timeline.Record(MoveEventKind.FirstByteDelivered, $"{delivered} bytes");
                     }
 
+                    // Parked reads are served once the whole read's frames are in (OnFramesReceived), not per
+                    // frame: a waiting read then takes up to a pipe read's worth, not one frame's 32 KiB.
                     MarkActive();
-                    ServeReads();
                     return true;
                 }
 
@@ -676,7 +678,6 @@ public sealed partial class MobileConnection
                 if (_receive.AcceptFin((long)frame.Value1))
                 {
                     MarkActive();
-                    ServeReads();
                 }
 
                 return false;

@@ -4,6 +4,7 @@ using Mobility.Protocol;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
 using Mobility.Transport.Flows;
+using Mobility.Transport.Internal;
 
 namespace Mobility.Transport;
 
@@ -122,7 +123,7 @@ public sealed partial class MobileConnection
             return null;
         }
 
-        var reader = PipeReader.Create(flow.Stream, FlowPipeOptions);
+        var reader = FlowReadBuffers.CreateReader(flow.Stream, bulk: true);
         var path = new ConnectionPath(flow, reader, null, established: false);
         return Post(new PathStarted(path, resume: true)) ? path : null;
     }
@@ -148,13 +149,6 @@ public sealed partial class MobileConnection
     void ISupervisedConnection.PathFailed(ConnectionPath path, string reason) => Post(new PathLost(path, reason));
 
     void ISupervisedConnection.OnUnknownToPeer(IPEndPoint endpoint) => Post(new UnknownToPeer(endpoint));
-
-    /// <summary>
-    /// Reads of a flow: 64 KiB at a time in bulk; zero-byte reads first whenever the reader has
-    /// nothing buffered, so that an idle flow waits without holding a 64 KiB buffer (ten thousand
-    /// idle connections would otherwise pin 640 MiB).
-    /// </summary>
-    internal static readonly StreamPipeReaderOptions FlowPipeOptions = new(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true, useZeroByteReads: true);
 
     /// <summary>Client, on the loop: the answer to a resumed path's Resume (checked by its receive loop).</summary>
     private void OnResumeAnswered(ResumeAnswered answer)

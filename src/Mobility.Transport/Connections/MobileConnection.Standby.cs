@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Mobility.Protocol;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
+using Mobility.Transport.Internal;
 
 namespace Mobility.Transport;
 
@@ -53,7 +54,7 @@ public sealed partial class MobileConnection
             return null;
         }
 
-        var reader = PipeReader.Create(flow.Stream, FlowPipeOptions);
+        var reader = FlowReadBuffers.CreateReader(flow.Stream, bulk: true);
         var path = new ConnectionPath(flow, reader, null, established: false) { Joining = true };
         return Post(new PathStarted(path, resume: true)) ? path : null;
     }
