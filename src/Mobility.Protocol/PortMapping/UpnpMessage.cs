@@ -46,6 +46,8 @@ public static class UpnpMessage
     /// <summary>How deep the description's elements may nest (devices inside devices: a handful in real gateways).</summary>
     public const int MaxDepth = 32;
 
+    private static readonly UTF8Encoding Utf8Lenient = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: false);
+
     public const string SearchTarget = "urn:schemas-upnp-org:device:InternetGatewayDevice:1";
 
     /// <summary>The WAN connection services, best first.</summary>
@@ -366,7 +368,10 @@ public static class UpnpMessage
     /// <summary>
     /// Reads <paramref name="xml"/> element by element with DTDs prohibited (an entity cannot be declared, so none is
     /// expanded), no resolver, a character limit and a depth limit; <paramref name="element"/> sees each start element
-    /// and returns true when it consumed it (the reader already stands on the next node).
+    /// and returns true when it consumed it (the reader already stands on the next node). The bytes are decoded here as
+    /// UTF-8 (UPnP's encoding; an invalid byte becomes U+FFFD, and only ASCII URLs and names are read), so the XML
+    /// reader never switches encodings on the document's say: System.Xml's switch threw ArgumentOutOfRangeException on
+    /// a fuzzed declaration behind a stray byte.
     /// </summary>
     private static void ReadXml(ReadOnlySpan<byte> xml, int maxCharacters, Func<XmlReader, bool> element)
     {
@@ -381,8 +386,8 @@ public static class UpnpMessage
         };
         try
         {
-            using var stream = new MemoryStream(xml.ToArray(), writable: false);
-            using var reader = XmlReader.Create(stream, settings);
+            var text = Utf8Lenient.GetString(xml);
+            using var reader = XmlReader.Create(new StringReader(text.StartsWith('\uFEFF') ? text[1..] : text), settings);
             var consumed = false;
             while (consumed || reader.Read())
             {

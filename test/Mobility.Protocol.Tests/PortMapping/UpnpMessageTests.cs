@@ -176,6 +176,29 @@ public sealed class UpnpMessageTests
         Assert.Throws<MalformedMessageException>(() => UpnpMessage.ParseSoapResponse(Utf8(xml), "AddPortMapping"));
 
     [Fact]
+    public void A_declaration_that_would_switch_encodings_behind_a_stray_byte_is_malformed_not_a_crash()
+    {
+        // Found by the upnp fuzz target: System.Xml's own encoding switch threw ArgumentOutOfRangeException on it.
+        var xml = Convert.FromHexString("3c3f786d6c2076657273696f6e3d22312e30a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7223f3e3c7365200048415450");
+        Assert.Throws<MalformedMessageException>(() => UpnpMessage.ParseSoapResponse(xml, "AddAnyPortMapping"));
+        Assert.Throws<MalformedMessageException>(() => UpnpMessage.ParseDescription(xml, Location));
+    }
+
+    [Theory]
+    [InlineData("\uFEFF<?xml version=\"1.0\" encoding=\"utf-8\"?>")]
+    [InlineData("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>")]
+    [InlineData("<?xml version=\"1.0\" encoding=\"utf-16\"?>")]
+    public void A_soap_answer_is_read_as_utf8_whatever_its_declaration_or_byte_order_mark(string declaration)
+    {
+        var xml = declaration + """
+            <s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><u:GetExternalIPAddressResponse xmlns:u="urn:schemas-upnp-org:service:WANIPConnection:1">
+            <NewExternalIPAddress>9.9.101.2</NewExternalIPAddress></u:GetExternalIPAddressResponse></s:Body></s:Envelope>
+            """;
+        var result = UpnpMessage.ParseSoapResponse(Utf8(xml), "GetExternalIPAddress");
+        Assert.Equal("9.9.101.2", result.Values["NewExternalIPAddress"]);
+    }
+
+    [Fact]
     public void A_soap_answer_larger_than_its_limit_is_malformed() =>
         Assert.Throws<MalformedMessageException>(() => UpnpMessage.ParseSoapResponse(
             Utf8("<AddPortMappingResponse><x>" + new string('a', UpnpMessage.MaxSoapLength) + "</x></AddPortMappingResponse>"), "AddPortMapping"));
