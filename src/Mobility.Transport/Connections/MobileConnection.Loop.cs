@@ -287,8 +287,9 @@ public sealed partial class MobileConnection
             {
                 _reads.Dequeue();
                 var n = read.Buffer.IsEmpty ? 0 : _receive.Read(read.Buffer.Span);
-                // Published before the reader resumes, so that what it sees is never more than is buffered.
-                Volatile.Write(ref _publishedAvailable, _receive.Buffered);
+                // Published before the reader resumes, so that what it sees is never more than is buffered, and the
+                // statistics already count the bytes it got (a test saw BytesReceived 0 right after reading its byte).
+                Publish();
                 read.Done.TrySetResult(n);
             }
             else if (_receive.AtEnd)
