@@ -57,7 +57,8 @@ using var stop = new CancellationTokenSource();
 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
 using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
 
-if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+// `netlab --help`, and `--help` after any command (`netlab evaluate --help`): the usage, which covers every command.
+if (args.Length == 0 || args[0] is "help" || args.Any(a => a is "-h" or "--help"))
 {
     Console.WriteLine(Usage);
     return args.Length == 0 ? 2 : 0;

@@ -16,4 +16,17 @@ public sealed class NetlabToolErrorTests
         Assert.StartsWith("netlab: ", line, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", process.StandardError, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("evaluate --help")]
+    [InlineData("nat-punch --scenario x -h")]
+    public async Task Help_after_any_command_prints_the_usage_and_runs_nothing(string arguments)
+    {
+        await using var process = TestProcess.Start("netlab", arguments.Split(' '));
+
+        Assert.Equal(0, await process.WaitForExitAsync());
+        Assert.Contains("netlab nat-punch [--scenario NAME,...]", process.StandardOutput, StringComparison.Ordinal);
+        Assert.Equal("", process.StandardError);
+    }
 }
