@@ -63,7 +63,8 @@ public static partial class MoveRehearsal
         // The address event of a move: the address the client's path runs over is no longer the host's.
         connector.NotifyLocalAddresses([]);
         await ExchangeAsync(client, server, 1, ct).ConfigureAwait(false);
-        var move = client.Moves.LastOrDefault();
+        // The move the address event opened (a raced Resume answered late can open another record after it).
+        var move = client.Moves.LastOrDefault(m => m.Events.Count > 0 && m.Events[0].Kind == MoveEventKind.AddressEvent);
         if (move?.ResumedAfter is null)
         {
             throw new InvalidOperationException("The rehearsed move did not resume: " + (client.Failure?.Message ?? client.State.ToString()));
