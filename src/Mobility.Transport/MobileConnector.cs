@@ -120,10 +120,21 @@ public sealed partial class MobileConnector
             _localAddress = list.FirstOrDefault(a => a.AddressFamily == current.AddressFamily);
         }
 
+        var told = 0;
         foreach (var connection in _connections.Keys)
         {
             connection.NotifyLocalAddresses(list);
+            told++;
         }
+
+        AddressesLog.Told(_logger, string.Join(' ', list), told);
+    }
+
+    private static partial class AddressesLog
+    {
+        // Its time in the log, against the address monitor's "Host addresses are now" (7001), is the daemon's hand-over.
+        [LoggerMessage(9303, LogLevel.Debug, "Local addresses [{Addresses}] handed to {Count} connections")]
+        public static partial void Told(ILogger logger, string addresses, int count);
     }
 
     private async Task<MobileConnection> HandshakeAsync(IPEndPoint endpoint, HostGuid expected, IPeerLocator? locator, IReadOnlyList<IPEndPoint> endpoints, Func<bool> claim, CancellationToken cancellationToken)

@@ -230,11 +230,12 @@ public sealed partial class MobileListener : IAsyncDisposable
         }
 
         var id = Interlocked.Increment(ref _handshakeIds);
+        var acceptedAt = _options.TimeProvider.GetTimestamp();
         var task = Task.Run(async () =>
         {
             try
             {
-                await HandleFlowAsync(flow, ticket).ConfigureAwait(false);
+                await HandleFlowAsync(flow, ticket, acceptedAt).ConfigureAwait(false);
             }
             finally
             {
@@ -248,7 +249,8 @@ public sealed partial class MobileListener : IAsyncDisposable
             _handshakes.TryRemove(id, out _);
         }
     }
-    private async Task HandleFlowAsync(IFlow flow, HandshakeAdmission.Ticket ticket)
+    /// <param name="acceptedAt">When the flow was accepted (the listener's clock), for the Resume's timing (event 9302).</param>
+    private async Task HandleFlowAsync(IFlow flow, HandshakeAdmission.Ticket ticket, long acceptedAt)
     {
         // Reads of 64 KiB until the peer is authenticated (a half-done handshake holds no more), of up to 256 KiB after.
         var buffers = new FlowReadBuffers(bulk: false);
@@ -303,7 +305,7 @@ public sealed partial class MobileListener : IAsyncDisposable
                     break;
                 case ResumeRequest resume:
                     // Served ahead of new handshakes: a resume takes no slot and waits for nothing.
-                    handedOver = await AcceptResumeAsync(flow, reader, resume, ticket).ConfigureAwait(false);
+                    handedOver = await AcceptResumeAsync(flow, reader, resume, ticket, acceptedAt).ConfigureAwait(false);
                     break;
                 case UnsupportedVersion:
                     await RefuseAsync(flow, reader, RejectReason.UnsupportedVersion, "unsupported version").ConfigureAwait(false);
@@ -438,8 +440,10 @@ public sealed partial class MobileListener : IAsyncDisposable
         return true;
     }
 
-    private async Task<bool> AcceptResumeAsync(IFlow flow, PipeReader reader, ResumeRequest resume, HandshakeAdmission.Ticket ticket)
+    private async Task<bool> AcceptResumeAsync(IFlow flow, PipeReader reader, ResumeRequest resume, HandshakeAdmission.Ticket ticket, long acceptedAt)
     {
+        var time = _options.TimeProvider;
+        var readAt = time.GetTimestamp();
         if (resume.ServerGuid != _key.Guid || !_connections.TryGetValue((resume.ClientGuid, resume.Token), out var connection))
         {
             await RefuseAsync(flow, reader, RejectReason.UnknownConnection, "resume for an unknown connection").ConfigureAwait(false);
@@ -447,6 +451,8 @@ public sealed partial class MobileListener : IAsyncDisposable
         }
 
         var refused = await connection.TryAcceptResumeAsync(flow, reader, resume).ConfigureAwait(false);
+        ResumeTimingLog.Answered(_logger, resume.Counter, flow.RemoteEndPoint, time.GetElapsedTime(acceptedAt, readAt).TotalMilliseconds,
+            time.GetElapsedTime(readAt).TotalMilliseconds, refused?.ToString() ?? "accepted");
         if (refused is { } reason)
         {
             await RefuseAsync(flow, reader, reason, "resume refused").ConfigureAwait(false);
@@ -455,6 +461,12 @@ public sealed partial class MobileListener : IAsyncDisposable
 
         _admission.Release(ticket);
         return true;
+    }
+
+    private static partial class ResumeTimingLog
+    {
+        [LoggerMessage(9302, LogLevel.Debug, "Resume {Counter} from {Remote}: read {ReadMs:0.0} ms after the flow was accepted, {Verdict} by the connection {AnswerMs:0.0} ms after that")]
+        public static partial void Answered(ILogger logger, ulong counter, IPEndPoint? remote, double readMs, double answerMs, string verdict);
     }
 
     private static partial class FastOpenLog

@@ -67,6 +67,43 @@ public sealed class StandbyPathTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task On_a_slow_starting_standby_with_a_stale_ack_the_first_new_byte_follows_the_servers_ack_not_the_resend()
+    {
+        // 200 KiB the server read but whose ACK is lost with the old address: the client's last ACK is that stale.
+        await using var pair = await CreateWithStandbyAsync();
+        pair.Network.SlowStart = true;
+        var (client, server) = pair.Connections[0];
+        var held = RandomNumberGenerator.GetBytes(200 * 1024);
+        await client.Stream.WriteAsync(held).WithTimeout();
+        await server.Stream.ReadExactlyAsync(new byte[held.Length]).WithTimeout();
+        pair.Network.RemoveAddress(ClientA);
+        var resent = client.Statistics.BytesResent;
+        var t0 = pair.Time.GetTimestamp();
+        var fresh = RandomNumberGenerator.GetBytes(40 * 1024);
+        var firstRead = Task.Run(async () =>
+        {
+            var buffer = new byte[fresh.Length];
+            var n = await server.Stream.ReadAsync(buffer);
+            var at = pair.Time.GetTimestamp();
+            await server.Stream.ReadExactlyAsync(buffer.AsMemory(n));
+            Assert.Equal(fresh, buffer);
+            return at;
+        });
+        await client.Stream.WriteAsync(fresh).WithTimeout();   // written at the loss, before the switch: lost with the old path
+        pair.Connector.NotifyLocalAddresses([ClientB]);
+        var serverGot = await firstRead.WithTimeout();
+
+        var toServer = Rtts(pair, t0, serverGot);
+        output.WriteLine($"standby switch, stale ACK, slow start: first new byte after {toServer:0.00} RTT, {client.Statistics.BytesResent - resent} bytes resent");
+        // The client's ACK promotes the path (0.5 RTT), the server's ACK names its offset (1 RTT), the new bytes follow
+        // in the first window (1.5 RTT); resending the 200 KiB first took 3.0 RTT of slow start.
+        Assert.InRange(toServer, 1.45, 1.7);
+        Assert.InRange(client.Statistics.BytesResent - resent, 0, fresh.Length);   // not the 200 KiB again
+        Assert.Equal(0, server.Statistics.DuplicateBytesReceived);
+        Assert.Equal(1, client.Statistics.StandbySwitches);
+    }
+
+    [Fact]
     public async Task After_a_switch_only_the_bytes_the_peer_had_not_acknowledged_are_sent_again()
     {
         await using var pair = await CreateWithStandbyAsync();

@@ -119,6 +119,13 @@ public sealed class TransportSettings
     /// </summary>
     public bool DirectPaths { get; set; } = true;
 
+    /// <summary>
+    /// Rehearse one move over loopback in the background at start (<see cref="Mobility.Transport.MoveRehearsal"/>), so
+    /// that the first real move runs code that has run before: a process's first move otherwise pays tens of
+    /// milliseconds per step for code run the first time (docs/evaluation.md, "Cold code on the first move").
+    /// </summary>
+    public bool RehearseMove { get; set; } = true;
+
     /// <summary>Copies the keepalive policy, <see cref="FastOpen"/>, <see cref="MaxStandbyPaths"/> and <see cref="DirectPaths"/> into <paramref name="options"/>.</summary>
     public T Apply<T>(T options)
         where T : Mobility.Transport.MobileTransportOptions

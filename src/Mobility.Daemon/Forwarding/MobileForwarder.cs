@@ -70,6 +70,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private IDisposable? _subscription;
     private Task _acceptLoop = Task.CompletedTask;
     private Task _moveLoop = Task.CompletedTask;
+    private Task _rehearsal = Task.CompletedTask;
     private int _active;
     private int _listenerDisposed;
     private readonly Nat.NatDiscovery? _nat;
@@ -157,14 +158,15 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             throw new IOException($"cannot bind TCP {e.EndPoint} (mobile transport, {option}): {e.InnerException!.Message}", e);
         }
 
+        // Marked while transparent mode is on, so that its rules never intercept the daemon's own flows;
+        // a peer's Relay locators (RelayEndPoint, from the peer locator) are dialled through their relay.
+        var flows = new RelayFlowFactory(new global::Mobility.Transport.Flows.TcpFlowFactory(_mark.Apply));
         _connector = new MobileConnector(_identity.Key, transport.Apply(new MobileConnectionOptions
         {
             LoggerFactory = _loggers,
             TimeProvider = _time,
             LocalAddress = specific ? endpoint.Address : null,
-            // Marked while transparent mode is on, so that its rules never intercept the daemon's own flows;
-            // a peer's Relay locators (RelayEndPoint, from the peer locator) are dialled through their relay.
-            FlowFactory = new RelayFlowFactory(new global::Mobility.Transport.Flows.TcpFlowFactory(_mark.Apply)),
+            FlowFactory = flows,
         }));
         if (_options.RelayTargets is { Count: > 0 } relays)
         {
@@ -182,6 +184,10 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         _subscription = _addresses.Subscribe(_moved.Set);
         _acceptLoop = AcceptLoopAsync(_stopping.Token);
         _moveLoop = MoveLoopAsync(specific, _stopping.Token);
+        if (transport.RehearseMove)
+        {
+            _rehearsal = Task.Run(() => RehearseMoveAsync(transport, flows, _stopping.Token), CancellationToken.None);
+        }
         return Task.CompletedTask;
     }
 
@@ -195,7 +201,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         }
 
         await DisposeListenerAsync().ConfigureAwait(false);
-        await Task.WhenAll([_acceptLoop, _moveLoop, .. _relays.Keys]).ConfigureAwait(false);
+        await Task.WhenAll([_acceptLoop, _moveLoop, _rehearsal, .. _relays.Keys]).ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync()
@@ -370,6 +376,35 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             ? new IPEndPoint(current.Addresses[0], _options.TransportPort)
             : ListenSockets.DualStackAny(_options.TransportPort);
     }
+
+    /// <summary>
+    /// One move rehearsed over loopback with the transport's settings and flows (<see cref="MoveRehearsal"/>), so the
+    /// first real move runs warm code; its outcome is logged (9310, or 9311 as a warning), never fatal.
+    /// </summary>
+    private async Task RehearseMoveAsync(TransportSettings transport, IFlowFactory flows, CancellationToken cancellationToken)
+    {
+        var loopback = IPAddress.Loopback;
+        try
+        {
+            var result = await MoveRehearsal.RunAsync(_identity.Key, loopback,
+                transport.Apply(new MobileListenerOptions { LoggerFactory = _loggers, TimeProvider = _time, FastOpenQueue = transport.FastOpenQueue }),
+                transport.Apply(new MobileConnectionOptions { LoggerFactory = _loggers, TimeProvider = _time, FlowFactory = flows }),
+                RehearsalLimit, cancellationToken).ConfigureAwait(false);
+            MoveRehearsal.Log.Rehearsed(_logger, loopback, result.Took.TotalMilliseconds, result.Move?.ResumedAfter?.TotalMilliseconds ?? 0);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+#pragma warning disable CA1031 // A rehearsal that fails costs only speed: logged, never fatal.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            MoveRehearsal.Log.Failed(_logger, loopback, e is OperationCanceledException ? $"not done within {RehearsalLimit.TotalSeconds:0} s" : e.Message);
+        }
+    }
+
+    /// <summary>How long the start's move rehearsal may take (a few milliseconds when warm; its cold run is what it is for).</summary>
+    private static readonly TimeSpan RehearsalLimit = TimeSpan.FromSeconds(10);
 
     private async Task MoveLoopAsync(bool specific, CancellationToken cancellationToken)
     {

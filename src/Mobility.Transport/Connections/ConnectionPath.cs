@@ -121,6 +121,9 @@ internal sealed class ConnectionPath
     /// <summary>A resumed client path that sends only its first write (the SYN's worth) until the Resume is answered.</summary>
     public bool HoldsUntilAnswered { get; set; }
 
+    /// <summary>A standby the client switched to that sends no data until the server's first ACK on it (its offset) arrives.</summary>
+    public bool HoldsForPeerAck { get; set; }
+
     /// <summary>DATA payload bytes laid out on this path so far: its frames start small and grow with it (<see cref="MobileConnection"/>'s frame ramp).</summary>
     public long DataSent { get; set; }
 

@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
 using Mobility.Protocol;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
@@ -36,21 +37,38 @@ public sealed partial class MobileConnection
                     return;
                 }
 
-                Run(e);
+                Timed(e);
             }
 
             // After each batch of events: lay out and seal what the active path should carry next.
             if (_paths.Active is { } active)
             {
-                Run(active);
+                Timed(active);
             }
 
             foreach (var standby in _paths.StandbySnapshot)
             {
-                Run(standby);
+                Timed(standby);
             }
 
             Publish();
+        }
+    }
+
+    /// <summary>
+    /// A loop step that took longer than this is logged at Debug with what it handled (event 9300): the loop
+    /// does no I/O, so a long step is CPU or a wait for it, and a move's timeline can be read against it.
+    /// </summary>
+    internal static readonly TimeSpan SlowStep = TimeSpan.FromMilliseconds(2);
+
+    private void Timed(object work)
+    {
+        var started = _time.GetTimestamp();
+        Run(work);
+        var took = _time.GetElapsedTime(started);
+        if (took >= SlowStep)
+        {
+            LoopLog.SlowStep(_logger, Token, work is ConnectionPath ? "send" : work.GetType().Name, took.TotalMilliseconds);
         }
     }
 
@@ -468,5 +486,11 @@ public sealed partial class MobileConnection
         _closed.Cancel();
         OnEndedCore();
         Raise(MobileConnectionEventKind.Completed, null, null, null, TimeSpan.Zero);
+    }
+
+    private static partial class LoopLog
+    {
+        [LoggerMessage(9300, LogLevel.Debug, "Connection {Token:x32}: loop step {Work} took {Ms:0.0} ms")]
+        public static partial void SlowStep(ILogger logger, UInt128 token, string work, double ms);
     }
 }

@@ -358,7 +358,13 @@ public sealed partial class MobileConnection
     /// </summary>
     private long FirstFlightDataRoom(ConnectionPath path, int position, bool firstWrite)
     {
-        if (path.Established || path.AwaitingResumeAck is null || !path.Flow.OpensWithFirstFlight)
+        if (path.Established)
+        {
+            // A standby the client switched to holds its data until the server's first ACK on it (OnPromoted).
+            return path.HoldsForPeerAck ? 0 : long.MaxValue;
+        }
+
+        if (path.AwaitingResumeAck is null || !path.Flow.OpensWithFirstFlight)
         {
             return long.MaxValue;
         }
@@ -667,6 +673,7 @@ public sealed partial class MobileConnection
 
             case FrameType.Ack:
                 _send.ApplyPeerReceived((long)frame.Value1);
+                path.HoldsForPeerAck = false;
                 if (_send.ApplyPeerConsumed((long)frame.Value2))
                 {
                     ContinueWrite();

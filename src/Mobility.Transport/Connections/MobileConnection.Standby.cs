@@ -247,6 +247,11 @@ public sealed partial class MobileConnection
         var now = _time.GetTimestamp();
         _keepAlive.OnPathPromoted(path, now);
         _send.RewindToPeerReceived();
+        // The client's switch: when more than a first window of what it resends may already be at the server (its
+        // last ACK is stale by up to a keepalive tick), only the ACK that leads the batch goes (the server promotes the
+        // path on it and answers with its own ACK, which names its offset), and the data follows from that offset:
+        // resending it all first through an idle flow's first windows held the first new byte for rounds of slow start.
+        path.HoldsForPeerAck = _isClient && _send.HighestSent - _send.Next > InitialWindowBytes;
         _state = MobileConnectionState.Connected;
         var stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost, now) : TimeSpan.Zero;
         _pathLostAt = null;

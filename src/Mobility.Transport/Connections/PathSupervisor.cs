@@ -155,7 +155,17 @@ internal sealed partial class PathSupervisor
     public void Start() => _supervising = Task.Run(SuperviseAsync);
 
     /// <summary>Something changed (a path was lost): look at the connection again.</summary>
-    public void Kick() => _kick.Set();
+    public void Kick() => Signal();
+
+    // When the supervisor was last kicked (its clock's timestamp; 0: never): the wake-up's delay is logged (event 9301).
+    private long _kickedAt;
+
+    /// <summary>Wakes the supervising loop, noting when.</summary>
+    private void Signal()
+    {
+        Volatile.Write(ref _kickedAt, _time.GetTimestamp());
+        _kick.Set();
+    }
 
     /// <summary>
     /// The active path from <paramref name="deadSource"/> died silently: the next attempt races a
@@ -213,7 +223,7 @@ internal sealed partial class PathSupervisor
             _joinTried.Clear();
         }
 
-        _kick.Set();
+        Signal();
     }
 
     /// <summary>A standby path was lost: every local address may be tried again (once) for a new one.</summary>
@@ -224,7 +234,7 @@ internal sealed partial class PathSupervisor
             _joinTried.Clear();
         }
 
-        _kick.Set();
+        Signal();
     }
 
     /// <summary>
@@ -300,7 +310,7 @@ internal sealed partial class PathSupervisor
         }
         finally
         {
-            _kick.Set();
+            Signal();
         }
     }
 
@@ -411,7 +421,7 @@ internal sealed partial class PathSupervisor
             _connection.PathFailed(active!, "the peer's endpoints changed");
         }
 
-        _kick.Set();
+        Signal();
     }
 
     /// <summary>
@@ -445,6 +455,10 @@ internal sealed partial class PathSupervisor
                 await Kick().ConfigureAwait(false);
                 pendingKick = null;
                 TransportLog.SupervisorWoke(_logger, _connection.Token, _connection.State.ToString());
+                if (Volatile.Read(ref _kickedAt) is var kicked and not 0)
+                {
+                    WakeLog.Woke(_logger, _connection.Token, _time.GetElapsedTime(kicked).TotalMilliseconds);
+                }
                 var attempt = 0;
                 while (true)
                 {
@@ -1010,6 +1024,12 @@ internal sealed partial class PathSupervisor
     /// <summary>The same endpoints, in any order.</summary>
     private static bool SameEndpoints(IReadOnlyList<IPEndPoint> a, IReadOnlyList<IPEndPoint> b)
         => a.Count == b.Count && a.All(b.Contains) && b.All(a.Contains);
+
+    private static partial class WakeLog
+    {
+        [LoggerMessage(9301, LogLevel.Debug, "Connection {Token:x32}: path supervisor woke {Ms:0.0} ms after its last kick")]
+        public static partial void Woke(ILogger logger, UInt128 token, double ms);
+    }
 
     private static partial class JoinLog
     {

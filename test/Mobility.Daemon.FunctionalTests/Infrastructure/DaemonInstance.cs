@@ -84,6 +84,8 @@ public sealed class DaemonInstance : IAsyncDisposable
             "--Challenge:Attempts", "2",
             "--Record:TtlSeconds", "60",
             "--Nat:PortMapping", "false", // never the real gateway from this machine's own namespace
+            // The start's move rehearsal costs CPU the many daemons of these tests do not need (MoveRehearsalTests turns it on).
+            "--Forwarding:Transport:RehearseMove", "false",
         };
         args.AddRange(extraArgs ?? []);
         var app = MobilitydHost.Build(args, builder =>

@@ -1,0 +1,139 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Mobility.Protocol.Identity;
+
+namespace Mobility.Transport;
+
+/// <summary>What one <see cref="MoveRehearsal"/> did: how long it took, the client's move as its timeline recorded it, and where its listener was.</summary>
+public sealed record MoveRehearsalResult(TimeSpan Took, MoveRecord? Move, IPEndPoint ListenedOn);
+
+/// <summary>
+/// One move rehearsed over loopback when a host starts, so that its first real move does not run cold code. A
+/// process's first move runs code that nothing has run before (the path's teardown, the supervisor's attempt, a
+/// first-flight connect, the listener's Resume, the responder, the resend), and paying for that on the move itself
+/// cost tens of milliseconds per step even on an idle machine and hundreds on a loaded one, where later moves of the
+/// same process took under a millisecond per step (docs/evaluation.md, "Cold code on the first move"). The
+/// rehearsal is a real mobile connection from the host's key to itself through a listener of its own on a loopback
+/// address (it admits only the host's own GUID, and is closed when the rehearsal ends): data both ways, the client's
+/// path taken away as an address event takes it (<see cref="MobileConnection.NotifyLocalAddresses"/> without its
+/// address), the resume with the options real connections use (a first flight where Fast Open is on), and data
+/// both ways after it, checked byte for byte.
+/// </summary>
+public static partial class MoveRehearsal
+{
+    /// <summary>Bytes the client sends before and again after the move (and the server each time in reply): several frames of each size a new path starts with.</summary>
+    public const int Bytes = 16 * 1024;
+
+    /// <summary>
+    /// Rehearses one move on <paramref name="loopback"/> with <paramref name="key"/>: <paramref name="listenerOptions"/>
+    /// (a fresh instance, set as the host's real listener's; its <see cref="MobileListenerOptions.AuthorizeClient"/> is
+    /// set to admit only <paramref name="key"/>) and <paramref name="connectionOptions"/> (those of the host's real
+    /// connections). Throws when the move did not resume with every byte intact within <paramref name="limit"/>
+    /// (<see cref="OperationCanceledException"/> when it ran out).
+    /// </summary>
+    public static async Task<MoveRehearsalResult> RunAsync(HostKey key, IPAddress loopback, MobileListenerOptions listenerOptions,
+        MobileConnectionOptions connectionOptions, TimeSpan limit, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(loopback);
+        ArgumentNullException.ThrowIfNull(listenerOptions);
+        ArgumentNullException.ThrowIfNull(connectionOptions);
+        var time = connectionOptions.TimeProvider;
+        var started = time.GetTimestamp();
+        using var deadline = new CancellationTokenSource(limit, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        var ct = linked.Token;
+        var self = key.Guid;
+        listenerOptions.AuthorizeClient = guid => guid == self;
+        var listener = new MobileListener(key, listenerOptions);
+        await using var listenerScope = listener.ConfigureAwait(false);
+        listener.Start(new IPEndPoint(loopback, 0));
+        var locator = new FixedLocator(self, listener.LocalEndPoint);
+        var connector = new MobileConnector(key, connectionOptions);
+        // As the daemon's connections: the host's addresses known, the peer found (and looked up again) through a locator.
+        connector.NotifyLocalAddresses([loopback]);
+        var accepting = listener.AcceptAsync(ct).AsTask();
+        var client = await connector.ConnectAsync(self, locator, ct).ConfigureAwait(false);
+        await using var clientScope = client.ConfigureAwait(false);
+        var server = await accepting.ConfigureAwait(false);
+        await using var serverScope = server.ConfigureAwait(false);
+
+        await ExchangeAsync(client, server, 0, ct).ConfigureAwait(false);
+
+        // The address event of a move: the address the client's path runs over is no longer the host's.
+        connector.NotifyLocalAddresses([]);
+        await ExchangeAsync(client, server, 1, ct).ConfigureAwait(false);
+        // The move the address event opened (a raced Resume answered late can open another record after it).
+        var move = client.Moves.LastOrDefault(m => m.Events.Count > 0 && m.Events[0].Kind == MoveEventKind.AddressEvent);
+        if (move?.ResumedAfter is null)
+        {
+            throw new InvalidOperationException("The rehearsed move did not resume: " + (client.Failure?.Message ?? client.State.ToString()));
+        }
+
+        client.ShutdownWrite();
+        server.ShutdownWrite();
+        await Task.WhenAll(client.CloseAsync(ct), server.CloseAsync(ct)).ConfigureAwait(false);
+        return new MoveRehearsalResult(time.GetElapsedTime(started), move, listener.LocalEndPoint);
+    }
+
+    /// <summary>The rehearsal's peer: always at the listener's endpoint (never pushes).</summary>
+    private sealed class FixedLocator(HostGuid guid, IPEndPoint endpoint) : IPeerLocator
+    {
+        public event EventHandler<PeerEndpointsChangedEventArgs>? EndpointsChanged
+        {
+            add { }
+            remove { }
+        }
+
+        public ValueTask<IReadOnlyList<IPEndPoint>> LocateAsync(HostGuid target, CancellationToken cancellationToken)
+            => ValueTask.FromResult<IReadOnlyList<IPEndPoint>>(target == guid ? [endpoint] : []);
+    }
+
+    /// <summary>The client sends <see cref="Bytes"/> of round <paramref name="round"/>, the server reads them and sends them back; both checked.</summary>
+    private static async Task ExchangeAsync(MobileConnection client, MobileConnection server, int round, CancellationToken ct)
+    {
+        var sent = new byte[Bytes];
+        for (var i = 0; i < sent.Length; i++)
+        {
+            sent[i] = (byte)((i * 31) + round);
+        }
+
+        var writing = client.WriteAsync(sent, ct).AsTask();
+        var atServer = await ReadExactlyAsync(server, Bytes, ct).ConfigureAwait(false);
+        await writing.ConfigureAwait(false);
+        await server.WriteAsync(atServer, ct).ConfigureAwait(false);
+        var back = await ReadExactlyAsync(client, Bytes, ct).ConfigureAwait(false);
+        if (!sent.AsSpan().SequenceEqual(atServer) || !sent.AsSpan().SequenceEqual(back))
+        {
+            throw new InvalidOperationException($"The rehearsal's bytes of round {round} arrived changed.");
+        }
+    }
+
+    private static async Task<byte[]> ReadExactlyAsync(MobileConnection connection, int count, CancellationToken ct)
+    {
+        var buffer = new byte[count];
+        var read = 0;
+        while (read < count)
+        {
+            var n = await connection.ReadAsync(buffer.AsMemory(read), ct).ConfigureAwait(false);
+            if (n == 0)
+            {
+                throw new InvalidOperationException($"The rehearsal's connection ended after {read} of {count} bytes.");
+            }
+
+            read += n;
+        }
+
+        return buffer;
+    }
+
+    /// <summary>Log messages of a rehearsal (for its callers: the daemon logs the outcome).</summary>
+    public static partial class Log
+    {
+        [LoggerMessage(9310, LogLevel.Information, "Rehearsed a move over {Loopback} in {Ms:0.0} ms (resumed {ResumedMs:0.0} ms after its address event): the first real move runs warm code.")]
+        public static partial void Rehearsed(ILogger logger, IPAddress loopback, double ms, double resumedMs);
+
+        [LoggerMessage(9311, LogLevel.Warning, "Could not rehearse a move over {Loopback}: {Reason}. The first real move runs cold code (slower).")]
+        public static partial void Failed(ILogger logger, IPAddress loopback, string reason);
+    }
+}
