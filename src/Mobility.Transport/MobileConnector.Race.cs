@@ -251,7 +251,9 @@ public sealed partial class MobileConnector
             TransportLog.HandshakeStarted(Logger, _server.ToShortString(), endpoint);
             try
             {
-                return await _connector.HandshakeAsync(endpoint, _server, _locator, endpoints, () => Interlocked.Exchange(ref _won, 1) == 0, ct).ConfigureAwait(false);
+                var connection = await _connector.HandshakeAsync(endpoint, _server, _locator, endpoints, () => Interlocked.Exchange(ref _won, 1) == 0, ct).ConfigureAwait(false);
+                TransportLog.HandshakeWon(Logger, _server.ToShortString(), endpoint, time.GetElapsedTime(started).TotalMilliseconds);
+                return connection;
             }
             catch (MobileHandshakeException e)
             {

@@ -75,4 +75,10 @@ internal static partial class TransportLog
 
     [LoggerMessage(9352, LogLevel.Debug, "Connect to {Server}: handshake via {Endpoint} failed after {ElapsedMs:0} ms: {Reason}")]
     public static partial void HandshakeFailed(ILogger logger, string server, IPEndPoint endpoint, double elapsedMs, string reason);
+
+    [LoggerMessage(9353, LogLevel.Debug, "Connect to {Server}: the lookup named {Count} endpoints in {ElapsedMs:0} ms")]
+    public static partial void Located(ILogger logger, string server, int count, double elapsedMs);
+
+    [LoggerMessage(9354, LogLevel.Debug, "Connect to {Server}: the handshake via {Endpoint} won after {ElapsedMs:0} ms")]
+    public static partial void HandshakeWon(ILogger logger, string server, IPEndPoint endpoint, double elapsedMs);
 }
