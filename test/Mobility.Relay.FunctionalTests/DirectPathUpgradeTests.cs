@@ -205,6 +205,30 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         await transfer.FinishAsync();
     }
 
+    [Fact]
+    public async Task Repeated_candidates_make_the_server_look_the_client_up_once_until_a_punch_takes_the_check()
+    {
+        await using var relay = await RelayProcess.StartAsync();
+        var answering = new AnsweringPunch();
+        var records = new Records { Endpoints = [new IPEndPoint(IPAddress.Loopback, 7391)] };
+        await using var pair = await DirectPair.OpenAsync(relay.Tcp, new MobileConnectionOptions { FlowFactory = new RelayFlowFactory(answering) },
+            new MobileListenerOptions { PunchTargetLocator = records });
+
+        var transfer = Transfer.Start(pair.Client, pair.Server);
+        for (var i = 0; i < 20; i++)
+        {
+            pair.Client.SetDirectCandidates(punch: true, [new DirectCandidate(DirectCandidateKind.Reflexive, answering.EndPoint)]);
+        }
+
+        // The last frame (another candidate list, so the server's view shows it arrived) comes after the twenty.
+        pair.Client.SetDirectCandidates(punch: true,
+            [new DirectCandidate(DirectCandidateKind.Reflexive, answering.EndPoint), new DirectCandidate(DirectCandidateKind.Local, answering.EndPoint)]);
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Server.PeerCandidates.Count == 2), "the server has the client's last candidates");
+        Assert.Equal(1, Volatile.Read(ref records.Lookups));
+        await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 1L << 20), "1 MiB crosses");
+        await transfer.FinishAsync();
+    }
+
     /// <summary>The client's published endpoints, as the server's punch target locator sees them.</summary>
     private sealed class Records : IPeerLocator
     {

@@ -36,7 +36,8 @@ public sealed partial class MobileConnection
 
     // Server, loop-owned: the check of the peer's reflexive candidates (_punchChecked) against its published
     // record, started when they arrive so that the PUNCH that follows finds it done; taken by one PUNCH (a
-    // later one checks again).
+    // later one checks again). At most one is started between two PUNCHes, so a peer repeating CANDIDATES
+    // frames cannot make this end look it up for each.
     private Task<PunchTargets>? _punchCheck;
     private IPEndPoint[] _punchChecked = [];
 
@@ -120,7 +121,7 @@ public sealed partial class MobileConnection
 
         Volatile.Write(ref _peerCandidates, candidates);
         DirectLog.PeerCandidates(_logger, Token, candidates.Length, punch);
-        if (!_isClient && Punches is { Targets: not null } punches && Reflexive(candidates) is { Length: > 0 } reflexive)
+        if (!_isClient && _punchCheck is null && Punches is { Targets: not null } punches && Reflexive(candidates) is { Length: > 0 } reflexive)
         {
             _punchChecked = reflexive;
             _punchCheck = punches.CheckAsync(RemoteGuid, reflexive, Closed);
