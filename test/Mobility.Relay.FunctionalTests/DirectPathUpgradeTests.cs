@@ -220,7 +220,8 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
             pair.Client.SetDirectCandidates(punch: true, [new DirectCandidate(DirectCandidateKind.Reflexive, answering.EndPoint)]);
         }
 
-        // The last frame (another candidate list, so the server's view shows it arrived) comes after the twenty.
+        // The client may coalesce the twenty into fewer frames (a list owed but not yet sent is replaced); the last
+        // (another list, so the server's view shows that it arrived) comes after them.
         pair.Client.SetDirectCandidates(punch: true,
             [new DirectCandidate(DirectCandidateKind.Reflexive, answering.EndPoint), new DirectCandidate(DirectCandidateKind.Local, answering.EndPoint)]);
         await TestTimeout.Eventually(() => Task.FromResult(pair.Server.PeerCandidates.Count == 2), "the server has the client's last candidates");
