@@ -47,7 +47,8 @@ const string Usage = """
         Run the hole-punching scenarios (docs/nat.md, "Direct paths"): gns and mobility-relay on public hosts, the server
         (--relay) and the client each behind its own NAT without forwards, 64 MiB through SOCKS5 checked by SHA-256;
         write the client's path at start and end, the time until direct and the relay's bytes after the switch as JSON
-        plus a table. Scenarios: nat-direct-punch, nat-direct-punch-random-fully, nat-direct-punch-drop.
+        plus a table. Scenarios: nat-direct-punch, nat-direct-punch-random-fully, nat-direct-punch-drop,
+        nat-direct-punch-delay (plain masquerade with 20 ms one way between the two NATs).
 
     Exit status: 0 done, 1 the environment refused (not root, a namespace or device missing, a port in use),
     2 bad command line, 130 interrupted. Errors are one line on stderr.

@@ -2,6 +2,7 @@ using System.Net;
 using Microsoft.Extensions.Logging;
 using Mobility.Net.Threading;
 using Mobility.Protocol.Identity;
+using Mobility.Transport.Relay;
 
 namespace Mobility.Transport;
 
@@ -91,6 +92,8 @@ public sealed partial class MobileConnector
                         Start(_queue[0]);
                         _queue.RemoveAt(0);
                     }
+
+                    StartRelays();
 
                     startNow = false;
                     if (_pending.Count == 0 && _queue.Count == 0 && lookup is null)
@@ -211,6 +214,26 @@ public sealed partial class MobileConnector
             return _queue.Count > 0;
         }
 
+        /// <summary>
+        /// Starts every queued relay endpoint now: a relay answers wherever the peer is (behind any NAT),
+        /// so it races the direct endpoints from the start instead of waiting its turn behind their race
+        /// delays (a record lists it last, after private and observed endpoints that may lead nowhere).
+        /// The first server to prove itself still wins; a connection that starts relayed moves to a direct
+        /// path once the peer's candidates arrive (docs/nat.md, "Direct paths").
+        /// </summary>
+        private void StartRelays()
+        {
+            for (var i = 0; i < _queue.Count && Live < MaxRacingHandshakes; i++)
+            {
+                if (_queue[i] is RelayEndPoint relay)
+                {
+                    TransportLog.RelayRacesAtOnce(Logger, _server.ToShortString(), relay);
+                    Start(relay);
+                    _queue.RemoveAt(i--);
+                }
+            }
+        }
+
         private void Start(IPEndPoint endpoint)
         {
             _tried.Add(endpoint);
@@ -223,7 +246,20 @@ public sealed partial class MobileConnector
         {
             // Off the loop's stack: a flow factory that works before its first await must not hold the race back.
             await Task.Yield();
-            return await _connector.HandshakeAsync(endpoint, _server, _locator, endpoints, () => Interlocked.Exchange(ref _won, 1) == 0, ct).ConfigureAwait(false);
+            var time = _connector._options.TimeProvider;
+            var started = time.GetTimestamp();
+            TransportLog.HandshakeStarted(Logger, _server.ToShortString(), endpoint);
+            try
+            {
+                var connection = await _connector.HandshakeAsync(endpoint, _server, _locator, endpoints, () => Interlocked.Exchange(ref _won, 1) == 0, ct).ConfigureAwait(false);
+                TransportLog.HandshakeWon(Logger, _server.ToShortString(), endpoint, time.GetElapsedTime(started).TotalMilliseconds);
+                return connection;
+            }
+            catch (MobileHandshakeException e)
+            {
+                TransportLog.HandshakeFailed(Logger, _server.ToShortString(), endpoint, time.GetElapsedTime(started).TotalMilliseconds, e.Message);
+                throw;
+            }
         }
 
         /// <summary>One lookup within <see cref="MobileConnectionOptions.LocateTimeout"/>: the endpoints found, or null (none, failed, timed out).</summary>

@@ -63,7 +63,9 @@ public sealed partial class MobileConnector
             locate.CancelAfter(_options.LocateTimeout);
             try
             {
+                var started = _options.TimeProvider.GetTimestamp();
                 endpoints = await locator.LocateAsync(server, locate.Token).ConfigureAwait(false);
+                TransportLog.Located(_logger, server.ToShortString(), endpoints.Count, _options.TimeProvider.GetElapsedTime(started).TotalMilliseconds);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {

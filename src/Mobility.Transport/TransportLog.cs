@@ -66,4 +66,19 @@ internal static partial class TransportLog
 
     [LoggerMessage(9752, LogLevel.Debug, "Connect to {Server}: the lookup named no endpoint not tried yet")]
     public static partial void NothingNew(ILogger logger, string server);
+
+    [LoggerMessage(9350, LogLevel.Debug, "Connect to {Server}: the relay {Relay} races the direct endpoints from the start")]
+    public static partial void RelayRacesAtOnce(ILogger logger, string server, IPEndPoint relay);
+
+    [LoggerMessage(9351, LogLevel.Debug, "Connect to {Server}: handshake via {Endpoint} started")]
+    public static partial void HandshakeStarted(ILogger logger, string server, IPEndPoint endpoint);
+
+    [LoggerMessage(9352, LogLevel.Debug, "Connect to {Server}: handshake via {Endpoint} failed after {ElapsedMs:0} ms: {Reason}")]
+    public static partial void HandshakeFailed(ILogger logger, string server, IPEndPoint endpoint, double elapsedMs, string reason);
+
+    [LoggerMessage(9353, LogLevel.Debug, "Connect to {Server}: the lookup named {Count} endpoints in {ElapsedMs:0} ms")]
+    public static partial void Located(ILogger logger, string server, int count, double elapsedMs);
+
+    [LoggerMessage(9354, LogLevel.Debug, "Connect to {Server}: the handshake via {Endpoint} won after {ElapsedMs:0} ms")]
+    public static partial void HandshakeWon(ILogger logger, string server, IPEndPoint endpoint, double elapsedMs);
 }

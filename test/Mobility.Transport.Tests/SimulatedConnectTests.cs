@@ -1,3 +1,5 @@
+using Mobility.Transport.Relay;
+
 namespace Mobility.Transport.Tests;
 
 /// <summary>
@@ -128,5 +130,36 @@ public class SimulatedConnectTests(ITestOutputHelper output)
         Assert.InRange(opened.Rtts, delay + 1.9, delay + 4);
         Assert.Equal(ServerB, opened.Client.RemoteEndPoint!.Address);
         Assert.Equal(2, pair.Network.Connects);
+    }
+    [Fact]
+    public async Task A_record_whose_direct_endpoints_are_silent_opens_through_its_relay_at_once_not_after_their_race_delays()
+    {
+        await using var pair = await CreateAsync();
+        // Behind a NAT: the server's private endpoint and its observed one drop every SYN from here; its relay
+        // (an endpoint the server's listener also serves, as its registration) is listed last, as a record lists it.
+        var observed = IPAddress.Parse("192.0.2.99");
+        var relayAddress = IPAddress.Parse("198.18.2.2");
+        pair.Network.AddAddress(observed);
+        pair.Network.DropTraffic(observed);
+        pair.Network.DropTraffic(ServerA);
+        pair.Network.AddAddress(relayAddress);
+        var relay = new RelayEndPoint(relayAddress, 7395, Keys.Server.Guid);
+        var flows = pair.Network.Listen(new IPEndPoint(relayAddress, 7395));
+        var serving = pair.Listener.ServeAsync(flows);
+        pair.Locator.Set(Keys.Server.Guid, new IPEndPoint(ServerA, 443), new IPEndPoint(observed, 443), relay);
+
+        var t0 = pair.Time.GetTimestamp();
+        await using (var opened = await OpenAndExchangeAsync(pair, pair.Connector.ConnectAsync(Keys.Server.Guid, pair.Locator), t0))
+        {
+            var delay = new MobileConnectionOptions().ConnectRaceDelayMax / pair.Network.Rtt;
+            output.WriteLine($"silent direct endpoints listed before the relay: opened after {opened.Rtts:0.00} RTT (race delay {delay:0.00} RTT)");
+            // TCP connect through the relay (1) + hello/server hello (1); before, two race delays first (2 x 3.75 RTT).
+            Assert.InRange(opened.Rtts, 1.9, 2.5);
+            Assert.IsType<RelayEndPoint>(opened.Client.RemoteEndPoint);
+            Assert.Contains("races the direct endpoints from the start", pair.Logs.Dump(), StringComparison.Ordinal);
+        }
+
+        await flows.DisposeAsync();
+        await serving.WithTimeout();
     }
 }

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Mobility.Daemon.Client;
+using Mobility.Netlab.Emulation;
 using Mobility.Netlab.Systems;
 using Mobility.Netlab.Systems.Mobility;
 using Mobility.Netlab.Topology;
@@ -17,7 +18,11 @@ namespace Mobility.Netlab.Scenarios;
 /// and, where both NATs map independently of the destination, moves to a direct path made by a coordinated TCP
 /// simultaneous open.
 /// </summary>
-public sealed record NatPunchScenario(string Name, string Description, NatKind Kind, bool DropUnsolicited = false)
+/// <param name="NatToNatDelay">
+/// One-way delay of an emulated link between the two NATs (<see cref="NatTopology.DelayBetweenSitesAsync"/>), both ways;
+/// null: veth only (about 15 µs). Traffic with the GNS and the relay is not delayed.
+/// </param>
+public sealed record NatPunchScenario(string Name, string Description, NatKind Kind, bool DropUnsolicited = false, TimeSpan? NatToNatDelay = null)
 {
     public static readonly NatPunchScenario Masquerade = new("nat-direct-punch",
         "server (registered at a relay) and client each behind plain masquerade, no forwards: starts relayed, then a coordinated TCP simultaneous open", NatKind.EndpointIndependent);
@@ -28,7 +33,11 @@ public sealed record NatPunchScenario(string Name, string Description, NatKind K
     public static readonly NatPunchScenario MasqueradeDropping = new("nat-direct-punch-drop",
         "as nat-direct-punch with both NAT routers dropping unsolicited inbound packets (no RST for an early SYN)", NatKind.EndpointIndependent, DropUnsolicited: true);
 
-    public static IReadOnlyList<NatPunchScenario> All { get; } = [Masquerade, RandomFully, MasqueradeDropping];
+    public static readonly NatPunchScenario MasqueradeDelayed = new("nat-direct-punch-delay",
+        "as nat-direct-punch with 20 ms one way (40 ms RTT) between the two NATs, as on the Internet (an emulated link in the internet router; the relay and the GNS are not delayed)",
+        NatKind.EndpointIndependent, NatToNatDelay: TimeSpan.FromMilliseconds(20));
+
+    public static IReadOnlyList<NatPunchScenario> All { get; } = [Masquerade, RandomFully, MasqueradeDropping, MasqueradeDelayed];
 }
 
 /// <summary>One run of a <see cref="NatPunchScenario"/> (a row of nat-punch.json): the client's path over time, then the stream's check.</summary>
@@ -129,6 +138,11 @@ public sealed class NatPunchRunner(TextWriter? log = null)
         ], log).ConfigureAwait(false);
         await using (topology.ConfigureAwait(false))
         {
+            if (scenario.NatToNatDelay is { } delay)
+            {
+                await topology.DelayBetweenSitesAsync("server", "client", new LinkEmulatorOptions { Delay = delay }, StageTimeout).ConfigureAwait(false);
+            }
+
             return await RunInTopologyAsync(topology, scenario, cancellationToken).ConfigureAwait(false);
         }
     }

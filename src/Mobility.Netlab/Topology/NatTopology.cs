@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using Mobility.Netlab.Emulation;
 using Mobility.Netlab.Processes;
 
 namespace Mobility.Netlab.Topology;
@@ -107,6 +108,9 @@ public sealed class NatSite(NatSiteOptions options, LabHost host, HostInterface 
 
     /// <summary>The outermost NAT's outside address: what servers on the internet see.</summary>
     public IPAddress PublicAddress { get; } = publicAddress;
+
+    /// <summary>The internet router's interface toward this site's outermost NAT (<c>nJ</c>; empty for a <see cref="NatSiteOptions.SameNatAs"/> site).</summary>
+    public string InternetSide { get; internal init; } = "";
 
     /// <summary>miniupnpd in the NAT router (<see cref="NatSiteOptions.PortMapping"/>), or null.</summary>
     public NamespaceProcess? PortMappingDaemon { get; internal set; }
@@ -265,6 +269,7 @@ public sealed class NatTopology : IAsyncDisposable
                 siteMap[site.Options.Role] = new NatSite(site.Options, labHosts[site.HostRole], site.Interface, site.Routers, site.Public, site.Outer, site.OuterLan)
                 {
                     PortMappingDaemon = site.PortMapping,
+                    InternetSide = site.Options.SameNatAs is null ? "n" + (built.IndexOf(site) + 1).ToString(CultureInfo.InvariantCulture) : "",
                 };
             }
 
@@ -356,6 +361,53 @@ public sealed class NatTopology : IAsyncDisposable
         await Ip.BatchAsync(internet, [$"addr add {outside}.1/24 dev {side}", $"link set {side} up"]).ConfigureAwait(false);
         var portMapping = options.PortMapping ? await PortMappingGateway.StartAsync(lab, home, lan, options.UpnpOnly).ConfigureAwait(false) : null;
         return (new HostInterface(ifname, host, 24, IPAddress.Parse($"192.168.{n}.1"), 200 + slot), routers, publicAddress, outer, outerLan, portMapping);
+    }
+
+    /// <summary>The emulated link between two sites' NATs (<see cref="DelayBetweenSitesAsync"/>), or null.</summary>
+    public NamespaceProcess? SiteLink { get; private set; }
+
+    /// <summary>
+    /// Puts a user-space emulated link (<c>netlab link</c> in the internet router between TUN devices <c>tsa</c> and
+    /// <c>tsb</c>, as <see cref="EvaluationTopology"/> does) on the path between the outermost NATs of sites
+    /// <paramref name="a"/> and <paramref name="b"/>: every packet from one site's outside subnet to the other's, both
+    /// ways, is delayed by <paramref name="link"/>; their traffic with public hosts (the GNS, a relay) is not. On veth the
+    /// two NATs are about 15 µs apart; on the Internet milliseconds, the window in which the SYNs of a simultaneous open
+    /// through NATs that answer unsolicited SYNs with a RST must cross (docs/nat.md, "Hole punching"). One per topology.
+    /// </summary>
+    public async Task DelayBetweenSitesAsync(string a, string b, LinkEmulatorOptions link, TimeSpan startTimeout)
+    {
+        ArgumentNullException.ThrowIfNull(link);
+        link.Validate();
+        var (siteA, siteB) = (Site(a), Site(b));
+        if (siteA.InternetSide.Length == 0 || siteB.InternetSide.Length == 0 || siteA.InternetSide == siteB.InternetSide)
+        {
+            throw new ArgumentException($"sites {a} and {b} need NATs of their own on the internet router");
+        }
+
+        if (SiteLink is not null)
+        {
+            throw new InvalidOperationException("the topology has an emulated link between sites already");
+        }
+
+        static string Subnet(IPAddress address)
+        {
+            var bytes = address.GetAddressBytes();
+            return string.Create(CultureInfo.InvariantCulture, $"{bytes[0]}.{bytes[1]}.{bytes[2]}.0/24");
+        }
+
+        const string TunA = "tsa", TunB = "tsb";
+        await Ip.BatchAsync(Internet,
+        [
+            $"tuntap add dev {TunA} mode tun", $"link set {TunA} mtu 1500 up",
+            $"tuntap add dev {TunB} mode tun", $"link set {TunB} mtu 1500 up",
+            // A's NAT to B's: into tsa, out of tsb (then the main table forwards it to B); B's to A's the other way.
+            $"route add default dev {TunA} table 150", $"rule add iif {siteA.InternetSide} to {Subnet(siteB.PublicAddress)} lookup 150 priority 150",
+            $"route add default dev {TunB} table 151", $"rule add iif {siteB.InternetSide} to {Subnet(siteA.PublicAddress)} lookup 151 priority 151",
+        ]).ConfigureAwait(false);
+        var (fileName, prefix) = NetlabTool.Command();
+        var process = Lab.StartProcess(Internet, fileName, [.. prefix, "link", "--tun-a", TunA, "--tun-b", TunB, .. link.ToArguments()], readyLine: "ready");
+        await process.WaitReadyAsync(startTimeout).ConfigureAwait(false);
+        SiteLink = process;
     }
 
     public ValueTask DisposeAsync() => Lab.DisposeAsync();

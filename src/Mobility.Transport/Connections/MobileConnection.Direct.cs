@@ -34,6 +34,13 @@ public sealed partial class MobileConnection
     private uint _lastPeerPunch;
     private Task _punching = Task.CompletedTask;
 
+    // Server, loop-owned: the check of the peer's reflexive candidates (_punchChecked) against its published
+    // record, started when they arrive so that the PUNCH that follows finds it done; taken by one PUNCH (a
+    // later one checks again). At most one is started between two PUNCHes, so a peer repeating CANDIDATES
+    // frames cannot make this end look it up for each.
+    private Task<PunchTargets>? _punchCheck;
+    private IPEndPoint[] _punchChecked = [];
+
     /// <summary>Server: how a punched flow is opened and handed to the listener's handshake handling (set by the listener).</summary>
     internal PunchResponder? Punches { get; init; }
 
@@ -114,6 +121,12 @@ public sealed partial class MobileConnection
 
         Volatile.Write(ref _peerCandidates, candidates);
         DirectLog.PeerCandidates(_logger, Token, candidates.Length, punch);
+        if (!_isClient && _punchCheck is null && Punches is { Targets: not null } punches && Reflexive(candidates) is { Length: > 0 } reflexive)
+        {
+            _punchChecked = reflexive;
+            _punchCheck = punches.CheckAsync(RemoteGuid, reflexive, Closed);
+        }
+
         // A peer that does not take PUNCH frames would fail the path on one: it gets plain dials only.
         _supervisor?.OnPeerCandidates(punch && (body[0] & DirectCandidates.PunchFramesFlag) != 0, candidates);
     }
@@ -154,7 +167,7 @@ public sealed partial class MobileConnection
     private void OnPeerPunch(uint attempt)
     {
         var port = Volatile.Read(ref _punchPort);
-        var targets = _peerCandidates.Where(c => c.Kind == DirectCandidateKind.Reflexive).Select(c => c.EndPoint).ToArray();
+        var targets = Reflexive(_peerCandidates);
         string? ignored = _isClient ? "this end is the client"
             : !_options.DirectPaths ? "direct paths are off"
             : Punches is null ? "no listener to hand a punched flow to"
@@ -172,23 +185,25 @@ public sealed partial class MobileConnection
         _lastPeerPunch = attempt;
         var deadline = _time.GetTimestamp() + (long)(_options.DirectAttemptTimeout.TotalSeconds * _time.TimestampFrequency);
         var punches = Punches!;
+        // The check started when these candidates came (no lookup left to wait for), or a fresh one.
+        var check = _punchCheck is { } started && _punchChecked.SequenceEqual(targets) ? started : punches.CheckAsync(RemoteGuid, targets, Closed);
+        _punchCheck = null;
         DirectLog.Punching(_logger, Token, attempt, port, string.Join(' ', (IEnumerable<IPEndPoint>)targets));
-        _punching = Task.Run(() => PunchForPeerAsync(punches, attempt, port, targets, deadline), CancellationToken.None);
+        _punching = Task.Run(() => PunchForPeerAsync(punches, attempt, port, check, deadline), CancellationToken.None);
     }
 
-    private async Task PunchForPeerAsync(PunchResponder punches, uint attempt, int port, IPEndPoint[] candidates, long deadline)
+    private static IPEndPoint[] Reflexive(DirectCandidate[] candidates)
+        => [.. candidates.Where(c => c.Kind == DirectCandidateKind.Reflexive).Select(c => c.EndPoint)];
+
+    private async Task PunchForPeerAsync(PunchResponder punches, uint attempt, int port, Task<PunchTargets> check, long deadline)
     {
-        IPEndPoint[] targets;
-        try
-        {
-            targets = await punches.AllowedAsync(RemoteGuid, candidates, Closed).ConfigureAwait(false);
-        }
-        catch (Exception e)
+        var (targets, error) = await check.ConfigureAwait(false);
+        if (error is not null)
         {
             // The locator's lookup failed (or the connection closed): no target is known to be the peer's.
             if (!Closed.IsCancellationRequested)
             {
-                DirectLog.PunchIgnored(_logger, Token, attempt, $"the peer's endpoints could not be looked up: {e.Message}");
+                DirectLog.PunchIgnored(_logger, Token, attempt, $"the peer's endpoints could not be looked up: {error}");
             }
 
             return;
@@ -285,7 +300,25 @@ internal sealed record PunchResponder(IFlowFactory Flows, Action<IFlow> Serve, I
         var addresses = published.Where(e => e is not RelayEndPoint).Select(e => Locator.Normalize(e.Address)).ToHashSet();
         return [.. candidates.Where(c => addresses.Contains(Locator.Normalize(c.Address)))];
     }
+
+    /// <summary><see cref="AllowedAsync"/> that never throws: the targets, or none and why the lookup failed.</summary>
+    public async Task<PunchTargets> CheckAsync(HostGuid peer, IPEndPoint[] candidates, CancellationToken ct)
+    {
+        try
+        {
+            return new PunchTargets(await AllowedAsync(peer, candidates, ct).ConfigureAwait(false), null);
+        }
+#pragma warning disable CA1031 // Whatever the lookup throws, the punch is ignored with the reason in the log.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            return new PunchTargets([], e.Message);
+        }
+    }
 }
+
+/// <summary>The candidates a server may punch (<see cref="PunchResponder.CheckAsync"/>), or why none is known to be the peer's.</summary>
+internal readonly record struct PunchTargets(IPEndPoint[] Targets, string? Error);
 
 /// <summary>Client: a direct path joined as a standby; the loop makes it the active path (<see cref="PathSupervisor"/>).</summary>
 internal sealed class DirectJoined(ConnectionPath path) : ConnectionEvent

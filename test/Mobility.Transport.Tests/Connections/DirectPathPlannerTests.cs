@@ -159,11 +159,11 @@ public class DirectPathPlannerTests
     }
 
     [Fact]
-    public void Punch_gaps_are_random_within_50_to_250_ms()
+    public void Punch_gaps_are_random_within_20_to_120_ms()
     {
-        Assert.Equal(TimeSpan.FromMilliseconds(50), Planner(new FakeTimeProvider(), 0).NextPunchGap());
-        Assert.Equal(TimeSpan.FromMilliseconds(150), Planner(new FakeTimeProvider(), 0.5).NextPunchGap());
-        Assert.True(Planner(new FakeTimeProvider(), 0.999).NextPunchGap() < TimeSpan.FromMilliseconds(250));
+        Assert.Equal(TimeSpan.FromMilliseconds(20), Planner(new FakeTimeProvider(), 0).NextPunchGap());
+        Assert.Equal(TimeSpan.FromMilliseconds(70), Planner(new FakeTimeProvider(), 0.5).NextPunchGap());
+        Assert.True(Planner(new FakeTimeProvider(), 0.999).NextPunchGap() < TimeSpan.FromMilliseconds(120));
     }
 
     [Fact]
@@ -183,10 +183,10 @@ public class DirectPathPlannerTests
     }
 
     [Fact]
-    public void Punch_gaps_are_uniform_from_50_to_250_ms()
+    public void Punch_gaps_are_uniform_from_20_to_120_ms()
     {
-        Assert.Equal(TimeSpan.FromMilliseconds(50), DirectPathPlanner.PunchGap(0));
-        Assert.Equal(TimeSpan.FromMilliseconds(150), DirectPathPlanner.PunchGap(0.5));
-        Assert.True(DirectPathPlanner.PunchGap(0.999999) < TimeSpan.FromMilliseconds(250));
+        Assert.Equal(TimeSpan.FromMilliseconds(20), DirectPathPlanner.PunchGap(0));
+        Assert.Equal(TimeSpan.FromMilliseconds(70), DirectPathPlanner.PunchGap(0.5));
+        Assert.True(DirectPathPlanner.PunchGap(0.999999) < TimeSpan.FromMilliseconds(120));
     }
 }
