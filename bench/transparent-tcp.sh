@@ -11,7 +11,7 @@
 # through interception (a new mobile connection each), alternating by round.
 #
 #   [ROUNDS=5] [DURATION=5] [PARALLEL=1] [CONNECTS=100] [REVERSE=1] [SAMPLES=1] [SETUP_ONLY=1] [LOG_LEVEL=Debug]
-#   [KEEP=DIR] bench/transparent-tcp.sh
+#   [KEEP=DIR] [GNS_DLL=PATH] [CAPTURE_RST=1] bench/transparent-tcp.sh
 #
 # Reports per round and as medians of rounds: Gbit/s (iperf3's receiver figure), CPU-seconds per GB moved of
 # the relaying processes (ssh + the sshd session; both mobilityd) and of all processes involved (those plus
@@ -22,7 +22,11 @@
 # throughput part (no sshd, no ssh, no iperf3 runs). LOG_LEVEL sets both daemons' log level (--Logging:LogLevel:Default;
 # their logs are WORK/server/log and WORK/client/log). KEEP=DIR copies the temporary folder (logs, samples) to DIR on
 # exit, whatever the outcome. A set-up connection that fails (reset, no echo) is reported with its round, system and
-# index, and the run goes on; the summary counts the failures.
+# index, and the run goes on; the summary counts the failures. GNS_DLL names a built gns.dll: then a standalone GNS
+# runs in the server namespace (UDP 10.32.0.1:7353, gRPC 10.32.0.1:7381) in place of the server daemon's embedded one,
+# and both daemons use it with --gns-grpc, so the client daemon watches the peer's record as a deployed daemon does
+# (the embedded GNS serves gRPC on loopback only: without GNS_DLL the client cannot watch, and every connect looks
+# the peer up). CAPTURE_RST=1 records every TCP RST in both namespaces (tcpdump, WORK/rst-*.txt, with KEEP).
 #
 # Needs root (namespaces, nftables), dotnet, iperf3, jq, dig, python3, openssh-server and -client. Builds
 # src/Mobility.Daemon.Host (Release) in place unless MOBILITYD names a built mobilityd.dll. Leaves nothing
@@ -38,7 +42,7 @@ REVERSE_FLAG=""
 SETUP_ONLY="${SETUP_ONLY:-0}"
 LOG_ARGS=()
 [[ -n "${LOG_LEVEL:-}" ]] && LOG_ARGS=(--Logging:LogLevel:Default "$LOG_LEVEL")
-[[ $# -eq 0 ]] || { sed -n '2,30p' "$0"; exit 2; }
+[[ $# -eq 0 ]] || { sed -n '2,35p' "$0"; exit 2; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRIPT=transparent-tcp.sh
@@ -114,11 +118,29 @@ EOF
 ip netns exec "$SRV" python3 "$WORK/echo.py" >"$WORK/echo.log" 2>&1 &
 bench_track $!
 
-start_daemon "$SRV" "$WORK/server" --embedded-gns --name peer
+if [[ -n "${GNS_DLL:-}" ]]; then
+    mkdir -p "$WORK/gns"
+    ip netns exec "$SRV" dotnet "$GNS_DLL" serve --data "$WORK/gns/data" --udp 10.32.0.1:7353 --udp-reflect 10.32.0.1:7354 \
+        --http 127.0.0.1:7380 --grpc 10.32.0.1:7381 >"$WORK/gns/ready" 2>"$WORK/gns/log" &
+    bench_track $!
+    for _ in $(seq 1 600); do [[ -s "$WORK/gns/ready" ]] && break; sleep 0.1; done
+    [[ -s "$WORK/gns/ready" ]] || { cat "$WORK/gns/log" >&2; die "gns did not start"; }
+    GNS_ARGS=(--gns 10.32.0.1:7353 --gns-grpc http://10.32.0.1:7381)
+    start_daemon "$SRV" "$WORK/server" "${GNS_ARGS[@]}" --name peer
+else
+    GNS_ARGS=(--gns 10.32.0.1:7353)
+    start_daemon "$SRV" "$WORK/server" --embedded-gns --name peer
+fi
+if [[ "${CAPTURE_RST:-0}" == 1 ]]; then
+    for ns in "$SRV" "$CLI"; do
+        ip netns exec "$ns" tcpdump -i any -nn -tttt -l 'tcp[tcpflags] & tcp-rst != 0' >"$WORK/rst-$ns.txt" 2>/dev/null &
+        bench_track $!
+    done
+fi
 SERVER_PID=${PIDS[-1]}
 api "$WORK/server" POST /v1/exposed '{"port":5201}'
 api "$WORK/server" POST /v1/exposed '{"port":9000}'
-start_daemon "$CLI" "$WORK/client" --gns 10.32.0.1:7353 --Transparent:Resolver none
+start_daemon "$CLI" "$WORK/client" "${GNS_ARGS[@]}" --Transparent:Resolver none
 CLIENT_PID=${PIDS[-1]}
 api "$WORK/client" PUT /v1/transparent '{"enabled":true}'
 VIRTUAL=""
