@@ -10,14 +10,23 @@
 # CONNECTS short connections (connect, one byte each way, close) to the echo server over plain TCP and
 # through interception (a new mobile connection each), alternating by round.
 #
-#   [ROUNDS=5] [DURATION=5] [PARALLEL=1] [CONNECTS=100] [REVERSE=1] [SAMPLES=1] bench/transparent-tcp.sh
+#   [ROUNDS=5] [DURATION=5] [PARALLEL=1] [CONNECTS=100] [REVERSE=1] [SAMPLES=1] [SETUP_ONLY=1] [LOG_LEVEL=Debug]
+#   [KEEP=DIR] [GNS_DLL=PATH] [CAPTURE_RST=1] bench/transparent-tcp.sh
 #
 # Reports per round and as medians of rounds: Gbit/s (iperf3's receiver figure), CPU-seconds per GB moved of
 # the relaying processes (ssh + the sshd session; both mobilityd) and of all processes involved (those plus
 # both iperf3 ends), the ratios transparent/ssh and transparent/plain of the same round; for set-up, the median
 # and p90 of the connect-to-echo time of each system and their ratio. CPU is utime + stime from /proc/PID/stat
 # (processes and their children) over each iperf3 run; the iperf3 client's from its rusage.
-# REVERSE=1 passes -R (the server side sends). SAMPLES=1 prints every set-up sample on stderr.
+# REVERSE=1 passes -R (the server side sends). SAMPLES=1 prints every set-up sample on stderr. SETUP_ONLY=1 skips the
+# throughput part (no sshd, no ssh, no iperf3 runs). LOG_LEVEL sets both daemons' log level (--Logging:LogLevel:Default;
+# their logs are WORK/server/log and WORK/client/log). KEEP=DIR copies the temporary folder (logs, samples) to DIR on
+# exit, whatever the outcome. A set-up connection that fails (reset, no echo) is reported with its round, system and
+# index, and the run goes on; the summary counts the failures. GNS_DLL names a built gns.dll: then a standalone GNS
+# runs in the server namespace (UDP 10.32.0.1:7353, gRPC 10.32.0.1:7381) in place of the server daemon's embedded one,
+# and both daemons use it with --gns-grpc, so the client daemon watches the peer's record as a deployed daemon does
+# (the embedded GNS serves gRPC on loopback only: without GNS_DLL the client cannot watch, and every connect looks
+# the peer up). CAPTURE_RST=1 records every TCP RST in both namespaces (tcpdump, WORK/rst-*.txt, with KEEP).
 #
 # Needs root (namespaces, nftables), dotnet, iperf3, jq, dig, python3, openssh-server and -client. Builds
 # src/Mobility.Daemon.Host (Release) in place unless MOBILITYD names a built mobilityd.dll. Leaves nothing
@@ -30,7 +39,10 @@ PARALLEL="${PARALLEL:-1}"
 CONNECTS="${CONNECTS:-100}"
 REVERSE_FLAG=""
 [[ "${REVERSE:-0}" == 1 ]] && REVERSE_FLAG="-R"
-[[ $# -eq 0 ]] || { sed -n '2,24p' "$0"; exit 2; }
+SETUP_ONLY="${SETUP_ONLY:-0}"
+LOG_ARGS=()
+[[ -n "${LOG_LEVEL:-}" ]] && LOG_ARGS=(--Logging:LogLevel:Default "$LOG_LEVEL")
+[[ $# -eq 0 ]] || { sed -n '2,35p' "$0"; exit 2; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCRIPT=transparent-tcp.sh
@@ -44,6 +56,11 @@ require_tools "apt-get install iperf3 jq dnsutils openssh-client python3" dotnet
 SRV="tcpb$$s"
 CLI="tcpb$$c"
 cleanup_all() {
+    if [[ -n "${KEEP:-}" ]]; then
+        for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+        sleep 1
+        mkdir -p "$KEEP" && cp -a "$WORK"/. "$KEEP"/ 2>/dev/null || true
+    fi
     bench_cleanup
     ip netns del "$SRV" 2>/dev/null || true
     ip netns del "$CLI" 2>/dev/null || true
@@ -69,7 +86,7 @@ start_daemon() {
     local ns=$1 dir=$2; shift 2
     mkdir -p "$dir"
     ip netns exec "$ns" dotnet "$MOBILITYD" --state-dir "$dir" --socket "$dir/api.sock" --grpc-socket off --grpc off --socks off --http off \
-        "$@" >"$dir/ready" 2>"$dir/log" &
+        "${LOG_ARGS[@]}" "$@" >"$dir/ready" 2>"$dir/log" &
     bench_track $!
     for _ in $(seq 1 600); do grep -q "mobilityd ready" "$dir/ready" 2>/dev/null && return 0; sleep 0.1; done
     cat "$dir/log" >&2
@@ -101,11 +118,29 @@ EOF
 ip netns exec "$SRV" python3 "$WORK/echo.py" >"$WORK/echo.log" 2>&1 &
 bench_track $!
 
-start_daemon "$SRV" "$WORK/server" --embedded-gns --name peer
+if [[ -n "${GNS_DLL:-}" ]]; then
+    mkdir -p "$WORK/gns"
+    ip netns exec "$SRV" dotnet "$GNS_DLL" serve --data "$WORK/gns/data" --udp 10.32.0.1:7353 --udp-reflect 10.32.0.1:7354 \
+        --http 127.0.0.1:7380 --grpc 10.32.0.1:7381 >"$WORK/gns/ready" 2>"$WORK/gns/log" &
+    bench_track $!
+    for _ in $(seq 1 600); do [[ -s "$WORK/gns/ready" ]] && break; sleep 0.1; done
+    [[ -s "$WORK/gns/ready" ]] || { cat "$WORK/gns/log" >&2; die "gns did not start"; }
+    GNS_ARGS=(--gns 10.32.0.1:7353 --gns-grpc http://10.32.0.1:7381)
+    start_daemon "$SRV" "$WORK/server" "${GNS_ARGS[@]}" --name peer
+else
+    GNS_ARGS=(--gns 10.32.0.1:7353)
+    start_daemon "$SRV" "$WORK/server" --embedded-gns --name peer
+fi
+if [[ "${CAPTURE_RST:-0}" == 1 ]]; then
+    for ns in "$SRV" "$CLI"; do
+        ip netns exec "$ns" tcpdump -i any -nn -tttt -l 'tcp[tcpflags] & tcp-rst != 0' >"$WORK/rst-$ns.txt" 2>/dev/null &
+        bench_track $!
+    done
+fi
 SERVER_PID=${PIDS[-1]}
 api "$WORK/server" POST /v1/exposed '{"port":5201}'
 api "$WORK/server" POST /v1/exposed '{"port":9000}'
-start_daemon "$CLI" "$WORK/client" --gns 10.32.0.1:7353 --Transparent:Resolver none
+start_daemon "$CLI" "$WORK/client" "${GNS_ARGS[@]}" --Transparent:Resolver none
 CLIENT_PID=${PIDS[-1]}
 api "$WORK/client" PUT /v1/transparent '{"enabled":true}'
 VIRTUAL=""
@@ -116,6 +151,8 @@ for _ in $(seq 1 50); do
 done
 [[ $VIRTUAL == 100.* ]] || die "peer.mob did not resolve through the stub"
 
+SSH_CIPHER=none
+if [[ $SETUP_ONLY != 1 ]]; then
 # sshd in the server namespace with throw-away keys; ssh -L in the client namespace to the same iperf3 server.
 mkdir -p "$WORK/ssh" /run/sshd
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh/host_key"
@@ -211,37 +248,50 @@ for round in $(seq 1 "$ROUNDS"); do
         printf '%-6s %-12s %8s %14s %12s %s\n' "$round" "$system" "$gbps" "$relay_gb" "$all_gb" "$load" >&2
     done
 done
+else
+    log "peer.mob is $VIRTUAL; mobilityd $MOBILITYD; set-up only; load $(loadavg)"
+fi
 
 # Connection set-up: connect, send one byte, read it back, close; every sample in microseconds.
 cat >"$WORK/connect.py" <<'EOF'
-import os, socket, sys, time
+import socket, sys, time
+# address count [label]: prints the samples of the connections that completed; each failure goes to stderr as
+# "FAIL label index error after-us at-UTC" and the run goes on.
 address, count = sys.argv[1], int(sys.argv[2])
+label = sys.argv[3] if len(sys.argv) > 3 else address
 samples = []
-for _ in range(count):
+for i in range(count):
     t0 = time.perf_counter_ns()
-    with socket.create_connection((address, 9000), timeout=10) as s:
-        s.sendall(b"x")
-        if s.recv(1) != b"x": sys.exit("no echo from " + address)
-    samples.append((time.perf_counter_ns() - t0) / 1000)
+    try:
+        with socket.create_connection((address, 9000), timeout=10) as s:
+            s.sendall(b"x")
+            if s.recv(1) != b"x": raise ConnectionError("no echo")
+        samples.append((time.perf_counter_ns() - t0) / 1000)
+    except OSError as e:
+        at = time.strftime("%H:%M:%S", time.gmtime()) + f".{time.time_ns() // 1000 % 1000000:06d}"
+        print(f"FAIL {label} {i} {type(e).__name__} {(time.perf_counter_ns() - t0) / 1000:.0f}us {at}", file=sys.stderr, flush=True)
 print(" ".join(f"{x:.0f}" for x in samples))
 EOF
 log "set-up: $ROUNDS rounds x $CONNECTS connects per system, alternating; load $(loadavg)"
 # Untimed first: ARP, the first accepts, and the JIT of the interception path (its tier-1 code comes after some
 # tens of connections; a perf profile of a cold run shows the daemons' CPU mostly in the JIT).
-ip netns exec "$CLI" python3 "$WORK/connect.py" 10.32.0.1 50 >/dev/null
-ip netns exec "$CLI" python3 "$WORK/connect.py" "$VIRTUAL" 50 >/dev/null
+FAILURES="$WORK/failures"
+: >"$FAILURES"
+ip netns exec "$CLI" python3 "$WORK/connect.py" 10.32.0.1 50 "warm-up plain" >/dev/null 2>>"$FAILURES"
+ip netns exec "$CLI" python3 "$WORK/connect.py" "$VIRTUAL" 50 "warm-up transparent" >/dev/null 2>>"$FAILURES"
 SETUP="$WORK/setup"
 : >"$SETUP"
 for round in $(seq 1 "$ROUNDS"); do
     for system in plain transparent; do
         target=10.32.0.1
         [[ $system == transparent ]] && target=$VIRTUAL
-        samples=$(ip netns exec "$CLI" python3 "$WORK/connect.py" "$target" "$CONNECTS")
+        samples=$(ip netns exec "$CLI" python3 "$WORK/connect.py" "$target" "$CONNECTS" "$round $system" 2>>"$FAILURES")
         [[ "${SAMPLES:-0}" == 1 ]] && echo "$round $system $samples" >&2
         echo "$round $system $samples" >>"$SETUP"
     done
 done
 
+if [[ $SETUP_ONLY != 1 ]]; then
 echo
 echo "== throughput: iperf3 -t $DURATION -P $PARALLEL $REVERSE_FLAG, $ROUNDS rounds alternating plain / ssh -L / transparent; ssh cipher $SSH_CIPHER"
 python3 - "$RESULTS" <<'EOF'
@@ -263,6 +313,7 @@ print(f"{'median':<6} {med('plain', 0):7.2f} {med('ssh', 0):7.2f} {med('transpar
       f"{med('ssh', 1):18.2f} {med('transparent', 1):7.2f} {m['rc']:6.2f}  {med('plain', 2):18.2f} {med('ssh', 2):6.2f} {med('transparent', 2):7.2f} {m['ac']:6.2f}")
 print("(ratios: median of the per-round ratios; Gbit/s and CPU-s/GB: median of the rounds)")
 EOF
+fi
 echo
 echo "== connection set-up (connect, 1 byte each way, close), $ROUNDS rounds x $CONNECTS per system"
 python3 - "$SETUP" <<'EOF'
@@ -281,4 +332,6 @@ ratio = statistics.median(v["transparent"] / v["plain"] for v in per_round.value
 print(f"transparent/plain: median {statistics.median(samples['transparent']) / statistics.median(samples['plain']):.2f}, "
       f"p90 {p90(samples['transparent']) / p90(samples['plain']):.2f}, median of per-round median ratios {ratio:.2f}")
 EOF
+echo "set-up connections that failed (reset, no echo, timeout), warm-up included: $(grep -c '^FAIL' "$FAILURES" || true)"
+grep '^FAIL' "$FAILURES" || true
 echo "load at the end: $(loadavg)"

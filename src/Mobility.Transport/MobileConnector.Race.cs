@@ -32,7 +32,10 @@ public sealed partial class MobileConnector
     /// the others are abandoned before their ClientFinish (their flows are aborted). While the
     /// handshakes are in flight, a push of the peer's endpoints (<see cref="IPeerLocator.EndpointsChanged"/>)
     /// abandons those to endpoints no longer listed and starts the new ones at once; when every
-    /// endpoint failed, the peer is looked up once more and only endpoints not tried yet are raced.
+    /// endpoint failed, the peer is looked up once more and only endpoints not tried yet are raced. When the endpoints
+    /// came from a record the locator keeps (<see cref="LocatedEndpoints.FromCache"/>), that one fresh lookup also starts
+    /// once <see cref="MobileConnectionOptions.ConnectRaceDelayMax"/> passed with no winner (a silent endpoint of a record
+    /// that went stale while its watch was down costs the race delay, not the handshake timeout).
     /// Only the loop of <see cref="RunAsync"/> touches the race's state; a push is handed to it through a signal.
     /// </summary>
     private sealed class HandshakeRace : IDisposable
@@ -75,12 +78,13 @@ public sealed partial class MobileConnector
         /// <summary>Handshakes in flight and not abandoned.</summary>
         private int Live => _pending.Count(a => !a.Cancel.IsCancellationRequested);
 
-        public async Task<MobileConnection> RunAsync(IReadOnlyList<IPEndPoint> endpoints)
+        public async Task<MobileConnection> RunAsync(IReadOnlyList<IPEndPoint> endpoints, bool fromCache = false)
         {
             var options = _connector._options;
             var relooked = _locator is null;
             Task<IReadOnlyList<IPEndPoint>?>? lookup = null;
             Task<bool>? push = null;
+            var hedge = fromCache && !relooked ? Task.Delay(options.ConnectRaceDelayMax, options.TimeProvider, _stop.Token) : null;
             var startNow = true;
             Use(endpoints, retryFailed: true);
             try
@@ -121,6 +125,11 @@ public sealed partial class MobileConnector
                         waits.Add(push ??= _pushed.WaitAsync(_stop.Token).AsTask());
                     }
 
+                    if (hedge is not null)
+                    {
+                        waits.Add(hedge);
+                    }
+
                     using var pauseCts = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
                     if (_queue.Count > 0 && Live is > 0 and < MaxRacingHandshakes)
                     {
@@ -130,7 +139,18 @@ public sealed partial class MobileConnector
                     var done = await Task.WhenAny(waits).WaitAsync(_ct).ConfigureAwait(false);
                     await pauseCts.CancelAsync().ConfigureAwait(false);
                     // The race delay passed: the next endpoint starts.
-                    startNow = !_pending.Any(a => a.Handshake == done) && done != lookup && done != push;
+                    startNow = !_pending.Any(a => a.Handshake == done) && done != lookup && done != push && done != hedge;
+                    if (hedge is { IsCompleted: true })
+                    {
+                        hedge = null;
+                        if (!relooked && lookup is null)
+                        {
+                            // The kept record's endpoints have not proved the peer within the race delay: ask the GNS too.
+                            relooked = true;
+                            TransportLog.CachedEndpointsSlow(Logger, _server.ToShortString(), _tried.Count, options.ConnectRaceDelayMax.TotalMilliseconds);
+                            lookup = LookupAsync();
+                        }
+                    }
                     if (push is { IsCompleted: true })
                     {
                         push = null;

@@ -57,15 +57,16 @@ public sealed partial class MobileConnector
 
         // Listening for pushes before the lookup: a record the peer publishes while we look it up is raced too.
         using var race = new HandshakeRace(this, server, locator, cancellationToken);
-        IReadOnlyList<IPEndPoint> endpoints;
+        LocatedEndpoints located;
         using (var locate = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
             locate.CancelAfter(_options.LocateTimeout);
             try
             {
                 var started = _options.TimeProvider.GetTimestamp();
-                endpoints = await locator.LocateAsync(server, locate.Token).ConfigureAwait(false);
-                TransportLog.Located(_logger, server.ToShortString(), endpoints.Count, _options.TimeProvider.GetElapsedTime(started).TotalMilliseconds);
+                // A record the locator keeps current (watched) saves a lookup per connect; the race falls back to a fresh one.
+                located = await locator.LocateForConnectAsync(server, locate.Token).ConfigureAwait(false);
+                TransportLog.Located(_logger, server.ToShortString(), located.Endpoints.Count, _options.TimeProvider.GetElapsedTime(started).TotalMilliseconds);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -73,12 +74,22 @@ public sealed partial class MobileConnector
             }
         }
 
-        if (endpoints.Count == 0)
+        if (located.Endpoints.Count == 0)
         {
-            throw new MobileHandshakeException($"No mobile peer: {server} has no known transport endpoint (no record, or a record without one).");
+            if (!located.FromCache)
+            {
+                throw new MobileHandshakeException($"No mobile peer: {server} has no known transport endpoint (no record, or a record without one).");
+            }
+
+            // The kept record lists no endpoint: the GNS is asked before giving up.
+            located = new LocatedEndpoints(await locator.LocateAsync(server, cancellationToken).ConfigureAwait(false), FromCache: false);
+            if (located.Endpoints.Count == 0)
+            {
+                throw new MobileHandshakeException($"No mobile peer: {server} has no known transport endpoint (no record, or a record without one).");
+            }
         }
 
-        return await race.RunAsync(endpoints).ConfigureAwait(false);
+        return await race.RunAsync(located.Endpoints, located.FromCache).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -64,6 +64,9 @@ internal static partial class TransportLog
     [LoggerMessage(9751, LogLevel.Debug, "Connect to {Server}: every endpoint failed ({Tried} tried, the last: {Reason}); looking the peer up once more")]
     public static partial void LookingUpAgain(ILogger logger, string server, int tried, string reason);
 
+    [LoggerMessage(9950, LogLevel.Debug, "Connect to {Server}: the endpoints of the kept record ({Tried} tried) proved nothing within {DelayMs} ms; looking the peer up too")]
+    public static partial void CachedEndpointsSlow(ILogger logger, string server, int tried, double delayMs);
+
     [LoggerMessage(9752, LogLevel.Debug, "Connect to {Server}: the lookup named no endpoint not tried yet")]
     public static partial void NothingNew(ILogger logger, string server);
 

@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.DependencyInjection;
+using Mobility.Daemon.Forwarding;
 using Mobility.Daemon.FunctionalTests.Infrastructure;
 using Mobility.Daemon.Peers;
 using Mobility.Gns.Watch;
@@ -116,6 +117,41 @@ public sealed class FreshAnswerTests
         {
             await gns.DisposeAsync();
         }
+    }
+
+    [Fact]
+    public async Task A_new_connection_starts_from_the_watched_record_once_its_watch_delivered_it()
+    {
+        await using var gns = await GnsServerInstance.StartAsync();
+        await using var direct = gns.CreateClient(cache: false);
+        await using var b = await DaemonInstance.StartAsync(gns.CreateClient());
+        using var key = HostKey.Generate();
+        var first = DaemonInstance.NewAddress();
+        await direct.RegisterAsync(Record(key, 1, first)).WithTimeout();
+        var locator = b.Services.GetRequiredService<GnsPeerLocator>();
+        var records = b.Services.GetRequiredService<WatchedRecords>();
+
+        // Not watched yet: asked of the GNS, and watched from now on.
+        var located = await locator.LocateForConnectAsync(key.Guid, CancellationToken.None).AsTask().WithTimeout();
+        Assert.False(located.FromCache);
+        Assert.Equal(new IPEndPoint(first, 7391), Assert.Single(located.Endpoints));
+        await WatchesOpenAsync(gns, 1);
+        await TestTimeout.Eventually(() => records.IsCurrent(key.Guid), "the watch delivered the record");
+
+        // Kept current by the watch: the cached record, no GNS round trip.
+        located = await locator.LocateForConnectAsync(key.Guid, CancellationToken.None).AsTask().WithTimeout();
+        Assert.True(located.FromCache);
+        Assert.Equal(new IPEndPoint(first, 7391), Assert.Single(located.Endpoints));
+
+        // The peer moves: the push replaces the cached record, which stays current.
+        var second = DaemonInstance.NewAddress();
+        await direct.RegisterAsync(Record(key, 2, second)).WithTimeout();
+        await TestTimeout.Eventually(async () => await locator.LocateForConnectAsync(key.Guid, CancellationToken.None) is { FromCache: true } l
+                                                 && l.Endpoints.SequenceEqual([new IPEndPoint(second, 7391)]),
+            "the cached record follows the push");
+
+        // A locate after a lost path (LocateAsync) still asks the GNS past the cache.
+        Assert.Equal(new IPEndPoint(second, 7391), Assert.Single(await locator.LocateAsync(key.Guid, CancellationToken.None).AsTask().WithTimeout()));
     }
 
     private static GnsRecord Record(HostKey key, ulong version, IPAddress address)

@@ -131,6 +131,7 @@ public class SimulatedConnectTests(ITestOutputHelper output)
         Assert.Equal(ServerB, opened.Client.RemoteEndPoint!.Address);
         Assert.Equal(2, pair.Network.Connects);
     }
+
     [Fact]
     public async Task A_record_whose_direct_endpoints_are_silent_opens_through_its_relay_at_once_not_after_their_race_delays()
     {
@@ -161,5 +162,63 @@ public class SimulatedConnectTests(ITestOutputHelper output)
 
         await flows.DisposeAsync();
         await serving.WithTimeout();
+    }
+
+    [Fact]
+    public async Task A_connect_from_a_kept_record_asks_no_lookup()
+    {
+        await using var pair = await CreateAsync();
+        pair.Locator.Keep(Keys.Server.Guid, new IPEndPoint(ServerA, 443));
+
+        var t0 = pair.Time.GetTimestamp();
+        await using var opened = await OpenAndExchangeAsync(pair, pair.Connector.ConnectAsync(Keys.Server.Guid, pair.Locator), t0);
+
+        output.WriteLine($"kept record: opened after {opened.Rtts:0.00} RTT with {pair.Locator.Lookups} lookups");
+        Assert.Equal(1, pair.Locator.KeptAnswers);
+        Assert.Equal(0, pair.Locator.Lookups);
+        Assert.Equal(1, pair.Network.Connects);
+        Assert.InRange(opened.Rtts, 1.9, 2.5);
+    }
+
+    [Fact]
+    public async Task A_connect_whose_kept_endpoint_refuses_falls_back_to_a_fresh_lookup()
+    {
+        await using var pair = await CreateAsync();
+        // The server left ServerA:443 (a RST there now) for ServerB; the kept record still names ServerA, the GNS ServerB.
+        pair.Network.AddAddress(ServerB);
+        await pair.Listener.RebindAsync(new IPEndPoint(ServerB, 443)).WithTimeout();
+        pair.Locator.Keep(Keys.Server.Guid, new IPEndPoint(ServerA, 443));
+        pair.Locator.Set(Keys.Server.Guid, new IPEndPoint(ServerB, 443));
+
+        var t0 = pair.Time.GetTimestamp();
+        await using var opened = await OpenAndExchangeAsync(pair, pair.Connector.ConnectAsync(Keys.Server.Guid, pair.Locator), t0);
+
+        output.WriteLine($"kept endpoint refused: opened after {opened.Rtts:0.00} RTT with {pair.Locator.Lookups} lookups");
+        Assert.Equal(ServerB, opened.Client.RemoteEndPoint!.Address);
+        Assert.Equal(1, pair.Locator.Lookups);
+        Assert.Equal(2, pair.Network.Connects);
+        Assert.InRange(opened.Rtts, 2.9, 5);
+        Assert.Contains("looking the peer up once more", pair.Logs.Dump(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_connect_whose_kept_endpoint_is_silent_looks_up_after_the_race_delay_not_the_handshake_timeout()
+    {
+        await using var pair = await CreateAsync();
+        // The server moved while this end's watch was down: the kept record names its old, silent endpoint.
+        var moved = await pair.MoveServerAsync(ServerA, ServerB);
+        pair.Locator.Keep(Keys.Server.Guid, new IPEndPoint(ServerA, 443));
+        pair.Locator.Set(Keys.Server.Guid, moved);
+
+        var t0 = pair.Time.GetTimestamp();
+        await using var opened = await OpenAndExchangeAsync(pair, pair.Connector.ConnectAsync(Keys.Server.Guid, pair.Locator), t0);
+
+        var delay = new MobileConnectionOptions().ConnectRaceDelayMax / pair.Network.Rtt;
+        output.WriteLine($"kept endpoint silent: opened after {opened.Rtts:0.00} RTT (race delay {delay:0.00} RTT) with {pair.Locator.Lookups} lookups");
+        // The race delay, the lookup (no latency here), then TCP connect (1) + hello/server hello (1).
+        Assert.InRange(opened.Rtts, delay + 1.9, delay + 4);
+        Assert.Equal(ServerB, opened.Client.RemoteEndPoint!.Address);
+        Assert.Equal(1, pair.Locator.Lookups);
+        Assert.Contains("proved nothing within", pair.Logs.Dump(), StringComparison.Ordinal);
     }
 }

@@ -18,6 +18,35 @@ internal sealed class TestLocator : IPeerLocator
 
     public event EventHandler<PeerEndpointsChangedEventArgs>? EndpointsChanged;
 
+    /// <summary>Answers of <see cref="LocateForConnectAsync"/> from a record the locator "keeps current" (a watched one): no lookup counted.</summary>
+    private readonly Dictionary<HostGuid, IReadOnlyList<IPEndPoint>> _kept = [];
+
+    /// <summary>Connects that started from a kept record (<see cref="Keep"/>).</summary>
+    public int KeptAnswers;
+
+    /// <summary>A kept (cached, watched) record: <see cref="LocateForConnectAsync"/> answers it without a lookup.</summary>
+    public void Keep(HostGuid guid, params IPEndPoint[] endpoints)
+    {
+        lock (_gate)
+        {
+            _kept[guid] = endpoints;
+        }
+    }
+
+    public async ValueTask<LocatedEndpoints> LocateForConnectAsync(HostGuid guid, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            if (_kept.TryGetValue(guid, out var kept))
+            {
+                Interlocked.Increment(ref KeptAnswers);
+                return new LocatedEndpoints(kept, FromCache: true);
+            }
+        }
+
+        return new LocatedEndpoints(await LocateAsync(guid, cancellationToken), FromCache: false);
+    }
+
     public void Set(HostGuid guid, params IPEndPoint[] endpoints)
     {
         lock (_gate)

@@ -9,7 +9,8 @@ namespace Mobility.Daemon.Forwarding;
 
 /// <summary>
 /// Finds peers' transport endpoints in the GNS: <see cref="LocateAsync"/> looks the record up (fresh,
-/// not from the cache: it is asked when a path was lost) and returns its Host locators. Lookups go
+/// not from the cache: it is asked when a path was lost) and returns its Host locators; <see cref="LocateForConnectAsync"/>
+/// (a new connection) uses the cached record while its watch keeps it current. Lookups go
 /// through <see cref="WatchedRecords"/>, which watches every GUID looked up (bounded by
 /// <see cref="ForwardingOptions.MaxWatchedPeers"/>); its pushes of newer records raise <see cref="EndpointsChanged"/>.
 /// </summary>
@@ -30,6 +31,17 @@ public sealed class GnsPeerLocator : IPeerLocator, IAsyncDisposable
     {
         var record = await _records.LookupAsync(guid, fresh: true, cancellationToken).ConfigureAwait(false);
         return record is null ? [] : Endpoints(record);
+    }
+
+    /// <summary>
+    /// A new connection's endpoints: from the cached record while a live watch keeps it current
+    /// (<see cref="WatchedRecords.IsCurrent"/>: no GNS round trip per connect), else a fresh lookup as <see cref="LocateAsync"/>.
+    /// The connector falls back to <see cref="LocateAsync"/> when the cached endpoints fail or stay silent.
+    /// </summary>
+    public async ValueTask<LocatedEndpoints> LocateForConnectAsync(HostGuid guid, CancellationToken cancellationToken)
+    {
+        var (record, cached) = await _records.LookupForConnectAsync(guid, cancellationToken).ConfigureAwait(false);
+        return new LocatedEndpoints(record is null ? [] : Endpoints(record), cached);
     }
 
     /// <summary>

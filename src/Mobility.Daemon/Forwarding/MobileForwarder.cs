@@ -227,7 +227,30 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         => OpenAsync(peer, port, udp: false, cancellationToken);
 
     /// <summary>Like <see cref="OpenAsync(HostGuid, ushort, CancellationToken)"/>; with <paramref name="udp"/>, a UDP session to the peer's UDP <paramref name="port"/>.</summary>
-    public async Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, bool udp, CancellationToken cancellationToken)
+    public Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, bool udp, CancellationToken cancellationToken)
+        => OpenAsync(peer, port, udp, earlyFrom: null, cancellationToken);
+
+    /// <summary>
+    /// Most bytes a program has already written that go in the same write as the open header (<see cref="OpenAsync(HostGuid, ushort, Socket, CancellationToken)"/>):
+    /// a request line and headers, a protocol's greeting; bounded so that an opening costs at most this much memory more, and
+    /// below one DATA frame (32 KiB), so they leave in the header's frame.
+    /// </summary>
+    public const int EarlyDataLimit = 16 * 1024;
+
+    /// <summary>
+    /// Like <see cref="OpenAsync(HostGuid, ushort, CancellationToken)"/> for a program's <paramref name="program"/> socket that
+    /// is relayed next: once the connection is up, the bytes the program has already written (those waiting in the socket,
+    /// up to <see cref="EarlyDataLimit"/>, read without waiting) go in the same write as the open header instead of after
+    /// its answer, so a program that speaks first (HTTP, iperf3) saves that round trip. The peer relays them only after
+    /// its OK, as any later byte; refused, they are dropped with the connection.
+    /// </summary>
+    public Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, Socket program, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(program);
+        return OpenAsync(peer, port, udp: false, program, cancellationToken);
+    }
+
+    private async Task<MobileConnection> OpenAsync(HostGuid peer, ushort port, bool udp, Socket? earlyFrom, CancellationToken cancellationToken)
     {
         var connector = _connector ?? throw new InvalidOperationException("The transport is not started.");
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
@@ -237,7 +260,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         SendDirectCandidates(connection);
         try
         {
-            await OpenPortAsync(connection, port, timeout.Token, udp).ConfigureAwait(false);
+            await OpenPortAsync(connection, port, timeout.Token, udp, earlyFrom).ConfigureAwait(false);
             return connection;
         }
         catch
@@ -279,9 +302,21 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     }
 
     /// <summary>Writes the open header for <paramref name="port"/> and reads the answer; <see cref="OpenRefusedException"/> unless ok.</summary>
-    private static async ValueTask OpenPortAsync(MobileConnection connection, ushort port, CancellationToken cancellationToken, bool udp = false)
+    private static async ValueTask OpenPortAsync(MobileConnection connection, ushort port, CancellationToken cancellationToken, bool udp = false,
+        Socket? earlyFrom = null)
     {
-        await connection.WriteAsync(OpenHeader.Create(port, udp), cancellationToken).ConfigureAwait(false);
+        var header = OpenHeader.Create(port, udp);
+        var first = header.AsMemory();
+        if (earlyFrom is { Available: > 0 } program)
+        {
+            // What the program wrote already: taken now without waiting (Available bytes are there), sent behind the header.
+            var buffer = new byte[OpenHeader.Size + Math.Min(program.Available, EarlyDataLimit)];
+            header.CopyTo(buffer, 0);
+            var early = program.Receive(buffer.AsSpan(OpenHeader.Size), SocketFlags.None);
+            first = buffer.AsMemory(0, OpenHeader.Size + early);
+        }
+
+        await connection.WriteAsync(first, cancellationToken).ConfigureAwait(false);
         var status = new byte[1];
         if (await connection.ReadAsync(status, cancellationToken).ConfigureAwait(false) != 1)
         {

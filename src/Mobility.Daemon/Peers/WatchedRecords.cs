@@ -100,6 +100,34 @@ public sealed partial class WatchedRecords : IAsyncDisposable
         return record;
     }
 
+    /// <summary>
+    /// Whether the GNS client's cached record of <paramref name="guid"/> is kept current by a live watch: the GUID is
+    /// watched and its watch delivered the GUID's state since it last (re)opened, since it last failed and since the
+    /// host's addresses last changed (then each watched GUID is current again once re-validated). Nothing tells this
+    /// end at once that a watch stream died silently: until the client notices and re-opens it, a record may be stale
+    /// for that long (bounded by the record's TTL in the cache), which is why a connect started from it falls back
+    /// to a fresh lookup (<see cref="Mobility.Transport.IPeerLocator.LocateForConnectAsync"/>).
+    /// </summary>
+    public bool IsCurrent(HostGuid guid)
+    {
+        lock (_gate)
+        {
+            return _watches.TryGetValue(guid, out var watch) && watch.Current;
+        }
+    }
+
+    /// <summary>
+    /// The record a new connection to <paramref name="guid"/> starts from: the cached one when <see cref="IsCurrent"/>
+    /// (no round trip while the cache holds it), else asked past the cache as <see cref="LookupAsync"/> with fresh does.
+    /// <c>Cached</c> says which. The GUID is watched from now on. Throws <see cref="GnsException"/>.
+    /// </summary>
+    public async Task<(GnsRecord? Record, bool Cached)> LookupForConnectAsync(HostGuid guid, CancellationToken cancellationToken = default)
+    {
+        var current = IsCurrent(guid);
+        var record = await LookupAsync(guid, fresh: !current, cancellationToken).ConfigureAwait(false);
+        return (record, current);
+    }
+
     /// <summary>The record bound to <paramref name="name"/>, or null; its GUID is watched from now on. Throws <see cref="GnsException"/>.</summary>
     public async Task<GnsRecord?> LookupNameAsync(string name, CancellationToken cancellationToken = default)
     {
@@ -125,6 +153,12 @@ public sealed partial class WatchedRecords : IAsyncDisposable
             if (_disposed || _watches.Count == 0)
             {
                 return;
+            }
+
+            // The watches ran from an address that may be gone: no cached record is current until re-validated.
+            foreach (var watch in _watches.Values)
+            {
+                watch.Current = false;
             }
 
             if (!_catchUp.IsCompleted)
@@ -236,6 +270,7 @@ public sealed partial class WatchedRecords : IAsyncDisposable
                     else
                     {
                         Apply(guid, change.Record, authoritative: false);
+                        SetCurrent(guid, change.Record);
                     }
                 }
             }
@@ -253,6 +288,8 @@ public sealed partial class WatchedRecords : IAsyncDisposable
             {
                 Log.WatchFailed(_logger, guid.ToString(), e.Message);
             }
+
+            SetCurrent(guid, null, current: false);
 
             // The watch ended or failed outside the client's own reconnection: start again after a capped back-off with jitter.
             try
@@ -285,6 +322,7 @@ public sealed partial class WatchedRecords : IAsyncDisposable
 
             Log.Revalidated(_logger, guid.ToString(), record is null ? "no record" : $"version {record.Version}");
             Apply(guid, record, authoritative: true);
+            SetCurrent(guid, record);
         }
         catch (GnsException e)
         {
@@ -343,6 +381,21 @@ public sealed partial class WatchedRecords : IAsyncDisposable
         Changed?.Invoke(this, new PeerRecordChangedEventArgs(guid, record));
     }
 
+    /// <summary>
+    /// The watch (or a re-validation) just told this end the GUID's state: the cache holds <paramref name="record"/>,
+    /// so it is current when there is one (a GUID without a record has nothing cached: the next connect asks the GNS).
+    /// </summary>
+    private void SetCurrent(HostGuid guid, GnsRecord? record, bool current = true)
+    {
+        lock (_gate)
+        {
+            if (_watches.TryGetValue(guid, out var watch))
+            {
+                watch.Current = current && record is not null;
+            }
+        }
+    }
+
     private async Task CatchUpAsync(CancellationToken cancellationToken)
     {
         await Task.Yield();
@@ -386,6 +439,9 @@ public sealed partial class WatchedRecords : IAsyncDisposable
 
         /// <summary>The newest record version seen (0: none). Guarded by the owner's gate.</summary>
         public ulong Version { get; set; }
+
+        /// <summary>The watch delivered the GUID's record since it last opened, failed or the host moved (<see cref="IsCurrent"/>). Guarded by the owner's gate.</summary>
+        public bool Current { get; set; }
     }
 
     private static partial class Log

@@ -156,7 +156,8 @@ public sealed partial class InterceptionListener : IAsyncDisposable
 
             using var connect = CancellationTokenSource.CreateLinkedTokenSource(stopping);
             connect.CancelAfter(_options.Forwarding.ConnectTimeout);
-            var connection = await _forwarder.OpenAsync(guid, (ushort)original.Port, connect.Token).ConfigureAwait(false);
+            // The program's first bytes, when it spoke first, go with the open header (one round trip less).
+            var connection = await _forwarder.OpenAsync(guid, (ushort)original.Port, client, connect.Token).ConfigureAwait(false);
             Log.Intercepted(_logger, source, original, guid.ToString());
             _forwarder.StartRelay(connection, client);
             relaying = true;

@@ -35,6 +35,45 @@ public sealed class ForwardingTests
     }
 
     [Fact]
+    public async Task Bytes_a_program_already_wrote_leave_with_the_open_header_and_reach_the_exposed_port()
+    {
+        var gns = new FakeGns();
+        using var exposed = new TcpListener(IPAddress.Loopback, 0);
+        exposed.Start();
+        var port = ((IPEndPoint)exposed.LocalEndpoint).Port;
+        await using var b = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await using var a = await DaemonInstance.StartForwardingAsync(gns.CreateClient());
+        await TestTimeout.Eventually(() => gns.Get(b.Guid) is not null, "B registered");
+        b.Api.Expose(port);
+
+        // A program connected to A (as an intercepted one is) has written its request before the mobile connection is open.
+        using var programs = new TcpListener(IPAddress.Loopback, 0);
+        programs.Start();
+        using var program = new TcpClient();
+        await program.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)programs.LocalEndpoint).Port).WithTimeout();
+        using var programSide = await programs.AcceptSocketAsync().WithTimeout();
+        var request = "GET / HTTP/1.0\r\n\r\n"u8.ToArray();
+        await program.GetStream().WriteAsync(request).AsTask().WithTimeout();
+        await TestTimeout.Eventually(() => programSide.Available == request.Length, "the request waits in A's socket");
+
+        var forwarder = a.Services.GetRequiredService<MobileForwarder>();
+        var connection = await forwarder.OpenAsync(b.Guid, (ushort)port, programSide, CancellationToken.None).WithTimeout();
+        try
+        {
+            // Nothing is written after the open: the exposed port still gets the request, which left with the header.
+            using var served = await exposed.AcceptSocketAsync().WithTimeout();
+            var received = new byte[request.Length];
+            await new NetworkStream(served).ReadExactlyAsync(received).AsTask().WithTimeout();
+            Assert.Equal(request, received);
+            Assert.Equal(0, programSide.Available);
+        }
+        finally
+        {
+            await connection.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task Unexposed_port_is_refused_and_an_exposed_closed_port_is_connection_refused()
     {
         var gns = new FakeGns();
