@@ -16,7 +16,8 @@ public sealed partial class RedisGnsStore
     /// <see cref="RedisGnsOptions.ReverseScanFactor"/> x (limit + 1) + <see cref="RedisGnsOptions.ReverseScanSlack"/>
     /// entries of each kind are read; a lookup that hits that bound says Truncated. Each candidate is
     /// checked against its record (live, address present) and invalid entries are deleted as they are
-    /// met (the index is written after the record, so a crash between the two leaves such entries).
+    /// met (the index is written after the record, so a crash between the two leaves such entries), unless
+    /// a newer version of the GUID wrote the claim after the record was read.
     /// </summary>
     public async ValueTask<ReverseResult> ReverseAsync(IPAddress address, int limit, CancellationToken cancellationToken = default)
     {
@@ -26,6 +27,7 @@ public sealed partial class RedisGnsStore
         ThrowIfDisposed();
         var normalized = Locator.Normalize(address);
         var key = _keys.Claims(normalized);
+        var versionsKey = _keys.ClaimVersions(normalized);
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         // The set is bounded by the claim limits plus entries of records that moved on and are not yet
         // cleaned; the scan bound keeps one lookup's work finite whatever the set holds.
@@ -52,7 +54,7 @@ public sealed partial class RedisGnsStore
                 else
                 {
                     RedisGnsLog.CorruptIndexEntry(_logger, normalized.ToString(), (string?)member ?? "");
-                    _ = _db.SortedSetRemoveAsync(key, member, CommandFlags.FireAndForget);
+                    _ = _db.ScriptEvaluateAsync(RedisScripts.RemoveClaim, [key, versionsKey], [member, AnyVersion], CommandFlags.FireAndForget);
                 }
             }
 
@@ -70,20 +72,28 @@ public sealed partial class RedisGnsStore
             }
             else
             {
-                // Invalid for good: the record was removed or moved off the address.
-                _ = _db.SortedSetRemoveAsync(key, ranked[i].Guid.ToString(), CommandFlags.FireAndForget);
+                // Invalid: the record read (at its version) was removed or does not carry the address. An update
+                // past that version may have written the claim since; RemoveClaim keeps such a claim.
+                RedisValue seen = records[i].Version is { } version ? RedisKeys.Version(version) : AnyVersion;
+                _ = _db.ScriptEvaluateAsync(RedisScripts.RemoveClaim, [key, versionsKey], [ranked[i].Guid.ToString(), seen], CommandFlags.FireAndForget);
             }
         }
 
         return found.Count > limit ? new ReverseResult(found[..limit], true) : new ReverseResult(found, scanBounded);
     }
 
+    /// <summary>The highest version: a claim whose GUID has no record (or an unreadable one) is removed whoever wrote it.</summary>
+    private static readonly RedisValue AnyVersion = RedisKeys.Version(ulong.MaxValue);
+
     /// <summary>
     /// Indexes the claims of <paramref name="current"/> (arrived from <paramref name="source"/>) by the
     /// rules of <see cref="ClaimRules"/> and deletes the claims of <paramref name="previous"/> that
-    /// <paramref name="current"/> no longer makes.
+    /// <paramref name="current"/> no longer makes. <paramref name="version"/> is the version just stored
+    /// (the record's, or a tombstone's): claims are written and withdrawn in its name, so that a slower
+    /// update of an older version can neither withdraw nor overwrite the claims of a newer one (two GNS
+    /// processes indexing consecutive versions of one GUID at the same time).
     /// </summary>
-    private async Task IndexAsync(GnsRecord? current, GnsRecord? previous, IPAddress? source)
+    internal async Task IndexAsync(GnsRecord? current, GnsRecord? previous, IPAddress? source, ulong version)
     {
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         var sourceKey = source is null ? null : ClaimRules.SourceKey(source);
@@ -92,30 +102,39 @@ public sealed partial class RedisGnsStore
         if (current is not null)
         {
             var expires = ClaimRules.Expiry(current.TtlSeconds, now, _claimLimits);
-            tasks.AddRange(kept.Select(a => IndexClaimAsync(a, current.Guid, ClaimRules.IsAttested(a, source), now, expires, sourceKey)));
+            tasks.AddRange(kept.Select(a => IndexClaimAsync(a, current.Guid, ClaimRules.IsAttested(a, source), now, expires, sourceKey, version)));
         }
 
         if (previous is not null)
         {
             foreach (var address in RedisKeys.IndexedAddresses(previous).Where(a => !kept.Contains(a)))
             {
-                tasks.Add(_db.SortedSetRemoveAsync(_keys.Claims(address), previous.Guid.ToString()));
-                if (sourceKey is not null)
-                {
-                    // The common case: the claim was counted against the source the host still sends from.
-                    tasks.Add(_db.SortedSetRemoveAsync(_keys.Source(sourceKey), RedisKeys.SourceEntry(address, previous.Guid)));
-                }
+                tasks.Add(WithdrawClaimAsync(address, previous.Guid, version, sourceKey));
             }
         }
 
         await Task.WhenAll(tasks).ConfigureAwait(false);
     }
 
-    private async Task IndexClaimAsync(IPAddress address, HostGuid guid, bool attested, long now, long expires, IPAddress? sourceKey)
+    private async Task WithdrawClaimAsync(IPAddress address, HostGuid guid, ulong version, IPAddress? sourceKey)
+    {
+        var removed = (long)await _db.ScriptEvaluateAsync(RedisScripts.RemoveClaim, [_keys.Claims(address), _keys.ClaimVersions(address)],
+            [guid.ToString(), RedisKeys.Version(version)]).ConfigureAwait(false);
+        if (removed == 1 && sourceKey is not null)
+        {
+            // The common case: the claim was counted against the source the host still sends from. A claim kept
+            // for a newer version stays counted where that version counted it.
+            await _db.SortedSetRemoveAsync(_keys.Source(sourceKey), RedisKeys.SourceEntry(address, guid)).ConfigureAwait(false);
+        }
+    }
+
+    private async Task IndexClaimAsync(IPAddress address, HostGuid guid, bool attested, long now, long expires, IPAddress? sourceKey, ulong version)
     {
         var key = _keys.Claims(address);
-        var outcome = (string?)await _db.ScriptEvaluateAsync(RedisScripts.IndexClaim, [key],
-            [guid.ToString(), attested ? "1" : "0", now, expires, _claimLimits.MaxAttestedPerAddress, _claimLimits.MaxUnattestedPerAddress])
+        var versionsKey = _keys.ClaimVersions(address);
+        var outcome = (string?)await _db.ScriptEvaluateAsync(RedisScripts.IndexClaim, [key, versionsKey],
+            [guid.ToString(), attested ? "1" : "0", now, expires, _claimLimits.MaxAttestedPerAddress, _claimLimits.MaxUnattestedPerAddress,
+                RedisKeys.Version(version)])
             .ConfigureAwait(false);
         if (sourceKey is null || outcome is not ("added" or "kept"))
         {
@@ -134,7 +153,7 @@ public sealed partial class RedisGnsStore
         if (counted == 0)
         {
             // The source is full: take the new claim back out (only if it is still the one added here).
-            await _db.ScriptEvaluateAsync(RedisScripts.RemoveClaimIfScore, [key], [guid.ToString(), expires]).ConfigureAwait(false);
+            await _db.ScriptEvaluateAsync(RedisScripts.RemoveClaimIfScore, [key, versionsKey], [guid.ToString(), expires]).ConfigureAwait(false);
         }
     }
 }

@@ -32,13 +32,14 @@ namespace Mobility.Gns.Redis.Storage;
 /// same version is undone before the caller learns of success.</item>
 /// <item>Release the previous name if the new record does not hold it (<see cref="RedisScripts.Release"/>:
 /// only if the claim is still the GUID's at a version not above the new one).</item>
-/// <item>Add the reverse entries <c>guid:version</c> of the new record and delete the exact entries of
-/// the previous version.</item>
+/// <item>Write the address claims of the new record and withdraw those of the previous record that the
+/// new one no longer makes, each in the address's slot, in the name of the version stored: a claim written
+/// by a newer version of the GUID is never withdrawn or overwritten by an older one (claim versions,
+/// <see cref="RedisKeys.ClaimVersions"/>).</item>
 /// </list>
-/// A reverse entry <c>guid:v</c> is valid exactly while the GUID's live record is at version v and carries
-/// the address; a record's content never changes at one version, so an entry only ever goes from valid to
-/// invalid. Readers therefore filter candidates by fetching their records and may delete invalid entries
-/// at any time without racing a writer. A by-name read returns the claim owner's record only if that
+/// A claim is valid while the GUID's live record carries the address. Readers filter candidates by
+/// fetching their records and delete an invalid claim only if no version newer than the record they read
+/// wrote it, so neither a reader nor a slow writer can remove a claim that a newer update just made. A by-name read returns the claim owner's record only if that
 /// record holds the name. So readers never see a GUID (or name) that its live record does not carry; a
 /// crash after the commit point can leave a name claim or index entry missing or stale, and a retry of
 /// the same update (answered Stale with the same version) repairs both.
@@ -213,7 +214,7 @@ public sealed partial class RedisGnsStore : IGnsStore
             await ReleaseNameAsync(reply.Name, guid, record.Version, exact: false).ConfigureAwait(false);
         }
 
-        await IndexAsync(record, previous, source).ConfigureAwait(false);
+        await IndexAsync(record, previous, source, record.Version).ConfigureAwait(false);
         return new StoreResult(StoreStatus.Stored, record.Version);
     }
 
@@ -240,7 +241,7 @@ public sealed partial class RedisGnsStore : IGnsStore
 
         if (DecodeStored(guid, reply) is { } removed)
         {
-            await IndexAsync(null, removed, null).ConfigureAwait(false);
+            await IndexAsync(null, removed, null, version).ConfigureAwait(false);
         }
 
         return new StoreResult(StoreStatus.Stored, version);
@@ -369,7 +370,7 @@ public sealed partial class RedisGnsStore : IGnsStore
             RedisGnsLog.ClaimLost(_logger, guid, stored.Version, name);
         }
 
-        await IndexAsync(stored, null, null).ConfigureAwait(false);
+        await IndexAsync(stored, null, null, stored.Version).ConfigureAwait(false);
     }
 
     private async Task<StoredState?> ReadStateAsync(RedisKey recordKey)

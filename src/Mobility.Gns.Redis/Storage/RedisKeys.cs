@@ -16,6 +16,9 @@ namespace Mobility.Gns.Redis.Storage;
 /// <item><c>{prefix}claims:{&lt;address&gt;}</c>: sorted set, the address's claims (docs/protocol.md,
 /// "Address claims"): member the claimant's GUID, score the Unix ms at which the claim expires,
 /// negated for an attested claim.</item>
+/// <item><c>{prefix}claimv:{&lt;address&gt;}</c>: hash, beside the claims set in its slot: member the claimant's
+/// GUID, value the record version (16 hex digits) whose update last wrote its claim, so that a slower update of
+/// an older version never removes or overwrites a newer one's claim.</item>
 /// <item><c>{prefix}src:{&lt;source key&gt;}</c>: sorted set, the unattested claims counted against one
 /// source: member <c>&lt;address&gt;|&lt;guid&gt;</c>, score the claim's expiry (Unix ms).</item>
 /// </list>
@@ -33,6 +36,9 @@ internal sealed class RedisKeys(string prefix)
     public RedisKey Name(string canonicalName) => $"{Prefix}name:{{{canonicalName}}}";
 
     public RedisKey Claims(IPAddress address) => $"{Prefix}claims:{{{Locator.Normalize(address)}}}";
+
+    /// <summary>The claim versions of an address: the same hash tag as <see cref="Claims"/>, so one script can touch both.</summary>
+    public RedisKey ClaimVersions(IPAddress address) => $"{Prefix}claimv:{{{Locator.Normalize(address)}}}";
 
     public RedisKey Source(IPAddress sourceKey) => $"{Prefix}src:{{{sourceKey}}}";
 

@@ -1,8 +1,9 @@
 namespace Mobility.Gns.Redis.Storage;
 
 /// <summary>
-/// The Lua scripts of <see cref="RedisGnsStore"/>. Each touches exactly one key (KEYS[1]), so it runs
-/// atomically in that key's slot on a cluster as on a single server. StackExchange.Redis sends them
+/// The Lua scripts of <see cref="RedisGnsStore"/>. Each touches one key (KEYS[1]), or for an address's
+/// claims two keys with the same hash tag (KEYS[1], KEYS[2]), so it runs atomically in one slot of a
+/// cluster as on a single server. StackExchange.Redis sends them
 /// by SHA (EVALSHA) once loaded.
 /// </summary>
 internal static class RedisScripts
@@ -114,37 +115,76 @@ internal static class RedisScripts
         """;
 
     /// <summary>
+    /// Drops the expired claims of KEYS[1] (scores in [-now, now]) and their versions in KEYS[2], in chunks
+    /// (Lua's unpack has a stack limit; a set is bounded by the claim limits plus stale entries).
+    /// </summary>
+    private const string Purge = """
+        local function purge(now)
+          local gone = redis.call('ZRANGEBYSCORE', KEYS[1], -now, now)
+          for i = 1, #gone, 500 do
+            local chunk = {unpack(gone, i, math.min(i + 499, #gone))}
+            redis.call('ZREM', KEYS[1], unpack(chunk))
+            redis.call('HDEL', KEYS[2], unpack(chunk))
+          end
+        end
+
+        """;
+
+    /// <summary>
     /// Index one address claim (ClaimRules.Index for one address). KEYS[1] the address's claims set,
     /// scored -expiry for an attested claim and +expiry for an unattested one (so both kinds expire and
-    /// the expired ones are exactly the scores in [-now, now]); ARGV: guid, attested now ("1"/"0"),
-    /// now (ms), expiry (ms), max attested, max unattested. Returns "attested", "kept" (unattested
+    /// the expired ones are exactly the scores in [-now, now]); KEYS[2] the address's claim versions (hash:
+    /// GUID to the record version that last wrote its claim; same slot); ARGV: guid, attested now ("1"/"0"),
+    /// now (ms), expiry (ms), max attested, max unattested, record version. Returns "newer" (a newer
+    /// version of the GUID already wrote its claim here: nothing changed), "attested", "kept" (unattested
     /// incumbent refreshed), "added" (new unattested claim) or "full" (not indexed).
     /// </summary>
-    public const string IndexClaim = """
+    public const string IndexClaim = Greater + Purge + """
         local g, now, exp = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+        local held = redis.call('HGET', KEYS[2], g)
+        if held and gt(held, ARGV[7]) then return 'newer' end
         local s = redis.call('ZSCORE', KEYS[1], g)
         local sc = s and tonumber(s)
         local was_att = sc and sc < 0 and -sc > now
         local incumbent = sc and (was_att or sc > now)
         if ARGV[2] == '1' or was_att then
           if not was_att then
-            redis.call('ZREMRANGEBYSCORE', KEYS[1], -now, now)
+            purge(now)
             if redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. string.format('%.0f', -now)) >= tonumber(ARGV[5]) then
               redis.call('ZREM', KEYS[1], g)
+              redis.call('HDEL', KEYS[2], g)
               return 'full'
             end
           end
           redis.call('ZADD', KEYS[1], -exp, g)
+          redis.call('HSET', KEYS[2], g, ARGV[7])
           return 'attested'
         end
         if incumbent then
           redis.call('ZADD', KEYS[1], exp, g)
+          redis.call('HSET', KEYS[2], g, ARGV[7])
           return 'kept'
         end
-        redis.call('ZREMRANGEBYSCORE', KEYS[1], -now, now)
+        purge(now)
         if redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.0f', now), '+inf') >= tonumber(ARGV[6]) then return 'full' end
         redis.call('ZADD', KEYS[1], exp, g)
+        redis.call('HSET', KEYS[2], g, ARGV[7])
         return 'added'
+        """;
+
+    /// <summary>
+    /// Withdraw a claim. KEYS[1] the address's claims set, KEYS[2] its claim versions; ARGV: guid, version.
+    /// Removes the GUID's claim (and its version) unless a version above ARGV version wrote it: the caller
+    /// knows that the GUID's record at ARGV version does not carry the address, and a newer update that
+    /// does may have indexed it meanwhile (the record and the address live in different slots). Returns 1
+    /// when removed, 0 when kept.
+    /// </summary>
+    public const string RemoveClaim = Greater + """
+        local held = redis.call('HGET', KEYS[2], ARGV[1])
+        if held and gt(held, ARGV[2]) then return 0 end
+        redis.call('ZREM', KEYS[1], ARGV[1])
+        redis.call('HDEL', KEYS[2], ARGV[1])
+        return 1
         """;
 
     /// <summary>
@@ -163,10 +203,17 @@ internal static class RedisScripts
         return 1
         """;
 
-    /// <summary>KEYS[1] an address's claims set; ARGV: guid, score. Removes the claim only if its score is still that one.</summary>
+    /// <summary>
+    /// KEYS[1] an address's claims set, KEYS[2] its claim versions; ARGV: guid, score. Removes the claim (and
+    /// its version) only if its score is still that one.
+    /// </summary>
     public const string RemoveClaimIfScore = """
         local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-        if s and tonumber(s) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) return 1 end
+        if s and tonumber(s) == tonumber(ARGV[2]) then
+          redis.call('ZREM', KEYS[1], ARGV[1])
+          redis.call('HDEL', KEYS[2], ARGV[1])
+          return 1
+        end
         return 0
         """;
 }

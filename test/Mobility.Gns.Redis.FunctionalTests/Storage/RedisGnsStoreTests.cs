@@ -171,6 +171,53 @@ public abstract class RedisSharedStoreTestsBase(string configuration) : RedisSce
     }
 
     [Fact]
+    public async Task A_slower_update_of_an_older_version_never_withdraws_or_overwrites_the_claims_of_a_newer_one()
+    {
+        // Server A stores v2 (moving the GUID from .20 to .10) and is slow to index it; meanwhile server B stores
+        // v3 (back on .20) and indexes it. A's late index step (add .10, withdraw .20) must leave v3's claim.
+        var (a, b, db, options) = await TwoServersAsync();
+        var key = NewKey();
+        var v1 = Record(key, 1, null, "192.0.2.20");
+        var v2 = Record(key, 2, null, "192.0.2.10");
+        await a.PutAsync(v1, false).WithTimeout();
+        await a.PutAsync(v2, false).WithTimeout();
+        await b.PutAsync(Record(key, 3, null, "192.0.2.20"), false, IPAddress.Parse("192.0.2.20")).WithTimeout();
+        var claims20 = $"{options.KeyPrefix}claims:{{192.0.2.20}}";
+        var attested = (await db.SortedSetScoreAsync(claims20, key.Guid.ToString()).WithTimeout())!.Value;
+        Assert.True(attested < 0, "v3 came from its own address: an attested claim");
+
+        await a.IndexAsync(v2, v1, IPAddress.Parse("198.51.100.99"), 2).WithTimeout();
+        await a.IndexAsync(Record(key, 2, null, "192.0.2.20"), null, IPAddress.Parse("198.51.100.99"), 2).WithTimeout();
+
+        Assert.Equal([key.Guid], (await a.ReverseAsync(IPAddress.Parse("192.0.2.20"), 10).WithTimeout()).Guids);
+        Assert.Equal(attested, await db.SortedSetScoreAsync(claims20, key.Guid.ToString()).WithTimeout());
+        Assert.Empty((await b.ReverseAsync(IPAddress.Parse("192.0.2.10"), 10).WithTimeout()).Guids);
+        // The reader deleted v2's late (invalid) claim on .10, with its version.
+        await WaitUntilAsync(async () => !await db.KeyExistsAsync($"{options.KeyPrefix}claims:{{192.0.2.10}}")
+            && !await db.KeyExistsAsync($"{options.KeyPrefix}claimv:{{192.0.2.10}}"));
+    }
+
+    [Fact]
+    public async Task A_reader_that_saw_an_older_record_keeps_a_claim_written_by_a_newer_version()
+    {
+        // A reader fetched the claims of .30, then the GUID's record at v1 (which does not carry .30); before its
+        // clean-up runs, v2 (which does) is stored and indexed. The clean-up is done in the name of v1.
+        var (a, _, db, options) = await TwoServersAsync();
+        var key = NewKey();
+        await a.PutAsync(Record(key, 2, null, "192.0.2.30"), false).WithTimeout();
+        RedisKey[] keys = [$"{options.KeyPrefix}claims:{{192.0.2.30}}", $"{options.KeyPrefix}claimv:{{192.0.2.30}}"];
+
+        var keptForV1 = (long)await db.ScriptEvaluateAsync(RedisScripts.RemoveClaim, keys, [key.Guid.ToString(), RedisKeys.Version(1)]).WithTimeout();
+        Assert.Equal(0, keptForV1);
+        Assert.Equal([key.Guid], (await a.ReverseAsync(IPAddress.Parse("192.0.2.30"), 10).WithTimeout()).Guids);
+
+        var removedForV2 = (long)await db.ScriptEvaluateAsync(RedisScripts.RemoveClaim, keys, [key.Guid.ToString(), RedisKeys.Version(2)]).WithTimeout();
+        Assert.Equal(1, removedForV2);
+        Assert.False(await db.KeyExistsAsync(keys[0]).WithTimeout());
+        Assert.False(await db.KeyExistsAsync(keys[1]).WithTimeout());
+    }
+
+    [Fact]
     public async Task Retrying_a_stored_update_repairs_a_missing_index_entry_and_name_claim()
     {
         var (a, b, db, options) = await TwoServersAsync();
