@@ -177,8 +177,8 @@ public static partial class MoveRehearsal
     /// <summary>Log messages of a rehearsal (for its callers: the daemon logs the outcome).</summary>
     public static partial class Log
     {
-        [LoggerMessage(9310, LogLevel.Information, "Rehearsed a move over {Loopback} in {Ms:0.0} ms (resumed {ResumedMs:0.0} ms after its address event): the first real move runs warm code.")]
-        public static partial void Rehearsed(ILogger logger, IPAddress loopback, double ms, double resumedMs);
+        [LoggerMessage(9310, LogLevel.Information, "Rehearsed a move over {Loopback} in {Ms:0.0} ms (resumed {ResumedMs:0.0} ms after its address event; standby switch rehearsed: {StandbySwitched}): the first real move runs warm code.")]
+        public static partial void Rehearsed(ILogger logger, IPAddress loopback, double ms, double resumedMs, bool standbySwitched);
 
         [LoggerMessage(9311, LogLevel.Warning, "Could not rehearse a move over {Loopback}: {Reason}. The first real move runs cold code (slower).")]
         public static partial void Failed(ILogger logger, IPAddress loopback, string reason);
