@@ -249,11 +249,12 @@ public sealed partial class MobileConnection
         _send.RewindToPeerReceived();
         // The client's switch: the ACK that leads the batch promotes the path at the server, which answers with its own
         // ACK naming its offset. When more than a first window of what it resends may already be at the server, the
-        // path carries one first window (the idle flow's initial window, sent at once: the oldest unacknowledged bytes,
-        // new to the server unless its last ACK was stale by more than that) and the rest follows from the offset the
-        // server's ACK names: resending it all through the idle flow's first windows held the first new byte for rounds
-        // of slow start, and holding everything for the ACK cost a round trip whenever the server's position was within
-        // that window. The receiver's ACKs stay fresh while a standby is up (StandbyAckDelay), so it usually is.
+        // path carries one first window (the idle flow's initial window, sent at once: the oldest unacknowledged bytes)
+        // and the rest follows from the offset the server's ACK names: resending it all through the idle flow's first
+        // windows held the first new byte for rounds of slow start, and holding everything for the ACK cost a round
+        // trip whenever the server's position was within that window. The receiver's ACKs stay fresh while a standby
+        // is up (StandbyAckDelay), which keeps the doubt near a round trip's bytes; beyond the first window the new
+        // bytes still wait a round trip (docs/evaluation.md, "Standby switch at the first window").
         path.HoldsForPeerAck = _isClient && _send.HighestSent - _send.Next > InitialWindowBytes;
         path.PeerAckBudget = InitialWindowBytes;
         if (_isClient)
