@@ -5,7 +5,11 @@ using Mobility.Protocol.Identity;
 namespace Mobility.Transport;
 
 /// <summary>What one <see cref="MoveRehearsal"/> did: how long it took, the client's move as its timeline recorded it, and where its listener was.</summary>
-public sealed record MoveRehearsalResult(TimeSpan Took, MoveRecord? Move, IPEndPoint ListenedOn);
+public sealed record MoveRehearsalResult(TimeSpan Took, MoveRecord? Move, IPEndPoint ListenedOn)
+{
+    /// <summary>The rehearsal also switched to a standby path (a second loopback address; not over IPv6's one loopback address, nor with standby paths off).</summary>
+    public bool StandbySwitched { get; init; }
+}
 
 /// <summary>
 /// One move rehearsed over loopback when a host starts, so that its first real move does not run cold code. A
@@ -17,7 +21,8 @@ public sealed record MoveRehearsalResult(TimeSpan Took, MoveRecord? Move, IPEndP
 /// address (it admits only the host's own GUID, and is closed when the rehearsal ends): data both ways, the client's
 /// path taken away as an address event takes it (<see cref="MobileConnection.NotifyLocalAddresses"/> without its
 /// address), the resume with the options real connections use (a first flight where Fast Open is on), and data
-/// both ways after it, checked byte for byte.
+/// both ways after it, checked byte for byte; then, over IPv4, a standby switch (a second loopback address joins as a
+/// standby path and the first goes), whose join and promotion no resume runs.
 /// </summary>
 public static partial class MoveRehearsal
 {
@@ -70,10 +75,52 @@ public static partial class MoveRehearsal
             throw new InvalidOperationException("The rehearsed move did not resume: " + (client.Failure?.Message ?? client.State.ToString()));
         }
 
+        var standbySwitched = await RehearseStandbySwitchAsync(connector, client, server, loopback, connectionOptions, time, ct).ConfigureAwait(false);
+
         client.ShutdownWrite();
         server.ShutdownWrite();
         await Task.WhenAll(client.CloseAsync(ct), server.CloseAsync(ct)).ConfigureAwait(false);
-        return new MoveRehearsalResult(time.GetElapsedTime(started), move, listener.LocalEndPoint);
+        return new MoveRehearsalResult(time.GetElapsedTime(started), move, listener.LocalEndPoint) { StandbySwitched = standbySwitched };
+    }
+
+    /// <summary>
+    /// A standby switch, as a multihomed host's loss of the address in use runs it: a second loopback address joins as a
+    /// standby path, the first goes, the client switches at once and the server promotes the standby on the client's
+    /// first frame there; then data both ways. None of that is a resume's code (the join, both ends' promotion, the
+    /// switch's resend), and cold it cost a first real switch 10-20 ms at the server alone (docs/evaluation.md,
+    /// "Standby switch at the first window"). False when there is no second loopback address or standby paths are off.
+    /// </summary>
+    private static async Task<bool> RehearseStandbySwitchAsync(MobileConnector connector, MobileConnection client, MobileConnection server,
+        IPAddress loopback, MobileConnectionOptions connectionOptions, TimeProvider time, CancellationToken ct)
+    {
+        if (connectionOptions.MaxStandbyPaths == 0 || SecondLoopback(loopback) is not { } second || client.LocalEndPoint?.Address is not { } used)
+        {
+            return false;
+        }
+
+        used = used.IsIPv4MappedToIPv6 ? used.MapToIPv4() : used;
+        connector.NotifyLocalAddresses([used, second]);
+        while (!client.StandbyPaths.Any(p => p.Established) || server.StandbyPaths.Length == 0)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(2), time, ct).ConfigureAwait(false);
+        }
+
+        connector.NotifyLocalAddresses([second]);
+        await ExchangeAsync(client, server, 2, ct).ConfigureAwait(false);
+        return client.Statistics.StandbySwitches > 0 && server.Statistics.StandbySwitches > 0;
+    }
+
+    /// <summary>Another address of IPv4's loopback network (all of 127.0.0.0/8 is local on Linux); null for IPv6 (one loopback address).</summary>
+    private static IPAddress? SecondLoopback(IPAddress loopback)
+    {
+        if (loopback.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork || !IPAddress.IsLoopback(loopback))
+        {
+            return null;
+        }
+
+        var bytes = loopback.GetAddressBytes();
+        bytes[3] = (byte)(bytes[3] == 2 ? 3 : 2);
+        return new IPAddress(bytes);
     }
 
     /// <summary>The rehearsal's peer: always at the listener's endpoint (never pushes).</summary>
@@ -130,8 +177,8 @@ public static partial class MoveRehearsal
     /// <summary>Log messages of a rehearsal (for its callers: the daemon logs the outcome).</summary>
     public static partial class Log
     {
-        [LoggerMessage(9310, LogLevel.Information, "Rehearsed a move over {Loopback} in {Ms:0.0} ms (resumed {ResumedMs:0.0} ms after its address event): the first real move runs warm code.")]
-        public static partial void Rehearsed(ILogger logger, IPAddress loopback, double ms, double resumedMs);
+        [LoggerMessage(9310, LogLevel.Information, "Rehearsed a move over {Loopback} in {Ms:0.0} ms (resumed {ResumedMs:0.0} ms after its address event; standby switch rehearsed: {StandbySwitched}): the first real move runs warm code.")]
+        public static partial void Rehearsed(ILogger logger, IPAddress loopback, double ms, double resumedMs, bool standbySwitched);
 
         [LoggerMessage(9311, LogLevel.Warning, "Could not rehearse a move over {Loopback}: {Reason}. The first real move runs cold code (slower).")]
         public static partial void Failed(ILogger logger, IPAddress loopback, string reason);

@@ -22,6 +22,7 @@ public sealed class MoveRehearsalTests
         Assert.True(kinds.IndexOf(MoveEventKind.ResumeSent) > kinds.IndexOf(MoveEventKind.ConnectStarted), string.Join(", ", kinds));
         Assert.True(kinds.IndexOf(MoveEventKind.ResumeAnswered) > kinds.IndexOf(MoveEventKind.ResumeSent), string.Join(", ", kinds));
         Assert.NotNull(move.ResumedAfter);
+        Assert.True(result.StandbySwitched, "the rehearsal switches to a standby path from a second loopback address");
 
         // Only the host's own GUID is admitted by the rehearsal's listener.
         var admit = Assert.IsType<Func<HostGuid, bool>>(listenerOptions.AuthorizeClient);

@@ -280,8 +280,11 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         private readonly Channel<(long DueTicks, byte[]? Data, bool Reset)> _segments = Channel.CreateUnbounded<(long, byte[]?, bool)>();
         private readonly object _gate = new();
 
-        // Slow start (SimulatedNetwork.SlowStart): round k starts k RTTs after the handshake and sends InitialWindowBytes << k.
-        private long _windowStart = network.Time.GetTimestamp();
+        // Slow start (SimulatedNetwork.SlowStart): the window starts at InitialWindowBytes and doubles with each round that
+        // filled it (a round's ACKs come back one RTT after it started); a round that did not fill it (the flow was not
+        // limited by its window: idle, or a trickle) leaves the window as it was, as Linux grows cwnd only when it limits
+        // the sender. So a flow that only ever carried keepalives (a standby path) still has its first window.
+        private long _roundStart = network.Time.GetTimestamp();
         private int _round;
         private long _roundBytes;
 
@@ -290,7 +293,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         {
             lock (_gate)
             {
-                _windowStart = network.Time.GetTimestamp();
+                _roundStart = network.Time.GetTimestamp();
                 _round = 0;
                 _roundBytes = 0;
             }
@@ -314,25 +317,28 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
                 var now = network.Time.GetTimestamp();
                 var rtt = (long)(network.Rtt.TotalSeconds * network.Time.TimestampFrequency);
                 var latency = (long)(network.Latency.TotalSeconds * network.Time.TimestampFrequency);
-                var current = (int)Math.Min(30, Math.Max(0, now - _windowStart) / rtt);
-                if (current > _round)
-                {
-                    _round = current;
-                    _roundBytes = 0;
-                }
-
                 while (!data.IsEmpty)
                 {
-                    var room = (InitialWindowBytes << Math.Min(_round, 20)) - _roundBytes;
+                    var window = InitialWindowBytes << Math.Min(_round, 20);
+                    if (now >= _roundStart + rtt && _roundBytes < window)
+                    {
+                        // The last round's ACKs are back and it did not fill the window: a new round, no growth.
+                        _roundStart = now;
+                        _roundBytes = 0;
+                    }
+
+                    var room = window - _roundBytes;
                     if (room <= 0)
                     {
+                        // The round filled the window: the next, twice as large, starts when its ACKs are back.
                         _round++;
+                        _roundStart = Math.Max(now, _roundStart + rtt);
                         _roundBytes = 0;
                         continue;
                     }
 
                     var n = (int)Math.Min(room, data.Length);
-                    var leaves = Math.Max(now, _windowStart + (_round * rtt));
+                    var leaves = Math.Max(now, _roundStart);
                     _segments.Writer.TryWrite((leaves + latency, data[..n].ToArray(), false));
                     _roundBytes += n;
                     data = data[n..];

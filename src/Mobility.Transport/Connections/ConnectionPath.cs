@@ -121,8 +121,17 @@ internal sealed class ConnectionPath
     /// <summary>A resumed client path that sends only its first write (the SYN's worth) until the Resume is answered.</summary>
     public bool HoldsUntilAnswered { get; set; }
 
-    /// <summary>A standby the client switched to that sends no data until the server's first ACK on it (its offset) arrives.</summary>
+    /// <summary>
+    /// A standby the client switched to with more than a first window in doubt: until the server's first ACK on it (its
+    /// offset) arrives, it carries at most <see cref="PeerAckBudget"/> more bytes (what the idle flow's first window sends at once).
+    /// </summary>
     public bool HoldsForPeerAck { get; set; }
+
+    /// <summary>While <see cref="HoldsForPeerAck"/>: wire bytes the path may still carry before the server's first ACK on it.</summary>
+    public long PeerAckBudget { get; set; }
+
+    /// <summary>A standby the client switched to, until the server's first ACK on it: the offset its resend started from (for the log).</summary>
+    public long? SwitchResendFrom { get; set; }
 
     /// <summary>DATA payload bytes laid out on this path so far: its frames start small and grow with it (<see cref="MobileConnection"/>'s frame ramp).</summary>
     public long DataSent { get; set; }

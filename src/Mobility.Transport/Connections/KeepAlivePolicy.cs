@@ -71,6 +71,28 @@ internal sealed class KeepAlivePolicy
         return quarter < _options.KeepAliveInterval ? quarter : _options.KeepAliveInterval;
     }
 
+    /// <summary>The shortest <see cref="StandbyAckDelay"/>: at most 200 extra ACK frames a second on a receiving connection with a standby path.</summary>
+    public static readonly TimeSpan StandbyAckDelayMin = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>
+    /// While a connection has a standby path, what it received is acknowledged within this long (an eighth of the active
+    /// path's smoothed RTT, within [<see cref="StandbyAckDelayMin"/>, <see cref="FastTick"/>]; an eighth of
+    /// KeepAliveInterval before the first sample) instead of at the next fast tick: the peer's switch to the standby
+    /// resends from our last ACK, and a fresh one leaves it at most a round trip and an eighth of bytes in doubt, which
+    /// at a trickle's rate fit in the standby flow's first window. Without a standby nothing changes (a resume's
+    /// Resume and ResumeAck carry fresh positions).
+    /// </summary>
+    public TimeSpan StandbyAckDelay(ConnectionPath path)
+    {
+        var delay = (path.SmoothedRtt ?? _options.KeepAliveInterval) / 8;
+        if (delay < StandbyAckDelayMin)
+        {
+            return StandbyAckDelayMin;
+        }
+
+        return delay > FastTick ? FastTick : delay;
+    }
+
     /// <summary>The client's idle keepalive interval × U(0.75, 1.25).</summary>
     public TimeSpan JitteredIdleInterval() => _options.IdleKeepAliveInterval * (0.75 + (_random() * 0.5));
 

@@ -297,7 +297,7 @@ public sealed partial class MobileConnection
         // than that window may be bytes the server already holds, only what fits in the SYN goes before
         // the answer, and the rest follows from the offset the ResumeAck names. Long.MaxValue: no limit.
         var dataRoom = FirstFlightDataRoom(path, position, firstWrite);
-        if ((_send.HasUnsent || HasDatagramsToSend) && output.Length < OutputBufferSize && dataRoom == long.MaxValue)
+        if ((_send.HasUnsent || HasDatagramsToSend) && output.Length < OutputBufferSize && dataRoom > FirstFlightBytes)
         {
             var large = ArrayPool<byte>.Shared.Rent(OutputBufferSize);
             output.AsSpan(0, position).CopyTo(large);
@@ -342,6 +342,11 @@ public sealed partial class MobileConnection
             path.FinSent = true;
         }
 
+        if (path.HoldsForPeerAck)
+        {
+            path.PeerAckBudget -= position;
+        }
+
         closeAfter = !_isClient && IsFinished() && _receive.AckedReceived == _receive.ReceivedValue;
         return position;
     }
@@ -360,8 +365,8 @@ public sealed partial class MobileConnection
     {
         if (path.Established)
         {
-            // A standby the client switched to holds its data until the server's first ACK on it (OnPromoted).
-            return path.HoldsForPeerAck ? 0 : long.MaxValue;
+            // A standby the client switched to sends one first window, then waits for the server's first ACK on it (OnPromoted).
+            return path.HoldsForPeerAck ? PayloadWithin(path.PeerAckBudget - position) : long.MaxValue;
         }
 
         if (path.AwaitingResumeAck is null || !path.Flow.OpensWithFirstFlight)
@@ -376,6 +381,22 @@ public sealed partial class MobileConnection
         }
 
         return path.HoldsUntilAnswered ? 0 : long.MaxValue;
+    }
+
+    /// <summary>
+    /// DATA payload that fits in <paramref name="wireBytes"/> as frames of <see cref="FirstFramePayload"/> (a path's
+    /// smallest; its frames are never smaller, so the frames actually laid out take no more room).
+    /// </summary>
+    internal static long PayloadWithin(long wireBytes)
+    {
+        if (wireBytes <= 0)
+        {
+            return 0;
+        }
+
+        var frame = TransportFrame.WireSize(8 + FirstFramePayload);
+        var overhead = TransportFrame.WireSize(8);
+        return ((wireBytes / frame) * FirstFramePayload) + Math.Max(0, (wireBytes % frame) - overhead);
     }
 
     /// <summary>
@@ -603,6 +624,13 @@ public sealed partial class MobileConnection
                     return;
                 }
             }
+
+            if (_receive.AckChanged && !_receive.AckDue && _paths.StandbySnapshot.Length > 0)
+            {
+                // With a standby up, the peer may switch to it at any moment and resend from our last ACK: keep that
+                // ACK fresh (at most StandbyAckDelay behind), so the switch has little in doubt (see OnPromoted).
+                TickWithin(_keepAlive.StandbyAckDelay(path));
+            }
         }
         catch (MalformedMessageException e)
         {
@@ -674,6 +702,7 @@ public sealed partial class MobileConnection
             case FrameType.Ack:
                 _send.ApplyPeerReceived((long)frame.Value1);
                 path.HoldsForPeerAck = false;
+                LogSwitchAck(_logger, Token, path, _send.PeerReceived);
                 if (_send.ApplyPeerConsumed((long)frame.Value2))
                 {
                     ContinueWrite();
@@ -747,14 +776,16 @@ public sealed partial class MobileConnection
     }
 
     /// <summary>Arms the timer for a fast tick unless one is already due sooner.</summary>
-    private void TickSoon()
+    private void TickSoon() => TickWithin(_keepAlive.FastTick);
+
+    /// <summary>Arms the timer to tick after <paramref name="due"/> unless a tick is already due sooner.</summary>
+    private void TickWithin(TimeSpan due)
     {
         if (_failure is not null || _completed)
         {
             return;
         }
 
-        var due = _keepAlive.FastTick;
         var dueAt = _time.GetTimestamp() + ToTicks(due);
         if (dueAt < _tickDueAt)
         {

@@ -247,11 +247,22 @@ public sealed partial class MobileConnection
         var now = _time.GetTimestamp();
         _keepAlive.OnPathPromoted(path, now);
         _send.RewindToPeerReceived();
-        // The client's switch: when more than a first window of what it resends may already be at the server (its
-        // last ACK is stale by up to a keepalive tick), only the ACK that leads the batch goes (the server promotes the
-        // path on it and answers with its own ACK, which names its offset), and the data follows from that offset:
-        // resending it all first through an idle flow's first windows held the first new byte for rounds of slow start.
+        // The client's switch: the ACK that leads the batch promotes the path at the server, which answers with its own
+        // ACK naming its offset. When more than a first window of what it resends may already be at the server, the
+        // path carries one first window (the idle flow's initial window, sent at once: the oldest unacknowledged bytes)
+        // and the rest follows from the offset the server's ACK names: resending it all through the idle flow's first
+        // windows held the first new byte for rounds of slow start, and holding everything for the ACK cost a round
+        // trip whenever the server's position was within that window. The receiver's ACKs stay fresh while a standby
+        // is up (StandbyAckDelay), which keeps the doubt near a round trip's bytes; beyond the first window the new
+        // bytes still wait a round trip (docs/evaluation.md, "Standby switch at the first window").
         path.HoldsForPeerAck = _isClient && _send.HighestSent - _send.Next > InitialWindowBytes;
+        path.PeerAckBudget = InitialWindowBytes;
+        if (_isClient)
+        {
+            path.SwitchResendFrom = _send.Next;
+            StandbyLog.SwitchResend(_logger, Token, _send.HighestSent - _send.Next, _send.Next,
+                path.HoldsForPeerAck ? "a first window, the rest from the offset of the server's first ACK" : "all of it at once");
+        }
         _state = MobileConnectionState.Connected;
         var stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost, now) : TimeSpan.Zero;
         _pathLostAt = null;
@@ -305,8 +316,24 @@ public sealed partial class MobileConnection
         return next;
     }
 
+    /// <summary>Client, on the server's first ACK on a standby it switched to: how far past the resend's start the server was (for the log).</summary>
+    private static void LogSwitchAck(ILogger logger, UInt128 token, ConnectionPath path, long peerReceived)
+    {
+        if (path.SwitchResendFrom is { } from)
+        {
+            path.SwitchResendFrom = null;
+            StandbyLog.SwitchAcked(logger, token, peerReceived - from);
+        }
+    }
+
     private static partial class StandbyLog
     {
+        [LoggerMessage(9360, LogLevel.Debug, "Connection {Token:x32}: standby switch, {Doubt} bytes in doubt from offset {From}: resending {How}")]
+        public static partial void SwitchResend(ILogger logger, UInt128 token, long doubt, long from, string how);
+
+        [LoggerMessage(9361, LogLevel.Debug, "Connection {Token:x32}: the server's first ACK after the standby switch names {Ahead} bytes past the resend's start")]
+        public static partial void SwitchAcked(ILogger logger, UInt128 token, long ahead);
+
         [LoggerMessage(9500, LogLevel.Debug, "Connection {Token:x32}: joining a standby path {Local} -> {Remote} (counter {Counter})")]
         public static partial void Joining(ILogger logger, UInt128 token, IPEndPoint? local, IPEndPoint? remote, ulong counter);
 
