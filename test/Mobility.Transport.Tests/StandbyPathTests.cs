@@ -165,7 +165,11 @@ public sealed class StandbyPathTests(ITestOutputHelper output)
             $"{firstNew:0.00} RTT after the switch; largest gap between arrivals {gap:0.00} RTT; {client.Statistics.BytesResent - resent} bytes resent, " +
             $"{server.Statistics.DuplicateBytesReceived - duplicates} of them dropped as duplicates");
         output.WriteLine("chunk:ms after the switch " + string.Join(" ", Enumerable.Range(Before - 8, 20).Select(i => $"{i - Before}:{pair.Time.GetElapsedTime(switchAt, arrivals[i]).TotalMilliseconds:0}")));
-        Assert.InRange(firstNew, 0.45, 0.6);   // the standby's first window carries it: half a round trip
+        // At once: the doubt is a round trip's bytes, all sent at once; half a round trip. 20 ms later the doubt sits at
+        // the first window's edge (the server's ACK delay decides which side): usually the first window carries the
+        // first new chunk (0.5 RTT), but 1 run in 15 put it past the window and it followed the server's ACK (1.5 RTT,
+        // still not the 2.5 of a resend through slow start). Only the bound both outcomes keep is asserted for it.
+        Assert.InRange(firstNew, 0.45, chunksBeforeTheEvent == 0 ? 0.6 : 1.55);
         // The resend and the first new chunks fill the idle flow's first window; the chunks after them wait for its ACKs
         // (the second round of slow start), as MPTCP's resend on a backup subflow does: the largest gap is under an RTT
         // beyond the time to the address event.
