@@ -114,7 +114,7 @@ public sealed class StandbyPathTests(ITestOutputHelper output)
         // loss (those are written on the dead path). Without fresh ACKs the server's last ACK was behind by up to its
         // keepalive tick, more than a first window was in doubt and the switch waited a round trip for the server's ACK
         // (1.5 RTT). With them, at once: the doubt is a round trip's bytes, all sent at once. 20 ms later: more than a
-        // first window is in doubt, but the server's position is inside it, so the first window (sent at once, before
+        // first window is in doubt, usually with the server's position inside it, so the first window (sent at once, before
         // the server's ACK) carries the first new chunks.
         await using var pair = await CreateWithStandbyAsync(TimeSpan.FromMilliseconds(25));
         pair.Network.SlowStart = true;
@@ -167,8 +167,8 @@ public sealed class StandbyPathTests(ITestOutputHelper output)
         output.WriteLine("chunk:ms after the switch " + string.Join(" ", Enumerable.Range(Before - 8, 20).Select(i => $"{i - Before}:{pair.Time.GetElapsedTime(switchAt, arrivals[i]).TotalMilliseconds:0}")));
         // At once: the doubt is a round trip's bytes, all sent at once; half a round trip. 20 ms later the doubt sits at
         // the first window's edge (the server's ACK delay decides which side): usually the first window carries the
-        // first new chunk (0.5 RTT), but 1 run in 15 put it past the window and it followed the server's ACK (1.5 RTT,
-        // still not the 2.5 of a resend through slow start). Only the bound both outcomes keep is asserted for it.
+        // first new chunk (0.5 RTT), but 1 run in 15 put it past the window and it followed the server's ACK (1.5 RTT).
+        // Only the bound both outcomes keep is asserted for it.
         Assert.InRange(firstNew, 0.45, chunksBeforeTheEvent == 0 ? 0.6 : 1.55);
         // The resend and the first new chunks fill the idle flow's first window; the chunks after them wait for its ACKs
         // (the second round of slow start), as MPTCP's resend on a backup subflow does: the largest gap is under an RTT
