@@ -399,7 +399,10 @@ internal sealed partial class PathSupervisor
 
         var active = _connection.ActivePath;
         var remote = active?.Flow.RemoteEndPoint;
-        var stale = active is not null && (remote is null || !e.Endpoints.Contains(remote));
+        // A called-back path runs on the server's flow: its port is the one the server dialled from, so its address is what counts.
+        var stale = active is not null && (remote is null || (active.CalledBack
+            ? !e.Endpoints.Any(p => Plain(p.Address).Equals(Plain(remote.Address)))
+            : !e.Endpoints.Contains(remote)));
         lock (_gate)
         {
             if (!stale && SameEndpoints(_endpoints, e.Endpoints))
