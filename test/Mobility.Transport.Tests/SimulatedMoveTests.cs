@@ -142,7 +142,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         locator.Set(Keys.Server.Guid, listener.LocalEndPoint);
         if (callBacks)
         {
-            locator.Set(Keys.Client.Guid, ClientListenerEndPoint);
+            locator.Keep(Keys.Client.Guid, ClientListenerEndPoint); // a watched record: the server looks at it without a lookup
         }
 
         var options = new MobileConnectionOptions { FlowFactory = network, LocalAddress = ClientA, LoggerFactory = logs, TimeProvider = clock.Time };

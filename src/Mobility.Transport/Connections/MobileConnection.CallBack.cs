@@ -49,7 +49,7 @@ public sealed partial class MobileConnection
     /// <summary>Server, when it starts: the client's published endpoints are looked up in the background, so a call back needs no lookup.</summary>
     private void PrefetchCallBackTargets()
     {
-        if (!_isClient && CallBacks is { Targets: { } locator } && _options.CallBack)
+        if (!_isClient && CallBacks is { Targets: var locator } && _options.CallBack)
         {
             _clientEndpoints = Task.Run(async () =>
             {
@@ -112,8 +112,9 @@ public sealed partial class MobileConnection
             return;
         }
 
-        _callBackCts?.Cancel();
-        _callBackCts?.Dispose();
+        // One call back at a time: a newer move ends the previous one (its source address is gone). The sources are
+        // linked to the connection's end and left to it (one per call back).
+        EndCallBack();
         var cts = CancellationTokenSource.CreateLinkedTokenSource(Closed);
         _callBackCts = cts;
         var counter = ++_callBackCounter;
@@ -125,6 +126,16 @@ public sealed partial class MobileConnection
             await previous.ConfigureAwait(false);
             await CallBackAsync(dialer, message, counter, oldAddress, from, prefetched, cts.Token).ConfigureAwait(false);
         }, CancellationToken.None);
+    }
+
+    /// <summary>Server, on the loop: a Resume was accepted (through the listener or on a call-back flow): the call back running ends.</summary>
+    private void EndCallBack()
+    {
+        if (_callBackCts is { IsCancellationRequested: false } running)
+        {
+            // Off the loop: the call back's tries wind down (close their flows) on the pool.
+            _ = running.CancelAsync();
+        }
     }
 
     /// <summary>This connection's CallBack with <paramref name="counter"/>, MAC'd with its resume key (the tests replay one with it).</summary>
@@ -158,36 +169,144 @@ public sealed partial class MobileConnection
         return [.. targets.Take(max)];
     }
 
+    /// <summary>
+    /// One call back: the targets known now (the endpoints looked up when the connection started) at once; those a
+    /// fresh look at the client's record adds (mobilityd: its watched record, no round trip while it is current) and
+    /// those a push of the client's record names while the call back runs (the client moved too) as they come, all
+    /// with the same counter, so the client acts on one of them at most. Ends when one is answered by an accepted
+    /// Resume, when the connection has a path again, or after <see cref="MobileTransportOptions.HandshakeTimeout"/>.
+    /// </summary>
     private async Task CallBackAsync(CallBackDialer dialer, byte[] message, ulong counter, IPAddress oldAddress, IPAddress? from,
         Task<IPEndPoint[]> prefetched, CancellationToken ct)
     {
-        IPEndPoint[] published;
-        try
-        {
-            published = await prefetched.WaitAsync(_options.HandshakeTimeout, _time, ct).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is OperationCanceledException or TimeoutException)
-        {
-            CallBackLog.NotSent(_logger, Token, counter, "the client's endpoints were not known in time");
-            return;
-        }
-
-        var targets = CallBackTargets(oldAddress, published, CallBackDialer.MaxTargets);
-        if (targets.Length == 0)
-        {
-            // No published endpoint: the client's listener port is unknown (a client without a listener, or behind a NAT).
-            CallBackLog.NotSent(_logger, Token, counter, "no listener endpoint of the client is known");
-            return;
-        }
-
-        Interlocked.Increment(ref _callBacksSent);
-        _timeline.Record(MoveEventKind.CallBackSent, $"counter {counter} to {string.Join(' ', (IEnumerable<IPEndPoint>)targets)}");
-        CallBackLog.Sending(_logger, Token, counter, from, string.Join(' ', (IEnumerable<IPEndPoint>)targets));
         using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var limit = new CancellationTokenSource(_options.HandshakeTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(done.Token, limit.Token);
-        var tries = targets.Select(target => CallBackOneAsync(dialer, message, counter, target, from, done, linked.Token)).ToArray();
-        await Task.WhenAll(tries).ConfigureAwait(false);
+        var gate = new Lock();
+        var dialled = new HashSet<IPEndPoint>();
+        var tries = new List<Task>();
+        void Dial(IReadOnlyList<IPEndPoint> published, string source)
+        {
+            var targets = CallBackTargets(oldAddress, published, CallBackDialer.MaxTargets);
+            List<IPEndPoint> added = [];
+            bool first;
+            lock (gate)
+            {
+                if (linked.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                first = dialled.Count == 0;
+                foreach (var target in targets)
+                {
+                    if (dialled.Count < CallBackDialer.MaxDialled && dialled.Add(target))
+                    {
+                        added.Add(target);
+                        tries.Add(CallBackOneAsync(dialer, message, counter, target, from, done, linked.Token));
+                    }
+                }
+            }
+
+            if (added.Count > 0)
+            {
+                var list = string.Join(' ', added);
+                if (first)
+                {
+                    Interlocked.Increment(ref _callBacksSent);
+                }
+
+                _timeline.Record(MoveEventKind.CallBackSent, $"counter {counter} to {list} ({source})");
+                CallBackLog.Sending(_logger, Token, counter, from, $"{list} ({source})");
+            }
+        }
+
+        void OnPush(object? sender, PeerEndpointsChangedEventArgs e)
+        {
+            if (e.Guid == RemoteGuid && _publishedPath is not { Established: true })
+            {
+                Dial([.. e.Endpoints.Where(p => p is not RelayEndPoint)], "pushed");
+            }
+        }
+
+        dialer.Targets.EndpointsChanged += OnPush;
+        try
+        {
+            Dial(prefetched.IsCompletedSuccessfully ? prefetched.Result : [], "known");
+            try
+            {
+                var fresh = await dialer.Targets.LocateForConnectAsync(RemoteGuid, linked.Token).ConfigureAwait(false);
+                Dial([.. fresh.Endpoints.Where(p => p is not RelayEndPoint)], fresh.FromCache ? "kept record" : "looked up");
+            }
+            catch (OperationCanceledException)
+            {
+            }
+#pragma warning disable CA1031 // A failed lookup leaves the targets known so far (logged).
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                CallBackLog.NotSent(_logger, Token, counter, $"the client's record could not be looked up: {e.Message}");
+            }
+
+            if (dialled.Count == 0)
+            {
+                // No published endpoint: the client's listener port is unknown (a client without a listener, or not published).
+                CallBackLog.NotSent(_logger, Token, counter, "no listener endpoint of the client is known");
+            }
+
+            // Until every try ended (pushes may add some meanwhile) or the call back's time is up.
+            while (true)
+            {
+                Task[] running;
+                lock (gate)
+                {
+                    running = [.. tries.Where(t => !t.IsCompleted)];
+                }
+
+                if (running.Length == 0)
+                {
+                    if (linked.IsCancellationRequested)
+                    {
+                        break;
+                    }
+
+                    // Nothing in flight: wait for a push (or the end) a while.
+                    try
+                    {
+                        await Task.Delay(Timeout.InfiniteTimeSpan, _time, linked.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                await Task.WhenAll(running).ConfigureAwait(false);
+                if (done.IsCancellationRequested)
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            dialer.Targets.EndpointsChanged -= OnPush;
+        }
+
+        lock (gate)
+        {
+            linked.Cancel();
+        }
+
+        Task[] left;
+        lock (gate)
+        {
+            left = [.. tries];
+        }
+
+        await Task.WhenAll(left).ConfigureAwait(false);
     }
 
     /// <summary>One target: a first-flight flow from the listener's port, the CallBack, then the client's Resume on it (checked as any Resume).</summary>
@@ -338,10 +457,13 @@ public sealed partial class MobileConnection
 /// <see cref="LocalPort"/>, the listener's port, so the client sees the server's published endpoint),
 /// <see cref="Targets"/> (when set) gives the client's published endpoints.
 /// </summary>
-internal sealed record CallBackDialer(IFlowFactory Flows, Func<int> LocalPort, IPeerLocator? Targets)
+internal sealed record CallBackDialer(IFlowFactory Flows, Func<int> LocalPort, IPeerLocator Targets)
 {
-    /// <summary>Most endpoints one call back dials at once (the old address at the published port, then the published ones).</summary>
+    /// <summary>Most endpoints one look at the client's record adds (the old address at the published port, then the published ones).</summary>
     public const int MaxTargets = 4;
+
+    /// <summary>Most flows one call back opens in all (a handful of looks and pushes).</summary>
+    public const int MaxDialled = 8;
 }
 
 /// <summary>Client: a CallBack arrived on an accepted flow; its MAC already checked (<see cref="MacValid"/>), the loop checks the rest.</summary>
