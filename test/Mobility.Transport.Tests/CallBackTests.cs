@@ -95,6 +95,47 @@ public sealed class CallBackTests(ITestOutputHelper output)
         Assert.True(Rtts(pair, t0, pair.Time.GetTimestamp()) >= 3);
     }
 
+    [Fact]
+    public async Task On_a_slow_starting_flow_with_a_stale_ack_the_call_back_names_the_servers_position_and_the_first_window_carries_new_bytes()
+    {
+        await using var pair = await CreateAsync();
+        pair.Network.SlowStart = true;
+        var (client, server) = pair.Connections[0];
+        var held = new byte[48 * 1024];
+        await client.Stream.WriteAsync(held).WithTimeout();
+        await server.Stream.ReadExactlyAsync(new byte[held.Length]).WithTimeout();
+
+        // The server moves as it got those bytes: the ACKs it sends from now on are lost with its old address, so the
+        // client's idea of what the server holds is up to 48 KiB behind.
+        var resentBefore = client.Statistics.BytesResent;
+        var t0 = pair.Time.GetTimestamp();
+        var moved = pair.MoveServerAsync(ServerA, ServerB);
+        var fresh = new byte[40 * 1024];
+        Random.Shared.NextBytes(fresh);
+        var firstRead = Task.Run(async () =>
+        {
+            var buffer = new byte[fresh.Length];
+            var n = await server.Stream.ReadAsync(buffer);
+            var at = pair.Time.GetTimestamp();
+            await server.Stream.ReadExactlyAsync(buffer.AsMemory(n));
+            Assert.Equal(fresh, buffer);
+            return at;
+        });
+        await client.Stream.WriteAsync(fresh).WithTimeout();
+        await moved;
+        var serverGot = await firstRead.WithTimeout();
+
+        var toServer = Rtts(pair, t0, serverGot);
+        var resent = client.Statistics.BytesResent - resentBefore;
+        output.WriteLine($"server move, stale ACK, slow start: first new byte at the server {toServer:0.00} RTT after its address event; {resent} bytes resent");
+        output.WriteLine($"  client: {Timeline(pair, client)}");
+        // The CallBack (0.5 RTT), then the Resume and the first new frame in the first window right behind the SYN-ACK.
+        Assert.InRange(toServer, 1.0, 1.0 + Slack);
+        // Only the bytes lost with the old path went again, none of the 48 KiB the server had before its ACKs were lost.
+        Assert.True(resent <= fresh.Length, $"{resent} bytes resent: the data behind the Resume started below the server's position");
+        AssertNoLossOrDuplicate(client, server);
+    }
+
     /// <summary>Opens a flow from <paramref name="from"/> to the client's listener and sends <paramref name="message"/>: what comes back, and whether the flow was closed.</summary>
     private static async Task<(int BytesBack, bool Closed)> SendRawAsync(SimulatedMoveTests.Pair pair, IPAddress from, byte[] message)
     {
@@ -139,12 +180,12 @@ public sealed class CallBackTests(ITestOutputHelper output)
         var path = client.RemoteEndPoint;
         var attempts = client.Statistics.ResumeAttempts;
         var genuine = server.SealCallBack(1);
-        var wrongKey = CallBackRequest.Create(new byte[32], Keys.Client.Guid, Keys.Server.Guid, client.Token, 1);
+        var wrongKey = CallBackRequest.Create(new byte[32], Keys.Client.Guid, Keys.Server.Guid, client.Token, 1, 0);
         var badMac = genuine.ToArray();
         badMac[^1] ^= 1;
-        var unknownToken = CallBackRequest.Create(new byte[32], Keys.Client.Guid, Keys.Server.Guid, client.Token ^ 1, 1);
-        var otherClient = CallBackRequest.Create(new byte[32], Keys.Other.Guid, Keys.Server.Guid, client.Token, 1);
-        var otherServer = CallBackRequest.Create(new byte[32], Keys.Client.Guid, Keys.Other.Guid, client.Token, 1);
+        var unknownToken = CallBackRequest.Create(new byte[32], Keys.Client.Guid, Keys.Server.Guid, client.Token ^ 1, 1, 0);
+        var otherClient = CallBackRequest.Create(new byte[32], Keys.Other.Guid, Keys.Server.Guid, client.Token, 1, 0);
+        var otherServer = CallBackRequest.Create(new byte[32], Keys.Client.Guid, Keys.Other.Guid, client.Token, 1, 0);
 
         byte[][] forged = [wrongKey.ToArray(), badMac, unknownToken.ToArray(), otherClient.ToArray(), otherServer.ToArray()];
         foreach (var message in forged)

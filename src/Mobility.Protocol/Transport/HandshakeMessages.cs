@@ -452,11 +452,12 @@ public sealed record ResumeAck(UInt128 Token, ulong Counter, ulong ReceivedOffse
 /// session's resume key, context <see cref="SigningContext.TransportCallBack"/>) covers every byte before it,
 /// preamble included, so it proves the sender holds the session's secret; <paramref name="Counter"/> is the
 /// server's own call-back counter (1, 2, ...), and the client acts only on one above the last it acted on.
+/// <paramref name="ReceivedOffset"/> is the server's receive position, so the client resends from exactly there.
 /// See docs/protocol.md, "Mobile TCP call back (type 12)".
 /// </summary>
-public sealed record CallBackRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, byte[] Mac) : HandshakeMessage
+public sealed record CallBackRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, ulong ReceivedOffset, byte[] Mac) : HandshakeMessage
 {
-    public const int MacOffset = TransportConstants.PreambleSize + HostGuid.Size + HostGuid.Size + TransportConstants.TokenSize + 8;
+    public const int MacOffset = TransportConstants.PreambleSize + HostGuid.Size + HostGuid.Size + TransportConstants.TokenSize + 8 + 8;
 
     public const int EncodedSize = MacOffset + TransportConstants.MacSize;
 
@@ -467,14 +468,14 @@ public sealed record CallBackRequest(HostGuid ClientGuid, HostGuid ServerGuid, U
     public override int Size => EncodedSize;
 
     /// <summary>Builds a call back and computes its MAC.</summary>
-    public static CallBackRequest Create(ReadOnlySpan<byte> resumeKey, HostGuid clientGuid, HostGuid serverGuid, UInt128 token, ulong counter)
+    public static CallBackRequest Create(ReadOnlySpan<byte> resumeKey, HostGuid clientGuid, HostGuid serverGuid, UInt128 token, ulong counter, ulong receivedOffset)
     {
-        var unsigned = new CallBackRequest(clientGuid, serverGuid, token, counter, new byte[TransportConstants.MacSize]);
+        var unsigned = new CallBackRequest(clientGuid, serverGuid, token, counter, receivedOffset, new byte[TransportConstants.MacSize]);
         Span<byte> bytes = stackalloc byte[EncodedSize];
         unsigned.WriteTo(bytes);
         var mac = new byte[TransportConstants.MacSize];
         ResumeMac.Compute(resumeKey, SigningContext.TransportCallBack, bytes[..MacOffset], mac);
-        return new CallBackRequest(clientGuid, serverGuid, token, counter, mac);
+        return new CallBackRequest(clientGuid, serverGuid, token, counter, receivedOffset, mac);
     }
 
     /// <summary>True when the MAC is valid under <paramref name="resumeKey"/> (constant-time compare).</summary>
@@ -491,6 +492,7 @@ public sealed record CallBackRequest(HostGuid ClientGuid, HostGuid ServerGuid, U
         writer.WriteGuid(ServerGuid);
         WriteToken(ref writer, Token);
         writer.WriteUInt64(Counter);
+        writer.WriteUInt64(ReceivedOffset);
         writer.WriteBytes(Mac);
     }
 
@@ -505,7 +507,8 @@ public sealed record CallBackRequest(HostGuid ClientGuid, HostGuid ServerGuid, U
             throw new MalformedMessageException("Call back counter 0 (counters start at 1).");
         }
 
+        var received = reader.ReadUInt64();
         var mac = ReadArray(ref reader, TransportConstants.MacSize);
-        return new CallBackRequest(client, server, token, counter, mac);
+        return new CallBackRequest(client, server, token, counter, received, mac);
     }
 }

@@ -139,7 +139,7 @@ public sealed partial class MobileConnection
     }
 
     /// <summary>This connection's CallBack with <paramref name="counter"/>, MAC'd with its resume key (the tests replay one with it).</summary>
-    internal CallBackRequest SealCallBack(ulong counter) => CallBackRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter);
+    internal CallBackRequest SealCallBack(ulong counter) => CallBackRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter, (ulong)_receive.ReceivedValue);
 
     /// <summary>
     /// The targets: the client's published endpoints, and its old address at each of their ports (the old
@@ -403,6 +403,7 @@ public sealed partial class MobileConnection
             : !offer.MacValid ? "bad MAC"
             : request.Counter <= _lastCallBack ? $"counter {request.Counter} not above {_lastCallBack} (a replay)"
             : _failure is not null || _completed ? "the connection ended"
+            : request.ReceivedOffset > (ulong)_send.MaxPeerReceived ? $"it claims {request.ReceivedOffset} bytes received of {_send.MaxPeerReceived} sent"
             : null;
         if (why is not null)
         {
@@ -428,6 +429,9 @@ public sealed partial class MobileConnection
         _timeline.Record(MoveEventKind.CallBackReceived, $"counter {request.Counter} from {offer.Flow.RemoteEndPoint}");
         var path = new ConnectionPath(offer.Flow, offer.Reader, null, established: false) { CalledBack = true };
         _pathLostAt ??= _time.GetTimestamp();
+        // The server's receive position as it sent the CallBack: the data behind the Resume starts exactly there, so the
+        // new flow's first window carries new bytes, not bytes the server already has (its last ACK may be stale).
+        _send.ApplyPeerReceived((long)request.ReceivedOffset);
         BeginResumeOnLoop(path);
         Publish();
         offer.Answer.TrySetResult(true);

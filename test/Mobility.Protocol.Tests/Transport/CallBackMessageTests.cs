@@ -19,33 +19,34 @@ public class CallBackMessageTests
     }
 
     [Fact]
-    public void A_call_back_is_102_bytes_laid_out_as_documented_and_round_trips()
+    public void A_call_back_is_110_bytes_laid_out_as_documented_and_round_trips()
     {
-        var callBack = CallBackRequest.Create(ResumeKey, Client, Server, Token, 3);
+        var callBack = CallBackRequest.Create(ResumeKey, Client, Server, Token, 3, 0x0102030405);
         var bytes = callBack.ToArray();
-        Assert.Equal(102, bytes.Length);
-        Assert.Equal(102, HandshakeMessage.SizeOf(HandshakeMessageType.CallBack));
+        Assert.Equal(110, bytes.Length);
+        Assert.Equal(110, HandshakeMessage.SizeOf(HandshakeMessageType.CallBack));
         Assert.Equal("4d4f4254010c", Convert.ToHexStringLower(bytes[..6]));
         Assert.Equal(Client.ToString(), Convert.ToHexStringLower(bytes[6..26]));
         Assert.Equal(Server.ToString(), Convert.ToHexStringLower(bytes[26..46]));
         Assert.Equal("2a2b2c2d2e2f30313233343536373839", Convert.ToHexStringLower(bytes[46..62]));
         Assert.Equal("0000000000000003", Convert.ToHexStringLower(bytes[62..70]));
-        byte[] macced = [(byte)"mobility/transport-callback/v1".Length, .. "mobility/transport-callback/v1"u8.ToArray(), .. bytes[..70]];
+        Assert.Equal("0000000102030405", Convert.ToHexStringLower(bytes[70..78]));
+        byte[] macced = [(byte)"mobility/transport-callback/v1".Length, .. "mobility/transport-callback/v1"u8.ToArray(), .. bytes[..78]];
         var expected = System.Security.Cryptography.HMACSHA256.HashData(ResumeKey, macced);
-        Assert.Equal(expected, bytes[70..]);
+        Assert.Equal(expected, bytes[78..]);
 
         var (ok, parsed, consumed) = Read([.. bytes, 0xEE]);
         Assert.True(ok);
-        Assert.Equal(102, consumed);
+        Assert.Equal(110, consumed);
         var read = Assert.IsType<CallBackRequest>(parsed);
-        Assert.Equal((Client, Server, Token, 3UL), (read.ClientGuid, read.ServerGuid, read.Token, read.Counter));
+        Assert.Equal((Client, Server, Token, 3UL, 0x0102030405UL), (read.ClientGuid, read.ServerGuid, read.Token, read.Counter, read.ReceivedOffset));
         Assert.True(read.VerifyMac(ResumeKey));
     }
 
     [Fact]
     public void Truncation_at_every_offset_asks_for_more_and_consumes_nothing()
     {
-        var bytes = CallBackRequest.Create(ResumeKey, Client, Server, Token, 1).ToArray();
+        var bytes = CallBackRequest.Create(ResumeKey, Client, Server, Token, 1, 77).ToArray();
         for (var length = 0; length < bytes.Length; length++)
         {
             var (ok, _, consumed) = Read(bytes[..length]);
@@ -57,7 +58,7 @@ public class CallBackMessageTests
     [Fact]
     public void Counter_zero_is_malformed()
     {
-        var bytes = CallBackRequest.Create(ResumeKey, Client, Server, Token, 1).ToArray();
+        var bytes = CallBackRequest.Create(ResumeKey, Client, Server, Token, 1, 77).ToArray();
         bytes.AsSpan(62, 8).Clear();
         Assert.Throws<MalformedMessageException>(() => Read(bytes));
     }
@@ -65,7 +66,7 @@ public class CallBackMessageTests
     [Fact]
     public void Every_changed_byte_or_another_key_breaks_the_mac()
     {
-        var bytes = CallBackRequest.Create(ResumeKey, Client, Server, Token, 9).ToArray();
+        var bytes = CallBackRequest.Create(ResumeKey, Client, Server, Token, 9, 1234).ToArray();
         for (var i = 6; i < bytes.Length; i++)
         {
             var changed = (byte[])bytes.Clone();
@@ -85,21 +86,24 @@ public class CallBackMessageTests
     }
 
     [Fact]
-    public void A_call_back_relabelled_as_another_type_is_malformed_or_fails_its_mac()
+    public void A_call_back_relabelled_as_a_resume_or_join_and_a_resume_relabelled_as_a_call_back_fail_their_macs()
     {
-        // Same size as no other type: relabelled as a Resume (110 bytes) it waits for bytes that never count.
-        var bytes = CallBackRequest.Create(ResumeKey, Client, Server, Token, 1).ToArray();
-        bytes[5] = (byte)HandshakeMessageType.Resume;
-        var (ok, _, consumed) = Read(bytes);
-        Assert.False(ok);
-        Assert.Equal(0, consumed);
+        // The same size as a Resume and a Join (110 bytes): relabelled, each parses, and its MAC (other bytes, another context) fails.
+        var callBack = CallBackRequest.Create(ResumeKey, Client, Server, Token, 1, 77).ToArray();
+        foreach (var type in new[] { HandshakeMessageType.Resume, HandshakeMessageType.Join })
+        {
+            var relabelled = (byte[])callBack.Clone();
+            relabelled[5] = (byte)type;
+            var (ok, parsed, _) = Read(relabelled);
+            Assert.True(ok);
+            Assert.False(((ResumeRequest)parsed!).VerifyMac(ResumeKey));
+        }
 
-        // A Resume's first 102 bytes relabelled as a call back: a MAC over other bytes under another context.
-        var resume = ResumeRequest.Create(ResumeKey, Client, Server, Token, 1, 0).ToArray();
+        var resume = ResumeRequest.Create(ResumeKey, Client, Server, Token, 1, 77).ToArray();
         resume[5] = (byte)HandshakeMessageType.CallBack;
-        var relabelled = Read(resume[..102]);
-        Assert.True(relabelled.Ok);
-        Assert.False(((CallBackRequest)relabelled.Message!).VerifyMac(ResumeKey));
+        var asCallBack = Read(resume);
+        Assert.True(asCallBack.Ok);
+        Assert.False(((CallBackRequest)asCallBack.Message!).VerifyMac(ResumeKey));
     }
 
     [Fact]
@@ -116,7 +120,7 @@ public class CallBackMessageTests
             try
             {
                 var (ok, message, consumed) = Read(bytes);
-                Assert.Equal(ok ? 102 : 0, consumed);
+                Assert.Equal(ok ? 110 : 0, consumed);
                 if (ok)
                 {
                     Assert.False(((CallBackRequest)message!).VerifyMac(ResumeKey));
