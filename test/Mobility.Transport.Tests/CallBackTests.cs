@@ -136,6 +136,32 @@ public sealed class CallBackTests(ITestOutputHelper output)
         AssertNoLossOrDuplicate(client, server);
     }
 
+    [Fact]
+    public async Task A_call_back_whose_resume_goes_unanswered_is_given_up_and_the_client_resumes_on_its_own()
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+        await pair.MoveServerAsync(ServerA, ServerB);
+        pair.Locator.Set(Keys.Server.Guid, new IPEndPoint(ServerB, 443)); // the record is current; no push comes
+
+        // The client acts on the CallBack (at 0.5 RTT); then nothing from the server's new address arrives any more.
+        await TestTimeout.Eventually(() => client.CallBackCounts.Accepted == 1, "the client took the call back");
+        pair.Network.DropTraffic(ServerB);
+        await Task.Delay(pair.Network.Rtt * 2, pair.Time).WithTimeout();
+        pair.Network.RestoreTraffic(ServerB);
+
+        // The called-back path, its Resume unanswered, dies like any silent path; the client's own resume takes over.
+        await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+        output.WriteLine($"  client: {Timeline(pair, client)}");
+        Assert.Equal(MobileConnectionState.Connected, client.State);
+        Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
+        // Its own resume went first to where the server called from (4.0 RTT after the CallBack; to the old endpoint
+        // the locator last gave, then a lookup, it took 14.4 RTT).
+        var resumed = client.Moves[^1].Events.Last(e => e.Kind == MoveEventKind.ResumeAnswered).At / pair.Network.Rtt;
+        Assert.InRange(resumed, 3.0, 6.0);
+        AssertNoLossOrDuplicate(client, server);
+    }
+
     /// <summary>Opens a flow from <paramref name="from"/> to the client's listener and sends <paramref name="message"/>: what comes back, and whether the flow was closed.</summary>
     private static async Task<(int BytesBack, bool Closed)> SendRawAsync(SimulatedMoveTests.Pair pair, IPAddress from, byte[] message)
     {

@@ -426,6 +426,12 @@ public sealed partial class MobileConnection
         }
 
         Interlocked.Increment(ref _callBacksAccepted);
+        if (offer.Flow.RemoteEndPoint is { } calledFrom)
+        {
+            // Should this path die before it is answered, the client's own resume goes where the server proved to be.
+            _supervisor?.PreferEndpoint(new IPEndPoint(Plain(calledFrom.Address), calledFrom.Port));
+        }
+
         _timeline.Record(MoveEventKind.CallBackReceived, $"counter {request.Counter} from {offer.Flow.RemoteEndPoint}");
         var path = new ConnectionPath(offer.Flow, offer.Reader, null, established: false) { CalledBack = true };
         _pathLostAt ??= _time.GetTimestamp();

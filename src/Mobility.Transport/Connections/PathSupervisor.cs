@@ -377,6 +377,18 @@ internal sealed partial class PathSupervisor
         return null;
     }
 
+    /// <summary>
+    /// The server called back from <paramref name="endpoint"/> (its listener's port, so its published endpoint): the next
+    /// attempt tries it first, whatever the locator said last (its push may not have come yet). The attempt in progress goes on.
+    /// </summary>
+    public void PreferEndpoint(IPEndPoint endpoint)
+    {
+        lock (_gate)
+        {
+            _endpoints = [endpoint, .. _endpoints.Where(e => !e.Equals(endpoint))];
+        }
+    }
+
     /// <summary>Stops listening to the locator (the connection ended).</summary>
     public void Detach()
     {
