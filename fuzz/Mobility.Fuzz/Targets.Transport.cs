@@ -168,6 +168,7 @@ public static partial class Targets
         yield return new("valid-reject", new HandshakeReject(RejectReason.Busy).ToArray());
         yield return new("valid-resume", ResumeRequest.Create(ResumeKey, client.Guid, server.Guid, token, 5, 1000).ToArray());
         yield return new("valid-resume-ack", ResumeAck.Create(ResumeKey, token, 6, 2000).ToArray());
+        yield return new("valid-call-back", CallBackRequest.Create(ResumeKey, client.Guid, server.Guid, token, 3, 1500).ToArray());
         var otherVersion = hello[..TransportConstants.PreambleSize];
         otherVersion[4] = 2;
         yield return new("valid-other-version", otherVersion);

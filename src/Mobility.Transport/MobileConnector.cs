@@ -20,6 +20,7 @@ public sealed partial class MobileConnector
     private readonly HostKey _key;
     private readonly MobileConnectionOptions _options;
     private readonly ConcurrentDictionary<MobileConnection, byte> _connections = new();
+    private readonly ConcurrentDictionary<UInt128, MobileConnection> _byToken = new(); // a call back names its connection by token
     private readonly ILogger _logger;
     private IPAddress? _localAddress;
     private IPAddress[]? _localAddresses; // the last NotifyLocalAddresses (null: never told)
@@ -142,6 +143,10 @@ public sealed partial class MobileConnector
 
         AddressesLog.Told(_logger, string.Join(' ', list), told);
     }
+
+    /// <summary>The live connection of this connector to <paramref name="server"/> with <paramref name="token"/> (a call back names it), or null.</summary>
+    internal MobileConnection? FindForCallBack(HostGuid server, UInt128 token)
+        => _byToken.TryGetValue(token, out var connection) && connection.ServerGuid == server ? connection : null;
 
     private static partial class AddressesLog
     {
@@ -294,8 +299,13 @@ public sealed partial class MobileConnector
             var finish = new ClientFinish(_key.Sign(HandshakeTranscript.ClientSigned(transcript)));
             var encrypt = !serverHello.Flags.HasFlag(HandshakeFlags.AuthenticateOnly);
             var connection = new MobileConnection(true, _key.Guid, serverHello.ServerGuid, token, secrets, encrypt,
-                serverHello.ReceiveWindow, _options, c => _connections.TryRemove(c, out _));
+                serverHello.ReceiveWindow, _options, c =>
+                {
+                    _connections.TryRemove(c, out _);
+                    _byToken.TryRemove(new KeyValuePair<UInt128, MobileConnection>(c.Token, c));
+                });
             _connections.TryAdd(connection, 0);
+            _byToken.TryAdd(connection.Token, connection);
             connection.StartClient(flow, reader, finish.ToArray(), _options, locator, endpoints.Contains(endpoint) ? [endpoint, .. endpoints.Where(e => !e.Equals(endpoint))] : [endpoint], local);
             if (Volatile.Read(ref _localAddresses) is { } addresses)
             {

@@ -30,6 +30,8 @@ public sealed partial class MobileListener : IAsyncDisposable
     private readonly HandshakeAdmission _admission;
     private readonly CookieSecrets _cookies;
     private int _handshakeIds;
+    private MobileConnector? _callBackConnector; // whose connections this host's call backs resume (client side)
+    private long _callBacksDropped;
 
     public MobileListener(HostKey key, MobileListenerOptions? options = null)
     {
@@ -120,13 +122,47 @@ public sealed partial class MobileListener : IAsyncDisposable
             {
                 foreach (var connection in _connections.Values)
                 {
-                    connection.DropFlowOnLocalAddress(oldAddress);
+                    connection.DropFlowOnLocalAddress(oldAddress, fresh.Listener.LocalEndPoint.Address);
                 }
             }
         }
 
         return fresh.Listener.LocalEndPoint;
     }
+
+    /// <summary>
+    /// Client side of call backs (<see cref="MobileTransportOptions.CallBack"/>): a CallBack arriving here for one of
+    /// <paramref name="connector"/>'s connections (same host key) is checked by that connection and, if it passes,
+    /// the connection resumes on the flow. Without this (or with call backs off) every CallBack is dropped.
+    /// </summary>
+    public void AcceptCallBacksFor(MobileConnector connector)
+    {
+        ArgumentNullException.ThrowIfNull(connector);
+        if (connector.LocalGuid != _key.Guid)
+        {
+            throw new ArgumentException("The connector must have this listener's identity.", nameof(connector));
+        }
+
+        Volatile.Write(ref _callBackConnector, connector);
+    }
+
+    /// <summary>
+    /// Server: the host's usable addresses (the daemon calls this on every change, whatever the listener is bound
+    /// to): a connection whose path ran over an address that is gone drops it and, with call backs on, calls its
+    /// client back from one of these.
+    /// </summary>
+    public void NotifyLocalAddresses(IReadOnlyList<IPAddress> addresses)
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        IPAddress[] list = [.. addresses];
+        foreach (var connection in _connections.Values)
+        {
+            connection.NotifyLocalAddresses(list);
+        }
+    }
+
+    /// <summary>CallBacks this listener dropped: unknown connection, no connector, or a check failed.</summary>
+    internal long CallBacksDropped => Interlocked.Read(ref _callBacksDropped);
 
     public async ValueTask<MobileConnection> AcceptAsync(CancellationToken cancellationToken = default)
     {
@@ -264,18 +300,18 @@ public sealed partial class MobileListener : IAsyncDisposable
         {
             // The handshake timeout runs from the accept, whatever the flow waits for.
             var message = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
-            if (message is not ResumeRequest && flow.IsHandshakePending)
+            if (message is not (ResumeRequest or CallBackRequest) && flow.IsHandshakePending)
             {
                 // Data in a SYN without a cookie comes from an address nobody has proven: only a
-                // Resume (MAC and counter checked, cheap) is acted on before the TCP handshake
-                // completes; our clients never send anything else that way.
+                // Resume or a CallBack (MAC and counter checked, cheap) is acted on before the TCP
+                // handshake completes; our peers never send anything else that way.
                 FastOpenLog.Dropped(_logger, flow.RemoteEndPoint, message.Type.ToString());
                 return;
             }
 
-            if (message is not ResumeRequest)
+            if (message is not (ResumeRequest or CallBackRequest))
             {
-                // A Resume stays evictable until it is accepted: a forged one only costs its refusal.
+                // A Resume (or CallBack) stays evictable until it is accepted: a forged one only costs its refusal.
                 _admission.Identified(ticket);
             }
 
@@ -306,6 +342,9 @@ public sealed partial class MobileListener : IAsyncDisposable
                 case ResumeRequest resume:
                     // Served ahead of new handshakes: a resume takes no slot and waits for nothing.
                     handedOver = await AcceptResumeAsync(flow, reader, resume, ticket, acceptedAt).ConfigureAwait(false);
+                    break;
+                case CallBackRequest callBack:
+                    handedOver = await AcceptCallBackAsync(flow, reader, callBack, ticket).ConfigureAwait(false);
                     break;
                 case UnsupportedVersion:
                     await RefuseAsync(flow, reader, RejectReason.UnsupportedVersion, "unsupported version").ConfigureAwait(false);
@@ -422,6 +461,9 @@ public sealed partial class MobileListener : IAsyncDisposable
             hello.ReceiveWindow, _options, c => _connections.TryRemove(new KeyValuePair<(HostGuid, UInt128), MobileConnection>((c.ClientGuid, c.Token), c)))
         {
             Punches = _options.DirectPaths && _options.PunchFlowFactory.CanPunch ? new PunchResponder(_options.PunchFlowFactory, Admit, _options.PunchTargetLocator) : null,
+            CallBacks = _options.CallBack && _options.PunchTargetLocator is { } targets
+                ? new CallBackDialer(_options.PunchFlowFactory, () => _bound?.Listener.LocalEndPoint.Port ?? 0, targets)
+                : null,
         };
         if (!_connections.TryAdd(id, connection))
         {
@@ -456,6 +498,26 @@ public sealed partial class MobileListener : IAsyncDisposable
         if (refused is { } reason)
         {
             await RefuseAsync(flow, reader, reason, "resume refused").ConfigureAwait(false);
+            return false;
+        }
+
+        _admission.Release(ticket);
+        return true;
+    }
+
+    /// <summary>
+    /// Client side: a CallBack as a flow's first message. Acted on only when it names a live connection of the
+    /// connector (<see cref="AcceptCallBacksFor"/>) and that connection finds its MAC and counter good; then the
+    /// connection resumes on this flow (true). Anything else is dropped: the flow is closed at once, nothing is
+    /// kept, nothing is sent on it (logged at Debug).
+    /// </summary>
+    private async Task<bool> AcceptCallBackAsync(IFlow flow, PipeReader reader, CallBackRequest callBack, HandshakeAdmission.Ticket ticket)
+    {
+        var connection = _options.CallBack && callBack.ClientGuid == _key.Guid ? Volatile.Read(ref _callBackConnector)?.FindForCallBack(callBack.ServerGuid, callBack.Token) : null;
+        if (connection is null || !await connection.TryAcceptCallBackAsync(flow, reader, callBack).ConfigureAwait(false))
+        {
+            Interlocked.Increment(ref _callBacksDropped);
+            TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, connection is null ? "call back for no connection of this host" : "call back failed its checks");
             return false;
         }
 

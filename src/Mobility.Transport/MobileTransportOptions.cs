@@ -124,6 +124,16 @@ public class MobileTransportOptions
     /// </summary>
     public bool FastOpen { get; set; } = true;
 
+    /// <summary>
+    /// Call backs (docs/transport.md, "Call back"): a server whose own address changed opens a flow from its new
+    /// address to its client's listener and sends a CallBack (MAC'd with the session's resume key), and the client
+    /// resumes on that flow, without waiting for the GNS to push the server's new endpoint. Server: dial (needs the
+    /// listener's <see cref="MobileListenerOptions.PunchTargetLocator"/> for the client's listener endpoints);
+    /// client: act on call backs that reach a listener told of its connector (<see cref="MobileListener.AcceptCallBacksFor"/>).
+    /// Off: neither.
+    /// </summary>
+    public bool CallBack { get; set; } = true;
+
     internal void Validate()
     {
         if (MaxUnackedBytes < TransportConstants.MaxFramePayload)
@@ -230,7 +240,8 @@ public sealed class MobileListenerOptions : MobileTransportOptions
     /// <summary>
     /// Opens this end's side of a simultaneous open that a client asked for with a PUNCH frame (from the
     /// port of the reflexive candidate sent with <see cref="MobileConnection.SetDirectCandidates"/>);
-    /// its <see cref="IFlowFactory.CanPunch"/> false: PUNCH frames are ignored.
+    /// its <see cref="IFlowFactory.CanPunch"/> false: PUNCH frames are ignored. Also opens this end's call
+    /// backs (<see cref="MobileTransportOptions.CallBack"/>: a first flight from the listener's port).
     /// </summary>
     public IFlowFactory PunchFlowFactory { get; set; } = TcpFlowFactory.Instance;
 
@@ -239,7 +250,9 @@ public sealed class MobileListenerOptions : MobileTransportOptions
     /// candidates, which the client names itself, so with a locator set only those whose address is one
     /// of the client's endpoints the locator returns (mobilityd: the client's GNS record, its Host and
     /// Observed locators) are tried, and a punch without one is ignored. Null: every reflexive candidate
-    /// of the (authenticated) client is tried.
+    /// of the (authenticated) client is tried. Also where a call back goes (<see cref="MobileTransportOptions.CallBack"/>):
+    /// the client's endpoints it returns (looked up when the connection starts) and the client's old address at their
+    /// ports; null: no call back (the client's listener port is not known).
     /// </summary>
     public IPeerLocator? PunchTargetLocator { get; set; }
 

@@ -80,6 +80,9 @@ public class SimulatedMoveTests(ITestOutputHelper output)
 
         public required VirtualClock Clock { get; init; }
 
+        /// <summary>The client host's own listener (on ClientA:443), taking the server's call backs; null unless asked for.</summary>
+        public MobileListener? ClientListener { get; init; }
+
         public TimeProvider Time => Clock.Time;
 
         /// <summary>The server's address changes: the old one is gone, the listener rebinds on the new one.</summary>
@@ -98,17 +101,29 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             }
 
             await Listener.DisposeAsync().AsTask().WithTimeout();
+            if (ClientListener is not null)
+            {
+                await ClientListener.DisposeAsync().AsTask().WithTimeout();
+            }
+
             await Clock.DisposeAsync().AsTask().WithTimeout();
         }
     }
 
-    internal static async Task<Pair> CreateAsync(int connections = 1, TimeSpan? latency = null, Action<MobileConnectionOptions>? configure = null)
+    /// <param name="callBacks">
+    /// The server's listener knows the client's listener endpoint (its locator: ClientA:443) and dials with the simulated
+    /// network, and the client host runs a listener there that takes call backs for the connector (docs/transport.md, "Call back").
+    /// </param>
+    internal static async Task<Pair> CreateAsync(int connections = 1, TimeSpan? latency = null, Action<MobileConnectionOptions>? configure = null, bool callBacks = false)
     {
         await WarmUpAsync();
-        return await CreateCoreAsync(connections, latency, configure);
+        return await CreateCoreAsync(connections, latency, configure, callBacks);
     }
 
-    private static async Task<Pair> CreateCoreAsync(int connections, TimeSpan? latency, Action<MobileConnectionOptions>? configure)
+    /// <summary>Where the client host's listener runs in a pair with call backs.</summary>
+    internal static readonly IPEndPoint ClientListenerEndPoint = new(ClientA, 443);
+
+    private static async Task<Pair> CreateCoreAsync(int connections, TimeSpan? latency, Action<MobileConnectionOptions>? configure, bool callBacks = false)
     {
         var clock = new VirtualClock(TimeSpan.FromMilliseconds(1));
         var network = new SimulatedNetwork(latency ?? TimeSpan.FromMilliseconds(100), clock.Time);
@@ -116,13 +131,31 @@ public class SimulatedMoveTests(ITestOutputHelper output)
         network.AddAddress(ServerA);
         network.DefaultSource = ClientA;   // the default route's source, for a client that names no local address
         var logs = new ListLoggerFactory();
-        var listener = new MobileListener(Keys.Server, new MobileListenerOptions { ListenerFactory = network, LoggerFactory = logs, TimeProvider = clock.Time });
-        listener.Start(new IPEndPoint(ServerA, 443));
         var locator = new TestLocator { Time = clock.Time };
+        var listener = new MobileListener(Keys.Server, new MobileListenerOptions
+        {
+            ListenerFactory = network, LoggerFactory = logs, TimeProvider = clock.Time,
+            PunchFlowFactory = callBacks ? network : Mobility.Transport.Flows.TcpFlowFactory.Instance,
+            PunchTargetLocator = callBacks ? locator : null,
+        });
+        listener.Start(new IPEndPoint(ServerA, 443));
         locator.Set(Keys.Server.Guid, listener.LocalEndPoint);
+        if (callBacks)
+        {
+            locator.Keep(Keys.Client.Guid, ClientListenerEndPoint); // a watched record: the server looks at it without a lookup
+        }
+
         var options = new MobileConnectionOptions { FlowFactory = network, LocalAddress = ClientA, LoggerFactory = logs, TimeProvider = clock.Time };
         configure?.Invoke(options);
         var connector = new MobileConnector(Keys.Client, options);
+        MobileListener? clientListener = null;
+        if (callBacks)
+        {
+            clientListener = new MobileListener(Keys.Client, new MobileListenerOptions { ListenerFactory = network, LoggerFactory = logs, TimeProvider = clock.Time });
+            clientListener.Start(ClientListenerEndPoint);
+            clientListener.AcceptCallBacksFor(connector);
+        }
+
         var pairs = new List<(MobileConnection, MobileConnection)>();
         var clients = await Task.WhenAll(Enumerable.Range(0, connections).Select(_ => connector.ConnectAsync(Keys.Server.Guid, locator))).WithTimeout();
         var accepted = new List<MobileConnection>();
@@ -144,7 +177,7 @@ public class SimulatedMoveTests(ITestOutputHelper output)
             await p.Item2.Stream.ReadExactlyAsync(one);
         })).WithTimeout();
 
-        return new Pair { Network = network, Locator = locator, Listener = listener, Connector = connector, Connections = pairs, Logs = logs, Clock = clock };
+        return new Pair { Network = network, Locator = locator, Listener = listener, Connector = connector, Connections = pairs, Logs = logs, Clock = clock, ClientListener = clientListener };
     }
 
     private static double Rtts(long from, long to, SimulatedNetwork network)

@@ -181,6 +181,12 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
     }
 
     public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, CancellationToken cancellationToken)
+        => ConnectFirstFlightAsync(remote, localAddress, 0, cancellationToken);
+
+    /// <summary>First flights opened from a chosen port (a server's call back from its listener's port).</summary>
+    public int PortedFirstFlights;
+
+    public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, int localPort, CancellationToken cancellationToken)
     {
         if (FirstFlights == FirstFlightMode.Off)
         {
@@ -199,7 +205,12 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         IPEndPoint local;
         lock (_gate)
         {
-            local = new IPEndPoint(localAddress, _nextPort++);
+            local = new IPEndPoint(localAddress, localPort != 0 ? localPort : _nextPort++);
+        }
+
+        if (localPort != 0)
+        {
+            Interlocked.Increment(ref PortedFirstFlights);
         }
 
         // Nothing is sent yet: the SYN leaves with the first write.

@@ -126,7 +126,15 @@ public sealed class TransportSettings
     /// </summary>
     public bool RehearseMove { get; set; } = true;
 
-    /// <summary>Copies the keepalive policy, <see cref="FastOpen"/>, <see cref="MaxStandbyPaths"/> and <see cref="DirectPaths"/> into <paramref name="options"/>.</summary>
+    /// <summary>
+    /// Call backs (docs/transport.md, "Call back"): when this host's address changes, each incoming connection whose
+    /// path died opens a flow from the new address to its client's listener (the client's published endpoints and
+    /// its old address) and sends an authenticated CallBack, and an outgoing connection called back so resumes on
+    /// the flow it was called on, without waiting for the GNS push. False: neither.
+    /// </summary>
+    public bool CallBack { get; set; } = true;
+
+    /// <summary>Copies the keepalive policy, <see cref="FastOpen"/>, <see cref="MaxStandbyPaths"/>, <see cref="DirectPaths"/> and <see cref="CallBack"/> into <paramref name="options"/>.</summary>
     public T Apply<T>(T options)
         where T : Mobility.Transport.MobileTransportOptions
     {
@@ -138,6 +146,7 @@ public sealed class TransportSettings
         options.FastOpen = FastOpen;
         options.MaxStandbyPaths = MaxStandbyPaths;
         options.DirectPaths = DirectPaths;
+        options.CallBack = CallBack;
         return options;
     }
 }

@@ -168,6 +168,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
             LocalAddress = specific ? endpoint.Address : null,
             FlowFactory = flows,
         }));
+        // A server that moved calls this host's outgoing connections back on the transport listener.
+        _listener.AcceptCallBacksFor(_connector);
         if (_options.RelayTargets is { Count: > 0 } relays)
         {
             _registrar = new RelayRegistrar(_identity.Key, relays, _options.RelayPins, _listener, _loggers.CreateLogger<RelayRegistrar>());
@@ -463,6 +465,10 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
                         Log.RebindFailed(_logger, next, e.Message);
                     }
                 }
+
+                // Incoming connections whose path ran over an address that is gone drop it and call their client
+                // back from a new one (whatever the listener is bound to: 0.0.0.0 does not move).
+                _listener.NotifyLocalAddresses(addresses);
 
                 // A registration at the home relay from an address that is gone is dead: register again from the new one.
                 _registrar?.NotifyLocalAddresses(addresses);

@@ -51,6 +51,7 @@ public abstract record HandshakeMessage
         HandshakeMessageType.ResumeAck or HandshakeMessageType.JoinAck => ResumeAck.EncodedSize,
         HandshakeMessageType.CookieReply => CookieReply.EncodedSize,
         HandshakeMessageType.CookieEcho => CookieEcho.EncodedSize,
+        HandshakeMessageType.CallBack => CallBackRequest.EncodedSize,
         _ => throw new MalformedMessageException($"Unknown handshake message type {(byte)type}."),
     };
 
@@ -113,6 +114,7 @@ public abstract record HandshakeMessage
             HandshakeMessageType.JoinAck => ResumeAck.ReadBody(ref wire) with { Standby = true },
             HandshakeMessageType.CookieReply => new CookieReply(ReadArray(ref wire, TransportConstants.CookieSize)),
             HandshakeMessageType.CookieEcho => new CookieEcho(ReadArray(ref wire, TransportConstants.CookieSize)),
+            HandshakeMessageType.CallBack => CallBackRequest.ReadBody(ref wire),
             _ => throw new MalformedMessageException($"Unknown handshake message type {(byte)type}."),
         };
         wire.EnsureEnd(allowZeroPadding: false);
@@ -441,5 +443,72 @@ public sealed record ResumeAck(UInt128 Token, ulong Counter, ulong ReceivedOffse
         var received = reader.ReadUInt64();
         var mac = ReadArray(ref reader, TransportConstants.MacSize);
         return new ResumeAck(token, counter, received, mac);
+    }
+}
+
+/// <summary>
+/// First message of a flow the server opens to the client's listener after the server's own address changed:
+/// the client resumes on this flow (its Resume and data go back on it at once). The MAC (HMAC-SHA256 under the
+/// session's resume key, context <see cref="SigningContext.TransportCallBack"/>) covers every byte before it,
+/// preamble included, so it proves the sender holds the session's secret; <paramref name="Counter"/> is the
+/// server's own call-back counter (1, 2, ...), and the client acts only on one above the last it acted on.
+/// <paramref name="ReceivedOffset"/> is the server's receive position, so the client resends from exactly there.
+/// See docs/protocol.md, "Mobile TCP call back (type 12)".
+/// </summary>
+public sealed record CallBackRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, ulong ReceivedOffset, byte[] Mac) : HandshakeMessage
+{
+    public const int MacOffset = TransportConstants.PreambleSize + HostGuid.Size + HostGuid.Size + TransportConstants.TokenSize + 8 + 8;
+
+    public const int EncodedSize = MacOffset + TransportConstants.MacSize;
+
+    public byte[] Mac { get; } = Require(Mac, TransportConstants.MacSize, nameof(Mac));
+
+    public override HandshakeMessageType Type => HandshakeMessageType.CallBack;
+
+    public override int Size => EncodedSize;
+
+    /// <summary>Builds a call back and computes its MAC.</summary>
+    public static CallBackRequest Create(ReadOnlySpan<byte> resumeKey, HostGuid clientGuid, HostGuid serverGuid, UInt128 token, ulong counter, ulong receivedOffset)
+    {
+        var unsigned = new CallBackRequest(clientGuid, serverGuid, token, counter, receivedOffset, new byte[TransportConstants.MacSize]);
+        Span<byte> bytes = stackalloc byte[EncodedSize];
+        unsigned.WriteTo(bytes);
+        var mac = new byte[TransportConstants.MacSize];
+        ResumeMac.Compute(resumeKey, SigningContext.TransportCallBack, bytes[..MacOffset], mac);
+        return new CallBackRequest(clientGuid, serverGuid, token, counter, receivedOffset, mac);
+    }
+
+    /// <summary>True when the MAC is valid under <paramref name="resumeKey"/> (constant-time compare).</summary>
+    public bool VerifyMac(ReadOnlySpan<byte> resumeKey)
+    {
+        Span<byte> bytes = stackalloc byte[EncodedSize];
+        WriteTo(bytes);
+        return ResumeMac.Verify(resumeKey, SigningContext.TransportCallBack, bytes[..MacOffset], Mac);
+    }
+
+    private protected override void WriteBody(ref WireWriter writer)
+    {
+        writer.WriteGuid(ClientGuid);
+        writer.WriteGuid(ServerGuid);
+        WriteToken(ref writer, Token);
+        writer.WriteUInt64(Counter);
+        writer.WriteUInt64(ReceivedOffset);
+        writer.WriteBytes(Mac);
+    }
+
+    internal static CallBackRequest ReadBody(ref WireReader reader)
+    {
+        var client = reader.ReadGuid();
+        var server = reader.ReadGuid();
+        var token = ReadToken(ref reader);
+        var counter = reader.ReadUInt64();
+        if (counter == 0)
+        {
+            throw new MalformedMessageException("Call back counter 0 (counters start at 1).");
+        }
+
+        var received = reader.ReadUInt64();
+        var mac = ReadArray(ref reader, TransportConstants.MacSize);
+        return new CallBackRequest(client, server, token, counter, received, mac);
     }
 }

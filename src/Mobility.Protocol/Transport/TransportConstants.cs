@@ -97,6 +97,12 @@ public enum HandshakeMessageType : byte
 
     /// <summary>Server's acceptance of a <see cref="Join"/> (a ResumeAck's body and MAC, this type).</summary>
     JoinAck = 11,
+
+    /// <summary>
+    /// Server to client, first message of a flow the server opened to the client's listener after its own move:
+    /// "resume on this flow" (MAC'd with the resume key, on its own counter; docs/protocol.md, "Mobile TCP call back").
+    /// </summary>
+    CallBack = 12,
 }
 
 /// <summary>Why a server refused a flow (sent in a plaintext, unauthenticated Reject).</summary>

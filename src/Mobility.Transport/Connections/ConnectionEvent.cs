@@ -70,8 +70,11 @@ internal sealed class FlowEnded(ConnectionPath path) : ConnectionEvent
 }
 
 /// <summary>A path failed (<see cref="Path"/> null: whichever path is active), or must be dropped.</summary>
-internal sealed class PathLost(ConnectionPath? path, string reason, IPAddress? onlyOnLocalAddress = null) : ConnectionEvent
+internal sealed class PathLost(ConnectionPath? path, string reason, IPAddress? onlyOnLocalAddress = null, IPAddress? callBackFrom = null) : ConnectionEvent
 {
+    /// <summary>Server: the address the listener moved to, from which the client is called back (<see cref="MobileTransportOptions.CallBack"/>).</summary>
+    public IPAddress? CallBackFrom { get; } = callBackFrom;
+
     public ConnectionPath? Path { get; } = path;
 
     public string Reason { get; } = reason;

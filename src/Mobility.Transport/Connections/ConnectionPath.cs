@@ -41,6 +41,9 @@ internal sealed class ConnectionPath
     /// <summary>Client path opened by a Resume: the first thing to read is ResumeAck or Reject (the Resume's counter).</summary>
     public ulong? AwaitingResumeAck { get; set; }
 
+    /// <summary>Client: the path runs on a flow the server opened to this host's listener (a call back), not on one this end dialled.</summary>
+    public bool CalledBack { get; init; }
+
     /// <summary>The answer to this path's Resume: null = accepted.</summary>
     public TaskCompletionSource<RejectReason?> ResumeResult { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 

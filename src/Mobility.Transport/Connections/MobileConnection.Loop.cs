@@ -142,6 +142,9 @@ public sealed partial class MobileConnection
             case ResumeOffered offer:
                 OnResumeOffered(offer);
                 break;
+            case CallBackOffered callBack:
+                OnCallBackOffered(callBack);
+                break;
             case FailRequested fail:
                 FailNow(fail.Reason, fail.ResetCode);
                 break;
@@ -165,7 +168,7 @@ public sealed partial class MobileConnection
                 _stats.ResumeAttempts++;
                 break;
             case DrainRequested drain:
-                drain.Answer.TrySetResult([.. _paths.Retiring(), _supervisor?.Completion ?? Task.CompletedTask, _punching]);
+                drain.Answer.TrySetResult([.. _paths.Retiring(), _supervisor?.Completion ?? Task.CompletedTask, _punching, _callingBack]);
                 break;
             case LoopBarrier barrier:
                 barrier.Reached.TrySetResult();
@@ -208,6 +211,9 @@ public sealed partial class MobileConnection
                     break;
                 case ResumeOffered offer:
                     offer.Answer.TrySetResult(RejectReason.UnknownConnection);
+                    break;
+                case CallBackOffered callBack:
+                    callBack.Answer.TrySetResult(false);
                     break;
                 case DrainRequested drain:
                     drain.Answer.TrySetResult([]);
@@ -361,6 +367,15 @@ public sealed partial class MobileConnection
 
         if (started.Resume)
         {
+            if (!path.Joining && _paths.Active is { CalledBack: true, IsStopped: false } calledBack && calledBack != path)
+            {
+                // The server called back and the Resume on its flow is on its way or answered: a resume this
+                // end dialled meanwhile (a push, a timer) is not wanted; its attempt sees a refusal and stops.
+                _timeline.Record(MoveEventKind.AttemptFailed, $"resume via {path.Flow.RemoteEndPoint} dropped: the call back's path is in use");
+                _ = path.Stop();
+                return;
+            }
+
             if (path.Joining)
             {
                 BeginJoinOnLoop(path);
@@ -389,6 +404,7 @@ public sealed partial class MobileConnection
             if (path?.Flow.LocalEndPoint is { } local && local.Address.Equals(address))
             {
                 FlowFailed(path, lost.Reason);
+                MaybeCallBack(path, lost.CallBackFrom);
             }
 
             return;

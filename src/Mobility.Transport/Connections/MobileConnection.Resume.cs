@@ -34,6 +34,7 @@ public sealed partial class MobileConnection
     /// <summary>Server: attaches the flow the handshake ran on.</summary>
     internal void StartServer(IFlow flow, PipeReader reader)
     {
+        PrefetchCallBackTargets();
         var path = new ConnectionPath(flow, reader, null, established: true);
         _publishedPath = path;
         Post(new PathStarted(path, resume: false));
@@ -87,8 +88,9 @@ public sealed partial class MobileConnection
     }
 
     /// <summary>Drops the current flow if it runs over <paramref name="localAddress"/> (the listener moved away from it).</summary>
-    internal void DropFlowOnLocalAddress(IPAddress localAddress)
-        => Post(new PathLost(null, "local address removed", localAddress));
+    /// <param name="newAddress">Server: the listener's new address, from which the client is called back.</param>
+    internal void DropFlowOnLocalAddress(IPAddress localAddress, IPAddress? newAddress = null)
+        => Post(new PathLost(null, "local address removed", localAddress, newAddress));
 
     /// <summary>The path frames go on now (null: pathless), as last published by the loop.</summary>
     internal ConnectionPath? ActivePath => _publishedPath;
@@ -254,6 +256,7 @@ public sealed partial class MobileConnection
         var ack = _responder.Accept(request, _send, _receive);
         var path = new ConnectionPath(flow, offer.Reader, ack, established: true);
         ActivatePath(path);
+        EndCallBack();
         var stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
         _pathLostAt = null;
         _stats.LastStall = stall;

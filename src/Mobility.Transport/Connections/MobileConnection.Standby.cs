@@ -73,17 +73,21 @@ public sealed partial class MobileConnection
 
         foreach (var standby in _paths.StandbySnapshot)
         {
-            if (LocalAddressOf(standby) is { } address && !addresses.Contains(address))
+            if (LocalAddressOf(standby) is { } address && !addresses.Contains(address) && (_isClient || !IPAddress.IsLoopback(address)))
             {
                 FlowFailed(standby, $"local address {address} gone");
             }
         }
 
-        if (_paths.Active is { } active && LocalAddressOf(active) is { } used && !addresses.Contains(used))
+        // A server's loopback paths stay: the daemon's address lists leave loopback out, and it never moves.
+        if (_paths.Active is { } active && LocalAddressOf(active) is { } used && !addresses.Contains(used) && (_isClient || !IPAddress.IsLoopback(used)))
         {
             _timeline.Record(MoveEventKind.AddressEvent, $"{used} gone");
             FlowFailed(active, $"local address {used} gone");
+            MaybeCallBack(active, null);
         }
+
+        MaybeCallBackOwed(addresses);
     }
 
     /// <summary>Client, on the loop: a joining path starts with a Join (the next resume counter) and a PING behind it.</summary>

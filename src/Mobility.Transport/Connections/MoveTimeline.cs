@@ -40,6 +40,12 @@ public enum MoveEventKind
 
     /// <summary>The first bytes of the peer's data arrived after the resume.</summary>
     FirstByteDelivered,
+
+    /// <summary>Server: a CallBack went out to the client's listener from this host's new address (the detail names the targets).</summary>
+    CallBackSent,
+
+    /// <summary>Client: a CallBack from the server passed its checks; the Resume goes back on its flow.</summary>
+    CallBackReceived,
 }
 
 /// <summary>One event of a move: what, when (from the move's first event), and a short detail.</summary>
@@ -90,7 +96,7 @@ internal sealed partial class MoveTimeline(TimeProvider time, ILogger logger, UI
         lock (_gate)
         {
             // A server that accepts a Resume before it noticed its path die starts the move there.
-            var opens = kind is MoveEventKind.AddressEvent or MoveEventKind.PathDead or MoveEventKind.EndpointsPushed
+            var opens = kind is MoveEventKind.AddressEvent or MoveEventKind.PathDead or MoveEventKind.EndpointsPushed or MoveEventKind.CallBackReceived
                 || (kind == MoveEventKind.ResumeAnswered && (_current is null || _current.Resumed));
             if (_current is null || (opens && _current.Resumed))
             {

@@ -377,6 +377,18 @@ internal sealed partial class PathSupervisor
         return null;
     }
 
+    /// <summary>
+    /// The server called back from <paramref name="endpoint"/> (its listener's port, so its published endpoint): the next
+    /// attempt tries it first, whatever the locator said last (its push may not have come yet). The attempt in progress goes on.
+    /// </summary>
+    public void PreferEndpoint(IPEndPoint endpoint)
+    {
+        lock (_gate)
+        {
+            _endpoints = [endpoint, .. _endpoints.Where(e => !e.Equals(endpoint))];
+        }
+    }
+
     /// <summary>Stops listening to the locator (the connection ended).</summary>
     public void Detach()
     {
@@ -399,7 +411,10 @@ internal sealed partial class PathSupervisor
 
         var active = _connection.ActivePath;
         var remote = active?.Flow.RemoteEndPoint;
-        var stale = active is not null && (remote is null || !e.Endpoints.Contains(remote));
+        // A called-back path runs on the server's flow: its port is the one the server dialled from, so its address is what counts.
+        var stale = active is not null && (remote is null || (active.CalledBack
+            ? !e.Endpoints.Any(p => Plain(p.Address).Equals(Plain(remote.Address)))
+            : !e.Endpoints.Contains(remote)));
         lock (_gate)
         {
             if (!stale && SameEndpoints(_endpoints, e.Endpoints))

@@ -55,6 +55,14 @@ public interface IFlowFactory
         => ConnectAsync(remote, localAddress, cancellationToken);
 
     /// <summary>
+    /// As <see cref="ConnectFirstFlightAsync(IPEndPoint, IPAddress?, CancellationToken)"/>, from <paramref name="localPort"/>
+    /// (0: any) beside this host's own listener on that port (a server's call back: the client sees the server's
+    /// published endpoint). Flow kinds that cannot choose the port connect from any.
+    /// </summary>
+    ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, int localPort, CancellationToken cancellationToken)
+        => ConnectFirstFlightAsync(remote, localAddress, cancellationToken);
+
+    /// <summary>
     /// The local address a flow to <paramref name="remote"/> opened without a local address would come
     /// from (for TCP, the source of the kernel's route); null when unknown. Nothing is sent.
     /// </summary>

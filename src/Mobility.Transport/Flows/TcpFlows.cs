@@ -116,6 +116,14 @@ public sealed class TcpFlowFactory(Action<Socket>? configure = null) : IFlowFact
         => ConnectAsync(remote, localAddress, fastOpen: true, cancellationToken);
 
     /// <summary>
+    /// A first flight from <paramref name="localPort"/>: the socket is bound with SO_REUSEADDR and SO_REUSEPORT
+    /// beside the transport's listener on that port (as <see cref="PunchAsync"/>), to <paramref name="localAddress"/>
+    /// or the wildcard address.
+    /// </summary>
+    public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, int localPort, CancellationToken cancellationToken)
+        => ConnectAsync(remote, localAddress, fastOpen: true, cancellationToken, localPort);
+
+    /// <summary>
     /// The source address of the kernel's route to <paramref name="remote"/>: a UDP socket connected
     /// there (a route lookup; nothing is sent) and its local address. Null when there is no route.
     /// </summary>
@@ -163,14 +171,24 @@ public sealed class TcpFlowFactory(Action<Socket>? configure = null) : IFlowFact
         }
     }
 
-    private async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, bool fastOpen, CancellationToken cancellationToken)
+    private async ValueTask<IFlow> ConnectAsync(IPEndPoint remote, IPAddress? localAddress, bool fastOpen, CancellationToken cancellationToken, int localPort = 0)
     {
         ArgumentNullException.ThrowIfNull(remote);
         var socket = new Socket(remote.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
             configure?.Invoke(socket);
-            if (localAddress is not null)
+            if (localPort != 0 && OperatingSystem.IsLinux())
+            {
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                TcpFlowListener.SetReusePort(socket);
+                var any = remote.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any;
+                var address = localAddress is null ? any
+                    : remote.AddressFamily == AddressFamily.InterNetworkV6 && localAddress.AddressFamily == AddressFamily.InterNetwork ? localAddress.MapToIPv6()
+                    : localAddress;
+                socket.Bind(new IPEndPoint(address, localPort));
+            }
+            else if (localAddress is not null)
             {
                 socket.Bind(new IPEndPoint(localAddress, 0));
             }

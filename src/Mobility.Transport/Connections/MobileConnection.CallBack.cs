@@ -1,0 +1,491 @@
+using System.IO.Pipelines;
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Mobility.Protocol;
+using Mobility.Protocol.Identity;
+using Mobility.Protocol.Transport;
+using Mobility.Transport.Connections;
+using Mobility.Transport.Flows;
+using Mobility.Transport.Internal;
+using Mobility.Transport.Relay;
+
+namespace Mobility.Transport;
+
+/// <summary>
+/// The call back (docs/transport.md, "Call back"): a server whose own address changed does not wait for its
+/// client to hear of the move through the GNS. From its new address it opens a flow to the client's listener
+/// (the old flow's remote address and the client's published endpoints, raced, each a first flight) and sends
+/// a CallBack (MAC'd with the resume key, on the server's own call-back counter); the client checks it and
+/// resumes on that very flow, its Resume and data going back at once, and the server checks that Resume as
+/// any other. Whatever fails a check is dropped and changes nothing.
+/// </summary>
+public sealed partial class MobileConnection
+{
+    // Server: the last call-back counter used (the loop's); the call back running (one at a time) and its cancellation.
+    private ulong _callBackCounter;
+    private Task _callingBack = Task.CompletedTask;
+    private CancellationTokenSource? _callBackCts;
+
+    // Server: the client's published endpoints, looked up once when the connection starts (the daemon's locator then keeps its record watched).
+    private Task<IPEndPoint[]>? _clientEndpoints;
+
+    // Server: the active path died because this host's address went and no new address was known yet: the
+    // old flow's remote address, called back when an address comes (the loop's).
+    private IPAddress? _callBackOwed;
+
+    // Client: the highest call-back counter acted on (the loop's); a call back must be above it.
+    private ulong _lastCallBack;
+
+    /// <summary>Server: how a call back is dialled and its answer served (set by the listener when <see cref="MobileTransportOptions.CallBack"/> is on).</summary>
+    internal CallBackDialer? CallBacks { get; init; }
+
+    /// <summary>Call backs this end sent (server) or acted on (client), and those it dropped (client: failed a check).</summary>
+    internal (int Sent, int Accepted, int Dropped) CallBackCounts => (Volatile.Read(ref _callBacksSent), Volatile.Read(ref _callBacksAccepted), Volatile.Read(ref _callBacksDropped));
+
+    private int _callBacksSent;
+    private int _callBacksAccepted;
+    private int _callBacksDropped;
+
+    /// <summary>Server, when it starts: the client's published endpoints are looked up in the background, so a call back needs no lookup.</summary>
+    private void PrefetchCallBackTargets()
+    {
+        if (!_isClient && CallBacks is { Targets: var locator } && _options.CallBack)
+        {
+            _clientEndpoints = Task.Run(async () =>
+            {
+                try
+                {
+                    var located = await locator.LocateForConnectAsync(RemoteGuid, Closed).ConfigureAwait(false);
+                    return located.Endpoints.Where(e => e is not RelayEndPoint).ToArray();
+                }
+#pragma warning disable CA1031 // A failed lookup only means no published endpoint to call back (logged when one is needed).
+                catch (Exception)
+#pragma warning restore CA1031
+                {
+                    return Array.Empty<IPEndPoint>();
+                }
+            }, CancellationToken.None);
+        }
+    }
+
+    /// <summary>
+    /// Server, on the loop: the active path <paramref name="lost"/> died because this host's address went;
+    /// when the connection has no path now, the client is called back from <paramref name="from"/> (null: no
+    /// address is known yet; the call back waits for the next address list, <see cref="MaybeCallBackOwed"/>).
+    /// </summary>
+    private void MaybeCallBack(ConnectionPath lost, IPAddress? from)
+    {
+        if (_isClient || !_options.CallBack || CallBacks is null || lost.Flow.RemoteEndPoint is not { } oldRemote)
+        {
+            return;
+        }
+
+        _callBackOwed = Plain(oldRemote.Address);
+        if (from is not null)
+        {
+            CallBackOwed(from);
+        }
+    }
+
+    /// <summary>
+    /// Server, on the loop: the host's usable addresses are <paramref name="addresses"/>; a call back owed
+    /// (the path died with an address and none was left then) goes from one of the client's family.
+    /// </summary>
+    private void MaybeCallBackOwed(IPAddress[] addresses)
+    {
+        if (_callBackOwed is { } owed && addresses.Length > 0)
+        {
+            CallBackOwed(addresses.FirstOrDefault(a => a.AddressFamily == owed.AddressFamily) ?? addresses[0]);
+        }
+    }
+
+    private void CallBackOwed(IPAddress from)
+    {
+        if (_callBackOwed is not { } oldAddress || CallBacks is not { } dialer)
+        {
+            return;
+        }
+
+        _callBackOwed = null;
+        if (_failure is not null || _completed || _paths.Active is not null)
+        {
+            return;
+        }
+
+        // One call back at a time: a newer move ends the previous one (its source address is gone). The sources are
+        // linked to the connection's end and left to it (one per call back).
+        EndCallBack();
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(Closed);
+        _callBackCts = cts;
+        var counter = ++_callBackCounter;
+        var message = SealCallBack(counter).ToArray();
+        var previous = _callingBack;
+        var prefetched = _clientEndpoints ?? Task.FromResult(Array.Empty<IPEndPoint>());
+        _callingBack = Task.Run(async () =>
+        {
+            await previous.ConfigureAwait(false);
+            await CallBackAsync(dialer, message, counter, oldAddress, from, prefetched, cts.Token).ConfigureAwait(false);
+        }, CancellationToken.None);
+    }
+
+    /// <summary>Server, on the loop: a Resume was accepted (through the listener or on a call-back flow): the call back running ends.</summary>
+    private void EndCallBack()
+    {
+        if (_callBackCts is { IsCancellationRequested: false } running)
+        {
+            // Off the loop: the call back's tries wind down (close their flows) on the pool.
+            _ = running.CancelAsync();
+        }
+    }
+
+    /// <summary>This connection's CallBack with <paramref name="counter"/>, MAC'd with its resume key (the tests replay one with it).</summary>
+    internal CallBackRequest SealCallBack(ulong counter) => CallBackRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter, (ulong)_receive.ReceivedValue);
+
+    /// <summary>
+    /// The targets: the client's published endpoints, and its old address at each of their ports (the old
+    /// flow's port is the client's own, not its listener's); relays never. Distinct, published ones first.
+    /// </summary>
+    internal static IPEndPoint[] CallBackTargets(IPAddress oldAddress, IReadOnlyList<IPEndPoint> published, int max)
+    {
+        var targets = new List<IPEndPoint>();
+        foreach (var endpoint in published)
+        {
+            var plain = new IPEndPoint(Plain(endpoint.Address), endpoint.Port);
+            if (endpoint is not RelayEndPoint && !targets.Contains(plain))
+            {
+                targets.Add(plain);
+            }
+        }
+
+        foreach (var port in published.Where(e => e is not RelayEndPoint).Select(e => e.Port).Distinct().ToArray())
+        {
+            var old = new IPEndPoint(oldAddress, port);
+            if (!targets.Contains(old))
+            {
+                targets.Insert(0, old);
+            }
+        }
+
+        return [.. targets.Take(max)];
+    }
+
+    /// <summary>
+    /// One call back: the targets known now (the endpoints looked up when the connection started) at once; those a
+    /// fresh look at the client's record adds (mobilityd: its watched record, no round trip while it is current) and
+    /// those a push of the client's record names while the call back runs (the client moved too) as they come, all
+    /// with the same counter, so the client acts on one of them at most. Ends when one is answered by an accepted
+    /// Resume, when the connection has a path again, or after <see cref="MobileTransportOptions.HandshakeTimeout"/>.
+    /// </summary>
+    private async Task CallBackAsync(CallBackDialer dialer, byte[] message, ulong counter, IPAddress oldAddress, IPAddress? from,
+        Task<IPEndPoint[]> prefetched, CancellationToken ct)
+    {
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var limit = new CancellationTokenSource(_options.HandshakeTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(done.Token, limit.Token);
+        var gate = new Lock();
+        var dialled = new HashSet<IPEndPoint>();
+        var tries = new List<Task>();
+        void Dial(IReadOnlyList<IPEndPoint> published, string source)
+        {
+            var targets = CallBackTargets(oldAddress, published, CallBackDialer.MaxTargets);
+            List<IPEndPoint> added = [];
+            bool first;
+            lock (gate)
+            {
+                if (linked.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                first = dialled.Count == 0;
+                foreach (var target in targets)
+                {
+                    if (dialled.Count < CallBackDialer.MaxDialled && dialled.Add(target))
+                    {
+                        added.Add(target);
+                        tries.Add(CallBackOneAsync(dialer, message, counter, target, from, done, linked.Token));
+                    }
+                }
+            }
+
+            if (added.Count > 0)
+            {
+                var list = string.Join(' ', added);
+                if (first)
+                {
+                    Interlocked.Increment(ref _callBacksSent);
+                }
+
+                _timeline.Record(MoveEventKind.CallBackSent, $"counter {counter} to {list} ({source})");
+                CallBackLog.Sending(_logger, Token, counter, from, $"{list} ({source})");
+            }
+        }
+
+        void OnPush(object? sender, PeerEndpointsChangedEventArgs e)
+        {
+            if (e.Guid == RemoteGuid && _publishedPath is not { Established: true })
+            {
+                Dial([.. e.Endpoints.Where(p => p is not RelayEndPoint)], "pushed");
+            }
+        }
+
+        dialer.Targets.EndpointsChanged += OnPush;
+        try
+        {
+            Dial(prefetched.IsCompletedSuccessfully ? prefetched.Result : [], "known");
+            try
+            {
+                var fresh = await dialer.Targets.LocateForConnectAsync(RemoteGuid, linked.Token).ConfigureAwait(false);
+                Dial([.. fresh.Endpoints.Where(p => p is not RelayEndPoint)], fresh.FromCache ? "kept record" : "looked up");
+            }
+            catch (OperationCanceledException)
+            {
+            }
+#pragma warning disable CA1031 // A failed lookup leaves the targets known so far (logged).
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                CallBackLog.NotSent(_logger, Token, counter, $"the client's record could not be looked up: {e.Message}");
+            }
+
+            if (dialled.Count == 0)
+            {
+                // No published endpoint: the client's listener port is unknown (a client without a listener, or not published).
+                CallBackLog.NotSent(_logger, Token, counter, "no listener endpoint of the client is known");
+            }
+
+            // Until every try ended (pushes may add some meanwhile) or the call back's time is up.
+            while (true)
+            {
+                Task[] running;
+                lock (gate)
+                {
+                    running = [.. tries.Where(t => !t.IsCompleted)];
+                }
+
+                if (running.Length == 0)
+                {
+                    if (linked.IsCancellationRequested)
+                    {
+                        break;
+                    }
+
+                    // Nothing in flight: wait for a push (or the end) a while.
+                    try
+                    {
+                        await Task.Delay(Timeout.InfiniteTimeSpan, _time, linked.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                await Task.WhenAll(running).ConfigureAwait(false);
+                if (done.IsCancellationRequested)
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            dialer.Targets.EndpointsChanged -= OnPush;
+        }
+
+        lock (gate)
+        {
+            linked.Cancel();
+        }
+
+        Task[] left;
+        lock (gate)
+        {
+            left = [.. tries];
+        }
+
+        await Task.WhenAll(left).ConfigureAwait(false);
+    }
+
+    /// <summary>One target: a first-flight flow from the listener's port, the CallBack, then the client's Resume on it (checked as any Resume).</summary>
+    private async Task CallBackOneAsync(CallBackDialer dialer, byte[] message, ulong counter, IPEndPoint target, IPAddress? from,
+        CancellationTokenSource done, CancellationToken ct)
+    {
+        IFlow? flow = null;
+        var buffers = new FlowReadBuffers(bulk: false);
+        PipeReader? reader = null;
+        var handedOver = false;
+        try
+        {
+            flow = await dialer.Flows.ConnectFirstFlightAsync(target, from, dialer.LocalPort(), ct).ConfigureAwait(false);
+            if (_publishedPath is { Established: true } or { AwaitingResumeAck: not null } || _failure is not null)
+            {
+                CallBackLog.Failed(_logger, Token, counter, target, "not needed: the connection has a path again");
+                return;
+            }
+
+            await flow.Stream.WriteAsync(message, ct).ConfigureAwait(false);
+            reader = buffers.CreateReader(flow.Stream);
+            var answer = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
+            if (answer is not ResumeRequest { Standby: false } resume || resume.ClientGuid != ClientGuid || resume.ServerGuid != ServerGuid || resume.Token != Token)
+            {
+                CallBackLog.Failed(_logger, Token, counter, target, $"answered with {answer.Type}, not a Resume of this connection");
+                return;
+            }
+
+            var refused = await TryAcceptResumeAsync(flow, reader, resume).ConfigureAwait(false);
+            if (refused is { } reason)
+            {
+                CallBackLog.Failed(_logger, Token, counter, target, $"the client's Resume {resume.Counter} was refused: {reason}");
+                return;
+            }
+
+            handedOver = true;
+            buffers.StartBulk();
+            await done.CancelAsync().ConfigureAwait(false);
+            CallBackLog.Answered(_logger, Token, counter, target, resume.Counter);
+        }
+        catch (OperationCanceledException)
+        {
+            if (!done.IsCancellationRequested)
+            {
+                CallBackLog.Failed(_logger, Token, counter, target, "no answer in time");
+            }
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or MalformedMessageException
+                                      or EndOfStreamException or InvalidOperationException)
+        {
+            CallBackLog.Failed(_logger, Token, counter, target, e.Message);
+        }
+        finally
+        {
+            if (!handedOver)
+            {
+                if (reader is not null)
+                {
+                    await reader.CompleteAsync().ConfigureAwait(false);
+                }
+
+                flow?.Abort();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Client: a CallBack for this connection arrived on <paramref name="flow"/> (accepted by this host's
+    /// listener). Its MAC is checked here, its counter on the loop; true when the connection resumes on the
+    /// flow (the Resume is on its way), false when it was dropped (the caller closes the flow).
+    /// </summary>
+    internal async Task<bool> TryAcceptCallBackAsync(IFlow flow, PipeReader reader, CallBackRequest callBack)
+    {
+        if (!_isClient || callBack.ClientGuid != ClientGuid || callBack.ServerGuid != ServerGuid || callBack.Token != Token)
+        {
+            Interlocked.Increment(ref _callBacksDropped);
+            return false;
+        }
+
+        var offer = new CallBackOffered(flow, reader, callBack, callBack.VerifyMac(_resumeKey));
+        if (!Post(offer))
+        {
+            return false;
+        }
+
+        return await offer.Answer.Task.ConfigureAwait(false);
+    }
+
+    /// <summary>Client, on the loop: a call back whose MAC checked is acted on if its counter is fresh; the flow becomes a resuming path.</summary>
+    private void OnCallBackOffered(CallBackOffered offer)
+    {
+        var request = offer.Request;
+        var why = !_options.CallBack ? "call backs are off"
+            : !offer.MacValid ? "bad MAC"
+            : request.Counter <= _lastCallBack ? $"counter {request.Counter} not above {_lastCallBack} (a replay)"
+            : _failure is not null || _completed ? "the connection ended"
+            : request.ReceivedOffset > (ulong)_send.MaxPeerReceived ? $"it claims {request.ReceivedOffset} bytes received of {_send.MaxPeerReceived} sent"
+            : null;
+        if (why is not null)
+        {
+            Interlocked.Increment(ref _callBacksDropped);
+            CallBackLog.Dropped(_logger, Token, offer.Flow.RemoteEndPoint, why);
+            offer.Answer.TrySetResult(false);
+            return;
+        }
+
+        _lastCallBack = request.Counter;
+        if (_paths.Active is { IsStopped: false, Flow.RemoteEndPoint: { } current } && offer.Flow.RemoteEndPoint is { } caller
+            && Plain(current.Address).Equals(Plain(caller.Address)))
+        {
+            // This end already resumed (or is resuming) to the address the server called from (a push came first):
+            // the first to go wins; switching again would only throw that Resume and its data away.
+            Interlocked.Increment(ref _callBacksDropped);
+            CallBackLog.Dropped(_logger, Token, caller, $"counter {request.Counter}: the path to {current} is already in use");
+            offer.Answer.TrySetResult(false);
+            return;
+        }
+
+        Interlocked.Increment(ref _callBacksAccepted);
+        if (offer.Flow.RemoteEndPoint is { } calledFrom)
+        {
+            // Should this path die before it is answered, the client's own resume goes where the server proved to be.
+            _supervisor?.PreferEndpoint(new IPEndPoint(Plain(calledFrom.Address), calledFrom.Port));
+        }
+
+        _timeline.Record(MoveEventKind.CallBackReceived, $"counter {request.Counter} from {offer.Flow.RemoteEndPoint}");
+        var path = new ConnectionPath(offer.Flow, offer.Reader, null, established: false) { CalledBack = true };
+        _pathLostAt ??= _time.GetTimestamp();
+        // The server's receive position as it sent the CallBack: the data behind the Resume starts exactly there, so the
+        // new flow's first window carries new bytes, not bytes the server already has (its last ACK may be stale).
+        _send.ApplyPeerReceived((long)request.ReceivedOffset);
+        BeginResumeOnLoop(path);
+        Publish();
+        offer.Answer.TrySetResult(true);
+    }
+
+    private static partial class CallBackLog
+    {
+        [LoggerMessage(9800, LogLevel.Debug, "Connection {Token:x32}: call back {Counter} from {From} to {Targets}")]
+        public static partial void Sending(ILogger logger, UInt128 token, ulong counter, IPAddress? from, string targets);
+
+        [LoggerMessage(9801, LogLevel.Debug, "Connection {Token:x32}: call back {Counter} not sent: {Reason}")]
+        public static partial void NotSent(ILogger logger, UInt128 token, ulong counter, string reason);
+
+        [LoggerMessage(9802, LogLevel.Debug, "Connection {Token:x32}: call back {Counter} to {Target} failed: {Reason}")]
+        public static partial void Failed(ILogger logger, UInt128 token, ulong counter, IPEndPoint target, string reason);
+
+        [LoggerMessage(9803, LogLevel.Debug, "Connection {Token:x32}: call back {Counter} to {Target} answered by the client's Resume {Resume}")]
+        public static partial void Answered(ILogger logger, UInt128 token, ulong counter, IPEndPoint target, ulong resume);
+
+        [LoggerMessage(9804, LogLevel.Debug, "Connection {Token:x32}: call back from {Remote} dropped: {Reason}")]
+        public static partial void Dropped(ILogger logger, UInt128 token, IPEndPoint? remote, string reason);
+    }
+}
+
+/// <summary>
+/// Server: how a connection calls its client back: <see cref="Flows"/> opens the flow (a first flight from
+/// <see cref="LocalPort"/>, the listener's port, so the client sees the server's published endpoint),
+/// <see cref="Targets"/> (when set) gives the client's published endpoints.
+/// </summary>
+internal sealed record CallBackDialer(IFlowFactory Flows, Func<int> LocalPort, IPeerLocator Targets)
+{
+    /// <summary>Most endpoints one look at the client's record adds (the old address at the published port, then the published ones).</summary>
+    public const int MaxTargets = 4;
+
+    /// <summary>Most flows one call back opens in all (a handful of looks and pushes).</summary>
+    public const int MaxDialled = 8;
+}
+
+/// <summary>Client: a CallBack arrived on an accepted flow; its MAC already checked (<see cref="MacValid"/>), the loop checks the rest.</summary>
+internal sealed class CallBackOffered(IFlow flow, PipeReader reader, CallBackRequest request, bool macValid) : ConnectionEvent
+{
+    public IFlow Flow { get; } = flow;
+
+    public PipeReader Reader { get; } = reader;
+
+    public CallBackRequest Request { get; } = request;
+
+    public bool MacValid { get; } = macValid;
+
+    public TaskCompletionSource<bool> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+}
