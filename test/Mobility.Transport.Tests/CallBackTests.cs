@@ -32,12 +32,6 @@ public sealed class CallBackTests(ITestOutputHelper output)
     private static string Timeline(SimulatedMoveTests.Pair pair, MobileConnection connection)
         => connection.Moves.Count == 0 ? "(no move)" : string.Join(", ", connection.Moves[^1].Events.Select(e => $"{e.Kind} +{e.At / pair.Network.Rtt:0.00}"));
 
-    private static void AssertNoLossOrDuplicate(MobileConnection client, MobileConnection server)
-    {
-        Assert.Equal(client.Statistics.BytesSent, server.Statistics.BytesReceived);
-        Assert.Equal(server.Statistics.BytesSent, client.Statistics.BytesReceived);
-    }
-
     [Fact]
     public async Task A_server_move_delivers_the_clients_next_byte_one_rtt_after_the_servers_address_event_with_no_push()
     {
@@ -71,13 +65,13 @@ public sealed class CallBackTests(ITestOutputHelper output)
         Assert.Equal(0, server.Statistics.ResumesRejected);
         Assert.Contains(client.Moves[^1].Events, e => e.Kind == MoveEventKind.CallBackReceived);
         Assert.Contains(server.Moves[^1].Events, e => e.Kind == MoveEventKind.CallBackSent);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
 
         // The connection goes on normally on the called-back path (and a push of the endpoint it already uses changes nothing).
         pair.Locator.Push(Keys.Server.Guid, new IPEndPoint(ServerB, 443));
         await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
         Assert.Equal(1, client.Statistics.Moves);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     [Fact]
@@ -133,7 +127,7 @@ public sealed class CallBackTests(ITestOutputHelper output)
         Assert.InRange(toServer, 1.0, 1.0 + Slack);
         // Only the bytes lost with the old path went again, none of the 48 KiB the server had before its ACKs were lost.
         Assert.True(resent <= fresh.Length, $"{resent} bytes resent: the data behind the Resume started below the server's position");
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     [Fact]
@@ -159,7 +153,7 @@ public sealed class CallBackTests(ITestOutputHelper output)
         // the locator last gave, then a lookup, it took 14.4 RTT).
         var resumed = client.Moves[^1].Events.Last(e => e.Kind == MoveEventKind.ResumeAnswered).At / pair.Network.Rtt;
         Assert.InRange(resumed, 3.0, 6.0);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     /// <summary>Opens a flow from <paramref name="from"/> to the client's listener and sends <paramref name="message"/>: what comes back, and whether the flow was closed.</summary>
@@ -232,7 +226,7 @@ public sealed class CallBackTests(ITestOutputHelper output)
         // The connection still works on its path.
         await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
         Assert.Equal(path, client.RemoteEndPoint);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     [Fact]
@@ -263,7 +257,7 @@ public sealed class CallBackTests(ITestOutputHelper output)
         Assert.Equal(0, server.Statistics.ResumesRejected);
         await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
         Assert.Equal(path, client.RemoteEndPoint);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     [Theory]
@@ -305,14 +299,14 @@ public sealed class CallBackTests(ITestOutputHelper output)
         Assert.Empty(client.StandbyPaths);
         Assert.Empty(server.StandbyPaths);
         Assert.True(server.Statistics.ResumesRejected <= 1, "at most the one late Resume of the losing flow is refused");
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
 
         // No loop: nothing moves again while the connection carries data.
         var moves = (client.Statistics.Moves, server.Statistics.Moves);
         await Task.Delay(pair.Network.Rtt * 10, pair.Time).WithTimeout();
         await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
         Assert.Equal(moves, (client.Statistics.Moves, server.Statistics.Moves));
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     [Fact]
@@ -332,6 +326,6 @@ public sealed class CallBackTests(ITestOutputHelper output)
         Assert.InRange(Rtts(pair, t0, clientGot), 1.0, 1.0 + Slack);
         Assert.Equal((1, 0, 0), server.CallBackCounts);
         Assert.Equal(0, server.Statistics.ResumesRejected);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 }

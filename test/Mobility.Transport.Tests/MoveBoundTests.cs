@@ -50,12 +50,6 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
     /// Resume, whose ACK had not reached it before the move, is discarded by the server as a duplicate
     /// on the wire: counted in DuplicateBytesReceived, never delivered twice.)
     /// </summary>
-    private static void AssertNoLossOrDuplicate(MobileConnection client, MobileConnection server)
-    {
-        Assert.Equal(client.Statistics.BytesSent, server.Statistics.BytesReceived);
-        Assert.Equal(server.Statistics.BytesSent, client.Statistics.BytesReceived);
-    }
-
     [Fact]
     public async Task A_client_move_costs_at_most_one_rtt_beyond_detection()
     {
@@ -82,7 +76,7 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         Assert.Equal(1, client.Statistics.Moves);
         Assert.Equal(1, server.Statistics.Moves);
         Assert.Equal(0, server.Statistics.ResumesRejected);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     [Fact]
@@ -106,7 +100,7 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         Assert.InRange(toClient, 1.0, 1.0 + Slack);
         Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
         Assert.Equal(1, client.Statistics.Moves);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     [Fact]
@@ -131,7 +125,7 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         Assert.InRange(toServer, 0.5, 0.5 + Slack);
         Assert.InRange(toClient, 1.0, 1.0 + Slack);
         Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     [Theory]
@@ -158,7 +152,7 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         Assert.InRange(toClient, 2.0, 2.0 + Slack);
         Assert.Equal(ServerB, client.RemoteEndPoint!.Address);
         Assert.Equal(1, server.Statistics.Moves);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     [Fact]
@@ -181,7 +175,7 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         Assert.InRange(toClient, 1.0, 1.0 + Slack);   // the server switches when the client's first frame arrives
         Assert.Equal(connects, pair.Network.Connects);
         Assert.Equal(1, client.Statistics.StandbySwitches);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     /// <summary>
@@ -228,7 +222,7 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         Assert.InRange(toServer, 1.5, 1.5 + Slack);
         Assert.Contains(client.Moves[^1].Events, e => e.Kind == MoveEventKind.ResumeAnswered && e.Detail!.EndsWith("(the Resume rode in the SYN)", StringComparison.Ordinal));
         Assert.Equal(1, client.Statistics.Moves);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
     [Fact]
@@ -259,6 +253,6 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         Assert.Equal(1, pair.Network.FirstFlightConnects - connects.FirstFlightConnects);
         Assert.Equal(2, pair.Network.Connects - connects.Connects);
         Assert.Equal(2, client.Statistics.Moves);
-        AssertNoLossOrDuplicate(client, server);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 }

@@ -52,12 +52,6 @@ public sealed class RelayRaceTests(ITestOutputHelper output)
     }
 
     /// <summary>Every byte written was delivered once.</summary>
-    private static void AssertNoLossOrDuplicate(MobileConnection client, MobileConnection server)
-    {
-        Assert.Equal(client.Statistics.BytesSent, server.Statistics.BytesReceived);
-        Assert.Equal(server.Statistics.BytesSent, client.Statistics.BytesReceived);
-    }
-
     [Theory]
     [InlineData(true)]  // The direct connect "finishes" at once (a first flight): only the ResumeAck answers.
     [InlineData(false)] // The direct connects hang (dropped SYNs).
@@ -90,7 +84,7 @@ public sealed class RelayRaceTests(ITestOutputHelper output)
             Assert.Equal(relay, client.RemoteEndPoint);
             Assert.DoesNotContain("timeout", timeline, StringComparison.Ordinal); // Never the attempt's timeout.
             Assert.Equal(1, client.Statistics.Moves);
-            AssertNoLossOrDuplicate(client, server);
+            ConnectionAssert.NoLossOrDuplicate(client, server);
             Assert.Equal(0, server.Statistics.ResumesRejected);
         }
 
@@ -116,7 +110,7 @@ public sealed class RelayRaceTests(ITestOutputHelper output)
             Assert.DoesNotContain(Connects(client), ThroughRelay);
             Assert.Equal(endpoint, client.RemoteEndPoint);
             Assert.IsNotType<RelayEndPoint>(client.RemoteEndPoint);
-            AssertNoLossOrDuplicate(client, server);
+            ConnectionAssert.NoLossOrDuplicate(client, server);
         }
 
         await flows.DisposeAsync();
@@ -150,7 +144,7 @@ public sealed class RelayRaceTests(ITestOutputHelper output)
             Assert.Contains(client.Moves[^1].Events, e => e.Kind == MoveEventKind.ResumeAnswered);
             Assert.Equal(0, server.Statistics.ResumesRejected);
             Assert.Equal(1, server.Statistics.Moves);
-            AssertNoLossOrDuplicate(client, server);
+            ConnectionAssert.NoLossOrDuplicate(client, server);
         }
 
         await flows.DisposeAsync();
