@@ -1,22 +1,27 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using Mobility.Net.Netlink;
 
 namespace Mobility.Daemon.Access;
 
 /// <summary>
-/// Who opened the other end of a loopback TCP connection: the kernel's socket table
-/// (/proc/net/tcp and /proc/net/tcp6, the daemon's network namespace) lists every TCP socket with
-/// its local and remote endpoint and the uid that created it. The client's socket is the row whose
-/// local endpoint is our connection's remote one and whose remote endpoint is our local one; its uid
-/// is the caller's (the same answer identd gives), as long as a process still holds that socket. A
-/// connection from another host or another network namespace has no such row, and a client that
-/// already closed its socket has no owner: their user is unknown.
+/// Who opened the other end of a loopback TCP connection: the kernel knows every TCP socket with its local and
+/// remote endpoint and the uid that created it. The client's socket is the one whose local endpoint is our
+/// connection's remote one and whose remote endpoint is our local one; its uid is the caller's (the same answer
+/// identd gives), as long as a process still holds that socket. Asked through NETLINK_SOCK_DIAG's exact lookup
+/// (<see cref="SocketDiagnostics"/>: the kernel finds the one socket); the tables /proc/net/tcp and /proc/net/tcp6
+/// (the daemon's network namespace, read whole: their cost grows with every socket of the namespace) serve where
+/// sock_diag cannot answer. A connection from another host or another network namespace has no such socket, and
+/// a client that already closed its socket has no owner: their user is unknown.
 /// </summary>
 internal static class TcpSocketTable
 {
     private const string Tcp4Table = "/proc/net/tcp";
     private const string Tcp6Table = "/proc/net/tcp6";
+
+    // Set once the exact lookup found a socket: from then on its ENOENT means "no such socket".
+    private static volatile bool s_lookupProven;
 
     /// <summary>The uid that owns the socket at <paramref name="client"/> connected to <paramref name="server"/>, or null when no local socket is.</summary>
     public static uint? FindOwner(IPEndPoint client, IPEndPoint server)
@@ -28,6 +33,20 @@ internal static class TcpSocketTable
             return null;
         }
 
+        switch (FindOwnerByDiagnostics(client, server))
+        {
+            case { Verdict: InetDiagVerdict.Owned } owned:
+                return owned.UserId;
+            case { Verdict: InetDiagVerdict.NoOwner }:
+                return null;
+        }
+
+        return FindOwnerInTables(client, server);
+    }
+
+    /// <summary>The same question answered from /proc/net/tcp and /proc/net/tcp6, read whole (where sock_diag cannot answer).</summary>
+    internal static uint? FindOwnerInTables(IPEndPoint client, IPEndPoint server)
+    {
         // The client's socket may be of the other family: a dual-stack listener sees an IPv4 client as
         // ::ffff:a.b.c.d, and a dual-mode IPv6 client (.NET's default socket) reaches an IPv4 listener
         // from ::ffff:127.0.0.1, listed in the IPv6 table.
@@ -42,6 +61,33 @@ internal static class TcpSocketTable
         }
 
         return Find(Tcp6Table, client, server);
+    }
+
+    /// <summary>
+    /// The kernel's exact lookup. Its "no such socket" (ENOENT) is also what it answers while it has no TCP handler
+    /// for sock_diag (module not loaded), so it counts only once this process saw the lookup find a socket: on the
+    /// first ENOENT it asks for the other end of the connection, our own socket, which exists.
+    /// </summary>
+    private static InetDiagAnswer FindOwnerByDiagnostics(IPEndPoint client, IPEndPoint server)
+    {
+        if (client.AddressFamily != server.AddressFamily)
+        {
+            return new(InetDiagVerdict.Unknown);
+        }
+
+        var answer = SocketDiagnostics.Query(client, server);
+        if (answer is { Verdict: InetDiagVerdict.NoOwner, Error: InetDiag.ENoEnt } && !s_lookupProven)
+        {
+            s_lookupProven = SocketDiagnostics.Query(server, client).Verdict == InetDiagVerdict.Owned;
+            return s_lookupProven ? answer : new(InetDiagVerdict.Unknown);
+        }
+
+        if (answer.Verdict != InetDiagVerdict.Unknown && answer.Error == 0)
+        {
+            s_lookupProven = true;
+        }
+
+        return answer;
     }
 
     private static IPEndPoint Map(IPEndPoint endPoint) => new(endPoint.Address.MapToIPv6(), endPoint.Port);

@@ -131,6 +131,7 @@ public sealed class ApplicationRunner(TextWriter? log = null)
             var exited = await run.Process.WaitForExitAsync(AppTimeout - MoveAfter, cancellationToken).ConfigureAwait(false);
             var duration = StallAnalysis.Ms(Stopwatch.GetTimestamp() - run.StartedAt);
             var notes = $"{deployment.Client.Describe(deployment.StartedAt)}; {deployment.Server.Describe(deployment.StartedAt)}" + (watch ? "" : "; client's GNS watch not connected before the move");
+            await SaveLogsAsync($"{app}-{move.Name}-{rttMs}ms", deployment, cancellationToken).ConfigureAwait(false);
             if (!exited)
             {
                 return new ApplicationResult { Application = app, Move = move.Name, RttMs = rttMs, Check = "-", Outcome = $"hang: still running after {AppTimeout.TotalSeconds:0} s", Notes = notes };
@@ -310,5 +311,21 @@ public sealed class ApplicationRunner(TextWriter? log = null)
         }
 
         return text.ToString();
+    }
+
+    /// <summary>With <c>NETLAB_LOGS</c> set: the logs of gns and both daemons of one run, as <c>APP-MOVE-RTT-TIME-ROLE.log</c> there.</summary>
+    private static async Task SaveLogsAsync(string run, MobilitySystem.Deployment deployment, CancellationToken cancellationToken)
+    {
+        if (System.Environment.GetEnvironmentVariable(MobilitySystem.LogDirectoryVariable) is not { Length: > 0 } logs)
+        {
+            return;
+        }
+
+        Directory.CreateDirectory(logs);
+        var name = $"{run}-{DateTime.UtcNow:HHmmss}";
+        foreach (var (role, text) in new[] { ("gns", deployment.Gns.Process.StandardError), ("client", deployment.Client.Process.StandardError), ("server", deployment.Server.Process.StandardError) })
+        {
+            await File.WriteAllTextAsync(Path.Combine(logs, $"{name}-{role}.log"), text, cancellationToken).ConfigureAwait(false);
+        }
     }
 }

@@ -67,6 +67,40 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
         iface.IsAttached = false;
     }
 
+    /// <summary>How long <see cref="LinkUpAsync"/> waits for a link to pass packets.</summary>
+    public static readonly TimeSpan LinkUpTimeout = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// Brings the link of <paramref name="iface"/> up and waits until the kernel reports it operational ("operstate"
+    /// UP). A veth pair's carrier comes on at once, but until the kernel's link watch has processed it a device passes
+    /// nothing: an address added in the same instant sends its first packets into that gap, and an ARP request the
+    /// router answers there is lost, so the host's first packets wait for the next ARP request a second later (seen in
+    /// the netlab as a 1.1 s server-move stall about one run in three, docs/evaluation.md). Both ends of the pair come
+    /// up in the same link-watch run. An interface that is up already returns at once.
+    /// </summary>
+    public async Task LinkUpAsync(HostInterface iface, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(iface);
+        await Ip.InAsync(Namespace, "link", "set", iface.Name, "up").ConfigureAwait(false);
+        var started = Stopwatch.GetTimestamp();
+        while (true)
+        {
+            using var doc = JsonDocument.Parse(await Ip.InAsync(Namespace, "-j", "link", "show", "dev", iface.Name).ConfigureAwait(false));
+            var link = doc.RootElement.EnumerateArray().FirstOrDefault();
+            if (link.ValueKind == JsonValueKind.Object && link.TryGetProperty("operstate", out var state) && state.GetString() == "UP")
+            {
+                return;
+            }
+
+            if (Stopwatch.GetElapsedTime(started) > LinkUpTimeout)
+            {
+                throw new InvalidOperationException($"{Role}'s {iface.Name} is not operational {LinkUpTimeout.TotalSeconds:0} s after it was set up.");
+            }
+
+            await Task.Delay(5, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>
     /// A laptop changing networks: <paramref name="from"/> is lost, <paramref name="to"/> appears (with the default
     /// route) after <paramref name="offline"/>. Without offline time both halves run in one <c>ip -batch</c>.
@@ -75,9 +109,12 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
     {
         ArgumentNullException.ThrowIfNull(from);
         ArgumentNullException.ThrowIfNull(to);
-        var started = Stopwatch.GetTimestamp();
         if (offline <= TimeSpan.Zero)
         {
+            // The new network's link is up and passing packets before its address arrives, as on a real host (DHCP or a
+            // router advertisement gives the address over a working link); the move is the address change alone.
+            await LinkUpAsync(to, cancellationToken).ConfigureAwait(false);
+            var started = Stopwatch.GetTimestamp();
             if (IsIpv6(from) == IsIpv6(to))
             {
                 await Ip.BatchAsync(Namespace, [.. DetachCommands(from), .. AttachCommands(to, makeDefault: true)], IsIpv6(to)).ConfigureAwait(false);
@@ -95,11 +132,13 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
             return new MoveRecord(Role, from.Name, to.Name, started, done, done);
         }
 
+        var began = Stopwatch.GetTimestamp();
         await DetachAsync(from).ConfigureAwait(false);
         var lost = Stopwatch.GetTimestamp();
         await Task.Delay(offline, cancellationToken).ConfigureAwait(false);
+        await LinkUpAsync(to, cancellationToken).ConfigureAwait(false);
         await AttachAsync(to, makeDefault: true).ConfigureAwait(false);
-        return new MoveRecord(Role, from.Name, to.Name, started, lost, Stopwatch.GetTimestamp());
+        return new MoveRecord(Role, from.Name, to.Name, began, lost, Stopwatch.GetTimestamp());
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Mobility.Daemon.Access;
+using Mobility.Net.Netlink;
 
 namespace Mobility.Daemon.Tests.Unit;
 
@@ -117,5 +118,93 @@ public sealed class LocalAccessPolicyTests
         client.Dispose();
 
         Assert.Null(LocalCaller.UserOf(accepted));
+    }
+
+    [Fact]
+    public async Task The_kernels_exact_lookup_and_the_socket_table_agree_on_every_connection()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        var sockets = new List<Socket>();
+        try
+        {
+            // IPv4, IPv6, a dual-mode client to an IPv4 listener, an IPv4 client to a dual-stack listener; live and closed.
+            var pairs = new List<(Socket Client, Socket Accepted)>();
+            foreach (var (address, dualModeClient, dualStackListener) in new[] { ("127.0.0.1", false, false), ("::1", false, false), ("127.0.0.1", true, false), ("127.0.0.1", false, true) })
+            {
+                var ip = IPAddress.Parse(address);
+                var listener = dualStackListener
+                    ? new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true }
+                    : new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                sockets.Add(listener);
+                listener.Bind(new IPEndPoint(dualStackListener ? IPAddress.IPv6Any : ip, 0));
+                listener.Listen(8);
+                for (var i = 0; i < 3; i++)
+                {
+                    var client = dualModeClient ? new Socket(SocketType.Stream, ProtocolType.Tcp) : new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                    sockets.Add(client);
+                    await client.ConnectAsync(new IPEndPoint(ip, ((IPEndPoint)listener.LocalEndPoint!).Port)).WaitAsync(TimeSpan.FromSeconds(15));
+                    var accepted = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(15));
+                    sockets.Add(accepted);
+                    pairs.Add((client, accepted));
+                }
+            }
+
+            pairs[1].Client.Dispose();
+            pairs[4].Client.Dispose();
+            foreach (var (client, accepted) in pairs)
+            {
+                var (remote, local) = ((IPEndPoint)accepted.RemoteEndPoint!, (IPEndPoint)accepted.LocalEndPoint!);
+                var fromTables = TcpSocketTable.FindOwnerInTables(remote, local);
+                Assert.Equal(fromTables, TcpSocketTable.FindOwner(remote, local));
+                Assert.Equal(client.SafeHandle.IsClosed ? null : UnixFiles.EffectiveUserId(), fromTables);
+                if (!client.SafeHandle.IsClosed)
+                {
+                    // Answered by sock_diag itself, not by the tables behind it.
+                    Assert.Equal(new InetDiagAnswer(InetDiagVerdict.Owned, UnixFiles.EffectiveUserId()), SocketDiagnostics.Query(remote, local));
+                }
+            }
+        }
+        finally
+        {
+            foreach (var socket in sockets)
+            {
+                socket.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_connection_another_user_opened_is_that_users()
+    {
+        if (!OperatingSystem.IsLinux() || UnixFiles.EffectiveUserId() != 0)
+        {
+            return;
+        }
+
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        var port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        using var nobody = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("setpriv",
+            ["--reuid", "65534", "--regid", "65534", "--clear-groups", "bash", "-c", $"exec 3<>/dev/tcp/127.0.0.1/{port}; read -t 60 <&3"])
+        {
+            RedirectStandardError = true,
+        })!;
+        try
+        {
+            using var accepted = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(15));
+
+            Assert.Equal(65534u, LocalCaller.UserOf(accepted));
+            Assert.Equal(65534u, TcpSocketTable.FindOwnerInTables((IPEndPoint)accepted.RemoteEndPoint!, (IPEndPoint)accepted.LocalEndPoint!));
+        }
+        finally
+        {
+            nobody.Kill();
+            await nobody.WaitForExitAsync();
+        }
     }
 }
