@@ -438,6 +438,7 @@ public sealed partial class MobileConnection
         // The server's receive position as it sent the CallBack: the data behind the Resume starts exactly there, so the
         // new flow's first window carries new bytes, not bytes the server already has (its last ACK may be stale).
         _send.ApplyPeerReceived((long)request.ReceivedOffset);
+        _resendFrom = null;
         BeginResumeOnLoop(path);
         Publish();
         offer.Answer.TrySetResult(true);

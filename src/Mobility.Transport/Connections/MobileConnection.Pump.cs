@@ -30,9 +30,13 @@ public sealed partial class MobileConnection
         => path.Receiving = Task.Run(() => ReceiveLoopAsync(path));
 
     /// <summary>Detaches a dead path; the client starts reconnecting, the server waits for a Resume.</summary>
-    private void FlowFailed(ConnectionPath path, string reason)
+    private void FlowFailed(ConnectionPath path, string reason, bool localAddressGone = false)
     {
         var wasStandby = _paths.IsStandby(path);
+        // Client, the path lost with this host's address: where its bytes stopped leaving the host (asked of the flow
+        // before it is closed); what left before most likely arrived. Lost any other way (the peer moved, a silent
+        // upstream), bytes that left may be lost too: the resume starts from the last ACK.
+        var onWire = localAddressGone && _isClient && path.Established && _paths.Active == path ? path.StreamOffsetOnWire() : null;
         if (!_paths.Deactivate(path) || _completed || _failure is not null)
         {
             if (wasStandby)
@@ -49,6 +53,7 @@ public sealed partial class MobileConnection
         }
 
         _pathLostAt ??= _time.GetTimestamp();
+        _resendFrom = onWire;
         _state = MobileConnectionState.Pathless;
         DropQueuedDatagrams();
         // Published before the supervisor is kicked: it asks NeedsPath at once.
@@ -104,6 +109,11 @@ public sealed partial class MobileConnection
         }
 
         path.Closing = closeAfter;
+        if (_isClient)
+        {
+            path.MarkWrite(length, _send.Next);
+        }
+
         StartWrite(path, output, length, reset: false, close: closeAfter);
     }
 
@@ -180,6 +190,7 @@ public sealed partial class MobileConnection
     {
         var path = done.Path;
         path.Writing = false;
+        path.PendingWrite = 0;
         if (done.Error is { } error)
         {
             path.ResetFlushed.TrySetResult(false);
@@ -679,6 +690,18 @@ public sealed partial class MobileConnection
                 {
                     var array = frame.Array!;
                     var offset = (long)BinaryPrimitives.ReadUInt64BigEndian(array);
+                    if (path.DropsDataGaps)
+                    {
+                        if (offset > _receive.Received)
+                        {
+                            // A first flight that started beyond what this end holds: the client rewinds to the ResumeAck's position.
+                            _stats.GapBytesDropped += frame.Length - 8;
+                            return false;
+                        }
+
+                        path.DropsDataGaps = false;
+                    }
+
                     var (delivered, duplicate, taken) = _receive.AcceptData(offset, array, 8, frame.Length - 8);
                     _stats.DuplicateBytesReceived += duplicate;
                     if (!taken)
@@ -711,6 +734,11 @@ public sealed partial class MobileConnection
                 return false;
 
             case FrameType.Fin:
+                if (path.DropsDataGaps && (long)frame.Value1 > _receive.Received)
+                {
+                    return false;   // behind a first flight's gap (above): sent again after the rewind
+                }
+
                 if (_receive.AcceptFin((long)frame.Value1))
                 {
                     MarkActive();
