@@ -53,7 +53,12 @@ public sealed partial class MobileConnection
         }
 
         _pathLostAt ??= _time.GetTimestamp();
-        _resendFrom = onWire;
+        if (path.Established)
+        {
+            // A resume's own flow lost before its answer leaves the estimate of the path lost before it.
+            _resendFrom = onWire;
+        }
+
         _state = MobileConnectionState.Pathless;
         DropQueuedDatagrams();
         // Published before the supervisor is kicked: it asks NeedsPath at once.
@@ -387,7 +392,10 @@ public sealed partial class MobileConnection
 
         if (firstWrite)
         {
-            path.HoldsUntilAnswered = _send.HighestSent - _send.Next > InitialWindowBytes;
+            // A first flight that starts beyond the last ACK (where the lost path's bytes stopped leaving the host) may
+            // start beyond what the server holds: only the SYN's room goes before the answer, so that a miss costs the
+            // ResumeAck's round trip and not a first window of frames the server drops.
+            path.HoldsUntilAnswered = path.FirstFlightFrom is not null || _send.HighestSent - _send.Next > InitialWindowBytes;
             return path.HoldsUntilAnswered ? Math.Max(0, FirstFlightBytes - position - TransportFrame.WireSize(8)) : long.MaxValue;
         }
 
@@ -696,6 +704,7 @@ public sealed partial class MobileConnection
                         {
                             // A first flight that started beyond what this end holds: the client rewinds to the ResumeAck's position.
                             _stats.GapBytesDropped += frame.Length - 8;
+                            Publish();
                             return false;
                         }
 
