@@ -9,6 +9,12 @@ public sealed record MoveRehearsalResult(TimeSpan Took, MoveRecord? Move, IPEndP
 {
     /// <summary>The rehearsal also switched to a standby path (a second loopback address; not over IPv6's one loopback address, nor with standby paths off).</summary>
     public bool StandbySwitched { get; init; }
+
+    /// <summary>
+    /// The rehearsal also moved its server and resumed on the server's call back (a second loopback address; not over
+    /// IPv6's one loopback address, nor with call backs off).
+    /// </summary>
+    public bool CalledBack { get; init; }
 }
 
 /// <summary>
@@ -22,7 +28,9 @@ public sealed record MoveRehearsalResult(TimeSpan Took, MoveRecord? Move, IPEndP
 /// path taken away as an address event takes it (<see cref="MobileConnection.NotifyLocalAddresses"/> without its
 /// address), the resume with the options real connections use (a first flight where Fast Open is on), and data
 /// both ways after it, checked byte for byte; then, over IPv4, a standby switch (a second loopback address joins as a
-/// standby path and the first goes), whose join and promotion no resume runs.
+/// standby path and the first goes), whose join and promotion no resume runs, and a server move: the listener moves to
+/// the second loopback address and the server calls the client back (a first flight to a second listener of the
+/// rehearsal's, the client's), whose dial, CallBack, check and resume on the called-back flow no other step runs.
 /// </summary>
 public static partial class MoveRehearsal
 {
@@ -50,11 +58,28 @@ public static partial class MoveRehearsal
         var ct = linked.Token;
         var self = key.Guid;
         listenerOptions.AuthorizeClient = guid => guid == self;
+        // The client's own listener, as a daemon's: where its server calls it back. It admits no new connection.
+        var clientListener = new MobileListener(key, new MobileListenerOptions
+        {
+            LoggerFactory = listenerOptions.LoggerFactory,
+            TimeProvider = listenerOptions.TimeProvider,
+            CallBack = listenerOptions.CallBack,
+            FastOpen = listenerOptions.FastOpen,
+            FastOpenQueue = listenerOptions.FastOpenQueue,
+            HandshakeTimeout = listenerOptions.HandshakeTimeout,
+            ListenerFactory = listenerOptions.ListenerFactory,
+            AuthorizeClient = _ => false,
+        });
+        await using var clientListenerScope = clientListener.ConfigureAwait(false);
+        clientListener.Start(new IPEndPoint(loopback, 0));
+        // The server's connections find the client's listener as a daemon's find the client's record.
+        listenerOptions.PunchTargetLocator = new FixedLocator(self, clientListener.LocalEndPoint);
         var listener = new MobileListener(key, listenerOptions);
         await using var listenerScope = listener.ConfigureAwait(false);
         listener.Start(new IPEndPoint(loopback, 0));
         var locator = new FixedLocator(self, listener.LocalEndPoint);
         var connector = new MobileConnector(key, connectionOptions);
+        clientListener.AcceptCallBacksFor(connector);
         // As the daemon's connections: the host's addresses known, the peer found (and looked up again) through a locator.
         connector.NotifyLocalAddresses([loopback]);
         var accepting = listener.AcceptAsync(ct).AsTask();
@@ -76,11 +101,39 @@ public static partial class MoveRehearsal
         }
 
         var standbySwitched = await RehearseStandbySwitchAsync(connector, client, server, loopback, connectionOptions, time, ct).ConfigureAwait(false);
+        var calledBack = await RehearseCallBackAsync(listener, client, server, loopback, listenerOptions, connectionOptions, ct).ConfigureAwait(false);
 
         client.ShutdownWrite();
         server.ShutdownWrite();
         await Task.WhenAll(client.CloseAsync(ct), server.CloseAsync(ct)).ConfigureAwait(false);
-        return new MoveRehearsalResult(time.GetElapsedTime(started), move, listener.LocalEndPoint) { StandbySwitched = standbySwitched };
+        return new MoveRehearsalResult(time.GetElapsedTime(started), move, listener.LocalEndPoint)
+        {
+            StandbySwitched = standbySwitched,
+            CalledBack = calledBack,
+        };
+    }
+
+    /// <summary>
+    /// A server move, as a server host's runs it: the listener moves to a second loopback address (dropping the server's
+    /// path over the first), and the server calls the client back from there, a first flight from the listener's port
+    /// to the client's listener; the client checks the CallBack and resumes on that flow, the server checks the Resume
+    /// and switches; then data both ways. The client's own resumes go to the listener's old endpoint (its locator never
+    /// learns the new one) and are refused, so only the call back can resume it. None of that is a resume's code, and
+    /// cold it cost a first real server move 11-31 ms before the CallBack left and its one way 4-17 ms over the path's
+    /// (docs/evaluation.md). False when there is no second loopback address or call backs are off.
+    /// </summary>
+    private static async Task<bool> RehearseCallBackAsync(MobileListener listener, MobileConnection client, MobileConnection server,
+        IPAddress loopback, MobileListenerOptions listenerOptions, MobileConnectionOptions connectionOptions, CancellationToken ct)
+    {
+        if (!listenerOptions.CallBack || !connectionOptions.CallBack || SecondLoopback(loopback) is not { } second
+            || !listener.LocalEndPoint.Address.Equals(loopback))
+        {
+            return false;
+        }
+
+        await listener.RebindAsync(new IPEndPoint(second, listener.LocalEndPoint.Port)).ConfigureAwait(false);
+        await ExchangeAsync(client, server, 3, ct).ConfigureAwait(false);
+        return server.CallBackCounts.Sent > 0 && client.CallBackCounts.Accepted > 0;
     }
 
     /// <summary>
@@ -177,8 +230,8 @@ public static partial class MoveRehearsal
     /// <summary>Log messages of a rehearsal (for its callers: the daemon logs the outcome).</summary>
     public static partial class Log
     {
-        [LoggerMessage(9310, LogLevel.Information, "Rehearsed a move over {Loopback} in {Ms:0.0} ms (resumed {ResumedMs:0.0} ms after its address event; standby switch rehearsed: {StandbySwitched}): the first real move runs warm code.")]
-        public static partial void Rehearsed(ILogger logger, IPAddress loopback, double ms, double resumedMs, bool standbySwitched);
+        [LoggerMessage(9310, LogLevel.Information, "Rehearsed a move over {Loopback} in {Ms:0.0} ms (resumed {ResumedMs:0.0} ms after its address event; standby switch rehearsed: {StandbySwitched}; call back rehearsed: {CalledBack}): the first real move runs warm code.")]
+        public static partial void Rehearsed(ILogger logger, IPAddress loopback, double ms, double resumedMs, bool standbySwitched, bool calledBack);
 
         [LoggerMessage(9311, LogLevel.Warning, "Could not rehearse a move over {Loopback}: {Reason}. The first real move runs cold code (slower).")]
         public static partial void Failed(ILogger logger, IPAddress loopback, string reason);

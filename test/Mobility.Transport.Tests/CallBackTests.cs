@@ -74,6 +74,40 @@ public sealed class CallBackTests(ITestOutputHelper output)
         ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
+    /// <summary>
+    /// The netlab lost a CallBack's SYN now and then (its new address's first packets), and the kernel's retransmission
+    /// came 1 s later. The new address drops everything for a quarter of an RTT after the move: the first CallBack is
+    /// lost, the target is dialled again after 2 x RTT (the server's last RTT), and the client resumes on that one.
+    /// Without the race nothing reached the client until its own dead-path bound (1 s, 5 RTT here) and lookups.
+    /// </summary>
+    [Fact]
+    public async Task A_call_back_whose_syn_is_lost_is_dialled_again_after_two_rtt()
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+        await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+        await TestTimeout.Eventually(() => server.Statistics.LastRtt is not null, "the server measured the path's RTT");
+
+        var t0 = pair.Time.GetTimestamp();
+        pair.Network.DropTraffic(ServerB);
+        await pair.MoveServerAsync(ServerA, ServerB);
+        await Task.Delay(pair.Network.Rtt / 4, pair.Time).WithTimeout();
+        pair.Network.RestoreTraffic(ServerB);
+        await SimulatedMoveTests.WriteBothAsync(client, server);
+        var (clientGot, serverGot) = await SimulatedMoveTests.ReadBothAsync(pair.Time, client, server);
+
+        var toServer = Rtts(pair, t0, serverGot);
+        output.WriteLine($"server move, first CallBack lost: client->server data {toServer:0.00} RTT after the server's address event");
+        output.WriteLine($"  client: {Timeline(pair, client)}");
+        output.WriteLine($"  server: {Timeline(pair, server)}");
+        // Dialled again at 2 RTT: the CallBack at 2.5, the client's Resume and data at the server at 3.0.
+        Assert.InRange(toServer, 2.9, 3.0 + Slack);
+        Assert.Equal((0, 1, 0), client.CallBackCounts);
+        Assert.Equal(1, server.CallBackCounts.Sent);
+        Assert.Equal(1, client.Statistics.Moves);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
+    }
+
     [Fact]
     public async Task Without_call_backs_a_server_move_with_no_push_is_not_noticed_within_the_bound()
     {

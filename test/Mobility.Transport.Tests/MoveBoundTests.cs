@@ -182,34 +182,88 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
     /// What the netlab showed and the plain simulation did not model (a SYN has room for one segment, a new
     /// flow sends its initial window in the first round trip and doubles it in each next one): the server
     /// has read bytes whose ACK had not reached the client when it moved (ACKs below AckEvery wait for a
-    /// keepalive tick), and the client wrote more at the move. The client's first flight carries the
-    /// Resume and only what fits in the SYN; the ResumeAck names what the server holds and the new bytes
-    /// follow at once, in frames that start small enough to be opened as their first segments arrive.
-    /// Resending everything behind the Resume put 48 KiB the server already had in front of the new bytes
-    /// (3.5 RTT); 32 KiB frames kept the first new byte for a second round of the window (2.5 RTT).
+    /// keepalive tick), and the client wrote more at the move, after its address was gone (the kernel kept
+    /// those bytes queued, unsent). The lost path's flow tells where its bytes stopped leaving the host, so the
+    /// client's first flight starts there: the SYN carries the Resume and the first bytes the server lacks,
+    /// delivered half a round trip after the move. Resending from the last ACK put 48 KiB the server already
+    /// had in front of the new bytes (3.5 RTT); holding all but the SYN's room for the ResumeAck, 1.5 RTT.
     /// </summary>
     [Fact]
-    public async Task On_a_slow_starting_flow_the_first_new_byte_follows_the_resume_answer_however_stale_the_last_ack()
+    public async Task On_a_slow_starting_flow_with_a_stale_ack_the_first_flight_starts_where_the_lost_paths_bytes_stopped_leaving_the_host()
     {
-        await using var pair = await CreateAsync();
+        var (pair, toServer) = await MoveWithStaleAckAsync(lostUpstream: 0, 40 * 1024);
+        await using var _ = pair;
+        var (client, server) = pair.Connections[0];
+
+        // In the SYN, behind the Resume: the bytes the server lacks, none it holds.
+        Assert.InRange(toServer, 0.5, 0.5 + Slack);
+        Assert.Equal(0, server.Statistics.GapBytesDropped);
+        Assert.Equal(0, server.Statistics.DuplicateBytesReceived);
+        Assert.Contains(client.Moves[^1].Events, e => e.Kind == MoveEventKind.ResumeAnswered && e.Detail!.EndsWith("(the Resume rode in the SYN)", StringComparison.Ordinal));
+        Assert.Equal(1, client.Statistics.Moves);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
+    }
+
+    /// <summary>
+    /// The same move, but the last 8 KiB that left the client's host were lost upstream (they are not among the flow's
+    /// unsent bytes): the first flight starts beyond what the server holds. The server drops the frames past its
+    /// position (no gap is delivered, the connection does not fail), the ResumeAck names its position, and the client
+    /// resends from there: the first new byte comes right after the ResumeAck, in the new flow's first window (1.5 RTT,
+    /// as when the first flight waited for that answer), every byte once.
+    /// </summary>
+    [Theory]
+    [InlineData(40 * 1024)]
+    [InlineData(14_000)] // under a first window in doubt, but its frames fill the first window: it still waits for the answer
+    public async Task When_the_bytes_last_on_the_wire_were_lost_the_server_drops_the_first_flights_gap_and_the_client_resends_from_its_position(int written)
+    {
+        var (pair, toServer) = await MoveWithStaleAckAsync(lostUpstream: 8 * 1024, written);
+        await using var _ = pair;
+        var (client, server) = pair.Connections[0];
+
+        Assert.InRange(toServer, 1.5, 1.5 + Slack);
+        Assert.True(server.Statistics.GapBytesDropped > 0, "the first flight's frames past the server's position are dropped");
+        Assert.Equal(MobileConnectionState.Connected, server.State);
+        Assert.Equal(1, client.Statistics.Moves);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
+    }
+
+    /// <summary>
+    /// 48 KiB read by the server whose ACK never reached the client, <paramref name="lostUpstream"/> bytes that left the
+    /// client's host and were lost on the way, the move, then <paramref name="written"/> bytes written at the move (before
+    /// its detection); the server's first read of a byte after the 48 KiB, in RTTs after the move.
+    /// </summary>
+    private async Task<(SimulatedMoveTests.Pair Pair, double ToServer)> MoveWithStaleAckAsync(int lostUpstream, int written)
+    {
+        var pair = await CreateAsync();
         pair.Network.SlowStart = true;
         var (client, server) = pair.Connections[0];
         var held = new byte[48 * 1024];
         await client.Stream.WriteAsync(held).WithTimeout();
         await server.Stream.ReadExactlyAsync(new byte[held.Length]).WithTimeout();
 
-        // The move, as the server got those bytes: an ACK it sends from now on is lost with the old address.
+        // An ACK the server sends from now on is lost (the upstream, then the address is gone).
+        pair.Network.DropTraffic(ClientA);
+        var lost = new byte[lostUpstream];
+        Random.Shared.NextBytes(lost);
+        if (lostUpstream > 0)
+        {
+            await client.Stream.WriteAsync(lost).WithTimeout();
+            await Task.Delay(pair.Network.Rtt, pair.Time);   // on the wire (and lost) well before the move
+        }
+
         pair.Network.MoveAddress(ClientA, ClientB);
+        pair.Network.RestoreTraffic(ClientA);
         var t0 = pair.Time.GetTimestamp();
-        var fresh = new byte[40 * 1024];
+        var fresh = new byte[written];
         Random.Shared.NextBytes(fresh);
+        var expected = lost.Concat(fresh).ToArray();
         var firstRead = Task.Run(async () =>
         {
-            var buffer = new byte[fresh.Length];
+            var buffer = new byte[expected.Length];
             var n = await server.Stream.ReadAsync(buffer);
             var at = pair.Time.GetTimestamp();
             await server.Stream.ReadExactlyAsync(buffer.AsMemory(n));
-            Assert.Equal(fresh, buffer);
+            Assert.Equal(expected, buffer);
             return at;
         });
         await client.Stream.WriteAsync(fresh).WithTimeout();   // written at the move, before its detection
@@ -217,12 +271,8 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         var serverGot = await firstRead.WithTimeout();
 
         var toServer = Rtts(pair, t0, serverGot);
-        Report("client move, stale ACK, slow start", pair, toServer, double.NaN);
-        // The ResumeAck (1 RTT, with the SYN-ACK), then the first new frame in the new flow's first window.
-        Assert.InRange(toServer, 1.5, 1.5 + Slack);
-        Assert.Contains(client.Moves[^1].Events, e => e.Kind == MoveEventKind.ResumeAnswered && e.Detail!.EndsWith("(the Resume rode in the SYN)", StringComparison.Ordinal));
-        Assert.Equal(1, client.Statistics.Moves);
-        ConnectionAssert.NoLossOrDuplicate(client, server);
+        Report($"client move, stale ACK, slow start, {lostUpstream} B lost upstream, {written} B written at the move", pair, toServer, double.NaN);
+        return (pair, toServer);
     }
 
     [Fact]

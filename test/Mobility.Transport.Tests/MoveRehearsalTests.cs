@@ -23,6 +23,7 @@ public sealed class MoveRehearsalTests
         Assert.True(kinds.IndexOf(MoveEventKind.ResumeAnswered) > kinds.IndexOf(MoveEventKind.ResumeSent), string.Join(", ", kinds));
         Assert.NotNull(move.ResumedAfter);
         Assert.True(result.StandbySwitched, "the rehearsal switches to a standby path from a second loopback address");
+        Assert.True(result.CalledBack, "the rehearsal moves its server to a second loopback address and resumes on the server's call back");
 
         // Only the host's own GUID is admitted by the rehearsal's listener.
         var admit = Assert.IsType<Func<HostGuid, bool>>(listenerOptions.AuthorizeClient);

@@ -310,10 +310,18 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
             }
         }
 
+        /// <summary>Bytes written while the sending address was not the host's (a kernel keeps them queued, unsent).</summary>
+        public long Unsent;
+
         public void Send(ReadOnlySpan<byte> data)
         {
             if (!network.Forwards(from, to))
             {
+                if (!network.IsLive(from))
+                {
+                    Interlocked.Add(ref Unsent, data.Length);
+                }
+
                 return;
             }
 
@@ -404,12 +412,18 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         private readonly SimStream _stream;
         private int _state;
 
+        private readonly SimPipe _outgoing;
+
         public SimFlow(IPEndPoint local, IPEndPoint remote, SimPipe incoming, SimPipe outgoing)
         {
             LocalEndPoint = local;
             RemoteEndPoint = remote;
+            _outgoing = outgoing;
             _stream = new SimStream(this, incoming, outgoing);
         }
+
+        /// <summary>Bytes written after the flow's local address left the host (upstream drops, <see cref="DropTraffic"/>, count as sent).</summary>
+        public long? UnsentBytes => Interlocked.Read(ref _outgoing.Unsent);
 
         public Stream Stream => _stream;
 

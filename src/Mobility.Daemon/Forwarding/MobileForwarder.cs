@@ -427,7 +427,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
                 transport.Apply(new MobileListenerOptions { LoggerFactory = _loggers, TimeProvider = _time, FastOpenQueue = transport.FastOpenQueue }),
                 transport.Apply(new MobileConnectionOptions { LoggerFactory = _loggers, TimeProvider = _time, FlowFactory = flows }),
                 RehearsalLimit, cancellationToken).ConfigureAwait(false);
-            MoveRehearsal.Log.Rehearsed(_logger, loopback, result.Took.TotalMilliseconds, result.Move?.ResumedAfter?.TotalMilliseconds ?? 0, result.StandbySwitched);
+            MoveRehearsal.Log.Rehearsed(_logger, loopback, result.Took.TotalMilliseconds, result.Move?.ResumedAfter?.TotalMilliseconds ?? 0, result.StandbySwitched, result.CalledBack);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {

@@ -81,6 +81,9 @@ internal sealed class PathLost(ConnectionPath? path, string reason, IPAddress? o
 
     /// <summary>Drop the active path only if its flow runs over this local address.</summary>
     public IPAddress? OnlyOnLocalAddress { get; } = onlyOnLocalAddress;
+
+    /// <summary>Client: the path is lost because this host's address went (what left the host before most likely arrived).</summary>
+    public bool LocalAddressGone { get; init; }
 }
 
 /// <summary>A write laid out by the loop finished on <see cref="Path"/> (<see cref="Error"/> null: written).</summary>

@@ -139,6 +139,70 @@ internal sealed class ConnectionPath
     /// <summary>DATA payload bytes laid out on this path so far: its frames start small and grow with it (<see cref="MobileConnection"/>'s frame ramp).</summary>
     public long DataSent { get; set; }
 
+    // Client: what each of the path's last writes reached, so that when the path is lost the stream offset up to which its
+    // bytes left the host is known (the flow's unsent bytes subtracted): the first flight of the resume starts there.
+    private const int WriteMarks = 64;
+    private readonly (long FlowEnd, long StreamEnd)[] _marks = new (long, long)[WriteMarks];
+    private int _markCount;
+    private int _markNext;
+
+    /// <summary>Bytes handed to the flow's writes so far (the last one may still be in flight: <see cref="PendingWrite"/>).</summary>
+    public long FlowBytesHanded { get; private set; }
+
+    /// <summary>The length of the write in flight on the flow, 0 when none.</summary>
+    public int PendingWrite { get; set; }
+
+    /// <summary>
+    /// Server: a path accepted by a Resume whose client may have started its first flight beyond what this end holds (where
+    /// its lost path's bytes stopped leaving its host): DATA and FIN beyond the receive position are dropped, not a
+    /// violation, until the first DATA frame that starts at or below it (the client rewinds to the ResumeAck's position).
+    /// </summary>
+    public bool DropsDataGaps { get; set; }
+
+    /// <summary>Client: a resumed path whose first flight started at this offset, beyond the last ACK (null: from the last ACK).</summary>
+    public long? FirstFlightFrom { get; set; }
+
+    /// <summary>A write of <paramref name="length"/> bytes whose DATA reached <paramref name="streamEnd"/> is handed to the flow.</summary>
+    public void MarkWrite(int length, long streamEnd)
+    {
+        FlowBytesHanded += length;
+        PendingWrite = length;
+        _marks[_markNext] = (FlowBytesHanded, streamEnd);
+        _markNext = (_markNext + 1) % WriteMarks;
+        _markCount = Math.Min(_markCount + 1, WriteMarks);
+    }
+
+    /// <summary>Forgets the writes marked so far (the stream was rewound on this path).</summary>
+    public void ClearMarks() => _markCount = 0;
+
+    /// <summary>
+    /// The stream offset every byte below which left the host on this path (or was acknowledged before it), from the flow's
+    /// unsent bytes: the newest write wholly on the wire. Null when the flow cannot tell or that write is older than the marks kept.
+    /// </summary>
+    public long? StreamOffsetOnWire()
+    {
+        if (Flow.UnsentBytes is not { } unsent || _markCount == 0)
+        {
+            return null;
+        }
+
+        // A write in flight may be partly in the socket's queue (counted in unsent): leaving all of it out errs low.
+        var onWire = FlowBytesHanded - PendingWrite - unsent;
+        long? best = null;
+        var bestEnd = long.MinValue;
+        for (var i = 0; i < _markCount; i++)
+        {
+            var (flowEnd, streamEnd) = _marks[i];
+            if (flowEnd <= onWire && flowEnd > bestEnd)
+            {
+                bestEnd = flowEnd;
+                best = streamEnd;
+            }
+        }
+
+        return best;
+    }
+
     /// <summary>Control frames queued for this path by the connection's loop.</summary>
     public ControlOutbox Outbox { get; } = new();
 

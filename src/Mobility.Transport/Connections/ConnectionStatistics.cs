@@ -30,6 +30,9 @@ internal sealed class ConnectionStatistics
     /// <summary>Switches from a relayed path to a direct one (<see cref="MobileConnection.PathKind"/>).</summary>
     public int DirectUpgrades { get; set; }
 
+    /// <summary>Server: DATA payload bytes of a resumed path's first flight dropped for a gap (the client rewinds).</summary>
+    public long GapBytesDropped { get; set; }
+
     public MobileConnectionStatistics Snapshot() => new(BytesSent, BytesReceived, BytesResent, DuplicateBytesReceived,
-        Moves, ResumeAttempts, ResumesRejected, LastStall, LastRtt, PingsSent, StandbySwitches) { DirectUpgrades = DirectUpgrades };
+        Moves, ResumeAttempts, ResumesRejected, LastStall, LastRtt, PingsSent, StandbySwitches) { DirectUpgrades = DirectUpgrades, GapBytesDropped = GapBytesDropped };
 }

@@ -229,10 +229,56 @@ public sealed partial class MobileConnection
             }
         }
 
+        // A lost SYN (or CallBack in it) would cost the kernel's 1 s retransmission: each target still unanswered is
+        // dialled again after max(2 x RTT, 50 ms), the wait doubling, as the client's resume race does.
+        async Task RaceAsync()
+        {
+            if (Statistics.LastRtt is not { } rtt)
+            {
+                return;
+            }
+
+            var wait = TimeSpan.FromTicks(Math.Clamp(2 * rtt.Ticks, CallBackDialer.RaceDelayMin.Ticks, CallBackDialer.RaceDelayMax.Ticks));
+            try
+            {
+                while (true)
+                {
+                    await Task.Delay(wait, _time, linked.Token).ConfigureAwait(false);
+                    IPEndPoint[] again;
+                    lock (gate)
+                    {
+                        if (linked.IsCancellationRequested)
+                        {
+                            return;
+                        }
+
+                        again = [.. dialled.Take(Math.Max(0, CallBackDialer.MaxDialled - tries.Count))];
+                        foreach (var target in again)
+                        {
+                            tries.Add(CallBackOneAsync(dialer, message, counter, target, from, done, linked.Token));
+                        }
+                    }
+
+                    if (again.Length == 0)
+                    {
+                        return;
+                    }
+
+                    CallBackLog.Raced(_logger, Token, counter, string.Join(' ', again), wait.TotalMilliseconds);
+                    wait *= 2;
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
         dialer.Targets.EndpointsChanged += OnPush;
+        Task racing = Task.CompletedTask;
         try
         {
             Dial(prefetched.IsCompletedSuccessfully ? prefetched.Result : [], "known");
+            racing = RaceAsync();
             try
             {
                 var fresh = await dialer.Targets.LocateForConnectAsync(RemoteGuid, linked.Token).ConfigureAwait(false);
@@ -299,6 +345,8 @@ public sealed partial class MobileConnection
         {
             linked.Cancel();
         }
+
+        await racing.ConfigureAwait(false);
 
         Task[] left;
         lock (gate)
@@ -438,6 +486,7 @@ public sealed partial class MobileConnection
         // The server's receive position as it sent the CallBack: the data behind the Resume starts exactly there, so the
         // new flow's first window carries new bytes, not bytes the server already has (its last ACK may be stale).
         _send.ApplyPeerReceived((long)request.ReceivedOffset);
+        _resendFrom = null;
         BeginResumeOnLoop(path);
         Publish();
         offer.Answer.TrySetResult(true);
@@ -459,6 +508,9 @@ public sealed partial class MobileConnection
 
         [LoggerMessage(9804, LogLevel.Debug, "Connection {Token:x32}: call back from {Remote} dropped: {Reason}")]
         public static partial void Dropped(ILogger logger, UInt128 token, IPEndPoint? remote, string reason);
+
+        [LoggerMessage(9321, LogLevel.Debug, "Connection {Token:x32}: call back {Counter} unanswered after {Ms:0} ms: dialled again to {Targets}")]
+        public static partial void Raced(ILogger logger, UInt128 token, ulong counter, string targets, double ms);
     }
 }
 
@@ -472,8 +524,14 @@ internal sealed record CallBackDialer(IFlowFactory Flows, Func<int> LocalPort, I
     /// <summary>Most endpoints one look at the client's record adds (the old address at the published port, then the published ones).</summary>
     public const int MaxTargets = 4;
 
-    /// <summary>Most flows one call back opens in all (a handful of looks and pushes).</summary>
+    /// <summary>Most flows one call back opens in all (a handful of looks and pushes, and the race's second tries).</summary>
     public const int MaxDialled = 8;
+
+    /// <summary>The least wait before an unanswered target is dialled again (a loaded host's answer may just be late), as the resume race's.</summary>
+    public static readonly TimeSpan RaceDelayMin = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>The most: beyond it the kernel's own SYN retransmission (1 s) is about as near.</summary>
+    public static readonly TimeSpan RaceDelayMax = TimeSpan.FromMilliseconds(750);
 }
 
 /// <summary>Client: a CallBack arrived on an accepted flow; its MAC already checked (<see cref="MacValid"/>), the loop checks the rest.</summary>

@@ -20,6 +20,12 @@ public readonly partial record struct MobileConnectionStatistics
 
     /// <summary>Switches from a relayed path to a direct one (docs/nat.md, "Direct paths").</summary>
     public int DirectUpgrades { get; init; }
+
+    /// <summary>
+    /// Server: DATA payload bytes dropped because a resumed client's first flight started beyond this end's receive
+    /// position (docs/transport.md, "The first flight"); the client resends them from the ResumeAck's position.
+    /// </summary>
+    public long GapBytesDropped { get; init; }
 }
 
 /// <summary>

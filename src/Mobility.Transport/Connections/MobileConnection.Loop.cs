@@ -412,7 +412,7 @@ public sealed partial class MobileConnection
 
         if (path is not null)
         {
-            FlowFailed(path, lost.Reason);
+            FlowFailed(path, lost.Reason, lost.LocalAddressGone);
         }
 
         if (lost.Path is null)

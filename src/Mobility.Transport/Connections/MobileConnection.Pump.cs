@@ -30,9 +30,13 @@ public sealed partial class MobileConnection
         => path.Receiving = Task.Run(() => ReceiveLoopAsync(path));
 
     /// <summary>Detaches a dead path; the client starts reconnecting, the server waits for a Resume.</summary>
-    private void FlowFailed(ConnectionPath path, string reason)
+    private void FlowFailed(ConnectionPath path, string reason, bool localAddressGone = false)
     {
         var wasStandby = _paths.IsStandby(path);
+        // Client, the path lost with this host's address: where its bytes stopped leaving the host (asked of the flow
+        // before it is closed); what left before most likely arrived. Lost any other way (the peer moved, a silent
+        // upstream), bytes that left may be lost too: the resume starts from the last ACK.
+        var onWire = localAddressGone && _isClient && path.Established && _paths.Active == path ? path.StreamOffsetOnWire() : null;
         if (!_paths.Deactivate(path) || _completed || _failure is not null)
         {
             if (wasStandby)
@@ -49,6 +53,12 @@ public sealed partial class MobileConnection
         }
 
         _pathLostAt ??= _time.GetTimestamp();
+        if (path.Established)
+        {
+            // A resume's own flow lost before its answer leaves the estimate of the path lost before it.
+            _resendFrom = onWire;
+        }
+
         _state = MobileConnectionState.Pathless;
         DropQueuedDatagrams();
         // Published before the supervisor is kicked: it asks NeedsPath at once.
@@ -104,6 +114,11 @@ public sealed partial class MobileConnection
         }
 
         path.Closing = closeAfter;
+        if (_isClient)
+        {
+            path.MarkWrite(length, _send.Next);
+        }
+
         StartWrite(path, output, length, reset: false, close: closeAfter);
     }
 
@@ -180,6 +195,7 @@ public sealed partial class MobileConnection
     {
         var path = done.Path;
         path.Writing = false;
+        path.PendingWrite = 0;
         if (done.Error is { } error)
         {
             path.ResetFlushed.TrySetResult(false);
@@ -376,7 +392,10 @@ public sealed partial class MobileConnection
 
         if (firstWrite)
         {
-            path.HoldsUntilAnswered = _send.HighestSent - _send.Next > InitialWindowBytes;
+            // A first flight that starts beyond the last ACK (where the lost path's bytes stopped leaving the host) may
+            // start beyond what the server holds: only the SYN's room goes before the answer, so that a miss costs the
+            // ResumeAck's round trip and not a first window of frames the server drops.
+            path.HoldsUntilAnswered = path.FirstFlightFrom is not null || _send.HighestSent - _send.Next > InitialWindowBytes;
             return path.HoldsUntilAnswered ? Math.Max(0, FirstFlightBytes - position - TransportFrame.WireSize(8)) : long.MaxValue;
         }
 
@@ -679,6 +698,19 @@ public sealed partial class MobileConnection
                 {
                     var array = frame.Array!;
                     var offset = (long)BinaryPrimitives.ReadUInt64BigEndian(array);
+                    if (path.DropsDataGaps)
+                    {
+                        if (offset > _receive.Received)
+                        {
+                            // A first flight that started beyond what this end holds: the client rewinds to the ResumeAck's position.
+                            _stats.GapBytesDropped += frame.Length - 8;
+                            Publish();
+                            return false;
+                        }
+
+                        path.DropsDataGaps = false;
+                    }
+
                     var (delivered, duplicate, taken) = _receive.AcceptData(offset, array, 8, frame.Length - 8);
                     _stats.DuplicateBytesReceived += duplicate;
                     if (!taken)
@@ -711,6 +743,11 @@ public sealed partial class MobileConnection
                 return false;
 
             case FrameType.Fin:
+                if (path.DropsDataGaps && (long)frame.Value1 > _receive.Received)
+                {
+                    return false;   // behind a first flight's gap (above): sent again after the rewind
+                }
+
                 if (_receive.AcceptFin((long)frame.Value1))
                 {
                     MarkActive();

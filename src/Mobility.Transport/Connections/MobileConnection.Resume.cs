@@ -1,5 +1,6 @@
 using System.IO.Pipelines;
 using System.Net;
+using Microsoft.Extensions.Logging;
 using Mobility.Protocol;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
@@ -69,7 +70,7 @@ public sealed partial class MobileConnection
         }
 
         _supervisor?.OnLocalAddressChanged(newLocalAddress);
-        Post(new PathLost(null, "local address changed"));
+        Post(new PathLost(null, "local address changed") { LocalAddressGone = true });
     }
 
     /// <summary>Whether <paramref name="address"/> is still one of this host's (a socket can be bound to it).</summary>
@@ -141,8 +142,17 @@ public sealed partial class MobileConnection
         _receive.MarkAcked(withConsumed: false);
         ActivatePath(path);
 
-        // Optimistic: resend from what the server is known to hold, right behind the Resume.
+        // Optimistic: resend from what the server is known to hold, right behind the Resume; or, when the lost path
+        // could tell where its bytes stopped leaving this host, from there: the server most likely holds everything
+        // before it (its ACKs lag by a round trip and a keepalive tick), so the SYN carries the bytes it lacks. Should it
+        // lack more, it drops the gap and the ResumeAck's position rewinds the resend (OnResumeAnswered).
         _send.RewindToPeerReceived();
+        if (_resendFrom is { } from && from > _send.PeerReceived && from <= _send.HighestSent)
+        {
+            _send.SkipTo(from);
+            path.FirstFlightFrom = from;
+        }
+
         StartReceiving(path);
     }
 
@@ -176,7 +186,18 @@ public sealed partial class MobileConnection
         }
 
         path.LastReceived = _time.GetTimestamp();
-        _send.ApplyPeerReceived((long)answer.Ack!.ReceivedOffset);
+        var serverHolds = (long)answer.Ack!.ReceivedOffset;
+        _send.ApplyPeerReceived(serverHolds);
+        _resendFrom = null;
+        if (path.FirstFlightFrom is { } from && serverHolds < from)
+        {
+            // The first flight started beyond what the server holds: it dropped those frames; resend from its position.
+            _send.RewindToPeerReceived();
+            path.ClearMarks();
+            path.FinSent = false;
+            FirstFlightLog.Rewound(_logger, Token, from, serverHolds);
+        }
+
         path.Established = true;
         _state = MobileConnectionState.Connected;
         var stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
@@ -254,7 +275,7 @@ public sealed partial class MobileConnection
         }
 
         var ack = _responder.Accept(request, _send, _receive);
-        var path = new ConnectionPath(flow, offer.Reader, ack, established: true);
+        var path = new ConnectionPath(flow, offer.Reader, ack, established: true) { DropsDataGaps = true };
         ActivatePath(path);
         EndCallBack();
         var stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
@@ -269,5 +290,11 @@ public sealed partial class MobileConnection
         offer.Answer.TrySetResult(null);
         TransportLog.Resumed(_logger, Token, flow.RemoteEndPoint, stall.TotalMilliseconds);
         Raise(MobileConnectionEventKind.Resumed, flow.LocalEndPoint, flow.RemoteEndPoint, null, stall);
+    }
+
+    private static partial class FirstFlightLog
+    {
+        [LoggerMessage(9320, LogLevel.Debug, "Connection {Token:x32}: the first flight started at {From}, beyond the server's {Holds}: resent from there")]
+        public static partial void Rewound(ILogger logger, UInt128 token, long from, long holds);
     }
 }

@@ -83,7 +83,7 @@ public sealed partial class MobileConnection
         if (_paths.Active is { } active && LocalAddressOf(active) is { } used && !addresses.Contains(used) && (_isClient || !IPAddress.IsLoopback(used)))
         {
             _timeline.Record(MoveEventKind.AddressEvent, $"{used} gone");
-            FlowFailed(active, $"local address {used} gone");
+            FlowFailed(active, $"local address {used} gone", localAddressGone: true);
             MaybeCallBack(active, null);
         }
 

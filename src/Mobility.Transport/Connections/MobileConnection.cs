@@ -165,6 +165,10 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     private ulong _sendCounter;
     private long _tickDueAt;
     private long? _pathLostAt;
+
+    // Client: the stream offset up to which the lost active path's bytes left this host (its flow's unsent bytes told), where
+    // the next resume's first flight starts; null when unknown, after a resume was answered, or when a CallBack named the server's.
+    private long? _resendFrom;
     private bool _completed;
     private readonly MoveTimeline _timeline;
     private bool _awaitingFirstByte; // on the loop: a resume completed, its first delivered byte is not recorded yet

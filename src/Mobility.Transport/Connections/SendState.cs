@@ -130,6 +130,17 @@ internal sealed class SendState(long limit)
     /// <summary>A new path: resend from what the peer is known to hold.</summary>
     public void RewindToPeerReceived() => Next = PeerReceived;
 
+    /// <summary>A new path: send from <paramref name="offset"/> (between what the peer acknowledged and the highest offset sent).</summary>
+    public void SkipTo(long offset)
+    {
+        if (offset < PeerReceived || offset > HighestSent)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"Not within [{PeerReceived}, {HighestSent}].");
+        }
+
+        Next = offset;
+    }
+
     /// <summary>
     /// Copies the next unsent bytes (at most <paramref name="destination"/>'s length) and advances
     /// <see cref="Next"/>. Returns the stream offset of the first byte, the count, and how many of

@@ -39,6 +39,12 @@ public interface IFlow : IAsyncDisposable
 
     /// <summary>The transport's own smoothed round-trip time of this flow (the kernel's, for TCP); null when unknown.</summary>
     TimeSpan? SmoothedRtt => null;
+
+    /// <summary>
+    /// Bytes written to this flow that have not left the host yet (TCP: TCP_INFO's tcpi_notsent_bytes, still in the
+    /// socket's write queue, e.g. because the flow's route went with its address); null when unknown.
+    /// </summary>
+    long? UnsentBytes => null;
 }
 
 /// <summary>Opens outgoing flows.</summary>

@@ -97,6 +97,18 @@ public static class TcpFastOpen
         return micros == 0 ? null : TimeSpan.FromMicroseconds(micros);
     }
 
+    /// <summary>
+    /// Bytes in the socket's write queue that the kernel has not sent (TCP_INFO's tcpi_notsent_bytes, Linux 4.6+), or
+    /// null when unknown: what a lost path's last writes never put on the wire.
+    /// </summary>
+    public static long? NotSentBytes(Socket socket)
+    {
+        // struct tcp_info: ... u32 total_retrans (offset 100), u64 pacing_rate, max_pacing_rate, bytes_acked,
+        // bytes_received, u32 segs_out, segs_in, notsent_bytes (offset 144).
+        Span<byte> info = stackalloc byte[148];
+        return ReadInfo(socket, info) < 148 ? null : BitConverter.ToUInt32(info[144..]);
+    }
+
     /// <summary>The head of TCP_INFO into <paramref name="info"/>: the bytes read, or 0 (off Linux, closed, refused).</summary>
     private static int ReadInfo(Socket socket, Span<byte> info)
     {

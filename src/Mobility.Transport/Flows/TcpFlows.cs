@@ -45,6 +45,8 @@ public sealed class TcpFlow : IFlow
 
     public TimeSpan? SmoothedRtt => TcpFastOpen.SmoothedRtt(_socket);
 
+    public long? UnsentBytes => TcpFastOpen.NotSentBytes(_socket);
+
     public void Abort()
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0)

@@ -18,6 +18,7 @@ public sealed class MoveRehearsalTests
         Assert.Equal(9310, outcome.Id.Id);
         Assert.Contains("Rehearsed a move over 127.0.0.1", outcome.Message, StringComparison.Ordinal);
         Assert.Contains("standby switch rehearsed: True", outcome.Message, StringComparison.Ordinal);
+        Assert.Contains("call back rehearsed: True", outcome.Message, StringComparison.Ordinal);
         Assert.Empty(daemon.Forwarder.IncomingConnections);
         Assert.Empty(daemon.Forwarder.OutgoingConnections);
     }
