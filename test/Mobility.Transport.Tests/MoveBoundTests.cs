@@ -228,15 +228,41 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// The same move with a server that never said it drops a first flight's gap (no CANDIDATES with flag bit 2: a server
+    /// of an earlier release would fail the connection on the gap): the first flight starts from the last ACK, as before,
+    /// and holds all but the SYN's room for the ResumeAck (1.5 RTT); nothing beyond the server's position is sent.
+    /// </summary>
+    [Fact]
+    public async Task A_server_that_did_not_say_it_drops_a_first_flights_gap_gets_a_first_flight_from_the_last_ack()
+    {
+        var (pair, toServer) = await MoveWithStaleAckAsync(lostUpstream: 0, 40 * 1024, serverDropsGaps: false);
+        await using var _ = pair;
+        var (client, server) = pair.Connections[0];
+
+        Assert.InRange(toServer, 1.5, 1.5 + Slack);
+        Assert.Equal(0, server.Statistics.GapBytesDropped);
+        Assert.Equal(MobileConnectionState.Connected, server.State);
+        Assert.Equal(1, client.Statistics.Moves);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
+    }
+
+    /// <summary>
     /// 48 KiB read by the server whose ACK never reached the client, <paramref name="lostUpstream"/> bytes that left the
     /// client's host and were lost on the way, the move, then <paramref name="written"/> bytes written at the move (before
     /// its detection); the server's first read of a byte after the 48 KiB, in RTTs after the move.
     /// </summary>
-    private async Task<(SimulatedMoveTests.Pair Pair, double ToServer)> MoveWithStaleAckAsync(int lostUpstream, int written)
+    private async Task<(SimulatedMoveTests.Pair Pair, double ToServer)> MoveWithStaleAckAsync(int lostUpstream, int written, bool serverDropsGaps = true)
     {
         var pair = await CreateAsync();
         pair.Network.SlowStart = true;
         var (client, server) = pair.Connections[0];
+        if (serverDropsGaps)
+        {
+            // This release's server says in its CANDIDATES that it drops a first flight's gap (flag bit 2), as mobilityd's
+            // does on every connection; only then does the client's first flight start beyond its last ACK.
+            server.SetDirectCandidates(false, [new DirectCandidate(DirectCandidateKind.Local, new IPEndPoint(ServerA, 7391))]);
+            await TestTimeout.Eventually(() => client.PeerCandidates.Count > 0, "the server's CANDIDATES reached the client");
+        }
         var held = new byte[48 * 1024];
         await client.Stream.WriteAsync(held).WithTimeout();
         await server.Stream.ReadExactlyAsync(new byte[held.Length]).WithTimeout();

@@ -26,7 +26,8 @@ public readonly record struct DirectCandidate(DirectCandidateKind Kind, IPEndPoi
 /// <c>flags u8 | count u8 | count x (kind u8 | family u8 (4 or 6) | port u16 | address (4 or 16 bytes))</c>.
 /// Flag bit 0 (<see cref="PunchFlag"/>): the sender's NAT maps independently of the destination, so it
 /// takes part in a simultaneous open from its transport port; bit 1 (<see cref="PunchFramesFlag"/>): the
-/// sender takes PUNCH frames (type 9); the other bits are sent as 0 and ignored.
+/// sender takes PUNCH frames (type 9); bit 2 (<see cref="FirstFlightGapsFlag"/>): the sender drops a resumed path's
+/// first-flight gap instead of failing the connection; the other bits are sent as 0 and ignored.
 /// </summary>
 public static class DirectCandidates
 {
@@ -50,6 +51,14 @@ public static class DirectCandidates
     /// frame type); set by the connection, not by <see cref="Write"/>.
     /// </summary>
     public const byte PunchFramesFlag = 0x02;
+
+    /// <summary>
+    /// Flag bit 2: the sender, as a server, drops the DATA of a resumed path's first flight that starts beyond its receive
+    /// position (the client rewinds to the ResumeAck's) instead of failing the connection on the gap. A client starts a
+    /// first flight beyond its last ACK only for a server that set it (a server of an earlier release fails on the gap);
+    /// set by the connection, not by <see cref="Write"/>.
+    /// </summary>
+    public const byte FirstFlightGapsFlag = 0x04;
 
     /// <summary>Size of the body for <paramref name="candidates"/>.</summary>
     public static int BodyLength(IReadOnlyList<DirectCandidate> candidates)

@@ -147,7 +147,7 @@ public sealed partial class MobileConnection
         // before it (its ACKs lag by a round trip and a keepalive tick), so the SYN carries the bytes it lacks. Should it
         // lack more, it drops the gap and the ResumeAck's position rewinds the resend (OnResumeAnswered).
         _send.RewindToPeerReceived();
-        if (_resendFrom is { } from && from > _send.PeerReceived && from <= _send.HighestSent)
+        if (_resendFrom is { } from && _peerDropsFirstFlightGaps && from > _send.PeerReceived && from <= _send.HighestSent)
         {
             _send.SkipTo(from);
             path.FirstFlightFrom = from;

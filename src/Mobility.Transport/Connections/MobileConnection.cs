@@ -169,6 +169,10 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     // Client: the stream offset up to which the lost active path's bytes left this host (its flow's unsent bytes told), where
     // the next resume's first flight starts; null when unknown, after a resume was answered, or when a CallBack named the server's.
     private long? _resendFrom;
+
+    // Client, on the loop: the server's last CANDIDATES had FirstFlightGapsFlag (it drops a first flight's gap): only then
+    // does a first flight start at _resendFrom, beyond the last ACK (a server of an earlier release fails on the gap).
+    private bool _peerDropsFirstFlightGaps;
     private bool _completed;
     private readonly MoveTimeline _timeline;
     private bool _awaitingFirstByte; // on the loop: a resume completed, its first delivered byte is not recorded yet
