@@ -336,6 +336,28 @@ public sealed class ConnectionReversalTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_push_of_the_clients_record_naming_its_listener_starts_a_reversal_at_once()
+    {
+        // The client's record named no listener when the connection started (it was behind a NAT, say); then it is pushed
+        // with one (the client moved to a public address): the server dials it without waiting for anything else.
+        await using var pair = await OpenAsync(published: false);
+        var (client, server) = (pair.Client, pair.Server);
+        await Task.Delay(pair.Network.Rtt * 5, pair.Time).WithTimeout();
+        Assert.Equal((0, 0, 0), server.ReverseCounts);
+
+        var pushed = pair.Time.GetTimestamp();
+        pair.Locator.Push(Keys.Client.Guid, ClientListenerEndPoint);
+        var direct = await pair.WhenAsync(() => client.PathKind == "direct", 20);
+        Assert.NotNull(direct);
+        output.WriteLine($"pushed listener: client direct {pair.Rtts(pushed, direct!.Value):0.00} RTT after the push");
+        // The Reverse in the SYN (0.5), the Join (0.5), the JoinAck (0.5).
+        Assert.InRange(pair.Rtts(pushed, direct.Value), 1.4, 1.5 + Slack);
+        Assert.Equal((1, 0, 0), server.ReverseCounts);
+        await ConnectionAssert.CarriesOnAsync(client, server, 32 * 1024);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
+    }
+
+    [Fact]
     public async Task When_the_direct_path_dies_the_connection_falls_back_to_the_relay_losing_nothing_and_goes_direct_again_later()
     {
         await using var pair = await OpenAsync();

@@ -343,7 +343,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         using var sending = new NetworkStream(socket, ownsSocket: true);
         using var receiving = new NetworkStream(accepted, ownsSocket: false);
         var moves = scenario.Moves ?? DefaultMoves;
-        var result = await TransferAsync(topology, moves, path, connectStart, sending, receiving, cancellationToken).ConfigureAwait(false);
+        var result = await TransferAsync(topology, moves, client, path, connectStart, sending, receiving, cancellationToken).ConfigureAwait(false);
         await SaveLogsAsync(scenario, gns, relay, client, server, cancellationToken).ConfigureAwait(false);
         return result with
         {
@@ -419,7 +419,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         new("client to another nat", [new("client", "client", "client2")]),
     ];
 
-    private async Task<NatRelayResult> TransferAsync(NatTopology topology, IReadOnlyList<NatRelayMove> moves, ClientPath path, long connectStart, Stream sending, Stream receiving,
+    private async Task<NatRelayResult> TransferAsync(NatTopology topology, IReadOnlyList<NatRelayMove> moves, DaemonProcess client, ClientPath path, long connectStart, Stream sending, Stream receiving,
         CancellationToken cancellationToken)
     {
         using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -431,7 +431,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         var paths = new string?[moves.Count];
         string? pathAtEnd = null;
         // The client's path polled beside the transfer: the first time it shows a direct path (a reversal, a dial, a punch).
-        var untilDirect = Task.Run(() => UntilDirectAsync(path, connectStart, run.Token), CancellationToken.None);
+        var untilDirect = Task.Run(() => UntilDirectAsync(client, connectStart, run.Token), CancellationToken.None);
         try
         {
             for (var k = 0; k < moves.Count; k++)
@@ -499,14 +499,20 @@ public sealed class NatRelayRunner(TextWriter? log = null)
 
     private static double? Round(double? value) => value is { } v ? Math.Round(v, 1) : null;
 
-    /// <summary>Polls the client's path every 20 ms until it is direct (the time since the SOCKS5 request) or the transfer ends (null).</summary>
-    private static async Task<double?> UntilDirectAsync(ClientPath path, long connectStart, CancellationToken cancellationToken)
+    /// <summary>
+    /// Polls the client's status every 20 ms until its connection's <c>path</c> is <c>direct</c> after a direct upgrade
+    /// (<c>directUpgrades</c> above 0: a resume flow to a non-relay address in a move is not one), the time since the SOCKS5
+    /// request; null when the transfer ends first.
+    /// </summary>
+    private static async Task<double?> UntilDirectAsync(DaemonProcess client, long connectStart, CancellationToken cancellationToken)
     {
         try
         {
             while (!cancellationToken.IsCancellationRequested)
             {
-                if (await path.KindAsync(cancellationToken).ConfigureAwait(false) is "direct" or "direct-private")
+                if (await ClientPath.ConnectionAsync(client, cancellationToken).ConfigureAwait(false) is { } connection
+                    && connection.TryGetProperty("path", out var kind) && kind.GetString() == "direct"
+                    && connection.TryGetProperty("directUpgrades", out var upgrades) && upgrades.TryGetInt32(out var count) && count > 0)
                 {
                     return Round(StallAnalysis.Ms(Stopwatch.GetTimestamp() - connectStart));
                 }

@@ -63,6 +63,12 @@ public sealed partial class MobileConnection
         }
 
         _publishedRelayed = relayed;
+        WakeReversal();
+    }
+
+    /// <summary>Wakes the server's reversal task (it looks at the path and its targets again).</summary>
+    private void WakeReversal()
+    {
         if (_reversalKick.CurrentCount == 0)
         {
             try
@@ -98,25 +104,51 @@ public sealed partial class MobileConnection
 
     /// <summary>
     /// Server: while the connection lives, whenever its active path is relayed and an attempt is due (the planner's
-    /// back-off), one reversal; then it sleeps until the path changes or the back-off ends.
+    /// back-off), one reversal; then it sleeps until the path changes, the client's record is pushed, or the back-off
+    /// ends. A push of the client's record (it moved, or published a listener) replaces the targets and starts the
+    /// back-off over, as new candidates do for the client's own attempts.
     /// </summary>
     private async Task ReverseLoopAsync(CallBackDialer dialer, Task<IPEndPoint[]> published, CancellationToken ct)
     {
-        var targets = ReversalTargets(await published.ConfigureAwait(false), CallBackDialer.MaxTargets);
-        if (targets.Length == 0)
+        IPEndPoint[]? pushed = null;
+        void OnPush(object? sender, PeerEndpointsChangedEventArgs e)
         {
-            if (!ct.IsCancellationRequested)
+            if (e.Guid == RemoteGuid)
             {
-                ReverseLog.NotTried(_logger, Token, "the client's record publishes no listener endpoint");
+                Volatile.Write(ref pushed, ReversalTargets(e.Endpoints, CallBackDialer.MaxTargets));
+                WakeReversal();
             }
+        }
 
-            return;
+        dialer.Targets.EndpointsChanged += OnPush;
+        try
+        {
+            await ReverseWhileAliveAsync(dialer, ReversalTargets(await published.ConfigureAwait(false), CallBackDialer.MaxTargets), () => Interlocked.Exchange(ref pushed, null), ct)
+                .ConfigureAwait(false);
+        }
+        finally
+        {
+            dialer.Targets.EndpointsChanged -= OnPush;
+        }
+    }
+
+    private async Task ReverseWhileAliveAsync(CallBackDialer dialer, IPEndPoint[] targets, Func<IPEndPoint[]?> takePushed, CancellationToken ct)
+    {
+        if (targets.Length == 0 && !ct.IsCancellationRequested)
+        {
+            ReverseLog.NotTried(_logger, Token, "the client's record publishes no listener endpoint (until a push names one)");
         }
 
         var planner = new DirectPathPlanner(_time, _options.DirectAttemptTimeout, _options.DirectRetryMin, _options.DirectRetryMax, Random.Shared.NextDouble);
         planner.OnPeerCandidates(false, [.. targets.Select(t => new DirectCandidate(DirectCandidateKind.Reflexive, t))]);
         while (!ct.IsCancellationRequested)
         {
+            if (takePushed() is { } fresh && !fresh.SequenceEqual(targets))
+            {
+                targets = fresh;
+                planner.OnPeerCandidates(false, [.. targets.Select(t => new DirectCandidate(DirectCandidateKind.Reflexive, t))]);
+            }
+
             TimeSpan? wait = null;
             if (_publishedPath is { Established: true, IsStopped: false } active && IsRelayed(active))
             {
