@@ -28,6 +28,12 @@ public sealed partial class MobileConnection
     private bool _publishedRelayed;
     private ulong _reverseCounter;
 
+    // Server: the client's last CANDIDATES said it punches (behind a NAT that maps endpoint-independently) and this end takes
+    // PUNCH frames: the punch is the way in, and a reversal from the same port to the same reflexive endpoint would collide
+    // with it (one 4-tuple: the punch's SYN met the reversal's socket in the netlab). The running attempt, if any, is cut.
+    private volatile bool _peerPunches;
+    private CancellationTokenSource? _reverseAttempt;
+
     // Client, loop-owned: the highest reversal counter acted on, and the join a reversal started (one at a time).
     private ulong _lastReverse;
     private Task _reverseJoin = Task.CompletedTask;
@@ -40,6 +46,30 @@ public sealed partial class MobileConnection
     internal (int Sent, int Joined, int Dropped) ReverseCounts => (Volatile.Read(ref _reversesSent), Volatile.Read(ref _reversesJoined), Volatile.Read(ref _reversesDropped));
 
     private bool ReversalOn => _options.ConnectionReversal && _options.DirectPaths && _options.MaxStandbyPaths > 0;
+
+    /// <summary>Server, on the loop: the client's CANDIDATES arrived; <paramref name="punches"/>: it punches and this end takes PUNCH frames.</summary>
+    private void OnPeerPunchesForReversal(bool punches)
+    {
+        if (_isClient || punches == _peerPunches)
+        {
+            return;
+        }
+
+        _peerPunches = punches;
+        if (punches && Volatile.Read(ref _reverseAttempt) is { } running)
+        {
+            try
+            {
+                running.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The attempt ended meanwhile.
+            }
+        }
+
+        WakeReversal();
+    }
 
     /// <summary>This connection's Reverse with <paramref name="counter"/> (the tests replay one with it).</summary>
     internal ReverseRequest SealReverse(ulong counter) => ReverseRequest.Create(_resumeKey, ClientGuid, ServerGuid, Token, counter);
@@ -150,7 +180,7 @@ public sealed partial class MobileConnection
             }
 
             TimeSpan? wait = null;
-            if (_publishedPath is { Established: true, IsStopped: false } active && IsRelayed(active))
+            if (_publishedPath is { Established: true, IsStopped: false } active && IsRelayed(active) && !_peerPunches)
             {
                 if (planner.IsDirect)
                 {
@@ -208,10 +238,25 @@ public sealed partial class MobileConnection
         ReverseLog.Sending(_logger, Token, counter, from, dialer.LocalPort(), string.Join(' ', (IEnumerable<IPEndPoint>)attempt.Targets));
         using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var limit = new CancellationTokenSource(_time.GetElapsedTime(_time.GetTimestamp(), attempt.Deadline), _time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(done.Token, limit.Token);
-        var tries = attempt.Targets.Select(target => ReverseOneAsync(dialer, message, counter, target, from, done, linked.Token)).ToArray();
-        var results = await Task.WhenAll(tries).ConfigureAwait(false);
-        return results.Any(r => r);
+        using var cut = new CancellationTokenSource();
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(done.Token, limit.Token, cut.Token);
+        Volatile.Write(ref _reverseAttempt, cut);
+        if (_peerPunches)
+        {
+            // The client's punch flag came while this attempt was being set up.
+            await cut.CancelAsync().ConfigureAwait(false);
+        }
+
+        try
+        {
+            var tries = attempt.Targets.Select(target => ReverseOneAsync(dialer, message, counter, target, from, done, linked.Token)).ToArray();
+            var results = await Task.WhenAll(tries).ConfigureAwait(false);
+            return results.Any(r => r);
+        }
+        finally
+        {
+            Interlocked.CompareExchange(ref _reverseAttempt, null, cut);
+        }
     }
 
     /// <summary>One target: a first flight from the listener's port, the Reverse, then the client's Join on it (checked as any Join).</summary>
