@@ -40,9 +40,10 @@ const string Usage = """
         Run the relayed NAT scenarios (docs/nat.md, "Through a relay"): gns and mobility-relay on public hosts, the server
         (--relay) and the client behind NATs without forwards, 64 MiB through SOCKS5 checked by SHA-256 while the server
         and then the client move to another NAT (or the scenario's own moves); write the client's path, time to first byte,
-        stall per move, bytes lost and the hash check as JSON plus a table.
+        time until direct, stall per move, bytes lost and the hash check as JSON plus a table.
         Scenarios: nat-relay-masquerade, nat-relay-random-fully, nat-relay-https-only, nat-relay-double,
-        nat-relay-simultaneous, nat-relay-public-and-back, nat-relay-same-nat.
+        nat-relay-simultaneous, nat-relay-public-and-back, nat-relay-same-nat, nat-relay-public-client,
+        nat-relay-public-client-random-fully.
     netlab nat-punch [--scenario NAME,...] [--runs 3] [--out artifacts/evaluation/nat-punch.json]
         Run the hole-punching scenarios (docs/nat.md, "Direct paths"): gns and mobility-relay on public hosts, the server
         (--relay) and the client each behind its own NAT without forwards, 64 MiB through SOCKS5 checked by SHA-256;

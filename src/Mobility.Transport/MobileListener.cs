@@ -32,6 +32,7 @@ public sealed partial class MobileListener : IAsyncDisposable
     private int _handshakeIds;
     private MobileConnector? _callBackConnector; // whose connections this host's call backs resume (client side)
     private long _callBacksDropped;
+    private long _reversesDropped;
 
     public MobileListener(HostKey key, MobileListenerOptions? options = null)
     {
@@ -300,18 +301,18 @@ public sealed partial class MobileListener : IAsyncDisposable
         {
             // The handshake timeout runs from the accept, whatever the flow waits for.
             var message = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
-            if (message is not (ResumeRequest or CallBackRequest) && flow.IsHandshakePending)
+            if (message is not (ResumeRequest or CallBackRequest or ReverseRequest) && flow.IsHandshakePending)
             {
                 // Data in a SYN without a cookie comes from an address nobody has proven: only a
-                // Resume or a CallBack (MAC and counter checked, cheap) is acted on before the TCP
+                // Resume, a CallBack or a Reverse (MAC and counter checked, cheap) is acted on before the TCP
                 // handshake completes; our peers never send anything else that way.
                 FastOpenLog.Dropped(_logger, flow.RemoteEndPoint, message.Type.ToString());
                 return;
             }
 
-            if (message is not (ResumeRequest or CallBackRequest))
+            if (message is not (ResumeRequest or CallBackRequest or ReverseRequest))
             {
-                // A Resume (or CallBack) stays evictable until it is accepted: a forged one only costs its refusal.
+                // A Resume (or CallBack, or Reverse) stays evictable until it is accepted: a forged one only costs its refusal.
                 _admission.Identified(ticket);
             }
 
@@ -345,6 +346,9 @@ public sealed partial class MobileListener : IAsyncDisposable
                     break;
                 case CallBackRequest callBack:
                     handedOver = await AcceptCallBackAsync(flow, reader, callBack, ticket).ConfigureAwait(false);
+                    break;
+                case ReverseRequest reverse:
+                    handedOver = await AcceptReverseAsync(flow, reader, reverse, ticket).ConfigureAwait(false);
                     break;
                 case UnsupportedVersion:
                     await RefuseAsync(flow, reader, RejectReason.UnsupportedVersion, "unsupported version").ConfigureAwait(false);
@@ -461,8 +465,8 @@ public sealed partial class MobileListener : IAsyncDisposable
             hello.ReceiveWindow, _options, c => _connections.TryRemove(new KeyValuePair<(HostGuid, UInt128), MobileConnection>((c.ClientGuid, c.Token), c)))
         {
             Punches = _options.DirectPaths && _options.PunchFlowFactory.CanPunch ? new PunchResponder(_options.PunchFlowFactory, Admit, _options.PunchTargetLocator) : null,
-            CallBacks = _options.CallBack && _options.PunchTargetLocator is { } targets
-                ? new CallBackDialer(_options.PunchFlowFactory, () => _bound?.Listener.LocalEndPoint.Port ?? 0, targets)
+            CallBacks = (_options.CallBack || (_options.ConnectionReversal && _options.DirectPaths)) && _options.PunchTargetLocator is { } targets
+                ? new CallBackDialer(_options.PunchFlowFactory, () => _bound?.Listener.LocalEndPoint.Port ?? 0, targets, BoundAddress)
                 : null,
         };
         if (!_connections.TryAdd(id, connection))
@@ -524,6 +528,33 @@ public sealed partial class MobileListener : IAsyncDisposable
         _admission.Release(ticket);
         return true;
     }
+
+    /// <summary>The address the listener is bound to, null when it listens on all of them (a dial's source is then the route's).</summary>
+    private IPAddress? BoundAddress()
+        => _bound?.Listener.LocalEndPoint.Address is { } address && !address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any) ? address : null;
+
+    /// <summary>
+    /// Client side: a Reverse as a flow's first message (connection reversal). Acted on only when it names a live
+    /// connection of the connector (<see cref="AcceptCallBacksFor"/>) and that connection finds its MAC and counter good
+    /// and runs through a relay; then the connection joins on this flow (true). Anything else is dropped: the flow is
+    /// closed at once, nothing is kept, nothing is sent on it (logged at Debug).
+    /// </summary>
+    private async Task<bool> AcceptReverseAsync(IFlow flow, PipeReader reader, ReverseRequest reverse, HandshakeAdmission.Ticket ticket)
+    {
+        var connection = _options.ConnectionReversal && reverse.ClientGuid == _key.Guid ? Volatile.Read(ref _callBackConnector)?.FindForCallBack(reverse.ServerGuid, reverse.Token) : null;
+        if (connection is null || !await connection.TryAcceptReverseAsync(flow, reader, reverse).ConfigureAwait(false))
+        {
+            Interlocked.Increment(ref _reversesDropped);
+            TransportLog.HandshakeDropped(_logger, flow.RemoteEndPoint, connection is null ? "reversal for no connection of this host" : "reversal failed its checks");
+            return false;
+        }
+
+        _admission.Release(ticket);
+        return true;
+    }
+
+    /// <summary>Reverses this listener dropped: unknown connection, no connector, or a check failed.</summary>
+    internal long ReversesDropped => Interlocked.Read(ref _reversesDropped);
 
     private static partial class ResumeTimingLog
     {

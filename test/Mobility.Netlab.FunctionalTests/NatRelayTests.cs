@@ -115,4 +115,21 @@ public sealed class NatRelayTests(ITestOutputHelper output)
         AssertIntact(result, moves: 1);
         Assert.Contains(result.PathKind, new[] { "relayed", "direct-private" });
     }
+
+    /// <summary>
+    /// A public client and a server behind a NAT without a forward (masquerade, or random-fully, where no punch can meet):
+    /// the connection starts through the server's relay and goes direct when the server dials the client's published
+    /// listener (connection reversal); every byte once.
+    /// </summary>
+    [NatKitTheory]
+    [InlineData("nat-relay-public-client")]
+    [InlineData("nat-relay-public-client-random-fully")]
+    public async Task A_public_client_of_a_server_behind_a_nat_without_a_forward_goes_direct_by_connection_reversal(string name)
+    {
+        var result = await RunAsync(NatRelayScenario.All.Single(s => s.Name == name));
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"MEASURED until direct {result.TimeUntilDirectMs} ms (logged {result.DirectLoggedMs} ms), path at end {result.PathAtEnd}"));
+        AssertIntact(result, moves: 0);
+        Assert.NotNull(result.TimeUntilDirectMs);
+        Assert.Equal("direct", result.PathAtEnd);
+    }
 }

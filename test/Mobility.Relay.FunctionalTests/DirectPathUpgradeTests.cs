@@ -188,9 +188,10 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         await using var relay = await RelayProcess.StartAsync();
         var answering = new AnsweringPunch();
         var records = new Records { Endpoints = [new IPEndPoint(IPAddress.Loopback, 7391)] };
-        // Call backs off: their look at the client's record when the connection starts would be one more lookup here.
+        // Call backs and connection reversal off: their look at the client's record when the connection starts would be
+        // one more lookup here.
         await using var pair = await DirectPair.OpenAsync(relay.Tcp, new MobileConnectionOptions { FlowFactory = new RelayFlowFactory(answering) },
-            new MobileListenerOptions { PunchTargetLocator = records, CallBack = false });
+            new MobileListenerOptions { PunchTargetLocator = records, CallBack = false, ConnectionReversal = false });
 
         var transfer = Transfer.Start(pair.Client, pair.Server);
         pair.Client.SetDirectCandidates(punch: true, [new DirectCandidate(DirectCandidateKind.Reflexive, answering.EndPoint)]);
@@ -212,9 +213,10 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         await using var relay = await RelayProcess.StartAsync();
         var answering = new AnsweringPunch();
         var records = new Records { Endpoints = [new IPEndPoint(IPAddress.Loopback, 7391)] };
-        // Call backs off: their look at the client's record when the connection starts would be one more lookup here.
+        // Call backs and connection reversal off: their look at the client's record when the connection starts would be
+        // one more lookup here.
         await using var pair = await DirectPair.OpenAsync(relay.Tcp, new MobileConnectionOptions { FlowFactory = new RelayFlowFactory(answering) },
-            new MobileListenerOptions { PunchTargetLocator = records, CallBack = false });
+            new MobileListenerOptions { PunchTargetLocator = records, CallBack = false, ConnectionReversal = false });
 
         var transfer = Transfer.Start(pair.Client, pair.Server);
         for (var i = 0; i < 20; i++)
@@ -229,6 +231,32 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         await TestTimeout.Eventually(() => Task.FromResult(pair.Server.PeerCandidates.Count == 2), "the server has the client's last candidates");
         Assert.Equal(1, Volatile.Read(ref records.Lookups));
         await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 1L << 20), "1 MiB crosses");
+        await transfer.FinishAsync();
+    }
+
+    [Fact]
+    public async Task The_server_reverses_a_relayed_connection_to_the_clients_published_listener_and_it_goes_direct_without_losing_a_byte()
+    {
+        // Connection reversal over real sockets and the real relay: the server sends no candidates, the client dials
+        // nothing; the server dials the client's listener (the endpoint its record publishes) from its transport port.
+        await using var relay = await RelayProcess.StartAsync();
+        var clientKey = HostKey.Generate();
+        var records = new Records();
+        var clientOptions = new MobileConnectionOptions { FlowFactory = new RelayFlowFactory(TcpFlowFactory.Instance) };
+        await using var clientListener = new MobileListener(clientKey);
+        clientListener.Start(new IPEndPoint(IPAddress.Loopback, 0));
+        records.Endpoints = [clientListener.LocalEndPoint];
+        await using var pair = await DirectPair.OpenAsync(relay.Tcp, clientOptions, new MobileListenerOptions { PunchTargetLocator = records }, clientKey,
+            connector => clientListener.AcceptCallBacksFor(connector));
+
+        var transfer = Transfer.Start(pair.Client, pair.Server);
+        await TestTimeout.Eventually(() => Task.FromResult(pair.Client.PathKind == "direct" && pair.Server.PathKind == "direct"), "both ends use the reversed path");
+        Assert.Equal(pair.DirectEndPoint.Port, pair.Client.RemoteEndPoint!.Port); // dialled from the server's transport port
+        Assert.Empty(pair.Client.PeerCandidates);
+        Assert.Equal(1, pair.Client.Statistics.DirectUpgrades);
+        Assert.StartsWith("relay ", pair.Client.StandbyRelay);
+        Assert.StartsWith("relay ", pair.Server.StandbyRelay);
+        await TestTimeout.Eventually(() => Task.FromResult(transfer.Received > 8L << 20), "8 MiB cross");
         await transfer.FinishAsync();
     }
 
@@ -337,10 +365,10 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
     }
 
     /// <summary>A server with a relay registration and a direct TCP endpoint on loopback; the client reaches it through the relay.</summary>
-    private sealed class DirectPair : IAsyncDisposable
+    private sealed class DirectPair(HostKey clientKey) : IAsyncDisposable
     {
         private readonly HostKey _serverKey = HostKey.Generate();
-        private readonly HostKey _clientKey = HostKey.Generate();
+        private readonly HostKey _clientKey = clientKey;
         private MobileListener _listener = null!;
         private RelayFlowListener _registration = null!;
         private Task _serving = Task.CompletedTask;
@@ -354,14 +382,16 @@ public sealed class DirectPathUpgradeTests(ITestOutputHelper output)
         /// <summary>How long the client's connect through the relay took (an anchor for timings of the same run).</summary>
         public TimeSpan ConnectTime { get; private set; }
 
-        public static async Task<DirectPair> OpenAsync(IPEndPoint relay, MobileConnectionOptions clientOptions, MobileListenerOptions? serverOptions = null)
+        public static async Task<DirectPair> OpenAsync(IPEndPoint relay, MobileConnectionOptions clientOptions, MobileListenerOptions? serverOptions = null,
+            HostKey? clientKey = null, Action<MobileConnector>? withConnector = null)
         {
-            var pair = new DirectPair();
+            var pair = new DirectPair(clientKey ?? HostKey.Generate());
             pair._listener = new MobileListener(pair._serverKey, serverOptions);
             pair._listener.Start(new IPEndPoint(IPAddress.Loopback, 0));
             pair._registration = await RelayFlowListener.RegisterAsync(pair._serverKey, relay).WithTimeout();
             pair._serving = pair._listener.ServeAsync(pair._registration);
             var connector = new MobileConnector(pair._clientKey, clientOptions);
+            withConnector?.Invoke(connector);
             var accepting = pair._listener.AcceptAsync().AsTask();
             var clock = Stopwatch.StartNew();
             pair.Client = await connector.ConnectAsync(new RelayEndPoint(relay.Address, relay.Port, pair._serverKey.Guid), pair._serverKey.Guid).WithTimeout();

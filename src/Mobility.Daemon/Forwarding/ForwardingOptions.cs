@@ -134,7 +134,16 @@ public sealed class TransportSettings
     /// </summary>
     public bool CallBack { get; set; } = true;
 
-    /// <summary>Copies the keepalive policy, <see cref="FastOpen"/>, <see cref="MaxStandbyPaths"/>, <see cref="DirectPaths"/> and <see cref="CallBack"/> into <paramref name="options"/>.</summary>
+    /// <summary>
+    /// Connection reversal (docs/transport.md, "Connection reversal"): an incoming connection that arrived through this
+    /// host's relay dials its client's published transport listener (a Host or Observed locator of the client's GNS
+    /// record) from the transport port and sends an authenticated Reverse; the client joins on that flow and moves to
+    /// it as a direct path, keeping the relayed one as a standby. This daemon's outgoing connections join on the
+    /// reversals that reach its transport listener. Needs <see cref="DirectPaths"/>. False: neither.
+    /// </summary>
+    public bool ConnectionReversal { get; set; } = true;
+
+    /// <summary>Copies the keepalive policy, <see cref="FastOpen"/>, <see cref="MaxStandbyPaths"/>, <see cref="DirectPaths"/>, <see cref="CallBack"/> and <see cref="ConnectionReversal"/> into <paramref name="options"/>.</summary>
     public T Apply<T>(T options)
         where T : Mobility.Transport.MobileTransportOptions
     {
@@ -147,6 +156,7 @@ public sealed class TransportSettings
         options.MaxStandbyPaths = MaxStandbyPaths;
         options.DirectPaths = DirectPaths;
         options.CallBack = CallBack;
+        options.ConnectionReversal = ConnectionReversal;
         return options;
     }
 }

@@ -72,11 +72,30 @@ public sealed record NatRelayScenario(string Name, string Description, NatKind K
         Moves = [new("server to another nat", [new("server", "server", "server2")])],
     };
 
+    public static readonly NatRelayScenario PublicClient = new("nat-relay-public-client",
+        "a public client (no NAT: its record publishes its transport listener) and a server behind masquerade without a forward, registered at a relay: " +
+        "the connection starts relayed and goes direct when the server dials the client (connection reversal); no moves",
+        NatKind.EndpointIndependent, NatKind.None)
+    {
+        Sites = [new NatSiteOptions { Role = "server", Kind = NatKind.EndpointIndependent }, new NatSiteOptions { Role = "client", Kind = NatKind.None }],
+        Moves = [],
+    };
+
+    public static readonly NatRelayScenario PublicClientRandomFully = new("nat-relay-public-client-random-fully",
+        "as nat-relay-public-client with the server behind masquerade random-fully (a port per destination): no punch can meet, " +
+        "the server's own dial (connection reversal) is the only direct path; no moves",
+        NatKind.Symmetric, NatKind.None)
+    {
+        Sites = [new NatSiteOptions { Role = "server", Kind = NatKind.Symmetric }, new NatSiteOptions { Role = "client", Kind = NatKind.None }],
+        Moves = [],
+    };
+
     /// <summary>A host's first site <paramref name="host"/> behind masquerade and the site <paramref name="next"/> (of <paramref name="nextKind"/>) it can move to.</summary>
     private static NatSiteOptions[] Roaming(string host, string next, NatKind nextKind) =>
         [new NatSiteOptions { Role = host, Kind = NatKind.EndpointIndependent }, new NatSiteOptions { Role = next, HostRole = host, Kind = nextKind }];
 
-    public static IReadOnlyList<NatRelayScenario> All { get; } = [Masquerade, RandomFully, HttpsOnly, Double, Simultaneous, PublicAndBack, SameNatNoHairpin];
+    public static IReadOnlyList<NatRelayScenario> All { get; } =
+        [Masquerade, RandomFully, HttpsOnly, Double, Simultaneous, PublicAndBack, SameNatNoHairpin, PublicClient, PublicClientRandomFully];
 }
 
 /// <summary>One step of a scenario: one or more hosts (<c>server</c>, <c>client</c>) leave one NAT site for another, all at once.</summary>
@@ -109,6 +128,19 @@ public sealed record NatRelayResult
     /// (the relay's address), <c>direct-private</c> (a private address: the peer's own LAN address), <c>direct</c> (any other), or <c>none</c>.
     /// </summary>
     public string? PathKind { get; init; }
+
+    /// <summary>From the SOCKS5 request until the client's connection first showed a direct path (its status, polled every 20 ms); null: never.</summary>
+    public double? TimeUntilDirectMs { get; init; }
+
+    /// <summary>
+    /// From the SOCKS5 request until the client daemon logged its direct path active (event 9101, its log's wall-clock
+    /// time against the request's): the status poll behind <see cref="TimeUntilDirectMs"/> waits for the daemon's API,
+    /// which answered up to a second late on a loaded machine.
+    /// </summary>
+    public double? DirectLoggedMs { get; init; }
+
+    /// <summary>The client connection's path kind with the last share of the bytes on its way (as <see cref="PathKind"/>).</summary>
+    public string? PathAtEnd { get; init; }
 
     /// <summary>Each move's stall and the path after it, in order.</summary>
     public IReadOnlyList<NatRelayMoveResult> Moves { get; init; } = [];
@@ -154,7 +186,7 @@ public sealed record NatRelayResult
     {
         ArgumentNullException.ThrowIfNull(results);
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"{"scenario",-26} {"runs",4} {"outcomes",-16} {"path",-8} {"connect ms",10} {"first byte ms",13} {"server move stall ms",22} {"client move stall ms",22} {"gap p99 ms",10} {"lost",6}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"{"scenario",-26} {"runs",4} {"outcomes",-16} {"path",-8} {"connect ms",10} {"first byte ms",13} {"server move stall ms",22} {"client move stall ms",22} {"gap p99 ms",10} {"lost",6} {"until direct ms",18} {"direct logged ms",18} {"path at end",-14}");
         foreach (var group in results.GroupBy(r => r.Scenario))
         {
             var outcomes = string.Join(", ", group.GroupBy(r => r.Outcome).Select(g => g.Count() == 1 ? g.Key : $"{g.Count()}x {g.Key}"));
@@ -162,7 +194,8 @@ public sealed record NatRelayResult
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"{group.Key,-26} {group.Count(),4} {outcomes,-16} {paths,-8} {Summary(group.Select(r => r.ConnectMs), range: false),10} {Summary(group.Select(r => r.TimeToFirstByteMs), range: false),13} " +
                 $"{Summary(group.Select(r => r.ServerMoveStallMs), range: true),22} {Summary(group.Select(r => r.ClientMoveStallMs), range: true),22} " +
-                $"{Summary(group.Select(r => r.BaselineGapP99Ms), range: false),10} {string.Join('/', group.Select(r => r.BytesLost)),6}");
+                $"{Summary(group.Select(r => r.BaselineGapP99Ms), range: false),10} {string.Join('/', group.Select(r => r.BytesLost)),6} " +
+                $"{Summary(group.Select(r => r.TimeUntilDirectMs), range: true),18} {Summary(group.Select(r => r.DirectLoggedMs), range: true),18} {string.Join(",", group.Select(r => r.PathAtEnd ?? "-")),-14}");
             // Every move of the scenario: stall (median, range) and the paths the client was on after it.
             foreach (var move in group.SelectMany(r => r.Moves).GroupBy(m => m.Move))
             {
@@ -302,6 +335,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
 
         var connectMs = Math.Round(elapsed, 1);
         var connectStart = Stopwatch.GetTimestamp() - (long)(elapsed / 1000 * Stopwatch.Frequency);
+        var requestedAt = DateTime.Now - TimeSpan.FromMilliseconds(elapsed);
         var path = new ClientPath(client, relayHost.PrimaryAddress);
         // Asked beside the transfer's start, so that the first byte does not wait for the status reply.
         var pathKind = path.KindAsync(cancellationToken);
@@ -309,7 +343,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         using var sending = new NetworkStream(socket, ownsSocket: true);
         using var receiving = new NetworkStream(accepted, ownsSocket: false);
         var moves = scenario.Moves ?? DefaultMoves;
-        var result = await TransferAsync(topology, moves, path, connectStart, sending, receiving, cancellationToken).ConfigureAwait(false);
+        var result = await TransferAsync(topology, moves, client, path, connectStart, sending, receiving, cancellationToken).ConfigureAwait(false);
         await SaveLogsAsync(scenario, gns, relay, client, server, cancellationToken).ConfigureAwait(false);
         return result with
         {
@@ -321,6 +355,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
             ServerRegisteredOverTls = server.Process.StandardError.Contains("Registered at relay tls://", StringComparison.Ordinal),
             ServerGnsOverTls = server.Process.StandardError.Contains("GNS over TLS: connected to", StringComparison.Ordinal),
             RelayLocators = string.Join(" -> ", PublishedRelays(server)),
+            DirectLoggedMs = DirectLogged(client, requestedAt),
             Notes = $"{client.Describe(0)}; {server.Describe(0)}",
         };
     }
@@ -342,6 +377,24 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         {
             await File.WriteAllTextAsync(Path.Combine(logs, $"{run}-{role}.log"), text, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Milliseconds from <paramref name="requestedAt"/> (local time) to the first "direct path ... is active" line of the daemon's log (event 9101); null: none.</summary>
+    private static double? DirectLogged(DaemonProcess daemon, DateTime requestedAt)
+    {
+        var line = daemon.Process.StandardError.Split('\n').FirstOrDefault(l => l.Contains("[9101]", StringComparison.Ordinal) && l.Contains("is active", StringComparison.Ordinal));
+        if (line is null || line.Length < 12 || !TimeOnly.TryParseExact(line[..12], "HH:mm:ss.fff", CultureInfo.InvariantCulture, DateTimeStyles.None, out var at))
+        {
+            return null;
+        }
+
+        var logged = requestedAt.Date + at.ToTimeSpan();
+        if (logged < requestedAt - TimeSpan.FromHours(12))
+        {
+            logged = logged.AddDays(1); // past midnight
+        }
+
+        return Math.Round((logged - requestedAt).TotalMilliseconds, 1);
     }
 
     /// <summary>The relay locators of the records the daemon published, in order, without repeats.</summary>
@@ -366,7 +419,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         new("client to another nat", [new("client", "client", "client2")]),
     ];
 
-    private async Task<NatRelayResult> TransferAsync(NatTopology topology, IReadOnlyList<NatRelayMove> moves, ClientPath path, long connectStart, Stream sending, Stream receiving,
+    private async Task<NatRelayResult> TransferAsync(NatTopology topology, IReadOnlyList<NatRelayMove> moves, DaemonProcess client, ClientPath path, long connectStart, Stream sending, Stream receiving,
         CancellationToken cancellationToken)
     {
         using var run = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -376,6 +429,9 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         string outcome;
         var movedAt = new long[moves.Count];
         var paths = new string?[moves.Count];
+        string? pathAtEnd = null;
+        // The client's path polled beside the transfer: the first time it shows a direct path (a reversal, a dial, a punch).
+        var untilDirect = Task.Run(() => UntilDirectAsync(client, connectStart, run.Token), CancellationToken.None);
         try
         {
             for (var k = 0; k < moves.Count; k++)
@@ -393,10 +449,14 @@ public sealed class NatRelayRunner(TextWriter? log = null)
                     topology.Site(m.From).Host.MoveAsync(topology.Site(m.From).Interface, topology.Site(m.To).Interface, cancellationToken: cancellationToken))).ConfigureAwait(false);
             }
 
-            // The path after the last move, while the last share of the bytes is still on its way.
-            await WaitForAsync(receiver, TotalBytes * (2 * moves.Count + 1) / (2 * moves.Count + 2), receive, $"after the move \"{moves[^1].Name}\"", cancellationToken)
-                .ConfigureAwait(false);
-            paths[^1] = await path.KindAsync(cancellationToken).ConfigureAwait(false);
+            // The path after the last move (or without moves), while the last share of the bytes is still on its way.
+            var last = moves.Count == 0 ? "without a move" : $"after the move \"{moves[^1].Name}\"";
+            await WaitForAsync(receiver, TotalBytes * (2 * moves.Count + 1) / (2 * moves.Count + 2), receive, last, cancellationToken).ConfigureAwait(false);
+            pathAtEnd = await path.KindAsync(cancellationToken).ConfigureAwait(false);
+            if (moves.Count > 0)
+            {
+                paths[^1] = pathAtEnd;
+            }
             if (await Task.WhenAny(receive, Task.Delay(StageTimeout, cancellationToken)).ConfigureAwait(false) != receive)
             {
                 throw new TimeoutException($"hang: {receiver.Received} of {TotalBytes} B {StageTimeout.TotalSeconds:0} s after the last move");
@@ -412,6 +472,7 @@ public sealed class NatRelayRunner(TextWriter? log = null)
         await run.CancelAsync().ConfigureAwait(false);
         var sent = await send.ConfigureAwait(false);
         var (received, hash, end) = await receive.ConfigureAwait(false);
+        var direct = await untilDirect.ConfigureAwait(false);
         var hashEqual = received == sent.Bytes && hash.AsSpan().SequenceEqual(sent.Hash);
         var intact = outcome == "survived" && hashEqual && sent.Bytes == TotalBytes && end is null;
         var arrivals = receiver.Arrivals;
@@ -427,7 +488,9 @@ public sealed class NatRelayRunner(TextWriter? log = null)
             Moves = results,
             ServerMoveStallMs = FirstStallOf("server"),
             ClientMoveStallMs = FirstStallOf("client"),
-            BaselineGapP99Ms = movedAt[0] == 0 ? null : Round(StallAnalysis.BaselineGapP99Ms(arrivals, movedAt[0])),
+            BaselineGapP99Ms = moves.Count == 0 || movedAt[0] == 0 ? null : Round(StallAnalysis.BaselineGapP99Ms(arrivals, movedAt[0])),
+            TimeUntilDirectMs = direct,
+            PathAtEnd = pathAtEnd,
             BytesSent = sent.Bytes,
             BytesReceived = received,
             HashEqual = hashEqual,
@@ -435,6 +498,34 @@ public sealed class NatRelayRunner(TextWriter? log = null)
     }
 
     private static double? Round(double? value) => value is { } v ? Math.Round(v, 1) : null;
+
+    /// <summary>
+    /// Polls the client's status every 20 ms until its connection's <c>path</c> is <c>direct</c> after a direct upgrade
+    /// (<c>directUpgrades</c> above 0: a resume flow to a non-relay address in a move is not one), the time since the SOCKS5
+    /// request; null when the transfer ends first.
+    /// </summary>
+    private static async Task<double?> UntilDirectAsync(DaemonProcess client, long connectStart, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                if (await ClientPath.ConnectionAsync(client, cancellationToken).ConfigureAwait(false) is { } connection
+                    && connection.TryGetProperty("path", out var kind) && kind.GetString() == "direct"
+                    && connection.TryGetProperty("directUpgrades", out var upgrades) && upgrades.TryGetInt32(out var count) && count > 0)
+                {
+                    return Round(StallAnalysis.Ms(Stopwatch.GetTimestamp() - connectStart));
+                }
+
+                await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        return null;
+    }
 
     private async Task WaitForAsync(HashingReceiver receiver, long bytes, Task receive, string stage, CancellationToken cancellationToken)
     {

@@ -52,6 +52,7 @@ public abstract record HandshakeMessage
         HandshakeMessageType.CookieReply => CookieReply.EncodedSize,
         HandshakeMessageType.CookieEcho => CookieEcho.EncodedSize,
         HandshakeMessageType.CallBack => CallBackRequest.EncodedSize,
+        HandshakeMessageType.Reverse => ReverseRequest.EncodedSize,
         _ => throw new MalformedMessageException($"Unknown handshake message type {(byte)type}."),
     };
 
@@ -115,6 +116,7 @@ public abstract record HandshakeMessage
             HandshakeMessageType.CookieReply => new CookieReply(ReadArray(ref wire, TransportConstants.CookieSize)),
             HandshakeMessageType.CookieEcho => new CookieEcho(ReadArray(ref wire, TransportConstants.CookieSize)),
             HandshakeMessageType.CallBack => CallBackRequest.ReadBody(ref wire),
+            HandshakeMessageType.Reverse => ReverseRequest.ReadBody(ref wire),
             _ => throw new MalformedMessageException($"Unknown handshake message type {(byte)type}."),
         };
         wire.EnsureEnd(allowZeroPadding: false);
@@ -510,5 +512,69 @@ public sealed record CallBackRequest(HostGuid ClientGuid, HostGuid ServerGuid, U
         var received = reader.ReadUInt64();
         var mac = ReadArray(ref reader, TransportConstants.MacSize);
         return new CallBackRequest(client, server, token, counter, received, mac);
+    }
+}
+
+/// <summary>
+/// First message of a flow the server opens to the client's listener while their connection runs through a relay
+/// (connection reversal): the client answers on this flow with a Join, so the flow becomes a direct standby path
+/// and then the active one. The MAC (HMAC-SHA256 under the session's resume key, context
+/// <see cref="SigningContext.TransportReverse"/>, so a CallBack cannot be relabelled as one) covers every byte before
+/// it, preamble included; <paramref name="Counter"/> is the server's own reversal counter (1, 2, ...), and the client
+/// acts only on one above the last it acted on. See docs/protocol.md, "Mobile TCP connection reversal (type 13)".
+/// </summary>
+public sealed record ReverseRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, byte[] Mac) : HandshakeMessage
+{
+    public const int MacOffset = TransportConstants.PreambleSize + HostGuid.Size + HostGuid.Size + TransportConstants.TokenSize + 8;
+
+    public const int EncodedSize = MacOffset + TransportConstants.MacSize;
+
+    public byte[] Mac { get; } = Require(Mac, TransportConstants.MacSize, nameof(Mac));
+
+    public override HandshakeMessageType Type => HandshakeMessageType.Reverse;
+
+    public override int Size => EncodedSize;
+
+    /// <summary>Builds a reversal and computes its MAC.</summary>
+    public static ReverseRequest Create(ReadOnlySpan<byte> resumeKey, HostGuid clientGuid, HostGuid serverGuid, UInt128 token, ulong counter)
+    {
+        var unsigned = new ReverseRequest(clientGuid, serverGuid, token, counter, new byte[TransportConstants.MacSize]);
+        Span<byte> bytes = stackalloc byte[EncodedSize];
+        unsigned.WriteTo(bytes);
+        var mac = new byte[TransportConstants.MacSize];
+        ResumeMac.Compute(resumeKey, SigningContext.TransportReverse, bytes[..MacOffset], mac);
+        return new ReverseRequest(clientGuid, serverGuid, token, counter, mac);
+    }
+
+    /// <summary>True when the MAC is valid under <paramref name="resumeKey"/> (constant-time compare).</summary>
+    public bool VerifyMac(ReadOnlySpan<byte> resumeKey)
+    {
+        Span<byte> bytes = stackalloc byte[EncodedSize];
+        WriteTo(bytes);
+        return ResumeMac.Verify(resumeKey, SigningContext.TransportReverse, bytes[..MacOffset], Mac);
+    }
+
+    private protected override void WriteBody(ref WireWriter writer)
+    {
+        writer.WriteGuid(ClientGuid);
+        writer.WriteGuid(ServerGuid);
+        WriteToken(ref writer, Token);
+        writer.WriteUInt64(Counter);
+        writer.WriteBytes(Mac);
+    }
+
+    internal static ReverseRequest ReadBody(ref WireReader reader)
+    {
+        var client = reader.ReadGuid();
+        var server = reader.ReadGuid();
+        var token = ReadToken(ref reader);
+        var counter = reader.ReadUInt64();
+        if (counter == 0)
+        {
+            throw new MalformedMessageException("Reverse counter 0 (counters start at 1).");
+        }
+
+        var mac = ReadArray(ref reader, TransportConstants.MacSize);
+        return new ReverseRequest(client, server, token, counter, mac);
     }
 }

@@ -103,6 +103,13 @@ public enum HandshakeMessageType : byte
     /// "resume on this flow" (MAC'd with the resume key, on its own counter; docs/protocol.md, "Mobile TCP call back").
     /// </summary>
     CallBack = 12,
+
+    /// <summary>
+    /// Server to client, first message of a flow the server opened to the client's listener while their connection
+    /// runs through a relay (connection reversal): "join on this flow" (MAC'd with the resume key under its own
+    /// context, on its own counter; docs/protocol.md, "Mobile TCP connection reversal").
+    /// </summary>
+    Reverse = 13,
 }
 
 /// <summary>Why a server refused a flow (sent in a plaintext, unauthenticated Reject).</summary>

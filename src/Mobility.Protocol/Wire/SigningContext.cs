@@ -33,6 +33,9 @@ public static class SigningContext
     /// <summary>HMAC context of a transport CallBack message (server to client, keyed with the session's resume key).</summary>
     public static ReadOnlySpan<byte> TransportCallBack => "mobility/transport-callback/v1"u8;
 
+    /// <summary>HMAC context of a transport Reverse message (server to client, keyed with the session's resume key).</summary>
+    public static ReadOnlySpan<byte> TransportReverse => "mobility/transport-reverse/v1"u8;
+
     /// <summary>Bytes that are signed: length-prefixed context followed by the body.</summary>
     public static byte[] Compose(ReadOnlySpan<byte> context, ReadOnlySpan<byte> body)
     {

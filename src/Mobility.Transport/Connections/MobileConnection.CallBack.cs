@@ -46,10 +46,13 @@ public sealed partial class MobileConnection
     private int _callBacksAccepted;
     private int _callBacksDropped;
 
-    /// <summary>Server, when it starts: the client's published endpoints are looked up in the background, so a call back needs no lookup.</summary>
+    /// <summary>
+    /// Server, when it starts: the client's published endpoints are looked up in the background, so a call back needs
+    /// no lookup, and a connection reversal (<see cref="StartReversal"/>) can dial at once.
+    /// </summary>
     private void PrefetchCallBackTargets()
     {
-        if (!_isClient && CallBacks is { Targets: var locator } && _options.CallBack)
+        if (!_isClient && CallBacks is { Targets: var locator } && (_options.CallBack || ReversalOn))
         {
             _clientEndpoints = Task.Run(async () =>
             {
@@ -515,11 +518,12 @@ public sealed partial class MobileConnection
 }
 
 /// <summary>
-/// Server: how a connection calls its client back: <see cref="Flows"/> opens the flow (a first flight from
+/// Server: how a connection calls its client back (and reverses a relayed connection): <see cref="Flows"/> opens the flow (a first flight from
 /// <see cref="LocalPort"/>, the listener's port, so the client sees the server's published endpoint),
 /// <see cref="Targets"/> (when set) gives the client's published endpoints.
 /// </summary>
-internal sealed record CallBackDialer(IFlowFactory Flows, Func<int> LocalPort, IPeerLocator Targets)
+/// <param name="LocalAddress">The address to dial from (the listener's, when it is bound to one; null: the route's source).</param>
+internal sealed record CallBackDialer(IFlowFactory Flows, Func<int> LocalPort, IPeerLocator Targets, Func<IPAddress?>? LocalAddress = null)
 {
     /// <summary>Most endpoints one look at the client's record adds (the old address at the published port, then the published ones).</summary>
     public const int MaxTargets = 4;

@@ -132,6 +132,9 @@ public sealed partial class MobileConnection
 
         // A peer that does not take PUNCH frames would fail the path on one: it gets plain dials only.
         _supervisor?.OnPeerCandidates(punch && (body[0] & DirectCandidates.PunchFramesFlag) != 0, candidates);
+
+        // Server: a client that punches is not dialled by a reversal (docs/transport.md, "Connection reversal").
+        OnPeerPunchesForReversal(punch && Punches is not null);
     }
 
     void ISupervisedConnection.RequestPunch(uint attempt) => Post(new PunchRequested(attempt));

@@ -145,6 +145,9 @@ public sealed partial class MobileConnection
             case CallBackOffered callBack:
                 OnCallBackOffered(callBack);
                 break;
+            case ReverseOffered reverse:
+                OnReverseOffered(reverse);
+                break;
             case FailRequested fail:
                 FailNow(fail.Reason, fail.ResetCode);
                 break;
@@ -168,7 +171,7 @@ public sealed partial class MobileConnection
                 _stats.ResumeAttempts++;
                 break;
             case DrainRequested drain:
-                drain.Answer.TrySetResult([.. _paths.Retiring(), _supervisor?.Completion ?? Task.CompletedTask, _punching, _callingBack]);
+                drain.Answer.TrySetResult([.. _paths.Retiring(), _supervisor?.Completion ?? Task.CompletedTask, _punching, _callingBack, _reversing, _reverseJoin]);
                 break;
             case LoopBarrier barrier:
                 barrier.Reached.TrySetResult();
@@ -215,6 +218,9 @@ public sealed partial class MobileConnection
                 case CallBackOffered callBack:
                     callBack.Answer.TrySetResult(false);
                     break;
+                case ReverseOffered reverse:
+                    reverse.Answer.TrySetResult(false);
+                    break;
                 case DrainRequested drain:
                     drain.Answer.TrySetResult([]);
                     break;
@@ -257,6 +263,7 @@ public sealed partial class MobileConnection
         // yet, and must not publish its older state over it (a test saw Connected right after Abort).
         _publishedState = _state != MobileConnectionState.Completed && Volatile.Read(ref _failure) is not null ? MobileConnectionState.Failed : _state;
         _publishedPath = _paths.Active;
+        KickReversal(_paths.Active);
         Volatile.Write(ref _publishedPathLostAt, _pathLostAt ?? 0);
         Volatile.Write(ref _publishedAvailable, _receive.Buffered);
         var stats = _stats.Snapshot();

@@ -39,6 +39,7 @@ public sealed partial class MobileConnection
         var path = new ConnectionPath(flow, reader, null, established: true);
         _publishedPath = path;
         Post(new PathStarted(path, resume: false));
+        StartReversal();
     }
 
     private void UnsubscribeLocator() => _supervisor?.Detach();

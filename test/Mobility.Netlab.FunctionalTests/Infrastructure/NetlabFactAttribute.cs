@@ -40,6 +40,18 @@ public sealed class NatKitFactAttribute : FactAttribute
     }
 }
 
+/// <summary>A theory of the NAT kit: what <see cref="NatKitFactAttribute"/> needs; skipped with the reason elsewhere.</summary>
+public sealed class NatKitTheoryAttribute : TheoryAttribute
+{
+    public NatKitTheoryAttribute()
+    {
+        if (LabRequirements.MissingNatRequirement() is { } why)
+        {
+            Skip = "NAT kit unavailable: " + why;
+        }
+    }
+}
+
 /// <summary>Removes leftovers of killed runs once, before the first namespace test.</summary>
 public sealed class LeftoverCleanup
 {

@@ -99,8 +99,8 @@ public class HandshakeCookieTests
         Assert.Throws<ArgumentException>(() => new CookieEcho(new byte[17]));
     }
 
-    /// <summary>Types 7 and 13 are unassigned (10 and 11 are Join and JoinAck, 12 CallBack); 8 and 9 the cookie messages.</summary>
-    private static readonly byte[] UnknownAndCookieTypes = [7, 8, 9, 13];
+    /// <summary>Types 7 and 14 are unassigned (10 and 11 are Join and JoinAck, 12 CallBack, 13 Reverse); 8 and 9 the cookie messages.</summary>
+    private static readonly byte[] UnknownAndCookieTypes = [7, 8, 9, 14];
 
     [Fact]
     public void Random_cookie_bodies_parse_or_are_malformed_and_type_7_stays_unknown()
@@ -125,7 +125,7 @@ public class HandshakeCookieTests
             }
             catch (MalformedMessageException)
             {
-                Assert.True(bytes[5] is 7 or 13, $"type {bytes[5]} was refused");
+                Assert.True(bytes[5] is 7 or 14, $"type {bytes[5]} was refused");
             }
         }
     }
