@@ -5,8 +5,8 @@ namespace Mobility.Transport.Tests;
 /// <summary>
 /// Connection reversal (docs/transport.md, "Connection reversal"), in virtual time on the simulated network (one-way
 /// 100 ms, RTT 200 ms, first flights taken): a public client reaches a server behind a NAT through the server's relay
-/// (the server's record lists only its relay endpoint); the server dials the client's published listener from its
-/// transport port and sends a Reverse; the client joins on that flow and moves to it as a direct path, the relayed one
+/// (the server's record lists only its relay endpoint); the server dials the client's published listener from an
+/// ephemeral port and sends a Reverse; the client joins on that flow and moves to it as a direct path, the relayed one
 /// kept as a standby. And what must do nothing: forged, replayed or misplaced reversals, a client nobody can dial.
 /// </summary>
 [Collection("Timing")]
@@ -181,7 +181,10 @@ public sealed class ConnectionReversalTests(ITestOutputHelper output)
         Assert.InRange(toClient, 1.9, 2.0 + Slack);
         Assert.InRange(toServer, 2.4, 2.5 + Slack);
         Assert.Equal(ServerA, client.RemoteEndPoint!.Address);
-        Assert.Equal(443, client.RemoteEndPoint!.Port); // dialled from the listener's port
+        // Dialled from an ephemeral port, never the listener's: from there, a reversal to a punching client's reflexive
+        // endpoint would be the punch's own 4-tuple (docs/transport.md, "Connection reversal").
+        Assert.NotEqual(443, client.RemoteEndPoint!.Port);
+        Assert.Equal(0, pair.Network.PortedFirstFlights);
         Assert.StartsWith("relay ", client.StandbyRelay);
         Assert.StartsWith("relay ", server.StandbyRelay);
         Assert.Equal(1, client.Statistics.DirectUpgrades);

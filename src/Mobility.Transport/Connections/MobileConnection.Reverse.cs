@@ -12,7 +12,7 @@ namespace Mobility.Transport;
 /// <summary>
 /// Connection reversal (docs/transport.md, "Connection reversal"): a server whose connection runs through a relay
 /// (it is behind a NAT without a path in) dials its client's published listener endpoints (the client's record, looked
-/// up when the connection started, as for a call back) from its transport port and sends a Reverse, MAC'd with the
+/// up when the connection started, as for a call back) from an ephemeral port and sends a Reverse, MAC'd with the
 /// resume key under its own context, on the server's own reversal counter. The client checks it as strictly as a
 /// CallBack and answers with a Join on that flow: the flow becomes a standby path, then the client's active (direct)
 /// path, the relayed one staying as a standby, exactly as after a direct candidate the client dialled. Whatever
@@ -29,8 +29,8 @@ public sealed partial class MobileConnection
     private ulong _reverseCounter;
 
     // Server: the client's last CANDIDATES said it punches (behind a NAT that maps endpoint-independently) and this end takes
-    // PUNCH frames: the punch is the way in, and a reversal from the same port to the same reflexive endpoint would collide
-    // with it (one 4-tuple: the punch's SYN met the reversal's socket in the netlab). The running attempt, if any, is cut.
+    // PUNCH frames: the punch is the way in, and a reversal to the client's reflexive endpoint only meets its NAT. The
+    // running attempt, if any, is cut.
     private volatile bool _peerPunches;
     private CancellationTokenSource? _reverseAttempt;
 
@@ -235,7 +235,7 @@ public sealed partial class MobileConnection
         var message = SealReverse(counter).ToArray();
         Interlocked.Increment(ref _reversesSent);
         var from = dialer.LocalAddress?.Invoke();
-        ReverseLog.Sending(_logger, Token, counter, from, dialer.LocalPort(), string.Join(' ', (IEnumerable<IPEndPoint>)attempt.Targets));
+        ReverseLog.Sending(_logger, Token, counter, from, string.Join(' ', (IEnumerable<IPEndPoint>)attempt.Targets));
         using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var limit = new CancellationTokenSource(_time.GetElapsedTime(_time.GetTimestamp(), attempt.Deadline), _time);
         using var cut = new CancellationTokenSource();
@@ -259,7 +259,14 @@ public sealed partial class MobileConnection
         }
     }
 
-    /// <summary>One target: a first flight from the listener's port, the Reverse, then the client's Join on it (checked as any Join).</summary>
+    /// <summary>
+    /// One target: a first flight from an ephemeral port, the Reverse, then the client's Join on it (checked as any Join).
+    /// Not from the transport port: the client's punch comes from its transport port to that port, and a reversal to the
+    /// client's reflexive endpoint from there is one 4-tuple with it (the netlab's <c>nat-direct-punch-drop</c> under load:
+    /// a reversal started before the client's punch flag arrived, the punch's SYN met its socket, the punch's Join was
+    /// refused and the server's own punch tries failed with "Cannot assign requested address"; the connection stayed
+    /// relayed). The client takes a Reverse on its listener from any source port.
+    /// </summary>
     private async Task<bool> ReverseOneAsync(CallBackDialer dialer, byte[] message, ulong counter, IPEndPoint target, IPAddress? from,
         CancellationTokenSource done, CancellationToken ct)
     {
@@ -269,7 +276,7 @@ public sealed partial class MobileConnection
         var handedOver = false;
         try
         {
-            flow = await dialer.Flows.ConnectFirstFlightAsync(target, from, dialer.LocalPort(), ct).ConfigureAwait(false);
+            flow = await dialer.Flows.ConnectFirstFlightAsync(target, from, ct).ConfigureAwait(false);
             await flow.Stream.WriteAsync(message, ct).ConfigureAwait(false);
             reader = buffers.CreateReader(flow.Stream);
             var answer = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
@@ -401,8 +408,8 @@ public sealed partial class MobileConnection
 
     private static partial class ReverseLog
     {
-        [LoggerMessage(10200, LogLevel.Debug, "Connection {Token:x32}: reversal {Counter} from {From} port {Port} to {Targets}")]
-        public static partial void Sending(ILogger logger, UInt128 token, ulong counter, IPAddress? from, int port, string targets);
+        [LoggerMessage(10200, LogLevel.Debug, "Connection {Token:x32}: reversal {Counter} from {From} to {Targets}")]
+        public static partial void Sending(ILogger logger, UInt128 token, ulong counter, IPAddress? from, string targets);
 
         [LoggerMessage(10201, LogLevel.Debug, "Connection {Token:x32}: no reversal: {Reason}")]
         public static partial void NotTried(ILogger logger, UInt128 token, string reason);
