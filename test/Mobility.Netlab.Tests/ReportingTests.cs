@@ -12,6 +12,18 @@ public sealed class ReportingTests
 {
     private static readonly long Ms = Stopwatch.Frequency / 1000;
 
+    [Theory]
+    [InlineData("Connection 6c38: lost its path to 127.0.0.1:42563: local address 127.0.0.1 gone", true)]
+    [InlineData("Connection 6c38: resumed via 127.0.0.1:41302 after 201.5 ms", true)]
+    [InlineData("Connection e5b4: resume via 127.0.0.1:42645 refused: ResumeRefused", true)]
+    [InlineData("Connection 6c38: standby path 4 up, [::1]:42563 -> [::1]:40531", true)]
+    [InlineData("Connection 44fc: lost its path to 198.18.2.2:7395: receive failed", false)]
+    [InlineData("Connection 44fc: resumed via 10.127.0.1:7391 after 35.0 ms", false)]
+    [InlineData("Connection 44fc: resumed via 198.127.0.1:7391 after 35.0 ms", false)]
+    [InlineData("Host addresses are now [127.0.0.1 192.168.1.2]", false)]
+    public void The_daemons_start_up_rehearsal_over_loopback_is_told_from_the_labs_connections(string line, bool rehearsal)
+        => Assert.Equal(rehearsal, DaemonProcess.IsLoopbackLine(line));
+
     [Fact]
     public void Svg_chart_is_well_formed_xml_with_one_polyline_per_series_and_the_marker()
     {

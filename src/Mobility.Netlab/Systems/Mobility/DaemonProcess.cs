@@ -139,6 +139,12 @@ public sealed partial class DaemonProcess
 
         lock (_lock)
         {
+            if (IsLoopbackLine(line.Text))
+            {
+                // The daemon's start-up rehearsal of a move over loopback (MoveRehearsal): not a connection of the lab's.
+                return;
+            }
+
             if (line.Text.Contains("Host addresses are now [", StringComparison.Ordinal))
             {
                 _addressChanges.Add(line.At);
@@ -168,6 +174,12 @@ public sealed partial class DaemonProcess
 
     [GeneratedRegex(@"resumed via \S+ after ([0-9.]+) ms")]
     private static partial Regex ResumedPattern();
+
+    /// <summary>Whether a log line names a loopback endpoint (the start-up rehearsal's connection: the lab's hosts have none).</summary>
+    internal static bool IsLoopbackLine(string text) => LoopbackEndpointPattern().IsMatch(text);
+
+    [GeneratedRegex(@"(?<![0-9.])127\.[0-9]+\.[0-9]+\.[0-9]+:[0-9]+|\[::1\]:[0-9]+")]
+    private static partial Regex LoopbackEndpointPattern();
 }
 
 /// <summary>A real <c>gns serve --memory</c> in the GNS namespace, with its reflect port for NAT discovery (docs/nat.md).</summary>
