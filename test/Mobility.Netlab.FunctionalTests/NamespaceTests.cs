@@ -160,6 +160,36 @@ public sealed class NamespaceTests
     }
 
     [NetlabFact]
+    public async Task A_prepared_ip_batch_changes_nothing_until_it_is_run_and_dates_the_hand_over()
+    {
+        await using var topology = await CreateAsync(rttMs: 10);
+        var ns = topology.Client.Namespace;
+        await using (var batch = PreparedBatch.Start(ns))
+        {
+            await Task.Delay(300);
+            Assert.DoesNotContain("192.0.2.55/32", await Ip.InAsync(ns, "addr", "show", "dev", "lo").WithTimeout(NetlabTimeouts.Step), StringComparison.Ordinal);
+
+            var before = Stopwatch.GetTimestamp();
+            var handedOver = await batch.RunAsync(["addr add 192.0.2.55/32 dev lo"]).WithTimeout(NetlabTimeouts.Step);
+
+            Assert.InRange(handedOver, before, Stopwatch.GetTimestamp());
+            Assert.Contains("192.0.2.55/32", await Ip.InAsync(ns, "addr", "show", "dev", "lo").WithTimeout(NetlabTimeouts.Step), StringComparison.Ordinal);
+            await Assert.ThrowsAsync<InvalidOperationException>(() => batch.RunAsync(["addr del 192.0.2.55/32 dev lo"]));
+        }
+
+        // A command iproute2 refuses fails the batch with its error; one never run leaves nothing behind.
+        await using (var failing = PreparedBatch.Start(ns))
+        {
+            var e = await Assert.ThrowsAsync<CommandFailedException>(() => failing.RunAsync(["addr del 192.0.2.56/32 dev lo"]).WithTimeout(NetlabTimeouts.Step));
+            Assert.Contains("192.0.2.56", e.Message, StringComparison.Ordinal);
+        }
+
+        await using (PreparedBatch.Start(ns))
+        {
+        }
+    }
+
+    [NetlabFact]
     public async Task Move_replaces_the_address_and_the_default_route()
     {
         await using var topology = await CreateAsync(rttMs: 10);

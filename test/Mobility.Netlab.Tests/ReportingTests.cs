@@ -13,6 +13,17 @@ public sealed class ReportingTests
     private static readonly long Ms = Stopwatch.Frequency / 1000;
 
     [Theory]
+    [InlineData("0 0x0 0x556e1b414320 0x1000 0x1000 0x0 0x21001 0x7ffc97afdb78 0x7fc431e2d2ad", true)] // ip -batch - waiting for its input
+    [InlineData("0 0x3 0x7fcc365c4000 0x20000 0x7fcc36656b60 0xffffffff 0x0 0x7ffced1d7cf8 0x7fcc3673f2ad", false)] // a read of fd 3
+    [InlineData("61 0xffffffff 0x7ffd 0x0 0x0 0x0 0x0 0x7ffd 0x7f", false)] // wait4
+    [InlineData("running", false)]
+    [InlineData("-1 0x7ffe 0x7f", false)] // blocked, not in a syscall
+    [InlineData("", false)]
+    public void A_prepared_ip_batch_is_ready_when_it_blocks_reading_its_standard_input(string syscall, bool reading)
+        => Assert.Equal(reading && System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.Arm64,
+            Mobility.Netlab.Topology.PreparedBatch.IsReadingStandardInput(syscall));
+
+    [Theory]
     [InlineData("Connection 6c38: lost its path to 127.0.0.1:42563: local address 127.0.0.1 gone", true)]
     [InlineData("Connection 6c38: resumed via 127.0.0.1:41302 after 201.5 ms", true)]
     [InlineData("Connection e5b4: resume via 127.0.0.1:42645 refused: ResumeRefused", true)]

@@ -17,8 +17,14 @@ public sealed record ScenarioResult
     /// <summary>Which run of its cell (scenario × system × RTT) this is, from 1.</summary>
     public int Run { get; init; } = 1;
 
-    /// <summary>When the system noticed the move, relative to its start; null when it cannot tell or does not apply.</summary>
+    /// <summary>
+    /// When the system noticed the move, relative to when the detecting side's address change reached the kernel (see
+    /// <see cref="CutMs"/>); null when it cannot tell or does not apply.
+    /// </summary>
     public double? DetectMs { get; init; }
+
+    /// <summary>When the detecting side's address change reached the kernel (iproute2 handed its commands), relative to the harness's start of the move.</summary>
+    public double? CutMs { get; init; }
 
     /// <summary>How long the harness took to change the addresses and routes (process spawns; part of every stall).</summary>
     public double? MoveMs { get; init; }

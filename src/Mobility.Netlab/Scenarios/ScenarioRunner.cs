@@ -267,7 +267,10 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
                 ScenarioKind.BeforeConnect => null,
                 _ => StallAnalysis.StallMs(report.Arrivals, moveAt),
             };
-        var detected = client.MoveDetectedAt ?? server.MoveDetectedAt;
+        // Detection counts from when the detecting side's own change reached the kernel (its move record's StartedAt: the
+        // prepared ip batch's hand-over), not from the harness's start of the move, which precedes iproute2's start.
+        var (detected, detector) = client.MoveDetectedAt is { } byClient ? (byClient, topology.Client.Role) : (server.MoveDetectedAt, topology.Server.Role);
+        var cutAt = moves.Where(m => m.Host == detector).Select(m => m.StartedAt).DefaultIfEmpty(moveAt).Min();
         var notes = await system.DescribeRunAsync(topology, cancellationToken).ConfigureAwait(false);
         var moveStartedAt = DateTimeOffset.UtcNow - Stopwatch.GetElapsedTime(moveAt);
         var moveTimeline = await system.MoveTimelineAsync(moveStartedAt, cancellationToken).ConfigureAwait(false);
@@ -279,7 +282,8 @@ public sealed class ScenarioRunner(TextWriter? log = null, ScenarioTiming? timin
             RttMs = rttMs,
             MoveMs = Math.Round(StallAnalysis.Ms(moved - moveAt), 1),
             ReactedMs = Math.Round(StallAnalysis.Ms(reacted - moveAt), 1),
-            DetectMs = detected is { } d && d >= moveAt ? Math.Round(StallAnalysis.Ms(d - moveAt), 1) : null,
+            DetectMs = detected is { } d && d >= cutAt ? Math.Round(StallAnalysis.Ms(d - cutAt), 1) : null,
+            CutMs = Math.Round(StallAnalysis.Ms(cutAt - moveAt), 1),
             ConnectMs = connectMs,
             StallMs = stall is { } s ? Math.Round(s, 1) : null,
             StallRtt = stall is { } s2 ? Math.Round(s2 / rttMs, 2) : null,

@@ -26,6 +26,8 @@ public sealed class HostInterface(string name, IPAddress address, int prefixLeng
 }
 
 /// <summary>What a move did and when (Stopwatch timestamps), for the scenario's timeline.</summary>
+/// <param name="StartedAt">When the change reached the kernel (Stopwatch timestamp): for a move and a loss, when the prepared
+/// <c>ip -batch</c> was handed its commands (<see cref="PreparedBatch"/>); elsewhere before the change's process started.</param>
 public sealed record MoveRecord(string Host, string? From, string? To, long StartedAt, long LostAt, long AttachedAt)
 {
     /// <summary>The address lost when it is not <see cref="From"/>'s configured one (a privacy rotation's old address).</summary>
@@ -111,19 +113,34 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
         ArgumentNullException.ThrowIfNull(to);
         if (offline <= TimeSpan.Zero)
         {
-            // The new network's link is up and passing packets before its address arrives, as on a real host (DHCP or a
-            // router advertisement gives the address over a working link); the move is the address change alone.
-            await LinkUpAsync(to, cancellationToken).ConfigureAwait(false);
-            var started = Stopwatch.GetTimestamp();
-            if (IsIpv6(from) == IsIpv6(to))
+            // The address change's iproute2 starts while the new link comes up, so the change reaches the kernel when
+            // the record's StartedAt says (PreparedBatch), not a process start later.
+            var cut = PreparedBatch.Start(Namespace, IsIpv6(from));
+            var attach = IsIpv6(from) == IsIpv6(to) ? null : PreparedBatch.Start(Namespace, IsIpv6(to));
+            long started;
+            try
             {
-                await Ip.BatchAsync(Namespace, [.. DetachCommands(from), .. AttachCommands(to, makeDefault: true)], IsIpv6(to)).ConfigureAwait(false);
+                // The new network's link is up and passing packets before its address arrives, as on a real host (DHCP or
+                // a router advertisement gives the address over a working link); the move is the address change alone.
+                await LinkUpAsync(to, cancellationToken).ConfigureAwait(false);
+                if (attach is null)
+                {
+                    started = await cut.RunAsync([.. DetachCommands(from), .. AttachCommands(to, makeDefault: true)], cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    // A move across families: iproute2's batch takes one family for its rules, so one batch per family.
+                    started = await cut.RunAsync(DetachCommands(from), cancellationToken: cancellationToken).ConfigureAwait(false);
+                    await attach.RunAsync(AttachCommands(to, makeDefault: true), cancellationToken: cancellationToken).ConfigureAwait(false);
+                }
             }
-            else
+            finally
             {
-                // A move across families: iproute2's batch takes one family for its rules, so one batch per family.
-                await Ip.BatchAsync(Namespace, DetachCommands(from), IsIpv6(from)).ConfigureAwait(false);
-                await Ip.BatchAsync(Namespace, AttachCommands(to, makeDefault: true), IsIpv6(to)).ConfigureAwait(false);
+                await cut.DisposeAsync().ConfigureAwait(false);
+                if (attach is not null)
+                {
+                    await attach.DisposeAsync().ConfigureAwait(false);
+                }
             }
 
             from.IsAttached = false;
@@ -198,7 +215,6 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
     {
         ArgumentNullException.ThrowIfNull(lost);
         cancellationToken.ThrowIfCancellationRequested();
-        var started = Stopwatch.GetTimestamp();
         var remaining = Interfaces.FirstOrDefault(i => i.IsAttached && i != lost);
         IEnumerable<string> commands = DetachCommands(lost);
         if (remaining is not null)
@@ -206,7 +222,14 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
             commands = commands.Append($"route replace default via {remaining.Gateway} dev {remaining.Name}");
         }
 
-        await Ip.BatchAsync(Namespace, commands, IsIpv6(lost)).ConfigureAwait(false);
+        // StartedAt: when the loss reached the kernel, iproute2 started and waiting for it (PreparedBatch).
+        var cut = PreparedBatch.Start(Namespace, IsIpv6(lost));
+        long started;
+        await using (cut.ConfigureAwait(false))
+        {
+            started = await cut.RunAsync(commands, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+
         lost.IsAttached = false;
         var done = Stopwatch.GetTimestamp();
         return new MoveRecord(Role, lost.Name, remaining?.Name, started, done, done);

@@ -1,0 +1,162 @@
+using System.Diagnostics;
+using System.Globalization;
+using Mobility.Netlab.Processes;
+
+namespace Mobility.Netlab.Topology;
+
+/// <summary>
+/// An <c>ip -n NS -batch -</c> started ahead of the moment its commands must take effect. iproute2 reads a batch from
+/// its standard input line by line, so the process start (milliseconds, tens of them on a loaded machine) is paid
+/// before the move: <see cref="RunAsync"/> waits until the process sits in its read of the pipe, notes the time, and
+/// writes the commands. That time is when the address change reached the kernel to within the wake-up of one blocked
+/// process; the harness measures detection from it (docs/evaluation.md, <c>detect_ms</c>).
+/// </summary>
+public sealed class PreparedBatch : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly BoundedText _stderr = new(CommandRunner.MaxCapturedChars);
+    private readonly string _description;
+    private bool _ran;
+
+    private PreparedBatch(Process process, string description)
+    {
+        _process = process;
+        _description = description;
+    }
+
+    /// <summary>Starts <c>ip [-6] -n <paramref name="ns"/> -batch -</c>; nothing runs until <see cref="RunAsync"/>.</summary>
+    public static PreparedBatch Start(string ns, bool ipv6 = false)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(ns);
+        var startInfo = new ProcessStartInfo("ip")
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in (string[])[.. ipv6 ? (string[])["-6"] : [], "-n", ns, "-batch", "-"])
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        var process = new Process { StartInfo = startInfo };
+        var batch = new PreparedBatch(process, CommandRunner.Describe("ip", startInfo.ArgumentList));
+        process.OutputDataReceived += static (_, _) => { };
+        process.ErrorDataReceived += (_, e) => batch._stderr.AppendLine(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return batch;
+    }
+
+    /// <summary>
+    /// Whether a <c>/proc/PID/syscall</c> line says the process is blocked in <c>read(0, …)</c> (syscall 0 on x86-64,
+    /// 63 on arm64; first argument 0x0): iproute2 waiting for its batch on standard input.
+    /// </summary>
+    internal static bool IsReadingStandardInput(string syscallLine)
+    {
+        var fields = syscallLine.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        if (fields.Length < 2 || !int.TryParse(fields[0], NumberStyles.None, CultureInfo.InvariantCulture, out var number))
+        {
+            return false;
+        }
+
+        var read = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.Arm64 ? 63 : 0;
+        return number == read && fields[1] == "0x0";
+    }
+
+    /// <summary>
+    /// Waits (at most <paramref name="readyTimeout"/>, then goes on: the time is then late by what is left of the start)
+    /// until the process reads its standard input, runs <paramref name="commands"/>, and returns the Stopwatch timestamp
+    /// taken just before they were written. Throws <see cref="CommandFailedException"/> when a command fails.
+    /// </summary>
+    public async Task<long> RunAsync(IEnumerable<string> commands, TimeSpan? readyTimeout = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(commands);
+        if (_ran)
+        {
+            throw new InvalidOperationException("A prepared batch runs once.");
+        }
+
+        _ran = true;
+        var input = string.Join('\n', commands) + "\n";
+        var readyBy = Stopwatch.GetTimestamp() + (long)((readyTimeout ?? TimeSpan.FromSeconds(2)).TotalSeconds * Stopwatch.Frequency);
+        while (!_process.HasExited && Stopwatch.GetTimestamp() < readyBy && !Reading())
+        {
+            await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+        }
+
+        var at = Stopwatch.GetTimestamp();
+        try
+        {
+            await _process.StandardInput.WriteAsync(input.AsMemory(), cancellationToken).ConfigureAwait(false);
+            _process.StandardInput.Close();
+        }
+        catch (IOException)
+        {
+            // The process ended before reading: its exit code and error output below say why.
+        }
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(CommandRunner.DefaultTimeout);
+        try
+        {
+            await _process.WaitForExitAsync(deadline.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            CommandRunner.TryKill(_process);
+            cancellationToken.ThrowIfCancellationRequested();
+            throw new TimeoutException($"'{_description}' did not finish within {CommandRunner.DefaultTimeout.TotalSeconds:0} s");
+        }
+
+        if (_process.ExitCode != 0)
+        {
+            throw new CommandFailedException($"'{_description} <<< {input.Replace('\n', ';')}' exited with {_process.ExitCode}: {_stderr.ToString().Trim()}");
+        }
+
+        return at;
+    }
+
+    private bool Reading()
+    {
+        try
+        {
+            return IsReadingStandardInput(File.ReadAllText($"/proc/{_process.Id.ToString(CultureInfo.InvariantCulture)}/syscall"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            // Gone, or /proc/PID/syscall not readable (a kernel without CONFIG_HAVE_ARCH_TRACEHOOK): the wait ends by its timeout.
+            return false;
+        }
+    }
+
+    /// <summary>Ends a batch that never ran (its standard input closed: iproute2 exits with nothing to do).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            try
+            {
+                _process.StandardInput.Close();
+            }
+            catch (IOException)
+            {
+                // Already gone.
+            }
+
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            try
+            {
+                await _process.WaitForExitAsync(deadline.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                CommandRunner.TryKill(_process);
+            }
+        }
+
+        _process.Dispose();
+    }
+}
