@@ -12,6 +12,21 @@ public sealed class ReportingTests
 {
     private static readonly long Ms = Stopwatch.Frequency / 1000;
 
+    [Fact]
+    public async Task A_move_gate_opens_for_all_once_the_last_party_arrives()
+    {
+        var gate = new Mobility.Netlab.Topology.MoveGate(3);
+        var first = gate.ArriveAsync();
+        var second = gate.ArriveAsync();
+        await Task.Delay(20);
+        Assert.False(first.IsCompleted);
+        Assert.False(second.IsCompleted);
+
+        var third = gate.ArriveAsync();
+
+        await Task.WhenAll(first, second, third).WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
     [Theory]
     [InlineData("0 0x0 0x556e1b414320 0x1000 0x1000 0x0 0x21001 0x7ffc97afdb78 0x7fc431e2d2ad", true)] // ip -batch - waiting for its input
     [InlineData("0 0x3 0x7fcc365c4000 0x20000 0x7fcc36656b60 0xffffffff 0x0 0x7ffced1d7cf8 0x7fcc3673f2ad", false)] // a read of fd 3

@@ -444,9 +444,10 @@ public sealed class NatRelayRunner(TextWriter? log = null)
                 }
 
                 movedAt[k] = Stopwatch.GetTimestamp();
-                // All hosts of one step move at the same moment (each move is one ip -batch in its own namespace).
+                // All hosts of one step hand their address changes to the kernel together (each its new link up first).
+                var gate = new MoveGate(moves[k].Hosts.Count);
                 await Task.WhenAll(moves[k].Hosts.Select(m =>
-                    topology.Site(m.From).Host.MoveAsync(topology.Site(m.From).Interface, topology.Site(m.To).Interface, cancellationToken: cancellationToken))).ConfigureAwait(false);
+                    topology.Site(m.From).Host.MoveAsync(topology.Site(m.From).Interface, topology.Site(m.To).Interface, cancellationToken: cancellationToken, gate: gate))).ConfigureAwait(false);
             }
 
             // The path after the last move (or without moves), while the last share of the bytes is still on its way.

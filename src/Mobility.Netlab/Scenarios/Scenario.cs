@@ -23,11 +23,12 @@ public sealed record MoveContext(EvaluationTopology Topology, Func<MoveRecord, T
     public LabHost Server => Topology.Server;
 
     /// <summary>Moves <paramref name="host"/> from e1 to e2 (or back), then calls <see cref="OnMoved"/>.</summary>
-    public async Task<MoveRecord> SwitchAsync(LabHost host, TimeSpan offline = default)
+    /// <param name="gate">Other hosts' moves to hand the address change to the kernel with (<see cref="MoveGate"/>).</param>
+    public async Task<MoveRecord> SwitchAsync(LabHost host, TimeSpan offline = default, MoveGate? gate = null)
     {
         ArgumentNullException.ThrowIfNull(host);
         var (from, to) = host.Interface("e1").IsAttached ? (host.Interface("e1"), host.Interface("e2")) : (host.Interface("e2"), host.Interface("e1"));
-        var move = await host.MoveAsync(from, to, offline, CancellationToken).ConfigureAwait(false);
+        var move = await host.MoveAsync(from, to, offline, CancellationToken, gate).ConfigureAwait(false);
         await OnMoved(move).ConfigureAwait(false);
         return move;
     }
@@ -144,8 +145,11 @@ public sealed record Scenario(string Name, string Description, bool MultihomedCl
         ServerMoves: true,
         async c =>
         {
-            var client = c.SwitchAsync(c.Client);
-            var server = c.SwitchAsync(c.Server);
+            // Both changes reach the kernel together (each host's new link up first): otherwise which host moved first,
+            // and by how much, was whichever iproute2 started first (3-40 ms apart in the 2026-12-07 logs).
+            var gate = new MoveGate(2);
+            var client = c.SwitchAsync(c.Client, gate: gate);
+            var server = c.SwitchAsync(c.Server, gate: gate);
             return [await client.ConfigureAwait(false), await server.ConfigureAwait(false)];
         });
 

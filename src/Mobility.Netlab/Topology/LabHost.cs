@@ -107,7 +107,10 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
     /// A laptop changing networks: <paramref name="from"/> is lost, <paramref name="to"/> appears (with the default
     /// route) after <paramref name="offline"/>. Without offline time both halves run in one <c>ip -batch</c>.
     /// </summary>
-    public async Task<MoveRecord> MoveAsync(HostInterface from, HostInterface to, TimeSpan offline = default, CancellationToken cancellationToken = default)
+    /// <param name="gate">Moves of other hosts to hand the change to the kernel with (no offline time only): this one waits
+    /// there once its new link is up and its iproute2 waits on its input.</param>
+    public async Task<MoveRecord> MoveAsync(HostInterface from, HostInterface to, TimeSpan offline = default, CancellationToken cancellationToken = default,
+        MoveGate? gate = null)
     {
         ArgumentNullException.ThrowIfNull(from);
         ArgumentNullException.ThrowIfNull(to);
@@ -123,6 +126,12 @@ public sealed class LabHost(string role, string ns, IReadOnlyList<HostInterface>
                 // The new network's link is up and passing packets before its address arrives, as on a real host (DHCP or
                 // a router advertisement gives the address over a working link); the move is the address change alone.
                 await LinkUpAsync(to, cancellationToken).ConfigureAwait(false);
+                if (gate is not null)
+                {
+                    await cut.WhenReadyAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+                    await gate.ArriveAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+                }
+
                 if (attach is null)
                 {
                     started = await cut.RunAsync([.. DetachCommands(from), .. AttachCommands(to, makeDefault: true)], cancellationToken: cancellationToken).ConfigureAwait(false);

@@ -81,12 +81,7 @@ public sealed class PreparedBatch : IAsyncDisposable
 
         _ran = true;
         var input = string.Join('\n', commands) + "\n";
-        var readyBy = Stopwatch.GetTimestamp() + (long)((readyTimeout ?? TimeSpan.FromSeconds(2)).TotalSeconds * Stopwatch.Frequency);
-        while (!_process.HasExited && Stopwatch.GetTimestamp() < readyBy && !Reading())
-        {
-            await Task.Delay(1, cancellationToken).ConfigureAwait(false);
-        }
-
+        await WhenReadyAsync(readyTimeout, cancellationToken).ConfigureAwait(false);
         var at = Stopwatch.GetTimestamp();
         try
         {
@@ -117,6 +112,19 @@ public sealed class PreparedBatch : IAsyncDisposable
         }
 
         return at;
+    }
+
+    /// <summary>
+    /// Returns once the process waits on its standard input (or has ended, or <paramref name="timeout"/>, 2 s by default,
+    /// passed: then a hand-over is late by what is left of iproute2's start).
+    /// </summary>
+    public async Task WhenReadyAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        var readyBy = Stopwatch.GetTimestamp() + (long)((timeout ?? TimeSpan.FromSeconds(2)).TotalSeconds * Stopwatch.Frequency);
+        while (!_process.HasExited && Stopwatch.GetTimestamp() < readyBy && !Reading())
+        {
+            await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private bool Reading()
@@ -158,5 +166,26 @@ public sealed class PreparedBatch : IAsyncDisposable
         }
 
         _process.Dispose();
+    }
+}
+
+/// <summary>
+/// Several hosts' moves that hand their address changes to the kernel together (a both-move is "at the same time"):
+/// each brings its new link up and has its <see cref="PreparedBatch"/> waiting, then waits here for the others.
+/// </summary>
+public sealed class MoveGate(int parties)
+{
+    private readonly TaskCompletionSource _open = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _arrived;
+
+    /// <summary>Completes once all <c>parties</c> have arrived.</summary>
+    public Task ArriveAsync()
+    {
+        if (Interlocked.Increment(ref _arrived) >= parties)
+        {
+            _open.TrySetResult();
+        }
+
+        return _open.Task;
     }
 }
