@@ -385,11 +385,8 @@ public sealed partial class MobileConnection
     {
         var request = offer.Request;
         var why = !_options.CallBack ? "call backs are off"
-            : !offer.MacValid ? "bad MAC"
-            : request.Counter <= _lastCallBack ? $"counter {request.Counter} not above {_lastCallBack} (a replay)"
-            : _failure is not null || _completed ? "the connection ended"
-            : request.ReceivedOffset > (ulong)_send.MaxPeerReceived ? $"it claims {request.ReceivedOffset} bytes received of {_send.MaxPeerReceived} sent"
-            : null;
+            : ServerDialRefusal(offer, _lastCallBack)
+                ?? (request.ReceivedOffset > (ulong)_send.MaxPeerReceived ? $"it claims {request.ReceivedOffset} bytes received of {_send.MaxPeerReceived} sent" : null);
         if (why is not null)
         {
             Interlocked.Increment(ref _callBacksDropped);

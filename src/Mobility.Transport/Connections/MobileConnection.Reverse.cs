@@ -294,13 +294,11 @@ public sealed partial class MobileConnection
     {
         var request = offer.Request;
         var why = !ReversalOn ? "connection reversal is off"
-            : !offer.MacValid ? "bad MAC"
-            : request.Counter <= _lastReverse ? $"counter {request.Counter} not above {_lastReverse} (a replay)"
-            : _failure is not null || _completed ? "the connection ended"
-            : _paths.Active is not { Established: true, IsStopped: false } active ? "no established path"
-            : !IsRelayed(active) ? "the active path is not relayed"
-            : !_reverseJoin.IsCompleted ? "a reversal's join is running"
-            : null;
+            : ServerDialRefusal(offer, _lastReverse)
+                ?? (_paths.Active is not { Established: true, IsStopped: false } active ? "no established path"
+                    : !IsRelayed(active) ? "the active path is not relayed"
+                    : !_reverseJoin.IsCompleted ? "a reversal's join is running"
+                    : null);
         if (why is not null)
         {
             Interlocked.Increment(ref _reversesDropped);

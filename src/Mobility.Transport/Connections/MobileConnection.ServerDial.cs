@@ -110,4 +110,16 @@ public sealed partial class MobileConnection
         var offer = new ServerDialOffered<TRequest>(flow, reader, request, request.VerifyMac(_resumeKey));
         return Post(offer) ? offer.Answer.Task : Task.FromResult(false);
     }
+
+    /// <summary>
+    /// Client, on the loop: the checks a CallBack and a Reverse share, after each kind's own switch and before its own
+    /// checks: the MAC, a counter above <paramref name="last"/> (the last of that kind acted on; anything else is a
+    /// replay), the connection alive. Why the offer is dropped, or null.
+    /// </summary>
+    private string? ServerDialRefusal<TRequest>(ServerDialOffered<TRequest> offer, ulong last)
+        where TRequest : ServerDialRequest
+        => !offer.MacValid ? "bad MAC"
+            : offer.Request.Counter <= last ? $"counter {offer.Request.Counter} not above {last} (a replay)"
+            : _failure is not null || _completed ? "the connection ended"
+            : null;
 }
