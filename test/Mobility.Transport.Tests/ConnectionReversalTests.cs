@@ -204,39 +204,8 @@ public sealed class ConnectionReversalTests(ITestOutputHelper output)
     }
 
     /// <summary>Opens a flow from <paramref name="from"/> to the client's listener and sends <paramref name="message"/>: what comes back, and whether the flow was closed.</summary>
-    private static async Task<(int BytesBack, bool Closed)> SendRawAsync(Relayed pair, IPAddress from, byte[] message)
-    {
-        var flow = await pair.Network.ConnectAsync(ClientListenerEndPoint, from, CancellationToken.None).AsTask().WithTimeout();
-        await flow.Stream.WriteAsync(message).AsTask().WithTimeout();
-        var buffer = new byte[256];
-        var back = 0;
-        try
-        {
-            using var limit = new CancellationTokenSource(pair.Network.Rtt * 3, pair.Time);
-            while (true)
-            {
-                var n = await flow.Stream.ReadAsync(buffer, limit.Token).AsTask().WithTimeout();
-                if (n == 0)
-                {
-                    return (back, true);
-                }
-
-                back += n;
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            return (back, false);
-        }
-        catch (IOException)
-        {
-            return (back, true);
-        }
-        finally
-        {
-            flow.Abort();
-        }
-    }
+    private static Task<(int BytesBack, bool Closed)> SendRawAsync(Relayed pair, IPAddress from, byte[] message)
+        => RawHandshake.SendAsync(pair.Network, ClientListenerEndPoint, from, message);
 
     [Fact]
     public async Task Forged_and_misaddressed_reversals_are_dropped_unanswered_and_the_connection_stays_relayed()

@@ -28,4 +28,43 @@ internal static class RawHandshake
 
         return answer.ToArray();
     }
+
+    /// <summary>
+    /// Opens a flow of <paramref name="network"/> from <paramref name="from"/> to <paramref name="to"/> and sends
+    /// <paramref name="message"/> on it: how many bytes came back within 3 RTT (the network's virtual time), and whether
+    /// the flow was closed.
+    /// </summary>
+    public static async Task<(int BytesBack, bool Closed)> SendAsync(SimulatedNetwork network, IPEndPoint to, IPAddress from, byte[] message)
+    {
+        var flow = await network.ConnectAsync(to, from, CancellationToken.None).AsTask().WithTimeout();
+        await flow.Stream.WriteAsync(message).AsTask().WithTimeout();
+        var buffer = new byte[256];
+        var back = 0;
+        try
+        {
+            using var limit = new CancellationTokenSource(network.Rtt * 3, network.Time);
+            while (true)
+            {
+                var n = await flow.Stream.ReadAsync(buffer, limit.Token).AsTask().WithTimeout();
+                if (n == 0)
+                {
+                    return (back, true);
+                }
+
+                back += n;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            return (back, false);
+        }
+        catch (IOException)
+        {
+            return (back, true);
+        }
+        finally
+        {
+            flow.Abort();
+        }
+    }
 }

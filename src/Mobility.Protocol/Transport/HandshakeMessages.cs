@@ -188,6 +188,27 @@ public abstract record HandshakeMessage
         return (flags, guid, key, eph, nonce);
     }
 
+    /// <summary>
+    /// The MAC of <paramref name="unsigned"/> (a message whose last field is its MAC, that field zero): HMAC-SHA256
+    /// under <paramref name="resumeKey"/> and <paramref name="context"/> over every byte before the MAC, preamble included.
+    /// </summary>
+    private protected static byte[] ComputeMac(HandshakeMessage unsigned, ReadOnlySpan<byte> resumeKey, ReadOnlySpan<byte> context)
+    {
+        Span<byte> bytes = stackalloc byte[unsigned.Size];
+        unsigned.WriteTo(bytes);
+        var mac = new byte[TransportConstants.MacSize];
+        ResumeMac.Compute(resumeKey, context, bytes[..^TransportConstants.MacSize], mac);
+        return mac;
+    }
+
+    /// <summary>True when <paramref name="mac"/>, this message's last field, is valid under <paramref name="resumeKey"/> and <paramref name="context"/> (constant-time compare).</summary>
+    private protected bool MacHolds(ReadOnlySpan<byte> resumeKey, ReadOnlySpan<byte> context, byte[] mac)
+    {
+        Span<byte> bytes = stackalloc byte[Size];
+        WriteTo(bytes);
+        return ResumeMac.Verify(resumeKey, context, bytes[..^TransportConstants.MacSize], mac);
+    }
+
     /// <summary>Returns <paramref name="value"/> when it is <paramref name="size"/> bytes long (a fixed-size field of a message).</summary>
     internal static byte[] Require(byte[] value, int size, string name)
     {
@@ -360,20 +381,12 @@ public sealed record ResumeRequest(HostGuid ClientGuid, HostGuid ServerGuid, UIn
     public static ResumeRequest Create(ReadOnlySpan<byte> resumeKey, HostGuid clientGuid, HostGuid serverGuid, UInt128 token, ulong counter, ulong receivedOffset, bool standby = false)
     {
         var unsigned = new ResumeRequest(clientGuid, serverGuid, token, counter, receivedOffset, new byte[TransportConstants.MacSize]) { Standby = standby };
-        Span<byte> bytes = stackalloc byte[EncodedSize];
-        unsigned.WriteTo(bytes);
-        var mac = new byte[TransportConstants.MacSize];
-        ResumeMac.Compute(resumeKey, SigningContext.TransportResume, bytes[..MacOffset], mac);
+        var mac = ComputeMac(unsigned, resumeKey, SigningContext.TransportResume);
         return new ResumeRequest(clientGuid, serverGuid, token, counter, receivedOffset, mac) { Standby = standby };
     }
 
     /// <summary>True when the MAC is valid under <paramref name="resumeKey"/> (constant-time compare).</summary>
-    public bool VerifyMac(ReadOnlySpan<byte> resumeKey)
-    {
-        Span<byte> bytes = stackalloc byte[EncodedSize];
-        WriteTo(bytes);
-        return ResumeMac.Verify(resumeKey, SigningContext.TransportResume, bytes[..MacOffset], Mac);
-    }
+    public bool VerifyMac(ReadOnlySpan<byte> resumeKey) => MacHolds(resumeKey, SigningContext.TransportResume, Mac);
 
     private protected override void WriteBody(ref WireWriter writer)
     {
@@ -416,19 +429,11 @@ public sealed record ResumeAck(UInt128 Token, ulong Counter, ulong ReceivedOffse
     public static ResumeAck Create(ReadOnlySpan<byte> resumeKey, UInt128 token, ulong counter, ulong receivedOffset, bool standby = false)
     {
         var unsigned = new ResumeAck(token, counter, receivedOffset, new byte[TransportConstants.MacSize]) { Standby = standby };
-        Span<byte> bytes = stackalloc byte[EncodedSize];
-        unsigned.WriteTo(bytes);
-        var mac = new byte[TransportConstants.MacSize];
-        ResumeMac.Compute(resumeKey, SigningContext.TransportResumeAck, bytes[..MacOffset], mac);
+        var mac = ComputeMac(unsigned, resumeKey, SigningContext.TransportResumeAck);
         return new ResumeAck(token, counter, receivedOffset, mac) { Standby = standby };
     }
 
-    public bool VerifyMac(ReadOnlySpan<byte> resumeKey)
-    {
-        Span<byte> bytes = stackalloc byte[EncodedSize];
-        WriteTo(bytes);
-        return ResumeMac.Verify(resumeKey, SigningContext.TransportResumeAck, bytes[..MacOffset], Mac);
-    }
+    public bool VerifyMac(ReadOnlySpan<byte> resumeKey) => MacHolds(resumeKey, SigningContext.TransportResumeAck, Mac);
 
     private protected override void WriteBody(ref WireWriter writer)
     {
@@ -449,6 +454,57 @@ public sealed record ResumeAck(UInt128 Token, ulong Counter, ulong ReceivedOffse
 }
 
 /// <summary>
+/// First message of a flow the server opens to its client's listener: a <see cref="CallBackRequest"/> (type 12) or a
+/// <see cref="ReverseRequest"/> (type 13). Both start with the GUIDs, the token and the server's own counter of that kind
+/// (1, 2, ...; 0 is malformed: the client acts only on one above the last it acted on), and end with an HMAC-SHA256 under
+/// the session's resume key, in each kind's own context, over every byte before it, preamble (and so the type) included:
+/// it proves the sender holds the session's secret, and one kind cannot be relabelled as the other.
+/// </summary>
+public abstract record ServerDialRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, byte[] Mac) : HandshakeMessage
+{
+    /// <summary>Size of the fields every kind starts with: the GUIDs, the token, the counter.</summary>
+    private protected const int StartSize = HostGuid.Size + HostGuid.Size + TransportConstants.TokenSize + 8;
+
+    public byte[] Mac { get; } = Require(Mac, TransportConstants.MacSize, nameof(Mac));
+
+    /// <summary>The MAC's signing context (<see cref="SigningContext"/>), one per kind.</summary>
+    private protected abstract ReadOnlySpan<byte> MacContext { get; }
+
+    /// <summary>True when the MAC is valid under <paramref name="resumeKey"/> (constant-time compare).</summary>
+    public bool VerifyMac(ReadOnlySpan<byte> resumeKey) => MacHolds(resumeKey, MacContext, Mac);
+
+    private protected sealed override void WriteBody(ref WireWriter writer)
+    {
+        writer.WriteGuid(ClientGuid);
+        writer.WriteGuid(ServerGuid);
+        WriteToken(ref writer, Token);
+        writer.WriteUInt64(Counter);
+        WriteBeforeMac(ref writer);
+        writer.WriteBytes(Mac);
+    }
+
+    /// <summary>The fields a kind has between the counter and the MAC (none by default).</summary>
+    private protected virtual void WriteBeforeMac(ref WireWriter writer)
+    {
+    }
+
+    /// <summary>Reads the fields every kind starts with; a counter 0 is malformed (<paramref name="kind"/> names the message in the error).</summary>
+    private protected static (HostGuid Client, HostGuid Server, UInt128 Token, ulong Counter) ReadStart(ref WireReader reader, string kind)
+    {
+        var client = reader.ReadGuid();
+        var server = reader.ReadGuid();
+        var token = ReadToken(ref reader);
+        var counter = reader.ReadUInt64();
+        if (counter == 0)
+        {
+            throw new MalformedMessageException($"{kind} counter 0 (counters start at 1).");
+        }
+
+        return (client, server, token, counter);
+    }
+}
+
+/// <summary>
 /// First message of a flow the server opens to the client's listener after the server's own address changed:
 /// the client resumes on this flow (its Resume and data go back on it at once). The MAC (HMAC-SHA256 under the
 /// session's resume key, context <see cref="SigningContext.TransportCallBack"/>) covers every byte before it,
@@ -457,58 +513,31 @@ public sealed record ResumeAck(UInt128 Token, ulong Counter, ulong ReceivedOffse
 /// <paramref name="ReceivedOffset"/> is the server's receive position, so the client resends from exactly there.
 /// See docs/protocol.md, "Mobile TCP call back (type 12)".
 /// </summary>
-public sealed record CallBackRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, ulong ReceivedOffset, byte[] Mac) : HandshakeMessage
+public sealed record CallBackRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, ulong ReceivedOffset, byte[] Mac)
+    : ServerDialRequest(ClientGuid, ServerGuid, Token, Counter, Mac)
 {
-    public const int MacOffset = TransportConstants.PreambleSize + HostGuid.Size + HostGuid.Size + TransportConstants.TokenSize + 8 + 8;
+    public const int MacOffset = TransportConstants.PreambleSize + StartSize + 8;
 
     public const int EncodedSize = MacOffset + TransportConstants.MacSize;
-
-    public byte[] Mac { get; } = Require(Mac, TransportConstants.MacSize, nameof(Mac));
 
     public override HandshakeMessageType Type => HandshakeMessageType.CallBack;
 
     public override int Size => EncodedSize;
 
+    private protected override ReadOnlySpan<byte> MacContext => SigningContext.TransportCallBack;
+
     /// <summary>Builds a call back and computes its MAC.</summary>
     public static CallBackRequest Create(ReadOnlySpan<byte> resumeKey, HostGuid clientGuid, HostGuid serverGuid, UInt128 token, ulong counter, ulong receivedOffset)
     {
         var unsigned = new CallBackRequest(clientGuid, serverGuid, token, counter, receivedOffset, new byte[TransportConstants.MacSize]);
-        Span<byte> bytes = stackalloc byte[EncodedSize];
-        unsigned.WriteTo(bytes);
-        var mac = new byte[TransportConstants.MacSize];
-        ResumeMac.Compute(resumeKey, SigningContext.TransportCallBack, bytes[..MacOffset], mac);
-        return new CallBackRequest(clientGuid, serverGuid, token, counter, receivedOffset, mac);
+        return new CallBackRequest(clientGuid, serverGuid, token, counter, receivedOffset, ComputeMac(unsigned, resumeKey, unsigned.MacContext));
     }
 
-    /// <summary>True when the MAC is valid under <paramref name="resumeKey"/> (constant-time compare).</summary>
-    public bool VerifyMac(ReadOnlySpan<byte> resumeKey)
-    {
-        Span<byte> bytes = stackalloc byte[EncodedSize];
-        WriteTo(bytes);
-        return ResumeMac.Verify(resumeKey, SigningContext.TransportCallBack, bytes[..MacOffset], Mac);
-    }
-
-    private protected override void WriteBody(ref WireWriter writer)
-    {
-        writer.WriteGuid(ClientGuid);
-        writer.WriteGuid(ServerGuid);
-        WriteToken(ref writer, Token);
-        writer.WriteUInt64(Counter);
-        writer.WriteUInt64(ReceivedOffset);
-        writer.WriteBytes(Mac);
-    }
+    private protected override void WriteBeforeMac(ref WireWriter writer) => writer.WriteUInt64(ReceivedOffset);
 
     internal static CallBackRequest ReadBody(ref WireReader reader)
     {
-        var client = reader.ReadGuid();
-        var server = reader.ReadGuid();
-        var token = ReadToken(ref reader);
-        var counter = reader.ReadUInt64();
-        if (counter == 0)
-        {
-            throw new MalformedMessageException("Call back counter 0 (counters start at 1).");
-        }
-
+        var (client, server, token, counter) = ReadStart(ref reader, "Call back");
         var received = reader.ReadUInt64();
         var mac = ReadArray(ref reader, TransportConstants.MacSize);
         return new CallBackRequest(client, server, token, counter, received, mac);
@@ -523,57 +552,29 @@ public sealed record CallBackRequest(HostGuid ClientGuid, HostGuid ServerGuid, U
 /// it, preamble included; <paramref name="Counter"/> is the server's own reversal counter (1, 2, ...), and the client
 /// acts only on one above the last it acted on. See docs/protocol.md, "Mobile TCP connection reversal (type 13)".
 /// </summary>
-public sealed record ReverseRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, byte[] Mac) : HandshakeMessage
+public sealed record ReverseRequest(HostGuid ClientGuid, HostGuid ServerGuid, UInt128 Token, ulong Counter, byte[] Mac)
+    : ServerDialRequest(ClientGuid, ServerGuid, Token, Counter, Mac)
 {
-    public const int MacOffset = TransportConstants.PreambleSize + HostGuid.Size + HostGuid.Size + TransportConstants.TokenSize + 8;
+    public const int MacOffset = TransportConstants.PreambleSize + StartSize;
 
     public const int EncodedSize = MacOffset + TransportConstants.MacSize;
-
-    public byte[] Mac { get; } = Require(Mac, TransportConstants.MacSize, nameof(Mac));
 
     public override HandshakeMessageType Type => HandshakeMessageType.Reverse;
 
     public override int Size => EncodedSize;
 
+    private protected override ReadOnlySpan<byte> MacContext => SigningContext.TransportReverse;
+
     /// <summary>Builds a reversal and computes its MAC.</summary>
     public static ReverseRequest Create(ReadOnlySpan<byte> resumeKey, HostGuid clientGuid, HostGuid serverGuid, UInt128 token, ulong counter)
     {
         var unsigned = new ReverseRequest(clientGuid, serverGuid, token, counter, new byte[TransportConstants.MacSize]);
-        Span<byte> bytes = stackalloc byte[EncodedSize];
-        unsigned.WriteTo(bytes);
-        var mac = new byte[TransportConstants.MacSize];
-        ResumeMac.Compute(resumeKey, SigningContext.TransportReverse, bytes[..MacOffset], mac);
-        return new ReverseRequest(clientGuid, serverGuid, token, counter, mac);
-    }
-
-    /// <summary>True when the MAC is valid under <paramref name="resumeKey"/> (constant-time compare).</summary>
-    public bool VerifyMac(ReadOnlySpan<byte> resumeKey)
-    {
-        Span<byte> bytes = stackalloc byte[EncodedSize];
-        WriteTo(bytes);
-        return ResumeMac.Verify(resumeKey, SigningContext.TransportReverse, bytes[..MacOffset], Mac);
-    }
-
-    private protected override void WriteBody(ref WireWriter writer)
-    {
-        writer.WriteGuid(ClientGuid);
-        writer.WriteGuid(ServerGuid);
-        WriteToken(ref writer, Token);
-        writer.WriteUInt64(Counter);
-        writer.WriteBytes(Mac);
+        return new ReverseRequest(clientGuid, serverGuid, token, counter, ComputeMac(unsigned, resumeKey, unsigned.MacContext));
     }
 
     internal static ReverseRequest ReadBody(ref WireReader reader)
     {
-        var client = reader.ReadGuid();
-        var server = reader.ReadGuid();
-        var token = ReadToken(ref reader);
-        var counter = reader.ReadUInt64();
-        if (counter == 0)
-        {
-            throw new MalformedMessageException("Reverse counter 0 (counters start at 1).");
-        }
-
+        var (client, server, token, counter) = ReadStart(ref reader, "Reverse");
         var mac = ReadArray(ref reader, TransportConstants.MacSize);
         return new ReverseRequest(client, server, token, counter, mac);
     }

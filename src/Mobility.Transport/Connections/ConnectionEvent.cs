@@ -124,6 +124,24 @@ internal sealed class ResumeOffered(IFlow flow, PipeReader reader, ResumeRequest
     public TaskCompletionSource<RejectReason?> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 }
 
+/// <summary>
+/// Client: a CallBack or a Reverse arrived on an accepted flow; its MAC already checked (<see cref="MacValid"/>), the loop
+/// checks the rest and answers (true: the connection goes on on <see cref="Flow"/>).
+/// </summary>
+internal sealed class ServerDialOffered<TRequest>(IFlow flow, PipeReader reader, TRequest request, bool macValid) : ConnectionEvent
+    where TRequest : ServerDialRequest
+{
+    public IFlow Flow { get; } = flow;
+
+    public PipeReader Reader { get; } = reader;
+
+    public TRequest Request { get; } = request;
+
+    public bool MacValid { get; } = macValid;
+
+    public TaskCompletionSource<bool> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+}
+
 /// <summary>Fail the connection (the first reason wins), with a RESET to the peer when <see cref="ResetCode"/> is set.</summary>
 internal sealed class FailRequested(Exception reason, uint? resetCode) : ConnectionEvent
 {

@@ -1,12 +1,10 @@
 using System.IO.Pipelines;
 using System.Net;
 using Microsoft.Extensions.Logging;
-using Mobility.Protocol;
 using Mobility.Protocol.Identity;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
 using Mobility.Transport.Flows;
-using Mobility.Transport.Internal;
 using Mobility.Transport.Relay;
 
 namespace Mobility.Transport;
@@ -364,63 +362,13 @@ public sealed partial class MobileConnection
     private async Task CallBackOneAsync(CallBackDialer dialer, byte[] message, ulong counter, IPEndPoint target, IPAddress? from,
         CancellationTokenSource done, CancellationToken ct)
     {
-        IFlow? flow = null;
-        var buffers = new FlowReadBuffers(bulk: false);
-        PipeReader? reader = null;
-        var handedOver = false;
-        try
+        var resume = await DialAndAcceptAnswerAsync(
+            c => dialer.Flows.ConnectFirstFlightAsync(target, from, dialer.LocalPort(), c), message, standby: false,
+            () => _publishedPath is { Established: true } or { AwaitingResumeAck: not null } || _failure is not null ? "not needed: the connection has a path again" : null,
+            reason => CallBackLog.Failed(_logger, Token, counter, target, reason), done, ct).ConfigureAwait(false);
+        if (resume is not null)
         {
-            flow = await dialer.Flows.ConnectFirstFlightAsync(target, from, dialer.LocalPort(), ct).ConfigureAwait(false);
-            if (_publishedPath is { Established: true } or { AwaitingResumeAck: not null } || _failure is not null)
-            {
-                CallBackLog.Failed(_logger, Token, counter, target, "not needed: the connection has a path again");
-                return;
-            }
-
-            await flow.Stream.WriteAsync(message, ct).ConfigureAwait(false);
-            reader = buffers.CreateReader(flow.Stream);
-            var answer = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
-            if (answer is not ResumeRequest { Standby: false } resume || resume.ClientGuid != ClientGuid || resume.ServerGuid != ServerGuid || resume.Token != Token)
-            {
-                CallBackLog.Failed(_logger, Token, counter, target, $"answered with {answer.Type}, not a Resume of this connection");
-                return;
-            }
-
-            var refused = await TryAcceptResumeAsync(flow, reader, resume).ConfigureAwait(false);
-            if (refused is { } reason)
-            {
-                CallBackLog.Failed(_logger, Token, counter, target, $"the client's Resume {resume.Counter} was refused: {reason}");
-                return;
-            }
-
-            handedOver = true;
-            buffers.StartBulk();
-            await done.CancelAsync().ConfigureAwait(false);
             CallBackLog.Answered(_logger, Token, counter, target, resume.Counter);
-        }
-        catch (OperationCanceledException)
-        {
-            if (!done.IsCancellationRequested)
-            {
-                CallBackLog.Failed(_logger, Token, counter, target, "no answer in time");
-            }
-        }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or MalformedMessageException
-                                      or EndOfStreamException or InvalidOperationException)
-        {
-            CallBackLog.Failed(_logger, Token, counter, target, e.Message);
-        }
-        finally
-        {
-            if (!handedOver)
-            {
-                if (reader is not null)
-                {
-                    await reader.CompleteAsync().ConfigureAwait(false);
-                }
-
-                flow?.Abort();
-            }
         }
     }
 
@@ -429,33 +377,16 @@ public sealed partial class MobileConnection
     /// listener). Its MAC is checked here, its counter on the loop; true when the connection resumes on the
     /// flow (the Resume is on its way), false when it was dropped (the caller closes the flow).
     /// </summary>
-    internal async Task<bool> TryAcceptCallBackAsync(IFlow flow, PipeReader reader, CallBackRequest callBack)
-    {
-        if (!_isClient || callBack.ClientGuid != ClientGuid || callBack.ServerGuid != ServerGuid || callBack.Token != Token)
-        {
-            Interlocked.Increment(ref _callBacksDropped);
-            return false;
-        }
-
-        var offer = new CallBackOffered(flow, reader, callBack, callBack.VerifyMac(_resumeKey));
-        if (!Post(offer))
-        {
-            return false;
-        }
-
-        return await offer.Answer.Task.ConfigureAwait(false);
-    }
+    internal Task<bool> TryAcceptCallBackAsync(IFlow flow, PipeReader reader, CallBackRequest callBack)
+        => OfferToLoopAsync(flow, reader, callBack, ref _callBacksDropped);
 
     /// <summary>Client, on the loop: a call back whose MAC checked is acted on if its counter is fresh; the flow becomes a resuming path.</summary>
-    private void OnCallBackOffered(CallBackOffered offer)
+    private void OnCallBackOffered(ServerDialOffered<CallBackRequest> offer)
     {
         var request = offer.Request;
         var why = !_options.CallBack ? "call backs are off"
-            : !offer.MacValid ? "bad MAC"
-            : request.Counter <= _lastCallBack ? $"counter {request.Counter} not above {_lastCallBack} (a replay)"
-            : _failure is not null || _completed ? "the connection ended"
-            : request.ReceivedOffset > (ulong)_send.MaxPeerReceived ? $"it claims {request.ReceivedOffset} bytes received of {_send.MaxPeerReceived} sent"
-            : null;
+            : ServerDialRefusal(offer, _lastCallBack)
+                ?? (request.ReceivedOffset > (ulong)_send.MaxPeerReceived ? $"it claims {request.ReceivedOffset} bytes received of {_send.MaxPeerReceived} sent" : null);
         if (why is not null)
         {
             Interlocked.Increment(ref _callBacksDropped);
@@ -536,18 +467,4 @@ internal sealed record CallBackDialer(IFlowFactory Flows, Func<int> LocalPort, I
 
     /// <summary>The most: beyond it the kernel's own SYN retransmission (1 s) is about as near.</summary>
     public static readonly TimeSpan RaceDelayMax = TimeSpan.FromMilliseconds(750);
-}
-
-/// <summary>Client: a CallBack arrived on an accepted flow; its MAC already checked (<see cref="MacValid"/>), the loop checks the rest.</summary>
-internal sealed class CallBackOffered(IFlow flow, PipeReader reader, CallBackRequest request, bool macValid) : ConnectionEvent
-{
-    public IFlow Flow { get; } = flow;
-
-    public PipeReader Reader { get; } = reader;
-
-    public CallBackRequest Request { get; } = request;
-
-    public bool MacValid { get; } = macValid;
-
-    public TaskCompletionSource<bool> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 }

@@ -142,10 +142,10 @@ public sealed partial class MobileConnection
             case ResumeOffered offer:
                 OnResumeOffered(offer);
                 break;
-            case CallBackOffered callBack:
+            case ServerDialOffered<CallBackRequest> callBack:
                 OnCallBackOffered(callBack);
                 break;
-            case ReverseOffered reverse:
+            case ServerDialOffered<ReverseRequest> reverse:
                 OnReverseOffered(reverse);
                 break;
             case FailRequested fail:
@@ -215,10 +215,10 @@ public sealed partial class MobileConnection
                 case ResumeOffered offer:
                     offer.Answer.TrySetResult(RejectReason.UnknownConnection);
                     break;
-                case CallBackOffered callBack:
+                case ServerDialOffered<CallBackRequest> callBack:
                     callBack.Answer.TrySetResult(false);
                     break;
-                case ReverseOffered reverse:
+                case ServerDialOffered<ReverseRequest> reverse:
                     reverse.Answer.TrySetResult(false);
                     break;
                 case DrainRequested drain:

@@ -1,11 +1,9 @@
 using System.IO.Pipelines;
 using System.Net;
 using Microsoft.Extensions.Logging;
-using Mobility.Protocol;
 using Mobility.Protocol.Transport;
 using Mobility.Transport.Connections;
 using Mobility.Transport.Flows;
-using Mobility.Transport.Internal;
 
 namespace Mobility.Transport;
 
@@ -226,7 +224,7 @@ public sealed partial class MobileConnection
     }
 
     /// <summary>
-    /// One reversal: a first flight from the listener's port to each target at once, all with the same counter (the
+    /// One reversal: a first flight from an ephemeral port to each target at once, all with the same counter (the
     /// client acts on one at most); true when one's Join was accepted (the flow is a standby path the client moves to).
     /// </summary>
     private async Task<bool> ReverseOnceAsync(CallBackDialer dialer, DirectAttempt attempt, CancellationToken ct)
@@ -270,61 +268,17 @@ public sealed partial class MobileConnection
     private async Task<bool> ReverseOneAsync(CallBackDialer dialer, byte[] message, ulong counter, IPEndPoint target, IPAddress? from,
         CancellationTokenSource done, CancellationToken ct)
     {
-        IFlow? flow = null;
-        var buffers = new FlowReadBuffers(bulk: false);
-        PipeReader? reader = null;
-        var handedOver = false;
-        try
+        // No local port given: an ephemeral one (see above).
+        var join = await DialAndAcceptAnswerAsync(
+            c => dialer.Flows.ConnectFirstFlightAsync(target, from, c), message, standby: true, notNeeded: null,
+            reason => ReverseLog.Failed(_logger, Token, counter, target, reason), done, ct).ConfigureAwait(false);
+        if (join is null)
         {
-            flow = await dialer.Flows.ConnectFirstFlightAsync(target, from, ct).ConfigureAwait(false);
-            await flow.Stream.WriteAsync(message, ct).ConfigureAwait(false);
-            reader = buffers.CreateReader(flow.Stream);
-            var answer = await HandshakeIo.ReadAsync(reader, ct).ConfigureAwait(false);
-            if (answer is not ResumeRequest { Standby: true } join || join.ClientGuid != ClientGuid || join.ServerGuid != ServerGuid || join.Token != Token)
-            {
-                ReverseLog.Failed(_logger, Token, counter, target, $"answered with {answer.Type}, not a Join of this connection");
-                return false;
-            }
-
-            var refused = await TryAcceptResumeAsync(flow, reader, join).ConfigureAwait(false);
-            if (refused is { } reason)
-            {
-                ReverseLog.Failed(_logger, Token, counter, target, $"the client's Join {join.Counter} was refused: {reason}");
-                return false;
-            }
-
-            handedOver = true;
-            buffers.StartBulk();
-            await done.CancelAsync().ConfigureAwait(false);
-            ReverseLog.Joined(_logger, Token, counter, target, join.Counter);
-            return true;
-        }
-        catch (OperationCanceledException)
-        {
-            if (!done.IsCancellationRequested)
-            {
-                ReverseLog.Failed(_logger, Token, counter, target, "no answer in time");
-            }
-        }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or MalformedMessageException
-                                      or EndOfStreamException or InvalidOperationException)
-        {
-            ReverseLog.Failed(_logger, Token, counter, target, e.Message);
-        }
-        finally
-        {
-            if (!handedOver)
-            {
-                if (reader is not null)
-                {
-                    await reader.CompleteAsync().ConfigureAwait(false);
-                }
-
-                flow?.Abort();
-            }
+            return false;
         }
 
-        return false;
+        ReverseLog.Joined(_logger, Token, counter, target, join.Counter);
+        return true;
     }
 
     /// <summary>
@@ -332,35 +286,19 @@ public sealed partial class MobileConnection
     /// MAC is checked here, the rest on the loop; true when the connection joins on the flow (its Join is on its way),
     /// false when it was dropped (the caller closes the flow; nothing was sent on it).
     /// </summary>
-    internal async Task<bool> TryAcceptReverseAsync(IFlow flow, PipeReader reader, ReverseRequest reverse)
-    {
-        if (!_isClient || reverse.ClientGuid != ClientGuid || reverse.ServerGuid != ServerGuid || reverse.Token != Token)
-        {
-            Interlocked.Increment(ref _reversesDropped);
-            return false;
-        }
-
-        var offer = new ReverseOffered(flow, reader, reverse, reverse.VerifyMac(_resumeKey));
-        if (!Post(offer))
-        {
-            return false;
-        }
-
-        return await offer.Answer.Task.ConfigureAwait(false);
-    }
+    internal Task<bool> TryAcceptReverseAsync(IFlow flow, PipeReader reader, ReverseRequest reverse)
+        => OfferToLoopAsync(flow, reader, reverse, ref _reversesDropped);
 
     /// <summary>Client, on the loop: a reversal whose MAC checked is joined on if its counter is fresh and the connection runs through a relay.</summary>
-    private void OnReverseOffered(ReverseOffered offer)
+    private void OnReverseOffered(ServerDialOffered<ReverseRequest> offer)
     {
         var request = offer.Request;
         var why = !ReversalOn ? "connection reversal is off"
-            : !offer.MacValid ? "bad MAC"
-            : request.Counter <= _lastReverse ? $"counter {request.Counter} not above {_lastReverse} (a replay)"
-            : _failure is not null || _completed ? "the connection ended"
-            : _paths.Active is not { Established: true, IsStopped: false } active ? "no established path"
-            : !IsRelayed(active) ? "the active path is not relayed"
-            : !_reverseJoin.IsCompleted ? "a reversal's join is running"
-            : null;
+            : ServerDialRefusal(offer, _lastReverse)
+                ?? (_paths.Active is not { Established: true, IsStopped: false } active ? "no established path"
+                    : !IsRelayed(active) ? "the active path is not relayed"
+                    : !_reverseJoin.IsCompleted ? "a reversal's join is running"
+                    : null);
         if (why is not null)
         {
             Interlocked.Increment(ref _reversesDropped);
@@ -426,18 +364,4 @@ public sealed partial class MobileConnection
         [LoggerMessage(10205, LogLevel.Debug, "Connection {Token:x32}: reversal {Counter} from {Remote}: joining on its flow")]
         public static partial void Joining(ILogger logger, UInt128 token, IPEndPoint? remote, ulong counter);
     }
-}
-
-/// <summary>Client: a Reverse arrived on an accepted flow; its MAC already checked (<see cref="MacValid"/>), the loop checks the rest.</summary>
-internal sealed class ReverseOffered(IFlow flow, PipeReader reader, ReverseRequest request, bool macValid) : ConnectionEvent
-{
-    public IFlow Flow { get; } = flow;
-
-    public PipeReader Reader { get; } = reader;
-
-    public ReverseRequest Request { get; } = request;
-
-    public bool MacValid { get; } = macValid;
-
-    public TaskCompletionSource<bool> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 }

@@ -188,6 +188,23 @@ public class HandshakeMessageTests
         Assert.False(new ResumeAck(ack.Token, ack.Counter + 1, ack.ReceivedOffset, ack.Mac).VerifyMac(ResumeKey));
     }
 
+    /// <summary>
+    /// The bytes docs/protocol.md gives for the MAC of a Resume, Join, ResumeAck and JoinAck, computed here apart from
+    /// the code that seals and checks them (one helper does both, so a change to it would go unseen by a round trip).
+    /// </summary>
+    [Theory]
+    [InlineData("Resume", "mobility/transport-resume/v1", 78)]
+    [InlineData("Join", "mobility/transport-resume/v1", 78)]
+    [InlineData("ResumeAck", "mobility/transport-resume-ack/v1", 38)]
+    [InlineData("JoinAck", "mobility/transport-resume-ack/v1", 38)]
+    public void A_resume_messages_mac_is_hmac_sha256_under_the_resume_key_over_its_context_and_every_byte_before_it(string kind, string context, int macOffset)
+    {
+        var bytes = Sample(kind).ToArray();
+        Assert.Equal(macOffset + TransportConstants.MacSize, bytes.Length);
+        byte[] macced = [(byte)context.Length, .. Encoding.ASCII.GetBytes(context), .. bytes[..macOffset]];
+        Assert.Equal(System.Security.Cryptography.HMACSHA256.HashData(ResumeKey, macced), bytes[macOffset..]);
+    }
+
     [Fact]
     public void Both_sides_derive_the_same_secrets_and_transcripts_separate_them()
     {
