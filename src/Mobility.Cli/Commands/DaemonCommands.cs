@@ -159,7 +159,7 @@ public static class DaemonCommands
         var socket = SocketOption();
         var command = new Command("netcheck",
             "Ask the daemon to check its NAT now against the GNS and print, per address family, the reflexive address, " +
-            "whether there is a NAT, its mapping and filtering, and the ports the home gateway mapped (PCP / NAT-PMP; docs/nat.md); " +
+            "whether there is a NAT, its mapping and filtering, and the ports the home gateway mapped (PCP, NAT-PMP or UPnP IGD; docs/nat.md); " +
             "exits 1 when no GNS endpoint answered") { socket };
         command.SetHandler(async context =>
         {
