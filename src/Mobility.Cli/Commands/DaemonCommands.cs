@@ -198,7 +198,7 @@ public static class DaemonCommands
         return command;
     }
 
-    /// <summary>One row per port the home gateway mapped (PCP / NAT-PMP), or one row saying why there is none.</summary>
+    /// <summary>One row per port the home gateway mapped (PCP, NAT-PMP or UPnP IGD), or one row saying why there is none.</summary>
     private static IEnumerable<(string, string)> PortMappingRows(JsonElement nat)
     {
         var portMapping = nat.ValueKind == JsonValueKind.Object && nat.TryGetProperty("portMapping", out var p) && p.ValueKind == JsonValueKind.Object ? p : default;
