@@ -137,7 +137,7 @@ public class MobileTransportOptions
     /// <summary>
     /// Connection reversal (docs/transport.md, "Connection reversal"): a server whose connection runs through a relay
     /// dials its client's published listener endpoints (a Host or Observed locator of the client's record, from the
-    /// listener's <see cref="MobileListenerOptions.PunchTargetLocator"/>) from its transport port and sends a Reverse
+    /// listener's <see cref="MobileListenerOptions.PunchTargetLocator"/>) from an ephemeral port and sends a Reverse
     /// (MAC'd with the session's resume key); the client answers with a Join on that flow, which becomes the direct
     /// path, the relayed one staying as a standby. Server: dial (needs <see cref="DirectPaths"/>, standby paths and
     /// the locator); client: join on the flows that reach a listener told of its connector

@@ -47,7 +47,25 @@ internal sealed class ServerHost(string program, string environmentPrefix)
             return UsageExitCode;
         }
 
-        return await parseResult.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+        try
+        {
+            return await parseResult.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (StartupErrors.IsBadSetting(e))
+        {
+            // A setting bound before the host starts (gns serve's endpoints, the relay's limits) that does not convert.
+            return await UsageErrorAsync(StartupErrors.Describe(e));
+        }
+        catch (Exception e)
+        {
+            // What System.CommandLine's default handler does, which is off so that the catch above sees a bad setting.
+            if (e is not OperationCanceledException)
+            {
+                await Console.Error.WriteLineAsync($"Unhandled exception: {e}");
+            }
+
+            return 1;
+        }
     }
 
     /// <summary>The configuration keys of the flags given on the command line (not their defaults), with their values.</summary>
@@ -125,7 +143,7 @@ internal sealed class ServerHost(string program, string environmentPrefix)
                 await Console.Error.WriteLineAsync(ex.ToString());
             }
 
-            return ex is OptionsValidationException or ArgumentException ? UsageExitCode : StartFailureExitCode;
+            return ex is OptionsValidationException or ArgumentException || StartupErrors.IsBadSetting(ex) ? UsageExitCode : StartFailureExitCode;
         }
 
         // The one line on stdout: scripts and tests wait for it and read the real ports from it.

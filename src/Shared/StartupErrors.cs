@@ -41,7 +41,19 @@ internal sealed class StartupErrors(bool stackTraces)
     public static bool IsStartFailure(Exception e)
         => e is AggregateException { InnerExceptions: [var inner] }
             ? IsStartFailure(inner)
-            : e is IOException or UnauthorizedAccessException or SocketException or InvalidDataException or OptionsValidationException;
+            : e is IOException or UnauthorizedAccessException or SocketException or InvalidDataException or OptionsValidationException
+                || IsBadSetting(e);
+
+    /// <summary>
+    /// A setting the configuration binder could not convert (<c>Failed to convert configuration value 'x' at 'Gns:MaxTtl' to
+    /// type 'System.TimeSpan'.</c>, from an environment variable or appsettings.json): a bad setting like one that fails
+    /// validation, not a bug. The binder throws a plain InvalidOperationException around the converter's exception.
+    /// </summary>
+    public static bool IsBadSetting(Exception e)
+        => e is AggregateException { InnerExceptions: [var inner] }
+            ? IsBadSetting(inner)
+            : e is InvalidOperationException { InnerException: FormatException or ArgumentException }
+                && e.Message.StartsWith("Failed to convert configuration value", StringComparison.Ordinal);
 
     /// <summary>The message of <paramref name="e"/> (or of its one inner exception), on one line.</summary>
     public static string Describe(Exception e)

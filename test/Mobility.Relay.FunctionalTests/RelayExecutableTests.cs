@@ -3,9 +3,11 @@ namespace Mobility.Relay.FunctionalTests;
 /// <summary>How the real <c>mobility-relay</c> executable refuses to start: one line on stderr, nothing on stdout, an exit code.</summary>
 public sealed class RelayExecutableTests
 {
-    private static async Task<(int ExitCode, string Line)> RunAsync(params string[] arguments)
+    private static Task<(int ExitCode, string Line)> RunAsync(params string[] arguments) => RunAsync(arguments, null);
+
+    private static async Task<(int ExitCode, string Line)> RunAsync(string[] arguments, Dictionary<string, string>? environment)
     {
-        await using var process = TestProcess.Start(Executables.Locate("mobility-relay", "Mobility.Relay.Host"), ["serve", .. arguments]);
+        await using var process = TestProcess.Start(Executables.Locate("mobility-relay", "Mobility.Relay.Host"), ["serve", .. arguments], environment);
         var exitCode = await process.WaitForExitAsync();
         Assert.DoesNotContain("   at ", process.StandardError, StringComparison.Ordinal);
         Assert.Equal("", process.StandardOutput.Trim());
@@ -19,6 +21,15 @@ public sealed class RelayExecutableTests
 
         Assert.Equal(64, exitCode);
         Assert.EndsWith("(see 'mobility-relay --help')", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_limit_that_does_not_convert_is_exit_64_naming_the_key()
+    {
+        var (exitCode, line) = await RunAsync(["--listen", "127.0.0.1:0"], new Dictionary<string, string> { ["RELAY_Relay__Limits__MaxHosts"] = "many" });
+
+        Assert.Equal(64, exitCode);
+        Assert.Equal("mobility-relay: Failed to convert configuration value 'many' at 'Relay:Limits:MaxHosts' to type 'System.Int32'.", line);
     }
 
     [Fact]

@@ -159,7 +159,7 @@ public static class DaemonCommands
         var socket = SocketOption();
         var command = new Command("netcheck",
             "Ask the daemon to check its NAT now against the GNS and print, per address family, the reflexive address, " +
-            "whether there is a NAT, its mapping and filtering, and the ports the home gateway mapped (PCP / NAT-PMP; docs/nat.md); " +
+            "whether there is a NAT, its mapping and filtering, and the ports the home gateway mapped (PCP, NAT-PMP or UPnP IGD; docs/nat.md); " +
             "exits 1 when no GNS endpoint answered") { socket };
         command.SetHandler(async context =>
         {
@@ -198,7 +198,7 @@ public static class DaemonCommands
         return command;
     }
 
-    /// <summary>One row per port the home gateway mapped (PCP / NAT-PMP), or one row saying why there is none.</summary>
+    /// <summary>One row per port the home gateway mapped (PCP, NAT-PMP or UPnP IGD), or one row saying why there is none.</summary>
     private static IEnumerable<(string, string)> PortMappingRows(JsonElement nat)
     {
         var portMapping = nat.ValueKind == JsonValueKind.Object && nat.TryGetProperty("portMapping", out var p) && p.ValueKind == JsonValueKind.Object ? p : default;

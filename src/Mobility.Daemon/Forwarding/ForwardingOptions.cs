@@ -137,7 +137,7 @@ public sealed class TransportSettings
     /// <summary>
     /// Connection reversal (docs/transport.md, "Connection reversal"): an incoming connection that arrived through this
     /// host's relay dials its client's published transport listener (a Host or Observed locator of the client's GNS
-    /// record) from the transport port and sends an authenticated Reverse; the client joins on that flow and moves to
+    /// record) from an ephemeral port and sends an authenticated Reverse; the client joins on that flow and moves to
     /// it as a direct path, keeping the relayed one as a standby. This daemon's outgoing connections join on the
     /// reversals that reach its transport listener. Needs <see cref="DirectPaths"/>. False: neither.
     /// </summary>

@@ -98,6 +98,26 @@ public sealed class OptionsValidatorTests
         Assert.Equivalent(defaults.Record, options.Record);
         Assert.Equivalent(defaults.AddressWatch, options.AddressWatch);
         Assert.Equivalent(defaults.ControlLimits, options.ControlLimits);
+        Assert.Equivalent(defaults.Nat, options.Nat);
+        Assert.Equivalent(defaults.Forwarding, options.Forwarding);
+        Assert.Equivalent(defaults.Forwarding.Transport, options.Forwarding.Transport);
+    }
+
+    [Fact]
+    public void The_example_configuration_shows_every_forwarding_nat_and_transport_key()
+    {
+        using var example = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "deploy", "mobilityd.json")));
+        var root = example.RootElement;
+
+        Assert.Empty(Missing(root.GetProperty("Nat"), typeof(Mobility.Daemon.Nat.NatOptions), []));
+        // Forwarding:Allow holds per-port allow-lists: an example exposes no port to list.
+        Assert.Empty(Missing(root.GetProperty("Forwarding"), typeof(Mobility.Daemon.Forwarding.ForwardingOptions), ["Allow"]));
+        Assert.Empty(Missing(root.GetProperty("Forwarding").GetProperty("Transport"), typeof(Mobility.Daemon.Forwarding.TransportSettings), []));
+
+        static string[] Missing(System.Text.Json.JsonElement section, Type type, string[] except)
+            => [.. type.GetProperties()
+                .Where(p => p.CanWrite && !except.Contains(p.Name) && !section.TryGetProperty(p.Name, out _))
+                .Select(p => p.Name)];
     }
 
     [Fact]

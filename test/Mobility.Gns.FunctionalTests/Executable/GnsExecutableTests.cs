@@ -76,6 +76,19 @@ public sealed class GnsExecutableTests
     }
 
     [Fact]
+    public async Task A_setting_that_does_not_convert_is_refused_in_one_line_with_exit_64()
+    {
+        await using var process = TestProcess.Start(Executables.Locate("gns", "Mobility.Gns.Host"),
+            ["serve", "--memory", "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--grpc", ""],
+            new Dictionary<string, string> { ["GNS_Gns__MaxTtl"] = "a day" });
+
+        Assert.Equal(64, await process.WaitForExitAsync());
+        var line = Assert.Single(process.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal("gns: Failed to convert configuration value 'a day' at 'Gns:MaxTtl' to type 'System.TimeSpan'.", line);
+        Assert.Equal("", process.StandardOutput.Trim());
+    }
+
+    [Fact]
     public async Task A_taken_udp_port_fails_start_in_one_line_naming_the_address()
     {
         using var taken = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
