@@ -262,9 +262,11 @@ public sealed partial class PortMapper : BackgroundService
                 }
 
                 SetState(new PortMappingState(gateway, [.. slots.Select(s => s.Mapping).OfType<PortMappingEntry>()], error, now));
+                // The clock read again right before the timer is set: time that passed while the state was published (a
+                // slow handler, a preempted thread) is not waited again.
                 var wait = slots.Length == 0 ? Timeout.InfiniteTimeSpan
                     : gateway is null ? (behindNat ? FirstRetryDelay : Timeout.InfiniteTimeSpan)
-                    : Max(next - now, TimeSpan.Zero);
+                    : Max(next - _time.GetUtcNow(), TimeSpan.Zero);
                 if (wait == TimeSpan.Zero)
                 {
                     continue;

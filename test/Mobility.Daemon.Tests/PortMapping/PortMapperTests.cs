@@ -327,10 +327,15 @@ public sealed class PortMapperTests
             return requests;
         }
 
-        /// <summary>Waits until the gateway has seen <paramref name="count"/> requests and returns them in order.</summary>
+        /// <summary>
+        /// Waits until the gateway has seen <paramref name="count"/> requests and the mapper has published what they granted
+        /// (its loop is then past its work and about to set its timer: virtual time advanced before that would be waited
+        /// again in full), and returns them in order.
+        /// </summary>
         public async Task<List<(MappingRequest Request, DateTimeOffset At)>> RequestsAsync(int count)
         {
             await TestTimeout.Eventually(() => Gateway.Requests.Count >= count, $"{count} requests at the gateway");
+            await TestTimeout.Eventually(() => Mapper.State.Error is not null || Mapper.State.Mappings.Length >= Math.Min(count, 2), "the mapper's state published");
             var requests = Gateway.Requests;
             Assert.Equal(count, requests.Count);
             return requests;
