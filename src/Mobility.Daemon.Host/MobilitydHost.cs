@@ -142,6 +142,11 @@ public static partial class MobilitydHost
         builder.Services.TryAddSingleton<IGnsClient>(sp => CreateGnsClient(options, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
 
         var app = builder.Build();
+        foreach (var key in UnknownSettings(configuration))
+        {
+            HostLog.UnknownSetting(app.Logger, key);
+        }
+
         app.MapGrpcService<MobilitydGrpcService>();
         if (options.EmbeddedGns)
         {
@@ -150,6 +155,18 @@ public static partial class MobilitydHost
 
         return app;
     }
+
+    /// <summary>
+    /// Keys of <paramref name="configuration"/> with a value that name no setting of mobilityd (nor a Logging key): a
+    /// misspelling in appsettings.json, a --config file or a MOBILITYD_ variable (a flag that names none is refused by
+    /// <see cref="CommandLine"/>). They are warned about at start, not refused, so that a file written for a later
+    /// release, with a key this one lacks, still starts it.
+    /// </summary>
+    internal static IReadOnlyList<string> UnknownSettings(IConfiguration configuration)
+        => [.. configuration.AsEnumerable()
+            .Where(p => p.Value is not null && !CommandLine.IsKnownKey(p.Key))
+            .Select(p => p.Key)
+            .Order(StringComparer.OrdinalIgnoreCase)];
 
     /// <summary>Binds the options from <paramref name="configuration"/> and validates them: the one place both happen.</summary>
     internal static MobilitydOptions BindAndValidate(IConfiguration configuration)
@@ -307,5 +324,11 @@ public static partial class MobilitydHost
             var gid = Native.LookupGroup(group) ?? throw new IOException($"Unknown group '{group}' for the socket.");
             Native.ChangeGroup(path, gid);
         }
+    }
+
+    private static partial class HostLog
+    {
+        [LoggerMessage(5900, LogLevel.Warning, "Setting '{Key}' names nothing mobilityd reads (a misspelling?): ignored. The settings are listed in docs/mobilityd.md.")]
+        public static partial void UnknownSetting(ILogger logger, string key);
     }
 }

@@ -27,6 +27,31 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public void Settings_from_files_and_the_environment_that_name_nothing_are_found_for_a_warning()
+    {
+        // What a --config file and MOBILITYD_ variables give the configuration (the JSON provider and the environment's
+        // "__" both become ':'), misspellings among them.
+        var json = """
+            {
+              "StateDir": "/s",
+              "Addresses": [ "127.0.0.2" ],
+              "Challenge": { "Atempts": 5, "AttemptTimeout": "00:00:01" },
+              "Forwarding": { "Transport": { "ConnectionReversl": false, "DirectPaths": true }, "Allow": { "22": [ "a" ] } },
+              "Logging": { "LogLevel": { "Mobility.Transport": "Debug" } },
+              "Nat": { }
+            }
+            """;
+        var configuration = new ConfigurationBuilder()
+            .AddJsonStream(new MemoryStream(System.Text.Encoding.UTF8.GetBytes(json)))
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["challenge:attempts"] = "4", ["Bogus"] = "1", ["Record:Ttl"] = null })
+            .Build();
+
+        // Keys are case-insensitive (a section's spelling is the first provider's that named it).
+        Assert.Equal(["Bogus", "Challenge:Atempts", "Forwarding:Transport:ConnectionReversl"], MobilitydHost.UnknownSettings(configuration), StringComparer.OrdinalIgnoreCase);
+        Assert.Empty(MobilitydHost.UnknownSettings(new ConfigurationBuilder().AddJsonFile(Path.Combine(AppContext.BaseDirectory, "deploy", "mobilityd.json"), optional: false).Build()));
+    }
+
+    [Fact]
     public void Config_files_are_returned_apart()
     {
         var parsed = CommandLine.Parse(["--config", "/etc/mobility/mobilityd.json"]);

@@ -19,6 +19,7 @@ public sealed partial class LoggingConventionTests
         ("Mobility.Transport/", 9000, 9999),
         ("Mobility.Relay/", 10000, 10399),
         ("Mobility.Daemon/Relay/", 10400, 10499),
+        ("Mobility.Daemon.Host/", 5900, 5999),
 
         // Mobile TCP's connection reversal: a range of its own, lent out of the relay's (which uses none of it).
         ("Mobility.Transport/Connections/MobileConnection.Reverse.cs", 10200, 10249),
