@@ -13,41 +13,16 @@ namespace Mobility.Netlab.Topology;
 /// </summary>
 public sealed class PreparedBatch : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly BoundedText _stderr = new(CommandRunner.MaxCapturedChars);
-    private readonly string _description;
+    private readonly StartedCommand _command;
     private bool _ran;
 
-    private PreparedBatch(Process process, string description)
-    {
-        _process = process;
-        _description = description;
-    }
+    private PreparedBatch(StartedCommand command) => _command = command;
 
     /// <summary>Starts <c>ip [-6] -n <paramref name="ns"/> -batch -</c>; nothing runs until <see cref="RunAsync"/>.</summary>
     public static PreparedBatch Start(string ns, bool ipv6 = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(ns);
-        var startInfo = new ProcessStartInfo("ip")
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in (string[])[.. ipv6 ? (string[])["-6"] : [], "-n", ns, "-batch", "-"])
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
-        var process = new Process { StartInfo = startInfo };
-        var batch = new PreparedBatch(process, CommandRunner.Describe("ip", startInfo.ArgumentList));
-        process.OutputDataReceived += static (_, _) => { };
-        process.ErrorDataReceived += (_, e) => batch._stderr.AppendLine(e.Data);
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return batch;
+        return new PreparedBatch(CommandRunner.Start("ip", [.. ipv6 ? (string[])["-6"] : [], "-n", ns, "-batch", "-"], inputLater: true));
     }
 
     /// <summary>
@@ -83,34 +58,7 @@ public sealed class PreparedBatch : IAsyncDisposable
         var input = string.Join('\n', commands) + "\n";
         await WhenReadyAsync(readyTimeout, cancellationToken).ConfigureAwait(false);
         var at = Stopwatch.GetTimestamp();
-        try
-        {
-            await _process.StandardInput.WriteAsync(input.AsMemory(), cancellationToken).ConfigureAwait(false);
-            _process.StandardInput.Close();
-        }
-        catch (IOException)
-        {
-            // The process ended before reading: its exit code and error output below say why.
-        }
-
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        deadline.CancelAfter(CommandRunner.DefaultTimeout);
-        try
-        {
-            await _process.WaitForExitAsync(deadline.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            CommandRunner.TryKill(_process);
-            cancellationToken.ThrowIfCancellationRequested();
-            throw new TimeoutException($"'{_description}' did not finish within {CommandRunner.DefaultTimeout.TotalSeconds:0} s");
-        }
-
-        if (_process.ExitCode != 0)
-        {
-            throw new CommandFailedException($"'{_description} <<< {input.Replace('\n', ';')}' exited with {_process.ExitCode}: {_stderr.ToString().Trim()}");
-        }
-
+        CommandRunner.Checked(_command.Description, input, await _command.FinishAsync(input, cancellationToken: cancellationToken).ConfigureAwait(false));
         return at;
     }
 
@@ -121,7 +69,7 @@ public sealed class PreparedBatch : IAsyncDisposable
     public async Task WhenReadyAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         var readyBy = Stopwatch.GetTimestamp() + (long)((timeout ?? TimeSpan.FromSeconds(2)).TotalSeconds * Stopwatch.Frequency);
-        while (!_process.HasExited && Stopwatch.GetTimestamp() < readyBy && !Reading())
+        while (!_command.HasExited && Stopwatch.GetTimestamp() < readyBy && !Reading())
         {
             await Task.Delay(1, cancellationToken).ConfigureAwait(false);
         }
@@ -131,7 +79,7 @@ public sealed class PreparedBatch : IAsyncDisposable
     {
         try
         {
-            return IsReadingStandardInput(File.ReadAllText($"/proc/{_process.Id.ToString(CultureInfo.InvariantCulture)}/syscall"));
+            return IsReadingStandardInput(File.ReadAllText($"/proc/{_command.ProcessId.ToString(CultureInfo.InvariantCulture)}/syscall"));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
         {
@@ -143,29 +91,20 @@ public sealed class PreparedBatch : IAsyncDisposable
     /// <summary>Ends a batch that never ran (its standard input closed: iproute2 exits with nothing to do).</summary>
     public async ValueTask DisposeAsync()
     {
-        if (!_process.HasExited)
+        if (!_ran)
         {
+            _ran = true;
             try
             {
-                _process.StandardInput.Close();
+                await _command.FinishAsync(null, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
             }
-            catch (IOException)
+            catch (TimeoutException)
             {
-                // Already gone.
-            }
-
-            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            try
-            {
-                await _process.WaitForExitAsync(deadline.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                CommandRunner.TryKill(_process);
+                // Killed by FinishAsync.
             }
         }
 
-        _process.Dispose();
+        _command.Dispose();
     }
 }
 
