@@ -396,11 +396,17 @@ public sealed partial class MobileConnection
             // start beyond what the server holds: only the SYN's room goes before the answer, so that a miss costs the
             // ResumeAck's round trip and not a first window of frames the server drops.
             path.HoldsUntilAnswered = path.FirstFlightFrom is not null || _send.HighestSent - _send.Next > InitialWindowBytes;
-            return path.HoldsUntilAnswered ? Math.Max(0, FirstFlightBytes - position - TransportFrame.WireSize(8)) : long.MaxValue;
+            return path.HoldsUntilAnswered ? Math.Max(0, FirstFlightRoom(path) - position - TransportFrame.WireSize(8)) : long.MaxValue;
         }
 
         return path.HoldsUntilAnswered ? 0 : long.MaxValue;
     }
+
+    /// <summary>What the kernel puts in the SYN of <paramref name="path"/>'s flow: <see cref="FirstFlightBytes"/> to an IPv4 address, else <see cref="FirstFlightBytesIpv6"/>.</summary>
+    internal static int FirstFlightRoom(ConnectionPath path)
+        => path.Flow.RemoteEndPoint is { } remote && Plain(remote.Address).AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+            ? FirstFlightBytesIpv6
+            : FirstFlightBytes;
 
     /// <summary>
     /// DATA payload that fits in <paramref name="wireBytes"/> as frames of <see cref="FirstFramePayload"/> (a path's

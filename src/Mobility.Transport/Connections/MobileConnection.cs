@@ -112,11 +112,15 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     internal const int OutputBatchSize = OutputBufferSize - (2 * TransportConstants.MaxFrameWireSize);
 
     /// <summary>
-    /// The first write on a flow opened for a first flight, at most: what the kernel puts in a SYN without a
-    /// cookie is one segment less the largest TCP options (1,420 bytes over IPv4 at MTU 1500, 1,400 over
-    /// IPv6); 1,200 leaves room for tunnels and smaller MTUs.
+    /// The first write on a flow opened for a first flight to an IPv4 address, at most: what Linux puts in a SYN
+    /// without a cookie, one segment at MTU 1500 less the largest TCP options (1,460 - 40). A route with a smaller
+    /// MTU makes the kernel put less in the SYN and send the rest after the handshake; the last frame of the write
+    /// then waits a round trip, never lost (docs/transport.md, "The first flight").
     /// </summary>
-    internal const int FirstFlightBytes = 1200;
+    internal const int FirstFlightBytes = 1420;
+
+    /// <summary>The same over IPv6 (a 20-byte larger header): 1,400 bytes.</summary>
+    internal const int FirstFlightBytesIpv6 = 1400;
 
     /// <summary>
     /// Linux's initial congestion window (RFC 6928: ten segments of 1,448 bytes): what a new flow sends in
