@@ -24,6 +24,10 @@ public sealed partial class MobileConnection
     private Task _callingBack = Task.CompletedTask;
     private CancellationTokenSource? _callBackCts;
 
+    // Server: cancelled when a Resume was accepted while the call back runs: it dials nothing more, and its flows that
+    // carried their CallBack wait for the client's answer still (the client may take the call back over its own Resume).
+    private CancellationTokenSource? _callBackSettled;
+
     // Server: the client's published endpoints, looked up once when the connection starts (the daemon's locator then keeps its record watched).
     private Task<IPEndPoint[]>? _clientEndpoints;
 
@@ -118,6 +122,8 @@ public sealed partial class MobileConnection
         EndCallBack();
         var cts = CancellationTokenSource.CreateLinkedTokenSource(Closed);
         _callBackCts = cts;
+        var settled = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
+        _callBackSettled = settled;
         var counter = ++_callBackCounter;
         var message = SealCallBack(counter).ToArray();
         var previous = _callingBack;
@@ -125,17 +131,32 @@ public sealed partial class MobileConnection
         _callingBack = Task.Run(async () =>
         {
             await previous.ConfigureAwait(false);
-            await CallBackAsync(dialer, message, counter, oldAddress, from, prefetched, cts.Token).ConfigureAwait(false);
+            await CallBackAsync(dialer, message, counter, oldAddress, from, prefetched, settled.Token, cts.Token).ConfigureAwait(false);
         }, CancellationToken.None);
     }
 
-    /// <summary>Server, on the loop: a Resume was accepted (through the listener or on a call-back flow): the call back running ends.</summary>
+    /// <summary>Server, on the loop: a newer move calls back from elsewhere: the call back running ends, its flows closed.</summary>
     private void EndCallBack()
     {
         if (_callBackCts is { IsCancellationRequested: false } running)
         {
             // Off the loop: the call back's tries wind down (close their flows) on the pool.
             _ = running.CancelAsync();
+        }
+    }
+
+    /// <summary>
+    /// Server, on the loop: a Resume was accepted. Answered on a call-back flow, that try has ended the others already;
+    /// through the listener (the client resumed on its own: a push or a lookup named this host's new address), the call
+    /// back dials nothing more, while its flows that carried their CallBack still wait for an answer: a client whose own
+    /// Resume was not answered yet takes a call back over it (its handshake is done and it names this end's position),
+    /// and then answers with a newer Resume there. A client that does not drops the flow at once.
+    /// </summary>
+    private void SettleCallBack()
+    {
+        if (_callBackSettled is { IsCancellationRequested: false } settled)
+        {
+            _ = settled.CancelAsync();
         }
     }
 
@@ -178,11 +199,13 @@ public sealed partial class MobileConnection
     /// Resume, when the connection has a path again, or after <see cref="MobileTransportOptions.HandshakeTimeout"/>.
     /// </summary>
     private async Task CallBackAsync(CallBackDialer dialer, byte[] message, ulong counter, IPAddress oldAddress, IPAddress? from,
-        Task<IPEndPoint[]> prefetched, CancellationToken ct)
+        Task<IPEndPoint[]> prefetched, CancellationToken settled, CancellationToken ct)
     {
         using var done = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var limit = new CancellationTokenSource(_options.HandshakeTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(done.Token, limit.Token);
+        // Dialling (new targets, the race's second tries, a flow still connecting) ends when the call back settles too.
+        using var dialling = CancellationTokenSource.CreateLinkedTokenSource(linked.Token, settled);
         var gate = new Lock();
         var dialled = new HashSet<IPEndPoint>();
         var tries = new List<Task>();
@@ -193,7 +216,7 @@ public sealed partial class MobileConnection
             bool first;
             lock (gate)
             {
-                if (linked.IsCancellationRequested)
+                if (dialling.IsCancellationRequested)
                 {
                     return;
                 }
@@ -204,7 +227,7 @@ public sealed partial class MobileConnection
                     if (dialled.Count < CallBackDialer.MaxDialled && dialled.Add(target))
                     {
                         added.Add(target);
-                        tries.Add(CallBackOneAsync(dialer, message, counter, target, from, done, linked.Token));
+                        tries.Add(CallBackOneAsync(dialer, message, counter, target, from, done, dialling.Token, linked.Token));
                     }
                 }
             }
@@ -244,11 +267,11 @@ public sealed partial class MobileConnection
             {
                 while (true)
                 {
-                    await Task.Delay(wait, _time, linked.Token).ConfigureAwait(false);
+                    await Task.Delay(wait, _time, dialling.Token).ConfigureAwait(false);
                     IPEndPoint[] again;
                     lock (gate)
                     {
-                        if (linked.IsCancellationRequested)
+                        if (dialling.IsCancellationRequested)
                         {
                             return;
                         }
@@ -256,7 +279,7 @@ public sealed partial class MobileConnection
                         again = [.. dialled.Take(Math.Max(0, CallBackDialer.MaxDialled - tries.Count))];
                         foreach (var target in again)
                         {
-                            tries.Add(CallBackOneAsync(dialer, message, counter, target, from, done, linked.Token));
+                            tries.Add(CallBackOneAsync(dialer, message, counter, target, from, done, dialling.Token, linked.Token));
                         }
                     }
 
@@ -282,7 +305,7 @@ public sealed partial class MobileConnection
             racing = RaceAsync();
             try
             {
-                var fresh = await dialer.Targets.LocateForConnectAsync(RemoteGuid, linked.Token).ConfigureAwait(false);
+                var fresh = await dialer.Targets.LocateForConnectAsync(RemoteGuid, dialling.Token).ConfigureAwait(false);
                 Dial([.. fresh.Endpoints.Where(p => p is not RelayEndPoint)], fresh.FromCache ? "kept record" : "looked up");
             }
             catch (OperationCanceledException)
@@ -312,7 +335,7 @@ public sealed partial class MobileConnection
 
                 if (running.Length == 0)
                 {
-                    if (linked.IsCancellationRequested)
+                    if (dialling.IsCancellationRequested)
                     {
                         break;
                     }
@@ -320,7 +343,7 @@ public sealed partial class MobileConnection
                     // Nothing in flight: wait for a push (or the end) a while.
                     try
                     {
-                        await Task.Delay(Timeout.InfiniteTimeSpan, _time, linked.Token).ConfigureAwait(false);
+                        await Task.Delay(Timeout.InfiniteTimeSpan, _time, dialling.Token).ConfigureAwait(false);
                     }
                     catch (OperationCanceledException)
                     {
@@ -358,12 +381,20 @@ public sealed partial class MobileConnection
         await Task.WhenAll(left).ConfigureAwait(false);
     }
 
-    /// <summary>One target: a first-flight flow from the listener's port, the CallBack, then the client's Resume on it (checked as any Resume).</summary>
+    /// <summary>
+    /// One target: a first-flight flow from the listener's port (its connect ends with <paramref name="dialling"/>),
+    /// the CallBack, then the client's Resume on it (checked as any Resume; awaited until <paramref name="ct"/>).
+    /// </summary>
     private async Task CallBackOneAsync(CallBackDialer dialer, byte[] message, ulong counter, IPEndPoint target, IPAddress? from,
-        CancellationTokenSource done, CancellationToken ct)
+        CancellationTokenSource done, CancellationToken dialling, CancellationToken ct)
     {
         var resume = await DialAndAcceptAnswerAsync(
-            c => dialer.Flows.ConnectFirstFlightAsync(target, from, dialer.LocalPort(), c), message, standby: false,
+            async c =>
+            {
+                using var connecting = CancellationTokenSource.CreateLinkedTokenSource(c, dialling);
+                return await dialer.Flows.ConnectFirstFlightAsync(target, from, dialer.LocalPort(), connecting.Token).ConfigureAwait(false);
+            },
+            message, standby: false,
             () => _publishedPath is { Established: true } or { AwaitingResumeAck: not null } || _failure is not null ? "not needed: the connection has a path again" : null,
             reason => CallBackLog.Failed(_logger, Token, counter, target, reason), done, ct).ConfigureAwait(false);
         if (resume is not null)
@@ -396,11 +427,11 @@ public sealed partial class MobileConnection
         }
 
         _lastCallBack = request.Counter;
-        if (_paths.Active is { IsStopped: false, Flow.RemoteEndPoint: { } current } && offer.Flow.RemoteEndPoint is { } caller
-            && Plain(current.Address).Equals(Plain(caller.Address)))
+        if (_paths.Active is { IsStopped: false, Flow.RemoteEndPoint: { } current } active && offer.Flow.RemoteEndPoint is { } caller
+            && Plain(current.Address).Equals(Plain(caller.Address)) && !HeldForAnswer(active))
         {
-            // This end already resumed (or is resuming) to the address the server called from (a push came first):
-            // the first to go wins; switching again would only throw that Resume and its data away.
+            // This end already resumed (or is resuming) to the address the server called from (a push or a lookup came
+            // first): the first to go wins; switching again would only throw that Resume and its data away.
             Interlocked.Increment(ref _callBacksDropped);
             CallBackLog.Dropped(_logger, Token, caller, $"counter {request.Counter}: the path to {current} is already in use");
             offer.Answer.TrySetResult(false);
@@ -425,6 +456,18 @@ public sealed partial class MobileConnection
         Publish();
         offer.Answer.TrySetResult(true);
     }
+
+    /// <summary>
+    /// Client: whether <paramref name="path"/>'s Resume is not answered yet and its first flight held the data back for
+    /// the answer (it sent only the SYN's room: more was in doubt than a first window, or it started beyond the last
+    /// ACK). Nothing more of it reaches the server before the ResumeAck's round trip, and the SYN's bytes may miss the
+    /// server's position (both moved at once: the bytes in flight to the server's old address were lost with it; or the
+    /// last ACK was stale). A call back's flow has its handshake done and names that position, so a Resume there brings
+    /// the data half a round trip after the CallBack came; its higher counter makes the server take it even after the
+    /// first (docs/transport.md, "Call back").
+    /// </summary>
+    private static bool HeldForAnswer(ConnectionPath path)
+        => path is { Established: false, AwaitingResumeAck: not null, HoldsUntilAnswered: true };
 
     private static partial class CallBackLog
     {

@@ -278,7 +278,7 @@ public sealed partial class MobileConnection
         var ack = _responder.Accept(request, _send, _receive);
         var path = new ConnectionPath(flow, offer.Reader, ack, established: true) { DropsDataGaps = true };
         ActivatePath(path);
-        EndCallBack();
+        SettleCallBack();
         var stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost) : TimeSpan.Zero;
         _pathLostAt = null;
         _stats.LastStall = stall;

@@ -68,7 +68,7 @@ public sealed partial class MobileConnection
         {
             if (!done.IsCancellationRequested)
             {
-                failed("no answer in time");
+                failed(notNeeded?.Invoke() ?? "no answer in time");
             }
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or MalformedMessageException
