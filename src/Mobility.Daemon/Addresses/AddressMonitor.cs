@@ -52,6 +52,7 @@ public sealed partial class AddressMonitor : BackgroundService
     private readonly Lock _gate = new();
     private readonly AsyncAutoResetSignal _osEvent = new();
     private readonly List<Action> _subscribers = [];
+    private readonly List<Action> _lastSubscribers = [];
     private AddressSnapshot _current;
     private ImmutableArray<IPAddress>? _kernelView;
 
@@ -78,13 +79,17 @@ public sealed partial class AddressMonitor : BackgroundService
         }
     }
 
-    /// <summary>Calls <paramref name="onChange"/> (which must be quick and not throw) after every change.</summary>
-    public IDisposable Subscribe(Action onChange)
+    /// <summary>
+    /// Calls <paramref name="onChange"/> (which must not throw, and should be quick) after every change, on the thread
+    /// that saw it. With <paramref name="last"/> it is called after every subscriber without it: one that does its work
+    /// right there (the record publisher signs and sends the update) then delays no other subscriber (the transport).
+    /// </summary>
+    public IDisposable Subscribe(Action onChange, bool last = false)
     {
         ArgumentNullException.ThrowIfNull(onChange);
         lock (_gate)
         {
-            _subscribers.Add(onChange);
+            (last ? _lastSubscribers : _subscribers).Add(onChange);
         }
 
         return new Subscription(this, onChange);
@@ -419,7 +424,7 @@ public sealed partial class AddressMonitor : BackgroundService
             }
 
             _current = snapshot = new AddressSnapshot(addresses, isFixed, _current.Generation + 1);
-            notify = [.. _subscribers];
+            notify = [.. _subscribers, .. _lastSubscribers];
         }
 
         Log.AddressesChanged(_logger, string.Join(' ', snapshot.Addresses), snapshot.Generation);
@@ -443,7 +448,10 @@ public sealed partial class AddressMonitor : BackgroundService
         {
             lock (owner._gate)
             {
-                owner._subscribers.Remove(action);
+                if (!owner._subscribers.Remove(action))
+                {
+                    owner._lastSubscribers.Remove(action);
+                }
             }
         }
     }

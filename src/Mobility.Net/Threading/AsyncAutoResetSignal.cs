@@ -9,12 +9,21 @@ namespace Mobility.Net.Threading;
 /// </summary>
 public sealed class AsyncAutoResetSignal
 {
-    private readonly Channel<bool> _channel = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
-    {
-        FullMode = BoundedChannelFullMode.DropWrite,
-        SingleReader = true,
-        SingleWriter = false,
-    });
+    private readonly Channel<bool> _channel;
+
+    /// <param name="wakeInline">
+    /// When true, <see cref="Set"/> runs a waiting loop on the setter's thread until the loop's next real wait, instead of
+    /// queueing it on the thread pool behind whatever else is queued there: for a loop whose first steps after a wake are
+    /// short and urgent (the record publisher after an address change). The setter must tolerate that work.
+    /// </param>
+    public AsyncAutoResetSignal(bool wakeInline = false)
+        => _channel = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
+        {
+            FullMode = BoundedChannelFullMode.DropWrite,
+            SingleReader = true,
+            SingleWriter = false,
+            AllowSynchronousContinuations = wakeInline,
+        });
 
     /// <summary>Sets the flag (no effect when it is set already or the signal is completed).</summary>
     public void Set() => _channel.Writer.TryWrite(true);

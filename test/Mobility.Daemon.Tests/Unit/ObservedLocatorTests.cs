@@ -86,19 +86,19 @@ public sealed class ObservedLocatorTests
         }
     }
 
-    private static PublishingHost Host(string[] addresses, Func<GnsRecord, IPEndPoint?> observe)
+    internal static PublishingHost Host(string[] addresses, Func<GnsRecord, IPEndPoint?> observe, TimeSpan? debounce = null)
     {
         var options = Options.Create(new MobilitydOptions
         {
             StateDir = Directory.CreateTempSubdirectory("mobilityd-tests-").FullName,
             Addresses = addresses,
         });
-        options.Value.AddressWatch.Debounce = TimeSpan.Zero;
+        options.Value.AddressWatch.Debounce = debounce ?? TimeSpan.Zero;
         return new PublishingHost(options, observe);
     }
 
     /// <summary>A record publisher on fixed addresses and a fake GNS; started at once, stopped on dispose.</summary>
-    private sealed class PublishingHost : IAsyncDisposable
+    internal sealed class PublishingHost : IAsyncDisposable
     {
         private readonly FakeGns _gns = new();
         private readonly DaemonIdentity _identity;
