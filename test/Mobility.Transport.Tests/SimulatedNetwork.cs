@@ -186,6 +186,9 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
     /// <summary>First flights opened from a chosen port (a server's call back from its listener's port).</summary>
     public int PortedFirstFlights;
 
+    // The 4-tuples of open flows opened from a chosen port (guarded by _gate).
+    private readonly HashSet<(IPEndPoint Local, IPEndPoint Remote)> _portedFlows = [];
+
     public ValueTask<IFlow> ConnectFirstFlightAsync(IPEndPoint remote, IPAddress? localAddress, int localPort, CancellationToken cancellationToken)
     {
         if (FirstFlights == FirstFlightMode.Off)
@@ -206,6 +209,12 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         lock (_gate)
         {
             local = new IPEndPoint(localAddress, localPort != 0 ? localPort : _nextPort++);
+            // As the kernel: a chosen port cannot open a second flow to the same remote endpoint while the first is open
+            // (connect fails with EADDRNOTAVAIL), however long that one waits for its SYN-ACK.
+            if (localPort != 0 && !_portedFlows.Add((local, remote)))
+            {
+                throw new SocketException((int)SocketError.AddressNotAvailable);
+            }
         }
 
         if (localPort != 0)
@@ -218,6 +227,17 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
         var toClient = new SimPipe(this, remote.Address, local.Address);
         var flow = new SimFlow(local, remote, toClient, toServer);
         flow.FirstFlight = new FirstFlight(this, flow, toServer, toClient);
+        if (localPort != 0)
+        {
+            flow.Closed.Register(() =>
+            {
+                lock (_gate)
+                {
+                    _portedFlows.Remove((local, remote));
+                }
+            });
+        }
+
         return ValueTask.FromResult<IFlow>(flow);
     }
 

@@ -227,7 +227,7 @@ public sealed partial class MobileConnection
                     if (dialled.Count < CallBackDialer.MaxDialled && dialled.Add(target))
                     {
                         added.Add(target);
-                        tries.Add(CallBackOneAsync(dialer, message, counter, target, from, done, dialling.Token, linked.Token));
+                        tries.Add(CallBackOneAsync(dialer, message, counter, target, from, again: false, done, dialling.Token, linked.Token));
                     }
                 }
             }
@@ -279,7 +279,7 @@ public sealed partial class MobileConnection
                         again = [.. dialled.Take(Math.Max(0, CallBackDialer.MaxDialled - tries.Count))];
                         foreach (var target in again)
                         {
-                            tries.Add(CallBackOneAsync(dialer, message, counter, target, from, done, dialling.Token, linked.Token));
+                            tries.Add(CallBackOneAsync(dialer, message, counter, target, from, again: true, done, dialling.Token, linked.Token));
                         }
                     }
 
@@ -384,15 +384,20 @@ public sealed partial class MobileConnection
     /// <summary>
     /// One target: a first-flight flow from the listener's port (its connect ends with <paramref name="dialling"/>),
     /// the CallBack, then the client's Resume on it (checked as any Resume; awaited until <paramref name="ct"/>).
+    /// Dialled <paramref name="again"/> (the first try unanswered), from an ephemeral port: the first try's socket, still
+    /// waiting for its SYN-ACK, holds the listener port's 4-tuple to the target, and the kernel refuses a second one
+    /// (EADDRNOTAVAIL), which left a lost CallBack SYN to the kernel's 1 s retransmission.
     /// </summary>
-    private async Task CallBackOneAsync(CallBackDialer dialer, byte[] message, ulong counter, IPEndPoint target, IPAddress? from,
+    private async Task CallBackOneAsync(CallBackDialer dialer, byte[] message, ulong counter, IPEndPoint target, IPAddress? from, bool again,
         CancellationTokenSource done, CancellationToken dialling, CancellationToken ct)
     {
         var resume = await DialAndAcceptAnswerAsync(
             async c =>
             {
                 using var connecting = CancellationTokenSource.CreateLinkedTokenSource(c, dialling);
-                return await dialer.Flows.ConnectFirstFlightAsync(target, from, dialer.LocalPort(), connecting.Token).ConfigureAwait(false);
+                return again
+                    ? await dialer.Flows.ConnectFirstFlightAsync(target, from, connecting.Token).ConfigureAwait(false)
+                    : await dialer.Flows.ConnectFirstFlightAsync(target, from, dialer.LocalPort(), connecting.Token).ConfigureAwait(false);
             },
             message, standby: false,
             () => _publishedPath is { Established: true } or { AwaitingResumeAck: not null } || _failure is not null ? "not needed: the connection has a path again" : null,
@@ -441,8 +446,9 @@ public sealed partial class MobileConnection
         Interlocked.Increment(ref _callBacksAccepted);
         if (offer.Flow.RemoteEndPoint is { } calledFrom)
         {
-            // Should this path die before it is answered, the client's own resume goes where the server proved to be.
-            _supervisor?.PreferEndpoint(new IPEndPoint(Plain(calledFrom.Address), calledFrom.Port));
+            // Should this path die before it is answered, the client's own resume goes where the server proved to be: its
+            // address, at its listener's port (a call back dialled again comes from an ephemeral port).
+            _supervisor?.PreferAddress(Plain(calledFrom.Address), calledFrom.Port);
         }
 
         _timeline.Record(MoveEventKind.CallBackReceived, $"counter {request.Counter} from {offer.Flow.RemoteEndPoint}");

@@ -378,9 +378,24 @@ internal sealed partial class PathSupervisor
     }
 
     /// <summary>
-    /// The server called back from <paramref name="endpoint"/> (its listener's port, so its published endpoint): the next
-    /// attempt tries it first, whatever the locator said last (its push may not have come yet). The attempt in progress goes on.
+    /// The server called back from <paramref name="address"/>: the next attempt tries it first, whatever the locator said
+    /// last (its push may not have come yet), at <paramref name="port"/> (the call back's source) when that is the port of
+    /// an endpoint known already (the server's listener: its published endpoint), else at the port of the first one known
+    /// (a call back dialled again comes from an ephemeral port). The attempt in progress goes on.
     /// </summary>
+    public void PreferAddress(IPAddress address, int port)
+    {
+        IReadOnlyList<IPEndPoint> known;
+        lock (_gate)
+        {
+            known = _endpoints;
+        }
+
+        var listenerPort = known.Count == 0 || known.Any(e => e.Port == port) ? port : known[0].Port;
+        PreferEndpoint(new IPEndPoint(address, listenerPort));
+    }
+
+    /// <summary>Puts <paramref name="endpoint"/> first in the endpoints the next attempt tries.</summary>
     public void PreferEndpoint(IPEndPoint endpoint)
     {
         lock (_gate)
