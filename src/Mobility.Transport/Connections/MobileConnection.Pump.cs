@@ -396,7 +396,8 @@ public sealed partial class MobileConnection
             // start beyond what the server holds: only the SYN's room goes before the answer, so that a miss costs the
             // ResumeAck's round trip and not a first window of frames the server drops.
             path.HoldsUntilAnswered = path.FirstFlightFrom is not null || _send.HighestSent - _send.Next > InitialWindowBytes;
-            return path.HoldsUntilAnswered ? Math.Max(0, FirstFlightRoom(path) - position - TransportFrame.WireSize(8)) : long.MaxValue;
+            // Whole frames in the SYN's room: the first DATA frame holds a kilobyte, so more room takes a second frame's overhead too.
+            return path.HoldsUntilAnswered ? PayloadWithin(FirstFlightRoom(path) - position) : long.MaxValue;
         }
 
         return path.HoldsUntilAnswered ? 0 : long.MaxValue;
