@@ -344,8 +344,9 @@ public sealed partial class ControlEndpoint : BackgroundService
             return;
         }
 
-        await binding.Socket.SendToAsync(reply, SocketFlags.None, remote, _stopping).ConfigureAwait(false);
+        // Counted before the send: a challenger that has the reply must find it counted.
         Interlocked.Increment(ref _answered);
+        await binding.Socket.SendToAsync(reply, SocketFlags.None, remote, _stopping).ConfigureAwait(false);
         Log.Answered(_logger, remote, request.Challenger.ToShortString());
     }
 
