@@ -7,8 +7,12 @@ namespace Mobility.Daemon.Tests.Unit;
 /// <summary>
 /// The daemon gives the C heap's free pages back to the kernel (issue 13, flat memory in the move soak):
 /// a run of freed malloc blocks below a block still in use stays resident until it is trimmed. Residency
-/// is read per page with mincore(2), so other tests' allocations in the same process do not blur it.
+/// is read per page with mincore(2), so other tests' allocations in the same process do not blur it. The run
+/// itself needs its blocks laid one after the other, which other tests allocating at the same time can break
+/// (seen once in a full suite: "only 185 of 512 blocks are adjacent"): the class runs alone, and a run that
+/// still comes out scattered is made again.
 /// </summary>
+[Collection(nameof(NativeHeapTrimmerTests))]
 public sealed class NativeHeapTrimmerTests
 {
     private const int BlockSize = 64 * 1024; // below glibc's mmap threshold (128 KiB): served from an arena
@@ -87,6 +91,22 @@ public sealed class NativeHeapTrimmerTests
 
         public static FreedRun Make()
         {
+            for (var attempt = 1; ; attempt++)
+            {
+                if (TryMake(out var run) is { } scattered)
+                {
+                    Assert.True(attempt < 3, scattered);
+                    continue;
+                }
+
+                return run!;
+            }
+        }
+
+        /// <summary>A run, or why none: the longest stretch of adjacent blocks was too short (every block freed again).</summary>
+        private static string? TryMake(out FreedRun? run)
+        {
+            run = null;
             var blocks = new nint[Blocks];
             var fill = new byte[BlockSize];
             Array.Fill(fill, (byte)0x5A);
@@ -108,14 +128,24 @@ public sealed class NativeHeapTrimmerTests
                 }
             }
 
-            Assert.True(bestLength >= Blocks / 2, $"only {bestLength} of {Blocks} blocks are adjacent");
+            if (bestLength < Blocks / 2)
+            {
+                foreach (var block in blocks)
+                {
+                    Marshal.FreeHGlobal(block);
+                }
+
+                return $"only {bestLength} of {Blocks} blocks are adjacent";
+            }
+
             var keeper = sorted[bestFrom + bestLength - 1];
             foreach (var block in blocks.Where(b => b != keeper))
             {
                 Marshal.FreeHGlobal(block);
             }
 
-            return new FreedRun(keeper, sorted[bestFrom], keeper);
+            run = new FreedRun(keeper, sorted[bestFrom], keeper);
+            return null;
         }
 
         /// <summary>Share of the whole pages between the run's first block and the live last one that are resident.</summary>
@@ -137,3 +167,7 @@ public sealed class NativeHeapTrimmerTests
     private static extern int mincore(nint address, nuint length, byte[] vector);
 #pragma warning restore SYSLIB1054
 }
+
+/// <summary>The native heap tests run with no other test at the same time (their malloc blocks must lie side by side).</summary>
+[CollectionDefinition(nameof(NativeHeapTrimmerTests), DisableParallelization = true)]
+public sealed class NativeHeapTrimmerCollection;
