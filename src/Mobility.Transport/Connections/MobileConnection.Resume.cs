@@ -249,12 +249,14 @@ public sealed partial class MobileConnection
         {
             case ResumeVerdict.BadMac:
                 _stats.ResumesRejected++;
+                Publish(); // counted before the Reject goes: a peer that has it finds it in Statistics
                 offer.Answer.TrySetResult(RejectReason.ResumeRefused);
                 _timeline.Record(MoveEventKind.ResumeRefused, $"bad MAC from {flow.RemoteEndPoint}");
                 Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "bad MAC", TimeSpan.Zero);
                 return;
             case ResumeVerdict.Replayed:
                 _stats.ResumesRejected++;
+                Publish();
                 offer.Answer.TrySetResult(RejectReason.ResumeRefused);
                 _timeline.Record(MoveEventKind.ResumeRefused, $"replayed counter {request.Counter} from {flow.RemoteEndPoint}");
                 Raise(MobileConnectionEventKind.ResumeRejected, flow.LocalEndPoint, flow.RemoteEndPoint, "replayed counter", TimeSpan.Zero);
