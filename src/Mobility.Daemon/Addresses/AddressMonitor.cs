@@ -24,8 +24,9 @@ public sealed record AddressSnapshot(ImmutableArray<IPAddress> Addresses, bool F
 /// so one move (old address gone, new one added) is one change when its messages arrive together.
 /// Where the netlink socket cannot be opened it falls back to re-reading the interfaces on every
 /// <see cref="NetworkChange.NetworkAddressChanged"/> and every
-/// <see cref="AddressWatchOptions.RecheckInterval"/>. Subscribers are told of each change (they only
-/// set a flag; the work happens on their own loops).
+/// <see cref="AddressWatchOptions.RecheckInterval"/>. Subscribers are told of each change in
+/// <see cref="AddressChangeOrder"/>: the record's update and the transport's hand-over on the thread that
+/// saw the change, then the flags of the background loops (whose work happens on their own loops).
 /// </summary>
 public sealed partial class AddressMonitor : BackgroundService
 {
@@ -51,8 +52,7 @@ public sealed partial class AddressMonitor : BackgroundService
     private readonly ILogger<AddressMonitor> _logger;
     private readonly Lock _gate = new();
     private readonly AsyncAutoResetSignal _osEvent = new();
-    private readonly List<Action> _subscribers = [];
-    private readonly List<Action> _lastSubscribers = [];
+    private readonly List<(Action Action, AddressChangeOrder Order)> _subscribers = [];
     private AddressSnapshot _current;
     private ImmutableArray<IPAddress>? _kernelView;
 
@@ -81,15 +81,18 @@ public sealed partial class AddressMonitor : BackgroundService
 
     /// <summary>
     /// Calls <paramref name="onChange"/> (which must not throw, and should be quick) after every change, on the thread
-    /// that saw it. With <paramref name="last"/> it is called after every subscriber without it: one that does its work
-    /// right there (the record publisher signs and sends the update) then delays no other subscriber (the transport).
+    /// that saw it, in <paramref name="order"/> (subscribers of one order in the order they subscribed). Every wake-up of
+    /// another thread may let the scheduler switch away from this one, so work that must leave the host at once goes
+    /// before the flags of the background loops (docs/mobilityd.md, "Record upkeep").
     /// </summary>
-    public IDisposable Subscribe(Action onChange, bool last = false)
+    public IDisposable Subscribe(Action onChange, AddressChangeOrder order = AddressChangeOrder.Background)
     {
         ArgumentNullException.ThrowIfNull(onChange);
         lock (_gate)
         {
-            (last ? _lastSubscribers : _subscribers).Add(onChange);
+            // Stable: after every subscriber of the same or an earlier order.
+            var at = _subscribers.FindLastIndex(s => s.Order <= order) + 1;
+            _subscribers.Insert(at, (onChange, order));
         }
 
         return new Subscription(this, onChange);
@@ -424,7 +427,7 @@ public sealed partial class AddressMonitor : BackgroundService
             }
 
             _current = snapshot = new AddressSnapshot(addresses, isFixed, _current.Generation + 1);
-            notify = [.. _subscribers, .. _lastSubscribers];
+            notify = [.. _subscribers.Select(s => s.Action)];
         }
 
         Log.AddressesChanged(_logger, string.Join(' ', snapshot.Addresses), snapshot.Generation);
@@ -448,9 +451,10 @@ public sealed partial class AddressMonitor : BackgroundService
         {
             lock (owner._gate)
             {
-                if (!owner._subscribers.Remove(action))
+                var at = owner._subscribers.FindIndex(s => s.Action == action);
+                if (at >= 0)
                 {
-                    owner._lastSubscribers.Remove(action);
+                    owner._subscribers.RemoveAt(at);
                 }
             }
         }

@@ -64,6 +64,7 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     private readonly ConcurrentDictionary<Task, byte> _relays = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly AsyncAutoResetSignal _moved = new();
+    private readonly Lock _handOverGate = new();
     private MobileListener? _listener;
     private MobileConnector? _connector;
     private RelayRegistrar? _registrar;
@@ -183,7 +184,9 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         _options.TransportPort = _listener.LocalEndPoint.Port;
         Volatile.Write(ref _listening, _listener.LocalEndPoint);
         Log.Listening(_logger, _listener.LocalEndPoint);
-        _subscription = _addresses.Subscribe(_moved.Set);
+        _subscription = specific
+            ? _addresses.Subscribe(_moved.Set)
+            : _addresses.Subscribe(HandOverAddresses, AddressChangeOrder.Transport);
         _acceptLoop = AcceptLoopAsync(_stopping.Token);
         _moveLoop = MoveLoopAsync(specific, _stopping.Token);
         if (transport.RehearseMove)
@@ -443,6 +446,24 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
     /// <summary>How long the start's move rehearsal may take (a few milliseconds when warm; its cold run is what it is for).</summary>
     private static readonly TimeSpan RehearsalLimit = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// A listener on the wildcard address does not move: the connections are handed the new addresses on the address
+    /// monitor's thread, at once (each only posts to its loop), so they drop their dead paths and resume without waiting
+    /// for a thread-pool thread; the relay registration and the GNS watch follow on the move loop.
+    /// </summary>
+    private void HandOverAddresses()
+    {
+        lock (_handOverGate)
+        {
+            // Under the lock, and read here: two changes told on two threads hand over the newer list last.
+            var addresses = _addresses.Current.Addresses;
+            _listener!.NotifyLocalAddresses(addresses);
+            _connector!.NotifyLocalAddresses(addresses);
+        }
+
+        _moved.Set();
+    }
+
     private async Task MoveLoopAsync(bool specific, CancellationToken cancellationToken)
     {
         try
@@ -466,17 +487,23 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
                     }
                 }
 
-                // Incoming connections whose path ran over an address that is gone drop it and call their client
-                // back from a new one (whatever the listener is bound to: 0.0.0.0 does not move).
-                _listener.NotifyLocalAddresses(addresses);
+                if (specific)
+                {
+                    // Incoming connections whose path ran over an address that is gone drop it and call their client
+                    // back from a new one. (On the wildcard address HandOverAddresses did this and the next step.)
+                    _listener.NotifyLocalAddresses(addresses);
+                }
 
                 // A registration at the home relay from an address that is gone is dead: register again from the new one.
                 _registrar?.NotifyLocalAddresses(addresses);
 
-                // Each connection drops only the paths whose address is gone (switching at once to a
-                // standby path from another address when one is up, else resuming) and joins standby
-                // paths from addresses it does not use yet (make-before-break).
-                _connector!.NotifyLocalAddresses(addresses);
+                if (specific)
+                {
+                    // Each connection drops only the paths whose address is gone (switching at once to a
+                    // standby path from another address when one is up, else resuming) and joins standby
+                    // paths from addresses it does not use yet (make-before-break).
+                    _connector!.NotifyLocalAddresses(addresses);
+                }
 
                 // The GNS watch ran from the old address too: re-open it now, and catch up on pushes it missed.
                 _locator.NotifyLocalAddressChanged();
