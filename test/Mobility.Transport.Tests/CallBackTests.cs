@@ -392,6 +392,71 @@ public sealed class CallBackTests(ITestOutputHelper output)
         ConnectionAssert.NoLossOrDuplicate(client, server);
     }
 
+    /// <summary>
+    /// Both move at once as above, but the server's watch of the client's record is down (it re-opens from the server's
+    /// new address: tens of ms on a loaded host, the netlab's simultaneous moves), so no push comes: the client's update
+    /// reaches the GNS an eighth of a round trip after the moves, after the server's first look at the record. The server
+    /// looks again a quarter of a round trip apart while it calls back, finds the client's new listener endpoint at the
+    /// first look again and calls it back: the lost bytes reach it 1.25 RTT after the moves, as with the push. Without
+    /// the looks the call back never learns the new endpoint and the bytes wait for the client's own Resume (1.5 RTT).
+    /// </summary>
+    [Fact]
+    public async Task A_call_back_whose_first_look_finds_the_clients_old_record_looks_again_and_reaches_the_client_that_moved_too()
+    {
+        await using var pair = await CreateAsync();
+        var (client, server) = pair.Connections[0];
+        server.SetDirectCandidates(false, [new DirectCandidate(DirectCandidateKind.Local, new IPEndPoint(ServerA, 7391))]);
+        await TestTimeout.Eventually(() => client.PeerCandidates.Count > 0, "the server's CANDIDATES reached the client");
+
+        var sent = new byte[24 * 1024];
+        new Random(12).NextBytes(sent);
+        var received = new byte[sent.Length];
+        await client.Stream.WriteAsync(sent.AsMemory(0, 8 * 1024)).WithTimeout();
+        await server.Stream.ReadExactlyAsync(received.AsMemory(0, 8 * 1024)).WithTimeout();
+        await TestTimeout.Eventually(() => server.Statistics.LastRtt is not null, "the server measured the path's RTT");   // the looks' spacing
+
+        await client.Stream.WriteAsync(sent.AsMemory(8 * 1024, 8 * 1024)).WithTimeout();
+        await Task.Delay(TimeSpan.FromMilliseconds(10), pair.Time).WithTimeout();
+        var t0 = pair.Time.GetTimestamp();
+        var clientListenerAfter = new IPEndPoint(ClientB, 443);
+        pair.Locator.Set(Keys.Client.Guid, pair.ClientListener!.LocalEndPoint);   // what the GNS holds before the client's update
+        pair.Locator.Forget(Keys.Client.Guid);   // the server's watch ran from its old address: no record is current
+        var lookupsBefore = pair.Locator.LookupsOf(Keys.Client.Guid);
+        var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
+        pair.Network.MoveAddress(ClientA, ClientB);
+        await pair.ClientListener!.RebindAsync(clientListenerAfter).WithTimeout();
+        var firstRead = Task.Run(async () =>
+        {
+            var n = await server.Stream.ReadAsync(received.AsMemory(8 * 1024));
+            var at = pair.Time.GetTimestamp();
+            await server.Stream.ReadExactlyAsync(received.AsMemory((8 * 1024) + n));
+            return at;
+        });
+        await client.Stream.WriteAsync(sent.AsMemory(16 * 1024)).WithTimeout();
+        pair.Locator.Push(Keys.Server.Guid, endpoint);
+        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        await Task.Delay(pair.Network.Rtt / 8, pair.Time).WithTimeout();
+        pair.Locator.Set(Keys.Client.Guid, clientListenerAfter);   // in the GNS now; no push (the server's watch is down)
+        var serverGot = await firstRead.WithTimeout();
+        Assert.Equal(sent, received);
+
+        var toServer = Rtts(pair, t0, serverGot);
+        output.WriteLine($"both move, no push to the server, its call back looks again: the lost bytes at the server {toServer:0.00} RTT after the moves");
+        output.WriteLine($"  client: {Timeline(pair, client)}");
+        output.WriteLine($"  server: {Timeline(pair, server)}");
+        Assert.InRange(toServer, 1.25, 1.25 + Slack);
+        Assert.Equal((0, 1, 0), client.CallBackCounts);
+        Assert.Contains(server.Moves.SelectMany(m => m.Events), e => e.Kind == MoveEventKind.CallBackSent && e.Detail!.Contains("looked up again", StringComparison.Ordinal));
+        Assert.Equal(clientListenerAfter, server.RemoteEndPoint);
+        // The looks stop once one named a new target: the first look and one again.
+        Assert.Equal(2, pair.Locator.LookupsOf(Keys.Client.Guid) - lookupsBefore);
+
+        await SimulatedMoveTests.ExchangeAfterMoveAsync(pair.Time, client, server);
+        Assert.Equal(MobileConnectionState.Connected, client.State);
+        Assert.Equal(MobileConnectionState.Connected, server.State);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
+    }
+
     [Fact]
     public async Task A_call_back_to_a_client_with_no_listener_endpoint_leaves_the_push_to_do_the_work()
     {

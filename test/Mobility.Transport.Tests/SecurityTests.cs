@@ -295,6 +295,8 @@ public class SecurityTests
         await server.Stream.ReadExactlyAsync(b).WithTimeout();
         Assert.Equal(42, b[0]);
         Assert.DoesNotContain(logs.Entries, e => e.Level > LogLevel.Debug && !e.Message.Contains("Mobile listener on", StringComparison.Ordinal));
-        Assert.Equal(0, listener.PendingHandshakes);
+        // Every hostile flow's handshake state is let go (the last one's teardown may still be running on a loaded host:
+        // a full-suite run read 1 right after the exchange).
+        await TestTimeout.Eventually(() => listener.PendingHandshakes == 0, "every hostile flow's handshake was let go");
     }
 }

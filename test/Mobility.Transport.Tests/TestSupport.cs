@@ -33,6 +33,15 @@ internal sealed class TestLocator : IPeerLocator
         }
     }
 
+    /// <summary>The record is no longer kept current (its watch is down): <see cref="LocateForConnectAsync"/> looks it up.</summary>
+    public void Forget(HostGuid guid)
+    {
+        lock (_gate)
+        {
+            _kept.Remove(guid);
+        }
+    }
+
     public async ValueTask<LocatedEndpoints> LocateForConnectAsync(HostGuid guid, CancellationToken cancellationToken)
     {
         lock (_gate)
@@ -62,8 +71,24 @@ internal sealed class TestLocator : IPeerLocator
         EndpointsChanged?.Invoke(this, new PeerEndpointsChangedEventArgs(guid, endpoints));
     }
 
+    private readonly Dictionary<HostGuid, int> _lookupsOf = [];
+
+    /// <summary>Lookups of <paramref name="guid"/>'s record so far.</summary>
+    public int LookupsOf(HostGuid guid)
+    {
+        lock (_gate)
+        {
+            return _lookupsOf.GetValueOrDefault(guid);
+        }
+    }
+
     public async ValueTask<IReadOnlyList<IPEndPoint>> LocateAsync(HostGuid guid, CancellationToken cancellationToken)
     {
+        lock (_gate)
+        {
+            _lookupsOf[guid] = _lookupsOf.GetValueOrDefault(guid) + 1;
+        }
+
         var lookup = Interlocked.Increment(ref Lookups);
         BeforeAnswer?.Invoke(lookup);
         if (Latency > TimeSpan.Zero)

@@ -53,6 +53,9 @@ public sealed class GnsPeerLocator : IPeerLocator, IAsyncDisposable
     /// </summary>
     public void NotifyLocalAddressChanged() => _records.NotifyLocalAddressChanged();
 
+    /// <summary>The host's addresses are changing: see <see cref="WatchedRecords.DistrustCached"/>.</summary>
+    public void DistrustCached() => _records.DistrustCached();
+
     /// <summary>
     /// The transport endpoints of a record: its Host locators, then Observed ones (port-preserving NAT), then
     /// its Relay locators as <see cref="RelayEndPoint"/>s (dialled through the relay by the connector's flow factory).

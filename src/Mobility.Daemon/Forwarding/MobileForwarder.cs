@@ -457,6 +457,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
         {
             // Under the lock, and read here: two changes told on two threads hand over the newer list last.
             var addresses = _addresses.Current.Addresses;
+            // First: a call back or connect the hand-over starts must not trust a watch that ran from a gone address.
+            _locator.DistrustCached();
             _listener!.NotifyLocalAddresses(addresses);
             _connector!.NotifyLocalAddresses(addresses);
         }
@@ -489,6 +491,8 @@ public sealed partial class MobileForwarder : IHostedService, IAsyncDisposable
 
                 if (specific)
                 {
+                    _locator.DistrustCached();
+
                     // Incoming connections whose path ran over an address that is gone drop it and call their client
                     // back from a new one. (On the wildcard address HandOverAddresses did this and the next step.)
                     _listener.NotifyLocalAddresses(addresses);

@@ -141,6 +141,23 @@ public sealed partial class WatchedRecords : IAsyncDisposable
     }
 
     /// <summary>
+    /// The host's addresses are changing: no cached record is current (<see cref="IsCurrent"/>) until its watch,
+    /// re-opened from the new address, delivers it again. Called before the transport hears of the change, so that a
+    /// call back or a connect it starts looks the peer up instead of trusting a watch that ran from a gone address;
+    /// <see cref="NotifyLocalAddressChanged"/> follows.
+    /// </summary>
+    public void DistrustCached()
+    {
+        lock (_gate)
+        {
+            foreach (var watch in _watches.Values)
+            {
+                watch.Current = false;
+            }
+        }
+    }
+
+    /// <summary>
     /// The host's addresses changed: the GNS client re-opens its watches from the new address at once,
     /// and every watched GUID is looked up once past the cache, so a change published while the watches
     /// were cut off is not missed. Returns at once; the lookups run in the background.

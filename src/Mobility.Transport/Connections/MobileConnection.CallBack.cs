@@ -297,8 +297,61 @@ public sealed partial class MobileConnection
             }
         }
 
+        // This end moved (that is why it calls back), so its own watch of the client's record re-opens from the new
+        // address: a client that moved at the same moment is named neither by the record looked up now (its update is
+        // still on its way to the GNS) nor, until that watch is up again (tens of ms on a loaded host), by a push. The
+        // record is looked at again a quarter of a round trip apart, a few times, until a look names a target not
+        // dialled yet, the record is kept current again (the watch is back: a change comes as a push) or the call
+        // back settles (docs/transport.md, "Call back").
+        async Task LookAgainAsync()
+        {
+            if (Statistics.LastRtt is not { } rtt)
+            {
+                return;
+            }
+
+            var every = TimeSpan.FromTicks(Math.Clamp(rtt.Ticks / 4, CallBackDialer.LookAgainMin.Ticks, CallBackDialer.LookAgainMax.Ticks));
+            try
+            {
+                for (var look = 0; look < CallBackDialer.MaxLooksAgain; look++)
+                {
+                    await Task.Delay(every, _time, dialling.Token).ConfigureAwait(false);
+                    var again = await dialer.Targets.LocateForConnectAsync(RemoteGuid, dialling.Token).ConfigureAwait(false);
+                    if (again.FromCache)
+                    {
+                        return;
+                    }
+
+                    int before;
+                    lock (gate)
+                    {
+                        before = dialled.Count;
+                    }
+
+                    Dial([.. again.Endpoints.Where(p => p is not RelayEndPoint)], "looked up again");
+                    lock (gate)
+                    {
+                        if (dialled.Count > before)
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+#pragma warning disable CA1031 // A failed look leaves the targets known so far, and the pushes (logged).
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                CallBackLog.NotSent(_logger, Token, counter, $"the client's record could not be looked up again: {e.Message}");
+            }
+        }
+
         dialer.Targets.EndpointsChanged += OnPush;
         Task racing = Task.CompletedTask;
+        Task lookingAgain = Task.CompletedTask;
         try
         {
             Dial(prefetched.IsCompletedSuccessfully ? prefetched.Result : [], "known");
@@ -307,6 +360,10 @@ public sealed partial class MobileConnection
             {
                 var fresh = await dialer.Targets.LocateForConnectAsync(RemoteGuid, dialling.Token).ConfigureAwait(false);
                 Dial([.. fresh.Endpoints.Where(p => p is not RelayEndPoint)], fresh.FromCache ? "kept record" : "looked up");
+                if (!fresh.FromCache)
+                {
+                    lookingAgain = LookAgainAsync();
+                }
             }
             catch (OperationCanceledException)
             {
@@ -371,6 +428,7 @@ public sealed partial class MobileConnection
         }
 
         await racing.ConfigureAwait(false);
+        await lookingAgain.ConfigureAwait(false);
 
         Task[] left;
         lock (gate)
@@ -516,4 +574,16 @@ internal sealed record CallBackDialer(IFlowFactory Flows, Func<int> LocalPort, I
 
     /// <summary>The most: beyond it the kernel's own SYN retransmission (1 s) is about as near.</summary>
     public static readonly TimeSpan RaceDelayMax = TimeSpan.FromMilliseconds(750);
+
+    /// <summary>
+    /// Most looks at the client's record after the first while this end's own watch of it re-opens (a quarter of a round
+    /// trip apart: they cover a round trip and a half, by when the client's update has reached the GNS or the watch is up).
+    /// </summary>
+    public const int MaxLooksAgain = 6;
+
+    /// <summary>The least wait between two of those looks.</summary>
+    public static readonly TimeSpan LookAgainMin = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>The most.</summary>
+    public static readonly TimeSpan LookAgainMax = TimeSpan.FromMilliseconds(250);
 }
