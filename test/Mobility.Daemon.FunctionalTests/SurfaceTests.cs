@@ -69,7 +69,17 @@ public sealed class SurfaceTests
         await daemon.Api.SetAddressesAsync([moved]).WithTimeout();
 
         var path = Path.Combine(daemon.StateDir, "state", "addresses");
-        await TestTimeout.Eventually(() => File.ReadAllText(path) == moved + "\n", "the addresses file shows the new address");
+        try
+        {
+            await TestTimeout.Eventually(() => File.ReadAllText(path) == moved + "\n", "the addresses file shows the new address");
+        }
+        catch (TimeoutException e)
+        {
+            // What the next failure needs (one CI rehearsal timed out here once, never reproduced): the file, the daemon's view, its warnings.
+            var warnings = string.Join("\n", daemon.Logs.Entries.Where(l => l.Level >= Microsoft.Extensions.Logging.LogLevel.Warning || l.Category.Contains("StateFiles", StringComparison.Ordinal)));
+            throw new TimeoutException($"{e.Message} File: '{File.ReadAllText(path).Trim()}'; the daemon's addresses: {string.Join(' ', daemon.Api.GetAddresses().Addresses)}; logs:\n{warnings}", e);
+        }
+
         Assert.Empty(Directory.GetFiles(Path.Combine(daemon.StateDir, "state"), "*.tmp"));
     }
 

@@ -433,7 +433,16 @@ public sealed partial class AddressMonitor : BackgroundService
         Log.AddressesChanged(_logger, string.Join(' ', snapshot.Addresses), snapshot.Generation);
         foreach (var subscriber in notify)
         {
-            subscriber();
+            try
+            {
+                subscriber();
+            }
+#pragma warning disable CA1031 // One subscriber's bug must not keep the change from the ones after it (the state files, the GNS watch).
+            catch (Exception e) when (e is not OutOfMemoryException)
+#pragma warning restore CA1031
+            {
+                Log.SubscriberFailed(_logger, e);
+            }
         }
 
         return snapshot;
@@ -476,6 +485,9 @@ public sealed partial class AddressMonitor : BackgroundService
 
         [LoggerMessage(7005, LogLevel.Warning, "Cannot follow the kernel's address notifications ({Reason}); re-reading the interfaces on OS events and every re-check interval instead.")]
         public static partial void NetlinkUnavailable(ILogger logger, string reason);
+
+        [LoggerMessage(7007, LogLevel.Error, "A part of the daemon failed on an address change; the others were told.")]
+        public static partial void SubscriberFailed(ILogger logger, Exception exception);
 
         [LoggerMessage(7006, LogLevel.Debug, "Reading the kernel's links and addresses again: {Reason}.")]
         public static partial void NetlinkResync(ILogger logger, string reason);

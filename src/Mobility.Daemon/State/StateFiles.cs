@@ -73,7 +73,16 @@ public sealed partial class StateFiles : BackgroundService
                 await _dirty.WaitAsync(Timeout.InfiniteTimeSpan, _time, stoppingToken).ConfigureAwait(false);
                 await Task.Delay(Coalesce, _time, stoppingToken).ConfigureAwait(false);
                 _dirty.TryReset();
-                WriteAll();
+                try
+                {
+                    WriteAll();
+                }
+#pragma warning disable CA1031 // A failed pass (a status read that raced a change) must not end the files' upkeep: the next change writes them.
+                catch (Exception e) when (e is not OutOfMemoryException)
+#pragma warning restore CA1031
+                {
+                    Log.PassFailed(_logger, e);
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -146,5 +155,8 @@ public sealed partial class StateFiles : BackgroundService
     {
         [LoggerMessage(6001, LogLevel.Warning, "Could not write state file {Name}: {Error}.")]
         public static partial void WriteFailed(ILogger logger, string name, string error);
+
+        [LoggerMessage(6002, LogLevel.Error, "Could not bring the state files up to date; the next change tries again.")]
+        public static partial void PassFailed(ILogger logger, Exception exception);
     }
 }
