@@ -30,6 +30,30 @@ public sealed class CallBackTests(ITestOutputHelper output)
 
     private static double Rtts(SimulatedMoveTests.Pair pair, long from, long to) => pair.Time.GetElapsedTime(from, to) / pair.Network.Rtt;
 
+    /// <summary>
+    /// The both-move cases' stream up to the moves: the server says it drops a first flight's gap (CANDIDATES flag bit 2:
+    /// only then does the client's first flight start where its bytes stopped leaving the host), 8 KiB cross and measure
+    /// the path's RTT (the call back's look-again spacing), then 8 KiB leave the client's host and are on their way to the
+    /// server's old address when both move. Returns the 24 KiB to send and the buffer the server reads them into.
+    /// </summary>
+    private static async Task<(byte[] Sent, byte[] Received)> StreamUntilBothMoveAsync(SimulatedMoveTests.Pair pair, int seed)
+    {
+        var (client, server) = pair.Connections[0];
+        server.SetDirectCandidates(false, [new DirectCandidate(DirectCandidateKind.Local, new IPEndPoint(ServerA, 7391))]);
+        await TestTimeout.Eventually(() => client.PeerCandidates.Count > 0, "the server's CANDIDATES reached the client");
+
+        var sent = new byte[24 * 1024];
+        new Random(seed).NextBytes(sent);
+        var received = new byte[sent.Length];
+        await client.Stream.WriteAsync(sent.AsMemory(0, 8 * 1024)).WithTimeout();
+        await server.Stream.ReadExactlyAsync(received.AsMemory(0, 8 * 1024)).WithTimeout();
+        await TestTimeout.Eventually(() => server.Statistics.LastRtt is not null, "the server measured the path's RTT");
+
+        await client.Stream.WriteAsync(sent.AsMemory(8 * 1024, 8 * 1024)).WithTimeout();
+        await Task.Delay(TimeSpan.FromMilliseconds(10), pair.Time).WithTimeout();
+        return (sent, received);
+    }
+
     private static string Timeline(SimulatedMoveTests.Pair pair, MobileConnection connection)
         => connection.Moves.Count == 0 ? "(no move)" : string.Join(", ", connection.Moves[^1].Events.Select(e => $"{e.Kind} +{e.At / pair.Network.Rtt:0.00}"));
 
@@ -333,20 +357,7 @@ public sealed class CallBackTests(ITestOutputHelper output)
     {
         await using var pair = await CreateAsync();
         var (client, server) = pair.Connections[0];
-        // This release's server says it drops a first flight's gap (CANDIDATES flag bit 2): only then does the client's
-        // first flight start where its bytes stopped leaving the host.
-        server.SetDirectCandidates(false, [new DirectCandidate(DirectCandidateKind.Local, new IPEndPoint(ServerA, 7391))]);
-        await TestTimeout.Eventually(() => client.PeerCandidates.Count > 0, "the server's CANDIDATES reached the client");
-
-        var sent = new byte[24 * 1024];
-        new Random(11).NextBytes(sent);
-        var received = new byte[sent.Length];
-        await client.Stream.WriteAsync(sent.AsMemory(0, 8 * 1024)).WithTimeout();
-        await server.Stream.ReadExactlyAsync(received.AsMemory(0, 8 * 1024)).WithTimeout();
-
-        // 8 KiB leave the client's host and are on their way to the server's old address when both move.
-        await client.Stream.WriteAsync(sent.AsMemory(8 * 1024, 8 * 1024)).WithTimeout();
-        await Task.Delay(TimeSpan.FromMilliseconds(10), pair.Time).WithTimeout();
+        var (sent, received) = await StreamUntilBothMoveAsync(pair, seed: 11);
         var t0 = pair.Time.GetTimestamp();
         var clientListenerAfter = new IPEndPoint(ClientB, 443);
         var endpoint = await pair.MoveServerAsync(ServerA, ServerB);
@@ -405,18 +416,7 @@ public sealed class CallBackTests(ITestOutputHelper output)
     {
         await using var pair = await CreateAsync();
         var (client, server) = pair.Connections[0];
-        server.SetDirectCandidates(false, [new DirectCandidate(DirectCandidateKind.Local, new IPEndPoint(ServerA, 7391))]);
-        await TestTimeout.Eventually(() => client.PeerCandidates.Count > 0, "the server's CANDIDATES reached the client");
-
-        var sent = new byte[24 * 1024];
-        new Random(12).NextBytes(sent);
-        var received = new byte[sent.Length];
-        await client.Stream.WriteAsync(sent.AsMemory(0, 8 * 1024)).WithTimeout();
-        await server.Stream.ReadExactlyAsync(received.AsMemory(0, 8 * 1024)).WithTimeout();
-        await TestTimeout.Eventually(() => server.Statistics.LastRtt is not null, "the server measured the path's RTT");   // the looks' spacing
-
-        await client.Stream.WriteAsync(sent.AsMemory(8 * 1024, 8 * 1024)).WithTimeout();
-        await Task.Delay(TimeSpan.FromMilliseconds(10), pair.Time).WithTimeout();
+        var (sent, received) = await StreamUntilBothMoveAsync(pair, seed: 12);
         var t0 = pair.Time.GetTimestamp();
         var clientListenerAfter = new IPEndPoint(ClientB, 443);
         pair.Locator.Set(Keys.Client.Guid, pair.ClientListener!.LocalEndPoint);   // what the GNS holds before the client's update

@@ -150,10 +150,15 @@ public sealed partial class WatchedRecords : IAsyncDisposable
     {
         lock (_gate)
         {
-            foreach (var watch in _watches.Values)
-            {
-                watch.Current = false;
-            }
+            DistrustCachedLocked();
+        }
+    }
+
+    private void DistrustCachedLocked()
+    {
+        foreach (var watch in _watches.Values)
+        {
+            watch.Current = false;
         }
     }
 
@@ -173,10 +178,7 @@ public sealed partial class WatchedRecords : IAsyncDisposable
             }
 
             // The watches ran from an address that may be gone: no cached record is current until re-validated.
-            foreach (var watch in _watches.Values)
-            {
-                watch.Current = false;
-            }
+            DistrustCachedLocked();
 
             if (!_catchUp.IsCompleted)
             {

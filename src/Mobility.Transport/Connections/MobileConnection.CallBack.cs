@@ -209,7 +209,8 @@ public sealed partial class MobileConnection
         var gate = new Lock();
         var dialled = new HashSet<IPEndPoint>();
         var tries = new List<Task>();
-        void Dial(IReadOnlyList<IPEndPoint> published, string source)
+        // Returns how many targets it added (0: all dialled already, the call back settled, or the limit reached).
+        int Dial(IReadOnlyList<IPEndPoint> published, string source)
         {
             var targets = CallBackTargets(oldAddress, published, CallBackDialer.MaxTargets);
             List<IPEndPoint> added = [];
@@ -218,7 +219,7 @@ public sealed partial class MobileConnection
             {
                 if (dialling.IsCancellationRequested)
                 {
-                    return;
+                    return 0;
                 }
 
                 first = dialled.Count == 0;
@@ -243,6 +244,8 @@ public sealed partial class MobileConnection
                 _timeline.Record(MoveEventKind.CallBackSent, $"counter {counter} to {list} ({source})");
                 CallBackLog.Sending(_logger, Token, counter, from, $"{list} ({source})");
             }
+
+            return added.Count;
         }
 
         void OnPush(object? sender, PeerEndpointsChangedEventArgs e)
@@ -322,19 +325,9 @@ public sealed partial class MobileConnection
                         return;
                     }
 
-                    int before;
-                    lock (gate)
+                    if (Dial([.. again.Endpoints.Where(p => p is not RelayEndPoint)], "looked up again") > 0)
                     {
-                        before = dialled.Count;
-                    }
-
-                    Dial([.. again.Endpoints.Where(p => p is not RelayEndPoint)], "looked up again");
-                    lock (gate)
-                    {
-                        if (dialled.Count > before)
-                        {
-                            return;
-                        }
+                        return;
                     }
                 }
             }
