@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Mobility.Netlab.Emulation;
 using Mobility.Netlab.FunctionalTests.Infrastructure;
 using Mobility.Netlab.Interop;
 using Mobility.Netlab.Systems;
@@ -271,5 +272,36 @@ public sealed class NatKitTests
         var rebound = await reflector.ObserveUdpAsync(udp);
         Assert.Equal(site.PublicAddress, rebound.Address);
         Assert.InRange(rebound.Port, 20000, 20999);
+    }
+
+    [NatKitFact]
+    public async Task A_far_public_host_crosses_the_link_between_the_sites_and_the_others_do_not()
+    {
+        // DelayBetweenSitesAsync(alsoPublic: s1) puts s1 (a far relay) behind the sites' emulated link both ways: a TCP
+        // connect from either site to s1 takes a round trip of it (2 x 20 ms), however loaded the machine (the emulator
+        // holds each packet for its delay); s2 stays reachable without it.
+        await using var topology = await CreateAsync(new NatSiteOptions { Role = "a" }, new NatSiteOptions { Role = "b" });
+        await topology.DelayBetweenSitesAsync("a", "b", new LinkEmulatorOptions { Delay = TimeSpan.FromMilliseconds(20) }, NetlabTimeouts.Step, ["s1"])
+            .WithTimeout(NetlabTimeouts.Step);
+        foreach (var role in new[] { "s1", "s2" })
+        {
+            var server = topology.Public(role);
+            using var listener = LabSockets.Create(server.Namespace, ProtocolType.Tcp);
+            listener.Bind(new IPEndPoint(server.PrimaryAddress, 7391));
+            listener.Listen(8);
+            foreach (var site in new[] { "a", "b" })
+            {
+                using var client = LabSockets.Create(topology.Site(site).Host.Namespace, ProtocolType.Tcp);
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
+                await client.ConnectAsync(new IPEndPoint(server.PrimaryAddress, 7391)).WithTimeout();
+                var took = System.Diagnostics.Stopwatch.GetElapsedTime(started);
+                using var accepted = await listener.AcceptAsync().WithTimeout();
+                Assert.Equal(topology.Site(site).PublicAddress, ((IPEndPoint)accepted.RemoteEndPoint!).Address);
+                if (role == "s1")
+                {
+                    Assert.True(took >= TimeSpan.FromMilliseconds(39), $"{site} to {role}: connect took {took.TotalMilliseconds:F1} ms");
+                }
+            }
+        }
     }
 }

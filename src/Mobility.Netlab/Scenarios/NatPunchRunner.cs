@@ -20,9 +20,11 @@ namespace Mobility.Netlab.Scenarios;
 /// </summary>
 /// <param name="NatToNatDelay">
 /// One-way delay of an emulated link between the two NATs (<see cref="NatTopology.DelayBetweenSitesAsync"/>), both ways;
-/// null: veth only (about 15 µs). Traffic with the GNS and the relay is not delayed.
+/// null: veth only (about 15 µs). Traffic with the GNS is not delayed; the relay's only with <paramref name="RelayDelayed"/>.
 /// </param>
-public sealed record NatPunchScenario(string Name, string Description, NatKind Kind, bool DropUnsolicited = false, TimeSpan? NatToNatDelay = null)
+/// <param name="RelayDelayed">The relay's traffic with each site crosses the same emulated link (a relay as far as the peer).</param>
+public sealed record NatPunchScenario(string Name, string Description, NatKind Kind, bool DropUnsolicited = false, TimeSpan? NatToNatDelay = null,
+    bool RelayDelayed = false)
 {
     public static readonly NatPunchScenario Masquerade = new("nat-direct-punch",
         "server (registered at a relay) and client each behind plain masquerade, no forwards: starts relayed, then a coordinated TCP simultaneous open", NatKind.EndpointIndependent);
@@ -37,7 +39,11 @@ public sealed record NatPunchScenario(string Name, string Description, NatKind K
         "as nat-direct-punch with 20 ms one way (40 ms RTT) between the two NATs, as on the Internet (an emulated link in the internet router; the relay and the GNS are not delayed)",
         NatKind.EndpointIndependent, NatToNatDelay: TimeSpan.FromMilliseconds(20));
 
-    public static IReadOnlyList<NatPunchScenario> All { get; } = [Masquerade, RandomFully, MasqueradeDropping, MasqueradeDelayed];
+    public static readonly NatPunchScenario MasqueradeFarRelay = new("nat-direct-punch-far-relay",
+        "as nat-direct-punch-delay with the relay behind the same 20 ms link (each site 20 ms one way from the relay, so the way through the relay is twice the direct one, as on the Internet)",
+        NatKind.EndpointIndependent, NatToNatDelay: TimeSpan.FromMilliseconds(20), RelayDelayed: true);
+
+    public static IReadOnlyList<NatPunchScenario> All { get; } = [Masquerade, RandomFully, MasqueradeDropping, MasqueradeDelayed, MasqueradeFarRelay];
 }
 
 /// <summary>One run of a <see cref="NatPunchScenario"/> (a row of nat-punch.json): the client's path over time, then the stream's check.</summary>
@@ -140,7 +146,8 @@ public sealed class NatPunchRunner(TextWriter? log = null)
         {
             if (scenario.NatToNatDelay is { } delay)
             {
-                await topology.DelayBetweenSitesAsync("server", "client", new LinkEmulatorOptions { Delay = delay }, StageTimeout).ConfigureAwait(false);
+                await topology.DelayBetweenSitesAsync("server", "client", new LinkEmulatorOptions { Delay = delay }, StageTimeout,
+                    scenario.RelayDelayed ? ["relay"] : null).ConfigureAwait(false);
             }
 
             return await RunInTopologyAsync(topology, scenario, cancellationToken).ConfigureAwait(false);

@@ -374,7 +374,11 @@ public sealed class NatTopology : IAsyncDisposable
     /// two NATs are about 15 µs apart; on the Internet milliseconds, the window in which the SYNs of a simultaneous open
     /// through NATs that answer unsolicited SYNs with a RST must cross (docs/nat.md, "Hole punching"). One per topology.
     /// </summary>
-    public async Task DelayBetweenSitesAsync(string a, string b, LinkEmulatorOptions link, TimeSpan startTimeout)
+    /// <param name="alsoPublic">
+    /// Public hosts (roles) whose traffic with either site goes through the same link too (a far relay: site to host
+    /// and back each cross it once, so the way through the host is twice the way between the sites).
+    /// </param>
+    public async Task DelayBetweenSitesAsync(string a, string b, LinkEmulatorOptions link, TimeSpan startTimeout, IReadOnlyList<string>? alsoPublic = null)
     {
         ArgumentNullException.ThrowIfNull(link);
         link.Validate();
@@ -404,6 +408,22 @@ public sealed class NatTopology : IAsyncDisposable
             $"route add default dev {TunA} table 150", $"rule add iif {siteA.InternetSide} to {Subnet(siteB.PublicAddress)} lookup 150 priority 150",
             $"route add default dev {TunB} table 151", $"rule add iif {siteB.InternetSide} to {Subnet(siteA.PublicAddress)} lookup 151 priority 151",
         ]).ConfigureAwait(false);
+        var priority = 152;
+        foreach (var role in alsoPublic ?? [])
+        {
+            // Public host k is 198.18.k.2 behind the router's interface pk. Towards it from a site: into tsa; from it
+            // to a site: into tsb. What leaves a TUN has that TUN as iif, so no rule takes it in a second time.
+            var address = Public(role).PrimaryAddress;
+            var side = "p" + address.GetAddressBytes()[2].ToString(CultureInfo.InvariantCulture);
+            await Ip.BatchAsync(Internet,
+            [
+                $"rule add iif {siteA.InternetSide} to {Subnet(address)} lookup 150 priority {priority++}",
+                $"rule add iif {siteB.InternetSide} to {Subnet(address)} lookup 150 priority {priority++}",
+                $"rule add iif {side} to {Subnet(siteA.PublicAddress)} lookup 151 priority {priority++}",
+                $"rule add iif {side} to {Subnet(siteB.PublicAddress)} lookup 151 priority {priority++}",
+            ]).ConfigureAwait(false);
+        }
+
         var (fileName, prefix) = NetlabTool.Command();
         var process = Lab.StartProcess(Internet, fileName, [.. prefix, "link", "--tun-a", TunA, "--tun-b", TunB, .. link.ToArguments()], readyLine: "ready");
         await process.WaitReadyAsync(startTimeout).ConfigureAwait(false);
