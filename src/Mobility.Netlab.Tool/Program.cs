@@ -11,7 +11,7 @@ using Mobility.Netlab.Tool;
 using Mobility.Netlab.Topology;
 
 const string Usage = """
-    netlab link --tun-a NAME --tun-b NAME [--ns NAME] [--delay 25ms] [--jitter 0ms] [--loss 0%] [--queue-limit 4096] [--seed N] [--max-runtime 12h]
+    netlab link --tun-a NAME --tun-b NAME [--ns NAME] [--delay 0ms] [--jitter 0ms] [--loss 0%] [--queue-limit 4096] [--seed N] [--max-runtime 12h]
         Forward IP packets between two TUN devices, delaying each direction (run inside a router namespace).
     netlab up [--rtt 50] [--multihomed] [--hold 600s]
         Build the evaluation topology with the emulator, print its namespaces, keep it until the hold time ends or Ctrl-C.
@@ -19,7 +19,7 @@ const string Usage = """
         Remove mlab-* namespaces (and the processes inside) and mlab* links left by runs that are gone (--all: also live runs).
     netlab calibrate [--rtt 50,10] [--out FILE]
         Measure ping and TCP connect/echo RTT across the emulated link.
-    netlab evaluate [--rtt 50,10] [--scenario NAME,...] [--system NAME,...] [--runs 1] [--out results.json] [--plots DIR]
+    netlab evaluate [--rtt 50,10] [--scenario NAME,...] [--system NAME,...] [--runs 1] [--out artifacts/evaluation/results.json] [--plots DIR]
         Run the scenarios for tcp, mptcp and mobility, each cell --runs times on a fresh topology; write results.json
         (every run, and per cell the median, min-max and quartiles), a table of every run, a table per cell (median
         (min-max), stall in RTTs), the per-move breakdown (mobility: each daemon's move timelines), and (with --plots)
@@ -49,7 +49,8 @@ const string Usage = """
         (--relay) and the client each behind its own NAT without forwards, 64 MiB through SOCKS5 checked by SHA-256;
         write the client's path at start and end, the time until direct and the relay's bytes after the switch as JSON
         plus a table. Scenarios: nat-direct-punch, nat-direct-punch-random-fully, nat-direct-punch-drop,
-        nat-direct-punch-delay (plain masquerade with 20 ms one way between the two NATs).
+        nat-direct-punch-delay (plain masquerade with 20 ms one way between the two NATs), nat-direct-punch-far-relay
+        (as nat-direct-punch-delay with the relay behind the same 20 ms link).
 
     Exit status: 0 done, 1 the environment refused (not root, a namespace or device missing, a port in use),
     2 bad command line, 130 interrupted. Errors are one line on stderr.
