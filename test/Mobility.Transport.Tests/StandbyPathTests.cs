@@ -104,6 +104,77 @@ public sealed class StandbyPathTests(ITestOutputHelper output)
         Assert.Equal(1, client.Statistics.StandbySwitches);
     }
 
+    /// <summary>
+    /// The same stale ACK, with a server that says it drops a standby resend's gap (CANDIDATES flag bit 3, as every
+    /// connection of mobilityd sends): the lost path went with the client's own address, so what left the host before most
+    /// likely arrived, and the resend starts where its bytes stopped leaving the host (none of the 200 KiB again): the new
+    /// bytes reach the server half a round trip after the switch. With <paramref name="lostUpstream"/> bytes that left the
+    /// host but were lost on the way, the server lacks them: it drops the frames past its position, its first ACK on the
+    /// path names that position and the client resends from there (1.5 RTT), every byte once.
+    /// </summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(8 * 1024)]
+    public async Task On_a_standby_switch_after_the_clients_address_went_the_resend_starts_where_its_bytes_stopped_leaving_the_host(int lostUpstream)
+    {
+        await using var pair = await CreateWithStandbyAsync();
+        pair.Network.SlowStart = true;
+        var (client, server) = pair.Connections[0];
+        server.SetDirectCandidates(false, [new DirectCandidate(DirectCandidateKind.Local, new IPEndPoint(SimulatedMoveTests.ServerA, 7391))]);
+        await TestTimeout.Eventually(() => client.PeerCandidates.Count > 0, "the server's CANDIDATES reached the client");
+        var held = RandomNumberGenerator.GetBytes(200 * 1024);
+        await client.Stream.WriteAsync(held).WithTimeout();
+        await server.Stream.ReadExactlyAsync(new byte[held.Length]).WithTimeout();
+
+        // The server's ACKs from now on are lost (the upstream, then the address); lostUpstream bytes leave the host and are lost too.
+        pair.Network.DropTraffic(ClientA);
+        var lost = RandomNumberGenerator.GetBytes(lostUpstream);
+        if (lostUpstream > 0)
+        {
+            await client.Stream.WriteAsync(lost).WithTimeout();
+            await Task.Delay(pair.Network.Rtt, pair.Time).WithTimeout();
+        }
+
+        pair.Network.RemoveAddress(ClientA);
+        pair.Network.RestoreTraffic(ClientA);
+        var resent = client.Statistics.BytesResent;
+        var t0 = pair.Time.GetTimestamp();
+        var fresh = RandomNumberGenerator.GetBytes(40 * 1024);
+        var expected = lost.Concat(fresh).ToArray();
+        var firstRead = Task.Run(async () =>
+        {
+            var buffer = new byte[expected.Length];
+            var n = await server.Stream.ReadAsync(buffer);
+            var at = pair.Time.GetTimestamp();
+            await server.Stream.ReadExactlyAsync(buffer.AsMemory(n));
+            Assert.Equal(expected, buffer);
+            return at;
+        });
+        await client.Stream.WriteAsync(fresh).WithTimeout();   // written at the loss, before the switch: unsent on the old path
+        pair.Connector.NotifyLocalAddresses([ClientB]);
+        var serverGot = await firstRead.WithTimeout();
+
+        var toServer = Rtts(pair, t0, serverGot);
+        output.WriteLine($"standby switch, stale ACK, {lostUpstream} B lost upstream, a server that drops the gap: first new byte after {toServer:0.00} RTT, " +
+            $"{client.Statistics.BytesResent - resent} bytes resent, {server.Statistics.GapBytesDropped} dropped as a gap, {server.Statistics.DuplicateBytesReceived} as duplicates");
+        Assert.Equal(1, client.Statistics.StandbySwitches);
+        Assert.Equal(MobileConnectionState.Connected, server.State);
+        Assert.Equal(0, server.Statistics.DuplicateBytesReceived);
+        if (lostUpstream == 0)
+        {
+            // At once on the standby (half a round trip): only the bytes that never left the host are sent again.
+            Assert.InRange(toServer, 0.45, 0.7);
+            Assert.Equal(fresh.Length, client.Statistics.BytesResent - resent);
+            Assert.Equal(0, server.Statistics.GapBytesDropped);
+        }
+        else
+        {
+            // The switch (0.5 RTT), the server's ACK naming its position (1 RTT), the resend from there (1.5 RTT).
+            Assert.InRange(toServer, 1.45, 1.7);
+            Assert.True(server.Statistics.GapBytesDropped > 0, "the resend's frames past the server's position are dropped");
+        }
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(4)]

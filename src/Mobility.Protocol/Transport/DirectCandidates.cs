@@ -27,7 +27,8 @@ public readonly record struct DirectCandidate(DirectCandidateKind Kind, IPEndPoi
 /// Flag bit 0 (<see cref="PunchFlag"/>): the sender's NAT maps independently of the destination, so it
 /// takes part in a simultaneous open from its transport port; bit 1 (<see cref="PunchFramesFlag"/>): the
 /// sender takes PUNCH frames (type 9); bit 2 (<see cref="FirstFlightGapsFlag"/>): the sender drops a resumed path's
-/// first-flight gap instead of failing the connection; the other bits are sent as 0 and ignored.
+/// first-flight gap instead of failing the connection; bit 3 (<see cref="StandbyGapsFlag"/>): the same for the resend on a
+/// standby path the client switched to; the other bits are sent as 0 and ignored.
 /// </summary>
 public static class DirectCandidates
 {
@@ -59,6 +60,15 @@ public static class DirectCandidates
     /// set by the connection, not by <see cref="Write"/>.
     /// </summary>
     public const byte FirstFlightGapsFlag = 0x04;
+
+    /// <summary>
+    /// Flag bit 3: the sender, as a server, drops the DATA on a standby path the client switched to that starts beyond its
+    /// receive position (the client rewinds to the position the server's first ACK on that path names) instead of failing
+    /// the connection on the gap. A client that lost its active path with its own address resends on the standby from
+    /// where that path's bytes stopped leaving its host, not from its last ACK, only for a server that set it; set by the
+    /// connection, not by <see cref="Write"/>.
+    /// </summary>
+    public const byte StandbyGapsFlag = 0x08;
 
     /// <summary>Size of the body for <paramref name="candidates"/>.</summary>
     public static int BodyLength(IReadOnlyList<DirectCandidate> candidates)

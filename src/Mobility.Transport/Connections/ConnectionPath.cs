@@ -136,6 +136,13 @@ internal sealed class ConnectionPath
     /// <summary>A standby the client switched to, until the server's first ACK on it: the offset its resend started from (for the log).</summary>
     public long? SwitchResendFrom { get; set; }
 
+    /// <summary>
+    /// Client: a standby switched to after this host's address went, whose resend started at this offset (where the lost
+    /// path's bytes stopped leaving the host), beyond the last ACK; until the server's first ACK on it, which rewinds the
+    /// resend to the server's position should the server hold less.
+    /// </summary>
+    public long? SwitchSkippedTo { get; set; }
+
     /// <summary>DATA payload bytes laid out on this path so far: its frames start small and grow with it (<see cref="MobileConnection"/>'s frame ramp).</summary>
     public long DataSent { get; set; }
 

@@ -61,7 +61,7 @@ public sealed partial class MobileConnection
 
         // This end takes PUNCH frames; it punches from its reflexive endpoint's port (the transport
         // port its NAT maps: masquerade keeps source ports).
-        body[0] |= DirectCandidates.PunchFramesFlag | DirectCandidates.FirstFlightGapsFlag;
+        body[0] |= DirectCandidates.PunchFramesFlag | DirectCandidates.FirstFlightGapsFlag | DirectCandidates.StandbyGapsFlag;
         int? port = punch && candidates.FirstOrDefault(c => c.Kind == DirectCandidateKind.Reflexive) is { EndPoint: { } reflexive } ? reflexive.Port : null;
         Volatile.Write(ref _punchPort, port ?? 0);
         _supervisor?.OnLocalCandidates(punch, port);
@@ -117,6 +117,7 @@ public sealed partial class MobileConnection
         // A server that drops a first flight's gap says so here; the client's next first flight may then start where its
         // lost path's bytes stopped leaving the host (BeginResumeOnLoop). Read whatever DirectPaths says.
         _peerDropsFirstFlightGaps = (body[0] & DirectCandidates.FirstFlightGapsFlag) != 0;
+        _peerDropsStandbyGaps = (body[0] & DirectCandidates.StandbyGapsFlag) != 0;
         if (!_options.DirectPaths)
         {
             return;

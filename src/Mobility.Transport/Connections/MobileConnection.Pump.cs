@@ -47,7 +47,7 @@ public sealed partial class MobileConnection
             return;
         }
 
-        if (TrySwitchToStandby(path, reason))
+        if (TrySwitchToStandby(path, reason, onWire))
         {
             return;
         }
@@ -742,6 +742,19 @@ public sealed partial class MobileConnection
                 _send.ApplyPeerReceived((long)frame.Value1);
                 path.HoldsForPeerAck = false;
                 LogSwitchAck(_logger, Token, path, _send.PeerReceived);
+                if (path.SwitchSkippedTo is { } skipped)
+                {
+                    path.SwitchSkippedTo = null;
+                    if (_send.PeerReceived < skipped)
+                    {
+                        // The resend on the standby started beyond what the server holds: it dropped those frames; resend from its position.
+                        _send.RewindToPeerReceived();
+                        path.ClearMarks();
+                        path.FinSent = false;
+                        StandbyLog.SwitchRewound(_logger, Token, skipped, _send.PeerReceived);
+                        TickSoon();
+                    }
+                }
                 if (_send.ApplyPeerConsumed((long)frame.Value2))
                 {
                     ContinueWrite();

@@ -170,7 +170,8 @@ public sealed partial class MobileConnection
     /// Client, on the loop: the active path <paramref name="dead"/> was dropped; when a standby is up,
     /// it becomes the active path at once (no connect, no Resume) and true is returned.
     /// </summary>
-    private bool TrySwitchToStandby(ConnectionPath dead, string reason)
+    /// <param name="onWire">Where the dead path's bytes stopped leaving this host, when its own address went (else null).</param>
+    private bool TrySwitchToStandby(ConnectionPath dead, string reason, long? onWire)
     {
         if (!_isClient || _paths.BestStandby() is not { } standby)
         {
@@ -180,7 +181,7 @@ public sealed partial class MobileConnection
         _paths.Promote(standby);
         _timeline.Record(MoveEventKind.PathDead, reason);
         Raise(MobileConnectionEventKind.PathLost, dead.Flow.LocalEndPoint, dead.Flow.RemoteEndPoint, reason, TimeSpan.Zero);
-        OnPromoted(standby, $"{dead} dropped ({reason})");
+        OnPromoted(standby, $"{dead} dropped ({reason})", onWire);
         return true;
     }
 
@@ -238,6 +239,10 @@ public sealed partial class MobileConnection
             path.Demoted = false;
             var old = KeepsRelayAsStandby(path) ? _paths.Swap(path) : _paths.Promote(path);
             _timeline.Record(MoveEventKind.PathDead, old is null ? "pathless" : $"{old} dropped: the client switched");
+            // The client may resend from where its lost path's bytes stopped leaving its host (StandbyGapsFlag, which this
+            // end sends): frames beyond what this end holds are dropped until one starts at or below it, and the ACK that
+            // answers the switch names the position the client rewinds to.
+            path.DropsDataGaps = true;
             OnPromoted(path, "the client switched to it");
             return true;
         }
@@ -245,12 +250,25 @@ public sealed partial class MobileConnection
         return false;
     }
 
-    /// <summary>The standby <paramref name="path"/> is now the active one: it resends from what the peer acknowledged, and an ACK leads its first batch.</summary>
-    private void OnPromoted(ConnectionPath path, string why)
+    /// <summary>
+    /// The standby <paramref name="path"/> is now the active one: it resends from what the peer acknowledged (or, on a client
+    /// whose active path went with its own address, from <paramref name="onWire"/>: where that path's bytes stopped leaving
+    /// the host), and an ACK leads its first batch.
+    /// </summary>
+    private void OnPromoted(ConnectionPath path, string why, long? onWire = null)
     {
         var now = _time.GetTimestamp();
         _keepAlive.OnPathPromoted(path, now);
         _send.RewindToPeerReceived();
+        // What left this host on the lost path before its address went most likely arrived (as for a resume's first flight,
+        // docs/transport.md): resending it from the last ACK filled the idle standby's first window with bytes the server
+        // held, and the new bytes behind them waited for its ACK, a round trip.
+        if (_isClient && onWire is { } skip && _peerDropsStandbyGaps && skip > _send.PeerReceived && skip <= _send.HighestSent)
+        {
+            _send.SkipTo(skip);
+            path.SwitchSkippedTo = skip;
+        }
+
         // The client's switch: the ACK that leads the batch promotes the path at the server, which answers with its own
         // ACK naming its offset. When more than a first window of what it resends may already be at the server, the
         // path carries one first window (the idle flow's initial window, sent at once: the oldest unacknowledged bytes)
@@ -265,7 +283,8 @@ public sealed partial class MobileConnection
         {
             path.SwitchResendFrom = _send.Next;
             StandbyLog.SwitchResend(_logger, Token, _send.HighestSent - _send.Next, _send.Next,
-                path.HoldsForPeerAck ? "a first window, the rest from the offset of the server's first ACK" : "all of it at once");
+                (path.HoldsForPeerAck ? "a first window, the rest from the offset of the server's first ACK" : "all of it at once")
+                + (path.SwitchSkippedTo is not null ? $" (from where the lost path's bytes stopped leaving this host, {_send.Next - _send.PeerReceived} bytes past the last ACK)" : ""));
         }
         _state = MobileConnectionState.Connected;
         var stall = _pathLostAt is { } lost ? _time.GetElapsedTime(lost, now) : TimeSpan.Zero;
@@ -334,6 +353,9 @@ public sealed partial class MobileConnection
     {
         [LoggerMessage(9360, LogLevel.Debug, "Connection {Token:x32}: standby switch, {Doubt} bytes in doubt from offset {From}: resending {How}")]
         public static partial void SwitchResend(ILogger logger, UInt128 token, long doubt, long from, string how);
+
+        [LoggerMessage(9362, LogLevel.Debug, "Connection {Token:x32}: the resend on the standby started at {From}, beyond the server's {Holds}: resent from there")]
+        public static partial void SwitchRewound(ILogger logger, UInt128 token, long from, long holds);
 
         [LoggerMessage(9361, LogLevel.Debug, "Connection {Token:x32}: the server's first ACK after the standby switch names {Ahead} bytes past the resend's start")]
         public static partial void SwitchAcked(ILogger logger, UInt128 token, long ahead);

@@ -177,6 +177,10 @@ public sealed partial class MobileConnection : IAsyncDisposable, ISupervisedConn
     // Client, on the loop: the server's last CANDIDATES had FirstFlightGapsFlag (it drops a first flight's gap): only then
     // does a first flight start at _resendFrom, beyond the last ACK (a server of an earlier release fails on the gap).
     private bool _peerDropsFirstFlightGaps;
+
+    // Client, on the loop: the server's last CANDIDATES had StandbyGapsFlag: a switch to a standby after this host's address
+    // went resends from where the lost path's bytes stopped leaving the host (the server drops a gap and its first ACK rewinds).
+    private bool _peerDropsStandbyGaps;
     private bool _completed;
     private readonly MoveTimeline _timeline;
     private bool _awaitingFirstByte; // on the loop: a resume completed, its first delivered byte is not recorded yet
