@@ -251,6 +251,34 @@ public sealed class StandbyPathTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_standby_join_that_failed_is_tried_again_after_a_back_off_without_an_address_change()
+    {
+        // The new address's upstream is silent at first: the join times out (ResumeAttemptTimeout, 2 s). A failed join used
+        // to wait for the next address change, which may never come; it is tried again after 0.5-1.5 s, then doubling.
+        await using var pair = await SimulatedMoveTests.CreateAsync();
+        var (client, server) = pair.Connections[0];
+        pair.Connector.NotifyLocalAddresses([ClientA]);
+        pair.Network.AddAddress(ClientB);
+        pair.Network.DropTraffic(ClientB);
+        var connects = pair.Network.Connects;
+        var t0 = pair.Time.GetTimestamp();
+        pair.Connector.NotifyLocalAddresses([ClientA, ClientB]);
+        await Task.Delay(TimeSpan.FromSeconds(2.2), pair.Time).WithTimeout();
+        Assert.DoesNotContain(client.StandbyPaths, p => p.Established);
+        Assert.Equal(connects + 1, pair.Network.Connects);   // one join, timed out
+
+        pair.Network.RestoreTraffic(ClientB);
+        await TestTimeout.Eventually(() => client.StandbyPaths.Any(p => p.Established) && server.StandbyPaths.Length == 1,
+            "the join is tried again and the standby path joins");
+
+        var after = pair.Time.GetElapsedTime(t0);
+        output.WriteLine($"standby joined {after.TotalSeconds:0.00} s after the address appeared, {pair.Network.Connects - connects} joins");
+        Assert.Equal(connects + 2, pair.Network.Connects);
+        Assert.InRange(after, TimeSpan.FromSeconds(2.5), TimeSpan.FromSeconds(3.6));   // the 2 s timeout, 0.5-1.5 s back-off, the join's round trip
+        Assert.Equal(ClientB, client.StandbyPaths.Single().Flow.LocalEndPoint!.Address);
+    }
+
+    [Fact]
     public async Task After_a_switch_only_the_bytes_the_peer_had_not_acknowledged_are_sent_again()
     {
         await using var pair = await CreateWithStandbyAsync();

@@ -101,10 +101,11 @@ internal sealed partial class PathSupervisor
     private bool _raceLocate;
 
     // Standby paths: the host's usable addresses (NotifyLocalAddresses), the addresses a join was
-    // tried from since they last changed (one try each: a failed join is not retried until the
-    // addresses change or a standby path is lost), and the join in progress (at most one).
+    // tried from since they last changed, with their failures and when the next try may start (a
+    // failed join is tried again after a back-off, JoinRetryMin doubling to JoinRetryMax, and at once
+    // when the addresses change or a standby path is lost), and the join in progress (at most one).
     private IPAddress[] _localAddresses = [];
-    private readonly HashSet<IPAddress> _joinTried = [];
+    private readonly Dictionary<IPAddress, (int Failures, long NotBefore)> _joinTried = [];
     private Task _joining = Task.CompletedTask;
     private Task _supervising = Task.CompletedTask;
 
@@ -279,7 +280,8 @@ internal sealed partial class PathSupervisor
 
             foreach (var local in _localAddresses)
             {
-                if (used.Contains(local) || _joinTried.Contains(local))
+                // A back-off's wake-up may come a timer tick (about a millisecond) before the time it was set for.
+                if (used.Contains(local) || (_joinTried.TryGetValue(local, out var tried) && tried.NotBefore - _time.GetTimestamp() > _time.TimestampFrequency / 100))
                 {
                     continue;
                 }
@@ -292,7 +294,7 @@ internal sealed partial class PathSupervisor
                     continue;
                 }
 
-                _joinTried.Add(local);
+                _joinTried[local] = (tried.Failures, long.MaxValue);   // until this try ends
                 _joining = Task.Run(() => JoinAsync(local, target, _connection.Closed), CancellationToken.None);
                 return;
             }
@@ -301,18 +303,43 @@ internal sealed partial class PathSupervisor
 
     private static IPAddress Plain(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
 
-    /// <summary>One join: a flow from <paramref name="local"/> to <paramref name="target"/>, Join, JoinAck, within the resume attempt timeout.</summary>
+    /// <summary>
+    /// One join: a flow from <paramref name="local"/> to <paramref name="target"/>, Join, JoinAck, within the resume attempt
+    /// timeout. A failed one is tried again after a back-off (a transient failure, a join refused while a resume was still
+    /// settling, must not leave a multihomed host without its standby until its addresses next change).
+    /// </summary>
     private async Task JoinAsync(IPAddress local, IPEndPoint target, CancellationToken ct)
     {
         try
         {
-            await JoinOnceAsync(local, target, _options.ResumeAttemptTimeout, ct).ConfigureAwait(false);
+            if (await JoinOnceAsync(local, target, _options.ResumeAttemptTimeout, ct).ConfigureAwait(false) is null && !ct.IsCancellationRequested)
+            {
+                TimeSpan retry;
+                lock (_gate)
+                {
+                    var failures = _joinTried.TryGetValue(local, out var tried) ? tried.Failures + 1 : 1;
+                    retry = ReconnectBackoff.Delay(failures, JoinRetryMin, JoinRetryMax, _random());
+                    if (_joinTried.ContainsKey(local))
+                    {
+                        _joinTried[local] = (failures, _time.GetTimestamp() + (long)(retry.TotalSeconds * _time.TimestampFrequency));
+                    }
+                }
+
+                JoinLog.Retrying(_logger, _connection.Token, local, retry.TotalMilliseconds);
+                _ = WaitThenKickAsync(retry, ct);
+            }
         }
         finally
         {
             Signal();
         }
     }
+
+    /// <summary>The first pause before a failed join from an address is tried again (then doubling, with jitter).</summary>
+    internal static readonly TimeSpan JoinRetryMin = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest pause between two joins from an address that keep failing.</summary>
+    internal static readonly TimeSpan JoinRetryMax = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// A flow from <paramref name="local"/> (any when null) to <paramref name="target"/>, Join, JoinAck
@@ -1065,6 +1092,9 @@ internal sealed partial class PathSupervisor
     {
         [LoggerMessage(9510, LogLevel.Debug, "Connection {Token:x32}: standby join from {Local} to {Remote} failed: {Reason}")]
         public static partial void Failed(ILogger logger, UInt128 token, IPAddress? local, IPEndPoint remote, string reason);
+
+        [LoggerMessage(9511, LogLevel.Debug, "Connection {Token:x32}: a standby join from {Local} is tried again in {Milliseconds:F0} ms")]
+        public static partial void Retrying(ILogger logger, UInt128 token, IPAddress local, double milliseconds);
     }
 
     private static partial class ResumeRaceLog
