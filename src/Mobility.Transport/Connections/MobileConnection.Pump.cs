@@ -748,9 +748,7 @@ public sealed partial class MobileConnection
                     if (_send.PeerReceived < skipped)
                     {
                         // The resend on the standby started beyond what the server holds: it dropped those frames; resend from its position.
-                        _send.RewindToPeerReceived();
-                        path.ClearMarks();
-                        path.FinSent = false;
+                        RewindToPeerPosition(path);
                         StandbyLog.SwitchRewound(_logger, Token, skipped, _send.PeerReceived);
                         TickSoon();
                     }

@@ -157,6 +157,17 @@ public sealed partial class MobileConnection
         StartReceiving(path);
     }
 
+    /// <summary>
+    /// Client, on the loop: <paramref name="path"/> sent from beyond what the server holds (a first flight, a standby's
+    /// resend), the server dropped those frames and named its position: everything goes again from there.
+    /// </summary>
+    private void RewindToPeerPosition(ConnectionPath path)
+    {
+        _send.RewindToPeerReceived();
+        path.ClearMarks();
+        path.FinSent = false;
+    }
+
     void ISupervisedConnection.Fail(Exception reason, uint? resetCode) => Fail(reason, resetCode);
 
     void ISupervisedConnection.PathFailed(ConnectionPath path, string reason) => Post(new PathLost(path, reason));
@@ -193,9 +204,7 @@ public sealed partial class MobileConnection
         if (path.FirstFlightFrom is { } from && serverHolds < from)
         {
             // The first flight started beyond what the server holds: it dropped those frames; resend from its position.
-            _send.RewindToPeerReceived();
-            path.ClearMarks();
-            path.FinSent = false;
+            RewindToPeerPosition(path);
             FirstFlightLog.Rewound(_logger, Token, from, serverHolds);
         }
 
