@@ -43,6 +43,7 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
         output.WriteLine($"{name}: client->server data {toServer:0.00} RTT, server->client data {toClient:0.00} RTT after detection");
         output.WriteLine($"  client: {Timeline(pair, client)}");
         output.WriteLine($"  server: {Timeline(pair, server)}");
+        output.WriteLine($"  client resent {client.Statistics.BytesResent} B; server: {server.Statistics.GapBytesDropped} B of frames dropped as a gap, {server.Statistics.DuplicateBytesReceived} B duplicate");
     }
 
     /// <summary>
@@ -205,6 +206,26 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// The same move, with the address event handled while the old flow had taken a write of the bytes written at the move
+    /// (its socket queue holds them, unsent) and before the connection heard that the write was done: those bytes count
+    /// once, as unsent, not also as a write in flight (which put the first flight's start 40 KiB low, at a mark below the
+    /// last ACK, so the SYN carried bytes the server held and the rest waited for the ResumeAck: the CI failure of stop 25).
+    /// </summary>
+    [Fact]
+    public async Task A_write_the_flow_took_just_before_the_address_event_counts_once_where_the_first_flight_starts()
+    {
+        var (pair, toServer) = await MoveWithStaleAckAsync(lostUpstream: 0, 40 * 1024, eventDuringWrite: true);
+        await using var _ = pair;
+        var (client, server) = pair.Connections[0];
+
+        Assert.InRange(toServer, 0.5, 0.5 + Slack);
+        Assert.Equal(0, server.Statistics.GapBytesDropped);
+        Assert.Equal(0, server.Statistics.DuplicateBytesReceived);
+        Assert.Equal(1, client.Statistics.Moves);
+        ConnectionAssert.NoLossOrDuplicate(client, server);
+    }
+
+    /// <summary>
     /// The same move, but the last 8 KiB that left the client's host were lost upstream (they are not among the flow's
     /// unsent bytes): the first flight starts beyond what the server holds. The server drops the frames past its
     /// position (no gap is delivered, the connection does not fail), the ResumeAck names its position, and the client
@@ -251,7 +272,8 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
     /// client's host and were lost on the way, the move, then <paramref name="written"/> bytes written at the move (before
     /// its detection); the server's first read of a byte after the 48 KiB, in RTTs after the move.
     /// </summary>
-    private async Task<(SimulatedMoveTests.Pair Pair, double ToServer)> MoveWithStaleAckAsync(int lostUpstream, int written, bool serverDropsGaps = true)
+    private async Task<(SimulatedMoveTests.Pair Pair, double ToServer)> MoveWithStaleAckAsync(int lostUpstream, int written, bool serverDropsGaps = true,
+        bool eventDuringWrite = false)
     {
         var pair = await CreateAsync();
         pair.Network.SlowStart = true;
@@ -292,8 +314,27 @@ public sealed class MoveBoundTests(ITestOutputHelper output)
             Assert.Equal(expected, buffer);
             return at;
         });
-        await client.Stream.WriteAsync(fresh).WithTimeout();   // written at the move, before its detection
-        pair.Connector.NotifyLocalAddressChanged(ClientB);
+        if (eventDuringWrite)
+        {
+            // The address event reaches the connection while the flow has just taken a write of the fresh bytes (queued
+            // unsent) and before the connection hears that the write is done.
+            var fired = 0;
+            pair.Network.AfterWrite = (from, _) =>
+            {
+                if (from.Equals(ClientA) && Interlocked.Exchange(ref fired, 1) == 0)
+                {
+                    pair.Connector.NotifyLocalAddressChanged(ClientB);
+                }
+            };
+            await client.Stream.WriteAsync(fresh).WithTimeout();
+            await TestTimeout.Eventually(() => Volatile.Read(ref fired) == 1, "a write of the fresh bytes reached the old flow");
+        }
+        else
+        {
+            await client.Stream.WriteAsync(fresh).WithTimeout();   // written at the move, before its detection
+            pair.Connector.NotifyLocalAddressChanged(ClientB);
+        }
+
         var serverGot = await firstRead.WithTimeout();
 
         var toServer = Rtts(pair, t0, serverGot);

@@ -57,6 +57,12 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
     /// </summary>
     public bool SlowStart { get; set; }
 
+    /// <summary>
+    /// Called with the source address and length of every write a flow took, on the writer's thread, before the write
+    /// returns: the bytes are in the flow (sent, or queued unsent), the writer has not yet been told.
+    /// </summary>
+    public Action<IPAddress, int>? AfterWrite { get; set; }
+
     /// <summary>Linux's initial congestion window: ten segments of 1,448 bytes.</summary>
     public const int InitialWindowBytes = 10 * 1448;
 
@@ -308,6 +314,10 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
     /// <summary>One direction of a flow: segments stamped with their delivery time.</summary>
     internal sealed class SimPipe(SimulatedNetwork network, IPAddress from, IPAddress to)
     {
+        public IPAddress From => from;
+
+        public SimulatedNetwork Network => network;
+
         private readonly Channel<(long DueTicks, byte[]? Data, bool Reset)> _segments = Channel.CreateUnbounded<(long, byte[]?, bool)>();
         private readonly object _gate = new();
 
@@ -568,6 +578,7 @@ internal sealed class SimulatedNetwork : IFlowFactory, IFlowListenerFactory
                 outgoing.Send(buffer.Span);
             }
 
+            outgoing.Network.AfterWrite?.Invoke(outgoing.From, buffer.Length);
             return ValueTask.CompletedTask;
         }
 

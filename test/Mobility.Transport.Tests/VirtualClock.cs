@@ -65,6 +65,28 @@ internal sealed class VirtualClock : IAsyncDisposable
 
     public TimeSpan Step { get; }
 
+    /// <summary>
+    /// Polls <paramref name="condition"/> once per step of virtual time until it holds, so that the clock, read when this
+    /// returns, tells when it first held to the step. (<see cref="TestTimeout.Eventually(Func{bool}, string, TimeSpan?)"/>
+    /// polls every 10 ms of real time, while this clock may run hundreds of steps: a time read after it is late by that
+    /// much.) Fails with <paramref name="what"/> after <see cref="TestTimeout.Default"/> of real time.
+    /// </summary>
+    public async Task UntilAsync(Func<bool> condition, string what)
+    {
+        using var deadline = new CancellationTokenSource(TestTimeout.Default);
+        while (!condition())
+        {
+            try
+            {
+                await Task.Delay(Step, Time, deadline.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException($"Timed out waiting until {what}.");
+            }
+        }
+    }
+
     /// <summary>Quiescence checks made so far, whether they found the process idle or not.</summary>
     public long Checks => Interlocked.Read(ref _checks);
 

@@ -156,8 +156,17 @@ internal sealed class ConnectionPath
     /// <summary>Bytes handed to the flow's writes so far (the last one may still be in flight: <see cref="PendingWrite"/>).</summary>
     public long FlowBytesHanded { get; private set; }
 
-    /// <summary>The length of the write in flight on the flow, 0 when none.</summary>
-    public int PendingWrite { get; set; }
+    private int _pendingWrite;
+
+    /// <summary>
+    /// The length of the write in flight on the flow, 0 when none: cleared by the socket pump as soon as the flow took the
+    /// whole write (its bytes are then in the socket's queue or on the wire), before the loop hears of it.
+    /// </summary>
+    public int PendingWrite
+    {
+        get => Volatile.Read(ref _pendingWrite);
+        set => Volatile.Write(ref _pendingWrite, value);
+    }
 
     /// <summary>
     /// Server: a path accepted by a Resume whose client may have started its first flight beyond what this end holds (where
@@ -193,7 +202,8 @@ internal sealed class ConnectionPath
             return null;
         }
 
-        // A write in flight may be partly in the socket's queue (counted in unsent): leaving all of it out errs low.
+        // A write in flight may be partly in the socket's queue (counted in unsent): leaving all of it out errs low. A write
+        // the flow took whole is no longer in flight (the pump cleared it), even if the loop has not yet heard.
         var onWire = FlowBytesHanded - PendingWrite - unsent;
         long? best = null;
         var bestEnd = long.MinValue;

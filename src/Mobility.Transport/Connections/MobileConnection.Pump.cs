@@ -162,6 +162,9 @@ public sealed partial class MobileConnection
             if (length > 0)
             {
                 await path.Flow.Stream.WriteAsync(output.AsMemory(0, length), ct).ConfigureAwait(false);
+                // Its bytes are the socket's now: an address event the loop handles before this WriteDone (posted behind
+                // it) must not count them twice, as in flight and as unsent (ConnectionPath.StreamOffsetOnWire).
+                path.PendingWrite = 0;
             }
 
             if (reset || close)
