@@ -18,7 +18,8 @@ public sealed class ChallengeTests
         Assert.True(verdict.Verified, verdict.Detail);
         Assert.Equal("verified", verdict.Reason);
         Assert.False(verdict.Cached);
-        Assert.Equal(1, holder.Control.Answered);
+        // Once per request that reached it: a loaded machine may make the challenger send again before the answer is in.
+        Assert.InRange(holder.Control.Answered, 1, challenger.Control.Sent);
     }
 
     [Fact]
@@ -30,11 +31,13 @@ public sealed class ChallengeTests
         var target = new IPEndPoint(holder.Address, 7390);
 
         await challenger.Api.ChallengeAsync(target, holder.Guid).WithTimeout();
+        var sent = challenger.Control.Sent;
         var second = await challenger.Api.ChallengeAsync(target, holder.Guid).WithTimeout();
 
         Assert.True(second.Verified);
         Assert.True(second.Cached);
-        Assert.Equal(1, holder.Control.Answered);
+        Assert.Equal(sent, challenger.Control.Sent);   // nothing sent for the second
+        Assert.InRange(holder.Control.Answered, 1, sent);
     }
 
     [Fact]

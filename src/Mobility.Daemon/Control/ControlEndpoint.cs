@@ -42,6 +42,7 @@ public sealed partial class ControlEndpoint : BackgroundService
     private readonly bool _followAddresses;
     private CancellationToken _stopping;
     private long _answered;
+    private long _sent;
     private long _dropped;
 
     public ControlEndpoint(IOptions<MobilitydOptions> options, DaemonIdentity identity, AddressMonitor addresses,
@@ -73,6 +74,9 @@ public sealed partial class ControlEndpoint : BackgroundService
     /// <summary>Challenges answered since start.</summary>
     public long Answered => Interlocked.Read(ref _answered);
 
+    /// <summary>Challenge requests sent since start (a challenge that waited past an attempt's timeout is sent again).</summary>
+    public long Sent => Interlocked.Read(ref _sent);
+
     /// <summary>Datagrams dropped since start (malformed, not for us, rate limited, unsolicited responses).</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
 
@@ -103,6 +107,7 @@ public sealed partial class ControlEndpoint : BackgroundService
         }
 
         await binding.Socket.SendToAsync(datagram, SocketFlags.None, destination, cancellationToken).ConfigureAwait(false);
+        Interlocked.Increment(ref _sent);
         return true;
     }
 
