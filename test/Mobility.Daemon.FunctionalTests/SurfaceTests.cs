@@ -75,9 +75,14 @@ public sealed class SurfaceTests
         }
         catch (TimeoutException e)
         {
-            // What the next failure needs (one CI rehearsal timed out here once, never reproduced): the file, the daemon's view, its warnings.
-            var warnings = string.Join("\n", daemon.Logs.Entries.Where(l => l.Level >= Microsoft.Extensions.Logging.LogLevel.Warning || l.Category.Contains("StateFiles", StringComparison.Ordinal)));
-            throw new TimeoutException($"{e.Message} File: '{File.ReadAllText(path).Trim()}'; the daemon's addresses: {string.Join(' ', daemon.Api.GetAddresses().Addresses)}; logs:\n{warnings}", e);
+            // What the next failure needs (two CI rehearsals timed out here, each once, never reproduced alone; the second
+            // showed the file and the daemon's view alike, without the address set): the addresses, the file, the writer's
+            // passes, the monitor's and the writer's logs, warnings.
+            var warnings = string.Join("\n", daemon.Logs.Entries.Where(l => l.Level >= Microsoft.Extensions.Logging.LogLevel.Warning
+                || l.Category.Contains("StateFiles", StringComparison.Ordinal) || l.Category.Contains("AddressMonitor", StringComparison.Ordinal)));
+            var writer = daemon.Services.GetRequiredService<Mobility.Daemon.State.StateFiles>();
+            throw new TimeoutException($"{e.Message} Set {daemon.Address} -> {moved}; file: '{File.ReadAllText(path).ReplaceLineEndings("\\n")}'; the daemon's addresses: " +
+                $"{string.Join(' ', daemon.Api.GetAddresses().Addresses)}; the writer's passes: {writer.Passes}; logs:\n{warnings}", e);
         }
 
         Assert.Empty(Directory.GetFiles(Path.Combine(daemon.StateDir, "state"), "*.tmp"));

@@ -28,6 +28,13 @@ public static class TestTimeout
             }
             catch (OperationCanceledException)
             {
+                // One last look: a poller held up (a starved thread pool on a loaded machine) may have last looked long
+                // before the deadline, at a condition that has held since.
+                if (await condition().WaitAsync(timeout ?? Default).ConfigureAwait(false))
+                {
+                    return;
+                }
+
                 throw new TimeoutException($"Timed out waiting until {what}.");
             }
         }
