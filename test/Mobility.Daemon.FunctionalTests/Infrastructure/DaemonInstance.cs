@@ -17,6 +17,9 @@ public sealed class DaemonInstance : IAsyncDisposable
 {
     private static int _next = Random.Shared.Next(0, 200) * 250;
 
+    // A state folder this instance made (none was given) goes with it: a run of the suites left hundreds in /tmp.
+    private bool _ownsStateDir;
+
     private DaemonInstance(WebApplication app, string stateDir, IPAddress address, string readyLine, RecordingLoggerProvider logs)
     {
         App = app;
@@ -71,6 +74,7 @@ public sealed class DaemonInstance : IAsyncDisposable
         IEnumerable<string>? extraArgs = null, Action<WebApplicationBuilder>? configure = null)
     {
         address ??= NewAddress();
+        var ownsStateDir = stateDir is null;
         stateDir ??= NewFolder();
         var logs = new RecordingLoggerProvider();
         var args = new List<string>
@@ -99,11 +103,16 @@ public sealed class DaemonInstance : IAsyncDisposable
         try
         {
             var ready = await MobilitydHost.StartAsync(app).WithTimeout();
-            return new DaemonInstance(app, stateDir, address, ready, logs);
+            return new DaemonInstance(app, stateDir, address, ready, logs) { _ownsStateDir = ownsStateDir };
         }
         catch
         {
             await app.DisposeAsync();
+            if (ownsStateDir)
+            {
+                RemoveFolder(stateDir);
+            }
+
             throw;
         }
     }
@@ -146,8 +155,24 @@ public sealed class DaemonInstance : IAsyncDisposable
         finally
         {
             await App.DisposeAsync();
+            if (_ownsStateDir)
+            {
+                RemoveFolder(StateDir);
+            }
         }
 
         Logs.AssertNoErrors();
+    }
+
+    private static void RemoveFolder(string folder)
+    {
+        try
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Left behind: a temporary folder, not worth failing a test over.
+        }
     }
 }
